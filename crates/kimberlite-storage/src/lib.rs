@@ -1,0 +1,26 @@
+//! Kimberlite's storage engine.
+//!
+//! All data is an immutable, ordered, hash-chained log. This crate holds:
+//!
+//! - [`Record`]: one stored event and its checksummed byte frame ([`record`]).
+//! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
+//! - [`MemoryStorage`]: the in-memory backend ([`memory`]).
+//! - The pure pieces the backends share: chain verification ([`verify`]) and segment rotation
+//!   bookkeeping ([`segments`]).
+//!
+//! Errors are [`StorageError`] (per backend call) and [`RecordError`] (per frame).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+pub mod backend;
+pub mod error;
+pub mod memory;
+pub mod record;
+pub mod segments;
+pub mod verify;
+
+pub use backend::StorageBackend;
+pub use error::{Location, RecordError, StorageError};
+pub use memory::MemoryStorage;
+pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
+pub use verify::VerifyReport;

@@ -1,0 +1,375 @@
+//! [`Record`]: one stored event (or checkpoint) and its byte frame.
+//!
+//! # Frame layout (format version 1, all integers little-endian)
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  frame_len    u32  whole frame: header + stored payload + crc
+//!      4     1  version      u8   = 1
+//!      5     1  kind         u8   0 = Data, 1 = Checkpoint
+//!      6     1  compression  u8   0 = None, 1 = Lz4
+//!      7     1  flags        u8   bit 0: prev_hash present; other bits must be 0
+//!      8     8  offset       u64
+//!     16    32  prev_hash    [u8; 32], all zero when absent
+//!     48     4  payload_len  u32  uncompressed payload length
+//!     52     n  payload      n = frame_len - 56 stored (possibly compressed) bytes
+//!   52+n     4  crc32c       u32  CRC32C (Castagnoli) of bytes [0, 52+n)
+//! ```
+//!
+//! `docs/FORMAT.md` repeats this layout with worked examples. Decoding checks the length
+//! prefix, then the CRC, before it trusts any other field; it never panics on arbitrary input.
+//!
+//! The record's chain hash ([`Record::compute_hash`]) is not stored in its own frame: the next
+//! record stores it as its `prev_hash`, so each frame carries the link to its predecessor.
+
+use bytes::Bytes;
+use kimberlite_crypto::{ChainHash, CHAIN_HASH_LEN};
+use kimberlite_types::{CompressionKind, Offset, RecordKind};
+
+use crate::error::RecordError;
+
+/// Format version written in every frame.
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+
+const FRAME_LEN_SIZE: usize = size_of::<u32>();
+const VERSION_AT: usize = FRAME_LEN_SIZE;
+const KIND_AT: usize = VERSION_AT + size_of::<u8>();
+const COMPRESSION_AT: usize = KIND_AT + size_of::<u8>();
+const FLAGS_AT: usize = COMPRESSION_AT + size_of::<u8>();
+const OFFSET_AT: usize = FLAGS_AT + size_of::<u8>();
+const PREV_HASH_AT: usize = OFFSET_AT + size_of::<u64>();
+const PAYLOAD_LEN_AT: usize = PREV_HASH_AT + CHAIN_HASH_LEN;
+
+/// Bytes before the payload.
+pub const RECORD_HEADER_LEN: usize = PAYLOAD_LEN_AT + size_of::<u32>();
+/// Bytes after the payload (the CRC32C).
+pub const RECORD_TRAILER_LEN: usize = size_of::<u32>();
+/// Bytes a frame adds to its stored payload.
+pub const RECORD_OVERHEAD: usize = RECORD_HEADER_LEN + RECORD_TRAILER_LEN;
+
+/// Largest event payload, uncompressed (64 MiB). Larger events are refused at append.
+pub const MAX_PAYLOAD_LEN: usize = 64 * 1024 * 1024;
+/// Largest valid frame. A compressed payload is only stored when smaller than the original,
+/// so no frame exceeds the overhead plus the largest payload.
+pub const MAX_FRAME_LEN: usize = RECORD_OVERHEAD + MAX_PAYLOAD_LEN;
+
+const FLAG_HAS_PREV_HASH: u8 = 0b0000_0001;
+
+const _: () = {
+    assert!(RECORD_HEADER_LEN == 52);
+    assert!(RECORD_OVERHEAD == 56);
+    // The length prefix and the payload length are u32 fields.
+    assert!(MAX_FRAME_LEN <= u32::MAX as usize);
+};
+
+/// One stored record: an event (or checkpoint) with its position and chain link.
+///
+/// The payload held here is always the original, uncompressed bytes; `compression` is the
+/// codec used (or requested) for the stored frame. Encoding falls back to
+/// [`CompressionKind::None`] when the codec does not make the payload smaller, so a decoded
+/// record reports the codec actually stored.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use kimberlite_storage::Record;
+/// use kimberlite_types::Offset;
+///
+/// let record = Record::new(Offset::ZERO, None, Bytes::from_static(b"patient 17 viewed"));
+/// let frame = record.to_bytes();
+/// let (decoded, consumed) = Record::from_bytes(&frame).unwrap();
+/// assert_eq!(consumed, frame.len());
+/// assert_eq!(decoded.payload(), record.payload());
+/// assert_eq!(decoded.compute_hash(), record.compute_hash());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    offset: Offset,
+    prev_hash: Option<ChainHash>,
+    kind: RecordKind,
+    compression: CompressionKind,
+    payload: Bytes,
+}
+
+impl Record {
+    /// A data record stored uncompressed.
+    #[must_use]
+    pub fn new(offset: Offset, prev_hash: Option<ChainHash>, payload: Bytes) -> Self {
+        Self::with_compression(
+            offset,
+            prev_hash,
+            RecordKind::Data,
+            CompressionKind::None,
+            payload,
+        )
+    }
+
+    /// A record of any kind, to be stored with `compression` when that makes it smaller.
+    #[must_use]
+    pub fn with_compression(
+        offset: Offset,
+        prev_hash: Option<ChainHash>,
+        kind: RecordKind,
+        compression: CompressionKind,
+        payload: Bytes,
+    ) -> Self {
+        Self {
+            offset,
+            prev_hash,
+            kind,
+            compression,
+            payload,
+        }
+    }
+
+    /// The record's offset. A checkpoint carries the offset of the next data record.
+    #[must_use]
+    pub fn offset(&self) -> Offset {
+        self.offset
+    }
+
+    /// Chain hash of the stream's previous data record; `None` at the start of the stream.
+    #[must_use]
+    pub fn prev_hash(&self) -> Option<ChainHash> {
+        self.prev_hash
+    }
+
+    /// Data or checkpoint.
+    #[must_use]
+    pub fn kind(&self) -> RecordKind {
+        self.kind
+    }
+
+    /// True for [`RecordKind::Checkpoint`] records.
+    #[must_use]
+    pub fn is_checkpoint(&self) -> bool {
+        self.kind == RecordKind::Checkpoint
+    }
+
+    /// The codec requested (before encoding) or stored (after decoding).
+    #[must_use]
+    pub fn compression(&self) -> CompressionKind {
+        self.compression
+    }
+
+    /// The original, uncompressed payload.
+    #[must_use]
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// This record's chain hash: over its offset, `prev_hash`, kind and uncompressed payload.
+    /// See [`ChainHash::compute`].
+    #[must_use]
+    pub fn compute_hash(&self) -> ChainHash {
+        ChainHash::compute(
+            self.prev_hash.as_ref(),
+            self.offset,
+            self.kind,
+            &self.payload,
+        )
+    }
+
+    /// Encodes the frame into a new buffer. See [`Record::encode_into`].
+    #[must_use]
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(RECORD_OVERHEAD + self.payload.len());
+        self.encode_into(&mut out);
+        Bytes::from(out)
+    }
+
+    /// Appends the frame to `out` and returns its length in bytes.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the payload is longer than [`MAX_PAYLOAD_LEN`]; backends check lengths and
+    /// return [`crate::StorageError::PayloadTooLarge`] before they encode.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> usize {
+        assert!(
+            self.payload.len() <= MAX_PAYLOAD_LEN,
+            "record payload of {} bytes exceeds MAX_PAYLOAD_LEN",
+            self.payload.len()
+        );
+        let compressed = match self.compression {
+            CompressionKind::None => None,
+            CompressionKind::Lz4 => Some(lz4_flex::block::compress(&self.payload))
+                .filter(|compressed| compressed.len() < self.payload.len()),
+        };
+        let (stored_compression, stored): (CompressionKind, &[u8]) = match &compressed {
+            Some(compressed) => (CompressionKind::Lz4, compressed),
+            None => (CompressionKind::None, &self.payload),
+        };
+        let frame_len = RECORD_OVERHEAD + stored.len();
+        let start = out.len();
+        out.reserve(frame_len);
+        out.extend_from_slice(&len_u32(frame_len).to_le_bytes());
+        out.push(RECORD_FORMAT_VERSION);
+        out.push(self.kind.as_byte());
+        out.push(stored_compression.as_byte());
+        match &self.prev_hash {
+            Some(prev) => {
+                out.push(FLAG_HAS_PREV_HASH);
+                out.extend_from_slice(&self.offset.as_u64().to_le_bytes());
+                out.extend_from_slice(prev.as_bytes());
+            }
+            None => {
+                out.push(0);
+                out.extend_from_slice(&self.offset.as_u64().to_le_bytes());
+                out.extend_from_slice(&[0u8; CHAIN_HASH_LEN]);
+            }
+        }
+        out.extend_from_slice(&len_u32(self.payload.len()).to_le_bytes());
+        out.extend_from_slice(stored);
+        let crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
+        out.extend_from_slice(&crc.to_le_bytes());
+        debug_assert_eq!(out.len() - start, frame_len);
+        frame_len
+    }
+
+    /// Decodes the frame at the start of `bytes`; returns the record and the bytes consumed.
+    ///
+    /// Bytes after the frame are ignored. An uncompressed payload is a zero-copy slice of
+    /// `bytes`. Never panics: any malformed input is a [`RecordError`].
+    pub fn from_bytes(bytes: &Bytes) -> Result<(Record, usize), RecordError> {
+        let frame_len = read_frame_len(bytes)?;
+        let frame = bytes.get(..frame_len).ok_or(RecordError::Truncated {
+            needed: frame_len as u64,
+            available: bytes.len() as u64,
+        })?;
+        let crc_at = frame_len - RECORD_TRAILER_LEN;
+        let stored_crc = le_u32(frame, crc_at);
+        let computed_crc = crc32c::crc32c(frame.get(..crc_at).unwrap_or_default());
+        if stored_crc != computed_crc {
+            return Err(RecordError::ChecksumMismatch {
+                stored: stored_crc,
+                computed: computed_crc,
+            });
+        }
+        let version = byte_at(frame, VERSION_AT);
+        if version != RECORD_FORMAT_VERSION {
+            return Err(RecordError::UnsupportedVersion(version));
+        }
+        let kind_byte = byte_at(frame, KIND_AT);
+        let kind = RecordKind::from_byte(kind_byte).ok_or(RecordError::UnknownKind(kind_byte))?;
+        let compression_byte = byte_at(frame, COMPRESSION_AT);
+        let compression = CompressionKind::from_byte(compression_byte)
+            .ok_or(RecordError::UnknownCompression(compression_byte))?;
+        let flags = byte_at(frame, FLAGS_AT);
+        if flags & !FLAG_HAS_PREV_HASH != 0 {
+            return Err(RecordError::UnknownFlags(flags));
+        }
+        let offset = Offset::new(le_u64(frame, OFFSET_AT));
+        let prev_hash = (flags & FLAG_HAS_PREV_HASH != 0).then(|| {
+            let mut hash = [0u8; CHAIN_HASH_LEN];
+            if let Some(src) = frame.get(PREV_HASH_AT..PREV_HASH_AT + CHAIN_HASH_LEN) {
+                hash.copy_from_slice(src);
+            }
+            ChainHash::from_bytes(hash)
+        });
+        let payload_len = le_u32(frame, PAYLOAD_LEN_AT) as usize;
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(RecordError::PayloadTooLarge {
+                len: payload_len as u64,
+                max: MAX_PAYLOAD_LEN as u64,
+            });
+        }
+        let stored = bytes.slice(RECORD_HEADER_LEN..crc_at);
+        let payload = decode_payload(compression, stored, payload_len)?;
+        let record = Record {
+            offset,
+            prev_hash,
+            kind,
+            compression,
+            payload,
+        };
+        Ok((record, frame_len))
+    }
+}
+
+/// Reads and bounds-checks the length prefix at the start of `bytes`.
+fn read_frame_len(bytes: &[u8]) -> Result<usize, RecordError> {
+    let prefix = bytes
+        .get(..FRAME_LEN_SIZE)
+        .ok_or(RecordError::Truncated {
+            needed: FRAME_LEN_SIZE as u64,
+            available: bytes.len() as u64,
+        })?;
+    let frame_len = le_u32(prefix, 0) as usize;
+    if frame_len < RECORD_OVERHEAD {
+        return Err(RecordError::FrameTooSmall {
+            len: frame_len as u64,
+            min: RECORD_OVERHEAD as u64,
+        });
+    }
+    if frame_len > MAX_FRAME_LEN {
+        return Err(RecordError::FrameTooLarge {
+            len: frame_len as u64,
+            max: MAX_FRAME_LEN as u64,
+        });
+    }
+    Ok(frame_len)
+}
+
+/// Turns the stored payload bytes back into the original payload of `payload_len` bytes.
+fn decode_payload(
+    compression: CompressionKind,
+    stored: Bytes,
+    payload_len: usize,
+) -> Result<Bytes, RecordError> {
+    match compression {
+        CompressionKind::None => {
+            if stored.len() != payload_len {
+                return Err(RecordError::PayloadLengthMismatch {
+                    declared: payload_len as u64,
+                    actual: stored.len() as u64,
+                });
+            }
+            Ok(stored)
+        }
+        CompressionKind::Lz4 => {
+            let mut payload = vec![0u8; payload_len];
+            let written = lz4_flex::block::decompress_into(&stored, &mut payload)
+                .map_err(|error| RecordError::Decompression(error.to_string()))?;
+            if written != payload_len {
+                return Err(RecordError::PayloadLengthMismatch {
+                    declared: payload_len as u64,
+                    actual: written as u64,
+                });
+            }
+            Ok(Bytes::from(payload))
+        }
+    }
+}
+
+/// Converts a length already bounded by [`MAX_FRAME_LEN`] to its `u32` field.
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).expect("lengths are bounded by MAX_FRAME_LEN, which fits in u32")
+}
+
+// The readers below are only called at positions inside a frame whose length was checked to be
+// at least RECORD_OVERHEAD; a short slice reads as zeros rather than panicking.
+
+fn byte_at(frame: &[u8], at: usize) -> u8 {
+    frame.get(at).copied().unwrap_or_default()
+}
+
+fn le_u32(frame: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    if let Some(src) = frame.get(at..at + 4) {
+        raw.copy_from_slice(src);
+    }
+    u32::from_le_bytes(raw)
+}
+
+fn le_u64(frame: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    if let Some(src) = frame.get(at..at + 8) {
+        raw.copy_from_slice(src);
+    }
+    u64::from_le_bytes(raw)
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
