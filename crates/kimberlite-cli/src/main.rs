@@ -1,0 +1,3 @@
+//! The `kimberlite` command (work in progress).
+
+fn main() {}

@@ -1,0 +1,124 @@
+//! The storage backends a store can sit on, behind one small internal interface.
+//!
+//! [`StorageBackend`] is the seed's trait and holds what every backend shares; the store also
+//! needs a few inherent methods of the concrete backends (`streams`, `verify_stream`, `flush`,
+//! statistics). An enum keeps those calls static and lets a new backend join with one arm per
+//! method.
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::{MemoryStorage, StorageBackend, StorageError, VerifyReport};
+use kimberlite_types::{Offset, StreamId};
+
+/// What the storage layer can tell about one stream's footprint. Fields a backend does not
+/// track are `None` (the in-memory backend has no files, no compression, no checkpoints).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Segments, the active one included.
+    pub segments: usize,
+    /// Bytes stored (frames as written, compressed where compressed, checkpoints included).
+    pub stored_bytes: Option<u64>,
+    /// Bytes the data records would take uncompressed.
+    pub logical_bytes: Option<u64>,
+    /// Checkpoint records stored.
+    pub checkpoints: Option<u64>,
+    /// Data records stored compressed.
+    pub compressed_records: Option<u64>,
+}
+
+/// The backend under a store.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// Everything in memory; nothing survives the process.
+    Memory(MemoryStorage),
+}
+
+#[expect(
+    clippy::result_large_err,
+    reason = "StorageError is the storage layer's type; the store boxes it in its own Error"
+)]
+impl Backend {
+    pub(crate) fn append_batch(
+        &mut self,
+        stream: StreamId,
+        events: Vec<Bytes>,
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        match self {
+            Backend::Memory(memory) => {
+                memory.append_batch(stream, events, expected_offset, prev_hash, fsync)
+            }
+        }
+    }
+
+    pub(crate) fn read_from(
+        &mut self,
+        stream: StreamId,
+        from: Offset,
+        max_bytes: u64,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        match self {
+            Backend::Memory(memory) => memory.read_from(stream, from, max_bytes),
+        }
+    }
+
+    pub(crate) fn latest_chain_hash(
+        &mut self,
+        stream: StreamId,
+    ) -> Result<Option<ChainHash>, StorageError> {
+        match self {
+            Backend::Memory(memory) => memory.latest_chain_hash(stream),
+        }
+    }
+
+    /// The stream's next offset as stored. `O(n)` for memory, which never needs it on a hot
+    /// path: a memory store starts empty, so there is nothing to recover.
+    pub(crate) fn next_offset(&mut self, stream: StreamId) -> Result<Offset, StorageError> {
+        match self {
+            Backend::Memory(memory) => Ok(memory.verify_stream(stream)?.next_offset),
+        }
+    }
+
+    /// Streams holding at least one record, ascending.
+    pub(crate) fn streams(&self) -> Vec<StreamId> {
+        match self {
+            Backend::Memory(memory) => memory.streams(),
+        }
+    }
+
+    pub(crate) fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
+        match self {
+            Backend::Memory(memory) => memory.verify_stream(stream),
+        }
+    }
+
+    /// Makes everything written so far durable.
+    pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn stats(&self, stream: StreamId) -> StorageStats {
+        match self {
+            Backend::Memory(memory) => StorageStats {
+                segments: memory.segment_count(stream),
+                ..StorageStats::default()
+            },
+        }
+    }
+}
+
+/// Opens the on-disk backend in `dir` (already checked by the store).
+pub(crate) fn open_disk(dir: &std::path::Path, _config: &crate::Config) -> crate::Result<Backend> {
+    // Placeholder until the on-disk `Storage` lands: refuse cleanly.
+    Err(crate::Error::io(
+        format!("opening {}", dir.display()),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the on-disk backend is not available in this build",
+        ),
+    ))
+}

@@ -1,0 +1,91 @@
+//! [`Config`]: how a store is opened and how durable an acknowledged append is.
+
+/// When an acknowledged append is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every `append` call syncs its own batch before returning. Default: the simplest
+    /// guarantee, one sync per call.
+    #[default]
+    SyncEachAppend,
+    /// Concurrent appenders share syncs. Each batch is written without a sync under the write
+    /// lock; then one caller (the leader) syncs everything written so far while the others
+    /// wait, and every caller returns only once a sync that covers its own batch has finished.
+    /// The guarantee is the same as [`Durability::SyncEachAppend`]; throughput under
+    /// concurrency is higher because one sync covers many batches.
+    GroupCommit,
+    /// Never sync: an acknowledged append has reached the operating system, not the disk, and a
+    /// machine crash may lose it. For benchmarks and data that can be rebuilt.
+    Unsynced,
+}
+
+/// How [`crate::Kimberlite::open_with`] opens a store.
+///
+/// # Examples
+///
+/// ```
+/// use kimberlite::{Config, Durability};
+/// let config = Config::default().durability(Durability::GroupCommit).create_if_missing(false);
+/// assert_eq!(config.durability_policy(), Durability::GroupCommit);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) durability: Durability,
+    pub(crate) create_if_missing: bool,
+    pub(crate) read_page_bytes: u64,
+    pub(crate) max_segment_size_bytes: Option<u64>,
+}
+
+/// Default page size of [`crate::Events`], in payload bytes: 1 MiB.
+pub const DEFAULT_READ_PAGE_BYTES: u64 = 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            create_if_missing: true,
+            read_page_bytes: DEFAULT_READ_PAGE_BYTES,
+            max_segment_size_bytes: None,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the durability policy. Default: [`Durability::SyncEachAppend`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Whether `open_with` creates the directory and a new store when there is none.
+    /// Default: `true`. With `false`, a missing directory is [`crate::Error::StoreNotFound`]
+    /// and a directory without a store is [`crate::Error::NotAStore`]: tools that only read
+    /// use this so that a typo never creates an empty store.
+    #[must_use]
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Payload bytes fetched per page by [`crate::Kimberlite::events`]. Default: 1 MiB
+    /// ([`DEFAULT_READ_PAGE_BYTES`]). A page always holds at least one event.
+    #[must_use]
+    pub fn read_page_bytes(mut self, bytes: u64) -> Self {
+        self.read_page_bytes = bytes;
+        self
+    }
+
+    /// Segment size in bytes at which a stream's active segment rotates. Default: the storage
+    /// layer's default (256 MiB). Small values exercise rotation in tests and demos.
+    #[must_use]
+    pub fn max_segment_size(mut self, bytes: u64) -> Self {
+        self.max_segment_size_bytes = Some(bytes);
+        self
+    }
+
+    /// The durability policy set.
+    #[must_use]
+    pub fn durability_policy(&self) -> Durability {
+        self.durability
+    }
+}

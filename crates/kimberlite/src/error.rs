@@ -1,0 +1,143 @@
+//! Typed errors of the `kimberlite` store.
+//!
+//! Every variant about a stream carries the stream's *name* (what the application chose), not
+//! only its number, so a message can be acted on without a lookup. Storage errors are kept whole
+//! as the `source`, so nothing the storage layer knew (offset, segment, file, byte) is lost.
+
+use std::path::PathBuf;
+
+use kimberlite_storage::StorageError;
+use kimberlite_types::{Offset, StreamId};
+
+use crate::ExpectedOffset;
+
+/// Errors returned by [`crate::Kimberlite`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store directory does not exist (and the configuration forbids creating it).
+    #[error("no Kimberlite store at {}: the directory does not exist", path.display())]
+    StoreNotFound {
+        /// The directory asked for.
+        path: PathBuf,
+    },
+    /// The directory exists but holds no Kimberlite store (its marker file is missing).
+    #[error(
+        "{} is not a Kimberlite store (no {} file in it)",
+        path.display(), crate::store::MARKER_FILE
+    )]
+    NotAStore {
+        /// The directory asked for.
+        path: PathBuf,
+    },
+    /// Another process has the store open.
+    #[error("the store at {} is in use by another process", path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// A stream name is empty, too long or holds control characters.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName {
+        /// The name refused.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// `create_stream` was called for a name that already exists.
+    #[error("stream {name:?} already exists")]
+    StreamExists {
+        /// The name.
+        name: String,
+    },
+    /// No stream has this name.
+    #[error("no stream named {name:?}")]
+    StreamNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// No named stream has this id (ids come from `create_stream` or `stream`).
+    #[error("no stream with id {stream}")]
+    UnknownStream {
+        /// The id given.
+        stream: StreamId,
+    },
+    /// `append` was called with no events.
+    #[error("stream {name:?}: cannot append an empty batch")]
+    EmptyBatch {
+        /// The stream's name.
+        name: String,
+    },
+    /// The stream's next offset is not the one the caller expected. Nothing was written.
+    #[error(
+        "stream {name:?}: expected {expected}, but the stream's next offset is {actual}; \
+         nothing was written"
+    )]
+    OffsetConflict {
+        /// The stream's name.
+        name: String,
+        /// What the caller expected.
+        expected: ExpectedOffset,
+        /// The stream's real next offset.
+        actual: Offset,
+    },
+    /// The stream catalogue (the system stream holding stream names) holds an entry this
+    /// version cannot accept.
+    #[error("stream catalogue entry at offset {offset} is invalid: {reason}")]
+    CatalogCorrupt {
+        /// Offset of the entry in the system stream.
+        offset: Offset,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A storage call failed. `name` is the stream concerned, when one is.
+    #[error("{}{source}", name.as_ref().map(|n| format!("stream {n:?}: ")).unwrap_or_default())]
+    Storage {
+        /// The stream's name, when the error concerns one named stream.
+        name: Option<String>,
+        /// The storage error, with offset and location for corruption (boxed: it is large, and
+        /// every `Result` of this crate would pay for its size).
+        source: Box<StorageError>,
+    },
+    /// An earlier write or sync failed, so the store refuses further appends until it is
+    /// reopened (fail-stop: the state on disk is unknown until recovery runs).
+    #[error("the store refuses writes after an earlier write or sync failure; reopen it")]
+    Poisoned,
+    /// A file-system call outside the storage layer failed.
+    #[error("I/O error {context}: {source}")]
+    Io {
+        /// What was being done, and on which path.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// True when the error means stored data is damaged or was tampered with.
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Storage { source, .. } => source.is_corruption(),
+            Error::CatalogCorrupt { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn storage(name: Option<&str>, source: StorageError) -> Self {
+        Error::Storage {
+            name: name.map(str::to_owned),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,52 @@
+//! Kimberlite: the embeddable store.
+//!
+//! A store holds named, append-only streams of events. Every event is a record in a
+//! hash-chained log: its chain hash commits to its offset, its payload and the hash of the event
+//! before it, so a stream's head hash commits to the whole stream, and [`Kimberlite::verify`]
+//! finds any changed, dropped, reordered or inserted byte and says where.
+//!
+//! - [`Kimberlite::open`] (on disk), [`Kimberlite::in_memory`] (tests, ephemeral work).
+//! - Named streams: [`Kimberlite::create_stream`], [`Kimberlite::stream`],
+//!   [`Kimberlite::list_streams`]. Names are kept in the log itself ([`catalog`]).
+//! - [`Kimberlite::append`] with optimistic concurrency ([`ExpectedOffset`]); durability per
+//!   [`Durability`]: a sync per append (default) or group commit ([`commit`]).
+//! - [`Kimberlite::read`], the lazy [`Kimberlite::events`] iterator, [`Kimberlite::head`].
+//! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`].
+//!
+//! `Kimberlite` is `Send + Sync` and a cheap clone; see [`store`] for its locking.
+//!
+//! # What this layer keeps and drops from the storage layer
+//!
+//! Kept: every storage error, whole, as the source of [`Error::Storage`] (offset, segment, file,
+//! byte); the storage layer's checks of offsets and chain links on every append and read.
+//! Added: names, head tracking (so callers never pass hashes), expected-offset checks that name
+//! the stream, durability policies, and read visibility limited to durable events.
+//! Dropped: raw stream ids without a name are not appendable (ids come from the catalogue), and
+//! the seed's `segment_count`/`completed_segments` surface only through [`Kimberlite::stats`].
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+mod append;
+mod backend;
+pub mod catalog;
+pub mod commit;
+mod config;
+mod error;
+mod read;
+pub mod store;
+mod verify;
+
+pub use append::{AppendResult, ExpectedOffset};
+pub use backend::StorageStats;
+pub use bytes::Bytes;
+pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
+pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
+pub use error::{Error, Result};
+pub use kimberlite_crypto::ChainHash;
+pub use kimberlite_types::{Offset, StreamId};
+pub use read::{Event, Events};
+pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
+pub use verify::{Problem, StreamReport, StreamStats, VerifyReport, CATALOG_LABEL};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! Reading: one page with [`Kimberlite::read`], or a lazy iterator with [`Kimberlite::events`].
+//!
+//! Readers see only *durable* events: under group commit an event becomes visible when the sync
+//! covering it finishes, so a reader never sees an event that a crash could still take away.
+//! Every event returned was decoded, checksum-checked and linked into its stream's chain by the
+//! storage layer; corruption is an error naming the stream and offset, never data.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use kimberlite_types::{Offset, StreamId};
+
+use crate::error::{Error, Result};
+use crate::store::Kimberlite;
+
+/// One event read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's offset in its stream.
+    pub offset: Offset,
+    /// The event's bytes, exactly as appended.
+    pub payload: Bytes,
+}
+
+impl Kimberlite {
+    /// Reads events of stream `id` from offset `from` on, in order, until the payload bytes
+    /// returned reach `max_bytes`; at least one event is returned when one exists at `from`.
+    /// Past the stream's end the result is empty.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::Storage`] for corruption (stream, offset and
+    /// location in the source) or I/O failure.
+    pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<Event>> {
+        let mut state = self.write_state();
+        let name = state.name_of(id)?.to_owned();
+        let end = state
+            .heads
+            .get(&id)
+            .map_or(Offset::ZERO, |heads| heads.durable.next_offset);
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        let visible = usize::try_from(end.as_u64() - from.as_u64()).unwrap_or(usize::MAX);
+        let mut payloads = state
+            .backend
+            .read_from(id, from, max_bytes)
+            .map_err(|source| Error::storage(Some(&name), source))?;
+        payloads.truncate(visible);
+        Ok(payloads
+            .into_iter()
+            .zip(from.as_u64()..)
+            .map(|(payload, offset)| Event {
+                offset: Offset::new(offset),
+                payload,
+            })
+            .collect())
+    }
+
+    /// A lazy iterator over the events of stream `id` from `from` on. It fetches a page of
+    /// about [`crate::Config::read_page_bytes`] at a time and ends at the stream's end as of
+    /// the last page fetched (events appended meanwhile are included). After an error it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kimberlite::{ExpectedOffset, Kimberlite};
+    /// let store = Kimberlite::in_memory();
+    /// let id = store.create_stream("audit")?;
+    /// store.append(id, ["a", "b", "c"], ExpectedOffset::Any)?;
+    /// let payloads: Vec<_> = store
+    ///     .events(id, 1.into())
+    ///     .map(|event| event.map(|e| e.payload))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(payloads, ["b", "c"]);
+    /// # Ok::<(), kimberlite::Error>(())
+    /// ```
+    #[must_use]
+    pub fn events(&self, id: StreamId, from: Offset) -> Events {
+        Events {
+            store: self.clone(),
+            stream: id,
+            next: from,
+            page: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+/// Lazy, paging iterator over a stream's events; see [`Kimberlite::events`].
+#[derive(Debug)]
+pub struct Events {
+    store: Kimberlite,
+    stream: StreamId,
+    next: Offset,
+    page: VecDeque<Event>,
+    done: bool,
+}
+
+impl Events {
+    /// The offset of the next event this iterator will yield.
+    #[must_use]
+    pub fn next_offset(&self) -> Offset {
+        self.page.front().map_or(self.next, |event| event.offset)
+    }
+}
+
+impl Iterator for Events {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(event) = self.page.pop_front() {
+            return Some(Ok(event));
+        }
+        if self.done {
+            return None;
+        }
+        let page_bytes = self.store.inner.config.read_page_bytes;
+        match self.store.read(self.stream, self.next, page_bytes) {
+            Ok(events) if events.is_empty() => {
+                self.done = true;
+                None
+            }
+            Ok(events) => {
+                self.next = Offset::new(self.next.as_u64() + events.len() as u64);
+                self.page = events.into();
+                self.page.pop_front().map(Ok)
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! [`Kimberlite`]: opening a store, recovering its state from the log, and naming streams.
+//!
+//! # State
+//!
+//! A store's whole state is derived from its log: the stream catalogue is replayed from the
+//! system stream ([`crate::catalog`]) and each stream's head (next offset, chain hash) is read
+//! back from storage. The only other file the store writes is the marker
+//! ([`MARKER_FILE`]), which says "this directory is a Kimberlite store" so that read-only tools
+//! can refuse a wrong path instead of creating a store there.
+//!
+//! # Locking
+//!
+//! [`Kimberlite`] is an `Arc` around [`Inner`]: clones share one store. The mutable state (the
+//! backend, the catalogue, the heads) sits behind one `RwLock`. Name lookups, `head` and
+//! `list_streams` take the read lock; appends, reads of event data and verification take the
+//! write lock, because the storage interface (`StorageBackend`) takes `&mut self` for reads too
+//! (a backend may update caches and indexes as it reads). Each holds it for one backend call;
+//! under group commit the sync that makes appends durable runs outside it
+//! ([`crate::commit`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::MemoryStorage;
+use kimberlite_types::{Offset, StreamId};
+
+use crate::backend::Backend;
+use crate::catalog::{Catalog, CATALOG_STREAM};
+use crate::commit::SyncCoordinator;
+use crate::config::{Config, Durability};
+use crate::error::{Error, Result};
+
+/// Name of the marker file that makes a directory a Kimberlite store.
+pub const MARKER_FILE: &str = "kimberlite.json";
+
+const MARKER_CONTENTS: &str = "{\"kimberlite_store\":1}\n";
+
+/// A stream's head: where the next event goes and the chain hash of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamHead {
+    /// Offset the next appended event gets (= number of events in the stream).
+    pub next_offset: Offset,
+    /// Chain hash of the last event; `None` while the stream is empty.
+    pub hash: Option<ChainHash>,
+}
+
+/// A named stream, as listed by [`Kimberlite::list_streams`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream's name.
+    pub name: String,
+    /// The stream's id.
+    pub id: StreamId,
+    /// Its durable head.
+    pub head: StreamHead,
+}
+
+/// Heads of one stream: `written` is what the backend holds; `durable` is what has been
+/// acknowledged to appenders and is shown to readers (they differ only while a group commit
+/// sync is pending).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Heads {
+    pub(crate) written: StreamHead,
+    pub(crate) durable: StreamHead,
+}
+
+/// A write made under group commit whose sync has not finished yet.
+#[derive(Debug)]
+pub(crate) struct PendingWrite {
+    pub(crate) seq: u64,
+    pub(crate) stream: StreamId,
+    pub(crate) head: StreamHead,
+}
+
+/// Everything behind the store's lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) backend: Backend,
+    pub(crate) catalog: Catalog,
+    pub(crate) catalog_head: Option<ChainHash>,
+    pub(crate) heads: HashMap<StreamId, Heads>,
+    /// Write sequence number of the last batch written (see [`crate::commit`]).
+    pub(crate) written_seq: u64,
+    /// Writes awaiting a group commit sync, in `seq` order.
+    pub(crate) pending: VecDeque<PendingWrite>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) state: RwLock<State>,
+    pub(crate) commit: SyncCoordinator,
+    pub(crate) config: Config,
+    pub(crate) path: Option<PathBuf>,
+}
+
+/// An embeddable Kimberlite store: named, append-only, hash-chained streams.
+///
+/// `Send + Sync` and cheap to clone: clones share one store, so hand one to each thread.
+///
+/// # Examples
+///
+/// ```
+/// use kimberlite::{ExpectedOffset, Kimberlite};
+///
+/// let store = Kimberlite::in_memory();
+/// let access = store.create_stream("patient-access")?;
+/// let appended = store.append(access, ["viewed P-1", "viewed P-2"], ExpectedOffset::NoStream)?;
+/// assert_eq!(appended.next_offset.as_u64(), 2);
+/// let events = store.read(access, 0.into(), u64::MAX)?;
+/// assert_eq!(&events[1].payload[..], b"viewed P-2");
+/// assert!(store.verify_all()?.is_intact());
+/// # Ok::<(), kimberlite::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Kimberlite {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Kimberlite {
+    /// Opens the store in `dir`, creating the directory and the store if there is none, with
+    /// the default [`Config`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, Config::default())
+    }
+
+    /// Opens the store in `dir` with `config`.
+    ///
+    /// A missing directory is created (unless `config.create_if_missing(false)`, then
+    /// [`Error::StoreNotFound`]). A directory without the marker file is refused with
+    /// [`Error::NotAStore`] unless it is empty and creating is allowed, so a store is never
+    /// scattered into an unrelated directory.
+    pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        let dir = dir.as_ref();
+        prepare_dir(dir, config.create_if_missing)?;
+        let backend = crate::backend::open_disk(dir, &config)?;
+        Self::recover(backend, config, Some(dir.to_path_buf()))
+    }
+
+    /// A new, empty store held in memory; nothing survives the process.
+    #[must_use]
+    pub fn in_memory() -> Self {
+        Self::in_memory_with(Config::default())
+    }
+
+    /// A new, empty in-memory store with `config` (its durability policy is kept, so tests
+    /// exercise the same code paths; syncs are no-ops).
+    #[must_use]
+    pub fn in_memory_with(config: Config) -> Self {
+        let memory = match config.max_segment_size_bytes {
+            Some(bytes) => MemoryStorage::with_max_segment_size(bytes),
+            None => MemoryStorage::new(),
+        };
+        let state = State {
+            backend: Backend::Memory(memory),
+            catalog: Catalog::new(),
+            catalog_head: None,
+            heads: HashMap::new(),
+            written_seq: 0,
+            pending: VecDeque::new(),
+        };
+        Self::from_state(state, config, None)
+    }
+
+    fn from_state(state: State, config: Config, path: Option<PathBuf>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                commit: SyncCoordinator::default(),
+                config,
+                path,
+            }),
+        }
+    }
+
+    /// Rebuilds the catalogue and every stream's head from the log.
+    fn recover(mut backend: Backend, config: Config, path: Option<PathBuf>) -> Result<Self> {
+        let mut catalog = Catalog::new();
+        loop {
+            let from = Offset::new(catalog.len());
+            let page = backend
+                .read_from(CATALOG_STREAM, from, config.read_page_bytes)
+                .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
+            if page.is_empty() {
+                break;
+            }
+            for payload in &page {
+                catalog.apply(Offset::new(catalog.len()), payload)?;
+            }
+        }
+        let catalog_head = backend
+            .latest_chain_hash(CATALOG_STREAM)
+            .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
+        let mut heads = HashMap::new();
+        for (name, id) in catalog.iter() {
+            let storage_error = |source| Error::storage(Some(name), source);
+            let head = StreamHead {
+                next_offset: backend.next_offset(id).map_err(storage_error)?,
+                hash: backend.latest_chain_hash(id).map_err(storage_error)?,
+            };
+            heads.insert(
+                id,
+                Heads {
+                    written: head,
+                    durable: head,
+                },
+            );
+        }
+        let state = State {
+            backend,
+            catalog,
+            catalog_head,
+            heads,
+            written_seq: 0,
+            pending: VecDeque::new(),
+        };
+        Ok(Self::from_state(state, config, path))
+    }
+
+    /// The store's directory; `None` for an in-memory store.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// The configuration the store was opened with.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while the lock was held (a bug, or an out-of-memory abort) may have left the
+        // state half-updated; appends refuse to go on (the coordinator is poisoned below), but
+        // reads and verification stay possible so the damage can be inspected.
+        self.inner.state.read().unwrap_or_else(|poisoned| {
+            self.inner.commit.poison();
+            poisoned.into_inner()
+        })
+    }
+
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|poisoned| {
+            self.inner.commit.poison();
+            poisoned.into_inner()
+        })
+    }
+
+    /// Creates a stream named `name`; returns its id.
+    ///
+    /// The name is registered in the system stream (and synced, unless the store is
+    /// [`Durability::Unsynced`]) before this returns. Errors: [`Error::InvalidStreamName`],
+    /// [`Error::StreamExists`].
+    pub fn create_stream(&self, name: &str) -> Result<StreamId> {
+        let mut state = self.write_state();
+        if self.inner.commit.failed() {
+            return Err(Error::Poisoned);
+        }
+        let (id, event) = state.catalog.registration(name)?;
+        let offset = Offset::new(state.catalog.len());
+        let prev = state.catalog_head;
+        let fsync = self.inner.config.durability != Durability::Unsynced;
+        let (_, hash) = state
+            .backend
+            .append_batch(CATALOG_STREAM, vec![event.clone()], offset, prev, fsync)
+            .map_err(|source| {
+                self.inner.commit.poison();
+                Error::storage(Some("(catalogue)"), source)
+            })?;
+        let applied = state.catalog.apply(offset, &event)?;
+        debug_assert_eq!(applied, id);
+        state.catalog_head = Some(hash);
+        state.heads.insert(id, Heads::default());
+        Ok(id)
+    }
+
+    /// The id of the stream named `name`, if there is one.
+    #[must_use]
+    pub fn stream(&self, name: &str) -> Option<StreamId> {
+        self.read_state().catalog.id(name)
+    }
+
+    /// The name of stream `id`, if it is a named stream.
+    #[must_use]
+    pub fn stream_name(&self, id: StreamId) -> Option<String> {
+        self.read_state().catalog.name(id).map(str::to_owned)
+    }
+
+    /// Every named stream with its durable head, in name order.
+    #[must_use]
+    pub fn list_streams(&self) -> Vec<StreamInfo> {
+        let state = self.read_state();
+        state
+            .catalog
+            .iter()
+            .map(|(name, id)| StreamInfo {
+                name: name.to_owned(),
+                id,
+                head: state
+                    .heads
+                    .get(&id)
+                    .map(|heads| heads.durable)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The durable head of stream `id`: what readers see and appends have acknowledged.
+    pub fn head(&self, id: StreamId) -> Result<StreamHead> {
+        let state = self.read_state();
+        state.name_of(id)?;
+        Ok(state
+            .heads
+            .get(&id)
+            .map(|heads| heads.durable)
+            .unwrap_or_default())
+    }
+}
+
+impl State {
+    /// The name of a user stream, or [`Error::UnknownStream`].
+    pub(crate) fn name_of(&self, id: StreamId) -> Result<&str> {
+        self.catalog
+            .name(id)
+            .ok_or(Error::UnknownStream { stream: id })
+    }
+}
+
+/// Checks `dir` before the backend opens it: exists (or may be created) and is a store (or
+/// may become one). Writes the marker for a new store.
+fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+    let marker = dir.join(MARKER_FILE);
+    if marker.is_file() {
+        return Ok(());
+    }
+    match std::fs::metadata(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Err(Error::StoreNotFound {
+                    path: dir.to_path_buf(),
+                });
+            }
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        Err(error) => return Err(Error::io(format!("reading {}", dir.display()), error)),
+        Ok(metadata) if !metadata.is_dir() => {
+            return Err(Error::NotAStore {
+                path: dir.to_path_buf(),
+            })
+        }
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            if !create || entries.next().is_some() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+    }
+    write_marker(dir, &marker)
+}
+
+/// Writes the marker atomically: temporary file, sync, rename, sync the directory.
+fn write_marker(dir: &Path, marker: &Path) -> Result<()> {
+    use std::io::Write;
+    let temp = dir.join(format!("{MARKER_FILE}.tmp"));
+    let context = |what: &str| format!("{what} {}", temp.display());
+    let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
+    file.write_all(MARKER_CONTENTS.as_bytes())
+        .map_err(|e| Error::io(context("writing"), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(context("syncing"), e))?;
+    std::fs::rename(&temp, marker).map_err(|e| Error::io(context("renaming"), e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let handle = std::fs::File::open(dir)
+            .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+        handle
+            .sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Store tests on the in-memory backend.
+
+use super::*;
+
+fn store_with(names: &[&str]) -> (Kimberlite, Vec<StreamId>) {
+    let store = Kimberlite::in_memory();
+    let ids = names
+        .iter()
+        .map(|name| store.create_stream(name).unwrap())
+        .collect();
+    (store, ids)
+}
+
+fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+#[test]
+fn store_is_send_sync_clone() {
+    assert_send_sync::<Kimberlite>();
+}
+
+#[test]
+fn streams_are_named_and_listed() {
+    let (store, ids) = store_with(&["b-stream", "a-stream"]);
+    assert_eq!(ids, [StreamId::new(1), StreamId::new(2)]);
+    assert_eq!(store.stream("a-stream"), Some(StreamId::new(2)));
+    assert_eq!(store.stream("missing"), None);
+    assert_eq!(store.stream_name(ids[0]).as_deref(), Some("b-stream"));
+    let names: Vec<_> = store.list_streams().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a-stream", "b-stream"]);
+    assert!(matches!(
+        store.create_stream("a-stream"),
+        Err(Error::StreamExists { name }) if name == "a-stream"
+    ));
+    assert!(matches!(
+        store.create_stream("bad\nname"),
+        Err(Error::InvalidStreamName { .. })
+    ));
+}
+
+#[test]
+fn append_checks_expected_offsets() {
+    let (store, ids) = store_with(&["audit"]);
+    let id = ids[0];
+    let first = store
+        .append(id, ["a", "b"], ExpectedOffset::NoStream)
+        .unwrap();
+    assert_eq!(first.first_offset, Offset::ZERO);
+    assert_eq!(first.next_offset, Offset::new(2));
+    let conflict = store
+        .append(id, ["x"], ExpectedOffset::NoStream)
+        .unwrap_err();
+    assert!(
+        matches!(&conflict, Error::OffsetConflict { name, actual, .. }
+            if name == "audit" && *actual == Offset::new(2)),
+        "{conflict}"
+    );
+    assert!(conflict.to_string().contains("nothing was written"));
+    let stale = store.append(id, ["x"], ExpectedOffset::Exact(Offset::new(1)));
+    assert!(matches!(stale, Err(Error::OffsetConflict { .. })));
+    let second = store
+        .append(id, ["c"], ExpectedOffset::Exact(Offset::new(2)))
+        .unwrap();
+    assert_eq!(second.first_offset, Offset::new(2));
+    let third = store
+        .append(id, vec!["d".to_owned()], ExpectedOffset::Any)
+        .unwrap();
+    assert_eq!(third.next_offset, Offset::new(4));
+    let head = store.head(id).unwrap();
+    assert_eq!(head.next_offset, Offset::new(4));
+    assert_eq!(head.hash, Some(third.head));
+}
+
+#[test]
+fn empty_batches_and_unknown_streams_are_typed_errors() {
+    let (store, ids) = store_with(&["audit"]);
+    let empty: [&str; 0] = [];
+    assert!(matches!(
+        store.append(ids[0], empty, ExpectedOffset::Any),
+        Err(Error::EmptyBatch { name }) if name == "audit"
+    ));
+    let unknown = StreamId::new(99);
+    assert!(matches!(
+        store.append(unknown, ["a"], ExpectedOffset::Any),
+        Err(Error::UnknownStream { .. })
+    ));
+    let catalog = StreamId::new(0);
+    assert!(matches!(
+        store.append(catalog, ["a"], ExpectedOffset::Any),
+        Err(Error::UnknownStream { .. })
+    ));
+    assert!(store.read(unknown, Offset::ZERO, 1).is_err());
+    assert!(store.head(unknown).is_err());
+    assert!(store.verify(unknown).is_err());
+}
+
+#[test]
+fn oversized_events_are_refused_without_poisoning() {
+    let (store, ids) = store_with(&["audit"]);
+    let huge = vec![0u8; kimberlite_storage::MAX_PAYLOAD_LEN + 1];
+    let error = store
+        .append(ids[0], [huge], ExpectedOffset::Any)
+        .unwrap_err();
+    assert!(matches!(error, Error::Storage { .. }), "{error}");
+    assert!(error.to_string().contains("\"audit\""), "{error}");
+    store
+        .append(ids[0], ["fine"], ExpectedOffset::NoStream)
+        .unwrap();
+}
+
+#[test]
+fn reads_page_and_iterate() {
+    let store = Kimberlite::in_memory_with(Config::default().read_page_bytes(10));
+    let id = store.create_stream("audit").unwrap();
+    let events: Vec<String> = (0..25).map(|i| format!("event-{i:02}")).collect();
+    store
+        .append(id, events.clone(), ExpectedOffset::Any)
+        .unwrap();
+    let page = store.read(id, Offset::new(3), 16).unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].offset, Offset::new(3));
+    assert_eq!(&page[1].payload[..], b"event-04");
+    assert!(store.read(id, Offset::new(25), 100).unwrap().is_empty());
+    let mut iter = store.events(id, Offset::new(5));
+    assert_eq!(iter.next_offset(), Offset::new(5));
+    let all: Vec<Event> = iter.by_ref().collect::<Result<_>>().unwrap();
+    assert_eq!(all.len(), 20);
+    for (event, expected) in all.iter().zip(5u64..) {
+        assert_eq!(event.offset, Offset::new(expected));
+        assert_eq!(event.payload, events[expected as usize].as_bytes());
+    }
+    assert_eq!(iter.next_offset(), Offset::new(25));
+}
+
+#[test]
+fn verify_all_reports_every_stream() {
+    let (store, ids) = store_with(&["a", "b"]);
+    store
+        .append(ids[0], ["1", "2", "3"], ExpectedOffset::Any)
+        .unwrap();
+    store.append(ids[1], ["4"], ExpectedOffset::Any).unwrap();
+    assert_eq!(store.total_events(), 6);
+    let mut progressed = 0;
+    let report = store
+        .verify_all_with(|records| progressed += records)
+        .unwrap();
+    assert!(report.is_intact());
+    assert_eq!(progressed, 6);
+    assert_eq!(report.streams.len(), 3, "catalogue + 2 streams");
+    assert_eq!(report.records_checked(), 6);
+    assert_eq!(report.streams[0].stream, StreamId::new(0));
+    assert_eq!(report.streams[1].name.as_deref(), Some("a"));
+    assert_eq!(report.streams[1].head, store.head(ids[0]).unwrap().hash);
+    let one = store.verify(ids[1]).unwrap();
+    assert_eq!(one.streams.len(), 1);
+    assert_eq!(one.records_checked(), 1);
+    let stats = store.stats();
+    assert_eq!(stats.len(), 3);
+    assert_eq!(stats[1].events, 3);
+    assert_eq!(stats[1].storage.segments, 1);
+}
+
+#[test]
+fn group_commit_publishes_after_sync() {
+    let store = Kimberlite::in_memory_with(Config::default().durability(Durability::GroupCommit));
+    let id = store.create_stream("audit").unwrap();
+    let result = store.append(id, ["a", "b"], ExpectedOffset::Any).unwrap();
+    assert_eq!(store.head(id).unwrap().next_offset, result.next_offset);
+    assert_eq!(store.read(id, Offset::ZERO, u64::MAX).unwrap().len(), 2);
+    store.sync().unwrap();
+}
+
+#[test]
+fn unsynced_store_appends_and_syncs() {
+    let store = Kimberlite::in_memory_with(Config::default().durability(Durability::Unsynced));
+    store.sync().unwrap();
+    let id = store.create_stream("audit").unwrap();
+    store.append(id, ["a"], ExpectedOffset::Any).unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.head(id).unwrap().next_offset, Offset::new(1));
+}
+
+#[test]
+fn problems_name_stream_offset_and_location() {
+    let error = StorageError::ChainVerificationFailed {
+        stream: StreamId::new(3),
+        offset: Offset::new(7),
+        location: kimberlite_storage::Location {
+            segment: 2,
+            position: 512,
+            file: Some("s/3/00000002.seg".into()),
+        },
+        expected: None,
+        actual: None,
+    };
+    let problem = verify::problem_for_tests(StreamId::new(3), Some("x".into()), &error).unwrap();
+    assert_eq!(problem.offset, Offset::new(7));
+    assert_eq!(problem.segment, Some(2));
+    assert_eq!(problem.position, Some(512));
+    assert!(problem.file.is_some());
+    let io = StorageError::Io {
+        context: "reading".into(),
+        source: std::io::Error::other("boom"),
+    };
+    assert!(verify::problem_for_tests(StreamId::new(3), None, &io).is_none());
+}
+
+use kimberlite_storage::StorageError;

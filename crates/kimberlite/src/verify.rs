@@ -1,0 +1,311 @@
+//! Full-chain verification and statistics.
+//!
+//! [`Kimberlite::verify`] and [`Kimberlite::verify_all`] walk every record of a stream from the
+//! first: decode, checksum, offset and chain link. A stream that fails gets a [`Problem`] that
+//! names the stream, the offset, and where the bytes are (segment, file, byte position); the
+//! walk of other streams goes on, so one report shows every damaged stream. Verification also
+//! checks that the stored chain ends where the store's own head says it does, which catches a
+//! tail cut off behind the store's back while it is open.
+//!
+//! Only I/O failures and usage errors are `Err`: damage is a report with problems, so callers
+//! (like the command-line tool's exit codes) can tell "tampered" from "could not check".
+//!
+//! What verification cannot see on its own: whole records cut from the end of a stream *before*
+//! the store was opened (the recovered head is the stored one). Anchoring head hashes outside
+//! the store (printing them, as `kimberlite verify` does) closes that gap.
+
+use std::path::PathBuf;
+
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::{Location, StorageError};
+use kimberlite_types::{Offset, StreamId};
+
+use crate::backend::StorageStats;
+use crate::catalog::CATALOG_STREAM;
+use crate::error::{Error, Result};
+use crate::store::{Kimberlite, State};
+
+/// Name shown for the system stream that holds the catalogue.
+pub const CATALOG_LABEL: &str = "(catalogue)";
+
+/// What verification checked in one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReport {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its name; `None` for the system catalogue and for unnamed streams.
+    pub name: Option<String>,
+    /// Data records checked.
+    pub records_checked: u64,
+    /// Checkpoint records checked.
+    pub checkpoints_checked: u64,
+    /// Segments walked.
+    pub segments_checked: usize,
+    /// Stored bytes walked.
+    pub bytes_checked: u64,
+    /// Chain hash of the last record checked: commits to the whole stream.
+    pub head: Option<ChainHash>,
+    /// The stream's next offset as verified.
+    pub next_offset: Offset,
+}
+
+/// The first thing wrong found in one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The damaged stream.
+    pub stream: StreamId,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+    /// The first offset that fails.
+    pub offset: Offset,
+    /// Segment number, when known.
+    pub segment: Option<u32>,
+    /// Segment file, when the backend has files.
+    pub file: Option<PathBuf>,
+    /// Byte position of the failing record in its segment, when known.
+    pub position: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Streams verified intact.
+    pub streams: Vec<StreamReport>,
+    /// Streams found damaged, one problem each (the first in the stream), in stream order.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The first problem found, if any.
+    #[must_use]
+    pub fn first_problem(&self) -> Option<&Problem> {
+        self.problems.first()
+    }
+
+    /// Data records checked, over all intact streams.
+    #[must_use]
+    pub fn records_checked(&self) -> u64 {
+        self.streams.iter().map(|s| s.records_checked).sum()
+    }
+
+    /// Checkpoint records checked, over all intact streams.
+    #[must_use]
+    pub fn checkpoints_checked(&self) -> u64 {
+        self.streams.iter().map(|s| s.checkpoints_checked).sum()
+    }
+
+    /// Segments walked, over all intact streams.
+    #[must_use]
+    pub fn segments_checked(&self) -> usize {
+        self.streams.iter().map(|s| s.segments_checked).sum()
+    }
+
+    /// Stored bytes walked, over all intact streams.
+    #[must_use]
+    pub fn bytes_checked(&self) -> u64 {
+        self.streams.iter().map(|s| s.bytes_checked).sum()
+    }
+}
+
+/// A stream's head and storage footprint, as shown by `kimberlite inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStats {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its name; `None` for the system catalogue and unnamed streams.
+    pub name: Option<String>,
+    /// Events in the stream (its next offset).
+    pub events: u64,
+    /// Chain hash of the last event.
+    pub head: Option<ChainHash>,
+    /// What the storage layer reports.
+    pub storage: StorageStats,
+}
+
+impl Kimberlite {
+    /// Verifies every record of stream `id`. Errors: [`Error::UnknownStream`], I/O.
+    pub fn verify(&self, id: StreamId) -> Result<VerifyReport> {
+        self.read_state().name_of(id)?;
+        let mut report = VerifyReport::default();
+        self.verify_into(id, &mut report)?;
+        Ok(report)
+    }
+
+    /// Verifies every stream: the system catalogue first, then each stream holding data (named
+    /// or not) in id order.
+    pub fn verify_all(&self) -> Result<VerifyReport> {
+        self.verify_all_with(|_| {})
+    }
+
+    /// Like [`Kimberlite::verify_all`], calling `progress` after each stream with the number of
+    /// records that stream held (for progress bars; see [`Kimberlite::total_events`]).
+    pub fn verify_all_with(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for id in self.all_stream_ids() {
+            let records = self.verify_into(id, &mut report)?;
+            progress(records);
+        }
+        Ok(report)
+    }
+
+    /// Events stored over all streams, the catalogue included: what `verify_all` will walk.
+    #[must_use]
+    pub fn total_events(&self) -> u64 {
+        let state = self.read_state();
+        let data: u64 = state
+            .heads
+            .values()
+            .map(|heads| heads.written.next_offset.as_u64())
+            .sum();
+        data + state.catalog.len()
+    }
+
+    /// Head and storage footprint of every stream (catalogue and unnamed streams included), in
+    /// id order.
+    #[must_use]
+    pub fn stats(&self) -> Vec<StreamStats> {
+        self.all_stream_ids()
+            .into_iter()
+            .map(|id| {
+                let state = self.read_state();
+                let (events, head) = state.known_head(id);
+                StreamStats {
+                    stream: id,
+                    name: state.catalog.name(id).map(str::to_owned),
+                    events,
+                    head,
+                    storage: state.backend.stats(id),
+                }
+            })
+            .collect()
+    }
+
+    /// The catalogue, every named stream and every stream the backend holds, in id order.
+    fn all_stream_ids(&self) -> Vec<StreamId> {
+        let state = self.read_state();
+        let mut ids = state.backend.streams();
+        ids.push(CATALOG_STREAM);
+        ids.extend(state.catalog.iter().map(|(_, id)| id));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Verifies one stream into `report`; returns the records it holds.
+    fn verify_into(&self, id: StreamId, report: &mut VerifyReport) -> Result<u64> {
+        let mut state = self.write_state();
+        let name = state.catalog.name(id).map(str::to_owned);
+        let (known_events, known_head) = state.known_head(id);
+        match state.backend.verify_stream(id) {
+            Ok(verified) => {
+                let stream_report = StreamReport {
+                    stream: id,
+                    name: name.clone(),
+                    records_checked: verified.records_checked,
+                    checkpoints_checked: verified.checkpoints_checked,
+                    segments_checked: verified.segments_checked,
+                    bytes_checked: verified.bytes_checked,
+                    head: verified.head,
+                    next_offset: verified.next_offset,
+                };
+                let known = state.catalog.name(id).is_some() || id == CATALOG_STREAM;
+                if known
+                    && (verified.next_offset.as_u64(), verified.head) != (known_events, known_head)
+                {
+                    report
+                        .problems
+                        .push(head_mismatch(id, name, known_events, &verified));
+                } else {
+                    report.streams.push(stream_report);
+                }
+                Ok(verified.records_checked)
+            }
+            Err(source) => match problem(id, name.clone(), &source) {
+                Some(problem) => {
+                    report.problems.push(problem);
+                    Ok(known_events)
+                }
+                None => Err(Error::Storage {
+                    name,
+                    source: Box::new(source),
+                }),
+            },
+        }
+    }
+}
+
+impl State {
+    /// Events and head hash the store itself holds for a stream (written, not only durable).
+    fn known_head(&self, id: StreamId) -> (u64, Option<ChainHash>) {
+        if id == CATALOG_STREAM {
+            return (self.catalog.len(), self.catalog_head);
+        }
+        self.heads.get(&id).map_or((0, None), |heads| {
+            (heads.written.next_offset.as_u64(), heads.written.hash)
+        })
+    }
+}
+
+fn head_mismatch(
+    id: StreamId,
+    name: Option<String>,
+    known_events: u64,
+    verified: &kimberlite_storage::VerifyReport,
+) -> Problem {
+    let offset = verified.next_offset.min(Offset::new(known_events));
+    Problem {
+        stream: id,
+        name,
+        offset,
+        segment: None,
+        file: None,
+        position: None,
+        message: format!(
+            "the stored chain ends at offset {} but the store holds {known_events} events: \
+             records were removed or replaced",
+            verified.next_offset
+        ),
+    }
+}
+
+/// The [`Problem`] a corruption error describes; `None` for errors that are not corruption.
+fn problem(id: StreamId, name: Option<String>, error: &StorageError) -> Option<Problem> {
+    let (offset, location): (Offset, &Location) = match error {
+        StorageError::CorruptRecord {
+            offset, location, ..
+        }
+        | StorageError::OffsetMismatch {
+            offset, location, ..
+        }
+        | StorageError::ChainVerificationFailed {
+            offset, location, ..
+        } => (*offset, location),
+        _ => return None,
+    };
+    Some(Problem {
+        stream: id,
+        name,
+        offset,
+        segment: Some(location.segment),
+        file: location.file.clone(),
+        position: Some(location.position),
+        message: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn problem_for_tests(
+    id: StreamId,
+    name: Option<String>,
+    error: &StorageError,
+) -> Option<Problem> {
+    problem(id, name, error)
+}

@@ -1,0 +1,79 @@
+//! 8 threads append to 4 streams with `ExpectedOffset::Any` under group commit: every event is
+//! present exactly once, offsets are dense, chains verify.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+
+use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite, Offset};
+
+const THREADS: usize = 8;
+const STREAMS: usize = 4;
+const BATCHES_PER_THREAD: usize = 40;
+const EVENTS_PER_BATCH: usize = 3;
+
+fn hammer(store: &Kimberlite) {
+    let ids: Vec<_> = (0..STREAMS)
+        .map(|s| store.create_stream(&format!("stream-{s}")).unwrap())
+        .collect();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, ids, barrier) = (store.clone(), ids.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for b in 0..BATCHES_PER_THREAD {
+                    let id = ids[(t + b) % STREAMS];
+                    let batch: Vec<String> = (0..EVENTS_PER_BATCH)
+                        .map(|e| format!("t{t}-b{b}-e{e}"))
+                        .collect();
+                    let result = store.append(id, batch, ExpectedOffset::Any).unwrap();
+                    assert_eq!(
+                        result.next_offset.as_u64() - result.first_offset.as_u64(),
+                        EVENTS_PER_BATCH as u64
+                    );
+                    // Acknowledged means visible to readers.
+                    assert!(store.head(id).unwrap().next_offset >= result.next_offset);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    check(store);
+}
+
+fn check(store: &Kimberlite) {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for info in store.list_streams() {
+        let mut expected_offset = 0;
+        let mut last_batch = None::<String>;
+        for event in store.events(info.id, Offset::ZERO) {
+            let event = event.unwrap();
+            assert_eq!(event.offset.as_u64(), expected_offset, "offsets are dense");
+            expected_offset += 1;
+            let text = String::from_utf8(event.payload.to_vec()).unwrap();
+            // A batch's events are contiguous and in order.
+            let (batch, e) = text.rsplit_once("-e").unwrap();
+            if e == "0" {
+                last_batch = Some(batch.to_owned());
+            } else {
+                assert_eq!(last_batch.as_deref(), Some(batch));
+            }
+            assert!(seen.insert(text), "every event exactly once");
+            total += 1;
+        }
+        assert_eq!(info.head.next_offset.as_u64(), expected_offset);
+    }
+    assert_eq!(total, THREADS * BATCHES_PER_THREAD * EVENTS_PER_BATCH);
+    let report = store.verify_all().unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.records_checked(), total as u64 + STREAMS as u64);
+}
+
+#[test]
+fn group_commit_in_memory() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    hammer(&Kimberlite::in_memory_with(config));
+}
