@@ -6,7 +6,9 @@ fn display_and_parse_round_trip() {
     let hash = ChainHash::compute(None, Offset::ZERO, RecordKind::Data, b"x");
     let text = hash.to_string();
     assert_eq!(text.len(), 64);
-    assert!(text.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(text
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert_eq!(text.parse::<ChainHash>(), Ok(hash));
     assert_eq!(text.to_uppercase().parse::<ChainHash>(), Ok(hash));
     assert!(format!("{hash:?}").contains(&text));

@@ -4,10 +4,10 @@
 //! Run with `cargo run --release --example quickstart`.
 
 use bytes::Bytes;
-use kimberlite_storage::{MemoryStorage, StorageBackend, StorageError};
+use kimberlite_storage::{MemoryStorage, StorageBackend};
 use kimberlite_types::{Offset, StreamId};
 
-fn main() -> Result<(), StorageError> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut storage = MemoryStorage::with_max_segment_size(64 * 1024);
     let stream = StreamId::new(1);
 
@@ -28,9 +28,19 @@ fn main() -> Result<(), StorageError> {
         next = new_next;
         head = Some(new_head);
     }
-    println!("appended {} events to stream {stream} in 10 batches", next.as_u64());
-    println!("  segments: {} ({} completed)", storage.segment_count(stream), storage.completed_segments(stream).len());
-    println!("  head chain hash: {}", head.map(|h| h.to_string()).unwrap_or_default());
+    println!(
+        "appended {} events to stream {stream} in 10 batches",
+        next.as_u64()
+    );
+    println!(
+        "  segments: {} ({} completed)",
+        storage.segment_count(stream),
+        storage.completed_segments(stream).len()
+    );
+    println!(
+        "  head chain hash: {}",
+        head.map(|h| h.to_string()).unwrap_or_default()
+    );
 
     let mut from = Offset::ZERO;
     let mut pages = 0;
@@ -44,7 +54,7 @@ fn main() -> Result<(), StorageError> {
         events_read += page.len() as u64;
         from = Offset::new(from.as_u64() + page.len() as u64);
     }
-    println!("read {events_read} verified events back in {pages} pages of <= 4 KiB");
+    println!("read {events_read} verified events back in {pages} pages of about 4 KiB");
     let last = storage.read_from(stream, Offset::new(next.as_u64() - 1), 0)?;
     if let Some(event) = last.first() {
         println!("  last event: {}", String::from_utf8_lossy(event));
@@ -57,14 +67,20 @@ fn main() -> Result<(), StorageError> {
         report.bytes_checked,
         report.head.map(|h| h.to_string()).unwrap_or_default()
     );
-    assert_eq!(report.head, head, "verification must end at the head we appended");
+    assert_eq!(
+        report.head, head,
+        "verification must end at the head we appended"
+    );
 
-    match storage.append_batch(stream, vec![Bytes::from_static(b"late")], Offset::new(3), head, true) {
+    match storage.append_batch(
+        stream,
+        vec![Bytes::from_static(b"late")],
+        Offset::new(3),
+        head,
+        true,
+    ) {
         Err(error) => println!("a stale writer is refused: {error}"),
-        Ok(_) => return Err(StorageError::Io {
-            context: "quickstart".into(),
-            source: std::io::Error::other("a stale append was accepted"),
-        }),
+        Ok(_) => return Err("a stale append was accepted".into()),
     }
     Ok(())
 }

@@ -183,7 +183,12 @@ impl MemoryStorage {
     /// Replaces the frame stored for `offset` with `frame`, bypassing every check: a way for
     /// tests to model corruption of stored bytes. Returns false when no such record exists.
     #[cfg(test)]
-    pub(crate) fn replace_frame(&mut self, stream_id: StreamId, offset: Offset, frame: Bytes) -> bool {
+    pub(crate) fn replace_frame(
+        &mut self,
+        stream_id: StreamId,
+        offset: Offset,
+        frame: Bytes,
+    ) -> bool {
         let record = self
             .streams
             .get_mut(&stream_id)
@@ -272,7 +277,6 @@ fn check_data_record(
     Ok(hash)
 }
 
-
 impl StorageBackend for MemoryStorage {
     fn append_batch(
         &mut self,
@@ -360,7 +364,10 @@ impl StorageBackend for MemoryStorage {
         &mut self,
         stream_id: StreamId,
     ) -> Result<Option<ChainHash>, StorageError> {
-        Ok(self.streams.get(&stream_id).and_then(StreamState::head_hash))
+        Ok(self
+            .streams
+            .get(&stream_id)
+            .and_then(StreamState::head_hash))
     }
 
     fn segment_count(&self, stream_id: StreamId) -> usize {

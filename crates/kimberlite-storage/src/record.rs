@@ -289,12 +289,10 @@ impl Record {
 
 /// Reads and bounds-checks the length prefix at the start of `bytes`.
 fn read_frame_len(bytes: &[u8]) -> Result<usize, RecordError> {
-    let prefix = bytes
-        .get(..FRAME_LEN_SIZE)
-        .ok_or(RecordError::Truncated {
-            needed: FRAME_LEN_SIZE as u64,
-            available: bytes.len() as u64,
-        })?;
+    let prefix = bytes.get(..FRAME_LEN_SIZE).ok_or(RecordError::Truncated {
+        needed: FRAME_LEN_SIZE as u64,
+        available: bytes.len() as u64,
+    })?;
     let frame_len = le_u32(prefix, 0) as usize;
     if frame_len < RECORD_OVERHEAD {
         return Err(RecordError::FrameTooSmall {

@@ -78,6 +78,24 @@ impl SegmentTable {
         }
     }
 
+    /// A table rebuilt from its segments (as recovered from disk); `None` unless they satisfy
+    /// the invariants: non-empty, numbered `0..len`, each starting where the previous ends.
+    #[must_use]
+    pub fn from_segments(segments: Vec<SegmentMeta>) -> Option<Self> {
+        let mut expected_first = 0u64;
+        for (index, segment) in segments.iter().enumerate() {
+            let numbered = u64::from(segment.segment_num) == index as u64;
+            if !numbered
+                || segment.first_offset != expected_first
+                || segment.next_offset < segment.first_offset
+            {
+                return None;
+            }
+            expected_first = segment.next_offset;
+        }
+        (!segments.is_empty()).then_some(Self { segments })
+    }
+
     /// All segments, oldest first.
     #[must_use]
     pub fn segments(&self) -> &[SegmentMeta] {
@@ -177,6 +195,23 @@ mod tests {
         assert_eq!(table.segment_of(3), None);
         table.record_appended(0);
         assert_eq!(table.segment_of(3).map(|s| s.segment_num), Some(1));
+    }
+
+    #[test]
+    fn from_segments_checks_the_invariants() {
+        let mut table = SegmentTable::new();
+        table.record_appended(1);
+        let _ = table.end_batch(0);
+        table.record_appended(1);
+        let rebuilt = SegmentTable::from_segments(table.segments().to_vec());
+        assert_eq!(rebuilt.as_ref(), Some(&table));
+        assert_eq!(SegmentTable::from_segments(Vec::new()), None);
+        let mut gap = table.segments().to_vec();
+        gap[1].first_offset += 1;
+        assert_eq!(SegmentTable::from_segments(gap), None);
+        let mut renumbered = table.segments().to_vec();
+        renumbered[1].segment_num = 5;
+        assert_eq!(SegmentTable::from_segments(renumbered), None);
     }
 
     #[test]

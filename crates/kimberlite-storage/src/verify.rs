@@ -107,7 +107,7 @@ impl ChainCursor {
         debug_assert!(!record.is_checkpoint());
         self.check_position(record, location)?;
         let hash = record.compute_hash();
-        self.next_offset = self.next_offset + Offset::new(1);
+        self.next_offset += Offset::new(1);
         self.prev_hash = Some(hash);
         Ok(hash)
     }
@@ -168,7 +168,11 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let record = Record::new(Offset::new(i as u64), prev, Bytes::from_static(p.as_bytes()));
+                let record = Record::new(
+                    Offset::new(i as u64),
+                    prev,
+                    Bytes::from_static(p.as_bytes()),
+                );
                 prev = Some(record.compute_hash());
                 record
             })
@@ -194,16 +198,24 @@ mod tests {
         let mut dropped = ChainCursor::at_start(stream);
         dropped.check(&records[0], here).unwrap();
         let error = dropped.check(&records[2], here).unwrap_err();
-        assert!(matches!(error, StorageError::OffsetMismatch { offset, found, .. }
-            if offset == Offset::new(1) && found == Offset::new(2)));
+        assert!(
+            matches!(error, StorageError::OffsetMismatch { offset, found, .. }
+            if offset == Offset::new(1) && found == Offset::new(2))
+        );
 
-        let altered = Record::new(Offset::new(1), records[1].prev_hash(), Bytes::from_static(b"B"));
+        let altered = Record::new(
+            Offset::new(1),
+            records[1].prev_hash(),
+            Bytes::from_static(b"B"),
+        );
         let mut cursor = ChainCursor::at_start(stream);
         cursor.check(&records[0], here).unwrap();
         cursor.check(&altered, here).unwrap();
         let error = cursor.check(&records[2], here).unwrap_err();
-        assert!(matches!(error, StorageError::ChainVerificationFailed { offset, .. }
-            if offset == Offset::new(2)));
+        assert!(
+            matches!(error, StorageError::ChainVerificationFailed { offset, .. }
+            if offset == Offset::new(2))
+        );
         assert!(error.is_corruption());
     }
 
@@ -233,10 +245,18 @@ mod tests {
 
     #[test]
     fn decode_errors_name_stream_and_offset() {
-        let error = decode_at(StreamId::new(9), Offset::new(4), &Bytes::from_static(b"xx"), here)
-            .unwrap_err();
+        let error = decode_at(
+            StreamId::new(9),
+            Offset::new(4),
+            &Bytes::from_static(b"xx"),
+            here,
+        )
+        .unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("stream 9") && text.contains("offset 4"), "{text}");
+        assert!(
+            text.contains("stream 9") && text.contains("offset 4"),
+            "{text}"
+        );
         assert!(text.contains("segment 0, byte 0"), "{text}");
     }
 }
