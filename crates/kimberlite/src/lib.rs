@@ -48,5 +48,8 @@ pub use read::{Event, Events};
 pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
 pub use verify::{Problem, StreamReport, StreamStats, VerifyReport, CATALOG_LABEL};
 
+/// Largest event accepted by [`Kimberlite::append`], in bytes.
+pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;
+
 #[cfg(test)]
 mod tests;

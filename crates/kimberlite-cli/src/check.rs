@@ -1,0 +1,227 @@
+//! `verify` and `inspect`: is the store intact, and what does it hold.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use kimberlite::{Config, Problem, StreamReport, StreamStats, VerifyReport};
+use serde_json::{json, Value};
+
+use crate::common::{
+    describe_problem, find_stream, human_bytes, open_existing, progress_bar, thousands, CliError,
+};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The store's directory.
+    dir: PathBuf,
+    /// Verify only this stream (default: every stream, the catalogue included).
+    stream: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The store's directory.
+    dir: PathBuf,
+    /// Show only this stream.
+    stream: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
+    let store = open_existing(&args.dir, Config::default())?;
+    let started = Instant::now();
+    let report = match &args.stream {
+        Some(name) => {
+            let id = find_stream(&store, &args.dir, name)?;
+            store.verify(id)?
+        }
+        None => {
+            let bar = progress_bar(store.total_events(), "verifying");
+            let report = store.verify_all_with(|records| bar.inc(records));
+            bar.finish_and_clear();
+            report?
+        }
+    };
+    let elapsed = started.elapsed();
+    if args.json {
+        println!("{}", report_json(&report));
+    } else {
+        print_report(store.path(), &report, elapsed.as_secs_f64());
+    }
+    if report.is_intact() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::Tampered)
+    }
+}
+
+/// Prints a verification report for people.
+pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
+    if let Some(path) = path {
+        println!("verified {}", path.display());
+    }
+    for stream in &report.streams {
+        println!(
+            "  ok        {:<28} {:>10} events {:>4} segment(s)  head {}",
+            label(stream.name.as_deref(), stream.stream),
+            thousands(stream.records_checked),
+            stream.segments_checked,
+            stream
+                .head
+                .map_or_else(|| "-".to_owned(), |h| h.to_string())
+        );
+    }
+    for problem in &report.problems {
+        println!(
+            "  TAMPERED  {:<28} {}",
+            label(problem.name.as_deref(), problem.stream),
+            describe_problem(problem)
+        );
+    }
+    if let Some(first) = report.first_problem() {
+        println!(
+            "NOT INTACT: {} of {} stream(s) damaged; first problem: {}",
+            report.problems.len(),
+            report.problems.len() + report.streams.len(),
+            describe_problem(first)
+        );
+    } else {
+        println!(
+            "intact: {} records, {} checkpoints, {} segments, {} checked in {seconds:.2} s",
+            thousands(report.records_checked()),
+            thousands(report.checkpoints_checked()),
+            report.segments_checked(),
+            human_bytes(report.bytes_checked())
+        );
+    }
+}
+
+fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
+    match name {
+        Some(name) => format!("{name:?}"),
+        None if stream.as_u64() == 0 => kimberlite::CATALOG_LABEL.to_owned(),
+        None => format!("(unnamed stream {stream})"),
+    }
+}
+
+fn report_json(report: &VerifyReport) -> Value {
+    let streams: Vec<Value> = report.streams.iter().map(stream_json).collect();
+    let problems: Vec<Value> = report.problems.iter().map(problem_json).collect();
+    json!({
+        "intact": report.is_intact(),
+        "records_checked": report.records_checked(),
+        "checkpoints_checked": report.checkpoints_checked(),
+        "segments_checked": report.segments_checked(),
+        "bytes_checked": report.bytes_checked(),
+        "streams": streams,
+        "problems": problems,
+    })
+}
+
+fn stream_json(stream: &StreamReport) -> Value {
+    json!({
+        "id": stream.stream.as_u64(),
+        "name": stream.name,
+        "records_checked": stream.records_checked,
+        "checkpoints_checked": stream.checkpoints_checked,
+        "segments_checked": stream.segments_checked,
+        "bytes_checked": stream.bytes_checked,
+        "next_offset": stream.next_offset.as_u64(),
+        "head": stream.head.map(|h| h.to_string()),
+    })
+}
+
+fn problem_json(problem: &Problem) -> Value {
+    json!({
+        "id": problem.stream.as_u64(),
+        "name": problem.name,
+        "offset": problem.offset.as_u64(),
+        "segment": problem.segment,
+        "file": problem.file.as_ref().map(|f| f.display().to_string()),
+        "byte": problem.position,
+        "message": problem.message,
+    })
+}
+
+pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
+    let store = open_existing(&args.dir, Config::default())?;
+    let mut stats = store.stats();
+    if let Some(name) = &args.stream {
+        let id = find_stream(&store, &args.dir, name)?;
+        stats.retain(|s| s.stream == id);
+    }
+    if args.json {
+        let streams: Vec<Value> = stats.iter().map(stats_json).collect();
+        println!(
+            "{}",
+            json!({ "path": args.dir.display().to_string(), "streams": streams })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("store {}", args.dir.display());
+    println!(
+        "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  head",
+        "id", "stream", "events", "segments", "stored", "logical", "ratio", "checkpoints"
+    );
+    for s in &stats {
+        println!(
+            "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  {}",
+            s.stream.as_u64(),
+            label(s.name.as_deref(), s.stream),
+            thousands(s.events),
+            s.storage.segments,
+            s.storage
+                .stored_bytes
+                .map_or_else(|| "-".into(), human_bytes),
+            s.storage
+                .logical_bytes
+                .map_or_else(|| "-".into(), human_bytes),
+            ratio(s).map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
+            s.storage.checkpoints.map_or_else(|| "-".into(), thousands),
+            s.head.map_or_else(|| "-".to_owned(), |h| h.to_string())
+        );
+    }
+    let events: u64 = stats
+        .iter()
+        .filter(|s| s.name.is_some())
+        .map(|s| s.events)
+        .sum();
+    let stored: u64 = stats.iter().filter_map(|s| s.storage.stored_bytes).sum();
+    println!(
+        "  {} named stream(s), {} events, {} stored",
+        stats.iter().filter(|s| s.name.is_some()).count(),
+        thousands(events),
+        human_bytes(stored)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logical bytes over stored bytes: above 1 when compression saves space.
+fn ratio(stats: &StreamStats) -> Option<f64> {
+    match (stats.storage.logical_bytes, stats.storage.stored_bytes) {
+        (Some(logical), Some(stored)) if stored > 0 => Some(logical as f64 / stored as f64),
+        _ => None,
+    }
+}
+
+fn stats_json(s: &StreamStats) -> Value {
+    json!({
+        "id": s.stream.as_u64(),
+        "name": s.name,
+        "events": s.events,
+        "head": s.head.map(|h| h.to_string()),
+        "segments": s.storage.segments,
+        "stored_bytes": s.storage.stored_bytes,
+        "logical_bytes": s.storage.logical_bytes,
+        "compression_ratio": ratio(s),
+        "checkpoints": s.storage.checkpoints,
+        "compressed_records": s.storage.compressed_records,
+    })
+}

@@ -1,0 +1,259 @@
+//! `append`, `read` and `tail`: events in and out of a stream.
+//!
+//! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
+//! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
+//! the next is written. `read` and `tail` print one event per line: the payload as text
+//! (invalid UTF-8 replaced), or with `--json` a JSON object per line holding the offset and the
+//! payload (as a string when it is UTF-8, as hex otherwise).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Kimberlite, Offset};
+
+use crate::common::{find_stream, open_existing, CliError};
+
+/// Events per atomic batch written by `append`.
+pub const APPEND_BATCH_EVENTS: usize = 10_000;
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The store's directory.
+    dir: PathBuf,
+    /// The stream to append to.
+    stream: String,
+    /// Read events from this file instead of standard input (one event per line).
+    #[arg(long, short, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Create the stream (and the store, if DIR does not exist yet) when missing.
+    #[arg(long)]
+    create: bool,
+    /// Refuse to append unless the stream's next offset is exactly N (optimistic concurrency:
+    /// pass the next offset you last saw; 0 means the stream must be empty).
+    #[arg(long, value_name = "N")]
+    expect: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The store's directory.
+    dir: PathBuf,
+    /// The stream to read.
+    stream: String,
+    /// First offset to print.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    from: u64,
+    /// Print at most N events.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Print JSON lines: {"offset":N,"payload":"..."} (or "payload_hex" for binary events).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The store's directory.
+    dir: PathBuf,
+    /// The stream to follow.
+    stream: String,
+    /// First offset to print (default: only events appended from now on).
+    #[arg(long, value_name = "N")]
+    from: Option<u64>,
+    /// Print JSON lines, as `read --json`.
+    #[arg(long)]
+    json: bool,
+    /// How often to look for new events, in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    interval_ms: u64,
+    /// Stop after this many polls (for scripts and tests; default: follow until interrupted).
+    #[arg(long, value_name = "N", hide = true)]
+    polls: Option<u64>,
+}
+
+pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
+    let lines = read_lines(args.file.as_deref())?;
+    if lines.is_empty() {
+        return Err(CliError::usage_hint(
+            "no events to append: the input has no non-blank lines",
+            "pass events one per line on standard input, or with --file FILE",
+        ));
+    }
+    let store = if args.create {
+        Kimberlite::open_with(&args.dir, Config::default()).map_err(CliError::from)?
+    } else {
+        open_existing(&args.dir, Config::default())?
+    };
+    let id = match (store.stream(&args.stream), args.create) {
+        (Some(id), _) => id,
+        (None, true) => store.create_stream(&args.stream)?,
+        (None, false) => find_stream(&store, &args.dir, &args.stream)?,
+    };
+    let mut expected = args.expect.map_or(ExpectedOffset::Any, |n| {
+        ExpectedOffset::Exact(Offset::new(n))
+    });
+    let mut first = None;
+    let mut last = None;
+    for chunk in lines.chunks(APPEND_BATCH_EVENTS) {
+        let result =
+            store
+                .append(id, chunk.iter().cloned(), expected)
+                .map_err(|error| match error {
+                    Error::OffsetConflict { .. } => CliError::Store {
+                        error,
+                        hint: Some(
+                            "read the stream again and retry with its next offset".to_owned(),
+                        ),
+                    },
+                    error => CliError::from(error),
+                })?;
+        first.get_or_insert(result.first_offset);
+        expected = ExpectedOffset::Exact(result.next_offset);
+        last = Some(result);
+    }
+    if let (Some(first), Some(last)) = (first, last) {
+        println!(
+            "appended {} events to {:?} at offsets {}..{}; next offset {}, head {}",
+            lines.len(),
+            args.stream,
+            first,
+            last.next_offset.as_u64().saturating_sub(1),
+            last.next_offset,
+            last.head
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Non-blank lines of `file` or standard input, line endings dropped.
+fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
+    let (reader, source): (Box<dyn BufRead>, String) = match file {
+        Some(path) => {
+            let handle = std::fs::File::open(path).map_err(|error| {
+                CliError::usage(format!("cannot read {}: {error}", path.display()))
+            })?;
+            (Box::new(BufReader::new(handle)), path.display().to_string())
+        }
+        None => (
+            Box::new(std::io::stdin().lock()),
+            "standard input".to_owned(),
+        ),
+    };
+    let mut lines = Vec::new();
+    for line in reader.split(b'\n') {
+        let mut line =
+            line.map_err(|error| CliError::usage(format!("cannot read {source}: {error}")))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push(Bytes::from(line));
+        }
+    }
+    Ok(lines)
+}
+
+pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
+    let store = open_existing(&args.dir, Config::default())?;
+    let id = find_stream(&store, &args.dir, &args.stream)?;
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut out = std::io::stdout().lock();
+    for event in store.events(id, Offset::new(args.from)).take(clamp(limit)) {
+        let event = event?;
+        if print_event(&mut out, &event, args.json).is_err() {
+            break; // Standard output closed (e.g. piped into `head`): stop quietly.
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
+    let mut next = {
+        let store = open_existing(&args.dir, Config::default())?;
+        let id = find_stream(&store, &args.dir, &args.stream)?;
+        match args.from {
+            Some(from) => Offset::new(from),
+            None => store.head(id)?.next_offset,
+        }
+    };
+    let mut polls = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        // Reopen for every poll: a store is opened by one process at a time, so holding it
+        // would lock out the writers being followed.
+        match open_existing(&args.dir, Config::default()) {
+            Ok(store) => {
+                let id = find_stream(&store, &args.dir, &args.stream)?;
+                for event in store.events(id, next) {
+                    let event = event?;
+                    next = Offset::new(event.offset.as_u64() + 1);
+                    if print_event(&mut out, &event, args.json).is_err() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                if out.flush().is_err() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Err(CliError::Store {
+                error: Error::Locked { .. },
+                ..
+            }) => {} // A writer has it right now; look again at the next poll.
+            Err(error) => return Err(error),
+        }
+        polls += 1;
+        if args.polls.is_some_and(|max| polls >= max) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+}
+
+fn clamp(limit: u64) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+fn print_event(out: &mut impl Write, event: &Event, json: bool) -> std::io::Result<()> {
+    if !json {
+        out.write_all(
+            &String::from_utf8_lossy(&event.payload)
+                .into_owned()
+                .into_bytes(),
+        )?;
+        return out.write_all(b"\n");
+    }
+    let line = match std::str::from_utf8(&event.payload) {
+        Ok(text) => serde_json::json!({ "offset": event.offset.as_u64(), "payload": text }),
+        Err(_) => serde_json::json!({
+            "offset": event.offset.as_u64(),
+            "payload_hex": hex(&event.payload),
+        }),
+    };
+    writeln!(out, "{line}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_events_print_as_hex_json() {
+        let mut out = Vec::new();
+        let event = Event {
+            offset: Offset::new(3),
+            payload: Bytes::from_static(&[0xff, 0x00]),
+        };
+        print_event(&mut out, &event, true).unwrap();
+        assert_eq!(out, b"{\"offset\":3,\"payload_hex\":\"ff00\"}\n");
+        out.clear();
+        print_event(&mut out, &event, false).unwrap();
+        assert_eq!(out, "\u{fffd}\u{0}\n".as_bytes());
+    }
+}
