@@ -127,7 +127,8 @@ pub enum StorageError {
     #[error(
         "stream {stream}: prev_hash for offset {offset} is {}, but the chain head is {}; \
          nothing was written",
-        fmt_hash(expected), fmt_hash(actual)
+        fmt_hash(expected),
+        fmt_hash(actual)
     )]
     PrevHashMismatch {
         /// The stream appended to.
@@ -155,7 +156,9 @@ pub enum StorageError {
         max: u64,
     },
     /// The batch would move the stream's next offset past `u64::MAX`. Nothing was written.
-    #[error("stream {stream}: a batch of {count} events at offset {offset} overflows the offset space")]
+    #[error(
+        "stream {stream}: a batch of {count} events at offset {offset} overflows the offset space"
+    )]
     OffsetOverflow {
         /// The stream appended to.
         stream: StreamId,
@@ -178,7 +181,9 @@ pub enum StorageError {
     },
     /// A record decodes but sits at the wrong offset: records were dropped, reordered or
     /// inserted.
-    #[error("stream {stream}: record at {location} holds offset {found}, expected offset {offset}")]
+    #[error(
+        "stream {stream}: record at {location} holds offset {found}, expected offset {offset}"
+    )]
     OffsetMismatch {
         /// The stream read.
         stream: StreamId,
@@ -194,7 +199,8 @@ pub enum StorageError {
     #[error(
         "stream {stream}: hash chain broken at offset {offset} ({location}): \
          expected {}, found {}",
-        fmt_hash(expected), fmt_hash(actual)
+        fmt_hash(expected),
+        fmt_hash(actual)
     )]
     ChainVerificationFailed {
         /// The stream read.
@@ -207,6 +213,44 @@ pub enum StorageError {
         expected: Option<ChainHash>,
         /// The hash found.
         actual: Option<ChainHash>,
+    },
+    /// A segment's records end before (or run past) the offset range its stream's manifest
+    /// gives it: records are missing from the segment file.
+    #[error(
+        "stream {stream}: records missing at offset {offset} ({location}): \
+         the segment ends before the offsets its manifest lists"
+    )]
+    MissingRecords {
+        /// The stream read.
+        stream: StreamId,
+        /// The first offset that should be there and is not.
+        offset: Offset,
+        /// Where the segment's records end.
+        location: Location,
+    },
+    /// Another handle (in this or another process) holds the store's lock file.
+    #[error("store is locked by another handle: {}", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A write or fsync failed earlier: the on-disk state is unknown, so every further write
+    /// is refused until the store is reopened (and recovered). Reads still work.
+    #[error("store is poisoned by an earlier failure ({context}); reopen it to recover")]
+    Poisoned {
+        /// What failed first.
+        context: String,
+    },
+    /// `open` found files it cannot reconcile without guessing (for example a manifest that
+    /// lists a segment file that is missing); nothing was changed.
+    #[error("stream {stream}: cannot recover {}: {reason}", path.display())]
+    Unrecoverable {
+        /// The stream whose files disagree.
+        stream: StreamId,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// An operating-system I/O call failed.
     #[error("I/O error {context}: {source}")]
@@ -232,6 +276,8 @@ impl StorageError {
             StorageError::CorruptRecord { .. }
                 | StorageError::OffsetMismatch { .. }
                 | StorageError::ChainVerificationFailed { .. }
+                | StorageError::MissingRecords { .. }
+                | StorageError::Unrecoverable { .. }
         )
     }
 }

@@ -5,6 +5,7 @@
 //! - [`Record`]: one stored event and its checksummed byte frame ([`record`]).
 //! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
 //! - [`MemoryStorage`]: the in-memory backend ([`memory`]).
+//! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
 //! - The pure pieces the backends share: chain verification ([`verify`]) and segment rotation
 //!   bookkeeping ([`segments`]).
 //!
@@ -13,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backend;
+pub mod disk;
 pub mod error;
 pub mod memory;
 pub mod record;
@@ -20,6 +22,10 @@ pub mod segments;
 pub mod verify;
 
 pub use backend::StorageBackend;
+pub use disk::{
+    FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, Storage, StorageConfig,
+    StreamStats,
+};
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;
 pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};

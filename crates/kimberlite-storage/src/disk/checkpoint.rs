@@ -1,0 +1,104 @@
+//! Checkpoint records: verified starting points inside a stream.
+//!
+//! A checkpoint is an ordinary record frame (`crate::record`) with kind
+//! [`RecordKind::Checkpoint`], written *before* the data record whose offset it carries:
+//!
+//! - `offset` = the offset of the next data record (it consumes no offset);
+//! - `prev_hash` = the chain hash of the data record before it (the chain head there);
+//! - compression = none; payload = the 16 bytes below.
+//!
+//! It is not a link of the chain: data records' `prev_hash` skip it, so writing checkpoints
+//! (or not) never changes any data record's chain hash. A verified read of offset `k` starts at
+//! the nearest checkpoint at or before `k`, resumes a `ChainCursor` from its `(offset,
+//! prev_hash)` and checks every link from there to `k` and past the last record it returns.
+//!
+//! # When one is written
+//!
+//! With `checkpoint_interval = N > 0`, before data record `k > 0` when `k % N == 0` or `k` is
+//! the first offset of its segment (so a read never has to walk back into an earlier segment);
+//! never twice at one offset. With `N = 0`, never: reads then verify from the stream's first
+//! record.
+//!
+//! # Payload layout (version 1, little-endian)
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  version             u32 = 1
+//!      4     4  segment_num         u32  segment the checkpoint was written in
+//!      8     8  segment_records     u64  data records before it in that segment
+//! ```
+//!
+//! The payload is informational (it helps `inspect` and humans); the CRC of the frame covers
+//! it, and reads rely only on `offset` and `prev_hash`.
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{CompressionKind, Offset, RecordKind};
+
+use crate::record::Record;
+
+/// Checkpoint payload format version.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// Length of a checkpoint payload.
+pub const CHECKPOINT_PAYLOAD_LEN: usize = 16;
+
+/// Whether a checkpoint goes before data record `offset` of a segment starting at
+/// `segment_first_offset`, given the last checkpoint already written in the segment.
+#[must_use]
+pub fn checkpoint_due(
+    interval: u64,
+    offset: u64,
+    segment_first_offset: u64,
+    last_checkpoint: Option<u64>,
+) -> bool {
+    interval > 0
+        && offset > 0
+        && (offset.is_multiple_of(interval) || offset == segment_first_offset)
+        && last_checkpoint != Some(offset)
+}
+
+/// The checkpoint record to write before data record `offset`.
+#[must_use]
+pub fn checkpoint_record(
+    offset: u64,
+    head: Option<ChainHash>,
+    segment_num: u32,
+    segment_records: u64,
+) -> Record {
+    let mut payload = Vec::with_capacity(CHECKPOINT_PAYLOAD_LEN);
+    payload.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    payload.extend_from_slice(&segment_num.to_le_bytes());
+    payload.extend_from_slice(&segment_records.to_le_bytes());
+    Record::with_compression(
+        Offset::new(offset),
+        head,
+        RecordKind::Checkpoint,
+        CompressionKind::None,
+        Bytes::from(payload),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_on_interval_and_segment_start_once() {
+        assert!(!checkpoint_due(4, 0, 0, None));
+        assert!(!checkpoint_due(4, 3, 0, None));
+        assert!(checkpoint_due(4, 4, 0, None));
+        assert!(!checkpoint_due(4, 4, 0, Some(4)));
+        assert!(checkpoint_due(4, 5, 5, None));
+        assert!(!checkpoint_due(0, 8, 8, None));
+    }
+
+    #[test]
+    fn record_is_a_checkpoint_with_the_head() {
+        let head = ChainHash::from_bytes([7; 32]);
+        let record = checkpoint_record(8, Some(head), 1, 3);
+        assert!(record.is_checkpoint());
+        assert_eq!(record.offset(), Offset::new(8));
+        assert_eq!(record.prev_hash(), Some(head));
+        assert_eq!(record.payload().len(), CHECKPOINT_PAYLOAD_LEN);
+    }
+}

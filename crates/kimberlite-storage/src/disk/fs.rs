@@ -1,0 +1,219 @@
+//! [`FileSystem`]: every file access of the on-disk engine, behind one small trait.
+//!
+//! `Storage` never calls `std::fs` directly. It is generic over a [`FileSystem`] whose default
+//! is [`OsFileSystem`] (the real operating system), so that the very same engine can run over a
+//! simulated, fault-injecting file system (`kimberlite-sim`) that loses unsynced writes, tears
+//! them, flips bits or fails an fsync.
+//!
+//! The trait is deliberately small: positional reads and writes on an open file, `set_len`,
+//! `sync_data`, whole-file reads for small metadata files, `rename`, `remove_file`, directory
+//! creation, listing and sync, an advisory lock, and a read-only map of an immutable file.
+//!
+//! # Durability contract the engine relies on
+//!
+//! - Bytes written with [`FileHandle::write_all_at`] may be lost or torn by a crash until a
+//!   [`FileHandle::sync_data`] on that file returns `Ok`.
+//! - A new or renamed directory entry may be lost by a crash until
+//!   [`FileSystem::sync_dir`] on the parent directory returns `Ok`.
+//! - A failed `sync_data` may have lost the data it was to persist; retrying it and seeing
+//!   `Ok` proves nothing (the kernel may have dropped the dirty pages). The engine therefore
+//!   latches a failed write or sync and refuses further appends until reopened.
+//! - [`FileSystem::map_readonly`] is only called on files the engine no longer writes
+//!   (completed segments).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// An open file: positional reads and writes, length, truncation and sync.
+pub trait FileHandle: Send + Sync {
+    /// The file's current length in bytes.
+    fn len_bytes(&self) -> io::Result<u64>;
+
+    /// Fills `buf` from the bytes at `position`; an error if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;
+
+    /// Writes all of `buf` at `position` (extending the file when past its end).
+    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()>;
+
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+
+    /// Makes the file's data (and its length) durable.
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// The file-system operations the on-disk engine uses. See the module docs for the
+/// durability contract an implementation must honour (or, for a simulator, break on purpose).
+pub trait FileSystem: Send + Sync + 'static {
+    /// An open file.
+    type File: FileHandle;
+    /// A held advisory lock; dropping it releases the lock.
+    type Lock: Send + Sync;
+
+    /// Creates `path` and its missing parents; `Ok` when it already exists.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Opens an existing file for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<Self::File>;
+
+    /// Creates a file for reading and writing, truncating any file already at `path`.
+    fn create(&self, path: &Path) -> io::Result<Self::File>;
+
+    /// Reads a whole (small) file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Atomically replaces `to` with `from` (POSIX `rename`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// The names of the entries of a directory, in no particular order; an empty list when the
+    /// directory does not exist.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Makes the directory's entries (created, renamed, removed files) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Takes an exclusive advisory lock on `path` (created if missing); `Ok(None)` when
+    /// another handle holds it.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>>;
+
+    /// The whole content of an immutable file, mapped read-only where the platform allows.
+    fn map_readonly(&self, path: &Path) -> io::Result<Bytes>;
+}
+
+/// The real file system, through `std::fs` and, for [`FileSystem::map_readonly`], `memmap2`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsFileSystem;
+
+/// An open OS file.
+#[derive(Debug)]
+pub struct OsFile {
+    file: File,
+}
+
+/// A held OS advisory lock (`flock`-style, via `File::try_lock`), released on drop.
+#[derive(Debug)]
+pub struct OsLock {
+    _file: File,
+    _path: PathBuf,
+}
+
+impl FileHandle for OsFile {
+    fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, position)
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, position)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+impl FileSystem for OsFileSystem {
+    type File = OsFile;
+    type Lock = OsLock;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<OsFile> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(OsFile { file })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<OsFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(OsFile { file })
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<OsLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(OsLock {
+                _file: file,
+                _path: path.to_path_buf(),
+            })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(error)) => Err(error),
+        }
+    }
+
+    fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Bytes::new());
+        }
+        let map = map_file(&file)?;
+        Ok(Bytes::from_owner(map))
+    }
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: `memmap2::Mmap::map` is unsafe because the mapped bytes may change under us if
+    // the file is modified or truncated while mapped. The engine only maps *completed*
+    // segments, which it never writes, truncates or removes again, and the store's directory
+    // is held under an exclusive advisory lock (`LOCK`), so no other Kimberlite handle writes
+    // it either. A change by an outside program is outside the engine's contract (as is any
+    // tampering), and every byte read from the map is still CRC- and chain-checked before use.
+    unsafe { memmap2::Mmap::map(file) }
+}

@@ -1,0 +1,358 @@
+//! The sparse offset index of one segment, in memory and on disk.
+//!
+//! The index maps offsets to byte positions in the segment: one entry for **every checkpoint
+//! record** (where verified reads start) and one for every `index_interval`-th data record of
+//! the segment (the first included), which lets tools find a record without a scan. It also
+//! carries the segment's summary (offset range, logical size, counts), so that opening a store
+//! does not scan completed segments.
+//!
+//! The index is derived data: it is never trusted over the segment. It is rewritten atomically
+//! (temp file, fsync, rename) on `flush_indexes` and at rotation, and rebuilt from the segment
+//! when missing or *stale*: its recorded segment length differs from the file's, or its own
+//! checksum, magic, version, stream or segment number do not match.
+//!
+//! # Layout of `{segment_num:08}.idx` (version 1, little-endian)
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic               b"KMBLIDX\0"
+//!      8     4  version             u32 = 1
+//!     12     4  segment_num         u32
+//!     16     8  stream_id           u64
+//!     24     8  segment_len_bytes   u64  length of the segment file this index describes
+//!     32     8  first_offset        u64
+//!     40     8  next_offset         u64  one past the segment's last data record
+//!     48     8  logical_size_bytes  u64  see `crate::segments`
+//!     56     8  last_data_position  u64  position of the last data record; u64::MAX if none
+//!     64     8  checkpoint_count    u64
+//!     72     8  compressed_count    u64  data records stored compressed
+//!     80     4  entry_count         u32
+//!     84     4  reserved            u32 = 0
+//!     88  24*n  entries             { offset u64, position u64, kind u8 (0 data, 1
+//!                                     checkpoint), 7 zero bytes }, ascending by position
+//! 88+24n     4  crc32c              u32  CRC32C of every byte before it
+//! ```
+
+use kimberlite_types::StreamId;
+
+use super::le::{le_u32, le_u64};
+use super::segment::SEGMENT_HEADER_LEN;
+use crate::segments::logical_record_size;
+
+/// First bytes of every index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"KMBLIDX\0";
+/// Index file format version.
+pub const INDEX_VERSION: u32 = 1;
+const HEADER_LEN: usize = 88;
+const ENTRY_LEN: usize = 24;
+const CRC_LEN: usize = 4;
+const NO_POSITION: u64 = u64::MAX;
+
+/// The file name of segment `segment_num`'s index.
+#[must_use]
+pub fn index_file_name(segment_num: u32) -> String {
+    format!("{segment_num:08}.idx")
+}
+
+/// What a segment holds, maintained as records are appended or scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Bytes of the segment covered (header included): where the next record goes.
+    pub len_bytes: u64,
+    /// Offset of the segment's first data record.
+    pub first_offset: u64,
+    /// One past the offset of its last data record.
+    pub next_offset: u64,
+    /// Logical size (uncompressed frames of data records).
+    pub logical_size_bytes: u64,
+    /// Position of the last data record.
+    pub last_data_position: Option<u64>,
+    /// Checkpoint records.
+    pub checkpoint_count: u64,
+    /// Data records stored compressed.
+    pub compressed_count: u64,
+}
+
+/// One located record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The record's offset (a checkpoint's is the next data offset).
+    pub offset: u64,
+    /// Byte position of its frame in the segment.
+    pub position: u64,
+}
+
+/// A segment's index: summary, checkpoint entries and sparse data entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndex {
+    /// The segment summary.
+    pub summary: SegmentSummary,
+    /// Every checkpoint record, ascending.
+    pub checkpoints: Vec<IndexEntry>,
+    /// Every `index_interval`-th data record, ascending.
+    pub data: Vec<IndexEntry>,
+}
+
+/// One record as seen by [`SegmentIndex::push`].
+#[derive(Debug, Clone, Copy)]
+pub struct SeenRecord {
+    /// Checkpoint or data.
+    pub is_checkpoint: bool,
+    /// The record's offset.
+    pub offset: u64,
+    /// Where its frame starts.
+    pub position: u64,
+    /// Its frame length as stored.
+    pub frame_len: u64,
+    /// Its uncompressed payload length.
+    pub payload_len: usize,
+    /// Whether its payload is stored compressed.
+    pub compressed: bool,
+}
+
+impl SegmentIndex {
+    /// The index of an empty segment starting at `first_offset`.
+    #[must_use]
+    pub fn empty(first_offset: u64) -> Self {
+        Self {
+            summary: SegmentSummary {
+                len_bytes: SEGMENT_HEADER_LEN as u64,
+                first_offset,
+                next_offset: first_offset,
+                logical_size_bytes: 0,
+                last_data_position: None,
+                checkpoint_count: 0,
+                compressed_count: 0,
+            },
+            checkpoints: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// Accounts for one record appended at the segment's end.
+    pub fn push(&mut self, record: SeenRecord, index_interval: u64) {
+        debug_assert_eq!(record.position, self.summary.len_bytes);
+        let entry = IndexEntry {
+            offset: record.offset,
+            position: record.position,
+        };
+        let summary = &mut self.summary;
+        if record.is_checkpoint {
+            self.checkpoints.push(entry);
+            summary.checkpoint_count += 1;
+        } else {
+            let nth = record.offset - summary.first_offset;
+            if index_interval > 0 && nth.is_multiple_of(index_interval) {
+                self.data.push(entry);
+            }
+            summary.next_offset = record.offset + 1;
+            summary.logical_size_bytes += logical_record_size(record.payload_len);
+            summary.last_data_position = Some(record.position);
+            summary.compressed_count += u64::from(record.compressed);
+        }
+        summary.len_bytes = record.position + record.frame_len;
+    }
+
+    /// The offset of the segment's last checkpoint.
+    #[must_use]
+    pub fn last_checkpoint(&self) -> Option<u64> {
+        self.checkpoints.last().map(|entry| entry.offset)
+    }
+
+    /// The last checkpoint at or before `offset`.
+    #[must_use]
+    pub fn checkpoint_at_or_before(&self, offset: u64) -> Option<IndexEntry> {
+        let count = self
+            .checkpoints
+            .partition_point(|entry| entry.offset <= offset);
+        count
+            .checked_sub(1)
+            .and_then(|last| self.checkpoints.get(last))
+            .copied()
+    }
+
+    /// Encodes the index file for segment `segment_num` of `stream`.
+    #[must_use]
+    pub fn encode(&self, stream: StreamId, segment_num: u32) -> Vec<u8> {
+        let mut entries: Vec<(IndexEntry, u8)> = self
+            .checkpoints
+            .iter()
+            .map(|entry| (*entry, 1u8))
+            .chain(self.data.iter().map(|entry| (*entry, 0u8)))
+            .collect();
+        entries.sort_by_key(|(entry, _)| entry.position);
+        let s = &self.summary;
+        let mut out = Vec::with_capacity(HEADER_LEN + entries.len() * ENTRY_LEN + CRC_LEN);
+        out.extend_from_slice(&INDEX_MAGIC);
+        out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&segment_num.to_le_bytes());
+        out.extend_from_slice(&stream.as_u64().to_le_bytes());
+        for field in [
+            s.len_bytes,
+            s.first_offset,
+            s.next_offset,
+            s.logical_size_bytes,
+            s.last_data_position.unwrap_or(NO_POSITION),
+            s.checkpoint_count,
+            s.compressed_count,
+        ] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        debug_assert_eq!(out.len(), HEADER_LEN);
+        for (entry, kind) in entries.iter().take(count as usize) {
+            out.extend_from_slice(&entry.offset.to_le_bytes());
+            out.extend_from_slice(&entry.position.to_le_bytes());
+            out.push(*kind);
+            out.extend_from_slice(&[0u8; 7]);
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes an index file and checks it describes segment `segment_num` of `stream`, whose
+    /// file is `segment_len_bytes` long. The error says why it is unusable (corrupt or stale).
+    pub fn decode(
+        bytes: &[u8],
+        stream: StreamId,
+        segment_num: u32,
+        segment_len_bytes: u64,
+    ) -> Result<SegmentIndex, String> {
+        if bytes.len() < HEADER_LEN + CRC_LEN {
+            return Err(format!("index file truncated ({} bytes)", bytes.len()));
+        }
+        let crc_at = bytes.len() - CRC_LEN;
+        let stored = le_u32(bytes, crc_at);
+        let computed = crc32c::crc32c(bytes.get(..crc_at).unwrap_or_default());
+        if bytes.get(..INDEX_MAGIC.len()) != Some(&INDEX_MAGIC[..]) {
+            return Err("not an index file (bad magic)".to_owned());
+        }
+        if stored != computed {
+            return Err("index checksum mismatch".to_owned());
+        }
+        if le_u32(bytes, 8) != INDEX_VERSION {
+            return Err(format!("unsupported index version {}", le_u32(bytes, 8)));
+        }
+        if le_u32(bytes, 12) != segment_num || le_u64(bytes, 16) != stream.as_u64() {
+            return Err("index names another stream or segment".to_owned());
+        }
+        let field = |i: usize| le_u64(bytes, 24 + 8 * i);
+        let summary = SegmentSummary {
+            len_bytes: field(0),
+            first_offset: field(1),
+            next_offset: field(2),
+            logical_size_bytes: field(3),
+            last_data_position: Some(field(4)).filter(|&p| p != NO_POSITION),
+            checkpoint_count: field(5),
+            compressed_count: field(6),
+        };
+        if summary.len_bytes != segment_len_bytes {
+            return Err(format!(
+                "stale index: describes {} bytes, segment has {segment_len_bytes}",
+                summary.len_bytes
+            ));
+        }
+        let count = le_u32(bytes, 80) as usize;
+        if bytes.len() != HEADER_LEN + count.saturating_mul(ENTRY_LEN) + CRC_LEN {
+            return Err("index length does not match its entry count".to_owned());
+        }
+        let mut index = SegmentIndex {
+            summary,
+            checkpoints: Vec::new(),
+            data: Vec::new(),
+        };
+        let mut last_position = 0u64;
+        for i in 0..count {
+            let at = HEADER_LEN + i * ENTRY_LEN;
+            let entry = IndexEntry {
+                offset: le_u64(bytes, at),
+                position: le_u64(bytes, at + 8),
+            };
+            let in_range = entry.position >= SEGMENT_HEADER_LEN as u64
+                && entry.position < summary.len_bytes
+                && entry.position >= last_position
+                && entry.offset >= summary.first_offset
+                && entry.offset <= summary.next_offset;
+            if !in_range {
+                return Err(format!("index entry {i} out of range"));
+            }
+            last_position = entry.position;
+            match bytes.get(at + 16) {
+                Some(0) => index.data.push(entry),
+                Some(1) => index.checkpoints.push(entry),
+                _ => return Err(format!("index entry {i} has an unknown kind")),
+            }
+        }
+        if index.checkpoints.len() as u64 != summary.checkpoint_count
+            || summary.next_offset < summary.first_offset
+        {
+            return Err("index summary is inconsistent".to_owned());
+        }
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SegmentIndex {
+        let mut index = SegmentIndex::empty(10);
+        let mut position = SEGMENT_HEADER_LEN as u64;
+        for (offset, is_checkpoint) in [
+            (10, true),
+            (10, false),
+            (11, false),
+            (12, true),
+            (12, false),
+        ] {
+            index.push(
+                SeenRecord {
+                    is_checkpoint,
+                    offset,
+                    position,
+                    frame_len: 60,
+                    payload_len: 4,
+                    compressed: false,
+                },
+                2,
+            );
+            position += 60;
+        }
+        index
+    }
+
+    #[test]
+    fn round_trips_and_finds_checkpoints() {
+        let index = sample();
+        assert_eq!(index.summary.next_offset, 13);
+        assert_eq!(index.data.len(), 2);
+        assert_eq!(
+            index.checkpoint_at_or_before(11).map(|e| e.offset),
+            Some(10)
+        );
+        assert_eq!(
+            index.checkpoint_at_or_before(12).map(|e| e.offset),
+            Some(12)
+        );
+        assert_eq!(index.checkpoint_at_or_before(9), None);
+        let stream = StreamId::new(5);
+        let bytes = index.encode(stream, 2);
+        let len = index.summary.len_bytes;
+        assert_eq!(SegmentIndex::decode(&bytes, stream, 2, len), Ok(index));
+        assert!(SegmentIndex::decode(&bytes, stream, 2, len + 1).is_err());
+        assert!(SegmentIndex::decode(&bytes, stream, 3, len).is_err());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                SegmentIndex::decode(&bad, stream, 2, len).is_err(),
+                "flip {i}"
+            );
+        }
+        assert!(SegmentIndex::decode(&bytes[..bytes.len() - 1], stream, 2, len).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! [`Storage`]: the on-disk backend.
+//!
+//! # Directory layout
+//!
+//! ```text
+//! <dir>/
+//!   LOCK                              advisory lock: one open Storage per directory
+//!   streams/
+//!     00000000000000000042/           one directory per stream, id as 20 decimal digits
+//!       manifest.json                 segment list, written atomically (`manifest`)
+//!       00000000.seg                  segment 0: header + record frames (`segment`)
+//!       00000000.idx                  its sparse index (`index`)
+//!       00000001.seg                  …
+//! ```
+//!
+//! Checkpoint records (`checkpoint`) live inside segments. `docs/FORMAT.md` ("On-disk
+//! layout") repeats every layout; `docs/ARCHITECTURE.md` ("Recovery") the recovery table.
+//!
+//! # Semantics
+//!
+//! Exactly `MemoryStorage`'s, by construction: the same [`crate::backend::check_append`]
+//! before anything is written, the same [`crate::segments::SegmentTable`] rotation rule (on
+//! logical sizes, so compression, checkpoints and headers never move a boundary), the same
+//! [`crate::verify`] decode-and-link on every read, the same
+//! [`crate::backend::assert_offset_advanced`] after each append.
+//!
+//! # Durability
+//!
+//! One `write` per batch (the whole batch, checkpoints included, is encoded into one reused
+//! buffer). With `fsync = true` the segment file is `fdatasync`ed before `append_batch`
+//! returns; a batch that creates a stream or rotates a segment also makes the new segment
+//! file, its directory entry and the manifest durable first. With `fsync = false` the batch is
+//! handed to the OS and becomes durable at the next synced append or [`Storage::flush`].
+//!
+//! After any failed write or sync the store is *poisoned* (fail-stop): every later append or
+//! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
+//! after a failed fsync neither the file's content nor a retried fsync can be trusted.
+
+mod checkpoint;
+mod fs;
+mod index;
+mod le;
+mod manifest;
+mod recovery;
+mod segment;
+mod storage;
+mod stream;
+
+use std::path::PathBuf;
+
+use kimberlite_types::{CompressionKind, Offset, StreamId};
+
+pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use storage::Storage;
+
+/// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
+pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;
+/// Default `checkpoint_interval`: a checkpoint every 256 data records.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 256;
+/// Default `index_interval`: a sparse index entry every 64 data records.
+pub const DEFAULT_INDEX_INTERVAL: u64 = 64;
+
+/// How a [`Storage`] lays out and writes its files. Plain data; see each field's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Logical bytes after which a stream's active segment rotates (the rule of
+    /// [`crate::segments`]). Default: [`DEFAULT_MAX_SEGMENT_SIZE`] (256 MiB).
+    pub max_segment_size: u64,
+    /// Data records between checkpoint records; 0 writes none, so that verified reads start
+    /// at the stream's first record. Default: [`DEFAULT_CHECKPOINT_INTERVAL`] (256).
+    pub checkpoint_interval: u64,
+    /// Codec for data payloads, used per record only when it makes the record smaller.
+    /// Default: [`CompressionKind::None`].
+    pub compression: CompressionKind,
+    /// Data records between sparse index entries (checkpoints are always indexed); 0 indexes
+    /// checkpoints only. Default: [`DEFAULT_INDEX_INTERVAL`] (64).
+    pub index_interval: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            compression: CompressionKind::None,
+            index_interval: DEFAULT_INDEX_INTERVAL,
+        }
+    }
+}
+
+/// Sizes and counts of one stream ([`Storage::stream_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStats {
+    /// The stream's next offset (its number of events).
+    pub next_offset: Offset,
+    /// Segments, the active one included.
+    pub segment_count: usize,
+    /// Bytes of segment files (headers, frames as stored, checkpoints).
+    pub stored_bytes: u64,
+    /// Logical bytes: data records' frames as if uncompressed (what rotation counts).
+    pub logical_bytes: u64,
+    /// Checkpoint records.
+    pub checkpoint_count: u64,
+    /// Data records stored compressed.
+    pub compressed_record_count: u64,
+}
+
+/// What [`Storage::open`] found and did; empty when the store was clean.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Each repair or finding, in the order met.
+    pub actions: Vec<RecoveryAction>,
+}
+
+impl RecoveryReport {
+    /// True when open found nothing to repair or report.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Torn tails truncated.
+    pub fn truncations(&self) -> impl Iterator<Item = &RecoveryAction> {
+        self.actions
+            .iter()
+            .filter(|action| matches!(action, RecoveryAction::TornTailTruncated { .. }))
+    }
+}
+
+/// One thing recovery did or found (rows of the decision table in `recovery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryAction {
+    /// A partial or unchecksummed last record (an unfinished write) was cut off.
+    TornTailTruncated {
+        /// The stream.
+        stream: StreamId,
+        /// The segment file.
+        file: PathBuf,
+        /// File length before.
+        from_len: u64,
+        /// File length after: the end of the last whole record.
+        to_len: u64,
+        /// Why the tail did not decode.
+        reason: String,
+    },
+    /// A segment index was missing or stale and was rebuilt from its segment.
+    IndexRebuilt {
+        /// The stream.
+        stream: StreamId,
+        /// The index file written.
+        file: PathBuf,
+        /// Why the old one was unusable.
+        reason: String,
+    },
+    /// The manifest was missing, unreadable or behind the files and was rewritten from them.
+    ManifestRepaired {
+        /// The stream.
+        stream: StreamId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An active segment whose header was never completely written (it held no record) was
+    /// rewritten.
+    SegmentHeaderRewritten {
+        /// The stream.
+        stream: StreamId,
+        /// The segment file.
+        file: PathBuf,
+    },
+    /// A leftover temp file of an interrupted atomic write was removed.
+    TempFileRemoved {
+        /// The file removed.
+        file: PathBuf,
+    },
+    /// Corruption that recovery must not repair. Reads that reach it fail with this error;
+    /// if it is in the active segment, appends to the stream are refused too.
+    CorruptionFound {
+        /// The stream.
+        stream: StreamId,
+        /// The error reads will report.
+        error: String,
+    },
+}

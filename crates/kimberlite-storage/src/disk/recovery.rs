@@ -1,0 +1,739 @@
+//! Opening a stream directory: reconcile manifest, segments and indexes, repair what is
+//! unambiguous, report the rest.
+//!
+//! # What is trusted
+//!
+//! - A *completed* segment listed as completed by a readable manifest: its header and its
+//!   length are checked against the manifest; its records are not re-read (that is what
+//!   `verify_stream` is for). Its index is used if it matches (else rebuilt by a scan).
+//! - The *active* (last) segment is always scanned from its header to its end: every frame is
+//!   decoded (length, CRC) and linked (offset, `prev_hash`, starting from the previous
+//!   segment's last record), which yields the stream's head, its index and its true end.
+//!
+//! # Decision table for the active segment's tail
+//!
+//! The scan stops at the first frame that does not decode or link, at byte position `p`.
+//! `W` is the manifest's durable watermark for the segment (its recorded `file_size_bytes`,
+//! fsynced before the manifest was written), the header length when there is none.
+//!
+//! | # | tail state at `p`                                  | checksum | chain | `p` vs `W` | action                |
+//! |---|----------------------------------------------------|----------|-------|------------|-----------------------|
+//! | 1 | end of file on a frame boundary                    | –        | ok    | `p >= W`   | clean                 |
+//! | 2 | end of file on a frame boundary                    | –        | ok    | `p < W`    | damage (bytes lost)   |
+//! | 3 | < 4 bytes left, or a valid length that runs past EOF | –      | –     | `p >= W`   | torn: truncate to `p` |
+//! | 4 | a valid length ending exactly at EOF               | bad      | –     | `p >= W`   | torn: truncate to `p` |
+//! | 5 | every byte from `p` to EOF is zero                 | bad      | –     | `p >= W`   | torn: truncate to `p` |
+//! | 6 | rows 3–5, but a later frame at `q > p` decodes     | bad      | –     | any        | damage                |
+//! | 7 | rows 3–5                                           | bad      | –     | `p < W`    | damage                |
+//! | 8 | anything else that does not decode (bytes follow)  | bad      | –     | any        | damage                |
+//! | 9 | frame decodes, wrong offset or `prev_hash`         | ok       | bad   | any        | damage                |
+//!
+//! *Truncate* cuts the file back to the last whole record and fsyncs it; the report says so.
+//! *Damage* changes nothing on disk: the stream opens, reads that reach `p` fail with an error
+//! naming stream, offset, segment file and byte `p`, and appends to the stream are refused
+//! (its head is unknown). Row 6 keeps a bit flip in a length prefix from being mistaken for a
+//! torn write. A torn write is only ever possible past the last fsync, so a failure below
+//! `W` is never treated as one.
+//!
+//! # Manifest against files
+//!
+//! | manifest                 | segment files                     | action                              |
+//! |--------------------------|-----------------------------------|-------------------------------------|
+//! | readable, lists `0..n`   | `0..n`                            | open                                |
+//! | readable, lists `0..m`   | `0..n`, `n > m` (rotation crash)  | scan the unlisted ones, rewrite     |
+//! | readable, lists `0..m`   | `0..n`, `n < m` (file missing)    | refuse: `Unrecoverable`             |
+//! | missing or unreadable    | `0..n`, each complete one clean   | rebuild from a scan of all, rewrite |
+//! | missing or unreadable    | a gap, a bad header, or damage in a completed segment | refuse |
+//! | any                      | none                              | no stream (crash at creation)       |
+
+use std::path::{Path, PathBuf};
+
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{Offset, StreamId};
+
+use super::fs::{FileHandle, FileSystem};
+use super::index::{index_file_name, SeenRecord, SegmentIndex};
+use super::le::le_u32;
+use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
+use super::segment::{
+    parse_segment_file_name, segment_path, SegmentBytes, SegmentHeader, SEGMENT_HEADER_LEN,
+};
+use super::stream::{io_error, Damage, SegmentFiles, StreamState};
+use super::{RecoveryAction, RecoveryReport, StorageConfig};
+use crate::error::{Location, RecordError, StorageError};
+use crate::record::{Record, MAX_FRAME_LEN, RECORD_OVERHEAD};
+use crate::segments::{SegmentMeta, SegmentTable};
+use crate::verify::ChainCursor;
+
+const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
+
+/// How a scan of one segment ended.
+pub enum ScanEnd {
+    /// At the end of the file, on a frame boundary.
+    Clean,
+    /// At an unfinished write (rows 3–5 of the table), before the watermark check.
+    Torn {
+        /// Where the torn frame starts.
+        position: u64,
+        /// Why it does not decode.
+        reason: RecordError,
+    },
+    /// At corruption (rows 6, 8, 9).
+    Corrupt(StorageError),
+}
+
+/// The result of scanning a segment.
+pub struct Scan {
+    /// The index of every whole record before the end.
+    pub index: SegmentIndex,
+    /// The chain hash of the last data record, if any.
+    pub last_hash: Option<ChainHash>,
+    /// How it ended.
+    pub end: ScanEnd,
+}
+
+/// One segment to scan.
+pub struct ScanTarget<'a> {
+    /// The stream.
+    pub stream: StreamId,
+    /// The segment number.
+    pub num: u32,
+    /// The segment file.
+    pub path: &'a Path,
+    /// The offset of its first data record.
+    pub first_offset: u64,
+    /// Sparse index granularity.
+    pub index_interval: u64,
+}
+
+/// Scans a segment from its header to its end. With `cursor`, every record is linked to the
+/// chain from it; without, only CRCs and the offset sequence are checked. I/O errors are the
+/// only `Err`.
+pub fn scan_segment<H: FileHandle>(
+    target: &ScanTarget<'_>,
+    bytes: &mut SegmentBytes<'_, H>,
+    mut cursor: Option<ChainCursor>,
+) -> Result<Scan, StorageError> {
+    let io = |source| io_error(target.path, source);
+    let location = |position| Location {
+        segment: target.num,
+        position,
+        file: Some(target.path.to_path_buf()),
+    };
+    let len = bytes.len();
+    let mut index = SegmentIndex::empty(target.first_offset);
+    let mut last_data: Option<Record> = None;
+    let mut position = HEADER_LEN;
+    let end = loop {
+        if position >= len {
+            break ScanEnd::Clean;
+        }
+        let frame = bytes.frame_at(position).map_err(io)?;
+        let expected = Offset::new(index.summary.next_offset);
+        let (record, frame_len) = match Record::from_bytes(&frame) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                if looks_torn(bytes, position, &frame, expected).map_err(io)? {
+                    break ScanEnd::Torn { position, reason };
+                }
+                break ScanEnd::Corrupt(StorageError::CorruptRecord {
+                    stream: target.stream,
+                    offset: expected,
+                    location: location(position),
+                    source: reason,
+                });
+            }
+        };
+        let linked = match cursor.as_mut() {
+            Some(cursor) if record.is_checkpoint() => {
+                cursor.check_checkpoint(&record, || location(position))
+            }
+            Some(cursor) => cursor.check(&record, || location(position)).map(|_| ()),
+            None if record.offset() != expected => Err(StorageError::OffsetMismatch {
+                stream: target.stream,
+                offset: expected,
+                found: record.offset(),
+                location: location(position),
+            }),
+            None => Ok(()),
+        };
+        if let Err(error) = linked {
+            break ScanEnd::Corrupt(error);
+        }
+        let seen = SeenRecord {
+            is_checkpoint: record.is_checkpoint(),
+            offset: record.offset().as_u64(),
+            position,
+            frame_len: frame_len as u64,
+            payload_len: record.payload().len(),
+            compressed: record.compression() != kimberlite_types::CompressionKind::None,
+        };
+        index.push(seen, target.index_interval);
+        if !record.is_checkpoint() {
+            last_data = Some(record);
+        }
+        position += frame_len as u64;
+    };
+    let last_hash = match cursor {
+        Some(cursor) if last_data.is_some() => cursor.prev_hash(),
+        _ => last_data.as_ref().map(Record::compute_hash),
+    };
+    Ok(Scan {
+        index,
+        last_hash,
+        end,
+    })
+}
+
+/// Rows 3–6 of the decision table: whether the undecodable frame at `position` is an
+/// unfinished write at the end of the file.
+fn looks_torn<H: FileHandle>(
+    bytes: &mut SegmentBytes<'_, H>,
+    position: u64,
+    frame: &[u8],
+    expected: Offset,
+) -> std::io::Result<bool> {
+    let len = bytes.len();
+    let geometric = if frame.len() < 4 {
+        true
+    } else {
+        let declared = u64::from(le_u32(frame, 0));
+        let valid = (RECORD_OVERHEAD as u64..=MAX_FRAME_LEN as u64).contains(&declared);
+        (valid && position.saturating_add(declared) >= len) || rest_is_zero(bytes, position)?
+    };
+    Ok(geometric && !later_frame_decodes(bytes, position, expected)?)
+}
+
+fn rest_is_zero<H: FileHandle>(
+    bytes: &mut SegmentBytes<'_, H>,
+    from: u64,
+) -> std::io::Result<bool> {
+    let mut position = from;
+    while position < bytes.len() {
+        let chunk = bytes.chunk_at(position, 1 << 20)?;
+        if chunk.is_empty() {
+            break;
+        }
+        if chunk.iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        position += chunk.len() as u64;
+    }
+    Ok(true)
+}
+
+/// Row 6: whether any frame after `position` decodes and holds an offset at or after
+/// `expected` (then the bad frame is corruption with intact records behind it).
+fn later_frame_decodes<H: FileHandle>(
+    bytes: &mut SegmentBytes<'_, H>,
+    position: u64,
+    expected: Offset,
+) -> std::io::Result<bool> {
+    let len = bytes.len();
+    let mut candidate = position + 1;
+    while candidate + (RECORD_OVERHEAD as u64) <= len {
+        let frame = bytes.frame_at(candidate)?;
+        if let Ok((record, _)) = Record::from_bytes(&frame) {
+            if record.offset() >= expected {
+                return Ok(true);
+            }
+        }
+        candidate += 1;
+    }
+    Ok(false)
+}
+
+/// Opens the stream in `dir`; `None` when the directory holds no segment (a crash while the
+/// stream was being created).
+pub fn open_stream<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    stream: StreamId,
+    config: &StorageConfig,
+    report: &mut RecoveryReport,
+) -> Result<Option<StreamState<F>>, StorageError> {
+    let unrecoverable = |path: &Path, reason: String| StorageError::Unrecoverable {
+        stream,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let names = fs.list_dir(dir).map_err(|source| io_error(dir, source))?;
+    for name in names.iter().filter(|name| name.ends_with(".tmp")) {
+        let file = dir.join(name);
+        fs.remove_file(&file)
+            .map_err(|source| io_error(&file, source))?;
+        report
+            .actions
+            .push(RecoveryAction::TempFileRemoved { file });
+    }
+    let mut numbers: Vec<u32> = names
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    numbers.sort_unstable();
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest = if names.iter().any(|name| name == MANIFEST_FILE) {
+        let bytes = fs
+            .read(&manifest_path)
+            .map_err(|e| io_error(&manifest_path, e))?;
+        Manifest::decode(&bytes, stream)
+    } else {
+        Err("manifest.json is missing".to_owned())
+    };
+    if numbers.is_empty() {
+        return match manifest {
+            Ok(_) => Err(unrecoverable(
+                dir,
+                "the manifest lists segments, none exists".into(),
+            )),
+            Err(_) => Ok(None),
+        };
+    }
+    if let Some((i, n)) = numbers.iter().enumerate().find(|(i, n)| **n as usize != *i) {
+        let reason = format!("segment files are not numbered 0..n: found {n} at position {i}");
+        return Err(unrecoverable(dir, reason));
+    }
+    let (listed, repair_reason) = match manifest {
+        Ok(manifest) if manifest.segments.len() > numbers.len() => {
+            let missing = segment_path(dir, numbers.len() as u32);
+            let reason = "the manifest lists this segment, but the file is missing".to_owned();
+            return Err(unrecoverable(&missing, reason));
+        }
+        Ok(manifest) if manifest.segments.len() < numbers.len() => {
+            let reason = format!(
+                "manifest lists {} segments, {} files exist",
+                manifest.segments.len(),
+                numbers.len()
+            );
+            (manifest.segments, Some(reason))
+        }
+        Ok(manifest) => (manifest.segments, None),
+        Err(reason) => (Vec::new(), Some(reason)),
+    };
+    let mut opener = Opener {
+        fs,
+        dir,
+        stream,
+        config,
+        report,
+        metas: Vec::new(),
+        segments: Vec::new(),
+    };
+    let count = numbers.len();
+    for num in numbers.iter().take(count - 1) {
+        let entry = listed.get(*num as usize).filter(|entry| entry.completed);
+        opener.open_completed(*num, entry)?;
+    }
+    let active_num = u32::try_from(count - 1).unwrap_or(u32::MAX);
+    let mut state = opener.open_active(active_num, listed.get(count - 1))?;
+    if let Some(reason) = repair_reason {
+        if state.damage.is_none() {
+            write_manifest(fs, &state).map_err(|source| io_error(&manifest_path, source))?;
+            state.manifest_len = state.synced_len;
+        }
+        report
+            .actions
+            .push(RecoveryAction::ManifestRepaired { stream, reason });
+    }
+    Ok(Some(state))
+}
+
+/// The manifest describing `state`. The active segment's entry records its current length as
+/// the durable watermark: callers sync the active segment first.
+pub fn manifest_of<F: FileSystem>(state: &StreamState<F>) -> Manifest {
+    let last = state.segments.len().saturating_sub(1);
+    let segments = state
+        .table
+        .segments()
+        .iter()
+        .zip(&state.segments)
+        .enumerate()
+        .map(|(i, (meta, files))| ManifestSegment {
+            segment_num: meta.segment_num,
+            first_offset: meta.first_offset,
+            next_offset: meta.next_offset,
+            logical_size_bytes: meta.logical_size_bytes,
+            file_size_bytes: files.index.summary.len_bytes,
+            completed: i != last,
+        })
+        .collect();
+    Manifest {
+        format_version: super::manifest::MANIFEST_VERSION,
+        stream_id: state.id.as_u64(),
+        segments,
+    }
+}
+
+/// Writes `state`'s manifest atomically.
+pub fn write_manifest<F: FileSystem>(fs: &F, state: &StreamState<F>) -> std::io::Result<()> {
+    manifest_of(state).write_atomic(fs, &state.dir)
+}
+
+/// Writes a segment's index atomically (temp file, fsync, rename).
+pub fn write_index<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    stream: StreamId,
+    num: u32,
+    index: &SegmentIndex,
+) -> std::io::Result<PathBuf> {
+    let path = dir.join(index_file_name(num));
+    let temp = dir.join(format!("{}.tmp", index_file_name(num)));
+    let mut file = fs.create(&temp)?;
+    file.write_all_at(&index.encode(stream, num), 0)?;
+    file.sync_data()?;
+    drop(file);
+    fs.rename(&temp, &path)?;
+    Ok(path)
+}
+
+/// Opening state shared by the segments of one stream.
+struct Opener<'a, F: FileSystem> {
+    fs: &'a F,
+    dir: &'a Path,
+    stream: StreamId,
+    config: &'a StorageConfig,
+    report: &'a mut RecoveryReport,
+    metas: Vec<SegmentMeta>,
+    segments: Vec<SegmentFiles>,
+}
+
+impl<F: FileSystem> Opener<'_, F> {
+    fn unrecoverable(&self, path: &Path, reason: String) -> StorageError {
+        StorageError::Unrecoverable {
+            stream: self.stream,
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+
+    fn expected_first(&self) -> u64 {
+        self.metas.last().map_or(0, |meta| meta.next_offset)
+    }
+
+    fn check_header(&self, path: &Path, bytes: &[u8], num: u32) -> Result<(), StorageError> {
+        let header = SegmentHeader::decode(bytes).map_err(|e| self.unrecoverable(path, e))?;
+        let expected = SegmentHeader {
+            segment_num: num,
+            stream: self.stream,
+            first_offset: self.expected_first(),
+        };
+        if header != expected {
+            let reason = format!("segment header {header:?} where {expected:?} belongs");
+            return Err(self.unrecoverable(path, reason));
+        }
+        Ok(())
+    }
+
+    /// Opens completed segment `num`; `entry` is its manifest entry when one vouches for it.
+    fn open_completed(
+        &mut self,
+        num: u32,
+        entry: Option<&ManifestSegment>,
+    ) -> Result<(), StorageError> {
+        let path = segment_path(self.dir, num);
+        let map = self
+            .fs
+            .map_readonly(&path)
+            .map_err(|e| io_error(&path, e))?;
+        self.check_header(&path, &map, num)?;
+        let len = map.len() as u64;
+        if let Some(entry) = entry {
+            if entry.file_size_bytes != len {
+                let reason = format!(
+                    "file is {len} bytes, manifest says {}",
+                    entry.file_size_bytes
+                );
+                return Err(self.unrecoverable(&path, reason));
+            }
+        }
+        let index_path = self.dir.join(index_file_name(num));
+        let stored = match self.fs.read(&index_path) {
+            Ok(bytes) => SegmentIndex::decode(&bytes, self.stream, num, len),
+            Err(error) => Err(format!("index unreadable: {error}")),
+        };
+        let stored = stored.and_then(|index| match entry {
+            Some(entry) if !summary_matches(&index, entry) => {
+                Err("index summary disagrees with the manifest".to_owned())
+            }
+            _ => Ok(index),
+        });
+        let index = match (stored, entry) {
+            (Ok(index), Some(_)) => index,
+            (Ok(index), None) => self.rebuild_completed(num, &path, &map, None, Ok(index))?,
+            (Err(reason), entry) => self.rebuild_completed(num, &path, &map, entry, Err(reason))?,
+        };
+        let meta = SegmentMeta {
+            segment_num: num,
+            first_offset: self.expected_first(),
+            next_offset: entry.map_or(index.summary.next_offset, |e| e.next_offset),
+            logical_size_bytes: entry
+                .map_or(index.summary.logical_size_bytes, |e| e.logical_size_bytes),
+        };
+        self.metas.push(meta);
+        self.segments.push(SegmentFiles {
+            num,
+            path,
+            index,
+            map: Some(map),
+        });
+        Ok(())
+    }
+
+    /// Rebuilds a completed segment's index by a scan (`stored` is the index file as read, or
+    /// why it is unusable); with no manifest `entry`, the scan must also find it clean.
+    fn rebuild_completed(
+        &mut self,
+        num: u32,
+        path: &Path,
+        map: &bytes::Bytes,
+        entry: Option<&ManifestSegment>,
+        stored: Result<SegmentIndex, String>,
+    ) -> Result<SegmentIndex, StorageError> {
+        let target = self.target(num, path);
+        let mut view: SegmentBytes<'_, F::File> = SegmentBytes::Mapped(map.clone());
+        let scan = scan_segment(&target, &mut view, None)?;
+        let problem = match scan.end {
+            ScanEnd::Clean => None,
+            ScanEnd::Torn { position, reason } => Some(StorageError::CorruptRecord {
+                stream: self.stream,
+                offset: Offset::new(scan.index.summary.next_offset),
+                location: Location {
+                    segment: num,
+                    position,
+                    file: Some(path.to_path_buf()),
+                },
+                source: reason,
+            }),
+            ScanEnd::Corrupt(error) => Some(error),
+        };
+        match (problem, entry) {
+            (None, Some(entry)) if !summary_matches(&scan.index, entry) => {
+                let reason = "segment content disagrees with the manifest".to_owned();
+                Err(self.unrecoverable(path, reason))
+            }
+            (None, _) if stored.as_ref().ok() == Some(&scan.index) => Ok(scan.index),
+            (None, _) => {
+                let reason = stored.err().unwrap_or_else(|| "stale index".to_owned());
+                let file = write_index(self.fs, self.dir, self.stream, num, &scan.index)
+                    .map_err(|e| io_error(path, e))?;
+                let stream = self.stream;
+                self.report.actions.push(RecoveryAction::IndexRebuilt {
+                    stream,
+                    file,
+                    reason,
+                });
+                Ok(scan.index)
+            }
+            (Some(error), Some(_)) => {
+                let stream = self.stream;
+                let error = error.to_string();
+                self.report
+                    .actions
+                    .push(RecoveryAction::CorruptionFound { stream, error });
+                Ok(scan.index)
+            }
+            (Some(error), None) => Err(self.unrecoverable(
+                path,
+                format!(
+                    "no manifest vouches for this completed segment and it is damaged: {error}"
+                ),
+            )),
+        }
+    }
+
+    fn target<'p>(&self, num: u32, path: &'p Path) -> ScanTarget<'p> {
+        ScanTarget {
+            stream: self.stream,
+            num,
+            path,
+            first_offset: self.expected_first(),
+            index_interval: self.config.index_interval,
+        }
+    }
+
+    /// The chain hash of the previous segment's last data record (`None` before segment 1).
+    fn previous_head(&self) -> Option<Result<ChainHash, String>> {
+        let files = self.segments.last()?;
+        let map = files.map.clone().unwrap_or_default();
+        let position = files.index.summary.last_data_position?;
+        let frame = map.slice(
+            usize::try_from(position)
+                .unwrap_or(map.len())
+                .min(map.len())..,
+        );
+        Some(
+            Record::from_bytes(&frame)
+                .map(|(record, _)| record.compute_hash())
+                .map_err(|error| error.to_string()),
+        )
+    }
+
+    /// Opens, scans and (per the decision table) repairs the active segment.
+    fn open_active(
+        self,
+        num: u32,
+        entry: Option<&ManifestSegment>,
+    ) -> Result<StreamState<F>, StorageError> {
+        let path = segment_path(self.dir, num);
+        let mut file = self.fs.open(&path).map_err(|e| io_error(&path, e))?;
+        let len = file.len_bytes().map_err(|e| io_error(&path, e))?;
+        let first_offset = self.expected_first();
+        if let Some(entry) = entry {
+            if entry.first_offset != first_offset {
+                let reason = "manifest offset range disagrees with the files".to_owned();
+                return Err(self.unrecoverable(&path, reason));
+            }
+        }
+        let mut header = vec![0u8; usize::try_from(len.min(HEADER_LEN)).unwrap_or(0)];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| io_error(&path, e))?;
+        if let Err(error) = self.check_header(&path, &header, num) {
+            let empty = entry.is_none_or(|entry| entry.next_offset == entry.first_offset);
+            if len > HEADER_LEN || !empty {
+                return Err(error);
+            }
+            let fresh = SegmentHeader {
+                segment_num: num,
+                stream: self.stream,
+                first_offset,
+            };
+            let io = |e| io_error(&path, e);
+            file.set_len(0).map_err(io)?;
+            file.write_all_at(&fresh.encode(), 0).map_err(io)?;
+            file.sync_data().map_err(io)?;
+            let stream = self.stream;
+            let rewritten = path.clone();
+            self.report
+                .actions
+                .push(RecoveryAction::SegmentHeaderRewritten {
+                    stream,
+                    file: rewritten,
+                });
+        }
+        let len = file.len_bytes().map_err(|e| io_error(&path, e))?;
+        let previous = self.previous_head();
+        let cursor = match &previous {
+            None => Some(ChainCursor::at_start(self.stream)),
+            Some(Ok(head)) => Some(ChainCursor::resume(
+                self.stream,
+                Offset::new(first_offset),
+                Some(*head),
+            )),
+            Some(Err(_)) => None,
+        };
+        let target = self.target(num, &path);
+        let scan = scan_segment(&target, &mut SegmentBytes::file(&file, len), cursor)?;
+        let watermark = entry.map_or(HEADER_LEN, |entry| entry.file_size_bytes);
+        let good_len = scan.index.summary.len_bytes;
+        let location = Location {
+            segment: num,
+            position: good_len,
+            file: Some(path.clone()),
+        };
+        let error = match scan.end {
+            ScanEnd::Clean if good_len >= watermark => None,
+            ScanEnd::Clean => Some(StorageError::MissingRecords {
+                stream: self.stream,
+                offset: Offset::new(scan.index.summary.next_offset),
+                location,
+            }),
+            ScanEnd::Torn { position, reason } if position >= watermark => {
+                let io = |e| io_error(&path, e);
+                file.set_len(position).map_err(io)?;
+                file.sync_data().map_err(io)?;
+                self.report.actions.push(RecoveryAction::TornTailTruncated {
+                    stream: self.stream,
+                    file: path.clone(),
+                    from_len: len,
+                    to_len: position,
+                    reason: reason.to_string(),
+                });
+                None
+            }
+            ScanEnd::Torn { reason, .. } => Some(StorageError::CorruptRecord {
+                stream: self.stream,
+                offset: Offset::new(scan.index.summary.next_offset),
+                location,
+                source: reason,
+            }),
+            ScanEnd::Corrupt(error) => Some(error),
+        };
+        let damage = error.and_then(|error| {
+            let stream = self.stream;
+            self.report.actions.push(RecoveryAction::CorruptionFound {
+                stream,
+                error: error.to_string(),
+            });
+            Damage::from_error(&error, len)
+        });
+        let head = match (scan.last_hash, previous) {
+            (Some(hash), _) => Some(hash),
+            (None, Some(Ok(hash))) => Some(hash),
+            _ => None,
+        };
+        // Whatever the file holds now is made durable, so the in-memory state never runs
+        // ahead of what a crash would keep.
+        file.sync_data().map_err(|e| io_error(&path, e))?;
+        self.finish(num, path, file, scan.index, head, damage, watermark)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one private step of open_active")]
+    fn finish(
+        mut self,
+        num: u32,
+        path: PathBuf,
+        file: F::File,
+        index: SegmentIndex,
+        head: Option<ChainHash>,
+        damage: Option<Damage>,
+        manifest_len: u64,
+    ) -> Result<StreamState<F>, StorageError> {
+        // The active segment's index is always derived from the scan; a stale file is simply
+        // rewritten at the next `flush_indexes` or rotation.
+        let index_path = self.dir.join(index_file_name(num));
+        let stored = self.fs.read(&index_path).ok().and_then(|bytes| {
+            SegmentIndex::decode(&bytes, self.stream, num, index.summary.len_bytes).ok()
+        });
+        let index_dirty = stored.as_ref() != Some(&index);
+        let len_bytes = index.summary.len_bytes;
+        self.metas.push(SegmentMeta {
+            segment_num: num,
+            first_offset: index.summary.first_offset,
+            next_offset: index.summary.next_offset,
+            logical_size_bytes: index.summary.logical_size_bytes,
+        });
+        self.segments.push(SegmentFiles {
+            num,
+            path,
+            index,
+            map: None,
+        });
+        let table =
+            SegmentTable::from_segments(self.metas).ok_or_else(|| StorageError::Unrecoverable {
+                stream: self.stream,
+                path: self.dir.to_path_buf(),
+                reason: "segment offset ranges are inconsistent".to_owned(),
+            })?;
+        Ok(StreamState {
+            id: self.stream,
+            dir: self.dir.to_path_buf(),
+            table,
+            segments: self.segments,
+            active: file,
+            head,
+            damage,
+            synced_len: len_bytes,
+            manifest_len,
+            index_dirty,
+        })
+    }
+}
+
+fn summary_matches(index: &SegmentIndex, entry: &ManifestSegment) -> bool {
+    let summary = &index.summary;
+    summary.first_offset == entry.first_offset
+        && summary.next_offset == entry.next_offset
+        && summary.logical_size_bytes == entry.logical_size_bytes
+        && summary.len_bytes == entry.file_size_bytes
+}

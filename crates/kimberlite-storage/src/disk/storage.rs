@@ -1,0 +1,573 @@
+//! [`Storage`]: opening a store, appending batches, rotation, flush, and the
+//! [`StorageBackend`] implementation. See the `disk` module docs for layout and durability.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
+
+use super::checkpoint::{checkpoint_due, checkpoint_record};
+use super::fs::{FileHandle, FileSystem, OsFileSystem};
+use super::index::{SeenRecord, SegmentIndex};
+use super::recovery::{open_stream, write_index, write_manifest};
+use super::segment::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
+use super::stream::{io_error, SegmentFiles, StreamState};
+use super::{RecoveryReport, StorageConfig, StreamStats};
+use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::error::StorageError;
+use crate::record::{Record, RECORD_OVERHEAD};
+use crate::segments::SegmentTable;
+use crate::verify::VerifyReport;
+
+/// The lock file in a store's directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// The directory of stream directories.
+pub const STREAMS_DIR: &str = "streams";
+/// Position of the compression byte in a record frame (see `crate::record`).
+const FRAME_COMPRESSION_AT: usize = 6;
+
+/// The on-disk storage backend: hash-chained streams in segment files under one directory.
+///
+/// Generic over the [`FileSystem`] it runs on; [`OsFileSystem`] (the default) is the real
+/// one. `Send + Sync`; methods that change state take `&mut self`, so callers share it behind
+/// their own lock. Only one `Storage` may have a directory open at a time (an advisory lock
+/// file enforces it).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use kimberlite_storage::{Storage, StorageBackend};
+/// use kimberlite_types::{Offset, StreamId};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let stream = StreamId::new(1);
+/// let head = {
+///     let mut storage = Storage::open(dir.path()).unwrap();
+///     let events = vec![Bytes::from_static(b"admitted"), Bytes::from_static(b"discharged")];
+///     let (next, head) = storage.append_batch(stream, events, Offset::ZERO, None, true).unwrap();
+///     assert_eq!(next, Offset::new(2));
+///     head
+/// };
+/// let mut storage = Storage::open(dir.path()).unwrap();
+/// assert!(storage.recovery_report().is_clean());
+/// assert_eq!(storage.latest_chain_hash(stream).unwrap(), Some(head));
+/// let read = storage.read_from(stream, Offset::new(1), u64::MAX).unwrap();
+/// assert_eq!(read, vec![Bytes::from_static(b"discharged")]);
+/// ```
+pub struct Storage<F: FileSystem = OsFileSystem> {
+    fs: F,
+    dir: PathBuf,
+    config: StorageConfig,
+    streams: BTreeMap<StreamId, StreamState<F>>,
+    report: RecoveryReport,
+    poisoned: Option<String>,
+    buffer: Vec<u8>,
+    _lock: F::Lock,
+}
+
+impl Storage<OsFileSystem> {
+    /// Opens (creating if missing) the store in `dir` with the default [`StorageConfig`],
+    /// recovering it as `recovery` describes; see [`Storage::recovery_report`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(dir, StorageConfig::default())
+    }
+
+    /// Opens (creating if missing) the store in `dir` with `config`.
+    pub fn open_with(dir: impl AsRef<Path>, config: StorageConfig) -> Result<Self, StorageError> {
+        Self::open_on(OsFileSystem, dir, config)
+    }
+}
+
+impl<F: FileSystem> Storage<F> {
+    /// Opens the store in `dir` on the file system `fs`.
+    pub fn open_on(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: StorageConfig,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let streams_dir = dir.join(STREAMS_DIR);
+        fs.create_dir_all(&streams_dir)
+            .map_err(|source| io_error(&streams_dir, source))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs
+            .try_lock(&lock_path)
+            .map_err(|source| io_error(&lock_path, source))?
+            .ok_or(StorageError::Locked { path: lock_path })?;
+        fs.sync_dir(&dir).map_err(|source| io_error(&dir, source))?;
+        let mut report = RecoveryReport::default();
+        let mut streams = BTreeMap::new();
+        let mut names = fs
+            .list_dir(&streams_dir)
+            .map_err(|source| io_error(&streams_dir, source))?;
+        names.sort_unstable();
+        for name in names {
+            let Some(id) = parse_stream_dir_name(&name) else {
+                continue;
+            };
+            let stream_dir = streams_dir.join(&name);
+            if let Some(state) = open_stream(&fs, &stream_dir, id, &config, &mut report)? {
+                streams.insert(id, state);
+            }
+        }
+        Ok(Self {
+            fs,
+            dir,
+            config,
+            streams,
+            report,
+            poisoned: None,
+            buffer: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    /// What `open` repaired or found; empty for a clean store.
+    #[must_use]
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The store's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration the store was opened with.
+    #[must_use]
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// The streams holding at least one record, ascending.
+    #[must_use]
+    pub fn streams(&self) -> Vec<StreamId> {
+        self.streams
+            .iter()
+            .filter(|(_, state)| state.table.next_offset() > 0 || state.damage.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Sizes and counts of `stream`; `None` for an unknown stream.
+    #[must_use]
+    pub fn stream_stats(&self, stream: StreamId) -> Option<StreamStats> {
+        let state = self.streams.get(&stream)?;
+        let summaries = state.segments.iter().map(|files| &files.index.summary);
+        let mut stats = StreamStats {
+            next_offset: state.next_offset(),
+            segment_count: state.table.segments().len(),
+            stored_bytes: 0,
+            logical_bytes: 0,
+            checkpoint_count: 0,
+            compressed_record_count: 0,
+        };
+        for summary in summaries {
+            stats.stored_bytes += summary.len_bytes;
+            stats.logical_bytes += summary.logical_size_bytes;
+            stats.checkpoint_count += summary.checkpoint_count;
+            stats.compressed_record_count += summary.compressed_count;
+        }
+        Some(stats)
+    }
+
+    /// Walks every record of `stream` from the first, checking every CRC and link (and that
+    /// the last one is the head held in memory). An unknown stream verifies as empty.
+    pub fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
+        match self.streams.get(&stream) {
+            Some(state) => state.verify(),
+            None => Ok(VerifyReport {
+                stream,
+                records_checked: 0,
+                checkpoints_checked: 0,
+                segments_checked: 0,
+                bytes_checked: 0,
+                head: None,
+                next_offset: Offset::ZERO,
+            }),
+        }
+    }
+
+    /// Makes everything appended so far durable: syncs every active segment written since
+    /// its last sync, writes dirty indexes, and updates manifests whose watermark is behind.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            let result = self.flush_stream(id);
+            self.poison_on_error(result)?;
+        }
+        self.flush_indexes()
+    }
+
+    fn flush_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
+        let Some(state) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let len = state
+            .active_files()
+            .map_or(0, |files| files.index.summary.len_bytes);
+        let path = state
+            .active_files()
+            .map(|files| files.path.clone())
+            .unwrap_or_default();
+        if state.synced_len < len {
+            state
+                .active
+                .sync_data()
+                .map_err(|source| io_error(&path, source))?;
+            state.synced_len = len;
+        }
+        if state.manifest_len != len && state.damage.is_none() {
+            write_manifest(&self.fs, state).map_err(|source| io_error(&state.dir, source))?;
+            state.manifest_len = len;
+        }
+        Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<(), StorageError> {
+        match &self.poisoned {
+            Some(context) => Err(StorageError::Poisoned {
+                context: context.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Latches the store as poisoned when `result` is an error (fail-stop).
+    fn poison_on_error<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(error) = &result {
+            if self.poisoned.is_none() {
+                self.poisoned = Some(error.to_string());
+            }
+        }
+        result
+    }
+
+    /// Creates `id`'s directory, segment 0 and manifest, all durable.
+    fn create_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
+        let streams_dir = self.dir.join(STREAMS_DIR);
+        let dir = streams_dir.join(stream_dir_name(id));
+        self.fs
+            .create_dir_all(&dir)
+            .map_err(|e| io_error(&dir, e))?;
+        let (file, files) = create_segment(&self.fs, &dir, id, 0, 0)?;
+        let state = StreamState {
+            id,
+            dir: dir.clone(),
+            table: SegmentTable::new(),
+            segments: vec![files],
+            active: file,
+            head: None,
+            damage: None,
+            synced_len: SEGMENT_HEADER_LEN as u64,
+            manifest_len: SEGMENT_HEADER_LEN as u64,
+            index_dirty: true,
+        };
+        write_manifest(&self.fs, &state).map_err(|e| io_error(&dir, e))?;
+        self.fs
+            .sync_dir(&streams_dir)
+            .map_err(|e| io_error(&streams_dir, e))?;
+        self.streams.insert(id, state);
+        Ok(())
+    }
+
+    /// Encodes `events` (and any checkpoints due) for `state` into `self.buffer`; returns what
+    /// each frame is and the chain hash of the last event.
+    fn encode_batch(
+        &mut self,
+        id: StreamId,
+        events: &[Bytes],
+    ) -> (Vec<SeenRecord>, Option<ChainHash>) {
+        self.buffer.clear();
+        let mut seen = Vec::with_capacity(events.len() + 1);
+        let Some(state) = self.streams.get(&id) else {
+            return (seen, None);
+        };
+        let Some(active) = state.active_files() else {
+            return (seen, None);
+        };
+        let base = active.index.summary.len_bytes;
+        let segment = *state.table.active();
+        let mut last_checkpoint = active.index.last_checkpoint();
+        let mut prev = state.head;
+        for (i, event) in events.iter().enumerate() {
+            let offset = segment.next_offset + i as u64;
+            if checkpoint_due(
+                self.config.checkpoint_interval,
+                offset,
+                segment.first_offset,
+                last_checkpoint,
+            ) {
+                let records = offset - segment.first_offset;
+                let checkpoint = checkpoint_record(offset, prev, segment.segment_num, records);
+                let position = base + self.buffer.len() as u64;
+                let frame_len = checkpoint.encode_into(&mut self.buffer) as u64;
+                seen.push(seen_record(&checkpoint, position, frame_len, false));
+                last_checkpoint = Some(offset);
+            }
+            let record = Record::with_compression(
+                Offset::new(offset),
+                prev,
+                RecordKind::Data,
+                self.config.compression,
+                event.clone(),
+            );
+            let start = self.buffer.len();
+            let frame_len = record.encode_into(&mut self.buffer) as u64;
+            let compressed = self
+                .buffer
+                .get(start + FRAME_COMPRESSION_AT)
+                .is_some_and(|&byte| byte != CompressionKind::None.as_byte());
+            seen.push(seen_record(
+                &record,
+                base + start as u64,
+                frame_len,
+                compressed,
+            ));
+            prev = Some(record.compute_hash());
+        }
+        (seen, prev)
+    }
+
+    /// Writes the encoded batch with one write and, with `fsync`, syncs it.
+    fn write_batch(&mut self, id: StreamId, fsync: bool) -> Result<(), StorageError> {
+        let Some(state) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(active) = state.segments.last() else {
+            return Ok(());
+        };
+        let io = |source| io_error(&active.path, source);
+        let base = active.index.summary.len_bytes;
+        state.active.write_all_at(&self.buffer, base).map_err(io)?;
+        if fsync {
+            state.active.sync_data().map_err(io)?;
+            state.synced_len = base + self.buffer.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Completes the active segment of `id` and starts segment `num`: sync the old one, write
+    /// its index, create the new file, map the old one, write the manifest.
+    fn rotate(&mut self, id: StreamId, num: u32) -> Result<(), StorageError> {
+        let Some(state) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let first_offset = state.table.active().first_offset;
+        let Some(old) = state.segments.last_mut() else {
+            return Ok(());
+        };
+        let old_path = old.path.clone();
+        state
+            .active
+            .sync_data()
+            .map_err(|e| io_error(&old_path, e))?;
+        write_index(&self.fs, &state.dir, id, old.num, &old.index)
+            .map_err(|e| io_error(&old_path, e))?;
+        old.map = Some(
+            self.fs
+                .map_readonly(&old_path)
+                .map_err(|e| io_error(&old_path, e))?,
+        );
+        let (file, files) = create_segment(&self.fs, &state.dir, id, num, first_offset)?;
+        state.segments.push(files);
+        state.active = file;
+        state.synced_len = SEGMENT_HEADER_LEN as u64;
+        state.index_dirty = true;
+        write_manifest(&self.fs, state).map_err(|e| io_error(&state.dir, e))?;
+        state.manifest_len = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+}
+
+/// Creates segment `num` of `id` in `dir` with its header, synced.
+fn create_segment<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    id: StreamId,
+    num: u32,
+    first_offset: u64,
+) -> Result<(F::File, SegmentFiles), StorageError> {
+    let path = segment_path(dir, num);
+    let io = |source| io_error(&path, source);
+    let mut file = fs.create(&path).map_err(io)?;
+    let header = SegmentHeader {
+        segment_num: num,
+        stream: id,
+        first_offset,
+    };
+    file.write_all_at(&header.encode(), 0).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    let files = SegmentFiles {
+        num,
+        path,
+        index: SegmentIndex::empty(first_offset),
+        map: None,
+    };
+    Ok((file, files))
+}
+
+fn seen_record(record: &Record, position: u64, frame_len: u64, compressed: bool) -> SeenRecord {
+    debug_assert!(frame_len >= RECORD_OVERHEAD as u64);
+    SeenRecord {
+        is_checkpoint: record.is_checkpoint(),
+        offset: record.offset().as_u64(),
+        position,
+        frame_len,
+        payload_len: record.payload().len(),
+        compressed,
+    }
+}
+
+/// A stream's directory name: its id as 20 decimal digits.
+#[must_use]
+pub fn stream_dir_name(id: StreamId) -> String {
+    format!("{:020}", id.as_u64())
+}
+
+fn parse_stream_dir_name(name: &str) -> Option<StreamId> {
+    if name.len() != 20 || !name.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok().map(StreamId::new)
+}
+
+impl<F: FileSystem> StorageBackend for Storage<F> {
+    fn append_batch(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        assert!(!events.is_empty(), "cannot append empty batch");
+        self.check_poisoned()?;
+        let (head_offset, head_hash) = match self.streams.get(&stream_id) {
+            Some(state) => match &state.damage {
+                Some(damage) => return Err(damage.to_error(stream_id)),
+                None => (state.next_offset(), state.head),
+            },
+            None => (Offset::ZERO, None),
+        };
+        check_append(
+            stream_id,
+            &events,
+            expected_offset,
+            prev_hash,
+            head_offset,
+            head_hash,
+        )?;
+
+        if !self.streams.contains_key(&stream_id) {
+            let created = self.create_stream(stream_id);
+            self.poison_on_error(created)?;
+        }
+        let (seen, last_hash) = self.encode_batch(stream_id, &events);
+        let written = self.write_batch(stream_id, fsync);
+        self.poison_on_error(written)?;
+
+        // The batch is written (and synced when asked): commit it in memory.
+        let interval = self.config.index_interval;
+        let max_segment_size = self.config.max_segment_size;
+        let Some(state) = self.streams.get_mut(&stream_id) else {
+            // Unreachable: the stream was found or created above.
+            return Err(StorageError::Poisoned {
+                context: format!("stream {stream_id} vanished during append"),
+            });
+        };
+        if let Some(active) = state.segments.last_mut() {
+            for record in &seen {
+                active.index.push(*record, interval);
+                if !record.is_checkpoint {
+                    state.table.record_appended(record.payload_len);
+                }
+            }
+        }
+        state.head = last_hash;
+        state.index_dirty = true;
+        let next_offset = state.next_offset();
+        assert_offset_advanced(expected_offset, next_offset, events.len());
+        let last_hash = last_hash.expect("a non-empty batch has a last hash");
+        if let Some(num) = state.table.end_batch(max_segment_size) {
+            // The batch itself is committed; a failure here poisons the store, so the next
+            // call reports it, but this batch is not reported as failed.
+            let rotated = self.rotate(stream_id, num);
+            let _ = self.poison_on_error(rotated);
+        }
+        Ok((next_offset, last_hash))
+    }
+
+    fn read_from(
+        &mut self,
+        stream_id: StreamId,
+        from_offset: Offset,
+        max_bytes: u64,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        match self.streams.get(&stream_id) {
+            Some(state) => state.read_from(from_offset.as_u64(), max_bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn latest_chain_hash(
+        &mut self,
+        stream_id: StreamId,
+    ) -> Result<Option<ChainHash>, StorageError> {
+        match self.streams.get(&stream_id) {
+            Some(state) => match &state.damage {
+                Some(damage) => Err(damage.to_error(stream_id)),
+                None => Ok(state.head),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn segment_count(&self, stream_id: StreamId) -> usize {
+        self.streams
+            .get(&stream_id)
+            .map_or(0, |state| state.table.segments().len())
+    }
+
+    fn completed_segments(&self, stream_id: StreamId) -> Vec<u32> {
+        self.streams
+            .get(&stream_id)
+            .map_or_else(Vec::new, |state| state.table.completed_segments())
+    }
+
+    fn flush_indexes(&mut self) -> Result<(), StorageError> {
+        for state in self.streams.values_mut().filter(|state| state.index_dirty) {
+            if state.damage.is_some() {
+                continue;
+            }
+            let Some(active) = state.segments.last() else {
+                continue;
+            };
+            write_index(&self.fs, &state.dir, state.id, active.num, &active.index)
+                .map_err(|source| io_error(&active.path, source))?;
+            state.index_dirty = false;
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "fuzz-reset")]
+    fn reset(&mut self) -> Result<(), StorageError> {
+        for state in std::mem::take(&mut self.streams).into_values() {
+            let names = self
+                .fs
+                .list_dir(&state.dir)
+                .map_err(|e| io_error(&state.dir, e))?;
+            for name in names {
+                let path = state.dir.join(name);
+                self.fs.remove_file(&path).map_err(|e| io_error(&path, e))?;
+            }
+        }
+        self.poisoned = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! One stream's in-memory state and its verified read paths.
+//!
+//! A stream directory holds numbered segment files (`segment`), one sparse index per segment
+//! (`index`) and a `manifest.json` (`manifest`). In memory a stream is its [`SegmentTable`]
+//! (the shared rotation bookkeeping), one [`SegmentFiles`] per segment (path, index, and the
+//! read-only map of a completed segment), the open active segment file, the chain head and,
+//! when recovery found corruption it must not repair, the [`Damage`].
+//!
+//! Every read goes through [`Walker`]: frames are decoded with [`decode_at`] (length and CRC
+//! first) and linked with a [`ChainCursor`], so a changed, missing or reordered byte is an
+//! error naming the stream, offset, segment file and byte position, never data.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{Offset, StreamId};
+
+use super::fs::FileSystem;
+use super::index::SegmentIndex;
+use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use crate::error::{Location, RecordError, StorageError};
+use crate::record::Record;
+use crate::segments::SegmentTable;
+use crate::verify::{decode_at, ChainCursor, VerifyReport};
+
+/// One segment's files.
+#[derive(Debug)]
+pub struct SegmentFiles {
+    /// Segment number (equal to its position in the stream's list).
+    pub num: u32,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Its sparse index and summary.
+    pub index: SegmentIndex,
+    /// The whole file, mapped read-only, once the segment is completed.
+    pub map: Option<Bytes>,
+}
+
+/// Corruption recovery found and left in place: reads that reach it fail with it, appends to
+/// the stream are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The offset whose record is damaged (or missing).
+    pub offset: Offset,
+    /// Where.
+    pub location: Location,
+    /// What is wrong.
+    pub reason: DamageReason,
+    /// How many bytes of the active segment reads may look at (the whole file, so that a
+    /// read reaching the damage decodes it and reports it).
+    pub view_len: u64,
+}
+
+/// What recovery found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DamageReason {
+    /// A frame does not decode.
+    Record(RecordError),
+    /// A frame decodes but holds another offset.
+    Offset {
+        /// The offset it holds.
+        found: Offset,
+    },
+    /// A frame's link does not match the chain.
+    Chain {
+        /// The hash the chain requires.
+        expected: Option<ChainHash>,
+        /// The hash found.
+        actual: Option<ChainHash>,
+    },
+    /// The file ends before bytes the manifest recorded as durable.
+    Missing,
+}
+
+impl Damage {
+    /// The damage described by a corruption error, `None` for other errors.
+    #[must_use]
+    pub fn from_error(error: &StorageError, view_len: u64) -> Option<Damage> {
+        let (offset, location, reason) = match error {
+            StorageError::CorruptRecord {
+                offset,
+                location,
+                source,
+                ..
+            } => (*offset, location, DamageReason::Record(source.clone())),
+            StorageError::OffsetMismatch {
+                offset,
+                found,
+                location,
+                ..
+            } => (*offset, location, DamageReason::Offset { found: *found }),
+            StorageError::ChainVerificationFailed {
+                offset,
+                location,
+                expected,
+                actual,
+                ..
+            } => (
+                *offset,
+                location,
+                DamageReason::Chain {
+                    expected: *expected,
+                    actual: *actual,
+                },
+            ),
+            StorageError::MissingRecords {
+                offset, location, ..
+            } => (*offset, location, DamageReason::Missing),
+            _ => return None,
+        };
+        Some(Damage {
+            offset,
+            location: location.clone(),
+            reason,
+            view_len,
+        })
+    }
+
+    /// The error a read reaching the damage (or an append to the stream) returns.
+    #[must_use]
+    pub fn to_error(&self, stream: StreamId) -> StorageError {
+        let location = self.location.clone();
+        let offset = self.offset;
+        match &self.reason {
+            DamageReason::Record(source) => StorageError::CorruptRecord {
+                stream,
+                offset,
+                location,
+                source: source.clone(),
+            },
+            DamageReason::Offset { found } => StorageError::OffsetMismatch {
+                stream,
+                offset,
+                found: *found,
+                location,
+            },
+            DamageReason::Chain { expected, actual } => StorageError::ChainVerificationFailed {
+                stream,
+                offset,
+                location,
+                expected: *expected,
+                actual: *actual,
+            },
+            DamageReason::Missing => StorageError::MissingRecords {
+                stream,
+                offset,
+                location,
+            },
+        }
+    }
+}
+
+/// One stream, open.
+pub struct StreamState<F: FileSystem> {
+    /// The stream.
+    pub id: StreamId,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Rotation bookkeeping shared with `MemoryStorage`.
+    pub table: SegmentTable,
+    /// One entry per segment of `table`, same order.
+    pub segments: Vec<SegmentFiles>,
+    /// The active (last) segment file, open for appending.
+    pub active: F::File,
+    /// Chain hash of the last data record.
+    pub head: Option<ChainHash>,
+    /// Corruption found by recovery, if any.
+    pub damage: Option<Damage>,
+    /// Bytes of the active segment known to be on stable storage.
+    pub synced_len: u64,
+    /// The active segment's length the manifest records (its durable watermark).
+    pub manifest_len: u64,
+    /// Whether the active segment's index changed since it was last written.
+    pub index_dirty: bool,
+}
+
+impl<F: FileSystem> StreamState<F> {
+    /// The stream's next offset.
+    pub fn next_offset(&self) -> Offset {
+        Offset::new(self.table.next_offset())
+    }
+
+    /// The active segment's files.
+    pub fn active_files(&self) -> Option<&SegmentFiles> {
+        self.segments.last()
+    }
+
+    /// Where a record of segment `segment_index` at `position` is.
+    pub fn location(&self, segment_index: usize, position: u64) -> Location {
+        let files = self.segments.get(segment_index);
+        Location {
+            segment: files.map_or(0, |files| files.num),
+            position,
+            file: files.map(|files| files.path.clone()),
+        }
+    }
+
+    /// A byte view of segment `segment_index`.
+    fn view(&self, segment_index: usize) -> SegmentBytes<'_, F::File> {
+        let files = self.segments.get(segment_index);
+        if let Some(map) = files.and_then(|files| files.map.clone()) {
+            return SegmentBytes::Mapped(map);
+        }
+        let len = match &self.damage {
+            Some(damage) => damage.view_len,
+            None => files.map_or(0, |files| files.index.summary.len_bytes),
+        };
+        SegmentBytes::file(&self.active, len)
+    }
+
+    /// Where a verified read of `from` starts: the nearest checkpoint at or before it (found
+    /// through the indexes), else the stream's first record.
+    fn start_for(&self, from: u64) -> Result<(usize, u64, ChainCursor), StorageError> {
+        let last = self.segments.len().saturating_sub(1);
+        let segment_index = self
+            .table
+            .segment_of(from)
+            .map_or(last, |segment| segment.segment_num as usize);
+        for index in (0..=segment_index).rev() {
+            let Some(files) = self.segments.get(index) else {
+                continue;
+            };
+            let Some(entry) = files.index.checkpoint_at_or_before(from) else {
+                continue;
+            };
+            let location = || self.location(index, entry.position);
+            let frame = self
+                .view(index)
+                .frame_at(entry.position)
+                .map_err(|source| io_error(&files.path, source))?;
+            let (record, _) = decode_at(self.id, Offset::new(entry.offset), &frame, location)?;
+            if !record.is_checkpoint() || record.offset().as_u64() != entry.offset {
+                return Err(StorageError::OffsetMismatch {
+                    stream: self.id,
+                    offset: Offset::new(entry.offset),
+                    found: record.offset(),
+                    location: location(),
+                });
+            }
+            let cursor = ChainCursor::resume(self.id, record.offset(), record.prev_hash());
+            return Ok((index, entry.position, cursor));
+        }
+        Ok((0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)))
+    }
+
+    /// Verified payloads from `from` on; see `StorageBackend::read_from`.
+    pub fn read_from(&self, from: u64, max_bytes: u64) -> Result<Vec<Bytes>, StorageError> {
+        if from >= self.table.next_offset() && self.damage.is_none() {
+            return Ok(Vec::new());
+        }
+        let (segment_index, position, mut cursor) = self.start_for(from)?;
+        let mut walker = Walker::new(self, segment_index, position);
+        let mut payloads = Vec::new();
+        let mut payload_bytes = 0u64;
+        let mut budget_reached = false;
+        while let Some((record, location, _)) = walker.next(&cursor)? {
+            if record.is_checkpoint() {
+                cursor.check_checkpoint(&record, || location.clone())?;
+            } else {
+                cursor.check(&record, || location.clone())?;
+                if !budget_reached && record.offset().as_u64() >= from {
+                    payload_bytes += record.payload().len() as u64;
+                    payloads.push(record.payload().clone());
+                    budget_reached = payload_bytes >= max_bytes;
+                    continue;
+                }
+            }
+            if budget_reached {
+                // The link after the last record returned is checked: done.
+                return Ok(payloads);
+            }
+        }
+        self.check_end(&cursor, &walker)?;
+        Ok(payloads)
+    }
+
+    /// Walks every record from the first, checking every CRC and link.
+    pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        let mut cursor = ChainCursor::at_start(self.id);
+        let mut walker = Walker::new(self, 0, SEGMENT_HEADER_LEN as u64);
+        let mut checkpoints_checked = 0u64;
+        let mut bytes_checked = 0u64;
+        while let Some((record, location, frame_len)) = walker.next(&cursor)? {
+            if record.is_checkpoint() {
+                cursor.check_checkpoint(&record, || location.clone())?;
+                checkpoints_checked += 1;
+            } else {
+                cursor.check(&record, || location.clone())?;
+            }
+            bytes_checked += frame_len;
+        }
+        self.check_end(&cursor, &walker)?;
+        Ok(VerifyReport {
+            stream: self.id,
+            records_checked: cursor.next_offset().as_u64(),
+            checkpoints_checked,
+            segments_checked: self.segments.len(),
+            bytes_checked,
+            head: cursor.prev_hash(),
+            next_offset: cursor.next_offset(),
+        })
+    }
+
+    /// Checks a walk that reached the end of the stream: every offset was seen and the last
+    /// record hashes to the head held in memory.
+    fn check_end(&self, cursor: &ChainCursor, walker: &Walker<'_, F>) -> Result<(), StorageError> {
+        if let Some(damage) = &self.damage {
+            return Err(damage.to_error(self.id));
+        }
+        let location = walker.location();
+        if cursor.next_offset() != self.next_offset() {
+            return Err(StorageError::MissingRecords {
+                stream: self.id,
+                offset: cursor.next_offset(),
+                location,
+            });
+        }
+        if cursor.prev_hash() != self.head {
+            return Err(StorageError::ChainVerificationFailed {
+                stream: self.id,
+                offset: Offset::new(cursor.next_offset().as_u64().saturating_sub(1)),
+                location,
+                expected: self.head,
+                actual: cursor.prev_hash(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Walks a stream's frames in order across its segments, from a segment and position.
+struct Walker<'a, F: FileSystem> {
+    state: &'a StreamState<F>,
+    segment_index: usize,
+    position: u64,
+    bytes: SegmentBytes<'a, F::File>,
+}
+
+impl<'a, F: FileSystem> Walker<'a, F> {
+    fn new(state: &'a StreamState<F>, segment_index: usize, position: u64) -> Self {
+        Self {
+            state,
+            segment_index,
+            position,
+            bytes: state.view(segment_index),
+        }
+    }
+
+    fn location(&self) -> Location {
+        self.state.location(self.segment_index, self.position)
+    }
+
+    /// The next frame, decoded and CRC-checked (not yet linked: the caller does that with
+    /// `cursor`); `None` past the stream's last frame. At each segment boundary, checks that
+    /// the segment held exactly the offsets the table gives it.
+    fn next(
+        &mut self,
+        cursor: &ChainCursor,
+    ) -> Result<Option<(Record, Location, u64)>, StorageError> {
+        let state = self.state;
+        while self.position >= self.bytes.len() {
+            if self.segment_index + 1 >= state.segments.len() {
+                return Ok(None);
+            }
+            let expected_next = state
+                .table
+                .segments()
+                .get(self.segment_index)
+                .map_or(0, |segment| segment.next_offset);
+            if cursor.next_offset().as_u64() != expected_next {
+                return Err(StorageError::MissingRecords {
+                    stream: state.id,
+                    offset: cursor.next_offset().min(Offset::new(expected_next)),
+                    location: self.location(),
+                });
+            }
+            self.segment_index += 1;
+            self.position = SEGMENT_HEADER_LEN as u64;
+            self.bytes = state.view(self.segment_index);
+        }
+        let location = self.location();
+        let frame = self.bytes.frame_at(self.position).map_err(|source| {
+            let path = location.file.clone().unwrap_or_default();
+            io_error(&path, source)
+        })?;
+        let (record, frame_len) =
+            decode_at(state.id, cursor.next_offset(), &frame, || location.clone())?;
+        self.position += frame_len as u64;
+        Ok(Some((record, location, frame_len as u64)))
+    }
+}
+
+/// An I/O error on `path`.
+pub fn io_error(path: &std::path::Path, source: std::io::Error) -> StorageError {
+    StorageError::Io {
+        context: format!("on {}", path.display()),
+        source,
+    }
+}

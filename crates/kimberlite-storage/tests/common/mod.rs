@@ -1,0 +1,109 @@
+//! Helpers shared by the on-disk storage tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::{StorageBackend, StorageConfig};
+use kimberlite_types::{CompressionKind, Offset, StreamId};
+
+/// A config that rotates and checkpoints often.
+pub fn small_config() -> StorageConfig {
+    StorageConfig {
+        max_segment_size: 1024,
+        checkpoint_interval: 4,
+        compression: CompressionKind::None,
+        index_interval: 2,
+    }
+}
+
+/// Event `i` of a test stream: varied lengths, some compressible.
+pub fn event(stream: u64, i: u64) -> Bytes {
+    let len = (i * 7 + stream) % 90 + 1;
+    if i % 3 == 0 {
+        Bytes::from(vec![b'a' + (i % 26) as u8; len as usize])
+    } else {
+        let text: Vec<u8> = (0..len)
+            .map(|j| ((i * 31 + j * 17 + stream) % 251) as u8)
+            .collect();
+        Bytes::from(text)
+    }
+}
+
+/// Appends `count` events to `stream` in batches of `batch`; returns the new head.
+pub fn append_events<B: StorageBackend>(
+    backend: &mut B,
+    stream: StreamId,
+    start: u64,
+    count: u64,
+    batch: u64,
+    fsync: bool,
+) -> (Offset, ChainHash) {
+    let mut next = Offset::new(start);
+    let mut head = backend.latest_chain_hash(stream).unwrap();
+    let mut i = start;
+    while i < start + count {
+        let n = batch.min(start + count - i);
+        let events: Vec<Bytes> = (i..i + n).map(|j| event(stream.as_u64(), j)).collect();
+        let (new_next, new_head) = backend
+            .append_batch(stream, events, next, head, fsync)
+            .unwrap();
+        next = new_next;
+        head = Some(new_head);
+        i += n;
+    }
+    (next, head.unwrap())
+}
+
+/// Every event of `stream` from 0, read in pages of `page_bytes`.
+pub fn read_all<B: StorageBackend>(
+    backend: &mut B,
+    stream: StreamId,
+    page_bytes: u64,
+) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    loop {
+        let page = backend
+            .read_from(stream, Offset::new(out.len() as u64), page_bytes)
+            .unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// The directory of `stream` in a store at `dir`.
+pub fn stream_dir(dir: &Path, stream: StreamId) -> PathBuf {
+    dir.join("streams").join(format!("{:020}", stream.as_u64()))
+}
+
+/// Segment file `num` of `stream`.
+pub fn segment_file(dir: &Path, stream: StreamId, num: u32) -> PathBuf {
+    stream_dir(dir, stream).join(format!("{num:08}.seg"))
+}
+
+/// Index file `num` of `stream`.
+pub fn index_file(dir: &Path, stream: StreamId, num: u32) -> PathBuf {
+    stream_dir(dir, stream).join(format!("{num:08}.idx"))
+}
+
+/// Every file under `dir` with its bytes, sorted by path (for byte-identical comparisons).
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
