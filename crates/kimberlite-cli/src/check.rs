@@ -79,18 +79,15 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
         );
     }
     for problem in &report.problems {
-        println!(
-            "  TAMPERED  {:<28} {}",
-            label(problem.name.as_deref(), problem.stream),
-            describe_problem(problem)
-        );
+        println!("  TAMPERED  {}", describe_problem(problem));
     }
     if let Some(first) = report.first_problem() {
         println!(
-            "NOT INTACT: {} of {} stream(s) damaged; first problem: {}",
+            "NOT INTACT: {} of {} stream(s) damaged; first: {} at offset {}",
             report.problems.len(),
             report.problems.len() + report.streams.len(),
-            describe_problem(first)
+            label(first.name.as_deref(), first.stream),
+            first.offset
         );
     } else {
         println!(
@@ -103,7 +100,7 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
     }
 }
 
-fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
+pub fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
     match name {
         Some(name) => format!("{name:?}"),
         None if stream.as_u64() == 0 => kimberlite::CATALOG_LABEL.to_owned(),
@@ -146,6 +143,7 @@ fn problem_json(problem: &Problem) -> Value {
         "segment": problem.segment,
         "file": problem.file.as_ref().map(|f| f.display().to_string()),
         "byte": problem.position,
+        "reason": problem.reason,
         "message": problem.message,
     })
 }

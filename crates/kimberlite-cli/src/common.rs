@@ -179,10 +179,10 @@ pub fn short_hash(hash: Option<kimberlite::ChainHash>) -> String {
     )
 }
 
-/// Prints a verification problem the way every subcommand shows one.
+/// A verification problem on one line: stream, offset, file, byte, reason.
 pub fn describe_problem(problem: &Problem) -> String {
     let mut text = format!(
-        "stream {} (id {}), offset {}",
+        "{} (id {}): offset {}",
         problem.name.as_deref().map_or_else(
             || kimberlite::CATALOG_LABEL.to_owned(),
             |n| format!("{n:?}")
@@ -198,7 +198,7 @@ pub fn describe_problem(problem: &Problem) -> String {
     if let Some(position) = problem.position {
         let _ = write!(text, ", byte {position}");
     }
-    let _ = write!(text, "\n    {}", problem.message);
+    let _ = write!(text, ": {}", problem.reason);
     text
 }
 

@@ -138,7 +138,13 @@ impl Kimberlite {
                 name: name.to_owned(),
             });
         }
-        let head = state.heads.get(&id).copied().unwrap_or_default().written;
+        let heads = state.heads.get(&id).copied().unwrap_or_default();
+        if heads.damaged {
+            return Err(Error::StreamDamaged {
+                name: name.to_owned(),
+            });
+        }
+        let head = heads.written;
         if !expected.allows(head.next_offset) {
             return Err(Error::OffsetConflict {
                 name: name.to_owned(),

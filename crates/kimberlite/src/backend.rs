@@ -7,7 +7,9 @@
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{MemoryStorage, StorageBackend, StorageError, VerifyReport};
+use kimberlite_storage::{
+    MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError, VerifyReport,
+};
 use kimberlite_types::{Offset, StreamId};
 
 /// What the storage layer can tell about one stream's footprint. Fields a backend does not
@@ -27,10 +29,20 @@ pub struct StorageStats {
 }
 
 /// The backend under a store.
-#[derive(Debug)]
 pub(crate) enum Backend {
     /// Everything in memory; nothing survives the process.
     Memory(MemoryStorage),
+    /// Segment files in a directory (boxed: it is much larger than the memory backend).
+    Disk(Box<Storage>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Memory(memory) => f.debug_tuple("Memory").field(memory).finish(),
+            Backend::Disk(disk) => f.debug_tuple("Disk").field(&disk.dir()).finish(),
+        }
+    }
 }
 
 #[expect(
@@ -50,6 +62,9 @@ impl Backend {
             Backend::Memory(memory) => {
                 memory.append_batch(stream, events, expected_offset, prev_hash, fsync)
             }
+            Backend::Disk(disk) => {
+                disk.append_batch(stream, events, expected_offset, prev_hash, fsync)
+            }
         }
     }
 
@@ -61,6 +76,7 @@ impl Backend {
     ) -> Result<Vec<Bytes>, StorageError> {
         match self {
             Backend::Memory(memory) => memory.read_from(stream, from, max_bytes),
+            Backend::Disk(disk) => disk.read_from(stream, from, max_bytes),
         }
     }
 
@@ -70,6 +86,7 @@ impl Backend {
     ) -> Result<Option<ChainHash>, StorageError> {
         match self {
             Backend::Memory(memory) => memory.latest_chain_hash(stream),
+            Backend::Disk(disk) => disk.latest_chain_hash(stream),
         }
     }
 
@@ -78,6 +95,9 @@ impl Backend {
     pub(crate) fn next_offset(&mut self, stream: StreamId) -> Result<Offset, StorageError> {
         match self {
             Backend::Memory(memory) => Ok(memory.verify_stream(stream)?.next_offset),
+            Backend::Disk(disk) => Ok(disk
+                .stream_stats(stream)
+                .map_or(Offset::ZERO, |stats| stats.next_offset)),
         }
     }
 
@@ -85,12 +105,14 @@ impl Backend {
     pub(crate) fn streams(&self) -> Vec<StreamId> {
         match self {
             Backend::Memory(memory) => memory.streams(),
+            Backend::Disk(disk) => disk.streams(),
         }
     }
 
     pub(crate) fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
         match self {
             Backend::Memory(memory) => memory.verify_stream(stream),
+            Backend::Disk(disk) => disk.verify_stream(stream),
         }
     }
 
@@ -98,6 +120,7 @@ impl Backend {
     pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
         match self {
             Backend::Memory(_) => Ok(()),
+            Backend::Disk(disk) => disk.flush(),
         }
     }
 
@@ -107,18 +130,34 @@ impl Backend {
                 segments: memory.segment_count(stream),
                 ..StorageStats::default()
             },
+            Backend::Disk(disk) => match disk.stream_stats(stream) {
+                Some(stats) => StorageStats {
+                    segments: stats.segment_count,
+                    stored_bytes: Some(stats.stored_bytes),
+                    logical_bytes: Some(stats.logical_bytes),
+                    checkpoints: Some(stats.checkpoint_count),
+                    compressed_records: Some(stats.compressed_record_count),
+                },
+                None => StorageStats::default(),
+            },
         }
     }
 }
 
 /// Opens the on-disk backend in `dir` (already checked by the store).
-pub(crate) fn open_disk(dir: &std::path::Path, _config: &crate::Config) -> crate::Result<Backend> {
-    // Placeholder until the on-disk `Storage` lands: refuse cleanly.
-    Err(crate::Error::io(
-        format!("opening {}", dir.display()),
-        std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "the on-disk backend is not available in this build",
-        ),
-    ))
+pub(crate) fn open_disk(dir: &std::path::Path, config: &crate::Config) -> crate::Result<Backend> {
+    let mut storage_config = StorageConfig {
+        compression: config.compression,
+        ..StorageConfig::default()
+    };
+    if let Some(bytes) = config.max_segment_size_bytes {
+        storage_config.max_segment_size = bytes;
+    }
+    match Storage::open_with(dir, storage_config) {
+        Ok(storage) => Ok(Backend::Disk(Box::new(storage))),
+        Err(StorageError::Locked { .. }) => Err(crate::Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(source) => Err(crate::Error::storage(None, source)),
+    }
 }

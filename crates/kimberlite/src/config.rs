@@ -1,5 +1,7 @@
 //! [`Config`]: how a store is opened and how durable an acknowledged append is.
 
+use kimberlite_types::CompressionKind;
+
 /// When an acknowledged append is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -33,6 +35,7 @@ pub struct Config {
     pub(crate) create_if_missing: bool,
     pub(crate) read_page_bytes: u64,
     pub(crate) max_segment_size_bytes: Option<u64>,
+    pub(crate) compression: CompressionKind,
 }
 
 /// Default page size of [`crate::Events`], in payload bytes: 1 MiB.
@@ -45,6 +48,7 @@ impl Default for Config {
             create_if_missing: true,
             read_page_bytes: DEFAULT_READ_PAGE_BYTES,
             max_segment_size_bytes: None,
+            compression: CompressionKind::Lz4,
         }
     }
 }
@@ -80,6 +84,14 @@ impl Config {
     #[must_use]
     pub fn max_segment_size(mut self, bytes: u64) -> Self {
         self.max_segment_size_bytes = Some(bytes);
+        self
+    }
+
+    /// Codec for stored events, used per event only when it makes the stored record smaller;
+    /// hashes always cover the original bytes. Default: [`CompressionKind::Lz4`].
+    #[must_use]
+    pub fn compression(mut self, compression: CompressionKind) -> Self {
+        self.compression = compression;
         self
     }
 

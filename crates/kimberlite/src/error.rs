@@ -81,6 +81,13 @@ pub enum Error {
         /// The stream's real next offset.
         actual: Offset,
     },
+    /// The stream's stored records are damaged (found when the store was opened), so its head
+    /// is unknown and appends are refused. `verify` says where the damage is.
+    #[error("stream {name:?} is damaged on disk; appends are refused (run verify for details)")]
+    StreamDamaged {
+        /// The stream's name.
+        name: String,
+    },
     /// The stream catalogue (the system stream holding stream names) holds an entry this
     /// version cannot accept.
     #[error("stream catalogue entry at offset {offset} is invalid: {reason}")]
@@ -119,7 +126,7 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         match self {
             Error::Storage { source, .. } => source.is_corruption(),
-            Error::CatalogCorrupt { .. } => true,
+            Error::CatalogCorrupt { .. } | Error::StreamDamaged { .. } => true,
             _ => false,
         }
     }

@@ -64,6 +64,9 @@ pub struct StreamInfo {
 pub(crate) struct Heads {
     pub(crate) written: StreamHead,
     pub(crate) durable: StreamHead,
+    /// Set when recovery found the stream's stored records damaged: its head cannot be
+    /// trusted, so appends are refused (reads and verification report the damage itself).
+    pub(crate) damaged: bool,
 }
 
 /// A write made under group commit whose sync has not finished yet.
@@ -194,18 +197,7 @@ impl Kimberlite {
             .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
         let mut heads = HashMap::new();
         for (name, id) in catalog.iter() {
-            let storage_error = |source| Error::storage(Some(name), source);
-            let head = StreamHead {
-                next_offset: backend.next_offset(id).map_err(storage_error)?,
-                hash: backend.latest_chain_hash(id).map_err(storage_error)?,
-            };
-            heads.insert(
-                id,
-                Heads {
-                    written: head,
-                    durable: head,
-                },
-            );
+            heads.insert(id, recover_head(&mut backend, name, id)?);
         }
         let state = State {
             backend,
@@ -325,6 +317,24 @@ impl State {
             .name(id)
             .ok_or(Error::UnknownStream { stream: id })
     }
+}
+
+/// A named stream's head as stored. Damage is not an error here: the store must open so that
+/// `verify` can report it; the stream is marked damaged and refuses appends.
+fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads> {
+    let storage_error = |source| Error::storage(Some(name), source);
+    let next_offset = backend.next_offset(id).map_err(storage_error)?;
+    let (hash, damaged) = match backend.latest_chain_hash(id) {
+        Ok(hash) => (hash, false),
+        Err(error) if error.is_corruption() => (None, true),
+        Err(error) => return Err(storage_error(error)),
+    };
+    let head = StreamHead { next_offset, hash };
+    Ok(Heads {
+        written: head,
+        durable: head,
+        damaged,
+    })
 }
 
 /// Checks `dir` before the backend opens it: exists (or may be created) and is a store (or

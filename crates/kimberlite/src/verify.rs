@@ -64,7 +64,9 @@ pub struct Problem {
     pub file: Option<PathBuf>,
     /// Byte position of the failing record in its segment, when known.
     pub position: Option<u64>,
-    /// What is wrong.
+    /// What is wrong, in a few words (the record's own fault, without the location).
+    pub reason: String,
+    /// The full error message, location included.
     pub message: String,
 }
 
@@ -216,7 +218,8 @@ impl Kimberlite {
                     head: verified.head,
                     next_offset: verified.next_offset,
                 };
-                let known = state.catalog.name(id).is_some() || id == CATALOG_STREAM;
+                let damaged = state.heads.get(&id).is_some_and(|heads| heads.damaged);
+                let known = !damaged && (state.catalog.name(id).is_some() || id == CATALOG_STREAM);
                 if known
                     && (verified.next_offset.as_u64(), verified.head) != (known_events, known_head)
                 {
@@ -268,6 +271,7 @@ fn head_mismatch(
         segment: None,
         file: None,
         position: None,
+        reason: "records were removed or replaced".to_owned(),
         message: format!(
             "the stored chain ends at offset {} but the store holds {known_events} events: \
              records were removed or replaced",
@@ -278,16 +282,30 @@ fn head_mismatch(
 
 /// The [`Problem`] a corruption error describes; `None` for errors that are not corruption.
 fn problem(id: StreamId, name: Option<String>, error: &StorageError) -> Option<Problem> {
-    let (offset, location): (Offset, &Location) = match error {
+    let (offset, location, reason): (Offset, &Location, String) = match error {
         StorageError::CorruptRecord {
+            offset,
+            location,
+            source,
+            ..
+        } => (*offset, location, source.to_string()),
+        StorageError::OffsetMismatch {
+            offset,
+            location,
+            found,
+            ..
+        } => (
+            *offset,
+            location,
+            format!("the record there holds offset {found}: records were dropped or reordered"),
+        ),
+        StorageError::ChainVerificationFailed {
             offset, location, ..
-        }
-        | StorageError::OffsetMismatch {
-            offset, location, ..
-        }
-        | StorageError::ChainVerificationFailed {
-            offset, location, ..
-        } => (*offset, location),
+        } => (
+            *offset,
+            location,
+            "hash chain broken: the record does not link to the one before it".to_owned(),
+        ),
         _ => return None,
     };
     Some(Problem {
@@ -297,6 +315,7 @@ fn problem(id: StreamId, name: Option<String>, error: &StorageError) -> Option<P
         segment: Some(location.segment),
         file: location.file.clone(),
         position: Some(location.position),
+        reason,
         message: error.to_string(),
     })
 }

@@ -77,3 +77,14 @@ fn group_commit_in_memory() {
     let config = Config::default().durability(Durability::GroupCommit);
     hammer(&Kimberlite::in_memory_with(config));
 }
+
+#[test]
+fn group_commit_on_disk_survives_reopen() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default().durability(Durability::GroupCommit);
+    {
+        let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
+        hammer(&store);
+    }
+    check(&Kimberlite::open_with(temp.path(), config).unwrap());
+}

@@ -1,0 +1,184 @@
+//! The store on disk: what survives a reopen, and how a wrong directory is refused.
+
+use kimberlite::{Config, Durability, Error, ExpectedOffset, Kimberlite, Offset, MARKER_FILE};
+
+#[test]
+fn names_heads_and_events_survive_reopen() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let (access, head) = {
+        let store = Kimberlite::open(&dir).unwrap();
+        let access = store.create_stream("patient-access").unwrap();
+        let billing = store.create_stream("billing").unwrap();
+        store
+            .append(billing, ["b0"], ExpectedOffset::NoStream)
+            .unwrap();
+        let result = store
+            .append(access, ["a0", "a1", "a2"], ExpectedOffset::NoStream)
+            .unwrap();
+        (access, result.head)
+    };
+    let store = Kimberlite::open_with(&dir, Config::default().create_if_missing(false)).unwrap();
+    assert_eq!(store.stream("patient-access"), Some(access));
+    let names: Vec<_> = store.list_streams().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["billing", "patient-access"]);
+    let recovered = store.head(access).unwrap();
+    assert_eq!(recovered.next_offset, Offset::new(3));
+    assert_eq!(recovered.hash, Some(head));
+    // Appends continue the recovered chain.
+    let stale = store.append(access, ["x"], ExpectedOffset::Exact(Offset::new(2)));
+    assert!(matches!(stale, Err(Error::OffsetConflict { .. })));
+    store
+        .append(access, ["a3"], ExpectedOffset::Exact(Offset::new(3)))
+        .unwrap();
+    let third = store.create_stream("third").unwrap();
+    assert_eq!(
+        third.as_u64(),
+        3,
+        "ids continue after the recovered catalogue"
+    );
+    let report = store.verify_all().unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.records_checked(), 3 + 4 + 1);
+    let payloads: Vec<_> = store
+        .events(access, Offset::ZERO)
+        .map(|e| e.unwrap().payload)
+        .collect();
+    assert_eq!(payloads, ["a0", "a1", "a2", "a3"]);
+}
+
+#[test]
+fn wrong_directories_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("missing");
+    let strict = Config::default().create_if_missing(false);
+    assert!(matches!(
+        Kimberlite::open_with(&missing, strict.clone()),
+        Err(Error::StoreNotFound { .. })
+    ));
+    assert!(!missing.exists());
+    let empty = temp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(matches!(
+        Kimberlite::open_with(&empty, strict),
+        Err(Error::NotAStore { .. })
+    ));
+    let busy = temp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), "not a store").unwrap();
+    let error = Kimberlite::open(&busy).unwrap_err();
+    assert!(matches!(error, Error::NotAStore { .. }), "{error}");
+    let file = temp.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    assert!(matches!(
+        Kimberlite::open(&file),
+        Err(Error::NotAStore { .. })
+    ));
+    // A new store gets its marker.
+    let fresh = temp.path().join("fresh");
+    drop(Kimberlite::open(&fresh).unwrap());
+    assert!(fresh.join(MARKER_FILE).is_file());
+}
+
+#[test]
+fn a_second_open_is_locked_out() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = Kimberlite::open(temp.path().join("store")).unwrap();
+    let error = Kimberlite::open(temp.path().join("store")).unwrap_err();
+    assert!(matches!(error, Error::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    drop(store);
+    Kimberlite::open(temp.path().join("store")).unwrap();
+}
+
+#[test]
+fn every_durability_policy_persists() {
+    for durability in [
+        Durability::SyncEachAppend,
+        Durability::GroupCommit,
+        Durability::Unsynced,
+    ] {
+        let temp = tempfile::tempdir().unwrap();
+        let config = Config::default()
+            .durability(durability)
+            .max_segment_size(4096);
+        {
+            let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
+            let id = store.create_stream("s").unwrap();
+            for i in 0..50 {
+                let event = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(100));
+                store.append(id, [event], ExpectedOffset::Any).unwrap();
+            }
+            store.sync().unwrap();
+        }
+        let store = Kimberlite::open_with(temp.path(), config).unwrap();
+        let id = store.stream("s").unwrap();
+        assert_eq!(
+            store.head(id).unwrap().next_offset,
+            Offset::new(50),
+            "{durability:?}"
+        );
+        let report = store.verify(id).unwrap();
+        assert!(report.is_intact());
+        assert!(
+            report.segments_checked() > 1,
+            "{durability:?}: segments rotate at 4 KiB"
+        );
+        let stats = store.stats();
+        let stream = stats.iter().find(|s| s.stream == id).unwrap();
+        assert!(stream.storage.logical_bytes.unwrap() > 5000);
+        assert!(
+            stream.storage.stored_bytes.unwrap() < stream.storage.logical_bytes.unwrap(),
+            "repetitive events are stored compressed"
+        );
+    }
+}
+
+#[test]
+fn corruption_on_disk_is_reported_with_its_location() {
+    let temp = tempfile::tempdir().unwrap();
+    {
+        let store = Kimberlite::open(temp.path()).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        let events: Vec<String> = (0..100).map(|i| format!("event number {i:04}")).collect();
+        store.append(id, events, ExpectedOffset::Any).unwrap();
+    }
+    let segment = find_segments(temp.path())
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let store = Kimberlite::open(temp.path()).unwrap();
+    let report = store.verify_all().unwrap();
+    assert!(!report.is_intact());
+    let problem = report.first_problem().unwrap();
+    assert_eq!(problem.name.as_deref(), Some("audit"));
+    assert!((40..=60).contains(&problem.offset.as_u64()), "{problem:?}");
+    assert_eq!(problem.file.as_deref(), Some(segment.as_path()));
+    assert!(problem.position.unwrap() <= middle as u64);
+    let id = store.stream("audit").unwrap();
+    let refused = store.append(id, ["more"], ExpectedOffset::Any).unwrap_err();
+    assert!(refused.is_corruption(), "{refused}");
+    let error = store
+        .events(id, Offset::ZERO)
+        .find_map(Result::err)
+        .expect("reading past the damage fails");
+    assert!(error.is_corruption(), "{error}");
+}
+
+fn find_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(find_segments(&path));
+        } else if path.extension().is_some_and(|e| e == "seg") {
+            out.push(path);
+        }
+    }
+    out
+}
