@@ -1,0 +1,168 @@
+//! Torn tails: cut the last segment at every byte of its last record (and other unfinished
+//! writes); the store opens, reports the truncation, keeps the prefix, and the next append
+//! continues the chain exactly where it was.
+
+mod common;
+
+use bytes::Bytes;
+use common::{append_events, event, read_all, segment_file, small_config};
+use kimberlite_storage::{MemoryStorage, RecoveryAction, Storage, StorageBackend, StorageConfig};
+use kimberlite_types::{Offset, StreamId};
+
+const STREAM: StreamId = StreamId::new(1);
+
+/// Writes `count` events (in batches of 3) and returns the config used.
+fn write_store(dir: &std::path::Path, count: u64) -> StorageConfig {
+    let config = StorageConfig {
+        max_segment_size: 700,
+        ..small_config()
+    };
+    let mut storage = Storage::open_with(dir, config).unwrap();
+    append_events(&mut storage, STREAM, 0, count, 3, false);
+    config
+}
+
+fn last_segment(dir: &std::path::Path, config: StorageConfig) -> std::path::PathBuf {
+    let segments = Storage::open_with(dir, config)
+        .unwrap()
+        .segment_count(STREAM);
+    segment_file(dir, STREAM, u32::try_from(segments - 1).unwrap())
+}
+
+fn reference(count: u64) -> MemoryStorage {
+    let mut memory = MemoryStorage::new();
+    append_events(&mut memory, STREAM, 0, count, 3, false);
+    memory
+}
+
+#[test]
+fn truncation_at_every_byte_of_the_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 20;
+    let config = write_store(dir.path(), count);
+    let path = last_segment(dir.path(), config);
+    let original = std::fs::read(&path).unwrap();
+    let last_frame = kimberlite_storage::RECORD_OVERHEAD + event(1, count - 1).len();
+    let start = original.len() - last_frame;
+    let mut memory = reference(count - 1);
+    let head_before = memory.latest_chain_hash(STREAM).unwrap();
+    let full_head = reference(count).latest_chain_hash(STREAM).unwrap();
+
+    for cut in start..original.len() {
+        std::fs::write(&path, &original[..cut]).unwrap();
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
+        let truncations: Vec<_> = storage.recovery_report().truncations().cloned().collect();
+        if cut == start {
+            assert!(truncations.is_empty(), "cut {cut}: {truncations:?}");
+        } else {
+            assert!(
+                matches!(&truncations[..], [RecoveryAction::TornTailTruncated { to_len, .. }]
+                    if *to_len == start as u64),
+                "cut {cut}: {:?}",
+                storage.recovery_report()
+            );
+        }
+        assert_eq!(
+            storage.latest_chain_hash(STREAM).unwrap(),
+            head_before,
+            "cut {cut}"
+        );
+        let expected: Vec<Bytes> = (0..count - 1).map(|i| event(1, i)).collect();
+        assert_eq!(read_all(&mut storage, STREAM, 50), expected, "cut {cut}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), start as u64);
+        // The next append continues the chain: re-appending the lost event gives the
+        // original head.
+        let (next, head) = storage
+            .append_batch(
+                STREAM,
+                vec![event(1, count - 1)],
+                Offset::new(count - 1),
+                head_before,
+                false,
+            )
+            .unwrap();
+        assert_eq!((next, Some(head)), (Offset::new(count), full_head));
+        storage.verify_stream(STREAM).unwrap();
+        drop(storage);
+        std::fs::write(&path, &original).unwrap();
+    }
+    let _ = memory.verify_stream(STREAM).unwrap();
+}
+
+#[test]
+fn zero_filled_and_bad_crc_tails_are_truncated() {
+    for damage in ["zeros", "bad_crc", "short_prefix"] {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 10;
+        let config = write_store(dir.path(), count);
+        let path = last_segment(dir.path(), config);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        let mut expected_events = count;
+        match damage {
+            "zeros" => bytes.extend_from_slice(&[0u8; 300]),
+            "bad_crc" => {
+                bytes[len - 1] ^= 0xff;
+                expected_events -= 1;
+            }
+            _ => bytes.extend_from_slice(&[9, 0]),
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
+        assert_eq!(
+            storage.recovery_report().truncations().count(),
+            1,
+            "{damage}"
+        );
+        let all = read_all(&mut storage, STREAM, u64::MAX);
+        assert_eq!(all.len() as u64, expected_events, "{damage}");
+        let memory_head = reference(expected_events)
+            .latest_chain_hash(STREAM)
+            .unwrap();
+        assert_eq!(storage.latest_chain_hash(STREAM).unwrap(), memory_head);
+        append_events(&mut storage, STREAM, expected_events, 5, 2, true);
+        storage.verify_stream(STREAM).unwrap();
+    }
+}
+
+#[test]
+fn a_tail_below_the_durable_watermark_is_damage_not_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        max_segment_size: u64::MAX,
+        ..small_config()
+    };
+    {
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
+        append_events(&mut storage, STREAM, 0, 10, 3, false);
+        storage.flush().unwrap();
+    }
+    let path = segment_file(dir.path(), STREAM, 0);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    let mut storage = Storage::open_with(dir.path(), config).unwrap();
+    assert_eq!(storage.recovery_report().truncations().count(), 0);
+    assert!(storage
+        .recovery_report()
+        .actions
+        .iter()
+        .any(|action| matches!(action, RecoveryAction::CorruptionFound { .. })));
+    // Nothing was cut.
+    assert_eq!(std::fs::read(&path).unwrap().len(), bytes.len() - 5);
+    // Reads before the damage work; reads reaching it fail, naming the offset.
+    assert_eq!(storage.read_from(STREAM, Offset::ZERO, 1).unwrap().len(), 1);
+    let error = storage
+        .read_from(STREAM, Offset::new(5), u64::MAX)
+        .unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+    assert!(error.to_string().contains("offset 9"), "{error}");
+    assert!(storage.verify_stream(STREAM).is_err());
+    let refused = storage.append_batch(
+        STREAM,
+        vec![Bytes::from_static(b"x")],
+        Offset::new(9),
+        None,
+        false,
+    );
+    assert!(refused.unwrap_err().is_corruption());
+}
