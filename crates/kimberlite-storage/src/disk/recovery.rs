@@ -328,8 +328,16 @@ pub fn open_stream<F: FileSystem>(
     let mut state = opener.open_active(active_num, listed.get(count - 1))?;
     if let Some(reason) = repair_reason {
         if state.damage.is_none() {
+            let len = state
+                .active_files()
+                .map_or(0, |files| files.index.summary.len_bytes);
+            state
+                .active
+                .sync_data()
+                .map_err(|source| io_error(dir, source))?;
+            state.synced_len = len;
             write_manifest(fs, &state).map_err(|source| io_error(&manifest_path, source))?;
-            state.manifest_len = state.synced_len;
+            state.manifest_len = len;
         }
         report
             .actions
@@ -672,9 +680,8 @@ impl<F: FileSystem> Opener<'_, F> {
             (None, Some(Ok(hash))) => Some(hash),
             _ => None,
         };
-        // Whatever the file holds now is made durable, so the in-memory state never runs
-        // ahead of what a crash would keep.
-        file.sync_data().map_err(|e| io_error(&path, e))?;
+        // Bytes past the watermark may still be only in the page cache (the previous process
+        // died, not the machine): they count as unsynced until the next synced append or flush.
         self.finish(num, path, file, scan.index, head, damage, watermark)
     }
 
@@ -723,7 +730,7 @@ impl<F: FileSystem> Opener<'_, F> {
             active: file,
             head,
             damage,
-            synced_len: len_bytes,
+            synced_len: manifest_len.min(len_bytes),
             manifest_len,
             index_dirty,
         })

@@ -342,11 +342,18 @@ impl<F: FileSystem> Storage<F> {
         let Some(active) = state.segments.last() else {
             return Ok(());
         };
-        let io = |source| io_error(&active.path, source);
         let base = active.index.summary.len_bytes;
-        state.active.write_all_at(&self.buffer, base).map_err(io)?;
+        let mut result = state.active.write_all_at(&self.buffer, base);
+        if fsync && result.is_ok() {
+            result = state.active.sync_data();
+        }
+        if let Err(source) = result {
+            // Best effort: cut the partial batch off so a reopen does not find it. The store
+            // is poisoned by the caller either way.
+            let _ = state.active.set_len(base);
+            return Err(io_error(&active.path, source));
+        }
         if fsync {
-            state.active.sync_data().map_err(io)?;
             state.synced_len = base + self.buffer.len() as u64;
         }
         Ok(())

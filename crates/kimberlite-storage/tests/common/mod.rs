@@ -21,7 +21,7 @@ pub fn small_config() -> StorageConfig {
 /// Event `i` of a test stream: varied lengths, some compressible.
 pub fn event(stream: u64, i: u64) -> Bytes {
     let len = (i * 7 + stream) % 90 + 1;
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         Bytes::from(vec![b'a' + (i % 26) as u8; len as usize])
     } else {
         let text: Vec<u8> = (0..len)

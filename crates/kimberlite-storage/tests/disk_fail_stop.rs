@@ -1,0 +1,150 @@
+//! Fail-stop: after a failed write or fsync, every further append (and flush) is refused with
+//! `Poisoned` until the store is reopened; reads keep working; the failed batch is not kept.
+//! Runs the engine over a `FileSystem` wrapper that injects failures, which also shows that
+//! `Storage` is generic over its file system.
+
+mod common;
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::{append_events, event, read_all, small_config};
+use kimberlite_storage::{
+    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageError,
+};
+use kimberlite_types::{Offset, StreamId};
+
+const HEALTHY: u8 = 0;
+const FAIL_SYNC: u8 = 1;
+const FAIL_WRITE_HALFWAY: u8 = 2;
+
+#[derive(Clone, Default)]
+struct FaultyFs {
+    mode: Arc<AtomicU8>,
+}
+
+struct FaultyFile {
+    inner: <OsFileSystem as FileSystem>::File,
+    mode: Arc<AtomicU8>,
+}
+
+impl FileHandle for FaultyFile {
+    fn len_bytes(&self) -> io::Result<u64> {
+        self.inner.len_bytes()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, position)
+    }
+    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
+        if self.mode.load(Ordering::SeqCst) == FAIL_WRITE_HALFWAY {
+            self.inner.write_all_at(&buf[..buf.len() / 2], position)?;
+            return Err(io::Error::other("injected: device full"));
+        }
+        self.inner.write_all_at(buf, position)
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        if self.mode.load(Ordering::SeqCst) == FAIL_SYNC {
+            return Err(io::Error::other("injected: fsync failed"));
+        }
+        self.inner.sync_data()
+    }
+}
+
+impl FileSystem for FaultyFs {
+    type File = FaultyFile;
+    type Lock = <OsFileSystem as FileSystem>::Lock;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        OsFileSystem.create_dir_all(path)
+    }
+    fn open(&self, path: &Path) -> io::Result<FaultyFile> {
+        let inner = OsFileSystem.open(path)?;
+        Ok(FaultyFile {
+            inner,
+            mode: self.mode.clone(),
+        })
+    }
+    fn create(&self, path: &Path) -> io::Result<FaultyFile> {
+        let inner = OsFileSystem.create(path)?;
+        Ok(FaultyFile {
+            inner,
+            mode: self.mode.clone(),
+        })
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        OsFileSystem.read(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsFileSystem.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        OsFileSystem.remove_file(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        OsFileSystem.list_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        OsFileSystem.sync_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>> {
+        OsFileSystem.try_lock(path)
+    }
+    fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
+        OsFileSystem.map_readonly(path)
+    }
+}
+
+const STREAM: StreamId = StreamId::new(3);
+
+fn poisons_then_recovers(mode: u8) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let mut storage = Storage::open_on(fs.clone(), dir.path(), small_config()).unwrap();
+    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 3, true);
+
+    fs.mode.store(mode, Ordering::SeqCst);
+    let batch = vec![event(3, 10), event(3, 11)];
+    let error = storage
+        .append_batch(STREAM, batch.clone(), next, Some(head), true)
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Io { .. }), "{error}");
+
+    // Healthy again, but the store stays poisoned: a retried fsync proves nothing.
+    fs.mode.store(HEALTHY, Ordering::SeqCst);
+    let error = storage
+        .append_batch(STREAM, batch.clone(), next, Some(head), true)
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Poisoned { .. }), "{error}");
+    assert!(matches!(
+        storage.flush(),
+        Err(StorageError::Poisoned { .. })
+    ));
+    // Reads still work and see nothing of the failed batch.
+    assert_eq!(read_all(&mut storage, STREAM, 64).len(), 10);
+    assert_eq!(storage.latest_chain_hash(STREAM).unwrap(), Some(head));
+    drop(storage);
+
+    let mut storage = Storage::open_on(fs, dir.path(), small_config()).unwrap();
+    assert_eq!(storage.latest_chain_hash(STREAM).unwrap(), Some(head));
+    let (after, _) = storage
+        .append_batch(STREAM, batch, next, Some(head), true)
+        .unwrap();
+    assert_eq!(after, Offset::new(12));
+    storage.verify_stream(STREAM).unwrap();
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_store() {
+    poisons_then_recovers(FAIL_SYNC);
+}
+
+#[test]
+fn a_failed_write_poisons_the_store() {
+    poisons_then_recovers(FAIL_WRITE_HALFWAY);
+}
