@@ -77,6 +77,10 @@ impl From<Error> for CliError {
                     .to_owned(),
             ),
             Error::Poisoned => Some("run the command again: reopening recovers".to_owned()),
+            Error::NotAStore { .. } => Some(
+                "give a new or empty directory, or one that holds a store (kimberlite.json)"
+                    .to_owned(),
+            ),
             error if error.is_corruption() => {
                 Some("run `kimberlite verify DIR` for a full report".to_owned())
             }

@@ -267,7 +267,11 @@ fn verify_exit_codes_intact_and_tampered() {
     std::fs::write(segment, &bytes).unwrap();
 
     let run = fails(&["verify", s(&dir)], "", 1, "TAMPERED");
-    assert!(run.stdout.contains("\"audit\" (id 1): offset"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("\"audit\" (id 1): offset"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains(".seg"), "{}", run.stdout);
     fails(&["verify", s(&dir), "audit"], "", 1, "offset");
     let run = run_json_verify(&dir);

@@ -107,9 +107,17 @@ impl SyncCoordinator {
             state.leader_active = false;
             match outcome {
                 Ok(covered) => {
-                    assert!(covered >= seq, "a sync must cover its leader's write");
-                    state.durable_seq = state.durable_seq.max(covered);
+                    // Wake the followers before any panic, so none waits forever.
+                    let covers = covered >= seq;
+                    if covers {
+                        state.durable_seq = state.durable_seq.max(covered);
+                    } else {
+                        state.failed = true;
+                    }
                     self.synced.notify_all();
+                    drop(state);
+                    assert!(covers, "a sync must cover its leader's write");
+                    state = self.lock();
                 }
                 Err(error) => {
                     state.failed = true;
@@ -163,6 +171,15 @@ mod tests {
     fn a_sync_that_misses_its_leader_panics() {
         let coordinator = SyncCoordinator::default();
         let _ = coordinator.wait_durable(7, || Ok(6));
+    }
+
+    #[test]
+    fn a_sync_that_misses_its_leader_poisons() {
+        let coordinator = Arc::new(SyncCoordinator::default());
+        let leader = Arc::clone(&coordinator);
+        let result = std::thread::spawn(move || leader.wait_durable(7, || Ok(6))).join();
+        assert!(result.is_err());
+        assert!(coordinator.failed());
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //! backend, the catalogue, the heads) sits behind one `RwLock`. Name lookups, `head` and
 //! `list_streams` take the read lock; appends, reads of event data and verification take the
 //! write lock, because the storage interface (`StorageBackend`) takes `&mut self` for reads too
-//! (a backend may update caches and indexes as it reads). Each holds it for one backend call;
-//! under group commit the sync that makes appends durable runs outside it
-//! ([`crate::commit`]).
+//! (a backend may update caches and indexes as it reads). Each holds it for one backend call.
+//! Under group commit an append holds it only to write its batch, unsynced; the one sync that
+//! covers many batches is a separate, short critical section run by one leader while the
+//! other appenders wait outside the lock ([`crate::commit`]). (The sync itself needs the lock
+//! because `Storage::flush` takes `&mut self`; appenders arriving during it queue on the lock
+//! and share the next sync.)
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
