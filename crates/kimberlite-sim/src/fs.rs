@@ -1,0 +1,534 @@
+//! [`SimFileSystem`]: a deterministic, in-memory file system that injects faults.
+//!
+//! It implements the on-disk engine's [`FileSystem`] trait, so `SimStorage` is the very same
+//! `Storage` code running over simulated files. Everything is decided by a seeded ChaCha8
+//! generator and ordered maps, so the same seed and the same calls give the same run.
+//!
+//! # Fault model
+//!
+//! Each file (inode) has a *durable* image (what survives power loss) and a *current* image
+//! (what reads see: the OS page cache), plus the list of writes and truncations made since its
+//! last successful `sync_data`. The namespace is the same: *current* directory entries, and the
+//! *durable* ones that a `sync_dir` of their parent has made permanent.
+//!
+//! | fault | when | what happens | what the engine must do |
+//! |---|---|---|---|
+//! | lost unsynced writes | [`SimFileSystem::crash`] | each file keeps its durable image plus a random *prefix* of its unsynced operations | recover every synced batch; never return the lost ones |
+//! | torn write | crash | the last kept write may be cut at any byte (sectors are not atomic) | detect the torn record by length and CRC; truncate it |
+//! | lost directory entry | crash | entries created, renamed or removed since their directory's last `sync_dir` revert | sync the directory before relying on an entry |
+//! | bit flip on read | each read, with `read_flip_probability` | one bit of the returned bytes is flipped; the stored bytes are fine (a transient or latent read error) | report an error, never return the flipped data |
+//! | failed sync | each `sync_data`, with `sync_fail_probability` | returns an error; the data may or may not have become durable | stop accepting writes (fail-stop) until reopened |
+//! | full disk | each write, with `write_fail_probability` | a random prefix of the write lands, then `StorageFull` | leave the log as before; fail-stop |
+//!
+//! Not modelled: misdirected writes, corruption of durable bytes at rest (that is tampering,
+//! tested on real files by the storage crate's tests), directories that vanish (directories are
+//! durable once created), and concurrent access (the engine is driven by one thread).
+//!
+//! # Assumptions about real media (what the engine trusts)
+//!
+//! - A successful `fsync`/`fdatasync` makes the file's written bytes durable; a successful
+//!   `fsync` of a directory makes its entries durable.
+//! - `rename` within a directory is atomic: after a crash the name points at the old or the
+//!   new file, never at a mix.
+//! - Nothing else: not the order of unsynced writes beyond "a prefix survives", not sector
+//!   atomicity, not that a read returns what was written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kimberlite_storage::{FileHandle, FileSystem};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Fault probabilities, each per operation of its kind (0.0 disables the fault).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultConfig {
+    /// Chance that a read returns one flipped bit.
+    pub read_flip_probability: f64,
+    /// Chance that a `sync_data` fails.
+    pub sync_fail_probability: f64,
+    /// Chance that a write fails part-way with "storage full".
+    pub write_fail_probability: f64,
+    /// Test-only breakage: `sync_data` reports success without making anything durable. A
+    /// correct simulator must catch the lost acknowledged data this causes.
+    pub lie_on_sync: bool,
+}
+
+impl FaultConfig {
+    /// No faults at all: crashes still lose unsynced data.
+    pub const NONE: FaultConfig = FaultConfig {
+        read_flip_probability: 0.0,
+        sync_fail_probability: 0.0,
+        write_fail_probability: 0.0,
+        lie_on_sync: false,
+    };
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+/// How many faults of each kind were injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Reads that returned a flipped bit.
+    pub read_flips: u64,
+    /// Syncs that failed.
+    pub sync_failures: u64,
+    /// Writes that failed part-way.
+    pub write_failures: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Crashes that tore a write in the middle.
+    pub torn_writes: u64,
+    /// Unsynced operations dropped by crashes.
+    pub dropped_operations: u64,
+}
+
+impl FaultCounts {
+    /// Faults that the engine is expected to notice (everything but crash losses).
+    #[must_use]
+    pub fn detectable(&self) -> u64 {
+        self.read_flips + self.sync_failures + self.write_failures
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PendingOp {
+    Write { position: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    pending: Vec<PendingOp>,
+}
+
+fn apply(image: &mut Vec<u8>, op: &PendingOp) {
+    match op {
+        PendingOp::Write { position, data } => {
+            let start = *position as usize;
+            let end = start + data.len();
+            if image.len() < end {
+                image.resize(end, 0);
+            }
+            if let Some(target) = image.get_mut(start..end) {
+                target.copy_from_slice(data);
+            }
+        }
+        PendingOp::SetLen(len) => image.resize(*len as usize, 0),
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    rng: ChaCha8Rng,
+    faults: FaultConfig,
+    faults_enabled: bool,
+    counts: FaultCounts,
+    inodes: BTreeMap<u64, Inode>,
+    next_inode: u64,
+    entries: BTreeMap<PathBuf, u64>,
+    durable_entries: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<PathBuf>,
+    locks: BTreeSet<PathBuf>,
+    /// Bumped by every crash: handles and locks from before it are dead.
+    generation: u64,
+}
+
+impl State {
+    fn roll(&mut self, probability: f64) -> bool {
+        self.faults_enabled && probability > 0.0 && self.rng.random_bool(probability.min(1.0))
+    }
+
+    fn maybe_flip(&mut self, buf: &mut [u8]) {
+        let probability = self.faults.read_flip_probability;
+        if buf.is_empty() || !self.roll(probability) {
+            return;
+        }
+        let at = self.rng.random_range(0..buf.len());
+        let bit = self.rng.random_range(0..8u32);
+        if let Some(byte) = buf.get_mut(at) {
+            *byte ^= 1 << bit;
+        }
+        self.counts.read_flips += 1;
+    }
+
+    fn inode(&mut self, id: u64) -> io::Result<&mut Inode> {
+        self.inodes
+            .get_mut(&id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "inode is gone"))
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<u64> {
+        self.entries.get(path).copied().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file", path.display()),
+            )
+        })
+    }
+
+    fn check_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() && !self.dirs.contains(parent) => {
+                Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{}: no such directory", parent.display()),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A simulated file system shared by the engine (through [`FileSystem`]) and the simulator
+/// (through the inherent methods). Cloning shares the same files.
+#[derive(Debug, Clone)]
+pub struct SimFileSystem {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimFileSystem {
+    /// An empty file system whose faults are drawn from `seed`.
+    #[must_use]
+    pub fn new(seed: u64, faults: FaultConfig) -> Self {
+        let state = State {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults,
+            faults_enabled: true,
+            counts: FaultCounts::default(),
+            inodes: BTreeMap::new(),
+            next_inode: 0,
+            entries: BTreeMap::new(),
+            durable_entries: BTreeMap::new(),
+            dirs: BTreeSet::new(),
+            locks: BTreeSet::new(),
+            generation: 0,
+        };
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a simulator bug; the state is still usable for
+        // reporting it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Turns fault injection on or off (crash losses are not faults: they always apply).
+    /// The simulator turns faults off while it checks what survived.
+    pub fn set_faults_enabled(&self, enabled: bool) {
+        self.lock().faults_enabled = enabled;
+    }
+
+    /// The faults injected so far.
+    #[must_use]
+    pub fn counts(&self) -> FaultCounts {
+        self.lock().counts
+    }
+
+    /// Simulates power loss: every file keeps its durable image plus a random prefix of its
+    /// unsynced operations, the last kept write possibly torn at any byte; unsynced directory
+    /// entries revert; open handles and locks die.
+    pub fn crash(&self) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.counts.crashes += 1;
+        state.generation += 1;
+        state.locks.clear();
+        state.entries = state.durable_entries.clone();
+        let live: BTreeSet<u64> = state.entries.values().copied().collect();
+        state.inodes.retain(|id, _| live.contains(id));
+        for inode in state.inodes.values_mut() {
+            let pending = std::mem::take(&mut inode.pending);
+            let kept = state.rng.random_range(0..=pending.len());
+            state.counts.dropped_operations += (pending.len() - kept) as u64;
+            let mut image = std::mem::take(&mut inode.durable);
+            for op in pending.iter().take(kept) {
+                apply(&mut image, op);
+            }
+            // The first dropped write may have been half-way to the media.
+            if let Some(PendingOp::Write { position, data }) = pending.get(kept) {
+                if !data.is_empty() && state.rng.random_bool(0.5) {
+                    let cut = state.rng.random_range(0..data.len());
+                    let torn = PendingOp::Write {
+                        position: *position,
+                        data: data.get(..cut).unwrap_or_default().to_vec(),
+                    };
+                    apply(&mut image, &torn);
+                    state.counts.torn_writes += 1;
+                }
+            }
+            inode.current = image.clone();
+            inode.durable = image;
+        }
+    }
+
+    /// The current bytes of a file, without faults (for the simulator's own checks).
+    #[must_use]
+    pub fn read_raw(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let id = state.entries.get(path)?;
+        state.inodes.get(id).map(|inode| inode.current.clone())
+    }
+
+    /// Every file path, sorted.
+    #[must_use]
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.lock().entries.keys().cloned().collect()
+    }
+}
+
+/// An open simulated file.
+#[derive(Debug)]
+pub struct SimFile {
+    fs: SimFileSystem,
+    inode: u64,
+    generation: u64,
+    path: PathBuf,
+}
+
+impl SimFile {
+    fn state(&self) -> io::Result<MutexGuard<'_, State>> {
+        let state = self.fs.lock();
+        if state.generation != self.generation {
+            return Err(io::Error::other(format!(
+                "{}: handle from before a crash",
+                self.path.display()
+            )));
+        }
+        Ok(state)
+    }
+}
+
+impl FileHandle for SimFile {
+    fn len_bytes(&self) -> io::Result<u64> {
+        let mut state = self.state()?;
+        Ok(state.inode(self.inode)?.current.len() as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        let mut state = self.state()?;
+        let inode = state.inode(self.inode)?;
+        let start = usize::try_from(position).unwrap_or(usize::MAX);
+        let source = start
+            .checked_add(buf.len())
+            .and_then(|end| inode.current.get(start..end))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of file")
+            })?;
+        buf.copy_from_slice(source);
+        state.maybe_flip(buf);
+        Ok(())
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
+        let mut state = self.state()?;
+        let probability = state.faults.write_fail_probability;
+        let failure = state.roll(probability);
+        let landed = if failure {
+            state.counts.write_failures += 1;
+            let len = state.rng.random_range(0..=buf.len());
+            buf.get(..len).unwrap_or_default()
+        } else {
+            buf
+        };
+        let op = PendingOp::Write {
+            position,
+            data: landed.to_vec(),
+        };
+        let inode = state.inode(self.inode)?;
+        apply(&mut inode.current, &op);
+        inode.pending.push(op);
+        if failure {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "simulated full disk",
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let mut state = self.state()?;
+        let inode = state.inode(self.inode)?;
+        let op = PendingOp::SetLen(len);
+        apply(&mut inode.current, &op);
+        inode.pending.push(op);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        let mut state = self.state()?;
+        let probability = state.faults.sync_fail_probability;
+        if state.roll(probability) {
+            state.counts.sync_failures += 1;
+            // The kernel may or may not have written the pages before reporting the error.
+            let persisted = state.rng.random_bool(0.5);
+            let inode = state.inode(self.inode)?;
+            if persisted {
+                inode.durable = inode.current.clone();
+                inode.pending.clear();
+            }
+            return Err(io::Error::other("simulated fsync failure"));
+        }
+        let lie = state.faults.lie_on_sync;
+        let inode = state.inode(self.inode)?;
+        if !lie {
+            inode.durable = inode.current.clone();
+            inode.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A held simulated advisory lock.
+#[derive(Debug)]
+pub struct SimLock {
+    fs: SimFileSystem,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut state = self.fs.lock();
+        if state.generation == self.generation {
+            state.locks.remove(&self.path);
+        }
+    }
+}
+
+impl FileSystem for SimFileSystem {
+    type File = SimFile;
+    type Lock = SimLock;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        for ancestor in path.ancestors() {
+            if !ancestor.as_os_str().is_empty() {
+                state.dirs.insert(ancestor.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, path: &Path) -> io::Result<SimFile> {
+        let state = self.lock();
+        let inode = state.lookup(path)?;
+        Ok(SimFile {
+            fs: self.clone(),
+            inode,
+            generation: state.generation,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<SimFile> {
+        let mut state = self.lock();
+        state.check_parent(path)?;
+        let inode = match state.entries.get(path).copied() {
+            Some(existing) => {
+                let file = state.inode(existing)?;
+                let op = PendingOp::SetLen(0);
+                apply(&mut file.current, &op);
+                file.pending.push(op);
+                existing
+            }
+            None => {
+                let id = state.next_inode;
+                state.next_inode += 1;
+                state.inodes.insert(id, Inode::default());
+                state.entries.insert(path.to_path_buf(), id);
+                id
+            }
+        };
+        Ok(SimFile {
+            fs: self.clone(),
+            inode,
+            generation: state.generation,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut state = self.lock();
+        let id = state.lookup(path)?;
+        let mut bytes = state.inode(id)?.current.clone();
+        state.maybe_flip(&mut bytes);
+        Ok(bytes)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check_parent(to)?;
+        let id = state.lookup(from)?;
+        state.entries.remove(from);
+        state.entries.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.lookup(path)?;
+        state.entries.remove(path);
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let state = self.lock();
+        let files = state.entries.keys();
+        let dirs = state.dirs.iter();
+        let names = files
+            .chain(dirs)
+            .filter(|entry| entry.parent() == Some(path))
+            .filter_map(|entry| entry.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        Ok(names)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state
+            .durable_entries
+            .retain(|entry, _| entry.parent() != Some(path));
+        for (entry, id) in &state.entries {
+            if entry.parent() == Some(path) {
+                state.durable_entries.insert(entry.clone(), *id);
+            }
+        }
+        Ok(())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<SimLock>> {
+        let mut state = self.lock();
+        if !state.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            generation: state.generation,
+        }))
+    }
+
+    fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
+        Ok(Bytes::from(self.read(path)?))
+    }
+}
+
+#[cfg(test)]
+#[path = "fs_tests.rs"]
+mod tests;
