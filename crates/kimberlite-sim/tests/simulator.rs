@@ -56,7 +56,10 @@ fn a_file_system_that_lies_about_fsync_is_caught() {
         violations.join("\n")
     );
     let first = &violations[0];
-    assert!(first.contains("reproduce: cargo run --release -p kimberlite-sim -- --seed"), "{first}");
+    assert!(
+        first.contains("reproduce: cargo run --release -p kimberlite-sim -- --seed"),
+        "{first}"
+    );
 }
 
 #[test]
