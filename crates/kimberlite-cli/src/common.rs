@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kimberlite::{Config, Error, Kimberlite, Problem, StreamId};
@@ -90,10 +90,36 @@ impl From<Error> for CliError {
     }
 }
 
+/// How long a command waits for a store another process holds (for example a `tail` that is
+/// reading it for a moment) before reporting it in use.
+pub const LOCK_WAIT: Duration = Duration::from_millis(1500);
+
+/// Opens the store in `dir`, waiting up to `wait` while another process holds it.
+pub fn open_waiting(dir: &Path, config: Config, wait: Duration) -> Result<Kimberlite, Error> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Kimberlite::open_with(dir, config.clone()) {
+            Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Opens an existing store; never creates one. Missing directories and directories that are
-/// not stores get a hint.
+/// not stores get a hint. Waits up to [`LOCK_WAIT`] for a store in use.
 pub fn open_existing(dir: &Path, config: Config) -> Result<Kimberlite, CliError> {
-    Kimberlite::open_with(dir, config.create_if_missing(false)).map_err(|error| {
+    open_existing_waiting(dir, config, LOCK_WAIT)
+}
+
+/// [`open_existing`] with a chosen wait for a store in use.
+pub fn open_existing_waiting(
+    dir: &Path,
+    config: Config,
+    wait: Duration,
+) -> Result<Kimberlite, CliError> {
+    open_waiting(dir, config.create_if_missing(false), wait).map_err(|error| {
         let hint = match &error {
             Error::StoreNotFound { .. } => Some(
                 "check the path; `kimberlite append DIR STREAM --create` creates a store, \

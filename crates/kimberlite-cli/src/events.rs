@@ -12,9 +12,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Kimberlite, Offset};
+use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
 
-use crate::common::{find_stream, open_existing, CliError};
+use crate::common::{
+    find_stream, open_existing, open_existing_waiting, open_waiting, CliError, LOCK_WAIT,
+};
 
 /// Events per atomic batch written by `append`.
 pub const APPEND_BATCH_EVENTS: usize = 10_000;
@@ -83,7 +85,7 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let store = if args.create {
-        Kimberlite::open_with(&args.dir, Config::default()).map_err(CliError::from)?
+        open_waiting(&args.dir, Config::default(), LOCK_WAIT)?
     } else {
         open_existing(&args.dir, Config::default())?
     };
@@ -184,7 +186,7 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     loop {
         // Reopen for every poll: a store is opened by one process at a time, so holding it
         // would lock out the writers being followed.
-        match open_existing(&args.dir, Config::default()) {
+        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO) {
             Ok(store) => {
                 let id = find_stream(&store, &args.dir, &args.stream)?;
                 for event in store.events(id, next) {

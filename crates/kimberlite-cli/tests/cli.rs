@@ -359,3 +359,35 @@ fn a_store_in_use_is_refused() {
     drop(store);
     ok(&["append", s(&dir), "audit"], "x\n");
 }
+
+#[test]
+fn appends_succeed_while_tail_polls() {
+    let (_temp, dir) = store_with(1);
+    let tail = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args([
+            "tail",
+            s(&dir),
+            "audit",
+            "--from",
+            "0",
+            "--interval-ms",
+            "5",
+        ])
+        .args(["--polls", "150"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 0..10 {
+        ok(&["append", s(&dir), "audit"], &format!("appended-{i}\n"));
+    }
+    let output = tail.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.lines().count() >= 1, "{printed}");
+    assert_eq!(ok(&["read", s(&dir), "audit"], "").lines().count(), 11);
+}
