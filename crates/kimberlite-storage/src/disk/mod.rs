@@ -41,7 +41,9 @@ mod fs;
 mod index;
 mod le;
 mod manifest;
+mod meta;
 mod recovery;
+mod scan;
 mod segment;
 mod storage;
 mod stream;
@@ -181,4 +183,63 @@ pub enum RecoveryAction {
         /// The error reads will report.
         error: String,
     },
+}
+
+impl std::fmt::Display for RecoveryAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoveryAction::TornTailTruncated {
+                stream,
+                file,
+                from_len,
+                to_len,
+                reason,
+            } => write!(
+                f,
+                "stream {stream}: torn tail of {} cut from {from_len} to {to_len} bytes ({reason})",
+                file.display()
+            ),
+            RecoveryAction::IndexRebuilt {
+                stream,
+                file,
+                reason,
+            } => write!(
+                f,
+                "stream {stream}: index {} rebuilt ({reason})",
+                file.display()
+            ),
+            RecoveryAction::ManifestRepaired { stream, reason } => {
+                write!(
+                    f,
+                    "stream {stream}: manifest rebuilt from the segment files ({reason})"
+                )
+            }
+            RecoveryAction::SegmentHeaderRewritten { stream, file } => write!(
+                f,
+                "stream {stream}: unfinished header of empty segment {} rewritten",
+                file.display()
+            ),
+            RecoveryAction::TempFileRemoved { file } => {
+                write!(f, "leftover temp file {} removed", file.display())
+            }
+            RecoveryAction::CorruptionFound { stream, error } => {
+                write!(f, "stream {stream}: corruption left in place: {error}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.actions.is_empty() {
+            return f.write_str("clean");
+        }
+        for (i, action) in self.actions.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{action}")?;
+        }
+        Ok(())
+    }
 }

@@ -52,196 +52,21 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use super::fs::{FileHandle, FileSystem};
-use super::index::{index_file_name, SeenRecord, SegmentIndex};
-use super::le::le_u32;
+use super::index::{index_file_name, SegmentIndex};
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
+use super::meta::{write_index, write_manifest};
+use super::scan::{scan_segment, ScanEnd, ScanTarget};
 use super::segment::{
     parse_segment_file_name, segment_path, SegmentBytes, SegmentHeader, SEGMENT_HEADER_LEN,
 };
 use super::stream::{io_error, Damage, SegmentFiles, StreamState};
 use super::{RecoveryAction, RecoveryReport, StorageConfig};
-use crate::error::{Location, RecordError, StorageError};
-use crate::record::{Record, MAX_FRAME_LEN, RECORD_OVERHEAD};
+use crate::error::{Location, StorageError};
+use crate::record::Record;
 use crate::segments::{SegmentMeta, SegmentTable};
 use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
-
-/// How a scan of one segment ended.
-pub enum ScanEnd {
-    /// At the end of the file, on a frame boundary.
-    Clean,
-    /// At an unfinished write (rows 3–5 of the table), before the watermark check.
-    Torn {
-        /// Where the torn frame starts.
-        position: u64,
-        /// Why it does not decode.
-        reason: RecordError,
-    },
-    /// At corruption (rows 6, 8, 9).
-    Corrupt(StorageError),
-}
-
-/// The result of scanning a segment.
-pub struct Scan {
-    /// The index of every whole record before the end.
-    pub index: SegmentIndex,
-    /// The chain hash of the last data record, if any.
-    pub last_hash: Option<ChainHash>,
-    /// How it ended.
-    pub end: ScanEnd,
-}
-
-/// One segment to scan.
-pub struct ScanTarget<'a> {
-    /// The stream.
-    pub stream: StreamId,
-    /// The segment number.
-    pub num: u32,
-    /// The segment file.
-    pub path: &'a Path,
-    /// The offset of its first data record.
-    pub first_offset: u64,
-    /// Sparse index granularity.
-    pub index_interval: u64,
-}
-
-/// Scans a segment from its header to its end. With `cursor`, every record is linked to the
-/// chain from it; without, only CRCs and the offset sequence are checked. I/O errors are the
-/// only `Err`.
-pub fn scan_segment<H: FileHandle>(
-    target: &ScanTarget<'_>,
-    bytes: &mut SegmentBytes<'_, H>,
-    mut cursor: Option<ChainCursor>,
-) -> Result<Scan, StorageError> {
-    let io = |source| io_error(target.path, source);
-    let location = |position| Location {
-        segment: target.num,
-        position,
-        file: Some(target.path.to_path_buf()),
-    };
-    let len = bytes.len();
-    let mut index = SegmentIndex::empty(target.first_offset);
-    let mut last_data: Option<Record> = None;
-    let mut position = HEADER_LEN;
-    let end = loop {
-        if position >= len {
-            break ScanEnd::Clean;
-        }
-        let frame = bytes.frame_at(position).map_err(io)?;
-        let expected = Offset::new(index.summary.next_offset);
-        let (record, frame_len) = match Record::from_bytes(&frame) {
-            Ok(decoded) => decoded,
-            Err(reason) => {
-                if looks_torn(bytes, position, &frame, expected).map_err(io)? {
-                    break ScanEnd::Torn { position, reason };
-                }
-                break ScanEnd::Corrupt(StorageError::CorruptRecord {
-                    stream: target.stream,
-                    offset: expected,
-                    location: location(position),
-                    source: reason,
-                });
-            }
-        };
-        let linked = match cursor.as_mut() {
-            Some(cursor) if record.is_checkpoint() => {
-                cursor.check_checkpoint(&record, || location(position))
-            }
-            Some(cursor) => cursor.check(&record, || location(position)).map(|_| ()),
-            None if record.offset() != expected => Err(StorageError::OffsetMismatch {
-                stream: target.stream,
-                offset: expected,
-                found: record.offset(),
-                location: location(position),
-            }),
-            None => Ok(()),
-        };
-        if let Err(error) = linked {
-            break ScanEnd::Corrupt(error);
-        }
-        let seen = SeenRecord {
-            is_checkpoint: record.is_checkpoint(),
-            offset: record.offset().as_u64(),
-            position,
-            frame_len: frame_len as u64,
-            payload_len: record.payload().len(),
-            compressed: record.compression() != kimberlite_types::CompressionKind::None,
-        };
-        index.push(seen, target.index_interval);
-        if !record.is_checkpoint() {
-            last_data = Some(record);
-        }
-        position += frame_len as u64;
-    };
-    let last_hash = match cursor {
-        Some(cursor) if last_data.is_some() => cursor.prev_hash(),
-        _ => last_data.as_ref().map(Record::compute_hash),
-    };
-    Ok(Scan {
-        index,
-        last_hash,
-        end,
-    })
-}
-
-/// Rows 3–6 of the decision table: whether the undecodable frame at `position` is an
-/// unfinished write at the end of the file.
-fn looks_torn<H: FileHandle>(
-    bytes: &mut SegmentBytes<'_, H>,
-    position: u64,
-    frame: &[u8],
-    expected: Offset,
-) -> std::io::Result<bool> {
-    let len = bytes.len();
-    let geometric = if frame.len() < 4 {
-        true
-    } else {
-        let declared = u64::from(le_u32(frame, 0));
-        let valid = (RECORD_OVERHEAD as u64..=MAX_FRAME_LEN as u64).contains(&declared);
-        (valid && position.saturating_add(declared) >= len) || rest_is_zero(bytes, position)?
-    };
-    Ok(geometric && !later_frame_decodes(bytes, position, expected)?)
-}
-
-fn rest_is_zero<H: FileHandle>(
-    bytes: &mut SegmentBytes<'_, H>,
-    from: u64,
-) -> std::io::Result<bool> {
-    let mut position = from;
-    while position < bytes.len() {
-        let chunk = bytes.chunk_at(position, 1 << 20)?;
-        if chunk.is_empty() {
-            break;
-        }
-        if chunk.iter().any(|&byte| byte != 0) {
-            return Ok(false);
-        }
-        position += chunk.len() as u64;
-    }
-    Ok(true)
-}
-
-/// Row 6: whether any frame after `position` decodes and holds an offset at or after
-/// `expected` (then the bad frame is corruption with intact records behind it).
-fn later_frame_decodes<H: FileHandle>(
-    bytes: &mut SegmentBytes<'_, H>,
-    position: u64,
-    expected: Offset,
-) -> std::io::Result<bool> {
-    let len = bytes.len();
-    let mut candidate = position + 1;
-    while candidate + (RECORD_OVERHEAD as u64) <= len {
-        let frame = bytes.frame_at(candidate)?;
-        if let Ok((record, _)) = Record::from_bytes(&frame) {
-            if record.offset() >= expected {
-                return Ok(true);
-            }
-        }
-        candidate += 1;
-    }
-    Ok(false)
-}
 
 /// Opens the stream in `dir`; `None` when the directory holds no segment (a crash while the
 /// stream was being created).
@@ -344,55 +169,6 @@ pub fn open_stream<F: FileSystem>(
             .push(RecoveryAction::ManifestRepaired { stream, reason });
     }
     Ok(Some(state))
-}
-
-/// The manifest describing `state`. The active segment's entry records its current length as
-/// the durable watermark: callers sync the active segment first.
-pub fn manifest_of<F: FileSystem>(state: &StreamState<F>) -> Manifest {
-    let last = state.segments.len().saturating_sub(1);
-    let segments = state
-        .table
-        .segments()
-        .iter()
-        .zip(&state.segments)
-        .enumerate()
-        .map(|(i, (meta, files))| ManifestSegment {
-            segment_num: meta.segment_num,
-            first_offset: meta.first_offset,
-            next_offset: meta.next_offset,
-            logical_size_bytes: meta.logical_size_bytes,
-            file_size_bytes: files.index.summary.len_bytes,
-            completed: i != last,
-        })
-        .collect();
-    Manifest {
-        format_version: super::manifest::MANIFEST_VERSION,
-        stream_id: state.id.as_u64(),
-        segments,
-    }
-}
-
-/// Writes `state`'s manifest atomically.
-pub fn write_manifest<F: FileSystem>(fs: &F, state: &StreamState<F>) -> std::io::Result<()> {
-    manifest_of(state).write_atomic(fs, &state.dir)
-}
-
-/// Writes a segment's index atomically (temp file, fsync, rename).
-pub fn write_index<F: FileSystem>(
-    fs: &F,
-    dir: &Path,
-    stream: StreamId,
-    num: u32,
-    index: &SegmentIndex,
-) -> std::io::Result<PathBuf> {
-    let path = dir.join(index_file_name(num));
-    let temp = dir.join(format!("{}.tmp", index_file_name(num)));
-    let mut file = fs.create(&temp)?;
-    file.write_all_at(&index.encode(stream, num), 0)?;
-    file.sync_data()?;
-    drop(file);
-    fs.rename(&temp, &path)?;
-    Ok(path)
 }
 
 /// Opening state shared by the segments of one stream.
