@@ -67,7 +67,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     };
     let store = Kimberlite::open_with(&dir, Config::default().durability(durability))?;
     let id = store.create_stream("bench")?;
-    println!(
+    outln!(
         "bench: {} events of {} in batches of {}, {}; store in {}",
         thousands(args.events),
         human_bytes(args.size as u64),
@@ -110,7 +110,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let total_bytes = args.events * args.size as u64;
     print_rate("append", args.events, total_bytes, append_time);
     latencies.sort_unstable();
-    println!(
+    outln!(
         "append latency per batch: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 90.0)),
@@ -144,7 +144,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         if let (Some(stored), Some(logical)) =
             (stats.storage.stored_bytes, stats.storage.logical_bytes)
         {
-            println!(
+            outln!(
                 "stored {} for {} logical ({} segment(s), {} checkpoints)",
                 human_bytes(stored),
                 human_bytes(logical),
@@ -190,7 +190,7 @@ fn payload_pool(size: usize) -> Vec<Bytes> {
 
 fn print_rate(what: &str, events: u64, bytes: u64, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64().max(1e-9);
-    println!(
+    outln!(
         "{what:<7} {} events in {seconds:.3} s: {} events/s, {:.1} MiB/s",
         thousands(events),
         thousands((events as f64 / seconds) as u64),

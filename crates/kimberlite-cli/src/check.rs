@@ -51,7 +51,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     };
     let elapsed = started.elapsed();
     if args.json {
-        println!("{}", report_json(&report));
+        outln!("{}", report_json(&report));
     } else {
         print_report(store.path(), &report, elapsed.as_secs_f64());
     }
@@ -65,10 +65,10 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
 /// Prints a verification report for people.
 pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
     if let Some(path) = path {
-        println!("verified {}", path.display());
+        outln!("verified {}", path.display());
     }
     for stream in &report.streams {
-        println!(
+        outln!(
             "  ok        {:<28} {:>10} events {:>4} segment(s)  head {}",
             label(stream.name.as_deref(), stream.stream),
             thousands(stream.records_checked),
@@ -79,10 +79,10 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
         );
     }
     for problem in &report.problems {
-        println!("  TAMPERED  {}", describe_problem(problem));
+        outln!("  TAMPERED  {}", describe_problem(problem));
     }
     if let Some(first) = report.first_problem() {
-        println!(
+        outln!(
             "NOT INTACT: {} of {} stream(s) damaged; first: {} at offset {}",
             report.problems.len(),
             report.problems.len() + report.streams.len(),
@@ -90,7 +90,7 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
             first.offset
         );
     } else {
-        println!(
+        outln!(
             "intact: {} records, {} checkpoints, {} segments, {} checked in {seconds:.2} s",
             thousands(report.records_checked()),
             thousands(report.checkpoints_checked()),
@@ -157,19 +157,26 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
     }
     if args.json {
         let streams: Vec<Value> = stats.iter().map(stats_json).collect();
-        println!(
+        outln!(
             "{}",
             json!({ "path": args.dir.display().to_string(), "streams": streams })
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("store {}", args.dir.display());
-    println!(
+    outln!("store {}", args.dir.display());
+    outln!(
         "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  head",
-        "id", "stream", "events", "segments", "stored", "logical", "ratio", "checkpoints"
+        "id",
+        "stream",
+        "events",
+        "segments",
+        "stored",
+        "logical",
+        "ratio",
+        "checkpoints"
     );
     for s in &stats {
-        println!(
+        outln!(
             "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  {}",
             s.stream.as_u64(),
             label(s.name.as_deref(), s.stream),
@@ -192,7 +199,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
         .map(|s| s.events)
         .sum();
     let stored: u64 = stats.iter().filter_map(|s| s.storage.stored_bytes).sum();
-    println!(
+    outln!(
         "  {} named stream(s), {} events, {} stored",
         stats.iter().filter(|s| s.name.is_some()).count(),
         thousands(events),

@@ -69,10 +69,10 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let config = Config::default().max_segment_size(DEMO_SEGMENT_BYTES);
-    println!("Kimberlite demo: a tamper-evident audit trail for a hospital\n");
+    outln!("Kimberlite demo: a tamper-evident audit trail for a hospital\n");
 
     let store = Kimberlite::open_with(&dir, config.clone())?;
-    println!("1. Created a store in {}", dir.display());
+    outln!("1. Created a store in {}", dir.display());
     let ids = populate(&store, args.events)?;
     read_back(&store, &ids)?;
     let verified = verify_original(&store)?;
@@ -81,12 +81,12 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let copy = scratch.path().join("tampered-copy");
     tamper_with_copy(&dir, &copy, &config)?;
     let still = Kimberlite::open_with(&dir, config)?.verify_all()?;
-    println!(
+    outln!(
         "   The original store still verifies intact: {}.",
         if still.is_intact() { "yes" } else { "NO" }
     );
 
-    println!(
+    outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
          caught at the exact stream and offset.",
         thousands(args.events),
@@ -96,20 +96,18 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let kept = args.keep || args.dir.is_some();
     if args.keep {
         let scratch_path = scratch.keep();
-        println!("Kept the scratch directory {}", scratch_path.display());
+        outln!("Kept the scratch directory {}", scratch_path.display());
     }
     if kept {
-        println!("Explore it:");
-        println!("  kimberlite inspect {}", dir.display());
-        println!(
+        outln!("Explore it:");
+        outln!("  kimberlite inspect {}", dir.display());
+        outln!(
             "  kimberlite read {} patient-record-access --limit 5",
             dir.display()
         );
-        println!("  kimberlite verify {}", dir.display());
+        outln!("  kimberlite verify {}", dir.display());
     } else {
-        println!(
-            "(The store was temporary; run `kimberlite demo DIR` to keep one and explore it.)"
-        );
+        outln!("(The store was temporary; run `kimberlite demo DIR` to keep one and explore it.)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,7 +148,7 @@ fn populate(store: &Kimberlite, events: u64) -> Result<Vec<StreamId>, CliError> 
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
-    println!(
+    outln!(
         "2. Appended {} JSON audit events ({}) to {} streams in {seconds:.2} s \
          ({} events/s; batches of {BATCH_EVENTS}, each synced to disk)",
         thousands(events),
@@ -159,7 +157,7 @@ fn populate(store: &Kimberlite, events: u64) -> Result<Vec<StreamId>, CliError> 
         thousands((events as f64 / seconds) as u64)
     );
     for info in store.list_streams() {
-        println!(
+        outln!(
             "     {:<24} {:>7} events   head {}…",
             info.name,
             thousands(info.head.next_offset.as_u64()),
@@ -193,9 +191,9 @@ fn read_back(store: &Kimberlite, ids: &[StreamId]) -> Result<(), CliError> {
     };
     let head = store.head(access)?;
     let from = Offset::new(head.next_offset.as_u64().saturating_sub(3));
-    println!("3. Read back the last 3 events of \"{ACCESS_STREAM}\":");
+    outln!("3. Read back the last 3 events of \"{ACCESS_STREAM}\":");
     for event in store.read(access, from, u64::MAX)? {
-        println!(
+        outln!(
             "     #{:<5} {}",
             event.offset,
             String::from_utf8_lossy(&event.payload)
@@ -208,7 +206,7 @@ fn read_back(store: &Kimberlite, ids: &[StreamId]) -> Result<(), CliError> {
             total += 1;
         }
     }
-    println!(
+    outln!(
         "   Paged through all {} events; every one was checked against its hash link.",
         thousands(total)
     );
@@ -218,7 +216,7 @@ fn read_back(store: &Kimberlite, ids: &[StreamId]) -> Result<(), CliError> {
         ExpectedOffset::Exact(Offset::new(10)),
     );
     if let Err(error) = stale {
-        println!("   A stale writer expecting offset 10 was refused:\n     {error}");
+        outln!("   A stale writer expecting offset 10 was refused:\n     {error}");
     }
     Ok(())
 }
@@ -231,7 +229,7 @@ fn verify_original(store: &Kimberlite) -> Result<u64, CliError> {
     bar.finish_and_clear();
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "4. Verified every record from the first: {} records, {} segments, {} checkpoints, \
          {} checked in {seconds:.2} s: {}",
         thousands(report.records_checked()),
@@ -269,7 +267,7 @@ fn tamper_with_copy(original: &Path, copy: &Path, config: &Config) -> Result<(),
     *byte ^= 0x01;
     let after = *byte;
     std::fs::write(&segment, &bytes).map_err(|e| io_error(&segment, e))?;
-    println!(
+    outln!(
         "5. Copied the store and flipped one bit in the copy: byte {} of {} ({:#04x} -> {:#04x})",
         thousands(position),
         segment.display(),
@@ -280,7 +278,7 @@ fn tamper_with_copy(original: &Path, copy: &Path, config: &Config) -> Result<(),
     let report = match Kimberlite::open_with(copy, config.clone().create_if_missing(false)) {
         Ok(tampered) => tampered.verify_all()?,
         Err(error) if error.is_corruption() => {
-            println!("   Opening the copy already refuses it: {error}");
+            outln!("   Opening the copy already refuses it: {error}");
             return Ok(());
         }
         Err(error) => return Err(error.into()),
@@ -291,10 +289,10 @@ fn tamper_with_copy(original: &Path, copy: &Path, config: &Config) -> Result<(),
         .iter()
         .map(|stream| label(stream.name.as_deref(), stream.stream))
         .collect();
-    println!(
+    outln!(
         "   Verifying the copy ({seconds:.2} s) says NOT INTACT (`kimberlite verify` exits with 1):"
     );
-    println!("     intact:   {}", intact.join(", "));
+    outln!("     intact:   {}", intact.join(", "));
     for problem in &report.problems {
         let file = problem.file.as_deref().map_or_else(
             || "?".to_owned(),
@@ -305,16 +303,16 @@ fn tamper_with_copy(original: &Path, copy: &Path, config: &Config) -> Result<(),
                     .to_string()
             },
         );
-        println!(
+        outln!(
             "     TAMPERED: {} at offset {}: the record at byte {} of {file}",
             label(problem.name.as_deref(), problem.stream),
             thousands(problem.offset.as_u64()),
             problem.position.map_or_else(|| "?".to_owned(), thousands),
         );
-        println!("               fails its check ({})", problem.reason);
+        outln!("               fails its check ({})", problem.reason);
     }
     if report.is_intact() {
-        println!("     (unexpected: no damage found)");
+        outln!("     (unexpected: no damage found)");
     }
     Ok(())
 }

@@ -117,7 +117,7 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
         last = Some(result);
     }
     if let (Some(first), Some(last)) = (first, last) {
-        println!(
+        outln!(
             "appended {} events to {:?} at offsets {}..{}; next offset {}, head {}",
             lines.len(),
             args.stream,
