@@ -2,7 +2,7 @@
 //!
 //! Under [`crate::Durability::GroupCommit`], an append writes its batch without a sync while it
 //! holds the store's write lock, and takes a *write sequence number* there (1, 2, 3, ... in write
-//! order). It then calls [`SyncCoordinator::wait_durable`] with that number, outside the lock:
+//! order). It then calls `SyncCoordinator::wait_durable` with that number, outside the lock:
 //!
 //! - if a finished sync already covers the number, it returns at once;
 //! - if no sync is running, the caller becomes the *leader*: it runs the sync, which makes

@@ -10,7 +10,7 @@
 //!
 //! # Locking
 //!
-//! [`Kimberlite`] is an `Arc` around [`Inner`]: clones share one store. The mutable state (the
+//! [`Kimberlite`] is an `Arc` around `Inner`: clones share one store. The mutable state (the
 //! backend, the catalogue, the heads) sits behind one `RwLock`. Name lookups, `head` and
 //! `list_streams` take the read lock; appends, reads of event data and verification take the
 //! write lock, because the storage interface (`StorageBackend`) takes `&mut self` for reads too
