@@ -6,7 +6,7 @@
 //! (invalid UTF-8 replaced), or with `--json` a JSON object per line holding the offset and the
 //! payload (as a string when it is UTF-8, as hex otherwise).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -139,10 +139,13 @@ fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
             })?;
             (Box::new(BufReader::new(handle)), path.display().to_string())
         }
-        None => (
-            Box::new(std::io::stdin().lock()),
-            "standard input".to_owned(),
-        ),
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("reading events from standard input, one per line; end with Ctrl-D");
+            }
+            (Box::new(stdin.lock()), "standard input".to_owned())
+        }
     };
     let mut lines = Vec::new();
     for line in reader.split(b'\n') {
