@@ -1,0 +1,318 @@
+//! Shared helpers for Kimberlite's benchmark suite (`benches/`).
+//!
+//! Every benchmark of the suite measures Kimberlite and a *baseline* in the same process, on
+//! the same payloads, and prints one `RESULT` line with both figures and their ratio, because
+//! the machines we measure on are shared and noisy: absolute figures move from run to run,
+//! ratios much less. `docs/PERFORMANCE.md` ("Benchmark suite") collects the lines.
+//!
+//! Set `KIMBERLITE_BENCH_SMOKE=1` for a quick run (smaller stores, fewer samples) that checks
+//! every bench works end to end; its figures are not the ones to report.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_types::{Offset, RecordKind, StreamId};
+use sha2::{Digest, Sha256};
+
+/// Payload size of every benchmark event, in bytes.
+pub const EVENT_BYTES: usize = 256;
+/// Events per batch in the batched benchmarks.
+pub const BATCH_EVENTS: usize = 1_000;
+/// The stream the storage-level benchmarks write.
+pub const STREAM: StreamId = StreamId::new(1);
+/// Events in the "large store" benchmarks (`read_verified`, `open`, `memory`).
+pub const LARGE_STORE_EVENTS: u64 = 1_000_000;
+
+/// True when `KIMBERLITE_BENCH_SMOKE` is set (to anything but `0`): benches shrink their
+/// workloads so that the whole suite runs in well under a minute.
+#[must_use]
+pub fn smoke() -> bool {
+    std::env::var("KIMBERLITE_BENCH_SMOKE").is_ok_and(|value| value != "0")
+}
+
+/// `full` normally, `small` in smoke mode.
+#[must_use]
+pub fn scaled(full: u64, small: u64) -> u64 {
+    if smoke() {
+        small
+    } else {
+        full
+    }
+}
+
+/// Criterion settings for the suite: few samples and a short measurement, so that a full
+/// `cargo bench -p kimberlite-bench` takes a few minutes on two shared cores.
+#[must_use]
+pub fn criterion_config() -> criterion::Criterion {
+    let (samples, measure_ms, warm_ms) = if smoke() {
+        (10, 300, 100)
+    } else {
+        (10, 2_000, 500)
+    };
+    criterion::Criterion::default()
+        .sample_size(samples)
+        .measurement_time(Duration::from_millis(measure_ms))
+        .warm_up_time(Duration::from_millis(warm_ms))
+        .configure_from_args()
+}
+
+/// Event number `seq`: a JSON audit event padded to [`EVENT_BYTES`] with pseudo-random hex
+/// (like the CLI's `bench` payloads), so events differ and do not compress to nothing.
+#[must_use]
+pub fn event(seq: u64) -> Bytes {
+    let mut state = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = format!(
+        r#"{{"seq":{seq},"event":"record.viewed","actor":"user-{:04}","patient":"P-{:06}","note":""#,
+        next() % 5_000,
+        next() % 1_000_000
+    );
+    while text.len() < EVENT_BYTES {
+        text.push_str(&format!("{:016x}", next()));
+    }
+    let mut bytes = text.into_bytes();
+    bytes.truncate(EVENT_BYTES);
+    Bytes::from(bytes)
+}
+
+/// Events `first..first + count`.
+#[must_use]
+pub fn events(first: u64, count: usize) -> Vec<Bytes> {
+    (first..first + count as u64).map(event).collect()
+}
+
+/// The no-fsync baseline: plain SHA-256 of each payload, one thread, nothing else.
+pub fn sha256_each(payloads: &[Bytes]) {
+    for payload in payloads {
+        black_box(Sha256::digest(payload));
+    }
+}
+
+/// Kimberlite's chain hash of each payload in turn (the hashing an append must do), for
+/// reference next to [`sha256_each`]; returns the last hash.
+pub fn chain_hash_each(payloads: &[Bytes], first_offset: u64) -> Option<ChainHash> {
+    let mut prev = None;
+    for (i, payload) in payloads.iter().enumerate() {
+        prev = Some(ChainHash::compute(
+            prev.as_ref(),
+            Offset::new(first_offset + i as u64),
+            RecordKind::Data,
+            payload,
+        ));
+    }
+    black_box(prev)
+}
+
+/// Median of `samples` (zero when empty).
+#[must_use]
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs `a` and `b` alternately `rounds` times after one warm-up call each; returns the median
+/// time of each. Interleaving makes machine noise hit both sides alike.
+pub fn interleaved(
+    rounds: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Duration, Duration) {
+    a();
+    b();
+    let (mut times_a, mut times_b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let started = Instant::now();
+        a();
+        times_a.push(started.elapsed());
+        let started = Instant::now();
+        b();
+        times_b.push(started.elapsed());
+    }
+    (median(times_a), median(times_b))
+}
+
+/// Direction of a target: the ratio must be at least, or at most, the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Ratio >= the value.
+    AtLeast(f64),
+    /// Ratio <= the value.
+    AtMost(f64),
+}
+
+impl Target {
+    /// Whether `ratio` meets the target.
+    #[must_use]
+    pub fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::AtLeast(value) => ratio >= value,
+            Target::AtMost(value) => ratio <= value,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::AtLeast(value) => write!(f, ">= {value}"),
+            Target::AtMost(value) => write!(f, "<= {value}"),
+        }
+    }
+}
+
+/// Prints the bench's `RESULT` line: our figure, the baseline's, the ratio and the target.
+pub fn report(bench: &str, ours: &str, baseline: &str, ratio: f64, target: Target) {
+    let verdict = if target.met(ratio) { "met" } else { "NOT met" };
+    println!(
+        "RESULT {bench}: kimberlite {ours} | baseline {baseline} | ratio {ratio:.3} \
+         (target {target}: {verdict})"
+    );
+}
+
+/// Events per second for `events` events in `elapsed`.
+#[must_use]
+pub fn rate(events: u64, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-12)
+}
+
+/// `value` with thousands separators, rounded.
+#[must_use]
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// One stream of a [`Storage`] being appended to, a batch per call.
+pub struct Appender {
+    /// The store.
+    pub storage: Storage,
+    next: Offset,
+    head: Option<ChainHash>,
+}
+
+impl Appender {
+    /// Opens (creating) the store in `dir` with `config`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the store cannot be opened.
+    #[must_use]
+    pub fn open(dir: &Path, config: StorageConfig) -> Self {
+        let storage = Storage::open_with(dir, config).expect("open the bench store");
+        let mut appender = Self {
+            storage,
+            next: Offset::ZERO,
+            head: None,
+        };
+        appender.next = Offset::new(
+            appender
+                .storage
+                .stream_stats(STREAM)
+                .map_or(0, |stats| stats.next_offset.as_u64()),
+        );
+        appender.head = appender
+            .storage
+            .latest_chain_hash(STREAM)
+            .expect("head of the bench stream");
+        appender
+    }
+
+    /// The stream's next offset.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.next.as_u64()
+    }
+
+    /// Appends `events` as one batch.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the append fails.
+    pub fn append(&mut self, events: Vec<Bytes>, fsync: bool) {
+        let (next, head) = self
+            .storage
+            .append_batch(STREAM, events, self.next, self.head, fsync)
+            .expect("append to the bench stream");
+        self.next = next;
+        self.head = Some(head);
+    }
+}
+
+/// Fills `dir` with a store of one stream of `count` events (batches of [`BATCH_EVENTS`],
+/// unsynced, then one flush) with `config`; returns how long that took.
+///
+/// # Panics
+///
+/// Panics on any storage error.
+pub fn build_store(dir: &Path, count: u64, config: StorageConfig) -> Duration {
+    let started = Instant::now();
+    let mut appender = Appender::open(dir, config);
+    let mut written = 0u64;
+    while written < count {
+        let n = (count - written).min(BATCH_EVENTS as u64) as usize;
+        appender.append(events(written, n), false);
+        written += n as u64;
+    }
+    appender.storage.flush().expect("flush the bench store");
+    started.elapsed()
+}
+
+/// This process's resident set size in bytes (`/proc/self/statm`, second field × page size);
+/// `None` where that file does not exist.
+#[must_use]
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_have_the_size_and_differ() {
+        let batch = events(0, 10);
+        assert!(batch.iter().all(|event| event.len() == EVENT_BYTES));
+        assert_ne!(batch[0], batch[1]);
+        assert_eq!(event(7), event(7));
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+    }
+
+    #[test]
+    fn targets() {
+        assert!(Target::AtLeast(0.7).met(0.7));
+        assert!(!Target::AtLeast(0.7).met(0.69));
+        assert!(Target::AtMost(1.5).met(1.2));
+    }
+
+    #[test]
+    fn a_built_store_reopens_with_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        build_store(dir.path(), 2_500, StorageConfig::default());
+        let appender = Appender::open(dir.path(), StorageConfig::default());
+        assert_eq!(appender.next_offset(), 2_500);
+    }
+}
