@@ -12,7 +12,8 @@
 //!
 //! # Decision table for the active segment's tail
 //!
-//! The scan stops at the first frame that does not decode or link, at byte position `p`.
+//! The scan stops at the first frame that does not decode or sits at the wrong offset, at byte
+//! position `p` (it notes and passes a whole frame whose only fault is its link, row 9b).
 //! `W` is the manifest's durable watermark for the segment (its recorded `file_size_bytes`,
 //! fsynced before the manifest was written), the header length when there is none.
 //!
@@ -26,14 +27,17 @@
 //! | 6 | rows 3–5, but a later frame at `q > p` decodes     | bad      | –     | any        | damage                |
 //! | 7 | rows 3–5                                           | bad      | –     | `p < W`    | damage                |
 //! | 8 | anything else that does not decode (bytes follow)  | bad      | –     | any        | damage                |
-//! | 9 | frame decodes, wrong offset or `prev_hash`         | ok       | bad   | any        | damage                |
+//! | 9a| frame decodes, wrong offset                        | ok       | bad   | any        | damage                |
+//! | 9b| frame decodes, right offset, wrong `prev_hash`     | ok       | bad   | any        | report, scan on       |
 //!
 //! *Truncate* cuts the file back to the last whole record and fsyncs it; the report says so.
 //! *Damage* changes nothing on disk: the stream opens, reads that reach `p` fail with an error
 //! naming stream, offset, segment file and byte `p`, and appends to the stream are refused
-//! (its head is unknown). Row 6 keeps a bit flip in a length prefix from being mistaken for a
-//! torn write. A torn write is only ever possible past the last fsync, so a failure below
-//! `W` is never treated as one.
+//! (its head is unknown). *Report, scan on* (row 9b): the frame's own CRC vouches for its
+//! boundaries, so the scan notes the break, resumes the chain from the frame's link and goes
+//! on; the stream stays appendable, and reads that reach the break fail on it. Row 6 keeps a
+//! bit flip in a length prefix from being mistaken for a torn write. A torn write is only ever
+//! possible past the last fsync, so a failure below `W` is never treated as one.
 //!
 //! # Manifest against files
 //!
@@ -408,6 +412,13 @@ impl<F: FileSystem> Opener<'_, F> {
         };
         let target = self.target(num, &path);
         let scan = scan_segment(&target, &mut SegmentBytes::file(&file, len), cursor)?;
+        if let Some(error) = &scan.chain_break {
+            // Row 9b: reported, left in place; reads that reach it fail on it.
+            self.report.actions.push(RecoveryAction::CorruptionFound {
+                stream: self.stream,
+                error: error.to_string(),
+            });
+        }
         let watermark = entry.map_or(HEADER_LEN, |entry| entry.file_size_bytes);
         let good_len = scan.index.summary.len_bytes;
         let location = Location {

@@ -43,6 +43,9 @@ pub struct Scan {
     pub last_hash: Option<ChainHash>,
     /// How it ended.
     pub end: ScanEnd,
+    /// The first chain break the scan passed (a whole frame at the right offset with a wrong
+    /// `prev_hash`); the scan resumes after it.
+    pub chain_break: Option<StorageError>,
 }
 
 /// One segment to scan.
@@ -77,6 +80,7 @@ pub fn scan_segment<H: FileHandle>(
     let mut index = SegmentIndex::empty(target.first_offset);
     let mut last_data: Option<Record> = None;
     let mut position = HEADER_LEN;
+    let mut chain_break = None;
     let end = loop {
         if position >= len {
             break ScanEnd::Clean;
@@ -110,8 +114,23 @@ pub fn scan_segment<H: FileHandle>(
             }),
             None => Ok(()),
         };
-        if let Err(error) = linked {
-            break ScanEnd::Corrupt(error);
+        match linked {
+            // Row 9b: a whole frame at the right offset whose link is wrong. Its boundaries are
+            // trustworthy (its CRC holds), so the scan notes the break and resumes the chain
+            // from the frame's own link; reads that reach it still fail on it.
+            Err(error @ StorageError::ChainVerificationFailed { .. }) => {
+                if chain_break.is_none() {
+                    chain_break = Some(error);
+                }
+                let stream = target.stream;
+                let resumed = ChainCursor::resume(stream, record.offset(), record.prev_hash());
+                cursor = Some(resumed);
+                if let Some(cursor) = cursor.as_mut().filter(|_| !record.is_checkpoint()) {
+                    let _ = cursor.check(&record, || location(position));
+                }
+            }
+            Err(error) => break ScanEnd::Corrupt(error),
+            Ok(()) => {}
         }
         let seen = SeenRecord {
             is_checkpoint: record.is_checkpoint(),
@@ -135,6 +154,7 @@ pub fn scan_segment<H: FileHandle>(
         index,
         last_hash,
         end,
+        chain_break,
     })
 }
 

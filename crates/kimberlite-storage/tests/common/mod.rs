@@ -107,3 +107,45 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Every frame of a segment file: (byte position, decoded record, frame length).
+pub fn frames(path: &Path) -> Vec<(usize, kimberlite_storage::Record, usize)> {
+    let bytes = Bytes::from(std::fs::read(path).unwrap());
+    let mut out = Vec::new();
+    let mut position = 40;
+    while position < bytes.len() {
+        let (record, len) =
+            kimberlite_storage::Record::from_bytes(&bytes.slice(position..)).unwrap();
+        out.push((position, record, len));
+        position += len;
+    }
+    out
+}
+
+/// Replaces the frame at `position` with `record` encoded (valid CRC), in place; the new frame
+/// must have the old one's length.
+pub fn rewrite_frame(path: &Path, position: usize, record: &kimberlite_storage::Record) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let frame = record.to_bytes();
+    let old_len = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
+    assert_eq!(
+        frame.len(),
+        old_len,
+        "a rewritten frame must keep its length"
+    );
+    bytes[position..position + frame.len()].copy_from_slice(&frame);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `record` with its payload's first byte changed (same length, valid CRC once encoded).
+pub fn altered(record: &kimberlite_storage::Record) -> kimberlite_storage::Record {
+    let mut payload = record.payload().to_vec();
+    payload[0] ^= 0x20;
+    kimberlite_storage::Record::with_compression(
+        record.offset(),
+        record.prev_hash(),
+        record.kind(),
+        CompressionKind::None,
+        Bytes::from(payload),
+    )
+}
