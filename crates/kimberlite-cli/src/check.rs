@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use kimberlite::{Config, Problem, StreamReport, StreamStats, VerifyReport};
+use kimberlite::{Anchor, Config, Error, Problem, StreamReport, StreamStats, VerifyReport};
 use serde_json::{json, Value};
 
 use crate::common::{
     describe_problem, find_stream, human_bytes, open_existing, progress_bar, thousands, CliError,
+    MISSING_STREAM,
 };
 
 #[derive(Debug, Args)]
@@ -18,6 +19,11 @@ pub struct VerifyArgs {
     dir: PathBuf,
     /// Verify only this stream (default: every stream, the catalogue included).
     stream: Option<String>,
+    /// Also check a head hash recorded earlier, as printed by verify: NAME@EVENTS=HASH. The
+    /// stream's first EVENTS events must still hash to HASH, which catches events cut from the
+    /// end of a stream or a store replaced by an older copy. Repeatable.
+    #[arg(long, value_name = "NAME@EVENTS=HASH")]
+    anchor: Vec<Anchor>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -49,6 +55,15 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             report?
         }
     };
+    let mut report = report;
+    for anchor in &args.anchor {
+        match store.check_anchor(anchor) {
+            Ok(checked) => report.problems.extend(checked),
+            // An anchored stream that is gone is evidence, not a usage error.
+            Err(Error::StreamNotFound { .. }) => report.problems.push(missing_stream(anchor)),
+            Err(error) => return Err(error.into()),
+        }
+    }
     let elapsed = started.elapsed();
     if args.json {
         outln!("{}", report_json(&report));
@@ -62,20 +77,43 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     }
 }
 
+fn missing_stream(anchor: &Anchor) -> Problem {
+    let reason = format!(
+        "anchor {anchor} names a stream the store does not have: it (or its catalogue \
+         entry) was removed"
+    );
+    Problem {
+        stream: MISSING_STREAM,
+        name: Some(anchor.stream.clone()),
+        offset: kimberlite::Offset::ZERO,
+        segment: None,
+        file: None,
+        position: None,
+        message: reason.clone(),
+        reason,
+    }
+}
+
 /// Prints a verification report for people.
 pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
     if let Some(path) = path {
         outln!("verified {}", path.display());
     }
     for stream in &report.streams {
+        let anchor = match (&stream.name, stream.head) {
+            (Some(name), Some(hash)) => Anchor {
+                stream: name.clone(),
+                events: stream.next_offset.as_u64(),
+                hash,
+            }
+            .to_string(),
+            (_, hash) => hash.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+        };
         outln!(
-            "  ok        {:<28} {:>10} events {:>4} segment(s)  head {}",
+            "  ok        {:<28} {:>10} events {:>4} segment(s)  {anchor}",
             label(stream.name.as_deref(), stream.stream),
             thousands(stream.records_checked),
             stream.segments_checked,
-            stream
-                .head
-                .map_or_else(|| "-".to_owned(), |h| h.to_string())
         );
     }
     for problem in &report.problems {
@@ -83,9 +121,8 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
     }
     if let Some(first) = report.first_problem() {
         outln!(
-            "NOT INTACT: {} of {} stream(s) damaged; first: {} at offset {}",
+            "NOT INTACT: {} problem(s); first: {} at offset {}",
             report.problems.len(),
-            report.problems.len() + report.streams.len(),
             label(first.name.as_deref(), first.stream),
             first.offset
         );
@@ -96,6 +133,10 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
             thousands(report.checkpoints_checked()),
             report.segments_checked(),
             human_bytes(report.bytes_checked())
+        );
+        outln!(
+            "(keep the NAME@EVENTS=HASH anchors above somewhere else; `verify --anchor` checks \
+             them later, which also catches events cut from the end of a stream)"
         );
     }
 }
@@ -132,6 +173,14 @@ fn stream_json(stream: &StreamReport) -> Value {
         "bytes_checked": stream.bytes_checked,
         "next_offset": stream.next_offset.as_u64(),
         "head": stream.head.map(|h| h.to_string()),
+        "anchor": stream.name.as_ref().zip(stream.head).map(|(name, hash)| {
+            Anchor {
+                stream: name.clone(),
+                events: stream.next_offset.as_u64(),
+                hash,
+            }
+            .to_string()
+        }),
     })
 }
 

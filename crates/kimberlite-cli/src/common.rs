@@ -209,17 +209,17 @@ pub fn short_hash(hash: Option<kimberlite::ChainHash>) -> String {
     )
 }
 
+/// The id shown for a problem about a stream the store does not have at all.
+pub const MISSING_STREAM: StreamId = StreamId::new(u64::MAX);
+
 /// A verification problem on one line: stream, offset, file, byte, reason.
 pub fn describe_problem(problem: &Problem) -> String {
-    let mut text = format!(
-        "{} (id {}): offset {}",
-        problem.name.as_deref().map_or_else(
-            || kimberlite::CATALOG_LABEL.to_owned(),
-            |n| format!("{n:?}")
-        ),
-        problem.stream,
-        problem.offset
-    );
+    let name = crate::check::label(problem.name.as_deref(), problem.stream);
+    let mut text = if problem.stream == MISSING_STREAM {
+        format!("{name}: missing")
+    } else {
+        format!("{name} (id {}): offset {}", problem.stream, problem.offset)
+    };
     if let Some(file) = &problem.file {
         let _ = write!(text, ", file {}", file.display());
     } else if let Some(segment) = problem.segment {

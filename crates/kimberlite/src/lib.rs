@@ -11,7 +11,9 @@
 //! - [`Kimberlite::append`] with optimistic concurrency ([`ExpectedOffset`]); durability per
 //!   [`Durability`]: a sync per append (default) or group commit ([`commit`]).
 //! - [`Kimberlite::read`], the lazy [`Kimberlite::events`] iterator, [`Kimberlite::head`].
-//! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`].
+//! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
+//!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
+//!   catches records cut from the end of a stream.
 //!
 //! `Kimberlite` is `Send + Sync` and a cheap clone; see [`store`] for its locking.
 //!
@@ -26,6 +28,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod anchor;
 mod append;
 mod backend;
 pub mod catalog;
@@ -36,6 +39,7 @@ mod read;
 pub mod store;
 mod verify;
 
+pub use anchor::{Anchor, ParseAnchorError};
 pub use append::{AppendResult, ExpectedOffset};
 pub use backend::StorageStats;
 pub use bytes::Bytes;

@@ -7,12 +7,15 @@
 //! checks that the stored chain ends where the store's own head says it does, which catches a
 //! tail cut off behind the store's back while it is open.
 //!
+//! A stream holding events that the catalogue does not name is a problem too: names are
+//! synced before their stream's first event, so only a cut or replaced catalogue explains it.
+//!
 //! Only I/O failures and usage errors are `Err`: damage is a report with problems, so callers
 //! (like the command-line tool's exit codes) can tell "tampered" from "could not check".
 //!
 //! What verification cannot see on its own: whole records cut from the end of a stream *before*
-//! the store was opened (the recovered head is the stored one). Anchoring head hashes outside
-//! the store (printing them, as `kimberlite verify` does) closes that gap.
+//! the store was opened (the recovered head is the stored one). Head hashes kept outside the
+//! store close that gap: see [`crate::Anchor`] and [`Kimberlite::check_anchor`].
 
 use std::path::PathBuf;
 
@@ -220,12 +223,15 @@ impl Kimberlite {
                 };
                 let damaged = state.heads.get(&id).is_some_and(|heads| heads.damaged);
                 let known = !damaged && (state.catalog.name(id).is_some() || id == CATALOG_STREAM);
+                let unnamed = id != CATALOG_STREAM && name.is_none();
                 if known
                     && (verified.next_offset.as_u64(), verified.head) != (known_events, known_head)
                 {
                     report
                         .problems
                         .push(head_mismatch(id, name, known_events, &verified));
+                } else if unnamed && verified.records_checked > 0 {
+                    report.problems.push(unnamed_stream(id, &verified));
                 } else {
                     report.streams.push(stream_report);
                 }
@@ -277,6 +283,26 @@ fn head_mismatch(
              records were removed or replaced",
             verified.next_offset
         ),
+    }
+}
+
+/// A stream that holds events although no catalogue entry names it: the catalogue lost
+/// entries (its tail was cut, or it was replaced). Names are synced before any event of their
+/// stream is written, so this cannot happen by a crash, except under `Durability::Unsynced`.
+fn unnamed_stream(id: StreamId, verified: &kimberlite_storage::VerifyReport) -> Problem {
+    let reason = format!(
+        "holds {} events but the catalogue names no stream {id}: catalogue entries were removed",
+        verified.records_checked
+    );
+    Problem {
+        stream: id,
+        name: None,
+        offset: Offset::ZERO,
+        segment: None,
+        file: None,
+        position: None,
+        message: format!("stream {id} {reason}"),
+        reason,
     }
 }
 
