@@ -11,21 +11,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use kimberlite::{Config, Error, ExpectedOffset, Kimberlite, Offset, StreamId};
+use kimberlite::{Anchor, Config, Error, ExpectedOffset, Kimberlite, Offset, StreamId};
 
+use crate::audit_data::{AuditGenerator, ACCESS_STREAM, LOGINS_STREAM, STREAMS};
 use crate::check::label;
 use crate::common::{describe_problem, human_bytes, progress_bar, short_hash, thousands, CliError};
 
-/// The demo's busiest stream.
-const ACCESS_STREAM: &str = "patient-record-access";
-
-/// The demo's streams and their share of the events (in percent).
-const STREAMS: [(&str, u64); 4] = [
-    (ACCESS_STREAM, 55),
-    ("prescriptions", 20),
-    ("billing-exports", 15),
-    ("staff-logins", 10),
-];
+/// Bytes the demo cuts off the end of a segment: a few records.
+const CUT_BYTES: u64 = 600;
 
 /// Events per append in the demo.
 const BATCH_EVENTS: usize = 50;
@@ -76,19 +69,24 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let ids = populate(&store, args.events)?;
     read_back(&store, &ids)?;
     let verified = verify_original(&store)?;
+    let anchor = anchor_for(&store, LOGINS_STREAM)?;
+    outln!("   Anchor to keep outside the store: {anchor}");
     drop(store); // Release the store before copying it.
 
     let copy = scratch.path().join("tampered-copy");
     tamper_with_copy(&dir, &copy, &config)?;
-    let still = Kimberlite::open_with(&dir, config)?.verify_all()?;
+    let still = Kimberlite::open_with(&dir, config.clone())?.verify_all()?;
     outln!(
         "   The original store still verifies intact: {}.",
         if still.is_intact() { "yes" } else { "NO" }
     );
+    let truncated = scratch.path().join("truncated-copy");
+    truncate_copy(&dir, &truncated, &config, &anchor)?;
 
     outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
-         caught at the exact stream and offset.",
+         caught at the exact stream and offset, and events cut off another copy were caught by \
+         an anchor.",
         thousands(args.events),
         STREAMS.len(),
         thousands(verified)
@@ -317,6 +315,73 @@ fn tamper_with_copy(original: &Path, copy: &Path, config: &Config) -> Result<(),
     Ok(())
 }
 
+/// The anchor (name, events, head hash) of stream `name` now.
+fn anchor_for(store: &Kimberlite, name: &str) -> Result<Anchor, CliError> {
+    let id = store
+        .stream(name)
+        .ok_or_else(|| CliError::usage(format!("the demo lost its stream {name:?}")))?;
+    let head = store.head(id)?;
+    let hash = head
+        .hash
+        .ok_or_else(|| CliError::usage(format!("the demo's stream {name:?} is empty")))?;
+    Ok(Anchor {
+        stream: name.to_owned(),
+        events: head.next_offset.as_u64(),
+        hash,
+    })
+}
+
+/// Step 6: copies the store, cuts the end off one stream's last segment in the copy, and shows
+/// that plain verification cannot tell while the anchor can.
+fn truncate_copy(
+    original: &Path,
+    copy: &Path,
+    config: &Config,
+    anchor: &Anchor,
+) -> Result<(), CliError> {
+    copy_dir(original, copy)?;
+    let store = Kimberlite::open_with(copy, config.clone())?;
+    let id = store.stream(&anchor.stream).map_or(0, |id| id.as_u64());
+    drop(store);
+    let mut segments = Vec::new();
+    collect_segments(
+        &copy.join("streams").join(format!("{id:020}")),
+        &mut segments,
+    )?;
+    let Some((segment, len)) = segments.into_iter().max() else {
+        return Err(CliError::usage("no segment to cut in the demo copy"));
+    };
+    let cut = CUT_BYTES.min(len / 2);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .map_err(|e| io_error(&segment, e))?;
+    file.set_len(len - cut).map_err(|e| io_error(&segment, e))?;
+    drop(file);
+    let store = Kimberlite::open_with(copy, config.clone().create_if_missing(false))?;
+    let held = store.head(store.stream(&anchor.stream).unwrap_or_default())?;
+    let plain = store.verify_all()?;
+    outln!(
+        "6. Cut the last {cut} bytes off \"{}\" in another copy: it now holds {} events, not {}.",
+        anchor.stream,
+        thousands(held.next_offset.as_u64()),
+        thousands(anchor.events)
+    );
+    outln!(
+        "   Plain verify says {}: a shorter chain is still a valid chain.",
+        if plain.is_intact() {
+            "intact"
+        } else {
+            "NOT intact"
+        }
+    );
+    match store.check_anchor(anchor)? {
+        Some(problem) => outln!("   verify --anchor says TAMPERED: {}", problem.reason),
+        None => outln!("   verify --anchor says intact (unexpected)"),
+    }
+    Ok(())
+}
+
 /// A completed segment (one with a later sibling) of the largest stream, or the largest
 /// segment file there is.
 fn pick_segment(dir: &Path) -> Result<PathBuf, CliError> {
@@ -374,129 +439,9 @@ fn io_error(path: &Path, error: std::io::Error) -> CliError {
     CliError::usage(format!("{}: {error}", path.display()))
 }
 
-/// Deterministic generator of realistic audit events (SplitMix64; no dependency needed).
-struct AuditGenerator {
-    state: u64,
-}
-
-const CLINICIANS: [&str; 8] = [
-    "dr.okafor",
-    "dr.chen",
-    "dr.haddad",
-    "nurse.silva",
-    "nurse.kowalski",
-    "dr.nguyen",
-    "pharm.ito",
-    "dr.moreau",
-];
-const RESOURCES: [&str; 6] = [
-    "lab-results",
-    "imaging",
-    "medications",
-    "discharge-summary",
-    "allergies",
-    "vitals",
-];
-const REASONS: [&str; 4] = [
-    "treatment",
-    "consult",
-    "emergency-access",
-    "care-coordination",
-];
-
-impl AuditGenerator {
-    fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        let index = (self.next() % from.len() as u64) as usize;
-        from.get(index).copied().unwrap_or_default()
-    }
-
-    fn pick_stream(&mut self) -> usize {
-        let mut roll = self.next() % 100;
-        for (index, (_, share)) in STREAMS.iter().enumerate() {
-            if roll < *share {
-                return index;
-            }
-            roll -= share;
-        }
-        0
-    }
-
-    fn event(&mut self, stream: usize, n: u64) -> String {
-        let seconds = 8 * 3600 + n * 7 + self.next() % 7;
-        let ts = format!(
-            "2026-03-14T{:02}:{:02}:{:02}.{:03}Z",
-            (seconds / 3600) % 24,
-            (seconds / 60) % 60,
-            seconds % 60,
-            self.next() % 1000
-        );
-        let actor = self.pick(&CLINICIANS);
-        let patient = format!("P-{:06}", self.next() % 40_000);
-        let session = format!("{:016x}", self.next());
-        let ip = format!(
-            "10.{}.{}.{}",
-            self.next() % 8,
-            self.next() % 256,
-            self.next() % 256
-        );
-        match stream {
-            0 => format!(
-                r#"{{"ts":"{ts}","event":"record.viewed","actor":"{actor}","patient":"{patient}","resource":"{}","reason":"{}","ip":"{ip}","session":"{session}"}}"#,
-                self.pick(&RESOURCES),
-                self.pick(&REASONS)
-            ),
-            1 => format!(
-                r#"{{"ts":"{ts}","event":"prescription.signed","actor":"{actor}","patient":"{patient}","drug":"rx-{:05}","dose_mg":{},"refills":{},"session":"{session}"}}"#,
-                self.next() % 20_000,
-                5 * (1 + self.next() % 100),
-                self.next() % 4
-            ),
-            2 => format!(
-                r#"{{"ts":"{ts}","event":"claims.exported","actor":"billing.batch","patients":{},"payer":"payer-{:03}","amount_cents":{},"file":"claims-{n:06}.x12"}}"#,
-                1 + self.next() % 200,
-                self.next() % 40,
-                self.next() % 10_000_000
-            ),
-            _ => format!(
-                r#"{{"ts":"{ts}","event":"staff.login","actor":"{actor}","method":"{}","ip":"{ip}","ok":{}}}"#,
-                if self.next().is_multiple_of(3) {
-                    "badge+pin"
-                } else {
-                    "sso"
-                },
-                !self.next().is_multiple_of(20)
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_events_are_json() {
-        let mut generator = AuditGenerator::new(1);
-        for stream in 0..STREAMS.len() {
-            let event = generator.event(stream, 42);
-            let value: serde_json::Value = serde_json::from_str(&event).unwrap();
-            assert!(value.get("event").is_some(), "{event}");
-        }
-        let shares: u64 = STREAMS.iter().map(|(_, share)| share).sum();
-        assert_eq!(shares, 100);
-    }
 
     #[test]
     fn next_segment_names_keep_their_width() {

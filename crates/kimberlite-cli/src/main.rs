@@ -25,6 +25,7 @@ macro_rules! outln {
     }};
 }
 
+mod audit_data;
 mod bench;
 mod check;
 mod common;
