@@ -121,6 +121,8 @@ fn demo_runs_small_and_shows_tampering() {
     assert!(out.contains("TAMPERED"), "{out}");
     assert!(out.contains("offset"), "{out}");
     assert!(out.contains("still verifies intact: yes"), "{out}");
+    assert!(out.contains("verify --anchor says TAMPERED"), "{out}");
+    assert!(out.contains("events were cut off"), "{out}");
     // The kept store is intact and usable.
     ok(&["verify", s(&dir)], "");
     let listed = ok(&["read", s(&dir), "staff-logins", "--limit", "1"], "");
