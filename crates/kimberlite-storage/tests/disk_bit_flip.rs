@@ -9,7 +9,7 @@ use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(4);
-const COUNT: u64 = 24;
+const COUNT: u64 = 18;
 
 fn expected() -> Vec<Bytes> {
     (0..COUNT).map(|i| event(STREAM.as_u64(), i)).collect()
@@ -62,9 +62,8 @@ fn flip_every_byte(config: StorageConfig, segment: u32, active: bool) {
         original.len()
     );
     for flip in 0..original.len() {
-        let mut bytes = original.clone();
-        bytes[flip] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        // In place, without truncating the file (cheaper than a rewrite on ext4).
+        poke(&path, flip, original[flip] ^ 0xff);
         match Storage::open_with(dir.path(), config) {
             Err(error) => assert!(error.is_corruption(), "flip {flip}: {error}"),
             Ok(mut storage) => {
@@ -83,8 +82,18 @@ fn flip_every_byte(config: StorageConfig, segment: u32, active: bool) {
                 }
             }
         }
-        std::fs::write(&path, &original).unwrap();
+        if std::fs::metadata(&path).unwrap().len() == original.len() as u64 {
+            poke(&path, flip, original[flip]);
+        } else {
+            std::fs::write(&path, &original).unwrap();
+        }
     }
+}
+
+fn poke(path: &std::path::Path, position: usize, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&[byte], position as u64).unwrap();
 }
 
 fn config(compression: CompressionKind) -> StorageConfig {

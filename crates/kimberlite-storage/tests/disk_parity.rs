@@ -86,7 +86,7 @@ proptest! {
     #[test]
     fn storage_matches_memory_storage(
         config in config(),
-        batches in proptest::collection::vec(batch(), 1..25),
+        batches in proptest::collection::vec(batch(), 1..20),
         reads in proptest::collection::vec((0u64..3, 0u64..40, 0u64..700), 0..12),
     ) {
         let dir = tempfile::tempdir().unwrap();

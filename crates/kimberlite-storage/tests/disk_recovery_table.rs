@@ -164,3 +164,69 @@ fn row_9b_a_broken_link_is_reported_and_the_stream_stays_appendable() {
     );
     assert!(storage.verify_stream(STREAM).is_err());
 }
+
+#[test]
+fn an_unfinished_header_of_an_empty_active_segment_is_rewritten() {
+    let config = StorageConfig {
+        max_segment_size: 0,
+        ..small_config()
+    };
+    // The empty active segment 2 lost its header in a crash (cut, or zero-filled).
+    for damage in [0usize, 17, 40] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut storage = Storage::open_with(dir.path(), config).unwrap();
+            append_events(&mut storage, STREAM, 0, 6, 3, true);
+            assert_eq!(storage.segment_count(STREAM), 3);
+        }
+        let path = segment_file(dir.path(), STREAM, 2);
+        std::fs::write(&path, vec![0u8; damage]).unwrap();
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
+        assert!(
+            storage
+                .recovery_report()
+                .actions
+                .iter()
+                .any(|action| matches!(action, RecoveryAction::SegmentHeaderRewritten { .. })),
+            "{damage}: {}",
+            storage.recovery_report()
+        );
+        assert_eq!(storage.segment_count(STREAM), 3);
+        let head = storage.latest_chain_hash(STREAM).unwrap();
+        storage
+            .append_batch(
+                STREAM,
+                vec![Bytes::from_static(b"next")],
+                Offset::new(6),
+                head,
+                true,
+            )
+            .unwrap();
+        storage.verify_stream(STREAM).unwrap();
+        drop(storage);
+        let storage = Storage::open_with(dir.path(), config).unwrap();
+        assert!(
+            storage.recovery_report().is_clean(),
+            "{}",
+            storage.recovery_report()
+        );
+    }
+}
+
+#[test]
+fn leftover_temp_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store(dir.path(), false);
+    let stream_dir = path.parent().unwrap().to_path_buf();
+    std::fs::write(stream_dir.join("manifest.json.tmp"), b"{half").unwrap();
+    std::fs::write(stream_dir.join("00000000.idx.tmp"), b"half").unwrap();
+    let storage = Storage::open_with(dir.path(), config()).unwrap();
+    let removed = storage
+        .recovery_report()
+        .actions
+        .iter()
+        .filter(|action| matches!(action, RecoveryAction::TempFileRemoved { .. }))
+        .count();
+    assert_eq!(removed, 2, "{}", storage.recovery_report());
+    assert!(!stream_dir.join("manifest.json.tmp").exists());
+}

@@ -91,14 +91,18 @@ impl<F: FileSystem> Storage<F> {
     ) -> Result<Self, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let streams_dir = dir.join(STREAMS_DIR);
-        fs.create_dir_all(&streams_dir)
-            .map_err(|source| io_error(&streams_dir, source))?;
+        fs.create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs
             .try_lock(&lock_path)
             .map_err(|source| io_error(&lock_path, source))?
             .ok_or(StorageError::Locked { path: lock_path })?;
-        fs.sync_dir(&dir).map_err(|source| io_error(&dir, source))?;
+        let entries = fs.list_dir(&dir).map_err(|source| io_error(&dir, source))?;
+        if !entries.iter().any(|name| name == STREAMS_DIR) {
+            fs.create_dir_all(&streams_dir)
+                .map_err(|source| io_error(&streams_dir, source))?;
+            fs.sync_dir(&dir).map_err(|source| io_error(&dir, source))?;
+        }
         let mut report = RecoveryReport::default();
         let mut streams = BTreeMap::new();
         let mut names = fs
