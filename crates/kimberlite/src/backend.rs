@@ -34,6 +34,33 @@ pub(crate) enum Backend {
     Memory(MemoryStorage),
     /// Segment files in a directory (boxed: it is much larger than the memory backend).
     Disk(Box<Storage>),
+    /// Memory with injected append and flush failures, for tests of fail-stop and group commit.
+    #[cfg(test)]
+    Faulty(MemoryStorage, std::sync::Arc<Faults>),
+}
+
+/// Switches and counters of [`Backend::Faulty`].
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Appends fail with an I/O error (nothing written).
+    pub(crate) fail_appends: std::sync::atomic::AtomicBool,
+    /// Flushes fail with an I/O error.
+    pub(crate) fail_flushes: std::sync::atomic::AtomicBool,
+    /// Flushes run so far.
+    pub(crate) flushes: std::sync::atomic::AtomicU64,
+    /// Each flush sleeps this long (microseconds), as a disk would.
+    pub(crate) flush_micros: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn injected(what: &str) -> StorageError {
+        StorageError::Io {
+            context: format!("injected {what} failure"),
+            source: std::io::Error::other("injected"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -41,6 +68,8 @@ impl std::fmt::Debug for Backend {
         match self {
             Backend::Memory(memory) => f.debug_tuple("Memory").field(memory).finish(),
             Backend::Disk(disk) => f.debug_tuple("Disk").field(&disk.dir()).finish(),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => f.debug_tuple("Faulty").field(memory).finish(),
         }
     }
 }
@@ -65,6 +94,16 @@ impl Backend {
             Backend::Disk(disk) => {
                 disk.append_batch(stream, events, expected_offset, prev_hash, fsync)
             }
+            #[cfg(test)]
+            Backend::Faulty(memory, faults) => {
+                if faults
+                    .fail_appends
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(Faults::injected("append"));
+                }
+                memory.append_batch(stream, events, expected_offset, prev_hash, fsync)
+            }
         }
     }
 
@@ -77,6 +116,8 @@ impl Backend {
         match self {
             Backend::Memory(memory) => memory.read_from(stream, from, max_bytes),
             Backend::Disk(disk) => disk.read_from(stream, from, max_bytes),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => memory.read_from(stream, from, max_bytes),
         }
     }
 
@@ -87,6 +128,8 @@ impl Backend {
         match self {
             Backend::Memory(memory) => memory.latest_chain_hash(stream),
             Backend::Disk(disk) => disk.latest_chain_hash(stream),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => memory.latest_chain_hash(stream),
         }
     }
 
@@ -98,6 +141,8 @@ impl Backend {
             Backend::Disk(disk) => Ok(disk
                 .stream_stats(stream)
                 .map_or(Offset::ZERO, |stats| stats.next_offset)),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => Ok(memory.verify_stream(stream)?.next_offset),
         }
     }
 
@@ -106,6 +151,8 @@ impl Backend {
         match self {
             Backend::Memory(memory) => memory.streams(),
             Backend::Disk(disk) => disk.streams(),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => memory.streams(),
         }
     }
 
@@ -113,6 +160,8 @@ impl Backend {
         match self {
             Backend::Memory(memory) => memory.verify_stream(stream),
             Backend::Disk(disk) => disk.verify_stream(stream),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => memory.verify_stream(stream),
         }
     }
 
@@ -121,6 +170,17 @@ impl Backend {
         match self {
             Backend::Memory(_) => Ok(()),
             Backend::Disk(disk) => disk.flush(),
+            #[cfg(test)]
+            Backend::Faulty(_, faults) => {
+                use std::sync::atomic::Ordering;
+                faults.flushes.fetch_add(1, Ordering::SeqCst);
+                let micros = faults.flush_micros.load(Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_micros(micros));
+                if faults.fail_flushes.load(Ordering::SeqCst) {
+                    return Err(Faults::injected("flush"));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -139,6 +199,11 @@ impl Backend {
                     compressed_records: Some(stats.compressed_record_count),
                 },
                 None => StorageStats::default(),
+            },
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => StorageStats {
+                segments: memory.segment_count(stream),
+                ..StorageStats::default()
             },
         }
     }

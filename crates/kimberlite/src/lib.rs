@@ -56,4 +56,6 @@ pub use verify::{Problem, StreamReport, StreamStats, VerifyReport, CATALOG_LABEL
 pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;

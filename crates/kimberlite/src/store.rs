@@ -169,6 +169,21 @@ impl Kimberlite {
         Self::from_state(state, config, None)
     }
 
+    /// An in-memory store whose backend fails on command (see [`crate::backend::Faults`]).
+    #[cfg(test)]
+    pub(crate) fn faulty(config: Config) -> (Self, Arc<crate::backend::Faults>) {
+        let faults = Arc::new(crate::backend::Faults::default());
+        let state = State {
+            backend: Backend::Faulty(MemoryStorage::new(), Arc::clone(&faults)),
+            catalog: Catalog::new(),
+            catalog_head: None,
+            heads: HashMap::new(),
+            written_seq: 0,
+            pending: VecDeque::new(),
+        };
+        (Self::from_state(state, config, None), faults)
+    }
+
     fn from_state(state: State, config: Config, path: Option<PathBuf>) -> Self {
         Self {
             inner: Arc::new(Inner {

@@ -1,0 +1,111 @@
+//! Fail-stop and group commit over a backend that fails on command.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
+
+use super::*;
+
+#[test]
+fn a_failed_append_poisons_the_store_but_reads_go_on() {
+    let (store, faults) = Kimberlite::faulty(Config::default());
+    let id = store.create_stream("audit").unwrap();
+    store.append(id, ["a"], ExpectedOffset::Any).unwrap();
+    faults.fail_appends.store(true, Ordering::SeqCst);
+    let error = store.append(id, ["b"], ExpectedOffset::Any).unwrap_err();
+    assert!(matches!(error, Error::Storage { .. }), "{error}");
+    faults.fail_appends.store(false, Ordering::SeqCst);
+    // Latched: no more writes until reopen, even though the backend works again.
+    assert!(matches!(
+        store.append(id, ["c"], ExpectedOffset::Any),
+        Err(Error::Poisoned)
+    ));
+    assert!(matches!(store.create_stream("other"), Err(Error::Poisoned)));
+    assert_eq!(store.read(id, Offset::ZERO, u64::MAX).unwrap().len(), 1);
+    assert_eq!(store.head(id).unwrap().next_offset, Offset::new(1));
+    assert!(store.verify_all().unwrap().is_intact());
+}
+
+#[test]
+fn a_failed_create_stream_poisons_the_store() {
+    let (store, faults) = Kimberlite::faulty(Config::default());
+    faults.fail_appends.store(true, Ordering::SeqCst);
+    assert!(store.create_stream("audit").is_err());
+    assert_eq!(
+        store.stream("audit"),
+        None,
+        "a failed registration names nothing"
+    );
+    faults.fail_appends.store(false, Ordering::SeqCst);
+    assert!(matches!(store.create_stream("audit"), Err(Error::Poisoned)));
+}
+
+#[test]
+fn a_failed_group_sync_fails_its_appends_and_poisons() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    let (store, faults) = Kimberlite::faulty(config);
+    let id = store.create_stream("audit").unwrap();
+    store.append(id, ["durable"], ExpectedOffset::Any).unwrap();
+    faults.fail_flushes.store(true, Ordering::SeqCst);
+    let error = store.append(id, ["lost"], ExpectedOffset::Any).unwrap_err();
+    assert!(matches!(error, Error::Storage { .. }), "{error}");
+    // The unsynced event was never acknowledged, so readers never see it.
+    let events = store.read(id, Offset::ZERO, u64::MAX).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.head(id).unwrap().next_offset, Offset::new(1));
+    faults.fail_flushes.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        store.append(id, ["later"], ExpectedOffset::Any),
+        Err(Error::Poisoned)
+    ));
+    assert!(matches!(store.sync(), Err(Error::Poisoned)));
+}
+
+#[test]
+fn concurrent_appenders_share_syncs() {
+    const THREADS: usize = 8;
+    const APPENDS: usize = 25;
+    let config = Config::default().durability(Durability::GroupCommit);
+    let (store, faults) = Kimberlite::faulty(config);
+    faults.flush_micros.store(500, Ordering::SeqCst);
+    let ids: Vec<_> = (0..4)
+        .map(|s| store.create_stream(&format!("s{s}")).unwrap())
+        .collect();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, ids, barrier) = (store.clone(), ids.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for a in 0..APPENDS {
+                    let id = ids[(t + a) % ids.len()];
+                    let result = store.append(id, [format!("{t}-{a}")], ExpectedOffset::Any);
+                    let result = result.unwrap();
+                    // Acknowledged means durable means visible.
+                    assert!(store.head(id).unwrap().next_offset >= result.next_offset);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let flushes = faults.flushes.load(Ordering::SeqCst);
+    let appends = (THREADS * APPENDS) as u64;
+    assert!(flushes < appends, "{flushes} syncs for {appends} appends");
+    let events: u64 = store
+        .list_streams()
+        .iter()
+        .map(|s| s.head.next_offset.as_u64())
+        .sum();
+    assert_eq!(events, appends);
+}
+
+#[test]
+fn sync_each_append_never_needs_a_flush() {
+    let (store, faults) = Kimberlite::faulty(Config::default());
+    let id = store.create_stream("audit").unwrap();
+    store.append(id, ["a"], ExpectedOffset::Any).unwrap();
+    assert_eq!(faults.flushes.load(Ordering::SeqCst), 0);
+    store.sync().unwrap();
+    assert_eq!(faults.flushes.load(Ordering::SeqCst), 1);
+}
