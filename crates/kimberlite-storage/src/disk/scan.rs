@@ -11,11 +11,11 @@ use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileHandle;
 use super::index::{SeenRecord, SegmentIndex};
-use super::le::le_u32;
+use super::le::{le_u32, le_u64};
 use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::io_error;
 use crate::error::{Location, RecordError, StorageError};
-use crate::record::{Record, MAX_FRAME_LEN, RECORD_OVERHEAD};
+use crate::record::{Record, MAX_FRAME_LEN, RECORD_FORMAT_VERSION, RECORD_OVERHEAD};
 use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
@@ -195,23 +195,60 @@ fn rest_is_zero<H: FileHandle>(
     Ok(true)
 }
 
+/// Bytes of a frame's header the row-6 probe filters candidates on: length, version, kind,
+/// compression, flags and offset.
+const PROBE_HEADER_LEN: usize = 16;
+/// The row-6 probe reads the rest of the segment in chunks of this size.
+const PROBE_CHUNK_LEN: usize = 1 << 20;
+
 /// Row 6: whether any frame after `position` decodes and holds an offset at or after
 /// `expected` (then the bad frame is corruption with intact records behind it).
+///
+/// Every byte position is a candidate; a cheap filter on the header fields (valid length that
+/// fits, known version, kind, codec and flags, a plausible offset) rejects almost all of them
+/// in memory before a full decode (CRC) is tried, so the probe costs about one read of the
+/// rest of the segment.
 fn later_frame_decodes<H: FileHandle>(
     bytes: &mut SegmentBytes<'_, H>,
     position: u64,
     expected: Offset,
 ) -> std::io::Result<bool> {
     let len = bytes.len();
-    let mut candidate = position + 1;
-    while candidate + (RECORD_OVERHEAD as u64) <= len {
-        let frame = bytes.frame_at(candidate)?;
-        if let Ok((record, _)) = Record::from_bytes(&frame) {
-            if record.offset() >= expected {
-                return Ok(true);
+    let mut chunk_start = position + 1;
+    while chunk_start + (RECORD_OVERHEAD as u64) <= len {
+        let chunk = bytes.chunk_at(chunk_start, PROBE_CHUNK_LEN + PROBE_HEADER_LEN)?;
+        for i in 0..PROBE_CHUNK_LEN {
+            let Some(header) = chunk.get(i..i + PROBE_HEADER_LEN) else {
+                break;
+            };
+            let candidate = chunk_start + i as u64;
+            if !plausible_header(header, candidate, len, expected) {
+                continue;
+            }
+            let frame = bytes.frame_at(candidate)?;
+            if let Ok((record, _)) = Record::from_bytes(&frame) {
+                if record.offset() >= expected {
+                    return Ok(true);
+                }
             }
         }
-        candidate += 1;
+        chunk_start += PROBE_CHUNK_LEN as u64;
     }
     Ok(false)
+}
+
+/// Whether the 16 bytes at `candidate` could start a frame of this segment (see `crate::record`
+/// for the field positions).
+fn plausible_header(header: &[u8], candidate: u64, len: u64, expected: Offset) -> bool {
+    let frame_len = u64::from(le_u32(header, 0));
+    let offset = le_u64(header, 8);
+    let small = |at: usize, max: u8| header.get(at).is_some_and(|&byte| byte <= max);
+    (RECORD_OVERHEAD as u64..=MAX_FRAME_LEN as u64).contains(&frame_len)
+        && candidate.saturating_add(frame_len) <= len
+        && header.get(4) == Some(&RECORD_FORMAT_VERSION)
+        && small(5, 1)
+        && small(6, 1)
+        && small(7, 1)
+        && offset >= expected.as_u64()
+        && offset - expected.as_u64() <= len - candidate
 }
