@@ -23,12 +23,21 @@ pub enum Error {
     },
     /// The directory exists but holds no Kimberlite store (its marker file is missing).
     #[error(
-        "{} is not a Kimberlite store (no {} file in it)",
+        "{} is not a Kimberlite store (it holds no valid {} file)",
         path.display(), crate::store::MARKER_FILE
     )]
     NotAStore {
         /// The directory asked for.
         path: PathBuf,
+    },
+    /// The store was written by a version of Kimberlite whose format this one does not read.
+    #[error("the store at {} has format version {version}; this program reads version 1",
+        path.display())]
+    UnsupportedStore {
+        /// The store directory.
+        path: PathBuf,
+        /// The format version in its marker file.
+        version: u64,
     },
     /// Another process has the store open.
     #[error("the store at {} is in use by another process", path.display())]

@@ -38,7 +38,8 @@ use crate::error::{Error, Result};
 /// Name of the marker file that makes a directory a Kimberlite store.
 pub const MARKER_FILE: &str = "kimberlite.json";
 
-const MARKER_CONTENTS: &str = "{\"kimberlite_store\":1}\n";
+/// Store format version written in the marker.
+const STORE_FORMAT_VERSION: u64 = 1;
 
 /// A stream's head: where the next event goes and the chain hash of the last one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -360,7 +361,7 @@ fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads
 fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
     let marker = dir.join(MARKER_FILE);
     if marker.is_file() {
-        return Ok(());
+        return check_marker(dir, &marker);
     }
     match std::fs::metadata(dir) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -391,13 +392,37 @@ fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
     write_marker(dir, &marker)
 }
 
+/// Checks that the marker names a store format this version reads.
+fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(marker).map_err(|e| Error::io(format!("reading {}", marker.display()), e))?;
+    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|value| {
+            value
+                .get("kimberlite_store")
+                .and_then(serde_json::Value::as_u64)
+        });
+    match version {
+        Some(STORE_FORMAT_VERSION) => Ok(()),
+        Some(version) => Err(Error::UnsupportedStore {
+            path: dir.to_path_buf(),
+            version,
+        }),
+        None => Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+        }),
+    }
+}
+
 /// Writes the marker atomically: temporary file, sync, rename, sync the directory.
 fn write_marker(dir: &Path, marker: &Path) -> Result<()> {
     use std::io::Write;
     let temp = dir.join(format!("{MARKER_FILE}.tmp"));
     let context = |what: &str| format!("{what} {}", temp.display());
     let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
-    file.write_all(MARKER_CONTENTS.as_bytes())
+    let contents = format!("{{\"kimberlite_store\":{STORE_FORMAT_VERSION}}}\n");
+    file.write_all(contents.as_bytes())
         .map_err(|e| Error::io(context("writing"), e))?;
     file.sync_all()
         .map_err(|e| Error::io(context("syncing"), e))?;

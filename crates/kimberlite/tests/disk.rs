@@ -74,10 +74,21 @@ fn wrong_directories_are_refused() {
         Kimberlite::open(&file),
         Err(Error::NotAStore { .. })
     ));
-    // A new store gets its marker.
+    // A new store gets its marker; a marker from another format version is refused.
     let fresh = temp.path().join("fresh");
     drop(Kimberlite::open(&fresh).unwrap());
     assert!(fresh.join(MARKER_FILE).is_file());
+    std::fs::write(fresh.join(MARKER_FILE), "{\"kimberlite_store\":2}").unwrap();
+    let error = Kimberlite::open(&fresh).unwrap_err();
+    assert!(
+        matches!(error, Error::UnsupportedStore { version: 2, .. }),
+        "{error}"
+    );
+    std::fs::write(fresh.join(MARKER_FILE), "garbage").unwrap();
+    assert!(matches!(
+        Kimberlite::open(&fresh),
+        Err(Error::NotAStore { .. })
+    ));
 }
 
 #[test]
