@@ -12,8 +12,13 @@ pub enum Durability {
     /// Concurrent appenders share syncs. Each batch is written without a sync under the write
     /// lock; then one caller (the leader) syncs everything written so far while the others
     /// wait, and every caller returns only once a sync that covers its own batch has finished.
-    /// The guarantee is the same as [`Durability::SyncEachAppend`]; throughput under
-    /// concurrency is higher because one sync covers many batches.
+    /// The guarantee is the same as [`Durability::SyncEachAppend`].
+    ///
+    /// Whether it is faster depends on what one sync costs: the on-disk backend's `flush`
+    /// (used here) also rewrites each written stream's manifest, so today a group sync costs
+    /// several `fsync`s and `SyncEachAppend` (one `fdatasync` per append) is faster on fast
+    /// disks; `examples/concurrent.rs` measures both. A data-only sync in the storage layer
+    /// would make this the faster policy under concurrency.
     GroupCommit,
     /// Never sync: an acknowledged append has reached the operating system, not the disk, and a
     /// machine crash may lose it. For benchmarks and data that can be rebuilt.
