@@ -467,8 +467,10 @@ impl<F: FileSystem> Opener<'_, F> {
             (None, Some(Ok(hash))) => Some(hash),
             _ => None,
         };
-        // Bytes past the watermark may still be only in the page cache (the previous process
-        // died, not the machine): they count as unsynced until the next synced append or flush.
+        // What the scan saw becomes durable before anything is built on it: the previous
+        // process may have left unsynced writes or truncations (say, the cut-back of a failed
+        // batch) in the page cache, and a later crash must not revert the state open reports.
+        file.sync_data().map_err(|e| io_error(&path, e))?;
         self.finish(num, path, file, scan.index, head, damage, watermark)
     }
 
@@ -517,7 +519,7 @@ impl<F: FileSystem> Opener<'_, F> {
             active: file,
             head,
             damage,
-            synced_len: manifest_len.min(len_bytes),
+            synced_len: len_bytes,
             manifest_len,
             index_dirty,
         })
