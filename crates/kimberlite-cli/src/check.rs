@@ -9,8 +9,8 @@ use kimberlite::{Anchor, Config, Error, Problem, StreamReport, StreamStats, Veri
 use serde_json::{json, Value};
 
 use crate::common::{
-    describe_problem, find_stream, human_bytes, open_existing, progress_bar, thousands, CliError,
-    MISSING_STREAM,
+    describe_problem, find_stream, human_bytes, open_existing, print_recovery, progress_bar,
+    thousands, CliError, MISSING_STREAM,
 };
 
 #[derive(Debug, Args)]
@@ -66,9 +66,16 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     }
     let elapsed = started.elapsed();
     if args.json {
-        outln!("{}", report_json(&report));
+        let recovery: Vec<String> = store
+            .recovery_report()
+            .actions
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        outln!("{}", report_json(&report, &recovery));
     } else {
         print_report(store.path(), &report, elapsed.as_secs_f64());
+        print_recovery(&store);
     }
     if report.is_intact() {
         Ok(ExitCode::SUCCESS)
@@ -149,7 +156,7 @@ pub fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
     }
 }
 
-fn report_json(report: &VerifyReport) -> Value {
+fn report_json(report: &VerifyReport, recovery: &[String]) -> Value {
     let streams: Vec<Value> = report.streams.iter().map(stream_json).collect();
     let problems: Vec<Value> = report.problems.iter().map(problem_json).collect();
     json!({
@@ -160,6 +167,7 @@ fn report_json(report: &VerifyReport) -> Value {
         "bytes_checked": report.bytes_checked(),
         "streams": streams,
         "problems": problems,
+        "recovery": recovery,
     })
 }
 
@@ -248,6 +256,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
         .map(|s| s.events)
         .sum();
     let stored: u64 = stats.iter().filter_map(|s| s.storage.stored_bytes).sum();
+    print_recovery(&store);
     outln!(
         "  {} named stream(s), {} events, {} stored",
         stats.iter().filter(|s| s.name.is_some()).count(),

@@ -209,6 +209,13 @@ pub fn short_hash(hash: Option<kimberlite::ChainHash>) -> String {
     )
 }
 
+/// Prints what the storage layer repaired or found when `store` was opened, if anything.
+pub fn print_recovery(store: &Kimberlite) {
+    for action in store.recovery_report().actions {
+        outln!("  note: on open, recovery {action}");
+    }
+}
+
 /// The id shown for a problem about a stream the store does not have at all.
 pub const MISSING_STREAM: StreamId = StreamId::new(u64::MAX);
 

@@ -367,6 +367,9 @@ fn truncate_copy(
         thousands(held.next_offset.as_u64()),
         thousands(anchor.events)
     );
+    for action in store.recovery_report().actions {
+        outln!("   On open, recovery {action}.");
+    }
     outln!(
         "   Plain verify says {}: a shorter chain is still a valid chain.",
         if plain.is_intact() {

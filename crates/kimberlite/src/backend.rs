@@ -8,7 +8,8 @@
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::{
-    MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError, VerifyReport,
+    MemoryStorage, RecoveryReport, Storage, StorageBackend, StorageConfig, StorageError,
+    VerifyReport,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -181,6 +182,14 @@ impl Backend {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// What opening the backend repaired or found; empty for memory.
+    pub(crate) fn recovery_report(&self) -> RecoveryReport {
+        match self {
+            Backend::Disk(disk) => disk.recovery_report().clone(),
+            _ => RecoveryReport::default(),
         }
     }
 

@@ -47,6 +47,7 @@ pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
 pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
 pub use error::{Error, Result};
 pub use kimberlite_crypto::ChainHash;
+pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
 pub use read::{Event, Events};
 pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::MemoryStorage;
+use kimberlite_storage::{MemoryStorage, RecoveryReport};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::backend::Backend;
@@ -233,6 +233,15 @@ impl Kimberlite {
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// What the storage layer repaired or found when this store was opened: torn tails cut
+    /// after a crash, indexes rebuilt, manifests repaired, corruption found. Empty for a clean
+    /// open and for in-memory stores. A cut tail is normal after a crash, and also what
+    /// deleting a stream's last events looks like: tools show these to the operator.
+    #[must_use]
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.read_state().backend.recovery_report()
     }
 
     /// The configuration the store was opened with.
