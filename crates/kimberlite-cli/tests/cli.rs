@@ -440,6 +440,10 @@ fn anchors_catch_events_cut_from_the_end() {
         later.contains("intact"),
         "the chain alone cannot see it: {later}"
     );
+    assert!(
+        later.contains("note: on open, recovery"),
+        "the cut is shown: {later}"
+    );
     let run = fails(&["verify", s(&dir), "--anchor", &anchor], "", 1, "cut off");
     assert!(run.stdout.contains("TAMPERED"), "{}", run.stdout);
 }
