@@ -1,7 +1,7 @@
 //! Appends an audit trail to an in-memory Kimberlite store, reads it back page by page,
 //! verifies the whole hash chain and shows that a wrong `expected_offset` is refused.
 //!
-//! Run with `cargo run --release --example quickstart`.
+//! Run with `cargo run --release -p kimberlite-storage --example memory_storage`.
 
 use bytes::Bytes;
 use kimberlite_storage::{MemoryStorage, StorageBackend};
