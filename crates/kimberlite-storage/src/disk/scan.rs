@@ -85,9 +85,9 @@ pub fn scan_segment<H: FileHandle>(
         if position >= len {
             break ScanEnd::Clean;
         }
-        let frame = bytes.frame_at(position).map_err(io)?;
         let expected = Offset::new(index.summary.next_offset);
-        let (record, frame_len) = match Record::from_bytes(&frame) {
+        let (frame, decoded) = read_and_decode(bytes, position).map_err(io)?;
+        let (record, frame_len) = match decoded {
             Ok(decoded) => decoded,
             Err(reason) => {
                 if looks_torn(bytes, position, &frame, expected).map_err(io)? {
@@ -156,6 +156,37 @@ pub fn scan_segment<H: FileHandle>(
         end,
         chain_break,
     })
+}
+
+/// Times a frame that does not decode is read again before the scan believes it.
+///
+/// A read can return a flipped bit once (a transient media or bus error) while the stored bytes
+/// are fine. Recovery acts on what it reads: it truncates a "torn" last record and refuses
+/// appends after "corruption". Acting on a one-off bad read would truncate an acknowledged,
+/// fsynced record (found by the simulator: seed 49 lost a durable event this way). A torn
+/// write or real corruption reads the same every time; a transient error does not.
+const DECODE_ATTEMPTS: usize = 3;
+
+/// A frame's decoding: the record and its length, or why it does not decode.
+type Decoded = Result<(Record, usize), RecordError>;
+
+/// Reads and decodes the frame at `position`, reading it again (up to [`DECODE_ATTEMPTS`]
+/// reads in all) while it fails to decode; returns the last bytes read and their decoding.
+fn read_and_decode<H: FileHandle>(
+    bytes: &mut SegmentBytes<'_, H>,
+    position: u64,
+) -> std::io::Result<(bytes::Bytes, Decoded)> {
+    let mut attempt = 1;
+    loop {
+        let frame = bytes.frame_at(position)?;
+        let decoded = Record::from_bytes(&frame);
+        if decoded.is_ok() || attempt == DECODE_ATTEMPTS {
+            return Ok((frame, decoded));
+        }
+        // Read the file again, not the bytes already buffered.
+        bytes.forget_window();
+        attempt += 1;
+    }
 }
 
 /// Rows 3–6 of the decision table: whether the undecodable frame at `position` is an

@@ -161,6 +161,21 @@ impl<'a, H: FileHandle> SegmentBytes<'a, H> {
         }
     }
 
+    /// Drops the buffered window, so the next read goes to the file again (used to re-read a
+    /// frame that failed to decode: a transient read error must not be served from the
+    /// buffer). A mapped segment has no buffer.
+    pub fn forget_window(&mut self) {
+        if let SegmentBytes::File {
+            window_start,
+            window,
+            ..
+        } = self
+        {
+            *window_start = 0;
+            *window = Bytes::new();
+        }
+    }
+
     /// The segment's length in bytes.
     pub fn len(&self) -> u64 {
         match self {
