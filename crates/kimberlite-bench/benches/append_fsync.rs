@@ -1,0 +1,92 @@
+//! `append_fsync`: 256-byte events in batches of 1,000 into an on-disk `Storage`, with
+//! `fsync = true` per batch, against the device: a plain loop of `write` + `fdatasync` of the
+//! same payload bytes (256,000 per batch) appended to one file in the same directory.
+//! Target: Kimberlite >= 0.8x the baseline's events/s.
+//!
+//! Run: `cargo bench -p kimberlite-bench --bench append_fsync`.
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::fs::File;
+use std::io::Write;
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion, Throughput};
+use kimberlite_bench::{
+    criterion_config, events, interleaved, rate, report, scaled, thousands, Appender, Target,
+    BATCH_EVENTS,
+};
+use kimberlite_storage::StorageConfig;
+
+/// The baseline: the payload bytes of a batch, appended with one `write` and synced.
+struct RawFile {
+    file: File,
+    bytes: Vec<u8>,
+}
+
+impl RawFile {
+    fn create(path: &std::path::Path, batch: &[Bytes]) -> Self {
+        Self {
+            file: File::create(path).expect("create the baseline file"),
+            bytes: batch
+                .iter()
+                .flat_map(|event| event.iter().copied())
+                .collect(),
+        }
+    }
+
+    fn append(&mut self) {
+        self.file.write_all(&self.bytes).expect("write");
+        self.file.sync_data().expect("fdatasync");
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut appender = Appender::open(&dir.path().join("store"), StorageConfig::default());
+    let mut raw = RawFile::create(&dir.path().join("raw.bin"), &batch);
+    let mut group = c.benchmark_group("append_fsync");
+    group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
+    group.bench_function("kimberlite_batch_1000x256B", |b| {
+        b.iter(|| appender.append(batch.clone(), true))
+    });
+    group.bench_function("baseline_write_fdatasync_256000B", |b| {
+        b.iter(|| raw.append())
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut appender = Appender::open(&dir.path().join("store"), StorageConfig::default());
+    let mut raw = RawFile::create(&dir.path().join("raw.bin"), &batch);
+    let (ours, base) = interleaved(
+        scaled(200, 20) as usize,
+        || appender.append(batch.clone(), true),
+        || raw.append(),
+    );
+    let n = BATCH_EVENTS as u64;
+    println!("append_fsync: per batch of 1,000: kimberlite {ours:.2?}, write+fdatasync {base:.2?}");
+    report(
+        "append_fsync",
+        &format!("{} events/s", thousands(rate(n, ours))),
+        &format!("write+fdatasync {} events/s", thousands(rate(n, base))),
+        rate(n, ours) / rate(n, base),
+        Target::AtLeast(0.8),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion_config();
+    targets = bench
+}
+
+fn main() {
+    benches();
+    criterion_config().final_summary();
+    print_ratio();
+}

@@ -1,0 +1,80 @@
+//! `append_nosync`: 256-byte events in batches of 1,000 into an on-disk `Storage`, with
+//! `fsync = false`, against the physical limit of a hash chain on one core: plain SHA-256 of
+//! the same payloads, one thread. Target: Kimberlite >= 0.7x the baseline's events/s.
+//!
+//! Besides criterion's report (one iteration = one batch of 1,000), prints a `RESULT` line
+//! from interleaved samples of both sides, and the chain hash alone for reference (what an
+//! append must hash: the payload plus a 70-byte header, 6 SHA-256 blocks instead of 5).
+//!
+//! Run: `cargo bench -p kimberlite-bench --bench append_nosync`.
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, Criterion, Throughput};
+use kimberlite_bench::{
+    chain_hash_each, criterion_config, events, interleaved, rate, report, scaled, sha256_each,
+    thousands, Appender, Target, BATCH_EVENTS,
+};
+use kimberlite_storage::StorageConfig;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut appender = Appender::open(dir.path(), StorageConfig::default());
+    let mut group = c.benchmark_group("append_nosync");
+    group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
+    group.bench_function("kimberlite_batch_1000x256B", |b| {
+        b.iter(|| appender.append(batch.clone(), false))
+    });
+    group.bench_function("baseline_sha256_1000x256B", |b| {
+        b.iter(|| sha256_each(&batch))
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut appender = Appender::open(dir.path(), StorageConfig::default());
+    let rounds = scaled(300, 30) as usize;
+    let (ours, sha) = interleaved(
+        rounds,
+        || appender.append(batch.clone(), false),
+        || sha256_each(&batch),
+    );
+    let (chain, _) = interleaved(
+        rounds,
+        || {
+            chain_hash_each(&batch, 0);
+        },
+        || {},
+    );
+    let n = BATCH_EVENTS as u64;
+    println!(
+        "append_nosync: per batch of 1,000: kimberlite {ours:.2?}, SHA-256 {sha:.2?}, \
+         chain hash alone {chain:.2?}"
+    );
+    report(
+        "append_nosync",
+        &format!("{} events/s", thousands(rate(n, ours))),
+        &format!(
+            "SHA-256 of the payloads {} events/s",
+            thousands(rate(n, sha))
+        ),
+        rate(n, ours) / rate(n, sha),
+        Target::AtLeast(0.7),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion_config();
+    targets = bench
+}
+
+fn main() {
+    benches();
+    criterion_config().final_summary();
+    print_ratio();
+}

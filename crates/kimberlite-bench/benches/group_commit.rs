@@ -1,0 +1,114 @@
+//! `group_commit`: 16 threads each appending single 256-byte events, with durability, through
+//! the `kimberlite` store opened with `Durability::GroupCommit` (concurrent appenders share
+//! syncs), against one thread appending single events with `Durability::SyncEachAppend` (one
+//! sync per event). Both write one shared stream (`ExpectedOffset::Any`), default config
+//! otherwise. Target: group commit >= 10x the baseline's events/s.
+//!
+//! Besides criterion's report (one iteration = one event per thread), prints a `RESULT` line
+//! from alternating timed runs of both sides.
+//!
+//! Run: `cargo bench -p kimberlite-bench --bench group_commit`.
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion, Throughput};
+use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite, StreamId};
+use kimberlite_bench::{criterion_config, event, median, rate, report, scaled, thousands, Target};
+
+const THREADS: u64 = 16;
+
+fn open(dir: &Path, durability: Durability) -> (Kimberlite, StreamId) {
+    let store = Kimberlite::open_with(dir, Config::default().durability(durability))
+        .expect("open the bench store");
+    let id = store.create_stream("bench").expect("create the stream");
+    (store, id)
+}
+
+/// `THREADS` threads each append `per_thread` single events; returns the elapsed time.
+fn concurrent(store: &Kimberlite, id: StreamId, per_thread: u64) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    store
+                        .append(id, [event(thread * 1_000_000 + i)], ExpectedOffset::Any)
+                        .expect("append");
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+fn single(store: &Kimberlite, id: StreamId, count: u64) -> Duration {
+    let started = Instant::now();
+    for i in 0..count {
+        store
+            .append(id, [event(i)], ExpectedOffset::Any)
+            .expect("append");
+    }
+    started.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (group_store, group_id) = open(&dir.path().join("group"), Durability::GroupCommit);
+    let (sync_store, sync_id) = open(&dir.path().join("sync"), Durability::SyncEachAppend);
+    let mut group = c.benchmark_group("group_commit");
+    group.throughput(Throughput::Elements(THREADS));
+    group.bench_function("kimberlite_16_threads_x1_event", |b| {
+        b.iter_custom(|iters| concurrent(&group_store, group_id, iters))
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("baseline_1_thread_synced_single", |b| {
+        b.iter_custom(|iters| single(&sync_store, sync_id, iters))
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (group_store, group_id) = open(&dir.path().join("group"), Durability::GroupCommit);
+    let (sync_store, sync_id) = open(&dir.path().join("sync"), Durability::SyncEachAppend);
+    let per_thread = scaled(100, 10);
+    let singles = scaled(400, 40);
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..scaled(7, 2) {
+        let elapsed = concurrent(&group_store, group_id, per_thread);
+        ours.push(Duration::from_secs_f64(
+            1.0 / rate(per_thread * THREADS, elapsed),
+        ));
+        let elapsed = single(&sync_store, sync_id, singles);
+        base.push(Duration::from_secs_f64(1.0 / rate(singles, elapsed)));
+    }
+    let (ours, base) = (median(ours), median(base));
+    let (ours_rate, base_rate) = (1.0 / ours.as_secs_f64(), 1.0 / base.as_secs_f64());
+    println!(
+        "group_commit: per durable event: 16 threads with group commit {ours:.2?}, \
+         1 thread synced {base:.2?}"
+    );
+    report(
+        "group_commit",
+        &format!("16 threads {} events/s", thousands(ours_rate)),
+        &format!("1 thread synced singles {} events/s", thousands(base_rate)),
+        ours_rate / base_rate,
+        Target::AtLeast(10.0),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion_config();
+    targets = bench
+}
+
+fn main() {
+    benches();
+    criterion_config().final_summary();
+    print_ratio();
+}
