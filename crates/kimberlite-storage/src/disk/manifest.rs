@@ -13,9 +13,13 @@
 //!       "logical_size_bytes": 262180, "file_size_bytes": 262260, "completed": true },
 //!     { "segment_num": 1, "first_offset": 812, "next_offset": 900,
 //!       "logical_size_bytes": 28400, "file_size_bytes": 28520, "completed": false }
-//!   ]
+//!   ],
+//!   "crc32c": 2864434397
 //! }
 //! ```
+//!
+//! `crc32c` is the CRC32C of the manifest's compact JSON encoding (`serde_json::to_vec`, fields
+//! in the order above) with `crc32c` set to 0: a flipped digit cannot pass for another number.
 //!
 //! Segments are listed in order, numbered `0..n`, each starting where the previous one ends;
 //! only the last is not `completed`. For a completed segment every field is final. For the
@@ -68,6 +72,9 @@ pub struct Manifest {
     pub stream_id: u64,
     /// The segments, oldest first.
     pub segments: Vec<ManifestSegment>,
+    /// CRC32C of the manifest's compact JSON encoding with this field set to 0. Written by
+    /// [`Manifest::encode`] (whatever value it holds before), checked by [`Manifest::decode`].
+    pub crc32c: u32,
 }
 
 impl Manifest {
@@ -75,6 +82,9 @@ impl Manifest {
     pub fn decode(bytes: &[u8], stream: StreamId) -> Result<Manifest, String> {
         let manifest: Manifest = serde_json::from_slice(bytes)
             .map_err(|error| format!("unreadable manifest: {error}"))?;
+        if manifest.crc32c != manifest.checksum() {
+            return Err("manifest checksum mismatch".to_owned());
+        }
         if manifest.format_version != MANIFEST_VERSION {
             return Err(format!(
                 "unsupported manifest version {}",
@@ -113,10 +123,19 @@ impl Manifest {
         Ok(())
     }
 
-    /// Encodes the manifest as pretty JSON.
+    /// CRC32C of the compact JSON encoding of the manifest with `crc32c` set to 0.
+    fn checksum(&self) -> u32 {
+        let mut unsummed = self.clone();
+        unsummed.crc32c = 0;
+        crc32c::crc32c(&serde_json::to_vec(&unsummed).unwrap_or_default())
+    }
+
+    /// Encodes the manifest as pretty JSON, with its checksum.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let mut summed = self.clone();
+        summed.crc32c = self.checksum();
+        let mut bytes = serde_json::to_vec_pretty(&summed).unwrap_or_default();
         bytes.push(b'\n');
         bytes
     }
@@ -155,8 +174,14 @@ mod tests {
             format_version: MANIFEST_VERSION,
             stream_id: 3,
             segments: vec![segment(0, 0, 5, true), segment(1, 5, 9, false)],
+            crc32c: 0,
         };
-        assert_eq!(Manifest::decode(&good.encode(), stream), Ok(good.clone()));
+        let decoded = Manifest::decode(&good.encode(), stream).unwrap();
+        assert_eq!(decoded.segments, good.segments);
+        let text = String::from_utf8(good.encode()).unwrap();
+        let flipped = text.replace("\"next_offset\": 9", "\"next_offset\": 8");
+        assert_ne!(flipped, text);
+        assert!(Manifest::decode(flipped.as_bytes(), stream).is_err());
         assert!(Manifest::decode(&good.encode(), StreamId::new(4)).is_err());
         assert!(Manifest::decode(b"{not json", stream).is_err());
         let mut gap = good.clone();

@@ -33,6 +33,7 @@ pub fn manifest_of<F: FileSystem>(state: &StreamState<F>) -> Manifest {
         format_version: super::manifest::MANIFEST_VERSION,
         stream_id: state.id.as_u64(),
         segments,
+        crc32c: 0,
     }
 }
 

@@ -102,10 +102,12 @@ pub fn open_stream<F: FileSystem>(
     numbers.sort_unstable();
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest = if names.iter().any(|name| name == MANIFEST_FILE) {
-        let bytes = fs
-            .read(&manifest_path)
-            .map_err(|e| io_error(&manifest_path, e))?;
-        Manifest::decode(&bytes, stream)
+        with_rereads(|| {
+            let bytes = fs
+                .read(&manifest_path)
+                .map_err(|e| io_error(&manifest_path, e))?;
+            Ok(Manifest::decode(&bytes, stream))
+        })?
     } else {
         Err("manifest.json is missing".to_owned())
     };
@@ -220,11 +222,15 @@ impl<F: FileSystem> Opener<'_, F> {
         entry: Option<&ManifestSegment>,
     ) -> Result<(), StorageError> {
         let path = segment_path(self.dir, num);
-        let map = self
-            .fs
-            .map_readonly(&path)
-            .map_err(|e| io_error(&path, e))?;
-        self.check_header(&path, &map, num)?;
+        let mut map = bytes::Bytes::new();
+        let header = with_rereads(|| {
+            map = self
+                .fs
+                .map_readonly(&path)
+                .map_err(|e| io_error(&path, e))?;
+            Ok(self.check_header(&path, &map, num))
+        })?;
+        header?;
         let len = map.len() as u64;
         if let Some(entry) = entry {
             if entry.file_size_bytes != len {
@@ -236,10 +242,12 @@ impl<F: FileSystem> Opener<'_, F> {
             }
         }
         let index_path = self.dir.join(index_file_name(num));
-        let stored = match self.fs.read(&index_path) {
-            Ok(bytes) => SegmentIndex::decode(&bytes, self.stream, num, len),
-            Err(error) => Err(format!("index unreadable: {error}")),
-        };
+        let stored = with_rereads(|| {
+            Ok(match self.fs.read(&index_path) {
+                Ok(bytes) => SegmentIndex::decode(&bytes, self.stream, num, len),
+                Err(error) => Err(format!("index unreadable: {error}")),
+            })
+        })?;
         let stored = stored.and_then(|index| match entry {
             Some(entry) if !summary_matches(&index, entry) => {
                 Err("index summary disagrees with the manifest".to_owned())
@@ -374,9 +382,12 @@ impl<F: FileSystem> Opener<'_, F> {
             }
         }
         let mut header = vec![0u8; usize::try_from(len.min(HEADER_LEN)).unwrap_or(0)];
-        file.read_exact_at(&mut header, 0)
-            .map_err(|e| io_error(&path, e))?;
-        if let Err(error) = self.check_header(&path, &header, num) {
+        let checked = with_rereads(|| {
+            file.read_exact_at(&mut header, 0)
+                .map_err(|e| io_error(&path, e))?;
+            Ok(self.check_header(&path, &header, num))
+        })?;
+        if let Err(error) = checked {
             let empty = entry.is_none_or(|entry| entry.next_offset == entry.first_offset);
             if len > HEADER_LEN || !empty {
                 return Err(error);
@@ -523,6 +534,26 @@ impl<F: FileSystem> Opener<'_, F> {
             manifest_len,
             index_dirty,
         })
+    }
+}
+
+/// Times recovery reads a metadata structure (manifest, index, segment header) that fails
+/// to decode before it acts on the failure: a transient read error (a bit flipped on the way)
+/// reads differently next time; real damage reads the same. See also `scan::DECODE_ATTEMPTS`.
+const METADATA_READ_ATTEMPTS: usize = 3;
+
+/// Runs `read` (a read and a decode) until the decode succeeds, at most
+/// [`METADATA_READ_ATTEMPTS`] times; returns the last decode. I/O errors end it at once.
+fn with_rereads<T, E>(
+    mut read: impl FnMut() -> Result<Result<T, E>, StorageError>,
+) -> Result<Result<T, E>, StorageError> {
+    let mut attempt = 1;
+    loop {
+        let decoded = read()?;
+        if decoded.is_ok() || attempt == METADATA_READ_ATTEMPTS {
+            return Ok(decoded);
+        }
+        attempt += 1;
     }
 }
 

@@ -91,7 +91,8 @@ impl<F: FileSystem> Storage<F> {
     ) -> Result<Self, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let streams_dir = dir.join(STREAMS_DIR);
-        fs.create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
+        fs.create_dir_all(&dir)
+            .map_err(|source| io_error(&dir, source))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs
             .try_lock(&lock_path)
