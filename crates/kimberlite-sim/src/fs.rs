@@ -139,6 +139,8 @@ struct State {
     durable_entries: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
+    /// One-shot flips: the next read of `path` covering file byte `position` flips its low bit.
+    planned_flips: Vec<(PathBuf, u64)>,
     /// Bumped by every crash: handles and locks from before it are dead.
     generation: u64,
 }
@@ -146,6 +148,25 @@ struct State {
 impl State {
     fn roll(&mut self, probability: f64) -> bool {
         self.faults_enabled && probability > 0.0 && self.rng.random_bool(probability.min(1.0))
+    }
+
+    /// Applies read faults to `buf`, just read from `path` at file `position`: a planned flip
+    /// covering those bytes (always), else a random one (with `read_flip_probability`).
+    fn read_faults(&mut self, path: &Path, position: u64, buf: &mut [u8]) {
+        let end = position.saturating_add(buf.len() as u64);
+        let planned = self
+            .planned_flips
+            .iter()
+            .position(|(at_path, at)| at_path == path && (position..end).contains(at));
+        if let Some(index) = planned {
+            let (_, at) = self.planned_flips.remove(index);
+            if let Some(byte) = buf.get_mut((at - position) as usize) {
+                *byte ^= 1;
+            }
+            self.counts.read_flips += 1;
+            return;
+        }
+        self.maybe_flip(buf);
     }
 
     fn maybe_flip(&mut self, buf: &mut [u8]) {
@@ -211,6 +232,7 @@ impl SimFileSystem {
             durable_entries: BTreeMap::new(),
             dirs: BTreeSet::new(),
             locks: BTreeSet::new(),
+            planned_flips: Vec::new(),
             generation: 0,
         };
         Self {
@@ -230,6 +252,15 @@ impl SimFileSystem {
     /// The simulator turns faults off while it checks what survived.
     pub fn set_faults_enabled(&self, enabled: bool) {
         self.lock().faults_enabled = enabled;
+    }
+
+    /// Plans a one-shot fault: the next read of `path` that covers byte `position` of the file
+    /// returns that byte with its low bit flipped (the stored byte stays intact). Reads of the
+    /// same bytes after that one are clean: a transient read error, for regression tests.
+    pub fn flip_next_read(&self, path: &Path, position: u64) {
+        self.lock()
+            .planned_flips
+            .push((path.to_path_buf(), position));
     }
 
     /// The faults injected so far.
@@ -329,7 +360,7 @@ impl FileHandle for SimFile {
                 io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of file")
             })?;
         buf.copy_from_slice(source);
-        state.maybe_flip(buf);
+        state.read_faults(&self.path, position, buf);
         Ok(())
     }
 
@@ -466,7 +497,7 @@ impl FileSystem for SimFileSystem {
         let mut state = self.lock();
         let id = state.lookup(path)?;
         let mut bytes = state.inode(id)?.current.clone();
-        state.maybe_flip(&mut bytes);
+        state.read_faults(path, 0, &mut bytes);
         Ok(bytes)
     }
 

@@ -207,3 +207,23 @@ fn missing_files_and_dirs_are_not_found() {
     fs.remove_file(&file()).unwrap();
     assert!(fs.remove_file(&file()).is_err());
 }
+
+#[test]
+fn planned_flip_hits_one_read_of_one_byte() {
+    let fs = new_fs(1, FaultConfig::NONE);
+    let mut handle = fs.create(&file()).unwrap();
+    handle.write_all_at(&[0u8; 32], 0).unwrap();
+    fs.flip_next_read(&file(), 20);
+    let mut buf = [0u8; 8];
+    handle.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, [0u8; 8], "a read not covering the byte is clean");
+    let mut buf = [0u8; 16];
+    handle.read_exact_at(&mut buf, 16).unwrap();
+    assert_eq!(buf[4], 1);
+    assert_eq!(fs.counts().read_flips, 1);
+    handle.read_exact_at(&mut buf, 16).unwrap();
+    assert_eq!(buf, [0u8; 16], "the flip is transient");
+    fs.flip_next_read(&file(), 3);
+    assert_eq!(fs.read(&file()).unwrap()[3], 1);
+    assert_eq!(fs.read(&file()).unwrap()[3], 0);
+}
