@@ -148,3 +148,63 @@ fn a_failed_fsync_poisons_the_store() {
 fn a_failed_write_poisons_the_store() {
     poisons_then_recovers(FAIL_WRITE_HALFWAY);
 }
+
+#[test]
+fn a_rotation_stopped_by_a_failure_is_completed_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let config = kimberlite_storage::StorageConfig {
+        max_segment_size: 0,
+        ..small_config()
+    };
+    let mut memory = kimberlite_storage::MemoryStorage::with_max_segment_size(0);
+    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
+    append_events(&mut storage, STREAM, 0, 3, 3, false);
+    append_events(&mut memory, STREAM, 0, 6, 3, false);
+
+    // The batch is written (no fsync asked); the rotation after it fails to sync.
+    fs.mode.store(FAIL_SYNC, Ordering::SeqCst);
+    let head = storage.latest_chain_hash(STREAM).unwrap();
+    let batch: Vec<Bytes> = (3..6).map(|i| event(3, i)).collect();
+    let (next, _) = storage
+        .append_batch(STREAM, batch, Offset::new(3), head, false)
+        .unwrap();
+    assert_eq!(next, Offset::new(6));
+    let error = storage
+        .append_batch(STREAM, vec![event(3, 6)], next, None, false)
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Poisoned { .. }), "{error}");
+    fs.mode.store(HEALTHY, Ordering::SeqCst);
+    drop(storage);
+
+    let mut storage = Storage::open_on(fs, dir.path(), config).unwrap();
+    assert!(
+        storage
+            .recovery_report()
+            .actions
+            .iter()
+            .any(|action| matches!(
+                action,
+                kimberlite_storage::RecoveryAction::RotationCompleted { .. }
+            )),
+        "{}",
+        storage.recovery_report()
+    );
+    assert_eq!(storage.segment_count(STREAM), memory.segment_count(STREAM));
+    assert_eq!(
+        storage.completed_segments(STREAM),
+        memory.completed_segments(STREAM)
+    );
+    assert_eq!(
+        storage.latest_chain_hash(STREAM).unwrap(),
+        memory.latest_chain_hash(STREAM).unwrap()
+    );
+    storage.verify_stream(STREAM).unwrap();
+    drop(storage);
+    let storage = Storage::open_on(FaultyFs::default(), dir.path(), config).unwrap();
+    assert!(
+        storage.recovery_report().is_clean(),
+        "{}",
+        storage.recovery_report()
+    );
+}

@@ -170,6 +170,14 @@ pub enum RecoveryAction {
         /// The segment file.
         file: PathBuf,
     },
+    /// The active segment had reached `max_segment_size` but the rotation after the batch that
+    /// took it there never happened (a crash or failure): open completed it.
+    RotationCompleted {
+        /// The stream.
+        stream: StreamId,
+        /// The new active segment's number.
+        segment: u32,
+    },
     /// A leftover temp file of an interrupted atomic write was removed.
     TempFileRemoved {
         /// The file removed.
@@ -219,6 +227,12 @@ impl std::fmt::Display for RecoveryAction {
                 "stream {stream}: unfinished header of empty segment {} rewritten",
                 file.display()
             ),
+            RecoveryAction::RotationCompleted { stream, segment } => {
+                write!(
+                    f,
+                    "stream {stream}: interrupted rotation completed (segment {segment} started)"
+                )
+            }
             RecoveryAction::TempFileRemoved { file } => {
                 write!(f, "leftover temp file {} removed", file.display())
             }

@@ -15,7 +15,7 @@ use super::meta::{write_index, write_manifest};
 use super::recovery::open_stream;
 use super::segment::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, SegmentFiles, StreamState};
-use super::{RecoveryReport, StorageConfig, StreamStats};
+use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::error::StorageError;
 use crate::record::{Record, RECORD_OVERHEAD};
@@ -119,7 +119,7 @@ impl<F: FileSystem> Storage<F> {
                 streams.insert(id, state);
             }
         }
-        Ok(Self {
+        let mut storage = Self {
             fs,
             dir,
             config,
@@ -128,7 +128,41 @@ impl<F: FileSystem> Storage<F> {
             poisoned: None,
             buffer: Vec::new(),
             _lock: lock,
-        })
+        };
+        storage.complete_interrupted_rotations()?;
+        Ok(storage)
+    }
+
+    /// Rotates every stream whose active segment already reached `max_segment_size`: the
+    /// batch that took it there was written, but a crash or failure stopped the rotation that
+    /// follows it. Completing it keeps segment boundaries where `MemoryStorage` has them.
+    fn complete_interrupted_rotations(&mut self) -> Result<(), StorageError> {
+        let max_segment_size = self.config.max_segment_size;
+        let due: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, state)| {
+                let active = state.table.active();
+                state.damage.is_none()
+                    && active.record_count() > 0
+                    && active.logical_size_bytes >= max_segment_size
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(state) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let Some(num) = state.table.end_batch(max_segment_size) else {
+                continue;
+            };
+            self.rotate(id, num)?;
+            self.report.actions.push(RecoveryAction::RotationCompleted {
+                stream: id,
+                segment: num,
+            });
+        }
+        Ok(())
     }
 
     /// What `open` repaired or found; empty for a clean store.
@@ -210,24 +244,48 @@ impl<F: FileSystem> Storage<F> {
         self.flush_indexes()
     }
 
-    fn flush_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
+    /// Makes every batch appended so far durable the way `append_batch` with `fsync = true`
+    /// makes its own batch durable: `fdatasync`s each active segment written since its last
+    /// sync, and nothing else (no manifest or index writes, which [`Storage::flush`] also
+    /// does). One device flush then covers any number of unsynced batches: what group commit
+    /// needs. Recovery treats these bytes as it treats any synced batch (see `recovery`).
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            let result = self.sync_stream(id);
+            self.poison_on_error(result)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs `id`'s active segment if it was written since its last sync; returns its length.
+    fn sync_stream(&mut self, id: StreamId) -> Result<u64, StorageError> {
         let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(());
+            return Ok(0);
         };
         let len = state
             .active_files()
             .map_or(0, |files| files.index.summary.len_bytes);
-        let path = state
-            .active_files()
-            .map(|files| files.path.clone())
-            .unwrap_or_default();
         if state.synced_len < len {
+            let path = state
+                .active_files()
+                .map(|files| files.path.clone())
+                .unwrap_or_default();
             state
                 .active
                 .sync_data()
                 .map_err(|source| io_error(&path, source))?;
             state.synced_len = len;
         }
+        Ok(len)
+    }
+
+    fn flush_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
+        let len = self.sync_stream(id)?;
+        let Some(state) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
         if state.manifest_len != len && state.damage.is_none() {
             write_manifest(&self.fs, state).map_err(|source| io_error(&state.dir, source))?;
             state.manifest_len = len;
