@@ -185,9 +185,11 @@ impl Kimberlite {
     fn sync_written(&self) -> Result<u64> {
         let mut state = self.write_state();
         let covered = state.written_seq;
+        // Data only, as `SyncEachAppend` syncs each batch: one device flush instead of the
+        // data, manifest and index syncs and renames of a full `flush`.
         state
             .backend
-            .flush()
+            .sync()
             .map_err(|source| Error::storage(None, source))?;
         while state
             .pending

@@ -166,11 +166,20 @@ impl Backend {
         }
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable: data, manifests and indexes.
     pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
         match self {
-            Backend::Memory(_) => Ok(()),
             Backend::Disk(disk) => disk.flush(),
+            _ => self.sync(),
+        }
+    }
+
+    /// Makes everything written so far durable with the fewest device flushes: syncs the
+    /// segment data only, as an append with `fsync = true` does (group commit's sync).
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+            Backend::Disk(disk) => disk.sync(),
             #[cfg(test)]
             Backend::Faulty(_, faults) => {
                 use std::sync::atomic::Ordering;
