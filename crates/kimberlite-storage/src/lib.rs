@@ -23,8 +23,8 @@ pub mod verify;
 
 pub use backend::StorageBackend;
 pub use disk::{
-    FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, Storage, StorageConfig,
-    StreamStats,
+    FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync, Storage,
+    StorageConfig, StreamStats,
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;

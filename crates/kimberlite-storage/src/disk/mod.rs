@@ -53,7 +53,7 @@ use std::path::PathBuf;
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
-pub use storage::Storage;
+pub use storage::{SegmentSync, Storage};
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;
