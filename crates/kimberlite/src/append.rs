@@ -180,17 +180,25 @@ impl Kimberlite {
     /// The group commit leader's sync: makes everything written durable, then publishes the
     /// covered writes' heads to readers. Returns the highest write number covered.
     ///
-    /// Runs under the write lock: the backend's `flush` needs exclusive access. Appenders that
-    /// arrive meanwhile queue on the lock and share the next sync.
+    /// The write lock is held only to note what is written and take handles on the files
+    /// written since their last sync ([`Backend::sync_begin`](crate::backend::Backend)), and
+    /// again to publish. The device flush itself (data only, as `SyncEachAppend` syncs each
+    /// batch) runs outside the lock, so appenders keep writing the batches that the next sync
+    /// will cover. A failed sync latches the coordinator (fail-stop).
     fn sync_written(&self) -> Result<u64> {
+        let (covered, mut syncs) = {
+            let mut state = self.write_state();
+            let syncs = state
+                .backend
+                .sync_begin()
+                .map_err(|source| Error::storage(None, source))?;
+            (state.written_seq, syncs)
+        };
+        for sync in &mut syncs {
+            sync.run().map_err(|source| Error::storage(None, source))?;
+        }
         let mut state = self.write_state();
-        let covered = state.written_seq;
-        // Data only, as `SyncEachAppend` syncs each batch: one device flush instead of the
-        // data, manifest and index syncs and renames of a full `flush`.
-        state
-            .backend
-            .sync()
-            .map_err(|source| Error::storage(None, source))?;
+        state.backend.sync_finished(&syncs);
         while state
             .pending
             .front()

@@ -7,9 +7,10 @@
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
+use kimberlite_storage::disk::OsFile;
 use kimberlite_storage::{
-    MemoryStorage, RecoveryReport, Storage, StorageBackend, StorageConfig, StorageError,
-    VerifyReport,
+    MemoryStorage, RecoveryReport, SegmentSync, Storage, StorageBackend, StorageConfig,
+    StorageError, VerifyReport,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -171,6 +172,22 @@ impl Backend {
         match self {
             Backend::Disk(disk) => disk.flush(),
             _ => self.sync(),
+        }
+    }
+
+    /// The first half of group commit's sync: what to sync outside the store's lock
+    /// ([`Storage::sync_begin`]). Backends without files sync here and return nothing.
+    pub(crate) fn sync_begin(&mut self) -> Result<Vec<SegmentSync<OsFile>>, StorageError> {
+        match self {
+            Backend::Disk(disk) => disk.sync_begin(),
+            _ => self.sync().map(|()| Vec::new()),
+        }
+    }
+
+    /// Records the syncs of [`Backend::sync_begin`] that ran ([`Storage::sync_finished`]).
+    pub(crate) fn sync_finished(&mut self, done: &[SegmentSync<OsFile>]) {
+        if let Backend::Disk(disk) = self {
+            disk.sync_finished(done);
         }
     }
 
