@@ -41,7 +41,24 @@ pub struct InspectArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let store = open_existing(&args.dir, Config::default())?;
+    let store = match open_existing(&args.dir, Config::default()) {
+        Ok(store) => store,
+        // Damage that keeps the store from opening at all is verify's finding, not a usage
+        // error: say so plainly (the generic hint would send the user back to verify).
+        Err(CliError::Store { error, .. }) if error.is_corruption() => {
+            if args.json {
+                let value = json!({ "intact": false, "error": error.to_string() });
+                outln!("{value}");
+            } else {
+                outln!(
+                    "NOT INTACT: {} cannot be opened: {error}",
+                    args.dir.display()
+                );
+            }
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => return Err(error),
+    };
     let started = Instant::now();
     let report = match &args.stream {
         Some(name) => {

@@ -294,6 +294,32 @@ fn verify_exit_codes_intact_and_tampered() {
     fails(&["read", s(&dir), "audit"], "", 1, "offset");
 }
 
+#[test]
+fn verify_reports_a_store_too_damaged_to_open_as_not_intact() {
+    let (_temp, dir) = store_with(10);
+    let mut files = Vec::new();
+    segments(&dir, &mut files);
+    for file in &files {
+        let mut bytes = std::fs::read(file).unwrap();
+        bytes[0] ^= 0xff; // the segment header's magic
+        std::fs::write(file, &bytes).unwrap();
+    }
+    let run = fails(&["verify", s(&dir)], "", 1, "");
+    assert!(run.stdout.contains("NOT INTACT"), "{}", run.stdout);
+    assert!(run.stdout.contains(".seg"), "{}", run.stdout);
+    assert!(
+        !run.stderr.contains("kimberlite verify DIR"),
+        "{}",
+        run.stderr
+    );
+    let json = run_json_verify(&dir);
+    assert_eq!(json["intact"], false);
+    assert!(
+        json["error"].as_str().unwrap().contains("segment"),
+        "{json}"
+    );
+}
+
 fn run_json_verify(dir: &Path) -> serde_json::Value {
     let run = run(&["verify", s(dir), "--json"], "");
     assert_eq!(run.code, 1, "{}", run.stderr);
