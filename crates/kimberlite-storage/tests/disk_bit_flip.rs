@@ -42,7 +42,7 @@ fn reads_fail_or_are_exact(storage: &mut Storage, flip: usize) -> bool {
 }
 
 fn flip_every_byte(config: StorageConfig, segment: u32, active: bool) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::scratch_dir();
     {
         let mut storage = Storage::open_with(dir.path(), config).unwrap();
         append_events(&mut storage, STREAM, 0, COUNT, 3, false);

@@ -66,7 +66,7 @@ proptest! {
 
     #[test]
     fn damaged_stores_never_panic(damages in proptest::collection::vec(damage(), 1..5)) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::scratch_dir();
         {
             let mut storage = Storage::open_with(dir.path(), small_config()).unwrap();
             append_events(&mut storage, STREAM, 0, 30, 4, false);

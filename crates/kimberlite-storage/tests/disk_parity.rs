@@ -2,6 +2,8 @@
 //! chain hashes, `read_from` results, `segment_count` and `completed_segments`, with and
 //! without checkpoints and compression, before and after a reopen.
 
+mod common;
+
 use bytes::Bytes;
 use kimberlite_storage::{MemoryStorage, Storage, StorageBackend, StorageConfig};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
@@ -89,7 +91,7 @@ proptest! {
         batches in proptest::collection::vec(batch(), 1..20),
         reads in proptest::collection::vec((0u64..3, 0u64..40, 0u64..700), 0..12),
     ) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::scratch_dir();
         let mut disk = Storage::open_with(dir.path(), config).unwrap();
         let mut memory = MemoryStorage::with_max_segment_size(config.max_segment_size);
         for batch in &batches {

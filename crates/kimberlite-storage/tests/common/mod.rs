@@ -149,3 +149,18 @@ pub fn altered(record: &kimberlite_storage::Record) -> kimberlite_storage::Recor
         Bytes::from(payload),
     )
 }
+
+/// A temp dir for tests that open a store thousands of times or rotate on every batch: on
+/// tmpfs (`/dev/shm`) when the machine has one, so that the fsyncs the engine does at every
+/// open and rotation cost nothing and the test measures logic, not the disk; elsewhere the
+/// default temp dir. These tests check what the engine decides from file contents; that
+/// synced data survives crashes is the simulator's job (`kimberlite-sim`).
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
