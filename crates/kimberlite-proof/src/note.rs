@@ -1,0 +1,403 @@
+//! C2SP signed notes (`c2sp.org/signed-note`) with Ed25519 keys.
+//!
+//! A signed note is a UTF-8 text ending in a newline, a blank line, then one line per
+//! signature: `— <key name> <base64(key id || signature)>` (an em dash, U+2014). The key id is
+//! the first four bytes of `SHA-256(key name || "\n" || 0x01 || public key)`, big-endian; the
+//! `0x01` names the Ed25519 algorithm. Keys are written in the usual text forms:
+//!
+//! - verifier key: `<name>+<key id as 8 hex digits>+<base64(0x01 || public key)>`;
+//! - signer key: `PRIVATE+KEY+<name>+<key id>+<base64(0x01 || 32-byte seed)>`.
+//!
+//! Kept from the spec: the text rules (no control characters but newline, a final newline),
+//! key names without whitespace or `+`, the key id, unknown signatures ignored. Dropped:
+//! algorithms other than Ed25519 (their signatures are ignored as unknown), and notes above
+//! [`MAX_NOTE_BYTES`] or with more than [`MAX_SIGNATURES`] signatures (refused: no honest
+//! checkpoint comes near).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Algorithm byte of Ed25519 in key ids and key encodings.
+const ALG_ED25519: u8 = 0x01;
+/// Largest note accepted, in bytes.
+pub const MAX_NOTE_BYTES: usize = 1 << 20;
+/// Most signature lines accepted on one note.
+pub const MAX_SIGNATURES: usize = 100;
+/// The prefix of a signature line.
+const SIG_PREFIX: &str = "\u{2014} ";
+
+/// Why a key or a note was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// A key's text form is malformed.
+    #[error("malformed {what} key: {reason}")]
+    MalformedKey {
+        /// `signer` or `verifier`.
+        what: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A key name is empty or holds whitespace or `+`.
+    #[error("invalid key name {name:?}: it must be non-empty, without whitespace or '+'")]
+    InvalidKeyName {
+        /// The name.
+        name: String,
+    },
+    /// The note is malformed.
+    #[error("malformed signed note: {reason}")]
+    MalformedNote {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No signature by the verifier's key (name and key id) is on the note.
+    #[error("the note has no signature by key {name} ({key_id:08x})")]
+    NoSignature {
+        /// The verifier key's name.
+        name: String,
+        /// The verifier key's id.
+        key_id: u32,
+    },
+    /// A signature by the verifier's key is on the note but does not verify.
+    #[error("the signature by key {name} ({key_id:08x}) does not verify: the note was changed or forged")]
+    BadSignature {
+        /// The verifier key's name.
+        name: String,
+        /// The verifier key's id.
+        key_id: u32,
+    },
+}
+
+fn check_name(name: &str) -> Result<(), NoteError> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
+        return Err(NoteError::InvalidKeyName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn key_id(name: &str, public: &VerifyingKey) -> u32 {
+    let mut hasher = Sha256::new();
+    hasher.update(name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update([ALG_ED25519]);
+    hasher.update(public.as_bytes());
+    let digest = hasher.finalize();
+    let mut id = [0u8; 4];
+    id.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    u32::from_be_bytes(id)
+}
+
+/// Decodes `base64(0x01 || 32 bytes)`.
+fn decode_key_bytes(text: &str, what: &'static str) -> Result<[u8; 32], NoteError> {
+    let malformed = |reason| NoteError::MalformedKey { what, reason };
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|_| malformed("the key is not base64"))?;
+    match bytes.split_first() {
+        Some((&ALG_ED25519, key)) => {
+            <[u8; 32]>::try_from(key).map_err(|_| malformed("an Ed25519 key has 32 bytes"))
+        }
+        Some(_) => Err(malformed("not an Ed25519 key (algorithm byte is not 0x01)")),
+        None => Err(malformed("the key is empty")),
+    }
+}
+
+fn encode_key_bytes(key: &[u8; 32]) -> String {
+    let mut bytes = Vec::with_capacity(33);
+    bytes.push(ALG_ED25519);
+    bytes.extend_from_slice(key);
+    BASE64.encode(bytes)
+}
+
+/// An Ed25519 signing key with its name.
+#[derive(Clone)]
+pub struct SignerKey {
+    name: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for SignerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignerKey({}, {:08x})", self.name, self.key_id())
+    }
+}
+
+impl SignerKey {
+    /// A new random key named `name`, from the operating system's random source.
+    pub fn generate(name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|_| NoteError::MalformedKey {
+            what: "signer",
+            reason: "the system random source failed",
+        })?;
+        Self::from_seed(name, seed)
+    }
+
+    /// The key named `name` from a 32-byte seed.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<key id>+<base64>`; checks the key id.
+    pub fn parse(text: &str) -> Result<Self, NoteError> {
+        let malformed = |reason| NoteError::MalformedKey {
+            what: "signer",
+            reason,
+        };
+        let text = text.trim();
+        let rest = text
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(malformed("it must start with PRIVATE+KEY+"))?;
+        let mut parts = rest.split('+');
+        let (Some(name), Some(id), Some(key), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"));
+        };
+        let signer = Self::from_seed(name, decode_key_bytes(key, "signer")?)?;
+        if u32::from_str_radix(id, 16).ok() != Some(signer.key_id()) || id.len() != 8 {
+            return Err(malformed("the key id does not match the name and key"));
+        }
+        Ok(signer)
+    }
+
+    /// The text form (`PRIVATE+KEY+...`). Keep it secret.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.key_id(),
+            encode_key_bytes(&self.key.to_bytes())
+        )
+    }
+
+    /// The key's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key id.
+    #[must_use]
+    pub fn key_id(&self) -> u32 {
+        key_id(&self.name, &self.key.verifying_key())
+    }
+
+    /// The matching verifier key.
+    #[must_use]
+    pub fn verifier(&self) -> VerifierKey {
+        VerifierKey {
+            name: self.name.clone(),
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// Signs `text` (which must be a valid note text): returns the signed note.
+    pub fn sign(&self, text: &str) -> Result<String, NoteError> {
+        check_text(text)?;
+        let signature = self.key.sign(text.as_bytes());
+        let mut blob = Vec::with_capacity(4 + 64);
+        blob.extend_from_slice(&self.key_id().to_be_bytes());
+        blob.extend_from_slice(&signature.to_bytes());
+        Ok(format!(
+            "{text}\n{SIG_PREFIX}{} {}\n",
+            self.name,
+            BASE64.encode(blob)
+        ))
+    }
+}
+
+/// An Ed25519 verifier (public) key with its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierKey {
+    name: String,
+    key: VerifyingKey,
+}
+
+impl VerifierKey {
+    /// Parses `<name>+<key id>+<base64(0x01 || public key)>`; checks the key id.
+    pub fn parse(text: &str) -> Result<Self, NoteError> {
+        let malformed = |reason| NoteError::MalformedKey {
+            what: "verifier",
+            reason,
+        };
+        let mut parts = text.trim().split('+');
+        let (Some(name), Some(id), Some(key), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("expected <name>+<key id>+<key>"));
+        };
+        check_name(name)?;
+        let key = VerifyingKey::from_bytes(&decode_key_bytes(key, "verifier")?)
+            .map_err(|_| malformed("not a valid Ed25519 public key"))?;
+        let verifier = Self {
+            name: name.to_owned(),
+            key,
+        };
+        if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(verifier.key_id()) {
+            return Err(malformed("the key id does not match the name and key"));
+        }
+        Ok(verifier)
+    }
+
+    /// The text form.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}+{:08x}+{}",
+            self.name,
+            self.key_id(),
+            encode_key_bytes(self.key.as_bytes())
+        )
+    }
+
+    /// The key's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key id.
+    #[must_use]
+    pub fn key_id(&self) -> u32 {
+        key_id(&self.name, &self.key)
+    }
+
+    /// Checks that `note` carries a valid signature by this key; returns the note's text
+    /// (everything before the blank line, final newline included).
+    pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
+        let malformed = |reason| NoteError::MalformedNote { reason };
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(malformed("the note is larger than 1 MiB"));
+        }
+        let split = note
+            .rfind("\n\n")
+            .ok_or(malformed("no blank line before the signatures"))?;
+        let (text, signatures) = note.split_at(split + 1);
+        check_text(text)?;
+        let signatures = signatures
+            .strip_prefix('\n')
+            .ok_or(malformed("no blank line before the signatures"))?;
+        if !signatures.ends_with('\n') {
+            return Err(malformed(
+                "the last signature line does not end in a newline",
+            ));
+        }
+        let lines: Vec<&str> = signatures.lines().collect();
+        if lines.is_empty() || lines.len() > MAX_SIGNATURES {
+            return Err(malformed("a note has between 1 and 100 signatures"));
+        }
+        let mut found = false;
+        for line in lines {
+            let rest = line
+                .strip_prefix(SIG_PREFIX)
+                .ok_or(malformed("a signature line must start with '\u{2014} '"))?;
+            let (name, blob) = rest.split_once(' ').ok_or(malformed(
+                "a signature line is '\u{2014} <name> <signature>'",
+            ))?;
+            let blob = BASE64
+                .decode(blob)
+                .map_err(|_| malformed("a signature is not base64"))?;
+            let (id, signature) = match blob.split_first_chunk::<4>() {
+                Some((id, signature)) => (u32::from_be_bytes(*id), signature),
+                None => return Err(malformed("a signature is shorter than its key id")),
+            };
+            if name != self.name || id != self.key_id() {
+                continue; // another key's signature: ignored, as the spec says
+            }
+            found = true;
+            let verified = Signature::from_slice(signature)
+                .ok()
+                .is_some_and(|signature| self.key.verify(text.as_bytes(), &signature).is_ok());
+            if verified {
+                return Ok(text);
+            }
+        }
+        let (name, key_id) = (self.name.clone(), self.key_id());
+        Err(if found {
+            NoteError::BadSignature { name, key_id }
+        } else {
+            NoteError::NoSignature { name, key_id }
+        })
+    }
+}
+
+/// A note text: non-empty, ends in a newline, no control characters but newlines.
+fn check_text(text: &str) -> Result<(), NoteError> {
+    let malformed = |reason| NoteError::MalformedNote { reason };
+    if !text.ends_with('\n') {
+        return Err(malformed("the text must end with a newline"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(malformed("the text holds a control character"));
+    }
+    if text.contains("\n\n") || text.starts_with('\n') {
+        return Err(malformed("the text holds a blank line"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> SignerKey {
+        SignerKey::from_seed("example.com/log", [7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn keys_roundtrip_through_text() {
+        let signer = signer();
+        let parsed = SignerKey::parse(&signer.to_text()).unwrap();
+        assert_eq!(parsed.to_text(), signer.to_text());
+        let verifier = VerifierKey::parse(&signer.verifier().to_text()).unwrap();
+        assert_eq!(verifier, signer.verifier());
+    }
+
+    #[test]
+    fn sign_then_open() {
+        let signer = signer();
+        let note = signer.sign("hello\nworld\n").unwrap();
+        assert_eq!(signer.verifier().open(&note).unwrap(), "hello\nworld\n");
+        let forged = note.replace("world", "w0rld");
+        assert!(matches!(
+            signer.verifier().open(&forged),
+            Err(NoteError::BadSignature { .. })
+        ));
+        let other = SignerKey::from_seed("example.com/log", [8u8; 32]).unwrap();
+        assert!(matches!(
+            other.verifier().open(&note),
+            Err(NoteError::NoSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let verifier = signer().verifier();
+        for note in [
+            "",
+            "\n\n",
+            "text\n\n",
+            "text\n\nnot a signature\n",
+            "text\n\n\u{2014} example.com/log !!!\n",
+            "text\n\n\u{2014} example.com/log AAAA\n",
+            "text\n\n\u{2014} example.com/log AAAAAAAA\n",
+        ] {
+            assert!(verifier.open(note).is_err(), "{note:?}");
+        }
+        for key in ["", "a+b", "a+00000000+AAAA", "a b+00000000+AQ==", "+++"] {
+            assert!(VerifierKey::parse(key).is_err(), "{key:?}");
+            assert!(SignerKey::parse(key).is_err(), "{key:?}");
+        }
+        assert!(SignerKey::from_seed("has space", [0; 32]).is_err());
+    }
+}
