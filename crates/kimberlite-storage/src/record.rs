@@ -191,22 +191,14 @@ impl Record {
             "record payload of {} bytes exceeds MAX_PAYLOAD_LEN",
             self.payload.len()
         );
-        let compressed = match self.compression {
-            CompressionKind::None => None,
-            CompressionKind::Lz4 => Some(lz4_flex::block::compress(&self.payload))
-                .filter(|compressed| compressed.len() < self.payload.len()),
-        };
-        let (stored_compression, stored): (CompressionKind, &[u8]) = match &compressed {
-            Some(compressed) => (CompressionKind::Lz4, compressed),
-            None => (CompressionKind::None, &self.payload),
-        };
-        let frame_len = RECORD_OVERHEAD + stored.len();
         let start = out.len();
-        out.reserve(frame_len);
-        out.extend_from_slice(&len_u32(frame_len).to_le_bytes());
+        out.reserve(RECORD_OVERHEAD + self.payload.len());
+        // The header, with a zero length prefix and `None` as the codec until the stored
+        // payload is known.
+        out.extend_from_slice(&[0u8; FRAME_LEN_SIZE]);
         out.push(RECORD_FORMAT_VERSION);
         out.push(self.kind.as_byte());
-        out.push(stored_compression.as_byte());
+        out.push(CompressionKind::None.as_byte());
         match &self.prev_hash {
             Some(prev) => {
                 out.push(FLAG_HAS_PREV_HASH);
@@ -220,7 +212,21 @@ impl Record {
             }
         }
         out.extend_from_slice(&len_u32(self.payload.len()).to_le_bytes());
-        out.extend_from_slice(stored);
+        let payload_at = out.len();
+        // Compressed straight into `out` (no buffer per record), kept only when smaller.
+        let compressed = self.compression == CompressionKind::Lz4
+            && compress_lz4_into(&self.payload, out, payload_at);
+        if compressed {
+            if let Some(byte) = out.get_mut(start + COMPRESSION_AT) {
+                *byte = CompressionKind::Lz4.as_byte();
+            }
+        } else {
+            out.extend_from_slice(&self.payload);
+        }
+        let frame_len = out.len() - start + RECORD_TRAILER_LEN;
+        if let Some(prefix) = out.get_mut(start..start + FRAME_LEN_SIZE) {
+            prefix.copy_from_slice(&len_u32(frame_len).to_le_bytes());
+        }
         let crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
         out.extend_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(out.len() - start, frame_len);
@@ -284,6 +290,29 @@ impl Record {
             payload,
         };
         Ok((record, frame_len))
+    }
+}
+
+/// LZ4-compresses `payload` into `out` from `at` (where `out` ends) and returns true when
+/// the result is smaller than `payload`; otherwise leaves `out` as it was and returns false.
+fn compress_lz4_into(payload: &[u8], out: &mut Vec<u8>, at: usize) -> bool {
+    debug_assert_eq!(out.len(), at);
+    out.resize(
+        at + lz4_flex::block::get_maximum_output_size(payload.len()),
+        0,
+    );
+    let written = out
+        .get_mut(at..)
+        .and_then(|room| lz4_flex::block::compress_into(payload, room).ok());
+    match written {
+        Some(len) if len < payload.len() => {
+            out.truncate(at + len);
+            true
+        }
+        _ => {
+            out.truncate(at);
+            false
+        }
     }
 }
 
