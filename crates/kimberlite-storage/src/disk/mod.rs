@@ -36,6 +36,7 @@
 //! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
 //! after a failed fsync neither the file's content nor a retried fsync can be trusted.
 
+mod append;
 mod checkpoint;
 mod fs;
 mod index;

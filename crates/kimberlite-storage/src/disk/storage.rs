@@ -1,33 +1,27 @@
-//! [`Storage`]: opening a store, appending batches, rotation, flush, and the
-//! [`StorageBackend`] implementation. See the `disk` module docs for layout and durability.
+//! [`Storage`]: opening a store, flush and sync, and the [`StorageBackend`] implementation
+//! (the write steps of an append and rotation are in `append`). See the `disk` module docs for
+//! layout and durability.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
+use kimberlite_types::{Offset, StreamId};
 
-use super::checkpoint::{checkpoint_due, checkpoint_record};
 use super::fs::{FileHandle, FileSystem, OsFileSystem};
-use super::index::{SeenRecord, SegmentIndex};
 use super::meta::{write_index, write_manifest};
 use super::recovery::open_stream;
-use super::segment::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
-use super::stream::{io_error, SegmentFiles, StreamState};
-use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
+use super::stream::{io_error, StreamState};
+use super::{RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::error::StorageError;
-use crate::record::{Record, RECORD_OVERHEAD};
-use crate::segments::SegmentTable;
 use crate::verify::VerifyReport;
 
 /// The lock file in a store's directory.
 pub const LOCK_FILE: &str = "LOCK";
 /// The directory of stream directories.
 pub const STREAMS_DIR: &str = "streams";
-/// Position of the compression byte in a record frame (see `crate::record`).
-const FRAME_COMPRESSION_AT: usize = 6;
 
 /// The on-disk storage backend: hash-chained streams in segment files under one directory.
 ///
@@ -59,13 +53,14 @@ const FRAME_COMPRESSION_AT: usize = 6;
 /// assert_eq!(read, vec![Bytes::from_static(b"discharged")]);
 /// ```
 pub struct Storage<F: FileSystem = OsFileSystem> {
-    fs: F,
-    dir: PathBuf,
-    config: StorageConfig,
-    streams: BTreeMap<StreamId, StreamState<F>>,
-    report: RecoveryReport,
-    poisoned: Option<String>,
-    buffer: Vec<u8>,
+    pub(super) fs: F,
+    pub(super) dir: PathBuf,
+    pub(super) config: StorageConfig,
+    pub(super) streams: BTreeMap<StreamId, StreamState<F>>,
+    pub(super) report: RecoveryReport,
+    pub(super) poisoned: Option<String>,
+    /// The batch encoding buffer, reused by every append.
+    pub(super) buffer: Vec<u8>,
     _lock: F::Lock,
 }
 
@@ -131,38 +126,6 @@ impl<F: FileSystem> Storage<F> {
         };
         storage.complete_interrupted_rotations()?;
         Ok(storage)
-    }
-
-    /// Rotates every stream whose active segment already reached `max_segment_size`: the
-    /// batch that took it there was written, but a crash or failure stopped the rotation that
-    /// follows it. Completing it keeps segment boundaries where `MemoryStorage` has them.
-    fn complete_interrupted_rotations(&mut self) -> Result<(), StorageError> {
-        let max_segment_size = self.config.max_segment_size;
-        let due: Vec<StreamId> = self
-            .streams
-            .iter()
-            .filter(|(_, state)| {
-                let active = state.table.active();
-                state.damage.is_none()
-                    && active.record_count() > 0
-                    && active.logical_size_bytes >= max_segment_size
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(state) = self.streams.get_mut(&id) else {
-                continue;
-            };
-            let Some(num) = state.table.end_batch(max_segment_size) else {
-                continue;
-            };
-            self.rotate(id, num)?;
-            self.report.actions.push(RecoveryAction::RotationCompleted {
-                stream: id,
-                segment: num,
-            });
-        }
-        Ok(())
     }
 
     /// What `open` repaired or found; empty for a clean store.
@@ -352,195 +315,16 @@ impl<F: FileSystem> Storage<F> {
     }
 
     /// Latches the store as poisoned when `result` is an error (fail-stop).
-    fn poison_on_error<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+    pub(super) fn poison_on_error<T>(
+        &mut self,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         if let Err(error) = &result {
             if self.poisoned.is_none() {
                 self.poisoned = Some(error.to_string());
             }
         }
         result
-    }
-
-    /// Creates `id`'s directory, segment 0 and manifest, all durable.
-    fn create_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
-        let streams_dir = self.dir.join(STREAMS_DIR);
-        let dir = streams_dir.join(stream_dir_name(id));
-        self.fs
-            .create_dir_all(&dir)
-            .map_err(|e| io_error(&dir, e))?;
-        let (file, files) = create_segment(&self.fs, &dir, id, 0, 0)?;
-        let state = StreamState {
-            id,
-            dir: dir.clone(),
-            table: SegmentTable::new(),
-            segments: vec![files],
-            active: file,
-            head: None,
-            damage: None,
-            synced_len: SEGMENT_HEADER_LEN as u64,
-            manifest_len: SEGMENT_HEADER_LEN as u64,
-            index_dirty: true,
-        };
-        write_manifest(&self.fs, &state).map_err(|e| io_error(&dir, e))?;
-        self.fs
-            .sync_dir(&streams_dir)
-            .map_err(|e| io_error(&streams_dir, e))?;
-        self.streams.insert(id, state);
-        Ok(())
-    }
-
-    /// Encodes `events` (and any checkpoints due) for `state` into `self.buffer`; returns what
-    /// each frame is and the chain hash of the last event.
-    fn encode_batch(
-        &mut self,
-        id: StreamId,
-        events: &[Bytes],
-    ) -> (Vec<SeenRecord>, Option<ChainHash>) {
-        self.buffer.clear();
-        let mut seen = Vec::with_capacity(events.len() + 1);
-        let Some(state) = self.streams.get(&id) else {
-            return (seen, None);
-        };
-        let Some(active) = state.active_files() else {
-            return (seen, None);
-        };
-        let base = active.index.summary.len_bytes;
-        let segment = *state.table.active();
-        let mut last_checkpoint = active.index.last_checkpoint();
-        let mut prev = state.head;
-        for (i, event) in events.iter().enumerate() {
-            let offset = segment.next_offset + i as u64;
-            if checkpoint_due(
-                self.config.checkpoint_interval,
-                offset,
-                segment.first_offset,
-                last_checkpoint,
-            ) {
-                let records = offset - segment.first_offset;
-                let checkpoint = checkpoint_record(offset, prev, segment.segment_num, records);
-                let position = base + self.buffer.len() as u64;
-                let frame_len = checkpoint.encode_into(&mut self.buffer) as u64;
-                seen.push(seen_record(&checkpoint, position, frame_len, false));
-                last_checkpoint = Some(offset);
-            }
-            let record = Record::with_compression(
-                Offset::new(offset),
-                prev,
-                RecordKind::Data,
-                self.config.compression,
-                event.clone(),
-            );
-            let start = self.buffer.len();
-            let frame_len = record.encode_into(&mut self.buffer) as u64;
-            let compressed = self
-                .buffer
-                .get(start + FRAME_COMPRESSION_AT)
-                .is_some_and(|&byte| byte != CompressionKind::None.as_byte());
-            seen.push(seen_record(
-                &record,
-                base + start as u64,
-                frame_len,
-                compressed,
-            ));
-            prev = Some(record.compute_hash());
-        }
-        (seen, prev)
-    }
-
-    /// Writes the encoded batch with one write and, with `fsync`, syncs it.
-    fn write_batch(&mut self, id: StreamId, fsync: bool) -> Result<(), StorageError> {
-        let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        let Some(active) = state.segments.last() else {
-            return Ok(());
-        };
-        let base = active.index.summary.len_bytes;
-        let mut result = state.active.write_all_at(&self.buffer, base);
-        if fsync && result.is_ok() {
-            result = state.active.sync_data();
-        }
-        if let Err(source) = result {
-            // Best effort: cut the partial batch off so a reopen does not find it. The store
-            // is poisoned by the caller either way.
-            let _ = state.active.set_len(base);
-            return Err(io_error(&active.path, source));
-        }
-        if fsync {
-            state.synced_len = base + self.buffer.len() as u64;
-        }
-        Ok(())
-    }
-
-    /// Completes the active segment of `id` and starts segment `num`: sync the old one, write
-    /// its index, create the new file, map the old one, write the manifest.
-    fn rotate(&mut self, id: StreamId, num: u32) -> Result<(), StorageError> {
-        let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        let first_offset = state.table.active().first_offset;
-        let Some(old) = state.segments.last_mut() else {
-            return Ok(());
-        };
-        let old_path = old.path.clone();
-        state
-            .active
-            .sync_data()
-            .map_err(|e| io_error(&old_path, e))?;
-        write_index(&self.fs, &state.dir, id, old.num, &old.index)
-            .map_err(|e| io_error(&old_path, e))?;
-        old.map = Some(
-            self.fs
-                .map_readonly(&old_path)
-                .map_err(|e| io_error(&old_path, e))?,
-        );
-        let (file, files) = create_segment(&self.fs, &state.dir, id, num, first_offset)?;
-        state.segments.push(files);
-        state.active = file;
-        state.synced_len = SEGMENT_HEADER_LEN as u64;
-        state.index_dirty = true;
-        write_manifest(&self.fs, state).map_err(|e| io_error(&state.dir, e))?;
-        state.manifest_len = SEGMENT_HEADER_LEN as u64;
-        Ok(())
-    }
-}
-
-/// Creates segment `num` of `id` in `dir` with its header, synced.
-fn create_segment<F: FileSystem>(
-    fs: &F,
-    dir: &Path,
-    id: StreamId,
-    num: u32,
-    first_offset: u64,
-) -> Result<(F::File, SegmentFiles), StorageError> {
-    let path = segment_path(dir, num);
-    let io = |source| io_error(&path, source);
-    let mut file = fs.create(&path).map_err(io)?;
-    let header = SegmentHeader {
-        segment_num: num,
-        stream: id,
-        first_offset,
-    };
-    file.write_all_at(&header.encode(), 0).map_err(io)?;
-    file.sync_data().map_err(io)?;
-    let files = SegmentFiles {
-        num,
-        path,
-        index: SegmentIndex::empty(first_offset),
-        map: None,
-    };
-    Ok((file, files))
-}
-
-fn seen_record(record: &Record, position: u64, frame_len: u64, compressed: bool) -> SeenRecord {
-    debug_assert!(frame_len >= RECORD_OVERHEAD as u64);
-    SeenRecord {
-        is_checkpoint: record.is_checkpoint(),
-        offset: record.offset().as_u64(),
-        position,
-        frame_len,
-        payload_len: record.payload().len(),
-        compressed,
     }
 }
 
