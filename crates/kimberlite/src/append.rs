@@ -155,6 +155,7 @@ impl Kimberlite {
         let name = name.to_owned();
         let count = events.len();
         let fsync = self.inner.config.durability == Durability::SyncEachAppend;
+        let leaves = crate::merkle::leaf_hashes(head.next_offset.as_u64(), &events);
         let outcome = state
             .backend
             .append_batch(id, events, head.next_offset, head.hash, fsync);
@@ -170,6 +171,7 @@ impl Kimberlite {
             hash: Some(hash),
         };
         state.heads.entry(id).or_default().written = written;
+        state.merkle.push(id, &leaves);
         Ok(AppendResult {
             first_offset: head.next_offset,
             next_offset,
@@ -216,6 +218,7 @@ impl Kimberlite {
     /// Makes every append so far durable, whatever the durability policy (useful after
     /// appending with [`Durability::Unsynced`]).
     pub fn sync(&self) -> Result<()> {
+        self.write_state().merkle.flush();
         let seq = self.read_state().written_seq;
         if seq == 0 {
             return self

@@ -119,6 +119,24 @@ pub enum Error {
     /// reopened (fail-stop: the state on disk is unknown until recovery runs).
     #[error("the store refuses writes after an earlier write or sync failure; reopen it")]
     Poisoned,
+    /// A Merkle proof was asked for outside the stream's tree (an offset or size past its
+    /// durable end, an old size above the new one).
+    #[error("stream {name:?}: {source}")]
+    TreeRange {
+        /// The stream's name.
+        name: String,
+        /// What was out of range.
+        source: kimberlite_proof::RangeError,
+    },
+    /// The stream's Merkle tree side files cannot be read or written; reopening the store
+    /// rebuilds them from the log.
+    #[error("stream {name:?}: Merkle tree unavailable: {reason}")]
+    TreeUnavailable {
+        /// The stream's name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

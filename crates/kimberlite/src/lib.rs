@@ -11,6 +11,9 @@
 //! - [`Kimberlite::append`] with optimistic concurrency ([`ExpectedOffset`]); durability per
 //!   [`Durability`]: a sync per append (default) or group commit ([`commit`]).
 //! - [`Kimberlite::read`], the lazy [`Kimberlite::events`] iterator, [`Kimberlite::head`].
+//! - Merkle proofs ([`merkle`], RFC 9162): [`Kimberlite::tree_head`],
+//!   [`Kimberlite::inclusion_proof`], [`Kimberlite::consistency_proof`],
+//!   [`Kimberlite::check_tree`]; verify them with [`proof`] (the `kimberlite-proof` crate).
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
@@ -35,6 +38,8 @@ pub mod catalog;
 pub mod commit;
 mod config;
 mod error;
+pub mod merkle;
+mod proofs;
 mod read;
 pub mod store;
 mod verify;
@@ -47,8 +52,10 @@ pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
 pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
 pub use error::{Error, Result};
 pub use kimberlite_crypto::ChainHash;
+pub use kimberlite_proof as proof;
 pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
+pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead};
 pub use read::{Event, Events};
 pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
 pub use verify::{Problem, StreamReport, StreamStats, VerifyReport, CATALOG_LABEL};
@@ -58,5 +65,7 @@ pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod merkle_tests;
 #[cfg(test)]
 mod tests;

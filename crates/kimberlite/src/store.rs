@@ -92,6 +92,8 @@ pub(crate) struct State {
     pub(crate) written_seq: u64,
     /// Writes awaiting a group commit sync, in `seq` order.
     pub(crate) pending: VecDeque<PendingWrite>,
+    /// Each named stream's Merkle tree ([`crate::merkle`]).
+    pub(crate) merkle: crate::merkle::Trees,
 }
 
 #[derive(Debug)]
@@ -166,6 +168,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
+            merkle: crate::merkle::Trees::in_memory(),
         };
         Self::from_state(state, config, None)
     }
@@ -181,6 +184,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
+            merkle: crate::merkle::Trees::in_memory(),
         };
         (Self::from_state(state, config, None), faults)
     }
@@ -218,6 +222,8 @@ impl Kimberlite {
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&mut backend, name, id)?);
         }
+        let merkle =
+            crate::merkle::recover_trees(&mut backend, &catalog, &heads, &config, path.as_deref())?;
         let state = State {
             backend,
             catalog,
@@ -225,6 +231,7 @@ impl Kimberlite {
             heads,
             written_seq: 0,
             pending: VecDeque::new(),
+            merkle,
         };
         Ok(Self::from_state(state, config, path))
     }
@@ -292,6 +299,7 @@ impl Kimberlite {
         debug_assert_eq!(applied, id);
         state.catalog_head = Some(hash);
         state.heads.insert(id, Heads::default());
+        state.merkle.push(id, &[]);
         Ok(id)
     }
 

@@ -1,0 +1,438 @@
+//! Each stream's Merkle tree (RFC 9162), kept beside the log so that proofs take O(log n)
+//! reads.
+//!
+//! # Files
+//!
+//! ```text
+//! <store>/merkle/<stream id, 20 digits>/level-00.hashes   leaf hashes, 32 bytes each
+//!                                       level-01.hashes   complete nodes over 2 leaves
+//!                                       ...               level k: one hash per 2^k leaves
+//! ```
+//!
+//! Level `k` holds the complete nodes `(k, 0), (k, 1), ...` back to back, so node `i` is at
+//! byte `32 * i`. Files only grow (a node never changes once complete). An append hashes its
+//! leaves and extends the in-memory [`Frontier`] (O(log n) per event, O(1) amortised); the new
+//! complete nodes are buffered and written when [`FLUSH_NODES`] are pending, when a proof
+//! needs them (they are served from the buffer), and when the store syncs or closes.
+//!
+//! # What is trusted
+//!
+//! Nothing: the files are derived from the log. On open each level is cut to the length the
+//! log allows, missing nodes are recomputed from the level below, missing leaves are
+//! re-hashed from the log, and a missing directory is rebuilt from scratch. The files are
+//! never synced: a crash can lose or tear them, and reopening repairs them. A file whose
+//! contents disagree with the log (edited, or left from another history) is not detected on
+//! open; [`crate::Kimberlite::check_tree`] compares every leaf with the log and `audit`
+//! recomputes the tree from the log before trusting it.
+//!
+//! Dropped: the log's record bytes, offsets and chain hashes are untouched (the tree is a
+//! side structure), so `MemoryStorage` parity and the format of `docs/FORMAT.md` hold.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kimberlite_proof::{event_leaf_hash, Frontier, Hash, NodeSource, RangeError};
+use kimberlite_types::StreamId;
+
+/// Nodes buffered per level before they are written.
+pub(crate) const FLUSH_NODES: usize = 1024;
+/// Name of the directory under the store that holds the trees.
+pub const MERKLE_DIR: &str = "merkle";
+const HASH_BYTES: u64 = 32;
+
+/// Why a tree cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TreeError {
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the tree's side files failed earlier ({0}); reopen the store to rebuild them")]
+    Failed(String),
+}
+
+/// One level: the nodes in its file, then those not yet written.
+#[derive(Debug, Default)]
+struct Level {
+    file: Option<File>,
+    path: PathBuf,
+    written: u64,
+    pending: Vec<Hash>,
+}
+
+impl Level {
+    fn len(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
+    fn get(&self, index: u64) -> Result<Hash, TreeError> {
+        if index >= self.written {
+            let i = usize::try_from(index - self.written).unwrap_or(usize::MAX);
+            return self
+                .pending
+                .get(i)
+                .copied()
+                .ok_or(TreeError::Range(RangeError::TooLarge {
+                    tree_size: index + 1,
+                    available: self.len(),
+                }));
+        }
+        let Some(file) = &self.file else {
+            return Err(TreeError::Failed("no file".into()));
+        };
+        let mut bytes = [0u8; 32];
+        read_at(file, &mut bytes, index * HASH_BYTES).map_err(|source| TreeError::Io {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        Ok(Hash(bytes))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(file) = &mut self.file {
+            if !self.pending.is_empty() {
+                let mut bytes = Vec::with_capacity(self.pending.len() * 32);
+                for hash in &self.pending {
+                    bytes.extend_from_slice(&hash.0);
+                }
+                file.write_all(&bytes)?;
+                self.written += self.pending.len() as u64;
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// A stream's tree: frontier in memory, complete nodes in files (or only in memory).
+#[derive(Debug, Default)]
+pub(crate) struct StreamTree {
+    frontier: Frontier,
+    levels: Vec<Level>,
+    dir: Option<PathBuf>,
+    failed: Option<String>,
+}
+
+impl StreamTree {
+    /// An empty tree held in memory.
+    fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Opens (or creates) the tree files in `dir` and reconciles them with a log of
+    /// `log_size` events: returns the tree and the number of leaves it still needs from the
+    /// log (the caller re-hashes events from `tree.size()` on).
+    fn open(dir: PathBuf, log_size: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut tree = Self {
+            dir: Some(dir),
+            ..Self::default()
+        };
+        let dir_ref = tree.dir.clone();
+        let level0 = level_path(dir_ref.as_deref(), 0);
+        let stored = std::fs::metadata(&level0).map_or(0, |m| m.len() / HASH_BYTES);
+        let leaves = stored.min(log_size);
+        // Levels 0..=top can hold nodes for `leaves` leaves; files above are stale.
+        let top = (64 - leaves.leading_zeros()) as u8;
+        for level in 0..=kimberlite_proof::tree::MAX_LEVEL {
+            let path = level_path(dir_ref.as_deref(), level);
+            if level > top {
+                if path.is_file() {
+                    std::fs::remove_file(&path)?;
+                }
+                continue;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)?;
+            let length = file.metadata()?.len();
+            let written = length / HASH_BYTES;
+            if length % HASH_BYTES != 0 {
+                file.set_len(written * HASH_BYTES)?; // a torn last node
+            }
+            tree.levels.push(Level {
+                file: Some(file),
+                path,
+                written,
+                pending: Vec::new(),
+            });
+        }
+        tree.reconcile(leaves)?;
+        tree.frontier = Frontier::from_source(&tree, leaves).map_err(std::io::Error::other)?;
+        Ok(tree)
+    }
+
+    /// Cuts every level to what `leaves` leaves allow and recomputes missing nodes.
+    fn reconcile(&mut self, leaves: u64) -> std::io::Result<()> {
+        for k in 0..self.levels.len() {
+            let want = leaves >> k;
+            let Some(level) = self.levels.get_mut(k) else {
+                break;
+            };
+            if level.written > want {
+                if let Some(file) = &level.file {
+                    file.set_len(want * HASH_BYTES)?;
+                }
+                level.written = want;
+            }
+            if k == 0 {
+                continue;
+            }
+            let have = self.levels.get(k).map_or(0, Level::len);
+            for index in have..want {
+                let left = self
+                    .node(k as u8 - 1, 2 * index)
+                    .map_err(std::io::Error::other)?;
+                let right = self
+                    .node(k as u8 - 1, 2 * index + 1)
+                    .map_err(std::io::Error::other)?;
+                if let Some(level) = self.levels.get_mut(k) {
+                    level
+                        .pending
+                        .push(kimberlite_proof::node_hash(&left, &right));
+                }
+            }
+        }
+        self.flush()
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    pub(crate) fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    pub(crate) fn check(&self) -> Result<(), TreeError> {
+        match &self.failed {
+            Some(reason) => Err(TreeError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends leaf hashes (those of events `size()..`).
+    pub(crate) fn push(&mut self, leaves: &[Hash]) {
+        let levels = &mut self.levels;
+        let dir = self.dir.as_deref();
+        let mut failure = None;
+        for leaf in leaves {
+            self.frontier.push(*leaf, |level, _index, hash| {
+                let k = usize::from(level);
+                while levels.len() <= k {
+                    let depth = levels.len() as u8;
+                    let path = level_path(dir, depth);
+                    let file = match dir {
+                        Some(_) => match OpenOptions::new()
+                            .read(true)
+                            .append(true)
+                            .create(true)
+                            .open(&path)
+                        {
+                            Ok(file) => Some(file),
+                            Err(error) => {
+                                failure = Some(format!("creating {}: {error}", path.display()));
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    levels.push(Level {
+                        file,
+                        path,
+                        written: 0,
+                        pending: Vec::new(),
+                    });
+                }
+                if let Some(level) = levels.get_mut(k) {
+                    level.pending.push(hash);
+                }
+            });
+        }
+        let full = self
+            .levels
+            .iter()
+            .any(|level| level.file.is_some() && level.pending.len() >= FLUSH_NODES);
+        if full {
+            if let Err(error) = self.flush() {
+                failure = Some(format!("writing the tree files: {error}"));
+            }
+        }
+        if let Some(reason) = failure {
+            self.failed.get_or_insert(reason);
+        }
+    }
+
+    /// Writes every buffered node to its file.
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
+        for level in &mut self.levels {
+            level.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn level_path(dir: Option<&Path>, level: u8) -> PathBuf {
+    dir.map(|dir| dir.join(format!("level-{level:02}.hashes")))
+        .unwrap_or_default()
+}
+
+impl NodeSource for StreamTree {
+    type Error = TreeError;
+
+    fn leaf_count(&self) -> u64 {
+        // Equal to the frontier's size, except while `open` rebuilds the frontier.
+        self.levels.first().map_or(0, Level::len)
+    }
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, TreeError> {
+        match self.levels.get(usize::from(level)) {
+            Some(nodes) => nodes.get(index),
+            None => Err(TreeError::Range(RangeError::TooLarge {
+                tree_size: (index + 1) << level,
+                available: self.frontier.size(),
+            })),
+        }
+    }
+}
+
+/// Every stream's tree.
+#[derive(Debug, Default)]
+pub(crate) struct Trees {
+    trees: HashMap<StreamId, StreamTree>,
+    root: Option<PathBuf>,
+}
+
+impl Trees {
+    /// Trees held in memory only.
+    pub(crate) fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Trees in `<store>/merkle/`.
+    pub(crate) fn on_disk(store: &Path) -> Self {
+        Self {
+            trees: HashMap::new(),
+            root: Some(store.join(MERKLE_DIR)),
+        }
+    }
+
+    /// Opens the tree of `stream` whose log has `log_size` events; returns the tree size it
+    /// has (the caller feeds the remaining leaves with [`Trees::push`]).
+    pub(crate) fn open_stream(&mut self, stream: StreamId, log_size: u64) -> std::io::Result<u64> {
+        let tree = match &self.root {
+            Some(root) => {
+                let dir = root.join(format!("{:020}", stream.as_u64()));
+                StreamTree::open(dir, log_size)?
+            }
+            None => StreamTree::in_memory(),
+        };
+        let size = tree.size();
+        self.trees.insert(stream, tree);
+        Ok(size)
+    }
+
+    /// Extends the tree of `stream` with `leaves`; creates an empty tree first if needed.
+    pub(crate) fn push(&mut self, stream: StreamId, leaves: &[Hash]) {
+        let root = self.root.clone();
+        let tree = self.trees.entry(stream).or_insert_with(|| {
+            let mut tree = StreamTree::in_memory();
+            if let Some(root) = root {
+                match StreamTree::open(root.join(format!("{:020}", stream.as_u64())), 0) {
+                    Ok(opened) => tree = opened,
+                    Err(error) => tree.failed = Some(error.to_string()),
+                }
+            }
+            tree
+        });
+        tree.push(leaves);
+    }
+
+    pub(crate) fn get(&self, stream: StreamId) -> Option<&StreamTree> {
+        self.trees.get(&stream)
+    }
+
+    /// Writes all buffered nodes (the store's sync and drop call this).
+    pub(crate) fn flush(&mut self) {
+        for tree in self.trees.values_mut() {
+            if let Err(error) = tree.flush() {
+                tree.failed
+                    .get_or_insert(format!("writing the tree files: {error}"));
+            }
+        }
+    }
+}
+
+impl Drop for Trees {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The leaf hashes of a batch whose first event is at `first_offset`.
+pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
+    events
+        .iter()
+        .zip(first_offset..)
+        .map(|(payload, offset)| event_leaf_hash(offset, payload))
+        .collect()
+}
+
+/// Opens every named stream's tree when the store opens, and re-hashes from the log the
+/// events the side files lack. A stream whose log cannot be read (damage) keeps the tree it
+/// has: proofs past it fail, and `verify` reports the damage.
+pub(crate) fn recover_trees(
+    backend: &mut crate::backend::Backend,
+    catalog: &crate::catalog::Catalog,
+    heads: &HashMap<StreamId, crate::store::Heads>,
+    config: &crate::Config,
+    path: Option<&Path>,
+) -> crate::Result<Trees> {
+    let mut trees = match path {
+        Some(path) => Trees::on_disk(path),
+        None => Trees::in_memory(),
+    };
+    for (_name, id) in catalog.iter() {
+        let log_size = heads
+            .get(&id)
+            .map_or(0, |heads| heads.written.next_offset.as_u64());
+        let mut size = trees.open_stream(id, log_size).map_err(|error| {
+            crate::Error::io(format!("opening the Merkle tree of stream {id}"), error)
+        })?;
+        while size < log_size {
+            let from = kimberlite_types::Offset::new(size);
+            let Ok(page) = backend.read_from(id, from, config.read_page_bytes) else {
+                break;
+            };
+            if page.is_empty() {
+                break;
+            }
+            let leaves = leaf_hashes(size, &page);
+            trees.push(id, &leaves);
+            size += leaves.len() as u64;
+        }
+        trees.flush();
+    }
+    Ok(trees)
+}

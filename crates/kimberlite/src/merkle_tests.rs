@@ -1,0 +1,161 @@
+//! Tests of the stores' Merkle trees: proofs verify, side files are rebuilt from the log.
+
+use kimberlite_proof::{verify_consistency, verify_inclusion, Hash};
+
+use crate::merkle::MERKLE_DIR;
+use crate::{Config, Durability, Error, ExpectedOffset, Kimberlite, StreamId};
+
+fn fill(store: &Kimberlite, id: StreamId, count: u64) {
+    for batch in (0..count).collect::<Vec<_>>().chunks(7) {
+        let events: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|i| format!("event {i}").into_bytes())
+            .collect();
+        store.append(id, events, ExpectedOffset::Any).unwrap();
+    }
+}
+
+fn check_all_proofs(store: &Kimberlite, id: StreamId) {
+    let head = store.tree_head(id).unwrap();
+    for offset in 0..head.tree_size {
+        let proof = store
+            .inclusion_proof(id, offset.into(), head.tree_size)
+            .unwrap();
+        let leaf = kimberlite_proof::event_leaf_hash(offset, format!("event {offset}").as_bytes());
+        assert_eq!(proof.leaf_hash, leaf);
+        verify_inclusion(&leaf, offset, head.tree_size, &proof.hashes, &head.root).unwrap();
+    }
+    for old in 1..=head.tree_size {
+        let proof = store.consistency_proof(id, old, head.tree_size).unwrap();
+        assert_eq!(proof.new_root, head.root);
+        verify_consistency(
+            old,
+            head.tree_size,
+            &proof.old_root,
+            &head.root,
+            &proof.hashes,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn in_memory_proofs_verify() {
+    let store = Kimberlite::in_memory();
+    let id = store.create_stream("audit").unwrap();
+    assert_eq!(
+        store.tree_head(id).unwrap().root,
+        kimberlite_proof::empty_root()
+    );
+    fill(&store, id, 45);
+    check_all_proofs(&store, id);
+    let check = store.check_tree(id, Some(10)).unwrap();
+    assert!(check.tree_matches_log());
+    assert_eq!(
+        check.root_at.unwrap().1,
+        store.consistency_proof(id, 10, 45).unwrap().old_root
+    );
+}
+
+#[test]
+fn proofs_out_of_range_are_typed_errors() {
+    let store = Kimberlite::in_memory();
+    let id = store.create_stream("audit").unwrap();
+    fill(&store, id, 5);
+    assert!(matches!(
+        store.inclusion_proof(id, 5.into(), 5),
+        Err(Error::TreeRange { .. })
+    ));
+    assert!(matches!(
+        store.inclusion_proof(id, 0.into(), 6),
+        Err(Error::TreeRange { .. })
+    ));
+    assert!(matches!(
+        store.consistency_proof(id, 0, 5),
+        Err(Error::TreeRange { .. })
+    ));
+    assert!(matches!(
+        store.consistency_proof(id, 4, 3),
+        Err(Error::TreeRange { .. })
+    ));
+}
+
+fn disk_root(dir: &std::path::Path) -> (u64, Hash) {
+    let store = Kimberlite::open(dir).unwrap();
+    let id = store.stream("audit").unwrap();
+    let head = store.tree_head(id).unwrap();
+    check_all_proofs(&store, id);
+    assert!(store.check_tree(id, None).unwrap().tree_matches_log());
+    (head.tree_size, head.root)
+}
+
+#[test]
+fn disk_tree_survives_reopen_and_is_rebuilt_when_missing_or_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let store = Kimberlite::open_with(
+            dir.path(),
+            Config::default().durability(Durability::Unsynced),
+        )
+        .unwrap();
+        let id = store.create_stream("audit").unwrap();
+        fill(&store, id, 300);
+        let memory = Kimberlite::in_memory();
+        let mid = memory.create_stream("audit").unwrap();
+        fill(&memory, mid, 300);
+        assert_eq!(store.tree_head(id).unwrap(), memory.tree_head(mid).unwrap());
+        let head = store.tree_head(id).unwrap();
+        (head.tree_size, head.root)
+    };
+    assert_eq!(disk_root(dir.path()), expected);
+    let tree_dir = dir.path().join(MERKLE_DIR).join(format!("{:020}", 1));
+    // A torn level file, a lost level file, then the whole directory lost.
+    let level0 = tree_dir.join("level-00.hashes");
+    let len = std::fs::metadata(&level0).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&level0)
+        .unwrap()
+        .set_len(len - 45)
+        .unwrap();
+    std::fs::remove_file(tree_dir.join("level-03.hashes")).unwrap();
+    assert_eq!(disk_root(dir.path()), expected);
+    std::fs::remove_dir_all(dir.path().join(MERKLE_DIR)).unwrap();
+    assert_eq!(disk_root(dir.path()), expected);
+    // Appending after a rebuild keeps the tree right.
+    {
+        let store = Kimberlite::open(dir.path()).unwrap();
+        let id = store.stream("audit").unwrap();
+        store
+            .append(
+                id,
+                [b"event 300".to_vec()],
+                ExpectedOffset::Exact(300.into()),
+            )
+            .unwrap();
+    }
+    assert_eq!(disk_root(dir.path()).0, 301);
+}
+
+#[test]
+fn stale_side_file_is_found_by_check_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Kimberlite::open(dir.path()).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        fill(&store, id, 20);
+    }
+    let level0 = dir
+        .path()
+        .join(MERKLE_DIR)
+        .join(format!("{:020}", 1))
+        .join("level-00.hashes");
+    let mut bytes = std::fs::read(&level0).unwrap();
+    bytes[32 * 3] ^= 1;
+    std::fs::write(&level0, bytes).unwrap();
+    let store = Kimberlite::open(dir.path()).unwrap();
+    let id = store.stream("audit").unwrap();
+    let check = store.check_tree(id, None).unwrap();
+    assert_eq!(check.first_stale_leaf, Some(3));
+    assert!(!check.tree_matches_log());
+}

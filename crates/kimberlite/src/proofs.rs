@@ -1,0 +1,243 @@
+//! Merkle proofs over a stream's events: tree heads, inclusion and consistency proofs, and a
+//! check of the stored tree against the log (see [`crate::merkle`] for the files).
+//!
+//! Proofs cover *durable* events only: the tree size of [`Kimberlite::tree_head`] is the
+//! stream's durable next offset, as readers see it. Verification is in `kimberlite_proof`
+//! (pure functions, usable without a store).
+
+use kimberlite_proof::{Frontier, Hash, NodeSource, RangeError};
+use kimberlite_types::{Offset, StreamId};
+
+use crate::error::{Error, Result};
+use crate::merkle::TreeError;
+use crate::store::{Kimberlite, State};
+
+/// A stream's Merkle tree head: its size (number of events) and RFC 9162 root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of events the tree covers (= the stream's durable next offset).
+    pub tree_size: u64,
+    /// The tree's root.
+    pub root: Hash,
+}
+
+/// An inclusion proof: event `offset` is leaf `offset` of the tree of `tree_size` with `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The event's offset (= leaf index).
+    pub offset: u64,
+    /// The tree size proved against.
+    pub tree_size: u64,
+    /// That tree's root.
+    pub root: Hash,
+    /// The event's leaf hash.
+    pub leaf_hash: Hash,
+    /// The RFC 9162 path, leaf to root.
+    pub hashes: Vec<Hash>,
+}
+
+/// A consistency proof: the tree of `new_size` extends the tree of `old_size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The old tree size.
+    pub old_size: u64,
+    /// The old tree's root.
+    pub old_root: Hash,
+    /// The new tree size.
+    pub new_size: u64,
+    /// The new tree's root.
+    pub new_root: Hash,
+    /// The RFC 9162 consistency proof.
+    pub hashes: Vec<Hash>,
+}
+
+/// What [`Kimberlite::check_tree`] found by recomputing a stream's tree from its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeCheck {
+    /// Events in the log (durable).
+    pub log_size: u64,
+    /// The root recomputed from the log.
+    pub log_root: Hash,
+    /// The root recomputed from the log at the size asked for, when the log is that long.
+    pub root_at: Option<(u64, Hash)>,
+    /// The first offset whose stored leaf hash differs from the log's event, if any.
+    pub first_stale_leaf: Option<u64>,
+    /// The stored tree's size and root.
+    pub stored: TreeHead,
+}
+
+impl TreeCheck {
+    /// True when the stored tree is exactly the tree of the log.
+    #[must_use]
+    pub fn tree_matches_log(&self) -> bool {
+        self.first_stale_leaf.is_none()
+            && self.stored.tree_size == self.log_size
+            && self.stored.root == self.log_root
+    }
+}
+
+fn tree_error(name: &str, error: TreeError) -> Error {
+    match error {
+        TreeError::Range(source) => Error::TreeRange {
+            name: name.to_owned(),
+            source,
+        },
+        other => Error::TreeUnavailable {
+            name: name.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl State {
+    fn durable_size(&self, id: StreamId) -> u64 {
+        self.heads
+            .get(&id)
+            .map_or(0, |heads| heads.durable.next_offset.as_u64())
+    }
+}
+
+impl Kimberlite {
+    /// The Merkle tree head of stream `id` over its durable events. O(1).
+    pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
+        let state = self.read_state();
+        let name = state.name_of(id)?;
+        let size = state.durable_size(id);
+        let Some(tree) = state.merkle.get(id) else {
+            return Ok(TreeHead {
+                tree_size: 0,
+                root: kimberlite_proof::empty_root(),
+            });
+        };
+        tree.check().map_err(|e| tree_error(name, e))?;
+        let root = if tree.size() == size {
+            tree.root()
+        } else {
+            kimberlite_proof::root_at(tree, size).map_err(|e| tree_error(name, e))?
+        };
+        Ok(TreeHead {
+            tree_size: size,
+            root,
+        })
+    }
+
+    /// Proof that event `offset` is in the tree of `tree_size` events: O(log n) node reads.
+    ///
+    /// Errors: [`Error::TreeRange`] when `offset >= tree_size` or `tree_size` is past the
+    /// stream's durable end; [`Error::TreeUnavailable`] when the side files failed.
+    pub fn inclusion_proof(
+        &self,
+        id: StreamId,
+        offset: Offset,
+        tree_size: u64,
+    ) -> Result<InclusionProof> {
+        let state = self.read_state();
+        let name = state.name_of(id)?;
+        let tree = self.tree_for(&state, id, name, tree_size)?;
+        let offset = offset.as_u64();
+        let error = |e| tree_error(name, e);
+        let hashes = kimberlite_proof::inclusion_proof(tree, offset, tree_size).map_err(error)?;
+        let leaf_hash = tree.node(0, offset).map_err(error)?;
+        let root = kimberlite_proof::root_at(tree, tree_size).map_err(error)?;
+        Ok(InclusionProof {
+            offset,
+            tree_size,
+            root,
+            leaf_hash,
+            hashes,
+        })
+    }
+
+    /// Proof that the tree of `new_size` events extends the tree of `old_size` events
+    /// (`0 < old_size <= new_size <= ` the durable size).
+    pub fn consistency_proof(
+        &self,
+        id: StreamId,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<ConsistencyProof> {
+        let state = self.read_state();
+        let name = state.name_of(id)?;
+        let tree = self.tree_for(&state, id, name, new_size)?;
+        let error = |e| tree_error(name, e);
+        let hashes =
+            kimberlite_proof::consistency_proof(tree, old_size, new_size).map_err(error)?;
+        Ok(ConsistencyProof {
+            old_size,
+            old_root: kimberlite_proof::root_at(tree, old_size).map_err(error)?,
+            new_size,
+            new_root: kimberlite_proof::root_at(tree, new_size).map_err(error)?,
+            hashes,
+        })
+    }
+
+    fn tree_for<'s>(
+        &self,
+        state: &'s State,
+        id: StreamId,
+        name: &str,
+        tree_size: u64,
+    ) -> Result<&'s crate::merkle::StreamTree> {
+        let available = state.durable_size(id);
+        if tree_size > available {
+            return Err(Error::TreeRange {
+                name: name.to_owned(),
+                source: RangeError::TooLarge {
+                    tree_size,
+                    available,
+                },
+            });
+        }
+        let tree = state.merkle.get(id).ok_or_else(|| Error::TreeRange {
+            name: name.to_owned(),
+            source: RangeError::TooLarge {
+                tree_size,
+                available: 0,
+            },
+        })?;
+        tree.check().map_err(|e| tree_error(name, e))?;
+        Ok(tree)
+    }
+
+    /// Recomputes stream `id`'s tree from its log (every event is read and re-hashed: O(n))
+    /// and compares it with the stored tree; also returns the log's root at `size_at` when
+    /// the log has that many events. What `verify` and `audit` rely on, since the side files
+    /// are not trusted.
+    pub fn check_tree(&self, id: StreamId, size_at: Option<u64>) -> Result<TreeCheck> {
+        let stored = self.tree_head(id)?;
+        let mut frontier = Frontier::new();
+        let mut root_at = None;
+        let mut first_stale_leaf = None;
+        let mut next = Offset::ZERO;
+        for event in self.events(id, Offset::ZERO) {
+            let event = event?;
+            if Some(frontier.size()) == size_at {
+                root_at = Some((frontier.size(), frontier.root()));
+            }
+            let leaf = kimberlite_proof::event_leaf_hash(event.offset.as_u64(), &event.payload);
+            if first_stale_leaf.is_none() && frontier.size() < stored.tree_size {
+                let state = self.read_state();
+                let stored_leaf = state
+                    .merkle
+                    .get(id)
+                    .and_then(|t| t.node(0, frontier.size()).ok());
+                if stored_leaf != Some(leaf) {
+                    first_stale_leaf = Some(frontier.size());
+                }
+            }
+            frontier.push(leaf, |_, _, _| {});
+            next = Offset::new(frontier.size());
+        }
+        debug_assert_eq!(next.as_u64(), frontier.size());
+        if Some(frontier.size()) == size_at {
+            root_at = Some((frontier.size(), frontier.root()));
+        }
+        Ok(TreeCheck {
+            log_size: frontier.size(),
+            log_root: frontier.root(),
+            root_at,
+            first_stale_leaf,
+            stored,
+        })
+    }
+}
