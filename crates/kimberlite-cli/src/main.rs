@@ -1,6 +1,7 @@
 //! `kimberlite`: the command-line tool for Kimberlite stores.
 //!
-//! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`. See
+//! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
+//! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`. See
 //! `kimberlite --help`, `kimberlite help <command>` and this crate's README.
 //!
 //! # Exit codes
@@ -31,6 +32,8 @@ mod check;
 mod common;
 mod demo;
 mod events;
+mod proof_audit;
+mod proofs;
 
 use std::process::ExitCode;
 
@@ -70,6 +73,25 @@ enum Command {
     Inspect(check::InspectArgs),
     /// Measure append and read throughput and append latency on a scratch store.
     Bench(bench::BenchArgs),
+    /// Create an Ed25519 key pair for signing checkpoints (C2SP signed-note key format).
+    Keygen(proofs::KeygenArgs),
+    /// Sign a checkpoint (origin, tree size, Merkle root) of a stream; print it and keep it
+    /// under DIR/checkpoints/.
+    Checkpoint(proofs::CheckpointArgs),
+    /// Print an event and its Merkle inclusion proof as JSON.
+    Prove(proofs::ProveArgs),
+    /// Print a Merkle consistency proof between two tree sizes of a stream as JSON.
+    ProveConsistency(proofs::ProveConsistencyArgs),
+    /// Check a proof against a signed checkpoint and a public key, without any store.
+    ///
+    /// Exit code 0 when valid, 1 when invalid (the reason is printed), 2 on usage or I/O
+    /// errors.
+    VerifyProof(proofs::VerifyProofArgs),
+    /// Check that a stream still extends an earlier signed checkpoint: reports a cut-off
+    /// tail or rewritten history with the offsets concerned.
+    ///
+    /// Exit code 0 when consistent, 1 when tampering is found, 2 on usage or I/O errors.
+    Audit(proof_audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +104,12 @@ fn main() -> ExitCode {
         Command::Verify(args) => check::verify(&args),
         Command::Inspect(args) => check::inspect(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Keygen(args) => proofs::keygen(&args),
+        Command::Checkpoint(args) => proofs::checkpoint(&args),
+        Command::Prove(args) => proofs::prove(&args),
+        Command::ProveConsistency(args) => proofs::prove_consistency(&args),
+        Command::VerifyProof(args) => proofs::verify_proof(&args),
+        Command::Audit(args) => proof_audit::audit(&args),
     };
     match outcome {
         Ok(code) => code,

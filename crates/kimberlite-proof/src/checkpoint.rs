@@ -167,6 +167,31 @@ pub struct InclusionBundle {
     pub proof: Vec<Hash>,
 }
 
+impl InclusionBundle {
+    /// A bundle for the event at `offset` with `payload` (encoded here, so callers need no
+    /// base64 of their own).
+    #[must_use]
+    pub fn new(
+        origin: &str,
+        offset: u64,
+        payload: &[u8],
+        tree_size: u64,
+        root: Hash,
+        proof: Vec<Hash>,
+    ) -> Self {
+        Self {
+            format: INCLUSION_FORMAT.to_owned(),
+            origin: origin.to_owned(),
+            offset,
+            payload_base64: BASE64.encode(payload),
+            leaf_hash: event_leaf_hash(offset, payload),
+            tree_size,
+            root,
+            proof,
+        }
+    }
+}
+
 /// A consistency proof between two tree sizes, as `kimberlite prove-consistency` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsistencyBundle {

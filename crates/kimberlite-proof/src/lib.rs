@@ -27,7 +27,10 @@ pub mod note;
 pub mod tree;
 pub mod verify;
 
-pub use checkpoint::{Checkpoint, CheckpointError, ConsistencyBundle, InclusionBundle};
+pub use checkpoint::{
+    verify_bundle, Checkpoint, CheckpointError, ConsistencyBundle, InclusionBundle, Verified,
+    CONSISTENCY_FORMAT, INCLUSION_FORMAT,
+};
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{NoteError, SignerKey, VerifierKey};
 pub use tree::{
