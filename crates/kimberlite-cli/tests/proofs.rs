@@ -1,0 +1,338 @@
+//! Merkle proofs end to end through the real `kimberlite` binary: keygen, checkpoint, prove,
+//! verify-proof, prove-consistency, audit; and the attacks `audit` must catch on real files:
+//! a tail cut after a checkpoint and a rewritten old event, each with every chain hash, CRC,
+//! manifest and Merkle side file made consistent again, as a capable attacker would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kimberlite::{ExpectedOffset, Kimberlite, Offset};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args(args)
+        .output()
+        .expect("run kimberlite");
+    let run = Run {
+        code: output.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
+    run
+}
+
+fn expect(args: &[&str], code: i32, needle: &str) -> String {
+    let run = run(args);
+    assert_eq!(
+        run.code, code,
+        "{args:?}\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains(needle), "{args:?}: {needle:?} not in\n{all}");
+    run.stdout
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// A store `<tmp>/store` with streams `other` (3 events) and `audit` (`count` events), a key
+/// pair and a signed checkpoint of `audit`.
+struct Setup {
+    tmp: tempfile::TempDir,
+    store: PathBuf,
+    checkpoint: PathBuf,
+    pubkey: PathBuf,
+}
+
+fn payload(i: u64) -> String {
+    format!("{{\"event\":\"record_viewed\",\"n\":{i}}}")
+}
+
+fn setup(count: u64) -> Setup {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    {
+        let db = Kimberlite::open(&store).expect("open");
+        let other = db.create_stream("other").expect("create");
+        db.append(other, ["x", "y", "z"], ExpectedOffset::NoStream)
+            .expect("append");
+        let audit = db.create_stream("audit").expect("create");
+        let events: Vec<String> = (0..count).map(payload).collect();
+        db.append(audit, events, ExpectedOffset::NoStream)
+            .expect("append");
+    }
+    let key = tmp.path().join("auditor.key");
+    expect(
+        &["keygen", "--name", "auditor", "--out", s(&key)],
+        0,
+        "auditor+",
+    );
+    let note = expect(
+        &["checkpoint", s(&store), "audit", "--key", s(&key)],
+        0,
+        "store/audit\n",
+    );
+    let checkpoint = tmp.path().join("audit.checkpoint");
+    std::fs::write(&checkpoint, note).expect("write checkpoint");
+    let pubkey = tmp.path().join("auditor.key.pub");
+    Setup {
+        tmp,
+        store,
+        checkpoint,
+        pubkey,
+    }
+}
+
+fn audit(setup: &Setup, code: i32, needle: &str) -> String {
+    expect(
+        &[
+            "audit",
+            s(&setup.store),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--pubkey",
+            s(&setup.pubkey),
+        ],
+        code,
+        needle,
+    )
+}
+
+/// The attacker's tool: rebuilds the whole store with the engine itself from `streams`
+/// (name, events), in the original creation order, so every record, chain hash, CRC,
+/// manifest, index and Merkle side file is exactly what an honest store would hold.
+fn rewrite_store(store: &Path, edit: impl Fn(&str, &mut Vec<Vec<u8>>)) {
+    let mut streams = Vec::new();
+    {
+        let db = Kimberlite::open(store).expect("open");
+        let mut infos = db.list_streams();
+        infos.sort_by_key(|info| info.id.as_u64());
+        for info in infos {
+            let events: Vec<Vec<u8>> = db
+                .read(info.id, Offset::ZERO, u64::MAX)
+                .expect("read")
+                .into_iter()
+                .map(|event| event.payload.to_vec())
+                .collect();
+            streams.push((info.name, events));
+        }
+    }
+    std::fs::remove_dir_all(store).expect("remove store");
+    let db = Kimberlite::open(store).expect("recreate");
+    for (name, mut events) in streams {
+        edit(&name, &mut events);
+        let id = db.create_stream(&name).expect("create");
+        if !events.is_empty() {
+            db.append(id, events, ExpectedOffset::NoStream)
+                .expect("append");
+        }
+    }
+}
+
+#[test]
+fn prove_and_verify_offline() {
+    let setup = setup(100);
+    let proof_path = setup.tmp.path().join("proof.json");
+    let proof = expect(
+        &["prove", s(&setup.store), "audit", "37"],
+        0,
+        "\"offset\": 37",
+    );
+    std::fs::write(&proof_path, &proof).expect("write");
+    let verify = [
+        "verify-proof",
+        "--pubkey",
+        s(&setup.pubkey),
+        "--checkpoint",
+        s(&setup.checkpoint),
+        "--proof",
+        s(&proof_path),
+    ];
+    expect(&verify, 0, "valid: the event at offset 37");
+    // The verifier needs no store.
+    std::fs::remove_dir_all(&setup.store).expect("remove");
+    expect(&verify, 0, "valid");
+    // Any change to the proof is rejected with the reason.
+    let cases = [
+        ("\"offset\": 37", "\"offset\": 38", "leaf hash"),
+        ("\"tree_size\": 100", "\"tree_size\": 99", "tree size 99"),
+        (
+            "\"proof\": [\n    \"",
+            "\"proof\": [\n    \"00",
+            "malformed proof",
+        ),
+        ("{", "[", "malformed proof"),
+    ];
+    for (from, to, reason) in cases {
+        std::fs::write(&proof_path, proof.replacen(from, to, 1)).expect("write");
+        expect(&verify, 1, reason);
+    }
+    let bundle: serde_json::Value = serde_json::from_str(&proof).expect("json");
+    let first = bundle["proof"][0].as_str().expect("hash").to_owned();
+    let flipped = format!(
+        "{}{}",
+        if first.starts_with('0') { "1" } else { "0" },
+        &first[1..]
+    );
+    std::fs::write(&proof_path, proof.replace(&first, &flipped)).expect("write");
+    expect(&verify, 1, "does not verify");
+    // A changed checkpoint fails its signature; garbage keys and files are clear errors.
+    std::fs::write(&proof_path, &proof).expect("write");
+    let note = std::fs::read_to_string(&setup.checkpoint).expect("read");
+    std::fs::write(&setup.checkpoint, note.replacen("\n100\n", "\n101\n", 1)).expect("write");
+    expect(&verify, 1, "does not verify");
+    std::fs::write(&setup.checkpoint, "garbage").expect("write");
+    expect(&verify, 1, "malformed");
+    std::fs::write(&setup.pubkey, "garbage").expect("write");
+    expect(&verify, 2, "malformed verifier key");
+}
+
+#[test]
+fn consistency_proofs_and_an_honest_audit() {
+    let setup = setup(10);
+    let db = Kimberlite::open(&setup.store).expect("open");
+    let id = db.stream("audit").expect("stream");
+    db.append(id, ["later"], ExpectedOffset::Any)
+        .expect("append");
+    drop(db);
+    let out = audit(
+        &setup,
+        0,
+        "consistent: the stream's 11 events extend the 10 events",
+    );
+    assert!(out.contains("consistency proof 10 -> 11"), "{out}");
+    let proof_path = setup.tmp.path().join("consistency.json");
+    let proof = expect(
+        &["prove-consistency", s(&setup.store), "audit", "10", "11"],
+        0,
+        "kimberlite-consistency-proof/v1",
+    );
+    std::fs::write(&proof_path, proof).expect("write");
+    expect(
+        &[
+            "verify-proof",
+            "--pubkey",
+            s(&setup.pubkey),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--proof",
+            s(&proof_path),
+        ],
+        0,
+        "extends the tree of 10 events",
+    );
+    expect(
+        &["prove-consistency", s(&setup.store), "audit", "11", "10"],
+        2,
+        "no consistency proof",
+    );
+    expect(
+        &["prove", s(&setup.store), "audit", "11"],
+        2,
+        "not in a tree",
+    );
+}
+
+#[test]
+fn audit_reports_a_cut_tail_with_every_hash_fixed_up() {
+    let setup = setup(50);
+    audit(&setup, 0, "consistent");
+    rewrite_store(&setup.store, |name, events| {
+        if name == "audit" {
+            events.truncate(46);
+        }
+    });
+    // The store itself is flawless: verify finds nothing.
+    expect(&["verify", s(&setup.store)], 0, "intact");
+    audit(&setup, 1, "TAIL CUT");
+    let out = audit(&setup, 1, "offsets 46..=49 were removed");
+    assert!(out.contains("ends at offset 45"), "{out}");
+    // Appending new events to hide the cut makes it a rewritten history instead.
+    let db = Kimberlite::open(&setup.store).expect("open");
+    let id = db.stream("audit").expect("stream");
+    db.append(
+        id,
+        (0..10).map(|i| format!("forged {i}")),
+        ExpectedOffset::Any,
+    )
+    .expect("append");
+    drop(db);
+    audit(
+        &setup,
+        1,
+        "HISTORY REWRITTEN: the stream's events at offsets 0..=49",
+    );
+}
+
+#[test]
+fn audit_reports_a_rewritten_event_with_the_whole_chain_recomputed() {
+    let setup = setup(50);
+    rewrite_store(&setup.store, |name, events| {
+        if name == "audit" {
+            events[7] = b"{\"event\":\"nothing_to_see\"}".to_vec();
+        }
+    });
+    expect(&["verify", s(&setup.store)], 0, "intact");
+    audit(&setup, 1, "HISTORY REWRITTEN");
+}
+
+#[test]
+fn audit_reports_stale_tree_files() {
+    let setup = setup(20);
+    // Only the log is rewritten; the old Merkle side files are put back.
+    let merkle = setup.store.join("merkle");
+    let saved = setup.tmp.path().join("merkle-saved");
+    std::fs::rename(&merkle, &saved).expect("save");
+    rewrite_store(&setup.store, |name, events| {
+        if name == "audit" {
+            events[3] = b"changed".to_vec();
+        }
+    });
+    std::fs::remove_dir_all(&merkle).expect("remove");
+    std::fs::rename(&saved, &merkle).expect("restore");
+    let out = audit(&setup, 1, "disagrees with the log from offset 3");
+    assert!(out.contains("HISTORY REWRITTEN"), "{out}");
+}
+
+#[test]
+fn audit_usage_errors() {
+    let setup = setup(5);
+    let missing = setup.tmp.path().join("missing");
+    expect(
+        &[
+            "audit",
+            s(&setup.store),
+            "--checkpoint",
+            s(&missing),
+            "--pubkey",
+            s(&setup.pubkey),
+        ],
+        2,
+        "cannot read the checkpoint",
+    );
+    let other_key = setup.tmp.path().join("other.key");
+    expect(&["keygen", "--out", s(&other_key)], 0, "kimberlite+");
+    expect(&["keygen", "--out", s(&other_key)], 2, "never overwrites");
+    let other_pub = setup.tmp.path().join("other.key.pub");
+    expect(
+        &[
+            "audit",
+            s(&setup.store),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--pubkey",
+            s(&other_pub),
+        ],
+        2,
+        "no signature by key kimberlite",
+    );
+}
