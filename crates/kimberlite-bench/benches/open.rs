@@ -5,12 +5,9 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench open`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
 use std::path::Path;
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use kimberlite_bench::{
     build_store, criterion_config, interleaved, report, scaled, Target, LARGE_STORE_EVENTS, STREAM,
 };
@@ -48,25 +45,17 @@ fn verify(dir: &Path) {
     assert!(report.records_checked > 0);
 }
 
-fn bench(c: &mut Criterion) {
-    let dir = store();
+fn bench(c: &mut Criterion, dir: &Path) {
     let mut group = c.benchmark_group("open");
-    group.bench_function("kimberlite_open_1M_events", |b| {
-        b.iter(|| reopen(dir.path()))
-    });
+    group.bench_function("kimberlite_open_1M_events", |b| b.iter(|| reopen(dir)));
     group.bench_function("baseline_open_and_verify_1M_events", |b| {
-        b.iter(|| verify(dir.path()))
+        b.iter(|| verify(dir))
     });
     group.finish();
 }
 
-fn print_ratio() {
-    let dir = store();
-    let (open, verify_time) = interleaved(
-        scaled(7, 3) as usize,
-        || reopen(dir.path()),
-        || verify(dir.path()),
-    );
+fn print_ratio(dir: &Path) {
+    let (open, verify_time) = interleaved(scaled(7, 3) as usize, || reopen(dir), || verify(dir));
     println!("open: reopen {open:.2?}, reopen + full verify {verify_time:.2?}");
     report(
         "open",
@@ -77,14 +66,10 @@ fn print_ratio() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratio();
+    let dir = store();
+    let mut criterion = criterion_config();
+    bench(&mut criterion, dir.path());
+    criterion.final_summary();
+    print_ratio(dir.path());
 }

@@ -7,13 +7,10 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench read_verified`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
     build_store, criterion_config, interleaved, rate, report, scaled, sha256_each, thousands,
     Target, EVENT_BYTES, LARGE_STORE_EVENTS, STREAM,
@@ -23,7 +20,8 @@ use kimberlite_types::Offset;
 
 const READ_EVENTS: u64 = 1_000;
 
-fn store() -> (tempfile::TempDir, Storage, u64) {
+/// Builds the store once per run (in a temp dir); returns it and its event count.
+fn build() -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let count = scaled(LARGE_STORE_EVENTS, 100_000);
     let built = build_store(dir.path(), count, StorageConfig::default());
@@ -34,7 +32,7 @@ fn store() -> (tempfile::TempDir, Storage, u64) {
         stats.segment_count,
         stats.stored_bytes / 1_000_000
     );
-    (dir, storage, count)
+    (dir, count)
 }
 
 fn read(storage: &mut Storage, from: u64) -> Vec<Bytes> {
@@ -45,8 +43,8 @@ fn read(storage: &mut Storage, from: u64) -> Vec<Bytes> {
     events
 }
 
-fn bench(c: &mut Criterion) {
-    let (_dir, mut storage, count) = store();
+fn bench(c: &mut Criterion, dir: &std::path::Path, count: u64) {
+    let mut storage = Storage::open(dir).expect("reopen");
     let mut group = c.benchmark_group("read_verified");
     group.throughput(Throughput::Bytes(READ_EVENTS * EVENT_BYTES as u64));
     for (name, from) in [
@@ -65,8 +63,8 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-fn print_ratio() {
-    let (_dir, storage, count) = store();
+fn print_ratio(dir: &std::path::Path, count: u64) {
+    let storage = Storage::open(dir).expect("reopen");
     // Both sides of an interleaved pair read the same store.
     let storage = std::cell::RefCell::new(storage);
     let read = |from| read(&mut storage.borrow_mut(), from);
@@ -105,14 +103,10 @@ fn print_ratio() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratio();
+    let (dir, count) = build();
+    let mut criterion = criterion_config();
+    bench(&mut criterion, dir.path(), count);
+    criterion.final_summary();
+    print_ratio(dir.path(), count);
 }
