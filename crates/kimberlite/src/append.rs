@@ -155,7 +155,7 @@ impl Kimberlite {
         let name = name.to_owned();
         let count = events.len();
         let fsync = self.inner.config.durability == Durability::SyncEachAppend;
-        let leaves = crate::merkle::leaf_hashes(head.next_offset.as_u64(), &events);
+        let leaves = crate::merkle::leaf_hashes(&state.merkle, head.next_offset.as_u64(), &events);
         let outcome = state
             .backend
             .append_batch(id, events, head.next_offset, head.hash, fsync);

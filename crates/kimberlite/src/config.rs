@@ -41,6 +41,7 @@ pub struct Config {
     pub(crate) read_page_bytes: u64,
     pub(crate) max_segment_size_bytes: Option<u64>,
     pub(crate) compression: CompressionKind,
+    pub(crate) merkle_trees: bool,
 }
 
 /// Default page size of [`crate::Events`], in payload bytes: 1 MiB.
@@ -54,6 +55,7 @@ impl Default for Config {
             read_page_bytes: DEFAULT_READ_PAGE_BYTES,
             max_segment_size_bytes: None,
             compression: CompressionKind::Lz4,
+            merkle_trees: true,
         }
     }
 }
@@ -97,6 +99,15 @@ impl Config {
     #[must_use]
     pub fn compression(mut self, compression: CompressionKind) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Whether the store keeps each stream's Merkle tree ([`crate::merkle`]) for proofs.
+    /// Default: `true`. With `false` appends skip the tree (benchmarks compare the two) and
+    /// proof calls return [`crate::Error::TreeUnavailable`]; the log is the same either way.
+    #[must_use]
+    pub fn merkle_trees(mut self, enabled: bool) -> Self {
+        self.merkle_trees = enabled;
         self
     }
 

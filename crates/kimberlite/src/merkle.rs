@@ -322,12 +322,17 @@ impl NodeSource for StreamTree {
 pub(crate) struct Trees {
     trees: HashMap<StreamId, StreamTree>,
     root: Option<PathBuf>,
+    disabled: bool,
 }
 
 impl Trees {
-    /// Trees held in memory only.
-    pub(crate) fn in_memory() -> Self {
-        Self::default()
+    /// Trees held in memory only (none when `config` disables them).
+    pub(crate) fn in_memory(config: &crate::Config) -> Self {
+        Self {
+            trees: HashMap::new(),
+            root: None,
+            disabled: !config.merkle_trees,
+        }
     }
 
     /// Trees in `<store>/merkle/`.
@@ -335,7 +340,13 @@ impl Trees {
         Self {
             trees: HashMap::new(),
             root: Some(store.join(MERKLE_DIR)),
+            disabled: false,
         }
+    }
+
+    /// False when the store's configuration disables trees.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.disabled
     }
 
     /// Opens the tree of `stream` whose log has `log_size` events; returns the tree size it
@@ -355,6 +366,9 @@ impl Trees {
 
     /// Extends the tree of `stream` with `leaves`; creates an empty tree first if needed.
     pub(crate) fn push(&mut self, stream: StreamId, leaves: &[Hash]) {
+        if self.disabled {
+            return;
+        }
         let root = self.root.clone();
         let tree = self.trees.entry(stream).or_insert_with(|| {
             let mut tree = StreamTree::in_memory();
@@ -390,8 +404,12 @@ impl Drop for Trees {
     }
 }
 
-/// The leaf hashes of a batch whose first event is at `first_offset`.
-pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
+/// The leaf hashes of a batch whose first event is at `first_offset` (none when `trees`
+/// are disabled).
+pub(crate) fn leaf_hashes(trees: &Trees, first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
+    if !trees.enabled() {
+        return Vec::new();
+    }
     events
         .iter()
         .zip(first_offset..)
@@ -410,8 +428,8 @@ pub(crate) fn recover_trees(
     path: Option<&Path>,
 ) -> crate::Result<Trees> {
     let mut trees = match path {
-        Some(path) => Trees::on_disk(path),
-        None => Trees::in_memory(),
+        Some(path) if config.merkle_trees => Trees::on_disk(path),
+        _ => return Ok(Trees::in_memory(config)),
     };
     for (_name, id) in catalog.iter() {
         let log_size = heads
@@ -428,7 +446,7 @@ pub(crate) fn recover_trees(
             if page.is_empty() {
                 break;
             }
-            let leaves = leaf_hashes(size, &page);
+            let leaves = leaf_hashes(&trees, size, &page);
             trees.push(id, &leaves);
             size += leaves.len() as u64;
         }

@@ -159,3 +159,30 @@ fn stale_side_file_is_found_by_check_tree() {
     assert_eq!(check.first_stale_leaf, Some(3));
     assert!(!check.tree_matches_log());
 }
+
+#[test]
+fn disabled_trees_refuse_proofs_and_keep_the_log_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().merkle_trees(false);
+    let head = {
+        let store = Kimberlite::open_with(dir.path(), config.clone()).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        fill(&store, id, 10);
+        assert!(matches!(
+            store.tree_head(id),
+            Err(Error::TreeUnavailable { .. })
+        ));
+        assert!(matches!(
+            store.inclusion_proof(id, 0.into(), 10),
+            Err(Error::TreeUnavailable { .. })
+        ));
+        store.head(id).unwrap()
+    };
+    assert!(!dir.path().join(MERKLE_DIR).exists());
+    let memory = Kimberlite::in_memory_with(config);
+    let id = memory.create_stream("audit").unwrap();
+    fill(&memory, id, 10);
+    assert_eq!(memory.head(id).unwrap(), head);
+    // Reopened with trees, the store builds them from the log.
+    assert_eq!(disk_root(dir.path()).0, 10);
+}

@@ -89,6 +89,13 @@ fn tree_error(name: &str, error: TreeError) -> Error {
     }
 }
 
+fn disabled(name: &str) -> Error {
+    Error::TreeUnavailable {
+        name: name.to_owned(),
+        reason: "Merkle trees are disabled in this store's Config".to_owned(),
+    }
+}
+
 impl State {
     fn durable_size(&self, id: StreamId) -> u64 {
         self.heads
@@ -103,6 +110,9 @@ impl Kimberlite {
         let state = self.read_state();
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
+        if !state.merkle.enabled() {
+            return Err(disabled(name));
+        }
         let Some(tree) = state.merkle.get(id) else {
             return Ok(TreeHead {
                 tree_size: 0,
@@ -178,6 +188,9 @@ impl Kimberlite {
         name: &str,
         tree_size: u64,
     ) -> Result<&'s crate::merkle::StreamTree> {
+        if !state.merkle.enabled() {
+            return Err(disabled(name));
+        }
         let available = state.durable_size(id);
         if tree_size > available {
             return Err(Error::TreeRange {

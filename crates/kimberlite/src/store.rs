@@ -168,7 +168,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
-            merkle: crate::merkle::Trees::in_memory(),
+            merkle: crate::merkle::Trees::in_memory(&config),
         };
         Self::from_state(state, config, None)
     }
@@ -184,7 +184,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
-            merkle: crate::merkle::Trees::in_memory(),
+            merkle: crate::merkle::Trees::in_memory(&config),
         };
         (Self::from_state(state, config, None), faults)
     }
