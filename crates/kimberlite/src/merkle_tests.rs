@@ -158,6 +158,12 @@ fn stale_side_file_is_found_by_check_tree() {
     let check = store.check_tree(id, None).unwrap();
     assert_eq!(check.first_stale_leaf, Some(3));
     assert!(!check.tree_matches_log());
+    let report = store.verify_all().unwrap();
+    let problem = report
+        .first_problem()
+        .expect("verify reports the stale tree");
+    assert_eq!(problem.offset.as_u64(), 3);
+    assert!(problem.reason.contains("Merkle tree"), "{}", problem.reason);
 }
 
 #[test]

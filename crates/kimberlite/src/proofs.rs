@@ -212,6 +212,55 @@ impl Kimberlite {
         Ok(tree)
     }
 
+    /// After `verify` found stream `id` intact: checks its Merkle tree against the log and
+    /// turns a difference into a [`crate::Problem`].
+    pub(crate) fn check_tree_into(
+        &self,
+        id: StreamId,
+        report: &mut crate::VerifyReport,
+    ) -> Result<()> {
+        let Some(index) = report.streams.iter().position(|s| s.stream == id) else {
+            return Ok(()); // damaged already, or never seen
+        };
+        let (named, enabled) = {
+            let state = self.read_state();
+            (state.catalog.name(id).is_some(), state.merkle.enabled())
+        };
+        if !named || !enabled {
+            return Ok(());
+        }
+        let check = self.check_tree(id, None)?;
+        if check.tree_matches_log() {
+            return Ok(());
+        }
+        let stream = report.streams.remove(index);
+        let offset = check
+            .first_stale_leaf
+            .unwrap_or(check.stored.tree_size.min(check.log_size));
+        let reason = format!(
+            "the Merkle tree side files disagree with the log from offset {offset} on \
+             (stored tree: {} events, root {}; log: {} events, root {})",
+            check.stored.tree_size, check.stored.root, check.log_size, check.log_root
+        );
+        report.problems.push(crate::Problem {
+            stream: id,
+            name: stream.name.clone(),
+            offset: Offset::new(offset),
+            segment: None,
+            file: self.path().map(|path| {
+                path.join(crate::merkle::MERKLE_DIR)
+                    .join(format!("{:020}", id.as_u64()))
+            }),
+            position: None,
+            message: format!(
+                "stream {:?}: {reason}",
+                stream.name.as_deref().unwrap_or_default()
+            ),
+            reason,
+        });
+        Ok(())
+    }
+
     /// Recomputes stream `id`'s tree from its log (every event is read and re-hashed: O(n))
     /// and compares it with the stored tree; also returns the log's root at `size_at` when
     /// the log has that many events. What `verify` and `audit` rely on, since the side files

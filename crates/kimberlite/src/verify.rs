@@ -13,6 +13,10 @@
 //! Only I/O failures and usage errors are `Err`: damage is a report with problems, so callers
 //! (like the command-line tool's exit codes) can tell "tampered" from "could not check".
 //!
+//! Each named stream's Merkle tree ([`crate::merkle`]) is then recomputed from the log and
+//! compared with its side files ([`Kimberlite::check_tree`]); a difference is a problem at the
+//! first offset that differs.
+//!
 //! What verification cannot see on its own: whole records cut from the end of a stream *before*
 //! the store was opened (the recovered head is the stored one). Head hashes kept outside the
 //! store close that gap: see [`crate::Anchor`] and [`Kimberlite::check_anchor`].
@@ -141,6 +145,7 @@ impl Kimberlite {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
         self.verify_into(id, &mut report)?;
+        self.check_tree_into(id, &mut report)?;
         Ok(report)
     }
 
@@ -156,6 +161,7 @@ impl Kimberlite {
         let mut report = VerifyReport::default();
         for id in self.all_stream_ids() {
             let records = self.verify_into(id, &mut report)?;
+            self.check_tree_into(id, &mut report)?;
             progress(records);
         }
         Ok(report)
