@@ -160,24 +160,53 @@ mod tests {
         }
     }
 
-    /// The vector in docs/FORMAT.md, "Merkle leaves and tiles".
+    /// The `merkle-vector` block of docs/FORMAT.md ("Merkle leaves and tiles").
     #[test]
-    fn format_md_leaf_vector() {
-        let bytes = event_leaf_bytes(1, b"hello");
-        assert_eq!(
-            hex::encode(&bytes),
-            "010000000000000000050000000000000068656c6c6f"
-        );
-        assert_eq!(
-            leaf_hash(&bytes).to_string(),
-            FORMAT_MD_LEAF_HASH,
-            "update docs/FORMAT.md if the encoding changes"
-        );
+    fn format_md_merkle_vectors_hold() {
+        let doc = include_str!("../../../docs/FORMAT.md");
+        let block = doc
+            .split("```merkle-vector\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/FORMAT.md has a merkle-vector block");
+        let payloads: [&[u8]; 3] = [
+            b"",
+            b"hello",
+            br#"{"event":"record_viewed","patient":"P-00017","clinician":"C-042"}"#,
+        ];
+        let mut checked = 0;
+        let mut leaves = Vec::new();
+        for (offset, payload) in payloads.iter().enumerate() {
+            let bytes = event_leaf_bytes(offset as u64, payload);
+            let hash = leaf_hash(&bytes);
+            let line = |what: &str| {
+                block
+                    .lines()
+                    .find(|l| l.starts_with(&format!("leaf {offset} {what}")))
+                    .and_then(|l| l.split('=').nth(1))
+                    .map(str::trim)
+                    .expect("vector line")
+                    .to_owned()
+            };
+            assert_eq!(hex::encode(&bytes), line("bytes"), "leaf {offset} bytes");
+            assert_eq!(hash.to_string(), line("hash"), "leaf {offset} hash");
+            leaves.push(hash);
+            checked += 2;
+        }
+        let tree = crate::tree::MemoryTree::from_leaves(leaves);
+        for size in [2u64, 3] {
+            let expected = block
+                .lines()
+                .find(|l| l.starts_with(&format!("root {size}")))
+                .and_then(|l| l.split('=').nth(1))
+                .map(str::trim)
+                .expect("root line");
+            let root = crate::tree::root_at(&tree, size).unwrap();
+            assert_eq!(root.to_string(), expected, "root {size}");
+            checked += 1;
+        }
+        assert_eq!(checked, 8);
     }
-
-    /// Recomputed independently with Python's `hashlib`.
-    const FORMAT_MD_LEAF_HASH: &str =
-        "6cef01e66f46f9520453dc6d96fa06ee6c388af77c081ac18b4d8999292e3138";
 
     #[test]
     fn hash_parsing_rejects_garbage() {
