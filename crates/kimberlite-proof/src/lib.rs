@@ -40,4 +40,6 @@ pub use tree::{
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion, ProofError};
 
 #[cfg(test)]
+mod garbage_tests;
+#[cfg(test)]
 mod vector_tests;
