@@ -336,3 +336,38 @@ fn audit_usage_errors() {
         "no signature by key kimberlite",
     );
 }
+
+/// The same cut done on the files themselves: the active segment is truncated at a record
+/// boundary (each frame carries its own CRC, and no later record's chain link is left to
+/// break), its index and the Merkle side files are deleted so that open rebuilds them.
+/// `verify` sees a clean store; only the signed checkpoint shows what is gone.
+#[test]
+fn audit_reports_a_tail_cut_in_the_segment_file() {
+    let setup = setup(20);
+    let stream_dir = setup.store.join("streams").join(format!("{:020}", 2));
+    let segment = stream_dir.join("00000000.seg");
+    let bytes = std::fs::read(&segment).expect("read segment");
+    let mut frames = Vec::new();
+    let mut position = 40; // the segment header (docs/FORMAT.md)
+    while position < bytes.len() {
+        frames.push(position);
+        let len: [u8; 4] = bytes[position..position + 4].try_into().expect("4 bytes");
+        position += u32::from_le_bytes(len) as usize;
+    }
+    assert_eq!(frames.len(), 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open segment")
+        .set_len(frames[17] as u64)
+        .expect("truncate");
+    for entry in std::fs::read_dir(&stream_dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|ext| ext == "idx") {
+            std::fs::remove_file(path).expect("remove index");
+        }
+    }
+    std::fs::remove_dir_all(setup.store.join("merkle")).expect("remove tree");
+    expect(&["verify", s(&setup.store)], 0, "17 events");
+    audit(&setup, 1, "offsets 17..=19 were removed");
+}
