@@ -139,11 +139,17 @@ fn disk_tree_survives_reopen_and_is_rebuilt_when_missing_or_torn() {
 
 #[test]
 fn stale_side_file_is_found_by_check_tree() {
+    stale_leaf_is_found(20, 3);
+    stale_leaf_is_found(9000, 8500); // past the first chunks check_tree compares
+}
+
+fn stale_leaf_is_found(events: u64, stale: u64) {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Kimberlite::open(dir.path()).unwrap();
+        let config = Config::default().durability(Durability::Unsynced);
+        let store = Kimberlite::open_with(dir.path(), config).unwrap();
         let id = store.create_stream("audit").unwrap();
-        fill(&store, id, 20);
+        fill(&store, id, events);
     }
     let level0 = dir
         .path()
@@ -151,18 +157,18 @@ fn stale_side_file_is_found_by_check_tree() {
         .join(format!("{:020}", 1))
         .join("level-00.hashes");
     let mut bytes = std::fs::read(&level0).unwrap();
-    bytes[32 * 3] ^= 1;
+    bytes[32 * stale as usize] ^= 1;
     std::fs::write(&level0, bytes).unwrap();
     let store = Kimberlite::open(dir.path()).unwrap();
     let id = store.stream("audit").unwrap();
     let check = store.check_tree(id, None).unwrap();
-    assert_eq!(check.first_stale_leaf, Some(3));
+    assert_eq!(check.first_stale_leaf, Some(stale));
     assert!(!check.tree_matches_log());
     let report = store.verify_all().unwrap();
     let problem = report
         .first_problem()
         .expect("verify reports the stale tree");
-    assert_eq!(problem.offset.as_u64(), 3);
+    assert_eq!(problem.offset.as_u64(), stale);
     assert!(problem.reason.contains("Merkle tree"), "{}", problem.reason);
 }
 

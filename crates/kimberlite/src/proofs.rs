@@ -104,7 +104,28 @@ impl State {
     }
 }
 
+/// Leaves compared per lock by [`Kimberlite::check_tree`].
+const CHECK_CHUNK: usize = 4096;
+
 impl Kimberlite {
+    /// The first offset from `first` on whose stored leaf is not `leaves[i]` (leaves past
+    /// the stored tree's `stored_size` are not compared: the size check reports them).
+    fn first_stale(
+        &self,
+        id: StreamId,
+        first: u64,
+        leaves: &[Hash],
+        stored_size: u64,
+    ) -> Option<u64> {
+        let state = self.read_state();
+        let tree = state.merkle.get(id);
+        (first..)
+            .zip(leaves)
+            .take_while(|(offset, _)| *offset < stored_size)
+            .find(|(offset, leaf)| tree.and_then(|t| t.node(0, *offset).ok()) != Some(**leaf))
+            .map(|(offset, _)| offset)
+    }
+
     /// The Merkle tree head of stream `id` over its durable events. O(1).
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
         let state = self.read_state();
@@ -270,27 +291,31 @@ impl Kimberlite {
         let mut frontier = Frontier::new();
         let mut root_at = None;
         let mut first_stale_leaf = None;
-        let mut next = Offset::ZERO;
-        for event in self.events(id, Offset::ZERO) {
-            let event = event?;
-            if Some(frontier.size()) == size_at {
-                root_at = Some((frontier.size(), frontier.root()));
-            }
-            let leaf = kimberlite_proof::event_leaf_hash(event.offset.as_u64(), &event.payload);
-            if first_stale_leaf.is_none() && frontier.size() < stored.tree_size {
-                let state = self.read_state();
-                let stored_leaf = state
-                    .merkle
-                    .get(id)
-                    .and_then(|t| t.node(0, frontier.size()).ok());
-                if stored_leaf != Some(leaf) {
-                    first_stale_leaf = Some(frontier.size());
+        // Leaves are compared with the stored ones a chunk at a time, under one lock each.
+        let mut chunk: Vec<Hash> = Vec::with_capacity(CHECK_CHUNK);
+        let mut events = self.events(id, Offset::ZERO);
+        loop {
+            let event = events.next().transpose()?;
+            if let Some(event) = &event {
+                if Some(frontier.size()) == size_at {
+                    root_at = Some((frontier.size(), frontier.root()));
                 }
+                debug_assert_eq!(event.offset.as_u64(), frontier.size());
+                let leaf = kimberlite_proof::event_leaf_hash(frontier.size(), &event.payload);
+                frontier.push(leaf, |_, _, _| {});
+                chunk.push(leaf);
             }
-            frontier.push(leaf, |_, _, _| {});
-            next = Offset::new(frontier.size());
+            if chunk.len() == CHECK_CHUNK || (event.is_none() && !chunk.is_empty()) {
+                let first = frontier.size() - chunk.len() as u64;
+                if first_stale_leaf.is_none() {
+                    first_stale_leaf = self.first_stale(id, first, &chunk, stored.tree_size);
+                }
+                chunk.clear();
+            }
+            if event.is_none() {
+                break;
+            }
         }
-        debug_assert_eq!(next.as_u64(), frontier.size());
         if Some(frontier.size()) == size_at {
             root_at = Some((frontier.size(), frontier.root()));
         }
