@@ -437,14 +437,22 @@ impl Run {
                 self.stats.reads += 1;
                 check_read(stream, &log, from, max_bytes, &events)
             }
-            Err(_) if faulted || self.flipped_since_open() => {
-                self.stats.faults_detected += 1;
-                Ok(())
-            }
-            Err(error) => Err(format!(
-                "stream {stream}: read from {from} failed with no fault injected: {error}"
-            )),
+            Err(error) => self.read_error_allowed(
+                faulted,
+                &format!("stream {stream}: read from {from}"),
+                &error,
+            ),
         }
+    }
+
+    /// A read-path error is allowed when a fault was injected during the call, or when a flip
+    /// read since the store was opened may be cached; never otherwise.
+    fn read_error_allowed(&mut self, faulted: bool, what: &str, error: &StorageError) -> Check {
+        if faulted || self.flipped_since_open() {
+            self.stats.faults_detected += 1;
+            return Ok(());
+        }
+        Err(format!("{what} failed with no fault injected: {error}"))
     }
 
     fn flush_indexes(&mut self) -> Check {
@@ -506,13 +514,9 @@ impl Run {
                 "stream {stream}: verify saw {} events, model has {expected_len}",
                 report.next_offset
             )),
-            Err(_) if faulted || self.flipped_since_open() => {
-                self.stats.faults_detected += 1;
-                Ok(())
+            Err(error) => {
+                self.read_error_allowed(faulted, &format!("stream {stream}: verify"), &error)
             }
-            Err(error) => Err(format!(
-                "stream {stream}: verify failed with no fault injected: {error}"
-            )),
         }
     }
 
