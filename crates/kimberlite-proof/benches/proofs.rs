@@ -137,6 +137,29 @@ fn print_append_ratio(batch: u64) {
     );
 }
 
+/// The tree's own work per event, without any store: leaf hash + frontier push (in-memory
+/// levels), and the leaf hash alone. The floor of what the tree can add to an append.
+fn print_tree_work() {
+    let events: Vec<Vec<u8>> = (0..100_000).map(event).collect();
+    let start = Instant::now();
+    let mut leaves = Vec::with_capacity(events.len());
+    for (offset, payload) in (0u64..).zip(&events) {
+        leaves.push(kimberlite_proof::event_leaf_hash(offset, payload));
+    }
+    let hash_only = start.elapsed();
+    let start = Instant::now();
+    let tree = kimberlite_proof::MemoryTree::from_leaves(leaves);
+    let push = start.elapsed();
+    std::hint::black_box(tree.root());
+    let n = events.len() as f64;
+    println!(
+        "RESULT tree work per {EVENT_BYTES}B event: leaf hash {:.3} us, frontier push with node \
+         hashes {:.3} us",
+        hash_only.as_secs_f64() * 1e6 / n,
+        push.as_secs_f64() * 1e6 / n
+    );
+}
+
 fn print_proof_times() {
     let started = Instant::now();
     let (_dir, store, id) = big_stream();
@@ -191,6 +214,7 @@ criterion_group! {
 
 fn main() {
     benches();
+    print_tree_work();
     print_append_ratio(1);
     print_append_ratio(100);
     print_proof_times();

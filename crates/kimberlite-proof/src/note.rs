@@ -357,7 +357,10 @@ mod tests {
         // Seeds whose base64 holds '+' (the separator of the text form) roundtrip too.
         for seed in 0..64u8 {
             let signer = SignerKey::from_seed("k", [seed; 32]).unwrap();
-            assert_eq!(SignerKey::parse(&signer.to_text()).unwrap().to_text(), signer.to_text());
+            assert_eq!(
+                SignerKey::parse(&signer.to_text()).unwrap().to_text(),
+                signer.to_text()
+            );
             let verifier = signer.verifier();
             assert_eq!(VerifierKey::parse(&verifier.to_text()).unwrap(), verifier);
         }

@@ -155,7 +155,7 @@ impl Kimberlite {
         let name = name.to_owned();
         let count = events.len();
         let fsync = self.inner.config.durability == Durability::SyncEachAppend;
-        let leaves = crate::merkle::leaf_hashes(&state.merkle, head.next_offset.as_u64(), &events);
+        let tree_events = state.merkle.enabled().then(|| events.clone());
         let outcome = state
             .backend
             .append_batch(id, events, head.next_offset, head.hash, fsync);
@@ -171,7 +171,9 @@ impl Kimberlite {
             hash: Some(hash),
         };
         state.heads.entry(id).or_default().written = written;
-        state.merkle.push(id, &leaves);
+        if let Some(events) = tree_events {
+            state.merkle.submit(id, head.next_offset.as_u64(), events);
+        }
         Ok(AppendResult {
             first_offset: head.next_offset,
             next_offset,

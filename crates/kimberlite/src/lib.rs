@@ -39,6 +39,7 @@ pub mod commit;
 mod config;
 mod error;
 pub mod merkle;
+mod merkle_worker;
 mod proofs;
 mod read;
 pub mod store;

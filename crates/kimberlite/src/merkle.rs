@@ -10,10 +10,12 @@
 //! ```
 //!
 //! Level `k` holds the complete nodes `(k, 0), (k, 1), ...` back to back, so node `i` is at
-//! byte `32 * i`. Files only grow (a node never changes once complete). An append hashes its
-//! leaves and extends the in-memory [`Frontier`] (O(log n) per event, O(1) amortised); the new
-//! complete nodes are buffered and written when [`FLUSH_NODES`] are pending, when a proof
-//! needs them (they are served from the buffer), and when the store syncs or closes.
+//! byte `32 * i`. Files only grow (a node never changes once complete). Each appended batch
+//! is hashed into its leaves, which extend the in-memory [`Frontier`] (O(log n) per event,
+//! O(1) amortised), by the store's tree worker thread ([`crate::merkle_worker`]), off the
+//! append path. The new complete nodes are buffered and written when [`FLUSH_NODES`] are
+//! pending (a proof reads them from the buffer meanwhile), and when the store syncs or
+//! closes. An in-memory store keeps every level in memory (64 bytes per event).
 //!
 //! # What is trusted
 //!
@@ -387,6 +389,19 @@ impl Trees {
         self.trees.get(&stream)
     }
 
+    /// Leaves in the tree of `stream` (0 when it has none).
+    pub(crate) fn size(&self, stream: StreamId) -> u64 {
+        self.trees.get(&stream).map_or(0, StreamTree::size)
+    }
+
+    /// Every stream's tree size.
+    pub(crate) fn sizes(&self) -> HashMap<StreamId, u64> {
+        self.trees
+            .iter()
+            .map(|(stream, tree)| (*stream, tree.size()))
+            .collect()
+    }
+
     /// Writes all buffered nodes (the store's sync and drop call this).
     pub(crate) fn flush(&mut self) {
         for tree in self.trees.values_mut() {
@@ -404,12 +419,8 @@ impl Drop for Trees {
     }
 }
 
-/// The leaf hashes of a batch whose first event is at `first_offset` (none when `trees`
-/// are disabled).
-pub(crate) fn leaf_hashes(trees: &Trees, first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
-    if !trees.enabled() {
-        return Vec::new();
-    }
+/// The leaf hashes of a batch whose first event is at `first_offset`.
+pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
     events
         .iter()
         .zip(first_offset..)
@@ -446,7 +457,7 @@ pub(crate) fn recover_trees(
             if page.is_empty() {
                 break;
             }
-            let leaves = leaf_hashes(&trees, size, &page);
+            let leaves = leaf_hashes(size, &page);
             trees.push(id, &leaves);
             size += leaves.len() as u64;
         }

@@ -198,3 +198,42 @@ fn disabled_trees_refuse_proofs_and_keep_the_log_the_same() {
     // Reopened with trees, the store builds them from the log.
     assert_eq!(disk_root(dir.path()).0, 10);
 }
+
+#[test]
+fn concurrent_appends_and_proofs() {
+    let store = Kimberlite::in_memory_with(Config::default().durability(Durability::GroupCommit));
+    let ids: Vec<StreamId> = (0..3)
+        .map(|i| store.create_stream(&format!("s{i}")).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        for &id in &ids {
+            let store = store.clone();
+            scope.spawn(move || fill(&store, id, 200));
+        }
+        let store = store.clone();
+        let ids = ids.clone();
+        scope.spawn(move || {
+            for round in 0..200u64 {
+                let id = ids[(round % 3) as usize];
+                let head = store.tree_head(id).unwrap();
+                if head.tree_size > 0 {
+                    let offset = round % head.tree_size;
+                    let proof = store
+                        .inclusion_proof(id, offset.into(), head.tree_size)
+                        .unwrap();
+                    verify_inclusion(
+                        &proof.leaf_hash,
+                        offset,
+                        head.tree_size,
+                        &proof.hashes,
+                        &head.root,
+                    )
+                    .unwrap();
+                }
+            }
+        });
+    });
+    for id in ids {
+        check_all_proofs(&store, id);
+    }
+}

@@ -9,7 +9,9 @@ use kimberlite_proof::{Frontier, Hash, NodeSource, RangeError};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
-use crate::merkle::TreeError;
+use std::sync::MutexGuard;
+
+use crate::merkle::{StreamTree, TreeError, Trees};
 use crate::store::{Kimberlite, State};
 
 /// A stream's Merkle tree head: its size (number of events) and RFC 9162 root.
@@ -76,6 +78,24 @@ impl TreeCheck {
     }
 }
 
+/// The tree of stream `id` in `trees`, usable (side files not failed).
+fn stream_tree<'t>(
+    trees: &'t Trees,
+    id: StreamId,
+    name: &str,
+    tree_size: u64,
+) -> Result<&'t StreamTree> {
+    let tree = trees.get(id).ok_or_else(|| Error::TreeRange {
+        name: name.to_owned(),
+        source: RangeError::TooLarge {
+            tree_size,
+            available: 0,
+        },
+    })?;
+    tree.check().map_err(|e| tree_error(name, e))?;
+    Ok(tree)
+}
+
 fn tree_error(name: &str, error: TreeError) -> Error {
     match error {
         TreeError::Range(source) => Error::TreeRange {
@@ -118,7 +138,8 @@ impl Kimberlite {
         stored_size: u64,
     ) -> Option<u64> {
         let state = self.read_state();
-        let tree = state.merkle.get(id);
+        let trees = state.merkle.wait(id).ok()?;
+        let tree = trees.get(id);
         (first..)
             .zip(leaves)
             .take_while(|(offset, _)| *offset < stored_size)
@@ -126,21 +147,23 @@ impl Kimberlite {
             .map(|(offset, _)| offset)
     }
 
-    /// The Merkle tree head of stream `id` over its durable events. O(1).
+    /// The Merkle tree head of stream `id` over its durable events. O(1) once the tree
+    /// worker has hashed the stream's last batch.
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
         let state = self.read_state();
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
-        if !state.merkle.enabled() {
-            return Err(disabled(name));
-        }
-        let Some(tree) = state.merkle.get(id) else {
+        if size == 0 {
+            if !state.merkle.enabled() {
+                return Err(disabled(name));
+            }
             return Ok(TreeHead {
                 tree_size: 0,
                 root: kimberlite_proof::empty_root(),
             });
-        };
-        tree.check().map_err(|e| tree_error(name, e))?;
+        }
+        let trees = Self::trees(&state, id, name, size)?;
+        let tree = stream_tree(&trees, id, name, size)?;
         let root = if tree.size() == size {
             tree.root()
         } else {
@@ -164,7 +187,8 @@ impl Kimberlite {
     ) -> Result<InclusionProof> {
         let state = self.read_state();
         let name = state.name_of(id)?;
-        let tree = self.tree_for(&state, id, name, tree_size)?;
+        let trees = Self::trees(&state, id, name, tree_size)?;
+        let tree = stream_tree(&trees, id, name, tree_size)?;
         let offset = offset.as_u64();
         let error = |e| tree_error(name, e);
         let hashes = kimberlite_proof::inclusion_proof(tree, offset, tree_size).map_err(error)?;
@@ -189,7 +213,8 @@ impl Kimberlite {
     ) -> Result<ConsistencyProof> {
         let state = self.read_state();
         let name = state.name_of(id)?;
-        let tree = self.tree_for(&state, id, name, new_size)?;
+        let trees = Self::trees(&state, id, name, new_size)?;
+        let tree = stream_tree(&trees, id, name, new_size)?;
         let error = |e| tree_error(name, e);
         let hashes =
             kimberlite_proof::consistency_proof(tree, old_size, new_size).map_err(error)?;
@@ -202,13 +227,14 @@ impl Kimberlite {
         })
     }
 
-    fn tree_for<'s>(
-        &self,
+    /// The trees, once the worker has caught up with stream `id`, for a proof at
+    /// `tree_size` (checked against the durable size).
+    fn trees<'s>(
         state: &'s State,
         id: StreamId,
         name: &str,
         tree_size: u64,
-    ) -> Result<&'s crate::merkle::StreamTree> {
+    ) -> Result<MutexGuard<'s, Trees>> {
         if !state.merkle.enabled() {
             return Err(disabled(name));
         }
@@ -222,15 +248,7 @@ impl Kimberlite {
                 },
             });
         }
-        let tree = state.merkle.get(id).ok_or_else(|| Error::TreeRange {
-            name: name.to_owned(),
-            source: RangeError::TooLarge {
-                tree_size,
-                available: 0,
-            },
-        })?;
-        tree.check().map_err(|e| tree_error(name, e))?;
-        Ok(tree)
+        state.merkle.wait(id).map_err(|e| tree_error(name, e))
     }
 
     /// After `verify` found stream `id` intact: checks its Merkle tree against the log and

@@ -34,6 +34,8 @@ use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
+use crate::merkle::{recover_trees, Trees};
+use crate::merkle_worker::TreeWorker;
 
 /// Name of the marker file that makes a directory a Kimberlite store.
 pub const MARKER_FILE: &str = "kimberlite.json";
@@ -93,7 +95,7 @@ pub(crate) struct State {
     /// Writes awaiting a group commit sync, in `seq` order.
     pub(crate) pending: VecDeque<PendingWrite>,
     /// Each named stream's Merkle tree ([`crate::merkle`]).
-    pub(crate) merkle: crate::merkle::Trees,
+    pub(crate) merkle: crate::merkle_worker::TreeWorker,
 }
 
 #[derive(Debug)]
@@ -168,7 +170,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
-            merkle: crate::merkle::Trees::in_memory(&config),
+            merkle: TreeWorker::start(Trees::in_memory(&config)),
         };
         Self::from_state(state, config, None)
     }
@@ -184,7 +186,7 @@ impl Kimberlite {
             heads: HashMap::new(),
             written_seq: 0,
             pending: VecDeque::new(),
-            merkle: crate::merkle::Trees::in_memory(&config),
+            merkle: TreeWorker::start(Trees::in_memory(&config)),
         };
         (Self::from_state(state, config, None), faults)
     }
@@ -222,8 +224,8 @@ impl Kimberlite {
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&mut backend, name, id)?);
         }
-        let merkle =
-            crate::merkle::recover_trees(&mut backend, &catalog, &heads, &config, path.as_deref())?;
+        let trees = recover_trees(&mut backend, &catalog, &heads, &config, path.as_deref())?;
+        let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
             catalog,
@@ -299,7 +301,7 @@ impl Kimberlite {
         debug_assert_eq!(applied, id);
         state.catalog_head = Some(hash);
         state.heads.insert(id, Heads::default());
-        state.merkle.push(id, &[]);
+        state.merkle.submit(id, 0, Vec::new());
         Ok(id)
     }
 

@@ -1,0 +1,199 @@
+//! The tree worker: a thread per store that hashes appended events into their streams'
+//! Merkle trees, off the append path.
+//!
+//! An append hands its batch (cheap `Bytes` clones) to the worker through a bounded channel
+//! while it holds the store's write lock, so batches arrive in append order; the worker
+//! hashes the leaves and the new interior nodes and extends the trees ([`crate::merkle`])
+//! under the trees' own mutex. The append itself pays a clone and a channel send, not the
+//! hashing: on a machine with a spare core, appending with trees costs about what appending
+//! without them does (figures in `docs/PERFORMANCE.md`). The channel holds at most
+//! [`QUEUE_BATCHES`] batches: a worker that falls behind slows appenders down instead of
+//! queueing without bound.
+//!
+//! A proof call first waits until the worker has caught up with every batch submitted for its
+//! stream ([`TreeWorker::wait`]), so proofs always see the tree of every durable event. Kept:
+//! the trees' contents and files are exactly those of a synchronous update. Dropped: nothing;
+//! a worker that died (a bug) makes proof calls fail with `TreeUnavailable` instead of waiting.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kimberlite_types::StreamId;
+
+use crate::merkle::{leaf_hashes, TreeError, Trees};
+
+/// Batches the channel holds before an appender waits for the worker.
+pub(crate) const QUEUE_BATCHES: usize = 1024;
+/// How often a waiting proof call checks that the worker is still alive.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+struct Job {
+    stream: StreamId,
+    first_offset: u64,
+    events: Vec<Bytes>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    trees: Mutex<Trees>,
+    grown: Condvar,
+    alive: AtomicBool,
+}
+
+/// Owns the worker thread and what has been submitted to it.
+#[derive(Debug)]
+pub(crate) struct TreeWorker {
+    shared: Arc<Shared>,
+    sender: Option<SyncSender<Job>>,
+    handle: Option<JoinHandle<()>>,
+    /// Per stream, the tree size once every submitted batch is hashed.
+    submitted: HashMap<StreamId, u64>,
+}
+
+/// Marks the worker dead when its thread ends, normally or by a panic.
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+        self.0.grown.notify_all();
+    }
+}
+
+impl TreeWorker {
+    /// Starts a worker for `trees` (no thread when they are disabled).
+    pub(crate) fn start(trees: Trees) -> Self {
+        let submitted = trees.sizes();
+        let enabled = trees.enabled();
+        let shared = Arc::new(Shared {
+            trees: Mutex::new(trees),
+            grown: Condvar::new(),
+            alive: AtomicBool::new(enabled),
+        });
+        let (sender, handle) = if enabled {
+            let (sender, receiver) = sync_channel(QUEUE_BATCHES);
+            let worker = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name("kimberlite-merkle".into())
+                .spawn(move || run(&worker, &receiver))
+                .ok();
+            if handle.is_none() {
+                shared.alive.store(false, Ordering::SeqCst);
+            }
+            (Some(sender), handle)
+        } else {
+            (None, None)
+        };
+        Self {
+            shared,
+            sender,
+            handle,
+            submitted,
+        }
+    }
+
+    /// False when the store's configuration disables trees.
+    pub(crate) fn enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Queues `events`, the batch appended at `first_offset` of `stream` (an empty batch
+    /// creates the stream's tree). Called under the store's write lock, in append order.
+    pub(crate) fn submit(&mut self, stream: StreamId, first_offset: u64, events: Vec<Bytes>) {
+        let Some(sender) = &self.sender else { return };
+        let end = first_offset + events.len() as u64;
+        let job = Job {
+            stream,
+            first_offset,
+            events,
+        };
+        if sender.send(job).is_err() {
+            self.shared.alive.store(false, Ordering::SeqCst);
+        }
+        self.submitted.insert(stream, end);
+    }
+
+    /// Waits until the worker has hashed every batch submitted for `stream`; returns the
+    /// trees, locked.
+    pub(crate) fn wait(&self, stream: StreamId) -> Result<MutexGuard<'_, Trees>, TreeError> {
+        let target = self.submitted.get(&stream).copied().unwrap_or(0);
+        let mut trees = self.lock()?;
+        while trees.size(stream) < target {
+            if !self.shared.alive.load(Ordering::SeqCst) {
+                return Err(TreeError::Failed("the tree worker thread stopped".into()));
+            }
+            trees = match self.shared.grown.wait_timeout(trees, WAIT_POLL) {
+                Ok((trees, _)) => trees,
+                Err(_) => return Err(poisoned()),
+            };
+        }
+        Ok(trees)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Trees>, TreeError> {
+        self.shared.trees.lock().map_err(|_| poisoned())
+    }
+
+    /// Waits for every stream's submitted batches, then writes all buffered nodes.
+    pub(crate) fn flush(&self) {
+        let streams: Vec<StreamId> = self.submitted.keys().copied().collect();
+        for stream in streams {
+            if self.wait(stream).is_err() {
+                return;
+            }
+        }
+        if let Ok(mut trees) = self.lock() {
+            trees.flush();
+        }
+    }
+}
+
+fn poisoned() -> TreeError {
+    TreeError::Failed("a panic interrupted a tree update".into())
+}
+
+fn run(shared: &Arc<Shared>, receiver: &Receiver<Job>) {
+    let _alive = AliveGuard(Arc::clone(shared));
+    for job in receiver {
+        let leaves = leaf_hashes(job.first_offset, &job.events);
+        let Ok(mut trees) = shared.trees.lock() else {
+            return;
+        };
+        trees.push(job.stream, &leaves);
+        drop(trees);
+        shared.grown.notify_all();
+    }
+    if let Ok(mut trees) = shared.trees.lock() {
+        trees.flush();
+    }
+}
+
+impl TreeWorker {
+    /// Lets the worker finish the queued batches and write its buffers, then joins it.
+    /// Proof calls fail afterwards. Idempotent.
+    pub(crate) fn shutdown(&mut self) {
+        self.sender = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for TreeWorker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Drop for crate::store::State {
+    /// The tree worker finishes its files before the backend (declared first, so dropped
+    /// first otherwise) releases the store's lock: no other open sees half-written trees.
+    fn drop(&mut self) {
+        self.merkle.shutdown();
+    }
+}
