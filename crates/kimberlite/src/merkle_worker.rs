@@ -1,24 +1,26 @@
 //! The tree worker: a thread per store that hashes appended events into their streams'
 //! Merkle trees, off the append path.
 //!
-//! An append hands its batch (cheap `Bytes` clones) to the worker through a bounded channel
-//! while it holds the store's write lock, so batches arrive in append order; the worker
-//! hashes the leaves and the new interior nodes and extends the trees ([`crate::merkle`])
-//! under the trees' own mutex. The append itself pays a clone and a channel send, not the
-//! hashing: on a machine with a spare core, appending with trees costs about what appending
-//! without them does (figures in `docs/PERFORMANCE.md`). The channel holds at most
-//! [`QUEUE_BATCHES`] batches: a worker that falls behind slows appenders down instead of
-//! queueing without bound.
+//! An append adds its batch (cheap `Bytes` clones) to a pending chunk while it holds the
+//! store's write lock, so events queue in append order. Once [`CHUNK_EVENTS`] events or
+//! [`CHUNK_BYTES`] bytes are pending, the chunk goes to the worker through a bounded channel;
+//! the worker hashes the leaves and the new interior nodes and extends the trees
+//! ([`crate::merkle`]) under the trees' own mutex. The append itself pays a clone and a
+//! vector push, not the hashing, and one thread wake-up per chunk rather than per batch
+//! (handing each small batch over cost more than hashing it). On a machine with a spare
+//! core, appending with trees costs about what appending without them does (figures in
+//! `docs/PERFORMANCE.md`). The channel holds at most [`QUEUE_CHUNKS`] chunks: a worker that
+//! falls behind slows appenders down instead of queueing without bound.
 //!
-//! A proof call first waits until the worker has caught up with every batch submitted for its
-//! stream ([`TreeWorker::wait`]), so proofs always see the tree of every durable event. Kept:
+//! A proof call first sends the pending chunk and waits until the worker has caught up with
+//! every batch submitted for its stream ([`TreeWorker::wait`]), so proofs always see the tree of every durable event. Kept:
 //! the trees' contents and files are exactly those of a synchronous update. Dropped: nothing;
 //! a worker that died (a bug) makes proof calls fail with `TreeUnavailable` instead of waiting.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,15 +29,24 @@ use kimberlite_types::StreamId;
 
 use crate::merkle::{leaf_hashes, TreeError, Trees};
 
-/// Batches the channel holds before an appender waits for the worker.
-pub(crate) const QUEUE_BATCHES: usize = 1024;
+/// Events pending before they are handed to the worker.
+pub(crate) const CHUNK_EVENTS: usize = 4096;
+/// Payload bytes pending before they are handed to the worker.
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks the channel holds before an appender waits for the worker.
+pub(crate) const QUEUE_CHUNKS: usize = 16;
 /// How often a waiting proof call checks that the worker is still alive.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
-struct Job {
-    stream: StreamId,
-    first_offset: u64,
-    events: Vec<Bytes>,
+/// Batches for the worker, in append order: (stream, first offset, events).
+type Chunk = Vec<(StreamId, u64, Vec<Bytes>)>;
+
+/// Batches not yet handed to the worker.
+#[derive(Debug, Default)]
+struct Pending {
+    batches: Chunk,
+    events: usize,
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -49,10 +60,13 @@ struct Shared {
 #[derive(Debug)]
 pub(crate) struct TreeWorker {
     shared: Arc<Shared>,
-    sender: Option<SyncSender<Job>>,
+    sender: Option<SyncSender<Chunk>>,
     handle: Option<JoinHandle<()>>,
     /// Per stream, the tree size once every submitted batch is hashed.
     submitted: HashMap<StreamId, u64>,
+    /// Batches submitted but not yet sent (a mutex so that proof calls, which hold only the
+    /// store's read lock, can send them).
+    pending: Mutex<Pending>,
 }
 
 /// Marks the worker dead when its thread ends, normally or by a panic.
@@ -76,7 +90,7 @@ impl TreeWorker {
             alive: AtomicBool::new(enabled),
         });
         let (sender, handle) = if enabled {
-            let (sender, receiver) = sync_channel(QUEUE_BATCHES);
+            let (sender, receiver) = sync_channel(QUEUE_CHUNKS);
             let worker = Arc::clone(&shared);
             let handle = std::thread::Builder::new()
                 .name("kimberlite-merkle".into())
@@ -94,6 +108,7 @@ impl TreeWorker {
             sender,
             handle,
             submitted,
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -105,23 +120,43 @@ impl TreeWorker {
     /// Queues `events`, the batch appended at `first_offset` of `stream` (an empty batch
     /// creates the stream's tree). Called under the store's write lock, in append order.
     pub(crate) fn submit(&mut self, stream: StreamId, first_offset: u64, events: Vec<Bytes>) {
-        let Some(sender) = &self.sender else { return };
-        let end = first_offset + events.len() as u64;
-        let job = Job {
-            stream,
-            first_offset,
-            events,
+        if self.sender.is_none() {
+            return;
+        }
+        self.submitted
+            .insert(stream, first_offset + events.len() as u64);
+        let full = {
+            let pending = self
+                .pending
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            pending.events += events.len();
+            pending.bytes += events.iter().map(Bytes::len).sum::<usize>();
+            pending.batches.push((stream, first_offset, events));
+            pending.events >= CHUNK_EVENTS || pending.bytes >= CHUNK_BYTES
         };
-        if sender.send(job).is_err() {
+        if full {
+            self.send_pending();
+        }
+    }
+
+    /// Hands the pending chunk to the worker.
+    fn send_pending(&self) {
+        let Some(sender) = &self.sender else { return };
+        let chunk = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::take(&mut *pending).batches
+        };
+        if !chunk.is_empty() && sender.send(chunk).is_err() {
             self.shared.alive.store(false, Ordering::SeqCst);
         }
-        self.submitted.insert(stream, end);
     }
 
     /// Waits until the worker has hashed every batch submitted for `stream`; returns the
     /// trees, locked.
     pub(crate) fn wait(&self, stream: StreamId) -> Result<MutexGuard<'_, Trees>, TreeError> {
         let target = self.submitted.get(&stream).copied().unwrap_or(0);
+        self.send_pending();
         let mut trees = self.lock()?;
         while trees.size(stream) < target {
             if !self.shared.alive.load(Ordering::SeqCst) {
@@ -157,14 +192,19 @@ fn poisoned() -> TreeError {
     TreeError::Failed("a panic interrupted a tree update".into())
 }
 
-fn run(shared: &Arc<Shared>, receiver: &Receiver<Job>) {
+fn run(shared: &Arc<Shared>, receiver: &Receiver<Chunk>) {
     let _alive = AliveGuard(Arc::clone(shared));
-    for job in receiver {
-        let leaves = leaf_hashes(job.first_offset, &job.events);
+    for chunk in receiver {
+        let hashed: Vec<_> = chunk
+            .iter()
+            .map(|(stream, first, events)| (*stream, leaf_hashes(*first, events)))
+            .collect();
         let Ok(mut trees) = shared.trees.lock() else {
             return;
         };
-        trees.push(job.stream, &leaves);
+        for (stream, leaves) in &hashed {
+            trees.push(*stream, leaves);
+        }
         drop(trees);
         shared.grown.notify_all();
     }
@@ -177,6 +217,7 @@ impl TreeWorker {
     /// Lets the worker finish the queued batches and write its buffers, then joins it.
     /// Proof calls fail afterwards. Idempotent.
     pub(crate) fn shutdown(&mut self) {
+        self.send_pending();
         self.sender = None;
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
