@@ -28,9 +28,15 @@ fn event(i: u64) -> Vec<u8> {
 }
 
 fn store(dir: &std::path::Path, trees: bool) -> (Kimberlite, StreamId) {
-    let config = Config::default()
-        .durability(Durability::Unsynced)
-        .merkle_trees(trees);
+    store_with(dir, trees, Durability::Unsynced)
+}
+
+fn store_with(
+    dir: &std::path::Path,
+    trees: bool,
+    durability: Durability,
+) -> (Kimberlite, StreamId) {
+    let config = Config::default().durability(durability).merkle_trees(trees);
     let store = Kimberlite::open_with(dir, config).expect("open");
     let id = store.create_stream("bench").expect("create");
     (store, id)
@@ -104,15 +110,16 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Interleaved samples of appends with and without the tree; prints the ratio.
-fn print_append_ratio(batch: u64) {
+fn print_append_ratio(batch: u64, durability: Durability) {
+    let synced = durability != Durability::Unsynced;
     let rounds = 20;
-    let per_round = 2_000 / batch.max(1) + 1;
+    let per_round = if synced { 20 } else { 2_000 / batch.max(1) + 1 };
     let (dir_a, dir_b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
-    let (with, with_id) = store(dir_a.path(), true);
-    let (without, without_id) = store(dir_b.path(), false);
+    let (with, with_id) = store_with(dir_a.path(), true, durability);
+    let (without, without_id) = store_with(dir_b.path(), false, durability);
     let (mut next_with, mut next_without) = (0, 0);
     let (mut time_with, mut time_without) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
@@ -129,7 +136,7 @@ fn print_append_ratio(batch: u64) {
     }
     let events = (rounds * per_round * batch) as f64;
     println!(
-        "RESULT append batch={batch}x{EVENT_BYTES}B unsynced: without tree {:.2} us/event, \
+        "RESULT append batch={batch}x{EVENT_BYTES}B {durability:?}: without tree {:.2} us/event, \
          with tree {:.2} us/event, ratio {:.3}x (target <= 1.25x)",
         time_without.as_secs_f64() * 1e6 / events,
         time_with.as_secs_f64() * 1e6 / events,
@@ -215,8 +222,9 @@ criterion_group! {
 fn main() {
     benches();
     print_tree_work();
-    print_append_ratio(1);
-    print_append_ratio(100);
+    print_append_ratio(1, Durability::Unsynced);
+    print_append_ratio(100, Durability::Unsynced);
+    print_append_ratio(1, Durability::SyncEachAppend);
     print_proof_times();
     Criterion::default().configure_from_args().final_summary();
 }
