@@ -12,8 +12,8 @@
 //! Level `k` holds the complete nodes `(k, 0), (k, 1), ...` back to back, so node `i` is at
 //! byte `32 * i`. Files only grow (a node never changes once complete). Each appended batch
 //! is hashed into its leaves, which extend the in-memory [`Frontier`] (O(log n) per event,
-//! O(1) amortised), by the store's tree worker thread ([`crate::merkle_worker`]), off the
-//! append path. The new complete nodes are buffered and written when [`FLUSH_NODES`] are
+//! O(1) amortised), by the store's tree worker thread (module `merkle_worker`), off the
+//! append path. The new complete nodes are buffered and written when `FLUSH_NODES` (1,024) are
 //! pending (a proof reads them from the buffer meanwhile), and when the store syncs or
 //! closes. An in-memory store keeps every level in memory (64 bytes per event).
 //!
