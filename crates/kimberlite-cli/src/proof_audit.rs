@@ -1,8 +1,9 @@
-//! `kimberlite audit DIR --checkpoint C --pubkey K`: is the store's stream still the one an
-//! earlier signed checkpoint saw, only longer?
+//! `kimberlite audit DIR --checkpoint C [--checkpoint C2 ...] --pubkey K`: is the store's
+//! stream still the one that earlier signed checkpoints saw, only longer?
 //!
 //! The side files of the Merkle tree are not trusted: the tree is recomputed from the log
-//! (every event re-read and re-hashed), and the store's own tree must agree with it. Then:
+//! (every event re-read and re-hashed), and the store's own tree must agree with it. Then,
+//! for each checkpoint of size `m`, against the stream's `n` events:
 //!
 //! | stream now | root of its first `m` events | verdict |
 //! |---|---|---|
@@ -10,15 +11,17 @@
 //! | `n >= m` | equals the checkpoint's | consistent; a consistency proof `m -> n` is produced from the store's tree and verified |
 //! | `n >= m` | differs | history rewritten within offsets `0..m-1` |
 //!
-//! Exit codes: 0 consistent; 1 tampering found (any row but the second, or a stored tree that
-//! disagrees with the log); 2 usage or I/O errors, a checkpoint whose signature fails.
+//! With several checkpoints a rewrite is narrowed down: the first changed event lies between
+//! the largest checkpoint that still matches and the smallest that does not. Exit codes: 0
+//! consistent; 1 tampering found (any row but the second, or a stored tree that disagrees
+//! with the log); 2 usage or I/O errors, a checkpoint whose signature fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kimberlite::proof::{verify_consistency, Checkpoint};
-use kimberlite::Config;
+use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
+use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
 
 use crate::common::{find_stream, open_existing, CliError};
 use crate::proofs::{read_text, read_verifier};
@@ -27,104 +30,172 @@ use crate::proofs::{read_text, read_verifier};
 pub struct AuditArgs {
     /// The store's directory.
     dir: PathBuf,
-    /// The signed checkpoint to audit against (from `kimberlite checkpoint`).
-    #[arg(long, value_name = "FILE")]
-    checkpoint: PathBuf,
-    /// The public key that signed it.
+    /// A signed checkpoint to audit against (from `kimberlite checkpoint`); repeat it to give
+    /// several checkpoints of the same stream, which narrows down where a rewrite happened.
+    #[arg(long, value_name = "FILE", required = true)]
+    checkpoint: Vec<PathBuf>,
+    /// The public key that signed them.
     #[arg(long, value_name = "FILE")]
     pubkey: PathBuf,
 }
 
-pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
+fn open_checkpoints(args: &AuditArgs) -> Result<Vec<Checkpoint>, CliError> {
     let verifier = read_verifier(&args.pubkey)?;
-    let note = read_text(&args.checkpoint, "checkpoint")?;
-    let checkpoint = Checkpoint::open(&note, &verifier)
-        .map_err(|error| CliError::usage(format!("{}: {error}", args.checkpoint.display())))?;
-    let Some((store_name, stream)) = checkpoint.origin.split_once('/') else {
+    let mut checkpoints = Vec::new();
+    for path in &args.checkpoint {
+        let note = read_text(path, "checkpoint")?;
+        let checkpoint = Checkpoint::open(&note, &verifier)
+            .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
+        outln!(
+            "checkpoint: {}: {}, tree size {}, root {}, signed by {}",
+            path.display(),
+            checkpoint.origin,
+            checkpoint.tree_size,
+            checkpoint.root,
+            verifier.name()
+        );
+        checkpoints.push(checkpoint);
+    }
+    let origin = checkpoints
+        .first()
+        .map(|c| c.origin.clone())
+        .unwrap_or_default();
+    if let Some(other) = checkpoints.iter().find(|c| c.origin != origin) {
         return Err(CliError::usage(format!(
-            "the checkpoint's origin {:?} is not <store>/<stream>",
-            checkpoint.origin
+            "the checkpoints are for different streams: {origin:?} and {:?}",
+            other.origin
+        )));
+    }
+    checkpoints.sort_by_key(|c| c.tree_size);
+    Ok(checkpoints)
+}
+
+pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
+    let checkpoints = open_checkpoints(args)?;
+    let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
+        return Err(CliError::usage("give at least one --checkpoint"));
+    };
+    let Some((_store_name, stream)) = origin.split_once('/') else {
+        return Err(CliError::usage(format!(
+            "the checkpoint's origin {origin:?} is not <store>/<stream>"
         )));
     };
     let store = open_existing(&args.dir, Config::default())?;
     let id = find_stream(&store, &args.dir, stream)?;
-    let m = checkpoint.tree_size;
-    outln!(
-        "checkpoint: {} (store {store_name:?}, stream {stream:?}), tree size {m}, root {}, \
-         signed by {}",
-        checkpoint.origin,
-        checkpoint.root,
-        verifier.name()
-    );
-    let check = store.check_tree(id, Some(m))?;
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
+    let check = store.check_tree(id, &sizes)?;
     let n = check.log_size;
     outln!(
         "store:      {n} events, root {} (recomputed from the log)",
         check.log_root
     );
-    let mut tampered = false;
-    if !check.tree_matches_log() {
-        tampered = true;
-        match check.first_stale_leaf {
-            Some(offset) => outln!(
-                "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} \
-                 on: the log or the tree files under merkle/ were changed"
-            ),
-            None => outln!(
-                "TAMPERED: the stored Merkle tree (size {}, root {}) is not the log's tree",
-                check.stored.tree_size,
-                check.stored.root
-            ),
+    let mut tampered = report_stale_tree(&check);
+    let root_at = |m: u64| -> Option<Hash> {
+        check
+            .roots_at
+            .iter()
+            .find(|(size, _)| *size == m)
+            .map(|(_, root)| *root)
+    };
+    // The largest checkpoint that matches, and the smallest that does not.
+    let mut matching: Option<&Checkpoint> = None;
+    let mut differing: Option<&Checkpoint> = None;
+    for checkpoint in checkpoints.iter().filter(|c| c.tree_size <= n) {
+        if root_at(checkpoint.tree_size) == Some(checkpoint.root) {
+            matching = Some(checkpoint);
+        } else if differing.is_none() {
+            differing = Some(checkpoint);
         }
     }
-    if n < m {
+    if let Some(bad) = differing {
+        tampered = true;
+        let from = matching
+            .map(|c| c.tree_size)
+            .filter(|&size| size < bad.tree_size)
+            .unwrap_or(0);
         outln!(
-            "TAIL CUT: the checkpoint covers offsets 0..={} ({m} events) but the stream now \
-             ends at {}: offsets {n}..={} were removed after they were checkpointed",
-            m - 1,
+            "HISTORY REWRITTEN: the stream's events at offsets 0..={} do not hash to the \
+             root of the checkpoint of size {}: at least one of them was changed, removed, \
+             reordered or inserted after it was signed; the first change is at an offset in \
+             {from}..={}{}",
+            bad.tree_size.saturating_sub(1),
+            bad.tree_size,
+            bad.tree_size.saturating_sub(1),
+            if from > 0 {
+                format!(" (the checkpoint of size {from} still matches)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(last) = checkpoints.last().filter(|c| c.tree_size > n) {
+        tampered = true;
+        outln!(
+            "TAIL CUT: the checkpoint of size {} covers offsets 0..={} but the stream now ends \
+             at {}: offsets {n}..={} were removed after they were checkpointed",
+            last.tree_size,
+            last.tree_size - 1,
             if n == 0 {
                 "nothing (it is empty)".to_owned()
             } else {
                 format!("offset {}", n - 1)
             },
-            m - 1
+            last.tree_size - 1
         );
-        return Ok(ExitCode::from(1));
     }
-    let Some((_, root_at_m)) = check.root_at else {
-        return Err(CliError::usage(
-            "the log changed while it was audited; run audit again",
-        ));
-    };
-    if root_at_m != checkpoint.root {
-        outln!(
-            "HISTORY REWRITTEN: the stream's events at offsets 0..={} do not hash to the \
-             checkpoint's root (they give {root_at_m}): at least one of them was changed, \
-             removed, reordered or inserted after the checkpoint was signed",
-            m.saturating_sub(1)
-        );
-        return Ok(ExitCode::from(1));
-    }
-    if m > 0 && !tampered {
-        let proof = store.consistency_proof(id, m, n)?;
-        if let Err(error) =
-            verify_consistency(m, n, &checkpoint.root, &check.log_root, &proof.hashes)
-        {
-            outln!("TAMPERED: the store's consistency proof {m} -> {n} fails: {error}");
+    if let Some(good) = matching.filter(|c| c.tree_size > 0 && !tampered) {
+        if !consistency_holds(&store, id, good, &check)? {
             return Ok(ExitCode::from(1));
         }
-        outln!(
-            "consistency proof {m} -> {n}: {} hashes, verified",
-            proof.hashes.len()
-        );
     }
     if tampered {
         return Ok(ExitCode::from(1));
     }
+    let m = checkpoints.last().map_or(0, |c| c.tree_size);
     outln!(
         "consistent: the stream's {n} events extend the {m} events of the checkpoint \
          ({} appended since)",
         n - m
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reports a stored tree that is not the log's; true if so.
+fn report_stale_tree(check: &TreeCheck) -> bool {
+    if check.tree_matches_log() {
+        return false;
+    }
+    match check.first_stale_leaf {
+        Some(offset) => outln!(
+            "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on: \
+             the log or the tree files under merkle/ were changed"
+        ),
+        None => outln!(
+            "TAMPERED: the stored Merkle tree (size {}, root {}) is not the log's tree",
+            check.stored.tree_size,
+            check.stored.root
+        ),
+    }
+    true
+}
+
+/// Produces the store's consistency proof from `checkpoint` to the log's size and verifies
+/// it as an auditor would (pure check against the signed root).
+fn consistency_holds(
+    store: &Kimberlite,
+    id: StreamId,
+    checkpoint: &Checkpoint,
+    check: &TreeCheck,
+) -> Result<bool, CliError> {
+    let (m, n) = (checkpoint.tree_size, check.log_size);
+    let proof = store.consistency_proof(id, m, n)?;
+    if let Err(error) = verify_consistency(m, n, &checkpoint.root, &check.log_root, &proof.hashes) {
+        outln!("TAMPERED: the store's consistency proof {m} -> {n} fails: {error}");
+        return Ok(false);
+    }
+    outln!(
+        "consistency proof {m} -> {n}: {} hashes, verified",
+        proof.hashes.len()
+    );
+    Ok(true)
 }

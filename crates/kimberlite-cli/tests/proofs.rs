@@ -371,3 +371,48 @@ fn audit_reports_a_tail_cut_in_the_segment_file() {
     expect(&["verify", s(&setup.store)], 0, "17 events");
     audit(&setup, 1, "offsets 17..=19 were removed");
 }
+
+/// Several checkpoints narrow a rewrite down to the events between the last one that still
+/// matches and the first that does not.
+#[test]
+fn audit_with_several_checkpoints_narrows_down_a_rewrite() {
+    let setup = setup(20);
+    let key = setup.tmp.path().join("auditor.key");
+    let mut checkpoints = vec![setup.checkpoint.clone()];
+    for (round, more) in [(1, 20), (2, 10)] {
+        let db = Kimberlite::open(&setup.store).expect("open");
+        let id = db.stream("audit").expect("stream");
+        let first = db.head(id).expect("head").next_offset.as_u64();
+        db.append(id, (first..first + more).map(payload), ExpectedOffset::Any)
+            .expect("append");
+        drop(db);
+        let note = expect(
+            &["checkpoint", s(&setup.store), "audit", "--key", s(&key)],
+            0,
+            "store/audit\n",
+        );
+        let path = setup.tmp.path().join(format!("cp-{round}"));
+        std::fs::write(&path, note).expect("write");
+        checkpoints.push(path);
+    }
+    let mut args = vec!["audit", s(&setup.store), "--pubkey", s(&setup.pubkey)];
+    for path in &checkpoints {
+        args.extend(["--checkpoint", s(path)]);
+    }
+    expect(
+        &args,
+        0,
+        "consistent: the stream's 50 events extend the 50 events",
+    );
+    rewrite_store(&setup.store, |name, events| {
+        if name == "audit" {
+            events[27] = b"rewritten".to_vec();
+        }
+    });
+    let out = expect(&args, 1, "HISTORY REWRITTEN");
+    assert!(
+        out.contains("the first change is at an offset in 20..=39"),
+        "{out}"
+    );
+    assert!(out.contains("checkpoint of size 20 still matches"), "{out}");
+}

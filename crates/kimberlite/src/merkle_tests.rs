@@ -49,10 +49,12 @@ fn in_memory_proofs_verify() {
     );
     fill(&store, id, 45);
     check_all_proofs(&store, id);
-    let check = store.check_tree(id, Some(10)).unwrap();
+    let check = store.check_tree(id, &[10, 45, 46]).unwrap();
     assert!(check.tree_matches_log());
+    assert_eq!(check.roots_at.len(), 2, "size 46 is past the log");
+    assert_eq!(check.roots_at[1], (45, store.tree_head(id).unwrap().root));
     assert_eq!(
-        check.root_at.unwrap().1,
+        check.roots_at[0].1,
         store.consistency_proof(id, 10, 45).unwrap().old_root
     );
 }
@@ -85,7 +87,7 @@ fn disk_root(dir: &std::path::Path) -> (u64, Hash) {
     let id = store.stream("audit").unwrap();
     let head = store.tree_head(id).unwrap();
     check_all_proofs(&store, id);
-    assert!(store.check_tree(id, None).unwrap().tree_matches_log());
+    assert!(store.check_tree(id, &[]).unwrap().tree_matches_log());
     (head.tree_size, head.root)
 }
 
@@ -161,7 +163,7 @@ fn stale_leaf_is_found(events: u64, stale: u64) {
     std::fs::write(&level0, bytes).unwrap();
     let store = Kimberlite::open(dir.path()).unwrap();
     let id = store.stream("audit").unwrap();
-    let check = store.check_tree(id, None).unwrap();
+    let check = store.check_tree(id, &[]).unwrap();
     assert_eq!(check.first_stale_leaf, Some(stale));
     assert!(!check.tree_matches_log());
     let report = store.verify_all().unwrap();

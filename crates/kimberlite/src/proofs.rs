@@ -60,8 +60,9 @@ pub struct TreeCheck {
     pub log_size: u64,
     /// The root recomputed from the log.
     pub log_root: Hash,
-    /// The root recomputed from the log at the size asked for, when the log is that long.
-    pub root_at: Option<(u64, Hash)>,
+    /// The roots recomputed from the log at the sizes asked for that the log reaches, in
+    /// increasing size.
+    pub roots_at: Vec<(u64, Hash)>,
     /// The first offset whose stored leaf hash differs from the log's event, if any.
     pub first_stale_leaf: Option<u64>,
     /// The stored tree's size and root.
@@ -268,7 +269,7 @@ impl Kimberlite {
         if !named || !enabled {
             return Ok(());
         }
-        let check = self.check_tree(id, None)?;
+        let check = self.check_tree(id, &[])?;
         if check.tree_matches_log() {
             return Ok(());
         }
@@ -301,13 +302,14 @@ impl Kimberlite {
     }
 
     /// Recomputes stream `id`'s tree from its log (every event is read and re-hashed: O(n))
-    /// and compares it with the stored tree; also returns the log's root at `size_at` when
+    /// and compares it with the stored tree; also returns the log's roots at `sizes` (those
+    /// the log reaches) when
     /// the log has that many events. What `verify` and `audit` rely on, since the side files
     /// are not trusted.
-    pub fn check_tree(&self, id: StreamId, size_at: Option<u64>) -> Result<TreeCheck> {
+    pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
         let stored = self.tree_head(id)?;
         let mut frontier = Frontier::new();
-        let mut root_at = None;
+        let mut roots_at = Vec::new();
         let mut first_stale_leaf = None;
         // Leaves are compared with the stored ones a chunk at a time, under one lock each.
         let mut chunk: Vec<Hash> = Vec::with_capacity(CHECK_CHUNK);
@@ -315,8 +317,8 @@ impl Kimberlite {
         loop {
             let event = events.next().transpose()?;
             if let Some(event) = &event {
-                if Some(frontier.size()) == size_at {
-                    root_at = Some((frontier.size(), frontier.root()));
+                if sizes.contains(&frontier.size()) {
+                    roots_at.push((frontier.size(), frontier.root()));
                 }
                 debug_assert_eq!(event.offset.as_u64(), frontier.size());
                 let leaf = kimberlite_proof::event_leaf_hash(frontier.size(), &event.payload);
@@ -334,13 +336,14 @@ impl Kimberlite {
                 break;
             }
         }
-        if Some(frontier.size()) == size_at {
-            root_at = Some((frontier.size(), frontier.root()));
+        if sizes.contains(&frontier.size()) {
+            roots_at.push((frontier.size(), frontier.root()));
         }
+        roots_at.dedup();
         Ok(TreeCheck {
             log_size: frontier.size(),
             log_root: frontier.root(),
-            root_at,
+            roots_at,
             first_stale_leaf,
             stored,
         })
