@@ -87,10 +87,11 @@ enum Command {
     /// Exit code 0 when valid, 1 when invalid (the reason is printed), 2 on usage or I/O
     /// errors.
     VerifyProof(proofs::VerifyProofArgs),
-    /// Check that a stream still extends an earlier signed checkpoint: reports a cut-off
-    /// tail or rewritten history with the offsets concerned.
+    /// Check that a stream still extends earlier signed checkpoints: reports a cut-off tail
+    /// or rewritten history with the offsets concerned.
     ///
-    /// Exit code 0 when consistent, 1 when tampering is found, 2 on usage or I/O errors.
+    /// Exit code 0 when consistent, 1 when tampering is found or a checkpoint is invalid, 2
+    /// on usage or I/O errors.
     Audit(proof_audit::AuditArgs),
 }
 

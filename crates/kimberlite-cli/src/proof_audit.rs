@@ -13,8 +13,9 @@
 //!
 //! With several checkpoints a rewrite is narrowed down: the first changed event lies between
 //! the largest checkpoint that still matches and the smallest that does not. Exit codes: 0
-//! consistent; 1 tampering found (any row but the second, or a stored tree that disagrees
-//! with the log); 2 usage or I/O errors, a checkpoint whose signature fails.
+//! consistent; 1 tampering found (any row but the second, a stored tree that disagrees with
+//! the log, or a checkpoint that is malformed or whose signature fails); 2 usage or I/O
+//! errors (unreadable files, a malformed public key, a store that cannot be opened).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,13 +40,19 @@ pub struct AuditArgs {
     pubkey: PathBuf,
 }
 
-fn open_checkpoints(args: &AuditArgs) -> Result<Vec<Checkpoint>, CliError> {
+/// The checkpoints, signatures checked, by size; `Ok(None)` when one is invalid (printed).
+fn open_checkpoints(args: &AuditArgs) -> Result<Option<Vec<Checkpoint>>, CliError> {
     let verifier = read_verifier(&args.pubkey)?;
     let mut checkpoints = Vec::new();
     for path in &args.checkpoint {
         let note = read_text(path, "checkpoint")?;
-        let checkpoint = Checkpoint::open(&note, &verifier)
-            .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
+        let checkpoint = match Checkpoint::open(&note, &verifier) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => {
+                outln!("INVALID checkpoint {}: {error}", path.display());
+                return Ok(None);
+            }
+        };
         outln!(
             "checkpoint: {}: {}, tree size {}, root {}, signed by {}",
             path.display(),
@@ -67,11 +74,13 @@ fn open_checkpoints(args: &AuditArgs) -> Result<Vec<Checkpoint>, CliError> {
         )));
     }
     checkpoints.sort_by_key(|c| c.tree_size);
-    Ok(checkpoints)
+    Ok(Some(checkpoints))
 }
 
 pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
-    let checkpoints = open_checkpoints(args)?;
+    let Some(checkpoints) = open_checkpoints(args)? else {
+        return Ok(ExitCode::from(1));
+    };
     let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
         return Err(CliError::usage("give at least one --checkpoint"));
     };

@@ -332,8 +332,21 @@ fn audit_usage_errors() {
             "--pubkey",
             s(&other_pub),
         ],
-        2,
+        1,
         "no signature by key kimberlite",
+    );
+    std::fs::write(&other_pub, "garbage").expect("write");
+    expect(
+        &[
+            "audit",
+            s(&setup.store),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--pubkey",
+            s(&other_pub),
+        ],
+        2,
+        "malformed verifier key",
     );
 }
 
