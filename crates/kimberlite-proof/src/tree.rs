@@ -15,6 +15,10 @@
 //! [`Frontier`] is the compact form of a tree: one complete node per set bit of the size
 //! (at most 64 hashes). Appending a leaf is O(log n) hashes in the worst case, O(1) amortised,
 //! and reports the complete nodes it created so that a store can persist them.
+//!
+//! Kept from RFC 9162: `PATH` and `PROOF` exactly (same hashes, same order), computed
+//! iteratively instead of recursively. Dropped: nothing; generation only needs complete nodes,
+//! so any store that keeps them (files, tiles, memory) can implement [`NodeSource`].
 
 use crate::hash::{empty_root, node_hash, Hash};
 

@@ -3,6 +3,11 @@
 //! Each function either accepts or returns a [`ProofError`] that says what failed. A proof
 //! with a changed hash, a wrong leaf index or a wrong tree size fails: the hashes a verifier
 //! recomputes depend on all three.
+//!
+//! Kept from RFC 9162: the verification algorithms as written, plus an exact length check
+//! first, so a proof with a hash too many or too few gets a precise error. Added: an old size
+//! of 0 is consistent with any tree only against the empty root, and a shrinking tree is its
+//! own error ([`ProofError::TreeShrank`]), because to an auditor that is a cut-off tail.
 
 use crate::hash::{empty_root, node_hash, Hash};
 

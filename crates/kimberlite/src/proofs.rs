@@ -4,6 +4,9 @@
 //! Proofs cover *durable* events only: the tree size of [`Kimberlite::tree_head`] is the
 //! stream's durable next offset, as readers see it. Verification is in `kimberlite_proof`
 //! (pure functions, usable without a store).
+//!
+//! Kept: the tree answers only for what the log holds durably, and every proof is exactly
+//! RFC 9162's. Dropped: proofs for events not yet durable (a reader could not fetch them).
 
 use kimberlite_proof::{Frontier, Hash, NodeSource, RangeError};
 use kimberlite_types::{Offset, StreamId};
