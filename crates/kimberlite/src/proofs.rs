@@ -183,6 +183,22 @@ impl Kimberlite {
     ///
     /// Errors: [`Error::TreeRange`] when `offset >= tree_size` or `tree_size` is past the
     /// stream's durable end; [`Error::TreeUnavailable`] when the side files failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kimberlite::{proof, ExpectedOffset, Kimberlite};
+    /// let store = Kimberlite::in_memory();
+    /// let id = store.create_stream("audit")?;
+    /// store.append(id, ["a", "b", "c"], ExpectedOffset::NoStream)?;
+    /// let head = store.tree_head(id)?; // what a signed checkpoint carries
+    /// let included = store.inclusion_proof(id, 1.into(), head.tree_size)?;
+    /// // The verifier recomputes the leaf from the event itself and needs no store:
+    /// let leaf = proof::event_leaf_hash(1, b"b");
+    /// proof::verify_inclusion(&leaf, 1, head.tree_size, &included.hashes, &head.root)
+    ///     .expect("valid");
+    /// # Ok::<(), kimberlite::Error>(())
+    /// ```
     pub fn inclusion_proof(
         &self,
         id: StreamId,
