@@ -239,3 +239,20 @@ fn concurrent_appends_and_proofs() {
         check_all_proofs(&store, id);
     }
 }
+
+#[test]
+fn closing_the_store_writes_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let config = Config::default().durability(Durability::Unsynced);
+        let store = Kimberlite::open_with(dir.path(), config).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        fill(&store, id, 5000); // more than one chunk and one flush, less than two
+    }
+    let tree_dir = dir.path().join(MERKLE_DIR).join(format!("{:020}", 1));
+    for level in 0..=12u32 {
+        let path = tree_dir.join(format!("level-{level:02}.hashes"));
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, 32 * (5000u64 >> level), "{}", path.display());
+    }
+}
