@@ -321,6 +321,17 @@ impl SimFileSystem {
     }
 }
 
+/// The entries of `map` directly inside `dir`, in order.
+fn children<'a, V>(
+    map: &'a BTreeMap<PathBuf, V>,
+    dir: &'a Path,
+) -> impl Iterator<Item = &'a PathBuf> + 'a {
+    map.range::<Path, _>((std::ops::Bound::Excluded(dir), std::ops::Bound::Unbounded))
+        .map(|(entry, _)| entry)
+        .take_while(move |entry| entry.starts_with(dir))
+        .filter(move |entry| entry.parent() == Some(dir))
+}
+
 /// An open simulated file.
 #[derive(Debug)]
 pub struct SimFile {
@@ -532,14 +543,21 @@ impl FileSystem for SimFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let state = &mut *state;
-        state
-            .durable_entries
-            .retain(|entry, _| entry.parent() != Some(path));
-        for (entry, id) in &state.entries {
-            if entry.parent() == Some(path) {
-                state.durable_entries.insert(entry.clone(), *id);
-            }
+        // Paths under `path` form one contiguous range of each ordered map, so a sync costs
+        // the directory's size, not the whole file system's.
+        let stale: Vec<PathBuf> = children(&state.durable_entries, path).cloned().collect();
+        for entry in stale {
+            state.durable_entries.remove(&entry);
         }
+        let current: Vec<(PathBuf, u64)> = children(&state.entries, path)
+            .map(|entry| {
+                (
+                    entry.clone(),
+                    state.entries.get(entry).copied().unwrap_or_default(),
+                )
+            })
+            .collect();
+        state.durable_entries.extend(current);
         Ok(())
     }
 

@@ -50,6 +50,12 @@ fn main() -> ExitCode {
     let mut total = RunStats::default();
     let mut violations = 0u64;
     for seed in seeds {
+        if seed > 0 && seed % 1_000 == 0 {
+            eprintln!(
+                "... seed {seed}: {violations} violations so far, {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         match run_seed(seed, &options) {
             Ok(stats) => total.absorb(&stats),
             Err(violation) => {

@@ -224,7 +224,7 @@ impl Run {
             lie_on_sync: options.lie_on_sync,
         };
         let config = StorageConfig {
-            max_segment_size: rng.random_range(256..16_384),
+            max_segment_size: rng.random_range(2_048..32_768),
             checkpoint_interval: *[0, 1, 3, 16, 64].choose(&mut rng).unwrap_or(&0),
             compression: if rng.random_bool(0.5) {
                 CompressionKind::Lz4
