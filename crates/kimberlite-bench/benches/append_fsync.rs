@@ -5,17 +5,13 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench append_fsync`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
 use std::fs::File;
 use std::io::Write;
 
 use bytes::Bytes;
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    criterion_config, events, interleaved, rate, report, scaled, thousands, Appender, Target,
-    BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, thousands, Appender, Target, BATCH_EVENTS,
 };
 use kimberlite_storage::StorageConfig;
 
@@ -79,14 +75,6 @@ fn print_ratio() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratio();
+    kimberlite_bench::run(bench, print_ratio);
 }

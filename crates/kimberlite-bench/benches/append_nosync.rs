@@ -8,13 +8,10 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench append_nosync`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    chain_hash_each, criterion_config, events, interleaved, rate, report, scaled, sha256_each,
-    thousands, Appender, Target, BATCH_EVENTS,
+    chain_hash_each, events, interleaved, rate, report, scaled, sha256_each, thousands, Appender,
+    Target, BATCH_EVENTS,
 };
 use kimberlite_storage::StorageConfig;
 use kimberlite_types::CompressionKind;
@@ -85,14 +82,6 @@ fn print_ratio() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratio();
+    kimberlite_bench::run(bench, print_ratio);
 }

@@ -9,15 +9,12 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench group_commit`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite, StreamId};
-use kimberlite_bench::{criterion_config, event, median, rate, report, scaled, thousands, Target};
+use kimberlite_bench::{event, median, rate, report, scaled, thousands, Target};
 
 const THREADS: u64 = 16;
 
@@ -111,14 +108,6 @@ fn print_ratio() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratio();
+    kimberlite_bench::run(bench, print_ratio);
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::Criterion;
 use kimberlite_bench::{
-    build_store, criterion_config, interleaved, report, scaled, Target, LARGE_STORE_EVENTS, STREAM,
+    build_store, interleaved, report, scaled, Target, LARGE_STORE_EVENTS, STREAM,
 };
 use kimberlite_storage::{Storage, StorageConfig};
 
@@ -68,8 +68,5 @@ fn print_ratio(dir: &Path) {
 
 fn main() {
     let dir = store();
-    let mut criterion = criterion_config();
-    bench(&mut criterion, dir.path());
-    criterion.final_summary();
-    print_ratio(dir.path());
+    kimberlite_bench::run(|c| bench(c, dir.path()), || print_ratio(dir.path()));
 }

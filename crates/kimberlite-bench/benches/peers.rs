@@ -16,16 +16,12 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench peers`.
 
-// `criterion_group!` generates an undocumented public function.
-#![allow(missing_docs)]
-
 use std::path::Path;
 
 use bytes::Bytes;
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    criterion_config, events, interleaved, rate, report, scaled, thousands, Appender, Target,
-    BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, thousands, Appender, Target, BATCH_EVENTS,
 };
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::StorageConfig;
@@ -194,14 +190,6 @@ fn print_ratios() {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion_config();
-    targets = bench
-}
-
 fn main() {
-    benches();
-    criterion_config().final_summary();
-    print_ratios();
+    kimberlite_bench::run(bench, print_ratios);
 }

@@ -12,8 +12,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    build_store, criterion_config, interleaved, rate, report, scaled, sha256_each, thousands,
-    Target, EVENT_BYTES, LARGE_STORE_EVENTS, STREAM,
+    build_store, interleaved, rate, report, scaled, sha256_each, thousands, Target, EVENT_BYTES,
+    LARGE_STORE_EVENTS, STREAM,
 };
 use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
 use kimberlite_types::Offset;
@@ -105,8 +105,8 @@ fn print_ratio(dir: &std::path::Path, count: u64) {
 
 fn main() {
     let (dir, count) = build();
-    let mut criterion = criterion_config();
-    bench(&mut criterion, dir.path(), count);
-    criterion.final_summary();
-    print_ratio(dir.path(), count);
+    kimberlite_bench::run(
+        |c| bench(c, dir.path(), count),
+        || print_ratio(dir.path(), count),
+    );
 }

@@ -44,6 +44,15 @@ pub fn scaled(full: u64, small: u64) -> u64 {
     }
 }
 
+/// The `main` of every bench here: runs its criterion groups with [`criterion_config`], prints
+/// criterion's summary, then the bench's same-process ratio line.
+pub fn run(groups: impl FnOnce(&mut criterion::Criterion), ratio: impl FnOnce()) {
+    let mut criterion = criterion_config();
+    groups(&mut criterion);
+    criterion.final_summary();
+    ratio();
+}
+
 /// Criterion settings for the suite: few samples and a short measurement, so that a full
 /// `cargo bench -p kimberlite-bench` takes a few minutes on two shared cores.
 #[must_use]
