@@ -617,7 +617,6 @@ impl Run {
 
     /// Checks what survived against the model, then makes it the model.
     fn reconcile(&mut self, survived: BTreeMap<StreamId, Vec<Bytes>>, after_crash: bool) -> Check {
-        let mut mirror = MemoryStorage::with_max_segment_size(self.config.max_segment_size);
         let mut boundaries_changed = false;
         for (stream, actual) in survived {
             let model = self.models.entry(stream).or_default();
@@ -626,12 +625,19 @@ impl Run {
             model.log = actual;
             model.durable_len = model.durable_len.min(model.log.len());
             model.uncertain.clear();
-            if !model.log.is_empty() {
-                mirror
-                    .append_batch(stream, model.log.clone(), Offset::ZERO, None, false)
-                    .map_err(|e| format!("mirror: {e}"))?;
-            }
-            let head = mirror
+        }
+        // The mirror holds acknowledged batches only. When the store now holds something else
+        // (a crash cut a batch, or a failed batch survived), rebuild it from what survived:
+        // hashes stay comparable, segment counts no longer are. Otherwise it already holds
+        // exactly the surviving events.
+        if boundaries_changed {
+            self.segment_parity = false;
+            self.mirror = self.rebuilt_mirror()?;
+        }
+        let streams: Vec<StreamId> = self.models.keys().copied().collect();
+        for stream in streams {
+            let head = self
+                .mirror
                 .latest_chain_hash(stream)
                 .map_err(|e| e.to_string())?;
             let disk_head = self
@@ -644,14 +650,18 @@ impl Run {
                 ));
             }
         }
-        // The mirror holds acknowledged batches only. When the store now holds something else
-        // (a crash cut a batch, or a failed batch survived), adopt the rebuilt one: hashes stay
-        // comparable, segment counts no longer are.
-        if boundaries_changed {
-            self.segment_parity = false;
-            self.mirror = mirror;
-        }
         Ok(())
+    }
+
+    /// A `MemoryStorage` holding every modelled stream's log, each as one batch.
+    fn rebuilt_mirror(&self) -> Result<MemoryStorage, String> {
+        let mut mirror = MemoryStorage::with_max_segment_size(self.config.max_segment_size);
+        for (stream, model) in self.models.iter().filter(|(_, m)| !m.log.is_empty()) {
+            mirror
+                .append_batch(*stream, model.log.clone(), Offset::ZERO, None, false)
+                .map_err(|e| format!("mirror: {e}"))?;
+        }
+        Ok(mirror)
     }
 }
 
