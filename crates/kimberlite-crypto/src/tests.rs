@@ -56,3 +56,31 @@ proptest! {
         prop_assert_eq!(a.to_string().parse::<ChainHash>().unwrap(), a);
     }
 }
+
+/// The saved state after the domain block must give exactly SHA-256 over the whole input as
+/// `docs/FORMAT.md` writes it, computed here from scratch in one piece.
+#[test]
+fn compute_is_sha256_of_the_documented_bytes() {
+    let prev = ChainHash::from_bytes([0xab; 32]);
+    for (prev, kind, payload) in [
+        (None, RecordKind::Data, &b""[..]),
+        (Some(&prev), RecordKind::Data, &[7u8; 256][..]),
+        (Some(&prev), RecordKind::Checkpoint, &b"checkpoint"[..]),
+    ] {
+        let offset = 0x0102_0304_0506_0708u64;
+        let mut input = Vec::new();
+        input.extend_from_slice(b"kimberlite.chain.v2\0");
+        input.resize(64, 0);
+        input.extend_from_slice(&offset.to_le_bytes());
+        input.push(u8::from(prev.is_some()));
+        input.extend_from_slice(prev.map_or(&[0u8; 32], |hash| hash.as_bytes()));
+        input.push(kind.as_byte());
+        input.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        input.extend_from_slice(payload);
+        let expected: [u8; 32] = Sha256::digest(&input).into();
+        let computed = ChainHash::compute(prev, Offset::new(offset), kind, payload);
+        assert_eq!(computed.as_bytes(), &expected);
+    }
+    assert_eq!(CHAIN_HASH_DOMAIN.len(), 64);
+    assert!(CHAIN_HASH_DOMAIN.starts_with(b"kimberlite.chain.v2\0"));
+}

@@ -1,11 +1,11 @@
 //! [`Record`]: one stored event (or checkpoint) and its byte frame.
 //!
-//! # Frame layout (format version 1, all integers little-endian)
+//! # Frame layout (format version 2, all integers little-endian)
 //!
 //! ```text
 //! offset  size  field
 //!      0     4  frame_len    u32  whole frame: header + stored payload + crc
-//!      4     1  version      u8   = 1
+//!      4     1  version      u8   = 2
 //!      5     1  kind         u8   0 = Data, 1 = Checkpoint
 //!      6     1  compression  u8   0 = None, 1 = Lz4
 //!      7     1  flags        u8   bit 0: prev_hash present; other bits must be 0
@@ -29,7 +29,11 @@ use kimberlite_types::{CompressionKind, Offset, RecordKind};
 use crate::error::RecordError;
 
 /// Format version written in every frame.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+///
+/// 2: the chain hash's domain prefix is one whole SHA-256 block (`kimberlite.chain.v2`,
+/// `docs/FORMAT.md`). Version 1 frames (the 20-byte prefix of the first drafts, never
+/// released) are refused as `UnsupportedVersion` rather than misreported as broken chains.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 
 const FRAME_LEN_SIZE: usize = size_of::<u32>();
 const VERSION_AT: usize = FRAME_LEN_SIZE;
