@@ -208,3 +208,50 @@ fn a_rotation_stopped_by_a_failure_is_completed_on_reopen() {
         storage.recovery_report()
     );
 }
+
+/// A large batch (3,000 events, checkpoints inside) fails halfway
+/// through its write: nothing of it stays, in memory or on disk, and the same batch appended
+/// after a reopen gives `MemoryStorage`'s chain.
+#[test]
+fn a_large_batch_failing_in_its_write_leaves_the_log_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let config = kimberlite_storage::StorageConfig {
+        max_segment_size: 64 << 20,
+        ..small_config()
+    };
+    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
+    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 10, true);
+    let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
+    let before = std::fs::read(&segment).unwrap();
+
+    fs.mode.store(FAIL_WRITE_HALFWAY, Ordering::SeqCst);
+    let batch: Vec<Bytes> = (10..3_010).map(|i| event(3, i)).collect();
+    let error = storage
+        .append_batch(STREAM, batch.clone(), next, Some(head), false)
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Io { .. }), "{error}");
+    assert_eq!(std::fs::read(&segment).unwrap(), before);
+    assert_eq!(read_all(&mut storage, STREAM, 1 << 20).len(), 10);
+    drop(storage);
+
+    fs.mode.store(HEALTHY, Ordering::SeqCst);
+    let mut storage = Storage::open_on(fs, dir.path(), config).unwrap();
+    assert_eq!(storage.latest_chain_hash(STREAM).unwrap(), Some(head));
+    let (after, _) = storage
+        .append_batch(STREAM, batch.clone(), next, Some(head), false)
+        .unwrap();
+    assert_eq!(after, Offset::new(3_010));
+    storage.verify_stream(STREAM).unwrap();
+    let mut expected: Vec<Bytes> = (0..10).map(|i| event(3, i)).collect();
+    expected.extend(batch);
+    assert_eq!(read_all(&mut storage, STREAM, 1 << 20), expected);
+    let mut memory = kimberlite_storage::MemoryStorage::new();
+    memory
+        .append_batch(STREAM, expected, Offset::ZERO, None, false)
+        .unwrap();
+    assert_eq!(
+        storage.latest_chain_hash(STREAM).unwrap(),
+        memory.latest_chain_hash(STREAM).unwrap()
+    );
+}
