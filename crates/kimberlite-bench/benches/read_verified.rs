@@ -77,6 +77,41 @@ fn print_ratio(dir: &std::path::Path, count: u64) {
     );
     let (middle, _) = interleaved(rounds, || drop(black_box(read(count / 2))), || {});
     let payloads = read(end_from);
+    // The same read verified on the calling thread only (`verify_threads = 1`, the engine
+    // before verification went parallel) against the default (the machine's cores, up to 4).
+    let threads = storage.borrow().config().verify_threads;
+    let with_threads = |n, from, max_bytes| {
+        let mut storage = storage.borrow_mut();
+        storage.set_verify_threads(n);
+        let events = storage.read_from(STREAM, Offset::new(from), max_bytes);
+        storage.set_verify_threads(threads);
+        drop(black_box(events.expect("read an intact stream")));
+    };
+    let full = READ_EVENTS * EVENT_BYTES as u64;
+    let (one, default) = interleaved(
+        rounds,
+        || with_threads(1, end_from, full),
+        || with_threads(threads, end_from, full),
+    );
+    println!(
+        "read_verified: 1,000 events at the end with verify_threads = 1: {one:.2?}, \
+         = {threads} (default here): {default:.2?}"
+    );
+    // Small reads: 1 and 10 events at offset 0 (nothing before them to re-verify), and
+    // just before a checkpoint (255 records after the previous one, all re-verified first),
+    // in the mapped segment (1,023) and in the active one read with `pread` (999,167).
+    for (events, from) in [(1, 0), (10, 0), (1, 1_023), (10, end_from + 167)] {
+        let max_bytes = events * EVENT_BYTES as u64;
+        let (one, default) = interleaved(
+            rounds,
+            || with_threads(1, from, max_bytes),
+            || with_threads(threads, from, max_bytes),
+        );
+        println!(
+            "read_verified: {events} event(s) at offset {from}: verify_threads = 1 {one:.2?}, \
+             = {threads} {default:.2?}"
+        );
+    }
     let (end_again, sha) = interleaved(
         rounds,
         || drop(black_box(read(end_from))),

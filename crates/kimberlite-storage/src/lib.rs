@@ -6,8 +6,9 @@
 //! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
 //! - [`MemoryStorage`]: the in-memory backend ([`memory`]).
 //! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
-//! - The pure pieces the backends share: chain verification ([`verify`]) and segment rotation
-//!   bookkeeping ([`segments`]).
+//! - The pure pieces the backends share: chain verification ([`verify`]), the parallel
+//!   decode-and-hash of a run of frames ([`frames`]) and segment rotation bookkeeping
+//!   ([`segments`]).
 //!
 //! Errors are [`StorageError`] (per backend call) and [`RecordError`] (per frame).
 
@@ -16,10 +17,12 @@
 pub mod backend;
 pub mod disk;
 pub mod error;
+pub mod frames;
 pub mod memory;
 pub mod record;
 pub mod segments;
 pub mod verify;
+pub mod verify_pool;
 
 pub use backend::StorageBackend;
 pub use disk::{

@@ -163,6 +163,12 @@ impl Record {
         &self.payload
     }
 
+    /// The payload, by value (no reference-count round trip when the record is dropped).
+    #[must_use]
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+
     /// This record's chain hash: over its offset, `prev_hash`, kind and uncompressed payload.
     /// See [`ChainHash::compute`].
     #[must_use]
@@ -318,6 +324,43 @@ fn compress_lz4_into(payload: &[u8], out: &mut Vec<u8>, at: usize) -> bool {
             false
         }
     }
+}
+
+/// What a frame's header claims, read **without** checking its CRC ([`peek_frame`]).
+///
+/// Only a hint, for deciding how many frames a read should hand to its verifying threads;
+/// nothing is returned or trusted on its strength (every frame is still fully decoded and
+/// linked before its payload is returned). A wrong hint costs work, never correctness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHint {
+    /// The frame's length as stored (bounds-checked, and within the bytes given).
+    pub frame_len: usize,
+    /// The offset the header claims.
+    pub offset: Offset,
+    /// Whether the header claims a checkpoint record.
+    pub is_checkpoint: bool,
+    /// The uncompressed payload length the header claims.
+    pub payload_len: u64,
+}
+
+/// Reads the header of the frame at the start of `bytes` without checking its CRC. Fails
+/// exactly when [`Record::from_bytes`] fails on the frame's length (too small, too large,
+/// or past the end of `bytes`), i.e. when the next frame's position is unknowable.
+pub fn peek_frame(bytes: &[u8]) -> Result<FrameHint, RecordError> {
+    let frame_len = read_frame_len(bytes)?;
+    if frame_len > bytes.len() {
+        return Err(RecordError::Truncated {
+            needed: frame_len as u64,
+            available: bytes.len() as u64,
+        });
+    }
+    Ok(FrameHint {
+        frame_len,
+        offset: Offset::new(le_u64(bytes, OFFSET_AT)),
+        is_checkpoint: RecordKind::from_byte(byte_at(bytes, KIND_AT))
+            == Some(RecordKind::Checkpoint),
+        payload_len: u64::from(le_u32(bytes, PAYLOAD_LEN_AT)),
+    })
 }
 
 /// Reads and bounds-checks the length prefix at the start of `bytes`.

@@ -404,3 +404,31 @@ fn format_md_test_vectors_hold() {
         }
     }
 }
+
+#[test]
+fn peek_reads_the_header_and_fails_where_decode_fails_on_length() {
+    let record = Record::with_compression(
+        Offset::new(41),
+        None,
+        RecordKind::Data,
+        CompressionKind::Lz4,
+        Bytes::from(vec![7u8; 500]),
+    );
+    let mut frame = record.to_bytes().to_vec();
+    let hint = peek_frame(&frame).unwrap();
+    assert_eq!(hint.frame_len, frame.len());
+    assert!(hint.frame_len < 500, "the record is stored compressed");
+    assert_eq!(hint.offset, Offset::new(41));
+    assert!(!hint.is_checkpoint);
+    assert_eq!(hint.payload_len, 500);
+    // A hint is not a decode: a bad CRC still peeks.
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    assert!(peek_frame(&frame).is_ok());
+    assert!(Record::from_bytes(&Bytes::from(frame.clone())).is_err());
+    // A length that is out of range or past the bytes fails both ways, with the same error.
+    for bytes in [&frame[..2], &frame[..frame.len() - 1], &[0u8; 60][..]] {
+        let decoded = Record::from_bytes(&Bytes::copy_from_slice(bytes)).unwrap_err();
+        assert_eq!(peek_frame(bytes).unwrap_err(), decoded);
+    }
+}

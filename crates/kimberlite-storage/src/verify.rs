@@ -9,6 +9,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Location, StorageError};
+use crate::frames::VerifiedFrame;
 use crate::record::Record;
 
 /// Decodes the frame at the start of `bytes`, which should hold the record for `offset`;
@@ -110,6 +111,23 @@ impl ChainCursor {
         self.next_offset += Offset::new(1);
         self.prev_hash = Some(hash);
         Ok(hash)
+    }
+
+    /// [`ChainCursor::check`] or [`ChainCursor::check_checkpoint`] of a frame decoded (and,
+    /// for a data record, hashed) by [`crate::frames::decode_frames`], possibly on another
+    /// thread: the same checks in the same order, with the hash already computed. Returns the
+    /// data record's chain hash (`None` for a checkpoint, which does not advance the cursor).
+    pub fn check_frame(
+        &mut self,
+        frame: &VerifiedFrame,
+        location: impl FnOnce() -> Location,
+    ) -> Result<Option<ChainHash>, StorageError> {
+        self.check_position(frame.record(), location)?;
+        if let Some(hash) = frame.hash() {
+            self.next_offset += Offset::new(1);
+            self.prev_hash = Some(hash);
+        }
+        Ok(frame.hash())
     }
 
     /// Checks that a checkpoint record sits where the cursor is and repeats the chain head
@@ -217,6 +235,39 @@ mod tests {
             if offset == Offset::new(2))
         );
         assert!(error.is_corruption());
+    }
+
+    #[test]
+    fn check_frame_agrees_with_check() {
+        let mut records = chain(&["a", "b", "c"]);
+        records[2] = Record::new(Offset::new(2), None, Bytes::from_static(b"c"));
+        let frames: Vec<_> = records
+            .iter()
+            .map(|r| crate::frames::verify_frame(&r.to_bytes()).unwrap())
+            .collect();
+        let mut one = ChainCursor::at_start(StreamId::new(1));
+        let mut other = one;
+        for (record, frame) in records.iter().zip(&frames) {
+            let expected = one.check(record, here);
+            let got = other.check_frame(frame, here);
+            assert_eq!(
+                format!("{expected:?}"),
+                format!("{:?}", got.map(Option::unwrap))
+            );
+            assert_eq!(one, other);
+        }
+        let checkpoint = Record::with_compression(
+            Offset::new(2),
+            records[1].prev_hash(),
+            RecordKind::Checkpoint,
+            CompressionKind::None,
+            Bytes::new(),
+        );
+        let frame = crate::frames::verify_frame(&checkpoint.to_bytes()).unwrap();
+        let mut cursor =
+            ChainCursor::resume(StreamId::new(1), Offset::new(2), records[1].prev_hash());
+        assert_eq!(cursor.check_frame(&frame, here).unwrap(), None);
+        assert_eq!(cursor.next_offset(), Offset::new(2));
     }
 
     #[test]

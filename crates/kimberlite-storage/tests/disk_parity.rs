@@ -49,6 +49,7 @@ fn config() -> impl Strategy<Value = StorageConfig> {
                 checkpoint_interval,
                 compression,
                 index_interval,
+                ..StorageConfig::default()
             },
         )
 }

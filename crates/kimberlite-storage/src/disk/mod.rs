@@ -48,6 +48,7 @@ mod scan;
 mod segment;
 mod storage;
 mod stream;
+mod walk;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,17 @@ pub struct StorageConfig {
     /// Data records between sparse index entries (checkpoints are always indexed); 0 indexes
     /// checkpoints only. Default: [`DEFAULT_INDEX_INTERVAL`] (64).
     pub index_interval: u64,
+    /// Threads that verify a read (`read_from`) or a whole stream (`verify_stream`): each
+    /// frame's CRC check, decode and chain-hash recomputation are independent of the other
+    /// frames (a frame carries its predecessor's hash), so a run of at least
+    /// 2 × [`crate::frames::MIN_FRAMES_PER_THREAD`] frames is split across up to this many
+    /// threads (the calling one and helpers the store starts at its first long read,
+    /// [`crate::verify_pool::VerifyPool`]), then linked in order on the calling thread.
+    /// Results and errors do not depend on it, only speed does. `1` (or `0`) verifies on the
+    /// calling thread only, for callers who want no extra threads. Default:
+    /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
+    /// at [`crate::frames::MAX_VERIFY_THREADS`] (4).
+    pub verify_threads: usize,
 }
 
 impl Default for StorageConfig {
@@ -87,6 +99,7 @@ impl Default for StorageConfig {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             compression: CompressionKind::None,
             index_interval: DEFAULT_INDEX_INTERVAL,
+            verify_threads: crate::frames::default_verify_threads(),
         }
     }
 }

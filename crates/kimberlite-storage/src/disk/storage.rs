@@ -17,6 +17,7 @@ use super::{RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::error::StorageError;
 use crate::verify::VerifyReport;
+use crate::verify_pool::VerifyPool;
 
 /// The lock file in a store's directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -61,6 +62,8 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) poisoned: Option<String>,
     /// The batch encoding buffer, reused by every append.
     pub(super) buffer: Vec<u8>,
+    /// Helper threads for verified reads (`config.verify_threads`), started at first use.
+    pub(super) verify_pool: VerifyPool,
     _lock: F::Lock,
 }
 
@@ -122,6 +125,7 @@ impl<F: FileSystem> Storage<F> {
             report,
             poisoned: None,
             buffer: Vec::new(),
+            verify_pool: VerifyPool::new(config.verify_threads),
             _lock: lock,
         };
         storage.complete_interrupted_rotations()?;
@@ -144,6 +148,14 @@ impl<F: FileSystem> Storage<F> {
     #[must_use]
     pub fn config(&self) -> &StorageConfig {
         &self.config
+    }
+
+    /// Changes [`StorageConfig::verify_threads`] of the open store (the only setting that
+    /// does not shape the files): reads and verifications from now on use up to `threads`
+    /// threads; 1 keeps them on the calling thread.
+    pub fn set_verify_threads(&mut self, threads: usize) {
+        self.config.verify_threads = threads;
+        self.verify_pool = VerifyPool::new(threads);
     }
 
     /// The streams holding at least one record, ascending.
@@ -182,7 +194,7 @@ impl<F: FileSystem> Storage<F> {
     /// the last one is the head held in memory). An unknown stream verifies as empty.
     pub fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
         match self.streams.get(&stream) {
-            Some(state) => state.verify(),
+            Some(state) => state.verify(&mut self.verify_pool),
             None => Ok(VerifyReport {
                 stream,
                 records_checked: 0,
@@ -414,7 +426,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
         match self.streams.get(&stream_id) {
-            Some(state) => state.read_from(from_offset.as_u64(), max_bytes),
+            Some(state) => state.read_from(from_offset.as_u64(), max_bytes, &mut self.verify_pool),
             None => Ok(Vec::new()),
         }
     }

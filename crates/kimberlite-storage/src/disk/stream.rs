@@ -6,9 +6,10 @@
 //! read-only map of a completed segment), the open active segment file, the chain head and,
 //! when recovery found corruption it must not repair, the [`Damage`].
 //!
-//! Every read goes through [`Walker`]: frames are decoded with [`decode_at`] (length and CRC
-//! first) and linked with a [`ChainCursor`], so a changed, missing or reordered byte is an
-//! error naming the stream, offset, segment file and byte position, never data.
+//! Every read goes through [`walk`]: frames are decoded (length and CRC first) and hashed,
+//! on several threads for long runs, then linked in order with a [`ChainCursor`], so a
+//! changed, missing or reordered byte is an error naming the stream, offset, segment file and
+//! byte position, never data.
 
 use std::path::PathBuf;
 
@@ -19,10 +20,13 @@ use kimberlite_types::{Offset, StreamId};
 use super::fs::FileSystem;
 use super::index::SegmentIndex;
 use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::walk::{walk, Flow, Visit};
 use crate::error::{Location, RecordError, StorageError};
-use crate::record::Record;
+use crate::frames::VerifiedFrame;
+use crate::record::FrameHint;
 use crate::segments::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
+use crate::verify_pool::VerifyPool;
 
 /// One segment's files.
 #[derive(Debug)]
@@ -197,7 +201,7 @@ impl<F: FileSystem> StreamState<F> {
     }
 
     /// A byte view of segment `segment_index`.
-    fn view(&self, segment_index: usize) -> SegmentBytes<'_, F::File> {
+    pub(super) fn view(&self, segment_index: usize) -> SegmentBytes<'_, F::File> {
         let files = self.segments.get(segment_index);
         if let Some(map) = files.and_then(|files| files.map.clone()) {
             return SegmentBytes::Mapped(map);
@@ -244,71 +248,49 @@ impl<F: FileSystem> StreamState<F> {
         Ok((0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)))
     }
 
-    /// Verified payloads from `from` on; see `StorageBackend::read_from`.
-    pub fn read_from(&self, from: u64, max_bytes: u64) -> Result<Vec<Bytes>, StorageError> {
+    /// Verified payloads from `from` on, frames decoded and hashed on `pool`'s threads; see `StorageBackend::read_from` and [`walk`].
+    pub fn read_from(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        pool: &mut VerifyPool,
+    ) -> Result<Vec<Bytes>, StorageError> {
         if from >= self.table.next_offset() && self.damage.is_none() {
             return Ok(Vec::new());
         }
-        let (segment_index, position, mut cursor) = self.start_for(from)?;
-        let mut walker = Walker::new(self, segment_index, position);
-        let mut payloads = Vec::new();
-        let mut payload_bytes = 0u64;
-        let mut budget_reached = false;
-        while let Some((record, location, _)) = walker.next(&cursor)? {
-            if record.is_checkpoint() {
-                cursor.check_checkpoint(&record, || location.clone())?;
-            } else {
-                cursor.check(&record, || location.clone())?;
-                if !budget_reached && record.offset().as_u64() >= from {
-                    payload_bytes += record.payload().len() as u64;
-                    payloads.push(record.payload().clone());
-                    budget_reached = payload_bytes >= max_bytes;
-                    continue;
-                }
-            }
-            if budget_reached {
-                // The link after the last record returned is checked: done.
-                return Ok(payloads);
-            }
-        }
-        self.check_end(&cursor, &walker)?;
-        Ok(payloads)
+        let start = self.start_for(from)?;
+        let mut read = ReadVisit::new(from, max_bytes);
+        walk(self, start, pool, &mut read)?;
+        Ok(read.payloads)
     }
 
-    /// Walks every record from the first, checking every CRC and link.
-    pub fn verify(&self) -> Result<VerifyReport, StorageError> {
-        let mut cursor = ChainCursor::at_start(self.id);
-        let mut walker = Walker::new(self, 0, SEGMENT_HEADER_LEN as u64);
-        let mut checkpoints_checked = 0u64;
-        let mut bytes_checked = 0u64;
-        while let Some((record, location, frame_len)) = walker.next(&cursor)? {
-            if record.is_checkpoint() {
-                cursor.check_checkpoint(&record, || location.clone())?;
-                checkpoints_checked += 1;
-            } else {
-                cursor.check(&record, || location.clone())?;
-            }
-            bytes_checked += frame_len;
-        }
-        self.check_end(&cursor, &walker)?;
+    /// Walks every record from the first, checking every CRC and link, frames decoded and
+    /// hashed on `pool`'s threads.
+    pub fn verify(&self, pool: &mut VerifyPool) -> Result<VerifyReport, StorageError> {
+        let start = (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id));
+        let mut counts = VerifyVisit::default();
+        let cursor = walk(self, start, pool, &mut counts)?;
         Ok(VerifyReport {
             stream: self.id,
             records_checked: cursor.next_offset().as_u64(),
-            checkpoints_checked,
+            checkpoints_checked: counts.checkpoints,
             segments_checked: self.segments.len(),
-            bytes_checked,
+            bytes_checked: counts.bytes,
             head: cursor.prev_hash(),
             next_offset: cursor.next_offset(),
         })
     }
 
-    /// Checks a walk that reached the end of the stream: every offset was seen and the last
-    /// record hashes to the head held in memory.
-    fn check_end(&self, cursor: &ChainCursor, walker: &Walker<'_, F>) -> Result<(), StorageError> {
+    /// Checks a walk that reached the end of the stream (at `location`): every offset was
+    /// seen and the last record hashes to the head held in memory.
+    pub(super) fn check_end(
+        &self,
+        cursor: &ChainCursor,
+        location: Location,
+    ) -> Result<(), StorageError> {
         if let Some(damage) = &self.damage {
             return Err(damage.to_error(self.id));
         }
-        let location = walker.location();
         if cursor.next_offset() != self.next_offset() {
             return Err(StorageError::MissingRecords {
                 stream: self.id,
@@ -329,65 +311,78 @@ impl<F: FileSystem> StreamState<F> {
     }
 }
 
-/// Walks a stream's frames in order across its segments, from a segment and position.
-struct Walker<'a, F: FileSystem> {
-    state: &'a StreamState<F>,
-    segment_index: usize,
-    position: u64,
-    bytes: SegmentBytes<'a, F::File>,
+/// What `read_from` keeps of a walk: payloads from `from` on until `max_bytes`, then the one
+/// more record whose link vouches for the last payload returned.
+struct ReadVisit {
+    from: u64,
+    max_bytes: u64,
+    payloads: Vec<Bytes>,
+    payload_bytes: u64,
+    budget_reached: bool,
+    /// The same rule applied to unchecked headers, to plan the scan (see [`Visit::plan`]).
+    planned_bytes: u64,
+    planned_reached: bool,
 }
 
-impl<'a, F: FileSystem> Walker<'a, F> {
-    fn new(state: &'a StreamState<F>, segment_index: usize, position: u64) -> Self {
+impl ReadVisit {
+    fn new(from: u64, max_bytes: u64) -> Self {
         Self {
-            state,
-            segment_index,
-            position,
-            bytes: state.view(segment_index),
+            from,
+            max_bytes,
+            payloads: Vec::new(),
+            payload_bytes: 0,
+            budget_reached: false,
+            planned_bytes: 0,
+            planned_reached: false,
         }
     }
+}
 
-    fn location(&self) -> Location {
-        self.state.location(self.segment_index, self.position)
+impl Visit for ReadVisit {
+    fn plan(&mut self, hint: &FrameHint) -> bool {
+        if self.planned_reached {
+            // The frame just scanned is the one past the budget: its link is the last check.
+            return false;
+        }
+        if !hint.is_checkpoint && hint.offset.as_u64() >= self.from {
+            self.planned_bytes = self.planned_bytes.saturating_add(hint.payload_len);
+            self.planned_reached = self.planned_bytes >= self.max_bytes;
+        }
+        true
     }
 
-    /// The next frame, decoded and CRC-checked (not yet linked: the caller does that with
-    /// `cursor`); `None` past the stream's last frame. At each segment boundary, checks that
-    /// the segment held exactly the offsets the table gives it.
-    fn next(
-        &mut self,
-        cursor: &ChainCursor,
-    ) -> Result<Option<(Record, Location, u64)>, StorageError> {
-        let state = self.state;
-        while self.position >= self.bytes.len() {
-            if self.segment_index + 1 >= state.segments.len() {
-                return Ok(None);
-            }
-            let expected_next = state
-                .table
-                .segments()
-                .get(self.segment_index)
-                .map_or(0, |segment| segment.next_offset);
-            if cursor.next_offset().as_u64() != expected_next {
-                return Err(StorageError::MissingRecords {
-                    stream: state.id,
-                    offset: cursor.next_offset().min(Offset::new(expected_next)),
-                    location: self.location(),
-                });
-            }
-            self.segment_index += 1;
-            self.position = SEGMENT_HEADER_LEN as u64;
-            self.bytes = state.view(self.segment_index);
+    fn visit(&mut self, frame: VerifiedFrame) -> Flow {
+        let record = frame.into_record();
+        if self.budget_reached {
+            // The link after the last record returned is checked: done.
+            return Flow::Stop;
         }
-        let location = self.location();
-        let frame = self.bytes.frame_at(self.position).map_err(|source| {
-            let path = location.file.clone().unwrap_or_default();
-            io_error(&path, source)
-        })?;
-        let (record, frame_len) =
-            decode_at(state.id, cursor.next_offset(), &frame, || location.clone())?;
-        self.position += frame_len as u64;
-        Ok(Some((record, location, frame_len as u64)))
+        if !record.is_checkpoint() && record.offset().as_u64() >= self.from {
+            let payload = record.into_payload();
+            self.payload_bytes += payload.len() as u64;
+            self.payloads.push(payload);
+            self.budget_reached = self.payload_bytes >= self.max_bytes;
+        }
+        Flow::Continue
+    }
+}
+
+/// What `verify` counts of a walk over the whole stream.
+#[derive(Default)]
+struct VerifyVisit {
+    checkpoints: u64,
+    bytes: u64,
+}
+
+impl Visit for VerifyVisit {
+    fn plan(&mut self, _: &FrameHint) -> bool {
+        true
+    }
+
+    fn visit(&mut self, frame: VerifiedFrame) -> Flow {
+        self.checkpoints += u64::from(frame.record().is_checkpoint());
+        self.bytes += frame.frame_len() as u64;
+        Flow::Continue
     }
 }
 

@@ -15,6 +15,8 @@ pub fn small_config() -> StorageConfig {
         checkpoint_interval: 4,
         compression: CompressionKind::None,
         index_interval: 2,
+        // More than this 2-core machine has: long reads in tests split into 4 shares.
+        verify_threads: 4,
     }
 }
 

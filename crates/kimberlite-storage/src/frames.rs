@@ -1,0 +1,210 @@
+//! Pure, parallelisable verification of a run of frames: decode (length, CRC, fields) and
+//! re-hash each one, independently of the others.
+//!
+//! On a read, unlike an append, the chain hashes are independent: each frame carries its
+//! predecessor's hash, so frame `i` can be decoded and hashed without frame `i - 1`. Only the
+//! *links* (frame `i + 1`'s `prev_hash` equals frame `i`'s computed hash) need the order; the
+//! read paths check them afterwards, in offset order, with
+//! [`crate::verify::ChainCursor::check_frame`]. So the expensive part of a verified read (the
+//! SHA-256 of every record and its CRC32C) is split here across threads, while what decides
+//! *which* error a damaged stream reports stays sequential.
+//!
+//! [`decode_frames`] is the one-thread reference; [`crate::verify_pool::VerifyPool`] runs the
+//! same [`verify_frame`] on several threads and returns the same vector (tested there, with
+//! proptest): the thread count changes the speed of a read, never its result.
+
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+
+use crate::error::RecordError;
+use crate::record::Record;
+
+/// Fewest frames handed to each thread: below this a thread's start-up (about 10–20 µs on
+/// the 2-core machine of `docs/PERFORMANCE.md`) costs more than the ~0.3 µs per frame it
+/// would save, so shorter runs are verified on the calling thread.
+pub const MIN_FRAMES_PER_THREAD: usize = 64;
+
+/// Most threads a verification uses, whatever the machine offers: reads are short (a page
+/// of events), so more threads would mostly pay for their own start-up.
+pub const MAX_VERIFY_THREADS: usize = 4;
+
+/// The default thread count of verified reads: the machine's available parallelism, capped
+/// at [`MAX_VERIFY_THREADS`]; 1 when it cannot be known.
+#[must_use]
+pub fn default_verify_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_VERIFY_THREADS)
+}
+
+/// A frame that decoded (its length and CRC checked, every field valid) and, for a data
+/// record, its chain hash as recomputed from its contents.
+///
+/// Only [`verify_frame`] makes one, so a hash held here is always the record's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedFrame {
+    record: Record,
+    hash: Option<ChainHash>,
+    frame_len: usize,
+}
+
+impl VerifiedFrame {
+    /// The decoded record.
+    #[must_use]
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The record, by value (its payload is returned to the reader without a copy).
+    #[must_use]
+    pub fn into_record(self) -> Record {
+        self.record
+    }
+
+    /// The record's chain hash; `None` for a checkpoint record, which is not a link of the
+    /// chain and is never hashed.
+    #[must_use]
+    pub fn hash(&self) -> Option<ChainHash> {
+        self.hash
+    }
+
+    /// Bytes of the frame as stored.
+    #[must_use]
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+}
+
+/// Decodes the frame at the start of `bytes` and, for a data record, recomputes its chain
+/// hash. Pure; never panics.
+pub fn verify_frame(bytes: &Bytes) -> Result<VerifiedFrame, RecordError> {
+    let (record, frame_len) = Record::from_bytes(bytes)?;
+    let hash = (!record.is_checkpoint()).then(|| record.compute_hash());
+    Ok(VerifiedFrame {
+        record,
+        hash,
+        frame_len,
+    })
+}
+
+/// [`verify_frame`] of every frame, in order, on the calling thread: the reference that
+/// [`crate::verify_pool::VerifyPool::decode`] (the same work on several threads) must equal.
+#[must_use]
+pub fn decode_frames(frames: &[Bytes]) -> Vec<Result<VerifiedFrame, RecordError>> {
+    frames.iter().map(verify_frame).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kimberlite_types::{CompressionKind, Offset, RecordKind};
+    use proptest::prelude::*;
+
+    /// Frames of a chain of `count` records with payloads of `size` bytes, a checkpoint
+    /// after every 7th, optionally LZ4-compressed.
+    fn frames(count: usize, size: usize, compression: CompressionKind) -> Vec<Bytes> {
+        let mut prev = None;
+        let mut out = Vec::new();
+        for i in 0..count {
+            let payload = Bytes::from(vec![(i % 251) as u8; size]);
+            let record = Record::with_compression(
+                Offset::new(i as u64),
+                prev,
+                RecordKind::Data,
+                compression,
+                payload,
+            );
+            prev = Some(record.compute_hash());
+            out.push(record.to_bytes());
+            if i % 7 == 6 {
+                let checkpoint = Record::with_compression(
+                    Offset::new(i as u64 + 1),
+                    prev,
+                    RecordKind::Checkpoint,
+                    CompressionKind::None,
+                    Bytes::new(),
+                );
+                out.push(checkpoint.to_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn data_records_are_hashed_and_checkpoints_are_not() {
+        let frames = frames(7, 10, CompressionKind::None);
+        let results = decode_frames(&frames);
+        let verified: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(verified.len(), 8);
+        for (frame, bytes) in verified.iter().zip(&frames) {
+            assert_eq!(frame.frame_len(), bytes.len());
+            let record = frame.record();
+            if record.is_checkpoint() {
+                assert_eq!(frame.hash(), None);
+            } else {
+                assert_eq!(frame.hash(), Some(record.compute_hash()));
+            }
+        }
+        // Each hash is the next data record's prev_hash: the chain the cursor checks.
+        assert_eq!(verified[0].hash(), verified[1].record().prev_hash());
+    }
+
+    #[test]
+    fn errors_stay_at_their_frame() {
+        let mut frames = frames(400, 30, CompressionKind::None);
+        // Corrupt frames in the first share, at a share boundary and in the last share.
+        for at in [5, 199, 200, 201, 450] {
+            let mut bytes = frames[at].to_vec();
+            let last = bytes.len() - 5;
+            bytes[last] ^= 0x40;
+            frames[at] = Bytes::from(bytes);
+        }
+        frames[300] = Bytes::from_static(b"\x02\x00");
+        let one = decode_frames(&frames);
+        for (i, result) in one.iter().enumerate() {
+            assert_eq!(
+                result.is_err(),
+                [5, 199, 200, 201, 300, 450].contains(&i),
+                "frame {i}"
+            );
+        }
+        let mut pool = crate::verify_pool::VerifyPool::new(4);
+        assert_eq!(pool.decode(frames.clone()), one);
+    }
+
+    #[test]
+    fn default_thread_count_is_within_bounds() {
+        let threads = default_verify_threads();
+        assert!((1..=MAX_VERIFY_THREADS).contains(&threads));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The parallel variant (the pool) equals the sequential one, bit for bit, for any run length,
+        /// payload size, codec, thread count and corrupted byte.
+        #[test]
+        fn parallel_equals_sequential(
+            count in 0usize..400,
+            size in 0usize..300,
+            lz4 in any::<bool>(),
+            threads in 1usize..6,
+            flip in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1u8..=255)),
+        ) {
+            let compression = if lz4 { CompressionKind::Lz4 } else { CompressionKind::None };
+            let mut frames = frames(count, size, compression);
+            if let Some((frame, byte, mask)) = flip {
+                if !frames.is_empty() {
+                    let at = frame.index(frames.len());
+                    let mut bytes = frames[at].to_vec();
+                    let pos = byte.index(bytes.len());
+                    bytes[pos] ^= mask;
+                    frames[at] = Bytes::from(bytes);
+                }
+            }
+            let expected = decode_frames(&frames);
+            let mut pool = crate::verify_pool::VerifyPool::new(threads);
+            prop_assert_eq!(pool.decode(frames), expected);
+        }
+    }
+}
