@@ -59,6 +59,7 @@ use super::fs::{FileHandle, FileSystem};
 use super::index::{index_file_name, SegmentIndex};
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::{write_index, write_manifest};
+use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{scan_segment, ScanEnd, ScanTarget};
 use super::segment::{
     parse_segment_file_name, segment_path, SegmentBytes, SegmentHeader, SEGMENT_HEADER_LEN,
@@ -68,7 +69,6 @@ use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
 use crate::segments::{SegmentMeta, SegmentTable};
-use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -289,6 +289,7 @@ impl<F: FileSystem> Opener<'_, F> {
         let target = self.target(num, path);
         let mut view: SegmentBytes<'_, F::File> = SegmentBytes::Mapped(map.clone());
         let scan = scan_segment(&target, &mut view, None)?;
+        self.report.records_scanned += scan.records;
         let problem = match scan.end {
             ScanEnd::Clean => None,
             ScanEnd::Torn { position, reason } => Some(StorageError::CorruptRecord {
@@ -311,7 +312,7 @@ impl<F: FileSystem> Opener<'_, F> {
             (None, _) if stored.as_ref().ok() == Some(&scan.index) => Ok(scan.index),
             (None, _) => {
                 let reason = stored.err().unwrap_or_else(|| "stale index".to_owned());
-                let file = write_index(self.fs, self.dir, self.stream, num, &scan.index)
+                let file = write_index(self.fs, self.dir, self.stream, num, &scan.index, None)
                     .map_err(|e| io_error(path, e))?;
                 let stream = self.stream;
                 self.report.actions.push(RecoveryAction::IndexRebuilt {
@@ -412,17 +413,11 @@ impl<F: FileSystem> Opener<'_, F> {
         }
         let len = file.len_bytes().map_err(|e| io_error(&path, e))?;
         let previous = self.previous_head();
-        let cursor = match &previous {
-            None => Some(ChainCursor::at_start(self.stream)),
-            Some(Ok(head)) => Some(ChainCursor::resume(
-                self.stream,
-                Offset::new(first_offset),
-                Some(*head),
-            )),
-            Some(Err(_)) => None,
-        };
         let target = self.target(num, &path);
-        let scan = scan_segment(&target, &mut SegmentBytes::file(&file, len), cursor)?;
+        let stored = read_stored(self.fs, self.dir, &target);
+        let mut bytes = SegmentBytes::file(&file, len);
+        let scan = scan_active(&target, &mut bytes, stored.as_ref(), previous.as_ref())?;
+        self.report.records_scanned += scan.records;
         if let Some(error) = &scan.chain_break {
             // Row 9b: reported, left in place; reads that reach it fail on it.
             self.report.actions.push(RecoveryAction::CorruptionFound {
@@ -482,27 +477,38 @@ impl<F: FileSystem> Opener<'_, F> {
         // process may have left unsynced writes or truncations (say, the cut-back of a failed
         // batch) in the page cache, and a later crash must not revert the state open reports.
         file.sync_data().map_err(|e| io_error(&path, e))?;
-        self.finish(num, path, file, scan.index, head, damage, watermark)
+        // The active segment's index is derived from the scan; the file is rewritten at the
+        // next `flush_indexes` or rotation unless it already says exactly this, resume point
+        // included (everything is synced now, so one may be given).
+        let chain_break = scan.chain_break.is_some();
+        let len_bytes = scan.index.summary.len_bytes;
+        let resume = resume_head(&scan.index, head, len_bytes, chain_break);
+        let index_dirty = stored.is_none_or(|s| s.index != scan.index || s.head != resume);
+        self.finish(Active {
+            num,
+            path,
+            file,
+            index: scan.index,
+            head,
+            damage,
+            manifest_len: watermark,
+            index_dirty,
+            chain_break,
+        })
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one private step of open_active")]
-    fn finish(
-        mut self,
-        num: u32,
-        path: PathBuf,
-        file: F::File,
-        index: SegmentIndex,
-        head: Option<ChainHash>,
-        damage: Option<Damage>,
-        manifest_len: u64,
-    ) -> Result<StreamState<F>, StorageError> {
-        // The active segment's index is always derived from the scan; a stale file is simply
-        // rewritten at the next `flush_indexes` or rotation.
-        let index_path = self.dir.join(index_file_name(num));
-        let stored = self.fs.read(&index_path).ok().and_then(|bytes| {
-            SegmentIndex::decode(&bytes, self.stream, num, index.summary.len_bytes).ok()
-        });
-        let index_dirty = stored.as_ref() != Some(&index);
+    fn finish(mut self, active: Active<F>) -> Result<StreamState<F>, StorageError> {
+        let Active {
+            num,
+            path,
+            file,
+            index,
+            head,
+            damage,
+            manifest_len,
+            index_dirty,
+            chain_break,
+        } = active;
         let len_bytes = index.summary.len_bytes;
         self.metas.push(SegmentMeta {
             segment_num: num,
@@ -533,8 +539,22 @@ impl<F: FileSystem> Opener<'_, F> {
             synced_len: len_bytes,
             manifest_len,
             index_dirty,
+            chain_break,
         })
     }
+}
+
+/// What opening the active segment found, for [`Opener::finish`].
+struct Active<F: FileSystem> {
+    num: u32,
+    path: PathBuf,
+    file: F::File,
+    index: SegmentIndex,
+    head: Option<ChainHash>,
+    damage: Option<Damage>,
+    manifest_len: u64,
+    index_dirty: bool,
+    chain_break: bool,
 }
 
 /// Times recovery reads a metadata structure (manifest, index, segment header) that fails
