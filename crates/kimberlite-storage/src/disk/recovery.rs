@@ -6,9 +6,14 @@
 //! - A *completed* segment listed as completed by a readable manifest: its header and its
 //!   length are checked against the manifest; its records are not re-read (that is what
 //!   `verify_stream` is for). Its index is used if it matches (else rebuilt by a scan).
-//! - The *active* (last) segment is always scanned from its header to its end: every frame is
-//!   decoded (length, CRC) and linked (offset, `prev_hash`, starting from the previous
-//!   segment's last record), which yields the stream's head, its index and its true end.
+//! - The *active* (last) segment is scanned to its end: every frame is decoded (length, CRC)
+//!   and linked (offset, `prev_hash`), which yields the stream's head, its index and its true
+//!   end. The scan starts at the header, linked from the previous segment's last record,
+//!   unless the segment's index carries a *resume point* that checks out (`resume`): then the
+//!   bytes it covers (fsynced when it was written) are trusted as a completed segment's are,
+//!   after decoding their first frame and their last data record (offset and chain hash must
+//!   match the index), and the scan starts where the index ends, from its head. The table
+//!   below applies to the scanned bytes either way; any disagreement means a full scan.
 //!
 //! # Decision table for the active segment's tail
 //!
@@ -498,28 +503,17 @@ impl<F: FileSystem> Opener<'_, F> {
     }
 
     fn finish(mut self, active: Active<F>) -> Result<StreamState<F>, StorageError> {
-        let Active {
-            num,
-            path,
-            file,
-            index,
-            head,
-            damage,
-            manifest_len,
-            index_dirty,
-            chain_break,
-        } = active;
-        let len_bytes = index.summary.len_bytes;
+        let summary = active.index.summary;
         self.metas.push(SegmentMeta {
-            segment_num: num,
-            first_offset: index.summary.first_offset,
-            next_offset: index.summary.next_offset,
-            logical_size_bytes: index.summary.logical_size_bytes,
+            segment_num: active.num,
+            first_offset: summary.first_offset,
+            next_offset: summary.next_offset,
+            logical_size_bytes: summary.logical_size_bytes,
         });
         self.segments.push(SegmentFiles {
-            num,
-            path,
-            index,
+            num: active.num,
+            path: active.path,
+            index: active.index,
             map: None,
         });
         let table =
@@ -533,13 +527,13 @@ impl<F: FileSystem> Opener<'_, F> {
             dir: self.dir.to_path_buf(),
             table,
             segments: self.segments,
-            active: file,
-            head,
-            damage,
-            synced_len: len_bytes,
-            manifest_len,
-            index_dirty,
-            chain_break,
+            active: active.file,
+            head: active.head,
+            damage: active.damage,
+            synced_len: summary.len_bytes,
+            manifest_len: active.manifest_len,
+            index_dirty: active.index_dirty,
+            chain_break: active.chain_break,
         })
     }
 }
