@@ -75,6 +75,7 @@ impl<F: FileSystem> Storage<F> {
             synced_len: SEGMENT_HEADER_LEN as u64,
             manifest_len: SEGMENT_HEADER_LEN as u64,
             index_dirty: true,
+            chain_break: false,
         };
         write_manifest(&self.fs, &state).map_err(|e| io_error(&dir, e))?;
         self.fs
@@ -182,7 +183,7 @@ impl<F: FileSystem> Storage<F> {
             .active
             .sync_data()
             .map_err(|e| io_error(&old_path, e))?;
-        write_index(&self.fs, &state.dir, id, old.num, &old.index)
+        write_index(&self.fs, &state.dir, id, old.num, &old.index, None)
             .map_err(|e| io_error(&old_path, e))?;
         old.map = Some(
             self.fs
@@ -194,6 +195,7 @@ impl<F: FileSystem> Storage<F> {
         state.active = file;
         state.synced_len = SEGMENT_HEADER_LEN as u64;
         state.index_dirty = true;
+        state.chain_break = false;
         write_manifest(&self.fs, state).map_err(|e| io_error(&state.dir, e))?;
         state.manifest_len = SEGMENT_HEADER_LEN as u64;
         Ok(())

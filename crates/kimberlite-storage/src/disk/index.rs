@@ -11,15 +11,20 @@
 //! when missing or *stale*: its recorded segment length differs from the file's, or its own
 //! checksum, magic, version, stream or segment number do not match.
 //!
-//! # Layout of `{segment_num:08}.idx` (version 1, little-endian)
+//! The active segment's index may also carry a *resume point* (flag bit 0): the chain hash of
+//! the last data record it covers, written only when every byte it covers had been fsynced
+//! and chained without a break. Open then checks the first and last covered frames and scans
+//! only the bytes past `segment_len_bytes` (`resume`); without one it scans the whole segment.
+//!
+//! # Layout of `{segment_num:08}.idx` (version 2, little-endian)
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic               b"KMBLIDX\0"
-//!      8     4  version             u32 = 1
+//!      8     4  version             u32 = 2
 //!     12     4  segment_num         u32
 //!     16     8  stream_id           u64
-//!     24     8  segment_len_bytes   u64  length of the segment file this index describes
+//!     24     8  segment_len_bytes   u64  length of the segment prefix this index describes
 //!     32     8  first_offset        u64
 //!     40     8  next_offset         u64  one past the segment's last data record
 //!     48     8  logical_size_bytes  u64  see `crate::segments`
@@ -27,12 +32,18 @@
 //!     64     8  checkpoint_count    u64
 //!     72     8  compressed_count    u64  data records stored compressed
 //!     80     4  entry_count         u32
-//!     84     4  reserved            u32 = 0
-//!     88  24*n  entries             { offset u64, position u64, kind u8 (0 data, 1
+//!     84     4  flags               u32  bit 0: `head` is a resume point; other bits 0
+//!     88    32  head                     chain hash of the record at last_data_position;
+//!                                        32 zero bytes when flag bit 0 is clear
+//!    120  24*n  entries             { offset u64, position u64, kind u8 (0 data, 1
 //!                                     checkpoint), 7 zero bytes }, ascending by position
-//! 88+24n     4  crc32c              u32  CRC32C of every byte before it
+//! 120+24n    4  crc32c              u32  CRC32C of every byte before it
 //! ```
+//!
+//! Version 1 files (no `head`, `flags` reserved as 0, entries at byte 88) are still read, as
+//! indexes without a resume point.
 
+use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
 use super::le::{le_u32, le_u64};
@@ -41,9 +52,13 @@ use crate::segments::logical_record_size;
 
 /// First bytes of every index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"KMBLIDX\0";
-/// Index file format version.
-pub const INDEX_VERSION: u32 = 1;
-const HEADER_LEN: usize = 88;
+/// Index file format version written.
+pub const INDEX_VERSION: u32 = 2;
+/// Header length of version 1 files (no `head`).
+const HEADER_LEN_V1: usize = 88;
+const HEADER_LEN: usize = 120;
+/// Flag bit 0: the `head` field is a resume point.
+const FLAG_RESUME: u32 = 1;
 const ENTRY_LEN: usize = 24;
 const CRC_LEN: usize = 4;
 const NO_POSITION: u64 = u64::MAX;
@@ -91,6 +106,16 @@ pub struct SegmentIndex {
     pub checkpoints: Vec<IndexEntry>,
     /// Every `index_interval`-th data record, ascending.
     pub data: Vec<IndexEntry>,
+}
+
+/// An index file as decoded, before its length is compared with the segment's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIndex {
+    /// The index (its summary's `len_bytes` is the prefix it describes).
+    pub index: SegmentIndex,
+    /// The resume point: the chain hash of the last data record covered, present only when
+    /// the writer knew every covered byte was fsynced and chained without a break.
+    pub head: Option<ChainHash>,
 }
 
 /// One record as seen by [`SegmentIndex::push`].
@@ -171,9 +196,10 @@ impl SegmentIndex {
             .copied()
     }
 
-    /// Encodes the index file for segment `segment_num` of `stream`.
+    /// Encodes the index file for segment `segment_num` of `stream`, with `head` as its
+    /// resume point (see the module docs for when a writer may give one).
     #[must_use]
-    pub fn encode(&self, stream: StreamId, segment_num: u32) -> Vec<u8> {
+    pub fn encode(&self, stream: StreamId, segment_num: u32, head: Option<ChainHash>) -> Vec<u8> {
         let mut entries: Vec<(IndexEntry, u8)> = self
             .checkpoints
             .iter()
@@ -200,7 +226,9 @@ impl SegmentIndex {
         }
         let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        let flags = if head.is_some() { FLAG_RESUME } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(head.map_or([0u8; 32], |head| *head.as_bytes()).as_slice());
         debug_assert_eq!(out.len(), HEADER_LEN);
         for (entry, kind) in entries.iter().take(count as usize) {
             out.extend_from_slice(&entry.offset.to_le_bytes());
@@ -221,7 +249,24 @@ impl SegmentIndex {
         segment_num: u32,
         segment_len_bytes: u64,
     ) -> Result<SegmentIndex, String> {
-        if bytes.len() < HEADER_LEN + CRC_LEN {
+        let stored = SegmentIndex::decode_stored(bytes, stream, segment_num)?;
+        let len_bytes = stored.index.summary.len_bytes;
+        if len_bytes != segment_len_bytes {
+            return Err(format!(
+                "stale index: describes {len_bytes} bytes, segment has {segment_len_bytes}"
+            ));
+        }
+        Ok(stored.index)
+    }
+
+    /// Decodes an index file and checks it describes segment `segment_num` of `stream`,
+    /// whatever the segment's length now is (the active segment may have grown since).
+    pub fn decode_stored(
+        bytes: &[u8],
+        stream: StreamId,
+        segment_num: u32,
+    ) -> Result<StoredIndex, String> {
+        if bytes.len() < HEADER_LEN_V1 + CRC_LEN {
             return Err(format!("index file truncated ({} bytes)", bytes.len()));
         }
         let crc_at = bytes.len() - CRC_LEN;
@@ -233,11 +278,33 @@ impl SegmentIndex {
         if stored != computed {
             return Err("index checksum mismatch".to_owned());
         }
-        if le_u32(bytes, 8) != INDEX_VERSION {
-            return Err(format!("unsupported index version {}", le_u32(bytes, 8)));
-        }
+        let header_len = match le_u32(bytes, 8) {
+            1 => HEADER_LEN_V1,
+            INDEX_VERSION => HEADER_LEN,
+            version => return Err(format!("unsupported index version {version}")),
+        };
         if le_u32(bytes, 12) != segment_num || le_u64(bytes, 16) != stream.as_u64() {
             return Err("index names another stream or segment".to_owned());
+        }
+        let count = le_u32(bytes, 80) as usize;
+        if bytes.len() != header_len + count.saturating_mul(ENTRY_LEN) + CRC_LEN {
+            return Err("index length does not match its entry count".to_owned());
+        }
+        let head = match (header_len, le_u32(bytes, 84)) {
+            (_, 0) => None,
+            (HEADER_LEN, FLAG_RESUME) => bytes
+                .get(88..HEADER_LEN)
+                .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+                .map(ChainHash::from_bytes),
+            (_, flags) => return Err(format!("unknown index flags {flags:#x}")),
+        };
+        let stray_head = header_len == HEADER_LEN
+            && head.is_none()
+            && bytes
+                .get(88..HEADER_LEN)
+                .is_some_and(|raw| raw.iter().any(|&b| b != 0));
+        if stray_head {
+            return Err("index head set without its flag".to_owned());
         }
         let field = |i: usize| le_u64(bytes, 24 + 8 * i);
         let summary = SegmentSummary {
@@ -249,16 +316,6 @@ impl SegmentIndex {
             checkpoint_count: field(5),
             compressed_count: field(6),
         };
-        if summary.len_bytes != segment_len_bytes {
-            return Err(format!(
-                "stale index: describes {} bytes, segment has {segment_len_bytes}",
-                summary.len_bytes
-            ));
-        }
-        let count = le_u32(bytes, 80) as usize;
-        if bytes.len() != HEADER_LEN + count.saturating_mul(ENTRY_LEN) + CRC_LEN {
-            return Err("index length does not match its entry count".to_owned());
-        }
         let mut index = SegmentIndex {
             summary,
             checkpoints: Vec::new(),
@@ -266,7 +323,7 @@ impl SegmentIndex {
         };
         let mut last_position = 0u64;
         for i in 0..count {
-            let at = HEADER_LEN + i * ENTRY_LEN;
+            let at = header_len + i * ENTRY_LEN;
             let entry = IndexEntry {
                 offset: le_u64(bytes, at),
                 position: le_u64(bytes, at + 8),
@@ -291,7 +348,7 @@ impl SegmentIndex {
         {
             return Err("index summary is inconsistent".to_owned());
         }
-        Ok(index)
+        Ok(StoredIndex { index, head })
     }
 }
 
@@ -340,7 +397,7 @@ mod tests {
         );
         assert_eq!(index.checkpoint_at_or_before(9), None);
         let stream = StreamId::new(5);
-        let bytes = index.encode(stream, 2);
+        let bytes = index.encode(stream, 2, None);
         let len = index.summary.len_bytes;
         assert_eq!(SegmentIndex::decode(&bytes, stream, 2, len), Ok(index));
         assert!(SegmentIndex::decode(&bytes, stream, 2, len + 1).is_err());
@@ -354,5 +411,64 @@ mod tests {
             );
         }
         assert!(SegmentIndex::decode(&bytes[..bytes.len() - 1], stream, 2, len).is_err());
+    }
+
+    /// Re-encodes `bytes` with a fresh CRC (for building files that only a field makes bad).
+    fn with_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+        let at = bytes.len() - CRC_LEN;
+        let crc = crc32c::crc32c(&bytes[..at]);
+        bytes[at..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn the_resume_point_round_trips_and_is_checked() {
+        let index = sample();
+        let stream = StreamId::new(5);
+        let head = ChainHash::from_bytes([7; 32]);
+        let bytes = index.encode(stream, 2, Some(head));
+        let stored = SegmentIndex::decode_stored(&bytes, stream, 2).unwrap();
+        assert_eq!(stored.head, Some(head));
+        assert_eq!(stored.index, index);
+        // The length check is `decode`'s alone: an active segment may have grown since.
+        assert!(SegmentIndex::decode_stored(&bytes, stream, 2).is_ok());
+        assert!(SegmentIndex::decode(&bytes, stream, 2, index.summary.len_bytes + 9).is_err());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                SegmentIndex::decode_stored(&bad, stream, 2).is_err(),
+                "flip {i}"
+            );
+        }
+        // With a valid CRC: an unknown flag, or a head without its flag, is refused.
+        let mut unknown = bytes.clone();
+        unknown[84] = 3;
+        assert!(SegmentIndex::decode_stored(&with_crc(unknown), stream, 2).is_err());
+        let mut stray = index.encode(stream, 2, None);
+        stray[100] = 1;
+        assert!(SegmentIndex::decode_stored(&with_crc(stray), stream, 2).is_err());
+    }
+
+    #[test]
+    fn version_1_files_read_as_indexes_without_a_resume_point() {
+        let index = sample();
+        let stream = StreamId::new(5);
+        let v2 = index.encode(stream, 2, Some(ChainHash::from_bytes([7; 32])));
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&v2[..8]);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&v2[12..84]);
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&v2[HEADER_LEN..]);
+        let v1 = with_crc(v1);
+        let stored = SegmentIndex::decode_stored(&v1, stream, 2).unwrap();
+        assert_eq!(stored, StoredIndex { index, head: None });
+        let mut flagged = v1.clone();
+        flagged[84] = 1;
+        assert!(SegmentIndex::decode_stored(&with_crc(flagged), stream, 2).is_err());
+        let mut future = v1;
+        future[8] = 3;
+        assert!(SegmentIndex::decode_stored(&with_crc(future), stream, 2).is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
 use super::fs::{FileHandle, FileSystem};
@@ -42,18 +43,21 @@ pub fn write_manifest<F: FileSystem>(fs: &F, state: &StreamState<F>) -> std::io:
     manifest_of(state).write_atomic(fs, &state.dir)
 }
 
-/// Writes a segment's index atomically (temp file, fsync, rename).
+/// Writes a segment's index atomically (temp file, fsync, rename), with `head` as its resume
+/// point: callers give one only when every byte the index covers is already fsynced (see
+/// `resume::resume_head`), because open trusts the covered bytes without reading them.
 pub fn write_index<F: FileSystem>(
     fs: &F,
     dir: &Path,
     stream: StreamId,
     num: u32,
     index: &SegmentIndex,
+    head: Option<ChainHash>,
 ) -> std::io::Result<PathBuf> {
     let path = dir.join(index_file_name(num));
     let temp = dir.join(format!("{}.tmp", index_file_name(num)));
     let mut file = fs.create(&temp)?;
-    file.write_all_at(&index.encode(stream, num), 0)?;
+    file.write_all_at(&index.encode(stream, num, head), 0)?;
     file.sync_data()?;
     drop(file);
     fs.rename(&temp, &path)?;

@@ -44,6 +44,7 @@ mod le;
 mod manifest;
 mod meta;
 mod recovery;
+mod resume;
 mod scan;
 mod segment;
 mod storage;
@@ -126,6 +127,10 @@ pub struct StreamStats {
 pub struct RecoveryReport {
     /// Each repair or finding, in the order met.
     pub actions: Vec<RecoveryAction>,
+    /// Record frames open decoded while scanning segments (active segments, rebuilt indexes).
+    /// An active segment whose index was flushed is scanned only past what the index covers,
+    /// so a store closed after [`Storage::flush`] opens with 0.
+    pub records_scanned: u64,
 }
 
 impl RecoveryReport {

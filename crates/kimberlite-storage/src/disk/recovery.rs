@@ -6,9 +6,14 @@
 //! - A *completed* segment listed as completed by a readable manifest: its header and its
 //!   length are checked against the manifest; its records are not re-read (that is what
 //!   `verify_stream` is for). Its index is used if it matches (else rebuilt by a scan).
-//! - The *active* (last) segment is always scanned from its header to its end: every frame is
-//!   decoded (length, CRC) and linked (offset, `prev_hash`, starting from the previous
-//!   segment's last record), which yields the stream's head, its index and its true end.
+//! - The *active* (last) segment is scanned to its end: every frame is decoded (length, CRC)
+//!   and linked (offset, `prev_hash`), which yields the stream's head, its index and its true
+//!   end. The scan starts at the header, linked from the previous segment's last record,
+//!   unless the segment's index carries a *resume point* that checks out (`resume`): then the
+//!   bytes it covers (fsynced when it was written) are trusted as a completed segment's are,
+//!   after decoding their first frame and their last data record (offset and chain hash must
+//!   match the index), and the scan starts where the index ends, from its head. The table
+//!   below applies to the scanned bytes either way; any disagreement means a full scan.
 //!
 //! # Decision table for the active segment's tail
 //!
@@ -59,6 +64,7 @@ use super::fs::{FileHandle, FileSystem};
 use super::index::{index_file_name, SegmentIndex};
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::{write_index, write_manifest};
+use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{scan_segment, ScanEnd, ScanTarget};
 use super::segment::{
     parse_segment_file_name, segment_path, SegmentBytes, SegmentHeader, SEGMENT_HEADER_LEN,
@@ -68,7 +74,6 @@ use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
 use crate::segments::{SegmentMeta, SegmentTable};
-use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -289,6 +294,7 @@ impl<F: FileSystem> Opener<'_, F> {
         let target = self.target(num, path);
         let mut view: SegmentBytes<'_, F::File> = SegmentBytes::Mapped(map.clone());
         let scan = scan_segment(&target, &mut view, None)?;
+        self.report.records_scanned += scan.records;
         let problem = match scan.end {
             ScanEnd::Clean => None,
             ScanEnd::Torn { position, reason } => Some(StorageError::CorruptRecord {
@@ -311,7 +317,7 @@ impl<F: FileSystem> Opener<'_, F> {
             (None, _) if stored.as_ref().ok() == Some(&scan.index) => Ok(scan.index),
             (None, _) => {
                 let reason = stored.err().unwrap_or_else(|| "stale index".to_owned());
-                let file = write_index(self.fs, self.dir, self.stream, num, &scan.index)
+                let file = write_index(self.fs, self.dir, self.stream, num, &scan.index, None)
                     .map_err(|e| io_error(path, e))?;
                 let stream = self.stream;
                 self.report.actions.push(RecoveryAction::IndexRebuilt {
@@ -412,17 +418,11 @@ impl<F: FileSystem> Opener<'_, F> {
         }
         let len = file.len_bytes().map_err(|e| io_error(&path, e))?;
         let previous = self.previous_head();
-        let cursor = match &previous {
-            None => Some(ChainCursor::at_start(self.stream)),
-            Some(Ok(head)) => Some(ChainCursor::resume(
-                self.stream,
-                Offset::new(first_offset),
-                Some(*head),
-            )),
-            Some(Err(_)) => None,
-        };
         let target = self.target(num, &path);
-        let scan = scan_segment(&target, &mut SegmentBytes::file(&file, len), cursor)?;
+        let stored = read_stored(self.fs, self.dir, &target);
+        let mut bytes = SegmentBytes::file(&file, len);
+        let scan = scan_active(&target, &mut bytes, stored.as_ref(), previous.as_ref())?;
+        self.report.records_scanned += scan.records;
         if let Some(error) = &scan.chain_break {
             // Row 9b: reported, left in place; reads that reach it fail on it.
             self.report.actions.push(RecoveryAction::CorruptionFound {
@@ -482,38 +482,38 @@ impl<F: FileSystem> Opener<'_, F> {
         // process may have left unsynced writes or truncations (say, the cut-back of a failed
         // batch) in the page cache, and a later crash must not revert the state open reports.
         file.sync_data().map_err(|e| io_error(&path, e))?;
-        self.finish(num, path, file, scan.index, head, damage, watermark)
-    }
-
-    #[expect(clippy::too_many_arguments, reason = "one private step of open_active")]
-    fn finish(
-        mut self,
-        num: u32,
-        path: PathBuf,
-        file: F::File,
-        index: SegmentIndex,
-        head: Option<ChainHash>,
-        damage: Option<Damage>,
-        manifest_len: u64,
-    ) -> Result<StreamState<F>, StorageError> {
-        // The active segment's index is always derived from the scan; a stale file is simply
-        // rewritten at the next `flush_indexes` or rotation.
-        let index_path = self.dir.join(index_file_name(num));
-        let stored = self.fs.read(&index_path).ok().and_then(|bytes| {
-            SegmentIndex::decode(&bytes, self.stream, num, index.summary.len_bytes).ok()
-        });
-        let index_dirty = stored.as_ref() != Some(&index);
-        let len_bytes = index.summary.len_bytes;
-        self.metas.push(SegmentMeta {
-            segment_num: num,
-            first_offset: index.summary.first_offset,
-            next_offset: index.summary.next_offset,
-            logical_size_bytes: index.summary.logical_size_bytes,
-        });
-        self.segments.push(SegmentFiles {
+        // The active segment's index is derived from the scan; the file is rewritten at the
+        // next `flush_indexes` or rotation unless it already says exactly this, resume point
+        // included (everything is synced now, so one may be given).
+        let chain_break = scan.chain_break.is_some();
+        let len_bytes = scan.index.summary.len_bytes;
+        let resume = resume_head(&scan.index, head, len_bytes, chain_break);
+        let index_dirty = stored.is_none_or(|s| s.index != scan.index || s.head != resume);
+        self.finish(Active {
             num,
             path,
-            index,
+            file,
+            index: scan.index,
+            head,
+            damage,
+            manifest_len: watermark,
+            index_dirty,
+            chain_break,
+        })
+    }
+
+    fn finish(mut self, active: Active<F>) -> Result<StreamState<F>, StorageError> {
+        let summary = active.index.summary;
+        self.metas.push(SegmentMeta {
+            segment_num: active.num,
+            first_offset: summary.first_offset,
+            next_offset: summary.next_offset,
+            logical_size_bytes: summary.logical_size_bytes,
+        });
+        self.segments.push(SegmentFiles {
+            num: active.num,
+            path: active.path,
+            index: active.index,
             map: None,
         });
         let table =
@@ -527,14 +527,28 @@ impl<F: FileSystem> Opener<'_, F> {
             dir: self.dir.to_path_buf(),
             table,
             segments: self.segments,
-            active: file,
-            head,
-            damage,
-            synced_len: len_bytes,
-            manifest_len,
-            index_dirty,
+            active: active.file,
+            head: active.head,
+            damage: active.damage,
+            synced_len: summary.len_bytes,
+            manifest_len: active.manifest_len,
+            index_dirty: active.index_dirty,
+            chain_break: active.chain_break,
         })
     }
+}
+
+/// What opening the active segment found, for [`Opener::finish`].
+struct Active<F: FileSystem> {
+    num: u32,
+    path: PathBuf,
+    file: F::File,
+    index: SegmentIndex,
+    head: Option<ChainHash>,
+    damage: Option<Damage>,
+    manifest_len: u64,
+    index_dirty: bool,
+    chain_break: bool,
 }
 
 /// Times recovery reads a metadata structure (manifest, index, segment header) that fails

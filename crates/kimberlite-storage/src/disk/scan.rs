@@ -12,13 +12,11 @@ use kimberlite_types::{Offset, StreamId};
 use super::fs::FileHandle;
 use super::index::{SeenRecord, SegmentIndex};
 use super::le::{le_u32, le_u64};
-use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::segment::SegmentBytes;
 use super::stream::io_error;
 use crate::error::{Location, RecordError, StorageError};
 use crate::record::{Record, MAX_FRAME_LEN, RECORD_FORMAT_VERSION, RECORD_OVERHEAD};
 use crate::verify::ChainCursor;
-
-const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 
 /// How a scan of one segment ended.
 pub enum ScanEnd {
@@ -46,6 +44,8 @@ pub struct Scan {
     /// The first chain break the scan passed (a whole frame at the right offset with a wrong
     /// `prev_hash`); the scan resumes after it.
     pub chain_break: Option<StorageError>,
+    /// Whole frames decoded (the recovery report sums them: how much open had to read).
+    pub records: u64,
 }
 
 /// One segment to scan.
@@ -68,7 +68,21 @@ pub struct ScanTarget<'a> {
 pub fn scan_segment<H: FileHandle>(
     target: &ScanTarget<'_>,
     bytes: &mut SegmentBytes<'_, H>,
+    cursor: Option<ChainCursor>,
+) -> Result<Scan, StorageError> {
+    let start = SegmentIndex::empty(target.first_offset);
+    scan_from(target, bytes, cursor, start, None)
+}
+
+/// Scans a segment from the end of `index` (the records before it already accounted for) to
+/// its end; `head` is the chain hash of the last data record before that point when the
+/// caller vouches for it (a resumed scan), and `cursor` then continues from it.
+pub fn scan_from<H: FileHandle>(
+    target: &ScanTarget<'_>,
+    bytes: &mut SegmentBytes<'_, H>,
     mut cursor: Option<ChainCursor>,
+    mut index: SegmentIndex,
+    head: Option<ChainHash>,
 ) -> Result<Scan, StorageError> {
     let io = |source| io_error(target.path, source);
     let location = |position| Location {
@@ -77,10 +91,10 @@ pub fn scan_segment<H: FileHandle>(
         file: Some(target.path.to_path_buf()),
     };
     let len = bytes.len();
-    let mut index = SegmentIndex::empty(target.first_offset);
     let mut last_data: Option<Record> = None;
-    let mut position = HEADER_LEN;
+    let mut position = index.summary.len_bytes;
     let mut chain_break = None;
+    let mut records = 0u64;
     let end = loop {
         if position >= len {
             break ScanEnd::Clean;
@@ -141,6 +155,7 @@ pub fn scan_segment<H: FileHandle>(
             compressed: record.compression() != kimberlite_types::CompressionKind::None,
         };
         index.push(seen, target.index_interval);
+        records += 1;
         if !record.is_checkpoint() {
             last_data = Some(record);
         }
@@ -148,13 +163,14 @@ pub fn scan_segment<H: FileHandle>(
     };
     let last_hash = match cursor {
         Some(cursor) if last_data.is_some() => cursor.prev_hash(),
-        _ => last_data.as_ref().map(Record::compute_hash),
+        _ => last_data.as_ref().map(Record::compute_hash).or(head),
     };
     Ok(Scan {
         index,
         last_hash,
         end,
         chain_break,
+        records,
     })
 }
 

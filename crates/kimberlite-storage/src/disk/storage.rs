@@ -12,6 +12,7 @@ use kimberlite_types::{Offset, StreamId};
 use super::fs::{FileHandle, FileSystem, OsFileSystem};
 use super::meta::{write_index, write_manifest};
 use super::recovery::open_stream;
+use super::resume::resume_head;
 use super::stream::{io_error, StreamState};
 use super::{RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
@@ -464,8 +465,22 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
             let Some(active) = state.segments.last() else {
                 continue;
             };
-            write_index(&self.fs, &state.dir, state.id, active.num, &active.index)
-                .map_err(|source| io_error(&active.path, source))?;
+            // A resume point only over fsynced bytes: open will trust what it covers unread.
+            let head = resume_head(
+                &active.index,
+                state.head,
+                state.synced_len,
+                state.chain_break,
+            );
+            write_index(
+                &self.fs,
+                &state.dir,
+                state.id,
+                active.num,
+                &active.index,
+                head,
+            )
+            .map_err(|source| io_error(&active.path, source))?;
             state.index_dirty = false;
         }
         Ok(())

@@ -177,6 +177,9 @@ pub struct StreamState<F: FileSystem> {
     pub manifest_len: u64,
     /// Whether the active segment's index changed since it was last written.
     pub index_dirty: bool,
+    /// Whether recovery reported a chain break (row 9b) in the active segment: its index is
+    /// then written without a resume point, so that every open scans it and reports it again.
+    pub chain_break: bool,
 }
 
 impl<F: FileSystem> StreamState<F> {
