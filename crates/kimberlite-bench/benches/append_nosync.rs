@@ -66,6 +66,36 @@ fn print_ratio() {
         "append_nosync: per batch of 1,000: compression None {ours_again:.2?}, \
          Lz4 (the kimberlite store's default) {lz4_time:.2?}"
     );
+    // The same appends with every hash on the appending thread (`hash_ahead = false`).
+    let inline_dir = tempfile::tempdir().expect("temp dir");
+    let inline_config = StorageConfig {
+        hash_ahead: false,
+        ..StorageConfig::default()
+    };
+    let mut inline = Appender::open(inline_dir.path(), inline_config);
+    let (ahead_time, inline_time) = interleaved(
+        rounds,
+        || appender.append(batch.clone(), false),
+        || inline.append(batch.clone(), false),
+    );
+    let lz4_inline_dir = tempfile::tempdir().expect("temp dir");
+    let mut lz4_inline = Appender::open(
+        lz4_inline_dir.path(),
+        StorageConfig {
+            hash_ahead: false,
+            ..lz4_config
+        },
+    );
+    let (lz4_ahead, lz4_inline_time) = interleaved(
+        rounds,
+        || lz4.append(batch.clone(), false),
+        || lz4_inline.append(batch.clone(), false),
+    );
+    println!(
+        "append_nosync: per batch of 1,000: hash_ahead (default here: {}) {ahead_time:.2?}, \
+         hashed inline {inline_time:.2?}; with Lz4: {lz4_ahead:.2?} against {lz4_inline_time:.2?}",
+        StorageConfig::default().hash_ahead
+    );
     let n = BATCH_EVENTS as u64;
     println!(
         "append_nosync: per batch of 1,000: kimberlite {ours:.2?}, SHA-256 {sha:.2?}, \

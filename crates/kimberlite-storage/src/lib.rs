@@ -15,9 +15,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backend;
+pub mod chain_worker;
 pub mod disk;
 pub mod error;
 pub mod frames;
+pub mod job_board;
 pub mod memory;
 pub mod record;
 pub mod segments;

@@ -15,12 +15,13 @@
 //! one thread, whatever the helpers did (tested below).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use bytes::Bytes;
 
 use crate::error::RecordError;
 use crate::frames::{verify_frame, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
+use crate::job_board::{lock, BoardJob, JobBoard};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
 /// one delays the caller little, large enough that claiming (one atomic add) is noise.
@@ -33,23 +34,8 @@ type Verified = Result<VerifiedFrame, RecordError>;
 #[derive(Debug)]
 pub struct VerifyPool {
     threads: usize,
-    shared: Arc<Shared>,
-    /// Helpers started so far (they start at the first run long enough to use them).
-    started: usize,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    state: Mutex<PoolState>,
-    wake: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct PoolState {
-    job: Option<Arc<Job>>,
-    /// Bumped for each job, so a helper runs each job at most once.
-    generation: u64,
-    shutdown: bool,
+    /// Helpers start at the first run long enough to use them.
+    board: JobBoard<Job>,
 }
 
 #[derive(Debug)]
@@ -60,12 +46,6 @@ struct Job {
     /// Blocks not yet finished, under a lock so that the caller can wait for the last one.
     unfinished: Mutex<usize>,
     finished: Condvar,
-}
-
-/// Locks, ignoring poison: the data behind each lock stays consistent at every point
-/// (a value is replaced whole), so a panic elsewhere cannot leave it half-written.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Job {
@@ -130,8 +110,7 @@ impl VerifyPool {
     pub fn new(threads: usize) -> Self {
         Self {
             threads: threads.clamp(1, MAX_VERIFY_THREADS),
-            shared: Arc::new(Shared::default()),
-            started: 0,
+            board: JobBoard::new("kimberlite-verify"),
         }
     }
 
@@ -149,66 +128,19 @@ impl VerifyPool {
         if helpers == 0 || frames.len() < 2 * MIN_FRAMES_PER_THREAD {
             return frames.iter().map(verify_frame).collect();
         }
-        self.start_helpers(helpers);
+        self.board.start_helpers(helpers);
         let job = Arc::new(Job::new(frames));
-        {
-            let mut state = lock(&self.shared.state);
-            state.job = Some(Arc::clone(&job));
-            state.generation += 1;
-        }
-        self.shared.wake.notify_all();
+        self.board.post(&job);
         job.run();
         let results = job.collect();
-        lock(&self.shared.state).job = None;
+        self.board.clear();
         results
     }
-
-    /// Starts helpers up to `wanted`; one that fails to start is not retried now (its
-    /// share is then done by whoever runs: the caller at worst).
-    fn start_helpers(&mut self, wanted: usize) {
-        while self.started < wanted {
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name("kimberlite-verify".into())
-                .spawn(move || helper(&shared));
-            self.started += 1;
-            if spawned.is_err() {
-                return;
-            }
-        }
-    }
 }
 
-impl Drop for VerifyPool {
-    fn drop(&mut self) {
-        lock(&self.shared.state).shutdown = true;
-        self.shared.wake.notify_all();
-    }
-}
-
-/// A helper: runs each new job's unclaimed blocks, until the pool is dropped.
-fn helper(shared: &Shared) {
-    let mut seen = 0;
-    loop {
-        let job = {
-            let mut state = lock(&shared.state);
-            loop {
-                if state.shutdown {
-                    return;
-                }
-                if state.generation != seen {
-                    seen = state.generation;
-                    if let Some(job) = &state.job {
-                        break Arc::clone(job);
-                    }
-                }
-                state = shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        };
-        job.run();
+impl BoardJob for Job {
+    fn run(&self) {
+        Job::run(self);
     }
 }
 
@@ -247,19 +179,5 @@ mod tests {
                 assert_eq!(pool.decode(frames), expected, "{threads} x {count}");
             }
         }
-    }
-
-    #[test]
-    fn a_dropped_pool_stops_its_helpers() {
-        let mut pool = VerifyPool::new(2);
-        assert_eq!(pool.decode(frames(300)).len(), 300);
-        let shared = Arc::clone(&pool.shared);
-        drop(pool);
-        // The helper exits and releases its reference to the shared state.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while Arc::strong_count(&shared) > 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert_eq!(Arc::strong_count(&shared), 1);
     }
 }

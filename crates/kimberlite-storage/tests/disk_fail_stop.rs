@@ -7,7 +7,7 @@ mod common;
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,15 +20,19 @@ use kimberlite_types::{Offset, StreamId};
 const HEALTHY: u8 = 0;
 const FAIL_SYNC: u8 = 1;
 const FAIL_WRITE_HALFWAY: u8 = 2;
+/// Counts writes, and fails the third one (after two went through).
+const FAIL_THIRD_WRITE: u8 = 3;
 
 #[derive(Clone, Default)]
 struct FaultyFs {
     mode: Arc<AtomicU8>,
+    writes: Arc<AtomicU32>,
 }
 
 struct FaultyFile {
     inner: <OsFileSystem as FileSystem>::File,
     mode: Arc<AtomicU8>,
+    writes: Arc<AtomicU32>,
 }
 
 impl FileHandle for FaultyFile {
@@ -39,9 +43,15 @@ impl FileHandle for FaultyFile {
         self.inner.read_exact_at(buf, position)
     }
     fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
-        if self.mode.load(Ordering::SeqCst) == FAIL_WRITE_HALFWAY {
-            self.inner.write_all_at(&buf[..buf.len() / 2], position)?;
-            return Err(io::Error::other("injected: device full"));
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL_WRITE_HALFWAY => {
+                self.inner.write_all_at(&buf[..buf.len() / 2], position)?;
+                return Err(io::Error::other("injected: device full"));
+            }
+            FAIL_THIRD_WRITE if self.writes.fetch_add(1, Ordering::SeqCst) == 2 => {
+                return Err(io::Error::other("injected: third write failed"));
+            }
+            _ => {}
         }
         self.inner.write_all_at(buf, position)
     }
@@ -68,6 +78,7 @@ impl FileSystem for FaultyFs {
         Ok(FaultyFile {
             inner,
             mode: self.mode.clone(),
+            writes: self.writes.clone(),
         })
     }
     fn create(&self, path: &Path) -> io::Result<FaultyFile> {
@@ -75,6 +86,7 @@ impl FileSystem for FaultyFs {
         Ok(FaultyFile {
             inner,
             mode: self.mode.clone(),
+            writes: self.writes.clone(),
         })
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -209,11 +221,18 @@ fn a_rotation_stopped_by_a_failure_is_completed_on_reopen() {
     );
 }
 
-/// A large batch (3,000 events, checkpoints inside) fails halfway
-/// through its write: nothing of it stays, in memory or on disk, and the same batch appended
-/// after a reopen gives `MemoryStorage`'s chain.
+/// A large batch (3,000 events, checkpoints inside, hashed on the helper thread) fails in its
+/// write: halfway through its first `write`, or at its third (two 128 KiB chunks already in
+/// the file). Nothing of it stays, in memory or on disk, and the same batch appended after a
+/// reopen gives `MemoryStorage`'s chain.
 #[test]
 fn a_large_batch_failing_in_its_write_leaves_the_log_as_before() {
+    for mode in [FAIL_WRITE_HALFWAY, FAIL_THIRD_WRITE] {
+        large_batch_fails_cleanly(mode);
+    }
+}
+
+fn large_batch_fails_cleanly(mode: u8) {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultyFs::default();
     let config = kimberlite_storage::StorageConfig {
@@ -225,12 +244,19 @@ fn a_large_batch_failing_in_its_write_leaves_the_log_as_before() {
     let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
     let before = std::fs::read(&segment).unwrap();
 
-    fs.mode.store(FAIL_WRITE_HALFWAY, Ordering::SeqCst);
+    fs.mode.store(mode, Ordering::SeqCst);
     let batch: Vec<Bytes> = (10..3_010).map(|i| event(3, i)).collect();
     let error = storage
         .append_batch(STREAM, batch.clone(), next, Some(head), false)
         .unwrap_err();
     assert!(matches!(error, StorageError::Io { .. }), "{error}");
+    if mode == FAIL_THIRD_WRITE {
+        assert_eq!(
+            fs.writes.load(Ordering::SeqCst),
+            3,
+            "two writes went through"
+        );
+    }
     assert_eq!(std::fs::read(&segment).unwrap(), before);
     assert_eq!(read_all(&mut storage, STREAM, 1 << 20).len(), 10);
     drop(storage);

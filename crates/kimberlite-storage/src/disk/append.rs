@@ -1,27 +1,20 @@
-//! Writing: creating a stream, encoding a batch (checkpoints included) into one buffer,
-//! writing it with one `write`, and rotating segments. `Storage::append_batch` (in `storage`)
-//! runs these steps after `check_append`.
+//! Around a batch's write: creating a stream, completing interrupted rotations, rotating
+//! segments. The batch itself is encoded and written by `batch`; `Storage::append_batch` (in
+//! `storage`) runs these steps after `check_append`.
 
 use std::path::Path;
 
-use bytes::Bytes;
-use kimberlite_crypto::ChainHash;
-use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
+use kimberlite_types::StreamId;
 
-use super::checkpoint::{checkpoint_due, checkpoint_record};
 use super::fs::{FileHandle, FileSystem};
-use super::index::{SeenRecord, SegmentIndex};
+use super::index::SegmentIndex;
 use super::meta::{write_index, write_manifest};
 use super::segment::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::storage::{stream_dir_name, Storage, STREAMS_DIR};
 use super::stream::{io_error, SegmentFiles, StreamState};
 use super::RecoveryAction;
 use crate::error::StorageError;
-use crate::record::{Record, RECORD_OVERHEAD};
 use crate::segments::SegmentTable;
-
-/// Position of the compression byte in a record frame (see `crate::record`).
-const FRAME_COMPRESSION_AT: usize = 6;
 
 impl<F: FileSystem> Storage<F> {
     /// Rotates every stream whose active segment already reached `max_segment_size`: the
@@ -85,89 +78,6 @@ impl<F: FileSystem> Storage<F> {
         Ok(())
     }
 
-    /// Encodes `events` (and any checkpoints due) for `state` into `self.buffer`; returns what
-    /// each frame is and the chain hash of the last event.
-    pub(super) fn encode_batch(
-        &mut self,
-        id: StreamId,
-        events: &[Bytes],
-    ) -> (Vec<SeenRecord>, Option<ChainHash>) {
-        self.buffer.clear();
-        let mut seen = Vec::with_capacity(events.len() + 1);
-        let Some(state) = self.streams.get(&id) else {
-            return (seen, None);
-        };
-        let Some(active) = state.active_files() else {
-            return (seen, None);
-        };
-        let base = active.index.summary.len_bytes;
-        let segment = *state.table.active();
-        let mut last_checkpoint = active.index.last_checkpoint();
-        let mut prev = state.head;
-        for (i, event) in events.iter().enumerate() {
-            let offset = segment.next_offset + i as u64;
-            if checkpoint_due(
-                self.config.checkpoint_interval,
-                offset,
-                segment.first_offset,
-                last_checkpoint,
-            ) {
-                let records = offset - segment.first_offset;
-                let checkpoint = checkpoint_record(offset, prev, segment.segment_num, records);
-                let position = base + self.buffer.len() as u64;
-                let frame_len = checkpoint.encode_into(&mut self.buffer) as u64;
-                seen.push(seen_record(&checkpoint, position, frame_len, false));
-                last_checkpoint = Some(offset);
-            }
-            let record = Record::with_compression(
-                Offset::new(offset),
-                prev,
-                RecordKind::Data,
-                self.config.compression,
-                event.clone(),
-            );
-            let start = self.buffer.len();
-            let frame_len = record.encode_into(&mut self.buffer) as u64;
-            let compressed = self
-                .buffer
-                .get(start + FRAME_COMPRESSION_AT)
-                .is_some_and(|&byte| byte != CompressionKind::None.as_byte());
-            seen.push(seen_record(
-                &record,
-                base + start as u64,
-                frame_len,
-                compressed,
-            ));
-            prev = Some(record.compute_hash());
-        }
-        (seen, prev)
-    }
-
-    /// Writes the encoded batch with one write and, with `fsync`, syncs it.
-    pub(super) fn write_batch(&mut self, id: StreamId, fsync: bool) -> Result<(), StorageError> {
-        let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        let Some(active) = state.segments.last() else {
-            return Ok(());
-        };
-        let base = active.index.summary.len_bytes;
-        let mut result = state.active.write_all_at(&self.buffer, base);
-        if fsync && result.is_ok() {
-            result = state.active.sync_data();
-        }
-        if let Err(source) = result {
-            // Best effort: cut the partial batch off so a reopen does not find it. The store
-            // is poisoned by the caller either way.
-            let _ = state.active.set_len(base);
-            return Err(io_error(&active.path, source));
-        }
-        if fsync {
-            state.synced_len = base + self.buffer.len() as u64;
-        }
-        Ok(())
-    }
-
     /// Completes the active segment of `id` and starts segment `num`: sync the old one, write
     /// its index, create the new file, map the old one, write the manifest.
     pub(super) fn rotate(&mut self, id: StreamId, num: u32) -> Result<(), StorageError> {
@@ -227,16 +137,4 @@ fn create_segment<F: FileSystem>(
         map: None,
     };
     Ok((file, files))
-}
-
-fn seen_record(record: &Record, position: u64, frame_len: u64, compressed: bool) -> SeenRecord {
-    debug_assert!(frame_len >= RECORD_OVERHEAD as u64);
-    SeenRecord {
-        is_checkpoint: record.is_checkpoint(),
-        offset: record.offset().as_u64(),
-        position,
-        frame_len,
-        payload_len: record.payload().len(),
-        compressed,
-    }
 }

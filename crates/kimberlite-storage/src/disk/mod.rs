@@ -37,6 +37,7 @@
 //! after a failed fsync neither the file's content nor a retried fsync can be trusted.
 
 mod append;
+mod batch;
 mod checkpoint;
 mod fs;
 mod index;
@@ -91,6 +92,11 @@ pub struct StorageConfig {
     /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
     /// at [`crate::frames::MAX_VERIFY_THREADS`] (4).
     pub verify_threads: usize,
+    /// Whether a batch of 128 events or more has its chain hashes computed on a helper
+    /// thread while this one encodes the frames behind it
+    /// ([`crate::chain_worker::ChainWorker`]). Frames, writes and results do not depend on
+    /// it, only speed does. Default: true when the machine has more than one core.
+    pub hash_ahead: bool,
 }
 
 impl Default for StorageConfig {
@@ -101,6 +107,7 @@ impl Default for StorageConfig {
             compression: CompressionKind::None,
             index_interval: DEFAULT_INDEX_INTERVAL,
             verify_threads: crate::frames::default_verify_threads(),
+            hash_ahead: crate::frames::default_verify_threads() > 1,
         }
     }
 }

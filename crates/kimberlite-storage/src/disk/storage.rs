@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -16,6 +17,7 @@ use super::resume::resume_head;
 use super::stream::{io_error, StreamState};
 use super::{RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::chain_worker::{self, ChainJob, ChainWorker};
 use crate::error::StorageError;
 use crate::verify::VerifyReport;
 use crate::verify_pool::VerifyPool;
@@ -65,6 +67,8 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) buffer: Vec<u8>,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: VerifyPool,
+    /// The thread that hashes large batches ahead of their encoding (`config.hash_ahead`).
+    pub(super) chain_worker: ChainWorker,
     _lock: F::Lock,
 }
 
@@ -127,6 +131,7 @@ impl<F: FileSystem> Storage<F> {
             poisoned: None,
             buffer: Vec::new(),
             verify_pool: VerifyPool::new(config.verify_threads),
+            chain_worker: ChainWorker::default(),
             _lock: lock,
         };
         storage.complete_interrupted_rotations()?;
@@ -385,9 +390,14 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
             let created = self.create_stream(stream_id);
             self.poison_on_error(created)?;
         }
-        let (seen, last_hash) = self.encode_batch(stream_id, &events);
-        let written = self.write_batch(stream_id, fsync);
-        self.poison_on_error(written)?;
+        let event_count = events.len();
+        let job = Arc::new(ChainJob::new(events, head_offset.as_u64(), head_hash));
+        if self.config.hash_ahead && event_count >= chain_worker::MIN_EVENTS {
+            self.chain_worker.submit(&job);
+        }
+        let written = self.write_batch(stream_id, &job, fsync);
+        self.chain_worker.finish();
+        let (seen, last_hash) = self.poison_on_error(written)?;
 
         // The batch is written (and synced when asked): commit it in memory.
         let interval = self.config.index_interval;
@@ -409,7 +419,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         state.head = last_hash;
         state.index_dirty = true;
         let next_offset = state.next_offset();
-        assert_offset_advanced(expected_offset, next_offset, events.len());
+        assert_offset_advanced(expected_offset, next_offset, event_count);
         let last_hash = last_hash.expect("a non-empty batch has a last hash");
         if let Some(num) = state.table.end_batch(max_segment_size) {
             // The batch itself is committed; a failure here poisons the store, so the next

@@ -17,6 +17,8 @@ pub fn small_config() -> StorageConfig {
         index_interval: 2,
         // More than this 2-core machine has: long reads in tests split into 4 shares.
         verify_threads: 4,
+        // Batches of 128 events or more hashed on the helper thread, whatever the machine.
+        hash_ahead: true,
     }
 }
 

@@ -1,0 +1,189 @@
+//! [`JobBoard`]: where a store posts work for its long-lived helper threads.
+//!
+//! Both of the store's helpers (verified reads, [`crate::verify_pool`]; chain hashes ahead of
+//! an append, [`crate::chain_worker`]) work the same way: the calling thread posts a job and
+//! works on it itself; helpers started once per store wake up, claim what is left of the job,
+//! and go back to sleep. The job does its own claiming (each job type knows its pieces), so a
+//! caller never waits for a helper that has not started. This module is only the board: post,
+//! wake, take, shut down.
+//!
+//! Helpers are started at the first job that wants them and told to exit when the board is
+//! dropped; they are not joined (an idle helper holds nothing but the board).
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Work a helper can share: `run` claims and does pieces until none is left unclaimed.
+pub trait BoardJob: Send + Sync + 'static {
+    /// Does unclaimed pieces of the job until none is left.
+    fn run(&self);
+}
+
+/// Locks, ignoring poison: every value behind the store's helper locks is replaced whole, so
+/// a panic elsewhere cannot leave one half-written.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+struct State<J> {
+    job: Option<Arc<J>>,
+    /// Bumped for each job posted, so a helper runs each job at most once.
+    generation: u64,
+    shutdown: bool,
+}
+
+#[derive(Debug)]
+struct Shared<J> {
+    state: Mutex<State<J>>,
+    wake: Condvar,
+}
+
+/// The job board of one store's helpers of one kind; see the module docs.
+#[derive(Debug)]
+pub struct JobBoard<J: BoardJob> {
+    shared: Arc<Shared<J>>,
+    name: &'static str,
+    started: usize,
+}
+
+impl<J: BoardJob> JobBoard<J> {
+    /// A board whose helper threads are named `name`; none is started yet.
+    #[must_use]
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    job: None,
+                    generation: 0,
+                    shutdown: false,
+                }),
+                wake: Condvar::new(),
+            }),
+            name,
+            started: 0,
+        }
+    }
+
+    /// Helper threads started so far.
+    #[must_use]
+    pub fn started(&self) -> usize {
+        self.started
+    }
+
+    /// Starts helpers until `wanted` have been started. One that fails to start is not
+    /// retried now: its share is done by whoever runs the job (the caller at worst).
+    pub fn start_helpers(&mut self, wanted: usize) {
+        while self.started < wanted {
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name(self.name.into())
+                .spawn(move || helper(&shared));
+            self.started += 1;
+            if spawned.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Posts `job` and wakes the helpers; the caller then works on it too.
+    pub fn post(&self, job: &Arc<J>) {
+        let mut state = lock(&self.shared.state);
+        state.job = Some(Arc::clone(job));
+        state.generation += 1;
+        drop(state);
+        self.shared.wake.notify_all();
+    }
+
+    /// Takes the posted job down (once the caller has what it needs from it), so the board
+    /// does not keep it alive.
+    pub fn clear(&self) {
+        lock(&self.shared.state).job = None;
+    }
+}
+
+impl<J: BoardJob> Drop for JobBoard<J> {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// A helper: runs each newly posted job, until the board is dropped.
+fn helper<J: BoardJob>(shared: &Shared<J>) {
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut state = lock(&shared.state);
+            loop {
+                if state.shutdown {
+                    return;
+                }
+                if state.generation != seen {
+                    seen = state.generation;
+                    if let Some(job) = &state.job {
+                        break Arc::clone(job);
+                    }
+                }
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        job.run();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl BoardJob for Counting {
+        fn run(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    #[test]
+    fn each_helper_runs_each_posted_job_once() {
+        let mut board = JobBoard::new("test-helper");
+        board.start_helpers(2);
+        board.start_helpers(1); // Never fewer than already started.
+        assert_eq!(board.started(), 2);
+        let job = Arc::new(Counting::default());
+        board.post(&job);
+        assert!(wait_for(|| job.0.load(Ordering::SeqCst) == 2));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(job.0.load(Ordering::SeqCst), 2, "no helper ran it twice");
+        board.clear();
+        assert!(wait_for(|| Arc::strong_count(&job) == 1));
+    }
+
+    #[test]
+    fn a_dropped_board_stops_its_helpers() {
+        let mut board: JobBoard<Counting> = JobBoard::new("test-helper");
+        board.start_helpers(2);
+        let shared = Arc::clone(&board.shared);
+        drop(board);
+        assert!(
+            wait_for(|| Arc::strong_count(&shared) == 1),
+            "the helpers did not exit"
+        );
+    }
+}
