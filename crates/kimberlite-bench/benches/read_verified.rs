@@ -1,6 +1,6 @@
 //! `read_verified`: 1,000 events read (every CRC, offset and chain link checked, every record
 //! re-hashed) at the start, the middle and the end of a 1,000,000-event stream of 256-byte
-//! events in an on-disk `Storage` (default config: 256 MiB segments, a checkpoint every 256
+//! events in an on-disk `Storage` (default config: 256 MiB segments, a checkpoint every 64
 //! records), written once per run into a temp dir and reopened. Targets: end/start <= 1.5
 //! (a read starts at the nearest checkpoint, not at the stream's first record), and payload
 //! throughput >= 0.7x plain SHA-256 of the same payloads (each hashed as one message).

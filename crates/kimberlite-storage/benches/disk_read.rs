@@ -1,7 +1,7 @@
 //! How an on-disk `Storage` read's cost depends on where in the stream it starts.
 //!
 //! Builds one stream of 1,000,000 events of 256 bytes (about 312 MB of segment files, default
-//! config: 256 MiB segments, a checkpoint every 256 records, an index entry every 64) in a
+//! config: 256 MiB segments, a checkpoint every 64 records, an index entry every 64) in a
 //! temp dir, reopens it, and reads 1,000 events at the start (offset 0, a completed, mapped
 //! segment) and at the end (offset 999,000, the active segment, read with `pread`). A verified
 //! read starts at the nearest checkpoint at or before its offset and checks every link from
