@@ -99,6 +99,29 @@ fn print_ratio() {
         low.as_secs_f64(),
         high.as_secs_f64()
     );
+    // Ceilings, to tell the device from the coordination: the same 16 threads appending
+    // without waiting for any sync (`Unsynced`, on disk), and with group commit on an
+    // in-memory store (every wait and wake-up, no device).
+    let unsynced_dir = tempfile::tempdir().expect("temp dir");
+    let (unsynced, unsynced_id) = open(unsynced_dir.path(), Durability::Unsynced);
+    let memory = Kimberlite::in_memory_with(Config::default().durability(Durability::GroupCommit));
+    let memory_id = memory.create_stream("bench").expect("create the stream");
+    let (mut no_wait, mut no_device) = (Vec::new(), Vec::new());
+    for _ in 0..scaled(5, 1) {
+        let events = per_thread * THREADS;
+        no_wait.push(Duration::from_secs_f64(
+            1.0 / rate(events, concurrent(&unsynced, unsynced_id, per_thread)),
+        ));
+        no_device.push(Duration::from_secs_f64(
+            1.0 / rate(events, concurrent(&memory, memory_id, per_thread)),
+        ));
+    }
+    println!(
+        "group_commit: ceilings, 16 threads: unsynced on disk {} events/s; group commit in \
+         memory (no device) {} events/s",
+        thousands(1.0 / median(no_wait).as_secs_f64()),
+        thousands(1.0 / median(no_device).as_secs_f64())
+    );
     report(
         "group_commit",
         &format!("16 threads {} events/s", thousands(ours_rate)),
