@@ -40,6 +40,7 @@ fn main() -> std::io::Result<()> {
             } else {
                 CompressionKind::None
             },
+            ..StorageConfig::default()
         };
         {
             let mut storage =
