@@ -14,7 +14,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod fs;
+mod model;
+pub mod outcome;
 pub mod simulator;
 
 pub use fs::{FaultConfig, FaultCounts, SimFileSystem};
-pub use simulator::{run_seed, RunStats, SimOptions, SimStorage, Violation};
+pub use outcome::{RunStats, Violation};
+pub use simulator::{run_seed, SimOptions, SimStorage};

@@ -30,7 +30,6 @@
 //! until the store is reopened.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -40,7 +39,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::fs::{FaultConfig, FaultCounts, SimFileSystem};
+use crate::fs::{FaultConfig, SimFileSystem};
+use crate::model::{check_read, check_survivors, Check, StreamModel};
+use crate::outcome::{RunStats, Violation};
 
 /// The on-disk engine over the simulated file system.
 pub type SimStorage = Storage<SimFileSystem>;
@@ -65,100 +66,6 @@ impl Default for SimOptions {
             lie_on_sync: false,
         }
     }
-}
-
-/// What one or more runs did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Seeds run.
-    pub seeds: u64,
-    /// Operations performed.
-    pub ops: u64,
-    /// Batches acknowledged.
-    pub appends: u64,
-    /// Reads checked.
-    pub reads: u64,
-    /// Clean restarts.
-    pub restarts: u64,
-    /// Faults injected, by kind (crashes included).
-    pub faults: FaultCounts,
-    /// Calls that returned an error caused by an injected fault.
-    pub faults_detected: u64,
-}
-
-impl RunStats {
-    /// Adds another run's figures to these.
-    pub fn absorb(&mut self, other: &RunStats) {
-        self.seeds += other.seeds;
-        self.ops += other.ops;
-        self.appends += other.appends;
-        self.reads += other.reads;
-        self.restarts += other.restarts;
-        self.faults_detected += other.faults_detected;
-        let (a, b) = (&mut self.faults, &other.faults);
-        a.read_flips += b.read_flips;
-        a.sync_failures += b.sync_failures;
-        a.write_failures += b.write_failures;
-        a.crashes += b.crashes;
-        a.torn_writes += b.torn_writes;
-        a.dropped_operations += b.dropped_operations;
-    }
-}
-
-impl fmt::Display for RunStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let faults = &self.faults;
-        write!(
-            f,
-            "seeds {} | ops {} (appends {}, reads {}) | crashes {}, restarts {} | faults injected: \
-             read flips {}, sync failures {}, write failures {}, torn writes {}, dropped unsynced \
-             ops {} | faults detected {}",
-            self.seeds,
-            self.ops,
-            self.appends,
-            self.reads,
-            faults.crashes,
-            self.restarts,
-            faults.read_flips,
-            faults.sync_failures,
-            faults.write_failures,
-            faults.torn_writes,
-            faults.dropped_operations,
-            self.faults_detected
-        )
-    }
-}
-
-/// An invariant that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// The seed of the run.
-    pub seed: u64,
-    /// The operation number (0-based) at which it was found.
-    pub step: usize,
-    /// Operations per seed of the run (for the reproduction command).
-    pub ops: usize,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "VIOLATION seed {} step {}: {}\n  reproduce: cargo run --release -p kimberlite-sim -- \
-             --seed {} --ops {}",
-            self.seed, self.step, self.message, self.seed, self.ops
-        )
-    }
-}
-
-/// What the store must show for one stream.
-#[derive(Debug, Clone, Default)]
-struct StreamModel {
-    log: Vec<Bytes>,
-    durable_len: usize,
-    uncertain: Vec<Bytes>,
 }
 
 const STORE_DIR: &str = "/store";
@@ -199,8 +106,6 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> Result<RunStats, Violation> 
     })?;
     Ok(run.stats)
 }
-
-type Check = Result<(), String>;
 
 impl Run {
     fn new(seed: u64, options: SimOptions) -> Self {
@@ -679,79 +584,6 @@ impl Run {
         }
         Ok(mirror)
     }
-}
-
-/// Checks one stream's surviving events against its model: every durable event is there, no
-/// event changed, nothing was invented, and a clean restart lost nothing.
-fn check_survivors(
-    stream: StreamId,
-    model: &StreamModel,
-    actual: &[Bytes],
-    after_crash: bool,
-) -> Check {
-    if actual.len() < model.durable_len {
-        return Err(format!(
-            "stream {stream}: {} events survived, but {} were acknowledged as durable",
-            actual.len(),
-            model.durable_len
-        ));
-    }
-    let allowed: Vec<&Bytes> = model.log.iter().chain(&model.uncertain).collect();
-    if actual.len() > allowed.len() {
-        return Err(format!(
-            "stream {stream}: {} events after restart, only {} were ever appended",
-            actual.len(),
-            allowed.len()
-        ));
-    }
-    if let Some(at) = actual.iter().zip(&allowed).position(|(a, b)| a != *b) {
-        return Err(format!(
-            "stream {stream}: event {at} changed across restart"
-        ));
-    }
-    if !after_crash && actual.len() < model.log.len() {
-        return Err(format!(
-            "stream {stream}: a clean restart lost events ({} of {})",
-            actual.len(),
-            model.log.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Checks one read against the model: the events at `from`, stopping once `max_bytes` of
-/// payload are reached, at least one when any exists.
-fn check_read(
-    stream: StreamId,
-    log: &[Bytes],
-    from: u64,
-    max_bytes: u64,
-    events: &[Bytes],
-) -> Check {
-    let rest = usize::try_from(from)
-        .ok()
-        .and_then(|from| log.get(from..))
-        .unwrap_or_default();
-    let mut expected = 0;
-    let mut bytes = 0u64;
-    for event in rest {
-        expected += 1;
-        bytes += event.len() as u64;
-        if bytes >= max_bytes {
-            break;
-        }
-    }
-    let want = rest.get(..expected).unwrap_or_default();
-    if events != want {
-        let first_difference = events.iter().zip(want).position(|(a, b)| a != b);
-        return Err(format!(
-            "stream {stream}: read from {from} (max_bytes {max_bytes}) returned {} events, \
-             expected {}; first difference at {first_difference:?}",
-            events.len(),
-            want.len()
-        ));
-    }
-    Ok(())
 }
 
 fn read_all(storage: &mut SimStorage, stream: StreamId) -> Result<Vec<Bytes>, String> {

@@ -1,0 +1,92 @@
+//! What runs report: their figures ([`RunStats`]) and the first invariant that did not hold
+//! ([`Violation`], with its reproduction command).
+
+use std::fmt;
+
+use crate::fs::FaultCounts;
+
+/// What one or more runs did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Operations performed.
+    pub ops: u64,
+    /// Batches acknowledged.
+    pub appends: u64,
+    /// Reads checked.
+    pub reads: u64,
+    /// Clean restarts.
+    pub restarts: u64,
+    /// Faults injected, by kind (crashes included).
+    pub faults: FaultCounts,
+    /// Calls that returned an error caused by an injected fault.
+    pub faults_detected: u64,
+}
+
+impl RunStats {
+    /// Adds another run's figures to these.
+    pub fn absorb(&mut self, other: &RunStats) {
+        self.seeds += other.seeds;
+        self.ops += other.ops;
+        self.appends += other.appends;
+        self.reads += other.reads;
+        self.restarts += other.restarts;
+        self.faults_detected += other.faults_detected;
+        let (a, b) = (&mut self.faults, &other.faults);
+        a.read_flips += b.read_flips;
+        a.sync_failures += b.sync_failures;
+        a.write_failures += b.write_failures;
+        a.crashes += b.crashes;
+        a.torn_writes += b.torn_writes;
+        a.dropped_operations += b.dropped_operations;
+    }
+}
+
+impl fmt::Display for RunStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let faults = &self.faults;
+        write!(
+            f,
+            "seeds {} | ops {} (appends {}, reads {}) | crashes {}, restarts {} | faults injected: \
+             read flips {}, sync failures {}, write failures {}, torn writes {}, dropped unsynced \
+             ops {} | faults detected {}",
+            self.seeds,
+            self.ops,
+            self.appends,
+            self.reads,
+            faults.crashes,
+            self.restarts,
+            faults.read_flips,
+            faults.sync_failures,
+            faults.write_failures,
+            faults.torn_writes,
+            faults.dropped_operations,
+            self.faults_detected
+        )
+    }
+}
+
+/// An invariant that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The seed of the run.
+    pub seed: u64,
+    /// The operation number (0-based) at which it was found.
+    pub step: usize,
+    /// Operations per seed of the run (for the reproduction command).
+    pub ops: usize,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VIOLATION seed {} step {}: {}\n  reproduce: cargo run --release -p kimberlite-sim -- \
+             --seed {} --ops {}",
+            self.seed, self.step, self.message, self.seed, self.ops
+        )
+    }
+}
