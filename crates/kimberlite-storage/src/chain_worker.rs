@@ -51,23 +51,25 @@ pub fn chain_hashes(
     hashes
 }
 
-/// How far the chain of a job has got.
-#[derive(Debug)]
-struct Progress {
-    /// Chunks complete (always a prefix: chunk `k` completes after chunk `k - 1`).
-    completed: usize,
-    /// Hash of the last event of the last complete chunk (the batch's `prev` at first).
-    last: Option<ChainHash>,
-}
+/// Spins (each a CPU pause) a waiter makes before it sleeps: a chunk that another thread is
+/// hashing is due within ~15 µs (64 events of 256 bytes), sooner than a sleep and a wake-up
+/// take on the machine of `docs/PERFORMANCE.md`.
+const SPINS_BEFORE_SLEEP: usize = 4_096;
 
 /// One batch being hashed.
 #[derive(Debug)]
 pub struct ChainJob {
     events: Vec<Bytes>,
     first_offset: u64,
+    /// The hash before the batch's first event.
+    head: Option<ChainHash>,
     next_claim: AtomicUsize,
     chunks: Vec<OnceLock<Vec<ChainHash>>>,
-    progress: Mutex<Progress>,
+    /// Chunks complete: always a prefix, since chunk `k` completes after chunk `k - 1`.
+    completed: AtomicUsize,
+    /// Threads asleep waiting for `completed` to grow (a completer wakes them only if any).
+    sleepers: AtomicUsize,
+    sleep: Mutex<()>,
     advanced: Condvar,
 }
 
@@ -79,12 +81,12 @@ impl ChainJob {
         Self {
             events,
             first_offset,
+            head: prev,
             next_claim: AtomicUsize::new(0),
             chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
-            progress: Mutex::new(Progress {
-                completed: 0,
-                last: prev,
-            }),
+            completed: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            sleep: Mutex::new(()),
             advanced: Condvar::new(),
         }
     }
@@ -115,16 +117,46 @@ impl ChainJob {
         self.events.get(start..end).unwrap_or_default()
     }
 
-    /// Waits until `count` chunks are complete; returns the last hash of chunk `count - 1`.
+    /// Waits until `count` chunks are complete: spins a little (the chunk is usually being
+    /// hashed on another core right now), then sleeps. Returns the last hash of chunk
+    /// `count - 1` (the batch's `prev` for `count == 0`).
     fn wait_completed(&self, count: usize) -> Option<ChainHash> {
-        let mut progress = lock(&self.progress);
-        while progress.completed < count {
-            progress = self
-                .advanced
-                .wait(progress)
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut spins = 0;
+        while self.completed.load(Ordering::Acquire) < count {
+            if spins < SPINS_BEFORE_SLEEP {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut guard = lock(&self.sleep);
+            // SeqCst pairs with `complete`: either this thread sees the new count, or the
+            // completer sees this sleeper and notifies under the lock, after the wait began.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            while self.completed.load(Ordering::SeqCst) < count {
+                guard = self
+                    .advanced
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
-        progress.last
+        match count.checked_sub(1) {
+            None => self.head,
+            Some(last) => self
+                .chunks
+                .get(last)
+                .and_then(OnceLock::get)
+                .and_then(|hashes| hashes.last().copied()),
+        }
+    }
+
+    /// Marks chunk `index` complete (its slot is set) and wakes sleepers, if any.
+    fn complete(&self, index: usize) {
+        self.completed.store(index + 1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.sleep);
+            self.advanced.notify_all();
+        }
     }
 
     /// Claims the next unclaimed chunk and hashes it; false when none was left.
@@ -135,14 +167,9 @@ impl ChainJob {
         };
         let prev = self.wait_completed(index);
         let first = self.first_offset + (index * CHUNK_EVENTS) as u64;
-        let hashes = chain_hashes(prev, first, self.chunk_events(index));
-        let last = hashes.last().copied();
         // Only the claimer of `index` sets its slot, so this cannot fail.
-        let _ = slot.set(hashes);
-        let mut progress = lock(&self.progress);
-        progress.completed = index + 1;
-        progress.last = last;
-        self.advanced.notify_all();
+        let _ = slot.set(chain_hashes(prev, first, self.chunk_events(index)));
+        self.complete(index);
         true
     }
 

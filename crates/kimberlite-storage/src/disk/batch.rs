@@ -32,10 +32,11 @@ use crate::record::{Record, RECORD_OVERHEAD};
 /// Position of the compression byte in a record frame (see `crate::record`).
 const FRAME_COMPRESSION_AT: usize = 6;
 
-/// Encoded bytes that are written without waiting for the rest of the batch. Measured on the
-/// 2-core machine of `docs/PERFORMANCE.md`: smaller chunks cost more in `write` calls (each
-/// one extending the file cost ~7 µs there) than they gain in overlap.
-pub const WRITE_CHUNK_BYTES: usize = 128 * 1024;
+/// Encoded bytes that are written without waiting for the rest of the batch. Measured with the
+/// `append_nosync` bench (1,000 x 256 B, hashed ahead): 128 KiB 258-260 us per batch, 64 KiB
+/// 248-257, 32 KiB 245 but LZ4 batches and inline-hashed ones slower (each `write` that
+/// extends the file costs ~7 µs here); the bytes left after the last hash are the tail.
+pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Turns events and their hashes into frames, remembering what each frame is and where it
 /// goes.
