@@ -97,12 +97,6 @@ impl ChainJob {
         &self.events
     }
 
-    /// Gives the events back (once no other thread holds the job).
-    #[must_use]
-    pub fn into_events(self) -> Vec<Bytes> {
-        self.events
-    }
-
     /// Number of chunks.
     #[must_use]
     pub fn chunk_count(&self) -> usize {
@@ -301,6 +295,6 @@ mod tests {
         assert_eq!(job.chunk_events(2).len(), 2);
         assert!(job.chunk_events(3).is_empty());
         assert!(job.hashes(3).is_empty());
-        assert_eq!(job.into_events(), events(130));
+        assert_eq!(job.events(), events(130).as_slice());
     }
 }

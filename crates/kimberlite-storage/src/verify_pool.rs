@@ -1,5 +1,6 @@
-//! [`VerifyPool`]: the helper threads a store keeps to run [`verify_frame`] over a run of
-//! frames on several cores (see [`crate::frames`] for why that is sound).
+//! [`VerifyPool`]: the helper threads a store keeps to run
+//! [`verify_frame`](crate::frames::verify_frame) over a run of frames on several cores (see
+//! [`crate::frames`] for why that is sound).
 //!
 //! Why a pool and not `std::thread::scope` per read: measured on the 2-core machine of
 //! `docs/PERFORMANCE.md`, a scoped thread costs its start-up on every read (10–30 µs of a
@@ -11,7 +12,7 @@
 //! middle of (at most [`BLOCK_FRAMES`] frames, ~10 µs). On a busy machine a read degrades to
 //! the one-thread speed instead of to the scheduler's latency.
 //!
-//! Results are the same vector [`decode_frames`](crate::frames::decode_frames) returns on
+//! Results are the same vector [`decode_frames`] returns on
 //! one thread, whatever the helpers did (tested below).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use bytes::Bytes;
 
 use crate::error::RecordError;
-use crate::frames::{verify_frame, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
+use crate::frames::{decode_frames, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
 use crate::job_board::{lock, BoardJob, JobBoard};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
@@ -69,13 +70,7 @@ impl Job {
             };
             let start = block * BLOCK_FRAMES;
             let end = (start + BLOCK_FRAMES).min(self.frames.len());
-            let verified = self
-                .frames
-                .get(start..end)
-                .unwrap_or_default()
-                .iter()
-                .map(verify_frame)
-                .collect();
+            let verified = decode_frames(self.frames.get(start..end).unwrap_or_default());
             *lock(slot) = Some(verified);
             let mut unfinished = lock(&self.unfinished);
             *unfinished = unfinished.saturating_sub(1);
@@ -120,13 +115,13 @@ impl VerifyPool {
         self.threads
     }
 
-    /// [`verify_frame`] of every frame, in order: the same vector as
+    /// [`verify_frame`](crate::frames::verify_frame) of every frame, in order: the same vector as
     /// `decode_frames(&frames)`. Runs shorter than `2 * MIN_FRAMES_PER_THREAD` stay on
     /// the calling thread.
     pub fn decode(&mut self, frames: Vec<Bytes>) -> Vec<Verified> {
         let helpers = (self.threads - 1).min(frames.len() / MIN_FRAMES_PER_THREAD);
         if helpers == 0 || frames.len() < 2 * MIN_FRAMES_PER_THREAD {
-            return frames.iter().map(verify_frame).collect();
+            return decode_frames(&frames);
         }
         self.board.start_helpers(helpers);
         let job = Arc::new(Job::new(frames));
@@ -147,7 +142,6 @@ impl BoardJob for Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frames::decode_frames;
     use crate::record::Record;
     use kimberlite_types::Offset;
 

@@ -16,6 +16,8 @@
 //! handles that (the torn-tail rows of `recovery`'s decision table). Nothing in memory changes
 //! here: the caller commits what this returns.
 
+use std::io;
+
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
@@ -41,8 +43,8 @@ pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 /// Turns events and their hashes into frames, remembering what each frame is and where it
 /// goes.
 struct FrameEncoder {
-    /// File position of the batch's first byte.
-    base: u64,
+    /// File position where the next `write` of the buffer goes (the batch's start at first).
+    write_position: u64,
     segment_first_offset: u64,
     segment_num: u32,
     checkpoint_interval: u64,
@@ -92,11 +94,21 @@ impl FrameEncoder {
         self.seen.push(SeenRecord {
             is_checkpoint: record.is_checkpoint(),
             offset: record.offset().as_u64(),
-            position: self.base + start as u64,
+            position: self.write_position + start as u64,
             frame_len,
             payload_len: record.payload().len(),
             compressed,
         });
+    }
+
+    /// Writes what the buffer holds at `write_position` and moves past it.
+    fn write_out(&mut self, file: &mut impl FileHandle, buffer: &mut Vec<u8>) -> io::Result<()> {
+        if !buffer.is_empty() {
+            file.write_all_at(buffer, self.write_position)?;
+            self.write_position += buffer.len() as u64;
+            buffer.clear();
+        }
+        Ok(())
     }
 }
 
@@ -124,7 +136,7 @@ impl<F: FileSystem> Storage<F> {
         let active = state.segments.last().ok_or_else(missing)?;
         let segment = *state.table.active();
         let mut encoder = FrameEncoder {
-            base: active.index.summary.len_bytes,
+            write_position: active.index.summary.len_bytes,
             segment_first_offset: segment.first_offset,
             segment_num: segment.segment_num,
             checkpoint_interval: config.checkpoint_interval,
@@ -136,24 +148,19 @@ impl<F: FileSystem> Storage<F> {
         };
         let path = active.path.clone();
         buffer.clear();
-        let base = encoder.base;
-        let mut written = 0u64;
+        let base = encoder.write_position;
         let mut result = Ok(());
         for chunk in 0..job.chunk_count() {
             encoder.encode(buffer, job.chunk_events(chunk), job.hashes(chunk));
             if buffer.len() >= WRITE_CHUNK_BYTES {
-                result = state.active.write_all_at(buffer, base + written);
-                written += buffer.len() as u64;
-                encoder.base += buffer.len() as u64;
-                buffer.clear();
+                result = encoder.write_out(&mut state.active, buffer);
                 if result.is_err() {
                     break;
                 }
             }
         }
-        if result.is_ok() && !buffer.is_empty() {
-            result = state.active.write_all_at(buffer, base + written);
-            written += buffer.len() as u64;
+        if result.is_ok() {
+            result = encoder.write_out(&mut state.active, buffer);
         }
         if fsync && result.is_ok() {
             result = state.active.sync_data();
@@ -165,7 +172,7 @@ impl<F: FileSystem> Storage<F> {
             return Err(io_error(&path, source));
         }
         if fsync {
-            state.synced_len = base + written;
+            state.synced_len = encoder.write_position;
         }
         Ok((encoder.seen, encoder.prev))
     }
