@@ -69,18 +69,39 @@ fn compute_is_sha256_of_the_documented_bytes() {
     ] {
         let offset = 0x0102_0304_0506_0708u64;
         let mut input = Vec::new();
-        input.extend_from_slice(b"kimberlite.chain.v2\0");
+        input.extend_from_slice(b"kimberlite.chain.v3\0");
         input.resize(64, 0);
         input.extend_from_slice(&offset.to_le_bytes());
-        input.push(u8::from(prev.is_some()));
-        input.extend_from_slice(prev.map_or(&[0u8; 32], |hash| hash.as_bytes()));
         input.push(kind.as_byte());
         input.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         input.extend_from_slice(payload);
+        input.push(u8::from(prev.is_some()));
+        input.extend_from_slice(prev.map_or(&[0u8; 32], |hash| hash.as_bytes()));
         let expected: [u8; 32] = Sha256::digest(&input).into();
         let computed = ChainHash::compute(prev, Offset::new(offset), kind, payload);
         assert_eq!(computed.as_bytes(), &expected);
     }
     assert_eq!(CHAIN_HASH_DOMAIN.len(), 64);
-    assert!(CHAIN_HASH_DOMAIN.starts_with(b"kimberlite.chain.v2\0"));
+    assert!(CHAIN_HASH_DOMAIN.starts_with(b"kimberlite.chain.v3\0"));
+}
+
+proptest! {
+    /// Unlinked hashes computed in any order and linked in order give the chain
+    /// `ChainHash::compute` gives one record after another.
+    #[test]
+    fn unlinked_then_linked_is_compute(payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8)) {
+        let unlinked: Vec<UnlinkedHash> = payloads
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset as u64), RecordKind::Data, payload))
+            .collect();
+        let mut prev = None;
+        for (offset, (payload, unlinked)) in payloads.iter().zip(unlinked.into_iter().rev()).enumerate() {
+            let expected = ChainHash::compute(prev.as_ref(), Offset::new(offset as u64), RecordKind::Data, payload);
+            let linked = unlinked.link(prev.as_ref());
+            prop_assert_eq!(linked, expected);
+            prev = Some(linked);
+        }
+    }
 }

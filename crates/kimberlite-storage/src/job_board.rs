@@ -1,7 +1,7 @@
 //! [`JobBoard`]: where a store posts work for its long-lived helper threads.
 //!
-//! Both of the store's helpers (verified reads, [`crate::verify_pool`]; chain hashes ahead of
-//! an append, [`crate::chain_worker`]) work the same way: the calling thread posts a job and
+//! Both of the store's helpers (verified reads, [`crate::verify_pool`]; encoding a large
+//! batch beside its appender, [`crate::batch_job`]) work the same way: the calling thread posts a job and
 //! works on it itself; helpers started once per store wake up, claim what is left of the job,
 //! and go back to sleep. The job does its own claiming (each job type knows its pieces), so a
 //! caller never waits for a helper that has not started. This module is only the board: post,
@@ -10,7 +10,9 @@
 //! Helpers are started at the first job that wants them and told to exit when the board is
 //! dropped; they are not joined (an idle helper holds nothing but the board).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Work a helper can share: `run` claims and does pieces until none is left unclaimed.
 pub trait BoardJob: Send + Sync + 'static {
@@ -36,6 +38,11 @@ struct State<J> {
 struct Shared<J> {
     state: Mutex<State<J>>,
     wake: Condvar,
+    /// `state.generation`, readable without the lock, for a helper that watches for the next
+    /// job before it goes to sleep.
+    posted: AtomicU64,
+    /// How long a helper watches for the next job after one, before it sleeps.
+    watch: Duration,
 }
 
 /// The job board of one store's helpers of one kind; see the module docs.
@@ -47,9 +54,12 @@ pub struct JobBoard<J: BoardJob> {
 }
 
 impl<J: BoardJob> JobBoard<J> {
-    /// A board whose helper threads are named `name`; none is started yet.
+    /// A board whose helper threads are named `name`; none is started yet. After a job, a
+    /// helper watches for the next one for `watch` (spinning) before it sleeps: worth it
+    /// where jobs come back to back, since a wake-up costs tens of microseconds on the machine
+    /// of `docs/PERFORMANCE.md`; a waste of a core where they do not.
     #[must_use]
-    pub fn new(name: &'static str) -> Self {
+    pub fn new(name: &'static str, watch: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -58,6 +68,8 @@ impl<J: BoardJob> JobBoard<J> {
                     shutdown: false,
                 }),
                 wake: Condvar::new(),
+                posted: AtomicU64::new(0),
+                watch,
             }),
             name,
             started: 0,
@@ -90,6 +102,9 @@ impl<J: BoardJob> JobBoard<J> {
         let mut state = lock(&self.shared.state);
         state.job = Some(Arc::clone(job));
         state.generation += 1;
+        self.shared
+            .posted
+            .store(state.generation, Ordering::Release);
         drop(state);
         self.shared.wake.notify_all();
     }
@@ -131,14 +146,17 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
             }
         };
         job.run();
+        let watching = Instant::now();
+        while shared.posted.load(Ordering::Acquire) == seen && watching.elapsed() < shared.watch {
+            std::hint::spin_loop();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
+    use std::sync::atomic::AtomicUsize;
 
     #[derive(Default)]
     struct Counting(AtomicUsize);
@@ -162,7 +180,7 @@ mod tests {
 
     #[test]
     fn each_helper_runs_each_posted_job_once() {
-        let mut board = JobBoard::new("test-helper");
+        let mut board = JobBoard::new("test-helper", Duration::from_micros(50));
         board.start_helpers(2);
         board.start_helpers(1); // Never fewer than already started.
         assert_eq!(board.started(), 2);
@@ -177,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_dropped_board_stops_its_helpers() {
-        let mut board: JobBoard<Counting> = JobBoard::new("test-helper");
+        let mut board: JobBoard<Counting> = JobBoard::new("test-helper", Duration::from_micros(50));
         board.start_helpers(2);
         let shared = Arc::clone(&board.shared);
         drop(board);

@@ -15,7 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backend;
-pub mod chain_worker;
+pub mod batch_job;
 pub mod disk;
 pub mod error;
 pub mod frames;

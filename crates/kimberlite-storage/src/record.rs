@@ -1,18 +1,18 @@
 //! [`Record`]: one stored event (or checkpoint) and its byte frame.
 //!
-//! # Frame layout (format version 2, all integers little-endian)
+//! # Frame layout (format version 3, all integers little-endian)
 //!
 //! ```text
 //! offset  size  field
-//!      0     4  frame_len    u32  whole frame: header + stored payload + crc
-//!      4     1  version      u8   = 2
+//!      0     4  frame_len    u32  whole frame: header + stored payload + link + crc
+//!      4     1  version      u8   = 3
 //!      5     1  kind         u8   0 = Data, 1 = Checkpoint
 //!      6     1  compression  u8   0 = None, 1 = Lz4
 //!      7     1  flags        u8   bit 0: prev_hash present; other bits must be 0
 //!      8     8  offset       u64
-//!     16    32  prev_hash    [u8; 32], all zero when absent
-//!     48     4  payload_len  u32  uncompressed payload length
-//!     52     n  payload      n = frame_len - 56 stored (possibly compressed) bytes
+//!     16     4  payload_len  u32  uncompressed payload length
+//!     20     n  payload      n = frame_len - 56 stored (possibly compressed) bytes
+//!   20+n    32  prev_hash    [u8; 32], all zero when absent
 //!   52+n     4  crc32c       u32  CRC32C (Castagnoli) of bytes [0, 52+n)
 //! ```
 //!
@@ -21,6 +21,14 @@
 //!
 //! The record's chain hash ([`Record::compute_hash`]) is not stored in its own frame: the next
 //! record stores it as its `prev_hash`, so each frame carries the link to its predecessor.
+//!
+//! The link sits at the end of the frame, just before the CRC, for the same reason the chain
+//! hash takes it last: everything before it (header, compression, payload copy and their CRC)
+//! can be encoded by any thread before the predecessor's hash exists
+//! ([`encode_unlinked`]); writing the link and finishing the CRC
+//! ([`UnlinkedFrame::link`]) is 36 bytes of work per record for the thread that follows the
+//! chain. Format 2 had the link in the header, so a frame could not be started before the
+//! hash of the record ahead of it was known.
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, CHAIN_HASH_LEN};
@@ -30,10 +38,10 @@ use crate::error::RecordError;
 
 /// Format version written in every frame.
 ///
-/// 2: the chain hash's domain prefix is one whole SHA-256 block (`kimberlite.chain.v2`,
-/// `docs/FORMAT.md`). Version 1 frames (the 20-byte prefix of the first drafts, never
+/// 3: the link (`prev_hash`) at the end of the frame and of the chain hash's input
+/// (`kimberlite.chain.v3`, `docs/FORMAT.md`). Frames of versions 1 and 2 (drafts, never
 /// released) are refused as `UnsupportedVersion` rather than misreported as broken chains.
-pub const RECORD_FORMAT_VERSION: u8 = 2;
+pub const RECORD_FORMAT_VERSION: u8 = 3;
 
 const FRAME_LEN_SIZE: usize = size_of::<u32>();
 const VERSION_AT: usize = FRAME_LEN_SIZE;
@@ -41,13 +49,14 @@ const KIND_AT: usize = VERSION_AT + size_of::<u8>();
 const COMPRESSION_AT: usize = KIND_AT + size_of::<u8>();
 const FLAGS_AT: usize = COMPRESSION_AT + size_of::<u8>();
 const OFFSET_AT: usize = FLAGS_AT + size_of::<u8>();
-const PREV_HASH_AT: usize = OFFSET_AT + size_of::<u64>();
-const PAYLOAD_LEN_AT: usize = PREV_HASH_AT + CHAIN_HASH_LEN;
+const PAYLOAD_LEN_AT: usize = OFFSET_AT + size_of::<u64>();
 
 /// Bytes before the payload.
 pub const RECORD_HEADER_LEN: usize = PAYLOAD_LEN_AT + size_of::<u32>();
-/// Bytes after the payload (the CRC32C).
-pub const RECORD_TRAILER_LEN: usize = size_of::<u32>();
+/// Bytes of the CRC32C that ends a frame.
+const CRC_LEN: usize = size_of::<u32>();
+/// Bytes after the payload: the link (`prev_hash`) and the CRC32C.
+pub const RECORD_TRAILER_LEN: usize = CHAIN_HASH_LEN + CRC_LEN;
 /// Bytes a frame adds to its stored payload.
 pub const RECORD_OVERHEAD: usize = RECORD_HEADER_LEN + RECORD_TRAILER_LEN;
 
@@ -60,7 +69,8 @@ pub const MAX_FRAME_LEN: usize = RECORD_OVERHEAD + MAX_PAYLOAD_LEN;
 const FLAG_HAS_PREV_HASH: u8 = 0b0000_0001;
 
 const _: () = {
-    assert!(RECORD_HEADER_LEN == 52);
+    assert!(RECORD_HEADER_LEN == 20);
+    assert!(RECORD_TRAILER_LEN == 36);
     assert!(RECORD_OVERHEAD == 56);
     // The length prefix and the payload length are u32 fields.
     assert!(MAX_FRAME_LEN <= u32::MAX as usize);
@@ -196,51 +206,16 @@ impl Record {
     /// Panics if the payload is longer than [`MAX_PAYLOAD_LEN`]; backends check lengths and
     /// return [`crate::StorageError::PayloadTooLarge`] before they encode.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> usize {
-        assert!(
-            self.payload.len() <= MAX_PAYLOAD_LEN,
-            "record payload of {} bytes exceeds MAX_PAYLOAD_LEN",
-            self.payload.len()
+        let frame = encode_unlinked(
+            out,
+            self.offset,
+            self.kind,
+            self.compression,
+            self.prev_hash.is_some(),
+            &self.payload,
         );
-        let start = out.len();
-        out.reserve(RECORD_OVERHEAD + self.payload.len());
-        // The header, with a zero length prefix and `None` as the codec until the stored
-        // payload is known.
-        out.extend_from_slice(&[0u8; FRAME_LEN_SIZE]);
-        out.push(RECORD_FORMAT_VERSION);
-        out.push(self.kind.as_byte());
-        out.push(CompressionKind::None.as_byte());
-        match &self.prev_hash {
-            Some(prev) => {
-                out.push(FLAG_HAS_PREV_HASH);
-                out.extend_from_slice(&self.offset.as_u64().to_le_bytes());
-                out.extend_from_slice(prev.as_bytes());
-            }
-            None => {
-                out.push(0);
-                out.extend_from_slice(&self.offset.as_u64().to_le_bytes());
-                out.extend_from_slice(&[0u8; CHAIN_HASH_LEN]);
-            }
-        }
-        out.extend_from_slice(&len_u32(self.payload.len()).to_le_bytes());
-        let payload_at = out.len();
-        // Compressed straight into `out` (no buffer per record), kept only when smaller.
-        let compressed = self.compression == CompressionKind::Lz4
-            && compress_lz4_into(&self.payload, out, payload_at);
-        if compressed {
-            if let Some(byte) = out.get_mut(start + COMPRESSION_AT) {
-                *byte = CompressionKind::Lz4.as_byte();
-            }
-        } else {
-            out.extend_from_slice(&self.payload);
-        }
-        let frame_len = out.len() - start + RECORD_TRAILER_LEN;
-        if let Some(prefix) = out.get_mut(start..start + FRAME_LEN_SIZE) {
-            prefix.copy_from_slice(&len_u32(frame_len).to_le_bytes());
-        }
-        let crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
-        out.extend_from_slice(&crc.to_le_bytes());
-        debug_assert_eq!(out.len() - start, frame_len);
-        frame_len
+        frame.link(out, self.prev_hash.as_ref());
+        frame.len
     }
 
     /// Decodes the frame at the start of `bytes`; returns the record and the bytes consumed.
@@ -253,7 +228,8 @@ impl Record {
             needed: frame_len as u64,
             available: bytes.len() as u64,
         })?;
-        let crc_at = frame_len - RECORD_TRAILER_LEN;
+        let link_at = frame_len - RECORD_TRAILER_LEN;
+        let crc_at = frame_len - CRC_LEN;
         let stored_crc = le_u32(frame, crc_at);
         let computed_crc = crc32c::crc32c(frame.get(..crc_at).unwrap_or_default());
         if stored_crc != computed_crc {
@@ -278,7 +254,7 @@ impl Record {
         let offset = Offset::new(le_u64(frame, OFFSET_AT));
         let prev_hash = (flags & FLAG_HAS_PREV_HASH != 0).then(|| {
             let mut hash = [0u8; CHAIN_HASH_LEN];
-            if let Some(src) = frame.get(PREV_HASH_AT..PREV_HASH_AT + CHAIN_HASH_LEN) {
+            if let Some(src) = frame.get(link_at..crc_at) {
                 hash.copy_from_slice(src);
             }
             ChainHash::from_bytes(hash)
@@ -290,7 +266,7 @@ impl Record {
                 max: MAX_PAYLOAD_LEN as u64,
             });
         }
-        let stored = bytes.slice(RECORD_HEADER_LEN..crc_at);
+        let stored = bytes.slice(RECORD_HEADER_LEN..link_at);
         let payload = decode_payload(compression, stored, payload_len)?;
         let record = Record {
             offset,
@@ -300,6 +276,110 @@ impl Record {
             payload,
         };
         Ok((record, frame_len))
+    }
+}
+
+/// A frame encoded by [`encode_unlinked`] up to its link: the header, the stored payload and
+/// the CRC32C of both are there; the 36 bytes of `prev_hash` and CRC are zeros until
+/// [`UnlinkedFrame::link`] writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnlinkedFrame {
+    /// Where the frame starts in the buffer it was encoded into.
+    pub start: usize,
+    /// The whole frame's length.
+    pub len: usize,
+    /// Whether the payload is stored compressed.
+    pub compressed: bool,
+    has_prev: bool,
+    /// CRC32C of the frame's bytes before the link.
+    crc_before_link: u32,
+}
+
+impl UnlinkedFrame {
+    /// Writes the link to the record's predecessor (`prev`, `None` only when the frame was
+    /// encoded without one) and the frame's CRC32C into `buffer`, the buffer (or a copy of
+    /// it, at the same positions) that [`encode_unlinked`] wrote into.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `prev`'s presence differs from what the frame's flags say, or if the frame
+    /// is not inside `buffer`: both are bugs of the caller, which would otherwise write a
+    /// frame that does not decode or links wrongly.
+    pub fn link(&self, buffer: &mut [u8], prev: Option<&ChainHash>) {
+        assert_eq!(
+            prev.is_some(),
+            self.has_prev,
+            "frame encoded with prev_hash present = {}, linked with {prev:?}",
+            self.has_prev
+        );
+        let link_at = self.start + self.len - RECORD_TRAILER_LEN;
+        let trailer = buffer
+            .get_mut(link_at..self.start + self.len)
+            .expect("an unlinked frame is linked in the buffer it was encoded into");
+        let (link, crc) = trailer.split_at_mut(CHAIN_HASH_LEN);
+        link.copy_from_slice(prev.map_or(&[0u8; CHAIN_HASH_LEN], |prev| prev.as_bytes()));
+        let crc_value = crc32c::crc32c_append(self.crc_before_link, link);
+        crc.copy_from_slice(&crc_value.to_le_bytes());
+    }
+}
+
+/// Appends the frame of a record to `out`, all but its link ([`UnlinkedFrame::link`] writes
+/// that): the part of encoding that does not need the predecessor's chain hash, so any thread
+/// can do it ahead of the chain. `has_prev` is whether the record will have a predecessor
+/// (every data record but the one at offset 0). The payload is stored LZ4-compressed when
+/// `compression` asks for it and that makes it smaller.
+///
+/// # Panics
+///
+/// Panics if the payload is longer than [`MAX_PAYLOAD_LEN`]; backends check lengths and
+/// return [`crate::StorageError::PayloadTooLarge`] before they encode.
+pub fn encode_unlinked(
+    out: &mut Vec<u8>,
+    offset: Offset,
+    kind: RecordKind,
+    compression: CompressionKind,
+    has_prev: bool,
+    payload: &[u8],
+) -> UnlinkedFrame {
+    assert!(
+        payload.len() <= MAX_PAYLOAD_LEN,
+        "record payload of {} bytes exceeds MAX_PAYLOAD_LEN",
+        payload.len()
+    );
+    let start = out.len();
+    out.reserve(RECORD_OVERHEAD + payload.len());
+    // The header, with a zero length prefix and `None` as the codec until the stored payload
+    // is known.
+    out.extend_from_slice(&[0u8; FRAME_LEN_SIZE]);
+    out.push(RECORD_FORMAT_VERSION);
+    out.push(kind.as_byte());
+    out.push(CompressionKind::None.as_byte());
+    out.push(if has_prev { FLAG_HAS_PREV_HASH } else { 0 });
+    out.extend_from_slice(&offset.as_u64().to_le_bytes());
+    out.extend_from_slice(&len_u32(payload.len()).to_le_bytes());
+    let payload_at = out.len();
+    // Compressed straight into `out` (no buffer per record), kept only when smaller.
+    let compressed =
+        compression == CompressionKind::Lz4 && compress_lz4_into(payload, out, payload_at);
+    if compressed {
+        if let Some(byte) = out.get_mut(start + COMPRESSION_AT) {
+            *byte = CompressionKind::Lz4.as_byte();
+        }
+    } else {
+        out.extend_from_slice(payload);
+    }
+    let len = out.len() - start + RECORD_TRAILER_LEN;
+    if let Some(prefix) = out.get_mut(start..start + FRAME_LEN_SIZE) {
+        prefix.copy_from_slice(&len_u32(len).to_le_bytes());
+    }
+    let crc_before_link = crc32c::crc32c(out.get(start..).unwrap_or_default());
+    out.extend_from_slice(&[0u8; RECORD_TRAILER_LEN]);
+    UnlinkedFrame {
+        start,
+        len,
+        compressed,
+        has_prev,
+        crc_before_link,
     }
 }
 

@@ -8,7 +8,7 @@ fn hash_of(byte: u8) -> ChainHash {
 /// Recomputes the CRC of a frame whose bytes a test changed on purpose, so that decoding gets
 /// past the checksum to the check under test.
 fn reseal(frame: &mut [u8]) {
-    let crc_at = frame.len() - RECORD_TRAILER_LEN;
+    let crc_at = frame.len() - CRC_LEN;
     let crc = crc32c::crc32c(&frame[..crc_at]);
     frame[crc_at..].copy_from_slice(&crc.to_le_bytes());
 }
@@ -431,4 +431,81 @@ fn peek_reads_the_header_and_fails_where_decode_fails_on_length() {
         let decoded = Record::from_bytes(&Bytes::copy_from_slice(bytes)).unwrap_err();
         assert_eq!(peek_frame(bytes).unwrap_err(), decoded);
     }
+}
+
+/// Frames encoded unlinked (in any order, each into its own buffer) and linked later are the
+/// frames `encode_into` writes in one go.
+#[test]
+fn unlinked_frames_linked_later_equal_encode_into() {
+    let compressions = [CompressionKind::None, CompressionKind::Lz4];
+    let mut prev = None;
+    let mut expected = Vec::new();
+    let mut records = Vec::new();
+    for i in 0..6u64 {
+        let payload = Bytes::from(vec![(i * 37) as u8; 40 * i as usize]);
+        let record = Record::with_compression(
+            Offset::new(i),
+            prev,
+            RecordKind::Data,
+            compressions[i as usize % 2],
+            payload,
+        );
+        record.encode_into(&mut expected);
+        prev = Some(record.compute_hash());
+        records.push(record);
+    }
+    let mut unlinked = Vec::new();
+    let mut frames = Vec::new();
+    for record in &records {
+        unlinked.push(encode_unlinked(
+            &mut frames,
+            record.offset(),
+            record.kind(),
+            record.compression(),
+            record.prev_hash().is_some(),
+            record.payload(),
+        ));
+    }
+    assert_ne!(frames, expected, "the links are not written yet");
+    for (frame, record) in unlinked.iter().zip(&records).rev() {
+        frame.link(&mut frames, record.prev_hash().as_ref());
+        let (decoded, len) =
+            Record::from_bytes(&Bytes::copy_from_slice(&frames[frame.start..])).unwrap();
+        assert_eq!((&decoded, len), (record, frame.len));
+        assert_eq!(
+            frame.compressed,
+            decoded.compression() == CompressionKind::Lz4
+        );
+    }
+    assert_eq!(frames, expected);
+}
+
+#[test]
+#[should_panic(expected = "prev_hash present = false")]
+fn linking_a_frame_to_a_predecessor_it_was_not_encoded_for_panics() {
+    let mut out = Vec::new();
+    let frame = encode_unlinked(
+        &mut out,
+        Offset::ZERO,
+        RecordKind::Data,
+        CompressionKind::None,
+        false,
+        b"first",
+    );
+    frame.link(&mut out, Some(&hash_of(1)));
+}
+
+#[test]
+#[should_panic(expected = "linked in the buffer it was encoded into")]
+fn linking_a_frame_outside_its_buffer_panics() {
+    let mut out = Vec::new();
+    let frame = encode_unlinked(
+        &mut out,
+        Offset::new(3),
+        RecordKind::Data,
+        CompressionKind::None,
+        true,
+        b"event",
+    );
+    frame.link(&mut out[..10], Some(&hash_of(1)));
 }

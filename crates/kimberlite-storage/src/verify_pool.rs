@@ -105,7 +105,11 @@ impl VerifyPool {
     pub fn new(threads: usize) -> Self {
         Self {
             threads: threads.clamp(1, MAX_VERIFY_THREADS),
-            board: JobBoard::new("kimberlite-verify"),
+            board: JobBoard::new(
+                "kimberlite-verify",
+                // Reads are rarely back to back closely enough to pay for a spinning core.
+                std::time::Duration::ZERO,
+            ),
         }
     }
 

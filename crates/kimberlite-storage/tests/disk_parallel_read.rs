@@ -14,9 +14,8 @@ use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(5);
 const COUNT: u64 = 3_000;
-/// Where `prev_hash` sits in a frame: length (4), version, kind, compression, flags (1 each),
-/// offset (8).
-const PREV_HASH_AT: usize = 16;
+/// Where `prev_hash` sits in a frame, counted back from its end: the hash (32) and the CRC (4).
+const PREV_HASH_FROM_END: usize = 36;
 
 fn event(i: u64) -> Bytes {
     let mut text = format!("event-{i:08}-").into_bytes();
@@ -89,7 +88,7 @@ fn damage(dir: &Path, i: u64, how: &Damage) {
     match how {
         Damage::Crc => bytes[at + RECORD_HEADER_LEN + 50] ^= 0x20,
         Damage::Link => {
-            bytes[at + PREV_HASH_AT + 3] ^= 0x01;
+            bytes[at + len - PREV_HASH_FROM_END + 3] ^= 0x01;
             let crc = crc32c::crc32c(&bytes[at..at + len - 4]);
             bytes[at + len - 4..at + len].copy_from_slice(&crc.to_le_bytes());
         }

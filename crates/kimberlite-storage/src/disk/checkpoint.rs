@@ -32,10 +32,6 @@
 //! it, and reads rely only on `offset` and `prev_hash`.
 
 use bytes::Bytes;
-use kimberlite_crypto::ChainHash;
-use kimberlite_types::{CompressionKind, Offset, RecordKind};
-
-use crate::record::Record;
 
 /// Checkpoint payload format version.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -57,25 +53,15 @@ pub fn checkpoint_due(
         && last_checkpoint != Some(offset)
 }
 
-/// The checkpoint record to write before data record `offset`.
+/// The payload of a checkpoint written in segment `segment_num` after `segment_records`
+/// data records of it.
 #[must_use]
-pub fn checkpoint_record(
-    offset: u64,
-    head: Option<ChainHash>,
-    segment_num: u32,
-    segment_records: u64,
-) -> Record {
+pub fn checkpoint_payload(segment_num: u32, segment_records: u64) -> Bytes {
     let mut payload = Vec::with_capacity(CHECKPOINT_PAYLOAD_LEN);
     payload.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     payload.extend_from_slice(&segment_num.to_le_bytes());
     payload.extend_from_slice(&segment_records.to_le_bytes());
-    Record::with_compression(
-        Offset::new(offset),
-        head,
-        RecordKind::Checkpoint,
-        CompressionKind::None,
-        Bytes::from(payload),
-    )
+    Bytes::from(payload)
 }
 
 #[cfg(test)]
@@ -93,12 +79,11 @@ mod tests {
     }
 
     #[test]
-    fn record_is_a_checkpoint_with_the_head() {
-        let head = ChainHash::from_bytes([7; 32]);
-        let record = checkpoint_record(8, Some(head), 1, 3);
-        assert!(record.is_checkpoint());
-        assert_eq!(record.offset(), Offset::new(8));
-        assert_eq!(record.prev_hash(), Some(head));
-        assert_eq!(record.payload().len(), CHECKPOINT_PAYLOAD_LEN);
+    fn payload_is_version_segment_and_records() {
+        let payload = checkpoint_payload(1, 3);
+        assert_eq!(payload.len(), CHECKPOINT_PAYLOAD_LEN);
+        assert_eq!(&payload[..4], &CHECKPOINT_VERSION.to_le_bytes());
+        assert_eq!(&payload[4..8], &1u32.to_le_bytes());
+        assert_eq!(&payload[8..], &3u64.to_le_bytes());
     }
 }

@@ -96,10 +96,10 @@ pub struct StorageConfig {
     /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
     /// at [`crate::frames::MAX_VERIFY_THREADS`] (4).
     pub verify_threads: usize,
-    /// Whether a batch of 128 events or more has its chain hashes computed on a helper
-    /// thread while this one encodes the frames behind it
-    /// ([`crate::chain_worker::ChainWorker`]). Frames, writes and results do not depend on
-    /// it, only speed does. Default: true when the machine has more than one core.
+    /// Whether a batch of 128 events or more is hashed and encoded on a helper thread too,
+    /// beside the appending thread, which links the chunks to the chain and writes them
+    /// ([`crate::batch_job::BatchWorker`]). Frames, writes and results do not depend on it,
+    /// only speed does. Default: true when the machine has more than one core.
     pub hash_ahead: bool,
 }
 

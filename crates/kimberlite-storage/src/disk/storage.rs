@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -17,7 +16,7 @@ use super::resume::resume_head;
 use super::stream::{io_error, StreamState};
 use super::{RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
-use crate::chain_worker::{self, ChainJob, ChainWorker};
+use crate::batch_job::BatchWorker;
 use crate::error::StorageError;
 use crate::verify::VerifyReport;
 use crate::verify_pool::VerifyPool;
@@ -67,8 +66,9 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) buffer: Vec<u8>,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: VerifyPool,
-    /// The thread that hashes large batches ahead of their encoding (`config.hash_ahead`).
-    pub(super) chain_worker: ChainWorker,
+    /// The thread that encodes chunks of large batches beside the appender
+    /// (`config.hash_ahead`).
+    pub(super) batch_worker: BatchWorker,
     _lock: F::Lock,
 }
 
@@ -131,7 +131,7 @@ impl<F: FileSystem> Storage<F> {
             poisoned: None,
             buffer: Vec::new(),
             verify_pool: VerifyPool::new(config.verify_threads),
-            chain_worker: ChainWorker::default(),
+            batch_worker: BatchWorker::default(),
             _lock: lock,
         };
         storage.complete_interrupted_rotations()?;
@@ -391,12 +391,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
             self.poison_on_error(created)?;
         }
         let event_count = events.len();
-        let job = Arc::new(ChainJob::new(events, head_offset.as_u64(), head_hash));
-        if self.config.hash_ahead && event_count >= chain_worker::MIN_EVENTS {
-            self.chain_worker.submit(&job);
-        }
-        let written = self.write_batch(stream_id, &job, fsync);
-        self.chain_worker.finish();
+        let written = self.write_batch(stream_id, events, fsync);
         let (seen, last_hash) = self.poison_on_error(written)?;
 
         // The batch is written (and synced when asked): commit it in memory.

@@ -1,0 +1,325 @@
+//! [`BatchJob`]: a batch's frames encoded in chunks, on whichever threads are free, and
+//! linked into a chain in order by the appending thread.
+//!
+//! Appending a batch is mostly work that does not depend on the chain: hashing each payload
+//! (all of a record's chain hash but its last block or two), compressing it, copying it into a
+//! frame, and the CRC of that frame. Format 3 puts the link to the previous record *last* in
+//! both the chain hash and the frame (`docs/FORMAT.md`), so all of that is done here per
+//! chunk of [`CHUNK_EVENTS`] events, independently of every other chunk
+//! ([`encode_chunk`]): an [`EncodedChunk`] of unlinked frames and [`UnlinkedHash`]es. What
+//! must follow the chain, one record after another, is small: finish each hash with its
+//! predecessor's and write that predecessor into the frame with the end of the CRC
+//! ([`EncodedChunk::link`]), about one SHA-256 block and 36 bytes per record.
+//!
+//! The appending thread takes the chunks in order ([`BatchJob::take`]), links them and writes
+//! them out. Chunks are *claimed* (an atomic counter) by whichever thread gets to them first:
+//! the store's helper thread ([`BatchWorker`], for batches of [`MIN_EVENTS`] or more) or the
+//! appender itself, which encodes the next unclaimed chunk whenever the one it needs is still
+//! being encoded elsewhere, and every chunk when no helper runs. So the two threads share the
+//! encoding whatever their speeds, the appender never waits for a thread that has not started,
+//! and the frames are the same bytes whoever encoded which chunk (tested below).
+//!
+//! Why a long-lived thread and not `std::thread::scope` per batch: measured here (2 cores),
+//! starting and joining a thread per batch cost more than the overlap gained.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use bytes::Bytes;
+use kimberlite_crypto::{ChainHash, UnlinkedHash};
+use kimberlite_types::{CompressionKind, Offset, RecordKind};
+
+use crate::job_board::{lock, BoardJob, JobBoard};
+use crate::record::{encode_unlinked, UnlinkedFrame, RECORD_OVERHEAD};
+
+/// Events per chunk: small enough that the appender starts linking and writing early, large
+/// enough that claiming and signalling (a few atomics and one lock) are noise.
+pub const CHUNK_EVENTS: usize = 64;
+
+/// Batches with fewer events are encoded on the appending thread alone: handing over costs a
+/// wake-up.
+pub const MIN_EVENTS: usize = 2 * CHUNK_EVENTS;
+
+/// Spins (each a CPU pause) a waiter makes before it sleeps: a chunk that another thread is
+/// encoding is due within ~15 µs (64 events of 256 bytes), sooner than a sleep and a wake-up
+/// take on the machine of `docs/PERFORMANCE.md`.
+const SPINS_BEFORE_SLEEP: usize = 4_096;
+
+/// How long the helper watches for the next batch before it sleeps: a writer appending
+/// large batches back to back (an import, a replay) hands over the next one within that, and
+/// a sleeping helper takes tens of microseconds to wake. Measured with `append_nosync`: 1,000
+/// x 256 B batches 230-248 µs without, 225-230 µs with.
+const WATCH_FOR_NEXT_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Everything about a batch's frames that is known before its first hash: where it starts,
+/// whether its first record has a predecessor, the codec, and the checkpoints to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Offset of the batch's first event.
+    pub first_offset: u64,
+    /// Whether the stream has a record before the batch (its head hash is `Some`).
+    pub head_present: bool,
+    /// Codec asked for the data records (each is stored compressed only if that is smaller).
+    pub compression: CompressionKind,
+    /// Checkpoints, by increasing offset: `(offset, payload)` is a checkpoint record written
+    /// just before the data record at `offset`, which must be one of the batch's offsets.
+    pub checkpoints: Vec<(u64, Bytes)>,
+}
+
+/// One frame of an [`EncodedChunk`]: encoded, not yet linked.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// Where it is in the chunk's bytes, its length, and how to link it.
+    pub unlinked: UnlinkedFrame,
+    /// A data record's chain hash but its link, until [`EncodedChunk::link`] uses it;
+    /// `None` for a checkpoint (not a link of the chain).
+    pub hash: Option<UnlinkedHash>,
+    /// True for a checkpoint record.
+    pub is_checkpoint: bool,
+    /// The record's offset (a checkpoint's: the next data record's).
+    pub offset: u64,
+    /// Uncompressed payload length.
+    pub payload_len: usize,
+}
+
+/// The frames of one chunk, back to back, and what each one is.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedChunk {
+    /// The frames' bytes; each frame's link and CRC are zeros until [`Self::link`].
+    pub bytes: Vec<u8>,
+    /// The frames, in order.
+    pub frames: Vec<EncodedFrame>,
+}
+
+impl EncodedChunk {
+    /// Links the frames in order after `head` (the chain hash of the data record before the
+    /// chunk) and returns the chain hash of the chunk's last data record (`head` if it has
+    /// none).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `head`'s presence differs from what the chunk was encoded for (a bug: see
+    /// [`UnlinkedFrame::link`]).
+    pub fn link(&mut self, head: Option<ChainHash>) -> Option<ChainHash> {
+        let mut prev = head;
+        for frame in &mut self.frames {
+            frame.unlinked.link(&mut self.bytes, prev.as_ref());
+            if let Some(hash) = frame.hash.take() {
+                prev = Some(hash.link(prev.as_ref()));
+            }
+        }
+        prev
+    }
+}
+
+/// Encodes chunk `index` of `events` (all of a batch's events) under `plan`: pure, and the
+/// same bytes whoever calls it.
+#[must_use]
+pub fn encode_chunk(events: &[Bytes], plan: &BatchPlan, index: usize) -> EncodedChunk {
+    let start = (index * CHUNK_EVENTS).min(events.len());
+    let end = (start + CHUNK_EVENTS).min(events.len());
+    let chunk = events.get(start..end).unwrap_or_default();
+    let payload_bytes: usize = chunk.iter().map(Bytes::len).sum();
+    let mut out = EncodedChunk {
+        bytes: Vec::with_capacity(payload_bytes + (chunk.len() + 1) * RECORD_OVERHEAD),
+        frames: Vec::with_capacity(chunk.len() + 1),
+    };
+    let first = plan.first_offset + start as u64;
+    let mut checkpoints = plan
+        .checkpoints
+        .iter()
+        .skip_while(|(offset, _)| *offset < first)
+        .peekable();
+    for (position, (offset, event)) in (start..).zip((first..).zip(chunk)) {
+        let has_prev = position > 0 || plan.head_present;
+        if let Some((_, payload)) = checkpoints.next_if(|(at, _)| *at == offset) {
+            out.push(
+                offset,
+                RecordKind::Checkpoint,
+                CompressionKind::None,
+                has_prev,
+                payload,
+            );
+        }
+        out.push(offset, RecordKind::Data, plan.compression, has_prev, event);
+    }
+    out
+}
+
+impl EncodedChunk {
+    fn push(
+        &mut self,
+        offset: u64,
+        kind: RecordKind,
+        compression: CompressionKind,
+        has_prev: bool,
+        payload: &[u8],
+    ) {
+        let offset_typed = Offset::new(offset);
+        let unlinked = encode_unlinked(
+            &mut self.bytes,
+            offset_typed,
+            kind,
+            compression,
+            has_prev,
+            payload,
+        );
+        let hash =
+            (kind == RecordKind::Data).then(|| UnlinkedHash::new(offset_typed, kind, payload));
+        self.frames.push(EncodedFrame {
+            unlinked,
+            hash,
+            is_checkpoint: kind == RecordKind::Checkpoint,
+            offset,
+            payload_len: payload.len(),
+        });
+    }
+}
+
+/// A chunk's place in the job: encoded by its claimer, taken once by the appender.
+#[derive(Debug, Default)]
+struct Slot {
+    done: AtomicBool,
+    chunk: Mutex<Option<EncodedChunk>>,
+}
+
+/// One batch being encoded.
+#[derive(Debug)]
+pub struct BatchJob {
+    events: Vec<Bytes>,
+    plan: BatchPlan,
+    next_claim: AtomicUsize,
+    slots: Vec<Slot>,
+    /// Threads asleep waiting for a chunk (an encoder wakes them only if any).
+    sleepers: AtomicUsize,
+    sleep: Mutex<()>,
+    encoded: Condvar,
+}
+
+impl BatchJob {
+    /// A job encoding `events` under `plan`.
+    #[must_use]
+    pub fn new(events: Vec<Bytes>, plan: BatchPlan) -> Self {
+        let chunks = events.len().div_ceil(CHUNK_EVENTS);
+        Self {
+            events,
+            plan,
+            next_claim: AtomicUsize::new(0),
+            slots: (0..chunks).map(|_| Slot::default()).collect(),
+            sleepers: AtomicUsize::new(0),
+            sleep: Mutex::new(()),
+            encoded: Condvar::new(),
+        }
+    }
+
+    /// The batch's events.
+    #[must_use]
+    pub fn events(&self) -> &[Bytes] {
+        &self.events
+    }
+
+    /// Number of chunks.
+    #[must_use]
+    pub fn chunk_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Claims the next unclaimed chunk and encodes it; false when none was left.
+    fn claim_one(&self) -> bool {
+        let index = self.next_claim.fetch_add(1, Ordering::AcqRel);
+        let Some(slot) = self.slots.get(index) else {
+            return false;
+        };
+        let chunk = encode_chunk(&self.events, &self.plan, index);
+        *lock(&slot.chunk) = Some(chunk);
+        // SeqCst pairs with `wait_for`: either the waiter sees `done`, or this thread sees the
+        // sleeper and notifies under the lock, after its wait began.
+        slot.done.store(true, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.sleep);
+            self.encoded.notify_all();
+        }
+        true
+    }
+
+    /// Waits until `slot` is encoded: spins a little (it is usually being encoded on another
+    /// core right now), then sleeps.
+    fn wait_for(&self, slot: &Slot) {
+        let mut spins = 0;
+        while !slot.done.load(Ordering::Acquire) {
+            if spins < SPINS_BEFORE_SLEEP {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut guard = lock(&self.sleep);
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            while !slot.done.load(Ordering::SeqCst) {
+                guard = self
+                    .encoded
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Chunk `index`, encoded but not linked: encoded here if no thread has claimed it; if
+    /// another thread is encoding it, this thread encodes later chunks meanwhile, and waits
+    /// only when none is left. Each chunk is handed out once; an empty chunk past the end or
+    /// on a second call.
+    pub fn take(&self, index: usize) -> EncodedChunk {
+        let Some(slot) = self.slots.get(index) else {
+            return EncodedChunk::default();
+        };
+        // Not a busy wait: each round encodes a whole chunk.
+        while !slot.done.load(Ordering::Acquire) {
+            if !self.claim_one() {
+                break;
+            }
+        }
+        self.wait_for(slot);
+        lock(&slot.chunk).take().unwrap_or_default()
+    }
+}
+
+impl BoardJob for BatchJob {
+    /// Encodes chunks until none is left unclaimed.
+    fn run(&self) {
+        while self.claim_one() {}
+    }
+}
+
+/// The helper thread of one store; started at the first batch that uses it, told to exit when
+/// the worker is dropped.
+#[derive(Debug)]
+pub struct BatchWorker {
+    board: JobBoard<BatchJob>,
+}
+
+impl Default for BatchWorker {
+    fn default() -> Self {
+        Self {
+            board: JobBoard::new("kimberlite-encode", WATCH_FOR_NEXT_BATCH),
+        }
+    }
+}
+
+impl BatchWorker {
+    /// Hands `job` to the worker thread (starting it the first time) and returns; the caller
+    /// then takes each chunk with [`BatchJob::take`] and calls [`Self::finish`]. If the thread
+    /// cannot be started, the caller simply encodes every chunk itself.
+    pub fn submit(&mut self, job: &Arc<BatchJob>) {
+        self.board.start_helpers(1);
+        self.board.post(job);
+    }
+
+    /// Forgets the current job (its chunks are all encoded once the caller has taken them).
+    pub fn finish(&mut self) {
+        self.board.clear();
+    }
+}
+
+#[cfg(test)]
+#[path = "batch_job_tests.rs"]
+mod tests;

@@ -1,0 +1,130 @@
+use super::*;
+use crate::record::Record;
+
+fn events(count: usize) -> Vec<Bytes> {
+    (0..count)
+        .map(|i| Bytes::from(format!("event {i} {}", "x".repeat(i % 300))))
+        .collect()
+}
+
+/// Frames of `events` appended after `head` as `Record::encode_into` writes them one by
+/// one, with a checkpoint (payload "cp") before every offset in `checkpoints`; and the last
+/// data record's chain hash.
+fn reference(
+    events: &[Bytes],
+    plan: &BatchPlan,
+    head: Option<ChainHash>,
+) -> (Vec<u8>, Option<ChainHash>) {
+    let mut out = Vec::new();
+    let mut prev = head;
+    for (offset, event) in (plan.first_offset..).zip(events) {
+        if let Some((_, payload)) = plan.checkpoints.iter().find(|(at, _)| *at == offset) {
+            Record::with_compression(
+                Offset::new(offset),
+                prev,
+                RecordKind::Checkpoint,
+                CompressionKind::None,
+                payload.clone(),
+            )
+            .encode_into(&mut out);
+        }
+        let record = Record::with_compression(
+            Offset::new(offset),
+            prev,
+            RecordKind::Data,
+            plan.compression,
+            event.clone(),
+        );
+        record.encode_into(&mut out);
+        prev = Some(record.compute_hash());
+    }
+    (out, prev)
+}
+
+/// Takes and links every chunk of `job` in order, as the appender does.
+fn link_all(job: &BatchJob, head: Option<ChainHash>) -> (Vec<u8>, Option<ChainHash>) {
+    let mut out = Vec::new();
+    let mut prev = head;
+    for index in 0..job.chunk_count() {
+        let mut chunk = job.take(index);
+        prev = chunk.link(prev);
+        out.extend_from_slice(&chunk.bytes);
+    }
+    (out, prev)
+}
+
+fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind) -> BatchPlan {
+    let checkpoints = (first_offset..first_offset + 4_000)
+        .filter(|offset| *offset > 0 && offset % 50 == 0)
+        .map(|offset| (offset, Bytes::from_static(b"cp")))
+        .collect();
+    BatchPlan {
+        first_offset,
+        head_present: head.is_some(),
+        compression,
+        checkpoints,
+    }
+}
+
+/// Whoever encodes which chunk (the caller alone, the worker, both racing), the frames and
+/// the head are those of encoding the records one by one.
+#[test]
+fn a_job_gives_the_frames_of_the_records_one_by_one_whoever_encodes() {
+    let head = Some(ChainHash::compute(
+        None,
+        Offset::ZERO,
+        RecordKind::Data,
+        b"h",
+    ));
+    let mut worker = BatchWorker::default();
+    for (first, head) in [(7, head), (0, None)] {
+        for compression in [CompressionKind::None, CompressionKind::Lz4] {
+            for count in [1, 63, 64, 65, 128, 129, 1_000, 3_001] {
+                let plan = plan(first, head, compression);
+                let expected = reference(&events(count), &plan, head);
+
+                let alone = BatchJob::new(events(count), plan.clone());
+                assert_eq!(link_all(&alone, head), expected, "caller alone, {count}");
+
+                let job = Arc::new(BatchJob::new(events(count), plan.clone()));
+                worker.submit(&job);
+                assert_eq!(link_all(&job, head), expected, "with the worker, {count}");
+                worker.finish();
+
+                let job = Arc::new(BatchJob::new(events(count), plan.clone()));
+                let racer = {
+                    let job = Arc::clone(&job);
+                    std::thread::spawn(move || BoardJob::run(&*job))
+                };
+                assert_eq!(link_all(&job, head), expected, "racing a thread, {count}");
+                racer.join().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn chunks_split_the_events_in_order_and_are_handed_out_once() {
+    let plan = plan(0, None, CompressionKind::None);
+    let job = BatchJob::new(events(130), plan.clone());
+    assert_eq!(job.chunk_count(), 3);
+    assert_eq!(job.events(), events(130).as_slice());
+    let first = job.take(0);
+    // Offset 50 has a checkpoint: 64 data frames and one checkpoint.
+    assert_eq!(first.frames.len(), 65);
+    assert_eq!(first.frames.iter().filter(|f| f.is_checkpoint).count(), 1);
+    assert_eq!(first.frames[51].offset, 50);
+    assert!(first.frames[50].is_checkpoint);
+    assert!(job.take(0).frames.is_empty(), "a chunk is handed out once");
+    assert_eq!(job.take(2).frames.len(), 2);
+    assert!(job.take(3).frames.is_empty(), "past the end");
+    assert_eq!(encode_chunk(&events(130), &plan, 1).frames.len(), 65);
+}
+
+#[test]
+#[should_panic(expected = "prev_hash present")]
+fn linking_a_chunk_after_the_wrong_head_panics() {
+    let plan = plan(5, None, CompressionKind::None);
+    let mut chunk = encode_chunk(&events(3), &plan, 0);
+    let _ = chunk.link(Some(ChainHash::from_bytes([1; 32])));
+}
