@@ -45,12 +45,22 @@ pub fn scaled(full: u64, small: u64) -> u64 {
 }
 
 /// The `main` of every bench here: runs its criterion groups with [`criterion_config`], prints
-/// criterion's summary, then the bench's same-process ratio line.
+/// criterion's summary, then the bench's same-process ratio line; each after [`settle`].
 pub fn run(groups: impl FnOnce(&mut criterion::Criterion), ratio: impl FnOnce()) {
     let mut criterion = criterion_config();
+    settle();
     groups(&mut criterion);
     criterion.final_summary();
+    settle();
     ratio();
+}
+
+/// Writes back the page cache's dirty data (the `sync` command) before a measurement, so that
+/// the gigabytes an earlier bench or the criterion phase left dirty are not written back by
+/// the kernel in the middle of it, on one of the two cores one side of the ratio is using.
+/// Best effort: where `sync` cannot run, the measurement just goes on.
+pub fn settle() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 /// Criterion settings for the suite: few samples and a short measurement, so that a full
