@@ -31,6 +31,8 @@ struct State<J> {
     job: Option<Arc<J>>,
     /// Bumped for each job posted, so a helper runs each job at most once.
     generation: u64,
+    /// Bumped by [`JobBoard::wake_ahead`].
+    wake_calls: u64,
     shutdown: bool,
 }
 
@@ -65,6 +67,7 @@ impl<J: BoardJob> JobBoard<J> {
                 state: Mutex::new(State {
                     job: None,
                     generation: 0,
+                    wake_calls: 0,
                     shutdown: false,
                 }),
                 wake: Condvar::new(),
@@ -109,6 +112,14 @@ impl<J: BoardJob> JobBoard<J> {
         self.shared.wake.notify_all();
     }
 
+    /// Wakes the helpers ahead of a job the caller is about to post (a read that is still
+    /// reading its frames), so that they are running when it comes: each watches for a job for
+    /// up to [`WATCH_AFTER_WAKE_AHEAD`], then sleeps again.
+    pub fn wake_ahead(&self) {
+        lock(&self.shared.state).wake_calls += 1;
+        self.shared.wake.notify_all();
+    }
+
     /// Takes the posted job down (once the caller has what it needs from it), so the board
     /// does not keep it alive.
     pub fn clear(&self) {
@@ -123,9 +134,15 @@ impl<J: BoardJob> Drop for JobBoard<J> {
     }
 }
 
+/// How long a helper woken by [`JobBoard::wake_ahead`] watches for the job. A read of 1,000
+/// events spends ~50 µs reading its frames before it posts them; a wake-up takes tens of
+/// microseconds on the machine of `docs/PERFORMANCE.md`.
+pub const WATCH_AFTER_WAKE_AHEAD: Duration = Duration::from_micros(200);
+
 /// A helper: runs each newly posted job, until the board is dropped.
 fn helper<J: BoardJob>(shared: &Shared<J>) {
     let mut seen = 0;
+    let mut seen_wake_calls = 0;
     loop {
         let job = {
             let mut state = lock(&shared.state);
@@ -136,8 +153,12 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
                 if state.generation != seen {
                     seen = state.generation;
                     if let Some(job) = &state.job {
-                        break Arc::clone(job);
+                        break Some(Arc::clone(job));
                     }
+                }
+                if state.wake_calls != seen_wake_calls {
+                    seen_wake_calls = state.wake_calls;
+                    break None;
                 }
                 state = shared
                     .wake
@@ -145,9 +166,15 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        job.run();
+        let watch = match job {
+            Some(job) => {
+                job.run();
+                shared.watch
+            }
+            None => WATCH_AFTER_WAKE_AHEAD,
+        };
         let watching = Instant::now();
-        while shared.posted.load(Ordering::Acquire) == seen && watching.elapsed() < shared.watch {
+        while shared.posted.load(Ordering::Acquire) == seen && watching.elapsed() < watch {
             std::hint::spin_loop();
         }
     }
@@ -191,6 +218,19 @@ mod tests {
         assert_eq!(job.0.load(Ordering::SeqCst), 2, "no helper ran it twice");
         board.clear();
         assert!(wait_for(|| Arc::strong_count(&job) == 1));
+    }
+
+    #[test]
+    fn a_helper_woken_ahead_runs_the_job_posted_next() {
+        let mut board = JobBoard::new("test-helper", Duration::ZERO);
+        board.start_helpers(1);
+        board.wake_ahead();
+        board.wake_ahead();
+        let job = Arc::new(Counting::default());
+        board.post(&job);
+        assert!(wait_for(|| job.0.load(Ordering::SeqCst) == 1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(job.0.load(Ordering::SeqCst), 1, "run once");
     }
 
     #[test]

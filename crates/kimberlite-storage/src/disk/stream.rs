@@ -23,10 +23,11 @@ use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::walk::{walk, Flow, Visit};
 use crate::error::{Location, RecordError, StorageError};
 use crate::frames::VerifiedFrame;
+use crate::frames::MIN_FRAMES_PER_THREAD;
 use crate::record::FrameHint;
 use crate::segments::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
-use crate::verify_pool::VerifyPool;
+use crate::verify_pool::{VerifyPool, WAKE_AHEAD_MIN_BYTES};
 
 /// One segment's files.
 #[derive(Debug)]
@@ -262,6 +263,10 @@ impl<F: FileSystem> StreamState<F> {
             return Ok(Vec::new());
         }
         let start = self.start_for(from)?;
+        let records_left = self.table.next_offset().saturating_sub(from);
+        if max_bytes >= WAKE_AHEAD_MIN_BYTES && records_left >= 2 * MIN_FRAMES_PER_THREAD as u64 {
+            pool.wake_ahead();
+        }
         let mut read = ReadVisit::new(from, max_bytes);
         walk(self, start, pool, &mut read)?;
         Ok(read.payloads)
