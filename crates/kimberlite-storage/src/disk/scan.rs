@@ -104,7 +104,9 @@ pub fn scan_from<H: FileHandle>(
         let (record, frame_len) = match decoded {
             Ok(decoded) => decoded,
             Err(reason) => {
-                if looks_torn(bytes, position, &frame, expected).map_err(io)? {
+                if could_be_torn(&reason)
+                    && looks_torn(bytes, position, &frame, expected).map_err(io)?
+                {
                     break ScanEnd::Torn { position, reason };
                 }
                 break ScanEnd::Corrupt(StorageError::CorruptRecord {
@@ -203,6 +205,21 @@ fn read_and_decode<H: FileHandle>(
         bytes.forget_window();
         attempt += 1;
     }
+}
+
+/// Whether a frame that fails to decode with `reason` could be an unfinished write: only when
+/// its length or its CRC fails. A frame whose CRC checks was written whole, so a field it
+/// holds that this build does not accept (another format version, an unknown kind, codec or
+/// flag, a bad payload) is never cut off as torn: it is reported and left on disk. (Found
+/// opening a store of a draft format: its last frame, CRC intact, was truncated as torn.)
+fn could_be_torn(reason: &RecordError) -> bool {
+    matches!(
+        reason,
+        RecordError::Truncated { .. }
+            | RecordError::FrameTooSmall { .. }
+            | RecordError::FrameTooLarge { .. }
+            | RecordError::ChecksumMismatch { .. }
+    )
 }
 
 /// Rows 3–6 of the decision table: whether the undecodable frame at `position` is an

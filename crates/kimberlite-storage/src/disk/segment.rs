@@ -1,11 +1,11 @@
 //! Segment files: a fixed header, then record frames back to back.
 //!
-//! # Layout (format version 1, all integers little-endian)
+//! # Layout (format version 2, all integers little-endian)
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic          b"KMBLSEG\0"
-//!      8     4  version        u32  = 1
+//!      8     4  version        u32  = 2
 //!     12     4  segment_num    u32  this file's number in its stream (0-based)
 //!     16     8  stream_id      u64
 //!     24     8  first_offset   u64  offset of the segment's first data record
@@ -32,8 +32,13 @@ use super::le::{le_u32, le_u64};
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KMBLSEG\0";
-/// Segment header format version.
-pub const SEGMENT_VERSION: u32 = 1;
+/// Segment format version: of the header and of the record frames after it.
+///
+/// 2: frames of record format 3 (`crate::record::RECORD_FORMAT_VERSION`, the link at the end).
+/// Version 1 segments (drafts, never released) held format 1 or 2 frames; a store holding
+/// them is refused at open, with this reason, rather than opened with every record reported
+/// corrupt.
+pub const SEGMENT_VERSION: u32 = 2;
 
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = MAGIC_AT + SEGMENT_MAGIC.len();
@@ -97,7 +102,10 @@ impl SegmentHeader {
         }
         let version = le_u32(header, VERSION_AT);
         if version != SEGMENT_VERSION {
-            return Err(format!("unsupported segment format version {version}"));
+            return Err(format!(
+                "unsupported segment format version {version} (this build reads version \
+                 {SEGMENT_VERSION}: the file was written by another version of Kimberlite)"
+            ));
         }
         Ok(SegmentHeader {
             segment_num: le_u32(header, SEGMENT_NUM_AT),
