@@ -17,7 +17,7 @@
 //! appender itself, which encodes the next unclaimed chunk whenever the one it needs is still
 //! being encoded elsewhere, and every chunk when no helper runs. So the two threads share the
 //! encoding whatever their speeds, the appender never waits for a thread that has not started,
-//! and the frames are the same bytes whoever encoded which chunk (tested below).
+//! and the frames are the same bytes whoever encoded which chunk (`batch_job_tests.rs`).
 //!
 //! Why a long-lived thread and not `std::thread::scope` per batch: measured here (2 cores),
 //! starting and joining a thread per batch cost more than the overlap gained.
