@@ -81,6 +81,11 @@ impl From<Error> for CliError {
                 "give a new or empty directory, or one that holds a store (kimberlite.json)"
                     .to_owned(),
             ),
+            error if error.is_other_format() => Some(
+                "open the store with the version of kimberlite that wrote it; this build \
+                     reads only its own format"
+                    .to_owned(),
+            ),
             error if error.is_corruption() => {
                 Some("run `kimberlite verify DIR` for a full report".to_owned())
             }

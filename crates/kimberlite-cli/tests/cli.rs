@@ -294,6 +294,39 @@ fn verify_exit_codes_intact_and_tampered() {
     fails(&["read", s(&dir), "audit"], "", 1, "offset");
 }
 
+/// A store of another format version (segment headers of version 1, as written by the drafts
+/// before record format 3) is not "tampered": every command refuses it with the reason and
+/// exit code 2, and no file changes.
+#[test]
+fn a_store_of_another_format_version_is_refused_not_reported_tampered() {
+    let (_temp, dir) = store_with(10);
+    let mut files = Vec::new();
+    segments(&dir, &mut files);
+    for file in &files {
+        let mut bytes = std::fs::read(file).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..36]);
+        bytes[36..40].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(file, &bytes).unwrap();
+    }
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    for args in [
+        vec!["verify", s(&dir)],
+        vec!["inspect", s(&dir)],
+        vec!["read", s(&dir), "audit"],
+    ] {
+        let run = fails(&args, "", 2, "segment format version 1");
+        assert!(
+            run.stderr.contains("another version of Kimberlite"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stdout.contains("NOT INTACT"), "{}", run.stdout);
+    }
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert!(before == after, "a file changed");
+}
+
 #[test]
 fn verify_reports_a_store_too_damaged_to_open_as_not_intact() {
     let (_temp, dir) = store_with(10);

@@ -252,6 +252,24 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A segment file of another format version (written by another version of Kimberlite):
+    /// this build cannot read it, so the store is not opened; nothing was changed.
+    #[error(
+        "stream {stream}: {} is in segment format version {found}, and this build reads \
+         version {supported}: the store was written by another version of Kimberlite \
+         (nothing was changed)",
+        path.display()
+    )]
+    UnsupportedFormat {
+        /// The stream the file belongs to.
+        stream: StreamId,
+        /// The segment file.
+        path: PathBuf,
+        /// The version the file holds.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
     /// An operating-system I/O call failed.
     #[error("I/O error {context}: {source}")]
     Io {

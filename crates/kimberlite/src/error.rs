@@ -158,6 +158,14 @@ impl Error {
         }
     }
 
+    /// True when the store holds files of another format version (written by another version
+    /// of Kimberlite), which this build does not read; nothing was changed.
+    #[must_use]
+    pub fn is_other_format(&self) -> bool {
+        matches!(self, Error::Storage { source, .. }
+            if matches!(**source, StorageError::UnsupportedFormat { .. }))
+    }
+
     pub(crate) fn storage(name: Option<&str>, source: StorageError) -> Self {
         Error::Storage {
             name: name.map(str::to_owned),

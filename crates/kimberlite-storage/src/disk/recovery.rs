@@ -54,6 +54,12 @@
 //! | missing or unreadable    | `0..n`, each complete one clean   | rebuild from a scan of all, rewrite |
 //! | missing or unreadable    | a gap, a bad header, or damage in a completed segment | refuse |
 //! | any                      | none                              | no stream (crash at creation)       |
+//! | any                      | a header of another format version | refuse: `UnsupportedFormat`        |
+//!
+//! Within a segment, a frame whose CRC checks but which holds a field this build does not
+//! accept (another record format version, an unknown kind, codec or flag) was written whole:
+//! it is never taken for a torn write (rows 3–5 apply only to frames whose length or CRC
+//! fails), so opening a file of another version never cuts it.
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +73,8 @@ use super::meta::{write_index, write_manifest};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{scan_segment, ScanEnd, ScanTarget};
 use super::segment::{
-    parse_segment_file_name, segment_path, SegmentBytes, SegmentHeader, SEGMENT_HEADER_LEN,
+    parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
+    SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
 use super::stream::{io_error, Damage, SegmentFiles, StreamState};
 use super::{RecoveryAction, RecoveryReport, StorageConfig};
@@ -207,7 +214,15 @@ impl<F: FileSystem> Opener<'_, F> {
     }
 
     fn check_header(&self, path: &Path, bytes: &[u8], num: u32) -> Result<(), StorageError> {
-        let header = SegmentHeader::decode(bytes).map_err(|e| self.unrecoverable(path, e))?;
+        let header = SegmentHeader::decode(bytes).map_err(|error| match error {
+            HeaderError::UnsupportedVersion(found) => StorageError::UnsupportedFormat {
+                stream: self.stream,
+                path: path.to_path_buf(),
+                found,
+                supported: SEGMENT_VERSION,
+            },
+            HeaderError::Malformed(reason) => self.unrecoverable(path, reason),
+        })?;
         let expected = SegmentHeader {
             segment_num: num,
             stream: self.stream,

@@ -63,6 +63,28 @@ pub struct SegmentHeader {
     pub first_offset: u64,
 }
 
+/// Why bytes are not a segment header of this build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Not a segment header (what is wrong with it).
+    Malformed(String),
+    /// A sound header (magic and CRC check) of another segment format version.
+    UnsupportedVersion(u32),
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Malformed(reason) => f.write_str(reason),
+            HeaderError::UnsupportedVersion(version) => write!(
+                f,
+                "unsupported segment format version {version} (this build reads version \
+                 {SEGMENT_VERSION})"
+            ),
+        }
+    }
+}
+
 impl SegmentHeader {
     /// Encodes the header (exactly [`SEGMENT_HEADER_LEN`] bytes).
     #[must_use]
@@ -82,30 +104,29 @@ impl SegmentHeader {
     }
 
     /// Decodes a header; the error says what is wrong. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
         let Some(header) = bytes.get(..SEGMENT_HEADER_LEN) else {
-            return Err(format!(
+            return Err(HeaderError::Malformed(format!(
                 "segment header truncated: {} of {SEGMENT_HEADER_LEN} bytes",
                 bytes.len()
-            ));
+            )));
         };
         if header.get(..SEGMENT_MAGIC.len()) != Some(&SEGMENT_MAGIC[..]) {
-            return Err("not a segment file (bad magic)".to_owned());
+            return Err(HeaderError::Malformed(
+                "not a segment file (bad magic)".to_owned(),
+            ));
         }
         let stored_crc = le_u32(header, CRC_AT);
         let computed_crc = crc32c::crc32c(header.get(..CRC_AT).unwrap_or_default());
         if stored_crc != computed_crc {
-            return Err(format!(
+            return Err(HeaderError::Malformed(format!(
                 "segment header checksum mismatch: stored {stored_crc:#010x}, \
                  computed {computed_crc:#010x}"
-            ));
+            )));
         }
         let version = le_u32(header, VERSION_AT);
         if version != SEGMENT_VERSION {
-            return Err(format!(
-                "unsupported segment format version {version} (this build reads version \
-                 {SEGMENT_VERSION}: the file was written by another version of Kimberlite)"
-            ));
+            return Err(HeaderError::UnsupportedVersion(version));
         }
         Ok(SegmentHeader {
             segment_num: le_u32(header, SEGMENT_NUM_AT),
