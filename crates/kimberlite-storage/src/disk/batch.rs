@@ -35,7 +35,8 @@ use crate::error::StorageError;
 /// Encoded bytes that are written without waiting for the rest of the batch. Measured with the
 /// `append_nosync` bench (1,000 x 256 B, hashed ahead): 128 KiB 258-260 us per batch, 64 KiB
 /// 248-257, 32 KiB 245 but LZ4 batches and inline-hashed ones slower (each `write` that
-/// extends the file costs ~7 µs here); the bytes left after the last hash are the tail.
+/// extends the file costs ~7 µs here; measured with record format 2); what is left after the last
+/// chunk is written at the end.
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The checkpoints a batch of `count` events from `first_offset` on needs, in a segment that
