@@ -29,7 +29,7 @@ use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, UnlinkedHash};
 use kimberlite_types::{CompressionKind, Offset, RecordKind};
 
-use crate::job_board::{lock, BoardJob, JobBoard};
+use crate::job_board::{lock, spin_until, BoardJob, JobBoard};
 use crate::record::{encode_unlinked, UnlinkedFrame, RECORD_OVERHEAD};
 
 /// Events per chunk: small enough that the appender starts linking and writing early, large
@@ -39,11 +39,6 @@ pub const CHUNK_EVENTS: usize = 64;
 /// Batches with fewer events are encoded on the appending thread alone: handing over costs a
 /// wake-up.
 pub const MIN_EVENTS: usize = 2 * CHUNK_EVENTS;
-
-/// Spins (each a CPU pause) a waiter makes before it sleeps: a chunk that another thread is
-/// encoding is due within ~15 µs (64 events of 256 bytes), sooner than a sleep and a wake-up
-/// take on the machine of `docs/PERFORMANCE.md`.
-const SPINS_BEFORE_SLEEP: usize = 4_096;
 
 /// How long the helper watches for the next batch before it sleeps: a writer appending
 /// large batches back to back (an import, a replay) hands over the next one within that, and
@@ -245,23 +240,18 @@ impl BatchJob {
     /// Waits until `slot` is encoded: spins a little (it is usually being encoded on another
     /// core right now), then sleeps.
     fn wait_for(&self, slot: &Slot) {
-        let mut spins = 0;
-        while !slot.done.load(Ordering::Acquire) {
-            if spins < SPINS_BEFORE_SLEEP {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            let mut guard = lock(&self.sleep);
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            while !slot.done.load(Ordering::SeqCst) {
-                guard = self
-                    .encoded
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if spin_until(|| slot.done.load(Ordering::Acquire)) {
+            return;
         }
+        let mut guard = lock(&self.sleep);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        while !slot.done.load(Ordering::SeqCst) {
+            guard = self
+                .encoded
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Chunk `index`, encoded but not linked: encoded here if no thread has claimed it; if

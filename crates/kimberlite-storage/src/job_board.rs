@@ -26,6 +26,23 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Spins (each a CPU pause) a thread makes, waiting for a piece another thread is working
+/// on, before it sleeps: a piece (a chunk of 64 events, a block of 32 frames) is due within
+/// ~5-15 µs, sooner than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
+pub(crate) const SPINS_BEFORE_SLEEP: usize = 4_096;
+
+/// Spins up to [`SPINS_BEFORE_SLEEP`] times until `done` says so; returns whether it did (if
+/// not, the caller goes on to sleep on its condition variable).
+pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..SPINS_BEFORE_SLEEP {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    done()
+}
+
 #[derive(Debug)]
 struct State<J> {
     job: Option<Arc<J>>,

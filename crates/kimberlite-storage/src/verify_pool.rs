@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::error::RecordError;
 use crate::frames::{decode_frames, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
-use crate::job_board::{lock, BoardJob, JobBoard};
+use crate::job_board::{lock, spin_until, BoardJob, JobBoard};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
 /// one delays the caller little, large enough that claiming (one atomic add) is noise.
@@ -32,10 +32,6 @@ pub const BLOCK_FRAMES: usize = 32;
 /// their frames ([`VerifyPool::wake_ahead`]): enough for `2 * MIN_FRAMES_PER_THREAD` frames of
 /// 256-byte events, the size below which a run stays on the calling thread anyway.
 pub const WAKE_AHEAD_MIN_BYTES: u64 = 2 * MIN_FRAMES_PER_THREAD as u64 * 256;
-
-/// Spins (each a CPU pause) the caller makes, waiting for the helpers' last blocks, before it
-/// sleeps: a block is ~5 µs of work.
-const SPINS_BEFORE_SLEEP: usize = 4_096;
 
 type Verified = Result<VerifiedFrame, RecordError>;
 
@@ -97,12 +93,7 @@ impl Job {
     /// little first: the last block a helper is verifying is due within microseconds, sooner
     /// than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
     fn collect(&self) -> Vec<Verified> {
-        for _ in 0..SPINS_BEFORE_SLEEP {
-            if self.unfinished_hint.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        spin_until(|| self.unfinished_hint.load(Ordering::Acquire) == 0);
         let mut unfinished = lock(&self.unfinished);
         while *unfinished > 0 {
             unfinished = self
