@@ -14,11 +14,11 @@ pub enum Durability {
     /// wait, and every caller returns only once a sync that covers its own batch has finished.
     /// The guarantee is the same as [`Durability::SyncEachAppend`].
     ///
-    /// Whether it is faster depends on what one sync costs: the on-disk backend's `flush`
-    /// (used here) also rewrites each written stream's manifest, so today a group sync costs
-    /// several `fsync`s and `SyncEachAppend` (one `fdatasync` per append) is faster on fast
-    /// disks; `examples/concurrent.rs` measures both. A data-only sync in the storage layer
-    /// would make this the faster policy under concurrency.
+    /// A group sync is one `fdatasync` per stream written since the last one (segment data
+    /// only, as a synced append; recovery finds those bytes without the manifests and
+    /// indexes), run outside the store's write lock so appenders keep writing meanwhile.
+    /// With several threads appending it is the faster policy: `examples/concurrent.rs`
+    /// measures both, and `docs/PERFORMANCE.md` the 16-thread case and what limits it.
     GroupCommit,
     /// Never sync: an acknowledged append has reached the operating system, not the disk, and a
     /// machine crash may lose it. For benchmarks and data that can be rebuilt.
