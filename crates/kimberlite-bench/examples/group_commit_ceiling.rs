@@ -1,12 +1,23 @@
 //! How far can group commit go on this machine? The `group_commit` bench's target is 16
 //! threads appending single events with durability at >= 10x one thread syncing each event.
 //! This probe measures the same shape with no log at all, over a plain file (312-byte writes,
-//! the size of one framed 256-byte event), so what it reaches is a ceiling for any store:
+//! the size of one framed 256-byte event), so what it reaches is a ceiling for any store.
 //!
-//! - `device bound`: 16 x (one thread's `write` + `fdatasync` of one event) / (one thread's
-//!   `write` + `fdatasync` of 16 events at once). Each of the 16 threads has one event in
-//!   flight, so a sync covers at most 16 events and each event waits at least one sync: the
-//!   ratio group commit could reach if waking and scheduling threads cost nothing;
+//! Each of the 16 threads has one event in flight, so a sync covers at most 16 events, and an
+//! event is acknowledged only by a sync that *started* after it was written. Three bounds
+//! follow, from measured parts only (`T1`: one thread's `write` + `fdatasync` of one event;
+//! `T16`: the same of 16 events at once; `G_i`: the time until the i-th of 16 parked threads,
+//! woken at once, has written its event):
+//!
+//! - `device bound` = 16 x T1 / T16: every sync covers all 16 and nothing else costs time;
+//! - `pipelined bound` = 8 x T1 / T16: syncs run back to back, so a thread woken by one sync
+//!   writes while the next runs and is covered by the one after: two syncs per event;
+//! - `best-wait bound`: each sync waits until the first i of the 16 woken threads have written
+//!   again (the device idle meanwhile, for G_i), the others are covered by the sync after;
+//!   an event then takes (2 - i/16) cycles of T16 + G_i, and the bound is the best i
+//!   (i = 0 is pipelined; i = 16, 16 x T1 / (T16 + G_16), waits for all).
+//!
+//! And four designs, run for real:
 //! - `condvar`: leader/follower over a condition variable (the `kimberlite` store's
 //!   coordinator until 2026-11-26): the first waiter with no sync running syncs everything
 //!   written so far, the others wait and are all woken (`notify_all`) when it ends;
@@ -16,10 +27,11 @@
 //!   queued events with one `write`, syncs, and unparks them (no write per thread);
 //! - `store`: the `kimberlite` store itself, `Durability::GroupCommit`, default config.
 //!
-//! Every figure is a ratio against one thread's `write` + `fdatasync` of single events,
-//! measured in the same round (the VM's flush latency moves within seconds).
+//! Every figure is a ratio against T1 measured in the same round (the VM's flush latency moves
+//! within seconds). Results: `docs/PERFORMANCE.md`, "`group_commit`: the ceiling".
 //!
-//! Run: `cargo run --release -p kimberlite-bench --example group_commit_ceiling [rounds]`.
+//! Run: `cargo run --release -p kimberlite-bench --example group_commit_ceiling [rounds]
+//! [design]` (rounds: 10 by default; design: one of the four, to run only it).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -225,10 +237,99 @@ fn store(store: &Kimberlite, id: kimberlite::StreamId) -> Duration {
     })
 }
 
+/// Median time from `unpark` until the parked thread runs again, over `count` hand-offs
+/// between two threads (each parks, the other wakes it): the floor of every wake-up.
+fn wake_latency(count: usize) -> Duration {
+    let woken_at = Mutex::new(Vec::with_capacity(count));
+    let turn = AtomicU64::new(0);
+    let epoch = Instant::now();
+    let elapsed_ns = || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let unparked_at = AtomicU64::new(0);
+    let (first, second) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+    thread::scope(|scope| {
+        let player = |me: u64, other: &std::sync::OnceLock<Thread>| {
+            for round in 0..count as u64 {
+                while turn.load(Ordering::Acquire) % 2 != me {
+                    thread::park();
+                }
+                if round > 0 || me == 1 {
+                    let woke = elapsed_ns().saturating_sub(unparked_at.load(Ordering::Acquire));
+                    woken_at
+                        .lock()
+                        .expect("lock")
+                        .push(Duration::from_nanos(woke));
+                }
+                unparked_at.store(elapsed_ns(), Ordering::Release);
+                turn.fetch_add(1, Ordering::AcqRel);
+                other.wait().unpark();
+            }
+        };
+        let (first, second) = (&first, &second);
+        let a = scope.spawn(move || player(0, second));
+        let b = scope.spawn(move || player(1, first));
+        let _ = first.set(a.thread().clone());
+        let _ = second.set(b.thread().clone());
+    });
+    median(woken_at.into_inner().expect("lock"))
+}
+
+/// 16 parked threads are unparked at once and each writes one event to a shared file (under
+/// its lock), `count` times; returns the median time from the unpark until the i-th write,
+/// for i = 1..=16: how long a sync that waited for i of them would leave the device idle.
+/// The waker sleeps meanwhile (a spinning waker would take one of the cores the threads
+/// need), and the last writer wakes it.
+fn arrival_times(path: &Path, count: usize) -> Vec<Duration> {
+    let written = Written::new(path);
+    let buffer = vec![7u8; EVENT_BYTES];
+    let (generation, arrived) = (AtomicU64::new(0), AtomicU64::new(0));
+    let arrival_ns: Vec<AtomicU64> = (0..THREADS).map(|_| AtomicU64::new(0)).collect();
+    let started = Mutex::new(Instant::now());
+    let mut by_rank: Vec<Vec<Duration>> = (0..THREADS).map(|_| Vec::with_capacity(count)).collect();
+    let waker = thread::current();
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    for round in 1..=count as u64 {
+                        while generation.load(Ordering::Acquire) < round {
+                            thread::park();
+                        }
+                        write_one(&written, &buffer);
+                        let elapsed = started.lock().expect("lock").elapsed();
+                        let rank = arrived.fetch_add(1, Ordering::AcqRel) % THREADS as u64;
+                        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+                        arrival_ns[usize::try_from(rank).expect("small")]
+                            .store(nanos, Ordering::Release);
+                        if rank + 1 == THREADS as u64 {
+                            waker.unpark();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for round in 1..=count as u64 {
+            // Let every worker get back to sleep first.
+            thread::sleep(Duration::from_micros(300));
+            *started.lock().expect("lock") = Instant::now();
+            generation.store(round, Ordering::Release);
+            workers.iter().for_each(|worker| worker.thread().unpark());
+            while arrived.load(Ordering::Acquire) < round * THREADS as u64 {
+                thread::park();
+            }
+            for (rank, nanos) in arrival_ns.iter().enumerate() {
+                by_rank[rank].push(Duration::from_nanos(nanos.load(Ordering::Acquire)));
+            }
+        }
+    });
+    by_rank.into_iter().map(median).collect()
+}
+
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args
+        .next()
         .map_or(10, |rounds| rounds.parse().expect("rounds: a number"));
+    let only = args.next();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = |name: &str| dir.path().join(name);
     let kimberlite = Kimberlite::open_with(
@@ -239,38 +340,54 @@ fn main() {
     let id = kimberlite
         .create_stream("probe")
         .expect("create the stream");
-    let names = ["device bound", "condvar", "parked", "combining", "store"];
+    let wake = wake_latency(2_000);
+    let arrivals = arrival_times(&path("gather"), 300);
+    println!("wake-up latency (unpark until the parked thread runs), median of 2,000: {wake:.1?}");
+    let shown: Vec<String> = arrivals.iter().map(|at| format!("{at:.0?}")).collect();
+    println!(
+        "16 parked threads woken at once, each writing one event: the 1st to 16th write after \
+         {} (medians of 300)",
+        shown.join(", ")
+    );
+    let bounds = ["device bound", "pipelined bound", "best-wait bound"];
+    let designs: [(&str, &dyn Fn() -> Duration); 4] = [
+        ("condvar", &|| condvar(&path("condvar"))),
+        ("parked", &|| parked(&path("parked"))),
+        ("combining", &|| combining(&path("combining"))),
+        ("store", &|| store(&kimberlite, id)),
+    ];
+    let designs: Vec<_> = designs
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name))
+        .collect();
+    let names: Vec<&str> = bounds
+        .into_iter()
+        .chain(designs.iter().map(|(name, _)| *name))
+        .collect();
     let mut ratios: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
-    println!("per round, each against one thread's write + fdatasync of single events:");
+    println!("per round, each a ratio to one thread's write + fdatasync of single events:");
     for _ in 0..rounds {
         let one = single(&path("single"), SINGLES, EVENT_BYTES);
         let sixteen = single(&path("sixteen"), SINGLES / 2, EVENT_BYTES * THREADS);
-        let only = std::env::args().nth(2);
-        let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
-        let skip = Duration::from_secs(1);
-        let per_event = [
-            sixteen / u32::try_from(THREADS).expect("small"),
-            if wanted("condvar") {
-                condvar(&path("condvar"))
-            } else {
-                skip
-            },
-            if wanted("parked") {
-                parked(&path("parked"))
-            } else {
-                skip
-            },
-            if wanted("combining") {
-                combining(&path("combining"))
-            } else {
-                skip
-            },
-            if wanted("store") {
-                store(&kimberlite, id)
-            } else {
-                skip
-            },
-        ];
+        let threads = u32::try_from(THREADS).expect("small");
+        // Per event: a sync covers at most the 16 events in flight; syncing back to back, a
+        // thread woken by one sync writes during the next and is covered by the one after;
+        // waiting to gather all 16 leaves the device idle while they wake and write.
+        // Waiting for the first i writers: those i are covered by the next sync, the rest
+        // by the one after (they write while it runs), so an event takes (2 - i/16) cycles
+        // of (sync + wait) on average. i = 0 is pipelined, i = 16 gathering.
+        let best_wait = (0..=THREADS)
+            .map(|gathered| {
+                let wait = gathered
+                    .checked_sub(1)
+                    .map_or(Duration::ZERO, |rank| arrivals[rank]);
+                let cycles = 2.0 - gathered as f64 / THREADS as f64;
+                (sixteen + wait).mul_f64(cycles) / threads
+            })
+            .min()
+            .unwrap_or_default();
+        let mut per_event = vec![sixteen / threads, sixteen * 2 / threads, best_wait];
+        per_event.extend(designs.iter().map(|(_, run)| run()));
         let mut line = format!("1 thread {one:.0?}/event, 16 events {sixteen:.0?}/sync |");
         for ((name, time), all) in names.iter().zip(per_event).zip(&mut ratios) {
             let ratio = one.as_secs_f64() / time.as_secs_f64();
