@@ -84,6 +84,16 @@ pub trait FileSystem: Send + Sync + 'static {
 
     /// The whole content of an immutable file, mapped read-only where the platform allows.
     fn map_readonly(&self, path: &Path) -> io::Result<Bytes>;
+
+    /// The first `capacity` bytes of a file that is still being appended to, mapped read-only
+    /// ahead of its end, where the platform allows; `Ok(None)` where it does not (the
+    /// default), and reads go through [`FileHandle::read_exact_at`] instead. Only the bytes
+    /// below the file's length may be read through the map: callers slice it to the bytes
+    /// they have written (on Linux, touching a page wholly past the end is `SIGBUS`).
+    fn map_growing(&self, path: &Path, capacity: u64) -> io::Result<Option<Bytes>> {
+        let _ = (path, capacity);
+        Ok(None)
+    }
 }
 
 /// The real file system, through `std::fs` and, for [`FileSystem::map_readonly`], `memmap2`.
@@ -204,6 +214,14 @@ impl FileSystem for OsFileSystem {
         let map = map_file(&file)?;
         Ok(Bytes::from_owner(map))
     }
+
+    fn map_growing(&self, path: &Path, capacity: u64) -> io::Result<Option<Bytes>> {
+        let file = File::open(path)?;
+        let Ok(len) = usize::try_from(capacity) else {
+            return Ok(None);
+        };
+        Ok(Some(Bytes::from_owner(map_file_ahead(&file, len)?)))
+    }
 }
 
 /// Maps `file` read-only.
@@ -216,4 +234,18 @@ fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     // it either. A change by an outside program is outside the engine's contract (as is any
     // tampering), and every byte read from the map is still CRC- and chain-checked before use.
     unsafe { memmap2::Mmap::map(file) }
+}
+
+/// Maps the first `len` bytes of `file` read-only, however long the file is now.
+#[allow(unsafe_code)]
+fn map_file_ahead(file: &File, len: usize) -> io::Result<memmap2::Mmap> {
+    // SAFETY: as for `map_file`, the bytes must not change while mapped. The engine maps the
+    // *active* segment this way, and writes it, but only past the bytes it has already
+    // written: a frame, once written, is never rewritten; a failed batch is cut back to where
+    // it began, past every byte already written; and recovery cuts a torn tail at open,
+    // before any map. Readers slice the map to the
+    // written length before touching it (`StreamState::view`), so no page past the end of
+    // the file is ever accessed. The directory lock and the checks on every byte read hold as
+    // for `map_file`.
+    unsafe { memmap2::MmapOptions::new().len(len).map(file) }
 }

@@ -76,7 +76,7 @@ use super::segment::{
     parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
     SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
-use super::stream::{io_error, Damage, SegmentFiles, StreamState};
+use super::stream::{io_error, ActiveMap, Damage, SegmentFiles, StreamState};
 use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
@@ -543,6 +543,7 @@ impl<F: FileSystem> Opener<'_, F> {
             table,
             segments: self.segments,
             active: active.file,
+            active_map: ActiveMap::Untried,
             head: active.head,
             damage: active.damage,
             synced_len: summary.len_bytes,

@@ -21,6 +21,9 @@ use crate::error::StorageError;
 use crate::verify::VerifyReport;
 use crate::verify_pool::VerifyPool;
 
+/// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
+const ACTIVE_MAP_SLACK: u64 = 64 << 20;
+
 /// The lock file in a store's directory.
 pub const LOCK_FILE: &str = "LOCK";
 /// The directory of stream directories.
@@ -199,8 +202,12 @@ impl<F: FileSystem> Storage<F> {
     /// Walks every record of `stream` from the first, checking every CRC and link (and that
     /// the last one is the head held in memory). An unknown stream verifies as empty.
     pub fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
-        match self.streams.get(&stream) {
-            Some(state) => state.verify(&mut self.verify_pool),
+        let capacity = self.active_map_capacity();
+        match self.streams.get_mut(&stream) {
+            Some(state) => {
+                state.map_active(&self.fs, capacity);
+                state.verify(&mut self.verify_pool)
+            }
             None => Ok(VerifyReport {
                 stream,
                 records_checked: 0,
@@ -323,6 +330,14 @@ impl<F: FileSystem> Storage<F> {
         Ok(())
     }
 
+    /// How far ahead of its end an active segment is mapped for reads: its rotation size plus
+    /// room for the batch that crosses it. A segment longer than that is read through the file.
+    fn active_map_capacity(&self) -> u64 {
+        self.config
+            .max_segment_size
+            .saturating_add(ACTIVE_MAP_SLACK)
+    }
+
     fn check_poisoned(&self) -> Result<(), StorageError> {
         match &self.poisoned {
             Some(context) => Err(StorageError::Poisoned {
@@ -431,8 +446,12 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        match self.streams.get(&stream_id) {
-            Some(state) => state.read_from(from_offset.as_u64(), max_bytes, &mut self.verify_pool),
+        let capacity = self.active_map_capacity();
+        match self.streams.get_mut(&stream_id) {
+            Some(state) => {
+                state.map_active(&self.fs, capacity);
+                state.read_from(from_offset.as_u64(), max_bytes, &mut self.verify_pool)
+            }
             None => Ok(Vec::new()),
         }
     }

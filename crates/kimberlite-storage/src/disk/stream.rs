@@ -156,6 +156,22 @@ impl Damage {
     }
 }
 
+/// The active segment mapped ahead of its end ([`FileSystem::map_growing`]), so that reads
+/// near the end of a stream take its bytes from the page cache as reads of completed
+/// segments do, instead of copying them into a buffer. Made at the first read of the segment
+/// (reads are what use it), dropped at rotation, when the completed segment is mapped whole.
+#[derive(Debug, Default)]
+pub enum ActiveMap {
+    /// No read has tried to map the active segment yet.
+    #[default]
+    Untried,
+    /// Mapped `capacity` bytes ahead; reads slice it to the written length.
+    Mapped(Bytes),
+    /// The file system does not map growing files (or the map failed): reads go through the
+    /// file.
+    Unavailable,
+}
+
 /// One stream, open.
 pub struct StreamState<F: FileSystem> {
     /// The stream.
@@ -168,6 +184,8 @@ pub struct StreamState<F: FileSystem> {
     pub segments: Vec<SegmentFiles>,
     /// The active (last) segment file, open for appending.
     pub active: F::File,
+    /// The active segment, mapped for reads.
+    pub active_map: ActiveMap,
     /// Chain hash of the last data record.
     pub head: Option<ChainHash>,
     /// Corruption found by recovery, if any.
@@ -214,7 +232,29 @@ impl<F: FileSystem> StreamState<F> {
             Some(damage) => damage.view_len,
             None => files.map_or(0, |files| files.index.summary.len_bytes),
         };
+        if let ActiveMap::Mapped(map) = &self.active_map {
+            // Only the written bytes: the map runs past the end of the file.
+            let end = usize::try_from(len).unwrap_or(usize::MAX);
+            if segment_index + 1 == self.segments.len() && end <= map.len() {
+                return SegmentBytes::Mapped(map.slice(..end));
+            }
+        }
         SegmentBytes::file(&self.active, len)
+    }
+
+    /// Maps the active segment for reads, `capacity` bytes ahead, unless already tried for
+    /// this segment ([`ActiveMap`]).
+    pub fn map_active(&mut self, fs: &F, capacity: u64) {
+        if !matches!(self.active_map, ActiveMap::Untried) {
+            return;
+        }
+        let Some(files) = self.segments.last() else {
+            return;
+        };
+        self.active_map = match fs.map_growing(&files.path, capacity) {
+            Ok(Some(map)) => ActiveMap::Mapped(map),
+            Ok(None) | Err(_) => ActiveMap::Unavailable,
+        };
     }
 
     /// Where a verified read of `from` starts: the nearest checkpoint at or before it (found
