@@ -5,58 +5,19 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench append_fsync`.
 
-use std::fs::File;
-use std::io::Write;
-
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    events, interleaved, median, rate, report, scaled, sha256_each, thousands, Appender, Target,
-    BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, SyncedFile,
+    Target, BATCH_EVENTS,
 };
-use kimberlite_storage::{StorageConfig, RECORD_OVERHEAD};
-
-/// The baseline: the payload bytes of a batch, appended with one `write` and synced.
-struct RawFile {
-    file: File,
-    bytes: Vec<u8>,
-}
-
-impl RawFile {
-    fn create(path: &std::path::Path, batch: &[Bytes]) -> Self {
-        Self {
-            file: File::create(path).expect("create the baseline file"),
-            bytes: batch
-                .iter()
-                .flat_map(|event| event.iter().copied())
-                .collect(),
-        }
-    }
-
-    /// The same, writing as many bytes as the batch's frames take (`RECORD_OVERHEAD` more
-    /// per event; the batch's checkpoint frames left out, so the floor below is low).
-    fn create_frame_sized(path: &std::path::Path, batch: &[Bytes]) -> Self {
-        let frame_bytes: usize = batch
-            .iter()
-            .map(|event| event.len() + RECORD_OVERHEAD)
-            .sum();
-        Self {
-            file: File::create(path).expect("create the floor file"),
-            bytes: vec![0x5a; frame_bytes],
-        }
-    }
-
-    fn append(&mut self) {
-        self.file.write_all(&self.bytes).expect("write");
-        self.file.sync_data().expect("fdatasync");
-    }
-}
+use kimberlite_storage::StorageConfig;
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
     let mut appender = Appender::open(&dir.path().join("store"), StorageConfig::default());
-    let mut raw = RawFile::create(&dir.path().join("raw.bin"), &batch);
+    let mut raw = SyncedFile::payloads(&dir.path().join("raw.bin"), &batch);
     let mut group = c.benchmark_group("append_fsync");
     group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
     group.bench_function("kimberlite_batch_1000x256B", |b| {
@@ -72,7 +33,7 @@ fn print_ratio() {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
     let mut appender = Appender::open(&dir.path().join("store"), StorageConfig::default());
-    let mut raw = RawFile::create(&dir.path().join("raw.bin"), &batch);
+    let mut raw = SyncedFile::payloads(&dir.path().join("raw.bin"), &batch);
     let (ours, base) = interleaved(
         scaled(200, 20) as usize,
         || appender.append(batch.clone(), true),
@@ -94,25 +55,17 @@ fn print_ratio() {
 /// its frames (more bytes than the payloads), and hash every event before it writes the
 /// frame that holds the hash, which two cores can at best halve. Everything else (encoding,
 /// CRC, copies, hand-offs) is taken as free, so the ratio printed is an upper bound.
-fn print_floor(path: &std::path::Path, batch: &[Bytes], raw: &mut RawFile) {
-    let mut frames = RawFile::create_frame_sized(path, batch);
+fn print_floor(path: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
+    let mut frames = SyncedFile::frame_sized(path, batch);
     let rounds = scaled(200, 20) as usize;
     let (payload_sync, frame_sync) = interleaved(rounds, || raw.append(), || frames.append());
-    let hashing = median(
-        (0..rounds)
-            .map(|_| {
-                let started = std::time::Instant::now();
-                sha256_each(batch);
-                started.elapsed()
-            })
-            .collect(),
-    );
+    let hashing = sha256_time(batch, rounds);
     let floor = frame_sync + hashing / 2;
     println!(
         "append_fsync: floor: write+fdatasync of the {} frame bytes {frame_sync:.2?} (of the \
          payloads {payload_sync:.2?}) + SHA-256 of the batch on two cores {:.2?} = \
          {floor:.2?}: best possible ratio {:.3}",
-        thousands(frames.bytes.len() as f64),
+        thousands(frames.len() as f64),
         hashing / 2,
         payload_sync.as_secs_f64() / floor.as_secs_f64()
     );

@@ -21,7 +21,8 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use kimberlite_bench::{
-    events, interleaved, rate, report, scaled, thousands, Appender, Target, BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, SyncedFile,
+    Target, BATCH_EVENTS,
 };
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::StorageConfig;
@@ -158,6 +159,24 @@ fn pair(name: &str, peer: &str, target: f64, ours: impl FnMut(), theirs: impl Fn
     );
 }
 
+/// Whether 3x SQLite with `synchronous=FULL` fits above this machine's floor for a synced
+/// batch (see `append_fsync`'s): the `write` + `fdatasync` of the batch's frame bytes plus the
+/// SHA-256 of its events spread over two cores, everything else free. Measured now, in the
+/// same process, interleaved with SQLite.
+fn print_sqlite_floor(path: &Path, batch: &[Bytes], sqlite: &mut Sqlite) {
+    let mut frames = SyncedFile::frame_sized(path, batch);
+    let rounds = scaled(100, 10) as usize;
+    let (theirs, frame_sync) = interleaved(rounds, || sqlite.append(batch), || frames.append());
+    let floor = frame_sync + sha256_time(batch, rounds) / 2;
+    let needed = theirs / 3;
+    println!(
+        "peers fsync vs SQLite synchronous=FULL: floor: SQLite {theirs:.2?} per batch, so 3x \
+         needs <= {needed:.2?}; a synced batch costs at least {floor:.2?} here (write+fdatasync \
+         of the frame bytes {frame_sync:.2?} + SHA-256 on two cores): best possible {:.2}x",
+        theirs.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
 fn print_ratios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
@@ -171,6 +190,7 @@ fn print_ratios() {
         || ours.append(batch.clone(), true),
         || sqlite.append(&batch),
     );
+    print_sqlite_floor(&dir.path().join("floor.bin"), &batch, &mut sqlite);
     let mut wal = OkayWal::open(&dir.path().join("okaywal"));
     pair(
         "fsync vs okaywal",

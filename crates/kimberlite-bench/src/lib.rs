@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, RECORD_OVERHEAD};
 use kimberlite_types::{Offset, RecordKind, StreamId};
 use sha2::{Digest, Sha256};
 
@@ -113,6 +113,69 @@ pub fn events(first: u64, count: usize) -> Vec<Bytes> {
 pub fn sha256_each(payloads: &[Bytes]) {
     for payload in payloads {
         black_box(Sha256::digest(payload));
+    }
+}
+
+/// Median time of [`sha256_each`] over `payloads`, `rounds` times.
+#[must_use]
+pub fn sha256_time(payloads: &[Bytes], rounds: usize) -> Duration {
+    median(
+        (0..rounds.max(1))
+            .map(|_| {
+                let started = Instant::now();
+                sha256_each(payloads);
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// A plain file that the same bytes are appended to, with one `write` and an `fdatasync` per
+/// call: the device's side of the synced benchmarks.
+pub struct SyncedFile {
+    file: std::fs::File,
+    bytes: Vec<u8>,
+}
+
+impl SyncedFile {
+    /// Appends the payload bytes of `batch` (what `append_fsync`'s baseline writes).
+    #[must_use]
+    pub fn payloads(path: &Path, batch: &[Bytes]) -> Self {
+        Self::with_bytes(path, batch.iter().flat_map(|e| e.iter().copied()).collect())
+    }
+
+    /// Appends as many bytes as `batch`'s frames take: `RECORD_OVERHEAD` more per event
+    /// (the batch's few checkpoint frames left out, so floors built on it are low).
+    #[must_use]
+    pub fn frame_sized(path: &Path, batch: &[Bytes]) -> Self {
+        let frame_bytes = batch.iter().map(|e| e.len() + RECORD_OVERHEAD).sum();
+        Self::with_bytes(path, vec![0x5a; frame_bytes])
+    }
+
+    fn with_bytes(path: &Path, bytes: Vec<u8>) -> Self {
+        Self {
+            file: std::fs::File::create(path).expect("create the bench file"),
+            bytes,
+        }
+    }
+
+    /// Bytes appended per call.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether a call appends nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// One `write` of the bytes and an `fdatasync`.
+    pub fn append(&mut self) {
+        use std::io::Write;
+        self.file.write_all(&self.bytes).expect("write");
+        self.file.sync_data().expect("fdatasync");
     }
 }
 
