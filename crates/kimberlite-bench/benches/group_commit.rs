@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite, StreamId};
+use kimberlite_bench::ceiling::Parts;
 use kimberlite_bench::{event, median, rate, report, scaled, thousands, Target};
 
 const THREADS: u64 = 16;
@@ -121,6 +122,15 @@ fn print_ratio() {
          memory (no device) {} events/s",
         thousands(1.0 / median(no_wait).as_secs_f64()),
         thousands(1.0 / median(no_device).as_secs_f64())
+    );
+    // The machine's own limit for any design (kimberlite_bench::ceiling).
+    let parts_dir = tempfile::tempdir().expect("temp dir");
+    let bounds = Parts::measure(parts_dir.path(), THREADS as usize).bounds();
+    println!(
+        "group_commit: this machine's bounds for 16 threads with one synced event each, as \
+         ratios to one thread: device {:.2} (nothing but syncs costs), pipelined {:.2}, best \
+         wait {:.2} (examples/group_commit_ceiling.rs)",
+        bounds.device, bounds.pipelined, bounds.best_wait
     );
     report(
         "group_commit",

@@ -33,7 +33,7 @@
 //! Run: `cargo run --release -p kimberlite-bench --example group_commit_ceiling [rounds]
 //! [design]` (rounds: 10 by default; design: one of the four, to run only it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,33 +42,14 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite};
+use kimberlite_bench::ceiling::{append_file, arrival_times, synced_writes, Parts};
 use kimberlite_bench::{event, median};
 
 const THREADS: usize = 16;
 const PER_THREAD: usize = 40;
 const SINGLES: usize = 150;
 /// One framed 256-byte event.
-const EVENT_BYTES: usize = 312;
-
-fn append_file(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open the probe file")
-}
-
-/// One thread: `count` times, `write` `bytes` bytes and `fdatasync`. Returns time per sync.
-fn single(path: &Path, count: usize, bytes: usize) -> Duration {
-    let mut file = append_file(path);
-    let buffer = vec![7u8; bytes];
-    let started = Instant::now();
-    for _ in 0..count {
-        file.write_all(&buffer).expect("write");
-        file.sync_data().expect("fdatasync");
-    }
-    started.elapsed() / u32::try_from(count).expect("small count")
-}
+const EVENT_BYTES: usize = kimberlite_bench::ceiling::FRAMED_EVENT_BYTES;
 
 /// Runs `THREADS` threads of `PER_THREAD` calls of `append_durably`; returns time per event.
 fn concurrent(append_durably: impl Fn() + Sync) -> Duration {
@@ -273,57 +254,6 @@ fn wake_latency(count: usize) -> Duration {
     median(woken_at.into_inner().expect("lock"))
 }
 
-/// 16 parked threads are unparked at once and each writes one event to a shared file (under
-/// its lock), `count` times; returns the median time from the unpark until the i-th write,
-/// for i = 1..=16: how long a sync that waited for i of them would leave the device idle.
-/// The waker sleeps meanwhile (a spinning waker would take one of the cores the threads
-/// need), and the last writer wakes it.
-fn arrival_times(path: &Path, count: usize) -> Vec<Duration> {
-    let written = Written::new(path);
-    let buffer = vec![7u8; EVENT_BYTES];
-    let (generation, arrived) = (AtomicU64::new(0), AtomicU64::new(0));
-    let arrival_ns: Vec<AtomicU64> = (0..THREADS).map(|_| AtomicU64::new(0)).collect();
-    let started = Mutex::new(Instant::now());
-    let mut by_rank: Vec<Vec<Duration>> = (0..THREADS).map(|_| Vec::with_capacity(count)).collect();
-    let waker = thread::current();
-    thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                scope.spawn(|| {
-                    for round in 1..=count as u64 {
-                        while generation.load(Ordering::Acquire) < round {
-                            thread::park();
-                        }
-                        write_one(&written, &buffer);
-                        let elapsed = started.lock().expect("lock").elapsed();
-                        let rank = arrived.fetch_add(1, Ordering::AcqRel) % THREADS as u64;
-                        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-                        arrival_ns[usize::try_from(rank).expect("small")]
-                            .store(nanos, Ordering::Release);
-                        if rank + 1 == THREADS as u64 {
-                            waker.unpark();
-                        }
-                    }
-                })
-            })
-            .collect();
-        for round in 1..=count as u64 {
-            // Let every worker get back to sleep first.
-            thread::sleep(Duration::from_micros(300));
-            *started.lock().expect("lock") = Instant::now();
-            generation.store(round, Ordering::Release);
-            workers.iter().for_each(|worker| worker.thread().unpark());
-            while arrived.load(Ordering::Acquire) < round * THREADS as u64 {
-                thread::park();
-            }
-            for (rank, nanos) in arrival_ns.iter().enumerate() {
-                by_rank[rank].push(Duration::from_nanos(nanos.load(Ordering::Acquire)));
-            }
-        }
-    });
-    by_rank.into_iter().map(median).collect()
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args
@@ -341,7 +271,7 @@ fn main() {
         .create_stream("probe")
         .expect("create the stream");
     let wake = wake_latency(2_000);
-    let arrivals = arrival_times(&path("gather"), 300);
+    let arrivals = arrival_times(&path("gather"), THREADS, 300);
     println!("wake-up latency (unpark until the parked thread runs), median of 2,000: {wake:.1?}");
     let shown: Vec<String> = arrivals.iter().map(|at| format!("{at:.0?}")).collect();
     println!(
@@ -367,26 +297,16 @@ fn main() {
     let mut ratios: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     println!("per round, each a ratio to one thread's write + fdatasync of single events:");
     for _ in 0..rounds {
-        let one = single(&path("single"), SINGLES, EVENT_BYTES);
-        let sixteen = single(&path("sixteen"), SINGLES / 2, EVENT_BYTES * THREADS);
-        let threads = u32::try_from(THREADS).expect("small");
-        // Per event: a sync covers at most the 16 events in flight; syncing back to back, a
-        // thread woken by one sync writes during the next and is covered by the one after;
-        // waiting to gather all 16 leaves the device idle while they wake and write.
-        // Waiting for the first i writers: those i are covered by the next sync, the rest
-        // by the one after (they write while it runs), so an event takes (2 - i/16) cycles
-        // of (sync + wait) on average. i = 0 is pipelined, i = 16 gathering.
-        let best_wait = (0..=THREADS)
-            .map(|gathered| {
-                let wait = gathered
-                    .checked_sub(1)
-                    .map_or(Duration::ZERO, |rank| arrivals[rank]);
-                let cycles = 2.0 - gathered as f64 / THREADS as f64;
-                (sixteen + wait).mul_f64(cycles) / threads
-            })
-            .min()
-            .unwrap_or_default();
-        let mut per_event = vec![sixteen / threads, sixteen * 2 / threads, best_wait];
+        let parts = Parts {
+            one: synced_writes(&path("single"), SINGLES, EVENT_BYTES),
+            all: synced_writes(&path("sixteen"), SINGLES / 2, EVENT_BYTES * THREADS),
+            arrivals: arrivals.clone(),
+        };
+        let (one, sixteen, bounds) = (parts.one, parts.all, parts.bounds());
+        let mut per_event: Vec<Duration> = [bounds.device, bounds.pipelined, bounds.best_wait]
+            .into_iter()
+            .map(|ratio| one.div_f64(ratio))
+            .collect();
         per_event.extend(designs.iter().map(|(_, run)| run()));
         let mut line = format!("1 thread {one:.0?}/event, 16 events {sixteen:.0?}/sync |");
         for ((name, time), all) in names.iter().zip(per_event).zip(&mut ratios) {

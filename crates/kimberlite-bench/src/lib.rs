@@ -8,6 +8,8 @@
 //! Set `KIMBERLITE_BENCH_SMOKE=1` for a quick run (smaller stores, fewer samples) that checks
 //! every bench works end to end; its figures are not the ones to report.
 
+pub mod ceiling;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
