@@ -155,6 +155,16 @@ impl MemoryStorage {
     /// Walks every record of `stream_id` from the first, decoding, CRC-checking and linking
     /// each; an unknown stream verifies as empty.
     pub fn verify_stream(&mut self, stream_id: StreamId) -> Result<VerifyReport, StorageError> {
+        self.verify_stream_with(stream_id, |_, _| {})
+    }
+
+    /// [`MemoryStorage::verify_stream`], handing each event to `on_event` in the same walk, as
+    /// [`crate::Storage::verify_stream_with`] does (same order, same caveat).
+    pub fn verify_stream_with(
+        &mut self,
+        stream_id: StreamId,
+        mut on_event: impl FnMut(Offset, &Bytes),
+    ) -> Result<VerifyReport, StorageError> {
         let mut cursor = ChainCursor::at_start(stream_id);
         let mut bytes_checked = 0u64;
         let mut segments_checked = 0;
@@ -167,6 +177,7 @@ impl MemoryStorage {
                 let hash = check_data_record(&mut cursor, &record, stored, location)?;
                 debug_assert_eq!(hash, stored.hash);
                 bytes_checked += consumed as u64;
+                on_event(offset, record.payload());
             }
         }
         Ok(VerifyReport {

@@ -158,12 +158,18 @@ impl Backend {
         }
     }
 
-    pub(crate) fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
+    /// Verifies every record of `stream`, handing each event to `on_event` in the same walk
+    /// (`Storage::verify_stream_with`).
+    pub(crate) fn verify_stream_with(
+        &mut self,
+        stream: StreamId,
+        on_event: impl FnMut(Offset, &Bytes),
+    ) -> Result<VerifyReport, StorageError> {
         match self {
-            Backend::Memory(memory) => memory.verify_stream(stream),
-            Backend::Disk(disk) => disk.verify_stream(stream),
+            Backend::Memory(memory) => memory.verify_stream_with(stream, on_event),
+            Backend::Disk(disk) => disk.verify_stream_with(stream, on_event),
             #[cfg(test)]
-            Backend::Faulty(memory, _) => memory.verify_stream(stream),
+            Backend::Faulty(memory, _) => memory.verify_stream_with(stream, on_event),
         }
     }
 

@@ -43,6 +43,7 @@ mod merkle_worker;
 mod proofs;
 mod read;
 pub mod store;
+mod tree_check;
 mod verify;
 
 pub use anchor::{Anchor, ParseAnchorError};

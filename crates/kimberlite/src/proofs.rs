@@ -8,7 +8,7 @@
 //! Kept: the tree answers only for what the log holds durably, and every proof is exactly
 //! RFC 9162's. Dropped: proofs for events not yet durable (a reader could not fetch them).
 
-use kimberlite_proof::{Frontier, Hash, NodeSource, RangeError};
+use kimberlite_proof::{Hash, NodeSource, RangeError};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
@@ -128,33 +128,15 @@ impl State {
     }
 }
 
-/// Leaves compared per lock by [`Kimberlite::check_tree`].
-const CHECK_CHUNK: usize = 4096;
-
 impl Kimberlite {
-    /// The first offset from `first` on whose stored leaf is not `leaves[i]` (leaves past
-    /// the stored tree's `stored_size` are not compared: the size check reports them).
-    fn first_stale(
-        &self,
-        id: StreamId,
-        first: u64,
-        leaves: &[Hash],
-        stored_size: u64,
-    ) -> Option<u64> {
-        let state = self.read_state();
-        let trees = state.merkle.wait(id).ok()?;
-        let tree = trees.get(id);
-        (first..)
-            .zip(leaves)
-            .take_while(|(offset, _)| *offset < stored_size)
-            .find(|(offset, leaf)| tree.and_then(|t| t.node(0, *offset).ok()) != Some(**leaf))
-            .map(|(offset, _)| offset)
-    }
-
     /// The Merkle tree head of stream `id` over its durable events. O(1) once the tree
     /// worker has hashed the stream's last batch.
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
-        let state = self.read_state();
+        Self::tree_head_in(&self.read_state(), id)
+    }
+
+    /// [`Self::tree_head`] under a lock the caller holds.
+    pub(crate) fn tree_head_in(state: &State, id: StreamId) -> Result<TreeHead> {
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
         if size == 0 {
@@ -166,7 +148,7 @@ impl Kimberlite {
                 root: kimberlite_proof::empty_root(),
             });
         }
-        let trees = Self::trees(&state, id, name, size)?;
+        let trees = Self::trees(state, id, name, size)?;
         let tree = stream_tree(&trees, id, name, size)?;
         let root = if tree.size() == size {
             tree.root()
@@ -269,102 +251,5 @@ impl Kimberlite {
             });
         }
         state.merkle.wait(id).map_err(|e| tree_error(name, e))
-    }
-
-    /// After `verify` found stream `id` intact: checks its Merkle tree against the log and
-    /// turns a difference into a [`crate::Problem`].
-    pub(crate) fn check_tree_into(
-        &self,
-        id: StreamId,
-        report: &mut crate::VerifyReport,
-    ) -> Result<()> {
-        let Some(index) = report.streams.iter().position(|s| s.stream == id) else {
-            return Ok(()); // damaged already, or never seen
-        };
-        let (named, enabled) = {
-            let state = self.read_state();
-            (state.catalog.name(id).is_some(), state.merkle.enabled())
-        };
-        if !named || !enabled {
-            return Ok(());
-        }
-        let check = self.check_tree(id, &[])?;
-        if check.tree_matches_log() {
-            return Ok(());
-        }
-        let stream = report.streams.remove(index);
-        let offset = check
-            .first_stale_leaf
-            .unwrap_or(check.stored.tree_size.min(check.log_size));
-        let reason = format!(
-            "the Merkle tree side files disagree with the log from offset {offset} on \
-             (stored tree: {} events, root {}; log: {} events, root {})",
-            check.stored.tree_size, check.stored.root, check.log_size, check.log_root
-        );
-        report.problems.push(crate::Problem {
-            stream: id,
-            name: stream.name.clone(),
-            offset: Offset::new(offset),
-            segment: None,
-            file: self.path().map(|path| {
-                path.join(crate::merkle::MERKLE_DIR)
-                    .join(format!("{:020}", id.as_u64()))
-            }),
-            position: None,
-            message: format!(
-                "stream {:?}: {reason}",
-                stream.name.as_deref().unwrap_or_default()
-            ),
-            reason,
-        });
-        Ok(())
-    }
-
-    /// Recomputes stream `id`'s tree from its log (every event is read and re-hashed: O(n))
-    /// and compares it with the stored tree; also returns the log's roots at `sizes` (those
-    /// the log reaches) when
-    /// the log has that many events. What `verify` and `audit` rely on, since the side files
-    /// are not trusted.
-    pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
-        let stored = self.tree_head(id)?;
-        let mut frontier = Frontier::new();
-        let mut roots_at = Vec::new();
-        let mut first_stale_leaf = None;
-        // Leaves are compared with the stored ones a chunk at a time, under one lock each.
-        let mut chunk: Vec<Hash> = Vec::with_capacity(CHECK_CHUNK);
-        let mut events = self.events(id, Offset::ZERO);
-        loop {
-            let event = events.next().transpose()?;
-            if let Some(event) = &event {
-                if sizes.contains(&frontier.size()) {
-                    roots_at.push((frontier.size(), frontier.root()));
-                }
-                debug_assert_eq!(event.offset.as_u64(), frontier.size());
-                let leaf = kimberlite_proof::event_leaf_hash(frontier.size(), &event.payload);
-                frontier.push(leaf, |_, _, _| {});
-                chunk.push(leaf);
-            }
-            if chunk.len() == CHECK_CHUNK || (event.is_none() && !chunk.is_empty()) {
-                let first = frontier.size() - chunk.len() as u64;
-                if first_stale_leaf.is_none() {
-                    first_stale_leaf = self.first_stale(id, first, &chunk, stored.tree_size);
-                }
-                chunk.clear();
-            }
-            if event.is_none() {
-                break;
-            }
-        }
-        if sizes.contains(&frontier.size()) {
-            roots_at.push((frontier.size(), frontier.root()));
-        }
-        roots_at.dedup();
-        Ok(TreeCheck {
-            log_size: frontier.size(),
-            log_root: frontier.root(),
-            roots_at,
-            first_stale_leaf,
-            stored,
-        })
     }
 }

@@ -13,9 +13,10 @@
 //! Only I/O failures and usage errors are `Err`: damage is a report with problems, so callers
 //! (like the command-line tool's exit codes) can tell "tampered" from "could not check".
 //!
-//! Each named stream's Merkle tree ([`crate::merkle`]) is then recomputed from the log and
-//! compared with its side files ([`Kimberlite::check_tree`]); a difference is a problem at the
-//! first offset that differs.
+//! Each named stream's Merkle tree ([`crate::merkle`]) is recomputed from the events the same
+//! walk verifies (`Storage::verify_stream_with`: each record is read, checked and hashed once)
+//! and compared with its side files, as [`Kimberlite::check_tree`] does; a difference is a
+//! problem at the first offset that differs.
 //!
 //! What verification cannot see on its own: whole records cut from the end of a stream *before*
 //! the store was opened (the recovered head is the stored one). Head hashes kept outside the
@@ -30,7 +31,9 @@ use kimberlite_types::{Offset, StreamId};
 use crate::backend::StorageStats;
 use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
+use crate::proofs::TreeCheck;
 use crate::store::{Kimberlite, State};
+use crate::tree_check::TreeRecompute;
 
 /// Name shown for the system stream that holds the catalogue.
 pub const CATALOG_LABEL: &str = "(catalogue)";
@@ -145,7 +148,6 @@ impl Kimberlite {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
         self.verify_into(id, &mut report)?;
-        self.check_tree_into(id, &mut report)?;
         Ok(report)
     }
 
@@ -161,7 +163,6 @@ impl Kimberlite {
         let mut report = VerifyReport::default();
         for id in self.all_stream_ids() {
             let records = self.verify_into(id, &mut report)?;
-            self.check_tree_into(id, &mut report)?;
             progress(records);
         }
         Ok(report)
@@ -211,11 +212,32 @@ impl Kimberlite {
     }
 
     /// Verifies one stream into `report`; returns the records it holds.
+    /// Verifies stream `id` and, for a named stream with a tree, recomputes its Merkle tree
+    /// from the events the same walk hands over (`tree_check`); adds a report or a problem.
+    /// Returns the records checked.
     fn verify_into(&self, id: StreamId, report: &mut VerifyReport) -> Result<u64> {
-        let mut state = self.write_state();
+        let mut guard = self.write_state();
+        let state = &mut *guard;
         let name = state.catalog.name(id).map(str::to_owned);
         let (known_events, known_head) = state.known_head(id);
-        match state.backend.verify_stream(id) {
+        let stored_tree =
+            (name.is_some() && state.merkle.enabled()).then(|| Self::tree_head_in(state, id));
+        let mut recompute = match &stored_tree {
+            Some(Ok(stored)) => Some(TreeRecompute::new(id, *stored, &[])),
+            _ => None,
+        };
+        let State {
+            backend, merkle, ..
+        } = &mut *state;
+        let walked = backend.verify_stream_with(id, |offset, payload| {
+            if let Some(tree) = recompute.as_mut() {
+                // The tree covers the durable events only.
+                if offset.as_u64() < tree.stored_size() && tree.push(payload) {
+                    tree.compare_chunk(merkle);
+                }
+            }
+        });
+        match walked {
             Ok(verified) => {
                 let stream_report = StreamReport {
                     stream: id,
@@ -239,7 +261,14 @@ impl Kimberlite {
                 } else if unnamed && verified.records_checked > 0 {
                     report.problems.push(unnamed_stream(id, &verified));
                 } else {
-                    report.streams.push(stream_report);
+                    if let Some(Err(error)) = stored_tree {
+                        return Err(error);
+                    }
+                    let tree = recompute.map(|tree| tree.finish(&state.merkle));
+                    match tree.filter(|check| !check.tree_matches_log()) {
+                        Some(check) => report.problems.push(self.tree_problem(id, name, &check)),
+                        None => report.streams.push(stream_report),
+                    }
                 }
                 Ok(verified.records_checked)
             }
@@ -253,6 +282,31 @@ impl Kimberlite {
                     source: Box::new(source),
                 }),
             },
+        }
+    }
+
+    /// The problem of a stream whose stored Merkle tree is not the tree of its log.
+    fn tree_problem(&self, id: StreamId, name: Option<String>, check: &TreeCheck) -> Problem {
+        let offset = check
+            .first_stale_leaf
+            .unwrap_or(check.stored.tree_size.min(check.log_size));
+        let reason = format!(
+            "the Merkle tree side files disagree with the log from offset {offset} on \
+             (stored tree: {} events, root {}; log: {} events, root {})",
+            check.stored.tree_size, check.stored.root, check.log_size, check.log_root
+        );
+        Problem {
+            stream: id,
+            offset: Offset::new(offset),
+            segment: None,
+            file: self.path().map(|path| {
+                path.join(crate::merkle::MERKLE_DIR)
+                    .join(format!("{:020}", id.as_u64()))
+            }),
+            position: None,
+            message: format!("stream {:?}: {reason}", name.as_deref().unwrap_or_default()),
+            name,
+            reason,
         }
     }
 }

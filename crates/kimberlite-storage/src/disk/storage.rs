@@ -202,11 +202,25 @@ impl<F: FileSystem> Storage<F> {
     /// Walks every record of `stream` from the first, checking every CRC and link (and that
     /// the last one is the head held in memory). An unknown stream verifies as empty.
     pub fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
+        self.verify_stream_with(stream, |_, _| {})
+    }
+
+    /// [`Storage::verify_stream`], handing each event to `on_event` (offset and original
+    /// payload, in offset order) in the same walk: for checks that need every event (a
+    /// Merkle tree recomputed from the log) without reading the stream a second time. An
+    /// event is handed over once its frame is decoded, checksummed, hashed and linked to the
+    /// one before; if the walk then fails further on, what was handed over is still intact,
+    /// but the stream is not, so callers must act on the result before on what they gathered.
+    pub fn verify_stream_with(
+        &mut self,
+        stream: StreamId,
+        on_event: impl FnMut(Offset, &Bytes),
+    ) -> Result<VerifyReport, StorageError> {
         let capacity = self.active_map_capacity();
         match self.streams.get_mut(&stream) {
             Some(state) => {
                 state.map_active(&self.fs, capacity);
-                state.verify(&mut self.verify_pool)
+                state.verify(&mut self.verify_pool, on_event)
             }
             None => Ok(VerifyReport {
                 stream,

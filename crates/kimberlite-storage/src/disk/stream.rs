@@ -314,9 +314,17 @@ impl<F: FileSystem> StreamState<F> {
 
     /// Walks every record from the first, checking every CRC and link, frames decoded and
     /// hashed on `pool`'s threads.
-    pub fn verify(&self, pool: &mut VerifyPool) -> Result<VerifyReport, StorageError> {
+    pub fn verify(
+        &self,
+        pool: &mut VerifyPool,
+        on_event: impl FnMut(Offset, &Bytes),
+    ) -> Result<VerifyReport, StorageError> {
         let start = (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id));
-        let mut counts = VerifyVisit::default();
+        let mut counts = VerifyVisit {
+            checkpoints: 0,
+            bytes: 0,
+            on_event,
+        };
         let cursor = walk(self, start, pool, &mut counts)?;
         Ok(VerifyReport {
             stream: self.id,
@@ -415,20 +423,25 @@ impl Visit for ReadVisit {
     }
 }
 
-/// What `verify` counts of a walk over the whole stream.
-#[derive(Default)]
-struct VerifyVisit {
+/// What `verify` counts of a walk over the whole stream, and where it hands each event.
+struct VerifyVisit<E> {
     checkpoints: u64,
     bytes: u64,
+    on_event: E,
 }
 
-impl Visit for VerifyVisit {
+impl<E: FnMut(Offset, &Bytes)> Visit for VerifyVisit<E> {
     fn plan(&mut self, _: &FrameHint) -> bool {
         true
     }
 
     fn visit(&mut self, frame: VerifiedFrame) -> Flow {
-        self.checkpoints += u64::from(frame.record().is_checkpoint());
+        let record = frame.record();
+        if record.is_checkpoint() {
+            self.checkpoints += 1;
+        } else {
+            (self.on_event)(record.offset(), record.payload());
+        }
         self.bytes += frame.frame_len() as u64;
         Flow::Continue
     }
