@@ -18,9 +18,11 @@
 //! Waiting callers park one by one (`std::thread::park`) rather than on one condition
 //! variable: when a sync ends, the leader unparks exactly the waiters it covered, plus one
 //! waiter it did not cover, which becomes the next leader. The rest sleep on. A condition
-//! variable's `notify_all` woke every waiter to fight for the mutex, and on two cores those
-//! wake-ups, not the device, were the cost of a group sync: `examples/group_commit_ceiling.rs`
-//! in `kimberlite-bench` measures both ways over a plain file (`docs/PERFORMANCE.md`).
+//! variable's `notify_all` woke every waiter to fight for the mutex, half of them only to
+//! sleep again. Measured over a plain file (`examples/group_commit_ceiling.rs` in
+//! `kimberlite-bench`): 5.1-5.4x one thread's synced appends against 4.4-4.6x; in the store,
+//! where each append also holds the store's lock to encode and write, about 5% (see
+//! `docs/PERFORMANCE.md` for both, and for this machine's ceiling).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};

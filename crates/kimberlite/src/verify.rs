@@ -211,7 +211,6 @@ impl Kimberlite {
         ids
     }
 
-    /// Verifies one stream into `report`; returns the records it holds.
     /// Verifies stream `id` and, for a named stream with a tree, recomputes its Merkle tree
     /// from the events the same walk hands over (`tree_check`); adds a report or a problem.
     /// Returns the records checked.
