@@ -3,8 +3,9 @@
 //! A stream directory holds numbered segment files (`segment`), one sparse index per segment
 //! (`index`) and a `manifest.json` (`manifest`). In memory a stream is its [`SegmentTable`]
 //! (the shared rotation bookkeeping), one [`SegmentFiles`] per segment (path, index, and the
-//! read-only map of a completed segment), the open active segment file, the chain head and,
-//! when recovery found corruption it must not repair, the [`Damage`].
+//! read-only map of a completed segment), the open active segment file and its read map
+//! ([`ActiveMap`]), the chain head and, when recovery found corruption it must not repair, the
+//! [`Damage`].
 //!
 //! Every read goes through [`walk`]: frames are decoded (length and CRC first) and hashed,
 //! on several threads for long runs, then linked in order with a [`ChainCursor`], so a
