@@ -18,7 +18,7 @@ use kimberlite_types::{Offset, StreamId};
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
-use crate::store::{Kimberlite, PendingWrite, State, StreamHead};
+use crate::store::{Kimberlite, State, StreamHead};
 
 /// What an append expects the stream's next offset to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,37 +92,23 @@ impl Kimberlite {
         I::Item: Into<Bytes>,
     {
         let events: Vec<Bytes> = events.into_iter().map(Into::into).collect();
-        let durability = self.inner.config.durability;
-        let (result, seq) = {
-            let mut state = self.write_state();
-            let result = self.append_locked(&mut state, id, events, expected)?;
-            state.written_seq += 1;
-            let seq = state.written_seq;
-            let head = StreamHead {
+        if self.inner.config.durability == Durability::GroupCommit {
+            return self.append_grouped(id, events, expected);
+        }
+        let mut state = self.write_state();
+        let result = self.append_locked(&mut state, id, events, expected)?;
+        state.written_seq += 1;
+        if let Some(heads) = state.heads.get_mut(&id) {
+            heads.durable = StreamHead {
                 next_offset: result.next_offset,
                 hash: Some(result.head),
             };
-            if durability == Durability::GroupCommit {
-                state.pending.push_back(PendingWrite {
-                    seq,
-                    stream: id,
-                    head,
-                });
-            } else if let Some(heads) = state.heads.get_mut(&id) {
-                heads.durable = head;
-            }
-            (result, seq)
-        };
-        if durability == Durability::GroupCommit {
-            self.inner
-                .commit
-                .wait_durable(seq, || self.sync_written())?;
         }
         Ok(result)
     }
 
     /// The part of an append done under the write lock: checks, then one backend call.
-    fn append_locked(
+    pub(crate) fn append_locked(
         &self,
         state: &mut State,
         id: StreamId,
@@ -189,7 +175,7 @@ impl Kimberlite {
     /// again to publish. The device flush itself (data only, as `SyncEachAppend` syncs each
     /// batch) runs outside the lock, so appenders keep writing the batches that the next sync
     /// will cover. A failed sync latches the coordinator (fail-stop).
-    fn sync_written(&self) -> Result<u64> {
+    pub(crate) fn sync_written(&self) -> Result<u64> {
         let (covered, mut syncs) = {
             let mut state = self.write_state();
             let syncs = state

@@ -1,8 +1,10 @@
 //! Group commit: many appenders, one sync.
 //!
-//! Under [`crate::Durability::GroupCommit`], an append writes its batch without a sync while it
-//! holds the store's write lock, and takes a *write sequence number* there (1, 2, 3, ... in write
-//! order). It then calls `SyncCoordinator::wait_durable` with that number, outside the lock:
+//! Under [`crate::Durability::GroupCommit`], appends are written without a sync under the
+//! store's write lock (by the leader of their writer-queue group, `writers.rs`), each
+//! taking a *write sequence number* there (1, 2, 3, ... in write order). The group's leader
+//! then calls `SyncCoordinator::wait_durable` with the group's last number, outside the lock
+//! (as does [`crate::Kimberlite::sync`]):
 //!
 //! - if a finished sync already covers the number, it returns at once;
 //! - if no sync is running, the caller becomes the *leader*: it runs the sync, which makes

@@ -9,10 +9,11 @@ pub enum Durability {
     /// guarantee, one sync per call.
     #[default]
     SyncEachAppend,
-    /// Concurrent appenders share syncs. Each batch is written without a sync under the write
-    /// lock; then one caller (the leader) syncs everything written so far while the others
-    /// wait, and every caller returns only once a sync that covers its own batch has finished.
-    /// The guarantee is the same as [`Durability::SyncEachAppend`].
+    /// Concurrent appenders share syncs. Callers queue their batches; the first with no group
+    /// running leads one: it writes every queued batch (each checked and answered as a lone
+    /// append would be) under one hold of the write lock, syncs them all while the next group
+    /// queues, and every caller returns only once a sync that covers its own batch has
+    /// finished. The guarantee is the same as [`Durability::SyncEachAppend`].
     ///
     /// A group sync is one `fdatasync` per stream written since the last one (segment data
     /// only, as a synced append; recovery finds those bytes without the manifests and

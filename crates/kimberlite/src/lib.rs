@@ -45,6 +45,7 @@ mod read;
 pub mod store;
 mod tree_check;
 mod verify;
+mod writers;
 
 pub use anchor::{Anchor, ParseAnchorError};
 pub use append::{AppendResult, ExpectedOffset};

@@ -102,6 +102,7 @@ pub(crate) struct State {
 pub(crate) struct Inner {
     pub(crate) state: RwLock<State>,
     pub(crate) commit: SyncCoordinator,
+    pub(crate) writers: crate::writers::WriterQueue,
     pub(crate) config: Config,
     pub(crate) path: Option<PathBuf>,
 }
@@ -196,6 +197,7 @@ impl Kimberlite {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
                 commit: SyncCoordinator::default(),
+                writers: crate::writers::WriterQueue::default(),
                 config,
                 path,
             }),

@@ -88,3 +88,108 @@ fn group_commit_on_disk_survives_reopen() {
     }
     check(&Kimberlite::open_with(temp.path(), config).unwrap());
 }
+
+/// Threads racing for the same offsets with `ExpectedOffset::Exact` under group commit: the
+/// writer queue makes each caller's append with its own check, so exactly one caller wins
+/// each offset, the others get `OffsetConflict` naming the offset they found, and nobody
+/// waits forever.
+#[test]
+fn group_commit_checks_each_callers_expected_offset() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default().durability(Durability::GroupCommit);
+    let store = Kimberlite::open_with(temp.path(), config).unwrap();
+    let id = store.create_stream("contended").unwrap();
+    const ROUNDS: u64 = 30;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut won = Vec::new();
+                for offset in 0..ROUNDS {
+                    barrier.wait();
+                    let result = store.append(
+                        id,
+                        [format!("offset {offset} by thread {t}")],
+                        ExpectedOffset::Exact(Offset::new(offset)),
+                    );
+                    match result {
+                        Ok(appended) => {
+                            assert_eq!(appended.first_offset.as_u64(), offset);
+                            won.push(offset);
+                        }
+                        Err(kimberlite::Error::OffsetConflict { actual, .. }) => {
+                            assert_eq!(
+                                actual.as_u64(),
+                                offset + 1,
+                                "the winner's append came first"
+                            );
+                        }
+                        Err(other) => panic!("unexpected error: {other}"),
+                    }
+                    barrier.wait();
+                }
+                won
+            })
+        })
+        .collect();
+    let mut winners: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    winners.sort_unstable();
+    assert_eq!(
+        winners,
+        (0..ROUNDS).collect::<Vec<_>>(),
+        "one winner per offset"
+    );
+    assert_eq!(store.head(id).unwrap().next_offset.as_u64(), ROUNDS);
+    assert!(store.verify_all().unwrap().is_intact());
+}
+
+/// A bad append in a group (an empty batch, an unknown stream) fails only its caller.
+#[test]
+fn group_commit_fails_only_the_caller_whose_append_is_bad() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    let store = Kimberlite::in_memory_with(config);
+    let id = store.create_stream("mixed").unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                match t % 4 {
+                    0 => store
+                        .append(id, Vec::<String>::new(), ExpectedOffset::Any)
+                        .map(|_| ()),
+                    1 => store
+                        .append(
+                            kimberlite::StreamId::new(9_999),
+                            ["nowhere"],
+                            ExpectedOffset::Any,
+                        )
+                        .map(|_| ()),
+                    _ => store
+                        .append(id, [format!("good {t}")], ExpectedOffset::Any)
+                        .map(|_| ()),
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (t, result) in results.iter().enumerate() {
+        match t % 4 {
+            0 => assert!(matches!(result, Err(kimberlite::Error::EmptyBatch { .. }))),
+            1 => assert!(matches!(
+                result,
+                Err(kimberlite::Error::UnknownStream { .. })
+            )),
+            _ => assert!(result.is_ok(), "{result:?}"),
+        }
+    }
+    assert_eq!(
+        store.head(id).unwrap().next_offset.as_u64(),
+        THREADS as u64 / 2
+    );
+}

@@ -1,0 +1,200 @@
+//! Group commit's writer queue: appenders that arrive together are written by one of them.
+//!
+//! Under [`crate::Durability::GroupCommit`] an append does not take the store's lock itself: it
+//! queues its request and parks. The first caller to find no *leader* becomes one: it takes
+//! every queued request (its own included), makes the appends under one hold of the write lock,
+//! in queue order (each with its own `ExpectedOffset` check and its own result), waits for a
+//! sync that covers them all ([`crate::commit`]), hands each caller its result and unparks it,
+//! then unparks the first caller that queued meanwhile, to lead the next group.
+//!
+//! Why: with one thread per append, sixteen threads on two cores each took the write lock in
+//! turn, and every hand-off of that lock was a wake-up on the critical path between two syncs.
+//! A writer queue (LevelDB's design) pays one lock hold per group, and a caller only queues and
+//! parks. Measured against the previous store in `docs/PERFORMANCE.md`.
+//!
+//! Kept: what each caller sees is what a lone `append` would return, in the order the queue
+//! holds; an append returns only once a sync covers it; a failed append (a conflict, an empty
+//! batch) fails that caller only, and a failed write or sync fails the rest of the group with
+//! [`Error::Poisoned`] (the leader gets the error itself). A leader that panics poisons the
+//! store and releases every caller of its group with `Poisoned`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, Thread};
+
+use bytes::Bytes;
+use kimberlite_types::StreamId;
+
+use crate::append::{AppendResult, ExpectedOffset};
+use crate::error::{Error, Result};
+use crate::store::{Kimberlite, PendingWrite, StreamHead};
+
+/// One caller's append, waiting to be made by a leader.
+struct Request {
+    id: StreamId,
+    events: Vec<Bytes>,
+    expected: ExpectedOffset,
+}
+
+/// A queued caller: its request until a leader takes it, then its result.
+struct Slot {
+    request: Mutex<Option<Request>>,
+    result: Mutex<Option<Result<AppendResult>>>,
+    thread: Thread,
+}
+
+impl Slot {
+    fn finish(&self, result: Result<AppendResult>) {
+        *lock(&self.result) = Some(result);
+        self.thread.unpark();
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Arc<Slot>>,
+    leader_active: bool,
+}
+
+/// The queue of appends waiting for a leader. See the module docs.
+#[derive(Default)]
+pub(crate) struct WriterQueue {
+    queue: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for WriterQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterQueue(..)")
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here only moves values in or out: nothing is left half-done.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Releases a group's callers with `Poisoned` if its leader unwinds, so none parks forever.
+struct GroupGuard<'a> {
+    store: &'a Kimberlite,
+    group: &'a [Arc<Slot>],
+    finished: bool,
+}
+
+impl Drop for GroupGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.inner.commit.poison();
+            for slot in self.group {
+                if lock(&slot.result).is_none() {
+                    slot.finish(Err(Error::Poisoned));
+                }
+            }
+            let mut queue = lock(&self.store.inner.writers.queue);
+            queue.leader_active = false;
+            if let Some(next) = queue.waiting.front() {
+                next.thread.unpark();
+            }
+        }
+    }
+}
+
+impl Kimberlite {
+    /// An append under group commit: queued, made by a leader with the appends queued beside
+    /// it, returned once a sync covers it.
+    pub(crate) fn append_grouped(
+        &self,
+        id: StreamId,
+        events: Vec<Bytes>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
+        let writers = &self.inner.writers;
+        let slot = Arc::new(Slot {
+            request: Mutex::new(Some(Request {
+                id,
+                events,
+                expected,
+            })),
+            result: Mutex::new(None),
+            thread: thread::current(),
+        });
+        let mut queue = lock(&writers.queue);
+        queue.waiting.push_back(Arc::clone(&slot));
+        loop {
+            if let Some(result) = lock(&slot.result).take() {
+                return result;
+            }
+            if queue.leader_active {
+                drop(queue);
+                // An unpark that comes before this park is not lost, and a spurious return
+                // just checks again.
+                thread::park();
+                queue = lock(&writers.queue);
+                continue;
+            }
+            queue.leader_active = true;
+            let group: Vec<Arc<Slot>> = queue.waiting.drain(..).collect();
+            drop(queue);
+            let mut guard = GroupGuard {
+                store: self,
+                group: &group,
+                finished: false,
+            };
+            self.lead(&group);
+            guard.finished = true;
+            queue = lock(&writers.queue);
+            queue.leader_active = false;
+            if let Some(next) = queue.waiting.front() {
+                next.thread.unpark();
+            }
+        }
+    }
+
+    /// Makes the group's appends, syncs them, and hands every caller its result.
+    fn lead(&self, group: &[Arc<Slot>]) {
+        let mut results = Vec::with_capacity(group.len());
+        let mut last_seq = None;
+        {
+            let mut state = self.write_state();
+            for slot in group {
+                let Some(request) = lock(&slot.request).take() else {
+                    results.push(Err(Error::Poisoned));
+                    continue;
+                };
+                let result =
+                    self.append_locked(&mut state, request.id, request.events, request.expected);
+                if let Ok(appended) = &result {
+                    state.written_seq += 1;
+                    let seq = state.written_seq;
+                    state.pending.push_back(PendingWrite {
+                        seq,
+                        stream: request.id,
+                        head: StreamHead {
+                            next_offset: appended.next_offset,
+                            hash: Some(appended.head),
+                        },
+                    });
+                    last_seq = Some(seq);
+                }
+                results.push(result);
+            }
+        }
+        let synced = match last_seq {
+            Some(seq) => self.inner.commit.wait_durable(seq, || self.sync_written()),
+            None => Ok(()),
+        };
+        // The leader gets the sync's own error; the rest of the group, `Poisoned`.
+        let mut sync_error = synced.err();
+        let leader = thread::current().id();
+        for (slot, result) in group.iter().zip(results) {
+            let result = match (result, &sync_error) {
+                (Ok(appended), None) => Ok(appended),
+                (Ok(_), Some(_)) if slot.thread.id() == leader => {
+                    Err(sync_error.take().unwrap_or(Error::Poisoned))
+                }
+                (Ok(_), Some(_)) => Err(Error::Poisoned),
+                (Err(error), _) => Err(error),
+            };
+            slot.finish(result);
+        }
+    }
+}
