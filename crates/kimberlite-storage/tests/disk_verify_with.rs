@@ -17,6 +17,13 @@ fn expected() -> Vec<(Offset, Bytes)> {
         .collect()
 }
 
+/// Runs `walk` with a callback that collects what it is handed.
+fn collect<R>(walk: impl FnOnce(&mut dyn FnMut(Offset, &Bytes)) -> R) -> (R, Vec<(Offset, Bytes)>) {
+    let mut handed = Vec::new();
+    let result = walk(&mut |offset, payload| handed.push((offset, payload.clone())));
+    (result, handed)
+}
+
 #[test]
 fn the_disk_walk_hands_every_event_once_in_order() {
     for compression in [CompressionKind::None, CompressionKind::Lz4] {
@@ -27,12 +34,8 @@ fn the_disk_walk_hands_every_event_once_in_order() {
         };
         let mut storage = Storage::open_with(dir.path(), config).unwrap();
         append_events(&mut storage, STREAM, 0, EVENTS, 37, false);
-        let mut handed = Vec::new();
-        let report = storage
-            .verify_stream_with(STREAM, |offset, payload| {
-                handed.push((offset, payload.clone()))
-            })
-            .unwrap();
+        let (report, handed) = collect(|on_event| storage.verify_stream_with(STREAM, on_event));
+        let report = report.unwrap();
         assert_eq!(handed, expected());
         assert_eq!(report.records_checked, EVENTS);
         assert!(report.checkpoints_checked > 0 && report.segments_checked > 1);
@@ -44,14 +47,9 @@ fn the_disk_walk_hands_every_event_once_in_order() {
 fn the_memory_walk_hands_every_event_once_in_order() {
     let mut storage = MemoryStorage::new();
     append_events(&mut storage, STREAM, 0, EVENTS, 37, false);
-    let mut handed = Vec::new();
-    let report = storage
-        .verify_stream_with(STREAM, |offset, payload| {
-            handed.push((offset, payload.clone()))
-        })
-        .unwrap();
+    let (report, handed) = collect(|on_event| storage.verify_stream_with(STREAM, on_event));
     assert_eq!(handed, expected());
-    assert_eq!(report, storage.verify_stream(STREAM).unwrap());
+    assert_eq!(report.unwrap(), storage.verify_stream(STREAM).unwrap());
 }
 
 #[test]
@@ -67,12 +65,8 @@ fn a_damaged_stream_fails_the_walk_after_handing_only_intact_events() {
     drop(storage);
 
     let mut storage = Storage::open_with(dir.path(), small_config()).unwrap();
-    let mut handed = Vec::new();
-    let error = storage
-        .verify_stream_with(STREAM, |offset, payload| {
-            handed.push((offset, payload.clone()))
-        })
-        .unwrap_err();
+    let (result, handed) = collect(|on_event| storage.verify_stream_with(STREAM, on_event));
+    let error = result.unwrap_err();
     assert!(
         matches!(error, StorageError::CorruptRecord { .. }),
         "{error}"
