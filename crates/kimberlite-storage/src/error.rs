@@ -241,8 +241,9 @@ pub enum StorageError {
         /// What failed first.
         context: String,
     },
-    /// `open` found files it cannot reconcile without guessing (for example a manifest that
-    /// lists a segment file that is missing); nothing was changed.
+    /// `open` found files of this stream it cannot reconcile without guessing (for example a
+    /// manifest that lists a segment file that is missing); nothing was changed. The store
+    /// opens without the stream, and every call on it returns this error.
     #[error("stream {stream}: cannot recover {}: {reason}", path.display())]
     Unrecoverable {
         /// The stream whose files disagree.

@@ -1,5 +1,6 @@
-//! Manifests that disagree with the files: repaired from the files when that is unambiguous,
-//! otherwise `open` fails with an error naming the stream and file.
+//! Manifests that disagree with the files: repaired from the files when that is unambiguous;
+//! otherwise that stream is left unopened and untouched, every call on it fails with an error
+//! naming the stream and file, and the store's other streams open as usual.
 
 mod common;
 
@@ -8,12 +9,79 @@ use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageError};
 use kimberlite_types::StreamId;
 
 const STREAM: StreamId = StreamId::new(9);
+/// A healthy stream beside it in every store here.
+const NEIGHBOUR: StreamId = StreamId::new(4);
 const COUNT: u64 = 40;
 
 fn write_store(dir: &std::path::Path) -> usize {
     let mut storage = Storage::open_with(dir, small_config()).unwrap();
     append_events(&mut storage, STREAM, 0, COUNT, 4, false);
+    append_events(&mut storage, NEIGHBOUR, 0, 10, 5, true);
     storage.segment_count(STREAM)
+}
+
+/// Every file under `dir`, with its bytes, in path order.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Opens a store whose `STREAM` cannot be reconciled: the open succeeds, reports it, leaves
+/// every byte of it as it was, refuses every call on it with the same `Unrecoverable` error
+/// (returned), and serves `NEIGHBOUR` as usual.
+fn open_refusing_stream(dir: &std::path::Path) -> StorageError {
+    let before = snapshot(&stream_dir(dir, STREAM));
+    let mut storage = Storage::open_with(dir, small_config()).unwrap();
+    assert!(
+        storage
+            .recovery_report()
+            .actions
+            .iter()
+            .any(|action| matches!(
+                action,
+                RecoveryAction::CorruptionFound { stream, .. } if *stream == STREAM
+            )),
+        "{:?}",
+        storage.recovery_report()
+    );
+    assert!(storage.streams().contains(&STREAM));
+    let error = storage
+        .read_from(STREAM, kimberlite_types::Offset::ZERO, u64::MAX)
+        .unwrap_err();
+    assert!(
+        matches!(&error, StorageError::Unrecoverable { stream, .. } if *stream == STREAM),
+        "{error}"
+    );
+    assert!(error.is_corruption());
+    for other in [
+        storage.latest_chain_hash(STREAM).unwrap_err(),
+        storage.verify_stream(STREAM).unwrap_err(),
+        storage
+            .append_batch(STREAM, vec![event(9, 0)], 0.into(), None, true)
+            .unwrap_err(),
+    ] {
+        assert_eq!(other.to_string(), error.to_string());
+    }
+    let neighbour: Vec<_> = (0..10).map(|i| event(4, i)).collect();
+    assert_eq!(read_all(&mut storage, NEIGHBOUR, u64::MAX), neighbour);
+    storage.verify_stream(NEIGHBOUR).unwrap();
+    append_events(&mut storage, NEIGHBOUR, 10, 2, 2, true);
+    drop(storage);
+    assert_eq!(
+        snapshot(&stream_dir(dir, STREAM)),
+        before,
+        "nothing of it changed"
+    );
+    error
 }
 
 fn manifest(dir: &std::path::Path) -> std::path::PathBuf {
@@ -92,9 +160,7 @@ fn a_missing_listed_segment_is_refused() {
     let segments = write_store(dir.path());
     let last = segment_file(dir.path(), STREAM, (segments - 1) as u32);
     std::fs::remove_file(&last).unwrap();
-    let error = Storage::open_with(dir.path(), small_config())
-        .err()
-        .unwrap();
+    let error = open_refusing_stream(dir.path());
     assert!(
         matches!(&error, StorageError::Unrecoverable { stream, path, .. }
             if *stream == STREAM && *path == last),
@@ -108,9 +174,7 @@ fn a_gap_in_segment_numbers_is_refused() {
     write_store(dir.path());
     std::fs::remove_file(segment_file(dir.path(), STREAM, 1)).unwrap();
     std::fs::remove_file(manifest(dir.path())).unwrap();
-    let error = Storage::open_with(dir.path(), small_config())
-        .err()
-        .unwrap();
+    let error = open_refusing_stream(dir.path());
     assert!(
         matches!(error, StorageError::Unrecoverable { .. }),
         "{error}"
@@ -126,9 +190,7 @@ fn no_manifest_and_a_damaged_completed_segment_is_refused() {
     bytes[60] ^= 0x40;
     std::fs::write(&path, bytes).unwrap();
     std::fs::remove_file(manifest(dir.path())).unwrap();
-    let error = Storage::open_with(dir.path(), small_config())
-        .err()
-        .unwrap();
+    let error = open_refusing_stream(dir.path());
     assert!(
         matches!(&error, StorageError::Unrecoverable { path: p, .. } if *p == path),
         "{error}"
@@ -143,8 +205,6 @@ fn a_completed_segment_of_the_wrong_length_is_refused() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"extra");
     std::fs::write(&path, bytes).unwrap();
-    let error = Storage::open_with(dir.path(), small_config())
-        .err()
-        .unwrap();
+    let error = open_refusing_stream(dir.path());
     assert!(error.to_string().contains("manifest says"), "{error}");
 }

@@ -32,14 +32,16 @@ impl Kimberlite {
     pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<Event>> {
         let mut state = self.write_state();
         let name = state.name_of(id)?.to_owned();
-        let end = state
-            .heads
-            .get(&id)
-            .map_or(Offset::ZERO, |heads| heads.durable.next_offset);
-        if from >= end {
+        let heads = state.heads.get(&id);
+        let end = heads.map_or(Offset::ZERO, |heads| heads.durable.next_offset);
+        // A damaged stream's end may be unknown (its files could not be opened): the backend
+        // says what is wrong rather than this returning nothing.
+        let damaged = heads.is_some_and(|heads| heads.damaged);
+        if from >= end && !damaged {
             return Ok(Vec::new());
         }
-        let visible = usize::try_from(end.as_u64() - from.as_u64()).unwrap_or(usize::MAX);
+        let visible =
+            usize::try_from(end.as_u64().saturating_sub(from.as_u64())).unwrap_or(usize::MAX);
         let mut payloads = state
             .backend
             .read_from(id, from, max_bytes)

@@ -367,6 +367,19 @@ fn unnamed_stream(id: StreamId, verified: &kimberlite_storage::VerifyReport) -> 
 
 /// The [`Problem`] a corruption error describes; `None` for errors that are not corruption.
 fn problem(id: StreamId, name: Option<String>, error: &StorageError) -> Option<Problem> {
+    if let StorageError::Unrecoverable { path, reason, .. } = error {
+        // The stream's files could not be opened at all: no record is readable.
+        return Some(Problem {
+            stream: id,
+            name,
+            offset: Offset::ZERO,
+            segment: None,
+            file: Some(path.clone()),
+            position: None,
+            reason: format!("its files cannot be opened: {reason}"),
+            message: error.to_string(),
+        });
+    }
     let (offset, location, reason): (Offset, &Location, String) = match error {
         StorageError::CorruptRecord {
             offset,

@@ -179,6 +179,11 @@ fn corruption_on_disk_is_reported_with_its_location() {
         .find_map(Result::err)
         .expect("reading past the damage fails");
     assert!(error.is_corruption(), "{error}");
+    // Past the end of a damaged stream: an error or nothing, never a panic or an event.
+    match store.read(id, Offset::new(1_000), u64::MAX) {
+        Ok(events) => assert!(events.is_empty()),
+        Err(error) => assert!(error.is_corruption(), "{error}"),
+    }
 }
 
 fn find_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -192,4 +197,69 @@ fn find_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// One stream whose files cannot be reconciled (a listed segment removed) no longer keeps the
+/// store from opening: the others are read and verified, and that stream is reported.
+#[test]
+fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default().max_segment_size(4_096);
+    let (audit, billing) = {
+        let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
+        let audit = store.create_stream("audit").unwrap();
+        let billing = store.create_stream("billing").unwrap();
+        for i in 0..200 {
+            store
+                .append(audit, [format!("audit event {i:04}")], ExpectedOffset::Any)
+                .unwrap();
+        }
+        store
+            .append(billing, ["invoice 1", "invoice 2"], ExpectedOffset::Any)
+            .unwrap();
+        (audit, billing)
+    };
+    let audit_dir = temp
+        .path()
+        .join("streams")
+        .join(format!("{:020}", audit.as_u64()));
+    let removed = audit_dir.join(format!("{:08}.seg", 1));
+    std::fs::remove_file(&removed).unwrap();
+
+    let store = Kimberlite::open_with(temp.path(), config).unwrap();
+    let billing_events: Vec<_> = store
+        .events(billing, Offset::ZERO)
+        .map(|event| event.unwrap().payload)
+        .collect();
+    assert_eq!(billing_events, ["invoice 1", "invoice 2"]);
+    let report = store.verify_all().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = report.first_problem().unwrap();
+    assert_eq!(problem.name.as_deref(), Some("audit"));
+    let file = problem.file.as_deref().unwrap();
+    assert!(file.starts_with(&audit_dir), "{}", file.display());
+    assert!(
+        problem.reason.contains("cannot be opened"),
+        "{}",
+        problem.reason
+    );
+    assert!(report
+        .streams
+        .iter()
+        .any(|stream| stream.name.as_deref() == Some("billing")));
+    let refused = store
+        .append(audit, ["more"], ExpectedOffset::Any)
+        .unwrap_err();
+    assert!(refused.is_corruption(), "{refused}");
+    for from in [0, 150, 10_000] {
+        let error = store.read(audit, Offset::new(from), u64::MAX).unwrap_err();
+        assert!(error.is_corruption(), "{error}");
+    }
+    store
+        .append(billing, ["invoice 3"], ExpectedOffset::Any)
+        .unwrap();
+    assert!(
+        !removed.exists(),
+        "nothing was recreated over the damaged stream"
+    );
 }

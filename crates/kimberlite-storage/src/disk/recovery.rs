@@ -50,11 +50,15 @@
 //! |--------------------------|-----------------------------------|-------------------------------------|
 //! | readable, lists `0..n`   | `0..n`                            | open                                |
 //! | readable, lists `0..m`   | `0..n`, `n > m` (rotation crash)  | scan the unlisted ones, rewrite     |
-//! | readable, lists `0..m`   | `0..n`, `n < m` (file missing)    | refuse: `Unrecoverable`             |
+//! | readable, lists `0..m`   | `0..n`, `n < m` (file missing)    | unopened: `Unrecoverable`           |
 //! | missing or unreadable    | `0..n`, each complete one clean   | rebuild from a scan of all, rewrite |
-//! | missing or unreadable    | a gap, a bad header, or damage in a completed segment | refuse |
+//! | missing or unreadable    | a gap, a bad header, or damage in a completed segment | unopened |
 //! | any                      | none                              | no stream (crash at creation)       |
 //! | any                      | a header of another format version | refuse: `UnsupportedFormat`        |
+//!
+//! *Unopened*: `Storage::open` keeps such a stream out of the store, untouched, and answers
+//! every call on it with the `Unrecoverable` error; the other streams open. *Refuse*: the
+//! whole store is not opened.
 //!
 //! Within a segment, a frame whose CRC checks but which holds a field this build does not
 //! accept (another record format version, an unknown kind, codec or flag) was written whole:

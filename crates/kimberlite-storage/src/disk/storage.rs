@@ -13,8 +13,8 @@ use super::fs::{FileHandle, FileSystem, OsFileSystem};
 use super::meta::{write_index, write_manifest};
 use super::recovery::open_stream;
 use super::resume::resume_head;
-use super::stream::{io_error, StreamState};
-use super::{RecoveryReport, StorageConfig, StreamStats};
+use super::stream::{io_error, StreamState, Unopened};
+use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::batch_job::BatchWorker;
 use crate::error::StorageError;
@@ -63,6 +63,10 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) dir: PathBuf,
     pub(super) config: StorageConfig,
     pub(super) streams: BTreeMap<StreamId, StreamState<F>>,
+    /// Streams whose files `open` could not reconcile (`StorageError::Unrecoverable`): left
+    /// as they are on disk, and every call on them returns that error, so that one damaged
+    /// stream does not keep the others from being read and verified.
+    pub(super) unopened: BTreeMap<StreamId, Unopened>,
     pub(super) report: RecoveryReport,
     pub(super) poisoned: Option<String>,
     /// The batch encoding buffer, reused by every append.
@@ -112,6 +116,7 @@ impl<F: FileSystem> Storage<F> {
         }
         let mut report = RecoveryReport::default();
         let mut streams = BTreeMap::new();
+        let mut unopened = BTreeMap::new();
         let mut names = fs
             .list_dir(&streams_dir)
             .map_err(|source| io_error(&streams_dir, source))?;
@@ -121,8 +126,20 @@ impl<F: FileSystem> Storage<F> {
                 continue;
             };
             let stream_dir = streams_dir.join(&name);
-            if let Some(state) = open_stream(&fs, &stream_dir, id, &config, &mut report)? {
-                streams.insert(id, state);
+            match open_stream(&fs, &stream_dir, id, &config, &mut report) {
+                Ok(Some(state)) => {
+                    streams.insert(id, state);
+                }
+                Ok(None) => {}
+                Err(StorageError::Unrecoverable { path, reason, .. }) => {
+                    let stream = Unopened { path, reason };
+                    report.actions.push(RecoveryAction::CorruptionFound {
+                        stream: id,
+                        error: stream.to_error(id).to_string(),
+                    });
+                    unopened.insert(id, stream);
+                }
+                Err(error) => return Err(error),
             }
         }
         let mut storage = Self {
@@ -130,6 +147,7 @@ impl<F: FileSystem> Storage<F> {
             dir,
             config,
             streams,
+            unopened,
             report,
             poisoned: None,
             buffer: Vec::new(),
@@ -170,11 +188,15 @@ impl<F: FileSystem> Storage<F> {
     /// The streams holding at least one record, ascending.
     #[must_use]
     pub fn streams(&self) -> Vec<StreamId> {
-        self.streams
+        let mut ids: Vec<StreamId> = self
+            .streams
             .iter()
             .filter(|(_, state)| state.table.next_offset() > 0 || state.damage.is_some())
             .map(|(id, _)| *id)
-            .collect()
+            .chain(self.unopened.keys().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Sizes and counts of `stream`; `None` for an unknown stream.
@@ -216,6 +238,7 @@ impl<F: FileSystem> Storage<F> {
         stream: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
+        self.refuse_unopened(stream)?;
         let capacity = self.active_map_capacity();
         match self.streams.get_mut(&stream) {
             Some(state) => {
@@ -352,6 +375,14 @@ impl<F: FileSystem> Storage<F> {
             .saturating_add(ACTIVE_MAP_SLACK)
     }
 
+    /// The error of a stream `open` left unopened ([`Storage::unopened`]), if it is one.
+    fn refuse_unopened(&self, stream: StreamId) -> Result<(), StorageError> {
+        match self.unopened.get(&stream) {
+            Some(unopened) => Err(unopened.to_error(stream)),
+            None => Ok(()),
+        }
+    }
+
     fn check_poisoned(&self) -> Result<(), StorageError> {
         match &self.poisoned {
             Some(context) => Err(StorageError::Poisoned {
@@ -399,6 +430,9 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
     ) -> Result<(Offset, ChainHash), StorageError> {
         assert!(!events.is_empty(), "cannot append empty batch");
         self.check_poisoned()?;
+        // Before anything else: an unopened stream must never look new (its files would be
+        // created again over the ones open could not read).
+        self.refuse_unopened(stream_id)?;
         let (head_offset, head_hash) = match self.streams.get(&stream_id) {
             Some(state) => match &state.damage {
                 Some(damage) => return Err(damage.to_error(stream_id)),
@@ -460,6 +494,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
+        self.refuse_unopened(stream_id)?;
         let capacity = self.active_map_capacity();
         match self.streams.get_mut(&stream_id) {
             Some(state) => {
@@ -474,6 +509,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         &mut self,
         stream_id: StreamId,
     ) -> Result<Option<ChainHash>, StorageError> {
+        self.refuse_unopened(stream_id)?;
         match self.streams.get(&stream_id) {
             Some(state) => match &state.damage {
                 Some(damage) => Err(damage.to_error(stream_id)),

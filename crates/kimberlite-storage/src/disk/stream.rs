@@ -173,6 +173,29 @@ pub enum ActiveMap {
     Unavailable,
 }
 
+/// A stream whose files `open` could not reconcile without guessing (what
+/// [`StorageError::Unrecoverable`] describes): nothing of it is opened or changed, and every
+/// call on it returns that error again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unopened {
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Unopened {
+    /// The error calls on stream `stream` return.
+    #[must_use]
+    pub fn to_error(&self, stream: StreamId) -> StorageError {
+        StorageError::Unrecoverable {
+            stream,
+            path: self.path.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// One stream, open.
 pub struct StreamState<F: FileSystem> {
     /// The stream.
