@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{append_events, event, read_all, segment_file, small_config, stream_dir};
+use common::{append_events, event, read_all, reported, segment_file, small_config, stream_dir};
 use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageError};
 use kimberlite_types::StreamId;
 
@@ -42,14 +42,10 @@ fn open_refusing_stream(dir: &std::path::Path) -> StorageError {
     let before = snapshot(&stream_dir(dir, STREAM));
     let mut storage = Storage::open_with(dir, small_config()).unwrap();
     assert!(
-        storage
-            .recovery_report()
-            .actions
-            .iter()
-            .any(|action| matches!(
-                action,
-                RecoveryAction::CorruptionFound { stream, .. } if *stream == STREAM
-            )),
+        reported(&storage, |action| matches!(
+            action,
+            RecoveryAction::CorruptionFound { stream, .. } if *stream == STREAM
+        )),
         "{:?}",
         storage.recovery_report()
     );
@@ -91,11 +87,10 @@ fn manifest(dir: &std::path::Path) -> std::path::PathBuf {
 fn assert_repaired_and_intact(dir: &std::path::Path, segments: usize) {
     let mut storage = Storage::open_with(dir, small_config()).unwrap();
     assert!(
-        storage
-            .recovery_report()
-            .actions
-            .iter()
-            .any(|action| matches!(action, RecoveryAction::ManifestRepaired { .. })),
+        reported(&storage, |action| matches!(
+            action,
+            RecoveryAction::ManifestRepaired { .. }
+        )),
         "{:?}",
         storage.recovery_report()
     );

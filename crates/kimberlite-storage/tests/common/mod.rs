@@ -168,3 +168,11 @@ pub fn scratch_dir() -> tempfile::TempDir {
     }
     tempfile::tempdir().unwrap()
 }
+
+/// Whether `storage`'s recovery report holds an action matching `wanted`.
+pub fn reported<F: kimberlite_storage::disk::FileSystem>(
+    storage: &kimberlite_storage::Storage<F>,
+    wanted: impl Fn(&kimberlite_storage::RecoveryAction) -> bool,
+) -> bool {
+    storage.recovery_report().actions.iter().any(wanted)
+}
