@@ -109,3 +109,41 @@ fn sync_each_append_never_needs_a_flush() {
     store.sync().unwrap();
     assert_eq!(faults.flushes.load(Ordering::SeqCst), 1);
 }
+
+/// A failed group sync with many callers in the group: not one of them may be told its append
+/// is durable, wherever the leader's own request sits in the group. The first sync is slow and
+/// succeeds while the others queue behind it; the syncs after it fail.
+#[test]
+fn a_failed_group_sync_acknowledges_nobody_in_the_group() {
+    const THREADS: usize = 8;
+    for round in 0..50 {
+        let config = Config::default().durability(Durability::GroupCommit);
+        let (store, faults) = Kimberlite::faulty(config);
+        let id = store.create_stream("audit").unwrap();
+        faults.flush_micros.store(3_000, Ordering::SeqCst);
+        let barrier = Arc::new(Barrier::new(THREADS + 1));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.append(id, [format!("{round}-{t}")], ExpectedOffset::Any)
+                })
+            })
+            .collect();
+        barrier.wait();
+        std::thread::sleep(std::time::Duration::from_micros(1_000));
+        faults.fail_flushes.store(true, Ordering::SeqCst);
+        let durable = |store: &Kimberlite| store.head(id).unwrap().next_offset;
+        for thread in threads {
+            if let Ok(appended) = thread.join().unwrap() {
+                assert!(
+                    durable(&store) >= appended.next_offset,
+                    "round {round}: acknowledged {} but only {} is durable",
+                    appended.next_offset,
+                    durable(&store)
+                );
+            }
+        }
+    }
+}

@@ -182,17 +182,19 @@ impl Kimberlite {
             Some(seq) => self.inner.commit.wait_durable(seq, || self.sync_written()),
             None => Ok(()),
         };
-        // The leader gets the sync's own error; the rest of the group, `Poisoned`.
+        // After a failed sync nobody in the group is durable: the leader gets the sync's own
+        // error, the rest `Poisoned`.
+        let sync_failed = synced.is_err();
         let mut sync_error = synced.err();
         let leader = thread::current().id();
         for (slot, result) in group.iter().zip(results) {
-            let result = match (result, &sync_error) {
-                (Ok(appended), None) => Ok(appended),
-                (Ok(_), Some(_)) if slot.thread.id() == leader => {
-                    Err(sync_error.take().unwrap_or(Error::Poisoned))
-                }
-                (Ok(_), Some(_)) => Err(Error::Poisoned),
-                (Err(error), _) => Err(error),
+            let result = match result {
+                Ok(_) if sync_failed => Err(if slot.thread.id() == leader {
+                    sync_error.take().unwrap_or(Error::Poisoned)
+                } else {
+                    Error::Poisoned
+                }),
+                other => other,
             };
             slot.finish(result);
         }
