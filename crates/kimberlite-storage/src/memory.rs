@@ -152,6 +152,45 @@ impl MemoryStorage {
         streams
     }
 
+    /// [`StorageBackend::read_from`] through a shared reference (it changes nothing), as
+    /// [`crate::Storage::read_shared`].
+    pub fn read_shared(
+        &self,
+        stream_id: StreamId,
+        from_offset: Offset,
+        max_bytes: u64,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let Some(stream) = self.streams.get(&stream_id) else {
+            return Ok(Vec::new());
+        };
+        let Some(start) = usize::try_from(from_offset.as_u64())
+            .ok()
+            .filter(|&start| start < stream.records.len())
+        else {
+            return Ok(Vec::new());
+        };
+        let prev_hash = start
+            .checked_sub(1)
+            .and_then(|prev| stream.records.get(prev))
+            .map(|record| record.hash);
+        let mut cursor = ChainCursor::resume(stream_id, from_offset, prev_hash);
+
+        let mut payloads = Vec::new();
+        let mut payload_bytes: u64 = 0;
+        for stored in stream.records.get(start..).unwrap_or_default() {
+            let offset = cursor.next_offset();
+            let location = || stream.location(offset, stored.position);
+            let (record, _) = decode_at(stream_id, offset, &stored.frame, location)?;
+            check_data_record(&mut cursor, &record, stored, location)?;
+            payload_bytes += record.payload().len() as u64;
+            payloads.push(record.payload().clone());
+            if payload_bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(payloads)
+    }
+
     /// Walks every record of `stream_id` from the first, decoding, CRC-checking and linking
     /// each; an unknown stream verifies as empty.
     pub fn verify_stream(&mut self, stream_id: StreamId) -> Result<VerifyReport, StorageError> {
@@ -340,35 +379,7 @@ impl StorageBackend for MemoryStorage {
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        let Some(stream) = self.streams.get(&stream_id) else {
-            return Ok(Vec::new());
-        };
-        let Some(start) = usize::try_from(from_offset.as_u64())
-            .ok()
-            .filter(|&start| start < stream.records.len())
-        else {
-            return Ok(Vec::new());
-        };
-        let prev_hash = start
-            .checked_sub(1)
-            .and_then(|prev| stream.records.get(prev))
-            .map(|record| record.hash);
-        let mut cursor = ChainCursor::resume(stream_id, from_offset, prev_hash);
-
-        let mut payloads = Vec::new();
-        let mut payload_bytes: u64 = 0;
-        for stored in stream.records.get(start..).unwrap_or_default() {
-            let offset = cursor.next_offset();
-            let location = || stream.location(offset, stored.position);
-            let (record, _) = decode_at(stream_id, offset, &stored.frame, location)?;
-            check_data_record(&mut cursor, &record, stored, location)?;
-            payload_bytes += record.payload().len() as u64;
-            payloads.push(record.payload().clone());
-            if payload_bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(payloads)
+        self.read_shared(stream_id, from_offset, max_bytes)
     }
 
     fn latest_chain_hash(

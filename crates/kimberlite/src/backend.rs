@@ -109,17 +109,19 @@ impl Backend {
         }
     }
 
+    /// A verified read through a shared reference: readers holding the store's read lock
+    /// run side by side.
     pub(crate) fn read_from(
-        &mut self,
+        &self,
         stream: StreamId,
         from: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
         match self {
-            Backend::Memory(memory) => memory.read_from(stream, from, max_bytes),
-            Backend::Disk(disk) => disk.read_from(stream, from, max_bytes),
+            Backend::Memory(memory) => memory.read_shared(stream, from, max_bytes),
+            Backend::Disk(disk) => disk.read_shared(stream, from, max_bytes),
             #[cfg(test)]
-            Backend::Faulty(memory, _) => memory.read_from(stream, from, max_bytes),
+            Backend::Faulty(memory, _) => memory.read_shared(stream, from, max_bytes),
         }
     }
 

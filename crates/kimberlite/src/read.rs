@@ -30,7 +30,8 @@ impl Kimberlite {
     /// Errors: [`Error::UnknownStream`]; [`Error::Storage`] for corruption (stream, offset and
     /// location in the source) or I/O failure.
     pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<Event>> {
-        let mut state = self.write_state();
+        // A read lock: readers run side by side, and wait only for appends.
+        let state = self.read_state();
         let name = state.name_of(id)?.to_owned();
         let heads = state.heads.get(&id);
         let end = heads.map_or(Offset::ZERO, |heads| heads.durable.next_offset);

@@ -193,3 +193,43 @@ fn group_commit_fails_only_the_caller_whose_append_is_bad() {
         THREADS as u64 / 2
     );
 }
+
+/// Readers share the store's read lock (and its verify threads, or their own when those are
+/// busy) while an appender writes: every read returns exactly the events at its offsets.
+#[test]
+fn readers_run_side_by_side_with_an_appender() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .durability(Durability::Unsynced)
+        .max_segment_size(64 * 1024);
+    let store = Kimberlite::open_with(temp.path(), config).unwrap();
+    let id = store.create_stream("shared").unwrap();
+    let text = |i: u64| format!("event {i:06} {}", "x".repeat((i % 200) as usize));
+    let batch = |first: u64| (first..first + 100).map(text).collect::<Vec<_>>();
+    store.append(id, batch(0), ExpectedOffset::Any).unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        for reader in 0..4u64 {
+            let (store, done) = (&store, Arc::clone(&done));
+            scope.spawn(move || {
+                let mut round = 0u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) || round < 20 {
+                    let end = store.head(id).unwrap().next_offset.as_u64();
+                    let from = (reader * 37 + round * 101) % end;
+                    let events = store.read(id, Offset::new(from), 8_192).unwrap();
+                    assert!(!events.is_empty());
+                    for event in events {
+                        assert_eq!(event.payload, text(event.offset.as_u64()).as_bytes());
+                    }
+                    round += 1;
+                }
+            });
+        }
+        for first in (100..3_000).step_by(100) {
+            store.append(id, batch(first), ExpectedOffset::Any).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    assert_eq!(store.head(id).unwrap().next_offset.as_u64(), 3_000);
+    assert!(store.verify_all().unwrap().is_intact());
+}

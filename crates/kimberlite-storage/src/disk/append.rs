@@ -3,6 +3,7 @@
 //! `storage`) runs these steps after `check_append`.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use kimberlite_types::StreamId;
 
@@ -11,7 +12,7 @@ use super::index::SegmentIndex;
 use super::meta::{write_index, write_manifest};
 use super::segment::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::storage::{stream_dir_name, Storage, STREAMS_DIR};
-use super::stream::{io_error, ActiveMap, SegmentFiles, StreamState};
+use super::stream::{io_error, SegmentFiles, StreamState};
 use super::RecoveryAction;
 use crate::error::StorageError;
 use crate::segments::SegmentTable;
@@ -63,7 +64,7 @@ impl<F: FileSystem> Storage<F> {
             table: SegmentTable::new(),
             segments: vec![files],
             active: file,
-            active_map: ActiveMap::Untried,
+            active_map: OnceLock::new(),
             head: None,
             damage: None,
             synced_len: SEGMENT_HEADER_LEN as u64,
@@ -104,7 +105,7 @@ impl<F: FileSystem> Storage<F> {
         let (file, files) = create_segment(&self.fs, &state.dir, id, num, first_offset)?;
         state.segments.push(files);
         state.active = file;
-        state.active_map = ActiveMap::Untried;
+        state.active_map = OnceLock::new();
         state.synced_len = SEGMENT_HEADER_LEN as u64;
         state.index_dirty = true;
         state.chain_break = false;

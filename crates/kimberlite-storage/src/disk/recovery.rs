@@ -66,6 +66,7 @@
 //! fails), so opening a file of another version never cuts it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
@@ -80,7 +81,7 @@ use super::segment::{
     parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
     SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
-use super::stream::{io_error, ActiveMap, Damage, SegmentFiles, StreamState};
+use super::stream::{io_error, Damage, SegmentFiles, StreamState};
 use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
@@ -547,7 +548,7 @@ impl<F: FileSystem> Opener<'_, F> {
             table,
             segments: self.segments,
             active: active.file,
-            active_map: ActiveMap::Untried,
+            active_map: OnceLock::new(),
             head: active.head,
             damage: active.damage,
             synced_len: summary.len_bytes,

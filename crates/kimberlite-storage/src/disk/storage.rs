@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -72,7 +73,7 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     /// The batch encoding buffer, reused by every append.
     pub(super) buffer: Vec<u8>,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
-    pub(super) verify_pool: VerifyPool,
+    pub(super) verify_pool: Mutex<VerifyPool>,
     /// The thread that encodes chunks of large batches beside the appender
     /// (`config.hash_ahead`).
     pub(super) batch_worker: BatchWorker,
@@ -151,7 +152,7 @@ impl<F: FileSystem> Storage<F> {
             report,
             poisoned: None,
             buffer: Vec::new(),
-            verify_pool: VerifyPool::new(config.verify_threads),
+            verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
             batch_worker: BatchWorker::default(),
             _lock: lock,
         };
@@ -182,7 +183,7 @@ impl<F: FileSystem> Storage<F> {
     /// threads; 1 keeps them on the calling thread.
     pub fn set_verify_threads(&mut self, threads: usize) {
         self.config.verify_threads = threads;
-        self.verify_pool = VerifyPool::new(threads);
+        self.verify_pool = Mutex::new(VerifyPool::new(threads));
     }
 
     /// The streams holding at least one record, ascending.
@@ -240,10 +241,14 @@ impl<F: FileSystem> Storage<F> {
     ) -> Result<VerifyReport, StorageError> {
         self.refuse_unopened(stream)?;
         let capacity = self.active_map_capacity();
-        match self.streams.get_mut(&stream) {
+        match self.streams.get(&stream) {
             Some(state) => {
                 state.map_active(&self.fs, capacity);
-                state.verify(&mut self.verify_pool, on_event)
+                let pool = self
+                    .verify_pool
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.verify(pool, on_event)
             }
             None => Ok(VerifyReport {
                 stream,
@@ -365,6 +370,33 @@ impl<F: FileSystem> Storage<F> {
             state.manifest_len = len;
         }
         Ok(())
+    }
+
+    /// [`StorageBackend::read_from`] through a shared reference, so that readers holding a
+    /// store's read lock need not wait for one another: the same checks and result. The
+    /// store's verify threads serve one read at a time; a read that finds them busy
+    /// verifies on its own thread instead of waiting.
+    pub fn read_shared(
+        &self,
+        stream_id: StreamId,
+        from_offset: Offset,
+        max_bytes: u64,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        self.refuse_unopened(stream_id)?;
+        let Some(state) = self.streams.get(&stream_id) else {
+            return Ok(Vec::new());
+        };
+        state.map_active(&self.fs, self.active_map_capacity());
+        let from = from_offset.as_u64();
+        match self.verify_pool.try_lock() {
+            Ok(mut pool) => state.read_from(from, max_bytes, &mut pool),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                state.read_from(from, max_bytes, &mut poisoned.into_inner())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                state.read_from(from, max_bytes, &mut VerifyPool::new(1))
+            }
+        }
     }
 
     /// How far ahead of its end an active segment is mapped for reads: its rotation size plus
@@ -494,15 +526,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        self.refuse_unopened(stream_id)?;
-        let capacity = self.active_map_capacity();
-        match self.streams.get_mut(&stream_id) {
-            Some(state) => {
-                state.map_active(&self.fs, capacity);
-                state.read_from(from_offset.as_u64(), max_bytes, &mut self.verify_pool)
-            }
-            None => Ok(Vec::new()),
-        }
+        self.read_shared(stream_id, from_offset, max_bytes)
     }
 
     fn latest_chain_hash(

@@ -13,6 +13,7 @@
 //! byte position, never data.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -160,12 +161,10 @@ impl Damage {
 /// The active segment mapped ahead of its end ([`FileSystem::map_growing`]), so that reads
 /// near the end of a stream take its bytes from the page cache as reads of completed
 /// segments do, instead of copying them into a buffer. Made at the first read of the segment
-/// (reads are what use it), dropped at rotation, when the completed segment is mapped whole.
-#[derive(Debug, Default)]
+/// (reads are what use it; a `OnceLock`, so that reads sharing the store make it once),
+/// dropped at rotation, when the completed segment is mapped whole.
+#[derive(Debug)]
 pub enum ActiveMap {
-    /// No read has tried to map the active segment yet.
-    #[default]
-    Untried,
     /// Mapped `capacity` bytes ahead; reads slice it to the written length.
     Mapped(Bytes),
     /// The file system does not map growing files (or the map failed): reads go through the
@@ -208,8 +207,8 @@ pub struct StreamState<F: FileSystem> {
     pub segments: Vec<SegmentFiles>,
     /// The active (last) segment file, open for appending.
     pub active: F::File,
-    /// The active segment, mapped for reads.
-    pub active_map: ActiveMap,
+    /// The active segment, mapped for reads (unset until the first read of the segment).
+    pub active_map: OnceLock<ActiveMap>,
     /// Chain hash of the last data record.
     pub head: Option<ChainHash>,
     /// Corruption found by recovery, if any.
@@ -256,7 +255,7 @@ impl<F: FileSystem> StreamState<F> {
             Some(damage) => damage.view_len,
             None => files.map_or(0, |files| files.index.summary.len_bytes),
         };
-        if let ActiveMap::Mapped(map) = &self.active_map {
+        if let Some(ActiveMap::Mapped(map)) = self.active_map.get() {
             // Only the written bytes: the map runs past the end of the file.
             let end = usize::try_from(len).unwrap_or(usize::MAX);
             if segment_index + 1 == self.segments.len() && end <= map.len() {
@@ -268,17 +267,15 @@ impl<F: FileSystem> StreamState<F> {
 
     /// Maps the active segment for reads, `capacity` bytes ahead, unless already tried for
     /// this segment ([`ActiveMap`]).
-    pub fn map_active(&mut self, fs: &F, capacity: u64) {
-        if !matches!(self.active_map, ActiveMap::Untried) {
-            return;
-        }
+    pub fn map_active(&self, fs: &F, capacity: u64) {
         let Some(files) = self.segments.last() else {
             return;
         };
-        self.active_map = match fs.map_growing(&files.path, capacity) {
-            Ok(Some(map)) => ActiveMap::Mapped(map),
-            Ok(None) | Err(_) => ActiveMap::Unavailable,
-        };
+        self.active_map
+            .get_or_init(|| match fs.map_growing(&files.path, capacity) {
+                Ok(Some(map)) => ActiveMap::Mapped(map),
+                Ok(None) | Err(_) => ActiveMap::Unavailable,
+            });
     }
 
     /// Where a verified read of `from` starts: the nearest checkpoint at or before it (found
