@@ -91,8 +91,10 @@ pub struct StorageConfig {
     /// 2 × [`crate::frames::MIN_FRAMES_PER_THREAD`] frames is split across up to this many
     /// threads (the calling one and helpers the store starts at its first long read,
     /// [`crate::verify_pool::VerifyPool`]), then linked in order on the calling thread.
-    /// Results and errors do not depend on it, only speed does. `1` (or `0`) verifies on the
-    /// calling thread only, for callers who want no extra threads. Default:
+    /// Results and errors do not depend on it, only speed does. The helpers serve one read
+    /// at a time: a read that runs beside another (`Storage::read_shared`) while they are
+    /// busy verifies on its own thread. `1` (or `0`) verifies on the calling thread only, for
+    /// callers who want no extra threads. Default:
     /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
     /// at [`crate::frames::MAX_VERIFY_THREADS`] (4).
     pub verify_threads: usize,
