@@ -23,8 +23,9 @@
 //! variable's `notify_all` woke every waiter to fight for the mutex, half of them only to
 //! sleep again. Measured over a plain file (`examples/group_commit_ceiling.rs` in
 //! `kimberlite-bench`): 5.1-5.4x one thread's synced appends against 4.4-4.6x; in the store,
-//! where each append also holds the store's lock to encode and write, about 5% (see
-//! `docs/PERFORMANCE.md` for both, and for this machine's ceiling).
+//! where each append then also held the store's lock to encode and write, about 5%. Since the
+//! writer queue, at most one group leader waits here at a time, beside callers of
+//! `Kimberlite::sync` (`docs/PERFORMANCE.md`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};

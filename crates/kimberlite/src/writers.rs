@@ -36,9 +36,8 @@ struct Request {
     expected: ExpectedOffset,
 }
 
-/// A queued caller: its request until a leader takes it, then its result.
+/// A queued caller: where its leader puts its result, and whom to unpark then.
 struct Slot {
-    request: Mutex<Option<Request>>,
     result: Mutex<Option<Result<AppendResult>>>,
     thread: Thread,
 }
@@ -52,8 +51,18 @@ impl Slot {
 
 #[derive(Default)]
 struct Queue {
-    waiting: VecDeque<Arc<Slot>>,
+    /// Requests no leader has taken yet, with their callers' slots, in arrival order.
+    waiting: VecDeque<(Request, Arc<Slot>)>,
     leader_active: bool,
+}
+
+impl Queue {
+    /// Unparks the first waiting caller, to lead the next group.
+    fn wake_next_leader(&self) {
+        if let Some((_, next)) = self.waiting.front() {
+            next.thread.unpark();
+        }
+    }
 }
 
 /// The queue of appends waiting for a leader. See the module docs.
@@ -91,9 +100,7 @@ impl Drop for GroupGuard<'_> {
             }
             let mut queue = lock(&self.store.inner.writers.queue);
             queue.leader_active = false;
-            if let Some(next) = queue.waiting.front() {
-                next.thread.unpark();
-            }
+            queue.wake_next_leader();
         }
     }
 }
@@ -109,16 +116,16 @@ impl Kimberlite {
     ) -> Result<AppendResult> {
         let writers = &self.inner.writers;
         let slot = Arc::new(Slot {
-            request: Mutex::new(Some(Request {
-                id,
-                events,
-                expected,
-            })),
             result: Mutex::new(None),
             thread: thread::current(),
         });
+        let request = Request {
+            id,
+            events,
+            expected,
+        };
         let mut queue = lock(&writers.queue);
-        queue.waiting.push_back(Arc::clone(&slot));
+        queue.waiting.push_back((request, Arc::clone(&slot)));
         loop {
             if let Some(result) = lock(&slot.result).take() {
                 return result;
@@ -132,34 +139,29 @@ impl Kimberlite {
                 continue;
             }
             queue.leader_active = true;
-            let group: Vec<Arc<Slot>> = queue.waiting.drain(..).collect();
+            let (requests, group): (Vec<Request>, Vec<Arc<Slot>>) = queue.waiting.drain(..).unzip();
             drop(queue);
             let mut guard = GroupGuard {
                 store: self,
                 group: &group,
                 finished: false,
             };
-            self.lead(&group);
+            self.lead(requests, &group);
             guard.finished = true;
             queue = lock(&writers.queue);
             queue.leader_active = false;
-            if let Some(next) = queue.waiting.front() {
-                next.thread.unpark();
-            }
+            queue.wake_next_leader();
         }
     }
 
-    /// Makes the group's appends, syncs them, and hands every caller its result.
-    fn lead(&self, group: &[Arc<Slot>]) {
+    /// Makes the group's appends (`requests[i]` is the request of `group[i]`), syncs them,
+    /// and hands every caller its result.
+    fn lead(&self, requests: Vec<Request>, group: &[Arc<Slot>]) {
         let mut results = Vec::with_capacity(group.len());
         let mut last_seq = None;
         {
             let mut state = self.write_state();
-            for slot in group {
-                let Some(request) = lock(&slot.request).take() else {
-                    results.push(Err(Error::Poisoned));
-                    continue;
-                };
+            for request in requests {
                 let result =
                     self.append_locked(&mut state, request.id, request.events, request.expected);
                 if let Ok(appended) = &result {
