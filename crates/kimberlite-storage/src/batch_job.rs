@@ -23,13 +23,13 @@
 //! starting and joining a thread per batch cost more than the overlap gained.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, UnlinkedHash};
 use kimberlite_types::{CompressionKind, Offset, RecordKind};
 
-use crate::job_board::{lock, spin_until, BoardJob, JobBoard};
+use crate::job_board::{lock, BoardJob, JobBoard, Wakeup};
 use crate::record::{encode_unlinked, UnlinkedFrame, RECORD_OVERHEAD};
 
 /// Events per chunk: small enough that the appender starts linking and writing early, large
@@ -185,10 +185,8 @@ pub struct BatchJob {
     plan: BatchPlan,
     next_claim: AtomicUsize,
     slots: Vec<Slot>,
-    /// Threads asleep waiting for a chunk (an encoder wakes them only if any).
-    sleepers: AtomicUsize,
-    sleep: Mutex<()>,
-    encoded: Condvar,
+    /// Where the appender waits for a chunk another thread is encoding.
+    encoded: Wakeup,
 }
 
 impl BatchJob {
@@ -201,9 +199,7 @@ impl BatchJob {
             plan,
             next_claim: AtomicUsize::new(0),
             slots: (0..chunks).map(|_| Slot::default()).collect(),
-            sleepers: AtomicUsize::new(0),
-            sleep: Mutex::new(()),
-            encoded: Condvar::new(),
+            encoded: Wakeup::default(),
         }
     }
 
@@ -227,31 +223,9 @@ impl BatchJob {
         };
         let chunk = encode_chunk(&self.events, &self.plan, index);
         *lock(&slot.chunk) = Some(chunk);
-        // SeqCst pairs with `wait_for`: either the waiter sees `done`, or this thread sees the
-        // sleeper and notifies under the lock, after its wait began.
         slot.done.store(true, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = lock(&self.sleep);
-            self.encoded.notify_all();
-        }
+        self.encoded.notify();
         true
-    }
-
-    /// Waits until `slot` is encoded: spins a little (it is usually being encoded on another
-    /// core right now), then sleeps.
-    fn wait_for(&self, slot: &Slot) {
-        if spin_until(|| slot.done.load(Ordering::Acquire)) {
-            return;
-        }
-        let mut guard = lock(&self.sleep);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        while !slot.done.load(Ordering::SeqCst) {
-            guard = self
-                .encoded
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Chunk `index`, encoded but not linked: encoded here if no thread has claimed it; if
@@ -268,7 +242,8 @@ impl BatchJob {
                 break;
             }
         }
-        self.wait_for(slot);
+        // Usually being encoded on another core right now.
+        self.encoded.wait_until(|| slot.done.load(Ordering::SeqCst));
         lock(&slot.chunk).take().unwrap_or_default()
     }
 }

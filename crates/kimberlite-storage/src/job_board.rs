@@ -10,7 +10,7 @@
 //! Helpers are started at the first job that wants them and told to exit when the board is
 //! dropped; they are not joined (an idle helper holds nothing but the board).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,11 +29,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Spins (each a CPU pause) a thread makes, waiting for a piece another thread is working
 /// on, before it sleeps: a piece (a chunk of 64 events, a block of 32 frames) is due within
 /// ~5-15 µs, sooner than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
-pub(crate) const SPINS_BEFORE_SLEEP: usize = 4_096;
+const SPINS_BEFORE_SLEEP: usize = 4_096;
 
 /// Spins up to [`SPINS_BEFORE_SLEEP`] times until `done` says so; returns whether it did (if
 /// not, the caller goes on to sleep on its condition variable).
-pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..SPINS_BEFORE_SLEEP {
         if done() {
             return true;
@@ -41,6 +41,48 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
         std::hint::spin_loop();
     }
     done()
+}
+
+/// Where a thread waits for a condition other threads make true (a chunk encoded, the last
+/// block of a read verified): it spins briefly ([`spin_until`]), then sleeps; a thread that
+/// makes the condition true calls [`Wakeup::notify`], which takes the lock only when someone
+/// sleeps.
+///
+/// The condition must be read and made true with `SeqCst` atomics: either the waiter sees it
+/// true, or the notifier sees the waiter counted among the sleepers and notifies under the
+/// lock, which the waiter holds from counting itself until it waits.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeup {
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    condvar: Condvar,
+}
+
+impl Wakeup {
+    /// Returns once `ready` is true.
+    pub(crate) fn wait_until(&self, ready: impl Fn() -> bool) {
+        if spin_until(&ready) {
+            return;
+        }
+        let mut guard = lock(&self.lock);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        while !ready() {
+            guard = self
+                .condvar
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes the threads waiting in [`Self::wait_until`]; call it after making their
+    /// condition true.
+    pub(crate) fn notify(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.lock);
+            self.condvar.notify_all();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -200,7 +242,6 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
 
     #[derive(Default)]
     struct Counting(AtomicUsize);

@@ -16,13 +16,13 @@
 //! one thread, whatever the helpers did (tested below).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::error::RecordError;
 use crate::frames::{decode_frames, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
-use crate::job_board::{lock, spin_until, BoardJob, JobBoard};
+use crate::job_board::{lock, BoardJob, JobBoard, Wakeup};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
 /// one delays the caller little, large enough that claiming (one atomic add) is noise.
@@ -49,11 +49,10 @@ struct Job {
     frames: Vec<Bytes>,
     next_block: AtomicUsize,
     results: Vec<Mutex<Option<Vec<Verified>>>>,
-    /// Blocks not yet finished, under a lock so that the caller can wait for the last one.
-    unfinished: Mutex<usize>,
-    /// The same count, readable without the lock, for the caller's brief spin.
-    unfinished_hint: AtomicUsize,
-    finished: Condvar,
+    /// Blocks not yet finished.
+    unfinished: AtomicUsize,
+    /// Where the caller waits for the last block.
+    finished: Wakeup,
 }
 
 impl Job {
@@ -63,9 +62,8 @@ impl Job {
             frames,
             next_block: AtomicUsize::new(0),
             results: (0..blocks).map(|_| Mutex::new(None)).collect(),
-            unfinished: Mutex::new(blocks),
-            unfinished_hint: AtomicUsize::new(blocks),
-            finished: Condvar::new(),
+            unfinished: AtomicUsize::new(blocks),
+            finished: Wakeup::default(),
         }
     }
 
@@ -80,11 +78,8 @@ impl Job {
             let end = (start + BLOCK_FRAMES).min(self.frames.len());
             let verified = decode_frames(self.frames.get(start..end).unwrap_or_default());
             *lock(slot) = Some(verified);
-            let mut unfinished = lock(&self.unfinished);
-            *unfinished = unfinished.saturating_sub(1);
-            self.unfinished_hint.store(*unfinished, Ordering::Release);
-            if *unfinished == 0 {
-                self.finished.notify_all();
+            if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.finished.notify();
             }
         }
     }
@@ -93,15 +88,8 @@ impl Job {
     /// little first: the last block a helper is verifying is due within microseconds, sooner
     /// than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
     fn collect(&self) -> Vec<Verified> {
-        spin_until(|| self.unfinished_hint.load(Ordering::Acquire) == 0);
-        let mut unfinished = lock(&self.unfinished);
-        while *unfinished > 0 {
-            unfinished = self
-                .finished
-                .wait(unfinished)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        drop(unfinished);
+        self.finished
+            .wait_until(|| self.unfinished.load(Ordering::SeqCst) == 0);
         let mut out = Vec::with_capacity(self.frames.len());
         for slot in &self.results {
             out.extend(lock(slot).take().unwrap_or_default());
