@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::median;
+use crate::{median, SyncedFile};
 
 /// One framed 256-byte event, in bytes.
 pub const FRAMED_EVENT_BYTES: usize = 312;
@@ -38,13 +38,12 @@ pub fn append_file(path: &Path) -> File {
 /// Panics on an I/O error (a bench failure) or a `count` of zero.
 #[must_use]
 pub fn synced_writes(path: &Path, count: usize, bytes: usize) -> Duration {
-    let mut file = append_file(path);
-    let buffer = vec![7u8; bytes];
+    let mut file = SyncedFile {
+        file: append_file(path),
+        bytes: vec![7u8; bytes],
+    };
     let started = Instant::now();
-    for _ in 0..count {
-        file.write_all(&buffer).expect("write");
-        file.sync_data().expect("fdatasync");
-    }
+    (0..count).for_each(|_| file.append());
     started.elapsed() / u32::try_from(count).expect("a small count")
 }
 
