@@ -128,3 +128,62 @@ fn linking_a_chunk_after_the_wrong_head_panics() {
     let mut chunk = encode_chunk(&events(3), &plan, 0);
     let _ = chunk.link(Some(ChainHash::from_bytes([1; 32])));
 }
+
+/// Chunks encoded into memory left by earlier batches (other events, another codec, more
+/// or fewer frames) are byte for byte those encoded afresh.
+#[test]
+fn reused_chunk_memory_gives_the_same_frames() {
+    let head = Some(ChainHash::from_bytes([9; 32]));
+    let mut spares = SpareChunks::default();
+    let mut worker = BatchWorker::default();
+    for (round, count) in [3_001, 1, 700, 64, 2_000, 129].into_iter().enumerate() {
+        let compression = if round % 2 == 0 {
+            CompressionKind::Lz4
+        } else {
+            CompressionKind::None
+        };
+        let plan = plan(11, head, compression);
+        let expected = reference(&events(count), &plan, head);
+        let job = Arc::new(BatchJob::reusing(events(count), plan, &mut spares));
+        worker.submit(&job);
+        let mut out = Vec::new();
+        let mut prev = head;
+        for index in 0..job.chunk_count() {
+            let mut chunk = job.take(index);
+            prev = chunk.link(prev);
+            out.extend_from_slice(&chunk.bytes);
+            spares.put(chunk);
+        }
+        worker.finish();
+        assert_eq!((out, prev), expected, "round {round}, {count} events");
+        assert!(!spares.is_empty(), "round {round}");
+    }
+}
+
+#[test]
+fn spare_chunks_keep_at_most_their_bound() {
+    let mut spares = SpareChunks::default();
+    let chunk = |bytes: usize| EncodedChunk {
+        bytes: Vec::with_capacity(bytes),
+        frames: Vec::new(),
+    };
+    spares.put(chunk(MAX_SPARE_BYTES + 1));
+    assert!(
+        spares.is_empty(),
+        "a chunk over the bound alone is not kept"
+    );
+    for _ in 0..10 {
+        spares.put(chunk(MAX_SPARE_BYTES / 4));
+    }
+    assert_eq!(spares.len(), 4);
+    assert!(spares.bytes() >= MAX_SPARE_BYTES / 4 * 4 && spares.bytes() <= MAX_SPARE_BYTES);
+    let taken = spares.take();
+    assert_eq!(spares.len(), 3);
+    assert!(spares.bytes() + taken.bytes.capacity() <= MAX_SPARE_BYTES);
+    spares.put(taken);
+    assert_eq!(spares.len(), 4);
+    // Empty: a fresh chunk, and nothing goes negative.
+    let mut empty = SpareChunks::default();
+    assert_eq!(empty.take().bytes.capacity(), 0);
+    assert_eq!(empty.bytes(), 0);
+}

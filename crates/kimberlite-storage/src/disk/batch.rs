@@ -111,6 +111,7 @@ impl<F: FileSystem> Storage<F> {
         let Self {
             streams,
             buffer,
+            spare_chunks,
             config,
             batch_worker,
             ..
@@ -136,7 +137,7 @@ impl<F: FileSystem> Storage<F> {
         };
         let path = active.path.clone();
         let base = active.index.summary.len_bytes;
-        let job = Arc::new(BatchJob::new(events, plan));
+        let job = Arc::new(BatchJob::reusing(events, plan, spare_chunks));
         if config.hash_ahead && job.events().len() >= batch_job::MIN_EVENTS {
             batch_worker.submit(&job);
         }
@@ -152,6 +153,7 @@ impl<F: FileSystem> Storage<F> {
             let mut chunk = job.take(index);
             head = chunk.link(head);
             writer.push(&chunk);
+            spare_chunks.put(chunk);
             if writer.buffer.len() >= WRITE_CHUNK_BYTES {
                 result = writer.write_out(&mut state.active);
                 if result.is_err() {

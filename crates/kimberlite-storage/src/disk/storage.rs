@@ -17,7 +17,7 @@ use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
 use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
-use crate::batch_job::BatchWorker;
+use crate::batch_job::{BatchWorker, SpareChunks};
 use crate::error::StorageError;
 use crate::verify::VerifyReport;
 use crate::verify_pool::VerifyPool;
@@ -72,6 +72,8 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) poisoned: Option<String>,
     /// The batch encoding buffer, reused by every append.
     pub(super) buffer: Vec<u8>,
+    /// The memory of the last batches' encoded chunks, reused by the next.
+    pub(super) spare_chunks: SpareChunks,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: Mutex<VerifyPool>,
     /// The thread that encodes chunks of large batches beside the appender
@@ -152,6 +154,7 @@ impl<F: FileSystem> Storage<F> {
             report,
             poisoned: None,
             buffer: Vec::new(),
+            spare_chunks: SpareChunks::default(),
             verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
             batch_worker: BatchWorker::default(),
             _lock: lock,
