@@ -68,6 +68,7 @@ impl<F: FileSystem> Storage<F> {
             head: None,
             damage: None,
             synced_len: SEGMENT_HEADER_LEN as u64,
+            allocated_to: 0,
             manifest_len: SEGMENT_HEADER_LEN as u64,
             index_dirty: true,
             chain_break: false,
@@ -95,6 +96,7 @@ impl<F: FileSystem> Storage<F> {
             .active
             .sync_data()
             .map_err(|e| io_error(&old_path, e))?;
+        state.active.release_ahead();
         write_index(&self.fs, &state.dir, id, old.num, &old.index, None)
             .map_err(|e| io_error(&old_path, e))?;
         old.map = Some(
@@ -107,6 +109,7 @@ impl<F: FileSystem> Storage<F> {
         state.active = file;
         state.active_map = OnceLock::new();
         state.synced_len = SEGMENT_HEADER_LEN as u64;
+        state.allocated_to = 0;
         state.index_dirty = true;
         state.chain_break = false;
         write_manifest(&self.fs, state).map_err(|e| io_error(&state.dir, e))?;

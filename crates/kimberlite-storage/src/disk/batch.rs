@@ -24,6 +24,7 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
+use super::allocate::range_to_allocate;
 use super::checkpoint::{checkpoint_due, checkpoint_payload};
 use super::fs::{FileHandle, FileSystem};
 use super::index::SeenRecord;
@@ -67,6 +68,9 @@ struct BatchWriter<'a> {
     buffer: &'a mut Vec<u8>,
     write_position: u64,
     seen: Vec<SeenRecord>,
+    /// How far the segment's blocks are allocated (`allocate`).
+    allocated_to: u64,
+    max_segment_size: u64,
 }
 
 impl BatchWriter<'_> {
@@ -89,6 +93,16 @@ impl BatchWriter<'_> {
     /// Writes what the buffer holds at `write_position` and moves past it.
     fn write_out(&mut self, file: &mut impl FileHandle) -> io::Result<()> {
         if !self.buffer.is_empty() {
+            let end = self.write_position + self.buffer.len() as u64;
+            if let Some((start, to)) = range_to_allocate(
+                self.write_position,
+                end,
+                self.allocated_to,
+                self.max_segment_size,
+            ) {
+                file.allocate_ahead(start, to);
+                self.allocated_to = to;
+            }
             file.write_all_at(self.buffer, self.write_position)?;
             self.write_position += self.buffer.len() as u64;
             self.buffer.clear();
@@ -146,6 +160,8 @@ impl<F: FileSystem> Storage<F> {
             buffer,
             write_position: base,
             seen: Vec::with_capacity(job.events().len() + 1),
+            allocated_to: state.allocated_to,
+            max_segment_size: config.max_segment_size,
         };
         let mut head = state.head;
         let mut result = Ok(());
@@ -174,6 +190,7 @@ impl<F: FileSystem> Storage<F> {
             let _ = state.active.set_len(base);
             return Err(io_error(&path, source));
         }
+        state.allocated_to = writer.allocated_to;
         if fsync {
             state.synced_len = writer.write_position;
         }

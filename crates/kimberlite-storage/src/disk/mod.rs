@@ -26,8 +26,8 @@
 //!
 //! # Durability
 //!
-//! One `write` per batch (the whole batch, checkpoints included, is encoded into one reused
-//! buffer). With `fsync = true` the segment file is `fdatasync`ed before `append_batch`
+//! A batch, checkpoints included, is encoded into one reused buffer and written in writes of
+//! 64 KiB (`batch`), into blocks allocated ahead once a segment is large (`allocate`). With `fsync = true` the segment file is `fdatasync`ed before `append_batch`
 //! returns; a batch that creates a stream or rotates a segment also makes the new segment
 //! file, its directory entry and the manifest durable first. With `fsync = false` the batch is
 //! handed to the OS and becomes durable at the next synced append or [`Storage::flush`].
@@ -36,6 +36,7 @@
 //! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
 //! after a failed fsync neither the file's content nor a retried fsync can be trusted.
 
+mod allocate;
 mod append;
 mod batch;
 mod checkpoint;

@@ -552,6 +552,7 @@ impl<F: FileSystem> Opener<'_, F> {
             head: active.head,
             damage: active.damage,
             synced_len: summary.len_bytes,
+            allocated_to: 0,
             manifest_len: active.manifest_len,
             index_dirty: active.index_dirty,
             chain_break: active.chain_break,

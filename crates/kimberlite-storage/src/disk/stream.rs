@@ -215,6 +215,9 @@ pub struct StreamState<F: FileSystem> {
     pub damage: Option<Damage>,
     /// Bytes of the active segment known to be on stable storage.
     pub synced_len: u64,
+    /// How far the active segment's blocks are allocated ahead of its writes
+    /// (`allocate`); 0 when unknown.
+    pub allocated_to: u64,
     /// The active segment's length the manifest records (its durable watermark).
     pub manifest_len: u64,
     /// Whether the active segment's index changed since it was last written.
