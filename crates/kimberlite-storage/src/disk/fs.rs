@@ -7,7 +7,8 @@
 //!
 //! The trait is deliberately small: positional reads and writes on an open file, `set_len`,
 //! `sync_data`, whole-file reads for small metadata files, `rename`, `remove_file`, directory
-//! creation, listing and sync, an advisory lock, and a read-only map of an immutable file.
+//! creation, listing and sync, an advisory lock, a read-only map of an immutable file, and two
+//! hints that change nothing observable (allocating blocks ahead of writes, giving them back).
 //!
 //! # Durability contract the engine relies on
 //!
