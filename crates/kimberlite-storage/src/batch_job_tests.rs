@@ -43,12 +43,22 @@ fn reference(
 
 /// Takes and links every chunk of `job` in order, as the appender does.
 fn link_all(job: &BatchJob, head: Option<ChainHash>) -> (Vec<u8>, Option<ChainHash>) {
+    link_all_keeping(job, head, &mut SpareChunks::default())
+}
+
+/// [`link_all`], putting each chunk's memory in `spares` once written, as the appender does.
+fn link_all_keeping(
+    job: &BatchJob,
+    head: Option<ChainHash>,
+    spares: &mut SpareChunks,
+) -> (Vec<u8>, Option<ChainHash>) {
     let mut out = Vec::new();
     let mut prev = head;
     for index in 0..job.chunk_count() {
         let mut chunk = job.take(index);
         prev = chunk.link(prev);
         out.extend_from_slice(&chunk.bytes);
+        spares.put(chunk);
     }
     (out, prev)
 }
@@ -146,16 +156,9 @@ fn reused_chunk_memory_gives_the_same_frames() {
         let expected = reference(&events(count), &plan, head);
         let job = Arc::new(BatchJob::reusing(events(count), plan, &mut spares));
         worker.submit(&job);
-        let mut out = Vec::new();
-        let mut prev = head;
-        for index in 0..job.chunk_count() {
-            let mut chunk = job.take(index);
-            prev = chunk.link(prev);
-            out.extend_from_slice(&chunk.bytes);
-            spares.put(chunk);
-        }
+        let linked = link_all_keeping(&job, head, &mut spares);
         worker.finish();
-        assert_eq!((out, prev), expected, "round {round}, {count} events");
+        assert_eq!(linked, expected, "round {round}, {count} events");
         assert!(!spares.is_empty(), "round {round}");
     }
 }
