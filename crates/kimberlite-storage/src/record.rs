@@ -223,6 +223,14 @@ impl Record {
     /// Bytes after the frame are ignored. An uncompressed payload is a zero-copy slice of
     /// `bytes`. Never panics: any malformed input is a [`RecordError`].
     pub fn from_bytes(bytes: &Bytes) -> Result<(Record, usize), RecordError> {
+        Self::from_bytes_at(bytes, 0)
+    }
+
+    /// [`Self::from_bytes`] of the frame that starts `start` bytes into `source` (nothing
+    /// when `start` is past its end): the payload is a slice of `source`, and nothing else
+    /// of it is copied or counted.
+    pub fn from_bytes_at(source: &Bytes, start: usize) -> Result<(Record, usize), RecordError> {
+        let bytes = source.get(start..).unwrap_or_default();
         let frame_len = read_frame_len(bytes)?;
         let frame = bytes.get(..frame_len).ok_or(RecordError::Truncated {
             needed: frame_len as u64,
@@ -266,7 +274,7 @@ impl Record {
                 max: MAX_PAYLOAD_LEN as u64,
             });
         }
-        let stored = bytes.slice(RECORD_HEADER_LEN..link_at);
+        let stored = source.slice(start + RECORD_HEADER_LEN..start + link_at);
         let payload = decode_payload(compression, stored, payload_len)?;
         let record = Record {
             offset,

@@ -12,16 +12,14 @@
 //! middle of (at most [`BLOCK_FRAMES`] frames, ~10 µs). On a busy machine a read degrades to
 //! the one-thread speed instead of to the scheduler's latency.
 //!
-//! Results are the same vector [`decode_frames`] returns on
-//! one thread, whatever the helpers did (tested below).
+//! Results are the same vector [`FrameRun::decode`] returns on one thread, whatever the
+//! helpers did (tested below).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-
 use crate::error::RecordError;
-use crate::frames::{decode_frames, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
+use crate::frames::{FrameRun, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
 use crate::job_board::{lock, BoardJob, JobBoard, Wakeup};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
@@ -46,7 +44,7 @@ pub struct VerifyPool {
 
 #[derive(Debug)]
 struct Job {
-    frames: Vec<Bytes>,
+    frames: FrameRun,
     next_block: AtomicUsize,
     results: Vec<Mutex<Option<Vec<Verified>>>>,
     /// Blocks not yet finished.
@@ -56,7 +54,7 @@ struct Job {
 }
 
 impl Job {
-    fn new(frames: Vec<Bytes>) -> Self {
+    fn new(frames: FrameRun) -> Self {
         let blocks = frames.len().div_ceil(BLOCK_FRAMES);
         Self {
             frames,
@@ -75,8 +73,7 @@ impl Job {
                 return;
             };
             let start = block * BLOCK_FRAMES;
-            let end = (start + BLOCK_FRAMES).min(self.frames.len());
-            let verified = decode_frames(self.frames.get(start..end).unwrap_or_default());
+            let verified = self.frames.decode(start, start + BLOCK_FRAMES);
             *lock(slot) = Some(verified);
             if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.finished.notify();
@@ -130,12 +127,12 @@ impl VerifyPool {
     }
 
     /// [`verify_frame`](crate::frames::verify_frame) of every frame, in order: the same vector as
-    /// `decode_frames(&frames)`. Runs shorter than `2 * MIN_FRAMES_PER_THREAD` stay on
-    /// the calling thread.
-    pub fn decode(&mut self, frames: Vec<Bytes>) -> Vec<Verified> {
+    /// `frames.decode(0, frames.len())` on one thread. Runs shorter than
+    /// `2 * MIN_FRAMES_PER_THREAD` stay on the calling thread.
+    pub fn decode(&mut self, frames: FrameRun) -> Vec<Verified> {
         let helpers = (self.threads - 1).min(frames.len() / MIN_FRAMES_PER_THREAD);
         if helpers == 0 || frames.len() < 2 * MIN_FRAMES_PER_THREAD {
-            return decode_frames(&frames);
+            return frames.decode(0, frames.len());
         }
         self.board.start_helpers(helpers);
         let job = Arc::new(Job::new(frames));
@@ -156,7 +153,9 @@ impl BoardJob for Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::decode_frames;
     use crate::record::Record;
+    use bytes::Bytes;
     use kimberlite_types::Offset;
 
     fn frames(count: usize) -> Vec<Bytes> {
@@ -184,7 +183,11 @@ mod tests {
                     frames[BLOCK_FRAMES] = Bytes::from_static(b"\xff");
                 }
                 let expected = decode_frames(&frames);
-                assert_eq!(pool.decode(frames), expected, "{threads} x {count}");
+                assert_eq!(
+                    pool.decode(FrameRun::of_frames(frames)),
+                    expected,
+                    "{threads} x {count}"
+                );
             }
         }
     }

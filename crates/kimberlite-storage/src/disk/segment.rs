@@ -244,13 +244,19 @@ impl<'a, H: FileHandle> SegmentBytes<'a, H> {
     /// frame's length prefix says, capped at the segment's end), or to the segment's end when
     /// the prefix is unreadable. Empty at or past the end.
     pub fn frame_at(&mut self, position: u64) -> std::io::Result<Bytes> {
+        let (source, start) = self.frame_source(position)?;
+        Ok(source
+            .get(start..)
+            .map_or_else(Bytes::new, |_| source.slice(start..)))
+    }
+
+    /// Where [`Self::frame_at`]'s bytes lie, without slicing them out: the buffer holding the
+    /// frame (the map, or the window read for it) and where in it the frame starts. A
+    /// start at or past the buffer's end (an empty frame) at or past the segment's end.
+    pub fn frame_source(&mut self, position: u64) -> std::io::Result<(&Bytes, usize)> {
+        static EMPTY: Bytes = Bytes::new();
         match self {
-            SegmentBytes::Mapped(map) => {
-                let start = usize::try_from(position).unwrap_or(usize::MAX);
-                Ok(map
-                    .get(start..)
-                    .map_or_else(Bytes::new, |_| map.slice(start..)))
-            }
+            SegmentBytes::Mapped(map) => Ok((map, usize::try_from(position).unwrap_or(usize::MAX))),
             SegmentBytes::File {
                 file,
                 len,
@@ -258,27 +264,31 @@ impl<'a, H: FileHandle> SegmentBytes<'a, H> {
                 window,
             } => {
                 if position >= *len {
-                    return Ok(Bytes::new());
+                    return Ok((&EMPTY, 0));
                 }
-                let prefix = ensure_window(*file, *len, window_start, window, position, 4)?;
-                let frame_len = u64::from(le_u32(&prefix, 0)).max(4);
+                fill_window(*file, *len, window_start, window, position, 4)?;
+                let prefix_at = usize::try_from(position - *window_start).unwrap_or(usize::MAX);
+                let prefix = window.get(prefix_at..).unwrap_or_default();
+                let frame_len = u64::from(le_u32(prefix, 0)).max(4);
                 let wanted = usize::try_from(frame_len).unwrap_or(usize::MAX);
-                ensure_window(*file, *len, window_start, window, position, wanted)
+                fill_window(*file, *len, window_start, window, position, wanted)?;
+                let start = usize::try_from(position - *window_start).unwrap_or(usize::MAX);
+                Ok((window, start))
             }
         }
     }
 }
 
-/// Makes the window cover `[position, position + wanted)` (capped at `len`) and returns the
-/// window from `position` on.
-fn ensure_window<H: FileHandle>(
+/// Makes the window cover `[position, position + wanted)` (capped at `len`), reading it
+/// from `position` on when it does not.
+fn fill_window<H: FileHandle>(
     file: &H,
     len: u64,
     window_start: &mut u64,
     window: &mut Bytes,
     position: u64,
     wanted: usize,
-) -> std::io::Result<Bytes> {
+) -> std::io::Result<()> {
     let end = position.saturating_add(wanted as u64).min(len);
     let window_end = *window_start + window.len() as u64;
     if position < *window_start || end > window_end {
@@ -290,10 +300,7 @@ fn ensure_window<H: FileHandle>(
         *window_start = position;
         *window = Bytes::from(buf);
     }
-    let from = usize::try_from(position - *window_start).unwrap_or(usize::MAX);
-    Ok(window
-        .get(from..)
-        .map_or_else(Bytes::new, |_| window.slice(from..)))
+    Ok(())
 }
 
 #[cfg(test)]

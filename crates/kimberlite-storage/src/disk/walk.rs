@@ -19,14 +19,13 @@
 //! never have looked at it. The scan does not depend on the thread count, so the file
 //! system sees the same reads with one thread or four (the simulator relies on that).
 
-use bytes::Bytes;
 use kimberlite_types::Offset;
 
 use super::fs::FileSystem;
 use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, StreamState};
 use crate::error::{Location, StorageError};
-use crate::frames::VerifiedFrame;
+use crate::frames::{FrameRun, VerifiedFrame};
 use crate::record::{peek_frame, FrameHint};
 use crate::verify::ChainCursor;
 use crate::verify_pool::VerifyPool;
@@ -97,12 +96,7 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
 
     /// Scans the next chunk into `steps` and `frames` (cleared first), up to
     /// [`CHUNK_FRAMES`] frames, until `visit` plans no further, or to the end.
-    fn next_chunk(
-        &mut self,
-        visit: &mut impl Visit,
-        steps: &mut Vec<Step>,
-        frames: &mut Vec<Bytes>,
-    ) {
+    fn next_chunk(&mut self, visit: &mut impl Visit, steps: &mut Vec<Step>, frames: &mut FrameRun) {
         steps.clear();
         frames.clear();
         let state = self.state;
@@ -132,11 +126,11 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
                 self.bytes = state.view(self.segment_index);
                 continue;
             }
-            let frame = match self.bytes.frame_at(position) {
-                Ok(frame) => frame,
-                Err(source) => {
+            let (source, start) = match self.bytes.frame_source(position) {
+                Ok(found) => found,
+                Err(error) => {
                     let path = state.location(segment_index, position).file;
-                    steps.push(Step::Io(io_error(&path.unwrap_or_default(), source)));
+                    steps.push(Step::Io(io_error(&path.unwrap_or_default(), error)));
                     self.done = true;
                     break;
                 }
@@ -145,18 +139,15 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
                 segment_index,
                 position,
             });
-            match peek_frame(&frame) {
+            frames.push(source, start);
+            match peek_frame(source.get(start..).unwrap_or_default()) {
                 Ok(hint) => {
-                    frames.push(frame);
                     self.position += hint.frame_len as u64;
                     if !visit.plan(&hint) {
                         break;
                     }
                 }
-                Err(_) => {
-                    frames.push(frame);
-                    self.done = true;
-                }
+                Err(_) => self.done = true,
             }
         }
     }
@@ -179,7 +170,7 @@ pub fn walk<F: FileSystem>(
 ) -> Result<ChainCursor, StorageError> {
     let mut scanner = Scanner::new(state, segment_index, position);
     let mut steps = Vec::new();
-    let mut frames = Vec::new();
+    let mut frames = FrameRun::default();
     loop {
         scanner.next_chunk(visit, &mut steps, &mut frames);
         if steps.is_empty() {
