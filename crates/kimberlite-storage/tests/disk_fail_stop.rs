@@ -3,6 +3,7 @@
 //! Runs the engine over a `FileSystem` wrapper that injects failures, which also shows that
 //! `Storage` is generic over its file system.
 
+#[macro_use]
 mod common;
 
 use std::io;
@@ -70,9 +71,6 @@ impl FileSystem for FaultyFs {
     type File = FaultyFile;
     type Lock = <OsFileSystem as FileSystem>::Lock;
 
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        OsFileSystem.create_dir_all(path)
-    }
     fn open(&self, path: &Path) -> io::Result<FaultyFile> {
         let inner = OsFileSystem.open(path)?;
         Ok(FaultyFile {
@@ -89,27 +87,7 @@ impl FileSystem for FaultyFs {
             writes: self.writes.clone(),
         })
     }
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        OsFileSystem.read(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        OsFileSystem.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        OsFileSystem.remove_file(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        OsFileSystem.list_dir(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        OsFileSystem.sync_dir(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>> {
-        OsFileSystem.try_lock(path)
-    }
-    fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
-        OsFileSystem.map_readonly(path)
-    }
+    os_file_system_passthrough!();
 }
 
 const STREAM: StreamId = StreamId::new(3);

@@ -176,3 +176,36 @@ pub fn reported<F: kimberlite_storage::disk::FileSystem>(
 ) -> bool {
     storage.recovery_report().actions.iter().any(wanted)
 }
+
+/// The [`kimberlite_storage::FileSystem`] methods a test file system takes unchanged from
+/// `OsFileSystem`: everything but `open` and `create` (and `map_growing`, whose default maps
+/// nothing). Use inside the `impl FileSystem`, with `OsFileSystem` and `Bytes` in scope.
+#[allow(unused_macros)]
+macro_rules! os_file_system_passthrough {
+    () => {
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            OsFileSystem.create_dir_all(path)
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            OsFileSystem.read(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            OsFileSystem.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            OsFileSystem.remove_file(path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            OsFileSystem.list_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            OsFileSystem.sync_dir(path)
+        }
+        fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>> {
+            OsFileSystem.try_lock(path)
+        }
+        fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
+            OsFileSystem.map_readonly(path)
+        }
+    };
+}
