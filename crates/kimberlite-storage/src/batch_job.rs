@@ -133,6 +133,7 @@ pub fn encode_chunk_into(out: &mut EncodedChunk, events: &[Bytes], plan: &BatchP
         .iter()
         .skip_while(|(offset, _)| *offset < first)
         .peekable();
+    let mut codec = CodecChoice::new(plan.compression);
     for (position, (offset, event)) in (start..).zip((first..).zip(chunk)) {
         let has_prev = position > 0 || plan.head_present;
         if let Some((_, payload)) = checkpoints.next_if(|(at, _)| *at == offset) {
@@ -144,7 +145,66 @@ pub fn encode_chunk_into(out: &mut EncodedChunk, events: &[Bytes], plan: &BatchP
                 payload,
             );
         }
-        out.push(offset, RecordKind::Data, plan.compression, has_prev, event);
+        let compressed = out.push(offset, RecordKind::Data, codec.next(), has_prev, event);
+        codec.record(compressed);
+    }
+}
+
+/// Data records of a chunk in a row that LZ4 did not shrink after which the chunk's next
+/// records are stored as they are without trying, but for one in [`LZ4_PROBE_EVERY`].
+pub const LZ4_GIVE_UP_AFTER: u32 = 8;
+
+/// While LZ4 is given up in a chunk, every this many records are still tried; one that
+/// shrinks starts trying every record again.
+pub const LZ4_PROBE_EVERY: u32 = 16;
+
+/// Which codec each data record of a chunk is tried with: the plan's, except that LZ4 is
+/// tried only on a probe once [`LZ4_GIVE_UP_AFTER`] records in a row did not shrink.
+///
+/// Why: trying LZ4 on a record costs ~0.15 µs whatever the record (`lz4_flex` zeroes an 8
+/// KiB table per call), the whole cost of appending incompressible payloads (encrypted or
+/// random data, the `kimberlite` store's default codec) was ~60% more than storing them
+/// as they are. The choice depends only on the chunk's own records, so the frames are the
+/// same bytes whichever thread encodes the chunk; a reader sees each record's codec in its
+/// frame, as before. Dropped: a compressible record among incompressible ones may be
+/// stored uncompressed (at most [`LZ4_PROBE_EVERY`] - 1 in a row).
+struct CodecChoice {
+    asked: CompressionKind,
+    misses: u32,
+    since_probe: u32,
+}
+
+impl CodecChoice {
+    fn new(asked: CompressionKind) -> Self {
+        Self {
+            asked,
+            misses: 0,
+            since_probe: 0,
+        }
+    }
+
+    /// The codec to try on the next data record.
+    fn next(&mut self) -> CompressionKind {
+        if self.asked != CompressionKind::Lz4 || self.misses < LZ4_GIVE_UP_AFTER {
+            return self.asked;
+        }
+        self.since_probe += 1;
+        if self.since_probe >= LZ4_PROBE_EVERY {
+            self.since_probe = 0;
+            CompressionKind::Lz4
+        } else {
+            CompressionKind::None
+        }
+    }
+
+    /// What the record just encoded turned out: stored compressed or not.
+    fn record(&mut self, compressed: bool) {
+        if compressed {
+            self.misses = 0;
+            self.since_probe = 0;
+        } else {
+            self.misses = self.misses.saturating_add(1);
+        }
     }
 }
 
@@ -156,7 +216,7 @@ impl EncodedChunk {
         compression: CompressionKind,
         has_prev: bool,
         payload: &[u8],
-    ) {
+    ) -> bool {
         let offset_typed = Offset::new(offset);
         let unlinked = encode_unlinked(
             &mut self.bytes,
@@ -168,6 +228,7 @@ impl EncodedChunk {
         );
         let hash =
             (kind == RecordKind::Data).then(|| UnlinkedHash::new(offset_typed, kind, payload));
+        let compressed = unlinked.compressed;
         self.frames.push(EncodedFrame {
             unlinked,
             hash,
@@ -175,6 +236,7 @@ impl EncodedChunk {
             offset,
             payload_len: payload.len(),
         });
+        compressed
     }
 }
 

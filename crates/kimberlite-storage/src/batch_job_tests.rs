@@ -7,9 +7,42 @@ fn events(count: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// Whether LZ4 shrinks `payload` (the rule of `record::encode_unlinked`).
+fn lz4_shrinks(payload: &[u8]) -> bool {
+    lz4_flex::block::compress(payload).len() < payload.len()
+}
+
+/// The codec each of `events` is tried with, as the module docs state the rule: per chunk of
+/// `CHUNK_EVENTS`, LZ4 until `LZ4_GIVE_UP_AFTER` records in a row did not shrink, then only
+/// every `LZ4_PROBE_EVERY`th record until one shrinks.
+fn codecs(events: &[Bytes], asked: CompressionKind) -> Vec<CompressionKind> {
+    let mut out = Vec::new();
+    for chunk in events.chunks(CHUNK_EVENTS) {
+        let (mut misses, mut skipped) = (0, 0);
+        for event in chunk {
+            let try_lz4 = asked == CompressionKind::Lz4
+                && (misses < LZ4_GIVE_UP_AFTER || skipped + 1 == LZ4_PROBE_EVERY);
+            if misses >= LZ4_GIVE_UP_AFTER {
+                skipped = if try_lz4 { 0 } else { skipped + 1 };
+            }
+            let shrank = try_lz4 && lz4_shrinks(event);
+            misses = if shrank { 0 } else { misses + 1 };
+            if shrank {
+                skipped = 0;
+            }
+            out.push(if try_lz4 {
+                CompressionKind::Lz4
+            } else {
+                CompressionKind::None
+            });
+        }
+    }
+    out
+}
+
 /// Frames of `events` appended after `head` as `Record::encode_into` writes them one by
-/// one, with a checkpoint (payload "cp") before every offset in `checkpoints`; and the last
-/// data record's chain hash.
+/// one, each with the codec [`codecs`] says, with a checkpoint (payload "cp") before every
+/// offset in `checkpoints`; and the last data record's chain hash.
 fn reference(
     events: &[Bytes],
     plan: &BatchPlan,
@@ -17,7 +50,8 @@ fn reference(
 ) -> (Vec<u8>, Option<ChainHash>) {
     let mut out = Vec::new();
     let mut prev = head;
-    for (offset, event) in (plan.first_offset..).zip(events) {
+    let codecs = codecs(events, plan.compression);
+    for ((offset, event), codec) in (plan.first_offset..).zip(events).zip(codecs) {
         if let Some((_, payload)) = plan.checkpoints.iter().find(|(at, _)| *at == offset) {
             Record::with_compression(
                 Offset::new(offset),
@@ -32,7 +66,7 @@ fn reference(
             Offset::new(offset),
             prev,
             RecordKind::Data,
-            plan.compression,
+            codec,
             event.clone(),
         );
         record.encode_into(&mut out);
@@ -189,4 +223,60 @@ fn spare_chunks_keep_at_most_their_bound() {
     let mut empty = SpareChunks::default();
     assert_eq!(empty.take().bytes.capacity(), 0);
     assert_eq!(empty.bytes(), 0);
+}
+
+/// Incompressible events: LZ4 is tried on the first `LZ4_GIVE_UP_AFTER` of each chunk and
+/// then on every `LZ4_PROBE_EVERY`th; a compressible event met on a probe starts trying
+/// every event again; compressible events are always tried.
+#[test]
+fn lz4_is_given_up_in_a_chunk_of_incompressible_events_and_probed() {
+    let random = |i: usize| {
+        let bytes: Vec<u8> = (0..200)
+            .map(|j| (((i * 7_919 + j * 104_729) % 251) ^ ((j * j) % 256)) as u8)
+            .collect();
+        Bytes::from(bytes)
+    };
+    assert!(!lz4_shrinks(&random(3)));
+    let text = |i: usize| Bytes::from(format!("{i} {}", "abc".repeat(60)));
+    assert!(lz4_shrinks(&text(3)));
+    // 40 incompressible, then compressible from 40 on.
+    let events: Vec<Bytes> = (0..CHUNK_EVENTS + 10)
+        .map(|i| if i < 40 { random(i) } else { text(i) })
+        .collect();
+    let tried: Vec<usize> = codecs(&events, CompressionKind::Lz4)
+        .iter()
+        .enumerate()
+        .filter(|(_, codec)| **codec == CompressionKind::Lz4)
+        .map(|(i, _)| i)
+        .collect();
+    // First 8 tried; probes at 23 and 39 miss; the next probe, 55, shrinks: every event is
+    // tried from there, and the next chunk starts trying again.
+    let mut expected: Vec<usize> = (0..8)
+        .chain([23, 39])
+        .chain(55..CHUNK_EVENTS + 10)
+        .collect();
+    expected.dedup();
+    assert_eq!(tried, expected);
+    // And the encoder follows that rule: its frames are the reference's.
+    let plan = BatchPlan {
+        first_offset: 0,
+        head_present: false,
+        compression: CompressionKind::Lz4,
+        checkpoints: Vec::new(),
+    };
+    let job = BatchJob::new(events.clone(), plan.clone());
+    assert_eq!(link_all(&job, None), reference(&events, &plan, None));
+    let stored_compressed = (0..job.chunk_count())
+        .flat_map(|index| encode_chunk(&events, &plan, index).frames)
+        .filter(|frame| frame.unlinked.compressed)
+        .count();
+    assert_eq!(stored_compressed, (55..CHUNK_EVENTS + 10).count());
+    // Nothing is skipped without LZ4 asked, and compressible events are always tried.
+    assert!(codecs(&events, CompressionKind::None)
+        .iter()
+        .all(|codec| *codec == CompressionKind::None));
+    let texts: Vec<Bytes> = (0..200).map(text).collect();
+    assert!(codecs(&texts, CompressionKind::Lz4)
+        .iter()
+        .all(|codec| *codec == CompressionKind::Lz4));
 }

@@ -95,8 +95,9 @@ impl Config {
         self
     }
 
-    /// Codec for stored events, used per event only when it makes the stored record smaller;
-    /// hashes always cover the original bytes. Default: [`CompressionKind::Lz4`].
+    /// Codec for stored events, used per event only when it makes the stored record smaller
+    /// (and tried on fewer events where it keeps failing, as on encrypted payloads); hashes
+    /// always cover the original bytes. Default: [`CompressionKind::Lz4`].
     #[must_use]
     pub fn compression(mut self, compression: CompressionKind) -> Self {
         self.compression = compression;

@@ -80,7 +80,8 @@ pub struct StorageConfig {
     /// Data records between checkpoint records; 0 writes none, so that verified reads start
     /// at the stream's first record. Default: [`DEFAULT_CHECKPOINT_INTERVAL`] (64).
     pub checkpoint_interval: u64,
-    /// Codec for data payloads, used per record only when it makes the record smaller.
+    /// Codec for data payloads, used per record only when it makes the record smaller (and
+    /// tried on fewer records where it keeps failing: `batch_job::CodecChoice`).
     /// Default: [`CompressionKind::None`].
     pub compression: CompressionKind,
     /// Data records between sparse index entries (checkpoints are always indexed); 0 indexes
