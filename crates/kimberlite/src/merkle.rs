@@ -96,6 +96,34 @@ impl Level {
         Ok(Hash(bytes))
     }
 
+    /// Nodes `first..first + count` (fewer past the level's end), the written ones with one
+    /// read.
+    fn get_range(&self, first: u64, count: u64) -> Result<Vec<Hash>, TreeError> {
+        let end = first.saturating_add(count).min(self.len());
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(first)).unwrap_or(0));
+        let written_end = end.min(self.written);
+        if first < written_end {
+            let Some(file) = &self.file else {
+                return Err(TreeError::Failed("no file".into()));
+            };
+            let len = usize::try_from((written_end - first) * HASH_BYTES).unwrap_or(usize::MAX);
+            let mut bytes = vec![0u8; len];
+            read_at(file, &mut bytes, first * HASH_BYTES).map_err(|source| TreeError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })?;
+            out.extend(bytes.chunks_exact(32).map(|chunk| {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(chunk);
+                Hash(hash)
+            }));
+        }
+        for index in first.max(self.written)..end {
+            out.push(self.get(index)?);
+        }
+        Ok(out)
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         if let Some(file) = &mut self.file {
             if !self.pending.is_empty() {
@@ -298,6 +326,16 @@ impl StreamTree {
 fn level_path(dir: Option<&Path>, level: u8) -> PathBuf {
     dir.map(|dir| dir.join(format!("level-{level:02}.hashes")))
         .unwrap_or_default()
+}
+
+impl StreamTree {
+    /// Leaves `first..first + count` (fewer past the tree's end), read together.
+    pub(crate) fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, TreeError> {
+        match self.levels.first() {
+            Some(level) => level.get_range(first, count),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 impl NodeSource for StreamTree {

@@ -33,7 +33,7 @@ use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
 use crate::proofs::TreeCheck;
 use crate::store::{Kimberlite, State};
-use crate::tree_check::TreeRecompute;
+use crate::tree_check::{recompute_beside, TreeRecompute};
 
 /// Name shown for the system stream that holds the catalogue.
 pub const CATALOG_LABEL: &str = "(catalogue)";
@@ -221,20 +221,15 @@ impl Kimberlite {
         let (known_events, known_head) = state.known_head(id);
         let stored_tree =
             (name.is_some() && state.merkle.enabled()).then(|| Self::tree_head_in(state, id));
-        let mut recompute = match &stored_tree {
+        let recompute = match &stored_tree {
             Some(Ok(stored)) => Some(TreeRecompute::new(id, *stored, &[])),
             _ => None,
         };
         let State {
             backend, merkle, ..
         } = &mut *state;
-        let walked = backend.verify_stream_with(id, |offset, payload| {
-            if let Some(tree) = recompute.as_mut() {
-                // The tree covers the durable events only.
-                if offset.as_u64() < tree.stored_size() && tree.push(payload) {
-                    tree.compare_chunk(merkle);
-                }
-            }
+        let (walked, recompute) = recompute_beside(recompute, merkle, known_events, |on_event| {
+            backend.verify_stream_with(id, on_event)
         });
         match walked {
             Ok(verified) => {
