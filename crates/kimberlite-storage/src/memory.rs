@@ -200,7 +200,7 @@ impl MemoryStorage {
     /// [`MemoryStorage::verify_stream`], handing each event to `on_event` in the same walk, as
     /// [`crate::Storage::verify_stream_with`] does (same order, same caveat).
     pub fn verify_stream_with(
-        &mut self,
+        &self,
         stream_id: StreamId,
         mut on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {

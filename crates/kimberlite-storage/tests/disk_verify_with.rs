@@ -64,7 +64,7 @@ fn a_damaged_stream_fails_the_walk_after_handing_only_intact_events() {
     std::fs::write(&path, &bytes).unwrap();
     drop(storage);
 
-    let mut storage = Storage::open_with(dir.path(), small_config()).unwrap();
+    let storage = Storage::open_with(dir.path(), small_config()).unwrap();
     let (result, handed) = collect(|on_event| storage.verify_stream_with(STREAM, on_event));
     let error = result.unwrap_err();
     assert!(

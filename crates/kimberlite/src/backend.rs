@@ -163,7 +163,7 @@ impl Backend {
     /// Verifies every record of `stream`, handing each event to `on_event` in the same walk
     /// (`Storage::verify_stream_with`).
     pub(crate) fn verify_stream_with(
-        &mut self,
+        &self,
         stream: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {

@@ -215,8 +215,11 @@ impl Kimberlite {
     /// from the events the same walk hands over (`tree_check`); adds a report or a problem.
     /// Returns the records checked.
     fn verify_into(&self, id: StreamId, report: &mut VerifyReport) -> Result<u64> {
-        let mut guard = self.write_state();
-        let state = &mut *guard;
+        // The read lock: readers go on beside a verification (until an append queues for the
+        // write lock); appends wait for it, so the walk and the heads it is compared with
+        // describe the same log.
+        let guard = self.read_state();
+        let state = &*guard;
         let name = state.catalog.name(id).map(str::to_owned);
         let (known_events, known_head) = state.known_head(id);
         let stored_tree =
@@ -227,7 +230,7 @@ impl Kimberlite {
         };
         let State {
             backend, merkle, ..
-        } = &mut *state;
+        } = state;
         let (walked, recompute) = recompute_beside(recompute, merkle, known_events, |on_event| {
             backend.verify_stream_with(id, on_event)
         });

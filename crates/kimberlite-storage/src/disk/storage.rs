@@ -238,7 +238,7 @@ impl<F: FileSystem> Storage<F> {
     /// one before; if the walk then fails further on, what was handed over is still intact,
     /// but the stream is not, so callers must act on the result before on what they gathered.
     pub fn verify_stream_with(
-        &mut self,
+        &self,
         stream: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
@@ -247,11 +247,13 @@ impl<F: FileSystem> Storage<F> {
         match self.streams.get(&stream) {
             Some(state) => {
                 state.map_active(&self.fs, capacity);
-                let pool = self
+                // A read holding the pool holds it briefly: waiting for it keeps the whole
+                // walk on every thread.
+                let mut pool = self
                     .verify_pool
-                    .get_mut()
+                    .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                state.verify(pool, on_event)
+                state.verify(&mut pool, on_event)
             }
             None => Ok(VerifyReport {
                 stream,
