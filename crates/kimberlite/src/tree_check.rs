@@ -50,11 +50,6 @@ impl TreeRecompute {
         }
     }
 
-    /// Events taken so far (the offset the next one must have).
-    pub(crate) fn size(&self) -> u64 {
-        self.frontier.size()
-    }
-
     /// The stored tree's size: the stream's durable events.
     pub(crate) fn stored_size(&self) -> u64 {
         self.stored.tree_size
@@ -73,11 +68,12 @@ impl TreeRecompute {
         self.chunk.len() == CHECK_CHUNK
     }
 
-    /// Takes event `offset` handed over by a verifying walk: only the durable events count
-    /// (the tree covers those), and each full chunk of leaves is compared at once.
-    pub(crate) fn take(&mut self, offset: Offset, payload: &[u8], merkle: &TreeWorker) {
+    /// Takes event `offset` handed over by a walk: only the durable events count (the tree
+    /// covers those), and each full chunk of leaves is handed to `compare` (which calls
+    /// [`Self::compare_chunk`] with the store's trees).
+    pub(crate) fn take(&mut self, offset: Offset, payload: &[u8], compare: &CompareChunk<'_>) {
         if offset.as_u64() < self.stored_size() && self.push(payload) {
-            self.compare_chunk(merkle);
+            compare(self);
         }
     }
 
@@ -109,6 +105,10 @@ impl TreeRecompute {
     }
 }
 
+/// Compares a [`TreeRecompute`]'s full chunk of leaves with the stored tree: with the trees
+/// at hand (`verify`, under the store's lock) or taking the lock for it (`check_tree`).
+pub(crate) type CompareChunk<'a> = dyn Fn(&mut TreeRecompute) + Sync + 'a;
+
 /// Streams of fewer events recompute their tree on the walking thread: starting a thread
 /// costs more than it would save.
 const BESIDE_MIN_EVENTS: u64 = 16_384;
@@ -116,27 +116,24 @@ const BESIDE_MIN_EVENTS: u64 = 16_384;
 /// Events handed to the tree thread at once.
 const BESIDE_BATCH: usize = 1024;
 
-/// Runs `walk`, which hands each event it verifies to its callback in offset order, feeding
-/// `tree` (when there is one) with those events: on a thread of its own beside the walk
-/// when the stream holds [`BESIDE_MIN_EVENTS`] or more (`events`), so that the leaf and
-/// node hashes overlap the walk's reading, checking and chain hashing; on the walking
-/// thread otherwise. Returns the walk's result and the tree fed with every event the walk
-/// handed over, whatever the walk returned.
+/// Runs `walk`, which hands each event it verifies or reads to its callback in offset order,
+/// feeding `tree` with those events: on a thread of its own beside the walk when the stream
+/// holds [`BESIDE_MIN_EVENTS`] or more (`events`), so that the leaf and node hashes overlap
+/// the walk's reading, checking and chain hashing; on the walking thread otherwise. Returns
+/// the walk's result and the tree fed with every event the walk handed over, whatever the
+/// walk returned.
 ///
 /// Why: the tree's hashing (a leaf hash per event and about one node hash) was a third of
 /// a store `verify`'s time, on one core while the walk's other threads waited.
 pub(crate) fn recompute_beside<T>(
-    tree: Option<TreeRecompute>,
-    merkle: &TreeWorker,
+    mut tree: TreeRecompute,
+    compare: &CompareChunk<'_>,
     events: u64,
     walk: impl FnOnce(&mut dyn FnMut(Offset, &Bytes)) -> T,
-) -> (T, Option<TreeRecompute>) {
-    let Some(mut tree) = tree else {
-        return (walk(&mut |_, _| {}), None);
-    };
+) -> (T, TreeRecompute) {
     if events < BESIDE_MIN_EVENTS {
-        let walked = walk(&mut |offset, payload| tree.take(offset, payload, merkle));
-        return (walked, Some(tree));
+        let walked = walk(&mut |offset, payload| tree.take(offset, payload, compare));
+        return (walked, tree);
     }
     std::thread::scope(|scope| {
         // A few batches in flight: the walk never waits for the tree unless it is ahead.
@@ -144,7 +141,7 @@ pub(crate) fn recompute_beside<T>(
         let hasher = scope.spawn(move || {
             for batch in receiver {
                 for (offset, payload) in batch {
-                    tree.take(offset, &payload, merkle);
+                    tree.take(offset, &payload, compare);
                 }
             }
             tree
@@ -166,7 +163,7 @@ pub(crate) fn recompute_beside<T>(
             Ok(tree) => tree,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        (walked, Some(tree))
+        (walked, tree)
     })
 }
 
@@ -206,14 +203,19 @@ impl Kimberlite {
     /// the log reaches). What `audit` relies on, since the side files are not trusted;
     /// [`Kimberlite::verify`] does the same in the walk that verifies the chain.
     pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
-        let mut recompute = TreeRecompute::new(id, self.tree_head(id)?, sizes);
-        let mut events = self.events(id, Offset::ZERO);
-        while let Some(event) = events.next().transpose()? {
-            debug_assert_eq!(event.offset.as_u64(), recompute.size());
-            if recompute.push(&event.payload) {
-                recompute.compare_chunk(&self.read_state().merkle);
+        let recompute = TreeRecompute::new(id, self.tree_head(id)?, sizes);
+        let durable = recompute.stored_size();
+        // Each page takes the store's read lock, and so does each comparison: appends go on
+        // between them.
+        let compare = |tree: &mut TreeRecompute| tree.compare_chunk(&self.read_state().merkle);
+        let (walked, recompute) = recompute_beside(recompute, &compare, durable, |on_event| {
+            let mut events = self.events(id, Offset::ZERO);
+            while let Some(event) = events.next().transpose()? {
+                on_event(event.offset, &event.payload);
             }
-        }
+            Ok::<(), crate::Error>(())
+        });
+        walked?;
         Ok(recompute.finish(&self.read_state().merkle))
     }
 }

@@ -231,9 +231,16 @@ impl Kimberlite {
         let State {
             backend, merkle, ..
         } = state;
-        let (walked, recompute) = recompute_beside(recompute, merkle, known_events, |on_event| {
-            backend.verify_stream_with(id, on_event)
-        });
+        let compare = |tree: &mut TreeRecompute| tree.compare_chunk(merkle);
+        let (walked, recompute) = match recompute {
+            Some(tree) => {
+                let (walked, tree) = recompute_beside(tree, &compare, known_events, |on_event| {
+                    backend.verify_stream_with(id, on_event)
+                });
+                (walked, Some(tree))
+            }
+            None => (backend.verify_stream_with(id, |_, _| {}), None),
+        };
         match walked {
             Ok(verified) => {
                 let stream_report = StreamReport {
