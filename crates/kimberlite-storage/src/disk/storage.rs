@@ -242,11 +242,8 @@ impl<F: FileSystem> Storage<F> {
         stream: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
-        self.refuse_unopened(stream)?;
-        let capacity = self.active_map_capacity();
-        match self.streams.get(&stream) {
+        match self.readable(stream)? {
             Some(state) => {
-                state.map_active(&self.fs, capacity);
                 // A read holding the pool holds it briefly: waiting for it keeps the whole
                 // walk on every thread.
                 let mut pool = self
@@ -387,11 +384,9 @@ impl<F: FileSystem> Storage<F> {
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        self.refuse_unopened(stream_id)?;
-        let Some(state) = self.streams.get(&stream_id) else {
+        let Some(state) = self.readable(stream_id)? else {
             return Ok(Vec::new());
         };
-        state.map_active(&self.fs, self.active_map_capacity());
         let from = from_offset.as_u64();
         match self.verify_pool.try_lock() {
             Ok(mut pool) => state.read_from(from, max_bytes, &mut pool),
@@ -402,6 +397,17 @@ impl<F: FileSystem> Storage<F> {
                 state.read_from(from, max_bytes, &mut VerifyPool::new(1))
             }
         }
+    }
+
+    /// `stream`, ready for a verified walk (its active segment mapped for reads); `None` for
+    /// an unknown stream, the error of a stream `open` left unopened.
+    fn readable(&self, stream: StreamId) -> Result<Option<&StreamState<F>>, StorageError> {
+        self.refuse_unopened(stream)?;
+        let state = self.streams.get(&stream);
+        if let Some(state) = state {
+            state.map_active(&self.fs, self.active_map_capacity());
+        }
+        Ok(state)
     }
 
     /// How far ahead of its end an active segment is mapped for reads: its rotation size plus
