@@ -275,10 +275,10 @@ fn map_file_ahead(file: &File, len: usize) -> io::Result<memmap2::Mmap> {
     // SAFETY: as for `map_file`, the bytes must not change while mapped. The engine maps the
     // *active* segment this way, and writes it, but only past the bytes it has already
     // written: a frame, once written, is never rewritten; a failed batch is cut back to where
-    // it began, past every byte already written; and recovery cuts a torn tail at open,
-    // before any map. Readers slice the map to the
-    // written length before touching it (`StreamState::view`), so no page past the end of
-    // the file is ever accessed. The directory lock and the checks on every byte read hold as
-    // for `map_file`.
+    // it began, past every byte already written; giving back blocks allocated ahead truncates
+    // to the same length (`release_ahead`), changing no byte; and recovery cuts a torn tail at
+    // open, before any map. Readers slice the map to the written length before touching it
+    // (`StreamState::view`), so no page past the end of the file is ever accessed. The
+    // directory lock and the checks on every byte read hold as for `map_file`.
     unsafe { memmap2::MmapOptions::new().len(len).map(file) }
 }
