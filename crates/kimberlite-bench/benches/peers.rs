@@ -21,7 +21,7 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite_bench::{
-    events, interleaved, rate, report, scaled, sha256_time, thousands, Appender, Batches,
+    events, hashing_on_two_cores, interleaved, rate, report, scaled, thousands, Appender, Batches,
     SyncedFile, Target, BATCH_EVENTS,
 };
 use kimberlite_crypto::ChainHash;
@@ -175,7 +175,7 @@ fn print_sqlite_floor(path: &Path, batch: &[Bytes], sqlite: &mut Sqlite) {
     let mut frames = SyncedFile::frame_sized(path, batch);
     let rounds = scaled(100, 10) as usize;
     let (theirs, frame_sync) = interleaved(rounds, || sqlite.append(batch), || frames.append());
-    let floor = frame_sync + sha256_time(batch, rounds) / 2;
+    let floor = frame_sync + hashing_on_two_cores(batch, rounds);
     let needed = theirs / 3;
     println!(
         "peers fsync vs SQLite synchronous=FULL: floor: SQLite {theirs:.2?} per batch, so 3x \

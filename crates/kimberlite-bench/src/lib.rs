@@ -132,6 +132,16 @@ pub fn sha256_time(payloads: &[Bytes], rounds: usize) -> Duration {
     )
 }
 
+/// The hashing share of the floor of a synced batch (`append_fsync`, `peers`): the SHA-256
+/// of its events spread perfectly over two cores. A synced append must hash its events
+/// before it writes the frames that hold the hashes, so at least this much comes before its
+/// `write` + `fdatasync`; everything else (encoding, CRC, copies, hand-offs) is taken as
+/// free, so a floor built on it is low.
+#[must_use]
+pub fn hashing_on_two_cores(batch: &[Bytes], rounds: usize) -> Duration {
+    sha256_time(batch, rounds) / 2
+}
+
 /// A plain file that the same bytes are appended to, with one `write` and an `fdatasync` per
 /// call: the device's side of the synced benchmarks.
 pub struct SyncedFile {
