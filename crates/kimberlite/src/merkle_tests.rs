@@ -15,6 +15,20 @@ fn fill(store: &Kimberlite, id: StreamId, count: u64) {
     }
 }
 
+/// A store in `dir` (unsynced appends, `config` otherwise) with stream "audit" holding
+/// `events` events.
+fn filled_store(dir: &std::path::Path, config: Config, events: u64) -> (Kimberlite, StreamId) {
+    let store = Kimberlite::open_with(dir, config.durability(Durability::Unsynced)).unwrap();
+    let id = store.create_stream("audit").unwrap();
+    fill(&store, id, events);
+    (store, id)
+}
+
+/// The side files of the tree of the first stream created in the store in `dir`.
+fn tree_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(MERKLE_DIR).join(format!("{:020}", 1))
+}
+
 fn check_all_proofs(store: &Kimberlite, id: StreamId) {
     let head = store.tree_head(id).unwrap();
     for offset in 0..head.tree_size {
@@ -110,7 +124,7 @@ fn disk_tree_survives_reopen_and_is_rebuilt_when_missing_or_torn() {
         (head.tree_size, head.root)
     };
     assert_eq!(disk_root(dir.path()), expected);
-    let tree_dir = dir.path().join(MERKLE_DIR).join(format!("{:020}", 1));
+    let tree_dir = tree_dir(dir.path());
     // A torn level file, a lost level file, then the whole directory lost.
     let level0 = tree_dir.join("level-00.hashes");
     let len = std::fs::metadata(&level0).unwrap().len();
@@ -158,14 +172,8 @@ fn stale_side_file_is_found_in_a_large_stream() {
 #[test]
 fn a_damaged_record_in_a_large_stream_is_reported_while_the_tree_is_hashed_beside() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let config = Config::default()
-            .durability(Durability::Unsynced)
-            .compression(kimberlite_types::CompressionKind::None);
-        let store = Kimberlite::open_with(dir.path(), config).unwrap();
-        let id = store.create_stream("audit").unwrap();
-        fill(&store, id, 20_000);
-    }
+    let config = Config::default().compression(kimberlite_types::CompressionKind::None);
+    drop(filled_store(dir.path(), config, 20_000));
     let segment = dir
         .path()
         .join("streams")
@@ -191,10 +199,7 @@ fn a_damaged_record_in_a_large_stream_is_reported_while_the_tree_is_hashed_besid
 #[test]
 fn a_large_intact_stream_verifies_with_its_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::default().durability(Durability::Unsynced);
-    let store = Kimberlite::open_with(dir.path(), config).unwrap();
-    let id = store.create_stream("audit").unwrap();
-    fill(&store, id, 20_000);
+    let (store, id) = filled_store(dir.path(), Config::default(), 20_000);
     store.sync().unwrap();
     let report = store.verify_all().unwrap();
     assert!(report.first_problem().is_none(), "{report:?}");
@@ -207,11 +212,7 @@ fn a_large_intact_stream_verifies_with_its_tree() {
     let head = store.tree_head(id).unwrap();
     // A side file cut short is rebuilt from the log at open, and verifies again.
     drop(store);
-    let level0 = dir
-        .path()
-        .join(MERKLE_DIR)
-        .join(format!("{:020}", 1))
-        .join("level-00.hashes");
+    let level0 = tree_dir(dir.path()).join("level-00.hashes");
     let bytes = std::fs::read(&level0).unwrap();
     std::fs::write(&level0, &bytes[..32 * 18_000]).unwrap();
     let store = Kimberlite::open(dir.path()).unwrap();
@@ -222,17 +223,8 @@ fn a_large_intact_stream_verifies_with_its_tree() {
 
 fn stale_leaf_is_found(events: u64, stale: u64) {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let config = Config::default().durability(Durability::Unsynced);
-        let store = Kimberlite::open_with(dir.path(), config).unwrap();
-        let id = store.create_stream("audit").unwrap();
-        fill(&store, id, events);
-    }
-    let level0 = dir
-        .path()
-        .join(MERKLE_DIR)
-        .join(format!("{:020}", 1))
-        .join("level-00.hashes");
+    drop(filled_store(dir.path(), Config::default(), events));
+    let level0 = tree_dir(dir.path()).join("level-00.hashes");
     let mut bytes = std::fs::read(&level0).unwrap();
     bytes[32 * stale as usize] ^= 1;
     std::fs::write(&level0, bytes).unwrap();
@@ -318,13 +310,9 @@ fn concurrent_appends_and_proofs() {
 #[test]
 fn closing_the_store_writes_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let config = Config::default().durability(Durability::Unsynced);
-        let store = Kimberlite::open_with(dir.path(), config).unwrap();
-        let id = store.create_stream("audit").unwrap();
-        fill(&store, id, 5000); // more than one chunk and one flush, less than two
-    }
-    let tree_dir = dir.path().join(MERKLE_DIR).join(format!("{:020}", 1));
+    // More than one chunk and one flush, less than two.
+    drop(filled_store(dir.path(), Config::default(), 5000));
+    let tree_dir = tree_dir(dir.path());
     for level in 0..=12u32 {
         let path = tree_dir.join(format!("level-{level:02}.hashes"));
         let len = std::fs::metadata(&path).unwrap().len();
