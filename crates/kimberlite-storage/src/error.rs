@@ -271,6 +271,16 @@ pub enum StorageError {
         /// The version this build reads and writes.
         supported: u32,
     },
+    /// A paused verification ([`crate::VerifyResume`]) was handed to another stream or
+    /// another storage handle than the one that paused it: its position means nothing there.
+    /// Nothing was read.
+    #[error("stream {stream}: this verification was paused on {paused_on}, not here")]
+    ForeignResume {
+        /// The stream the call named.
+        stream: StreamId,
+        /// Which stream and handle paused it, in words.
+        paused_on: String,
+    },
     /// An operating-system I/O call failed.
     #[error("I/O error {context}: {source}")]
     Io {

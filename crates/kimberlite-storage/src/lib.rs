@@ -24,6 +24,7 @@ pub mod memory;
 pub mod record;
 pub mod segments;
 pub mod verify;
+pub mod verify_pause;
 pub mod verify_pool;
 
 pub use backend::StorageBackend;
@@ -35,3 +36,4 @@ pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;
 pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
 pub use verify::VerifyReport;
+pub use verify_pause::{VerifyResume, VerifyStep};

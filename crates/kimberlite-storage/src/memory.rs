@@ -51,6 +51,7 @@ use crate::error::{Location, StorageError};
 use crate::record::Record;
 use crate::segments::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
+use crate::verify_pause::{VerifyResume, VerifyStep};
 
 /// Default notional segment size in bytes (256 MiB), the same as `Storage`'s default.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 256 * 1024 * 1024;
@@ -119,6 +120,9 @@ impl StreamState {
 pub struct MemoryStorage {
     streams: HashMap<StreamId, StreamState>,
     max_segment_size: u64,
+    /// This handle's number in the pause points of its verifications (`verify_pause`); a
+    /// clone keeps it, as it keeps the records a pause point's chain hash vouches for.
+    handle: u64,
 }
 
 impl MemoryStorage {
@@ -135,6 +139,7 @@ impl MemoryStorage {
         Self {
             streams: HashMap::new(),
             max_segment_size,
+            handle: crate::verify_pause::new_handle_id(),
         }
     }
 
@@ -202,14 +207,50 @@ impl MemoryStorage {
     pub fn verify_stream_with(
         &self,
         stream_id: StreamId,
-        mut on_event: impl FnMut(Offset, &Bytes),
+        on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
-        let mut cursor = ChainCursor::at_start(stream_id);
-        let mut bytes_checked = 0u64;
+        match self.verify_stream_piece(stream_id, None, u64::MAX, on_event)? {
+            VerifyStep::Done(report) => Ok(report),
+            // Offsets end before `u64::MAX`; kept as an error rather than a panic.
+            VerifyStep::Paused(resume) => Err(StorageError::ForeignResume {
+                stream: stream_id,
+                paused_on: format!("an unbounded walk, at offset {}", resume.records_checked()),
+            }),
+        }
+    }
+
+    /// One piece of [`MemoryStorage::verify_stream_with`], as
+    /// [`crate::Storage::verify_stream_piece`] (same pieces, same pause points' rules).
+    pub fn verify_stream_piece(
+        &self,
+        stream_id: StreamId,
+        from: Option<VerifyResume>,
+        max_records: u64,
+        mut on_event: impl FnMut(Offset, &Bytes),
+    ) -> Result<VerifyStep, StorageError> {
+        let (mut cursor, mut bytes_checked) = match from {
+            Some(resume) => {
+                resume.check_owner(self.handle, stream_id)?;
+                (resume.cursor, resume.bytes)
+            }
+            None => (ChainCursor::at_start(stream_id), 0),
+        };
         let mut segments_checked = 0;
+        let mut records_left = max_records.max(1);
         if let Some(stream) = self.streams.get(&stream_id) {
             segments_checked = stream.segments.segments().len();
-            for stored in &stream.records {
+            let first = usize::try_from(cursor.next_offset().as_u64()).unwrap_or(usize::MAX);
+            for stored in stream.records.iter().skip(first) {
+                if records_left == 0 {
+                    return Ok(VerifyStep::Paused(VerifyResume {
+                        handle: self.handle,
+                        cursor,
+                        segment_index: 0,
+                        position: 0,
+                        checkpoints: 0,
+                        bytes: bytes_checked,
+                    }));
+                }
                 let offset = cursor.next_offset();
                 let location = || stream.location(offset, stored.position);
                 let (record, consumed) = decode_at(stream_id, offset, &stored.frame, location)?;
@@ -217,9 +258,10 @@ impl MemoryStorage {
                 debug_assert_eq!(hash, stored.hash);
                 bytes_checked += consumed as u64;
                 on_event(offset, record.payload());
+                records_left -= 1;
             }
         }
-        Ok(VerifyReport {
+        Ok(VerifyStep::Done(VerifyReport {
             stream: stream_id,
             records_checked: cursor.next_offset().as_u64(),
             checkpoints_checked: 0,
@@ -227,7 +269,7 @@ impl MemoryStorage {
             bytes_checked,
             head: cursor.prev_hash(),
             next_offset: cursor.next_offset(),
-        })
+        }))
     }
 
     /// Replaces the frame stored for `offset` with `frame`, bypassing every check: a way for

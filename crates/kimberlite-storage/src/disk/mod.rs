@@ -51,6 +51,7 @@ mod scan;
 mod segment;
 mod storage;
 mod stream;
+mod verification;
 mod walk;
 
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -19,7 +19,6 @@ use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::batch_job::{BatchWorker, SpareChunks};
 use crate::error::StorageError;
-use crate::verify::VerifyReport;
 use crate::verify_pool::VerifyPool;
 
 /// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
@@ -76,6 +75,8 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) spare_chunks: SpareChunks,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: Mutex<VerifyPool>,
+    /// This handle's number in the pause points of its verifications (`verify_pause`).
+    pub(super) handle: u64,
     /// The thread that encodes chunks of large batches beside the appender
     /// (`config.hash_ahead`).
     pub(super) batch_worker: BatchWorker,
@@ -156,6 +157,7 @@ impl<F: FileSystem> Storage<F> {
             buffer: Vec::new(),
             spare_chunks: SpareChunks::default(),
             verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
+            handle: crate::verify_pause::new_handle_id(),
             batch_worker: BatchWorker::default(),
             _lock: lock,
         };
@@ -223,45 +225,6 @@ impl<F: FileSystem> Storage<F> {
             stats.compressed_record_count += summary.compressed_count;
         }
         Some(stats)
-    }
-
-    /// Walks every record of `stream` from the first, checking every CRC and link (and that
-    /// the last one is the head held in memory). An unknown stream verifies as empty.
-    pub fn verify_stream(&mut self, stream: StreamId) -> Result<VerifyReport, StorageError> {
-        self.verify_stream_with(stream, |_, _| {})
-    }
-
-    /// [`Storage::verify_stream`], handing each event to `on_event` (offset and original
-    /// payload, in offset order) in the same walk: for checks that need every event (a
-    /// Merkle tree recomputed from the log) without reading the stream a second time. An
-    /// event is handed over once its frame is decoded, checksummed, hashed and linked to the
-    /// one before; if the walk then fails further on, what was handed over is still intact,
-    /// but the stream is not, so callers must act on the result before on what they gathered.
-    pub fn verify_stream_with(
-        &self,
-        stream: StreamId,
-        on_event: impl FnMut(Offset, &Bytes),
-    ) -> Result<VerifyReport, StorageError> {
-        match self.readable(stream)? {
-            Some(state) => {
-                // A read holding the pool holds it briefly: waiting for it keeps the whole
-                // walk on every thread.
-                let mut pool = self
-                    .verify_pool
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                state.verify(&mut pool, on_event)
-            }
-            None => Ok(VerifyReport {
-                stream,
-                records_checked: 0,
-                checkpoints_checked: 0,
-                segments_checked: 0,
-                bytes_checked: 0,
-                head: None,
-                next_offset: Offset::ZERO,
-            }),
-        }
     }
 
     /// Makes everything appended so far durable: syncs every active segment written since
@@ -401,7 +364,10 @@ impl<F: FileSystem> Storage<F> {
 
     /// `stream`, ready for a verified walk (its active segment mapped for reads); `None` for
     /// an unknown stream, the error of a stream `open` left unopened.
-    fn readable(&self, stream: StreamId) -> Result<Option<&StreamState<F>>, StorageError> {
+    pub(super) fn readable(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<&StreamState<F>>, StorageError> {
         self.refuse_unopened(stream)?;
         let state = self.streams.get(&stream);
         if let Some(state) = state {

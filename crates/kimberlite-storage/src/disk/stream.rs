@@ -29,6 +29,7 @@ use crate::frames::MIN_FRAMES_PER_THREAD;
 use crate::record::FrameHint;
 use crate::segments::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
+use crate::verify_pause::{VerifyResume, VerifyStep};
 use crate::verify_pool::{VerifyPool, WAKE_AHEAD_MIN_BYTES};
 
 /// One segment's files.
@@ -336,28 +337,63 @@ impl<F: FileSystem> StreamState<F> {
         Ok(read.payloads)
     }
 
-    /// Walks every record from the first, checking every CRC and link, frames decoded and
-    /// hashed on `pool`'s threads.
+    /// Walks every record from the first, or from where `from` paused, checking every CRC
+    /// and link, frames decoded and hashed on `pool`'s threads; pauses after `max_records`
+    /// data records (`handle` names the storage handle in the pause point). See
+    /// [`crate::verify_pause`].
     pub fn verify(
         &self,
         pool: &mut VerifyPool,
+        (handle, from, max_records): (u64, Option<VerifyResume>, u64),
         on_event: impl FnMut(Offset, &Bytes),
-    ) -> Result<VerifyReport, StorageError> {
-        let start = (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id));
+    ) -> Result<VerifyStep, StorageError> {
+        let (start, checkpoints, bytes) = match from {
+            None => (
+                (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)),
+                0,
+                0,
+            ),
+            Some(resume) => {
+                resume.check_owner(handle, self.id)?;
+                // Segments are never removed, so a pause point of this handle names one of
+                // them; kept as an error rather than an out-of-bounds panic.
+                if resume.segment_index >= self.segments.len() {
+                    return Err(StorageError::MissingRecords {
+                        stream: self.id,
+                        offset: resume.cursor.next_offset(),
+                        location: self.location(self.segments.len().saturating_sub(1), 0),
+                    });
+                }
+                let start = (resume.segment_index, resume.position, resume.cursor);
+                (start, resume.checkpoints, resume.bytes)
+            }
+        };
         let mut counts = VerifyVisit {
-            checkpoints: 0,
-            bytes: 0,
+            checkpoints,
+            bytes,
+            records_left: max_records,
             on_event,
         };
-        let cursor = walk(self, start, pool, &mut counts)?;
-        Ok(VerifyReport {
-            stream: self.id,
-            records_checked: cursor.next_offset().as_u64(),
-            checkpoints_checked: counts.checkpoints,
-            segments_checked: self.segments.len(),
-            bytes_checked: counts.bytes,
-            head: cursor.prev_hash(),
-            next_offset: cursor.next_offset(),
+        let end = walk(self, start, pool, &mut counts)?;
+        let cursor = end.cursor;
+        Ok(match end.stopped_before {
+            Some((segment_index, position)) => VerifyStep::Paused(VerifyResume {
+                handle,
+                cursor,
+                segment_index,
+                position,
+                checkpoints: counts.checkpoints,
+                bytes: counts.bytes,
+            }),
+            None => VerifyStep::Done(VerifyReport {
+                stream: self.id,
+                records_checked: cursor.next_offset().as_u64(),
+                checkpoints_checked: counts.checkpoints,
+                segments_checked: self.segments.len(),
+                bytes_checked: counts.bytes,
+                head: cursor.prev_hash(),
+                next_offset: cursor.next_offset(),
+            }),
         })
     }
 
@@ -451,6 +487,8 @@ impl Visit for ReadVisit {
 struct VerifyVisit<E> {
     checkpoints: u64,
     bytes: u64,
+    /// Data records this piece may still visit before it pauses.
+    records_left: u64,
     on_event: E,
 }
 
@@ -461,13 +499,18 @@ impl<E: FnMut(Offset, &Bytes)> Visit for VerifyVisit<E> {
 
     fn visit(&mut self, frame: VerifiedFrame) -> Flow {
         let record = frame.record();
+        self.bytes += frame.frame_len() as u64;
         if record.is_checkpoint() {
             self.checkpoints += 1;
-        } else {
-            (self.on_event)(record.offset(), record.payload());
+            return Flow::Continue;
         }
-        self.bytes += frame.frame_len() as u64;
-        Flow::Continue
+        (self.on_event)(record.offset(), record.payload());
+        self.records_left = self.records_left.saturating_sub(1);
+        if self.records_left == 0 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 }
 

@@ -161,17 +161,25 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
     }
 }
 
+/// Where a walk ended.
+pub struct WalkEnd {
+    /// Past the last record visited.
+    pub cursor: ChainCursor,
+    /// When the visit stopped the walk: the segment and position of the frame after the last
+    /// one visited, where a later walk (with `cursor`) can go on. `None` at the stream's end.
+    pub stopped_before: Option<(usize, u64)>,
+}
+
 /// Walks `state` from `segment_index`/`position`, where `cursor` says what the first data
 /// record must be, verifying every frame on `pool`'s threads and handing each record
 /// to `visit` in order, until it says [`Flow::Stop`] or the stream ends (then the end is
 /// checked too: every offset present, the last hash equal to the head held in memory).
-/// Returns the cursor past the last record visited.
 pub fn walk<F: FileSystem>(
     state: &StreamState<F>,
     (segment_index, position, mut cursor): (usize, u64, ChainCursor),
     pool: &mut VerifyPool,
     visit: &mut impl Visit,
-) -> Result<ChainCursor, StorageError> {
+) -> Result<WalkEnd, StorageError> {
     let mut scanner = Scanner::new(state, segment_index, position);
     let mut steps = Vec::new();
     let mut frames = FrameRun::default();
@@ -214,8 +222,12 @@ pub fn walk<F: FileSystem>(
                         }
                     };
                     cursor.check_frame(&frame, location)?;
+                    let next_position = position + frame.frame_len() as u64;
                     if visit.visit(frame) == Flow::Stop {
-                        return Ok(cursor);
+                        return Ok(WalkEnd {
+                            cursor,
+                            stopped_before: Some((segment_index, next_position)),
+                        });
                     }
                 }
                 Step::SegmentEnd {
@@ -237,7 +249,10 @@ pub fn walk<F: FileSystem>(
                     position,
                 } => {
                     state.check_end(&cursor, state.location(segment_index, position))?;
-                    return Ok(cursor);
+                    return Ok(WalkEnd {
+                        cursor,
+                        stopped_before: None,
+                    });
                 }
             }
         }
