@@ -10,7 +10,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_storage::disk::OsFile;
 use kimberlite_storage::{
     MemoryStorage, RecoveryReport, SegmentSync, Storage, StorageBackend, StorageConfig,
-    StorageError, VerifyReport,
+    StorageError, VerifyResume, VerifyStep,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -160,18 +160,24 @@ impl Backend {
         }
     }
 
-    /// Verifies every record of `stream`, handing each event to `on_event` in the same walk
-    /// (`Storage::verify_stream_with`).
-    pub(crate) fn verify_stream_with(
+    /// One piece of the verification of every record of `stream`, handing each event to
+    /// `on_event` in the same walk (`Storage::verify_stream_piece`).
+    pub(crate) fn verify_stream_piece(
         &self,
         stream: StreamId,
+        from: Option<VerifyResume>,
+        max_records: u64,
         on_event: impl FnMut(Offset, &Bytes),
-    ) -> Result<VerifyReport, StorageError> {
+    ) -> Result<VerifyStep, StorageError> {
         match self {
-            Backend::Memory(memory) => memory.verify_stream_with(stream, on_event),
-            Backend::Disk(disk) => disk.verify_stream_with(stream, on_event),
+            Backend::Memory(memory) => {
+                memory.verify_stream_piece(stream, from, max_records, on_event)
+            }
+            Backend::Disk(disk) => disk.verify_stream_piece(stream, from, max_records, on_event),
             #[cfg(test)]
-            Backend::Faulty(memory, _) => memory.verify_stream_with(stream, on_event),
+            Backend::Faulty(memory, _) => {
+                memory.verify_stream_piece(stream, from, max_records, on_event)
+            }
         }
     }
 

@@ -205,3 +205,47 @@ fn problems_name_stream_offset_and_location() {
 }
 
 use kimberlite_storage::StorageError;
+
+/// Appends `count` numbered events to `id` in batches of 1,000.
+fn fill(store: &Kimberlite, id: StreamId, count: u64) {
+    for first in (0..count).step_by(1_000) {
+        let batch: Vec<String> = (first..count.min(first + 1_000))
+            .map(|i| format!("event {i}"))
+            .collect();
+        store.append(id, batch, ExpectedOffset::Any).unwrap();
+    }
+}
+
+#[test]
+fn a_verification_lets_appends_in_between_its_pieces() {
+    let (store, ids) = store_with(&["audit"]);
+    let initial = crate::verify::VERIFY_PIECE_RECORDS + 100;
+    fill(&store, ids[0], initial);
+    let mut handovers = 0;
+    let mut on_batch = |batch: crate::tree_check::EventBatch| {
+        // Events are handed over only between pieces, with the lock let go: an append fits
+        // in there (a walk holding the lock would make this `try_write` fail).
+        if batch.first().map(|(offset, _)| offset.as_u64()) == Some(0) {
+            assert!(
+                store.inner.state.try_write().is_ok(),
+                "the walk holds the lock"
+            );
+            store
+                .append(ids[0], ["appended mid-verification"], ExpectedOffset::Any)
+                .unwrap();
+        }
+        let offsets: Vec<u64> = batch.iter().map(|(offset, _)| offset.as_u64()).collect();
+        let expected: Vec<u64> = (handovers..handovers + offsets.len() as u64).collect();
+        assert_eq!(offsets, expected);
+        handovers += offsets.len() as u64;
+    };
+    let (report, end) = store.walk_in_pieces(ids[0], Some(&mut on_batch)).unwrap();
+    // The walk went on to the end as it was when it got there, and the store's head was
+    // taken with that last piece.
+    assert_eq!(handovers, initial + 1);
+    assert_eq!(report.records_checked, initial + 1);
+    assert_eq!(end.known_events, initial + 1);
+    assert_eq!(report.head, end.known_head);
+    assert!(!end.damaged);
+    assert!(store.verify(ids[0]).unwrap().is_intact());
+}

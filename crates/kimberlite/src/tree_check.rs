@@ -113,15 +113,18 @@ pub(crate) type CompareChunk<'a> = dyn Fn(&mut TreeRecompute) + Sync + 'a;
 /// costs more than it would save.
 const BESIDE_MIN_EVENTS: u64 = 16_384;
 
-/// Events handed to the tree thread at once.
+/// Events `check_tree` hands to the tree thread at once.
 const BESIDE_BATCH: usize = 1024;
 
-/// Runs `walk`, which hands each event it verifies or reads to its callback in offset order,
-/// feeding `tree` with those events: on a thread of its own beside the walk when the stream
-/// holds [`BESIDE_MIN_EVENTS`] or more (`events`), so that the leaf and node hashes overlap
-/// the walk's reading, checking and chain hashing; on the walking thread otherwise. Returns
-/// the walk's result and the tree fed with every event the walk handed over, whatever the
-/// walk returned.
+/// Events in offset order, as a walk hands them over: `(offset, payload)`.
+pub(crate) type EventBatch = Vec<(Offset, Bytes)>;
+
+/// Runs `walk`, which hands the events it verifies or reads to its callback in offset order,
+/// in batches, feeding `tree` with those events: on a thread of its own beside the walk when
+/// the stream holds [`BESIDE_MIN_EVENTS`] or more (`events`), so that the leaf and node
+/// hashes overlap the walk's reading, checking and chain hashing; on the walking thread
+/// otherwise. Returns the walk's result and the tree fed with every event the walk handed
+/// over, whatever the walk returned.
 ///
 /// Why: the tree's hashing (a leaf hash per event and about one node hash) was a third of
 /// a store `verify`'s time, on one core while the walk's other threads waited.
@@ -129,15 +132,19 @@ pub(crate) fn recompute_beside<T>(
     mut tree: TreeRecompute,
     compare: &CompareChunk<'_>,
     events: u64,
-    walk: impl FnOnce(&mut dyn FnMut(Offset, &Bytes)) -> T,
+    walk: impl FnOnce(&mut dyn FnMut(EventBatch)) -> T,
 ) -> (T, TreeRecompute) {
     if events < BESIDE_MIN_EVENTS {
-        let walked = walk(&mut |offset, payload| tree.take(offset, payload, compare));
+        let walked = walk(&mut |batch| {
+            for (offset, payload) in batch {
+                tree.take(offset, &payload, compare);
+            }
+        });
         return (walked, tree);
     }
     std::thread::scope(|scope| {
         // A few batches in flight: the walk never waits for the tree unless it is ahead.
-        let (sender, receiver) = mpsc::sync_channel::<Vec<(Offset, Bytes)>>(4);
+        let (sender, receiver) = mpsc::sync_channel::<EventBatch>(4);
         let hasher = scope.spawn(move || {
             for batch in receiver {
                 for (offset, payload) in batch {
@@ -146,18 +153,10 @@ pub(crate) fn recompute_beside<T>(
             }
             tree
         });
-        let mut batch = Vec::with_capacity(BESIDE_BATCH);
-        let walked = walk(&mut |offset, payload| {
-            batch.push((offset, payload.clone()));
-            if batch.len() == BESIDE_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BESIDE_BATCH));
-                // The receiver lives until every batch is sent: it only ends with the sender.
-                let _ = sender.send(full);
-            }
-        });
-        if !batch.is_empty() {
+        let walked = walk(&mut |batch| {
+            // The receiver lives until every batch is sent: it only ends with the sender.
             let _ = sender.send(batch);
-        }
+        });
         drop(sender);
         let tree = match hasher.join() {
             Ok(tree) => tree,
@@ -208,10 +207,20 @@ impl Kimberlite {
         // Each page takes the store's read lock, and so does each comparison: appends go on
         // between them.
         let compare = |tree: &mut TreeRecompute| tree.compare_chunk(&self.read_state().merkle);
-        let (walked, recompute) = recompute_beside(recompute, &compare, durable, |on_event| {
+        let (walked, recompute) = recompute_beside(recompute, &compare, durable, |on_batch| {
             let mut events = self.events(id, Offset::ZERO);
+            let mut batch = Vec::with_capacity(BESIDE_BATCH);
             while let Some(event) = events.next().transpose()? {
-                on_event(event.offset, &event.payload);
+                batch.push((event.offset, event.payload));
+                if batch.len() == BESIDE_BATCH {
+                    on_batch(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BESIDE_BATCH),
+                    ));
+                }
+            }
+            if !batch.is_empty() {
+                on_batch(batch);
             }
             Ok::<(), crate::Error>(())
         });
