@@ -151,7 +151,11 @@ pub struct StreamStats {
 }
 
 impl Kimberlite {
-    /// Verifies every record of stream `id`. Errors: [`Error::UnknownStream`], I/O.
+    /// Verifies every record of stream `id`, from the first to the stream's end as it is when
+    /// the walk gets there (events appended meanwhile included), and its Merkle tree against
+    /// the events that were durable when it began. Appends go on beside it: it holds the
+    /// store's lock a piece of 16,384 records at a time.
+    /// Errors: [`Error::UnknownStream`], I/O.
     pub fn verify(&self, id: StreamId) -> Result<VerifyReport> {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
