@@ -254,7 +254,11 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
             "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  {}",
             s.stream.as_u64(),
             label(s.name.as_deref(), s.stream),
-            thousands(s.events),
+            if s.damaged {
+                "damaged".to_owned()
+            } else {
+                thousands(s.events)
+            },
             s.storage.segments,
             s.storage
                 .stored_bytes
@@ -264,20 +268,28 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
                 .map_or_else(|| "-".into(), human_bytes),
             ratio(s).map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
             s.storage.checkpoints.map_or_else(|| "-".into(), thousands),
-            s.head.map_or_else(|| "-".to_owned(), |h| h.to_string())
+            s.head
+                .filter(|_| !s.damaged)
+                .map_or_else(|| "-".to_owned(), |h| h.to_string())
         );
     }
     let events: u64 = stats
         .iter()
-        .filter(|s| s.name.is_some())
+        .filter(|s| s.name.is_some() && !s.damaged)
         .map(|s| s.events)
         .sum();
+    let damaged = stats.iter().filter(|s| s.damaged).count();
     let stored: u64 = stats.iter().filter_map(|s| s.storage.stored_bytes).sum();
     print_recovery(&store);
     outln!(
-        "  {} named stream(s), {} events, {} stored",
+        "  {} named stream(s), {} events{}, {} stored",
         stats.iter().filter(|s| s.name.is_some()).count(),
         thousands(events),
+        if damaged > 0 {
+            format!(" in intact streams ({damaged} damaged: run `kimberlite verify`)")
+        } else {
+            String::new()
+        },
         human_bytes(stored)
     );
     Ok(ExitCode::SUCCESS)
@@ -295,8 +307,9 @@ fn stats_json(s: &StreamStats) -> Value {
     json!({
         "id": s.stream.as_u64(),
         "name": s.name,
-        "events": s.events,
-        "head": s.head.map(|h| h.to_string()),
+        "events": (!s.damaged).then_some(s.events),
+        "head": s.head.filter(|_| !s.damaged).map(|h| h.to_string()),
+        "damaged": s.damaged,
         "segments": s.storage.segments,
         "stored_bytes": s.storage.stored_bytes,
         "logical_bytes": s.storage.logical_bytes,

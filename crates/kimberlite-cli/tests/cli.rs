@@ -520,3 +520,41 @@ fn a_cut_catalogue_is_tampering() {
         "\"audit\": missing",
     );
 }
+
+/// A stream whose files open cannot read is shown as damaged, not as an empty stream, and
+/// left out of the event total.
+#[test]
+fn inspect_shows_a_stream_it_cannot_open_as_damaged() {
+    let (_temp, dir) = store_with(10);
+    ok(
+        &["append", s(&dir), "billing", "--create"],
+        "invoice 1\ninvoice 2\n",
+    );
+    let audit_segment = dir
+        .join("streams")
+        .join(format!("{:020}", 1))
+        .join(format!("{:08}.seg", 0));
+    let mut bytes = std::fs::read(&audit_segment).unwrap();
+    bytes[..8].copy_from_slice(b"GARBAGE!");
+    std::fs::write(&audit_segment, &bytes).unwrap();
+
+    let out = ok(&["inspect", s(&dir)], "");
+    let audit_row = out
+        .lines()
+        .find(|line| line.contains("\"audit\""))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(audit_row.contains("damaged"), "{out}");
+    assert!(
+        out.contains("2 events in intact streams (1 damaged"),
+        "{out}"
+    );
+    let json = ok(&["inspect", s(&dir), "audit", "--json"], "");
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let audit = &value["streams"][0];
+    assert_eq!(audit["damaged"], true, "{json}");
+    assert!(
+        audit["events"].is_null() && audit["head"].is_null(),
+        "{json}"
+    );
+    fails(&["verify", s(&dir)], "", 1, "audit");
+}

@@ -92,7 +92,10 @@ pub enum Error {
     },
     /// The stream's stored records are damaged (found when the store was opened), so its head
     /// is unknown and appends are refused. `verify` says where the damage is.
-    #[error("stream {name:?} is damaged on disk; appends are refused (run verify for details)")]
+    #[error(
+        "stream {name:?} is damaged on disk: its head is unknown and appends are refused (run \
+         verify for details)"
+    )]
     StreamDamaged {
         /// The stream's name.
         name: String,

@@ -59,8 +59,12 @@ pub struct StreamInfo {
     pub name: String,
     /// The stream's id.
     pub id: StreamId,
-    /// Its durable head.
+    /// Its durable head; meaningless when `damaged` (then the stored records could not be
+    /// read at open: the offset and hash shown are not the stream's).
     pub head: StreamHead,
+    /// Open found the stream's stored records damaged or its files unreadable: its head is
+    /// unknown, appends are refused, and `verify` says where the damage is.
+    pub damaged: bool,
 }
 
 /// Heads of one stream: `written` is what the backend holds; `durable` is what has been
@@ -326,27 +330,33 @@ impl Kimberlite {
         state
             .catalog
             .iter()
-            .map(|(name, id)| StreamInfo {
-                name: name.to_owned(),
-                id,
-                head: state
-                    .heads
-                    .get(&id)
-                    .map(|heads| heads.durable)
-                    .unwrap_or_default(),
+            .map(|(name, id)| {
+                let heads = state.heads.get(&id).copied().unwrap_or_default();
+                StreamInfo {
+                    name: name.to_owned(),
+                    id,
+                    head: heads.durable,
+                    damaged: heads.damaged,
+                }
             })
             .collect()
     }
 
     /// The durable head of stream `id`: what readers see and appends have acknowledged.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::StreamDamaged`] when open found the stream's
+    /// records damaged or its files unreadable, so its head is unknown (never a made-up one:
+    /// an empty-looking head would read as "no events").
     pub fn head(&self, id: StreamId) -> Result<StreamHead> {
         let state = self.read_state();
-        state.name_of(id)?;
-        Ok(state
-            .heads
-            .get(&id)
-            .map(|heads| heads.durable)
-            .unwrap_or_default())
+        let name = state.name_of(id)?;
+        let heads = state.heads.get(&id).copied().unwrap_or_default();
+        if heads.damaged {
+            return Err(Error::StreamDamaged {
+                name: name.to_owned(),
+            });
+        }
+        Ok(heads.durable)
     }
 }
 

@@ -146,6 +146,9 @@ pub struct StreamStats {
     pub events: u64,
     /// Chain hash of the last event.
     pub head: Option<ChainHash>,
+    /// Open found the stream's records damaged or its files unreadable: `events` and `head`
+    /// are not the stream's (see [`StreamInfo::damaged`](crate::StreamInfo::damaged)).
+    pub damaged: bool,
     /// What the storage layer reports.
     pub storage: StorageStats,
 }
@@ -206,6 +209,7 @@ impl Kimberlite {
                     name: state.catalog.name(id).map(str::to_owned),
                     events,
                     head,
+                    damaged: state.heads.get(&id).is_some_and(|heads| heads.damaged),
                     storage: state.backend.stats(id),
                 }
             })

@@ -255,6 +255,30 @@ fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable()
         let error = store.read(audit, Offset::new(from), u64::MAX).unwrap_err();
         assert!(error.is_corruption(), "{error}");
     }
+    // Its head is unknown, and never shown as an empty stream's.
+    let head = store.head(audit).unwrap_err();
+    assert!(
+        matches!(&head, kimberlite::Error::StreamDamaged { name } if name == "audit"),
+        "{head}"
+    );
+    assert!(head.is_corruption());
+    assert_eq!(store.head(billing).unwrap().next_offset, Offset::new(2));
+    let listed: Vec<(String, bool)> = store
+        .list_streams()
+        .into_iter()
+        .map(|info| (info.name, info.damaged))
+        .collect();
+    assert_eq!(
+        listed,
+        [("audit".to_owned(), true), ("billing".to_owned(), false)]
+    );
+    let damaged: Vec<_> = store
+        .stats()
+        .into_iter()
+        .filter(|stats| stats.damaged)
+        .map(|stats| stats.stream)
+        .collect();
+    assert_eq!(damaged, [audit]);
     store
         .append(billing, ["invoice 3"], ExpectedOffset::Any)
         .unwrap();
