@@ -4,8 +4,9 @@
 //! checkpoint and index intervals, compression), the fault probabilities, and every operation:
 //! appends of random batches (1–12 events; one in a hundred 128–512 events, which the store
 //! hashes on its helper thread and writes in several chunks) with and without fsync, reads at
-//! random offsets and budgets, `flush_indexes`, `flush`, full verifications, clean restarts and
-//! crashes. The same seed replays the same run exactly.
+//! random offsets and budgets, `flush_indexes`, `flush`, full verifications (whole, or in
+//! pieces with other operations between them: `verify_op`), clean restarts and crashes. The
+//! same seed replays the same run exactly.
 //!
 //! # What is checked (SPEC.md section 4)
 //!
@@ -42,6 +43,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::fs::{FaultConfig, SimFileSystem};
 use crate::model::{check_read, check_survivors, Check, StreamModel};
 use crate::outcome::{RunStats, Violation};
+
+mod verify_op;
 
 /// The on-disk engine over the simulated file system.
 pub type SimStorage = Storage<SimFileSystem>;
@@ -89,6 +92,8 @@ struct Run {
     faults_at_open: u64,
     /// Read flips injected before the store was last opened.
     flips_at_open: u64,
+    /// A verification walked in pieces, paused between operations (`verify_op`).
+    paused_verify: Option<kimberlite_storage::VerifyResume>,
     stats: RunStats,
 }
 
@@ -166,6 +171,7 @@ impl Run {
             poisoned: false,
             faults_at_open: 0,
             flips_at_open: 0,
+            paused_verify: None,
             stats: RunStats::default(),
         }
     }
@@ -413,34 +419,6 @@ impl Run {
         }
     }
 
-    fn verify(&mut self) -> Check {
-        let stream = self.pick_stream();
-        let (result, faulted) = self.observed(|run| run.storage().map(|s| s.verify_stream(stream)));
-        let expected_len = self.models.get(&stream).map_or(0, |m| m.log.len()) as u64;
-        match result? {
-            Ok(report) if report.next_offset.as_u64() == expected_len => {
-                let head = self
-                    .mirror
-                    .latest_chain_hash(stream)
-                    .map_err(|e| e.to_string())?;
-                if report.head != head {
-                    return Err(format!(
-                        "stream {stream}: verify head {:?}, model {:?}",
-                        report.head, head
-                    ));
-                }
-                Ok(())
-            }
-            Ok(report) => Err(format!(
-                "stream {stream}: verify saw {} events, model has {expected_len}",
-                report.next_offset
-            )),
-            Err(error) => {
-                self.read_error_allowed(faulted, &format!("stream {stream}: verify"), &error)
-            }
-        }
-    }
-
     /// Closes and reopens the store without losing anything.
     fn restart(&mut self) -> Check {
         self.stats.restarts += 1;
@@ -482,7 +460,7 @@ impl Run {
             storage.recovery_report(),
             self.fs.counts()
         ));
-        self.adopt(storage);
+        self.adopt(storage)?;
         match self.read_back() {
             Ok(actual) => self.reconcile(actual, after_crash),
             Err(_) if self.fs.counts().read_flips > flips_before => {
@@ -500,16 +478,18 @@ impl Run {
         let opened = Storage::open_on(self.fs.clone(), Path::new(STORE_DIR), self.config);
         self.fs.set_faults_enabled(true);
         let storage = opened.map_err(|e| format!("reopen failed with faults off: {e}"))?;
-        self.adopt(storage);
+        self.adopt(storage)?;
         let actual = self.read_back()?;
         self.reconcile(actual, after_crash)
     }
 
-    fn adopt(&mut self, storage: SimStorage) {
+    fn adopt(&mut self, storage: SimStorage) -> Check {
+        self.refuse_paused_verify(&storage)?;
         self.storage = Some(storage);
         self.poisoned = false;
         self.faults_at_open = self.fs.counts().detectable();
         self.flips_at_open = self.fs.counts().read_flips;
+        Ok(())
     }
 
     /// Every modelled stream's events as the store now shows them, read with faults off.
