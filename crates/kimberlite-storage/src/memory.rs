@@ -209,14 +209,8 @@ impl MemoryStorage {
         stream_id: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
-        match self.verify_stream_piece(stream_id, None, u64::MAX, on_event)? {
-            VerifyStep::Done(report) => Ok(report),
-            // Offsets end before `u64::MAX`; kept as an error rather than a panic.
-            VerifyStep::Paused(resume) => Err(StorageError::ForeignResume {
-                stream: stream_id,
-                paused_on: format!("an unbounded walk, at offset {}", resume.records_checked()),
-            }),
-        }
+        self.verify_stream_piece(stream_id, None, u64::MAX, on_event)?
+            .unbounded_report(stream_id)
     }
 
     /// One piece of [`MemoryStorage::verify_stream_with`], as

@@ -83,3 +83,18 @@ pub enum VerifyStep {
     /// The walk stopped after the records it was allowed; resume from here.
     Paused(VerifyResume),
 }
+
+impl VerifyStep {
+    /// The report of a piece given no bound (`max_records = u64::MAX`), which walks to the end.
+    pub(crate) fn unbounded_report(self, stream: StreamId) -> Result<VerifyReport, StorageError> {
+        match self {
+            VerifyStep::Done(report) => Ok(report),
+            // Offsets end before `u64::MAX`, so such a piece never pauses; kept as an error
+            // rather than a panic.
+            VerifyStep::Paused(resume) => Err(StorageError::ForeignResume {
+                stream,
+                paused_on: format!("an unbounded walk, at offset {}", resume.records_checked()),
+            }),
+        }
+    }
+}

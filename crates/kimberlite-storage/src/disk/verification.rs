@@ -29,15 +29,8 @@ impl<F: FileSystem> Storage<F> {
         stream: StreamId,
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyReport, StorageError> {
-        match self.verify_stream_piece(stream, None, u64::MAX, on_event)? {
-            VerifyStep::Done(report) => Ok(report),
-            // A piece pauses only after `max_records` data records, and offsets end before
-            // `u64::MAX`; kept as an error rather than a panic.
-            VerifyStep::Paused(resume) => Err(StorageError::ForeignResume {
-                stream,
-                paused_on: format!("an unbounded walk, at offset {}", resume.records_checked()),
-            }),
-        }
+        self.verify_stream_piece(stream, None, u64::MAX, on_event)?
+            .unbounded_report(stream)
     }
 
     /// One piece of [`Storage::verify_stream_with`]: from the first record (`from` = `None`)
