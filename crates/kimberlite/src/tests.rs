@@ -239,7 +239,14 @@ fn a_verification_lets_appends_in_between_its_pieces() {
         assert_eq!(offsets, expected);
         handovers += offsets.len() as u64;
     };
-    let (report, end) = store.walk_in_pieces(ids[0], Some(&mut on_batch)).unwrap();
+    let mut progress = Vec::new();
+    let (report, end) = store
+        .walk_in_pieces(ids[0], Some(&mut on_batch), &mut |records| {
+            progress.push(records)
+        })
+        .unwrap();
+    // Progress is told piece by piece (16,384, then the rest with the appended event).
+    assert_eq!(progress, [crate::verify::VERIFY_PIECE_RECORDS, 101]);
     // The walk went on to the end as it was when it got there, and the store's head was
     // taken with that last piece.
     assert_eq!(handovers, initial + 1);

@@ -162,7 +162,7 @@ impl Kimberlite {
     pub fn verify(&self, id: StreamId) -> Result<VerifyReport> {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
-        self.verify_into(id, &mut report)?;
+        self.verify_into(id, &mut report, &mut |_| {})?;
         Ok(report)
     }
 
@@ -172,13 +172,22 @@ impl Kimberlite {
         self.verify_all_with(|_| {})
     }
 
-    /// Like [`Kimberlite::verify_all`], calling `progress` after each stream with the number of
-    /// records that stream held (for progress bars; see [`Kimberlite::total_events`]).
+    /// Like [`Kimberlite::verify_all`], calling `progress` with the number of records verified
+    /// since its last call, as the walk goes (after each piece of 16,384 records, so a large
+    /// stream moves a progress bar too), and after a stream whose walk stopped early with the
+    /// records it did not reach: the calls add up to the records the streams held, what
+    /// [`Kimberlite::total_events`] counts (plus any appended meanwhile).
     pub fn verify_all_with(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         for id in self.all_stream_ids() {
-            let records = self.verify_into(id, &mut report)?;
-            progress(records);
+            let mut walked = 0;
+            let records = self.verify_into(id, &mut report, &mut |records| {
+                walked += records;
+                progress(records);
+            })?;
+            if records > walked {
+                progress(records - walked);
+            }
         }
         Ok(report)
     }
@@ -230,7 +239,12 @@ impl Kimberlite {
     /// Verifies stream `id` and, for a named stream with a tree, recomputes its Merkle tree
     /// from the events the same walk hands over (`tree_check`); adds a report or a problem.
     /// Returns the records checked.
-    fn verify_into(&self, id: StreamId, report: &mut VerifyReport) -> Result<u64> {
+    fn verify_into(
+        &self,
+        id: StreamId,
+        report: &mut VerifyReport,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
         let (name, stored_tree, start_events) = {
             let state = self.read_state();
             let name = state.catalog.name(id).map(str::to_owned);
@@ -248,11 +262,11 @@ impl Kimberlite {
         let (walked, recompute) = match recompute {
             Some(tree) => {
                 let (walked, tree) = recompute_beside(tree, &compare, start_events, |on_batch| {
-                    self.walk_in_pieces(id, Some(on_batch))
+                    self.walk_in_pieces(id, Some(on_batch), progress)
                 });
                 (walked, Some(tree))
             }
-            None => (self.walk_in_pieces(id, None), None),
+            None => (self.walk_in_pieces(id, None, progress), None),
         };
         match walked {
             Ok((verified, end)) => {
@@ -305,7 +319,8 @@ impl Kimberlite {
     /// Walks stream `id` from the first record to its end in pieces of
     /// [`VERIFY_PIECE_RECORDS`], each under the store's read lock, so appends wait for one
     /// piece rather than the whole walk; hands the events each piece verified to `on_batch`
-    /// once the piece has let the lock go. Returns the storage's report and what the store
+    /// once the piece has let the lock go, and the number of records it verified to
+    /// `progress`. Returns the storage's report and what the store
     /// held for the stream under the lock of the last piece: the walk ends at the stream's
     /// end as it is then (records appended meanwhile are verified too), and is compared
     /// with that.
@@ -313,9 +328,11 @@ impl Kimberlite {
         &self,
         id: StreamId,
         mut on_batch: Option<EventSink<'_>>,
+        progress: Progress<'_>,
     ) -> std::result::Result<(kimberlite_storage::VerifyReport, WalkEnd), StorageError> {
         let mut from = None;
         let mut verified = Vec::new();
+        let mut reported = 0;
         loop {
             let step = {
                 let state = self.read_state();
@@ -328,8 +345,13 @@ impl Kimberlite {
                     .backend
                     .verify_stream_piece(id, from.take(), VERIFY_PIECE_RECORDS, keep)
                 {
-                    Ok(VerifyStep::Done(report)) => Ok(Some((report, state.walk_end(id)))),
+                    Ok(VerifyStep::Done(report)) => {
+                        progress(report.records_checked.saturating_sub(reported));
+                        Ok(Some((report, state.walk_end(id))))
+                    }
                     Ok(VerifyStep::Paused(resume)) => {
+                        progress(resume.records_checked().saturating_sub(reported));
+                        reported = resume.records_checked();
                         from = Some(resume);
                         Ok(None)
                     }
@@ -380,6 +402,9 @@ pub(crate) const VERIFY_PIECE_RECORDS: u64 = 16_384;
 
 /// Where a walk hands the events it verified, a piece's at a time.
 pub(crate) type EventSink<'a> = &'a mut dyn FnMut(EventBatch);
+
+/// Told how many more records a walk verified.
+pub(crate) type Progress<'a> = &'a mut dyn FnMut(u64);
 
 /// What the store held for a stream when a verification walk of it reached the end, under
 /// the same lock as that last piece.

@@ -287,3 +287,45 @@ fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable()
         "nothing was recreated over the damaged stream"
     );
 }
+
+/// `verify_all_with` tells progress piece by piece, and a walk that stops at damage past its
+/// first piece still adds up to the records the store held.
+#[test]
+fn verify_progress_moves_within_a_stream_and_adds_up_past_damage() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default().durability(Durability::Unsynced);
+    let big = {
+        let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
+        let big = store.create_stream("big").unwrap();
+        for first in (0..40_000).step_by(4_000) {
+            let batch: Vec<String> = (first..first + 4_000).map(|i| format!("e{i:05}")).collect();
+            store.append(big, batch, ExpectedOffset::Any).unwrap();
+        }
+        store.sync().unwrap();
+        big
+    };
+    let segment = temp
+        .path()
+        .join("streams")
+        .join(format!("{:020}", big.as_u64()))
+        .join(format!("{:08}.seg", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let near_the_end = bytes.len() - 200;
+    bytes[near_the_end] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let store = Kimberlite::open_with(temp.path(), config).unwrap();
+    let total = store.total_events();
+    let mut calls = Vec::new();
+    let report = store
+        .verify_all_with(|records| calls.push(records))
+        .unwrap();
+    let problem = report.first_problem().expect("the flipped byte is found");
+    assert_eq!(problem.name.as_deref(), Some("big"));
+    assert!(problem.offset.as_u64() > 16_384, "{problem:?}");
+    assert_eq!(calls.iter().sum::<u64>(), total, "{calls:?}");
+    assert!(
+        calls.contains(&16_384),
+        "the first piece is told: {calls:?}"
+    );
+}
