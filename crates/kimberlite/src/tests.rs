@@ -242,6 +242,11 @@ fn a_verification_lets_appends_in_between_its_pieces() {
     let mut progress = Vec::new();
     let (report, end) = store
         .walk_in_pieces(ids[0], Some(&mut on_batch), &mut |records| {
+            // Told with the lock let go, too.
+            assert!(
+                store.inner.state.try_write().is_ok(),
+                "the walk holds the lock"
+            );
             progress.push(records)
         })
         .unwrap();

@@ -345,23 +345,28 @@ impl Kimberlite {
                     .backend
                     .verify_stream_piece(id, from.take(), VERIFY_PIECE_RECORDS, keep)
                 {
-                    Ok(VerifyStep::Done(report)) => {
-                        progress(report.records_checked.saturating_sub(reported));
-                        Ok(Some((report, state.walk_end(id))))
-                    }
+                    Ok(VerifyStep::Done(report)) => Ok(Some((report, state.walk_end(id)))),
                     Ok(VerifyStep::Paused(resume)) => {
-                        progress(resume.records_checked().saturating_sub(reported));
-                        reported = resume.records_checked();
                         from = Some(resume);
                         Ok(None)
                     }
                     Err(error) => Err(error),
                 }
             };
+            // The callers' callbacks run with the lock let go (one may well append).
             if let Some(on_batch) = on_batch.as_mut() {
                 if !verified.is_empty() {
                     on_batch(std::mem::take(&mut verified));
                 }
+            }
+            let checked = match (&step, &from) {
+                (Ok(Some((report, _))), _) => report.records_checked,
+                (Ok(None), Some(resume)) => resume.records_checked(),
+                _ => reported,
+            };
+            if checked > reported {
+                progress(checked - reported);
+                reported = checked;
             }
             if let Some(done) = step? {
                 return Ok(done);
