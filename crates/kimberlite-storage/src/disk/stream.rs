@@ -358,10 +358,12 @@ impl<F: FileSystem> StreamState<F> {
                 // Segments are never removed, so a pause point of this handle names one of
                 // them; kept as an error rather than an out-of-bounds panic.
                 if resume.segment_index >= self.segments.len() {
-                    return Err(StorageError::MissingRecords {
+                    return Err(StorageError::ForeignResume {
                         stream: self.id,
-                        offset: resume.cursor.next_offset(),
-                        location: self.location(self.segments.len().saturating_sub(1), 0),
+                        paused_on: format!(
+                            "segment {}, which this stream does not have",
+                            resume.segment_index
+                        ),
                     });
                 }
                 let start = (resume.segment_index, resume.position, resume.cursor);
