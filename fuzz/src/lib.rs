@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use kimberlite_sim::{FaultConfig, SimFileSystem};
-use kimberlite_storage::{FileHandle, FileSystem, Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{
+    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, VerifyStep,
+};
 use kimberlite_types::{Offset, StreamId};
 
 /// Where the fuzzed store lives on the simulated file system.
@@ -113,7 +115,22 @@ pub fn open_and_read(data: &[u8]) {
         return;
     };
     for stream in storage.streams() {
-        let _ = storage.verify_stream(stream);
+        let whole = storage.verify_stream(stream);
+        // The same walk in pieces of 3 records ends the same way: the same report, or the
+        // same first error.
+        let mut from = None;
+        let in_pieces = loop {
+            match storage.verify_stream_piece(stream, from.take(), 3, |_, _| {}) {
+                Ok(VerifyStep::Paused(resume)) => from = Some(resume),
+                Ok(VerifyStep::Done(report)) => break Ok(report),
+                Err(error) => break Err(error),
+            }
+        };
+        assert_eq!(
+            format!("{whole:?}"),
+            format!("{in_pieces:?}"),
+            "stream {stream}: a walk in pieces ended differently"
+        );
         let _ = storage.latest_chain_hash(stream);
         for from in [0, 1, 3, 7] {
             let _ = storage.read_from(stream, Offset::new(from), 1 << 20);
