@@ -236,12 +236,15 @@ fn readers_run_side_by_side_with_an_appender() {
 
 /// Verifications walk in pieces, letting appends in between: verifying a stream long enough
 /// for several pieces (and for its tree to be recomputed on a thread of its own) while
-/// another thread keeps appending to it and to a second stream neither deadlocks nor reports
-/// damage, and a last verification covers everything appended.
+/// another thread keeps appending to it and to a second stream (rotating segments) neither
+/// deadlocks nor reports damage, and a last verification covers everything appended.
 #[test]
 fn verifications_run_while_an_appender_writes() {
     let temp = tempfile::tempdir().unwrap();
-    let config = Config::default().durability(Durability::GroupCommit);
+    // Small segments: the appender's events complete segments while walks pass through.
+    let config = Config::default()
+        .durability(Durability::GroupCommit)
+        .max_segment_size(64 * 1024);
     let store = Kimberlite::open_with(temp.path(), config).unwrap();
     let (busy, other) = (
         store.create_stream("busy").unwrap(),
@@ -280,5 +283,6 @@ fn verifications_run_while_an_appender_writes() {
     let report = store.verify(busy).unwrap();
     assert!(report.is_intact());
     assert_eq!(report.records_checked(), 40_000 + appended);
+    assert!(report.segments_checked() > 15, "{report:?}");
     assert_eq!(store.head(other).unwrap().next_offset.as_u64(), appended);
 }
