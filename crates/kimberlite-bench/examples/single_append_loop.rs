@@ -1,7 +1,9 @@
 //! Appends single events through the `kimberlite` store, unsynced, one thread, and nothing
 //! else: the per-append cost that group commit pays for every event, for a profiler.
 //!
-//! Run: `cargo run --release -p kimberlite-bench --example single_append_loop -- [events]`.
+//! Run: `cargo run --release -p kimberlite-bench --example single_append_loop -- [events]`;
+//! with `TREES=0` in the environment the store keeps no Merkle trees (to see what the tree
+//! worker costs the appending thread).
 
 use std::time::Instant;
 
@@ -14,7 +16,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::default().durability(Durability::Unsynced);
+    let trees = std::env::var("TREES").map_or(true, |v| v != "0");
+    let config = Config::default()
+        .durability(Durability::Unsynced)
+        .merkle_trees(trees);
     let store = Kimberlite::open_with(dir.path(), config).expect("open");
     let id = store.create_stream("single").expect("stream");
     let started = Instant::now();
