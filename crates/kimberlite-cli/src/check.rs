@@ -63,7 +63,15 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     let report = match &args.stream {
         Some(name) => {
             let id = find_stream(&store, &args.dir, name)?;
-            store.verify(id)?
+            let events = store
+                .stats()
+                .into_iter()
+                .find(|stats| stats.stream == id)
+                .map_or(0, |stats| stats.events);
+            let bar = progress_bar(events, "verifying");
+            let report = store.verify_with(id, |records| bar.inc(records));
+            bar.finish_and_clear();
+            report?
         }
         None => {
             let bar = progress_bar(store.total_events(), "verifying");

@@ -261,3 +261,19 @@ fn a_verification_lets_appends_in_between_its_pieces() {
     assert!(!end.damaged);
     assert!(store.verify(ids[0]).unwrap().is_intact());
 }
+
+#[test]
+fn verify_with_tells_progress_piece_by_piece() {
+    let (store, ids) = store_with(&["audit"]);
+    fill(&store, ids[0], 20_000);
+    let mut calls = Vec::new();
+    let report = store
+        .verify_with(ids[0], |records| calls.push(records))
+        .unwrap();
+    assert!(report.is_intact());
+    assert_eq!(calls, [crate::verify::VERIFY_PIECE_RECORDS, 20_000 - 16_384]);
+    assert!(matches!(
+        store.verify_with(StreamId::new(99), |_| {}),
+        Err(Error::UnknownStream { .. })
+    ));
+}

@@ -160,9 +160,15 @@ impl Kimberlite {
     /// store's lock a piece of 16,384 records at a time.
     /// Errors: [`Error::UnknownStream`], I/O.
     pub fn verify(&self, id: StreamId) -> Result<VerifyReport> {
+        self.verify_with(id, |_| {})
+    }
+
+    /// Like [`Kimberlite::verify`], calling `progress` as [`Kimberlite::verify_all_with`]
+    /// does: the calls add up to the stream's events (plus any appended meanwhile).
+    pub fn verify_with(&self, id: StreamId, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
-        self.verify_into(id, &mut report, &mut |_| {})?;
+        self.verify_told(id, &mut report, &mut progress)?;
         Ok(report)
     }
 
@@ -180,16 +186,28 @@ impl Kimberlite {
     pub fn verify_all_with(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         for id in self.all_stream_ids() {
-            let mut walked = 0;
-            let records = self.verify_into(id, &mut report, &mut |records| {
-                walked += records;
-                progress(records);
-            })?;
-            if records > walked {
-                progress(records - walked);
-            }
+            self.verify_told(id, &mut report, &mut progress)?;
         }
         Ok(report)
+    }
+
+    /// [`Self::verify_into`], then tells `progress` the records a walk that stopped early did
+    /// not reach, so that the calls add up to the stream's events.
+    fn verify_told(
+        &self,
+        id: StreamId,
+        report: &mut VerifyReport,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut walked = 0;
+        let records = self.verify_into(id, report, &mut |records| {
+            walked += records;
+            progress(records);
+        })?;
+        if records > walked {
+            progress(records - walked);
+        }
+        Ok(())
     }
 
     /// Events stored over all streams, the catalogue included: what `verify_all` will walk.
