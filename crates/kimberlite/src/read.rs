@@ -27,9 +27,38 @@ impl Kimberlite {
     /// returned reach `max_bytes`; at least one event is returned when one exists at `from`.
     /// Past the stream's end the result is empty.
     ///
+    /// A large read goes a page of [`crate::Config::read_page_bytes`] at a time, each under the
+    /// store's read lock, so appends are not held back for the whole read; it ends at the
+    /// stream's durable end as of its last page (events appended meanwhile may be included,
+    /// as with [`Kimberlite::events`]). The events returned are the same as one walk's: a
+    /// page stops where the bytes reach its share of the budget, and the last page's share is
+    /// what is left of it.
+    ///
     /// Errors: [`Error::UnknownStream`]; [`Error::Storage`] for corruption (stream, offset and
     /// location in the source) or I/O failure.
     pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<Event>> {
+        let page_bytes = self.inner.config.read_page_bytes.max(1);
+        let mut events = Vec::new();
+        let mut next = from;
+        let mut left = max_bytes;
+        loop {
+            let (page, at_end) = self.read_page(id, next, left.min(page_bytes))?;
+            let Some(last) = page.last() else {
+                return Ok(events);
+            };
+            next = Offset::new(last.offset.as_u64() + 1);
+            let bytes: u64 = page.iter().map(|event| event.payload.len() as u64).sum();
+            events.extend(page);
+            if at_end || bytes >= left {
+                return Ok(events);
+            }
+            left -= bytes;
+        }
+    }
+
+    /// One page of [`Kimberlite::read`], under one hold of the read lock; also says whether it
+    /// reached the stream's durable end.
+    fn read_page(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<(Vec<Event>, bool)> {
         // A read lock: readers run side by side, and wait only for appends.
         let state = self.read_state();
         let name = state.name_of(id)?.to_owned();
@@ -39,7 +68,7 @@ impl Kimberlite {
         // says what is wrong rather than this returning nothing.
         let damaged = heads.is_some_and(|heads| heads.damaged);
         if from >= end && !damaged {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), true));
         }
         let visible =
             usize::try_from(end.as_u64().saturating_sub(from.as_u64())).unwrap_or(usize::MAX);
@@ -48,14 +77,16 @@ impl Kimberlite {
             .read_from(id, from, max_bytes)
             .map_err(|source| Error::storage(Some(&name), source))?;
         payloads.truncate(visible);
-        Ok(payloads
+        let at_end = payloads.len() >= visible;
+        let events = payloads
             .into_iter()
             .zip(from.as_u64()..)
             .map(|(payload, offset)| Event {
                 offset: Offset::new(offset),
                 payload,
             })
-            .collect())
+            .collect();
+        Ok((events, at_end))
     }
 
     /// A lazy iterator over the events of stream `id` from `from` on. It fetches a page of

@@ -271,9 +271,52 @@ fn verify_with_tells_progress_piece_by_piece() {
         .verify_with(ids[0], |records| calls.push(records))
         .unwrap();
     assert!(report.is_intact());
-    assert_eq!(calls, [crate::verify::VERIFY_PIECE_RECORDS, 20_000 - 16_384]);
+    assert_eq!(
+        calls,
+        [crate::verify::VERIFY_PIECE_RECORDS, 20_000 - 16_384]
+    );
     assert!(matches!(
         store.verify_with(StreamId::new(99), |_| {}),
         Err(Error::UnknownStream { .. })
     ));
+}
+
+/// What one walk returns for `read(from, max_bytes)`: events from `from` until their bytes
+/// reach `max_bytes`, at least one.
+fn expected_read(all: &[String], from: usize, max_bytes: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    for event in all.iter().skip(from) {
+        out.push(event.clone());
+        bytes += event.len() as u64;
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_read_over_many_pages_returns_what_one_walk_would() {
+    let store = Kimberlite::in_memory_with(Config::default().read_page_bytes(50));
+    let id = store.create_stream("audit").unwrap();
+    let all: Vec<String> = (0..60)
+        .map(|i| format!("e{i}-{}", "x".repeat(i * 7 % 23)))
+        .collect();
+    store.append(id, all.clone(), ExpectedOffset::Any).unwrap();
+    for from in [0, 3, 10, 59, 60, 61] {
+        for max_bytes in [0, 1, 49, 50, 51, 120, 500, u64::MAX] {
+            let read: Vec<String> = store
+                .read(id, Offset::new(from as u64), max_bytes)
+                .unwrap()
+                .into_iter()
+                .map(|event| String::from_utf8(event.payload.to_vec()).unwrap())
+                .collect();
+            assert_eq!(
+                read,
+                expected_read(&all, from, max_bytes),
+                "from {from}, max_bytes {max_bytes}"
+            );
+        }
+    }
 }
