@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
+use kimberlite_bench::hash_then_sync::{HashThenSync, HelperWait};
 use kimberlite_bench::{
     events, hashing_on_two_cores, interleaved, rate, report, scaled, thousands, Appender, Batches,
     SyncedFile, Target, BATCH_EVENTS,
@@ -48,6 +49,7 @@ fn print_ratio() {
     let n = BATCH_EVENTS as u64;
     println!("append_fsync: per batch of 1,000: kimberlite {ours:.2?}, write+fdatasync {base:.2?}");
     print_floor(&dir.path().join("floor.bin"), &batch, &mut raw);
+    print_probe(dir.path(), &batch, &mut raw);
     report(
         "append_fsync",
         &format!("{} events/s", thousands(rate(n, ours))),
@@ -74,6 +76,29 @@ fn print_floor(path: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
         thousands(frames.len() as f64),
         hashing,
         payload_sync.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+/// The floor measured as one sequence of real steps (`kimberlite_bench::hash_then_sync`): a
+/// helper thread hashes half the batch while the caller hashes the other half, then one
+/// `write` and one `fdatasync` of the frame bytes; interleaved with the baseline like the
+/// bench itself, once with a helper that sleeps between batches and once with one that
+/// spins.
+fn print_probe(dir: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
+    let rounds = scaled(200, 20) as usize;
+    let mut ratios = Vec::new();
+    for (wait, name) in [(HelperWait::Sleeps, "sleeps"), (HelperWait::Spins, "spins")] {
+        let mut probe = HashThenSync::new(&dir.join(format!("probe-{name}.bin")), batch, wait);
+        let (probed, base) = interleaved(rounds, || probe.append(), || raw.append());
+        ratios.push(format!(
+            "helper {name} between batches {probed:.2?} against {base:.2?}: ratio {:.3}",
+            base.as_secs_f64() / probed.as_secs_f64()
+        ));
+    }
+    println!(
+        "append_fsync: probe (hash on two threads, then write+fdatasync of the frame bytes, \
+         nothing else): {}",
+        ratios.join("; ")
     );
 }
 

@@ -9,6 +9,7 @@
 //! every bench works end to end; its figures are not the ones to report.
 
 pub mod ceiling;
+pub mod hash_then_sync;
 
 use std::hint::black_box;
 use std::path::Path;
