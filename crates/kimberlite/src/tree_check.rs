@@ -4,10 +4,10 @@
 //!
 //! [`TreeRecompute`] takes the events in offset order, from wherever they come: `check_tree`
 //! reads them ([`Kimberlite::events`]); `verify` is handed them by the storage walk that
-//! verifies the chain (`verify_stream_with`), so it reads and decodes each record once, where
-//! it used to verify the chain and then read the whole stream again for the tree. Only the
-//! durable events count (the tree covers those), and a tree is only compared when the walk
-//! succeeded.
+//! verifies the chain (`verify_stream_piece`, a piece at a time), so it reads and decodes
+//! each record once, where it used to verify the chain and then read the whole stream again
+//! for the tree. Only the durable events count (the tree covers those), and a tree is only
+//! compared when the walk succeeded.
 
 use std::sync::mpsc;
 
