@@ -530,6 +530,12 @@ fn inspect_shows_a_stream_it_cannot_open_as_damaged() {
         &["append", s(&dir), "billing", "--create"],
         "invoice 1\ninvoice 2\n",
     );
+    let verified = ok(&["verify", s(&dir)], "");
+    let anchor = verified
+        .split_whitespace()
+        .find(|word| word.starts_with("audit@"))
+        .unwrap_or_else(|| panic!("{verified}"))
+        .to_owned();
     let audit_segment = dir
         .join("streams")
         .join(format!("{:020}", 1))
@@ -557,4 +563,11 @@ fn inspect_shows_a_stream_it_cannot_open_as_damaged() {
         "{json}"
     );
     fails(&["verify", s(&dir)], "", 1, "audit");
+    // Its anchor cannot be checked: reported as tampered (exit 1), not a usage error (2).
+    fails(
+        &["verify", s(&dir), "--anchor", &anchor],
+        "",
+        1,
+        "anchor cannot be checked",
+    );
 }

@@ -104,7 +104,6 @@ impl Kimberlite {
             .ok_or_else(|| Error::StreamNotFound {
                 name: anchor.stream.clone(),
             })?;
-        let held = self.head(id)?.next_offset.as_u64();
         let problem = |offset: u64, reason: String| Problem {
             stream: id,
             name: Some(anchor.stream.clone()),
@@ -114,6 +113,19 @@ impl Kimberlite {
             position: None,
             message: format!("anchor {anchor} does not hold: {reason}"),
             reason,
+        };
+        let held = match self.head(id) {
+            Ok(head) => head.next_offset.as_u64(),
+            // Damage is evidence, like a failed check: a problem, not an error.
+            Err(Error::StreamDamaged { .. }) => {
+                return Ok(Some(problem(
+                    0,
+                    "the stream's records could not be read when the store was opened, so the \
+                     anchor cannot be checked (verify reports where)"
+                        .to_owned(),
+                )))
+            }
+            Err(error) => return Err(error),
         };
         if held < anchor.events {
             return Ok(Some(problem(

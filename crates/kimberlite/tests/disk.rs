@@ -205,7 +205,7 @@ fn find_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable() {
     let temp = tempfile::tempdir().unwrap();
     let config = Config::default().max_segment_size(4_096);
-    let (audit, billing) = {
+    let (audit, billing, anchor) = {
         let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
         let audit = store.create_stream("audit").unwrap();
         let billing = store.create_stream("billing").unwrap();
@@ -217,7 +217,13 @@ fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable()
         store
             .append(billing, ["invoice 1", "invoice 2"], ExpectedOffset::Any)
             .unwrap();
-        (audit, billing)
+        let head = store.head(audit).unwrap();
+        let anchor = kimberlite::Anchor {
+            stream: "audit".to_owned(),
+            events: head.next_offset.as_u64(),
+            hash: head.hash.unwrap(),
+        };
+        (audit, billing, anchor)
     };
     let audit_dir = temp
         .path()
@@ -263,6 +269,12 @@ fn a_stream_whose_files_cannot_be_opened_is_reported_and_the_rest_stays_usable()
     );
     assert!(head.is_corruption());
     assert_eq!(store.head(billing).unwrap().next_offset, Offset::new(2));
+    // An anchor on it cannot be checked: that is a problem to report, not an error.
+    let anchored = store.check_anchor(&anchor).unwrap().expect("a problem");
+    assert!(
+        anchored.reason.contains("could not be read"),
+        "{anchored:?}"
+    );
     let listed: Vec<(String, bool)> = store
         .list_streams()
         .into_iter()
