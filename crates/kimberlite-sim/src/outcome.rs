@@ -22,6 +22,14 @@ pub struct RunStats {
     pub faults: FaultCounts,
     /// Calls that returned an error caused by an injected fault.
     pub faults_detected: u64,
+    /// Verifications that reached a stream's end and were checked against the model.
+    pub verifications: u64,
+    /// Of those, the ones walked in pieces with other operations between them.
+    pub verifications_in_pieces: u64,
+    /// Pieces that paused (each resumed by a later operation, or refused after a reopen).
+    pub verify_pauses: u64,
+    /// Pause points refused by a reopened store, as they must be.
+    pub pause_points_refused: u64,
 }
 
 impl RunStats {
@@ -33,6 +41,10 @@ impl RunStats {
         self.reads += other.reads;
         self.restarts += other.restarts;
         self.faults_detected += other.faults_detected;
+        self.verifications += other.verifications;
+        self.verifications_in_pieces += other.verifications_in_pieces;
+        self.verify_pauses += other.verify_pauses;
+        self.pause_points_refused += other.pause_points_refused;
         let (a, b) = (&mut self.faults, &other.faults);
         a.read_flips += b.read_flips;
         a.sync_failures += b.sync_failures;
@@ -50,7 +62,8 @@ impl fmt::Display for RunStats {
             f,
             "seeds {} | ops {} (appends {}, reads {}) | crashes {}, restarts {} | faults injected: \
              read flips {}, sync failures {}, write failures {}, torn writes {}, dropped unsynced \
-             ops {} | faults detected {}",
+             ops {} | faults detected {} | verifications {} ({} in pieces; {} pauses, {} pause \
+             points refused after reopen)",
             self.seeds,
             self.ops,
             self.appends,
@@ -62,7 +75,11 @@ impl fmt::Display for RunStats {
             faults.write_failures,
             faults.torn_writes,
             faults.dropped_operations,
-            self.faults_detected
+            self.faults_detected,
+            self.verifications,
+            self.verifications_in_pieces,
+            self.verify_pauses,
+            self.pause_points_refused
         )
     }
 }

@@ -1,6 +1,6 @@
 //! The simulator's verification operation: a whole-stream `verify_stream`, or the same walk in
-//! pieces (`verify_stream_piece`) of 1–64 records, one piece per operation, so appends, reads,
-//! flushes, restarts and crashes land between the pieces.
+//! pieces (`verify_stream_piece`) of 1–4,096 records, one piece per operation, so appends,
+//! reads, flushes, restarts and crashes land between the pieces.
 //!
 //! Checked: a walk that ends (whole or in pieces) saw exactly the model's events and ends at
 //! the mirror's chain hash, with events appended between its pieces included; an error is
@@ -14,8 +14,10 @@ use rand::Rng;
 
 use super::{Check, Run, SimStorage};
 
-/// Most records one piece walks.
-const MAX_PIECE_RECORDS: u64 = 64;
+/// A piece walks `a * b` records, `a` and `b` drawn from `1..=PIECE_FACTOR`: from 1 to 4,096,
+/// mostly hundreds, so that walks pause at every kind of place and most still reach the end
+/// of a stream of thousands of events before a restart drops them.
+const PIECE_FACTOR: u64 = 64;
 
 impl Run {
     pub(super) fn verify(&mut self) -> Check {
@@ -24,7 +26,11 @@ impl Run {
         }
         let stream = self.pick_stream();
         let (result, faulted) = self.observed(|run| run.storage().map(|s| s.verify_stream(stream)));
-        self.check_verified(stream, result?, faulted)
+        let result = result?;
+        if result.is_ok() {
+            self.stats.verifications += 1;
+        }
+        self.check_verified(stream, result, faulted)
     }
 
     /// Walks the next piece of the paused verification, or starts one on a random stream.
@@ -33,7 +39,8 @@ impl Run {
             Some(resume) => (resume.stream(), Some(resume)),
             None => (self.pick_stream(), None),
         };
-        let records = self.rng.random_range(1..=MAX_PIECE_RECORDS);
+        let records =
+            self.rng.random_range(1..=PIECE_FACTOR) * self.rng.random_range(1..=PIECE_FACTOR);
         let (result, faulted) = self.observed(|run| {
             run.storage()
                 .map(|s| s.verify_stream_piece(stream, from, records, |_, _| {}))
@@ -46,10 +53,15 @@ impl Run {
                         resume.stream()
                     ));
                 }
+                self.stats.verify_pauses += 1;
                 self.paused_verify = Some(resume);
                 Ok(())
             }
-            Ok(VerifyStep::Done(report)) => self.check_verified(stream, Ok(report), faulted),
+            Ok(VerifyStep::Done(report)) => {
+                self.stats.verifications += 1;
+                self.stats.verifications_in_pieces += 1;
+                self.check_verified(stream, Ok(report), faulted)
+            }
             Err(error) => self.check_verified(stream, Err(error), faulted),
         }
     }
@@ -99,7 +111,10 @@ impl Run {
         let result = storage.verify_stream_piece(stream, Some(resume), 1, |_, _| {});
         self.fs.set_faults_enabled(true);
         match result {
-            Err(StorageError::ForeignResume { .. }) => Ok(()),
+            Err(StorageError::ForeignResume { .. }) => {
+                self.stats.pause_points_refused += 1;
+                Ok(())
+            }
             // A stream the new handle could not open refuses everything before looking at
             // the pause point; what matters is that it is not walked.
             Err(error) if error.is_corruption() => Ok(()),
