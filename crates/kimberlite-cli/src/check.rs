@@ -63,11 +63,8 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     let report = match &args.stream {
         Some(name) => {
             let id = find_stream(&store, &args.dir, name)?;
-            let events = store
-                .stats()
-                .into_iter()
-                .find(|stats| stats.stream == id)
-                .map_or(0, |stats| stats.events);
+            // A damaged stream's head is unknown: its bar has no length, and verify says why.
+            let events = store.head(id).map_or(0, |head| head.next_offset.as_u64());
             let bar = progress_bar(events, "verifying");
             let report = store.verify_with(id, |records| bar.inc(records));
             bar.finish_and_clear();

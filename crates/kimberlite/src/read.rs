@@ -61,7 +61,7 @@ impl Kimberlite {
     fn read_page(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<(Vec<Event>, bool)> {
         // A read lock: readers run side by side, and wait only for appends.
         let state = self.read_state();
-        let name = state.name_of(id)?.to_owned();
+        let name = state.name_of(id)?;
         let heads = state.heads.get(&id);
         let end = heads.map_or(Offset::ZERO, |heads| heads.durable.next_offset);
         // A damaged stream's end may be unknown (its files could not be opened): the backend
@@ -75,7 +75,7 @@ impl Kimberlite {
         let mut payloads = state
             .backend
             .read_from(id, from, max_bytes)
-            .map_err(|source| Error::storage(Some(&name), source))?;
+            .map_err(|source| Error::storage(Some(name), source))?;
         payloads.truncate(visible);
         let at_end = payloads.len() >= visible;
         let events = payloads

@@ -348,11 +348,17 @@ impl Kimberlite {
         mut on_batch: Option<EventSink<'_>>,
         progress: Progress<'_>,
     ) -> std::result::Result<(kimberlite_storage::VerifyReport, WalkEnd), StorageError> {
+        // A piece's events, kept only for a caller that wants them.
+        let capacity = if on_batch.is_some() {
+            VERIFY_PIECE_RECORDS as usize
+        } else {
+            0
+        };
         let mut from = None;
-        let mut verified = Vec::new();
+        let mut verified = Vec::with_capacity(capacity);
         let mut reported = 0;
         loop {
-            let step = {
+            let (step, checked) = {
                 let state = self.read_state();
                 let keep = |offset, payload: &Bytes| {
                     if on_batch.is_some() {
@@ -363,25 +369,27 @@ impl Kimberlite {
                     .backend
                     .verify_stream_piece(id, from.take(), VERIFY_PIECE_RECORDS, keep)
                 {
-                    Ok(VerifyStep::Done(report)) => Ok(Some((report, state.walk_end(id)))),
-                    Ok(VerifyStep::Paused(resume)) => {
-                        from = Some(resume);
-                        Ok(None)
+                    Ok(VerifyStep::Done(report)) => {
+                        let checked = report.records_checked;
+                        (Ok(Some((report, state.walk_end(id)))), checked)
                     }
-                    Err(error) => Err(error),
+                    Ok(VerifyStep::Paused(resume)) => {
+                        let checked = resume.records_checked();
+                        from = Some(resume);
+                        (Ok(None), checked)
+                    }
+                    Err(error) => (Err(error), reported),
                 }
             };
             // The callers' callbacks run with the lock let go (one may well append).
             if let Some(on_batch) = on_batch.as_mut() {
                 if !verified.is_empty() {
-                    on_batch(std::mem::take(&mut verified));
+                    on_batch(std::mem::replace(
+                        &mut verified,
+                        Vec::with_capacity(capacity),
+                    ));
                 }
             }
-            let checked = match (&step, &from) {
-                (Ok(Some((report, _))), _) => report.records_checked,
-                (Ok(None), Some(resume)) => resume.records_checked(),
-                _ => reported,
-            };
             if checked > reported {
                 progress(checked - reported);
                 reported = checked;
