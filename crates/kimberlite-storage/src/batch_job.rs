@@ -23,13 +23,13 @@
 //! starting and joining a thread per batch cost more than the overlap gained.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, UnlinkedHash};
 use kimberlite_types::{CompressionKind, Offset, RecordKind};
 
-use crate::job_board::{lock, BoardJob, JobBoard, Wakeup};
+use crate::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
 use crate::record::{encode_unlinked, UnlinkedFrame, RECORD_OVERHEAD};
 
 /// Events per chunk: small enough that the appender starts linking and writing early, large
@@ -40,11 +40,13 @@ pub const CHUNK_EVENTS: usize = 64;
 /// wake-up.
 pub const MIN_EVENTS: usize = 2 * CHUNK_EVENTS;
 
-/// How long the helper watches for the next batch before it sleeps: a writer appending
-/// large batches back to back (an import, a replay) hands over the next one within that, and
-/// a sleeping helper takes tens of microseconds to wake. Measured with `append_nosync`: 1,000
-/// x 256 B batches 230-248 µs without, 225-230 µs with.
-const WATCH_FOR_NEXT_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
+/// The longest the helper watches for the next batch before it sleeps, when batches have
+/// lately come within this of each other ([`Watch::UpTo`]): a writer appending large batches
+/// with some work between them (an import that parses its input, a replay) hands over the
+/// next one within that, and a sleeping helper takes tens of microseconds to wake, a tenth of
+/// a 1,000-event batch. Measured with `append_nosync`, whose batches come ~170 µs apart (the
+/// baseline runs between them): a fixed 100 µs watch 229-243 µs per batch, this one 204-221.
+const WATCH_LIMIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Everything about a batch's frames that is known before its first hash: where it starts,
 /// whether its first record has a predecessor, the codec, and the checkpoints to write.
@@ -393,33 +395,48 @@ impl BoardJob for BatchJob {
     }
 }
 
-/// The helper thread of one store; started at the first batch that uses it, told to exit when
-/// the worker is dropped.
-#[derive(Debug)]
-pub struct BatchWorker {
-    board: JobBoard<BatchJob>,
+/// The encoding helper: one thread for the whole process, shared by every store, started at
+/// the first batch that uses it.
+///
+/// Why one and not one per store: on the 2-core machine of `docs/PERFORMANCE.md` a second
+/// helper has no core of its own, and two stores appended to in turn had both helpers
+/// watching for their next batch, each taking the core the other store's encoding needed
+/// (1,000-event batches 222-229 µs -> 330 µs with a 300 µs watch). One helper sees whichever
+/// store's batch comes next. Dropped: stores appended to at the same time on a larger machine
+/// share it (each appender still encodes whatever the helper has not claimed, so none waits
+/// for it).
+fn encode_board() -> &'static JobBoard<BatchJob> {
+    static BOARD: OnceLock<JobBoard<BatchJob>> = OnceLock::new();
+    BOARD.get_or_init(|| {
+        let mut board = JobBoard::new("kimberlite-encode", Watch::UpTo(WATCH_LIMIT));
+        board.start_helpers(1);
+        board
+    })
 }
 
-impl Default for BatchWorker {
-    fn default() -> Self {
-        Self {
-            board: JobBoard::new("kimberlite-encode", WATCH_FOR_NEXT_BATCH),
-        }
-    }
+/// A store's way to the encoding helper ([`encode_board`]): posts its batches there and takes
+/// them down when written.
+#[derive(Debug, Default)]
+pub struct BatchWorker {
+    /// The job posted last, until [`Self::finish`].
+    posted: Option<Arc<BatchJob>>,
 }
 
 impl BatchWorker {
-    /// Hands `job` to the worker thread (starting it the first time) and returns; the caller
+    /// Hands `job` to the helper thread (starting it the first time) and returns; the caller
     /// then takes each chunk with [`BatchJob::take`] and calls [`Self::finish`]. If the thread
     /// cannot be started, the caller simply encodes every chunk itself.
     pub fn submit(&mut self, job: &Arc<BatchJob>) {
-        self.board.start_helpers(1);
-        self.board.post(job);
+        encode_board().post(job);
+        self.posted = Some(Arc::clone(job));
     }
 
-    /// Forgets the current job (its chunks are all encoded once the caller has taken them).
+    /// Takes the job down (its chunks are all encoded once the caller has taken them), unless
+    /// another store's job has replaced it.
     pub fn finish(&mut self) {
-        self.board.clear();
+        if let Some(job) = self.posted.take() {
+            encode_board().clear(&job);
+        }
     }
 }
 

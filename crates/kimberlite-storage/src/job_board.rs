@@ -1,14 +1,21 @@
-//! [`JobBoard`]: where a store posts work for its long-lived helper threads.
+//! [`JobBoard`]: where a store posts work for long-lived helper threads.
 //!
-//! Both of the store's helpers (verified reads, [`crate::verify_pool`]; encoding a large
-//! batch beside its appender, [`crate::batch_job`]) work the same way: the calling thread posts a job and
-//! works on it itself; helpers started once per store wake up, claim what is left of the job,
-//! and go back to sleep. The job does its own claiming (each job type knows its pieces), so a
+//! Both kinds of helper (verified reads, [`crate::verify_pool`], a board per store; encoding a
+//! large batch beside its appender, [`crate::batch_job`], one board for the process) work the
+//! same way: the calling thread posts a job and works on it itself; helpers started once wake
+//! up, claim what is left of the job, and go back to sleep. The job does its own claiming (each job type knows its pieces), so a
 //! caller never waits for a helper that has not started. This module is only the board: post,
 //! wake, take, shut down.
 //!
 //! Helpers are started at the first job that wants them and told to exit when the board is
 //! dropped; they are not joined (an idle helper holds nothing but the board).
+//!
+//! After a job a helper may *watch* for the next one (spin) before it sleeps, because waking
+//! a sleeping thread costs tens of microseconds on the machine of `docs/PERFORMANCE.md`, a
+//! large share of a job of a few hundred. How long is the board's [`Watch`]: never, or as
+//! long as the jobs have lately been coming ([`watch_after`]), so that a caller posting jobs
+//! back to back (an import) finds its helper running and a caller posting now and then costs
+//! no spinning at all.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -85,9 +92,43 @@ impl Wakeup {
     }
 }
 
+/// How long a board's helpers watch for the next job after finishing one, before they sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Never: a helper sleeps as soon as it is done.
+    Never,
+    /// As long as jobs have lately been coming, up to this long: see [`watch_after`].
+    UpTo(Duration),
+}
+
+/// The shortest watch a helper keeps once jobs come within the limit of each other: long
+/// enough to cover the caller's own work between two jobs of a tight loop.
+pub const MIN_WATCH: Duration = Duration::from_micros(50);
+
+/// How long to watch for the next job, given the gap between the last job and the one
+/// before it (from the helper finishing the earlier one to the later one being posted; zero
+/// if it was posted before that) and the board's `limit`: twice that gap, at least
+/// [`MIN_WATCH`], at most `limit`, if the gap was at most `limit`; otherwise (or with no gap
+/// known yet) no watch at all.
+///
+/// Why: watching costs a core for as long as it lasts, and saves a wake-up only if the job
+/// comes meanwhile. Jobs that came within the limit of each other are likely to keep doing
+/// so (a loop appending batches with some work between them); twice the last gap absorbs
+/// its jitter without spinning long after the loop has stopped. A helper that slept through
+/// a long gap does not watch until the jobs come close together again.
+#[must_use]
+pub fn watch_after(last_gap: Option<Duration>, watch: Watch) -> Duration {
+    match (watch, last_gap) {
+        (Watch::UpTo(limit), Some(gap)) if gap <= limit => (2 * gap).clamp(MIN_WATCH, limit),
+        _ => Duration::ZERO,
+    }
+}
+
 #[derive(Debug)]
 struct State<J> {
     job: Option<Arc<J>>,
+    /// When `job` was posted.
+    posted_at: Instant,
     /// Bumped for each job posted, so a helper runs each job at most once.
     generation: u64,
     /// Bumped by [`JobBoard::wake_ahead`].
@@ -103,10 +144,10 @@ struct Shared<J> {
     /// job before it goes to sleep.
     posted: AtomicU64,
     /// How long a helper watches for the next job after one, before it sleeps.
-    watch: Duration,
+    watch: Watch,
 }
 
-/// The job board of one store's helpers of one kind; see the module docs.
+/// A job board and its helpers; see the module docs.
 #[derive(Debug)]
 pub struct JobBoard<J: BoardJob> {
     shared: Arc<Shared<J>>,
@@ -116,15 +157,16 @@ pub struct JobBoard<J: BoardJob> {
 
 impl<J: BoardJob> JobBoard<J> {
     /// A board whose helper threads are named `name`; none is started yet. After a job, a
-    /// helper watches for the next one for `watch` (spinning) before it sleeps: worth it
+    /// helper watches for the next one as `watch` says (spinning) before it sleeps: worth it
     /// where jobs come back to back, since a wake-up costs tens of microseconds on the machine
     /// of `docs/PERFORMANCE.md`; a waste of a core where they do not.
     #[must_use]
-    pub fn new(name: &'static str, watch: Duration) -> Self {
+    pub fn new(name: &'static str, watch: Watch) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     job: None,
+                    posted_at: Instant::now(),
                     generation: 0,
                     wake_calls: 0,
                     shutdown: false,
@@ -163,6 +205,7 @@ impl<J: BoardJob> JobBoard<J> {
     pub fn post(&self, job: &Arc<J>) {
         let mut state = lock(&self.shared.state);
         state.job = Some(Arc::clone(job));
+        state.posted_at = Instant::now();
         state.generation += 1;
         self.shared
             .posted
@@ -179,10 +222,18 @@ impl<J: BoardJob> JobBoard<J> {
         self.shared.wake.notify_all();
     }
 
-    /// Takes the posted job down (once the caller has what it needs from it), so the board
-    /// does not keep it alive.
-    pub fn clear(&self) {
-        lock(&self.shared.state).job = None;
+    /// Takes `job` down if it is still the one posted (once its caller has what it needs
+    /// from it), so the board does not keep it alive; a job posted since by another caller
+    /// of a shared board stays up.
+    pub fn clear(&self, job: &Arc<J>) {
+        let mut state = lock(&self.shared.state);
+        if state
+            .job
+            .as_ref()
+            .is_some_and(|posted| Arc::ptr_eq(posted, job))
+        {
+            state.job = None;
+        }
     }
 }
 
@@ -219,6 +270,9 @@ fn watch_for_next_job(posted: &AtomicU64, seen: u64, watch: Duration) {
 fn helper<J: BoardJob>(shared: &Shared<J>) {
     let mut seen = 0;
     let mut seen_wake_calls = 0;
+    // When this helper last finished a job, and the gap before the job after it.
+    let mut finished_at: Option<Instant> = None;
+    let mut last_gap = None;
     loop {
         let job = {
             let mut state = lock(&shared.state);
@@ -229,6 +283,8 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
                 if state.generation != seen {
                     seen = state.generation;
                     if let Some(job) = &state.job {
+                        last_gap = finished_at
+                            .map(|finished| state.posted_at.saturating_duration_since(finished));
                         break Some(Arc::clone(job));
                     }
                 }
@@ -245,7 +301,8 @@ fn helper<J: BoardJob>(shared: &Shared<J>) {
         let watch = match job {
             Some(job) => {
                 job.run();
-                shared.watch
+                finished_at = Some(Instant::now());
+                watch_after(last_gap, shared.watch)
             }
             None => WATCH_AFTER_WAKE_AHEAD,
         };
@@ -279,7 +336,7 @@ mod tests {
 
     #[test]
     fn each_helper_runs_each_posted_job_once() {
-        let mut board = JobBoard::new("test-helper", Duration::from_micros(50));
+        let mut board = JobBoard::new("test-helper", Watch::UpTo(Duration::from_micros(50)));
         board.start_helpers(2);
         board.start_helpers(1); // Never fewer than already started.
         assert_eq!(board.started(), 2);
@@ -288,13 +345,96 @@ mod tests {
         assert!(wait_for(|| job.0.load(Ordering::SeqCst) == 2));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(job.0.load(Ordering::SeqCst), 2, "no helper ran it twice");
-        board.clear();
+        board.clear(&job);
         assert!(wait_for(|| Arc::strong_count(&job) == 1));
     }
 
     #[test]
+    fn clearing_takes_down_only_the_job_still_posted() {
+        let board = JobBoard::new("test-helper", Watch::Never);
+        let first = Arc::new(Counting::default());
+        let second = Arc::new(Counting::default());
+        board.post(&first);
+        board.post(&second);
+        board.clear(&first);
+        assert_eq!(
+            Arc::strong_count(&second),
+            2,
+            "another caller's job stays up"
+        );
+        board.clear(&second);
+        assert_eq!(Arc::strong_count(&second), 1);
+        assert_eq!(Arc::strong_count(&first), 1);
+    }
+
+    #[test]
+    fn helpers_watch_only_while_jobs_come_close_together() {
+        let limit = Duration::from_micros(500);
+        let watch =
+            |gap: Option<u64>| watch_after(gap.map(Duration::from_micros), Watch::UpTo(limit));
+        assert_eq!(watch(None), Duration::ZERO, "no gap known yet");
+        assert_eq!(
+            watch(Some(0)),
+            MIN_WATCH,
+            "posted while the helper still ran"
+        );
+        assert_eq!(watch(Some(10)), MIN_WATCH);
+        assert_eq!(
+            watch(Some(170)),
+            Duration::from_micros(340),
+            "twice the gap"
+        );
+        assert_eq!(watch(Some(300)), limit, "at most the limit");
+        assert_eq!(watch(Some(500)), limit);
+        assert_eq!(
+            watch(Some(501)),
+            Duration::ZERO,
+            "a long gap: sleep at once"
+        );
+        assert_eq!(
+            watch_after(Some(Duration::ZERO), Watch::Never),
+            Duration::ZERO,
+            "never means never"
+        );
+    }
+
+    /// A helper that has just run a job, the jobs having come 200 ms apart, watches for the
+    /// next for 400 ms: a job posted 20 ms later is run without the board's condition
+    /// variable being notified (posted through the atomic only). A helper that slept at once
+    /// would never run it.
+    #[test]
+    fn a_watching_helper_sees_a_job_posted_soon_after() {
+        let mut board = JobBoard::new("test-helper", Watch::UpTo(Duration::from_secs(5)));
+        board.start_helpers(1);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(200));
+            let job = Arc::new(Counting::default());
+            board.post(&job);
+            while job.0.load(Ordering::SeqCst) == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let quiet = Arc::new(Counting::default());
+        {
+            let mut state = lock(&board.shared.state);
+            state.job = Some(Arc::clone(&quiet));
+            state.posted_at = Instant::now();
+            state.generation += 1;
+            board
+                .shared
+                .posted
+                .store(state.generation, Ordering::Release);
+        }
+        assert!(
+            wait_for(|| quiet.0.load(Ordering::SeqCst) == 1),
+            "the watching helper did not see the job"
+        );
+    }
+
+    #[test]
     fn a_helper_woken_ahead_runs_the_job_posted_next() {
-        let mut board = JobBoard::new("test-helper", Duration::ZERO);
+        let mut board = JobBoard::new("test-helper", Watch::Never);
         board.start_helpers(1);
         board.wake_ahead();
         board.wake_ahead();
@@ -336,7 +476,8 @@ mod tests {
 
     #[test]
     fn a_dropped_board_stops_its_helpers() {
-        let mut board: JobBoard<Counting> = JobBoard::new("test-helper", Duration::from_micros(50));
+        let mut board: JobBoard<Counting> =
+            JobBoard::new("test-helper", Watch::UpTo(Duration::from_micros(50)));
         board.start_helpers(2);
         let shared = Arc::clone(&board.shared);
         drop(board);

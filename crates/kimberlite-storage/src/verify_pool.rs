@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::RecordError;
 use crate::frames::{FrameRun, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
-use crate::job_board::{lock, BoardJob, JobBoard, Wakeup};
+use crate::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
 /// one delays the caller little, large enough that claiming (one atomic add) is noise.
@@ -105,7 +105,7 @@ impl VerifyPool {
             board: JobBoard::new(
                 "kimberlite-verify",
                 // Reads are rarely back to back closely enough to pay for a spinning core.
-                std::time::Duration::ZERO,
+                Watch::Never,
             ),
         }
     }
@@ -139,7 +139,7 @@ impl VerifyPool {
         self.board.post(&job);
         job.run();
         let results = job.collect();
-        self.board.clear();
+        self.board.clear(&job);
         results
     }
 }
