@@ -3,11 +3,12 @@
 //! each chunk to the chain, in order, and writes it.
 //!
 //! Where checkpoints go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
-//! bytes go to the file whenever [`WRITE_CHUNK_BYTES`] have built up, and the rest at the end,
-//! so the `write` of the first part of a large batch overlaps the encoding of the next. When
-//! the writes happen depends on the encoded bytes alone, never on which thread encoded: the
-//! file system (and the simulator, which injects faults into each call) sees the same calls
-//! either way.
+//! bytes go to the file whenever [`WRITE_CHUNK_BYTES`] have built up, up to the last multiple
+//! of [`WRITE_CHUNK_BYTES`] in the file ([`aligned_write_len`]), and the rest at the end, so
+//! the `write` of the first part of a large batch overlaps the encoding of the next. When the
+//! writes happen depends on the encoded bytes alone, never on which thread encoded: the file
+//! system (and the simulator, which injects faults into each call) sees the same calls either
+//! way.
 //!
 //! Preserved: every frame of the batch is written before it is acknowledged, `fsync = true`
 //! syncs once after the last write, and a failed write or sync cuts the file back to where the
@@ -39,6 +40,23 @@ use crate::error::StorageError;
 /// extends the file costs ~7 µs here; measured with record format 2); what is left after the last
 /// chunk is written at the end.
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How many of the `buffered` bytes that go at file position `position` to write now: those
+/// up to the last multiple of [`WRITE_CHUNK_BYTES`] in the file (none if they cross none).
+///
+/// Why aligned: the page cache holds a file in folios of up to [`WRITE_CHUNK_BYTES`] and more
+/// only where the file position is aligned to their size, so 64 KiB writes starting anywhere
+/// filled it a 4 KiB page at a time. Measured outside the engine (312,000 bytes per batch, 64
+/// KiB writes into blocks allocated ahead, 2026-11-26): 74-76 µs per batch written from
+/// anywhere, 49-55 µs aligned; with an `fdatasync` after each batch 431-434 µs against 370-387.
+/// In the engine, `append_nosync` 186-187 µs per batch against 191-245 (binaries alternated
+/// three times).
+#[must_use]
+pub fn aligned_write_len(position: u64, buffered: usize) -> usize {
+    let end = position.saturating_add(buffered as u64);
+    let cut = end - end % WRITE_CHUNK_BYTES as u64;
+    usize::try_from(cut.saturating_sub(position)).map_or(buffered, |len| len.min(buffered))
+}
 
 /// The checkpoints a batch of `count` events from `first_offset` on needs, in a segment that
 /// starts at `segment_first_offset` (number `segment_num`) and whose last checkpoint so far is
@@ -92,21 +110,34 @@ impl BatchWriter<'_> {
 
     /// Writes what the buffer holds at `write_position` and moves past it.
     fn write_out(&mut self, file: &mut impl FileHandle) -> io::Result<()> {
-        if !self.buffer.is_empty() {
-            let end = self.write_position + self.buffer.len() as u64;
-            if let Some((start, to)) = range_to_allocate(
-                self.write_position,
-                end,
-                self.allocated_to,
-                self.max_segment_size,
-            ) {
-                file.allocate_ahead(start, to);
-                self.allocated_to = to;
-            }
-            file.write_all_at(self.buffer, self.write_position)?;
-            self.write_position += self.buffer.len() as u64;
-            self.buffer.clear();
+        self.write_front(file, self.buffer.len())
+    }
+
+    /// Writes the part of the buffer that ends at the last multiple of [`WRITE_CHUNK_BYTES`]
+    /// in the file (nothing if it holds none) and keeps the rest for the next write.
+    fn write_aligned(&mut self, file: &mut impl FileHandle) -> io::Result<()> {
+        let len = aligned_write_len(self.write_position, self.buffer.len());
+        self.write_front(file, len)
+    }
+
+    /// Writes the buffer's first `len` bytes at `write_position` and moves past them.
+    fn write_front(&mut self, file: &mut impl FileHandle, len: usize) -> io::Result<()> {
+        let Some(front) = self.buffer.get(..len).filter(|front| !front.is_empty()) else {
+            return Ok(());
+        };
+        let end = self.write_position + len as u64;
+        if let Some((start, to)) = range_to_allocate(
+            self.write_position,
+            end,
+            self.allocated_to,
+            self.max_segment_size,
+        ) {
+            file.allocate_ahead(start, to);
+            self.allocated_to = to;
         }
+        file.write_all_at(front, self.write_position)?;
+        self.write_position = end;
+        self.buffer.drain(..len);
         Ok(())
     }
 }
@@ -171,7 +202,7 @@ impl<F: FileSystem> Storage<F> {
             writer.push(&chunk);
             spare_chunks.put(chunk);
             if writer.buffer.len() >= WRITE_CHUNK_BYTES {
-                result = writer.write_out(&mut state.active);
+                result = writer.write_aligned(&mut state.active);
                 if result.is_err() {
                     break;
                 }
@@ -195,5 +226,47 @@ impl<F: FileSystem> Storage<F> {
             state.synced_len = writer.write_position;
         }
         Ok((writer.seen, head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: u64 = WRITE_CHUNK_BYTES as u64;
+
+    #[test]
+    fn a_write_ends_at_the_last_chunk_boundary_it_crosses() {
+        // From an aligned start: whole chunks only.
+        assert_eq!(aligned_write_len(0, 70_000), WRITE_CHUNK_BYTES);
+        assert_eq!(
+            aligned_write_len(CHUNK, 3 * WRITE_CHUNK_BYTES + 5),
+            3 * WRITE_CHUNK_BYTES
+        );
+        // From anywhere: up to the boundary, the rest kept.
+        assert_eq!(
+            aligned_write_len(CHUNK - 100, 70_000),
+            100 + WRITE_CHUNK_BYTES
+        );
+        assert_eq!(aligned_write_len(5_949_352, 80_000), 6_029_312 - 5_949_352);
+        // Ending exactly on a boundary writes everything.
+        assert_eq!(
+            aligned_write_len(10, WRITE_CHUNK_BYTES - 10),
+            WRITE_CHUNK_BYTES - 10
+        );
+    }
+
+    #[test]
+    fn a_buffer_that_crosses_no_boundary_waits() {
+        assert_eq!(aligned_write_len(1, WRITE_CHUNK_BYTES - 2), 0);
+        assert_eq!(aligned_write_len(CHUNK + 1, 0), 0);
+        assert_eq!(aligned_write_len(0, 0), 0);
+    }
+
+    #[test]
+    fn positions_near_the_end_of_the_range_do_not_overflow() {
+        assert_eq!(aligned_write_len(u64::MAX - 10, 100), 0);
+        let last_boundary = u64::MAX - u64::MAX % CHUNK;
+        assert_eq!(aligned_write_len(last_boundary - 4, 100), 4);
     }
 }
