@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
-use kimberlite_bench::hash_then_sync::{HashThenSync, HelperWait};
+use kimberlite_bench::hash_then_sync::{HashThenSync, HelperWait, ProbeWork};
 use kimberlite_bench::{
     events, hashing_on_two_cores, interleaved, rate, report, scaled, thousands, Appender, Batches,
     SyncedFile, Target, BATCH_EVENTS,
@@ -82,16 +82,40 @@ fn print_floor(path: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
 /// The floor measured as one sequence of real steps (`kimberlite_bench::hash_then_sync`): a
 /// helper thread hashes half the batch while the caller hashes the other half, then one
 /// `write` and one `fdatasync` of the frame bytes; interleaved with the baseline like the
-/// bench itself, once with a helper that sleeps between batches and once with one that
-/// spins.
+/// bench itself, once with a helper that sleeps between batches, once with one that spins,
+/// and computing our chain hashes and linking them in order (what a hash chain adds to
+/// hashing: `ProbeWork::HashAndLink`), the helper sleeping, then spinning.
 fn print_probe(dir: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
     let rounds = scaled(200, 20) as usize;
     let mut ratios = Vec::new();
-    for (wait, name) in [(HelperWait::Sleeps, "sleeps"), (HelperWait::Spins, "spins")] {
-        let mut probe = HashThenSync::new(&dir.join(format!("probe-{name}.bin")), batch, wait);
+    let variants = [
+        (
+            HelperWait::Sleeps,
+            ProbeWork::HashOnly,
+            "helper sleeps between batches",
+        ),
+        (
+            HelperWait::Spins,
+            ProbeWork::HashOnly,
+            "helper spins between batches",
+        ),
+        (
+            HelperWait::Sleeps,
+            ProbeWork::HashAndLink,
+            "chain hashes linked in order, helper sleeping",
+        ),
+        (
+            HelperWait::Spins,
+            ProbeWork::HashAndLink,
+            "chain hashes linked in order, helper spinning",
+        ),
+    ];
+    for (index, (wait, work, name)) in variants.into_iter().enumerate() {
+        let path = dir.join(format!("probe-{index}.bin"));
+        let mut probe = HashThenSync::new(&path, batch, wait, work);
         let (probed, base) = interleaved(rounds, || probe.append(), || raw.append());
         ratios.push(format!(
-            "helper {name} between batches {probed:.2?} against {base:.2?}: ratio {:.3}",
+            "{name} {probed:.2?} against {base:.2?}: ratio {:.3}",
             base.as_secs_f64() / probed.as_secs_f64()
         ));
     }

@@ -8,14 +8,34 @@
 //! The helper either sleeps between batches (woken through a condition variable, as a helper
 //! that does not hold a core while the caller waits for the device must be) or spins (holding
 //! the second core through every sync): the difference is what a wake-up costs here.
+//!
+//! [`ProbeWork::HashAndLink`] adds the one step a hash *chain* cannot do without and cannot
+//! spread over threads: each record's hash finished with its predecessor's, in order (our
+//! format's `UnlinkedHash::new` on both threads, then `UnlinkedHash::link` record after
+//! record, at least one SHA-256 block each). The caller links its half while the helper may
+//! still be hashing the other, then links the helper's half. Still no framing, checksum or
+//! copy: it bounds any hash-chained log from below, as far as one straightforward split of
+//! the work can show.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use kimberlite_crypto::{ChainHash, UnlinkedHash};
+use kimberlite_types::{Offset, RecordKind};
 
 use crate::{sha256_each, SyncedFile};
+
+/// What the probe does with each record before it writes the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeWork {
+    /// SHA-256 of each payload, on two threads.
+    HashOnly,
+    /// The chain hash of each record (all but its link on two threads), then each linked to
+    /// its predecessor in order.
+    HashAndLink,
+}
 
 /// How the probe's helper waits for the next batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +53,9 @@ struct Shared {
     done: AtomicU64,
     stop: AtomicBool,
     wait: HelperWait,
+    work: ProbeWork,
+    /// The helper's unlinked hashes of its half of the latest batch (`HashAndLink`).
+    unlinked: Mutex<Vec<UnlinkedHash>>,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -43,38 +66,57 @@ pub struct HashThenSync {
     first_half: Vec<Bytes>,
     frames: SyncedFile,
     helper: Option<JoinHandle<()>>,
+    /// The chain's head (`HashAndLink`), and the offset of the next batch's first record.
+    head: Option<ChainHash>,
+    next_offset: u64,
+    batch_len: u64,
 }
 
 impl HashThenSync {
-    /// A probe for `batch`, writing to `path`; its helper thread waits as `wait` says.
+    /// A probe for `batch`, writing to `path`, doing `work` per record; its helper thread
+    /// waits as `wait` says.
     ///
     /// # Panics
     ///
     /// If the file cannot be created or the helper thread cannot start (a bench setup
     /// failure, like the other benches' `expect`s).
     #[must_use]
-    pub fn new(path: &std::path::Path, batch: &[Bytes], wait: HelperWait) -> Self {
+    pub fn new(path: &std::path::Path, batch: &[Bytes], wait: HelperWait, work: ProbeWork) -> Self {
         let shared = Arc::new(Shared {
             posted: AtomicU64::new(0),
             done: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             wait,
+            work,
+            unlinked: Mutex::new(Vec::new()),
             lock: Mutex::new(()),
             wake: Condvar::new(),
         });
         let (first_half, second_half) = batch.split_at(batch.len() / 2);
         let second_half = second_half.to_vec();
+        let second_starts = first_half.len() as u64;
+        let batch_len = batch.len() as u64;
         let worker = Arc::clone(&shared);
         let helper = std::thread::Builder::new()
             .name("hash-then-sync".into())
-            .spawn(move || help(&worker, &second_half))
+            .spawn(move || help(&worker, &second_half, second_starts, batch_len))
             .expect("start the probe's helper");
         Self {
             shared,
             first_half: first_half.to_vec(),
             frames: SyncedFile::frame_sized(path, batch),
             helper: Some(helper),
+            head: None,
+            next_offset: 0,
+            batch_len,
         }
+    }
+
+    /// The chain hash of the last record linked (`HashAndLink`; `None` before the first batch
+    /// or with `HashOnly`).
+    #[must_use]
+    pub fn head(&self) -> Option<ChainHash> {
+        self.head
     }
 
     /// One batch: hand the helper its half, hash ours, wait for it, then write and sync.
@@ -90,10 +132,27 @@ impl HashThenSync {
         if self.shared.wait == HelperWait::Sleeps {
             self.shared.wake.notify_one();
         }
-        sha256_each(&self.first_half);
+        match self.shared.work {
+            ProbeWork::HashOnly => sha256_each(&self.first_half),
+            ProbeWork::HashAndLink => {
+                let ours = unlinked_hashes(&self.first_half, self.next_offset);
+                self.head = link_all(ours, self.head);
+            }
+        }
         while self.shared.done.load(Ordering::Acquire) < batch {
             std::hint::spin_loop();
         }
+        if self.shared.work == ProbeWork::HashAndLink {
+            let theirs = std::mem::take(
+                &mut *self
+                    .shared
+                    .unlinked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            self.head = link_all(theirs, self.head);
+        }
+        self.next_offset += self.batch_len;
         self.frames.append();
     }
 }
@@ -115,8 +174,25 @@ impl Drop for HashThenSync {
     }
 }
 
-/// The helper: hashes `half` once per posted batch, waiting as `shared.wait` says.
-fn help(shared: &Shared, half: &[Bytes]) {
+/// Each record's chain hash but its link, for `payloads` from offset `first` on.
+fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
+    (first..)
+        .zip(payloads)
+        .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset), RecordKind::Data, payload))
+        .collect()
+}
+
+/// Links `unlinked` in order after `head`; returns the new head.
+fn link_all(unlinked: Vec<UnlinkedHash>, mut head: Option<ChainHash>) -> Option<ChainHash> {
+    for hash in unlinked {
+        head = Some(hash.link(head.as_ref()));
+    }
+    head
+}
+
+/// The helper: does its `half` of each posted batch once (its records start `starts` into
+/// the batch, of `batch_len`), waiting as `shared.wait` says.
+fn help(shared: &Shared, half: &[Bytes], starts: u64, batch_len: u64) {
     let mut hashed = 0;
     loop {
         match shared.wait {
@@ -141,8 +217,52 @@ fn help(shared: &Shared, half: &[Bytes]) {
                 }
             }
         }
+        match shared.work {
+            ProbeWork::HashOnly => sha256_each(half),
+            ProbeWork::HashAndLink => {
+                let unlinked = unlinked_hashes(half, hashed * batch_len + starts);
+                *shared
+                    .unlinked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = unlinked;
+            }
+        }
         hashed += 1;
-        sha256_each(half);
         shared.done.store(hashed, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{chain_hash_each, events};
+
+    /// The linking probe computes the real chain: after two batches its head is the chain hash
+    /// of the 2,000 records one by one, whichever way the helper waits.
+    #[test]
+    fn the_linking_probe_computes_the_chain_of_its_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = events(0, 300);
+        let twice: Vec<Bytes> = batch.iter().chain(&batch).cloned().collect();
+        for wait in [HelperWait::Sleeps, HelperWait::Spins] {
+            let mut probe = HashThenSync::new(
+                &dir.path().join(format!("{wait:?}.bin")),
+                &batch,
+                wait,
+                ProbeWork::HashAndLink,
+            );
+            probe.append();
+            assert_eq!(probe.head(), chain_hash_each(&batch, 0));
+            probe.append();
+            assert_eq!(probe.head(), chain_hash_each(&twice, 0), "{wait:?}");
+        }
+        let mut plain = HashThenSync::new(
+            &dir.path().join("plain.bin"),
+            &batch,
+            HelperWait::Sleeps,
+            ProbeWork::HashOnly,
+        );
+        plain.append();
+        assert_eq!(plain.head(), None, "hashing only links nothing");
     }
 }
