@@ -9,7 +9,7 @@ mod common;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{append_events, event, read_all, small_config};
@@ -24,16 +24,21 @@ const FAIL_WRITE_HALFWAY: u8 = 2;
 /// Counts writes, and fails the third one (after two went through).
 const FAIL_THIRD_WRITE: u8 = 3;
 
+/// Where each `write` went (file position, length), in order, for every file.
+type WriteLog = Arc<Mutex<Vec<(u64, usize)>>>;
+
 #[derive(Clone, Default)]
 struct FaultyFs {
     mode: Arc<AtomicU8>,
     writes: Arc<AtomicU32>,
+    log: WriteLog,
 }
 
 struct FaultyFile {
     inner: <OsFileSystem as FileSystem>::File,
     mode: Arc<AtomicU8>,
     writes: Arc<AtomicU32>,
+    log: WriteLog,
 }
 
 impl FileHandle for FaultyFile {
@@ -54,6 +59,7 @@ impl FileHandle for FaultyFile {
             }
             _ => {}
         }
+        self.log.lock().unwrap().push((position, buf.len()));
         self.inner.write_all_at(buf, position)
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -77,6 +83,7 @@ impl FileSystem for FaultyFs {
             inner,
             mode: self.mode.clone(),
             writes: self.writes.clone(),
+            log: self.log.clone(),
         })
     }
     fn create(&self, path: &Path) -> io::Result<FaultyFile> {
@@ -85,6 +92,7 @@ impl FileSystem for FaultyFs {
             inner,
             mode: self.mode.clone(),
             writes: self.writes.clone(),
+            log: self.log.clone(),
         })
     }
     os_file_system_passthrough!();
@@ -258,4 +266,59 @@ fn large_batch_fails_cleanly(mode: u8) {
         storage.latest_chain_hash(STREAM).unwrap(),
         memory.latest_chain_hash(STREAM).unwrap()
     );
+}
+
+/// A large batch reaches the file in writes back to back, each but the last ending at a
+/// multiple of `WRITE_CHUNK_BYTES` in the file (where the page cache can take it in large
+/// folios), the first starting where the log ended; the bytes are the batch's, whatever the
+/// split (it reads back and verifies).
+#[test]
+fn a_large_batch_is_written_in_writes_that_end_at_chunk_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let config = kimberlite_storage::StorageConfig {
+        max_segment_size: 64 << 20,
+        ..small_config()
+    };
+    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
+    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 10, true);
+    let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
+    let log_end = std::fs::metadata(&segment).unwrap().len();
+    fs.log.lock().unwrap().clear();
+
+    let batch: Vec<Bytes> = (10..3_010).map(|i| event(3, i)).collect();
+    storage
+        .append_batch(STREAM, batch, next, Some(head), false)
+        .unwrap();
+    let writes = fs.log.lock().unwrap().clone();
+    let chunk = kimberlite_storage::disk::WRITE_CHUNK_BYTES as u64;
+    assert!(
+        writes.len() >= 3,
+        "a batch this large takes several writes: {writes:?}"
+    );
+    assert_eq!(
+        writes[0].0, log_end,
+        "the first write starts where the log ended"
+    );
+    for pair in writes.windows(2) {
+        let ((position, len), (next_position, _)) = (pair[0], pair[1]);
+        assert_eq!(
+            position + len as u64,
+            next_position,
+            "back to back: {writes:?}"
+        );
+        assert_eq!(
+            next_position % chunk,
+            0,
+            "ends at a chunk boundary: {writes:?}"
+        );
+    }
+    let (last_position, last_len) = *writes.last().unwrap();
+    assert_eq!(
+        last_position + last_len as u64,
+        std::fs::metadata(&segment).unwrap().len(),
+        "the last write ends the file"
+    );
+    storage.verify_stream(STREAM).unwrap();
+    assert_eq!(read_all(&mut storage, STREAM, 1 << 20).len(), 3_010);
 }

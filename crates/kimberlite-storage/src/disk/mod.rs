@@ -58,6 +58,7 @@ use std::path::PathBuf;
 
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
+pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
 pub use storage::{SegmentSync, Storage};
 
