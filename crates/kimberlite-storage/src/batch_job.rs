@@ -414,8 +414,8 @@ fn encode_board() -> &'static JobBoard<BatchJob> {
     })
 }
 
-/// A store's way to the encoding helper ([`encode_board`]): posts its batches there and takes
-/// them down when written.
+/// A store's way to the encoding helper (one thread for the process, see `encode_board`):
+/// posts its batches there and takes them down when written.
 #[derive(Debug, Default)]
 pub struct BatchWorker {
     /// The job posted last, until [`Self::finish`].

@@ -89,9 +89,12 @@ fn truncation_at_every_byte_of_the_last_record() {
     let _ = memory.verify_stream(STREAM).unwrap();
 }
 
+/// What an unfinished write leaves: zeros past the end, a last frame whose end (its CRC
+/// field) was never written (reads zero), a length prefix cut short. (A lost sector in the
+/// middle of a large frame: `scan::shows_unwritten_bytes`'s unit tests.)
 #[test]
-fn zero_filled_and_bad_crc_tails_are_truncated() {
-    for damage in ["zeros", "bad_crc", "short_prefix"] {
+fn zero_filled_and_unwritten_tails_are_truncated() {
+    for damage in ["zeros", "unwritten_crc", "short_prefix"] {
         let dir = tempfile::tempdir().unwrap();
         let count = 10;
         let config = write_store(dir.path(), count);
@@ -101,10 +104,11 @@ fn zero_filled_and_bad_crc_tails_are_truncated() {
         let mut expected_events = count;
         match damage {
             "zeros" => bytes.extend_from_slice(&[0u8; 300]),
-            "bad_crc" => {
-                bytes[len - 1] ^= 0xff;
+            "unwritten_crc" => {
+                bytes[len - 4..].fill(0);
                 expected_events -= 1;
             }
+
             _ => bytes.extend_from_slice(&[9, 0]),
         }
         std::fs::write(&path, &bytes).unwrap();
@@ -165,4 +169,75 @@ fn a_tail_below_the_durable_watermark_is_damage_not_a_torn_write() {
         false,
     );
     assert!(refused.unwrap_err().is_corruption());
+}
+
+/// A whole last record with one bit changed (bit rot, or a tampered byte) is not an
+/// unfinished write: nothing of it reads as never written. It used to be cut off as torn,
+/// deleting a record that may have been synced, after which the stream verified intact. Now
+/// it is damage: reported, left on disk, the records before it readable, appends refused.
+/// Also with the bit in the length prefix (the prefix then runs past the end of the file,
+/// but the bytes there are a whole frame with only that prefix wrong).
+#[test]
+fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
+    for (what, at_end) in [("payload", 40usize), ("crc", 1), ("length", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 10;
+        let config = write_store(dir.path(), count);
+        let path = last_segment(dir.path(), config);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        let at = if what == "length" {
+            last_frame_start(&bytes) + 1
+        } else {
+            len - at_end
+        };
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
+        assert_eq!(storage.recovery_report().truncations().count(), 0, "{what}");
+        assert!(
+            storage
+                .recovery_report()
+                .actions
+                .iter()
+                .any(|action| matches!(action, RecoveryAction::CorruptionFound { .. })),
+            "{what}: {}",
+            storage.recovery_report()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: nothing cut");
+        let error = storage
+            .read_from(STREAM, Offset::ZERO, u64::MAX)
+            .unwrap_err();
+        assert!(error.is_corruption(), "{what}: {error}");
+        assert!(error.to_string().contains("offset 9"), "{what}: {error}");
+        assert_eq!(
+            storage.read_from(STREAM, Offset::ZERO, 1).unwrap().len(),
+            1,
+            "{what}: the records before it read"
+        );
+        assert!(storage.verify_stream(STREAM).is_err(), "{what}");
+        let refused = storage.append_batch(
+            STREAM,
+            vec![Bytes::from_static(b"x")],
+            Offset::new(count),
+            None,
+            false,
+        );
+        assert!(refused.unwrap_err().is_corruption(), "{what}");
+    }
+}
+
+/// Where the last frame of a segment file starts, found by walking the length prefixes from
+/// the end of the header.
+fn last_frame_start(bytes: &[u8]) -> usize {
+    // The segment header is 40 bytes (`docs/FORMAT.md`).
+    let mut position = 40;
+    loop {
+        let len = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
+        if position + len >= bytes.len() {
+            return position;
+        }
+        position += len;
+    }
 }

@@ -236,9 +236,74 @@ fn looks_torn<H: FileHandle>(
     } else {
         let declared = u64::from(le_u32(frame, 0));
         let valid = (RECORD_OVERHEAD as u64..=MAX_FRAME_LEN as u64).contains(&declared);
-        (valid && position.saturating_add(declared) >= len) || rest_is_zero(bytes, position)?
+        let end = position.saturating_add(declared);
+        let torn_frame = valid
+            && ((end > len && !only_its_length_is_wrong(frame))
+                || (end == len && shows_unwritten_bytes(frame, position)));
+        torn_frame || rest_is_zero(bytes, position)?
     };
     Ok(geometric && !later_frame_decodes(bytes, position, expected)?)
+}
+
+/// The sector size the evidence of unwritten bytes is looked for in: the smallest a disk
+/// writes, so that pieces of larger sectors (4 KiB) and pages are found too.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// Row 4: whether a frame that is whole to the end of the file (starting at file position
+/// `position`) but fails its CRC shows what an unfinished write leaves behind. Bytes a write
+/// never got to read as zero (past a file's old end, in holes and in blocks allocated ahead),
+/// so an unfinished frame has its CRC field all zero (the end of the write lost) or a piece of
+/// it that fills a disk sector's share of the frame all zero (a sector in the middle lost).
+///
+/// Why: a frame whose bytes are all there but one bit differs (bit rot, a tampered byte in
+/// the last record) fails its CRC exactly as a torn write does, and was cut off as torn,
+/// deleting a record that may have been synced and acknowledged, with `verify` then finding
+/// the shortened stream intact. Such a frame has no zero sector and a CRC field that is not
+/// zero: it is now damage, reported and left on disk. Dropped: a torn write on a file system
+/// that shows stale bytes instead of zeros after a crash (ext4 without a journal can, for
+/// blocks not allocated ahead) is reported as damage too; the stream then refuses appends
+/// until the tail is dealt with, instead of losing nothing silently.
+#[must_use]
+pub fn shows_unwritten_bytes(frame: &[u8], position: u64) -> bool {
+    let crc_field = frame.len().checked_sub(4).and_then(|at| frame.get(at..));
+    if crc_field.is_some_and(|field| field.iter().all(|&byte| byte == 0)) {
+        return true;
+    }
+    let mut start = 0usize;
+    while start < frame.len() {
+        let at = position.saturating_add(start as u64);
+        let to_boundary = SECTOR_BYTES - at % SECTOR_BYTES;
+        let end = frame
+            .len()
+            .min(start.saturating_add(usize::try_from(to_boundary).unwrap_or(usize::MAX)));
+        let piece = frame.get(start..end).unwrap_or_default();
+        if piece.iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = end;
+    }
+    false
+}
+
+/// Row 3: whether `frame` (the bytes from a frame's start to the end of the file, fewer than
+/// its length prefix says) is in fact a whole frame with a damaged length prefix: its CRC
+/// checks once the prefix is set to the bytes there are. A torn write cannot leave that (its
+/// CRC field would be missing or zero); a flipped bit in the prefix of the last record does,
+/// and it is damage, not a write to cut off.
+#[must_use]
+pub fn only_its_length_is_wrong(frame: &[u8]) -> bool {
+    let Ok(actual) = u32::try_from(frame.len()) else {
+        return false;
+    };
+    if frame.len() < RECORD_OVERHEAD {
+        return false;
+    }
+    let crc_at = frame.len() - 4;
+    let (Some(fields), Some(stored)) = (frame.get(4..crc_at), frame.get(crc_at..)) else {
+        return false;
+    };
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&actual.to_le_bytes()), fields);
+    stored == computed.to_le_bytes()
 }
 
 fn rest_is_zero<H: FileHandle>(
@@ -315,4 +380,68 @@ fn plausible_header(header: &[u8], candidate: u64, len: u64, expected: Offset) -
         && small(7, 1)
         && offset >= expected.as_u64()
         && offset - expected.as_u64() <= len - candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(len: usize, fill: u8) -> Vec<u8> {
+        let mut frame = vec![fill; len];
+        frame[..4].copy_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_whole_frame_with_a_zero_crc_field_or_sector_shows_unwritten_bytes() {
+        let mut frame = frame_of(312, 7);
+        assert!(!shows_unwritten_bytes(&frame, 1_000), "all written");
+        frame[308..].fill(0);
+        assert!(
+            shows_unwritten_bytes(&frame, 1_000),
+            "CRC field never written"
+        );
+
+        // A frame across sectors 512..1024 and 1024..1536 from 1,000: the second sector's
+        // share (bytes 24..) lost while the CRC field is there.
+        let mut frame = frame_of(600, 7);
+        frame[24..536].fill(0);
+        assert!(shows_unwritten_bytes(&frame, 1_000));
+        // The same zeros not on a sector boundary of the file are payload, not evidence.
+        assert!(!shows_unwritten_bytes(&frame, 1_001));
+    }
+
+    #[test]
+    fn a_flipped_bit_is_no_evidence_of_an_unfinished_write() {
+        for position in [0, 40, 511, 512, 513, 4_095] {
+            let mut frame = frame_of(312, 0x5a);
+            frame[150] ^= 1;
+            assert!(!shows_unwritten_bytes(&frame, position), "{position}");
+        }
+        // A single-byte share of a sector that happens to be zero counts (at the end).
+        let mut frame = frame_of(312, 0x5a);
+        frame[311] = 0;
+        assert!(shows_unwritten_bytes(&frame, 512 - 311));
+        assert!(!shows_unwritten_bytes(&[], 0), "no bytes, no evidence");
+    }
+
+    #[test]
+    fn a_frame_whose_length_alone_was_damaged_is_recognised() {
+        let mut frame = frame_of(RECORD_OVERHEAD + 10, 3);
+        let crc_at = frame.len() - 4;
+        let crc = crc32c::crc32c(&frame[..crc_at]);
+        frame[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        assert!(
+            only_its_length_is_wrong(&frame),
+            "the length is right: still a whole frame"
+        );
+        frame[1] ^= 0x01; // the length now says 256 bytes more
+        assert!(only_its_length_is_wrong(&frame));
+        frame[20] ^= 0x01; // and a payload byte: no longer a whole frame
+        assert!(!only_its_length_is_wrong(&frame));
+        assert!(
+            !only_its_length_is_wrong(&frame[..10]),
+            "shorter than any frame"
+        );
+    }
 }
