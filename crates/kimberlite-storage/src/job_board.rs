@@ -3,12 +3,13 @@
 //! Both kinds of helper (verified reads, [`crate::verify_pool`], a board per store; encoding a
 //! large batch beside its appender, [`crate::batch_job`], one board for the process) work the
 //! same way: the calling thread posts a job and works on it itself; helpers started once wake
-//! up, claim what is left of the job, and go back to sleep. The job does its own claiming (each job type knows its pieces), so a
-//! caller never waits for a helper that has not started. This module is only the board: post,
-//! wake, take, shut down.
+//! up, claim what is left of the job, and go back to sleep. The job does its own claiming
+//! (each job type knows its pieces), so a caller never waits for a helper that has not
+//! started. This module is only the board: post, wake, take, shut down.
 //!
 //! Helpers are started at the first job that wants them and told to exit when the board is
-//! dropped; they are not joined (an idle helper holds nothing but the board).
+//! dropped (the process-wide encoding board never is); they are not joined (an idle helper
+//! holds nothing but the board).
 //!
 //! After a job a helper may *watch* for the next one (spin) before it sleeps, because waking
 //! a sleeping thread costs tens of microseconds on the machine of `docs/PERFORMANCE.md`, a

@@ -26,8 +26,8 @@
 //! |---|----------------------------------------------------|----------|-------|------------|-----------------------|
 //! | 1 | end of file on a frame boundary                    | –        | ok    | `p >= W`   | clean                 |
 //! | 2 | end of file on a frame boundary                    | –        | ok    | `p < W`    | damage (bytes lost)   |
-//! | 3 | < 4 bytes left, or a valid length that runs past EOF (†) | –    | –     | `p >= W`   | torn: truncate to `p` |
-//! | 4 | a valid length ending exactly at EOF, unwritten (‡) | bad      | –     | `p >= W`   | torn: truncate to `p` |
+//! | 3 | < 4 bytes left, or a valid length past EOF (†)     | –        | –     | `p >= W`   | torn: truncate to `p` |
+//! | 4 | a valid length ending at EOF, unwritten (‡)        | bad      | –     | `p >= W`   | torn: truncate to `p` |
 //! | 5 | every byte from `p` to EOF is zero                 | bad      | –     | `p >= W`   | torn: truncate to `p` |
 //! | 6 | rows 3–5, but a later frame at `q > p` decodes     | bad      | –     | any        | damage                |
 //! | 7 | rows 3–5                                           | bad      | –     | `p < W`    | damage                |
@@ -36,7 +36,8 @@
 //! | 9b| frame decodes, right offset, wrong `prev_hash`     | ok       | bad   | any        | report, scan on       |
 //!
 //! (†) Unless the bytes to EOF are a whole frame whose CRC checks once its length prefix is set
-//! to them: a flipped bit in the last record's prefix, row 8 ([`super::scan::only_its_length_is_wrong`]).
+//! to them: a flipped bit in the last record's prefix, row 8
+//! ([`super::scan::only_its_length_is_wrong`]).
 //! (‡) Its CRC field, or a 512-byte sector's share of the frame, reads all zero, as bytes a
 //! write never got to do; a whole frame with changed bytes is row 8
 //! ([`super::scan::shows_unwritten_bytes`]).

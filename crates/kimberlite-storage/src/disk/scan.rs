@@ -261,8 +261,8 @@ pub const SECTOR_BYTES: u64 = 512;
 /// the shortened stream intact. Such a frame has no zero sector and a CRC field that is not
 /// zero: it is now damage, reported and left on disk. Dropped: a torn write on a file system
 /// that shows stale bytes instead of zeros after a crash (ext4 without a journal can, for
-/// blocks not allocated ahead) is reported as damage too; the stream then refuses appends
-/// until the tail is dealt with, instead of losing nothing silently.
+/// blocks not allocated ahead) is reported as damage too: the stream then refuses appends
+/// until the tail is dealt with, but nothing is cut silently.
 #[must_use]
 pub fn shows_unwritten_bytes(frame: &[u8], position: u64) -> bool {
     let crc_field = frame.len().checked_sub(4).and_then(|at| frame.get(at..));
