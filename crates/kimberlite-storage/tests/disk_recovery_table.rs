@@ -165,19 +165,26 @@ fn row_9b_a_broken_link_is_reported_and_the_stream_stays_appendable() {
     assert!(storage.verify_stream(STREAM).is_err());
 }
 
+/// A crash while rotation created segment 2 (its header not yet written whole, the manifest
+/// not yet listing it): the header is written afresh and appends go on.
 #[test]
-fn an_unfinished_header_of_an_empty_active_segment_is_rewritten() {
+fn an_unfinished_header_of_an_unlisted_active_segment_is_rewritten() {
     let config = StorageConfig {
         max_segment_size: 0,
         ..small_config()
     };
-    // The empty active segment 2 lost its header in a crash (cut, or zero-filled).
     for damage in [0usize, 17, 40] {
         let dir = tempfile::tempdir().unwrap();
+        let manifest = common::stream_dir(dir.path(), STREAM).join("manifest.json");
         {
             let mut storage = Storage::open_with(dir.path(), config).unwrap();
-            append_events(&mut storage, STREAM, 0, 6, 3, true);
+            append_events(&mut storage, STREAM, 0, 3, 3, true);
+            assert_eq!(storage.segment_count(STREAM), 2);
+            let listing_two = std::fs::read(&manifest).unwrap();
+            append_events(&mut storage, STREAM, 3, 3, 3, true);
             assert_eq!(storage.segment_count(STREAM), 3);
+            drop(storage);
+            std::fs::write(&manifest, listing_two).unwrap();
         }
         let path = segment_file(dir.path(), STREAM, 2);
         std::fs::write(&path, vec![0u8; damage]).unwrap();
@@ -210,6 +217,39 @@ fn an_unfinished_header_of_an_empty_active_segment_is_rewritten() {
             "{}",
             storage.recovery_report()
         );
+    }
+}
+
+/// A segment the manifest lists had its header synced before it was listed: cut below its
+/// header (to nothing, inside it, or zeroed), it is damage, however many records it held. The
+/// stream is left unopened and untouched; nothing is rewritten. (It used to get a fresh
+/// header whenever the manifest said the segment held no records, as it says of every active
+/// segment: a store's only segment cut to nothing lost its records and verified intact.)
+#[test]
+fn a_listed_segment_cut_below_its_header_is_damage_not_an_unfinished_header() {
+    for (records, damage) in [(6u64, 0usize), (6, 17), (6, 40), (1, 0), (1, 40)] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+            append_events(&mut storage, STREAM, 0, records, 3, true);
+            assert_eq!(storage.segment_count(STREAM), 1);
+        }
+        let path = segment_file(dir.path(), STREAM, 0);
+        std::fs::write(&path, vec![0u8; damage]).unwrap();
+        let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+        assert!(
+            !storage
+                .recovery_report()
+                .actions
+                .iter()
+                .any(|action| matches!(action, RecoveryAction::SegmentHeaderRewritten { .. })),
+            "{records}/{damage}: {}",
+            storage.recovery_report()
+        );
+        assert!(corruption_found(&storage), "{records}/{damage}");
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; damage], "untouched");
+        let error = storage.latest_chain_hash(STREAM).unwrap_err();
+        assert!(error.is_corruption(), "{records}/{damage}: {error}");
     }
 }
 

@@ -421,8 +421,14 @@ impl<F: FileSystem> Opener<'_, F> {
             Ok(self.check_header(&path, &header, num))
         })?;
         if let Err(error) = checked {
-            let empty = entry.is_none_or(|entry| entry.next_offset == entry.first_offset);
-            if len > HEADER_LEN || !empty {
+            // Only a segment the manifest does not list yet can have an unfinished header (a
+            // crash while rotation created it): a listed one was created with its header
+            // synced before the manifest was written, so a bad or short header there is
+            // damage, whatever the manifest says the segment holds. (It was rewritten as
+            // "unfinished" when the manifest said the segment held no records, which it says of
+            // every active segment: a segment file cut to nothing lost all its records, and
+            // `verify` then found the stream intact.)
+            if len > HEADER_LEN || entry.is_some() {
                 return Err(error);
             }
             let fresh = SegmentHeader {
