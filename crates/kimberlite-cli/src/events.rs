@@ -84,6 +84,19 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
             "pass events one per line on standard input, or with --file FILE",
         ));
     }
+    // Checked before anything is opened or created: input the store would refuse must not
+    // leave a new store or stream behind.
+    if let Some((line, event)) = (1..)
+        .zip(&lines)
+        .find(|(_, event)| event.len() > kimberlite::MAX_EVENT_BYTES)
+    {
+        return Err(CliError::usage(format!(
+            "event {line} (non-blank line) is {} bytes, over the limit of {} bytes per event; \
+             nothing was written",
+            event.len(),
+            kimberlite::MAX_EVENT_BYTES
+        )));
+    }
     let store = if args.create {
         open_waiting(&args.dir, Config::default(), LOCK_WAIT)?
     } else {

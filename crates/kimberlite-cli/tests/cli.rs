@@ -521,6 +521,37 @@ fn a_cut_catalogue_is_tampering() {
     );
 }
 
+/// With the catalogue's entry for stream 1 cut off, `append --create` of a new name must not
+/// name stream 1's records (the next id): it fails with exit 1 and the store still verifies
+/// as tampered. (It used to write the catalogue entry, fail the append, and leave a store that
+/// verified intact.) And an event over the size limit is refused before a store or stream is
+/// created.
+#[test]
+fn a_failed_create_leaves_no_trace() {
+    let (_temp, dir) = store_with(3);
+    cut_bytes(&stream_segment(&dir, 0), 30);
+    let run = fails(
+        &["append", s(&dir), "other-name", "--create"],
+        "{\"x\":1}\n",
+        1,
+        "catalogue does not name",
+    );
+    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    fails(&["verify", s(&dir)], "", 1, "catalogue names no stream 1");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = fresh.path().join("new-store");
+    let big = fresh.path().join("big.txt");
+    std::fs::write(&big, vec![b'x'; kimberlite::MAX_EVENT_BYTES + 1]).unwrap();
+    fails(
+        &["append", s(&store), "big", "--create", "--file", s(&big)],
+        "",
+        2,
+        "over the limit",
+    );
+    assert!(!store.exists(), "no store was created for refused input");
+}
+
 /// A stream whose files open cannot read is shown as damaged, not as an empty stream, and
 /// left out of the event total.
 #[test]

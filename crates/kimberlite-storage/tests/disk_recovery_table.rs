@@ -247,7 +247,11 @@ fn a_listed_segment_cut_below_its_header_is_damage_not_an_unfinished_header() {
             storage.recovery_report()
         );
         assert!(corruption_found(&storage), "{records}/{damage}");
-        assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; damage], "untouched");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            vec![0u8; damage],
+            "untouched"
+        );
         let error = storage.latest_chain_hash(STREAM).unwrap_err();
         assert!(error.is_corruption(), "{records}/{damage}: {error}");
     }

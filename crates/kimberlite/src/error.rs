@@ -59,6 +59,21 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// `create_stream` would have given `name` the next stream id, but a stream the catalogue
+    /// does not name already holds records (or damage) under that id on disk: the catalogue
+    /// lost entries (`verify` reports the unnamed stream). Naming it would adopt its records
+    /// and hide the loss, so nothing is written.
+    #[error(
+        "cannot create stream {name:?}: stream id {stream} already holds records on disk that \
+         the catalogue does not name (catalogue entries were lost; run verify); nothing was \
+         written"
+    )]
+    UnnamedStreamInTheWay {
+        /// The name asked for.
+        name: String,
+        /// The id it would have taken.
+        stream: StreamId,
+    },
     /// No stream has this name.
     #[error("no stream named {name:?}")]
     StreamNotFound {
@@ -156,7 +171,9 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         match self {
             Error::Storage { source, .. } => source.is_corruption(),
-            Error::CatalogCorrupt { .. } | Error::StreamDamaged { .. } => true,
+            Error::CatalogCorrupt { .. }
+            | Error::StreamDamaged { .. }
+            | Error::UnnamedStreamInTheWay { .. } => true,
             _ => false,
         }
     }

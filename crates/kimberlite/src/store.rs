@@ -286,13 +286,20 @@ impl Kimberlite {
     ///
     /// The name is registered in the system stream (and synced, unless the store is
     /// [`Durability::Unsynced`]) before this returns. Errors: [`Error::InvalidStreamName`],
-    /// [`Error::StreamExists`].
+    /// [`Error::StreamExists`], [`Error::UnnamedStreamInTheWay`] (the catalogue lost entries
+    /// and the next id already holds records).
     pub fn create_stream(&self, name: &str) -> Result<StreamId> {
         let mut state = self.write_state();
         if self.inner.commit.failed() {
             return Err(Error::Poisoned);
         }
         let (id, event) = state.catalog.registration(name)?;
+        if state.backend.streams().contains(&id) {
+            return Err(Error::UnnamedStreamInTheWay {
+                name: name.to_owned(),
+                stream: id,
+            });
+        }
         let offset = Offset::new(state.catalog.len());
         let prev = state.catalog_head;
         let fsync = self.inner.config.durability != Durability::Unsynced;

@@ -341,3 +341,58 @@ fn verify_progress_moves_within_a_stream_and_adds_up_past_damage() {
         "the first piece is told: {calls:?}"
     );
 }
+
+/// The catalogue's last entry (naming stream 2) is cut short, as a torn write would leave it,
+/// and recovery cuts it off, so stream 2's records have no name: `verify` reports them. Creating a new stream must not give its name to those records
+/// (the next id is 2): it is refused, and nothing is written to the catalogue. (A failed
+/// `kimberlite append --create` used to name the orphaned stream, after which the store
+/// verified intact.)
+#[test]
+fn a_new_stream_never_takes_over_an_unnamed_streams_records() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Kimberlite::open(dir.path()).unwrap();
+        let a = store.create_stream("a").unwrap();
+        let b = store.create_stream("b").unwrap();
+        store.append(a, ["one"], ExpectedOffset::Any).unwrap();
+        store
+            .append(b, ["two", "three"], ExpectedOffset::Any)
+            .unwrap();
+    }
+    let catalogue = dir
+        .path()
+        .join("streams")
+        .join(format!("{:020}", 0))
+        .join("00000000.seg");
+    let bytes = std::fs::read(&catalogue).unwrap();
+    // Frames follow the 40-byte segment header, each starting with its length.
+    let mut last = 40;
+    loop {
+        let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
+        if last + len >= bytes.len() {
+            break;
+        }
+        last += len;
+    }
+    std::fs::write(&catalogue, &bytes[..last + 10]).unwrap();
+
+    let store = Kimberlite::open(dir.path()).unwrap();
+    assert_eq!(store.stream("b"), None, "the entry naming b was cut");
+    assert!(store.verify_all().unwrap().first_problem().is_some());
+    let error = store.create_stream("c").unwrap_err();
+    assert!(
+        matches!(error, Error::UnnamedStreamInTheWay { ref name, stream } if name == "c" && stream.as_u64() == 2),
+        "{error}"
+    );
+    assert!(error.is_corruption());
+    assert_eq!(store.stream("c"), None);
+    drop(store);
+    assert_eq!(
+        std::fs::read(&catalogue).unwrap(),
+        bytes[..last],
+        "nothing written"
+    );
+    let store = Kimberlite::open(dir.path()).unwrap();
+    assert_eq!(store.stream("c"), None);
+    assert!(store.verify_all().unwrap().first_problem().is_some());
+}
