@@ -9,8 +9,8 @@ use kimberlite::{Anchor, Config, Error, Problem, StreamReport, StreamStats, Veri
 use serde_json::{json, Value};
 
 use crate::common::{
-    describe_problem, find_stream, human_bytes, open_existing, print_recovery, progress_bar,
-    thousands, CliError, MISSING_STREAM,
+    describe_problem, find_stream, human_bytes, open_existing_waiting, print_recovery,
+    progress_bar, thousands, CliError, LOCK_WAIT, MISSING_STREAM,
 };
 
 #[derive(Debug, Args)]
@@ -41,7 +41,7 @@ pub struct InspectArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let store = match open_existing(&args.dir, Config::default()) {
+    let store = match open_existing_waiting(&args.dir, Config::default(), LOCK_WAIT) {
         Ok(store) => store,
         // Damage that keeps the store from opening at all is verify's finding, not a usage
         // error: say so plainly (the generic hint would send the user back to verify).
@@ -228,7 +228,7 @@ fn problem_json(problem: &Problem) -> Value {
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
-    let store = open_existing(&args.dir, Config::default())?;
+    let store = open_existing_waiting(&args.dir, Config::default(), LOCK_WAIT)?;
     let mut stats = store.stats();
     if let Some(name) = &args.stream {
         let id = find_stream(&store, &args.dir, name)?;

@@ -113,12 +113,26 @@ pub fn open_waiting(dir: &Path, config: Config, wait: Duration) -> Result<Kimber
 }
 
 /// Opens an existing store; never creates one. Missing directories and directories that are
-/// not stores get a hint. Waits up to [`LOCK_WAIT`] for a store in use.
+/// not stores get a hint. Waits up to [`LOCK_WAIT`] for a store in use. What recovery did on
+/// opening it is told on standard error ([`announce_recovery`]).
 pub fn open_existing(dir: &Path, config: Config) -> Result<Kimberlite, CliError> {
-    open_existing_waiting(dir, config, LOCK_WAIT)
+    let store = open_existing_waiting(dir, config, LOCK_WAIT)?;
+    announce_recovery(&store);
+    Ok(store)
 }
 
-/// [`open_existing`] with a chosen wait for a store in use.
+/// Tells on standard error what recovery repaired or found when `store` was opened, if
+/// anything. Every command that opens a store does (those that print a report, `verify` and
+/// `inspect`, put it in the report instead): a torn tail recovery cuts off is cut by the
+/// first command to open the store, and was told only by `verify` and `inspect`, so after
+/// any other command nobody ever learnt of it.
+pub fn announce_recovery(store: &Kimberlite) {
+    for action in store.recovery_report().actions {
+        eprintln!("kimberlite: note: on open, recovery {action}");
+    }
+}
+
+/// [`open_existing`] with a chosen wait for a store in use, telling nothing of recovery.
 pub fn open_existing_waiting(
     dir: &Path,
     config: Config,

@@ -15,7 +15,8 @@ use clap::Args;
 use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
 
 use crate::common::{
-    find_stream, open_existing, open_existing_waiting, open_waiting, CliError, LOCK_WAIT,
+    announce_recovery, find_stream, open_existing, open_existing_waiting, open_waiting, CliError,
+    LOCK_WAIT,
 };
 
 /// Events per atomic batch written by `append`.
@@ -98,7 +99,9 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let store = if args.create {
-        open_waiting(&args.dir, Config::default(), LOCK_WAIT)?
+        let store = open_waiting(&args.dir, Config::default(), LOCK_WAIT)?;
+        announce_recovery(&store);
+        store
     } else {
         open_existing(&args.dir, Config::default())?
     };
@@ -202,7 +205,9 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     loop {
         // Reopen for every poll: a store is opened by one process at a time, so holding it
         // would lock out the writers being followed.
-        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO) {
+        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO)
+            .inspect(announce_recovery)
+        {
             Ok(store) => {
                 let id = find_stream(&store, &args.dir, &args.stream)?;
                 for event in store.events(id, next) {

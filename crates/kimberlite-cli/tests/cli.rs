@@ -552,6 +552,44 @@ fn a_failed_create_leaves_no_trace() {
     assert!(!store.exists(), "no store was created for refused input");
 }
 
+/// A torn tail is cut by whichever command opens the store first: that command says so on
+/// standard error and names where the cut bytes were kept (before, only `verify` and
+/// `inspect` said anything, so after a `read` the cut went untold).
+#[test]
+fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
+    let (_temp, dir) = store_with(3);
+    let segment = stream_segment(&dir, 1);
+    let original = std::fs::read(&segment).unwrap();
+    cut_bytes(&segment, 7);
+    let run = run(&["read", s(&dir), "audit"], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.lines().count(),
+        2,
+        "the torn third event is not returned"
+    );
+    assert!(
+        run.stderr.contains("note: on open, recovery"),
+        "{}",
+        run.stderr
+    );
+    let kept = run
+        .stderr
+        .split("kept in ")
+        .nth(1)
+        .expect("names the copy")
+        .trim();
+    let kept_bytes = std::fs::read(kept).unwrap();
+    let cut_at = std::fs::metadata(&segment).unwrap().len() as usize;
+    assert_eq!(kept_bytes, original[cut_at..original.len() - 7]);
+    let again = run_quiet(&["read", s(&dir), "audit"]);
+    assert!(again.is_empty(), "told once: {again}");
+}
+
+fn run_quiet(args: &[&str]) -> String {
+    run(args, "").stderr
+}
+
 /// A stream whose files open cannot read is shown as damaged, not as an empty stream, and
 /// left out of the event total.
 #[test]

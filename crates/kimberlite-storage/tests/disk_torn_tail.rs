@@ -61,6 +61,33 @@ fn truncation_at_every_byte_of_the_last_record() {
                 "cut {cut}: {:?}",
                 storage.recovery_report()
             );
+            // The cut bytes were kept, exactly, under a name that says where they were.
+            let [RecoveryAction::TornTailTruncated { kept_in, file, .. }] = &truncations[..] else {
+                unreachable!()
+            };
+            assert_eq!(
+                std::fs::read(kept_in).unwrap(),
+                original[start..cut],
+                "cut {cut}"
+            );
+            let segment = file
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap();
+            assert_eq!(
+                kept_in,
+                &file
+                    .parent()
+                    .unwrap()
+                    .join(kimberlite_storage::disk::TORN_DIR)
+                    .join(kimberlite_storage::disk::torn_file_name(
+                        segment,
+                        start as u64
+                    ))
+            );
         }
         assert_eq!(
             storage.latest_chain_hash(STREAM).unwrap(),

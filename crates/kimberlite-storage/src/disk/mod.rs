@@ -45,6 +45,7 @@ mod index;
 mod le;
 mod manifest;
 mod meta;
+mod quarantine;
 mod recovery;
 mod resume;
 mod scan;
@@ -60,6 +61,7 @@ use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use quarantine::{torn_file_name, TORN_DIR};
 pub use storage::{SegmentSync, Storage};
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
@@ -181,6 +183,8 @@ pub enum RecoveryAction {
         to_len: u64,
         /// Why the tail did not decode.
         reason: String,
+        /// Where the cut bytes were kept, as they were (`torn/` in the stream's directory).
+        kept_in: PathBuf,
     },
     /// A segment index was missing or stale and was rebuilt from its segment.
     IndexRebuilt {
@@ -238,10 +242,13 @@ impl std::fmt::Display for RecoveryAction {
                 from_len,
                 to_len,
                 reason,
+                kept_in,
             } => write!(
                 f,
-                "stream {stream}: torn tail of {} cut from {from_len} to {to_len} bytes ({reason})",
-                file.display()
+                "stream {stream}: torn tail of {} cut from {from_len} to {to_len} bytes \
+                 ({reason}); the cut bytes are kept in {}",
+                file.display(),
+                kept_in.display()
             ),
             RecoveryAction::IndexRebuilt {
                 stream,

@@ -42,7 +42,9 @@
 //! write never got to do; a whole frame with changed bytes is row 8
 //! ([`super::scan::shows_unwritten_bytes`]).
 //!
-//! *Truncate* cuts the file back to the last whole record and fsyncs it; the report says so.
+//! *Truncate* copies the cut bytes to `torn/` in the stream's directory (`quarantine`), then
+//! cuts the file back to the last whole record and fsyncs it; the report says so and names
+//! the copy.
 //! *Damage* changes nothing on disk: the stream opens, reads that reach `p` fail with an error
 //! naming stream, offset, segment file and byte `p`, and appends to the stream are refused
 //! (its head is unknown). *Report, scan on* (row 9b): the frame's own CRC vouches for its
@@ -82,6 +84,7 @@ use super::fs::{FileHandle, FileSystem};
 use super::index::{index_file_name, SegmentIndex};
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::{write_index, write_manifest};
+use super::quarantine::{keep_torn_tail, TORN_DIR};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{scan_segment, ScanEnd, ScanTarget};
 use super::segment::{
@@ -479,6 +482,8 @@ impl<F: FileSystem> Opener<'_, F> {
             }),
             ScanEnd::Torn { position, reason } if position >= watermark => {
                 let io = |e| io_error(&path, e);
+                let kept_in = keep_torn_tail(self.fs, self.dir, num, &file, position, len)
+                    .map_err(|e| io_error(&self.dir.join(TORN_DIR), e))?;
                 file.set_len(position).map_err(io)?;
                 file.sync_data().map_err(io)?;
                 self.report.actions.push(RecoveryAction::TornTailTruncated {
@@ -487,6 +492,7 @@ impl<F: FileSystem> Opener<'_, F> {
                     from_len: len,
                     to_len: position,
                     reason: reason.to_string(),
+                    kept_in,
                 });
                 None
             }
