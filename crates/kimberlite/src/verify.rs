@@ -548,6 +548,15 @@ fn problem(id: StreamId, name: Option<String>, error: &StorageError) -> Option<P
             location,
             "hash chain broken: the record does not link to the one before it".to_owned(),
         ),
+        // Bytes the store had synced are gone (a segment cut on a record boundary below its
+        // durable length): a finding like the others, not a reason to stop verifying.
+        StorageError::MissingRecords {
+            offset, location, ..
+        } => (
+            *offset,
+            location,
+            "records missing: the segment ends before records that had been synced".to_owned(),
+        ),
         _ => return None,
     };
     Some(Problem {

@@ -396,3 +396,56 @@ fn a_new_stream_never_takes_over_an_unnamed_streams_records() {
     assert_eq!(store.stream("c"), None);
     assert!(store.verify_all().unwrap().first_problem().is_some());
 }
+
+/// A segment cut on a record boundary below the length the store had synced (records lost
+/// whole, not torn): `verify_all` reports it as a problem of that stream, at the first missing
+/// offset, and goes on to the other streams, instead of stopping with an error. (`kimberlite
+/// verify` printed only that error, with no report and the other streams unchecked.)
+#[test]
+fn records_lost_below_the_synced_length_are_a_problem_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Kimberlite::open(dir.path()).unwrap();
+        let a = store.create_stream("a").unwrap();
+        let b = store.create_stream("b").unwrap();
+        store
+            .append(a, ["1", "2", "3"], ExpectedOffset::Any)
+            .unwrap();
+        store.append(b, ["x"], ExpectedOffset::Any).unwrap();
+        // A full flush: the manifests record how far each segment was synced.
+        store.sync().unwrap();
+    }
+    let segment = dir
+        .path()
+        .join("streams")
+        .join(format!("{:020}", 1))
+        .join("00000000.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    let mut last = 40;
+    loop {
+        let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
+        if last + len >= bytes.len() {
+            break;
+        }
+        last += len;
+    }
+    std::fs::write(&segment, &bytes[..last]).unwrap();
+
+    let store = Kimberlite::open(dir.path()).unwrap();
+    let report = store.verify_all().unwrap();
+    let problem = report.first_problem().expect("the lost record is reported");
+    assert_eq!(problem.stream.as_u64(), 1);
+    assert_eq!(problem.offset, Offset::new(2));
+    assert!(
+        problem.reason.contains("records missing"),
+        "{}",
+        problem.reason
+    );
+    assert!(
+        report
+            .streams
+            .iter()
+            .any(|s| s.name.as_deref() == Some("b")),
+        "the other streams were verified: {report:?}"
+    );
+}
