@@ -590,6 +590,44 @@ fn run_quiet(args: &[&str]) -> String {
     run(args, "").stderr
 }
 
+/// Several processes creating the same new store at once all succeed: none of them takes the
+/// half-created directory for "not a store" (some did, one run in a few).
+#[test]
+fn concurrent_creators_of_one_store_all_succeed() {
+    let temp = tempfile::tempdir().unwrap();
+    for round in 0..8 {
+        let dir = temp.path().join(format!("store-{round}"));
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                let mut child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+                    .args(["append", s(&dir), "s", "--create"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"{\"e\":1}\n")
+                    .unwrap();
+                child
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let events = ok(&["read", s(&dir), "s"], "");
+        assert_eq!(events.lines().count(), 4, "round {round}");
+    }
+}
+
 /// A stream whose files open cannot read is shown as damaged, not as an empty stream, and
 /// left out of the event total.
 #[test]

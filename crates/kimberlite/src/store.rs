@@ -418,9 +418,23 @@ fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
             })
         }
         Ok(_) => {
-            let mut entries = std::fs::read_dir(dir)
+            let entries = std::fs::read_dir(dir)
                 .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            if !create || entries.next().is_some() {
+            // Markers being written right now by other processes creating the store (or left
+            // by ones that crashed before their rename) do not make the directory someone
+            // else's: without this, of several processes creating the same store at once,
+            // those that looked during a write were refused as "not a store".
+            let mut entries = entries;
+            let crowded = entries.any(|entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |entry| !is_marker_temp(&entry.file_name()))
+            });
+            if crowded && marker.is_file() {
+                // Created meanwhile by another process.
+                return check_marker(dir, &marker);
+            }
+            if !create || crowded {
                 return Err(Error::NotAStore {
                     path: dir.to_path_buf(),
                 });
@@ -453,10 +467,22 @@ fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
     }
 }
 
-/// Writes the marker atomically: temporary file, sync, rename, sync the directory.
+/// Whether `name` is a temporary marker [`write_marker`] writes (`kimberlite.json.<pid>.tmp`).
+fn is_marker_temp(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|name| {
+        name.strip_prefix(MARKER_FILE)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|pid| pid.bytes().all(|byte| byte.is_ascii_digit()))
+    })
+}
+
+/// Writes the marker atomically: temporary file, sync, rename, sync the directory. The
+/// temporary file is named after the process, so that processes creating the same store at
+/// once each rename their own (the same contents) instead of one renaming another's away.
 fn write_marker(dir: &Path, marker: &Path) -> Result<()> {
     use std::io::Write;
-    let temp = dir.join(format!("{MARKER_FILE}.tmp"));
+    let temp = dir.join(format!("{MARKER_FILE}.{}.tmp", std::process::id()));
     let context = |what: &str| format!("{what} {}", temp.display());
     let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
     let contents = format!("{{\"kimberlite_store\":{STORE_FORMAT_VERSION}}}\n");

@@ -89,6 +89,22 @@ fn wrong_directories_are_refused() {
         Kimberlite::open(&fresh),
         Err(Error::NotAStore { .. })
     ));
+    // A directory holding only the temporary marker of a creation in progress (or of one cut
+    // short before its rename) is still free to become a store, and the temporary is not in
+    // anyone's way; with anything else beside it, it is not.
+    let half = temp.path().join("half-created");
+    std::fs::create_dir(&half).unwrap();
+    std::fs::write(half.join(format!("{MARKER_FILE}.4242.tmp")), "{").unwrap();
+    drop(Kimberlite::open(&half).unwrap());
+    assert!(half.join(MARKER_FILE).is_file());
+    let other = temp.path().join("half-and-more");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join(format!("{MARKER_FILE}.4242.tmp")), "{").unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    assert!(matches!(
+        Kimberlite::open(&other),
+        Err(Error::NotAStore { .. })
+    ));
 }
 
 #[test]
