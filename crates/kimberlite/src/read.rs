@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use kimberlite_storage::StorageError;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
@@ -70,8 +71,13 @@ impl Kimberlite {
         if from >= end && !damaged {
             return Ok((Vec::new(), true));
         }
-        let visible =
-            usize::try_from(end.as_u64().saturating_sub(from.as_u64())).unwrap_or(usize::MAX);
+        // A damaged stream takes no appends, so it has no events written but not yet
+        // durable to hide: what the backend verifies before the damage is readable.
+        let visible = if damaged {
+            usize::MAX
+        } else {
+            usize::try_from(end.as_u64().saturating_sub(from.as_u64())).unwrap_or(usize::MAX)
+        };
         let mut payloads = state
             .backend
             .read_from(id, from, max_bytes)
@@ -91,7 +97,12 @@ impl Kimberlite {
 
     /// A lazy iterator over the events of stream `id` from `from` on. It fetches a page of
     /// about [`crate::Config::read_page_bytes`] at a time and ends at the stream's end as of
-    /// the last page fetched (events appended meanwhile are included). After an error it ends.
+    /// the last page fetched (events appended meanwhile are included). When a page reaches
+    /// damage, the intact events before it are still yielded (each read and verified on its
+    /// own), then the error, naming the damaged offset; after an error it ends. "Intact" is
+    /// what a read can vouch for: every event but the one just before the damaged record,
+    /// whose chain hash a read confirms by its successor's link, and that successor is the
+    /// damaged record.
     ///
     /// # Examples
     ///
@@ -115,6 +126,7 @@ impl Kimberlite {
             next: from,
             page: VecDeque::new(),
             done: false,
+            failed: None,
         }
     }
 }
@@ -127,6 +139,8 @@ pub struct Events {
     next: Offset,
     page: VecDeque<Event>,
     done: bool,
+    /// The error to yield once the intact events read before it (in `page`) are yielded.
+    failed: Option<Error>,
 }
 
 impl Events {
@@ -144,6 +158,9 @@ impl Iterator for Events {
         if let Some(event) = self.page.pop_front() {
             return Some(Ok(event));
         }
+        if let Some(error) = self.failed.take() {
+            return Some(Err(error));
+        }
         if self.done {
             return None;
         }
@@ -160,8 +177,56 @@ impl Iterator for Events {
             }
             Err(error) => {
                 self.done = true;
-                Some(Err(error))
+                let before = self.intact_before(&error);
+                if before.is_empty() {
+                    return Some(Err(error));
+                }
+                self.next = Offset::new(self.next.as_u64() + before.len() as u64);
+                self.page = before.into();
+                self.failed = Some(error);
+                self.page.pop_front().map(Ok)
             }
         }
+    }
+}
+
+impl Events {
+    /// The events from `self.next` towards the offset `error` says is damaged, each read on
+    /// its own (a read returns at least one event, verified against the chain from the
+    /// checkpoint before it and vouched for by its successor's link), so that a page reaching
+    /// damage does not hide the intact events before it; up to the first that cannot be read
+    /// (the one just before the damage, whose successor is the damaged record). Empty when the
+    /// error names no offset after `self.next`.
+    fn intact_before(&self, error: &Error) -> Vec<Event> {
+        let Some(damaged) = damaged_offset(error) else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        let mut offset = self.next;
+        while offset < damaged {
+            match self.store.read(self.stream, offset, 0) {
+                Ok(read) => match read.into_iter().next() {
+                    Some(event) if event.offset == offset => events.push(event),
+                    _ => break,
+                },
+                Err(_) => break,
+            }
+            offset = Offset::new(offset.as_u64() + 1);
+        }
+        events
+    }
+}
+
+/// The offset a storage corruption error names, if it is one.
+fn damaged_offset(error: &Error) -> Option<Offset> {
+    let Error::Storage { source, .. } = error else {
+        return None;
+    };
+    match &**source {
+        StorageError::CorruptRecord { offset, .. }
+        | StorageError::OffsetMismatch { offset, .. }
+        | StorageError::ChainVerificationFailed { offset, .. }
+        | StorageError::MissingRecords { offset, .. } => Some(*offset),
+        _ => None,
     }
 }
