@@ -202,12 +202,19 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     };
     let mut polls = 0u64;
     let mut out = std::io::stdout().lock();
+    // What recovery said at the last open that said anything: damage left in place is found
+    // again at every open, and is told once, not at every poll.
+    let mut told = Vec::new();
     loop {
         // Reopen for every poll: a store is opened by one process at a time, so holding it
         // would lock out the writers being followed.
-        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO)
-            .inspect(announce_recovery)
-        {
+        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO).inspect(|store| {
+            let actions = store.recovery_report().actions;
+            if !actions.is_empty() && actions != told {
+                announce_recovery(store);
+                told = actions;
+            }
+        }) {
             Ok(store) => {
                 let id = find_stream(&store, &args.dir, &args.stream)?;
                 for event in store.events(id, next) {
