@@ -192,8 +192,12 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
 }
 
 pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
+    // What recovery said at the last open that said anything: damage left in place is found
+    // again at every open, and is told once, not at every poll.
+    let mut told;
     let mut next = {
         let store = open_existing(&args.dir, Config::default())?;
+        told = store.recovery_report().actions;
         let id = find_stream(&store, &args.dir, &args.stream)?;
         match args.from {
             Some(from) => Offset::new(from),
@@ -202,9 +206,6 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     };
     let mut polls = 0u64;
     let mut out = std::io::stdout().lock();
-    // What recovery said at the last open that said anything: damage left in place is found
-    // again at every open, and is told once, not at every poll.
-    let mut told = Vec::new();
     loop {
         // Reopen for every poll: a store is opened by one process at a time, so holding it
         // would lock out the writers being followed.
