@@ -283,7 +283,13 @@ impl<F: FileSystem> StreamState<F> {
     }
 
     /// Where a verified read of `from` starts: the nearest checkpoint at or before it (found
-    /// through the indexes), else the stream's first record.
+    /// through the indexes) that is there, else the stream's first record.
+    ///
+    /// An index entry is only a hint: one that does not lead to the checkpoint record it names
+    /// (an index rewritten wrong with a valid CRC, found by an adversarial test: every read
+    /// through it failed and named the intact segment as corrupt) is passed over for the one
+    /// before it. Damage really at a checkpoint is then met by the walk from further back, and
+    /// reported where it is.
     fn start_for(&self, from: u64) -> Result<(usize, u64, ChainCursor), StorageError> {
         let last = self.segments.len().saturating_sub(1);
         let segment_index = self
@@ -294,25 +300,23 @@ impl<F: FileSystem> StreamState<F> {
             let Some(files) = self.segments.get(index) else {
                 continue;
             };
-            let Some(entry) = files.index.checkpoint_at_or_before(from) else {
-                continue;
-            };
-            let location = || self.location(index, entry.position);
-            let frame = self
-                .view(index)
-                .frame_at(entry.position)
-                .map_err(|source| io_error(&files.path, source))?;
-            let (record, _) = decode_at(self.id, Offset::new(entry.offset), &frame, location)?;
-            if !record.is_checkpoint() || record.offset().as_u64() != entry.offset {
-                return Err(StorageError::OffsetMismatch {
-                    stream: self.id,
-                    offset: Offset::new(entry.offset),
-                    found: record.offset(),
-                    location: location(),
-                });
+            let mut before = Some(from);
+            while let Some(entry) = before.and_then(|at| files.index.checkpoint_at_or_before(at)) {
+                before = entry.offset.checked_sub(1);
+                let Ok(frame) = self.view(index).frame_at(entry.position) else {
+                    continue;
+                };
+                let location = || self.location(index, entry.position);
+                let Ok((record, _)) =
+                    decode_at(self.id, Offset::new(entry.offset), &frame, location)
+                else {
+                    continue;
+                };
+                if record.is_checkpoint() && record.offset().as_u64() == entry.offset {
+                    let cursor = ChainCursor::resume(self.id, record.offset(), record.prev_hash());
+                    return Ok((index, entry.position, cursor));
+                }
             }
-            let cursor = ChainCursor::resume(self.id, record.offset(), record.prev_hash());
-            return Ok((index, entry.position, cursor));
         }
         Ok((0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)))
     }
