@@ -81,6 +81,12 @@ impl From<Error> for CliError {
                 "give a new or empty directory, or one that holds a store (kimberlite.json)"
                     .to_owned(),
             ),
+            Error::TreeDamaged { stream, .. } => Some(format!(
+                "`kimberlite verify DIR` names the damaged node; the tree is derived from the \
+                 log, so once the damage is understood, removing DIR/merkle/{:020}/ makes the \
+                 next open rebuild it",
+                stream.as_u64()
+            )),
             error if error.is_other_format() => Some(
                 "open the store with the version of kimberlite that wrote it; this build \
                      reads only its own format"

@@ -98,7 +98,7 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
         "store:      {n} events, root {} (recomputed from the log)",
         check.log_root
     );
-    let mut tampered = report_stale_tree(&check);
+    let mut tampered = report_stale_tree(id, &check);
     let root_at = |m: u64| -> Option<Hash> {
         check
             .roots_at
@@ -170,16 +170,28 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Reports a stored tree that is not the log's; true if so.
-fn report_stale_tree(check: &TreeCheck) -> bool {
+fn report_stale_tree(id: StreamId, check: &TreeCheck) -> bool {
     if check.tree_matches_log() {
         return false;
     }
-    match check.first_stale_leaf {
-        Some(offset) => outln!(
+    match (check.first_stale_leaf, check.first_stale_node) {
+        (Some(offset), _) => outln!(
             "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on: \
              the log or the tree files under merkle/ were changed"
         ),
-        None => outln!(
+        (None, Some(node)) => outln!(
+            "TAMPERED: the stored Merkle tree's node {} of level {} (merkle/{:020}/level-{:02}\
+             .hashes, byte {}) is not the hash of the events at offsets {}..={}, which match \
+             the log's leaves: the tree files under merkle/ were changed or damaged",
+            node.index,
+            node.level,
+            id.as_u64(),
+            node.level,
+            node.file_position(),
+            node.first_offset(),
+            node.last_offset()
+        ),
+        (None, None) => outln!(
             "TAMPERED: the stored Merkle tree (size {}, root {}) is not the log's tree",
             check.stored.tree_size,
             check.stored.root

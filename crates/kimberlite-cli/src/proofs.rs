@@ -16,7 +16,7 @@ use kimberlite::proof::{
     verify_bundle, Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, VerifierKey,
     CONSISTENCY_FORMAT,
 };
-use kimberlite::{Config, Kimberlite, Offset};
+use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 use crate::common::{find_stream, open_existing, CliError};
 
@@ -207,7 +207,15 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
     let (store, id) = open_stream(&args.dir, &args.stream)?;
     let size = match args.size {
         Some(size) => size,
-        None => store.tree_head(id)?.tree_size,
+        // A damaged head still tells the size: the proof's own refusal then names the offset.
+        None => match store.tree_head(id) {
+            Ok(head) => head.tree_size,
+            Err(Error::TreeDamaged {
+                evidence: TreeEvidence::Head { tree_size },
+                ..
+            }) => tree_size,
+            Err(error) => return Err(error.into()),
+        },
     };
     let proof = store.inclusion_proof(id, Offset::new(args.offset), size)?;
     let event = store

@@ -429,3 +429,118 @@ fn audit_with_several_checkpoints_narrows_down_a_rewrite() {
     );
     assert!(out.contains("checkpoint of size 20 still matches"), "{out}");
 }
+
+/// Flips one bit of node `index` of `level` in the stored Merkle tree of `stream`.
+fn flip_tree_node(store: &Path, stream: &str, level: u8, index: u64) -> PathBuf {
+    let id = Kimberlite::open(store)
+        .expect("open")
+        .stream(stream)
+        .expect("stream");
+    let path = store
+        .join("merkle")
+        .join(format!("{:020}", id.as_u64()))
+        .join(format!("level-{level:02}.hashes"));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[32 * index as usize + 5] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// A flipped bit in an interior node of the stored tree (node 0 of level 3: offsets 0..=7):
+/// `verify` exits 1 naming the node, its file and byte (it compared only leaves and the
+/// root, and said intact); `prove` and `prove-consistency` refuse the proofs that read it
+/// with exit 1 and print no proof (they printed one that failed against the checkpoint);
+/// proofs that do not read it are still given and verify.
+#[test]
+fn a_damaged_interior_tree_node_fails_verify_and_no_proof_is_printed_from_it() {
+    let setup = setup(40);
+    let file = flip_tree_node(&setup.store, "audit", 3, 0);
+    let out = expect(&["verify", s(&setup.store)], 1, "NOT INTACT");
+    let line = format!(
+        "\"audit\" (id 2): offset 0, file {}, byte 0: the Merkle tree side files disagree with \
+         the log: node 0 of level 3 (over offsets 0..=7) is not the hash of those events; \
+         every leaf below it matches the log",
+        file.display()
+    );
+    assert!(out.contains(&line), "{out}");
+    let refused = run(&["prove", s(&setup.store), "audit", "10"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.stdout, "", "no proof is printed");
+    assert!(
+        refused.stderr.contains(
+            "the stored Merkle tree of stream \"audit\" (id 2) is damaged at offset 10 (its \
+             inclusion proof in the tree of 40 events)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("run verify"), "{}", refused.stderr);
+    let refused = run(&["prove-consistency", s(&setup.store), "audit", "8", "40"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.stdout, "", "no proof is printed");
+    assert!(
+        refused.stderr.contains("is damaged at tree sizes 8..40"),
+        "{}",
+        refused.stderr
+    );
+    // Offset 30's path and the consistency proof from 24 read no node over offsets 0..=7.
+    let proof_path = setup.tmp.path().join("proof.json");
+    let proof = expect(
+        &["prove", s(&setup.store), "audit", "30"],
+        0,
+        "\"offset\": 30",
+    );
+    std::fs::write(&proof_path, proof).expect("write");
+    expect(
+        &[
+            "verify-proof",
+            "--pubkey",
+            s(&setup.pubkey),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--proof",
+            s(&proof_path),
+        ],
+        0,
+        "valid: the event at offset 30",
+    );
+    expect(
+        &["prove-consistency", s(&setup.store), "audit", "24", "40"],
+        0,
+        "\"old_size\": 24",
+    );
+    let out = audit(&setup, 1, "TAMPERED");
+    assert!(
+        out.contains("node 0 of level 3 (merkle/00000000000000000002/level-03.hashes, byte 0)"),
+        "{out}"
+    );
+}
+
+/// A flipped bit in a node the root is made of (node 0 of level 5: offsets 0..=31 of 40):
+/// `checkpoint` refuses to sign the root it gives (it signed a root no proof could match),
+/// and `prove` refuses even proofs whose path is intact, since their root is not.
+#[test]
+fn a_damaged_root_node_is_neither_signed_nor_proved_against() {
+    let setup = setup(40);
+    flip_tree_node(&setup.store, "audit", 5, 0);
+    let key = setup.tmp.path().join("auditor.key");
+    let refused = run(&["checkpoint", s(&setup.store), "audit", "--key", s(&key)]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.stdout, "", "nothing is signed");
+    assert!(
+        refused.stderr.contains(
+            "is damaged at its head (the root of the tree of 40 events): node 0 of level 5 \
+             (level-05.hashes) is not the hash of nodes 0 and 1 of level 4"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let refused = run(&["prove", s(&setup.store), "audit", "35"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is damaged at offset 35"),
+        "{}",
+        refused.stderr
+    );
+    expect(&["verify", s(&setup.store)], 1, "node 0 of level 5");
+}

@@ -155,6 +155,25 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The stream's stored Merkle tree is damaged: what was asked for, read from its side
+    /// files, does not lead to the root the log gave the tree, so it was not handed out (a
+    /// proof from it would fail against a valid signed checkpoint). `verify` names the damaged
+    /// node; removing the stream's directory under `merkle/` makes the next open rebuild the
+    /// tree from the log.
+    #[error(
+        "the stored Merkle tree of stream {name:?} (id {stream}) is damaged at {evidence}: \
+         {reason}; run verify to find the damaged node"
+    )]
+    TreeDamaged {
+        /// The stream's name.
+        name: String,
+        /// The stream.
+        stream: StreamId,
+        /// What was refused.
+        evidence: TreeEvidence,
+        /// What did not agree.
+        reason: String,
+    },
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {
@@ -173,7 +192,8 @@ impl Error {
             Error::Storage { source, .. } => source.is_corruption(),
             Error::CatalogCorrupt { .. }
             | Error::StreamDamaged { .. }
-            | Error::UnnamedStreamInTheWay { .. } => true,
+            | Error::UnnamedStreamInTheWay { .. }
+            | Error::TreeDamaged { .. } => true,
             _ => false,
         }
     }
@@ -197,6 +217,50 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+/// What [`Error::TreeDamaged`] refused to hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TreeEvidence {
+    /// The inclusion proof of the event at `offset` in the tree of `tree_size` events.
+    Inclusion {
+        /// The event's offset.
+        offset: Offset,
+        /// The tree size asked for.
+        tree_size: u64,
+    },
+    /// The consistency proof from the tree of `old_size` events to that of `new_size`.
+    Consistency {
+        /// The old tree size.
+        old_size: u64,
+        /// The new tree size.
+        new_size: u64,
+    },
+    /// The tree head (the root a checkpoint signs) of `tree_size` events.
+    Head {
+        /// The tree size.
+        tree_size: u64,
+    },
+}
+
+impl std::fmt::Display for TreeEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TreeEvidence::Inclusion { offset, tree_size } => write!(
+                f,
+                "offset {offset} (its inclusion proof in the tree of {tree_size} events)"
+            ),
+            TreeEvidence::Consistency { old_size, new_size } => write!(
+                f,
+                "tree sizes {old_size}..{new_size} (the consistency proof from {old_size} to \
+                 {new_size} events)"
+            ),
+            TreeEvidence::Head { tree_size } => {
+                write!(f, "its head (the root of the tree of {tree_size} events)")
+            }
         }
     }
 }

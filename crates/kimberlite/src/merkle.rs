@@ -22,10 +22,28 @@
 //! Nothing: the files are derived from the log. On open each level is cut to the length the
 //! log allows, missing nodes are recomputed from the level below, missing leaves are
 //! re-hashed from the log, and a missing directory is rebuilt from scratch. The files are
-//! never synced: a crash can lose or tear them, and reopening repairs them. A file whose
-//! contents disagree with the log (edited, or left from another history) is not detected on
-//! open; [`crate::Kimberlite::check_tree`] compares every leaf with the log and `audit`
-//! recomputes the tree from the log before trusting it.
+//! never synced: a crash can lose or tear them, and reopening repairs them.
+//!
+//! A file whose contents disagree with the log (a flipped bit, an edit, a file left from
+//! another history) is not repaired, and is found three ways:
+//!
+//! - [`crate::Kimberlite::verify`] and [`crate::Kimberlite::check_tree`] (what `audit`
+//!   runs) recompute the tree from the log and compare every stored node, leaves and
+//!   interior nodes at every level ([`crate::TreeCheck::first_stale_node`]). O(n).
+//! - On open, the frontier (the at most 63 complete nodes a root is made of) is read from the
+//!   files, so it is checked: each interior node of it must be the hash of the two nodes
+//!   below it, and a leaf of it (odd sizes) the leaf of the log's event. A frontier that
+//!   fails makes every tree head and proof of the stream refused
+//!   ([`crate::Error::TreeDamaged`]). After open the frontier only grows by hashing the log's
+//!   events, so it is the store's trusted root (module `proofs` says how proofs use it).
+//! - Every proof is checked against that root before it is handed out, so a damaged node a
+//!   proof reads makes that proof refused, whenever the damage happened.
+//!
+//! Damage that the frontier check cannot see is damage that is consistent all the way up: a
+//! changed node whose every ancestor in the frontier was recomputed from it (by hand, or by
+//! open when the levels above it were lost at the same time). Only the O(n) recomputation
+//! finds that: run `verify` or `audit` before signing a checkpoint of a store whose files
+//! may have been edited.
 //!
 //! Dropped: the log's record bytes, offsets and chain hashes are untouched (the tree is a
 //! side structure), so `MemoryStorage` parity and the format of `docs/FORMAT.md` hold.
@@ -160,6 +178,8 @@ pub(crate) struct StreamTree {
     levels: Vec<Level>,
     dir: Option<PathBuf>,
     failed: Option<String>,
+    /// Why the frontier `open` read from the side files cannot be trusted, if it cannot.
+    damaged: Option<String>,
 }
 
 impl StreamTree {
@@ -262,6 +282,83 @@ impl StreamTree {
         }
     }
 
+    /// Why the frontier, hence every root, cannot be trusted: a node of it that `open` read
+    /// from the side files disagrees with what lies below it. `None` when it can.
+    pub(crate) fn damage(&self) -> Option<&str> {
+        self.damaged.as_deref()
+    }
+
+    /// Checks the frontier `open` read from the side files, the only nodes of the stored tree
+    /// a root is made of: each interior one must be the hash of the two nodes below it, and
+    /// a leaf one (odd sizes) the leaf of the log's event, which `log_leaf` gives (`None`
+    /// when the event cannot be read). Notes the first that is not in `damaged`.
+    ///
+    /// Why here and not per proof: after `open` the frontier only grows by hashing the log's
+    /// own events, so this is the one place where side-file bytes enter it. Cost: at most 63
+    /// nodes, each with two reads and a hash, and one event read.
+    fn check_frontier(&mut self, log_leaf: impl FnOnce(u64) -> Option<Hash>) {
+        let size = self.size();
+        let mut start = 0u64;
+        for level in (1..=kimberlite_proof::tree::MAX_LEVEL).rev() {
+            if size & (1u64 << level) != 0 {
+                self.damaged = self.children_disagreement(level, start >> level);
+                if self.damaged.is_some() {
+                    return;
+                }
+                start += 1u64 << level;
+            }
+        }
+        if size & 1 == 1 {
+            self.damaged = self.leaf_disagreement(start, log_leaf);
+        }
+    }
+
+    /// Why frontier node `(level, index)` is not the hash of the two nodes below it, if so.
+    fn children_disagreement(&self, level: u8, index: u64) -> Option<String> {
+        let below = level - 1;
+        let nodes = (
+            self.node(level, index),
+            self.node(below, 2 * index),
+            self.node(below, 2 * index + 1),
+        );
+        let (node, left, right) = match nodes {
+            (Ok(node), Ok(left), Ok(right)) => (node, left, right),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                return Some(format!(
+                    "node {index} of level {level} cannot be checked: {error}"
+                ));
+            }
+        };
+        (kimberlite_proof::node_hash(&left, &right) != node).then(|| {
+            format!(
+                "node {index} of level {level} ({}) is not the hash of nodes {} and {} of \
+                 level {below}",
+                level_name(level),
+                2 * index,
+                2 * index + 1
+            )
+        })
+    }
+
+    /// Why the tree's last leaf `index` is not the leaf of the log's event, if so.
+    fn leaf_disagreement(
+        &self,
+        index: u64,
+        log_leaf: impl FnOnce(u64) -> Option<Hash>,
+    ) -> Option<String> {
+        match (self.node(0, index), log_leaf(index)) {
+            (Ok(stored), Some(logged)) if stored == logged => None,
+            (Ok(_), Some(_)) => Some(format!(
+                "leaf {index} ({}) is not the hash of the log's event {index}",
+                level_name(0)
+            )),
+            (Err(error), _) => Some(format!("leaf {index} cannot be checked: {error}")),
+            (Ok(_), None) => Some(format!(
+                "leaf {index} cannot be checked: the log's event {index} cannot be read"
+            )),
+        }
+    }
+
     /// Appends leaf hashes (those of events `size()..`).
     pub(crate) fn push(&mut self, leaves: &[Hash]) {
         let levels = &mut self.levels;
@@ -324,14 +421,24 @@ impl StreamTree {
 }
 
 fn level_path(dir: Option<&Path>, level: u8) -> PathBuf {
-    dir.map(|dir| dir.join(format!("level-{level:02}.hashes")))
+    dir.map(|dir| dir.join(level_name(level)))
         .unwrap_or_default()
 }
 
+/// The file name of a level's nodes.
+pub(crate) fn level_name(level: u8) -> String {
+    format!("level-{level:02}.hashes")
+}
+
+/// The directory of stream `id`'s tree in the store at `store`.
+pub(crate) fn tree_dir(store: &Path, id: StreamId) -> PathBuf {
+    store.join(MERKLE_DIR).join(format!("{:020}", id.as_u64()))
+}
+
 impl StreamTree {
-    /// Leaves `first..first + count` (fewer past the tree's end), read together.
-    pub(crate) fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, TreeError> {
-        match self.levels.first() {
+    /// Nodes `first..first + count` of `level` (fewer past the level's end), read together.
+    pub(crate) fn nodes(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, TreeError> {
+        match self.levels.get(usize::from(level)) {
             Some(level) => level.get_range(first, count),
             None => Ok(Vec::new()),
         }
@@ -389,13 +496,21 @@ impl Trees {
         !self.disabled
     }
 
-    /// Opens the tree of `stream` whose log has `log_size` events; returns the tree size it
-    /// has (the caller feeds the remaining leaves with [`Trees::push`]).
-    pub(crate) fn open_stream(&mut self, stream: StreamId, log_size: u64) -> std::io::Result<u64> {
+    /// Opens the tree of `stream` whose log has `log_size` events and checks the frontier
+    /// it read from the side files (`log_leaf` gives the log's leaf hash of an event); returns
+    /// the tree size it has (the caller feeds the remaining leaves with [`Trees::push`]).
+    pub(crate) fn open_stream(
+        &mut self,
+        stream: StreamId,
+        log_size: u64,
+        log_leaf: impl FnOnce(u64) -> Option<Hash>,
+    ) -> std::io::Result<u64> {
         let tree = match &self.root {
             Some(root) => {
                 let dir = root.join(format!("{:020}", stream.as_u64()));
-                StreamTree::open(dir, log_size)?
+                let mut tree = StreamTree::open(dir, log_size)?;
+                tree.check_frontier(log_leaf);
+                tree
             }
             None => StreamTree::in_memory(),
         };
@@ -484,7 +599,12 @@ pub(crate) fn recover_trees(
         let log_size = heads
             .get(&id)
             .map_or(0, |heads| heads.written.next_offset.as_u64());
-        let mut size = trees.open_stream(id, log_size).map_err(|error| {
+        let log_leaf = |offset: u64| {
+            let from = kimberlite_types::Offset::new(offset);
+            let page = backend.read_from(id, from, 0).ok()?;
+            page.first().map(|payload| event_leaf_hash(offset, payload))
+        };
+        let mut size = trees.open_stream(id, log_size, log_leaf).map_err(|error| {
             crate::Error::io(format!("opening the Merkle tree of stream {id}"), error)
         })?;
         while size < log_size {

@@ -7,11 +7,34 @@
 //!
 //! Kept: the tree answers only for what the log holds durably, and every proof is exactly
 //! RFC 9162's. Dropped: proofs for events not yet durable (a reader could not fetch them).
+//!
+//! # No proof from a damaged tree
+//!
+//! Proofs are made of nodes read from the side files, which nothing protects (a flipped bit
+//! there made `prove` print a proof that failed against a valid signed checkpoint). So each
+//! proof and tree head is checked before it is handed out, and refused with
+//! [`Error::TreeDamaged`] (stream, what was asked for, why) when it fails:
+//!
+//! - The root it is checked against is the tree's in-memory frontier: hashed from the log's
+//!   own events for everything appended since open, and read from the side files only at
+//!   open, where it is checked against the nodes below it (`crate::merkle`, "What is
+//!   trusted"). A root folded from the side files instead would move with a damaged node and
+//!   agree with a proof that read it.
+//! - A tree head or a proof at the frontier's size uses that root; at a smaller size the
+//!   root folded from the side files is first proved consistent with the frontier's root,
+//!   which every node of that root takes part in.
+//! - An inclusion proof must lead from its stored leaf to that root; a consistency proof
+//!   from its old root to it. Cost: the proof's own O(log n) hashes again, and O(log n)
+//!   reads and hashes more at a size below the frontier's.
+//!
+//! `verify` and `check_tree` compare the stored tree with the log instead, so they read the
+//! stored head unchecked (`stored_tree_head_in`): a check there would turn the damage they
+//! report into an error.
 
 use kimberlite_proof::{Hash, NodeSource, RangeError};
 use kimberlite_types::{Offset, StreamId};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TreeEvidence};
 use std::sync::MutexGuard;
 
 use crate::merkle::{StreamTree, TreeError, Trees};
@@ -56,6 +79,47 @@ pub struct ConsistencyProof {
     pub hashes: Vec<Hash>,
 }
 
+/// A complete node of a stream's Merkle tree: `(level, index)` is the hash of the events at
+/// offsets `index * 2^level ..= (index + 1) * 2^level - 1`; level 0 holds the leaves. Node
+/// `index` of level `level` is stored at byte `32 * index` of `level-NN.hashes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TreeNode {
+    /// The level (0 for leaves).
+    pub level: u8,
+    /// The node's index within its level.
+    pub index: u64,
+}
+
+impl TreeNode {
+    /// The first offset the node covers.
+    #[must_use]
+    pub fn first_offset(&self) -> u64 {
+        self.index.saturating_mul(self.width())
+    }
+
+    /// The last offset the node covers: its hash is complete once that event is hashed.
+    #[must_use]
+    pub fn last_offset(&self) -> u64 {
+        self.first_offset().saturating_add(self.width() - 1)
+    }
+
+    /// Byte position of the node in its level's file.
+    #[must_use]
+    pub fn file_position(&self) -> u64 {
+        self.index.saturating_mul(32)
+    }
+
+    fn width(&self) -> u64 {
+        1u64 << self.level.min(63)
+    }
+
+    /// True when a recomputation from the log completes `self` before `other`: it ends at an
+    /// earlier offset, or at the same one lower in the tree.
+    pub(crate) fn completes_before(&self, other: &TreeNode) -> bool {
+        (self.last_offset(), self.level) < (other.last_offset(), other.level)
+    }
+}
+
 /// What [`Kimberlite::check_tree`] found by recomputing a stream's tree from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeCheck {
@@ -68,15 +132,23 @@ pub struct TreeCheck {
     pub roots_at: Vec<(u64, Hash)>,
     /// The first offset whose stored leaf hash differs from the log's event, if any.
     pub first_stale_leaf: Option<u64>,
+    /// The first stored node, leaf or interior, that differs from the node recomputed from
+    /// the log, in the order the recomputation completes them ([`TreeNode::last_offset`],
+    /// then the lower level first), if any. A leaf here is `first_stale_leaf` when no interior
+    /// node is completed before it; an interior node here with no stale leaf below it is
+    /// damage in the side file itself.
+    pub first_stale_node: Option<TreeNode>,
     /// The stored tree's size and root.
     pub stored: TreeHead,
 }
 
 impl TreeCheck {
-    /// True when the stored tree is exactly the tree of the log.
+    /// True when the stored tree is exactly the tree of the log: every stored node the log's
+    /// events complete, the size and the root.
     #[must_use]
     pub fn tree_matches_log(&self) -> bool {
         self.first_stale_leaf.is_none()
+            && self.first_stale_node.is_none()
             && self.stored.tree_size == self.log_size
             && self.stored.root == self.log_root
     }
@@ -128,15 +200,97 @@ impl State {
     }
 }
 
+/// Why a tree's answer is refused.
+enum Refusal {
+    /// The tree cannot answer: a range error, unreadable or failed side files.
+    Tree(TreeError),
+    /// What the side files gave does not lead to the trusted root.
+    Damaged(String),
+}
+
+impl From<TreeError> for Refusal {
+    fn from(error: TreeError) -> Self {
+        Refusal::Tree(error)
+    }
+}
+
+impl From<RangeError> for Refusal {
+    fn from(error: RangeError) -> Self {
+        Refusal::Tree(TreeError::Range(error))
+    }
+}
+
+/// What a refusal of `evidence` from stream `id`'s tree is to the caller.
+fn refused(name: &str, id: StreamId, evidence: TreeEvidence, refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::Tree(error) => tree_error(name, error),
+        Refusal::Damaged(reason) => Error::TreeDamaged {
+            name: name.to_owned(),
+            stream: id,
+            evidence,
+            reason,
+        },
+    }
+}
+
+/// The root of the first `size` leaves of `tree`, checked against the root of the tree's
+/// frontier (see the module docs for why that one is trusted): read from the frontier itself
+/// when `size` is the tree's size, otherwise from the side files and then proved consistent
+/// with the frontier's root (O(log n) reads and hashes).
+fn trusted_root(tree: &StreamTree, size: u64) -> Result<Hash, Refusal> {
+    if let Some(reason) = tree.damage() {
+        return Err(Refusal::Damaged(reason.to_owned()));
+    }
+    let (full_size, full_root) = (tree.size(), tree.root());
+    if size == full_size {
+        return Ok(full_root);
+    }
+    let root = kimberlite_proof::root_at(tree, size)?;
+    if size == 0 {
+        return Ok(root);
+    }
+    let proof = kimberlite_proof::consistency_proof(tree, size, full_size)?;
+    kimberlite_proof::verify_consistency(size, full_size, &root, &full_root, &proof).map_err(
+        |error| {
+            Refusal::Damaged(format!(
+                "the stored nodes of the tree of {size} events do not lead to the root of \
+                 the tree of {full_size} ({error})"
+            ))
+        },
+    )?;
+    Ok(root)
+}
+
 impl Kimberlite {
-    /// The Merkle tree head of stream `id` over its durable events. O(1) once the tree
-    /// worker has hashed the stream's last batch.
+    /// The Merkle tree head of stream `id` over its durable events, checked against the
+    /// root the store holds in memory (see the module docs). O(1) once the tree worker has
+    /// hashed the stream's last batch and that batch is durable; O(log n) otherwise.
+    ///
+    /// Errors: [`Error::TreeDamaged`] when the side files gave the root at open, or the
+    /// nodes it is made of, and they disagree with what lies below them;
+    /// [`Error::TreeUnavailable`] when the side files failed or trees are disabled.
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
-        Self::tree_head_in(&self.read_state(), id)
+        let state = self.read_state();
+        let name = state.name_of(id)?;
+        let size = state.durable_size(id);
+        if size == 0 {
+            return Self::stored_tree_head_in(&state, id);
+        }
+        let trees = Self::trees(&state, id, name, size)?;
+        let tree = stream_tree(&trees, id, name, size)?;
+        let root = trusted_root(tree, size).map_err(|refusal| {
+            refused(name, id, TreeEvidence::Head { tree_size: size }, refusal)
+        })?;
+        Ok(TreeHead {
+            tree_size: size,
+            root,
+        })
     }
 
-    /// [`Self::tree_head`] under a lock the caller holds.
-    pub(crate) fn tree_head_in(state: &State, id: StreamId) -> Result<TreeHead> {
+    /// The tree head as the side files give it, unchecked, under a lock the caller holds:
+    /// what `verify` and `check_tree` compare with the log (a check here would turn the
+    /// damage they report into an error).
+    pub(crate) fn stored_tree_head_in(state: &State, id: StreamId) -> Result<TreeHead> {
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
         if size == 0 {
@@ -161,10 +315,13 @@ impl Kimberlite {
         })
     }
 
-    /// Proof that event `offset` is in the tree of `tree_size` events: O(log n) node reads.
+    /// Proof that event `offset` is in the tree of `tree_size` events: O(log n) node reads,
+    /// and as many hashes to check it against the trusted root before it is handed out.
     ///
     /// Errors: [`Error::TreeRange`] when `offset >= tree_size` or `tree_size` is past the
-    /// stream's durable end; [`Error::TreeUnavailable`] when the side files failed.
+    /// stream's durable end; [`Error::TreeDamaged`] when the proof read from the side files
+    /// does not lead to the root (a damaged node on its path, or a damaged root);
+    /// [`Error::TreeUnavailable`] when the side files failed.
     ///
     /// # Examples
     ///
@@ -191,22 +348,35 @@ impl Kimberlite {
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, tree_size)?;
         let tree = stream_tree(&trees, id, name, tree_size)?;
+        let evidence = TreeEvidence::Inclusion { offset, tree_size };
         let offset = offset.as_u64();
-        let error = |e| tree_error(name, e);
-        let hashes = kimberlite_proof::inclusion_proof(tree, offset, tree_size).map_err(error)?;
-        let leaf_hash = tree.node(0, offset).map_err(error)?;
-        let root = kimberlite_proof::root_at(tree, tree_size).map_err(error)?;
-        Ok(InclusionProof {
-            offset,
-            tree_size,
-            root,
-            leaf_hash,
-            hashes,
-        })
+        let proof = || -> Result<InclusionProof, Refusal> {
+            // Range errors first, so that a bad request is never reported as damage.
+            let hashes = kimberlite_proof::inclusion_proof(tree, offset, tree_size)?;
+            let leaf_hash = tree.node(0, offset)?;
+            let root = trusted_root(tree, tree_size)?;
+            kimberlite_proof::verify_inclusion(&leaf_hash, offset, tree_size, &hashes, &root)
+                .map_err(|error| {
+                    Refusal::Damaged(format!(
+                        "the stored leaf and path do not lead to the tree's root ({error})"
+                    ))
+                })?;
+            Ok(InclusionProof {
+                offset,
+                tree_size,
+                root,
+                leaf_hash,
+                hashes,
+            })
+        };
+        proof().map_err(|refusal| refused(name, id, evidence, refusal))
     }
 
     /// Proof that the tree of `new_size` events extends the tree of `old_size` events
-    /// (`0 < old_size <= new_size <= ` the durable size).
+    /// (`0 < old_size <= new_size <= ` the durable size), checked before it is handed out:
+    /// the new root is the trusted one, and the proof must lead from the old root to it.
+    ///
+    /// Errors: as [`Self::inclusion_proof`].
     pub fn consistency_proof(
         &self,
         id: StreamId,
@@ -217,16 +387,26 @@ impl Kimberlite {
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, new_size)?;
         let tree = stream_tree(&trees, id, name, new_size)?;
-        let error = |e| tree_error(name, e);
-        let hashes =
-            kimberlite_proof::consistency_proof(tree, old_size, new_size).map_err(error)?;
-        Ok(ConsistencyProof {
-            old_size,
-            old_root: kimberlite_proof::root_at(tree, old_size).map_err(error)?,
-            new_size,
-            new_root: kimberlite_proof::root_at(tree, new_size).map_err(error)?,
-            hashes,
-        })
+        let evidence = TreeEvidence::Consistency { old_size, new_size };
+        let proof = || -> Result<ConsistencyProof, Refusal> {
+            let hashes = kimberlite_proof::consistency_proof(tree, old_size, new_size)?;
+            let old_root = kimberlite_proof::root_at(tree, old_size)?;
+            let new_root = trusted_root(tree, new_size)?;
+            kimberlite_proof::verify_consistency(old_size, new_size, &old_root, &new_root, &hashes)
+                .map_err(|error| {
+                    Refusal::Damaged(format!(
+                        "the stored nodes do not lead from the old root to the new one ({error})"
+                    ))
+                })?;
+            Ok(ConsistencyProof {
+                old_size,
+                old_root,
+                new_size,
+                new_root,
+                hashes,
+            })
+        };
+        proof().map_err(|refusal| refused(name, id, evidence, refusal))
     }
 
     /// The trees, once the worker has caught up with stream `id`, for a proof at

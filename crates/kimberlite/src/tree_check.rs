@@ -8,6 +8,15 @@
 //! each record once, where it used to verify the chain and then read the whole stream again
 //! for the tree. Only the durable events count (the tree covers those), and a tree is only
 //! compared when the walk succeeded.
+//!
+//! Every stored node the recomputation completes is compared, at every level: the leaves
+//! and the interior nodes ([`Frontier::push`] tells each one), a chunk of [`CHECK_CHUNK`]
+//! leaves at a time with one read per level and chunk (about twice the bytes the leaves alone
+//! took, and a read per level instead of one). Comparing only the leaves, and the root
+//! through the size and root check, left a flipped bit in any interior node off the right
+//! edge unseen, while proofs read those nodes. Kept: the first stale leaf, as before; added:
+//! the first stale node of any level (`TreeCheck::first_stale_node`). Dropped: nothing; the
+//! nodes of a chunk wait in memory until it is compared (about 4,096 hashes).
 
 use std::sync::mpsc;
 
@@ -16,21 +25,33 @@ use kimberlite_proof::{Frontier, Hash, NodeSource};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::Result;
+use crate::merkle::StreamTree;
 use crate::merkle_worker::TreeWorker;
-use crate::proofs::{TreeCheck, TreeHead};
+use crate::proofs::{TreeCheck, TreeHead, TreeNode};
 use crate::store::Kimberlite;
 
 /// Leaves compared per lock of the stored trees.
 const CHECK_CHUNK: usize = 4096;
 
-/// The tree of a stream's events so far, fed one event at a time, and its leaves compared
-/// with the stored ones a chunk at a time.
+/// The nodes of one level that the leaves of the current chunk completed: `first` and the
+/// ones after it (a level completes its nodes in index order).
+#[derive(Debug, Default)]
+struct LevelNodes {
+    first: u64,
+    hashes: Vec<Hash>,
+}
+
+/// The tree of a stream's events so far, fed one event at a time, and every node it
+/// completes (leaves and interior nodes) compared with the stored ones a chunk at a time.
 pub(crate) struct TreeRecompute {
     id: StreamId,
     stored: TreeHead,
     frontier: Frontier,
-    chunk: Vec<Hash>,
+    /// Per level, the nodes completed since the last comparison.
+    chunk: Vec<LevelNodes>,
+    chunk_leaves: usize,
     first_stale_leaf: Option<u64>,
+    first_stale_node: Option<TreeNode>,
     sizes: Vec<u64>,
     roots_at: Vec<(u64, Hash)>,
 }
@@ -43,8 +64,10 @@ impl TreeRecompute {
             id,
             stored,
             frontier: Frontier::new(),
-            chunk: Vec::with_capacity(CHECK_CHUNK),
+            chunk: Vec::new(),
+            chunk_leaves: 0,
             first_stale_leaf: None,
+            first_stale_node: None,
             sizes: sizes.to_vec(),
             roots_at: Vec::new(),
         }
@@ -55,21 +78,33 @@ impl TreeRecompute {
         self.stored.tree_size
     }
 
-    /// Takes the next event's payload; true when a chunk of leaves is ready for
+    /// Takes the next event's payload; true when a chunk of nodes is ready for
     /// [`Self::compare_chunk`].
-    pub(crate) fn push(&mut self, payload: &[u8]) -> bool {
+    fn push(&mut self, payload: &[u8]) -> bool {
         if self.sizes.contains(&self.frontier.size()) {
             self.roots_at
                 .push((self.frontier.size(), self.frontier.root()));
         }
         let leaf = kimberlite_proof::event_leaf_hash(self.frontier.size(), payload);
-        self.frontier.push(leaf, |_, _, _| {});
-        self.chunk.push(leaf);
-        self.chunk.len() == CHECK_CHUNK
+        let chunk = &mut self.chunk;
+        self.frontier.push(leaf, |level, index, hash| {
+            let level = usize::from(level);
+            if chunk.len() <= level {
+                chunk.resize_with(level + 1, LevelNodes::default);
+            }
+            if let Some(nodes) = chunk.get_mut(level) {
+                if nodes.hashes.is_empty() {
+                    nodes.first = index;
+                }
+                nodes.hashes.push(hash);
+            }
+        });
+        self.chunk_leaves += 1;
+        self.chunk_leaves == CHECK_CHUNK
     }
 
     /// Takes event `offset` handed over by a walk: only the durable events count (the tree
-    /// covers those), and each full chunk of leaves is handed to `compare` (which calls
+    /// covers those), and each full chunk is handed to `compare` (which calls
     /// [`Self::compare_chunk`] with the store's trees).
     pub(crate) fn take(&mut self, offset: Offset, payload: &[u8], compare: &CompareChunk<'_>) {
         if offset.as_u64() < self.stored_size() && self.push(payload) {
@@ -77,14 +112,26 @@ impl TreeRecompute {
         }
     }
 
-    /// Compares the leaves taken since the last call with the stored tree's.
+    /// Compares the nodes completed since the last call with the stored tree's: leaves
+    /// until a stale leaf is found, every level until a stale node is (a damaged tree costs
+    /// no more than an intact one, and both firsts are reported).
     pub(crate) fn compare_chunk(&mut self, merkle: &TreeWorker) {
-        if !self.chunk.is_empty() && self.first_stale_leaf.is_none() {
-            let first = self.frontier.size() - self.chunk.len() as u64;
-            self.first_stale_leaf =
-                first_stale(merkle, self.id, first, &self.chunk, self.stored.tree_size);
+        let want_leaf = self.first_stale_leaf.is_none();
+        let want_node = self.first_stale_node.is_none();
+        if self.chunk_leaves > 0 && (want_leaf || want_node) {
+            let levels = if want_node { self.chunk.len() } else { 1 };
+            let (leaf, node) = first_stale(merkle, self.id, self.chunk.get(..levels));
+            if want_leaf {
+                self.first_stale_leaf = leaf;
+            }
+            if want_node {
+                self.first_stale_node = node;
+            }
         }
-        self.chunk.clear();
+        for level in &mut self.chunk {
+            level.hashes.clear();
+        }
+        self.chunk_leaves = 0;
     }
 
     /// What the recomputation found.
@@ -100,6 +147,7 @@ impl TreeRecompute {
             log_root: self.frontier.root(),
             roots_at: self.roots_at,
             first_stale_leaf: self.first_stale_leaf,
+            first_stale_node: self.first_stale_node,
             stored: self.stored,
         }
     }
@@ -166,34 +214,54 @@ pub(crate) fn recompute_beside<T>(
     })
 }
 
-/// The first offset from `first` on whose stored leaf is not `leaves[i]` (leaves past the
-/// stored tree's `stored_size` are not compared: the size check reports them).
+/// The first stale leaf and the first stale node (in the order they were completed) among
+/// `levels`, the nodes a chunk of the log's leaves completed, level by level. Each level's
+/// stored nodes are read with one read.
 fn first_stale(
     merkle: &TreeWorker,
     id: StreamId,
-    first: u64,
-    leaves: &[Hash],
-    stored_size: u64,
-) -> Option<u64> {
-    let trees = merkle.wait(id).ok()?;
+    levels: Option<&[LevelNodes]>,
+) -> (Option<u64>, Option<TreeNode>) {
+    let Ok(trees) = merkle.wait(id) else {
+        return (None, None);
+    };
     let tree = trees.get(id);
-    let compared = stored_size.saturating_sub(first).min(leaves.len() as u64);
-    // One read for the chunk's stored leaves; a leaf at a time (each failure then stale) only
-    // when that read fails.
-    let stored = tree.and_then(|t| t.leaves(first, compared).ok());
+    let mut leaf = None;
+    let mut first: Option<TreeNode> = None;
+    for (level, nodes) in (0u8..).zip(levels.unwrap_or_default()) {
+        let Some(index) = first_stale_in(tree, level, nodes) else {
+            continue;
+        };
+        if level == 0 {
+            leaf = Some(index);
+        }
+        let node = TreeNode { level, index };
+        if first.is_none_or(|first| node.completes_before(&first)) {
+            first = Some(node);
+        }
+    }
+    (leaf, first)
+}
+
+/// The index of the first of `nodes` (of `level`) whose stored node differs from it, or is
+/// missing.
+fn first_stale_in(tree: Option<&StreamTree>, level: u8, nodes: &LevelNodes) -> Option<u64> {
+    if nodes.hashes.is_empty() {
+        return None;
+    }
+    let first = nodes.first;
+    let stored = tree.and_then(|t| t.nodes(level, first, nodes.hashes.len() as u64).ok());
+    if let Some(stored) = &stored {
+        let differs = stored.iter().zip(&nodes.hashes).position(|(s, n)| s != n);
+        let position =
+            differs.or_else(|| (stored.len() < nodes.hashes.len()).then_some(stored.len()));
+        return position.map(|i| first + i as u64);
+    }
+    // The range could not be read: a node at a time, each that cannot be read stale.
     (first..)
-        .zip(leaves)
-        .take_while(|(offset, _)| *offset < stored_size)
-        .find(|(offset, leaf)| {
-            let stored_leaf = match &stored {
-                Some(stored) => usize::try_from(offset - first)
-                    .ok()
-                    .and_then(|i| stored.get(i).copied()),
-                None => tree.and_then(|t| t.node(0, *offset).ok()),
-            };
-            stored_leaf != Some(**leaf)
-        })
-        .map(|(offset, _)| offset)
+        .zip(&nodes.hashes)
+        .find(|(index, hash)| tree.and_then(|t| t.node(level, *index).ok()) != Some(**hash))
+        .map(|(index, _)| index)
 }
 
 impl Kimberlite {
@@ -202,7 +270,8 @@ impl Kimberlite {
     /// the log reaches). What `audit` relies on, since the side files are not trusted;
     /// [`Kimberlite::verify`] does the same in the walk that verifies the chain.
     pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
-        let recompute = TreeRecompute::new(id, self.tree_head(id)?, sizes);
+        let stored = Self::stored_tree_head_in(&self.read_state(), id)?;
+        let recompute = TreeRecompute::new(id, stored, sizes);
         let durable = recompute.stored_size();
         // Each page takes the store's read lock, and so does each comparison: appends go on
         // between them.

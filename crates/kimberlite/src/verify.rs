@@ -15,8 +15,10 @@
 //!
 //! Each named stream's Merkle tree ([`crate::merkle`]) is recomputed from the events the same
 //! walk verifies (`Storage::verify_stream_piece`: each record is read, checked and hashed once)
-//! and compared with its side files, as [`Kimberlite::check_tree`] does; a difference is a
-//! problem at the first offset that differs.
+//! and compared with its side files, as [`Kimberlite::check_tree`] does: every stored node
+//! the log's events complete, leaves and interior nodes at every level, then the size and
+//! root. A difference is a problem naming the first stale node (level, index, its level
+//! file and byte) and the first offset it covers.
 //!
 //! The walk goes in pieces of [`VERIFY_PIECE_RECORDS`] records, each under the store's read
 //! lock, so appends wait for one piece, not for a whole stream's verification (seconds for
@@ -266,8 +268,8 @@ impl Kimberlite {
         let (name, stored_tree, start_events) = {
             let state = self.read_state();
             let name = state.catalog.name(id).map(str::to_owned);
-            let stored_tree =
-                (name.is_some() && state.merkle.enabled()).then(|| Self::tree_head_in(&state, id));
+            let stored_tree = (name.is_some() && state.merkle.enabled())
+                .then(|| Self::stored_tree_head_in(&state, id));
             (name, stored_tree, state.known_head(id).0)
         };
         let recompute = match &stored_tree {
@@ -400,25 +402,60 @@ impl Kimberlite {
         }
     }
 
-    /// The problem of a stream whose stored Merkle tree is not the tree of its log.
+    /// The problem of a stream whose stored Merkle tree is not the tree of its log: the first
+    /// stale node, with its level file and byte, when a stored node differs; otherwise the
+    /// tree's directory and where the sizes part.
     fn tree_problem(&self, id: StreamId, name: Option<String>, check: &TreeCheck) -> Problem {
-        let offset = check
-            .first_stale_leaf
-            .unwrap_or(check.stored.tree_size.min(check.log_size));
-        let reason = format!(
-            "the Merkle tree side files disagree with the log from offset {offset} on \
-             (stored tree: {} events, root {}; log: {} events, root {})",
+        let sizes = format!(
+            "stored tree: {} events, root {}; log: {} events, root {}",
             check.stored.tree_size, check.stored.root, check.log_size, check.log_root
         );
+        let dir = self.path().map(|path| crate::merkle::tree_dir(path, id));
+        let (offset, reason, file, position) = match check.first_stale_node {
+            Some(node) => {
+                let reason = if node.level == 0 {
+                    format!(
+                        "the Merkle tree side files disagree with the log from offset {} on: \
+                         leaf {} is not the hash of the event ({sizes})",
+                        node.index, node.index
+                    )
+                } else {
+                    let leaf = match check.first_stale_leaf {
+                        Some(leaf) => format!("; the first stale leaf is offset {leaf}"),
+                        None => "; every leaf below it matches the log".to_owned(),
+                    };
+                    format!(
+                        "the Merkle tree side files disagree with the log: node {} of level {} \
+                         (over offsets {}..={}) is not the hash of those events{leaf} ({sizes})",
+                        node.index,
+                        node.level,
+                        node.first_offset(),
+                        node.last_offset()
+                    )
+                };
+                let file = dir.map(|dir| dir.join(crate::merkle::level_name(node.level)));
+                (
+                    node.first_offset(),
+                    reason,
+                    file,
+                    Some(node.file_position()),
+                )
+            }
+            None => {
+                let offset = check.stored.tree_size.min(check.log_size);
+                let reason = format!(
+                    "the Merkle tree side files disagree with the log from offset {offset} on \
+                     ({sizes})"
+                );
+                (offset, reason, dir, None)
+            }
+        };
         Problem {
             stream: id,
             offset: Offset::new(offset),
             segment: None,
-            file: self.path().map(|path| {
-                path.join(crate::merkle::MERKLE_DIR)
-                    .join(format!("{:020}", id.as_u64()))
-            }),
-            position: None,
+            file,
+            position,
             message: format!("stream {:?}: {reason}", name.as_deref().unwrap_or_default()),
             name,
             reason,
