@@ -181,8 +181,8 @@ fn report_stale_tree(id: StreamId, check: &TreeCheck) -> bool {
         ),
         (None, Some(node)) => outln!(
             "TAMPERED: the stored Merkle tree's node {} of level {} (merkle/{:020}/level-{:02}\
-             .hashes, byte {}) is not the hash of the events at offsets {}..={}, which match \
-             the log's leaves: the tree files under merkle/ were changed or damaged",
+             .hashes, byte {}) is not the hash of the events at offsets {}..={} (every stored \
+             leaf matches the log): the tree files under merkle/ were changed or damaged",
             node.index,
             node.level,
             id.as_u64(),

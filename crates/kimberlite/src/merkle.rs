@@ -30,7 +30,7 @@
 //! - [`crate::Kimberlite::verify`] and [`crate::Kimberlite::check_tree`] (what `audit`
 //!   runs) recompute the tree from the log and compare every stored node, leaves and
 //!   interior nodes at every level ([`crate::TreeCheck::first_stale_node`]). O(n).
-//! - On open, the frontier (the at most 63 complete nodes a root is made of) is read from the
+//! - On open, the frontier (the at most 64 complete nodes a root is made of) is read from the
 //!   files, so it is checked: each interior node of it must be the hash of the two nodes
 //!   below it, and a leaf of it (odd sizes) the leaf of the log's event. A frontier that
 //!   fails makes every tree head and proof of the stream refused
