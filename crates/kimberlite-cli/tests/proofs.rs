@@ -92,6 +92,23 @@ fn setup(count: u64) -> Setup {
     }
 }
 
+/// `verify-proof` of the proof in `proof` against the setup's key and checkpoint.
+fn verify_proof(setup: &Setup, proof: &Path, code: i32, needle: &str) -> String {
+    expect(
+        &[
+            "verify-proof",
+            "--pubkey",
+            s(&setup.pubkey),
+            "--checkpoint",
+            s(&setup.checkpoint),
+            "--proof",
+            s(proof),
+        ],
+        code,
+        needle,
+    )
+}
+
 fn audit(setup: &Setup, code: i32, needle: &str) -> String {
     expect(
         &[
@@ -217,19 +234,7 @@ fn consistency_proofs_and_an_honest_audit() {
         "kimberlite-consistency-proof/v1",
     );
     std::fs::write(&proof_path, proof).expect("write");
-    expect(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&setup.pubkey),
-            "--checkpoint",
-            s(&setup.checkpoint),
-            "--proof",
-            s(&proof_path),
-        ],
-        0,
-        "extends the tree of 10 events",
-    );
+    verify_proof(&setup, &proof_path, 0, "extends the tree of 10 events");
     expect(
         &["prove-consistency", s(&setup.store), "audit", "11", "10"],
         2,
@@ -491,19 +496,7 @@ fn a_damaged_interior_tree_node_fails_verify_and_no_proof_is_printed_from_it() {
         "\"offset\": 30",
     );
     std::fs::write(&proof_path, proof).expect("write");
-    expect(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&setup.pubkey),
-            "--checkpoint",
-            s(&setup.checkpoint),
-            "--proof",
-            s(&proof_path),
-        ],
-        0,
-        "valid: the event at offset 30",
-    );
+    verify_proof(&setup, &proof_path, 0, "valid: the event at offset 30");
     expect(
         &["prove-consistency", s(&setup.store), "audit", "24", "40"],
         0,

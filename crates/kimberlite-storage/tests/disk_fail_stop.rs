@@ -219,15 +219,7 @@ fn a_large_batch_failing_in_its_write_leaves_the_log_as_before() {
 }
 
 fn large_batch_fails_cleanly(mode: u8) {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::default();
-    let config = kimberlite_storage::StorageConfig {
-        max_segment_size: 64 << 20,
-        ..small_config()
-    };
-    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
-    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 10, true);
-    let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
+    let (dir, fs, config, mut storage, next, head, segment) = ten_events_on_faulty_fs();
     let before = std::fs::read(&segment).unwrap();
 
     fs.mode.store(mode, Ordering::SeqCst);
@@ -274,15 +266,7 @@ fn large_batch_fails_cleanly(mode: u8) {
 /// split (it reads back and verifies).
 #[test]
 fn a_large_batch_is_written_in_writes_that_end_at_chunk_boundaries() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::default();
-    let config = kimberlite_storage::StorageConfig {
-        max_segment_size: 64 << 20,
-        ..small_config()
-    };
-    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
-    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 10, true);
-    let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
+    let (dir, fs, config, mut storage, next, head, segment) = ten_events_on_faulty_fs();
     let log_end = std::fs::metadata(&segment).unwrap().len();
     fs.log.lock().unwrap().clear();
 
@@ -321,4 +305,29 @@ fn a_large_batch_is_written_in_writes_that_end_at_chunk_boundaries() {
     );
     storage.verify_stream(STREAM).unwrap();
     assert_eq!(read_all(&mut storage, STREAM, 1 << 20).len(), 3_010);
+}
+
+/// A store on a [`FaultyFs`] with one 64 MiB-segment stream of 10 synced events: the temp
+/// dir, the file system, the config, the store, the stream's next offset and head, and its
+/// segment file.
+#[allow(clippy::type_complexity)]
+fn ten_events_on_faulty_fs() -> (
+    tempfile::TempDir,
+    FaultyFs,
+    kimberlite_storage::StorageConfig,
+    Storage<FaultyFs>,
+    Offset,
+    kimberlite_crypto::ChainHash,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let config = kimberlite_storage::StorageConfig {
+        max_segment_size: 64 << 20,
+        ..small_config()
+    };
+    let mut storage = Storage::open_on(fs.clone(), dir.path(), config).unwrap();
+    let (next, head) = append_events(&mut storage, STREAM, 0, 10, 10, true);
+    let segment = common::stream_dir(dir.path(), STREAM).join("00000000.seg");
+    (dir, fs, config, storage, next, head, segment)
 }

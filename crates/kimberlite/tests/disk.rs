@@ -375,21 +375,9 @@ fn a_new_stream_never_takes_over_an_unnamed_streams_records() {
             .append(b, ["two", "three"], ExpectedOffset::Any)
             .unwrap();
     }
-    let catalogue = dir
-        .path()
-        .join("streams")
-        .join(format!("{:020}", 0))
-        .join("00000000.seg");
+    let catalogue = first_segment(dir.path(), 0);
     let bytes = std::fs::read(&catalogue).unwrap();
-    // Frames follow the 40-byte segment header, each starting with its length.
-    let mut last = 40;
-    loop {
-        let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
-        if last + len >= bytes.len() {
-            break;
-        }
-        last += len;
-    }
+    let last = *frame_starts(&bytes).last().unwrap();
     std::fs::write(&catalogue, &bytes[..last + 10]).unwrap();
 
     let store = Kimberlite::open(dir.path()).unwrap();
@@ -431,20 +419,9 @@ fn records_lost_below_the_synced_length_are_a_problem_not_an_abort() {
         // A full flush: the manifests record how far each segment was synced.
         store.sync().unwrap();
     }
-    let segment = dir
-        .path()
-        .join("streams")
-        .join(format!("{:020}", 1))
-        .join("00000000.seg");
+    let segment = first_segment(dir.path(), 1);
     let bytes = std::fs::read(&segment).unwrap();
-    let mut last = 40;
-    loop {
-        let len = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) as usize;
-        if last + len >= bytes.len() {
-            break;
-        }
-        last += len;
-    }
+    let last = *frame_starts(&bytes).last().unwrap();
     std::fs::write(&segment, &bytes[..last]).unwrap();
 
     let store = Kimberlite::open(dir.path()).unwrap();
@@ -481,24 +458,16 @@ fn events_before_damage_are_still_read() {
             .append(id, payloads.clone(), ExpectedOffset::Any)
             .unwrap();
     }
-    let segment = dir
-        .path()
-        .join("streams")
-        .join(format!("{:020}", 1))
-        .join("00000000.seg");
+    let segment = first_segment(dir.path(), 1);
     let mut bytes = std::fs::read(&segment).unwrap();
-    // Frames follow the 40-byte header: length (4), version, kind (0 = data), codec, flags,
-    // offset (8), payload length (4), payload, ...
-    let mut position = 40;
-    let target = loop {
-        let len = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
-        let kind = bytes[position + 5];
-        let offset = u64::from_le_bytes(bytes[position + 8..position + 16].try_into().unwrap());
-        if kind == 0 && offset == 5 {
-            break position;
-        }
-        position += len;
-    };
+    // A frame: length (4), version, kind (0 = data), codec, flags, offset (8), ...
+    let target = frame_starts(&bytes)
+        .into_iter()
+        .find(|&at| {
+            bytes[at + 5] == 0
+                && u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap()) == 5
+        })
+        .unwrap();
     bytes[target + 24] ^= 0x01;
     std::fs::write(&segment, &bytes).unwrap();
 
@@ -519,4 +488,23 @@ fn events_before_damage_are_still_read() {
     assert_eq!(from_two.len(), 3);
     assert!(from_two[..2].iter().all(Result::is_ok));
     assert!(from_two[2].is_err());
+}
+
+/// The first segment file of stream `id` in the store in `dir`.
+fn first_segment(dir: &std::path::Path, id: u64) -> std::path::PathBuf {
+    dir.join("streams")
+        .join(format!("{id:020}"))
+        .join("00000000.seg")
+}
+
+/// Where each frame of a segment file starts: frames follow the 40-byte segment header, each
+/// starting with its length (`docs/FORMAT.md`).
+fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut position = 40;
+    while position + 4 <= bytes.len() {
+        starts.push(position);
+        position += u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
+    }
+    starts
 }
