@@ -266,7 +266,7 @@ fn large_batch_fails_cleanly(mode: u8) {
 /// split (it reads back and verifies).
 #[test]
 fn a_large_batch_is_written_in_writes_that_end_at_chunk_boundaries() {
-    let (dir, fs, config, mut storage, next, head, segment) = ten_events_on_faulty_fs();
+    let (_dir, fs, _config, mut storage, next, head, segment) = ten_events_on_faulty_fs();
     let log_end = std::fs::metadata(&segment).unwrap().len();
     fs.log.lock().unwrap().clear();
 
