@@ -203,3 +203,21 @@ fn a_completed_segment_of_the_wrong_length_is_refused() {
     let error = open_refusing_stream(dir.path());
     assert!(error.to_string().contains("manifest says"), "{error}");
 }
+
+/// A segment file of another stream put in place of one of this stream's: the stream is left
+/// unopened, and the error says in words which header was found and which belongs there.
+#[test]
+fn a_foreign_segment_is_refused_and_told_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    std::fs::copy(
+        segment_file(dir.path(), NEIGHBOUR, 0),
+        segment_file(dir.path(), STREAM, 0),
+    )
+    .unwrap();
+    let error = open_refusing_stream(dir.path()).to_string();
+    assert!(
+        error.contains("the segment header says stream 4, segment 0, first offset 0 where stream 9, segment 0, first offset 0 belongs"),
+        "{error}"
+    );
+}

@@ -244,7 +244,17 @@ impl<F: FileSystem> Opener<'_, F> {
             first_offset: self.expected_first(),
         };
         if header != expected {
-            let reason = format!("segment header {header:?} where {expected:?} belongs");
+            let describe = |h: &SegmentHeader| {
+                format!(
+                    "stream {}, segment {}, first offset {}",
+                    h.stream, h.segment_num, h.first_offset
+                )
+            };
+            let reason = format!(
+                "the segment header says {} where {} belongs",
+                describe(&header),
+                describe(&expected)
+            );
             return Err(self.unrecoverable(path, reason));
         }
         Ok(())
