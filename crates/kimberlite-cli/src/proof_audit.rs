@@ -25,7 +25,7 @@ use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
 use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
 
 use crate::common::{find_stream, open_existing, CliError};
-use crate::proofs::{read_text, read_verifier};
+use crate::proofs::{read_evidence, read_verifier};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -45,7 +45,7 @@ fn open_checkpoints(args: &AuditArgs) -> Result<Option<Vec<Checkpoint>>, CliErro
     let verifier = read_verifier(&args.pubkey)?;
     let mut checkpoints = Vec::new();
     for path in &args.checkpoint {
-        let note = read_text(path, "checkpoint")?;
+        let note = read_evidence(path, "checkpoint")?;
         let checkpoint = match Checkpoint::open(&note, &verifier) {
             Ok(checkpoint) => checkpoint,
             Err(error) => {

@@ -102,6 +102,19 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, CliError> {
     })
 }
 
+/// Reads a checkpoint or proof: evidence handed in to be checked, so bytes that are not text
+/// are not a usage error but evidence that does not hold (they fail to parse and are reported
+/// INVALID, exit 1, as malformed text is); only a file that cannot be read is a usage error.
+pub fn read_evidence(path: &Path, what: &str) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        CliError::usage(format!(
+            "cannot read the {what} {}: {error}",
+            path.display()
+        ))
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 pub fn read_verifier(path: &Path) -> Result<VerifierKey, CliError> {
     VerifierKey::parse(&read_text(path, "public key")?).map_err(|error| {
         CliError::usage_hint(
@@ -266,8 +279,8 @@ fn print_json(value: &impl serde::Serialize) -> Result<ExitCode, CliError> {
 
 pub fn verify_proof(args: &VerifyProofArgs) -> Result<ExitCode, CliError> {
     let verifier = read_verifier(&args.pubkey)?;
-    let note = read_text(&args.checkpoint, "checkpoint")?;
-    let proof = read_text(&args.proof, "proof")?;
+    let note = read_evidence(&args.checkpoint, "checkpoint")?;
+    let proof = read_evidence(&args.proof, "proof")?;
     match verify_bundle(&verifier, &note, &proof) {
         Ok(Verified::Inclusion {
             offset,

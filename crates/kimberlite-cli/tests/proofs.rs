@@ -537,3 +537,37 @@ fn a_damaged_root_node_is_neither_signed_nor_proved_against() {
     );
     expect(&["verify", s(&setup.store)], 1, "node 0 of level 5");
 }
+
+/// A checkpoint or proof file that is not text is evidence that does not hold, as a malformed
+/// one is: INVALID, exit 1 (it was a usage error, exit 2, while malformed text gave 1).
+#[test]
+fn binary_evidence_is_invalid_not_a_usage_error() {
+    let setup = setup(5);
+    let proof_path = setup.tmp.path().join("proof.json");
+    let proof = expect(
+        &["prove", s(&setup.store), "audit", "1"],
+        0,
+        "\"offset\": 1",
+    );
+    std::fs::write(&proof_path, &proof).expect("write");
+    let binary = setup.tmp.path().join("binary");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).expect("write");
+    let out = expect(
+        &[
+            "verify-proof",
+            "--pubkey",
+            s(&setup.pubkey),
+            "--checkpoint",
+            s(&binary),
+            "--proof",
+            s(&proof_path),
+        ],
+        1,
+        "INVALID",
+    );
+    assert!(!out.contains("valid:"), "{out}");
+    verify_proof(&setup, &binary, 1, "INVALID");
+    let empty = setup.tmp.path().join("empty");
+    std::fs::write(&empty, "").expect("write");
+    verify_proof(&setup, &empty, 1, "INVALID");
+}
