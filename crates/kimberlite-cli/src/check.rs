@@ -94,10 +94,22 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        outln!("{}", report_json(&report, &recovery));
+        let kept: Vec<Value> = store
+            .kept_torn_tails()
+            .iter()
+            .map(|(path, bytes)| json!({ "file": path.display().to_string(), "bytes": bytes }))
+            .collect();
+        outln!("{}", report_json(&report, &recovery, kept));
     } else {
         print_report(store.path(), &report, elapsed.as_secs_f64());
         print_recovery(&store);
+        for (path, bytes) in store.kept_torn_tails() {
+            outln!(
+                "  note: {bytes} bytes of an unfinished write, cut off by recovery, are kept in {} \
+                 (not part of the log)",
+                path.display()
+            );
+        }
     }
     if report.is_intact() {
         Ok(ExitCode::SUCCESS)
@@ -178,7 +190,7 @@ pub fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
     }
 }
 
-fn report_json(report: &VerifyReport, recovery: &[String]) -> Value {
+fn report_json(report: &VerifyReport, recovery: &[String], kept_torn_tails: Vec<Value>) -> Value {
     let streams: Vec<Value> = report.streams.iter().map(stream_json).collect();
     let problems: Vec<Value> = report.problems.iter().map(problem_json).collect();
     json!({
@@ -190,6 +202,7 @@ fn report_json(report: &VerifyReport, recovery: &[String]) -> Value {
         "streams": streams,
         "problems": problems,
         "recovery": recovery,
+        "kept_torn_tails": kept_torn_tails,
     })
 }
 

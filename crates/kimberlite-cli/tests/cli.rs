@@ -584,6 +584,13 @@ fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
     assert_eq!(kept_bytes, original[cut_at..original.len() - 7]);
     let again = run_quiet(&["read", s(&dir), "audit"]);
     assert!(again.is_empty(), "told once: {again}");
+    // verify, on every later open, still lists the kept bytes, in text and in JSON.
+    let report = ok(&["verify", s(&dir)], "");
+    assert!(report.contains(&format!("kept in {kept}")), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["verify", s(&dir), "--json"], "")).unwrap();
+    assert_eq!(json["kept_torn_tails"][0]["file"], kept);
+    assert_eq!(json["kept_torn_tails"][0]["bytes"], kept_bytes.len());
 }
 
 fn run_quiet(args: &[&str]) -> String {

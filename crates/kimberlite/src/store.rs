@@ -259,6 +259,34 @@ impl Kimberlite {
         self.read_state().backend.recovery_report()
     }
 
+    /// The torn tails recovery has cut off this store's streams, on this open or any earlier
+    /// one, kept as they were (`streams/<id>/torn/<segment>-<position>.bin`), with their sizes
+    /// in bytes, in path order; empty for an in-memory store. They are not part of the log
+    /// (bytes of writes that never finished), but an audit should know they exist: `verify`
+    /// lists them.
+    #[must_use]
+    pub fn kept_torn_tails(&self) -> Vec<(PathBuf, u64)> {
+        let Some(dir) = self.path() else {
+            return Vec::new();
+        };
+        let Ok(streams) = std::fs::read_dir(dir.join("streams")) else {
+            return Vec::new();
+        };
+        let mut kept: Vec<(PathBuf, u64)> = streams
+            .flatten()
+            .filter_map(|stream| {
+                std::fs::read_dir(stream.path().join(kimberlite_storage::disk::TORN_DIR)).ok()
+            })
+            .flat_map(|tails| tails.flatten())
+            .filter_map(|tail| {
+                let len = tail.metadata().ok().filter(|m| m.is_file())?.len();
+                Some((tail.path(), len))
+            })
+            .collect();
+        kept.sort();
+        kept
+    }
+
     /// The configuration the store was opened with.
     #[must_use]
     pub fn config(&self) -> &Config {
