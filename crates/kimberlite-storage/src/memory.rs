@@ -149,6 +149,12 @@ impl MemoryStorage {
         self.max_segment_size
     }
 
+    /// Whether `stream` holds at least one record: one of [`Self::streams`], in O(1).
+    #[must_use]
+    pub fn holds(&self, stream: StreamId) -> bool {
+        self.streams.contains_key(&stream)
+    }
+
     /// The streams holding at least one record, in ascending order.
     #[must_use]
     pub fn streams(&self) -> Vec<StreamId> {

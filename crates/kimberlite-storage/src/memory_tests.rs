@@ -144,6 +144,11 @@ fn wrong_prev_hash_is_refused_and_changes_nothing() {
     assert!(matches!(error, StorageError::PrevHashMismatch { .. }));
     assert_eq!(storage.segment_count(StreamId::new(2)), 0);
     assert_eq!(storage.streams(), vec![STREAM]);
+    assert!(storage.holds(STREAM));
+    assert!(
+        !storage.holds(StreamId::new(2)),
+        "a failed first append holds nothing"
+    );
     assert_eq!(
         storage
             .read_from(STREAM, Offset::ZERO, u64::MAX)

@@ -50,6 +50,12 @@ fn open_refusing_stream(dir: &std::path::Path) -> StorageError {
         storage.recovery_report()
     );
     assert!(storage.streams().contains(&STREAM));
+    assert!(storage.holds(STREAM), "an unopened stream is held");
+    assert!(storage.holds(NEIGHBOUR));
+    assert!(
+        !storage.holds(StreamId::new(77)),
+        "an unknown stream is not"
+    );
     let error = storage
         .read_from(STREAM, kimberlite_types::Offset::ZERO, u64::MAX)
         .unwrap_err();

@@ -150,6 +150,16 @@ impl Backend {
         }
     }
 
+    /// Whether `stream` is one of [`Self::streams`], in O(1).
+    pub(crate) fn holds(&self, stream: StreamId) -> bool {
+        match self {
+            Backend::Memory(memory) => memory.holds(stream),
+            Backend::Disk(disk) => disk.holds(stream),
+            #[cfg(test)]
+            Backend::Faulty(memory, _) => memory.holds(stream),
+        }
+    }
+
     /// Streams holding at least one record, ascending.
     pub(crate) fn streams(&self) -> Vec<StreamId> {
         match self {

@@ -322,7 +322,7 @@ impl Kimberlite {
             return Err(Error::Poisoned);
         }
         let (id, event) = state.catalog.registration(name)?;
-        if state.backend.streams().contains(&id) {
+        if state.backend.holds(id) {
             return Err(Error::UnnamedStreamInTheWay {
                 name: name.to_owned(),
                 stream: id,

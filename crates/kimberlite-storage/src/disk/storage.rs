@@ -191,6 +191,16 @@ impl<F: FileSystem> Storage<F> {
         self.verify_pool = Mutex::new(VerifyPool::new(threads));
     }
 
+    /// Whether `stream` holds at least one record, or damage, or could not be opened: one of
+    /// [`Self::streams`], without listing them all.
+    #[must_use]
+    pub fn holds(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(&stream)
+            .is_some_and(|state| state.table.next_offset() > 0 || state.damage.is_some())
+            || self.unopened.contains_key(&stream)
+    }
+
     /// The streams holding at least one record, ascending.
     #[must_use]
     pub fn streams(&self) -> Vec<StreamId> {
