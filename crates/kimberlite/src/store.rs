@@ -269,7 +269,7 @@ impl Kimberlite {
         let Some(dir) = self.path() else {
             return Vec::new();
         };
-        let Ok(streams) = std::fs::read_dir(dir.join("streams")) else {
+        let Ok(streams) = std::fs::read_dir(dir.join(kimberlite_storage::disk::STREAMS_DIR)) else {
             return Vec::new();
         };
         let mut kept: Vec<(PathBuf, u64)> = streams
@@ -446,13 +446,12 @@ fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
             })
         }
         Ok(_) => {
-            let entries = std::fs::read_dir(dir)
+            let mut entries = std::fs::read_dir(dir)
                 .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             // Markers being written right now by other processes creating the store (or left
             // by ones that crashed before their rename) do not make the directory someone
             // else's: without this, of several processes creating the same store at once,
             // those that looked during a write were refused as "not a store".
-            let mut entries = entries;
             let crowded = entries.any(|entry| {
                 entry
                     .as_ref()

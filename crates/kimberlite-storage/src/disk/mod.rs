@@ -62,7 +62,7 @@ use kimberlite_types::{CompressionKind, Offset, StreamId};
 pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
 pub use quarantine::{torn_file_name, TORN_DIR};
-pub use storage::{SegmentSync, Storage};
+pub use storage::{SegmentSync, Storage, STREAMS_DIR};
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;
