@@ -94,13 +94,24 @@ fn setup(count: u64) -> Setup {
 
 /// `verify-proof` of the proof in `proof` against the setup's key and checkpoint.
 fn verify_proof(setup: &Setup, proof: &Path, code: i32, needle: &str) -> String {
+    verify_proof_against(setup, &setup.checkpoint, proof, code, needle)
+}
+
+/// `verify-proof` of the proof in `proof` against the setup's key and `checkpoint`.
+fn verify_proof_against(
+    setup: &Setup,
+    checkpoint: &Path,
+    proof: &Path,
+    code: i32,
+    needle: &str,
+) -> String {
     expect(
         &[
             "verify-proof",
             "--pubkey",
             s(&setup.pubkey),
             "--checkpoint",
-            s(&setup.checkpoint),
+            s(checkpoint),
             "--proof",
             s(proof),
         ],
@@ -165,19 +176,10 @@ fn prove_and_verify_offline() {
         "\"offset\": 37",
     );
     std::fs::write(&proof_path, &proof).expect("write");
-    let verify = [
-        "verify-proof",
-        "--pubkey",
-        s(&setup.pubkey),
-        "--checkpoint",
-        s(&setup.checkpoint),
-        "--proof",
-        s(&proof_path),
-    ];
-    expect(&verify, 0, "valid: the event at offset 37");
+    verify_proof(&setup, &proof_path, 0, "valid: the event at offset 37");
     // The verifier needs no store.
     std::fs::remove_dir_all(&setup.store).expect("remove");
-    expect(&verify, 0, "valid");
+    verify_proof(&setup, &proof_path, 0, "valid");
     // Any change to the proof is rejected with the reason.
     let cases = [
         ("\"offset\": 37", "\"offset\": 38", "leaf hash"),
@@ -191,7 +193,7 @@ fn prove_and_verify_offline() {
     ];
     for (from, to, reason) in cases {
         std::fs::write(&proof_path, proof.replacen(from, to, 1)).expect("write");
-        expect(&verify, 1, reason);
+        verify_proof(&setup, &proof_path, 1, reason);
     }
     let bundle: serde_json::Value = serde_json::from_str(&proof).expect("json");
     let first = bundle["proof"][0].as_str().expect("hash").to_owned();
@@ -201,16 +203,16 @@ fn prove_and_verify_offline() {
         &first[1..]
     );
     std::fs::write(&proof_path, proof.replace(&first, &flipped)).expect("write");
-    expect(&verify, 1, "does not verify");
+    verify_proof(&setup, &proof_path, 1, "does not verify");
     // A changed checkpoint fails its signature; garbage keys and files are clear errors.
     std::fs::write(&proof_path, &proof).expect("write");
     let note = std::fs::read_to_string(&setup.checkpoint).expect("read");
     std::fs::write(&setup.checkpoint, note.replacen("\n100\n", "\n101\n", 1)).expect("write");
-    expect(&verify, 1, "does not verify");
+    verify_proof(&setup, &proof_path, 1, "does not verify");
     std::fs::write(&setup.checkpoint, "garbage").expect("write");
-    expect(&verify, 1, "malformed");
+    verify_proof(&setup, &proof_path, 1, "malformed");
     std::fs::write(&setup.pubkey, "garbage").expect("write");
-    expect(&verify, 2, "malformed verifier key");
+    verify_proof(&setup, &proof_path, 2, "malformed verifier key");
 }
 
 #[test]
@@ -552,19 +554,7 @@ fn binary_evidence_is_invalid_not_a_usage_error() {
     std::fs::write(&proof_path, &proof).expect("write");
     let binary = setup.tmp.path().join("binary");
     std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).expect("write");
-    let out = expect(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&setup.pubkey),
-            "--checkpoint",
-            s(&binary),
-            "--proof",
-            s(&proof_path),
-        ],
-        1,
-        "INVALID",
-    );
+    let out = verify_proof_against(&setup, &binary, &proof_path, 1, "INVALID");
     assert!(!out.contains("valid:"), "{out}");
     verify_proof(&setup, &binary, 1, "INVALID");
     let empty = setup.tmp.path().join("empty");

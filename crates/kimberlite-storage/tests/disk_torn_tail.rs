@@ -29,6 +29,23 @@ fn last_segment(dir: &std::path::Path, config: StorageConfig) -> std::path::Path
     segment_file(dir, STREAM, u32::try_from(segments - 1).unwrap())
 }
 
+/// A store of `count` events (`write_store`) in a temp dir, its config, its last segment
+/// file and that file's bytes.
+fn store_and_last_segment(
+    count: u64,
+) -> (
+    tempfile::TempDir,
+    StorageConfig,
+    std::path::PathBuf,
+    Vec<u8>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_store(dir.path(), count);
+    let path = last_segment(dir.path(), config);
+    let bytes = std::fs::read(&path).unwrap();
+    (dir, config, path, bytes)
+}
+
 fn reference(count: u64) -> MemoryStorage {
     let mut memory = MemoryStorage::new();
     append_events(&mut memory, STREAM, 0, count, 3, false);
@@ -37,11 +54,8 @@ fn reference(count: u64) -> MemoryStorage {
 
 #[test]
 fn truncation_at_every_byte_of_the_last_record() {
-    let dir = tempfile::tempdir().unwrap();
     let count = 20;
-    let config = write_store(dir.path(), count);
-    let path = last_segment(dir.path(), config);
-    let original = std::fs::read(&path).unwrap();
+    let (dir, config, path, original) = store_and_last_segment(count);
     let last_frame = kimberlite_storage::RECORD_OVERHEAD + event(1, count - 1).len();
     let start = original.len() - last_frame;
     let mut memory = reference(count - 1);
@@ -122,11 +136,8 @@ fn truncation_at_every_byte_of_the_last_record() {
 #[test]
 fn zero_filled_and_unwritten_tails_are_truncated() {
     for damage in ["zeros", "unwritten_crc", "short_prefix"] {
-        let dir = tempfile::tempdir().unwrap();
         let count = 10;
-        let config = write_store(dir.path(), count);
-        let path = last_segment(dir.path(), config);
-        let mut bytes = std::fs::read(&path).unwrap();
+        let (dir, config, path, mut bytes) = store_and_last_segment(count);
         let len = bytes.len();
         let mut expected_events = count;
         match damage {
@@ -207,11 +218,8 @@ fn a_tail_below_the_durable_watermark_is_damage_not_a_torn_write() {
 #[test]
 fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
     for (what, at_end) in [("payload", 40usize), ("crc", 1), ("length", 0)] {
-        let dir = tempfile::tempdir().unwrap();
         let count = 10;
-        let config = write_store(dir.path(), count);
-        let path = last_segment(dir.path(), config);
-        let mut bytes = std::fs::read(&path).unwrap();
+        let (dir, config, path, mut bytes) = store_and_last_segment(count);
         let len = bytes.len();
         let at = if what == "length" {
             last_frame_start(&bytes) + 1
