@@ -432,7 +432,12 @@ pub(crate) fn level_name(level: u8) -> String {
 
 /// The directory of stream `id`'s tree in the store at `store`.
 pub(crate) fn tree_dir(store: &Path, id: StreamId) -> PathBuf {
-    store.join(MERKLE_DIR).join(format!("{:020}", id.as_u64()))
+    stream_tree_dir(&store.join(MERKLE_DIR), id)
+}
+
+/// The directory of stream `id`'s tree under the trees' directory `root`.
+fn stream_tree_dir(root: &Path, id: StreamId) -> PathBuf {
+    root.join(format!("{:020}", id.as_u64()))
 }
 
 impl StreamTree {
@@ -507,7 +512,7 @@ impl Trees {
     ) -> std::io::Result<u64> {
         let tree = match &self.root {
             Some(root) => {
-                let dir = root.join(format!("{:020}", stream.as_u64()));
+                let dir = stream_tree_dir(root, stream);
                 let mut tree = StreamTree::open(dir, log_size)?;
                 tree.check_frontier(log_leaf);
                 tree
@@ -528,7 +533,7 @@ impl Trees {
         let tree = self.trees.entry(stream).or_insert_with(|| {
             let mut tree = StreamTree::in_memory();
             if let Some(root) = root {
-                match StreamTree::open(root.join(format!("{:020}", stream.as_u64())), 0) {
+                match StreamTree::open(stream_tree_dir(&root, stream), 0) {
                     Ok(opened) => tree = opened,
                     Err(error) => tree.failed = Some(error.to_string()),
                 }

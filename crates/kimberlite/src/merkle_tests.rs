@@ -28,7 +28,7 @@ fn filled_store(dir: &std::path::Path, config: Config, events: u64) -> (Kimberli
 
 /// The side files of the tree of the first stream created in the store in `dir`.
 fn tree_dir(dir: &std::path::Path) -> std::path::PathBuf {
-    dir.join(MERKLE_DIR).join(format!("{:020}", 1))
+    crate::merkle::tree_dir(dir, StreamId::new(1))
 }
 
 fn check_all_proofs(store: &Kimberlite, id: StreamId) {
@@ -346,7 +346,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 /// Flips one bit of node `index` of `level` in the tree of the first stream of the store.
 fn flip_node(dir: &std::path::Path, level: u8, index: u64) {
-    let path = tree_dir(dir).join(format!("level-{level:02}.hashes"));
+    let path = tree_dir(dir).join(crate::merkle::level_name(level));
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[32 * index as usize + 5] ^= 1;
     std::fs::write(&path, bytes).unwrap();
