@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite_bench::hash_then_sync::{HashThenSync, HelperWait, ProbeWork};
+use kimberlite_bench::work_bound::{self, ChainWork};
 use kimberlite_bench::{
     events, hashing_on_two_cores, interleaved, rate, report, scaled, thousands, Appender, Batches,
     SyncedFile, Target, BATCH_EVENTS,
@@ -50,6 +51,7 @@ fn print_ratio() {
     println!("append_fsync: per batch of 1,000: kimberlite {ours:.2?}, write+fdatasync {base:.2?}");
     print_floor(&dir.path().join("floor.bin"), &batch, &mut raw);
     print_probe(dir.path(), &batch, &mut raw);
+    print_work_bound(dir.path(), &batch, &mut raw);
     report(
         "append_fsync",
         &format!("{} events/s", thousands(rate(n, ours))),
@@ -124,6 +126,33 @@ fn print_probe(dir: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
          nothing else): {}",
         ratios.join("; ")
     );
+}
+
+/// The work bound (`kimberlite_bench::work_bound`): every part of the CPU work a synced batch
+/// of our format must finish before its flush, spread perfectly over two cores, then the
+/// flush; and the same for the least any hash chain must do.
+fn print_work_bound(dir: &std::path::Path, batch: &[Bytes], raw: &mut SyncedFile) {
+    let rounds = scaled(200, 20) as usize;
+    for (work, name) in [
+        (ChainWork::OurFormat, "our format"),
+        (ChainWork::AnyChain, "any hash chain"),
+    ] {
+        let parts = work_bound::measure(dir, batch, work, raw, rounds);
+        println!(
+            "append_fsync: work bound, {name}: hashing {:.2?} + link {:.2?} + crc {:.2?} + \
+             write {:.2?} = {:.2?} of CPU, halved, + flush {:.2?} = {:.2?} against \
+             write+fdatasync {:.2?}: best possible ratio {:.3}",
+            parts.hashing,
+            parts.link,
+            parts.crc,
+            parts.write,
+            parts.cpu(),
+            parts.flush,
+            parts.bound(),
+            parts.baseline,
+            parts.best_ratio()
+        );
+    }
 }
 
 fn main() {

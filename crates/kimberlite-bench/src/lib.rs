@@ -10,6 +10,7 @@
 
 pub mod ceiling;
 pub mod hash_then_sync;
+pub mod work_bound;
 
 use std::hint::black_box;
 use std::path::Path;
