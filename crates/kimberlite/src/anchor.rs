@@ -19,8 +19,8 @@ use kimberlite_storage::Record;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
+use crate::report::Problem;
 use crate::store::Kimberlite;
-use crate::verify::Problem;
 
 /// A stream's head hash after a number of events, recorded outside the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

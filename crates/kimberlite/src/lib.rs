@@ -42,6 +42,7 @@ pub mod merkle;
 mod merkle_worker;
 mod proofs;
 mod read;
+mod report;
 pub mod store;
 mod tree_check;
 mod verify;
@@ -60,8 +61,9 @@ pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
+pub use report::{Problem, StreamReport, StreamStats, VerifyReport};
 pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
-pub use verify::{Problem, StreamReport, StreamStats, VerifyReport, CATALOG_LABEL};
+pub use verify::CATALOG_LABEL;
 
 /// Largest event accepted by [`Kimberlite::append`], in bytes.
 pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;

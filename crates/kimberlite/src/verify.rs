@@ -31,129 +31,20 @@
 //! the store was opened (the recovered head is the stored one). Head hashes kept outside the
 //! store close that gap: see [`crate::Anchor`] and [`Kimberlite::check_anchor`].
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::{Location, StorageError, VerifyStep};
 use kimberlite_types::{Offset, StreamId};
 
-use crate::backend::StorageStats;
 use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
 use crate::proofs::TreeCheck;
+use crate::report::{Problem, StreamReport, StreamStats, VerifyReport};
 use crate::store::{Kimberlite, State};
 use crate::tree_check::{recompute_beside, EventBatch, TreeRecompute};
 
 /// Name shown for the system stream that holds the catalogue.
 pub const CATALOG_LABEL: &str = "(catalogue)";
-
-/// What verification checked in one stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamReport {
-    /// The stream.
-    pub stream: StreamId,
-    /// Its name; `None` for the system catalogue and for unnamed streams.
-    pub name: Option<String>,
-    /// Data records checked.
-    pub records_checked: u64,
-    /// Checkpoint records checked.
-    pub checkpoints_checked: u64,
-    /// Segments walked.
-    pub segments_checked: usize,
-    /// Stored bytes walked.
-    pub bytes_checked: u64,
-    /// Chain hash of the last record checked: commits to the whole stream.
-    pub head: Option<ChainHash>,
-    /// The stream's next offset as verified.
-    pub next_offset: Offset,
-}
-
-/// The first thing wrong found in one stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The damaged stream.
-    pub stream: StreamId,
-    /// Its name, when it has one.
-    pub name: Option<String>,
-    /// The first offset that fails.
-    pub offset: Offset,
-    /// Segment number, when known.
-    pub segment: Option<u32>,
-    /// Segment file, when the backend has files.
-    pub file: Option<PathBuf>,
-    /// Byte position of the failing record in its segment, when known.
-    pub position: Option<u64>,
-    /// What is wrong, in a few words (the record's own fault, without the location).
-    pub reason: String,
-    /// The full error message, location included.
-    pub message: String,
-}
-
-/// The outcome of a verification.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Streams verified intact.
-    pub streams: Vec<StreamReport>,
-    /// Streams found damaged, one problem each (the first in the stream), in stream order.
-    pub problems: Vec<Problem>,
-}
-
-impl VerifyReport {
-    /// True when nothing is wrong.
-    #[must_use]
-    pub fn is_intact(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    /// The first problem found, if any.
-    #[must_use]
-    pub fn first_problem(&self) -> Option<&Problem> {
-        self.problems.first()
-    }
-
-    /// Data records checked, over all intact streams.
-    #[must_use]
-    pub fn records_checked(&self) -> u64 {
-        self.streams.iter().map(|s| s.records_checked).sum()
-    }
-
-    /// Checkpoint records checked, over all intact streams.
-    #[must_use]
-    pub fn checkpoints_checked(&self) -> u64 {
-        self.streams.iter().map(|s| s.checkpoints_checked).sum()
-    }
-
-    /// Segments walked, over all intact streams.
-    #[must_use]
-    pub fn segments_checked(&self) -> usize {
-        self.streams.iter().map(|s| s.segments_checked).sum()
-    }
-
-    /// Stored bytes walked, over all intact streams.
-    #[must_use]
-    pub fn bytes_checked(&self) -> u64 {
-        self.streams.iter().map(|s| s.bytes_checked).sum()
-    }
-}
-
-/// A stream's head and storage footprint, as shown by `kimberlite inspect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamStats {
-    /// The stream.
-    pub stream: StreamId,
-    /// Its name; `None` for the system catalogue and unnamed streams.
-    pub name: Option<String>,
-    /// Events in the stream (its next offset).
-    pub events: u64,
-    /// Chain hash of the last event.
-    pub head: Option<ChainHash>,
-    /// Open found the stream's records damaged or its files unreadable: `events` and `head`
-    /// are not the stream's (see [`StreamInfo::damaged`](crate::StreamInfo::damaged)).
-    pub damaged: bool,
-    /// What the storage layer reports.
-    pub storage: StorageStats,
-}
 
 impl Kimberlite {
     /// Verifies every record of stream `id`, from the first to the stream's end as it is when

@@ -40,6 +40,7 @@ mod allocate;
 mod append;
 mod batch;
 mod checkpoint;
+mod durable;
 mod fs;
 mod index;
 mod le;
@@ -60,9 +61,10 @@ use std::path::PathBuf;
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
+pub use durable::SegmentSync;
 pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
 pub use quarantine::{torn_file_name, TORN_DIR};
-pub use storage::{SegmentSync, Storage, STREAMS_DIR};
+pub use storage::{Storage, STREAMS_DIR};
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;

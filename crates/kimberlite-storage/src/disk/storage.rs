@@ -10,8 +10,8 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
-use super::fs::{FileHandle, FileSystem, OsFileSystem};
-use super::meta::{write_index, write_manifest};
+use super::fs::{FileSystem, OsFileSystem};
+use super::meta::write_index;
 use super::recovery::open_stream;
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
@@ -237,116 +237,6 @@ impl<F: FileSystem> Storage<F> {
         Some(stats)
     }
 
-    /// Makes everything appended so far durable: syncs every active segment written since
-    /// its last sync, writes dirty indexes, and updates manifests whose watermark is behind.
-    pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.check_poisoned()?;
-        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-        for id in ids {
-            let result = self.flush_stream(id);
-            self.poison_on_error(result)?;
-        }
-        self.flush_indexes()
-    }
-
-    /// Makes every batch appended so far durable the way `append_batch` with `fsync = true`
-    /// makes its own batch durable: `fdatasync`s each active segment written since its last
-    /// sync, and nothing else (no manifest or index writes, which [`Storage::flush`] also
-    /// does). One device flush then covers any number of unsynced batches: what group commit
-    /// needs. Recovery treats these bytes as it treats any synced batch (see `recovery`).
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.check_poisoned()?;
-        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-        for id in ids {
-            let result = self.sync_stream(id);
-            self.poison_on_error(result)?;
-        }
-        Ok(())
-    }
-
-    /// The first half of a [`Storage::sync`] that runs without `&mut self`: for each active
-    /// segment written since its last sync, a fresh handle on the file and the length to
-    /// record as synced. Run each with [`SegmentSync::run`] (no lock on the store needed:
-    /// appends may go on meanwhile), then report the ones that succeeded with
-    /// [`Storage::sync_finished`]. A `SegmentSync` that fails leaves the store's durable
-    /// watermark where it was; the caller must stop appending (fail-stop) as after a failed
-    /// [`Storage::sync`].
-    ///
-    /// This is how group commit keeps appenders writing while a sync runs.
-    pub fn sync_begin(&mut self) -> Result<Vec<SegmentSync<F::File>>, StorageError> {
-        self.check_poisoned()?;
-        let mut syncs = Vec::new();
-        for state in self.streams.values() {
-            let Some(active) = state.active_files() else {
-                continue;
-            };
-            let len = active.index.summary.len_bytes;
-            if state.synced_len >= len {
-                continue;
-            }
-            let file = self
-                .fs
-                .open(&active.path)
-                .map_err(|source| io_error(&active.path, source))?;
-            syncs.push(SegmentSync {
-                stream: state.id,
-                segment_num: active.num,
-                len,
-                path: active.path.clone(),
-                file,
-            });
-        }
-        Ok(syncs)
-    }
-
-    /// Records the [`SegmentSync`]s of [`Storage::sync_begin`] that ran successfully: each
-    /// segment is durable up to the length it was taken at (unless it has been completed
-    /// since, which syncs it anyway).
-    pub fn sync_finished(&mut self, done: &[SegmentSync<F::File>]) {
-        for sync in done {
-            let Some(state) = self.streams.get_mut(&sync.stream) else {
-                continue;
-            };
-            if state.active_files().map(|files| files.num) == Some(sync.segment_num) {
-                state.synced_len = state.synced_len.max(sync.len);
-            }
-        }
-    }
-
-    /// Syncs `id`'s active segment if it was written since its last sync; returns its length.
-    fn sync_stream(&mut self, id: StreamId) -> Result<u64, StorageError> {
-        let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(0);
-        };
-        let len = state
-            .active_files()
-            .map_or(0, |files| files.index.summary.len_bytes);
-        if state.synced_len < len {
-            let path = state
-                .active_files()
-                .map(|files| files.path.clone())
-                .unwrap_or_default();
-            state
-                .active
-                .sync_data()
-                .map_err(|source| io_error(&path, source))?;
-            state.synced_len = len;
-        }
-        Ok(len)
-    }
-
-    fn flush_stream(&mut self, id: StreamId) -> Result<(), StorageError> {
-        let len = self.sync_stream(id)?;
-        let Some(state) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        if state.manifest_len != len && state.damage.is_none() {
-            write_manifest(&self.fs, state).map_err(|source| io_error(&state.dir, source))?;
-            state.manifest_len = len;
-        }
-        Ok(())
-    }
-
     /// [`StorageBackend::read_from`] through a shared reference, so that readers holding a
     /// store's read lock need not wait for one another: the same checks and result. The
     /// store's verify threads serve one read at a time; a read that finds them busy
@@ -402,7 +292,7 @@ impl<F: FileSystem> Storage<F> {
         }
     }
 
-    fn check_poisoned(&self) -> Result<(), StorageError> {
+    pub(super) fn check_poisoned(&self) -> Result<(), StorageError> {
         match &self.poisoned {
             Some(context) => Err(StorageError::Poisoned {
                 context: context.clone(),
@@ -585,35 +475,5 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         }
         self.poisoned = None;
         Ok(())
-    }
-}
-
-/// One active segment to sync outside the store's lock ([`Storage::sync_begin`]).
-pub struct SegmentSync<H: FileHandle> {
-    stream: StreamId,
-    segment_num: u32,
-    len: u64,
-    path: PathBuf,
-    file: H,
-}
-
-impl<H: FileHandle> SegmentSync<H> {
-    /// `fdatasync`s the segment (through its own handle: the sync covers the file, whichever
-    /// handle wrote it).
-    pub fn run(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|source| io_error(&self.path, source))
-    }
-}
-
-impl<H: FileHandle> std::fmt::Debug for SegmentSync<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentSync")
-            .field("stream", &self.stream)
-            .field("segment_num", &self.segment_num)
-            .field("len", &self.len)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,97 @@
+//! Helpers shared by the command-line tests: run the real binary, check its exit code and
+//! output, build a store.
+
+#![allow(dead_code)] // each test crate uses its own share of the helpers
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn kimberlite(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kimberlite");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for kimberlite")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(args: &[&str], stdin: &str) -> Run {
+    let output = kimberlite(args, stdin);
+    let run = Run {
+        code: output.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("stack backtrace"),
+        "backtrace: {}",
+        run.stderr
+    );
+    run
+}
+
+pub fn ok(args: &[&str], stdin: &str) -> String {
+    let run = run(args, stdin);
+    assert_eq!(
+        run.code, 0,
+        "{args:?}\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run.stdout
+}
+
+pub fn fails(args: &[&str], stdin: &str, code: i32, needle: &str) -> Run {
+    let run = run(args, stdin);
+    assert_eq!(
+        run.code, code,
+        "{args:?}\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(needle) || run.stdout.contains(needle),
+        "{args:?}: {needle:?} not in\nstdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// A store in a fresh temp dir with stream "audit" holding `events` numbered JSON events.
+pub fn store_with(events: usize) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let input: String = (0..events)
+        .map(|i| format!("{{\"event\":\"record.viewed\",\"seq\":{i:05}}}\n"))
+        .collect();
+    ok(&["append", s(&dir), "audit", "--create"], &input);
+    (temp, dir)
+}
+
+pub fn segments(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            segments(&path, out);
+        } else if path.extension().is_some_and(|e| e == "seg") {
+            out.push(path);
+        }
+    }
+}
