@@ -12,6 +12,16 @@
 //! A writer queue (LevelDB's design) pays one lock hold per group, and a caller only queues and
 //! parks. Measured against the previous store in `docs/PERFORMANCE.md`.
 //!
+//! Within a group, consecutive appends to one stream that accept any offset (and whose events
+//! the backend cannot refuse for their size) are written with one backend call, as one batch:
+//! one `write` instead of one per caller, as LevelDB merges a group into one log record. Each
+//! caller still gets the offsets of its own events, and the chain head after its own last
+//! event, computed from the head before the run ([`ChainHash::compute`], about 0.3 µs per
+//! 256-byte event); the last of those is the backend's own head (checked in debug builds).
+//! Appends with an expected offset keep their own call, so each check sees the appends queued
+//! before it. Measured with `group_commit` (binaries alternated six times): 4.47-4.77x, mean
+//! 4.59, one thread's synced appends before; 4.63-5.04x, mean 4.79, after.
+//!
 //! Kept: what each caller sees is what a lone `append` would return, in the order the queue
 //! holds; an append returns only once a sync covers it; a failed append (a conflict, an empty
 //! batch) fails that caller only, and a failed write or sync fails the rest of the group with
@@ -23,17 +33,30 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, Thread};
 
 use bytes::Bytes;
-use kimberlite_types::StreamId;
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{Offset, RecordKind, StreamId};
 
 use crate::append::{AppendResult, ExpectedOffset};
 use crate::error::{Error, Result};
-use crate::store::{Kimberlite, PendingWrite, StreamHead};
+use crate::MAX_EVENT_BYTES;
+use crate::store::{Kimberlite, PendingWrite, State, StreamHead};
 
 /// One caller's append, waiting to be made by a leader.
 struct Request {
     id: StreamId,
     events: Vec<Bytes>,
     expected: ExpectedOffset,
+}
+
+impl Request {
+    /// Whether this request can be written in one backend call with its neighbours for the
+    /// same stream: it accepts any offset, holds events, and none is too large (so the only
+    /// refusals left are the stream's own, which would refuse each request alike).
+    fn joins_a_run(&self) -> bool {
+        self.expected == ExpectedOffset::Any
+            && !self.events.is_empty()
+            && self.events.iter().all(|event| event.len() <= MAX_EVENT_BYTES)
+    }
 }
 
 /// A queued caller: where its leader puts its result, and whom to unpark then.
@@ -161,23 +184,32 @@ impl Kimberlite {
         let mut last_seq = None;
         {
             let mut state = self.write_state();
-            for request in requests {
-                let result =
-                    self.append_locked(&mut state, request.id, request.events, request.expected);
-                if let Ok(appended) = &result {
-                    state.written_seq += 1;
-                    let seq = state.written_seq;
-                    state.pending.push_back(PendingWrite {
-                        seq,
-                        stream: request.id,
-                        head: StreamHead {
-                            next_offset: appended.next_offset,
-                            hash: Some(appended.head),
-                        },
-                    });
-                    last_seq = Some(seq);
+            let mut requests = requests.into_iter().peekable();
+            while let Some(first) = requests.next() {
+                let mut run = vec![first];
+                if run.iter().all(Request::joins_a_run) {
+                    while let Some(next) =
+                        requests.next_if(|next| next.id == run[0].id && next.joins_a_run())
+                    {
+                        run.push(next);
+                    }
                 }
-                results.push(result);
+                for result in self.append_run(&mut state, run) {
+                    if let Ok(appended) = &result {
+                        state.written_seq += 1;
+                        let seq = state.written_seq;
+                        state.pending.push_back(PendingWrite {
+                            seq,
+                            stream: appended.0,
+                            head: StreamHead {
+                                next_offset: appended.1.next_offset,
+                                hash: Some(appended.1.head),
+                            },
+                        });
+                        last_seq = Some(seq);
+                    }
+                    results.push(result.map(|(_, appended)| appended));
+                }
             }
         }
         let synced = match last_seq {
@@ -200,5 +232,61 @@ impl Kimberlite {
             };
             slot.finish(result);
         }
+    }
+
+    /// Appends `run` (requests for one stream, in queue order): one request alone as it
+    /// comes; several that [`Request::joins_a_run`] with one backend call, which writes their
+    /// events as one batch, in order, and each caller gets the offsets and the chain head of
+    /// its own events, as if it had been appended alone right after the one before it.
+    fn append_run(
+        &self,
+        state: &mut State,
+        mut run: Vec<Request>,
+    ) -> Vec<Result<(StreamId, AppendResult)>> {
+        let id = run[0].id;
+        if run.len() == 1 {
+            let request = run.remove(0);
+            let result = self.append_locked(state, id, request.events, request.expected);
+            return vec![result.map(|appended| (id, appended))];
+        }
+        let counts: Vec<u64> = run.iter().map(|r| r.events.len() as u64).collect();
+        let events: Vec<Bytes> = run.iter().flat_map(|r| r.events.iter().cloned()).collect();
+        let before = state.heads.get(&id).map(|heads| heads.written);
+        let merged = match self.append_locked(state, id, events, ExpectedOffset::Any) {
+            Ok(merged) => merged,
+            Err(error) => {
+                // The stream refused the run (unknown, damaged, poisoned): each request gets
+                // that answer on its own.
+                let mut results = vec![Err(error)];
+                for request in run.into_iter().skip(1) {
+                    let result = self.append_locked(state, id, request.events, request.expected);
+                    results.push(result.map(|appended| (id, appended)));
+                }
+                return results;
+            }
+        };
+        let mut head = before.and_then(|head| head.hash);
+        let mut next = merged.first_offset;
+        let mut results = Vec::with_capacity(run.len());
+        for (request, count) in run.iter().zip(&counts) {
+            let first_offset = next;
+            for (offset, event) in (first_offset.as_u64()..).zip(&request.events) {
+                head = Some(ChainHash::compute(
+                    head.as_ref(),
+                    Offset::new(offset),
+                    RecordKind::Data,
+                    event,
+                ));
+            }
+            next = Offset::new(first_offset.as_u64() + count);
+            let appended = AppendResult {
+                first_offset,
+                next_offset: next,
+                head: head.unwrap_or(merged.head),
+            };
+            results.push(Ok((id, appended)));
+        }
+        debug_assert_eq!(head, Some(merged.head), "the run's heads follow the backend's chain");
+        results
     }
 }

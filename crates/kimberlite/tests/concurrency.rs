@@ -286,3 +286,96 @@ fn verifications_run_while_an_appender_writes() {
     assert!(report.segments_checked() > 15, "{report:?}");
     assert_eq!(store.head(other).unwrap().next_offset.as_u64(), appended);
 }
+
+/// Under group commit a leader writes the queued appends for one stream that accept any
+/// offset as one batch: each caller must still get the offsets of its own events and the
+/// chain head after its own last event, as if appended alone. Threads append 1 to 3 events
+/// each time, some with `ExpectedOffset::Any` (these join runs), some with an exact offset
+/// that may conflict, two with an event too large (each fails alone); then every result is
+/// checked against the stream as read back and its chain recomputed.
+fn callers_get_their_own_results(store: &Kimberlite) {
+    use kimberlite::ChainHash;
+    use kimberlite_types::RecordKind;
+
+    let id = store.create_stream("runs").unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                barrier.wait();
+                if t < 2 {
+                    let huge = vec![7u8; kimberlite::MAX_EVENT_BYTES + 1];
+                    let refused = store.append(id, [huge], ExpectedOffset::Any);
+                    assert!(
+                        matches!(refused, Err(kimberlite::Error::Storage { .. })),
+                        "{refused:?}"
+                    );
+                }
+                for b in 0..30usize {
+                    let batch: Vec<String> =
+                        (0..1 + (t + b) % 3).map(|e| format!("t{t}-b{b}-e{e}")).collect();
+                    let expected = if b % 5 == 4 {
+                        ExpectedOffset::Exact(store.head(id).unwrap().next_offset)
+                    } else {
+                        ExpectedOffset::Any
+                    };
+                    match store.append(id, batch.clone(), expected) {
+                        Ok(appended) => mine.push((appended, batch)),
+                        Err(kimberlite::Error::OffsetConflict { .. }) => {
+                            assert_ne!(expected, ExpectedOffset::Any);
+                        }
+                        Err(other) => panic!("unexpected error: {other}"),
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    let events: Vec<_> = store
+        .events(id, Offset::ZERO)
+        .map(|event| event.unwrap().payload)
+        .collect();
+    let mut chain = Vec::with_capacity(events.len());
+    for (offset, payload) in events.iter().enumerate() {
+        let prev = chain.last();
+        let offset = Offset::new(offset as u64);
+        chain.push(ChainHash::compute(prev, offset, RecordKind::Data, payload));
+    }
+    let acknowledged: usize = results.iter().map(|(_, batch)| batch.len()).sum();
+    assert_eq!(acknowledged, events.len(), "every event was acknowledged once");
+    for (appended, batch) in &results {
+        let (first, next) = (appended.first_offset.as_u64(), appended.next_offset.as_u64());
+        assert_eq!(next - first, batch.len() as u64);
+        let stored: Vec<&[u8]> = events[first as usize..next as usize]
+            .iter()
+            .map(|payload| payload.as_ref())
+            .collect();
+        let sent: Vec<&[u8]> = batch.iter().map(String::as_bytes).collect();
+        assert_eq!(stored, sent, "offsets {first}..{next} hold the caller's events");
+        assert_eq!(
+            appended.head,
+            chain[next as usize - 1],
+            "the head after the caller's last event"
+        );
+    }
+    assert!(store.verify_all().unwrap().is_intact());
+}
+
+#[test]
+fn group_commit_hands_each_caller_its_own_offsets_and_head_in_memory() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    callers_get_their_own_results(&Kimberlite::in_memory_with(config));
+}
+
+#[test]
+fn group_commit_hands_each_caller_its_own_offsets_and_head_on_disk() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Config::default().durability(Durability::GroupCommit);
+    callers_get_their_own_results(&Kimberlite::open_with(temp.path(), config).unwrap());
+}
