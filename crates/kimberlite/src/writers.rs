@@ -38,8 +38,8 @@ use kimberlite_types::{Offset, RecordKind, StreamId};
 
 use crate::append::{AppendResult, ExpectedOffset};
 use crate::error::{Error, Result};
-use crate::MAX_EVENT_BYTES;
 use crate::store::{Kimberlite, PendingWrite, State, StreamHead};
+use crate::MAX_EVENT_BYTES;
 
 /// One caller's append, waiting to be made by a leader.
 struct Request {
@@ -55,7 +55,10 @@ impl Request {
     fn joins_a_run(&self) -> bool {
         self.expected == ExpectedOffset::Any
             && !self.events.is_empty()
-            && self.events.iter().all(|event| event.len() <= MAX_EVENT_BYTES)
+            && self
+                .events
+                .iter()
+                .all(|event| event.len() <= MAX_EVENT_BYTES)
     }
 }
 
@@ -286,7 +289,11 @@ impl Kimberlite {
             };
             results.push(Ok((id, appended)));
         }
-        debug_assert_eq!(head, Some(merged.head), "the run's heads follow the backend's chain");
+        debug_assert_eq!(
+            head,
+            Some(merged.head),
+            "the run's heads follow the backend's chain"
+        );
         results
     }
 }

@@ -314,8 +314,9 @@ fn callers_get_their_own_results(store: &Kimberlite) {
                     );
                 }
                 for b in 0..30usize {
-                    let batch: Vec<String> =
-                        (0..1 + (t + b) % 3).map(|e| format!("t{t}-b{b}-e{e}")).collect();
+                    let batch: Vec<String> = (0..1 + (t + b) % 3)
+                        .map(|e| format!("t{t}-b{b}-e{e}"))
+                        .collect();
                     let expected = if b % 5 == 4 {
                         ExpectedOffset::Exact(store.head(id).unwrap().next_offset)
                     } else {
@@ -348,16 +349,26 @@ fn callers_get_their_own_results(store: &Kimberlite) {
         chain.push(ChainHash::compute(prev, offset, RecordKind::Data, payload));
     }
     let acknowledged: usize = results.iter().map(|(_, batch)| batch.len()).sum();
-    assert_eq!(acknowledged, events.len(), "every event was acknowledged once");
+    assert_eq!(
+        acknowledged,
+        events.len(),
+        "every event was acknowledged once"
+    );
     for (appended, batch) in &results {
-        let (first, next) = (appended.first_offset.as_u64(), appended.next_offset.as_u64());
+        let (first, next) = (
+            appended.first_offset.as_u64(),
+            appended.next_offset.as_u64(),
+        );
         assert_eq!(next - first, batch.len() as u64);
         let stored: Vec<&[u8]> = events[first as usize..next as usize]
             .iter()
             .map(|payload| payload.as_ref())
             .collect();
         let sent: Vec<&[u8]> = batch.iter().map(String::as_bytes).collect();
-        assert_eq!(stored, sent, "offsets {first}..{next} hold the caller's events");
+        assert_eq!(
+            stored, sent,
+            "offsets {first}..{next} hold the caller's events"
+        );
         assert_eq!(
             appended.head,
             chain[next as usize - 1],
