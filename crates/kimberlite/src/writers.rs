@@ -189,29 +189,29 @@ impl Kimberlite {
             let mut state = self.write_state();
             let mut requests = requests.into_iter().peekable();
             while let Some(first) = requests.next() {
+                let id = first.id;
+                let joins = first.joins_a_run();
                 let mut run = vec![first];
-                if run.iter().all(Request::joins_a_run) {
-                    while let Some(next) =
-                        requests.next_if(|next| next.id == run[0].id && next.joins_a_run())
-                    {
-                        run.push(next);
-                    }
+                while let Some(next) =
+                    requests.next_if(|next| joins && next.id == id && next.joins_a_run())
+                {
+                    run.push(next);
                 }
-                for result in self.append_run(&mut state, run) {
+                for result in self.append_run(&mut state, id, run) {
                     if let Ok(appended) = &result {
                         state.written_seq += 1;
                         let seq = state.written_seq;
                         state.pending.push_back(PendingWrite {
                             seq,
-                            stream: appended.0,
+                            stream: id,
                             head: StreamHead {
-                                next_offset: appended.1.next_offset,
-                                hash: Some(appended.1.head),
+                                next_offset: appended.next_offset,
+                                hash: Some(appended.head),
                             },
                         });
                         last_seq = Some(seq);
                     }
-                    results.push(result.map(|(_, appended)| appended));
+                    results.push(result);
                 }
             }
         }
@@ -237,20 +237,21 @@ impl Kimberlite {
         }
     }
 
-    /// Appends `run` (requests for one stream, in queue order): one request alone as it
+    /// Appends `run` (requests for stream `id`, in queue order): one request alone as it
     /// comes; several that [`Request::joins_a_run`] with one backend call, which writes their
     /// events as one batch, in order, and each caller gets the offsets and the chain head of
     /// its own events, as if it had been appended alone right after the one before it.
     fn append_run(
         &self,
         state: &mut State,
-        mut run: Vec<Request>,
-    ) -> Vec<Result<(StreamId, AppendResult)>> {
-        let id = run[0].id;
-        if run.len() == 1 {
-            let request = run.remove(0);
-            let result = self.append_locked(state, id, request.events, request.expected);
-            return vec![result.map(|appended| (id, appended))];
+        id: StreamId,
+        run: Vec<Request>,
+    ) -> Vec<Result<AppendResult>> {
+        if run.len() < 2 {
+            return run
+                .into_iter()
+                .map(|request| self.append_locked(state, id, request.events, request.expected))
+                .collect();
         }
         let counts: Vec<u64> = run.iter().map(|r| r.events.len() as u64).collect();
         let events: Vec<Bytes> = run.iter().flat_map(|r| r.events.iter().cloned()).collect();
@@ -262,8 +263,7 @@ impl Kimberlite {
                 // that answer on its own.
                 let mut results = vec![Err(error)];
                 for request in run.into_iter().skip(1) {
-                    let result = self.append_locked(state, id, request.events, request.expected);
-                    results.push(result.map(|appended| (id, appended)));
+                    results.push(self.append_locked(state, id, request.events, request.expected));
                 }
                 return results;
             }
@@ -287,7 +287,7 @@ impl Kimberlite {
                 next_offset: next,
                 head: head.unwrap_or(merged.head),
             };
-            results.push(Ok((id, appended)));
+            results.push(Ok(appended));
         }
         debug_assert_eq!(
             head,
