@@ -290,8 +290,9 @@ fn verifications_run_while_an_appender_writes() {
 /// Under group commit a leader writes the queued appends for one stream that accept any
 /// offset as one batch: each caller must still get the offsets of its own events and the
 /// chain head after its own last event, as if appended alone. Threads append 1 to 3 events
-/// each time, some with `ExpectedOffset::Any` (these join runs), some with an exact offset
-/// that may conflict, two with an event too large (each fails alone); then every result is
+/// each time (one thread 12, too many to join a run), some with `ExpectedOffset::Any` (these
+/// join runs), some with an exact offset that may conflict, two with an event too large (each
+/// fails alone); then every result is
 /// checked against the stream as read back and its chain recomputed.
 fn callers_get_their_own_results(store: &Kimberlite) {
     use kimberlite::ChainHash;
@@ -314,9 +315,10 @@ fn callers_get_their_own_results(store: &Kimberlite) {
                     );
                 }
                 for b in 0..30usize {
-                    let batch: Vec<String> = (0..1 + (t + b) % 3)
-                        .map(|e| format!("t{t}-b{b}-e{e}"))
-                        .collect();
+                    // Thread 7 appends batches too large to join a run, between the others'.
+                    let events = if t == 7 { 12 } else { 1 + (t + b) % 3 };
+                    let batch: Vec<String> =
+                        (0..events).map(|e| format!("t{t}-b{b}-e{e}")).collect();
                     let expected = if b % 5 == 4 {
                         ExpectedOffset::Exact(store.head(id).unwrap().next_offset)
                     } else {
