@@ -170,6 +170,24 @@ impl TreeWorker {
         Ok(trees)
     }
 
+    /// The trees as they are, without waiting for the batches submitted since: all that a
+    /// comparison of nodes the trees already held needs (a tree check compares the nodes below
+    /// the size it started at). Unlike [`Self::wait`], it works after the worker has stopped.
+    pub(crate) fn trees_now(&self) -> Result<MutexGuard<'_, Trees>, TreeError> {
+        self.lock()
+    }
+
+    /// Poisons the trees' mutex, as a panic in the middle of a tree update would.
+    #[cfg(test)]
+    pub(crate) fn poison_for_tests(&self) {
+        let shared = Arc::clone(&self.shared);
+        let _ = std::thread::spawn(move || {
+            let _trees = shared.trees.lock();
+            panic!("a tree update panics (test)");
+        })
+        .join();
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Trees>, TreeError> {
         self.shared.trees.lock().map_err(|_| poisoned())
     }

@@ -172,7 +172,7 @@ fn stream_tree<'t>(
     Ok(tree)
 }
 
-fn tree_error(name: &str, error: TreeError) -> Error {
+pub(crate) fn tree_error(name: &str, error: TreeError) -> Error {
     match error {
         TreeError::Range(source) => Error::TreeRange {
             name: name.to_owned(),

@@ -17,6 +17,12 @@
 //! edge unseen, while proofs read those nodes. Kept: the first stale leaf, as before; added:
 //! the first stale node of any level (`TreeCheck::first_stale_node`). Dropped: nothing; the
 //! nodes of a chunk wait in memory until it is compared (about 4,096 hashes).
+//!
+//! The nodes compared are below the tree size the check started at, so a comparison reads the
+//! stored trees as they are, without waiting for the tree worker (which may have stopped). A
+//! comparison that cannot read them (a panicked tree update poisoned them) fails the whole
+//! check with [`crate::Error::TreeUnavailable`]: those nodes were never compared, and used to
+//! count as matching.
 
 use std::sync::mpsc;
 
@@ -25,9 +31,9 @@ use kimberlite_proof::{Frontier, Hash, NodeSource};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::Result;
-use crate::merkle::StreamTree;
+use crate::merkle::{StreamTree, TreeError};
 use crate::merkle_worker::TreeWorker;
-use crate::proofs::{TreeCheck, TreeHead, TreeNode};
+use crate::proofs::{tree_error, TreeCheck, TreeHead, TreeNode};
 use crate::store::Kimberlite;
 
 /// Leaves compared per lock of the stored trees.
@@ -52,6 +58,9 @@ pub(crate) struct TreeRecompute {
     chunk_leaves: usize,
     first_stale_leaf: Option<u64>,
     first_stale_node: Option<TreeNode>,
+    /// Why some completed nodes could not be compared (the stored trees could not be read):
+    /// the check then fails instead of reporting them as matching.
+    uncompared: Option<String>,
     sizes: Vec<u64>,
     roots_at: Vec<(u64, Hash)>,
 }
@@ -68,6 +77,7 @@ impl TreeRecompute {
             chunk_leaves: 0,
             first_stale_leaf: None,
             first_stale_node: None,
+            uncompared: None,
             sizes: sizes.to_vec(),
             roots_at: Vec::new(),
         }
@@ -120,12 +130,18 @@ impl TreeRecompute {
         let want_node = self.first_stale_node.is_none();
         if self.chunk_leaves > 0 && (want_leaf || want_node) {
             let levels = if want_node { self.chunk.len() } else { 1 };
-            let (leaf, node) = first_stale(merkle, self.id, self.chunk.get(..levels));
-            if want_leaf {
-                self.first_stale_leaf = leaf;
-            }
-            if want_node {
-                self.first_stale_node = node;
+            match first_stale(merkle, self.id, self.chunk.get(..levels)) {
+                Ok((leaf, node)) => {
+                    if want_leaf {
+                        self.first_stale_leaf = leaf;
+                    }
+                    if want_node {
+                        self.first_stale_node = node;
+                    }
+                }
+                Err(error) => {
+                    self.uncompared.get_or_insert_with(|| error.to_string());
+                }
             }
         }
         for level in &mut self.chunk {
@@ -134,22 +150,25 @@ impl TreeRecompute {
         self.chunk_leaves = 0;
     }
 
-    /// What the recomputation found.
-    pub(crate) fn finish(mut self, merkle: &TreeWorker) -> TreeCheck {
+    /// What the recomputation found; an error if some nodes could not be compared.
+    pub(crate) fn finish(mut self, merkle: &TreeWorker) -> Result<TreeCheck, TreeError> {
         self.compare_chunk(merkle);
+        if let Some(reason) = self.uncompared {
+            return Err(TreeError::Failed(reason));
+        }
         if self.sizes.contains(&self.frontier.size()) {
             self.roots_at
                 .push((self.frontier.size(), self.frontier.root()));
         }
         self.roots_at.dedup();
-        TreeCheck {
+        Ok(TreeCheck {
             log_size: self.frontier.size(),
             log_root: self.frontier.root(),
             roots_at: self.roots_at,
             first_stale_leaf: self.first_stale_leaf,
             first_stale_node: self.first_stale_node,
             stored: self.stored,
-        }
+        })
     }
 }
 
@@ -221,10 +240,10 @@ fn first_stale(
     merkle: &TreeWorker,
     id: StreamId,
     levels: Option<&[LevelNodes]>,
-) -> (Option<u64>, Option<TreeNode>) {
-    let Ok(trees) = merkle.wait(id) else {
-        return (None, None);
-    };
+) -> Result<(Option<u64>, Option<TreeNode>), TreeError> {
+    // The nodes compared are below the size the check started at, which the trees held then:
+    // no need to wait for the worker (which may have stopped since).
+    let trees = merkle.trees_now()?;
     let tree = trees.get(id);
     let mut leaf = None;
     let mut first: Option<TreeNode> = None;
@@ -240,7 +259,7 @@ fn first_stale(
             first = Some(node);
         }
     }
-    (leaf, first)
+    Ok((leaf, first))
 }
 
 /// The index of the first of `nodes` (of `level`) whose stored node differs from it, or is
@@ -270,7 +289,11 @@ impl Kimberlite {
     /// the log reaches). What `audit` relies on, since the side files are not trusted;
     /// [`Kimberlite::verify`] does the same in the walk that verifies the chain.
     pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
-        let stored = Self::stored_tree_head_in(&self.read_state(), id)?;
+        let (name, stored) = {
+            let state = self.read_state();
+            let name = state.name_of(id)?.to_owned();
+            (name, Self::stored_tree_head_in(&state, id)?)
+        };
         let recompute = TreeRecompute::new(id, stored, sizes);
         let durable = recompute.stored_size();
         // Each page takes the store's read lock, and so does each comparison: appends go on
@@ -294,6 +317,41 @@ impl Kimberlite {
             Ok::<(), crate::Error>(())
         });
         walked?;
-        Ok(recompute.finish(&self.read_state().merkle))
+        let finished = recompute.finish(&self.read_state().merkle);
+        finished.map_err(|error| tree_error(&name, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Durability, Error, ExpectedOffset, Kimberlite};
+
+    /// When the stored trees cannot be read in the middle of a verification (a tree update
+    /// panicked and poisoned them), the nodes after that point were never compared: the
+    /// verification fails as unable to check the tree, rather than reporting it intact.
+    #[test]
+    fn trees_that_cannot_be_read_mid_verify_fail_it_not_pass_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default().durability(Durability::Unsynced);
+        let store = Kimberlite::open_with(dir.path(), config).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        for first in (0..40_000u64).step_by(1_000) {
+            let events: Vec<String> = (first..first + 1_000).map(|i| format!("e{i}")).collect();
+            store.append(id, events, ExpectedOffset::Any).unwrap();
+        }
+        store.sync().unwrap();
+        assert!(store.verify(id).unwrap().is_intact());
+        let mut poisoned = false;
+        let verified = store.verify_with(id, |_| {
+            if !poisoned {
+                store.read_state().merkle.poison_for_tests();
+                poisoned = true;
+            }
+        });
+        assert!(poisoned, "the walk told its progress");
+        assert!(
+            matches!(verified, Err(Error::TreeUnavailable { ref name, .. }) if name == "audit"),
+            "{verified:?}"
+        );
     }
 }

@@ -38,7 +38,7 @@ use kimberlite_types::{Offset, StreamId};
 
 use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
-use crate::proofs::TreeCheck;
+use crate::proofs::{tree_error, TreeCheck};
 use crate::report::{Problem, StreamReport, StreamStats, VerifyReport};
 use crate::store::{Kimberlite, State};
 use crate::tree_check::{recompute_beside, EventBatch, TreeRecompute};
@@ -206,7 +206,10 @@ impl Kimberlite {
                     if let Some(Err(error)) = stored_tree {
                         return Err(error);
                     }
-                    let tree = recompute.map(|tree| tree.finish(&self.read_state().merkle));
+                    let finished = recompute.map(|tree| tree.finish(&self.read_state().merkle));
+                    let tree = finished
+                        .transpose()
+                        .map_err(|error| tree_error(name.as_deref().unwrap_or_default(), error))?;
                     match tree.filter(|check| !check.tree_matches_log()) {
                         Some(check) => report.problems.push(self.tree_problem(id, name, &check)),
                         None => report.streams.push(stream_report),
