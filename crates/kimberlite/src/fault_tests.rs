@@ -147,3 +147,53 @@ fn a_failed_group_sync_acknowledges_nobody_in_the_group() {
         }
     }
 }
+
+/// A write that fails under group commit, while the appends queued behind a slow sync are
+/// written together as one batch: the caller whose append the failed write held first gets
+/// the error, every other caller of that group `Poisoned`, nobody is acknowledged past what is
+/// durable, and the log keeps exactly the acknowledged events.
+#[test]
+fn a_failed_group_write_fails_the_group_and_poisons() {
+    const THREADS: usize = 8;
+    for round in 0..20 {
+        let config = Config::default().durability(Durability::GroupCommit);
+        let (store, faults) = Kimberlite::faulty(config);
+        let id = store.create_stream("audit").unwrap();
+        faults.flush_micros.store(3_000, Ordering::SeqCst);
+        let barrier = Arc::new(Barrier::new(THREADS + 1));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.append(id, [format!("{round}-{t}")], ExpectedOffset::Any)
+                })
+            })
+            .collect();
+        barrier.wait();
+        // The first group's sync is under way; the appends queued behind it will fail.
+        std::thread::sleep(std::time::Duration::from_micros(1_000));
+        faults.fail_appends.store(true, Ordering::SeqCst);
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let acknowledged = results.iter().filter(|r| r.is_ok()).count() as u64;
+        let failed_writes = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Storage { .. })))
+            .count();
+        let poisoned = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Poisoned)))
+            .count();
+        assert_eq!(
+            acknowledged as usize + failed_writes + poisoned,
+            THREADS,
+            "round {round}: {results:?}"
+        );
+        if acknowledged < THREADS as u64 {
+            assert_eq!(failed_writes, 1, "round {round}: {results:?}");
+        }
+        assert_eq!(store.head(id).unwrap().next_offset.as_u64(), acknowledged);
+        let events = store.read(id, Offset::ZERO, u64::MAX).unwrap();
+        assert_eq!(events.len() as u64, acknowledged, "round {round}");
+    }
+}

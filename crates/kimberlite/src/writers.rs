@@ -265,14 +265,23 @@ impl Kimberlite {
         let before = state.heads.get(&id).map(|heads| heads.written);
         let merged = match self.append_locked(state, id, events, ExpectedOffset::Any) {
             Ok(merged) => merged,
-            Err(error) => {
-                // The stream refused the run (unknown, damaged, poisoned): each request gets
-                // that answer on its own.
+            Err(error) if self.inner.commit.failed() => {
+                // The write failed and the store stopped (fail-stop): the first caller gets the
+                // error, the others `Poisoned`, as if each had been appended in turn.
                 let mut results = vec![Err(error)];
                 for request in run.into_iter().skip(1) {
                     results.push(self.append_locked(state, id, request.events, request.expected));
                 }
                 return results;
+            }
+            Err(_) => {
+                // A refusal that wrote nothing (an unknown or damaged stream, or offsets that
+                // would pass the last one for the run but not for its first appends): each
+                // request is asked again on its own, for its own answer.
+                return run
+                    .into_iter()
+                    .map(|request| self.append_locked(state, id, request.events, request.expected))
+                    .collect();
             }
         };
         let mut head = before.and_then(|head| head.hash);
