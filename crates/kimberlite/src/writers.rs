@@ -255,39 +255,28 @@ impl Kimberlite {
         run: Vec<Request>,
     ) -> Vec<Result<AppendResult>> {
         if run.len() < 2 {
-            return run
-                .into_iter()
-                .map(|request| self.append_locked(state, id, request.events, request.expected))
-                .collect();
+            return self.append_each(state, id, run);
         }
-        let counts: Vec<u64> = run.iter().map(|r| r.events.len() as u64).collect();
         let events: Vec<Bytes> = run.iter().flat_map(|r| r.events.iter().cloned()).collect();
-        let before = state.heads.get(&id).map(|heads| heads.written);
+        let mut head = state.heads.get(&id).and_then(|heads| heads.written.hash);
         let merged = match self.append_locked(state, id, events, ExpectedOffset::Any) {
             Ok(merged) => merged,
             Err(error) if self.inner.commit.failed() => {
                 // The write failed and the store stopped (fail-stop): the first caller gets the
                 // error, the others `Poisoned`, as if each had been appended in turn.
-                let mut results = vec![Err(error)];
-                for request in run.into_iter().skip(1) {
-                    results.push(self.append_locked(state, id, request.events, request.expected));
-                }
-                return results;
+                let rest = self.append_each(state, id, run.into_iter().skip(1));
+                return std::iter::once(Err(error)).chain(rest).collect();
             }
             Err(_) => {
                 // A refusal that wrote nothing (an unknown or damaged stream, or offsets that
                 // would pass the last one for the run but not for its first appends): each
                 // request is asked again on its own, for its own answer.
-                return run
-                    .into_iter()
-                    .map(|request| self.append_locked(state, id, request.events, request.expected))
-                    .collect();
+                return self.append_each(state, id, run);
             }
         };
-        let mut head = before.and_then(|head| head.hash);
         let mut next = merged.first_offset;
         let mut results = Vec::with_capacity(run.len());
-        for (request, count) in run.iter().zip(&counts) {
+        for request in &run {
             let first_offset = next;
             for (offset, event) in (first_offset.as_u64()..).zip(&request.events) {
                 head = Some(ChainHash::compute(
@@ -297,7 +286,7 @@ impl Kimberlite {
                     event,
                 ));
             }
-            next = Offset::new(first_offset.as_u64() + count);
+            next = Offset::new(first_offset.as_u64() + request.events.len() as u64);
             let appended = AppendResult {
                 first_offset,
                 next_offset: next,
@@ -311,5 +300,18 @@ impl Kimberlite {
             "the run's heads follow the backend's chain"
         );
         results
+    }
+
+    /// Appends each of `requests` to stream `id` on its own, in order.
+    fn append_each(
+        &self,
+        state: &mut State,
+        id: StreamId,
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Vec<Result<AppendResult>> {
+        requests
+            .into_iter()
+            .map(|request| self.append_locked(state, id, request.events, request.expected))
+            .collect()
     }
 }
