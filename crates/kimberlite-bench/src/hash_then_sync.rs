@@ -175,7 +175,7 @@ impl Drop for HashThenSync {
 }
 
 /// Each record's chain hash but its link, for `payloads` from offset `first` on.
-fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
+pub(crate) fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
     (first..)
         .zip(payloads)
         .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset), RecordKind::Data, payload))
@@ -183,7 +183,10 @@ fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
 }
 
 /// Links `unlinked` in order after `head`; returns the new head.
-fn link_all(unlinked: Vec<UnlinkedHash>, mut head: Option<ChainHash>) -> Option<ChainHash> {
+pub(crate) fn link_all(
+    unlinked: Vec<UnlinkedHash>,
+    mut head: Option<ChainHash>,
+) -> Option<ChainHash> {
     for hash in unlinked {
         head = Some(hash.link(head.as_ref()));
     }

@@ -28,11 +28,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite_crypto::{ChainHash, UnlinkedHash};
+use kimberlite_crypto::ChainHash;
 use kimberlite_storage::disk::{aligned_write_len, WRITE_CHUNK_BYTES};
 use kimberlite_storage::RECORD_OVERHEAD;
-use kimberlite_types::{Offset, RecordKind};
 
+use crate::hash_then_sync::{link_all, unlinked_hashes};
 use crate::{median, sha256_each, SyncedFile};
 
 /// Blocks allocated ahead of the writes, as the engine allocates them (its largest step).
@@ -142,16 +142,10 @@ fn our_format_work(
     frames: &[u8],
 ) -> (Option<ChainHash>, u32, [Duration; 3]) {
     let started = Instant::now();
-    let unlinked: Vec<UnlinkedHash> = (first_offset..)
-        .zip(batch)
-        .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset), RecordKind::Data, payload))
-        .collect();
+    let unlinked = unlinked_hashes(batch, first_offset);
     let hashing = started.elapsed();
     let started = Instant::now();
-    let mut head = None;
-    for hash in unlinked {
-        head = Some(hash.link(head.as_ref()));
-    }
+    let head = link_all(unlinked, None);
     let link = started.elapsed();
     let started = Instant::now();
     let frame_len = frames.len() / batch.len().max(1);

@@ -62,7 +62,6 @@ fn a_failed_group_sync_fails_its_appends_and_poisons() {
 
 #[test]
 fn concurrent_appenders_share_syncs() {
-    const THREADS: usize = 8;
     const APPENDS: usize = 25;
     let config = Config::default().durability(Durability::GroupCommit);
     let (store, faults) = Kimberlite::faulty(config);
@@ -110,30 +109,50 @@ fn sync_each_append_never_needs_a_flush() {
     assert_eq!(faults.flushes.load(Ordering::SeqCst), 1);
 }
 
+/// Appenders of one group-commit store in the tests below.
+const THREADS: usize = 8;
+
+/// A fresh group-commit store whose syncs take 3 ms, and [`THREADS`] threads that each append
+/// one event (`"{round}-{thread}"`) at once; `fault` is injected 1 ms later, while the first
+/// group's sync is under way and the other appends queue behind it. Returns the store, the
+/// stream and the threads, not yet joined.
+fn appends_queued_behind_a_slow_sync(
+    round: usize,
+    fault: impl FnOnce(&crate::backend::Faults),
+) -> (
+    Kimberlite,
+    StreamId,
+    Vec<std::thread::JoinHandle<Result<AppendResult>>>,
+) {
+    let config = Config::default().durability(Durability::GroupCommit);
+    let (store, faults) = Kimberlite::faulty(config);
+    let id = store.create_stream("audit").unwrap();
+    faults.flush_micros.store(3_000, Ordering::SeqCst);
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.append(id, [format!("{round}-{t}")], ExpectedOffset::Any)
+            })
+        })
+        .collect();
+    barrier.wait();
+    std::thread::sleep(std::time::Duration::from_micros(1_000));
+    fault(&faults);
+    (store, id, threads)
+}
+
 /// A failed group sync with many callers in the group: not one of them may be told its append
 /// is durable, wherever the leader's own request sits in the group. The first sync is slow and
 /// succeeds while the others queue behind it; the syncs after it fail.
 #[test]
 fn a_failed_group_sync_acknowledges_nobody_in_the_group() {
-    const THREADS: usize = 8;
     for round in 0..50 {
-        let config = Config::default().durability(Durability::GroupCommit);
-        let (store, faults) = Kimberlite::faulty(config);
-        let id = store.create_stream("audit").unwrap();
-        faults.flush_micros.store(3_000, Ordering::SeqCst);
-        let barrier = Arc::new(Barrier::new(THREADS + 1));
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    store.append(id, [format!("{round}-{t}")], ExpectedOffset::Any)
-                })
-            })
-            .collect();
-        barrier.wait();
-        std::thread::sleep(std::time::Duration::from_micros(1_000));
-        faults.fail_flushes.store(true, Ordering::SeqCst);
+        let (store, id, threads) = appends_queued_behind_a_slow_sync(round, |faults| {
+            faults.fail_flushes.store(true, Ordering::SeqCst);
+        });
         let durable = |store: &Kimberlite| store.head(id).unwrap().next_offset;
         for thread in threads {
             if let Ok(appended) = thread.join().unwrap() {
@@ -154,26 +173,10 @@ fn a_failed_group_sync_acknowledges_nobody_in_the_group() {
 /// durable, and the log keeps exactly the acknowledged events.
 #[test]
 fn a_failed_group_write_fails_the_group_and_poisons() {
-    const THREADS: usize = 8;
     for round in 0..20 {
-        let config = Config::default().durability(Durability::GroupCommit);
-        let (store, faults) = Kimberlite::faulty(config);
-        let id = store.create_stream("audit").unwrap();
-        faults.flush_micros.store(3_000, Ordering::SeqCst);
-        let barrier = Arc::new(Barrier::new(THREADS + 1));
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    store.append(id, [format!("{round}-{t}")], ExpectedOffset::Any)
-                })
-            })
-            .collect();
-        barrier.wait();
-        // The first group's sync is under way; the appends queued behind it will fail.
-        std::thread::sleep(std::time::Duration::from_micros(1_000));
-        faults.fail_appends.store(true, Ordering::SeqCst);
+        let (store, id, threads) = appends_queued_behind_a_slow_sync(round, |faults| {
+            faults.fail_appends.store(true, Ordering::SeqCst);
+        });
         let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         let acknowledged = results.iter().filter(|r| r.is_ok()).count() as u64;
         let failed_writes = results
