@@ -75,8 +75,8 @@ fn print_ratio() {
     let (sync_store, sync_id) = open(&dir.path().join("sync"), Durability::SyncEachAppend);
     let per_thread = scaled(40, 10);
     let singles = scaled(150, 40);
-    // Short alternating rounds: this VM's flush latency swings between ~0.15 ms and ~4 ms
-    // within seconds, so each round's ratio compares the two sides in the same period.
+    // Short alternating rounds: a virtual disk's flush latency can change several-fold within
+    // seconds, so each round's ratio compares the two sides in the same period.
     let (mut ours, mut base, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..scaled(15, 2) {
         let ours_rate = rate(
@@ -123,7 +123,8 @@ fn print_ratio() {
         thousands(1.0 / median(no_wait).as_secs_f64()),
         thousands(1.0 / median(no_device).as_secs_f64())
     );
-    // The machine's own limit for any design (kimberlite_bench::ceiling).
+    // The machine's own limit for any design (kimberlite_bench::ceiling); the targets table
+    // quotes the best-wait bound.
     let parts_dir = tempfile::tempdir().expect("temp dir");
     let bounds = Parts::measure(parts_dir.path(), THREADS as usize).bounds();
     println!(

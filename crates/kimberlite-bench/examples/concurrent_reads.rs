@@ -1,8 +1,7 @@
 //! Readers side by side: 400 verified reads of 1,000 events from a 200,000-event stream,
 //! split over 1, 2 and 4 threads sharing one `kimberlite` store. Reads take the store's read
-//! lock (since 2026-11-26; before, its write lock), so more reader threads than cores should
-//! cost no more than one thread doing all the reads; with the write lock they queued for it
-//! in turn. Results: `docs/PERFORMANCE.md`.
+//! lock, so more reader threads than cores should cost no more than one thread doing all the
+//! reads (`docs/PERFORMANCE.md`, section "Design decisions").
 //!
 //! Run: `cargo run --release -p kimberlite-bench --example concurrent_reads`.
 

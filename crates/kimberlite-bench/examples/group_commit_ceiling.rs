@@ -18,17 +18,19 @@
 //!   (i = 0 is pipelined; i = 16, 16 x T1 / (T16 + G_16), waits for all).
 //!
 //! And four designs, run for real:
-//! - `condvar`: leader/follower over a condition variable (the `kimberlite` store's
-//!   coordinator until 2026-11-26): the first waiter with no sync running syncs everything
-//!   written so far, the others wait and are all woken (`notify_all`) when it ends;
+//! - `condvar`: leader/follower over a condition variable: the first waiter with no sync
+//!   running syncs everything written so far, the others wait and are all woken
+//!   (`notify_all`) when it ends;
 //! - `parked`: the same, but each waiter parks its own thread and the leader unparks exactly
-//!   the waiters its sync covered plus one to lead the next (the store's coordinator now);
+//!   the waiters its sync covered plus one to lead the next (as the store's writer queue does);
 //! - `combining`: waiters queue their event instead of writing it; the leader writes all
 //!   queued events with one `write`, syncs, and unparks them (no write per thread);
 //! - `store`: the `kimberlite` store itself, `Durability::GroupCommit`, default config.
 //!
-//! Every figure is a ratio against T1 measured in the same round (the VM's flush latency moves
-//! within seconds). Results: `docs/PERFORMANCE.md`, "`group_commit`: the ceiling".
+//! Every figure is a ratio against T1 measured in the same round (a virtual disk's flush
+//! latency can move within seconds). The `group_commit` bench prints the three bounds itself
+//! (`kimberlite_bench::ceiling`); why they cap the target: `docs/PERFORMANCE.md`, section "Why
+//! the unmet targets are not met".
 //!
 //! Run: `cargo run --release -p kimberlite-bench --example group_commit_ceiling [rounds]
 //! [design]` (rounds: 10 by default; design: one of the four, to run only it).

@@ -1,7 +1,8 @@
 //! Upper bounds for group commit on this machine, from measured parts only: what no design
 //! can beat when `threads` threads each have one synced event in flight. The derivation is in
 //! `examples/group_commit_ceiling.rs` (which also runs real designs against them) and in
-//! `docs/PERFORMANCE.md`; the `group_commit` bench prints them beside its `RESULT`.
+//! `docs/PERFORMANCE.md`, section "Why the unmet targets are not met"; the `group_commit` bench
+//! prints them beside its `RESULT`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -3,13 +3,13 @@
 //! Every benchmark of the suite measures Kimberlite and a *baseline* in the same process, on
 //! the same payloads, and prints one `RESULT` line with both figures and their ratio, because
 //! the machines we measure on are shared and noisy: absolute figures move from run to run,
-//! ratios much less. `docs/PERFORMANCE.md` ("Benchmark suite") collects the lines.
+//! ratios much less. `docs/PERFORMANCE.md`, section "Running the benches", says what each
+//! line compares.
 //!
 //! Set `KIMBERLITE_BENCH_SMOKE=1` for a quick run (smaller stores, fewer samples) that checks
 //! every bench works end to end; its figures are not the ones to report.
 
 pub mod ceiling;
-pub mod hash_then_sync;
 pub mod work_bound;
 
 use std::hint::black_box;
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite_crypto::ChainHash;
+use kimberlite_crypto::{ChainHash, UnlinkedHash};
 use kimberlite_storage::{Storage, StorageBackend, StorageConfig, RECORD_OVERHEAD};
 use kimberlite_types::{Offset, RecordKind, StreamId};
 use sha2::{Digest, Sha256};
@@ -68,7 +68,8 @@ pub fn settle() {
 }
 
 /// Criterion settings for the suite: few samples and a short measurement, so that a full
-/// `cargo bench -p kimberlite-bench` takes a few minutes on two shared cores.
+/// `cargo bench -p kimberlite-bench` takes minutes, not hours; the `RESULT` lines come from
+/// the interleaved phase after it.
 #[must_use]
 pub fn criterion_config() -> criterion::Criterion {
     let (samples, measure_ms, warm_ms) = if smoke() {
@@ -134,7 +135,7 @@ pub fn sha256_time(payloads: &[Bytes], rounds: usize) -> Duration {
     )
 }
 
-/// The hashing share of the floor of a synced batch (`append_fsync`, `peers`): the SHA-256
+/// The hashing share of the floor of a synced batch (`peers`, against SQLite): the SHA-256
 /// of its events spread perfectly over two cores. A synced append must hash its events
 /// before it writes the frames that hold the hashes, so at least this much comes before its
 /// `write` + `fdatasync`; everything else (encoding, CRC, copies, hand-offs) is taken as
@@ -159,7 +160,7 @@ impl SyncedFile {
     }
 
     /// Appends as many bytes as `batch`'s frames take: `RECORD_OVERHEAD` more per event
-    /// (the batch's few checkpoint frames left out, so floors built on it are low).
+    /// (the batch's few restart records left out, so floors built on it are low).
     #[must_use]
     pub fn frame_sized(path: &Path, batch: &[Bytes]) -> Self {
         let frame_bytes = batch.iter().map(|e| e.len() + RECORD_OVERHEAD).sum();
@@ -206,6 +207,26 @@ pub fn chain_hash_each(payloads: &[Bytes], first_offset: u64) -> Option<ChainHas
         ));
     }
     black_box(prev)
+}
+
+/// Each record's chain hash but its link, for `payloads` from offset `first` on: the part of
+/// the chain any thread can compute.
+#[must_use]
+pub fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
+    (first..)
+        .zip(payloads)
+        .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset), RecordKind::Data, payload))
+        .collect()
+}
+
+/// Links `unlinked` in order after `head` (the part of the chain that must run in order);
+/// returns the new head.
+#[must_use]
+pub fn link_all(unlinked: Vec<UnlinkedHash>, mut head: Option<ChainHash>) -> Option<ChainHash> {
+    for hash in unlinked {
+        head = Some(hash.link(head.as_ref()));
+    }
+    head
 }
 
 /// Copies of one batch, made before a measurement: `Storage::append_batch` takes its events

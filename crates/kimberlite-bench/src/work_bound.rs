@@ -13,8 +13,8 @@
 //!
 //! where `flush` is an `fdatasync` of those bytes once they are all in the page cache. Taken as
 //! free: framing and copying the payloads into frames, every hand-off and wake-up, and any
-//! imbalance between the cores. Starting the device early does not lower `flush` here
-//! (`sync_file_range` per chunk measured slower, `docs/PERFORMANCE.md`), which is what makes it
+//! imbalance between the cores. Starting the device early does not lower `flush`
+//! (`docs/PERFORMANCE.md`, section "Why the unmet targets are not met"), which is what makes it
 //! a bound and not an estimate.
 //!
 //! The same sum for *any* hash-chained log ([`ChainWork::AnyChain`]): SHA-256 of every payload
@@ -29,14 +29,24 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::disk::{aligned_write_len, WRITE_CHUNK_BYTES};
 use kimberlite_storage::RECORD_OVERHEAD;
 
-use crate::hash_then_sync::{link_all, unlinked_hashes};
-use crate::{median, sha256_each, SyncedFile};
+use crate::{link_all, median, sha256_each, unlinked_hashes, SyncedFile};
 
 /// Blocks allocated ahead of the writes, as the engine allocates them (its largest step).
 const ALLOCATE_AHEAD: u64 = 8 << 20;
+
+/// The engine's write size and alignment: its batch writes end at multiples of this many bytes
+/// of the file (`docs/PERFORMANCE.md`, section "Design decisions").
+const WRITE_CHUNK_BYTES: usize = 64 << 10;
+
+/// How much of `buffered` bytes, to be written at file position `position`, to write now so
+/// that the write ends at a multiple of [`WRITE_CHUNK_BYTES`]; 0 when no boundary is reached.
+fn aligned_write_len(position: u64, buffered: usize) -> usize {
+    let end = position.saturating_add(buffered as u64);
+    let cut = end - end % WRITE_CHUNK_BYTES as u64;
+    usize::try_from(cut.saturating_sub(position)).map_or(buffered, |len| len.min(buffered))
+}
 
 /// Which log's work is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,11 @@
-//! The synced-batch probe of `append_fsync`: the least time a design can take here that hashes
+//! A probe of synced batches, not a bench: the least time a design can take here that hashes
 //! a batch on two threads and then writes and syncs it, measured as one sequence of real steps
 //! (a helper thread handed half the batch, the caller hashing the other half, the join, one
 //! `write` and one `fdatasync` of as many bytes as the batch's frames) rather than as a sum of
 //! parts measured apart. Nothing else a store does (encoding, checksums, links, copies,
-//! bookkeeping) is in it, so it bounds any store from below.
+//! bookkeeping) is in it. The bound the targets rely on is `append_fsync`'s work bound
+//! (`kimberlite_bench::work_bound`); this probe shows what one straightforward split of the
+//! work reaches, and what a wake-up costs.
 //!
 //! The helper either sleeps between batches (woken through a condition variable, as a helper
 //! that does not hold a core while the caller waits for the device must be) or spins (holding
@@ -13,19 +15,22 @@
 //! spread over threads: each record's hash finished with its predecessor's, in order (our
 //! format's `UnlinkedHash::new` on both threads, then `UnlinkedHash::link` record after
 //! record, at least one SHA-256 block each). The caller links its half while the helper may
-//! still be hashing the other, then links the helper's half. Still no framing, checksum or
-//! copy: it bounds any hash-chained log from below, as far as one straightforward split of
-//! the work can show.
+//! still be hashing the other, then links the helper's half.
+//!
+//! Each variant is interleaved with `append_fsync`'s baseline (`write` + `fdatasync` of the
+//! payload bytes) and printed as a ratio to it, like the bench's `RESULT` line.
+//!
+//! Run: `cargo run --release -p kimberlite-bench --example hash_then_sync [rounds]`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use kimberlite_bench::{
+    events, interleaved, link_all, sha256_each, unlinked_hashes, SyncedFile, BATCH_EVENTS,
+};
 use kimberlite_crypto::{ChainHash, UnlinkedHash};
-use kimberlite_types::{Offset, RecordKind};
-
-use crate::{sha256_each, SyncedFile};
 
 /// What the probe does with each record before it writes the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +118,8 @@ impl HashThenSync {
     }
 
     /// The chain hash of the last record linked (`HashAndLink`; `None` before the first batch
-    /// or with `HashOnly`).
+    /// or with `HashOnly`); read by the test that checks the probe computes the real chain.
+    #[cfg(test)]
     #[must_use]
     pub fn head(&self) -> Option<ChainHash> {
         self.head
@@ -174,25 +180,6 @@ impl Drop for HashThenSync {
     }
 }
 
-/// Each record's chain hash but its link, for `payloads` from offset `first` on.
-pub(crate) fn unlinked_hashes(payloads: &[Bytes], first: u64) -> Vec<UnlinkedHash> {
-    (first..)
-        .zip(payloads)
-        .map(|(offset, payload)| UnlinkedHash::new(Offset::new(offset), RecordKind::Data, payload))
-        .collect()
-}
-
-/// Links `unlinked` in order after `head`; returns the new head.
-pub(crate) fn link_all(
-    unlinked: Vec<UnlinkedHash>,
-    mut head: Option<ChainHash>,
-) -> Option<ChainHash> {
-    for hash in unlinked {
-        head = Some(hash.link(head.as_ref()));
-    }
-    head
-}
-
 /// The helper: does its `half` of each posted batch once (its records start `starts` into
 /// the batch, of `batch_len`), waiting as `shared.wait` says.
 fn help(shared: &Shared, half: &[Bytes], starts: u64, batch_len: u64) {
@@ -235,10 +222,51 @@ fn help(shared: &Shared, half: &[Bytes], starts: u64, batch_len: u64) {
     }
 }
 
+/// Runs the four variants, each interleaved with the baseline, and prints their ratios.
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(200, |rounds| rounds.parse().expect("rounds: a number"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut raw = SyncedFile::payloads(&dir.path().join("raw.bin"), &batch);
+    let variants = [
+        (
+            HelperWait::Sleeps,
+            ProbeWork::HashOnly,
+            "hash only, helper sleeping",
+        ),
+        (
+            HelperWait::Spins,
+            ProbeWork::HashOnly,
+            "hash only, helper spinning",
+        ),
+        (
+            HelperWait::Sleeps,
+            ProbeWork::HashAndLink,
+            "chain linked, helper sleeping",
+        ),
+        (
+            HelperWait::Spins,
+            ProbeWork::HashAndLink,
+            "chain linked, helper spinning",
+        ),
+    ];
+    for (index, (wait, work, name)) in variants.into_iter().enumerate() {
+        let path = dir.path().join(format!("probe-{index}.bin"));
+        let mut probe = HashThenSync::new(&path, &batch, wait, work);
+        let (probed, base) = interleaved(rounds, || probe.append(), || raw.append());
+        println!(
+            "{name}: {probed:.2?} per batch against write+fdatasync {base:.2?}: ratio {:.3}",
+            base.as_secs_f64() / probed.as_secs_f64()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{chain_hash_each, events};
+    use kimberlite_bench::chain_hash_each;
 
     /// The linking probe computes the real chain: after two batches its head is the chain hash
     /// of the 2,000 records one by one, whichever way the helper waits.
