@@ -8,10 +8,10 @@ use clap::Args;
 use kimberlite::{Anchor, Config, Error, Problem, StreamReport, StreamStats, VerifyReport};
 use serde_json::{json, Value};
 
-use crate::common::{
-    describe_problem, find_stream, human_bytes, open_existing_waiting, print_recovery,
-    progress_bar, thousands, CliError, LOCK_WAIT, MISSING_STREAM,
-};
+use crate::display::{human_bytes, progress_bar, thousands};
+use crate::error::CliError;
+use crate::open::{find_stream, open_existing_waiting, LOCK_WAIT};
+use crate::report::{describe_problem, label, print_recovery, MISSING_STREAM};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -179,14 +179,6 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
             "(keep the NAME@EVENTS=HASH anchors above somewhere else; `verify --anchor` checks \
              them later, which also catches events cut from the end of a stream)"
         );
-    }
-}
-
-pub fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
-    match name {
-        Some(name) => format!("{name:?}"),
-        None if stream.as_u64() == 0 => kimberlite::CATALOG_LABEL.to_owned(),
-        None => format!("(unnamed stream {stream})"),
     }
 }
 

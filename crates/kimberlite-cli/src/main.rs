@@ -29,11 +29,14 @@ macro_rules! outln {
 mod audit_data;
 mod bench;
 mod check;
-mod common;
 mod demo;
+mod display;
+mod error;
 mod events;
+mod open;
 mod proof_audit;
 mod proofs;
+mod report;
 
 use std::process::ExitCode;
 
@@ -124,7 +127,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::CliError;
+    use crate::error::CliError;
     use clap::CommandFactory;
 
     #[test]

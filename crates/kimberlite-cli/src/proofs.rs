@@ -18,7 +18,8 @@ use kimberlite::proof::{
 };
 use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
-use crate::common::{find_stream, open_existing, CliError};
+use crate::error::CliError;
+use crate::open::{find_stream, open_existing};
 
 /// Directory under the store where `checkpoint` keeps the checkpoints it signs.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
