@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use kimberlite::proof::checkpoint::Verified;
+use kimberlite::proof::Verified;
 use kimberlite::proof::{
     verify_bundle, Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, VerifierKey,
     CONSISTENCY_FORMAT,
