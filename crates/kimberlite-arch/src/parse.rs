@@ -397,11 +397,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Moves past one item: to its `;`, or past its brace block when it is a block item.
+    /// Moves past one item: to its `;`, or past its brace block when it is a block item
+    /// (its leading words, such as `const fn` or `unsafe impl`, hold a block keyword).
     fn skip_item(&mut self) {
-        let block_item = self
-            .ident(self.pos)
-            .is_some_and(|w| BLOCK_ITEMS.contains(&w));
+        let block_item = (self.pos..)
+            .map_while(|at| match self.tok(at) {
+                Some(Tok::Ident(w)) => Some(Some(w.as_str())),
+                Some(Tok::Literal) => Some(None),
+                _ => None,
+            })
+            .flatten()
+            .any(|w| BLOCK_ITEMS.contains(&w));
         while let Some(tok) = self.tok(self.pos) {
             match tok {
                 Tok::Punct(';') => {
