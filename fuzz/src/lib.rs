@@ -4,23 +4,30 @@ use std::path::{Path, PathBuf};
 
 use kimberlite_sim::{FaultConfig, SimFileSystem};
 use kimberlite_storage::{
-    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, VerifyStep,
+    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, VerifyStep, RECORD_OVERHEAD,
 };
 use kimberlite_types::{Offset, StreamId};
 
 /// Where the fuzzed store lives on the simulated file system.
 pub const STORE: &str = "/store";
 
-/// A record frame (format version 1, data, LZ4) around `stored`, with a valid CRC.
+/// A data record frame with LZ4 compression around `stored`, its payload length declared as
+/// `declared_len`, and a valid CRC, so decoding reaches the decompressor. The layout is
+/// `crates/kimberlite-storage/src/record.rs`'s (docs/FORMAT.md): header (length, version 3,
+/// kind, compression, flags, offset, payload length), stored bytes, link (absent: zeros), CRC.
 pub fn lz4_frame(stored: &[u8], declared_len: u32) -> Vec<u8> {
-    let frame_len = 56 + stored.len();
+    const VERSION: u8 = 3;
+    const KIND_DATA: u8 = 0;
+    const COMPRESSION_LZ4: u8 = 1;
+    const NO_FLAGS: u8 = 0;
+    let frame_len = RECORD_OVERHEAD + stored.len();
     let mut frame = Vec::with_capacity(frame_len);
     frame.extend_from_slice(&(frame_len as u32).to_le_bytes());
-    frame.extend_from_slice(&[1, 0, 1, 0]);
+    frame.extend_from_slice(&[VERSION, KIND_DATA, COMPRESSION_LZ4, NO_FLAGS]);
     frame.extend_from_slice(&0u64.to_le_bytes());
-    frame.extend_from_slice(&[0u8; 32]);
     frame.extend_from_slice(&declared_len.to_le_bytes());
     frame.extend_from_slice(stored);
+    frame.extend_from_slice(&[0u8; 32]);
     let crc = crc32c::crc32c(&frame);
     frame.extend_from_slice(&crc.to_le_bytes());
     frame

@@ -1,5 +1,5 @@
-//! Writes seed inputs for the fuzz targets into `corpus/<target>/`: real stores made by the
-//! engine (so `open_store` starts from valid files and mutates them) and real frames.
+//! Writes the starting corpus of each fuzz target into `corpus/<target>/`: real stores made
+//! by the engine (so `open_store` starts from valid files and mutates them) and real frames.
 //!
 //! Run from `fuzz/`: `cargo run --bin make_corpus`.
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use kimberlite::{Bytes, Config, Durability, ExpectedOffset, Kimberlite, Offset};
 
-use crate::common::{human_bytes, progress_bar, thousands, CliError};
+use crate::display::{human_bytes, progress_bar, thousands};
+use crate::error::CliError;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

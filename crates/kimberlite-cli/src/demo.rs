@@ -14,8 +14,9 @@ use clap::Args;
 use kimberlite::{Anchor, Config, Error, ExpectedOffset, Kimberlite, Offset, StreamId};
 
 use crate::audit_data::{AuditGenerator, ACCESS_STREAM, LOGINS_STREAM, STREAMS};
-use crate::check::label;
-use crate::common::{describe_problem, human_bytes, progress_bar, short_hash, thousands, CliError};
+use crate::display::{human_bytes, progress_bar, short_hash, thousands};
+use crate::error::CliError;
+use crate::report::{describe_problem, label};
 
 /// Bytes the demo cuts off the end of a segment: a few records.
 const CUT_BYTES: u64 = 600;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use clap::Args;
 use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
 
-use crate::common::{
-    announce_recovery, find_stream, open_existing, open_existing_waiting, open_waiting, CliError,
-    LOCK_WAIT,
+use crate::error::CliError;
+use crate::open::{
+    announce_recovery, find_stream, open_existing, open_existing_waiting, open_waiting, LOCK_WAIT,
 };
 
 /// Events per atomic batch written by `append`.

@@ -28,12 +28,16 @@ macro_rules! outln {
 
 mod audit_data;
 mod bench;
-mod check;
-mod common;
 mod demo;
+mod display;
+mod error;
 mod events;
+mod inspect;
+mod open;
 mod proof_audit;
 mod proofs;
+mod report;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -68,9 +72,9 @@ enum Command {
     /// Exit code 0 when everything is intact, 1 when anything is tampered with or corrupt
     /// (the first problem is printed with stream, offset, file and byte), 2 on usage or I/O
     /// errors.
-    Verify(check::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Show a store's streams: events, segments, sizes, checkpoints, compression, head hash.
-    Inspect(check::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Measure append and read throughput and append latency on a scratch store.
     Bench(bench::BenchArgs),
     /// Create an Ed25519 key pair for signing checkpoints (C2SP signed-note key format).
@@ -102,8 +106,8 @@ fn main() -> ExitCode {
         Command::Append(args) => events::append(&args),
         Command::Read(args) => events::read(&args),
         Command::Tail(args) => events::tail(&args),
-        Command::Verify(args) => check::verify(&args),
-        Command::Inspect(args) => check::inspect(&args),
+        Command::Verify(args) => verify::verify(&args),
+        Command::Inspect(args) => inspect::inspect(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Keygen(args) => proofs::keygen(&args),
         Command::Checkpoint(args) => proofs::checkpoint(&args),
@@ -124,7 +128,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::CliError;
+    use crate::error::CliError;
     use clap::CommandFactory;
 
     #[test]

@@ -24,7 +24,8 @@ use clap::Args;
 use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
 use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
 
-use crate::common::{find_stream, open_existing, CliError};
+use crate::error::CliError;
+use crate::open::{find_stream, open_existing};
 use crate::proofs::{read_evidence, read_verifier};
 
 #[derive(Debug, Args)]

@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use kimberlite::proof::checkpoint::Verified;
+use kimberlite::proof::Verified;
 use kimberlite::proof::{
     verify_bundle, Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, VerifierKey,
     CONSISTENCY_FORMAT,
 };
 use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
-use crate::common::{find_stream, open_existing, CliError};
+use crate::error::CliError;
+use crate::open::{find_stream, open_existing};
 
 /// Directory under the store where `checkpoint` keeps the checkpoints it signs.
 pub const CHECKPOINT_DIR: &str = "checkpoints";

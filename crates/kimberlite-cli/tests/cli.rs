@@ -208,9 +208,8 @@ fn verify_exit_codes_intact_and_tampered() {
     fails(&["read", s(&dir), "audit"], "", 1, "offset");
 }
 
-/// A store of another format version (segment headers of version 1, as written by the drafts
-/// before record format 3) is not "tampered": every command refuses it with the reason and
-/// exit code 2, and no file changes.
+/// A store of another format version (segment headers of version 1) is not "tampered": every
+/// command refuses it with the reason and exit code 2, and no file changes.
 #[test]
 fn a_store_of_another_format_version_is_refused_not_reported_tampered() {
     let (_temp, dir) = store_with(10);

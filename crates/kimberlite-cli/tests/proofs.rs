@@ -454,10 +454,10 @@ fn flip_tree_node(store: &Path, stream: &str, level: u8, index: u64) -> PathBuf 
 }
 
 /// A flipped bit in an interior node of the stored tree (node 0 of level 3: offsets 0..=7):
-/// `verify` exits 1 naming the node, its file and byte (it compared only leaves and the
-/// root, and said intact); `prove` and `prove-consistency` refuse the proofs that read it
-/// with exit 1 and print no proof (they printed one that failed against the checkpoint);
-/// proofs that do not read it are still given and verify.
+/// `verify` exits 1 naming the node, its file and byte (comparing only leaves and the root
+/// would miss it); `prove` and `prove-consistency` refuse the proofs that read it with exit 1
+/// and print no proof (it would fail against the checkpoint); proofs that do not read it are
+/// still given and verify.
 #[test]
 fn a_damaged_interior_tree_node_fails_verify_and_no_proof_is_printed_from_it() {
     let setup = setup(40);
@@ -512,8 +512,8 @@ fn a_damaged_interior_tree_node_fails_verify_and_no_proof_is_printed_from_it() {
 }
 
 /// A flipped bit in a node the root is made of (node 0 of level 5: offsets 0..=31 of 40):
-/// `checkpoint` refuses to sign the root it gives (it signed a root no proof could match),
-/// and `prove` refuses even proofs whose path is intact, since their root is not.
+/// `checkpoint` refuses to sign the root it gives (no proof could match it), and `prove`
+/// refuses even proofs whose path is intact, since their root is not.
 #[test]
 fn a_damaged_root_node_is_neither_signed_nor_proved_against() {
     let setup = setup(40);
@@ -541,7 +541,7 @@ fn a_damaged_root_node_is_neither_signed_nor_proved_against() {
 }
 
 /// A checkpoint or proof file that is not text is evidence that does not hold, as a malformed
-/// one is: INVALID, exit 1 (it was a usage error, exit 2, while malformed text gave 1).
+/// one is: INVALID, exit 1, not a usage error (exit 2).
 #[test]
 fn binary_evidence_is_invalid_not_a_usage_error() {
     let setup = setup(5);

@@ -80,9 +80,9 @@ fn a_cut_catalogue_is_tampering() {
 
 /// With the catalogue's entry for stream 1 cut off, `append --create` of a new name must not
 /// name stream 1's records (the next id): it fails with exit 1 and the store still verifies
-/// as tampered. (It used to write the catalogue entry, fail the append, and leave a store that
-/// verified intact.) And an event over the size limit is refused before a store or stream is
-/// created.
+/// as tampered (writing the catalogue entry and then failing the append would leave a store
+/// that verifies intact). And an event over the size limit is refused before a store or
+/// stream is created.
 #[test]
 fn a_failed_create_leaves_no_trace() {
     let (_temp, dir) = store_with(3);
@@ -110,8 +110,8 @@ fn a_failed_create_leaves_no_trace() {
 }
 
 /// A torn tail is cut by whichever command opens the store first: that command says so on
-/// standard error and names where the cut bytes were kept (before, only `verify` and
-/// `inspect` said anything, so after a `read` the cut went untold).
+/// standard error and names where the cut bytes were kept, so a cut made by a `read` is not
+/// left untold.
 #[test]
 fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
     let (_temp, dir) = store_with(3);
@@ -155,7 +155,7 @@ fn run_quiet(args: &[&str]) -> String {
 }
 
 /// Several processes creating the same new store at once all succeed: none of them takes the
-/// half-created directory for "not a store" (some did, one run in a few).
+/// half-created directory for "not a store" (a race: the test repeats it).
 #[test]
 fn concurrent_creators_of_one_store_all_succeed() {
     let temp = tempfile::tempdir().unwrap();

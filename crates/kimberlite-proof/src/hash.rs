@@ -26,15 +26,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 /// Prefix of a leaf hash's input (RFC 9162 section 2.1.1).
-pub const LEAF_PREFIX: u8 = 0x00;
+const LEAF_PREFIX: u8 = 0x00;
 /// Prefix of an interior node hash's input (RFC 9162 section 2.1.1).
-pub const NODE_PREFIX: u8 = 0x01;
+const NODE_PREFIX: u8 = 0x01;
 /// Size of a hash, in bytes.
 pub const HASH_LEN: usize = 32;
 /// Size of the fixed part of an event's leaf bytes: offset, kind, payload length.
-pub const LEAF_HEADER_LEN: usize = 8 + 1 + 8;
+const LEAF_HEADER_LEN: usize = 8 + 1 + 8;
 /// The `kind` byte of a data event's leaf bytes.
-pub const LEAF_KIND_DATA: u8 = 0;
+const LEAF_KIND_DATA: u8 = 0;
 
 /// A SHA-256 hash: a leaf, an interior node or a root. Shown and serialised as 64 lowercase
 /// hex digits.

@@ -12,6 +12,42 @@
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root) and the JSON proof
 //!   bundles the `kimberlite` program prints, with their offline verification.
 //!
+//! # Example
+//!
+//! A log signs a checkpoint of a stream's tree and proves that an event is in it; an auditor
+//! holding only the log's public key checks the proof:
+//!
+//! ```
+//! use kimberlite_proof::{
+//!     event_leaf_hash, inclusion_proof, verify_bundle, Checkpoint, InclusionBundle, MemoryTree,
+//!     SignerKey, Verified,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let events: [&[u8]; 3] = [b"login", b"read", b"logout"];
+//! let tree = MemoryTree::from_leaves((0u64..).zip(events).map(|(o, e)| event_leaf_hash(o, e)));
+//!
+//! // The log's side: sign the tree head, prove event 1.
+//! let signer = SignerKey::from_seed("example.org/log", [7; 32])?;
+//! let checkpoint = Checkpoint {
+//!     origin: "store/audit".into(),
+//!     tree_size: 3,
+//!     root: tree.root(),
+//!     extensions: vec![],
+//! };
+//! let note = signer.sign(&checkpoint.to_text())?;
+//! let proof = inclusion_proof(&tree, 1, 3)?;
+//! let bundle = InclusionBundle::new("store/audit", 1, b"read", 3, tree.root(), proof);
+//!
+//! // The auditor's side: the public key, the signed note and the bundle's JSON.
+//! let verifier = signer.verifier();
+//! let verified = verify_bundle(&verifier, &note, &serde_json::to_string(&bundle)?)?;
+//! let expected = Verified::Inclusion { offset: 1, payload: b"read".to_vec(), tree_size: 3 };
+//! assert_eq!(verified, expected);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # What is kept and dropped
 //!
 //! Kept: RFC 9162's hashing and proof shapes exactly, so any RFC 9162 verifier checks our

@@ -1,17 +1,18 @@
-//! `verify` and `inspect`: is the store intact, and what does it hold.
+//! `verify`: is the store intact? Every record's checksum, offset and hash link, anchors
+//! recorded earlier, and what recovery did on open; as text or one JSON object.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use kimberlite::{Anchor, Config, Error, Problem, StreamReport, StreamStats, VerifyReport};
+use kimberlite::{Anchor, Config, Error, Problem, StreamReport, VerifyReport};
 use serde_json::{json, Value};
 
-use crate::common::{
-    describe_problem, find_stream, human_bytes, open_existing_waiting, print_recovery,
-    progress_bar, thousands, CliError, LOCK_WAIT, MISSING_STREAM,
-};
+use crate::display::{human_bytes, progress_bar, thousands};
+use crate::error::CliError;
+use crate::open::{find_stream, open_existing_waiting, LOCK_WAIT};
+use crate::report::{describe_problem, label, print_recovery, MISSING_STREAM};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -25,17 +26,6 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "NAME@EVENTS=HASH")]
     anchor: Vec<Anchor>,
     /// Print the report as one JSON object.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// Show only this stream.
-    stream: Option<String>,
-    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -182,14 +172,6 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
     }
 }
 
-pub fn label(name: Option<&str>, stream: kimberlite::StreamId) -> String {
-    match name {
-        Some(name) => format!("{name:?}"),
-        None if stream.as_u64() == 0 => kimberlite::CATALOG_LABEL.to_owned(),
-        None => format!("(unnamed stream {stream})"),
-    }
-}
-
 fn report_json(report: &VerifyReport, recovery: &[String], kept_torn_tails: Vec<Value>) -> Value {
     let streams: Vec<Value> = report.streams.iter().map(stream_json).collect();
     let problems: Vec<Value> = report.problems.iter().map(problem_json).collect();
@@ -237,102 +219,5 @@ fn problem_json(problem: &Problem) -> Value {
         "byte": problem.position,
         "reason": problem.reason,
         "message": problem.message,
-    })
-}
-
-pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
-    let store = open_existing_waiting(&args.dir, Config::default(), LOCK_WAIT)?;
-    let mut stats = store.stats();
-    if let Some(name) = &args.stream {
-        let id = find_stream(&store, &args.dir, name)?;
-        stats.retain(|s| s.stream == id);
-    }
-    if args.json {
-        let streams: Vec<Value> = stats.iter().map(stats_json).collect();
-        outln!(
-            "{}",
-            json!({ "path": args.dir.display().to_string(), "streams": streams })
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!("store {}", args.dir.display());
-    outln!(
-        "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  head",
-        "id",
-        "stream",
-        "events",
-        "segments",
-        "stored",
-        "logical",
-        "ratio",
-        "checkpoints"
-    );
-    for s in &stats {
-        outln!(
-            "  {:<4} {:<28} {:>10} {:>8} {:>11} {:>11} {:>6} {:>11}  {}",
-            s.stream.as_u64(),
-            label(s.name.as_deref(), s.stream),
-            if s.damaged {
-                "damaged".to_owned()
-            } else {
-                thousands(s.events)
-            },
-            s.storage.segments,
-            s.storage
-                .stored_bytes
-                .map_or_else(|| "-".into(), human_bytes),
-            s.storage
-                .logical_bytes
-                .map_or_else(|| "-".into(), human_bytes),
-            ratio(s).map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
-            s.storage.checkpoints.map_or_else(|| "-".into(), thousands),
-            s.head
-                .filter(|_| !s.damaged)
-                .map_or_else(|| "-".to_owned(), |h| h.to_string())
-        );
-    }
-    let events: u64 = stats
-        .iter()
-        .filter(|s| s.name.is_some() && !s.damaged)
-        .map(|s| s.events)
-        .sum();
-    let damaged = stats.iter().filter(|s| s.damaged).count();
-    let stored: u64 = stats.iter().filter_map(|s| s.storage.stored_bytes).sum();
-    print_recovery(&store);
-    outln!(
-        "  {} named stream(s), {} events{}, {} stored",
-        stats.iter().filter(|s| s.name.is_some()).count(),
-        thousands(events),
-        if damaged > 0 {
-            format!(" in intact streams ({damaged} damaged: run `kimberlite verify`)")
-        } else {
-            String::new()
-        },
-        human_bytes(stored)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Logical bytes over stored bytes: above 1 when compression saves space.
-fn ratio(stats: &StreamStats) -> Option<f64> {
-    match (stats.storage.logical_bytes, stats.storage.stored_bytes) {
-        (Some(logical), Some(stored)) if stored > 0 => Some(logical as f64 / stored as f64),
-        _ => None,
-    }
-}
-
-fn stats_json(s: &StreamStats) -> Value {
-    json!({
-        "id": s.stream.as_u64(),
-        "name": s.name,
-        "events": (!s.damaged).then_some(s.events),
-        "head": s.head.filter(|_| !s.damaged).map(|h| h.to_string()),
-        "damaged": s.damaged,
-        "segments": s.storage.segments,
-        "stored_bytes": s.storage.stored_bytes,
-        "logical_bytes": s.storage.logical_bytes,
-        "compression_ratio": ratio(s),
-        "checkpoints": s.storage.checkpoints,
-        "compressed_records": s.storage.compressed_records,
     })
 }
