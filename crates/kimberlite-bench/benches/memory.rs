@@ -1,6 +1,6 @@
 //! `memory`: resident bytes per event held by an open on-disk `Storage` of 1,000,000 256-byte
 //! events (default config: 256 MiB segments, a sparse index entry every 64 records, a
-//! checkpoint every 64).
+//! restart record every 64).
 //!
 //! The store is built by a child process. Measured as the growth of this process's resident set (`/proc/self/statm`) across
 //! `Storage::open`, and again after a read at the start and at the end (reads go through the

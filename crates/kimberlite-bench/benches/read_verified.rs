@@ -1,8 +1,8 @@
 //! `read_verified`: 1,000 events read (every CRC, offset and chain link checked, every record
 //! re-hashed) at the start, the middle and the end of a 1,000,000-event stream of 256-byte
-//! events in an on-disk `Storage` (default config: 256 MiB segments, a checkpoint every 64
+//! events in an on-disk `Storage` (default config: 256 MiB segments, a restart record every 64
 //! records), written once per run into a temp dir and reopened. Targets: end/start <= 1.5
-//! (a read starts at the nearest checkpoint, not at the stream's first record), and payload
+//! (a read starts at the nearest restart record, not at the stream's first record), and payload
 //! throughput >= 0.7x plain SHA-256 of the same payloads (each hashed as one message).
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench read_verified`.
@@ -98,7 +98,7 @@ fn print_ratio(dir: &std::path::Path, count: u64) {
          = {threads} (default here): {default:.2?}"
     );
     // Small reads: 1 and 10 events at offset 0 (nothing before them to re-verify), and
-    // just before a checkpoint (255 records after the previous one, all re-verified first),
+    // just before a restart record (255 records after the previous one, all re-verified first),
     // in the mapped segment (1,023) and in the active one read with `pread` (999,167).
     for (events, from) in [(1, 0), (10, 0), (1, 1_023), (10, end_from + 167)] {
         let max_bytes = events * EVENT_BYTES as u64;

@@ -159,7 +159,7 @@ impl SyncedFile {
     }
 
     /// Appends as many bytes as `batch`'s frames take: `RECORD_OVERHEAD` more per event
-    /// (the batch's few checkpoint frames left out, so floors built on it are low).
+    /// (the batch's few restart record frames left out, so floors built on it are low).
     #[must_use]
     pub fn frame_sized(path: &Path, batch: &[Bytes]) -> Self {
         let frame_bytes = batch.iter().map(|e| e.len() + RECORD_OVERHEAD).sum();

@@ -169,9 +169,9 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
         );
     } else {
         outln!(
-            "intact: {} records, {} checkpoints, {} segments, {} checked in {seconds:.2} s",
+            "intact: {} records, {} restart records, {} segments, {} checked in {seconds:.2} s",
             thousands(report.records_checked()),
-            thousands(report.checkpoints_checked()),
+            thousands(report.restart_records_checked()),
             report.segments_checked(),
             human_bytes(report.bytes_checked())
         );
@@ -196,7 +196,7 @@ fn report_json(report: &VerifyReport, recovery: &[String], kept_torn_tails: Vec<
     json!({
         "intact": report.is_intact(),
         "records_checked": report.records_checked(),
-        "checkpoints_checked": report.checkpoints_checked(),
+        "restart_records_checked": report.restart_records_checked(),
         "segments_checked": report.segments_checked(),
         "bytes_checked": report.bytes_checked(),
         "streams": streams,
@@ -211,7 +211,7 @@ fn stream_json(stream: &StreamReport) -> Value {
         "id": stream.stream.as_u64(),
         "name": stream.name,
         "records_checked": stream.records_checked,
-        "checkpoints_checked": stream.checkpoints_checked,
+        "restart_records_checked": stream.restart_records_checked,
         "segments_checked": stream.segments_checked,
         "bytes_checked": stream.bytes_checked,
         "next_offset": stream.next_offset.as_u64(),
@@ -265,7 +265,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
         "stored",
         "logical",
         "ratio",
-        "checkpoints"
+        "restarts"
     );
     for s in &stats {
         outln!(
@@ -285,7 +285,9 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
                 .logical_bytes
                 .map_or_else(|| "-".into(), human_bytes),
             ratio(s).map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
-            s.storage.checkpoints.map_or_else(|| "-".into(), thousands),
+            s.storage
+                .restart_records
+                .map_or_else(|| "-".into(), thousands),
             s.head
                 .filter(|_| !s.damaged)
                 .map_or_else(|| "-".to_owned(), |h| h.to_string())
@@ -332,7 +334,7 @@ fn stats_json(s: &StreamStats) -> Value {
         "stored_bytes": s.storage.stored_bytes,
         "logical_bytes": s.storage.logical_bytes,
         "compression_ratio": ratio(s),
-        "checkpoints": s.storage.checkpoints,
+        "restart_records": s.storage.restart_records,
         "compressed_records": s.storage.compressed_records,
     })
 }

@@ -49,7 +49,7 @@ pub const MIN_EVENTS: usize = 2 * CHUNK_EVENTS;
 const WATCH_LIMIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Everything about a batch's frames that is known before its first hash: where it starts,
-/// whether its first record has a predecessor, the codec, and the checkpoints to write.
+/// whether its first record has a predecessor, the codec, and the restart records to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchPlan {
     /// Offset of the batch's first event.
@@ -58,9 +58,9 @@ pub struct BatchPlan {
     pub head_present: bool,
     /// Codec asked for the data records (each is stored compressed only if that is smaller).
     pub compression: CompressionKind,
-    /// Checkpoints, by increasing offset: `(offset, payload)` is a checkpoint record written
+    /// Restart records, by increasing offset: `(offset, payload)` is a restart record written
     /// just before the data record at `offset`, which must be one of the batch's offsets.
-    pub checkpoints: Vec<(u64, Bytes)>,
+    pub restart_records: Vec<(u64, Bytes)>,
 }
 
 /// One frame of an [`EncodedChunk`]: encoded, not yet linked.
@@ -69,11 +69,11 @@ pub struct EncodedFrame {
     /// Where it is in the chunk's bytes, its length, and how to link it.
     pub unlinked: UnlinkedFrame,
     /// A data record's chain hash but its link, until [`EncodedChunk::link`] uses it;
-    /// `None` for a checkpoint (not a link of the chain).
+    /// `None` for a restart record (not a link of the chain).
     pub hash: Option<UnlinkedHash>,
-    /// True for a checkpoint record.
-    pub is_checkpoint: bool,
-    /// The record's offset (a checkpoint's: the next data record's).
+    /// True for a restart record.
+    pub is_restart: bool,
+    /// The record's offset (a restart record's: the next data record's).
     pub offset: u64,
     /// Uncompressed payload length.
     pub payload_len: usize,
@@ -130,18 +130,18 @@ pub fn encode_chunk_into(out: &mut EncodedChunk, events: &[Bytes], plan: &BatchP
         .reserve(payload_bytes + (chunk.len() + 1) * RECORD_OVERHEAD);
     out.frames.reserve(chunk.len() + 1);
     let first = plan.first_offset + start as u64;
-    let mut checkpoints = plan
-        .checkpoints
+    let mut restart_records = plan
+        .restart_records
         .iter()
         .skip_while(|(offset, _)| *offset < first)
         .peekable();
     let mut codec = CodecChoice::new(plan.compression);
     for (position, (offset, event)) in (start..).zip((first..).zip(chunk)) {
         let has_prev = position > 0 || plan.head_present;
-        if let Some((_, payload)) = checkpoints.next_if(|(at, _)| *at == offset) {
+        if let Some((_, payload)) = restart_records.next_if(|(at, _)| *at == offset) {
             out.push(
                 offset,
-                RecordKind::Checkpoint,
+                RecordKind::Restart,
                 CompressionKind::None,
                 has_prev,
                 payload,
@@ -234,7 +234,7 @@ impl EncodedChunk {
         self.frames.push(EncodedFrame {
             unlinked,
             hash,
-            is_checkpoint: kind == RecordKind::Checkpoint,
+            is_restart: kind == RecordKind::Restart,
             offset,
             payload_len: payload.len(),
         });

@@ -41,8 +41,8 @@ fn codecs(events: &[Bytes], asked: CompressionKind) -> Vec<CompressionKind> {
 }
 
 /// Frames of `events` appended after `head` as `Record::encode_into` writes them one by
-/// one, each with the codec [`codecs`] says, with a checkpoint (payload "cp") before every
-/// offset in `checkpoints`; and the last data record's chain hash.
+/// one, each with the codec [`codecs`] says, with a restart record (payload "cp") before every
+/// offset in `restart records`; and the last data record's chain hash.
 fn reference(
     events: &[Bytes],
     plan: &BatchPlan,
@@ -52,11 +52,11 @@ fn reference(
     let mut prev = head;
     let codecs = codecs(events, plan.compression);
     for ((offset, event), codec) in (plan.first_offset..).zip(events).zip(codecs) {
-        if let Some((_, payload)) = plan.checkpoints.iter().find(|(at, _)| *at == offset) {
+        if let Some((_, payload)) = plan.restart_records.iter().find(|(at, _)| *at == offset) {
             Record::with_compression(
                 Offset::new(offset),
                 prev,
-                RecordKind::Checkpoint,
+                RecordKind::Restart,
                 CompressionKind::None,
                 payload.clone(),
             )
@@ -98,7 +98,7 @@ fn link_all_keeping(
 }
 
 fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind) -> BatchPlan {
-    let checkpoints = (first_offset..first_offset + 4_000)
+    let restart_records = (first_offset..first_offset + 4_000)
         .filter(|offset| *offset > 0 && offset % 50 == 0)
         .map(|offset| (offset, Bytes::from_static(b"cp")))
         .collect();
@@ -106,7 +106,7 @@ fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind
         first_offset,
         head_present: head.is_some(),
         compression,
-        checkpoints,
+        restart_records,
     }
 }
 
@@ -154,11 +154,11 @@ fn chunks_split_the_events_in_order_and_are_handed_out_once() {
     assert_eq!(job.chunk_count(), 3);
     assert_eq!(job.events(), events(130).as_slice());
     let first = job.take(0);
-    // Offset 50 has a checkpoint: 64 data frames and one checkpoint.
+    // Offset 50 has a restart record: 64 data frames and one restart record.
     assert_eq!(first.frames.len(), 65);
-    assert_eq!(first.frames.iter().filter(|f| f.is_checkpoint).count(), 1);
+    assert_eq!(first.frames.iter().filter(|f| f.is_restart).count(), 1);
     assert_eq!(first.frames[51].offset, 50);
-    assert!(first.frames[50].is_checkpoint);
+    assert!(first.frames[50].is_restart);
     assert!(job.take(0).frames.is_empty(), "a chunk is handed out once");
     assert_eq!(job.take(2).frames.len(), 2);
     assert!(job.take(3).frames.is_empty(), "past the end");
@@ -262,7 +262,7 @@ fn lz4_is_given_up_in_a_chunk_of_incompressible_events_and_probed() {
         first_offset: 0,
         head_present: false,
         compression: CompressionKind::Lz4,
-        checkpoints: Vec::new(),
+        restart_records: Vec::new(),
     };
     let job = BatchJob::new(events.clone(), plan.clone());
     assert_eq!(link_all(&job, None), reference(&events, &plan, None));

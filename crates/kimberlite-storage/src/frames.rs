@@ -61,7 +61,7 @@ impl VerifiedFrame {
         self.record
     }
 
-    /// The record's chain hash; `None` for a checkpoint record, which is not a link of the
+    /// The record's chain hash; `None` for a restart record, which is not a link of the
     /// chain and is never hashed.
     #[must_use]
     pub fn hash(&self) -> Option<ChainHash> {
@@ -84,7 +84,7 @@ pub fn verify_frame(bytes: &Bytes) -> Result<VerifiedFrame, RecordError> {
 /// [`verify_frame`] of the frame that starts `start` bytes into `source`.
 pub fn verify_frame_at(source: &Bytes, start: usize) -> Result<VerifiedFrame, RecordError> {
     let (record, frame_len) = Record::from_bytes_at(source, start)?;
-    let hash = (!record.is_checkpoint()).then(|| record.compute_hash());
+    let hash = (!record.is_restart()).then(|| record.compute_hash());
     Ok(VerifiedFrame {
         record,
         hash,
@@ -177,7 +177,7 @@ mod tests {
     use kimberlite_types::{CompressionKind, Offset, RecordKind};
     use proptest::prelude::*;
 
-    /// Frames of a chain of `count` records with payloads of `size` bytes, a checkpoint
+    /// Frames of a chain of `count` records with payloads of `size` bytes, a restart record
     /// after every 7th, optionally LZ4-compressed.
     fn frames(count: usize, size: usize, compression: CompressionKind) -> Vec<Bytes> {
         let mut prev = None;
@@ -194,21 +194,21 @@ mod tests {
             prev = Some(record.compute_hash());
             out.push(record.to_bytes());
             if i % 7 == 6 {
-                let checkpoint = Record::with_compression(
+                let restart = Record::with_compression(
                     Offset::new(i as u64 + 1),
                     prev,
-                    RecordKind::Checkpoint,
+                    RecordKind::Restart,
                     CompressionKind::None,
                     Bytes::new(),
                 );
-                out.push(checkpoint.to_bytes());
+                out.push(restart.to_bytes());
             }
         }
         out
     }
 
     #[test]
-    fn data_records_are_hashed_and_checkpoints_are_not() {
+    fn data_records_are_hashed_and_restart_records_are_not() {
         let frames = frames(7, 10, CompressionKind::None);
         let results = decode_frames(&frames);
         let verified: Vec<_> = results.into_iter().map(Result::unwrap).collect();
@@ -216,7 +216,7 @@ mod tests {
         for (frame, bytes) in verified.iter().zip(&frames) {
             assert_eq!(frame.frame_len(), bytes.len());
             let record = frame.record();
-            if record.is_checkpoint() {
+            if record.is_restart() {
                 assert_eq!(frame.hash(), None);
             } else {
                 assert_eq!(frame.hash(), Some(record.compute_hash()));

@@ -8,7 +8,7 @@
 //! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
 //! - The pure pieces the backends share: chain verification ([`verify`]), the parallel
 //!   decode-and-hash of a run of frames ([`frames`]) and segment rotation bookkeeping
-//!   ([`segments`]).
+//!   ([`rotation`]).
 //!
 //! Errors are [`StorageError`] (per backend call) and [`RecordError`] (per frame).
 
@@ -20,9 +20,10 @@ pub mod disk;
 pub mod error;
 pub mod frames;
 pub mod job_board;
+mod le;
 pub mod memory;
 pub mod record;
-pub mod segments;
+pub mod rotation;
 pub mod verify;
 pub mod verify_pause;
 pub mod verify_pool;

@@ -22,7 +22,7 @@
 //! - No compression: every frame is stored with [`CompressionKind::None`]. The chain hash covers
 //!   the uncompressed payload and rotation counts uncompressed sizes, so this changes nothing
 //!   visible.
-//! - No checkpoint records: reads start from an in-memory chain hash of the previous record.
+//! - No restart records: reads start from an in-memory chain hash of the previous record.
 //!
 //! # What is better than the seed
 //!
@@ -49,7 +49,7 @@ use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
-use crate::segments::SegmentTable;
+use crate::rotation::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
 use crate::verify_pause::{VerifyResume, VerifyStep};
 
@@ -247,7 +247,7 @@ impl MemoryStorage {
                         cursor,
                         segment_index: 0,
                         position: 0,
-                        checkpoints: 0,
+                        restart_records: 0,
                         bytes: bytes_checked,
                     }));
                 }
@@ -264,7 +264,7 @@ impl MemoryStorage {
         Ok(VerifyStep::Done(VerifyReport {
             stream: stream_id,
             records_checked: cursor.next_offset().as_u64(),
-            checkpoints_checked: 0,
+            restart_records_checked: 0,
             segments_checked,
             bytes_checked,
             head: cursor.prev_hash(),
@@ -347,8 +347,8 @@ fn check_data_record(
     location: impl Fn() -> Location,
 ) -> Result<ChainHash, StorageError> {
     let offset = cursor.next_offset();
-    if record.is_checkpoint() {
-        // MemoryStorage never writes checkpoints: one here is a record out of place.
+    if record.is_restart() {
+        // MemoryStorage never writes restart records: one here is a record out of place.
         return Err(StorageError::OffsetMismatch {
             stream: cursor.stream(),
             offset,

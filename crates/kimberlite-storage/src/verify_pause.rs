@@ -41,7 +41,7 @@ pub struct VerifyResume {
     pub(crate) segment_index: usize,
     pub(crate) position: u64,
     /// What the pieces so far counted, for the final report.
-    pub(crate) checkpoints: u64,
+    pub(crate) restart_records: u64,
     pub(crate) bytes: u64,
 }
 

@@ -16,7 +16,7 @@ fn write_store(dir: &std::path::Path) -> std::path::PathBuf {
         dir,
         kimberlite_storage::StorageConfig {
             max_segment_size: 1 << 20,
-            checkpoint_interval: 0,
+            restart_interval: 0,
             ..config
         },
     )

@@ -2,7 +2,7 @@
 //! store's [`crate::batch_job::BatchWorker`] too, for large batches), and this thread links
 //! each chunk to the chain, in order, and writes it.
 //!
-//! Where checkpoints go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
+//! Where restart records go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
 //! bytes go to the file whenever [`WRITE_CHUNK_BYTES`] have built up, up to the last multiple
 //! of [`WRITE_CHUNK_BYTES`] in the file ([`aligned_write_len`]), and the rest at the end, so
 //! the `write` of the first part of a large batch overlaps the encoding of the next. When the
@@ -26,9 +26,9 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
 use super::allocate::range_to_allocate;
-use super::checkpoint::{checkpoint_due, checkpoint_payload};
 use super::fs::{FileHandle, FileSystem};
 use super::index::SeenRecord;
+use super::restart::{restart_due, restart_payload};
 use super::storage::Storage;
 use super::stream::io_error;
 use crate::batch_job::{self, BatchJob, BatchPlan, EncodedChunk};
@@ -58,26 +58,26 @@ pub fn aligned_write_len(position: u64, buffered: usize) -> usize {
     usize::try_from(cut.saturating_sub(position)).map_or(buffered, |len| len.min(buffered))
 }
 
-/// The checkpoints a batch of `count` events from `first_offset` on needs, in a segment that
-/// starts at `segment_first_offset` (number `segment_num`) and whose last checkpoint so far is
-/// at `last_checkpoint`.
-fn planned_checkpoints(
+/// The restart records a batch of `count` events from `first_offset` on needs, in a segment that
+/// starts at `segment_first_offset` (number `segment_num`) and whose last restart record so far is
+/// at `last_restart`.
+fn planned_restarts(
     interval: u64,
     first_offset: u64,
     count: usize,
     segment_first_offset: u64,
     segment_num: u32,
-    mut last_checkpoint: Option<u64>,
+    mut last_restart: Option<u64>,
 ) -> Vec<(u64, Bytes)> {
-    let mut checkpoints = Vec::new();
+    let mut restart_records = Vec::new();
     for offset in (first_offset..).take(count) {
-        if checkpoint_due(interval, offset, segment_first_offset, last_checkpoint) {
+        if restart_due(interval, offset, segment_first_offset, last_restart) {
             let records = offset - segment_first_offset;
-            checkpoints.push((offset, checkpoint_payload(segment_num, records)));
-            last_checkpoint = Some(offset);
+            restart_records.push((offset, restart_payload(segment_num, records)));
+            last_restart = Some(offset);
         }
     }
-    checkpoints
+    restart_records
 }
 
 /// Where linked frames go: the batch's write buffer, what each frame is, and the file
@@ -97,7 +97,7 @@ impl BatchWriter<'_> {
         let base = self.write_position + self.buffer.len() as u64;
         for frame in &chunk.frames {
             self.seen.push(SeenRecord {
-                is_checkpoint: frame.is_checkpoint,
+                is_restart: frame.is_restart,
                 offset: frame.offset,
                 position: base + frame.unlinked.start as u64,
                 frame_len: frame.unlinked.len as u64,
@@ -171,13 +171,13 @@ impl<F: FileSystem> Storage<F> {
             first_offset: segment.next_offset,
             head_present: state.head.is_some(),
             compression: config.compression,
-            checkpoints: planned_checkpoints(
-                config.checkpoint_interval,
+            restart_records: planned_restarts(
+                config.restart_interval,
                 segment.next_offset,
                 events.len(),
                 segment.first_offset,
                 segment.segment_num,
-                active.index.last_checkpoint(),
+                active.index.last_restart(),
             ),
         };
         let path = active.path.clone();

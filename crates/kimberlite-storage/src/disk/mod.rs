@@ -13,20 +13,20 @@
 //!       00000001.seg                  …
 //! ```
 //!
-//! Checkpoint records (`checkpoint`) live inside segments. `docs/FORMAT.md` ("On-disk
+//! Restart records (`restart`) live inside segments. `docs/FORMAT.md` ("On-disk
 //! layout") repeats every layout; `docs/ARCHITECTURE.md` ("Recovery") the recovery table.
 //!
 //! # Semantics
 //!
 //! Exactly `MemoryStorage`'s, by construction: the same [`crate::backend::check_append`]
-//! before anything is written, the same [`crate::segments::SegmentTable`] rotation rule (on
-//! logical sizes, so compression, checkpoints and headers never move a boundary), the same
+//! before anything is written, the same [`crate::rotation::SegmentTable`] rotation rule (on
+//! logical sizes, so compression, restart records and headers never move a boundary), the same
 //! [`crate::verify`] decode-and-link on every read, the same
 //! [`crate::backend::assert_offset_advanced`] after each append.
 //!
 //! # Durability
 //!
-//! A batch, checkpoints included, is encoded into reused memory and written in writes of
+//! A batch, restart records included, is encoded into reused memory and written in writes of
 //! 64 KiB (`batch`), into blocks allocated ahead once a segment is large (`allocate`). With
 //! `fsync = true` the segment file is `fdatasync`ed before `append_batch` returns; a batch that creates a stream or rotates a segment also makes the new segment
 //! file, its directory entry and the manifest durable first. With `fsync = false` the batch is
@@ -39,18 +39,17 @@
 mod allocate;
 mod append;
 mod batch;
-mod checkpoint;
 mod durable;
 mod fs;
 mod index;
-mod le;
 mod manifest;
 mod meta;
 mod quarantine;
 mod recovery;
+mod restart;
 mod resume;
 mod scan;
-mod segment;
+mod segment_file;
 mod storage;
 mod stream;
 mod verification;
@@ -68,12 +67,12 @@ pub use storage::{Storage, STREAMS_DIR};
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;
-/// Default `checkpoint_interval`: a checkpoint every 64 data records. A verified read starting
-/// inside a segment re-checks the records between the checkpoint before it and its first
-/// offset (at most 63 here); a checkpoint costs a frame of about 80 bytes and one index entry.
+/// Default `restart_interval`: a restart record every 64 data records. A verified read starting
+/// inside a segment re-checks the records between the restart record before it and its first
+/// offset (at most 63 here); a restart record costs a frame of about 80 bytes and one index entry.
 /// (256 was the first default: a 1-event read at a random offset then re-hashed 128 records
 /// on average; `docs/PERFORMANCE.md`.)
-pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64;
+pub const DEFAULT_RESTART_INTERVAL: u64 = 64;
 /// Default `index_interval`: a sparse index entry every 64 data records.
 pub const DEFAULT_INDEX_INTERVAL: u64 = 64;
 
@@ -83,15 +82,15 @@ pub struct StorageConfig {
     /// Logical bytes after which a stream's active segment rotates (the rule of
     /// [`crate::segments`]). Default: [`DEFAULT_MAX_SEGMENT_SIZE`] (256 MiB).
     pub max_segment_size: u64,
-    /// Data records between checkpoint records; 0 writes none, so that verified reads start
-    /// at the stream's first record. Default: [`DEFAULT_CHECKPOINT_INTERVAL`] (64).
-    pub checkpoint_interval: u64,
+    /// Data records between restart records; 0 writes none, so that verified reads start
+    /// at the stream's first record. Default: [`DEFAULT_RESTART_INTERVAL`] (64).
+    pub restart_interval: u64,
     /// Codec for data payloads, used per record only when it makes the record smaller (and
     /// tried on fewer records where it keeps failing: `batch_job::CodecChoice`).
     /// Default: [`CompressionKind::None`].
     pub compression: CompressionKind,
-    /// Data records between sparse index entries (checkpoints are always indexed); 0 indexes
-    /// checkpoints only. Default: [`DEFAULT_INDEX_INTERVAL`] (64).
+    /// Data records between sparse index entries (restart records are always indexed); 0 indexes
+    /// restart records only. Default: [`DEFAULT_INDEX_INTERVAL`] (64).
     pub index_interval: u64,
     /// Threads that verify a read (`read_from`) or a whole stream (`verify_stream`): each
     /// frame's CRC check, decode and chain-hash recomputation are independent of the other
@@ -117,7 +116,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
-            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            restart_interval: DEFAULT_RESTART_INTERVAL,
             compression: CompressionKind::None,
             index_interval: DEFAULT_INDEX_INTERVAL,
             verify_threads: crate::frames::default_verify_threads(),
@@ -133,12 +132,12 @@ pub struct StreamStats {
     pub next_offset: Offset,
     /// Segments, the active one included.
     pub segment_count: usize,
-    /// Bytes of segment files (headers, frames as stored, checkpoints).
+    /// Bytes of segment files (headers, frames as stored, restart records).
     pub stored_bytes: u64,
     /// Logical bytes: data records' frames as if uncompressed (what rotation counts).
     pub logical_bytes: u64,
-    /// Checkpoint records.
-    pub checkpoint_count: u64,
+    /// Restart records.
+    pub restart_record_count: u64,
     /// Data records stored compressed.
     pub compressed_record_count: u64,
 }

@@ -87,7 +87,7 @@ use super::meta::write_manifest;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{ScanEnd, ScanTarget};
-use super::segment::{
+use super::segment_file::{
     parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
     SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
@@ -95,7 +95,7 @@ use super::stream::{io_error, Damage, SegmentFiles, StreamState};
 use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
-use crate::segments::{SegmentMeta, SegmentTable};
+use crate::rotation::{SegmentMeta, SegmentTable};
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 

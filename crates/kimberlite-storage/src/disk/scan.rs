@@ -11,10 +11,10 @@ use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileHandle;
 use super::index::{SeenRecord, SegmentIndex};
-use super::le::{le_u32, le_u64};
-use super::segment::SegmentBytes;
+use super::segment_file::SegmentBytes;
 use super::stream::io_error;
 use crate::error::{Location, RecordError, StorageError};
+use crate::le::{le_u32, le_u64};
 use crate::record::{Record, MAX_FRAME_LEN, RECORD_FORMAT_VERSION, RECORD_OVERHEAD};
 use crate::verify::ChainCursor;
 
@@ -118,8 +118,8 @@ pub fn scan_from<H: FileHandle>(
             }
         };
         let linked = match cursor.as_mut() {
-            Some(cursor) if record.is_checkpoint() => {
-                cursor.check_checkpoint(&record, || location(position))
+            Some(cursor) if record.is_restart() => {
+                cursor.check_restart(&record, || location(position))
             }
             Some(cursor) => cursor.check(&record, || location(position)).map(|_| ()),
             None if record.offset() != expected => Err(StorageError::OffsetMismatch {
@@ -141,7 +141,7 @@ pub fn scan_from<H: FileHandle>(
                 let stream = target.stream;
                 let resumed = ChainCursor::resume(stream, record.offset(), record.prev_hash());
                 cursor = Some(resumed);
-                if let Some(cursor) = cursor.as_mut().filter(|_| !record.is_checkpoint()) {
+                if let Some(cursor) = cursor.as_mut().filter(|_| !record.is_restart()) {
                     let _ = cursor.check(&record, || location(position));
                 }
             }
@@ -149,7 +149,7 @@ pub fn scan_from<H: FileHandle>(
             Ok(()) => {}
         }
         let seen = SeenRecord {
-            is_checkpoint: record.is_checkpoint(),
+            is_restart: record.is_restart(),
             offset: record.offset().as_u64(),
             position,
             frame_len: frame_len as u64,
@@ -158,7 +158,7 @@ pub fn scan_from<H: FileHandle>(
         };
         index.push(seen, target.index_interval);
         records += 1;
-        if !record.is_checkpoint() {
+        if !record.is_restart() {
             last_data = Some(record);
         }
         position += frame_len as u64;

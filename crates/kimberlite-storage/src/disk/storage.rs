@@ -225,13 +225,13 @@ impl<F: FileSystem> Storage<F> {
             segment_count: state.table.segments().len(),
             stored_bytes: 0,
             logical_bytes: 0,
-            checkpoint_count: 0,
+            restart_record_count: 0,
             compressed_record_count: 0,
         };
         for summary in summaries {
             stats.stored_bytes += summary.len_bytes;
             stats.logical_bytes += summary.logical_size_bytes;
-            stats.checkpoint_count += summary.checkpoint_count;
+            stats.restart_record_count += summary.restart_record_count;
             stats.compressed_record_count += summary.compressed_count;
         }
         Some(stats)
@@ -378,7 +378,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         if let Some(active) = state.segments.last_mut() {
             for record in &seen {
                 active.index.push(*record, interval);
-                if !record.is_checkpoint {
+                if !record.is_restart {
                     state.table.record_appended(record.payload_len);
                 }
             }

@@ -21,13 +21,13 @@ use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileSystem;
 use super::index::SegmentIndex;
-use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::walk::{walk, Flow, Visit};
 use crate::error::{Location, RecordError, StorageError};
 use crate::frames::VerifiedFrame;
 use crate::frames::MIN_FRAMES_PER_THREAD;
 use crate::record::FrameHint;
-use crate::segments::SegmentTable;
+use crate::rotation::SegmentTable;
 use crate::verify::{decode_at, ChainCursor, VerifyReport};
 use crate::verify_pause::{VerifyResume, VerifyStep};
 use crate::verify_pool::{VerifyPool, WAKE_AHEAD_MIN_BYTES};
@@ -282,13 +282,13 @@ impl<F: FileSystem> StreamState<F> {
             });
     }
 
-    /// Where a verified read of `from` starts: the nearest checkpoint at or before it (found
+    /// Where a verified read of `from` starts: the nearest restart record at or before it (found
     /// through the indexes) that is there, else the stream's first record.
     ///
-    /// An index entry is only a hint: one that does not lead to the checkpoint record it names
+    /// An index entry is only a hint: one that does not lead to the restart record it names
     /// (an index rewritten wrong with a valid CRC, found by an adversarial test: every read
     /// through it failed and named the intact segment as corrupt) is passed over for the one
-    /// before it. Damage really at a checkpoint is then met by the walk from further back, and
+    /// before it. Damage really at a restart record is then met by the walk from further back, and
     /// reported where it is.
     fn start_for(&self, from: u64) -> Result<(usize, u64, ChainCursor), StorageError> {
         let last = self.segments.len().saturating_sub(1);
@@ -301,7 +301,7 @@ impl<F: FileSystem> StreamState<F> {
                 continue;
             };
             let mut before = Some(from);
-            while let Some(entry) = before.and_then(|at| files.index.checkpoint_at_or_before(at)) {
+            while let Some(entry) = before.and_then(|at| files.index.restart_at_or_before(at)) {
                 before = entry.offset.checked_sub(1);
                 let Ok(frame) = self.view(index).frame_at(entry.position) else {
                     continue;
@@ -312,7 +312,7 @@ impl<F: FileSystem> StreamState<F> {
                 else {
                     continue;
                 };
-                if record.is_checkpoint() && record.offset().as_u64() == entry.offset {
+                if record.is_restart() && record.offset().as_u64() == entry.offset {
                     let cursor = ChainCursor::resume(self.id, record.offset(), record.prev_hash());
                     return Ok((index, entry.position, cursor));
                 }
@@ -351,7 +351,7 @@ impl<F: FileSystem> StreamState<F> {
         (handle, from, max_records): (u64, Option<VerifyResume>, u64),
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyStep, StorageError> {
-        let (start, checkpoints, bytes) = match from {
+        let (start, restart_records, bytes) = match from {
             None => (
                 (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)),
                 0,
@@ -371,11 +371,11 @@ impl<F: FileSystem> StreamState<F> {
                     });
                 }
                 let start = (resume.segment_index, resume.position, resume.cursor);
-                (start, resume.checkpoints, resume.bytes)
+                (start, resume.restart_records, resume.bytes)
             }
         };
         let mut counts = VerifyVisit {
-            checkpoints,
+            restart_records,
             bytes,
             records_left: max_records,
             on_event,
@@ -388,13 +388,13 @@ impl<F: FileSystem> StreamState<F> {
                 cursor,
                 segment_index,
                 position,
-                checkpoints: counts.checkpoints,
+                restart_records: counts.restart_records,
                 bytes: counts.bytes,
             }),
             None => VerifyStep::Done(VerifyReport {
                 stream: self.id,
                 records_checked: cursor.next_offset().as_u64(),
-                checkpoints_checked: counts.checkpoints,
+                restart_records_checked: counts.restart_records,
                 segments_checked: self.segments.len(),
                 bytes_checked: counts.bytes,
                 head: cursor.prev_hash(),
@@ -466,7 +466,7 @@ impl Visit for ReadVisit {
             // The frame just scanned is the one past the budget: its link is the last check.
             return false;
         }
-        if !hint.is_checkpoint && hint.offset.as_u64() >= self.from {
+        if !hint.is_restart && hint.offset.as_u64() >= self.from {
             self.planned_bytes = self.planned_bytes.saturating_add(hint.payload_len);
             self.planned_reached = self.planned_bytes >= self.max_bytes;
         }
@@ -479,7 +479,7 @@ impl Visit for ReadVisit {
             // The link after the last record returned is checked: done.
             return Flow::Stop;
         }
-        if !record.is_checkpoint() && record.offset().as_u64() >= self.from {
+        if !record.is_restart() && record.offset().as_u64() >= self.from {
             let payload = record.into_payload();
             self.payload_bytes += payload.len() as u64;
             self.payloads.push(payload);
@@ -491,7 +491,7 @@ impl Visit for ReadVisit {
 
 /// What `verify` counts of a walk over the whole stream, and where it hands each event.
 struct VerifyVisit<E> {
-    checkpoints: u64,
+    restart_records: u64,
     bytes: u64,
     /// Data records this piece may still visit before it pauses.
     records_left: u64,
@@ -506,8 +506,8 @@ impl<E: FnMut(Offset, &Bytes)> Visit for VerifyVisit<E> {
     fn visit(&mut self, frame: VerifiedFrame) -> Flow {
         let record = frame.record();
         self.bytes += frame.frame_len() as u64;
-        if record.is_checkpoint() {
-            self.checkpoints += 1;
+        if record.is_restart() {
+            self.restart_records += 1;
             return Flow::Continue;
         }
         (self.on_event)(record.offset(), record.payload());

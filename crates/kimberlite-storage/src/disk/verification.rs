@@ -69,7 +69,7 @@ impl<F: FileSystem> Storage<F> {
                 None => Ok(VerifyStep::Done(VerifyReport {
                     stream,
                     records_checked: 0,
-                    checkpoints_checked: 0,
+                    restart_records_checked: 0,
                     segments_checked: 0,
                     bytes_checked: 0,
                     head: None,

@@ -22,7 +22,7 @@
 use kimberlite_types::Offset;
 
 use super::fs::FileSystem;
-use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, StreamState};
 use crate::error::{Location, StorageError};
 use crate::frames::{FrameRun, VerifiedFrame};
@@ -162,7 +162,7 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
 }
 
 /// Where a walk ended.
-pub struct WalkEnd {
+pub struct WalkStop {
     /// Past the last record visited.
     pub cursor: ChainCursor,
     /// When the visit stopped the walk: the segment and position of the frame after the last
@@ -179,7 +179,7 @@ pub fn walk<F: FileSystem>(
     (segment_index, position, mut cursor): (usize, u64, ChainCursor),
     pool: &mut VerifyPool,
     visit: &mut impl Visit,
-) -> Result<WalkEnd, StorageError> {
+) -> Result<WalkStop, StorageError> {
     let mut scanner = Scanner::new(state, segment_index, position);
     let mut steps = Vec::new();
     let mut frames = FrameRun::default();
@@ -224,7 +224,7 @@ pub fn walk<F: FileSystem>(
                     cursor.check_frame(&frame, location)?;
                     let next_position = position + frame.frame_len() as u64;
                     if visit.visit(frame) == Flow::Stop {
-                        return Ok(WalkEnd {
+                        return Ok(WalkStop {
                             cursor,
                             stopped_before: Some((segment_index, next_position)),
                         });
@@ -249,7 +249,7 @@ pub fn walk<F: FileSystem>(
                     position,
                 } => {
                     state.check_end(&cursor, state.location(segment_index, position))?;
-                    return Ok(WalkEnd {
+                    return Ok(WalkStop {
                         cursor,
                         stopped_before: None,
                     });

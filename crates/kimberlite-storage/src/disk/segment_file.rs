@@ -11,7 +11,7 @@
 //!     24     8  first_offset   u64  offset of the segment's first data record
 //!     32     4  reserved       u32  = 0
 //!     36     4  header_crc     u32  CRC32C of bytes [0, 36)
-//!     40     …  record frames  (see `crate::record`), data and checkpoint records
+//!     40     …  record frames  (see `crate::record`), data and restart records
 //! ```
 //!
 //! File name: `{segment_num:08}.seg` in the stream's directory. A segment is written only by
@@ -28,7 +28,7 @@ use bytes::Bytes;
 use kimberlite_types::StreamId;
 
 use super::fs::FileHandle;
-use super::le::{le_u32, le_u64};
+use crate::le::{le_u32, le_u64};
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KMBLSEG\0";
