@@ -16,16 +16,15 @@
 
 pub mod backend;
 pub mod batch_job;
+pub mod chain;
 pub mod disk;
 pub mod error;
-pub mod frames;
 pub mod job_board;
 mod le;
 pub mod memory;
 pub mod record;
 pub mod rotation;
 pub mod verify;
-pub mod verify_pause;
 pub mod verify_pool;
 
 pub use backend::StorageBackend;
@@ -36,5 +35,4 @@ pub use disk::{
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;
 pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
-pub use verify::VerifyReport;
-pub use verify_pause::{VerifyResume, VerifyStep};
+pub use verify::{VerifyReport, VerifyResume, VerifyStep};

@@ -47,11 +47,12 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
 use crate::rotation::SegmentTable;
-use crate::verify::{decode_at, ChainCursor, VerifyReport};
-use crate::verify_pause::{VerifyResume, VerifyStep};
+use crate::verify::VerifyReport;
+use crate::verify::{VerifyResume, VerifyStep};
 
 /// Default notional segment size in bytes (256 MiB), the same as `Storage`'s default.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 256 * 1024 * 1024;
@@ -120,7 +121,7 @@ impl StreamState {
 pub struct MemoryStorage {
     streams: HashMap<StreamId, StreamState>,
     max_segment_size: u64,
-    /// This handle's number in the pause points of its verifications (`verify_pause`); a
+    /// This handle's number in the pause points of its verifications (`verify::pieces`); a
     /// clone keeps it, as it keeps the records a pause point's chain hash vouches for.
     handle: u64,
 }
@@ -139,7 +140,7 @@ impl MemoryStorage {
         Self {
             streams: HashMap::new(),
             max_segment_size,
-            handle: crate::verify_pause::new_handle_id(),
+            handle: crate::verify::new_handle_id(),
         }
     }
 

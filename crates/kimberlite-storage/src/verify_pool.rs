@@ -1,6 +1,6 @@
 //! [`VerifyPool`]: the helper threads a store keeps to run
-//! [`verify_frame`](crate::frames::verify_frame) over a run of frames on several cores (see
-//! [`crate::frames`] for why that is sound).
+//! [`verify_frame`](crate::verify::verify_frame) over a run of frames on several cores (see
+//! [`crate::verify::frames`] for why that is sound).
 //!
 //! Why a pool and not `std::thread::scope` per read: measured on the 2-core machine of
 //! `docs/PERFORMANCE.md`, a scoped thread costs its start-up on every read (10–30 µs of a
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::RecordError;
-use crate::frames::{FrameRun, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
 use crate::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
+use crate::verify::{FrameRun, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
 
 /// Frames per block claimed at once: small enough that a helper preempted in the middle of
 /// one delays the caller little, large enough that claiming (one atomic add) is noise.
@@ -126,7 +126,7 @@ impl VerifyPool {
         }
     }
 
-    /// [`verify_frame`](crate::frames::verify_frame) of every frame, in order: the same vector as
+    /// [`verify_frame`](crate::verify::verify_frame) of every frame, in order: the same vector as
     /// `frames.decode(0, frames.len())` on one thread. Runs shorter than
     /// `2 * MIN_FRAMES_PER_THREAD` stay on the calling thread.
     pub fn decode(&mut self, frames: FrameRun) -> Vec<Verified> {
@@ -153,8 +153,8 @@ impl BoardJob for Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frames::decode_frames;
     use crate::record::Record;
+    use crate::verify::decode_frames;
     use bytes::Bytes;
     use kimberlite_types::Offset;
 

@@ -95,15 +95,15 @@ pub struct StorageConfig {
     /// Threads that verify a read (`read_from`) or a whole stream (`verify_stream`): each
     /// frame's CRC check, decode and chain-hash recomputation are independent of the other
     /// frames (a frame carries its predecessor's hash), so a run of at least
-    /// 2 × [`crate::frames::MIN_FRAMES_PER_THREAD`] frames is split across up to this many
+    /// 2 × [`crate::verify::MIN_FRAMES_PER_THREAD`] frames is split across up to this many
     /// threads (the calling one and helpers the store starts at its first long read,
     /// [`crate::verify_pool::VerifyPool`]), then linked in order on the calling thread.
     /// Results and errors do not depend on it, only speed does. The helpers serve one read
     /// at a time: a read that runs beside another (`Storage::read_shared`) while they are
     /// busy verifies on its own thread. `1` (or `0`) verifies on the calling thread only, for
     /// callers who want no extra threads. Default:
-    /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
-    /// at [`crate::frames::MAX_VERIFY_THREADS`] (4).
+    /// [`crate::verify::default_verify_threads`], the machine's available parallelism capped
+    /// at [`crate::verify::MAX_VERIFY_THREADS`] (4).
     pub verify_threads: usize,
     /// Whether a batch of 128 events or more is hashed and encoded on a helper thread too,
     /// beside the appending thread, which links the chunks to the chain and writes them
@@ -119,8 +119,8 @@ impl Default for StorageConfig {
             restart_interval: DEFAULT_RESTART_INTERVAL,
             compression: CompressionKind::None,
             index_interval: DEFAULT_INDEX_INTERVAL,
-            verify_threads: crate::frames::default_verify_threads(),
-            hash_ahead: crate::frames::default_verify_threads() > 1,
+            verify_threads: crate::verify::default_verify_threads(),
+            hash_ahead: crate::verify::default_verify_threads() > 1,
         }
     }
 }

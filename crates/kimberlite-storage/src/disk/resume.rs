@@ -32,9 +32,9 @@ use super::fs::{FileHandle, FileSystem};
 use super::index::{index_file_name, SegmentIndex, StoredIndex};
 use super::scan::{scan_from, scan_segment, Scan, ScanTarget};
 use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
+use crate::chain::ChainCursor;
 use crate::error::StorageError;
 use crate::record::Record;
-use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 

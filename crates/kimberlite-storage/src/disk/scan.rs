@@ -13,10 +13,10 @@ use super::fs::FileHandle;
 use super::index::{SeenRecord, SegmentIndex};
 use super::segment_file::SegmentBytes;
 use super::stream::io_error;
+use crate::chain::ChainCursor;
 use crate::error::{Location, RecordError, StorageError};
 use crate::le::{le_u32, le_u64};
 use crate::record::{Record, MAX_FRAME_LEN, RECORD_FORMAT_VERSION, RECORD_OVERHEAD};
-use crate::verify::ChainCursor;
 
 /// How a scan of one segment ended.
 pub enum ScanEnd {

@@ -75,7 +75,7 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) spare_chunks: SpareChunks,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: Mutex<VerifyPool>,
-    /// This handle's number in the pause points of its verifications (`verify_pause`).
+    /// This handle's number in the pause points of its verifications (`verify::pieces`).
     pub(super) handle: u64,
     /// The thread that encodes chunks of large batches beside the appender
     /// (`config.hash_ahead`).
@@ -157,7 +157,7 @@ impl<F: FileSystem> Storage<F> {
             buffer: Vec::new(),
             spare_chunks: SpareChunks::default(),
             verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
-            handle: crate::verify_pause::new_handle_id(),
+            handle: crate::verify::new_handle_id(),
             batch_worker: BatchWorker::default(),
             _lock: lock,
         };

@@ -23,13 +23,14 @@ use super::fs::FileSystem;
 use super::index::SegmentIndex;
 use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::walk::{walk, Flow, Visit};
+use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, RecordError, StorageError};
-use crate::frames::VerifiedFrame;
-use crate::frames::MIN_FRAMES_PER_THREAD;
 use crate::record::FrameHint;
 use crate::rotation::SegmentTable;
-use crate::verify::{decode_at, ChainCursor, VerifyReport};
-use crate::verify_pause::{VerifyResume, VerifyStep};
+use crate::verify::VerifiedFrame;
+use crate::verify::VerifyReport;
+use crate::verify::MIN_FRAMES_PER_THREAD;
+use crate::verify::{VerifyResume, VerifyStep};
 use crate::verify_pool::{VerifyPool, WAKE_AHEAD_MIN_BYTES};
 
 /// One segment's files.
@@ -344,7 +345,7 @@ impl<F: FileSystem> StreamState<F> {
     /// Walks every record from the first, or from where `from` paused, checking every CRC
     /// and link, frames decoded and hashed on `pool`'s threads; pauses after `max_records`
     /// data records (`handle` names the storage handle in the pause point). See
-    /// [`crate::verify_pause`].
+    /// [`crate::verify::pieces`].
     pub fn verify(
         &self,
         pool: &mut VerifyPool,

@@ -24,10 +24,10 @@ use kimberlite_types::Offset;
 use super::fs::FileSystem;
 use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, StreamState};
+use crate::chain::ChainCursor;
 use crate::error::{Location, StorageError};
-use crate::frames::{FrameRun, VerifiedFrame};
 use crate::record::{peek_frame, FrameHint};
-use crate::verify::ChainCursor;
+use crate::verify::{FrameRun, VerifiedFrame};
 use crate::verify_pool::VerifyPool;
 
 /// Most frames scanned, then decoded and linked, at once: long enough for each parallel run

@@ -1,4 +1,5 @@
-//! Pure chain verification: decoding a frame at a known position and checking its link.
+//! The hash chain, checked link by link: decoding a frame at a known position and checking
+//! that it is the record the chain expects next.
 //!
 //! Every read path of every backend goes through [`decode_at`] and [`ChainCursor::check`], so a
 //! changed, missing, reordered or inserted record is reported the same way everywhere: as a
@@ -9,8 +10,8 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Location, StorageError};
-use crate::frames::VerifiedFrame;
 use crate::record::Record;
+use crate::verify::frames::VerifiedFrame;
 
 /// Decodes the frame at the start of `bytes`, which should hold the record for `offset`;
 /// returns the record and the bytes consumed.
@@ -26,28 +27,6 @@ pub fn decode_at(
         location: location(),
         source,
     })
-}
-
-/// What a full verification of one stream checked (`verify_stream` on each backend).
-///
-/// A verification that finds a problem returns the [`StorageError`] instead; a report means
-/// every record from the first was decoded, CRC-checked and linked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// The stream verified.
-    pub stream: StreamId,
-    /// Data records checked (equal to `next_offset`).
-    pub records_checked: u64,
-    /// Restart records checked.
-    pub restart_records_checked: u64,
-    /// Segments walked.
-    pub segments_checked: usize,
-    /// Stored bytes walked (frames as stored, compressed where compressed).
-    pub bytes_checked: u64,
-    /// Chain hash of the last data record, `None` for an empty stream.
-    pub head: Option<ChainHash>,
-    /// The stream's next offset.
-    pub next_offset: Offset,
 }
 
 /// The expected position of the next data record in a stream: its offset and the chain hash
@@ -114,7 +93,7 @@ impl ChainCursor {
     }
 
     /// [`ChainCursor::check`] or [`ChainCursor::check_restart`] of a frame decoded (and,
-    /// for a data record, hashed) by [`crate::frames::decode_frames`], possibly on another
+    /// for a data record, hashed) by [`crate::verify::decode_frames`], possibly on another
     /// thread: the same checks in the same order, with the hash already computed. Returns the
     /// data record's chain hash (`None` for a restart record, which does not advance the cursor).
     pub fn check_frame(
@@ -243,7 +222,7 @@ mod tests {
         records[2] = Record::new(Offset::new(2), None, Bytes::from_static(b"c"));
         let frames: Vec<_> = records
             .iter()
-            .map(|r| crate::frames::verify_frame(&r.to_bytes()).unwrap())
+            .map(|r| crate::verify::verify_frame(&r.to_bytes()).unwrap())
             .collect();
         let mut one = ChainCursor::at_start(StreamId::new(1));
         let mut other = one;
@@ -263,7 +242,7 @@ mod tests {
             CompressionKind::None,
             Bytes::new(),
         );
-        let frame = crate::frames::verify_frame(&restart.to_bytes()).unwrap();
+        let frame = crate::verify::verify_frame(&restart.to_bytes()).unwrap();
         let mut cursor =
             ChainCursor::resume(StreamId::new(1), Offset::new(2), records[1].prev_hash());
         assert_eq!(cursor.check_frame(&frame, here).unwrap(), None);

@@ -5,7 +5,7 @@
 //! predecessor's hash, so frame `i` can be decoded and hashed without frame `i - 1`. Only the
 //! *links* (frame `i + 1`'s `prev_hash` equals frame `i`'s computed hash) need the order; the
 //! read paths check them afterwards, in offset order, with
-//! [`crate::verify::ChainCursor::check_frame`]. So the expensive part of a verified read (the
+//! [`crate::chain::ChainCursor::check_frame`]. So the expensive part of a verified read (the
 //! SHA-256 of every record and its CRC32C) is split here across threads, while what decides
 //! *which* error a damaged stream reports stays sequential.
 //!
