@@ -244,7 +244,7 @@ impl Run {
         // enough to be hashed on the store's helper thread and written in several chunks.
         let count = if self.rng.random_bool(0.01) {
             self.rng
-                .random_range(kimberlite_storage::batch_job::MIN_EVENTS..=512)
+                .random_range(kimberlite_storage::HASH_AHEAD_MIN_EVENTS..=512)
         } else {
             self.rng.random_range(1..=12)
         };

@@ -52,7 +52,7 @@ const FLAGS_AT: usize = COMPRESSION_AT + size_of::<u8>();
 const OFFSET_AT: usize = FLAGS_AT + size_of::<u8>();
 const PAYLOAD_LEN_AT: usize = OFFSET_AT + size_of::<u64>();
 
-/// Bytes before the payload.
+/// Bytes of a record frame before the payload (`docs/FORMAT.md`, "Record frame").
 pub const RECORD_HEADER_LEN: usize = PAYLOAD_LEN_AT + size_of::<u32>();
 /// Bytes of the CRC32C that ends a frame.
 const CRC_LEN: usize = size_of::<u32>();

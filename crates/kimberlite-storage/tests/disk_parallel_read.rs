@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use kimberlite_storage::record::RECORD_HEADER_LEN;
-use kimberlite_storage::verify_pool::BLOCK_FRAMES;
+use kimberlite_storage::RECORD_HEADER_LEN;
+use kimberlite_storage::VERIFY_BLOCK_FRAMES as BLOCK_FRAMES;
 use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
 use kimberlite_types::{Offset, StreamId};
 

@@ -1,6 +1,6 @@
-//! Encoding and writing one batch: a [`BatchJob`] encodes its frames in chunks (on the
-//! store's [`crate::batch_job::BatchWorker`] too, for large batches), and this thread links
-//! each chunk to the chain, in order, and writes it.
+//! Encoding and writing one batch: the store's encoder hands its frames over in chunks
+//! (`crate::encode`; encoded on the shared encode helper too, for large batches), and this
+//! thread links each chunk to the chain, in order, and writes it.
 //!
 //! Where restart records go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
 //! bytes go to the file whenever [`WRITE_CHUNK_BYTES`] have built up, up to the last multiple
@@ -19,7 +19,6 @@
 //! here: the caller commits what this returns.
 
 use std::io;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -31,7 +30,7 @@ use super::index::SeenRecord;
 use super::restart::{restart_due, restart_payload};
 use super::storage::Storage;
 use super::stream::io_error;
-use crate::batch_job::{self, BatchJob, BatchPlan, EncodedChunk};
+use crate::encode::{BatchPlan, EncodedChunk};
 use crate::error::StorageError;
 
 /// Encoded bytes that are written without waiting for the rest of the batch. Measured with the
@@ -156,9 +155,8 @@ impl<F: FileSystem> Storage<F> {
         let Self {
             streams,
             buffer,
-            spare_chunks,
+            encoder,
             config,
-            batch_worker,
             ..
         } = self;
         let missing = || StorageError::Poisoned {
@@ -182,33 +180,25 @@ impl<F: FileSystem> Storage<F> {
         };
         let path = active.path.clone();
         let base = active.index.summary.len_bytes;
-        let job = Arc::new(BatchJob::reusing(events, plan, spare_chunks));
-        if config.hash_ahead && job.events().len() >= batch_job::MIN_EVENTS {
-            batch_worker.submit(&job);
-        }
         buffer.clear();
         let mut writer = BatchWriter {
             buffer,
             write_position: base,
-            seen: Vec::with_capacity(job.events().len() + 1),
+            seen: Vec::with_capacity(events.len() + 1),
             allocated_to: state.allocated_to,
             max_segment_size: config.max_segment_size,
         };
         let mut head = state.head;
-        let mut result = Ok(());
-        for index in 0..job.chunk_count() {
-            let mut chunk = job.take(index);
+        let active_file = &mut state.active;
+        let mut result = encoder.encode(events, plan, config.hash_ahead, |chunk| {
             head = chunk.link(head);
-            writer.push(&chunk);
-            spare_chunks.put(chunk);
+            writer.push(chunk);
             if writer.buffer.len() >= WRITE_CHUNK_BYTES {
-                result = writer.write_aligned(&mut state.active);
-                if result.is_err() {
-                    break;
-                }
+                writer.write_aligned(active_file)
+            } else {
+                Ok(())
             }
-        }
-        batch_worker.finish();
+        });
         if result.is_ok() {
             result = writer.write_out(&mut state.active);
         }

@@ -86,7 +86,7 @@ pub struct StorageConfig {
     /// at the stream's first record. Default: [`DEFAULT_RESTART_INTERVAL`] (64).
     pub restart_interval: u64,
     /// Codec for data payloads, used per record only when it makes the record smaller (and
-    /// tried on fewer records where it keeps failing: `batch_job::CodecChoice`).
+    /// tried on fewer records where it keeps failing).
     /// Default: [`CompressionKind::None`].
     pub compression: CompressionKind,
     /// Data records between sparse index entries (restart records are always indexed); 0 indexes
@@ -95,20 +95,21 @@ pub struct StorageConfig {
     /// Threads that verify a read (`read_from`) or a whole stream (`verify_stream`): each
     /// frame's CRC check, decode and chain-hash recomputation are independent of the other
     /// frames (a frame carries its predecessor's hash), so a run of at least
-    /// 2 × [`crate::verify::MIN_FRAMES_PER_THREAD`] frames is split across up to this many
-    /// threads (the calling one and helpers the store starts at its first long read,
-    /// [`crate::verify_pool::VerifyPool`]), then linked in order on the calling thread.
+    /// 128 frames is split across up to this many threads (the calling one and helpers the
+    /// store starts at its first long read and joins when it is dropped), then linked in
+    /// order on the calling thread.
     /// Results and errors do not depend on it, only speed does. The helpers serve one read
     /// at a time: a read that runs beside another (`Storage::read_shared`) while they are
     /// busy verifies on its own thread. `1` (or `0`) verifies on the calling thread only, for
-    /// callers who want no extra threads. Default:
-    /// [`crate::verify::default_verify_threads`], the machine's available parallelism capped
-    /// at [`crate::verify::MAX_VERIFY_THREADS`] (4).
+    /// callers who want no extra threads. Default: the machine's available parallelism capped
+    /// at 4.
     pub verify_threads: usize,
-    /// Whether a batch of 128 events or more is hashed and encoded on a helper thread too,
-    /// beside the appending thread, which links the chunks to the chain and writes them
-    /// ([`crate::batch_job::BatchWorker`]). Frames, writes and results do not depend on it,
-    /// only speed does. Default: true when the machine has more than one core.
+    /// Whether a batch of [`HASH_AHEAD_MIN_EVENTS`](crate::HASH_AHEAD_MIN_EVENTS) events or
+    /// more is hashed and encoded on a helper thread too, beside the appending thread, which
+    /// links the chunks to the chain and writes them. One helper thread is shared by the
+    /// stores that use it and joined when the last of them is dropped. Frames, writes and
+    /// results do not depend on it, only speed does. Default: true when the machine has more
+    /// than one core.
     pub hash_ahead: bool,
 }
 
@@ -119,8 +120,8 @@ impl Default for StorageConfig {
             restart_interval: DEFAULT_RESTART_INTERVAL,
             compression: CompressionKind::None,
             index_interval: DEFAULT_INDEX_INTERVAL,
-            verify_threads: crate::verify::default_verify_threads(),
-            hash_ahead: crate::verify::default_verify_threads() > 1,
+            verify_threads: crate::parallel::default_verify_threads(),
+            hash_ahead: crate::parallel::default_verify_threads() > 1,
         }
     }
 }

@@ -17,9 +17,8 @@ use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
 use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
-use crate::batch_job::{BatchWorker, SpareChunks};
 use crate::error::StorageError;
-use crate::verify_pool::VerifyPool;
+use crate::parallel::{Encoder, VerifyPool};
 
 /// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
 const ACTIVE_MAP_SLACK: u64 = 64 << 20;
@@ -71,15 +70,12 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) poisoned: Option<String>,
     /// The batch encoding buffer, reused by every append.
     pub(super) buffer: Vec<u8>,
-    /// The memory of the last batches' encoded chunks, reused by the next.
-    pub(super) spare_chunks: SpareChunks,
+    /// Encodes batches, with the shared encode helper for large ones (`config.hash_ahead`).
+    pub(super) encoder: Encoder,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: Mutex<VerifyPool>,
     /// This handle's number in the pause points of its verifications (`verify::pieces`).
     pub(super) handle: u64,
-    /// The thread that encodes chunks of large batches beside the appender
-    /// (`config.hash_ahead`).
-    pub(super) batch_worker: BatchWorker,
     _lock: F::Lock,
 }
 
@@ -155,10 +151,9 @@ impl<F: FileSystem> Storage<F> {
             report,
             poisoned: None,
             buffer: Vec::new(),
-            spare_chunks: SpareChunks::default(),
+            encoder: Encoder::default(),
             verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
             handle: crate::verify::new_handle_id(),
-            batch_worker: BatchWorker::default(),
             _lock: lock,
         };
         storage.complete_interrupted_rotations()?;

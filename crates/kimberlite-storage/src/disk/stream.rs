@@ -25,13 +25,12 @@ use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::walk::{walk, Flow, Visit};
 use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, RecordError, StorageError};
+use crate::parallel::VerifyPool;
 use crate::record::FrameHint;
 use crate::rotation::SegmentTable;
 use crate::verify::VerifiedFrame;
 use crate::verify::VerifyReport;
-use crate::verify::MIN_FRAMES_PER_THREAD;
 use crate::verify::{VerifyResume, VerifyStep};
-use crate::verify_pool::{VerifyPool, WAKE_AHEAD_MIN_BYTES};
 
 /// One segment's files.
 #[derive(Debug)]
@@ -334,9 +333,7 @@ impl<F: FileSystem> StreamState<F> {
         }
         let start = self.start_for(from)?;
         let records_left = self.table.next_offset().saturating_sub(from);
-        if max_bytes >= WAKE_AHEAD_MIN_BYTES && records_left >= 2 * MIN_FRAMES_PER_THREAD as u64 {
-            pool.wake_ahead();
-        }
+        pool.wake_ahead(max_bytes, records_left);
         let mut read = ReadVisit::new(from, max_bytes);
         walk(self, start, pool, &mut read)?;
         Ok(read.payloads)

@@ -26,9 +26,9 @@ use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, StreamState};
 use crate::chain::ChainCursor;
 use crate::error::{Location, StorageError};
+use crate::parallel::VerifyPool;
 use crate::record::{peek_frame, FrameHint};
 use crate::verify::{FrameRun, VerifiedFrame};
-use crate::verify_pool::VerifyPool;
 
 /// Most frames scanned, then decoded and linked, at once: long enough for each parallel run
 /// to pay for its threads, short enough that a chunk's frames (about 640 KB of 256-byte

@@ -7,10 +7,9 @@ pub(crate) mod frames;
 mod pieces;
 mod report;
 
-pub use frames::{
-    decode_frames, default_verify_threads, verify_frame, verify_frame_at, FrameRun, VerifiedFrame,
-    MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD,
-};
+#[cfg(test)]
+pub(crate) use frames::{decode_frames, verify_frame};
+pub(crate) use frames::{FrameRun, VerifiedFrame};
 pub(crate) use pieces::new_handle_id;
 pub use pieces::{VerifyResume, VerifyStep};
 pub use report::VerifyReport;

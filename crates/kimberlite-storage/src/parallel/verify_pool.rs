@@ -2,15 +2,13 @@
 //! [`verify_frame`](crate::verify::verify_frame) over a run of frames on several cores (see
 //! [`crate::verify::frames`] for why that is sound).
 //!
-//! Why a pool and not `std::thread::scope` per read: measured on the 2-core machine of
-//! `docs/PERFORMANCE.md`, a scoped thread costs its start-up on every read (10–30 µs of a
-//! ~400 µs read), and, worse, joining it waits until the scheduler has run it: with both
-//! cores busy (a compiler, a simulator) a 1,000-event read went from 387 µs on one thread
-//! to 2.57 ms with a scoped helper. Here the helpers are started once, and the work is split
-//! into small blocks that whoever is running claims next (an atomic counter): the calling
-//! thread never waits for a helper that has not started, only for a block a helper is in the
-//! middle of (at most [`BLOCK_FRAMES`] frames, ~10 µs). On a busy machine a read degrades to
-//! the one-thread speed instead of to the scheduler's latency.
+//! Why a pool and not `std::thread::scope` per read: a scoped thread costs its start-up on
+//! every read and, worse, joining it waits until the scheduler has run it, so on a busy
+//! machine a read slowed to the scheduler's latency (docs/PERFORMANCE.md, section "Design
+//! decisions"). Here the helpers are started once, and the work is split into small blocks
+//! that whoever is running claims next (an atomic counter): the calling thread never waits
+//! for a helper that has not started, only for a block a helper is in the middle of (at most
+//! [`BLOCK_FRAMES`] frames). On a busy machine a read degrades to the one-thread speed.
 //!
 //! Results are the same vector [`FrameRun::decode`] returns on one thread, whatever the
 //! helpers did (tested below).
@@ -18,25 +16,47 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
 use crate::error::RecordError;
-use crate::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
-use crate::verify::{FrameRun, VerifiedFrame, MAX_VERIFY_THREADS, MIN_FRAMES_PER_THREAD};
+use crate::verify::{FrameRun, VerifiedFrame};
 
-/// Frames per block claimed at once: small enough that a helper preempted in the middle of
-/// one delays the caller little, large enough that claiming (one atomic add) is noise.
+/// Fewest frames handed to each thread: below this a thread's hand-off costs more than the
+/// frames it would verify save, so shorter runs are verified on the calling thread.
+pub(crate) const MIN_FRAMES_PER_THREAD: usize = 64;
+
+/// Most threads a verification uses, whatever the machine offers: reads are short (a page
+/// of events), so more threads would mostly pay for their own start-up.
+pub(crate) const MAX_VERIFY_THREADS: usize = 4;
+
+/// The default thread count of verified reads: the machine's available parallelism, capped
+/// at [`MAX_VERIFY_THREADS`]; 1 when it cannot be known.
+#[must_use]
+pub(crate) fn default_verify_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_VERIFY_THREADS)
+}
+
+/// Frames a verified read hands to one thread at a time (a block): a read of a long run of
+/// frames is verified block by block on the store's verify threads
+/// ([`StorageConfig::verify_threads`](crate::StorageConfig::verify_threads)). Public for
+/// tests that damage the first frame of a block; results never depend on it.
+///
+/// Small enough that a helper preempted in the middle of one delays the caller little, large
+/// enough that claiming one (an atomic add) is noise.
 pub const BLOCK_FRAMES: usize = 32;
 
 /// Reads that may return this many payload bytes or more wake the helpers before they read
 /// their frames ([`VerifyPool::wake_ahead`]): enough for `2 * MIN_FRAMES_PER_THREAD` frames of
 /// 256-byte events, the size below which a run stays on the calling thread anyway.
-pub const WAKE_AHEAD_MIN_BYTES: u64 = 2 * MIN_FRAMES_PER_THREAD as u64 * 256;
+pub(crate) const WAKE_AHEAD_MIN_BYTES: u64 = 2 * MIN_FRAMES_PER_THREAD as u64 * 256;
 
 type Verified = Result<VerifiedFrame, RecordError>;
 
 /// Helper threads that verify frames for a store; see the module docs. Dropping the pool
-/// tells its helpers to exit (they are not joined: an idle helper holds nothing).
+/// stops and joins its helpers.
 #[derive(Debug)]
-pub struct VerifyPool {
+pub(crate) struct VerifyPool {
     threads: usize,
     /// Helpers start at the first run long enough to use them.
     board: JobBoard<Job>,
@@ -82,8 +102,8 @@ impl Job {
     }
 
     /// Waits until every block is finished, then returns the results in order. Spins a
-    /// little first: the last block a helper is verifying is due within microseconds, sooner
-    /// than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
+    /// little first ([`Wakeup::wait_until`]): the last block a helper is verifying is due
+    /// sooner than a sleep and a wake-up take.
     fn collect(&self) -> Vec<Verified> {
         self.finished
             .wait_until(|| self.unfinished.load(Ordering::SeqCst) == 0);
@@ -99,7 +119,7 @@ impl VerifyPool {
     /// A pool verifying on up to `threads` threads, the caller's included (so `threads - 1`
     /// helpers, capped at [`MAX_VERIFY_THREADS`]). `0` and `1` mean the caller only.
     #[must_use]
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         Self {
             threads: threads.clamp(1, MAX_VERIFY_THREADS),
             board: JobBoard::new(
@@ -110,17 +130,21 @@ impl VerifyPool {
         }
     }
 
+    #[cfg(test)]
     /// The threads a verification may use, the caller's included.
     #[must_use]
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Wakes the helpers for a run of frames about to be handed to [`Self::decode`] (a read
-    /// that may return [`WAKE_AHEAD_MIN_BYTES`] or more), so that they are running by then
-    /// instead of waking when it comes. Nothing on one thread.
-    pub fn wake_ahead(&mut self) {
-        if self.threads > 1 {
+    /// Wakes the helpers for a run of frames about to be handed to [`Self::decode`], so that
+    /// they are running by then instead of waking when it comes: for a read that may return
+    /// `max_bytes` of [`WAKE_AHEAD_MIN_BYTES`] or more, from a stream with `records_left` enough
+    /// to be split across threads. Nothing on one thread.
+    pub(crate) fn wake_ahead(&mut self, max_bytes: u64, records_left: u64) {
+        let worth_it =
+            max_bytes >= WAKE_AHEAD_MIN_BYTES && records_left >= 2 * MIN_FRAMES_PER_THREAD as u64;
+        if worth_it && self.threads > 1 {
             self.board.start_helpers(self.threads - 1);
             self.board.wake_ahead();
         }
@@ -129,7 +153,7 @@ impl VerifyPool {
     /// [`verify_frame`](crate::verify::verify_frame) of every frame, in order: the same vector as
     /// `frames.decode(0, frames.len())` on one thread. Runs shorter than
     /// `2 * MIN_FRAMES_PER_THREAD` stay on the calling thread.
-    pub fn decode(&mut self, frames: FrameRun) -> Vec<Verified> {
+    pub(crate) fn decode(&mut self, frames: FrameRun) -> Vec<Verified> {
         let helpers = (self.threads - 1).min(frames.len() / MIN_FRAMES_PER_THREAD);
         if helpers == 0 || frames.len() < 2 * MIN_FRAMES_PER_THREAD {
             return frames.decode(0, frames.len());
@@ -155,8 +179,11 @@ mod tests {
     use super::*;
     use crate::record::Record;
     use crate::verify::decode_frames;
+    use crate::verify::frames::tests::frames as chain_frames;
     use bytes::Bytes;
+    use kimberlite_types::CompressionKind;
     use kimberlite_types::Offset;
+    use proptest::prelude::*;
 
     fn frames(count: usize) -> Vec<Bytes> {
         let mut prev = None;
@@ -189,6 +216,65 @@ mod tests {
                     "{threads} x {count}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn errors_stay_at_their_frame() {
+        let mut frames = chain_frames(400, 30, CompressionKind::None);
+        // Corrupt frames in the first share, at a share boundary and in the last share.
+        for at in [5, 199, 200, 201, 450] {
+            let mut bytes = frames[at].to_vec();
+            let last = bytes.len() - 5;
+            bytes[last] ^= 0x40;
+            frames[at] = Bytes::from(bytes);
+        }
+        frames[300] = Bytes::from_static(b"\x02\x00");
+        let one = decode_frames(&frames);
+        for (i, result) in one.iter().enumerate() {
+            assert_eq!(
+                result.is_err(),
+                [5, 199, 200, 201, 300, 450].contains(&i),
+                "frame {i}"
+            );
+        }
+        let mut pool = VerifyPool::new(4);
+        assert_eq!(pool.decode(FrameRun::of_frames(frames.clone())), one);
+    }
+
+    #[test]
+    fn default_thread_count_is_within_bounds() {
+        let threads = default_verify_threads();
+        assert!((1..=MAX_VERIFY_THREADS).contains(&threads));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The parallel variant (the pool) equals the sequential one, bit for bit, for any run length,
+        /// payload size, codec, thread count and corrupted byte.
+        #[test]
+        fn parallel_equals_sequential(
+            count in 0usize..400,
+            size in 0usize..300,
+            lz4 in any::<bool>(),
+            threads in 1usize..6,
+            flip in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1u8..=255)),
+        ) {
+            let compression = if lz4 { CompressionKind::Lz4 } else { CompressionKind::None };
+            let mut frames = chain_frames(count, size, compression);
+            if let Some((frame, byte, mask)) = flip {
+                if !frames.is_empty() {
+                    let at = frame.index(frames.len());
+                    let mut bytes = frames[at].to_vec();
+                    let pos = byte.index(bytes.len());
+                    bytes[pos] ^= mask;
+                    frames[at] = Bytes::from(bytes);
+                }
+            }
+            let expected = decode_frames(&frames);
+            let mut pool = VerifyPool::new(threads);
+            prop_assert_eq!(pool.decode(FrameRun::of_frames(frames)), expected);
         }
     }
 }
