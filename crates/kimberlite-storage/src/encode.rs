@@ -145,13 +145,13 @@ pub(crate) const LZ4_PROBE_EVERY: u32 = 16;
 /// Which codec each data record of a chunk is tried with: the plan's, except that LZ4 is
 /// tried only on a probe once [`LZ4_GIVE_UP_AFTER`] records in a row did not shrink.
 ///
-/// Why: trying LZ4 on a record costs ~0.15 µs whatever the record (`lz4_flex` zeroes an 8
-/// KiB table per call), the whole cost of appending incompressible payloads (encrypted or
-/// random data, the `kimberlite` store's default codec) was ~60% more than storing them
-/// as they are. The choice depends only on the chunk's own records, so the frames are the
-/// same bytes whichever thread encodes the chunk; a reader sees each record's codec in its
-/// frame, as before. Dropped: a compressible record among incompressible ones may be
-/// stored uncompressed (at most [`LZ4_PROBE_EVERY`] - 1 in a row).
+/// Why: trying LZ4 on a record has a fixed cost whatever the record (`lz4_flex` zeroes an 8
+/// KiB table per call), a large part of appending incompressible payloads (encrypted or
+/// random data) when tried on each (docs/PERFORMANCE.md, section "Design decisions"). The
+/// choice depends only on the chunk's own records, so the frames are the same bytes whichever
+/// thread encodes the chunk; a reader sees each record's codec in its frame. The price: a
+/// compressible record among incompressible ones may be stored uncompressed (at most
+/// [`LZ4_PROBE_EVERY`] - 1 in a row).
 struct CodecChoice {
     asked: CompressionKind,
     misses: u32,

@@ -24,13 +24,12 @@
 //!   visible.
 //! - No restart records: reads start from an in-memory chain hash of the previous record.
 //!
-//! # What is better than the seed
+//! # Cost
 //!
-//! The seed's `read_from` copied the stream's whole buffer and re-walked it from the first
-//! record on every call, and `latest_chain_hash` walked the whole stream, so reading a stream
-//! page by page was quadratic. Here each record is its own zero-copy [`Bytes`] frame, indexed
-//! by offset next to its chain hash: `read_from` costs time proportional to what it returns,
-//! and `latest_chain_hash` is `O(1)`.
+//! Each record is its own zero-copy [`Bytes`] frame, indexed by offset next to its chain
+//! hash: `read_from` costs time proportional to what it returns (never a re-walk from the
+//! first record, which would make reading a stream page by page quadratic), and
+//! `latest_chain_hash` is `O(1)`.
 //!
 //! # Assertions
 //!
@@ -318,7 +317,7 @@ fn encode_batch(
     mut prev_hash: Option<ChainHash>,
 ) -> (Bytes, Vec<(usize, usize)>, Vec<ChainHash>) {
     let total: usize = events.iter().map(|event| event.len()).sum();
-    let mut buffer = Vec::with_capacity(total + events.len() * crate::RECORD_OVERHEAD);
+    let mut buffer = Vec::with_capacity(total + events.len() * crate::record::RECORD_OVERHEAD);
     let mut ranges = Vec::with_capacity(events.len());
     let mut hashes = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {

@@ -235,7 +235,7 @@ fn reads_honour_max_bytes_and_always_make_progress() {
 }
 
 #[test]
-fn rotation_matches_the_seed_rule() {
+fn rotation_matches_the_contract_rule() {
     let record = RECORD_OVERHEAD as u64 + 10;
     let mut storage = MemoryStorage::with_max_segment_size(3 * record);
     assert_eq!(storage.max_segment_size(), 3 * record);

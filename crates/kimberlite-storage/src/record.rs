@@ -27,8 +27,7 @@
 //! can be encoded by any thread before the predecessor's hash exists
 //! ([`encode_unlinked`]); writing the link and finishing the CRC
 //! ([`UnlinkedFrame::link`]) is 36 bytes of work per record for the thread that follows the
-//! chain. Format 2 had the link in the header, so a frame could not be started before the
-//! hash of the record ahead of it was known.
+//! chain.
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, CHAIN_HASH_LEN};
@@ -40,8 +39,8 @@ use crate::le::{le_u32, le_u64};
 /// Format version written in every frame.
 ///
 /// 3: the link (`prev_hash`) at the end of the frame and of the chain hash's input
-/// (`kimberlite.chain.v3`, `docs/FORMAT.md`). Frames of versions 1 and 2 (drafts, never
-/// released) are refused as `UnsupportedVersion` rather than misreported as broken chains.
+/// (`kimberlite.chain.v3`, `docs/FORMAT.md`). Frames of any other version are refused as
+/// `UnsupportedVersion` rather than misreported as broken chains.
 pub const RECORD_FORMAT_VERSION: u8 = 3;
 
 const FRAME_LEN_SIZE: usize = size_of::<u32>();

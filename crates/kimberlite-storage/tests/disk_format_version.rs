@@ -68,7 +68,7 @@ fn a_whole_frame_of_another_version_is_reported_not_truncated() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte changed");
 }
 
-/// A segment header of the draft format (version 1): the store is refused with the reason,
+/// A segment header of an older format (version 1): the store is refused with the reason,
 /// and nothing is changed.
 #[test]
 fn a_segment_of_another_version_is_refused_with_the_reason() {

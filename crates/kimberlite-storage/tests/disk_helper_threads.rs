@@ -18,8 +18,9 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
-/// Waits (at most a few seconds) until `count` threads named `prefix` are left: a joined
-/// thread may be listed a moment longer while the kernel finishes its exit.
+/// Waits (at most a few seconds) until `count` threads are named `prefix`: a new thread
+/// names itself once it runs, and a joined one may be listed a moment longer while the kernel
+/// finishes its exit.
 fn settles_at(prefix: &str, count: usize) -> bool {
     for _ in 0..500 {
         if threads_named(prefix) == count {
@@ -55,21 +56,18 @@ fn helper_threads_are_joined_when_the_last_store_is_dropped() {
     let mut second = Storage::open_with(second_dir.path(), config).unwrap();
     append_and_read(&mut first, StreamId::new(1));
     append_and_read(&mut second, StreamId::new(2));
-    assert_eq!(
-        threads_named("kimberlite-enco"),
-        1,
+    assert!(
+        settles_at("kimberlite-enco", 1),
         "one encode helper, shared"
     );
-    assert_eq!(
-        threads_named("kimberlite-veri"),
-        2,
+    assert!(
+        settles_at("kimberlite-veri", 2),
         "a verify helper per store"
     );
 
     drop(first);
-    assert_eq!(
-        threads_named("kimberlite-enco"),
-        1,
+    assert!(
+        settles_at("kimberlite-enco", 1),
         "the other store still holds the encode helper"
     );
     assert!(

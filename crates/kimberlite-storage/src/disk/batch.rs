@@ -13,10 +13,10 @@
 //! Preserved: every frame of the batch is written before it is acknowledged, `fsync = true`
 //! syncs once after the last write, and a failed write or sync cuts the file back to where the
 //! batch began (best effort; the caller poisons the store either way), so a failed batch
-//! leaves nothing behind. Dropped: a batch of more than [`WRITE_CHUNK_BYTES`] is no longer one
-//! `write` call; a crash could always leave any prefix of an unsynced batch, and recovery
-//! handles that (the torn-tail rows of `recovery`'s decision table). Nothing in memory changes
-//! here: the caller commits what this returns.
+//! leaves nothing behind. A batch of more than [`WRITE_CHUNK_BYTES`] is several `write`
+//! calls; a crash can leave any prefix of an unsynced batch either way, and recovery handles
+//! that (the torn-tail rows of `recovery`'s decision table). Nothing in memory changes here:
+//! the caller commits what this returns.
 
 use std::io;
 
@@ -33,11 +33,9 @@ use super::stream::io_error;
 use crate::encode::{BatchPlan, EncodedChunk};
 use crate::error::StorageError;
 
-/// Encoded bytes that are written without waiting for the rest of the batch. Measured with the
-/// `append_nosync` bench (1,000 x 256 B, hashed ahead): 128 KiB 258-260 us per batch, 64 KiB
-/// 248-257, 32 KiB 245 but LZ4 batches and inline-hashed ones slower (each `write` that
-/// extends the file costs ~7 µs here; measured with record format 2); what is left after the last
-/// chunk is written at the end.
+/// Encoded bytes that are written without waiting for the rest of the batch (what is left
+/// after the last chunk is written at the end); the size the `append_nosync` bench chose
+/// (docs/PERFORMANCE.md, section "Design decisions").
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
 /// How many of the `buffered` bytes that go at file position `position` to write now: those
@@ -45,11 +43,7 @@ pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 ///
 /// Why aligned: the page cache holds a file in folios of up to [`WRITE_CHUNK_BYTES`] and more
 /// only where the file position is aligned to their size, so 64 KiB writes starting anywhere
-/// filled it a 4 KiB page at a time. Measured outside the engine (312,000 bytes per batch, 64
-/// KiB writes into blocks allocated ahead, 2026-11-26): 74-76 µs per batch written from
-/// anywhere, 49-55 µs aligned; with an `fdatasync` after each batch 431-434 µs against 370-387.
-/// In the engine, `append_nosync` 186-187 µs per batch against 191-245 (binaries alternated
-/// three times).
+/// fill it a 4 KiB page at a time (docs/PERFORMANCE.md, section "Design decisions").
 #[must_use]
 pub fn aligned_write_len(position: u64, buffered: usize) -> usize {
     let end = position.saturating_add(buffered as u64);

@@ -181,8 +181,8 @@ pub fn scan_from<H: FileHandle>(
 /// A read can return a flipped bit once (a transient media or bus error) while the stored bytes
 /// are fine. Recovery acts on what it reads: it truncates a "torn" last record and refuses
 /// appends after "corruption". Acting on a one-off bad read would truncate an acknowledged,
-/// fsynced record (found by the simulator: seed 49 lost a durable event this way). A torn
-/// write or real corruption reads the same every time; a transient error does not.
+/// fsynced record. A torn write or real corruption reads the same every time; a transient
+/// error does not.
 const DECODE_ATTEMPTS: usize = 3;
 
 /// A frame's decoding: the record and its length, or why it does not decode.
@@ -210,8 +210,7 @@ fn read_and_decode<H: FileHandle>(
 /// Whether a frame that fails to decode with `reason` could be an unfinished write: only when
 /// its length or its CRC fails. A frame whose CRC checks was written whole, so a field it
 /// holds that this build does not accept (another format version, an unknown kind, codec or
-/// flag, a bad payload) is never cut off as torn: it is reported and left on disk. (Found
-/// opening a store of a draft format: its last frame, CRC intact, was truncated as torn.)
+/// flag, a bad payload) is never cut off as torn: it is reported and left on disk.
 fn could_be_torn(reason: &RecordError) -> bool {
     matches!(
         reason,
@@ -256,10 +255,10 @@ pub const SECTOR_BYTES: u64 = 512;
 /// it that fills a disk sector's share of the frame all zero (a sector in the middle lost).
 ///
 /// Why: a frame whose bytes are all there but one bit differs (bit rot, a tampered byte in
-/// the last record) fails its CRC exactly as a torn write does, and was cut off as torn,
-/// deleting a record that may have been synced and acknowledged, with `verify` then finding
+/// the last record) fails its CRC exactly as a torn write does; cutting it off as torn would
+/// delete a record that may have been synced and acknowledged, with `verify` then finding
 /// the shortened stream intact. Such a frame has no zero sector and a CRC field that is not
-/// zero: it is now damage, reported and left on disk. Dropped: a torn write on a file system
+/// zero: it is damage, reported and left on disk. The price: a torn write on a file system
 /// that shows stale bytes instead of zeros after a crash (ext4 without a journal can, for
 /// blocks not allocated ahead) is reported as damage too: the stream then refuses appends
 /// until the tail is dealt with, but nothing is cut silently.

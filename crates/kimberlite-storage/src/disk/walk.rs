@@ -33,10 +33,7 @@ use crate::verify::{FrameRun, VerifiedFrame};
 /// Most frames scanned, then decoded and linked, at once: long enough for each parallel run
 /// to pay for its threads, short enough that a chunk's frames (about 640 KB of 256-byte
 /// events) are still in the core's cache when they are hashed after the scan, and their
-/// results when they are linked. Measured (`examples/store_read_loop.rs`, the `kimberlite`
-/// store's 1 MiB pages of 256-byte events): 4,096 frames 286-305 ns per event, 2,048
-/// 200-233, 1,024 211-217, 512 220-227; a 1,000-event read (one chunk either way)
-/// unchanged.
+/// results when they are linked (docs/PERFORMANCE.md, section "Design decisions").
 const CHUNK_FRAMES: usize = 2048;
 
 /// What the walk does after a record.

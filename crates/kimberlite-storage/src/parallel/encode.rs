@@ -47,12 +47,11 @@ pub(crate) const MAX_SPARE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The memory of chunks already written, for the next batch's chunks to be encoded into.
 ///
-/// Why: allocating each chunk afresh had the encoding thread allocate and the appending
-/// thread free ~20 KiB per 64 events; the allocator then gave the helper thread's heap back
-/// to the kernel after each batch (`madvise`, which interrupts the other core to flush its
-/// TLB) and the next batch faulted the same pages in again. Reusing them: 1,000 x 256 B
-/// batches 304-312 -> 260-265 µs unsynced, 626-660 -> 561-590 µs synced (binaries
-/// alternated, `examples/append_loop.rs`).
+/// Why: allocating each chunk afresh has the encoding thread allocate and the appending
+/// thread free the chunk's memory; the allocator then gives the helper thread's heap back to
+/// the kernel after each batch (`madvise`, which interrupts the other core to flush its TLB)
+/// and the next batch faults the same pages in again (docs/PERFORMANCE.md, section "Design
+/// decisions").
 #[derive(Debug, Default)]
 pub(crate) struct SpareChunks {
     chunks: Vec<EncodedChunk>,
@@ -193,8 +192,8 @@ impl BoardJob for BatchJob {
 /// batch of a store that has none, and joined when the last store holding it is dropped.
 ///
 /// Why shared and not one per store: on a machine with two cores a second helper has no core of
-/// its own, and two stores appended to in turn had both helpers watching for their next batch,
-/// each taking the core the other store's encoding needed (docs/PERFORMANCE.md, section
+/// its own, and two stores appended to in turn would have both helpers watching for their next
+/// batch, each taking the core the other store's encoding needs (docs/PERFORMANCE.md, section
 /// "Design decisions"). One helper sees whichever store's batch comes next; on a larger machine
 /// stores appending at once share it, and each appender still encodes whatever the helper has
 /// not claimed, so none waits for it.

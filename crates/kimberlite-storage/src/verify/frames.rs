@@ -87,10 +87,9 @@ pub fn decode_frames(frames: &[Bytes]) -> Vec<Result<VerifiedFrame, RecordError>
 /// segment, a read window).
 ///
 /// Why not a `Bytes` per frame: every `Bytes` of a mapped segment shares one reference count,
-/// so a slice per frame, and its drop, were two atomic operations per frame on one cache
-/// line, made by the reading thread and fought over by the verifying threads (~6% of a
-/// 1,000-event read's samples). Here a buffer is counted once per run, and only a returned
-/// payload is a `Bytes` of its own.
+/// so a slice per frame, and its drop, would be two atomic operations per frame on one cache
+/// line, made by the reading thread and fought over by the verifying threads. Here a buffer
+/// is counted once per run, and only a returned payload is a `Bytes` of its own.
 #[derive(Debug, Default, Clone)]
 pub struct FrameRun {
     sources: Vec<Bytes>,

@@ -3,12 +3,9 @@
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
-#[allow(unused_imports)] // linked from the docs below
-use crate::error::StorageError;
-
 /// What a full verification of one stream checked (`verify_stream` on each backend).
 ///
-/// A verification that finds a problem returns the [`StorageError`] instead; a report means
+/// A verification that finds a problem returns the [`StorageError`](crate::StorageError) instead; a report means
 /// every record from the first was decoded, CRC-checked and linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
