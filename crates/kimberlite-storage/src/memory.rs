@@ -126,14 +126,14 @@ pub struct MemoryStorage {
 }
 
 impl MemoryStorage {
-    /// An empty store with the default notional segment size ([`DEFAULT_MAX_SEGMENT_SIZE`]).
+    /// An empty store with the default notional segment size ([`DEFAULT_MAX_SEGMENT_SIZE`](crate::disk::DEFAULT_MAX_SEGMENT_SIZE)).
     #[must_use]
     pub fn new() -> Self {
         Self::with_max_segment_size(DEFAULT_MAX_SEGMENT_SIZE)
     }
 
-    /// An empty store whose notional segments rotate at `max_segment_size` logical bytes (see
-    /// [`crate::segments`]); small values exercise rotation without writing 256 MiB.
+    /// An empty store whose notional segments rotate at `max_segment_size` logical bytes (the
+    /// rotation rule, `docs/FORMAT.md`); small values exercise rotation without writing 256 MiB.
     #[must_use]
     pub fn with_max_segment_size(max_segment_size: u64) -> Self {
         Self {

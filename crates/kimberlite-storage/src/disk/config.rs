@@ -12,11 +12,11 @@ pub const DEFAULT_RESTART_INTERVAL: u64 = 64;
 /// Default `index_interval`: a sparse index entry every 64 data records.
 pub const DEFAULT_INDEX_INTERVAL: u64 = 64;
 
-/// How a [`Storage`] lays out and writes its files. Plain data; see each field's default.
+/// How a [`Storage`](crate::Storage) lays out and writes its files. Plain data; see each field's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageConfig {
-    /// Logical bytes after which a stream's active segment rotates (the rule of
-    /// [`crate::segments`]). Default: [`DEFAULT_MAX_SEGMENT_SIZE`] (256 MiB).
+    /// Logical bytes after which a stream's active segment rotates (the rotation rule,
+    /// `docs/FORMAT.md`, "Segment rotation"). Default: [`DEFAULT_MAX_SEGMENT_SIZE`] (256 MiB).
     pub max_segment_size: u64,
     /// Data records between restart records; 0 writes none, so that verified reads start
     /// at the stream's first record. Default: [`DEFAULT_RESTART_INTERVAL`] (64).
@@ -62,7 +62,7 @@ impl Default for StorageConfig {
     }
 }
 
-/// Sizes and counts of one stream ([`Storage::stream_stats`]).
+/// Sizes and counts of one stream ([`Storage::stream_stats`](crate::Storage::stream_stats)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamStats {
     /// The stream's next offset (its number of events).

@@ -19,7 +19,7 @@
 //! # Semantics
 //!
 //! Exactly `MemoryStorage`'s, by construction: the same [`crate::backend::check_append`]
-//! before anything is written, the same [`crate::rotation::SegmentTable`] rotation rule (on
+//! before anything is written, the same rotation rule (`SegmentTable`) (on
 //! logical sizes, so compression, restart records and headers never move a boundary), the same
 //! decode-and-link on every read (`crate::chain`), the same
 //! [`crate::backend::assert_offset_advanced`] after each append.

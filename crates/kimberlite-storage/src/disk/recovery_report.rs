@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use kimberlite_types::StreamId;
 
-/// What [`Storage::open`] found and did; empty when the store was clean.
+/// What [`Storage::open`](crate::Storage::open) found and did; empty when the store was clean.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Each repair or finding, in the order met.
     pub actions: Vec<RecoveryAction>,
     /// Record frames open decoded while scanning segments (active segments, rebuilt indexes).
     /// An active segment whose index was flushed is scanned only past what the index covers,
-    /// so a store closed after [`Storage::flush`] opens with 0.
+    /// so a store closed after [`Storage::flush`](crate::Storage::flush) opens with 0.
     pub records_scanned: u64,
 }
 
