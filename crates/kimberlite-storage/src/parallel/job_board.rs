@@ -1,7 +1,7 @@
 //! [`JobBoard`]: where a store posts work for its helper threads.
 //!
 //! Both kinds of helper (verified reads, `verify_pool`, a board per store; encoding a large
-//! batch beside its appender, `encode`, one board shared by the stores that use it) work the
+//! batch beside its appender, `encoder`, one board shared by the stores that use it) work the
 //! same way: the calling thread posts a job and works on it itself; helpers started once wake
 //! up, claim what is left of the job, and go back to sleep. The job does its own claiming
 //! (each job type knows its pieces), so a caller never waits for a helper that has not

@@ -12,11 +12,11 @@
 //! last store holding it. Spin-waits, and the figures that justify each, are listed in
 //! docs/PERFORMANCE.md, section "Spin-waits".
 
-mod encode;
+mod encoder;
 mod job_board;
 mod verify_pool;
 
-pub(crate) use encode::Encoder;
-pub use encode::MIN_EVENTS;
+pub(crate) use encoder::Encoder;
+pub use encoder::MIN_EVENTS;
 pub use verify_pool::BLOCK_FRAMES;
 pub(crate) use verify_pool::{default_verify_threads, VerifyPool};

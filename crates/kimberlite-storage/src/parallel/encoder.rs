@@ -7,7 +7,7 @@
 //! still being encoded elsewhere, and every chunk when no helper runs. So the two threads share
 //! the encoding whatever their speeds, the appender never waits for a thread that has not
 //! started, and the frames are the same bytes whoever encoded which chunk
-//! (`encode_tests.rs`, against [`encode_chunk`](crate::encode::encode_chunk)).
+//! (`encoder_tests.rs`, against [`encode_chunk`](crate::encode::encode_chunk)).
 //!
 //! Why a long-lived thread and not `std::thread::scope` per batch: starting and joining a
 //! thread per batch costs more than the overlap gains (docs/PERFORMANCE.md, section
@@ -260,5 +260,5 @@ impl Encoder {
 }
 
 #[cfg(test)]
-#[path = "encode_tests.rs"]
+#[path = "encoder_tests.rs"]
 mod tests;
