@@ -12,7 +12,8 @@ pub const DEFAULT_RESTART_INTERVAL: u64 = 64;
 /// Default `index_interval`: a sparse index entry every 64 data records.
 pub const DEFAULT_INDEX_INTERVAL: u64 = 64;
 
-/// How a [`Storage`](crate::Storage) lays out and writes its files. Plain data; see each field's default.
+/// How a [`Storage`](crate::Storage) lays out and writes its files. Plain data; see each
+/// field's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageConfig {
     /// Logical bytes after which a stream's active segment rotates (the rotation rule,

@@ -29,8 +29,9 @@
 //! A batch, restart records included, is encoded into reused memory and written in writes of
 //! 64 KiB (`batch`), into blocks allocated ahead once a segment is large (`allocate`). With
 //! `fsync = true` the segment file is `fdatasync`ed before `append_batch` returns; a batch that
-//! creates a stream or rotates a segment also makes the new segment file, its directory entry and the manifest durable first. With `fsync = false` the batch is
-//! handed to the OS and becomes durable at the next synced append or [`Storage::flush`].
+//! creates a stream or rotates a segment also makes the new segment file, its directory entry
+//! and the manifest durable first. With `fsync = false` the batch is handed to the OS and
+//! becomes durable at the next synced append or [`Storage::flush`].
 //!
 //! After any failed write or sync the store is *poisoned* (fail-stop): every later append or
 //! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
