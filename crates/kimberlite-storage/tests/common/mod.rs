@@ -15,7 +15,7 @@ pub fn small_config() -> StorageConfig {
         restart_interval: 4,
         compression: CompressionKind::None,
         index_interval: 2,
-        // More than this 2-core machine has: long reads in tests split into 4 shares.
+        // More than a small machine has: long reads in tests split into 4 shares.
         verify_threads: 4,
         // Batches of 128 events or more hashed on the helper thread, whatever the machine.
         hash_ahead: true,
