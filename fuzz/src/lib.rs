@@ -114,7 +114,7 @@ pub fn open_and_read(data: &[u8]) {
     let fs = file_system_with(&files);
     let config = StorageConfig {
         max_segment_size: 4096,
-        checkpoint_interval: 4,
+        restart_interval: 4,
         index_interval: 2,
         ..StorageConfig::default()
     };

@@ -33,7 +33,7 @@ fn main() -> std::io::Result<()> {
         let fs = SimFileSystem::new(0, FaultConfig::NONE);
         let config = StorageConfig {
             max_segment_size: 4096,
-            checkpoint_interval: 4,
+            restart_interval: 4,
             index_interval: 2,
             compression: if i == 1 {
                 CompressionKind::Lz4

@@ -146,11 +146,11 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
             (stats.storage.stored_bytes, stats.storage.logical_bytes)
         {
             outln!(
-                "stored {} for {} logical ({} segment(s), {} checkpoints)",
+                "stored {} for {} logical ({} segment(s), {} restart records)",
                 human_bytes(stored),
                 human_bytes(logical),
                 stats.storage.segments,
-                stats.storage.checkpoints.unwrap_or(0)
+                stats.storage.restart_records.unwrap_or(0)
             );
         }
     }

@@ -229,11 +229,11 @@ fn verify_original(store: &Kimberlite) -> Result<u64, CliError> {
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
     outln!(
-        "4. Verified every record from the first: {} records, {} segments, {} checkpoints, \
+        "4. Verified every record from the first: {} records, {} segments, {} restart records, \
          {} checked in {seconds:.2} s: {}",
         thousands(report.records_checked()),
         report.segments_checked(),
-        thousands(report.checkpoints_checked()),
+        thousands(report.restart_records_checked()),
         human_bytes(report.bytes_checked()),
         if report.is_intact() {
             "INTACT"

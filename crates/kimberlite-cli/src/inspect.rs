@@ -47,7 +47,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
         "stored",
         "logical",
         "ratio",
-        "checkpoints"
+        "restarts"
     );
     for s in &stats {
         outln!(
@@ -67,7 +67,9 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
                 .logical_bytes
                 .map_or_else(|| "-".into(), human_bytes),
             ratio(s).map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
-            s.storage.checkpoints.map_or_else(|| "-".into(), thousands),
+            s.storage
+                .restart_records
+                .map_or_else(|| "-".into(), thousands),
             s.head
                 .filter(|_| !s.damaged)
                 .map_or_else(|| "-".to_owned(), |h| h.to_string())
@@ -114,7 +116,7 @@ fn stats_json(s: &StreamStats) -> Value {
         "stored_bytes": s.storage.stored_bytes,
         "logical_bytes": s.storage.logical_bytes,
         "compression_ratio": ratio(s),
-        "checkpoints": s.storage.checkpoints,
+        "restart_records": s.storage.restart_records,
         "compressed_records": s.storage.compressed_records,
     })
 }

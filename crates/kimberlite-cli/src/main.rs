@@ -73,7 +73,7 @@ enum Command {
     /// (the first problem is printed with stream, offset, file and byte), 2 on usage or I/O
     /// errors.
     Verify(verify::VerifyArgs),
-    /// Show a store's streams: events, segments, sizes, checkpoints, compression, head hash.
+    /// Show a store's streams: events, segments, sizes, restart records, compression, head hash.
     Inspect(inspect::InspectArgs),
     /// Measure append and read throughput and append latency on a scratch store.
     Bench(bench::BenchArgs),

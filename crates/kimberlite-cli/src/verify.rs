@@ -159,9 +159,9 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
         );
     } else {
         outln!(
-            "intact: {} records, {} checkpoints, {} segments, {} checked in {seconds:.2} s",
+            "intact: {} records, {} restart records, {} segments, {} checked in {seconds:.2} s",
             thousands(report.records_checked()),
-            thousands(report.checkpoints_checked()),
+            thousands(report.restart_records_checked()),
             report.segments_checked(),
             human_bytes(report.bytes_checked())
         );
@@ -178,7 +178,7 @@ fn report_json(report: &VerifyReport, recovery: &[String], kept_torn_tails: Vec<
     json!({
         "intact": report.is_intact(),
         "records_checked": report.records_checked(),
-        "checkpoints_checked": report.checkpoints_checked(),
+        "restart_records_checked": report.restart_records_checked(),
         "segments_checked": report.segments_checked(),
         "bytes_checked": report.bytes_checked(),
         "streams": streams,
@@ -193,7 +193,7 @@ fn stream_json(stream: &StreamReport) -> Value {
         "id": stream.stream.as_u64(),
         "name": stream.name,
         "records_checked": stream.records_checked,
-        "checkpoints_checked": stream.checkpoints_checked,
+        "restart_records_checked": stream.restart_records_checked,
         "segments_checked": stream.segments_checked,
         "bytes_checked": stream.bytes_checked,
         "next_offset": stream.next_offset.as_u64(),

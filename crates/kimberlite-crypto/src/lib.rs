@@ -9,8 +9,8 @@
 //! bulk of a record's hash (the domain, its fields and its payload) does not depend on the
 //! record before it and can be computed by any thread, in any order ([`UnlinkedHash::new`]);
 //! only the last block or two, which take in the predecessor's hash, are computed one after
-//! another ([`UnlinkedHash::link`]). Format 2 put the predecessor first, so the whole hash of
-//! every record waited for the one before and a chain was built on one core.
+//! another ([`UnlinkedHash::link`]). With the predecessor first, the whole hash of every record
+//! would wait for the one before and a chain would be built on one core.
 //!
 //! The exact bytes hashed are specified in `docs/FORMAT.md` ("Chain hash"), with test vectors
 //! that this crate's tests check. This is a pure crate: no I/O, no state.

@@ -29,7 +29,7 @@ fn every_input_field_changes_the_hash() {
     let variants = [
         ChainHash::compute(None, Offset::new(1), RecordKind::Data, b"abc"),
         ChainHash::compute(Some(&prev), Offset::new(2), RecordKind::Data, b"abc"),
-        ChainHash::compute(Some(&prev), Offset::new(1), RecordKind::Checkpoint, b"abc"),
+        ChainHash::compute(Some(&prev), Offset::new(1), RecordKind::Restart, b"abc"),
         ChainHash::compute(Some(&prev), Offset::new(1), RecordKind::Data, b"abd"),
         ChainHash::compute(Some(&prev), Offset::new(1), RecordKind::Data, b"ab"),
     ];
@@ -65,7 +65,7 @@ fn compute_is_sha256_of_the_documented_bytes() {
     for (prev, kind, payload) in [
         (None, RecordKind::Data, &b""[..]),
         (Some(&prev), RecordKind::Data, &[7u8; 256][..]),
-        (Some(&prev), RecordKind::Checkpoint, &b"checkpoint"[..]),
+        (Some(&prev), RecordKind::Restart, &b"checkpoint"[..]),
     ] {
         let offset = 0x0102_0304_0506_0708u64;
         let mut input = Vec::new();

@@ -1,7 +1,7 @@
 //! The simulator: random workloads with crashes, restarts and faults, checked against a model.
 //!
 //! One run is one `u64` seed. The seed picks the store's configuration (segment size,
-//! checkpoint and index intervals, compression), the fault probabilities, and every operation:
+//! restart record and index intervals, compression), the fault probabilities, and every operation:
 //! appends of random batches (1–12 events; one in a hundred 128–512 events, which the store
 //! hashes on its helper thread and writes in several chunks) with and without fsync, reads at
 //! random offsets and budgets, `flush_indexes`, `flush`, full verifications (whole, or in
@@ -136,7 +136,7 @@ impl Run {
         };
         let config = StorageConfig {
             max_segment_size: rng.random_range(2_048..32_768),
-            checkpoint_interval: *[0, 1, 3, 16, 64].choose(&mut rng).unwrap_or(&0),
+            restart_interval: *[0, 1, 3, 16, 64].choose(&mut rng).unwrap_or(&0),
             compression: if rng.random_bool(0.5) {
                 CompressionKind::Lz4
             } else {
@@ -244,7 +244,7 @@ impl Run {
         // enough to be hashed on the store's helper thread and written in several chunks.
         let count = if self.rng.random_bool(0.01) {
             self.rng
-                .random_range(kimberlite_storage::batch_job::MIN_EVENTS..=512)
+                .random_range(kimberlite_storage::HASH_AHEAD_MIN_EVENTS..=512)
         } else {
             self.rng.random_range(1..=12)
         };

@@ -12,7 +12,7 @@ const STREAM: StreamId = StreamId::new(1);
 
 fn config() -> StorageConfig {
     StorageConfig {
-        checkpoint_interval: 0,
+        restart_interval: 0,
         ..StorageConfig::default()
     }
 }

@@ -1,10 +1,10 @@
 //! How an on-disk `Storage` read's cost depends on where in the stream it starts.
 //!
 //! Builds one stream of 1,000,000 events of 256 bytes (about 312 MB of segment files, default
-//! config: 256 MiB segments, a checkpoint every 64 records, an index entry every 64) in a
+//! config: 256 MiB segments, a restart record every 64 records, an index entry every 64) in a
 //! temp dir, reopens it, and reads 1,000 events at the start (offset 0, a completed, mapped
 //! segment) and at the end (offset 999,000, the active segment, read with `pread`). A verified
-//! read starts at the nearest checkpoint at or before its offset and checks every link from
+//! read starts at the nearest restart record at or before its offset and checks every link from
 //! there, so the end must cost about the same as the start: target ratio end/start <= 1.5.
 //!
 //! Besides criterion's report, prints `ratio end/start` from interleaved samples.
@@ -59,11 +59,11 @@ fn filled_storage(dir: &std::path::Path) -> Storage {
     let stats = storage.stream_stats(STREAM).expect("the stream exists");
     println!(
         "disk_read: wrote and reopened {EVENT_COUNT} events in {:.1?}: {} segments, {} MB stored, \
-         {} checkpoints",
+         {} restart records",
         started.elapsed(),
         stats.segment_count,
         stats.stored_bytes / 1_000_000,
-        stats.checkpoint_count
+        stats.restart_record_count
     );
     storage
 }

@@ -1,8 +1,8 @@
 //! How a `MemoryStorage` read's cost depends on where in the stream it starts.
 //!
 //! Builds one stream of 100,000 events of 100 bytes and reads a 100-event page at its start
-//! and at its end. The seed's design re-walked the stream from the first record on every read,
-//! so its last page cost about 1,000x its first; ours must cost the same (ratio <= 2).
+//! and at its end. A design that re-walks the stream from the first record on every read makes
+//! the last page cost about 1,000x the first; this one must cost the same (ratio <= 2).
 //!
 //! Besides criterion's own report, the bench prints `ratio last/first`, measured in the same
 //! process with interleaved samples so that machine noise hits both sides alike.
@@ -85,7 +85,7 @@ fn print_ratio() {
     let (first, last) = (median(first), median(last));
     println!(
         "memory_read: first page {first:?}, last page {last:?}, \
-         ratio last/first = {:.3} (target <= 2; the seed's design gives about 1,000)",
+         ratio last/first = {:.3} (target <= 2; a re-walk from the first record gives about 1,000)",
         last.as_secs_f64() / first.as_secs_f64()
     );
 }

@@ -1,9 +1,9 @@
 //! [`StorageBackend`]: the one interface of every storage backend.
 //!
-//! Method names, argument order and meaning are the seed's. One decision is newer than the
-//! seed: `append_batch` checks `expected_offset` and `prev_hash` against the stream's real head
-//! and refuses a mismatch with a typed error, instead of trusting the caller and writing a
-//! broken chain.
+//! Method names, argument order and meaning are those of the storage contract (SPEC.md).
+//! `append_batch` checks `expected_offset` and `prev_hash` against the stream's real head and
+//! refuses a mismatch with a typed error, instead of trusting the caller and writing a broken
+//! chain.
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;

@@ -2,30 +2,29 @@
 //!
 //! All data is an immutable, ordered, hash-chained log. This crate holds:
 //!
-//! - [`Record`]: one stored event and its checksummed byte frame ([`record`]).
+//! - [`Record`]: one stored event and its checksummed byte frame.
 //! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
-//! - [`MemoryStorage`]: the in-memory backend ([`memory`]).
+//! - [`MemoryStorage`]: the in-memory backend.
 //! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
-//! - The pure pieces the backends share: chain verification ([`verify`]), the parallel
-//!   decode-and-hash of a run of frames ([`frames`]) and segment rotation bookkeeping
-//!   ([`segments`]).
+//! - What a full verification reports ([`VerifyReport`]) and, when it runs in pieces, where
+//!   it paused ([`VerifyResume`], [`VerifyStep`]).
 //!
-//! Errors are [`StorageError`] (per backend call) and [`RecordError`] (per frame).
+//! Errors are [`StorageError`] (per backend call) and [`RecordError`] (per frame). The byte
+//! formats are in `docs/FORMAT.md`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backend;
-pub mod batch_job;
+mod chain;
 pub mod disk;
-pub mod error;
-pub mod frames;
-pub mod job_board;
-pub mod memory;
-pub mod record;
-pub mod segments;
-pub mod verify;
-pub mod verify_pause;
-pub mod verify_pool;
+mod encode;
+mod error;
+mod le;
+mod memory;
+mod parallel;
+mod record;
+mod rotation;
+mod verify;
 
 pub use backend::StorageBackend;
 pub use disk::{
@@ -34,6 +33,6 @@ pub use disk::{
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;
-pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
-pub use verify::VerifyReport;
-pub use verify_pause::{VerifyResume, VerifyStep};
+pub use parallel::{BLOCK_FRAMES as VERIFY_BLOCK_FRAMES, MIN_EVENTS as HASH_AHEAD_MIN_EVENTS};
+pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RECORD_OVERHEAD};
+pub use verify::{VerifyReport, VerifyResume, VerifyStep};

@@ -22,15 +22,14 @@
 //! - No compression: every frame is stored with [`CompressionKind::None`]. The chain hash covers
 //!   the uncompressed payload and rotation counts uncompressed sizes, so this changes nothing
 //!   visible.
-//! - No checkpoint records: reads start from an in-memory chain hash of the previous record.
+//! - No restart records: reads start from an in-memory chain hash of the previous record.
 //!
-//! # What is better than the seed
+//! # Cost
 //!
-//! The seed's `read_from` copied the stream's whole buffer and re-walked it from the first
-//! record on every call, and `latest_chain_hash` walked the whole stream, so reading a stream
-//! page by page was quadratic. Here each record is its own zero-copy [`Bytes`] frame, indexed
-//! by offset next to its chain hash: `read_from` costs time proportional to what it returns,
-//! and `latest_chain_hash` is `O(1)`.
+//! Each record is its own zero-copy [`Bytes`] frame, indexed by offset next to its chain
+//! hash: `read_from` costs time proportional to what it returns (never a re-walk from the
+//! first record, which would make reading a stream page by page quadratic), and
+//! `latest_chain_hash` is `O(1)`.
 //!
 //! # Assertions
 //!
@@ -47,11 +46,12 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
-use crate::segments::SegmentTable;
-use crate::verify::{decode_at, ChainCursor, VerifyReport};
-use crate::verify_pause::{VerifyResume, VerifyStep};
+use crate::rotation::SegmentTable;
+use crate::verify::VerifyReport;
+use crate::verify::{VerifyResume, VerifyStep};
 
 /// Default notional segment size in bytes (256 MiB), the same as `Storage`'s default.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 256 * 1024 * 1024;
@@ -120,26 +120,26 @@ impl StreamState {
 pub struct MemoryStorage {
     streams: HashMap<StreamId, StreamState>,
     max_segment_size: u64,
-    /// This handle's number in the pause points of its verifications (`verify_pause`); a
+    /// This handle's number in the pause points of its verifications (`verify::pieces`); a
     /// clone keeps it, as it keeps the records a pause point's chain hash vouches for.
     handle: u64,
 }
 
 impl MemoryStorage {
-    /// An empty store with the default notional segment size ([`DEFAULT_MAX_SEGMENT_SIZE`]).
+    /// An empty store with the default notional segment size ([`DEFAULT_MAX_SEGMENT_SIZE`](crate::disk::DEFAULT_MAX_SEGMENT_SIZE)).
     #[must_use]
     pub fn new() -> Self {
         Self::with_max_segment_size(DEFAULT_MAX_SEGMENT_SIZE)
     }
 
-    /// An empty store whose notional segments rotate at `max_segment_size` logical bytes (see
-    /// [`crate::segments`]); small values exercise rotation without writing 256 MiB.
+    /// An empty store whose notional segments rotate at `max_segment_size` logical bytes (the
+    /// rotation rule, `docs/FORMAT.md`); small values exercise rotation without writing 256 MiB.
     #[must_use]
     pub fn with_max_segment_size(max_segment_size: u64) -> Self {
         Self {
             streams: HashMap::new(),
             max_segment_size,
-            handle: crate::verify_pause::new_handle_id(),
+            handle: crate::verify::new_handle_id(),
         }
     }
 
@@ -247,7 +247,7 @@ impl MemoryStorage {
                         cursor,
                         segment_index: 0,
                         position: 0,
-                        checkpoints: 0,
+                        restart_records: 0,
                         bytes: bytes_checked,
                     }));
                 }
@@ -264,7 +264,7 @@ impl MemoryStorage {
         Ok(VerifyStep::Done(VerifyReport {
             stream: stream_id,
             records_checked: cursor.next_offset().as_u64(),
-            checkpoints_checked: 0,
+            restart_records_checked: 0,
             segments_checked,
             bytes_checked,
             head: cursor.prev_hash(),
@@ -317,7 +317,7 @@ fn encode_batch(
     mut prev_hash: Option<ChainHash>,
 ) -> (Bytes, Vec<(usize, usize)>, Vec<ChainHash>) {
     let total: usize = events.iter().map(|event| event.len()).sum();
-    let mut buffer = Vec::with_capacity(total + events.len() * crate::RECORD_OVERHEAD);
+    let mut buffer = Vec::with_capacity(total + events.len() * crate::record::RECORD_OVERHEAD);
     let mut ranges = Vec::with_capacity(events.len());
     let mut hashes = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
@@ -347,8 +347,8 @@ fn check_data_record(
     location: impl Fn() -> Location,
 ) -> Result<ChainHash, StorageError> {
     let offset = cursor.next_offset();
-    if record.is_checkpoint() {
-        // MemoryStorage never writes checkpoints: one here is a record out of place.
+    if record.is_restart() {
+        // MemoryStorage never writes restart records: one here is a record out of place.
         return Err(StorageError::OffsetMismatch {
             stream: cursor.stream(),
             offset,

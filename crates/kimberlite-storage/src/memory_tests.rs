@@ -235,7 +235,7 @@ fn reads_honour_max_bytes_and_always_make_progress() {
 }
 
 #[test]
-fn rotation_matches_the_seed_rule() {
+fn rotation_matches_the_contract_rule() {
     let record = RECORD_OVERHEAD as u64 + 10;
     let mut storage = MemoryStorage::with_max_segment_size(3 * record);
     assert_eq!(storage.max_segment_size(), 3 * record);
@@ -283,7 +283,7 @@ fn verify_reports_what_it_checked() {
     let report = storage.verify_stream(STREAM).unwrap();
     assert_eq!(report.stream, STREAM);
     assert_eq!(report.records_checked, 2);
-    assert_eq!(report.checkpoints_checked, 0);
+    assert_eq!(report.restart_records_checked, 0);
     assert_eq!(report.segments_checked, 1);
     assert_eq!(report.bytes_checked, 2 * RECORD_OVERHEAD as u64 + 5);
     assert_eq!(report.head, Some(head));

@@ -1,4 +1,4 @@
-//! [`Record`]: one stored event (or checkpoint) and its byte frame.
+//! [`Record`]: one stored event (or restart record) and its byte frame.
 //!
 //! # Frame layout (format version 3, all integers little-endian)
 //!
@@ -6,7 +6,7 @@
 //! offset  size  field
 //!      0     4  frame_len    u32  whole frame: header + stored payload + link + crc
 //!      4     1  version      u8   = 3
-//!      5     1  kind         u8   0 = Data, 1 = Checkpoint
+//!      5     1  kind         u8   0 = Data, 1 = Restart record
 //!      6     1  compression  u8   0 = None, 1 = Lz4
 //!      7     1  flags        u8   bit 0: prev_hash present; other bits must be 0
 //!      8     8  offset       u64
@@ -27,20 +27,20 @@
 //! can be encoded by any thread before the predecessor's hash exists
 //! ([`encode_unlinked`]); writing the link and finishing the CRC
 //! ([`UnlinkedFrame::link`]) is 36 bytes of work per record for the thread that follows the
-//! chain. Format 2 had the link in the header, so a frame could not be started before the
-//! hash of the record ahead of it was known.
+//! chain.
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, CHAIN_HASH_LEN};
 use kimberlite_types::{CompressionKind, Offset, RecordKind};
 
 use crate::error::RecordError;
+use crate::le::{le_u32, le_u64};
 
 /// Format version written in every frame.
 ///
 /// 3: the link (`prev_hash`) at the end of the frame and of the chain hash's input
-/// (`kimberlite.chain.v3`, `docs/FORMAT.md`). Frames of versions 1 and 2 (drafts, never
-/// released) are refused as `UnsupportedVersion` rather than misreported as broken chains.
+/// (`kimberlite.chain.v3`, `docs/FORMAT.md`). Frames of any other version are refused as
+/// `UnsupportedVersion` rather than misreported as broken chains.
 pub const RECORD_FORMAT_VERSION: u8 = 3;
 
 const FRAME_LEN_SIZE: usize = size_of::<u32>();
@@ -51,7 +51,7 @@ const FLAGS_AT: usize = COMPRESSION_AT + size_of::<u8>();
 const OFFSET_AT: usize = FLAGS_AT + size_of::<u8>();
 const PAYLOAD_LEN_AT: usize = OFFSET_AT + size_of::<u64>();
 
-/// Bytes before the payload.
+/// Bytes of a record frame before the payload (`docs/FORMAT.md`, "Record frame").
 pub const RECORD_HEADER_LEN: usize = PAYLOAD_LEN_AT + size_of::<u32>();
 /// Bytes of the CRC32C that ends a frame.
 const CRC_LEN: usize = size_of::<u32>();
@@ -76,7 +76,7 @@ const _: () = {
     assert!(MAX_FRAME_LEN <= u32::MAX as usize);
 };
 
-/// One stored record: an event (or checkpoint) with its position and chain link.
+/// One stored record: an event (or restart record) with its position and chain link.
 ///
 /// The payload held here is always the original, uncompressed bytes; `compression` is the
 /// codec used (or requested) for the stored frame. Encoding falls back to
@@ -137,7 +137,7 @@ impl Record {
         }
     }
 
-    /// The record's offset. A checkpoint carries the offset of the next data record.
+    /// The record's offset. A restart record carries the offset of the next data record.
     #[must_use]
     pub fn offset(&self) -> Offset {
         self.offset
@@ -149,16 +149,16 @@ impl Record {
         self.prev_hash
     }
 
-    /// Data or checkpoint.
+    /// Data or restart record.
     #[must_use]
     pub fn kind(&self) -> RecordKind {
         self.kind
     }
 
-    /// True for [`RecordKind::Checkpoint`] records.
+    /// True for [`RecordKind::Restart`] records.
     #[must_use]
-    pub fn is_checkpoint(&self) -> bool {
-        self.kind == RecordKind::Checkpoint
+    pub fn is_restart(&self) -> bool {
+        self.kind == RecordKind::Restart
     }
 
     /// The codec requested (before encoding) or stored (after decoding).
@@ -425,8 +425,8 @@ pub struct FrameHint {
     pub frame_len: usize,
     /// The offset the header claims.
     pub offset: Offset,
-    /// Whether the header claims a checkpoint record.
-    pub is_checkpoint: bool,
+    /// Whether the header claims a restart record.
+    pub is_restart: bool,
     /// The uncompressed payload length the header claims.
     pub payload_len: u64,
 }
@@ -445,8 +445,7 @@ pub fn peek_frame(bytes: &[u8]) -> Result<FrameHint, RecordError> {
     Ok(FrameHint {
         frame_len,
         offset: Offset::new(le_u64(bytes, OFFSET_AT)),
-        is_checkpoint: RecordKind::from_byte(byte_at(bytes, KIND_AT))
-            == Some(RecordKind::Checkpoint),
+        is_restart: RecordKind::from_byte(byte_at(bytes, KIND_AT)) == Some(RecordKind::Restart),
         payload_len: u64::from(le_u32(bytes, PAYLOAD_LEN_AT)),
     })
 }
@@ -514,22 +513,6 @@ fn len_u32(len: usize) -> u32 {
 
 fn byte_at(frame: &[u8], at: usize) -> u8 {
     frame.get(at).copied().unwrap_or_default()
-}
-
-fn le_u32(frame: &[u8], at: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    if let Some(src) = frame.get(at..at + 4) {
-        raw.copy_from_slice(src);
-    }
-    u32::from_le_bytes(raw)
-}
-
-fn le_u64(frame: &[u8], at: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    if let Some(src) = frame.get(at..at + 8) {
-        raw.copy_from_slice(src);
-    }
-    u64::from_le_bytes(raw)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ fn decode(frame: Vec<u8>) -> Result<(Record, usize), RecordError> {
 
 #[test]
 fn round_trips_every_kind_and_prev_hash() {
-    for kind in [RecordKind::Data, RecordKind::Checkpoint] {
+    for kind in [RecordKind::Data, RecordKind::Restart] {
         for prev in [None, Some(hash_of(7))] {
             let record = Record::with_compression(
                 Offset::new(42),
@@ -37,7 +37,7 @@ fn round_trips_every_kind_and_prev_hash() {
             let (decoded, consumed) = Record::from_bytes(&frame).unwrap();
             assert_eq!(consumed, frame.len());
             assert_eq!(decoded, record);
-            assert_eq!(decoded.is_checkpoint(), kind == RecordKind::Checkpoint);
+            assert_eq!(decoded.is_restart(), kind == RecordKind::Restart);
         }
     }
 }
@@ -261,7 +261,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
     (
         any::<u64>(),
         proptest::option::of(any::<[u8; 32]>()),
-        prop_oneof![Just(RecordKind::Data), Just(RecordKind::Checkpoint)],
+        prop_oneof![Just(RecordKind::Data), Just(RecordKind::Restart)],
         prop_oneof![Just(CompressionKind::None), Just(CompressionKind::Lz4)],
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..512),
@@ -346,7 +346,7 @@ fn parse_vectors(doc: &str) -> Vec<Vector> {
             "kind" => {
                 vector.kind = Some(match value {
                     "data" => RecordKind::Data,
-                    "checkpoint" => RecordKind::Checkpoint,
+                    "restart" => RecordKind::Restart,
                     other => panic!("unknown kind {other}"),
                 })
             }
@@ -419,7 +419,7 @@ fn peek_reads_the_header_and_fails_where_decode_fails_on_length() {
     assert_eq!(hint.frame_len, frame.len());
     assert!(hint.frame_len < 500, "the record is stored compressed");
     assert_eq!(hint.offset, Offset::new(41));
-    assert!(!hint.is_checkpoint);
+    assert!(!hint.is_restart);
     assert_eq!(hint.payload_len, 500);
     // A hint is not a decode: a bad CRC still peeks.
     let last = frame.len() - 1;

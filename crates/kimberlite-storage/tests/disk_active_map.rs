@@ -13,12 +13,12 @@ use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);
 
-/// One large segment (no rotation in these tests unless asked), checkpoints and an index
+/// One large segment (no rotation in these tests unless asked), restart records and an index
 /// often, all reads on one thread or split.
 fn config(max_segment_size: u64, verify_threads: usize) -> StorageConfig {
     StorageConfig {
         max_segment_size,
-        checkpoint_interval: 4,
+        restart_interval: 4,
         compression: CompressionKind::None,
         index_interval: 2,
         verify_threads,

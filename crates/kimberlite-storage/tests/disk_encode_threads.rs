@@ -1,5 +1,5 @@
 //! Whether a batch is encoded on the appending thread alone or on the helper thread too
-//! (`StorageConfig::hash_ahead`), the store's files are the same bytes: frames, checkpoints,
+//! (`StorageConfig::hash_ahead`), the store's files are the same bytes: frames, restart records,
 //! segment boundaries, indexes and manifests. Only the speed may differ.
 
 mod common;
@@ -39,10 +39,10 @@ fn files_after(
         .collect()
 }
 
-fn same_files_either_way(batches: &[u64], compression: CompressionKind, checkpoint_interval: u64) {
+fn same_files_either_way(batches: &[u64], compression: CompressionKind, restart_interval: u64) {
     let base = StorageConfig {
         max_segment_size: 16 * 1024,
-        checkpoint_interval,
+        restart_interval,
         compression,
         ..small_config()
     };
@@ -90,9 +90,9 @@ proptest! {
     fn any_batches_give_the_same_files_either_way(
         batches in proptest::collection::vec(1u64..600, 1..8),
         lz4 in any::<bool>(),
-        checkpoint_interval in prop_oneof![Just(0u64), Just(4), Just(64)],
+        restart_interval in prop_oneof![Just(0u64), Just(4), Just(64)],
     ) {
         let compression = if lz4 { CompressionKind::Lz4 } else { CompressionKind::None };
-        same_files_either_way(&batches, compression, checkpoint_interval);
+        same_files_either_way(&batches, compression, restart_interval);
     }
 }

@@ -207,7 +207,7 @@ fn a_rotation_stopped_by_a_failure_is_completed_on_reopen() {
     );
 }
 
-/// A large batch (3,000 events, checkpoints inside, hashed on the helper thread) fails in its
+/// A large batch (3,000 events, restart records inside, hashed on the helper thread) fails in its
 /// write: halfway through its first `write`, or at its third (two 64 KiB chunks already in
 /// the file). Nothing of it stays, in memory or on disk, and the same batch appended after a
 /// reopen gives `MemoryStorage`'s chain.

@@ -16,7 +16,7 @@ fn write_store(dir: &std::path::Path) -> std::path::PathBuf {
         dir,
         kimberlite_storage::StorageConfig {
             max_segment_size: 1 << 20,
-            checkpoint_interval: 0,
+            restart_interval: 0,
             ..config
         },
     )
@@ -68,7 +68,7 @@ fn a_whole_frame_of_another_version_is_reported_not_truncated() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte changed");
 }
 
-/// A segment header of the draft format (version 1): the store is refused with the reason,
+/// A segment header of an older format (version 1): the store is refused with the reason,
 /// and nothing is changed.
 #[test]
 fn a_segment_of_another_version_is_refused_with_the_reason() {

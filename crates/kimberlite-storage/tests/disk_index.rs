@@ -79,7 +79,7 @@ fn stale_and_garbage_indexes_are_rebuilt() {
 
 /// An index rewritten with a valid checksum but every entry's position wrong (pointing one
 /// byte into a record): reads never return other data, and they no longer fail either: an
-/// entry that does not lead to the checkpoint it names is passed over for an earlier start
+/// entry that does not lead to the restart record it names is passed over for an earlier start
 /// (before, every read through it failed, naming the intact segment as corrupt).
 #[test]
 fn a_wrong_index_entry_is_passed_over_never_wrong_data() {
@@ -97,7 +97,7 @@ fn a_wrong_index_entry_is_passed_over_never_wrong_data() {
     let count = u32::from_le_bytes(bytes[80..84].try_into().unwrap()) as usize;
     assert!(
         (0..count).any(|i| bytes[120 + 24 * i + 16] == 1),
-        "the index has checkpoint entries to forge"
+        "the index has restart record entries to forge"
     );
     for i in 0..count {
         let at = 120 + 24 * i + 8;

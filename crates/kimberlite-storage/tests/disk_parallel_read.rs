@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use kimberlite_storage::record::RECORD_HEADER_LEN;
-use kimberlite_storage::verify_pool::BLOCK_FRAMES;
+use kimberlite_storage::RECORD_HEADER_LEN;
+use kimberlite_storage::VERIFY_BLOCK_FRAMES as BLOCK_FRAMES;
 use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
 use kimberlite_types::{Offset, StreamId};
 
@@ -27,7 +27,7 @@ fn config(threads: usize) -> StorageConfig {
     StorageConfig {
         // About 1,300 events per segment: segment 0 is completed (mapped), 2 is active.
         max_segment_size: 200_000,
-        checkpoint_interval: 256,
+        restart_interval: 256,
         verify_threads: threads,
         ..StorageConfig::default()
     }
@@ -152,7 +152,7 @@ fn an_intact_stream_reads_the_same_on_every_thread_count() {
 fn the_first_damaged_record_is_reported_as_on_one_thread() {
     // 1,500: the middle of a long read in segment 1 (completed, mapped). BLOCK_FRAMES and
     // 2 * BLOCK_FRAMES: the first frames of the second and third blocks claimed by the
-    // threads of a read from 0 (no checkpoint before them). 2,900: the active segment.
+    // threads of a read from 0 (no restart record before them). 2,900: the active segment.
     let block = BLOCK_FRAMES as u64;
     for bad in [1_500, block, 2 * block - 1, 2 * block, 2_900] {
         for how in [Damage::Crc, Damage::Link] {

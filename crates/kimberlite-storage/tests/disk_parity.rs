@@ -1,6 +1,6 @@
 //! Parity: the same workload on `Storage` and `MemoryStorage` gives the same offsets, terminal
 //! chain hashes, `read_from` results, `segment_count` and `completed_segments`, with and
-//! without checkpoints and compression, before and after a reopen.
+//! without restart records and compression, before and after a reopen.
 
 mod common;
 
@@ -44,9 +44,9 @@ fn config() -> impl Strategy<Value = StorageConfig> {
         0u64..6,
     )
         .prop_map(
-            |(max_segment_size, checkpoint_interval, compression, index_interval)| StorageConfig {
+            |(max_segment_size, restart_interval, compression, index_interval)| StorageConfig {
                 max_segment_size,
-                checkpoint_interval,
+                restart_interval,
                 compression,
                 index_interval,
                 ..StorageConfig::default()

@@ -61,7 +61,7 @@ fn many_streams_many_segments_with_compression() {
         );
         let stats = storage.stream_stats(streams[0]).unwrap();
         assert!(stats.compressed_record_count > 0, "{stats:?}");
-        assert!(stats.checkpoint_count > 0, "{stats:?}");
+        assert!(stats.restart_record_count > 0, "{stats:?}");
         storage.flush().unwrap();
     }
     let mut storage = Storage::open_with(dir.path(), config).unwrap();

@@ -38,7 +38,7 @@ impl FileSystem for WindowsOnly {
 fn config(verify_threads: usize) -> StorageConfig {
     StorageConfig {
         max_segment_size: 64 << 20,
-        checkpoint_interval: 16,
+        restart_interval: 16,
         compression: CompressionKind::None,
         index_interval: 8,
         verify_threads,

@@ -113,7 +113,7 @@ fn row_9a_whole_frames_at_the_wrong_offset_are_damage() {
     // A whole data record re-encoded (valid CRC) at another offset, as if misplaced.
     let (position, record, _) = frames(&path)
         .into_iter()
-        .find(|(_, record, _)| record.offset() == Offset::new(6) && !record.is_checkpoint())
+        .find(|(_, record, _)| record.offset() == Offset::new(6) && !record.is_restart())
         .unwrap();
     let misplaced = kimberlite_storage::Record::with_compression(
         Offset::new(60),
@@ -133,7 +133,7 @@ fn row_9b_a_broken_link_is_reported_and_the_stream_stays_appendable() {
     let path = store(dir.path(), false);
     let (position, record, _) = frames(&path)
         .into_iter()
-        .find(|(_, record, _)| record.offset() == Offset::new(2) && !record.is_checkpoint())
+        .find(|(_, record, _)| record.offset() == Offset::new(2) && !record.is_restart())
         .unwrap();
     rewrite_frame(&path, position, &altered(&record));
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();
@@ -146,7 +146,7 @@ fn row_9b_a_broken_link_is_reported_and_the_stream_stays_appendable() {
         matches!(error, StorageError::ChainVerificationFailed { offset, .. } if offset == Offset::new(3)),
         "{error}"
     );
-    // Reads from the checkpoint at 4 on are intact, and the chain goes on.
+    // Reads from the restart record at 4 on are intact, and the chain goes on.
     assert_eq!(
         storage
             .read_from(STREAM, Offset::new(4), u64::MAX)

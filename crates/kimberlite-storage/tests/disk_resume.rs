@@ -18,7 +18,7 @@ const COUNT: u64 = 400;
 fn config() -> StorageConfig {
     StorageConfig {
         max_segment_size: 16 * 1024,
-        checkpoint_interval: 4,
+        restart_interval: 4,
         compression: CompressionKind::None,
         index_interval: 2,
         ..StorageConfig::default()
@@ -237,7 +237,7 @@ fn an_index_whose_hash_or_bytes_disagree_falls_back_to_the_full_scan() {
     // The last record rewritten (valid CRC, other payload): the index's hash catches it, and
     // the full scan then decides (it cannot tell: nothing links to the last record).
     let (position, record, _) = frames(&segment).pop().unwrap();
-    assert!(!record.is_checkpoint());
+    assert!(!record.is_restart());
     rewrite_frame(&segment, position, &altered(&record));
     let scanned = assert_same_as_without_index(dir.path(), active);
     assert_eq!(scanned, frames_past(&segment, 0));
@@ -278,26 +278,26 @@ fn a_torn_tail_past_the_indexed_end_is_truncated_as_before() {
 }
 
 #[test]
-fn an_index_ending_in_a_checkpoint_resumes() {
+fn an_index_ending_in_a_restart_record_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let active = flushed_store(dir.path());
     {
         let mut storage = Storage::open_with(dir.path(), config()).unwrap();
-        // Up to a checkpoint offset, then a batch that starts with a checkpoint.
+        // Up to a restart record offset, then a batch that starts with a restart record.
         let next = COUNT + (4 - COUNT % 4) % 4;
         append_events(&mut storage, STREAM, COUNT, next - COUNT, 1, true);
         append_events(&mut storage, STREAM, next, 2, 2, false);
     }
     let (segment, _) = active_paths(dir.path(), active);
     let all = frames(&segment);
-    let (checkpoint, record, len) = &all[all.len() - 3];
-    assert!(record.is_checkpoint());
-    // The batch torn right after its checkpoint: open keeps the checkpoint (a whole frame).
+    let (restart, record, len) = &all[all.len() - 3];
+    assert!(record.is_restart());
+    // The batch torn right after its restart record: open keeps the restart record (a whole frame).
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .unwrap();
-    file.set_len((checkpoint + len + 5) as u64).unwrap();
+    file.set_len((restart + len + 5) as u64).unwrap();
     drop(file);
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();
     assert_eq!(storage.recovery_report().truncations().count(), 1);
@@ -321,7 +321,7 @@ fn a_chain_break_in_the_active_segment_is_reported_at_every_open() {
     let (position, record, _) = all
         .iter()
         .rev()
-        .filter(|(_, record, _)| !record.is_checkpoint())
+        .filter(|(_, record, _)| !record.is_restart())
         .nth(4)
         .unwrap();
     rewrite_frame(&segment, *position, &altered(record));
@@ -349,7 +349,7 @@ fn damage_below_the_indexed_end_is_found_by_reads_and_verify() {
     let all = frames(&segment);
     let (position, record, _) = all
         .iter()
-        .find(|(position, record, _)| *position > 40 && !record.is_checkpoint())
+        .find(|(position, record, _)| *position > 40 && !record.is_restart())
         .unwrap();
     let offset = record.offset();
     rewrite_frame(&segment, *position, &altered(record));

@@ -1,5 +1,5 @@
 //! `verify_stream_with` hands every event, once, in offset order, with its original payload
-//! (decompressed), and never a checkpoint: on disk and in memory alike.
+//! (decompressed), and never a restart record: on disk and in memory alike.
 
 mod common;
 
@@ -38,7 +38,7 @@ fn the_disk_walk_hands_every_event_once_in_order() {
         let report = report.unwrap();
         assert_eq!(handed, expected());
         assert_eq!(report.records_checked, EVENTS);
-        assert!(report.checkpoints_checked > 0 && report.segments_checked > 1);
+        assert!(report.restart_records_checked > 0 && report.segments_checked > 1);
         assert_eq!(report, storage.verify_stream(STREAM).unwrap());
     }
 }

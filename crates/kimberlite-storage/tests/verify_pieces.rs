@@ -105,7 +105,7 @@ fn pieces_of_any_size_report_what_one_walk_reports() {
     let mut memory = memory_store();
     let whole_disk = disk.verify_stream(STREAM).unwrap();
     let whole_memory = memory.verify_stream(STREAM).unwrap();
-    assert!(whole_disk.segments_checked > 1 && whole_disk.checkpoints_checked > 0);
+    assert!(whole_disk.segments_checked > 1 && whole_disk.restart_records_checked > 0);
     let every_offset: Vec<u64> = (0..EVENTS).collect();
     for size in [1, 2, 7, 64, 699, 700, 701, u64::MAX] {
         let (report, handed, pauses) = in_pieces(&disk, STREAM, size);

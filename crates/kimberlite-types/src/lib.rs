@@ -4,7 +4,7 @@
 //! - [`Offset`]: the position of an event inside its stream. Offsets start at 0 and are dense:
 //!   a batch of `n` events advances the stream's next offset by exactly `n`.
 //! - [`RecordKind`]: whether a stored record carries an event ([`RecordKind::Data`]) or is a
-//!   [`RecordKind::Checkpoint`] that lets a verified read start part-way through a stream.
+//!   [`RecordKind::Restart`] that lets a verified read start part-way through a stream.
 //! - [`CompressionKind`]: how a record's payload is stored on disk.
 //!
 //! The byte values of [`RecordKind`] and [`CompressionKind`] are part of the on-disk format
@@ -154,10 +154,10 @@ impl fmt::Display for Offset {
 pub enum RecordKind {
     /// An application event; consumes one offset and one link of the hash chain.
     Data = 0,
-    /// A verification checkpoint: consumes no offset and does not change the chain hash of any
+    /// A restart record: consumes no offset and does not change the chain hash of any
     /// data record. It repeats the chain head at its position so that a verified read can start
     /// there instead of at the stream's first record.
-    Checkpoint = 1,
+    Restart = 1,
 }
 
 impl RecordKind {
@@ -172,7 +172,7 @@ impl RecordKind {
     pub const fn from_byte(byte: u8) -> Option<RecordKind> {
         match byte {
             0 => Some(RecordKind::Data),
-            1 => Some(RecordKind::Checkpoint),
+            1 => Some(RecordKind::Restart),
             _ => None,
         }
     }
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn kind_bytes_round_trip_and_reject_unknown() {
-        for kind in [RecordKind::Data, RecordKind::Checkpoint] {
+        for kind in [RecordKind::Data, RecordKind::Restart] {
             assert_eq!(RecordKind::from_byte(kind.as_byte()), Some(kind));
         }
         for compression in [CompressionKind::None, CompressionKind::Lz4] {

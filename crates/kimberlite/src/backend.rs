@@ -15,17 +15,17 @@ use kimberlite_storage::{
 use kimberlite_types::{Offset, StreamId};
 
 /// What the storage layer can tell about one stream's footprint. Fields a backend does not
-/// track are `None` (the in-memory backend has no files, no compression, no checkpoints).
+/// track are `None` (the in-memory backend has no files, no compression, no restart records).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageStats {
     /// Segments, the active one included.
     pub segments: usize,
-    /// Bytes stored (frames as written, compressed where compressed, checkpoints included).
+    /// Bytes stored (frames as written, compressed where compressed, restart records included).
     pub stored_bytes: Option<u64>,
     /// Bytes the data records would take uncompressed.
     pub logical_bytes: Option<u64>,
-    /// Checkpoint records stored.
-    pub checkpoints: Option<u64>,
+    /// Restart records stored.
+    pub restart_records: Option<u64>,
     /// Data records stored compressed.
     pub compressed_records: Option<u64>,
 }
@@ -254,7 +254,7 @@ impl Backend {
                     segments: stats.segment_count,
                     stored_bytes: Some(stats.stored_bytes),
                     logical_bytes: Some(stats.logical_bytes),
-                    checkpoints: Some(stats.checkpoint_count),
+                    restart_records: Some(stats.restart_record_count),
                     compressed_records: Some(stats.compressed_record_count),
                 },
                 None => StorageStats::default(),

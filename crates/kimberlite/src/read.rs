@@ -193,7 +193,7 @@ impl Iterator for Events {
 impl Events {
     /// The events from `self.next` towards the offset `error` says is damaged, each read on
     /// its own (a read returns at least one event, verified against the chain from the
-    /// checkpoint before it and vouched for by its successor's link), so that a page reaching
+    /// restart record before it and vouched for by its successor's link), so that a page reaching
     /// damage does not hide the intact events before it; up to the first that cannot be read
     /// (the one just before the damage, whose successor is the damaged record). Empty when the
     /// error names no offset after `self.next`.

@@ -18,8 +18,8 @@ pub struct StreamReport {
     pub name: Option<String>,
     /// Data records checked.
     pub records_checked: u64,
-    /// Checkpoint records checked.
-    pub checkpoints_checked: u64,
+    /// Restart records checked.
+    pub restart_records_checked: u64,
     /// Segments walked.
     pub segments_checked: usize,
     /// Stored bytes walked.
@@ -79,10 +79,10 @@ impl VerifyReport {
         self.streams.iter().map(|s| s.records_checked).sum()
     }
 
-    /// Checkpoint records checked, over all intact streams.
+    /// Restart records checked, over all intact streams.
     #[must_use]
-    pub fn checkpoints_checked(&self) -> u64 {
-        self.streams.iter().map(|s| s.checkpoints_checked).sum()
+    pub fn restart_records_checked(&self) -> u64 {
+        self.streams.iter().map(|s| s.restart_records_checked).sum()
     }
 
     /// Segments walked, over all intact streams.

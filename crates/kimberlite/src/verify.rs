@@ -185,7 +185,7 @@ impl Kimberlite {
                     stream: id,
                     name: name.clone(),
                     records_checked: verified.records_checked,
-                    checkpoints_checked: verified.checkpoints_checked,
+                    restart_records_checked: verified.restart_records_checked,
                     segments_checked: verified.segments_checked,
                     bytes_checked: verified.bytes_checked,
                     head: verified.head,

@@ -2,14 +2,14 @@
 //!
 //! A write that extends a file makes the file system reserve a block for every new page on
 //! the way in; writing into blocks allocated beforehand (`fallocate` with `KEEP_SIZE`, one
-//! call per several megabytes) skips that, and made the 64 KiB writes of an append about a
-//! third cheaper on ext4 (`docs/PERFORMANCE.md`). The file's length, and so everything
+//! call per several megabytes) skips that, and makes the writes of an append cheaper
+//! (docs/PERFORMANCE.md, section "Design decisions"). The file's length, and so everything
 //! recovery reads, is unchanged: the blocks lie past the end until written.
 //!
 //! Preserved: nothing is allocated for a segment until it holds [`ALLOCATE_FROM`] bytes (a
-//! store of many small streams takes no more disk than before), and never more ahead than
+//! store of many small streams takes no more disk than its records), and never more ahead than
 //! what the segment already holds, at most [`ALLOCATE_AHEAD_MAX`], nor past the segment's
-//! size limit. A completed segment gives back what it did not fill (`rotate`). Dropped: until
+//! size limit. A completed segment gives back what it did not fill (`rotate`). The price: until
 //! then, and in an active segment when the store is closed, up to [`ALLOCATE_AHEAD_MAX`] of
 //! disk per stream is allocated and unused; `du` counts it, the file's length does not.
 

@@ -1,8 +1,8 @@
-//! Encoding and writing one batch: a [`BatchJob`] encodes its frames in chunks (on the
-//! store's [`crate::batch_job::BatchWorker`] too, for large batches), and this thread links
-//! each chunk to the chain, in order, and writes it.
+//! Encoding and writing one batch: the store's encoder hands its frames over in chunks
+//! (`crate::encode`; encoded on the shared encode helper too, for large batches), and this
+//! thread links each chunk to the chain, in order, and writes it.
 //!
-//! Where checkpoints go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
+//! Where restart records go is decided here, before any frame is encoded ([`BatchPlan`]). Linked
 //! bytes go to the file whenever [`WRITE_CHUNK_BYTES`] have built up, up to the last multiple
 //! of [`WRITE_CHUNK_BYTES`] in the file ([`aligned_write_len`]), and the rest at the end, so
 //! the `write` of the first part of a large batch overlaps the encoding of the next. When the
@@ -13,32 +13,29 @@
 //! Preserved: every frame of the batch is written before it is acknowledged, `fsync = true`
 //! syncs once after the last write, and a failed write or sync cuts the file back to where the
 //! batch began (best effort; the caller poisons the store either way), so a failed batch
-//! leaves nothing behind. Dropped: a batch of more than [`WRITE_CHUNK_BYTES`] is no longer one
-//! `write` call; a crash could always leave any prefix of an unsynced batch, and recovery
-//! handles that (the torn-tail rows of `recovery`'s decision table). Nothing in memory changes
-//! here: the caller commits what this returns.
+//! leaves nothing behind. A batch of more than [`WRITE_CHUNK_BYTES`] is several `write`
+//! calls; a crash can leave any prefix of an unsynced batch either way, and recovery handles
+//! that (the torn-tail rows of `recovery`'s decision table). Nothing in memory changes here:
+//! the caller commits what this returns.
 
 use std::io;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
 use super::allocate::range_to_allocate;
-use super::checkpoint::{checkpoint_due, checkpoint_payload};
 use super::fs::{FileHandle, FileSystem};
 use super::index::SeenRecord;
+use super::restart::{restart_due, restart_payload};
 use super::storage::Storage;
 use super::stream::io_error;
-use crate::batch_job::{self, BatchJob, BatchPlan, EncodedChunk};
+use crate::encode::{BatchPlan, EncodedChunk};
 use crate::error::StorageError;
 
-/// Encoded bytes that are written without waiting for the rest of the batch. Measured with the
-/// `append_nosync` bench (1,000 x 256 B, hashed ahead): 128 KiB 258-260 us per batch, 64 KiB
-/// 248-257, 32 KiB 245 but LZ4 batches and inline-hashed ones slower (each `write` that
-/// extends the file costs ~7 µs here; measured with record format 2); what is left after the last
-/// chunk is written at the end.
+/// Encoded bytes that are written without waiting for the rest of the batch (what is left
+/// after the last chunk is written at the end); the size the `append_nosync` bench chose
+/// (docs/PERFORMANCE.md, section "Design decisions").
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
 /// How many of the `buffered` bytes that go at file position `position` to write now: those
@@ -46,11 +43,7 @@ pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 ///
 /// Why aligned: the page cache holds a file in folios of up to [`WRITE_CHUNK_BYTES`] and more
 /// only where the file position is aligned to their size, so 64 KiB writes starting anywhere
-/// filled it a 4 KiB page at a time. Measured outside the engine (312,000 bytes per batch, 64
-/// KiB writes into blocks allocated ahead, 2026-11-26): 74-76 µs per batch written from
-/// anywhere, 49-55 µs aligned; with an `fdatasync` after each batch 431-434 µs against 370-387.
-/// In the engine, `append_nosync` 186-187 µs per batch against 191-245 (binaries alternated
-/// three times).
+/// fill it a 4 KiB page at a time (docs/PERFORMANCE.md, section "Design decisions").
 #[must_use]
 pub fn aligned_write_len(position: u64, buffered: usize) -> usize {
     let end = position.saturating_add(buffered as u64);
@@ -58,26 +51,26 @@ pub fn aligned_write_len(position: u64, buffered: usize) -> usize {
     usize::try_from(cut.saturating_sub(position)).map_or(buffered, |len| len.min(buffered))
 }
 
-/// The checkpoints a batch of `count` events from `first_offset` on needs, in a segment that
-/// starts at `segment_first_offset` (number `segment_num`) and whose last checkpoint so far is
-/// at `last_checkpoint`.
-fn planned_checkpoints(
+/// The restart records a batch of `count` events from `first_offset` on needs, in a segment that
+/// starts at `segment_first_offset` (number `segment_num`) and whose last restart record so far is
+/// at `last_restart`.
+fn planned_restarts(
     interval: u64,
     first_offset: u64,
     count: usize,
     segment_first_offset: u64,
     segment_num: u32,
-    mut last_checkpoint: Option<u64>,
+    mut last_restart: Option<u64>,
 ) -> Vec<(u64, Bytes)> {
-    let mut checkpoints = Vec::new();
+    let mut restart_records = Vec::new();
     for offset in (first_offset..).take(count) {
-        if checkpoint_due(interval, offset, segment_first_offset, last_checkpoint) {
+        if restart_due(interval, offset, segment_first_offset, last_restart) {
             let records = offset - segment_first_offset;
-            checkpoints.push((offset, checkpoint_payload(segment_num, records)));
-            last_checkpoint = Some(offset);
+            restart_records.push((offset, restart_payload(segment_num, records)));
+            last_restart = Some(offset);
         }
     }
-    checkpoints
+    restart_records
 }
 
 /// Where linked frames go: the batch's write buffer, what each frame is, and the file
@@ -97,7 +90,7 @@ impl BatchWriter<'_> {
         let base = self.write_position + self.buffer.len() as u64;
         for frame in &chunk.frames {
             self.seen.push(SeenRecord {
-                is_checkpoint: frame.is_checkpoint,
+                is_restart: frame.is_restart,
                 offset: frame.offset,
                 position: base + frame.unlinked.start as u64,
                 frame_len: frame.unlinked.len as u64,
@@ -156,9 +149,8 @@ impl<F: FileSystem> Storage<F> {
         let Self {
             streams,
             buffer,
-            spare_chunks,
+            encoder,
             config,
-            batch_worker,
             ..
         } = self;
         let missing = || StorageError::Poisoned {
@@ -171,44 +163,36 @@ impl<F: FileSystem> Storage<F> {
             first_offset: segment.next_offset,
             head_present: state.head.is_some(),
             compression: config.compression,
-            checkpoints: planned_checkpoints(
-                config.checkpoint_interval,
+            restart_records: planned_restarts(
+                config.restart_interval,
                 segment.next_offset,
                 events.len(),
                 segment.first_offset,
                 segment.segment_num,
-                active.index.last_checkpoint(),
+                active.index.last_restart(),
             ),
         };
         let path = active.path.clone();
         let base = active.index.summary.len_bytes;
-        let job = Arc::new(BatchJob::reusing(events, plan, spare_chunks));
-        if config.hash_ahead && job.events().len() >= batch_job::MIN_EVENTS {
-            batch_worker.submit(&job);
-        }
         buffer.clear();
         let mut writer = BatchWriter {
             buffer,
             write_position: base,
-            seen: Vec::with_capacity(job.events().len() + 1),
+            seen: Vec::with_capacity(events.len() + 1),
             allocated_to: state.allocated_to,
             max_segment_size: config.max_segment_size,
         };
         let mut head = state.head;
-        let mut result = Ok(());
-        for index in 0..job.chunk_count() {
-            let mut chunk = job.take(index);
+        let active_file = &mut state.active;
+        let mut result = encoder.encode(events, plan, config.hash_ahead, |chunk| {
             head = chunk.link(head);
-            writer.push(&chunk);
-            spare_chunks.put(chunk);
+            writer.push(chunk);
             if writer.buffer.len() >= WRITE_CHUNK_BYTES {
-                result = writer.write_aligned(&mut state.active);
-                if result.is_err() {
-                    break;
-                }
+                writer.write_aligned(active_file)
+            } else {
+                Ok(())
             }
-        }
-        batch_worker.finish();
+        });
         if result.is_ok() {
             result = writer.write_out(&mut state.active);
         }

@@ -147,9 +147,9 @@ impl FileHandle for OsFile {
         self.file.sync_data()
     }
 
-    /// `fallocate(FALLOC_FL_KEEP_SIZE)`: measured here (ext4), 64 KiB `pwrite`s into blocks
-    /// allocated ahead took 7.7-8.0 µs against 12.0-12.2 µs extending the file (each written
-    /// page of a growing file reserves its block on the way in).
+    /// `fallocate(FALLOC_FL_KEEP_SIZE)`: writes into blocks allocated ahead are cheaper than
+    /// writes that extend the file, where each written page reserves its block on the way in
+    /// (docs/PERFORMANCE.md, section "Design decisions").
     #[cfg(target_os = "linux")]
     fn allocate_ahead(&mut self, start: u64, end: u64) {
         if end > start {

@@ -1,6 +1,6 @@
 //! The sparse offset index of one segment, in memory and on disk.
 //!
-//! The index maps offsets to byte positions in the segment: one entry for **every checkpoint
+//! The index maps offsets to byte positions in the segment: one entry for **every restart record
 //! record** (where verified reads start) and one for every `index_interval`-th data record of
 //! the segment (the first included), which lets tools find a record without a scan. It also
 //! carries the segment's summary (offset range, logical size, counts), so that opening a store
@@ -29,14 +29,14 @@
 //!     40     8  next_offset         u64  one past the segment's last data record
 //!     48     8  logical_size_bytes  u64  see `crate::segments`
 //!     56     8  last_data_position  u64  position of the last data record; u64::MAX if none
-//!     64     8  checkpoint_count    u64
+//!     64     8  restart_record_count    u64
 //!     72     8  compressed_count    u64  data records stored compressed
 //!     80     4  entry_count         u32
 //!     84     4  flags               u32  bit 0: `head` is a resume point; other bits 0
 //!     88    32  head                     chain hash of the record at last_data_position;
 //!                                        32 zero bytes when flag bit 0 is clear
 //!    120  24*n  entries             { offset u64, position u64, kind u8 (0 data, 1
-//!                                     checkpoint), 7 zero bytes }, ascending by position
+//!                                     restart record), 7 zero bytes }, ascending by position
 //! 120+24n    4  crc32c              u32  CRC32C of every byte before it
 //! ```
 //!
@@ -46,9 +46,9 @@
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::StreamId;
 
-use super::le::{le_u32, le_u64};
-use super::segment::SEGMENT_HEADER_LEN;
-use crate::segments::logical_record_size;
+use super::segment_file::SEGMENT_HEADER_LEN;
+use crate::le::{le_u32, le_u64};
+use crate::rotation::logical_record_size;
 
 /// First bytes of every index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"KMBLIDX\0";
@@ -82,8 +82,8 @@ pub struct SegmentSummary {
     pub logical_size_bytes: u64,
     /// Position of the last data record.
     pub last_data_position: Option<u64>,
-    /// Checkpoint records.
-    pub checkpoint_count: u64,
+    /// Restart records.
+    pub restart_record_count: u64,
     /// Data records stored compressed.
     pub compressed_count: u64,
 }
@@ -91,19 +91,19 @@ pub struct SegmentSummary {
 /// One located record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// The record's offset (a checkpoint's is the next data offset).
+    /// The record's offset (a restart record's is the next data offset).
     pub offset: u64,
     /// Byte position of its frame in the segment.
     pub position: u64,
 }
 
-/// A segment's index: summary, checkpoint entries and sparse data entries.
+/// A segment's index: summary, restart record entries and sparse data entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentIndex {
     /// The segment summary.
     pub summary: SegmentSummary,
-    /// Every checkpoint record, ascending.
-    pub checkpoints: Vec<IndexEntry>,
+    /// Every restart record, ascending.
+    pub restart_records: Vec<IndexEntry>,
     /// Every `index_interval`-th data record, ascending.
     pub data: Vec<IndexEntry>,
 }
@@ -121,8 +121,8 @@ pub struct StoredIndex {
 /// One record as seen by [`SegmentIndex::push`].
 #[derive(Debug, Clone, Copy)]
 pub struct SeenRecord {
-    /// Checkpoint or data.
-    pub is_checkpoint: bool,
+    /// Restart record or data.
+    pub is_restart: bool,
     /// The record's offset.
     pub offset: u64,
     /// Where its frame starts.
@@ -146,10 +146,10 @@ impl SegmentIndex {
                 next_offset: first_offset,
                 logical_size_bytes: 0,
                 last_data_position: None,
-                checkpoint_count: 0,
+                restart_record_count: 0,
                 compressed_count: 0,
             },
-            checkpoints: Vec::new(),
+            restart_records: Vec::new(),
             data: Vec::new(),
         }
     }
@@ -162,9 +162,9 @@ impl SegmentIndex {
             position: record.position,
         };
         let summary = &mut self.summary;
-        if record.is_checkpoint {
-            self.checkpoints.push(entry);
-            summary.checkpoint_count += 1;
+        if record.is_restart {
+            self.restart_records.push(entry);
+            summary.restart_record_count += 1;
         } else {
             let nth = record.offset - summary.first_offset;
             if index_interval > 0 && nth.is_multiple_of(index_interval) {
@@ -178,21 +178,21 @@ impl SegmentIndex {
         summary.len_bytes = record.position + record.frame_len;
     }
 
-    /// The offset of the segment's last checkpoint.
+    /// The offset of the segment's last restart record.
     #[must_use]
-    pub fn last_checkpoint(&self) -> Option<u64> {
-        self.checkpoints.last().map(|entry| entry.offset)
+    pub fn last_restart(&self) -> Option<u64> {
+        self.restart_records.last().map(|entry| entry.offset)
     }
 
-    /// The last checkpoint at or before `offset`.
+    /// The last restart record at or before `offset`.
     #[must_use]
-    pub fn checkpoint_at_or_before(&self, offset: u64) -> Option<IndexEntry> {
+    pub fn restart_at_or_before(&self, offset: u64) -> Option<IndexEntry> {
         let count = self
-            .checkpoints
+            .restart_records
             .partition_point(|entry| entry.offset <= offset);
         count
             .checked_sub(1)
-            .and_then(|last| self.checkpoints.get(last))
+            .and_then(|last| self.restart_records.get(last))
             .copied()
     }
 
@@ -201,7 +201,7 @@ impl SegmentIndex {
     #[must_use]
     pub fn encode(&self, stream: StreamId, segment_num: u32, head: Option<ChainHash>) -> Vec<u8> {
         let mut entries: Vec<(IndexEntry, u8)> = self
-            .checkpoints
+            .restart_records
             .iter()
             .map(|entry| (*entry, 1u8))
             .chain(self.data.iter().map(|entry| (*entry, 0u8)))
@@ -219,7 +219,7 @@ impl SegmentIndex {
             s.next_offset,
             s.logical_size_bytes,
             s.last_data_position.unwrap_or(NO_POSITION),
-            s.checkpoint_count,
+            s.restart_record_count,
             s.compressed_count,
         ] {
             out.extend_from_slice(&field.to_le_bytes());
@@ -313,12 +313,12 @@ impl SegmentIndex {
             next_offset: field(2),
             logical_size_bytes: field(3),
             last_data_position: Some(field(4)).filter(|&p| p != NO_POSITION),
-            checkpoint_count: field(5),
+            restart_record_count: field(5),
             compressed_count: field(6),
         };
         let mut index = SegmentIndex {
             summary,
-            checkpoints: Vec::new(),
+            restart_records: Vec::new(),
             data: Vec::new(),
         };
         let mut last_position = 0u64;
@@ -339,11 +339,11 @@ impl SegmentIndex {
             last_position = entry.position;
             match bytes.get(at + 16) {
                 Some(0) => index.data.push(entry),
-                Some(1) => index.checkpoints.push(entry),
+                Some(1) => index.restart_records.push(entry),
                 _ => return Err(format!("index entry {i} has an unknown kind")),
             }
         }
-        if index.checkpoints.len() as u64 != summary.checkpoint_count
+        if index.restart_records.len() as u64 != summary.restart_record_count
             || summary.next_offset < summary.first_offset
         {
             return Err("index summary is inconsistent".to_owned());
@@ -359,7 +359,7 @@ mod tests {
     fn sample() -> SegmentIndex {
         let mut index = SegmentIndex::empty(10);
         let mut position = SEGMENT_HEADER_LEN as u64;
-        for (offset, is_checkpoint) in [
+        for (offset, is_restart) in [
             (10, true),
             (10, false),
             (11, false),
@@ -368,7 +368,7 @@ mod tests {
         ] {
             index.push(
                 SeenRecord {
-                    is_checkpoint,
+                    is_restart,
                     offset,
                     position,
                     frame_len: 60,
@@ -383,19 +383,13 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_finds_checkpoints() {
+    fn round_trips_and_finds_restart_records() {
         let index = sample();
         assert_eq!(index.summary.next_offset, 13);
         assert_eq!(index.data.len(), 2);
-        assert_eq!(
-            index.checkpoint_at_or_before(11).map(|e| e.offset),
-            Some(10)
-        );
-        assert_eq!(
-            index.checkpoint_at_or_before(12).map(|e| e.offset),
-            Some(12)
-        );
-        assert_eq!(index.checkpoint_at_or_before(9), None);
+        assert_eq!(index.restart_at_or_before(11).map(|e| e.offset), Some(10));
+        assert_eq!(index.restart_at_or_before(12).map(|e| e.offset), Some(12));
+        assert_eq!(index.restart_at_or_before(9), None);
         let stream = StreamId::new(5);
         let bytes = index.encode(stream, 2, None);
         let len = index.summary.len_bytes;

@@ -8,7 +8,7 @@
 //! report names the file.
 //!
 //! Preserved: the cut itself (the decision is recovery's), and the layout of the segment
-//! files (`torn/` is not a segment; nothing reads it back). Dropped: the disk space of each cut
+//! files (`torn/` is not a segment; nothing reads it back). The price: the disk space of each cut
 //! tail, until an operator removes the file. A crash between the copy and the cut finds the
 //! same tail at the next open and copies it again to the same name.
 

@@ -80,22 +80,23 @@ use std::sync::OnceLock;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
+use super::config::StorageConfig;
 use super::fs::{FileHandle, FileSystem};
 use super::index::SegmentIndex;
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
+use super::recovery_report::{RecoveryAction, RecoveryReport};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{ScanEnd, ScanTarget};
-use super::segment::{
+use super::segment_file::{
     parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
     SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
 use super::stream::{io_error, Damage, SegmentFiles, StreamState};
-use super::{RecoveryAction, RecoveryReport, StorageConfig};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
-use crate::segments::{SegmentMeta, SegmentTable};
+use crate::rotation::{SegmentMeta, SegmentTable};
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -315,10 +316,9 @@ impl<F: FileSystem> Opener<'_, F> {
             // Only a segment the manifest does not list yet can have an unfinished header (a
             // crash while rotation created it): a listed one was created with its header
             // synced before the manifest was written, so a bad or short header there is
-            // damage, whatever the manifest says the segment holds. (It was rewritten as
-            // "unfinished" when the manifest said the segment held no records, which it says of
-            // every active segment: a segment file cut to nothing lost all its records, and
-            // `verify` then found the stream intact.)
+            // damage, whatever the manifest says the segment holds. (The manifest says "no
+            // records" of every active segment, so trusting it here would let a segment file
+            // cut to nothing lose all its records and still verify intact.)
             if len > HEADER_LEN || entry.is_some() {
                 return Err(error);
             }

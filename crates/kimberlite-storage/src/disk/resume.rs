@@ -22,7 +22,7 @@
 //! decodes at the header's end with the first offset and links to the previous segment's
 //! head; the last covered data record decodes at its recorded position with the recorded
 //! offset and hashes to the recorded head; and what follows it up to the covered end is
-//! whole checkpoint frames repeating that head. Anything else falls back to the full scan,
+//! whole restart record frames repeating that head. Anything else falls back to the full scan,
 //! which decides as it always did.
 
 use kimberlite_crypto::ChainHash;
@@ -31,10 +31,10 @@ use kimberlite_types::Offset;
 use super::fs::{FileHandle, FileSystem};
 use super::index::{index_file_name, SegmentIndex, StoredIndex};
 use super::scan::{scan_from, scan_segment, Scan, ScanTarget};
-use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
+use crate::chain::ChainCursor;
 use crate::error::StorageError;
 use crate::record::Record;
-use crate::verify::ChainCursor;
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -130,7 +130,7 @@ pub fn check_resume_point<H: FileHandle>(
     }
     let (record, len) = frame(bytes, last, end)?;
     let last_offset = summary.next_offset - 1;
-    if record.is_checkpoint()
+    if record.is_restart()
         || record.offset().as_u64() != last_offset
         || record.compute_hash() != head
     {
@@ -138,17 +138,17 @@ pub fn check_resume_point<H: FileHandle>(
             "the frame at {last} is not the indexed record {last_offset} with the indexed hash"
         ));
     }
-    // Only checkpoints (repeating the head) may follow the last data record in what the index
+    // Only restart records (repeating the head) may follow the last data record in what the index
     // covers; each frame is at least a record's overhead long, so this loop ends.
     let mut position = last + len as u64;
     while position < end {
-        let (checkpoint, len) = frame(bytes, position, end)?;
-        let repeats = checkpoint.is_checkpoint()
-            && checkpoint.offset().as_u64() == summary.next_offset
-            && checkpoint.prev_hash() == Some(head);
+        let (restart, len) = frame(bytes, position, end)?;
+        let repeats = restart.is_restart()
+            && restart.offset().as_u64() == summary.next_offset
+            && restart.prev_hash() == Some(head);
         if !repeats {
             return Err(format!(
-                "the frame at {position} is not a checkpoint of the head"
+                "the frame at {position} is not a restart record of the head"
             ));
         }
         position += len as u64;

@@ -11,12 +11,12 @@ use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileHandle;
 use super::index::{SeenRecord, SegmentIndex};
-use super::le::{le_u32, le_u64};
-use super::segment::SegmentBytes;
+use super::segment_file::SegmentBytes;
 use super::stream::io_error;
+use crate::chain::ChainCursor;
 use crate::error::{Location, RecordError, StorageError};
+use crate::le::{le_u32, le_u64};
 use crate::record::{Record, MAX_FRAME_LEN, RECORD_FORMAT_VERSION, RECORD_OVERHEAD};
-use crate::verify::ChainCursor;
 
 /// How a scan of one segment ended.
 pub enum ScanEnd {
@@ -118,8 +118,8 @@ pub fn scan_from<H: FileHandle>(
             }
         };
         let linked = match cursor.as_mut() {
-            Some(cursor) if record.is_checkpoint() => {
-                cursor.check_checkpoint(&record, || location(position))
+            Some(cursor) if record.is_restart() => {
+                cursor.check_restart(&record, || location(position))
             }
             Some(cursor) => cursor.check(&record, || location(position)).map(|_| ()),
             None if record.offset() != expected => Err(StorageError::OffsetMismatch {
@@ -141,7 +141,7 @@ pub fn scan_from<H: FileHandle>(
                 let stream = target.stream;
                 let resumed = ChainCursor::resume(stream, record.offset(), record.prev_hash());
                 cursor = Some(resumed);
-                if let Some(cursor) = cursor.as_mut().filter(|_| !record.is_checkpoint()) {
+                if let Some(cursor) = cursor.as_mut().filter(|_| !record.is_restart()) {
                     let _ = cursor.check(&record, || location(position));
                 }
             }
@@ -149,7 +149,7 @@ pub fn scan_from<H: FileHandle>(
             Ok(()) => {}
         }
         let seen = SeenRecord {
-            is_checkpoint: record.is_checkpoint(),
+            is_restart: record.is_restart(),
             offset: record.offset().as_u64(),
             position,
             frame_len: frame_len as u64,
@@ -158,7 +158,7 @@ pub fn scan_from<H: FileHandle>(
         };
         index.push(seen, target.index_interval);
         records += 1;
-        if !record.is_checkpoint() {
+        if !record.is_restart() {
             last_data = Some(record);
         }
         position += frame_len as u64;
@@ -181,8 +181,8 @@ pub fn scan_from<H: FileHandle>(
 /// A read can return a flipped bit once (a transient media or bus error) while the stored bytes
 /// are fine. Recovery acts on what it reads: it truncates a "torn" last record and refuses
 /// appends after "corruption". Acting on a one-off bad read would truncate an acknowledged,
-/// fsynced record (found by the simulator: seed 49 lost a durable event this way). A torn
-/// write or real corruption reads the same every time; a transient error does not.
+/// fsynced record. A torn write or real corruption reads the same every time; a transient
+/// error does not.
 const DECODE_ATTEMPTS: usize = 3;
 
 /// A frame's decoding: the record and its length, or why it does not decode.
@@ -210,8 +210,7 @@ fn read_and_decode<H: FileHandle>(
 /// Whether a frame that fails to decode with `reason` could be an unfinished write: only when
 /// its length or its CRC fails. A frame whose CRC checks was written whole, so a field it
 /// holds that this build does not accept (another format version, an unknown kind, codec or
-/// flag, a bad payload) is never cut off as torn: it is reported and left on disk. (Found
-/// opening a store of a draft format: its last frame, CRC intact, was truncated as torn.)
+/// flag, a bad payload) is never cut off as torn: it is reported and left on disk.
 fn could_be_torn(reason: &RecordError) -> bool {
     matches!(
         reason,
@@ -256,10 +255,10 @@ pub const SECTOR_BYTES: u64 = 512;
 /// it that fills a disk sector's share of the frame all zero (a sector in the middle lost).
 ///
 /// Why: a frame whose bytes are all there but one bit differs (bit rot, a tampered byte in
-/// the last record) fails its CRC exactly as a torn write does, and was cut off as torn,
-/// deleting a record that may have been synced and acknowledged, with `verify` then finding
+/// the last record) fails its CRC exactly as a torn write does; cutting it off as torn would
+/// delete a record that may have been synced and acknowledged, with `verify` then finding
 /// the shortened stream intact. Such a frame has no zero sector and a CRC field that is not
-/// zero: it is now damage, reported and left on disk. Dropped: a torn write on a file system
+/// zero: it is damage, reported and left on disk. The price: a torn write on a file system
 /// that shows stale bytes instead of zeros after a crash (ext4 without a journal can, for
 /// blocks not allocated ahead) is reported as damage too: the stream then refuses appends
 /// until the tail is dealt with, but nothing is cut silently.

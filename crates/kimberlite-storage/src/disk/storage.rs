@@ -10,16 +10,16 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
+use super::config::{StorageConfig, StreamStats};
 use super::fs::{FileSystem, OsFileSystem};
 use super::meta::write_index;
 use super::recovery::open_stream;
+use super::recovery_report::{RecoveryAction, RecoveryReport};
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
-use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
-use crate::batch_job::{BatchWorker, SpareChunks};
 use crate::error::StorageError;
-use crate::verify_pool::VerifyPool;
+use crate::parallel::{Encoder, VerifyPool};
 
 /// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
 const ACTIVE_MAP_SLACK: u64 = 64 << 20;
@@ -71,15 +71,12 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
     pub(super) poisoned: Option<String>,
     /// The batch encoding buffer, reused by every append.
     pub(super) buffer: Vec<u8>,
-    /// The memory of the last batches' encoded chunks, reused by the next.
-    pub(super) spare_chunks: SpareChunks,
+    /// Encodes batches, with the shared encode helper for large ones (`config.hash_ahead`).
+    pub(super) encoder: Encoder,
     /// Helper threads for verified reads (`config.verify_threads`), started at first use.
     pub(super) verify_pool: Mutex<VerifyPool>,
-    /// This handle's number in the pause points of its verifications (`verify_pause`).
+    /// This handle's number in the pause points of its verifications (`verify::pieces`).
     pub(super) handle: u64,
-    /// The thread that encodes chunks of large batches beside the appender
-    /// (`config.hash_ahead`).
-    pub(super) batch_worker: BatchWorker,
     _lock: F::Lock,
 }
 
@@ -155,10 +152,9 @@ impl<F: FileSystem> Storage<F> {
             report,
             poisoned: None,
             buffer: Vec::new(),
-            spare_chunks: SpareChunks::default(),
+            encoder: Encoder::default(),
             verify_pool: Mutex::new(VerifyPool::new(config.verify_threads)),
-            handle: crate::verify_pause::new_handle_id(),
-            batch_worker: BatchWorker::default(),
+            handle: crate::verify::new_handle_id(),
             _lock: lock,
         };
         storage.complete_interrupted_rotations()?;
@@ -225,13 +221,13 @@ impl<F: FileSystem> Storage<F> {
             segment_count: state.table.segments().len(),
             stored_bytes: 0,
             logical_bytes: 0,
-            checkpoint_count: 0,
+            restart_record_count: 0,
             compressed_record_count: 0,
         };
         for summary in summaries {
             stats.stored_bytes += summary.len_bytes;
             stats.logical_bytes += summary.logical_size_bytes;
-            stats.checkpoint_count += summary.checkpoint_count;
+            stats.restart_record_count += summary.restart_record_count;
             stats.compressed_record_count += summary.compressed_count;
         }
         Some(stats)
@@ -378,7 +374,7 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         if let Some(active) = state.segments.last_mut() {
             for record in &seen {
                 active.index.push(*record, interval);
-                if !record.is_checkpoint {
+                if !record.is_restart {
                     state.table.record_appended(record.payload_len);
                 }
             }

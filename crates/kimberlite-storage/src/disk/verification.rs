@@ -1,4 +1,4 @@
-//! `Storage`'s full verification of a stream, whole or in pieces ([`crate::verify_pause`]).
+//! `Storage`'s full verification of a stream, whole or in pieces ([`crate::verify::pieces`]).
 
 use std::sync::PoisonError;
 
@@ -9,7 +9,7 @@ use super::fs::FileSystem;
 use super::storage::Storage;
 use crate::error::StorageError;
 use crate::verify::VerifyReport;
-use crate::verify_pause::{VerifyResume, VerifyStep};
+use crate::verify::{VerifyResume, VerifyStep};
 
 impl<F: FileSystem> Storage<F> {
     /// Walks every record of `stream` from the first, checking every CRC and link (and that
@@ -69,7 +69,7 @@ impl<F: FileSystem> Storage<F> {
                 None => Ok(VerifyStep::Done(VerifyReport {
                     stream,
                     records_checked: 0,
-                    checkpoints_checked: 0,
+                    restart_records_checked: 0,
                     segments_checked: 0,
                     bytes_checked: 0,
                     head: None,

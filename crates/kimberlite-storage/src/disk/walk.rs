@@ -22,21 +22,18 @@
 use kimberlite_types::Offset;
 
 use super::fs::FileSystem;
-use super::segment::{SegmentBytes, SEGMENT_HEADER_LEN};
+use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use super::stream::{io_error, StreamState};
+use crate::chain::ChainCursor;
 use crate::error::{Location, StorageError};
-use crate::frames::{FrameRun, VerifiedFrame};
+use crate::parallel::VerifyPool;
 use crate::record::{peek_frame, FrameHint};
-use crate::verify::ChainCursor;
-use crate::verify_pool::VerifyPool;
+use crate::verify::{FrameRun, VerifiedFrame};
 
 /// Most frames scanned, then decoded and linked, at once: long enough for each parallel run
 /// to pay for its threads, short enough that a chunk's frames (about 640 KB of 256-byte
 /// events) are still in the core's cache when they are hashed after the scan, and their
-/// results when they are linked. Measured (`examples/store_read_loop.rs`, the `kimberlite`
-/// store's 1 MiB pages of 256-byte events): 4,096 frames 286-305 ns per event, 2,048
-/// 200-233, 1,024 211-217, 512 220-227; a 1,000-event read (one chunk either way)
-/// unchanged.
+/// results when they are linked (docs/PERFORMANCE.md, section "Design decisions").
 const CHUNK_FRAMES: usize = 2048;
 
 /// What the walk does after a record.
@@ -162,7 +159,7 @@ impl<'a, F: FileSystem> Scanner<'a, F> {
 }
 
 /// Where a walk ended.
-pub struct WalkEnd {
+pub struct WalkStop {
     /// Past the last record visited.
     pub cursor: ChainCursor,
     /// When the visit stopped the walk: the segment and position of the frame after the last
@@ -179,7 +176,7 @@ pub fn walk<F: FileSystem>(
     (segment_index, position, mut cursor): (usize, u64, ChainCursor),
     pool: &mut VerifyPool,
     visit: &mut impl Visit,
-) -> Result<WalkEnd, StorageError> {
+) -> Result<WalkStop, StorageError> {
     let mut scanner = Scanner::new(state, segment_index, position);
     let mut steps = Vec::new();
     let mut frames = FrameRun::default();
@@ -224,7 +221,7 @@ pub fn walk<F: FileSystem>(
                     cursor.check_frame(&frame, location)?;
                     let next_position = position + frame.frame_len() as u64;
                     if visit.visit(frame) == Flow::Stop {
-                        return Ok(WalkEnd {
+                        return Ok(WalkStop {
                             cursor,
                             stopped_before: Some((segment_index, next_position)),
                         });
@@ -249,7 +246,7 @@ pub fn walk<F: FileSystem>(
                     position,
                 } => {
                     state.check_end(&cursor, state.location(segment_index, position))?;
-                    return Ok(WalkEnd {
+                    return Ok(WalkStop {
                         cursor,
                         stopped_before: None,
                     });

@@ -8,14 +8,14 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_storage::{StorageBackend, StorageConfig};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
-/// A config that rotates and checkpoints often.
+/// A config that rotates and writes restart records often.
 pub fn small_config() -> StorageConfig {
     StorageConfig {
         max_segment_size: 1024,
-        checkpoint_interval: 4,
+        restart_interval: 4,
         compression: CompressionKind::None,
         index_interval: 2,
-        // More than this 2-core machine has: long reads in tests split into 4 shares.
+        // More than a small machine has: long reads in tests split into 4 shares.
         verify_threads: 4,
         // Batches of 128 events or more hashed on the helper thread, whatever the machine.
         hash_ahead: true,

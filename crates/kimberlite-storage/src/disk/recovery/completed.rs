@@ -12,12 +12,12 @@ use crate::disk::fs::FileSystem;
 use crate::disk::index::{index_file_name, SegmentIndex};
 use crate::disk::manifest::ManifestSegment;
 use crate::disk::meta::write_index;
+use crate::disk::recovery_report::RecoveryAction;
 use crate::disk::scan::{scan_segment, ScanEnd};
-use crate::disk::segment::{segment_path, SegmentBytes};
+use crate::disk::segment_file::{segment_path, SegmentBytes};
 use crate::disk::stream::{io_error, SegmentFiles};
-use crate::disk::RecoveryAction;
 use crate::error::{Location, StorageError};
-use crate::segments::SegmentMeta;
+use crate::rotation::SegmentMeta;
 
 impl<F: FileSystem> Opener<'_, F> {
     /// Opens completed segment `num`; `entry` is its manifest entry when one vouches for it.

@@ -5,12 +5,12 @@
 //! predecessor's hash, so frame `i` can be decoded and hashed without frame `i - 1`. Only the
 //! *links* (frame `i + 1`'s `prev_hash` equals frame `i`'s computed hash) need the order; the
 //! read paths check them afterwards, in offset order, with
-//! [`crate::verify::ChainCursor::check_frame`]. So the expensive part of a verified read (the
+//! [`crate::chain::ChainCursor::check_frame`]. So the expensive part of a verified read (the
 //! SHA-256 of every record and its CRC32C) is split here across threads, while what decides
 //! *which* error a damaged stream reports stays sequential.
 //!
-//! [`decode_frames`] is the one-thread reference; [`crate::verify_pool::VerifyPool`] runs the
-//! same [`verify_frame`] on several threads and returns the same vector (tested there, with
+//! [`decode_frames`] is the one-thread reference; `crate::parallel` runs the same
+//! [`verify_frame`] on several threads and returns the same vector (tested there, with
 //! proptest): the thread count changes the speed of a read, never its result.
 
 use bytes::Bytes;
@@ -18,24 +18,6 @@ use kimberlite_crypto::ChainHash;
 
 use crate::error::RecordError;
 use crate::record::Record;
-
-/// Fewest frames handed to each thread: below this a thread's start-up (about 10–20 µs on
-/// the 2-core machine of `docs/PERFORMANCE.md`) costs more than the ~0.3 µs per frame it
-/// would save, so shorter runs are verified on the calling thread.
-pub const MIN_FRAMES_PER_THREAD: usize = 64;
-
-/// Most threads a verification uses, whatever the machine offers: reads are short (a page
-/// of events), so more threads would mostly pay for their own start-up.
-pub const MAX_VERIFY_THREADS: usize = 4;
-
-/// The default thread count of verified reads: the machine's available parallelism, capped
-/// at [`MAX_VERIFY_THREADS`]; 1 when it cannot be known.
-#[must_use]
-pub fn default_verify_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_VERIFY_THREADS)
-}
 
 /// A frame that decoded (its length and CRC checked, every field valid) and, for a data
 /// record, its chain hash as recomputed from its contents.
@@ -61,7 +43,7 @@ impl VerifiedFrame {
         self.record
     }
 
-    /// The record's chain hash; `None` for a checkpoint record, which is not a link of the
+    /// The record's chain hash; `None` for a restart record, which is not a link of the
     /// chain and is never hashed.
     #[must_use]
     pub fn hash(&self) -> Option<ChainHash> {
@@ -75,6 +57,7 @@ impl VerifiedFrame {
     }
 }
 
+#[cfg(test)]
 /// Decodes the frame at the start of `bytes` and, for a data record, recomputes its chain
 /// hash. Pure; never panics.
 pub fn verify_frame(bytes: &Bytes) -> Result<VerifiedFrame, RecordError> {
@@ -84,7 +67,7 @@ pub fn verify_frame(bytes: &Bytes) -> Result<VerifiedFrame, RecordError> {
 /// [`verify_frame`] of the frame that starts `start` bytes into `source`.
 pub fn verify_frame_at(source: &Bytes, start: usize) -> Result<VerifiedFrame, RecordError> {
     let (record, frame_len) = Record::from_bytes_at(source, start)?;
-    let hash = (!record.is_checkpoint()).then(|| record.compute_hash());
+    let hash = (!record.is_restart()).then(|| record.compute_hash());
     Ok(VerifiedFrame {
         record,
         hash,
@@ -92,8 +75,9 @@ pub fn verify_frame_at(source: &Bytes, start: usize) -> Result<VerifiedFrame, Re
     })
 }
 
+#[cfg(test)]
 /// [`verify_frame`] of every frame, in order, on the calling thread: the reference that
-/// [`crate::verify_pool::VerifyPool::decode`] (the same work on several threads) must equal.
+/// `crate::parallel` (the same work on several threads) must equal.
 #[must_use]
 pub fn decode_frames(frames: &[Bytes]) -> Vec<Result<VerifiedFrame, RecordError>> {
     frames.iter().map(verify_frame).collect()
@@ -103,10 +87,9 @@ pub fn decode_frames(frames: &[Bytes]) -> Vec<Result<VerifiedFrame, RecordError>
 /// segment, a read window).
 ///
 /// Why not a `Bytes` per frame: every `Bytes` of a mapped segment shares one reference count,
-/// so a slice per frame, and its drop, were two atomic operations per frame on one cache
-/// line, made by the reading thread and fought over by the verifying threads (~6% of a
-/// 1,000-event read's samples). Here a buffer is counted once per run, and only a returned
-/// payload is a `Bytes` of its own.
+/// so a slice per frame, and its drop, would be two atomic operations per frame on one cache
+/// line, made by the reading thread and fought over by the verifying threads. Here a buffer
+/// is counted once per run, and only a returned payload is a `Bytes` of its own.
 #[derive(Debug, Default, Clone)]
 pub struct FrameRun {
     sources: Vec<Bytes>,
@@ -115,6 +98,7 @@ pub struct FrameRun {
 }
 
 impl FrameRun {
+    #[cfg(test)]
     /// A run of `frames`, each its own buffer.
     #[must_use]
     pub fn of_frames(frames: Vec<Bytes>) -> Self {
@@ -143,6 +127,7 @@ impl FrameRun {
         self.frames.len()
     }
 
+    #[cfg(test)]
     /// True when the run has no frame.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -172,14 +157,13 @@ impl FrameRun {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kimberlite_types::{CompressionKind, Offset, RecordKind};
-    use proptest::prelude::*;
 
-    /// Frames of a chain of `count` records with payloads of `size` bytes, a checkpoint
+    /// Frames of a chain of `count` records with payloads of `size` bytes, a restart record
     /// after every 7th, optionally LZ4-compressed.
-    fn frames(count: usize, size: usize, compression: CompressionKind) -> Vec<Bytes> {
+    pub(crate) fn frames(count: usize, size: usize, compression: CompressionKind) -> Vec<Bytes> {
         let mut prev = None;
         let mut out = Vec::new();
         for i in 0..count {
@@ -194,21 +178,21 @@ mod tests {
             prev = Some(record.compute_hash());
             out.push(record.to_bytes());
             if i % 7 == 6 {
-                let checkpoint = Record::with_compression(
+                let restart = Record::with_compression(
                     Offset::new(i as u64 + 1),
                     prev,
-                    RecordKind::Checkpoint,
+                    RecordKind::Restart,
                     CompressionKind::None,
                     Bytes::new(),
                 );
-                out.push(checkpoint.to_bytes());
+                out.push(restart.to_bytes());
             }
         }
         out
     }
 
     #[test]
-    fn data_records_are_hashed_and_checkpoints_are_not() {
+    fn data_records_are_hashed_and_restart_records_are_not() {
         let frames = frames(7, 10, CompressionKind::None);
         let results = decode_frames(&frames);
         let verified: Vec<_> = results.into_iter().map(Result::unwrap).collect();
@@ -216,7 +200,7 @@ mod tests {
         for (frame, bytes) in verified.iter().zip(&frames) {
             assert_eq!(frame.frame_len(), bytes.len());
             let record = frame.record();
-            if record.is_checkpoint() {
+            if record.is_restart() {
                 assert_eq!(frame.hash(), None);
             } else {
                 assert_eq!(frame.hash(), Some(record.compute_hash()));
@@ -224,29 +208,6 @@ mod tests {
         }
         // Each hash is the next data record's prev_hash: the chain the cursor checks.
         assert_eq!(verified[0].hash(), verified[1].record().prev_hash());
-    }
-
-    #[test]
-    fn errors_stay_at_their_frame() {
-        let mut frames = frames(400, 30, CompressionKind::None);
-        // Corrupt frames in the first share, at a share boundary and in the last share.
-        for at in [5, 199, 200, 201, 450] {
-            let mut bytes = frames[at].to_vec();
-            let last = bytes.len() - 5;
-            bytes[last] ^= 0x40;
-            frames[at] = Bytes::from(bytes);
-        }
-        frames[300] = Bytes::from_static(b"\x02\x00");
-        let one = decode_frames(&frames);
-        for (i, result) in one.iter().enumerate() {
-            assert_eq!(
-                result.is_err(),
-                [5, 199, 200, 201, 300, 450].contains(&i),
-                "frame {i}"
-            );
-        }
-        let mut pool = crate::verify_pool::VerifyPool::new(4);
-        assert_eq!(pool.decode(FrameRun::of_frames(frames.clone())), one);
     }
 
     /// Frames found inside shared buffers (several per buffer, some buffers repeated) verify
@@ -282,41 +243,5 @@ mod tests {
         assert!(past.decode(0, 1)[0].is_err());
         run.clear();
         assert!(run.is_empty());
-    }
-
-    #[test]
-    fn default_thread_count_is_within_bounds() {
-        let threads = default_verify_threads();
-        assert!((1..=MAX_VERIFY_THREADS).contains(&threads));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-
-        /// The parallel variant (the pool) equals the sequential one, bit for bit, for any run length,
-        /// payload size, codec, thread count and corrupted byte.
-        #[test]
-        fn parallel_equals_sequential(
-            count in 0usize..400,
-            size in 0usize..300,
-            lz4 in any::<bool>(),
-            threads in 1usize..6,
-            flip in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1u8..=255)),
-        ) {
-            let compression = if lz4 { CompressionKind::Lz4 } else { CompressionKind::None };
-            let mut frames = frames(count, size, compression);
-            if let Some((frame, byte, mask)) = flip {
-                if !frames.is_empty() {
-                    let at = frame.index(frames.len());
-                    let mut bytes = frames[at].to_vec();
-                    let pos = byte.index(bytes.len());
-                    bytes[pos] ^= mask;
-                    frames[at] = Bytes::from(bytes);
-                }
-            }
-            let expected = decode_frames(&frames);
-            let mut pool = crate::verify_pool::VerifyPool::new(threads);
-            prop_assert_eq!(pool.decode(FrameRun::of_frames(frames)), expected);
-        }
     }
 }

@@ -1,4 +1,9 @@
+use bytes::Bytes;
+use kimberlite_crypto::ChainHash;
+use kimberlite_types::{CompressionKind, Offset, RecordKind};
+
 use super::*;
+use crate::encode::{encode_chunk, LZ4_GIVE_UP_AFTER, LZ4_PROBE_EVERY};
 use crate::record::Record;
 
 fn events(count: usize) -> Vec<Bytes> {
@@ -41,8 +46,8 @@ fn codecs(events: &[Bytes], asked: CompressionKind) -> Vec<CompressionKind> {
 }
 
 /// Frames of `events` appended after `head` as `Record::encode_into` writes them one by
-/// one, each with the codec [`codecs`] says, with a checkpoint (payload "cp") before every
-/// offset in `checkpoints`; and the last data record's chain hash.
+/// one, each with the codec [`codecs`] says, with a restart record (payload "cp") before every
+/// offset in `restart records`; and the last data record's chain hash.
 fn reference(
     events: &[Bytes],
     plan: &BatchPlan,
@@ -52,11 +57,11 @@ fn reference(
     let mut prev = head;
     let codecs = codecs(events, plan.compression);
     for ((offset, event), codec) in (plan.first_offset..).zip(events).zip(codecs) {
-        if let Some((_, payload)) = plan.checkpoints.iter().find(|(at, _)| *at == offset) {
+        if let Some((_, payload)) = plan.restart_records.iter().find(|(at, _)| *at == offset) {
             Record::with_compression(
                 Offset::new(offset),
                 prev,
-                RecordKind::Checkpoint,
+                RecordKind::Restart,
                 CompressionKind::None,
                 payload.clone(),
             )
@@ -98,7 +103,7 @@ fn link_all_keeping(
 }
 
 fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind) -> BatchPlan {
-    let checkpoints = (first_offset..first_offset + 4_000)
+    let restart_records = (first_offset..first_offset + 4_000)
         .filter(|offset| *offset > 0 && offset % 50 == 0)
         .map(|offset| (offset, Bytes::from_static(b"cp")))
         .collect();
@@ -106,11 +111,11 @@ fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind
         first_offset,
         head_present: head.is_some(),
         compression,
-        checkpoints,
+        restart_records,
     }
 }
 
-/// Whoever encodes which chunk (the caller alone, the worker, both racing), the frames and
+/// Whoever encodes which chunk (the caller alone, the helper, both racing), the frames and
 /// the head are those of encoding the records one by one.
 #[test]
 fn a_job_gives_the_frames_of_the_records_one_by_one_whoever_encodes() {
@@ -120,7 +125,7 @@ fn a_job_gives_the_frames_of_the_records_one_by_one_whoever_encodes() {
         RecordKind::Data,
         b"h",
     ));
-    let mut worker = BatchWorker::default();
+    let helper = shared_helper();
     for (first, head) in [(7, head), (0, None)] {
         for compression in [CompressionKind::None, CompressionKind::Lz4] {
             for count in [1, 63, 64, 65, 128, 129, 1_000, 3_001] {
@@ -131,9 +136,9 @@ fn a_job_gives_the_frames_of_the_records_one_by_one_whoever_encodes() {
                 assert_eq!(link_all(&alone, head), expected, "caller alone, {count}");
 
                 let job = Arc::new(BatchJob::new(events(count), plan.clone()));
-                worker.submit(&job);
-                assert_eq!(link_all(&job, head), expected, "with the worker, {count}");
-                worker.finish();
+                helper.post(&job);
+                assert_eq!(link_all(&job, head), expected, "with the helper, {count}");
+                helper.clear(&job);
 
                 let job = Arc::new(BatchJob::new(events(count), plan.clone()));
                 let racer = {
@@ -154,11 +159,11 @@ fn chunks_split_the_events_in_order_and_are_handed_out_once() {
     assert_eq!(job.chunk_count(), 3);
     assert_eq!(job.events(), events(130).as_slice());
     let first = job.take(0);
-    // Offset 50 has a checkpoint: 64 data frames and one checkpoint.
+    // Offset 50 has a restart record: 64 data frames and one restart record.
     assert_eq!(first.frames.len(), 65);
-    assert_eq!(first.frames.iter().filter(|f| f.is_checkpoint).count(), 1);
+    assert_eq!(first.frames.iter().filter(|f| f.is_restart).count(), 1);
     assert_eq!(first.frames[51].offset, 50);
-    assert!(first.frames[50].is_checkpoint);
+    assert!(first.frames[50].is_restart);
     assert!(job.take(0).frames.is_empty(), "a chunk is handed out once");
     assert_eq!(job.take(2).frames.len(), 2);
     assert!(job.take(3).frames.is_empty(), "past the end");
@@ -179,7 +184,7 @@ fn linking_a_chunk_after_the_wrong_head_panics() {
 fn reused_chunk_memory_gives_the_same_frames() {
     let head = Some(ChainHash::from_bytes([9; 32]));
     let mut spares = SpareChunks::default();
-    let mut worker = BatchWorker::default();
+    let helper = shared_helper();
     for (round, count) in [3_001, 1, 700, 64, 2_000, 129].into_iter().enumerate() {
         let compression = if round % 2 == 0 {
             CompressionKind::Lz4
@@ -189,9 +194,9 @@ fn reused_chunk_memory_gives_the_same_frames() {
         let plan = plan(11, head, compression);
         let expected = reference(&events(count), &plan, head);
         let job = Arc::new(BatchJob::reusing(events(count), plan, &mut spares));
-        worker.submit(&job);
+        helper.post(&job);
         let linked = link_all_keeping(&job, head, &mut spares);
-        worker.finish();
+        helper.clear(&job);
         assert_eq!(linked, expected, "round {round}, {count} events");
         assert!(!spares.is_empty(), "round {round}");
     }
@@ -262,7 +267,7 @@ fn lz4_is_given_up_in_a_chunk_of_incompressible_events_and_probed() {
         first_offset: 0,
         head_present: false,
         compression: CompressionKind::Lz4,
-        checkpoints: Vec::new(),
+        restart_records: Vec::new(),
     };
     let job = BatchJob::new(events.clone(), plan.clone());
     assert_eq!(link_all(&job, None), reference(&events, &plan, None));
@@ -279,4 +284,51 @@ fn lz4_is_given_up_in_a_chunk_of_incompressible_events_and_probed() {
     assert!(codecs(&texts, CompressionKind::Lz4)
         .iter()
         .all(|codec| *codec == CompressionKind::Lz4));
+}
+
+/// [`Encoder::encode`] hands over the chunks of the one-thread reference, with the shared
+/// helper or without, and holds the helper only once a batch was large enough to use it.
+#[test]
+fn the_encoder_gives_the_reference_frames_with_or_without_the_helper() {
+    let head = Some(ChainHash::from_bytes([3; 32]));
+    for hash_ahead in [false, true] {
+        let mut encoder = Encoder::default();
+        for count in [1, MIN_EVENTS - 1, MIN_EVENTS, 1_000] {
+            let plan = plan(9, head, CompressionKind::Lz4);
+            let expected = reference(&events(count), &plan, head);
+            let mut out = Vec::new();
+            let mut prev = head;
+            encoder
+                .encode(events(count), plan, hash_ahead, |chunk| {
+                    prev = chunk.link(prev);
+                    out.extend_from_slice(&chunk.bytes);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!((out, prev), expected, "hash_ahead {hash_ahead}, {count}");
+        }
+        assert_eq!(encoder.holds_helper(), hash_ahead);
+    }
+}
+
+/// An error from the caller's hand-off stops the batch there.
+#[test]
+fn the_encoder_stops_at_the_first_error() {
+    let mut encoder = Encoder::default();
+    let mut chunks = 0;
+    let result = encoder.encode(
+        events(1_000),
+        plan(0, None, CompressionKind::None),
+        true,
+        |_| {
+            chunks += 1;
+            if chunks == 3 {
+                Err("full")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert_eq!(result, Err("full"));
+    assert_eq!(chunks, 3);
 }

@@ -1,4 +1,4 @@
-//! Little-endian field readers for the on-disk structures: a short slice reads as zeros
+//! Little-endian field readers for the on-disk structures and record frames: a short slice
 //! instead of panicking (callers check lengths first; this keeps bad input panic-free).
 
 /// The `u32` at `at`, or 0 when `bytes` is too short.

@@ -1,7 +1,7 @@
-//! Checkpoints: verified reads start at the nearest checkpoint at or before their offset, check
-//! every link from there through one past the last record returned, and a full verification
-//! checks every checkpoint. Records are rewritten here with *valid* CRCs (as an attacker
-//! would), so only the chain can catch them.
+//! Restart records: verified reads start at the nearest restart record at or before their
+//! offset, check every link from there through one past the last record returned, and a full
+//! verification checks every restart record. Records are rewritten here with *valid* CRCs (as
+//! an attacker would), so only the chain can catch them.
 
 mod common;
 
@@ -14,7 +14,7 @@ const STREAM: StreamId = StreamId::new(8);
 fn config() -> StorageConfig {
     StorageConfig {
         max_segment_size: u64::MAX,
-        checkpoint_interval: 8,
+        restart_interval: 8,
         ..small_config()
     }
 }
@@ -22,50 +22,51 @@ fn config() -> StorageConfig {
 fn store(dir: &std::path::Path) -> std::path::PathBuf {
     let mut storage = Storage::open_with(dir, config()).unwrap();
     append_events(&mut storage, STREAM, 0, 40, 5, false);
-    assert_eq!(storage.stream_stats(STREAM).unwrap().checkpoint_count, 4);
+    assert_eq!(
+        storage.stream_stats(STREAM).unwrap().restart_record_count,
+        4
+    );
     segment_file(dir, STREAM, 0)
 }
 
-/// Position of data record `offset` (or of the checkpoint at `offset`).
+/// Position of data record `offset` (or of the restart record at `offset`).
 fn position_of(
     path: &std::path::Path,
     offset: u64,
-    checkpoint: bool,
+    restart: bool,
 ) -> (usize, kimberlite_storage::Record) {
     frames(path)
         .into_iter()
-        .find(|(_, record, _)| {
-            record.offset().as_u64() == offset && record.is_checkpoint() == checkpoint
-        })
+        .find(|(_, record, _)| record.offset().as_u64() == offset && record.is_restart() == restart)
         .map(|(position, record, _)| (position, record))
         .unwrap()
 }
 
 #[test]
-fn checkpoints_sit_before_every_eighth_record_and_take_no_offset() {
+fn restart_records_sit_before_every_eighth_record_and_take_no_offset() {
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
-    let checkpoints: Vec<u64> = frames(&path)
+    let restart_records: Vec<u64> = frames(&path)
         .iter()
-        .filter(|(_, record, _)| record.is_checkpoint())
+        .filter(|(_, record, _)| record.is_restart())
         .map(|(_, record, _)| record.offset().as_u64())
         .collect();
-    assert_eq!(checkpoints, vec![8, 16, 24, 32]);
+    assert_eq!(restart_records, vec![8, 16, 24, 32]);
     let data = frames(&path)
         .iter()
-        .filter(|(_, r, _)| !r.is_checkpoint())
+        .filter(|(_, r, _)| !r.is_restart())
         .count();
     assert_eq!(data, 40);
 }
 
 #[test]
-fn a_read_after_a_checkpoint_does_not_depend_on_records_before_it() {
+fn a_read_after_a_restart_record_does_not_depend_on_records_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
     let (position, record) = position_of(&path, 3, false);
     rewrite_frame(&path, position, &altered(&record));
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();
-    // Reads starting at or after checkpoint 8 never touch record 3.
+    // Reads starting at or after restart record 8 never touch record 3.
     assert_eq!(
         storage
             .read_from(STREAM, Offset::new(8), u64::MAX)
@@ -89,10 +90,10 @@ fn a_read_after_a_checkpoint_does_not_depend_on_records_before_it() {
 }
 
 #[test]
-fn every_link_between_the_checkpoint_and_the_target_is_checked() {
+fn every_link_between_the_restart_record_and_the_target_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
-    // Record 18 lies between checkpoint 16 and a read of offset 21.
+    // Record 18 lies between restart record 16 and a read of offset 21.
     let (position, record) = position_of(&path, 18, false);
     rewrite_frame(&path, position, &altered(&record));
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();
@@ -109,7 +110,7 @@ fn every_link_between_the_checkpoint_and_the_target_is_checked() {
 fn the_link_after_the_last_record_returned_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
-    // Record 15 is the last before checkpoint 16: a one-event read of it must still fail.
+    // Record 15 is the last before restart record 16: a one-event read of it must still fail.
     let (position, record) = position_of(&path, 15, false);
     rewrite_frame(&path, position, &altered(&record));
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();
@@ -130,18 +131,18 @@ fn the_link_after_the_last_record_returned_is_checked() {
 }
 
 #[test]
-fn a_forged_checkpoint_is_caught() {
+fn a_forged_restart_record_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
-    let (position, checkpoint) = position_of(&path, 24, true);
+    let (position, restart) = position_of(&path, 24, true);
     let (_, other) = position_of(&path, 16, true);
     // Same length, valid CRC, but repeating another head.
     let forged = kimberlite_storage::Record::with_compression(
-        checkpoint.offset(),
+        restart.offset(),
         other.prev_hash(),
-        checkpoint.kind(),
-        checkpoint.compression(),
-        checkpoint.payload().clone(),
+        restart.kind(),
+        restart.compression(),
+        restart.payload().clone(),
     );
     rewrite_frame(&path, position, &forged);
     let mut storage = Storage::open_with(dir.path(), config()).unwrap();

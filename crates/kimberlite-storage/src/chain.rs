@@ -1,4 +1,5 @@
-//! Pure chain verification: decoding a frame at a known position and checking its link.
+//! The hash chain, checked link by link: decoding a frame at a known position and checking
+//! that it is the record the chain expects next.
 //!
 //! Every read path of every backend goes through [`decode_at`] and [`ChainCursor::check`], so a
 //! changed, missing, reordered or inserted record is reported the same way everywhere: as a
@@ -9,8 +10,8 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Location, StorageError};
-use crate::frames::VerifiedFrame;
 use crate::record::Record;
+use crate::verify::frames::VerifiedFrame;
 
 /// Decodes the frame at the start of `bytes`, which should hold the record for `offset`;
 /// returns the record and the bytes consumed.
@@ -26,28 +27,6 @@ pub fn decode_at(
         location: location(),
         source,
     })
-}
-
-/// What a full verification of one stream checked (`verify_stream` on each backend).
-///
-/// A verification that finds a problem returns the [`StorageError`] instead; a report means
-/// every record from the first was decoded, CRC-checked and linked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// The stream verified.
-    pub stream: StreamId,
-    /// Data records checked (equal to `next_offset`).
-    pub records_checked: u64,
-    /// Checkpoint records checked.
-    pub checkpoints_checked: u64,
-    /// Segments walked.
-    pub segments_checked: usize,
-    /// Stored bytes walked (frames as stored, compressed where compressed).
-    pub bytes_checked: u64,
-    /// Chain hash of the last data record, `None` for an empty stream.
-    pub head: Option<ChainHash>,
-    /// The stream's next offset.
-    pub next_offset: Offset,
 }
 
 /// The expected position of the next data record in a stream: its offset and the chain hash
@@ -67,7 +46,7 @@ impl ChainCursor {
     }
 
     /// A cursor at `next_offset`, where the previous data record's chain hash is `prev_hash`
-    /// (taken from a verified checkpoint or a trusted in-memory head).
+    /// (taken from a verified restart record or a trusted in-memory head).
     #[must_use]
     pub fn resume(stream: StreamId, next_offset: Offset, prev_hash: Option<ChainHash>) -> Self {
         Self {
@@ -98,14 +77,14 @@ impl ChainCursor {
     /// Checks that `record` is the next data record of the chain, then advances past it;
     /// returns its chain hash.
     ///
-    /// Checkpoint records are not links of the chain: pass them to
-    /// [`ChainCursor::check_checkpoint`] instead.
+    /// Restart records are not links of the chain: pass them to
+    /// [`ChainCursor::check_restart`] instead.
     pub fn check(
         &mut self,
         record: &Record,
         location: impl FnOnce() -> Location,
     ) -> Result<ChainHash, StorageError> {
-        debug_assert!(!record.is_checkpoint());
+        debug_assert!(!record.is_restart());
         self.check_position(record, location)?;
         let hash = record.compute_hash();
         self.next_offset += Offset::new(1);
@@ -113,10 +92,10 @@ impl ChainCursor {
         Ok(hash)
     }
 
-    /// [`ChainCursor::check`] or [`ChainCursor::check_checkpoint`] of a frame decoded (and,
-    /// for a data record, hashed) by [`crate::frames::decode_frames`], possibly on another
+    /// [`ChainCursor::check`] or [`ChainCursor::check_restart`] of a frame decoded (and,
+    /// for a data record, hashed) by [`crate::verify::decode_frames`], possibly on another
     /// thread: the same checks in the same order, with the hash already computed. Returns the
-    /// data record's chain hash (`None` for a checkpoint, which does not advance the cursor).
+    /// data record's chain hash (`None` for a restart record, which does not advance the cursor).
     pub fn check_frame(
         &mut self,
         frame: &VerifiedFrame,
@@ -130,14 +109,14 @@ impl ChainCursor {
         Ok(frame.hash())
     }
 
-    /// Checks that a checkpoint record sits where the cursor is and repeats the chain head
+    /// Checks that a restart record sits where the cursor is and repeats the chain head
     /// there. Does not advance.
-    pub fn check_checkpoint(
+    pub fn check_restart(
         &self,
         record: &Record,
         location: impl FnOnce() -> Location,
     ) -> Result<(), StorageError> {
-        debug_assert!(record.is_checkpoint());
+        debug_assert!(record.is_restart());
         self.check_position(record, location)
     }
 
@@ -243,7 +222,7 @@ mod tests {
         records[2] = Record::new(Offset::new(2), None, Bytes::from_static(b"c"));
         let frames: Vec<_> = records
             .iter()
-            .map(|r| crate::frames::verify_frame(&r.to_bytes()).unwrap())
+            .map(|r| crate::verify::verify_frame(&r.to_bytes()).unwrap())
             .collect();
         let mut one = ChainCursor::at_start(StreamId::new(1));
         let mut other = one;
@@ -256,14 +235,14 @@ mod tests {
             );
             assert_eq!(one, other);
         }
-        let checkpoint = Record::with_compression(
+        let restart = Record::with_compression(
             Offset::new(2),
             records[1].prev_hash(),
-            RecordKind::Checkpoint,
+            RecordKind::Restart,
             CompressionKind::None,
             Bytes::new(),
         );
-        let frame = crate::frames::verify_frame(&checkpoint.to_bytes()).unwrap();
+        let frame = crate::verify::verify_frame(&restart.to_bytes()).unwrap();
         let mut cursor =
             ChainCursor::resume(StreamId::new(1), Offset::new(2), records[1].prev_hash());
         assert_eq!(cursor.check_frame(&frame, here).unwrap(), None);
@@ -271,26 +250,26 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_must_repeat_the_head() {
+    fn restart_record_must_repeat_the_head() {
         let records = chain(&["a"]);
         let mut cursor = ChainCursor::at_start(StreamId::new(1));
         let head = cursor.check(&records[0], here).unwrap();
         let good = Record::with_compression(
             Offset::new(1),
             Some(head),
-            RecordKind::Checkpoint,
+            RecordKind::Restart,
             CompressionKind::None,
             Bytes::new(),
         );
-        cursor.check_checkpoint(&good, here).unwrap();
+        cursor.check_restart(&good, here).unwrap();
         let stale = Record::with_compression(
             Offset::new(1),
             None,
-            RecordKind::Checkpoint,
+            RecordKind::Restart,
             CompressionKind::None,
             Bytes::new(),
         );
-        assert!(cursor.check_checkpoint(&stale, here).is_err());
+        assert!(cursor.check_restart(&stale, here).is_err());
         assert_eq!(cursor.next_offset(), Offset::new(1));
     }
 

@@ -11,7 +11,7 @@
 //!     24     8  first_offset   u64  offset of the segment's first data record
 //!     32     4  reserved       u32  = 0
 //!     36     4  header_crc     u32  CRC32C of bytes [0, 36)
-//!     40     …  record frames  (see `crate::record`), data and checkpoint records
+//!     40     …  record frames  (see `crate::record`), data and restart records
 //! ```
 //!
 //! File name: `{segment_num:08}.seg` in the stream's directory. A segment is written only by
@@ -28,16 +28,15 @@ use bytes::Bytes;
 use kimberlite_types::StreamId;
 
 use super::fs::FileHandle;
-use super::le::{le_u32, le_u64};
+use crate::le::{le_u32, le_u64};
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KMBLSEG\0";
 /// Segment format version: of the header and of the record frames after it.
 ///
 /// 2: frames of record format 3 (`crate::record::RECORD_FORMAT_VERSION`, the link at the end).
-/// Version 1 segments (drafts, never released) held format 1 or 2 frames; a store holding
-/// them is refused at open, with this reason, rather than opened with every record reported
-/// corrupt.
+/// A segment of another version is refused at open, with this reason, rather than opened with
+/// every record reported corrupt.
 pub const SEGMENT_VERSION: u32 = 2;
 
 const MAGIC_AT: usize = 0;
@@ -161,10 +160,8 @@ pub fn segment_path(stream_dir: &Path, segment_num: u32) -> PathBuf {
 /// Smallest read of the active segment: records are decoded from a window at least this big,
 /// so walking many small records costs one system call per window, not one per record. A
 /// window is a new zeroed buffer (returned payloads are slices of it), so a bigger one costs
-/// its zeroing and copy even where the read needs a few frames: measured with the
-/// `read_verified` bench, 64 KiB against the first 256 KiB made 1,000 events at the end
-/// 222-247 -> 213-221 us and 10 events at offset 999,167 34 -> 25 us; 32 KiB gained nothing
-/// more.
+/// its zeroing and copy even where the read needs a few frames; the size the `read_verified`
+/// bench chose (docs/PERFORMANCE.md, section "Design decisions").
 const READ_WINDOW_MIN: usize = 64 * 1024;
 
 /// A byte view of one segment, `len` bytes long.

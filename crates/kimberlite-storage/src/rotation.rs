@@ -9,12 +9,12 @@
 //! A segment's *logical size* is the sum, over its data records, of
 //! [`logical_record_size`]: the record's frame length *as if stored uncompressed*. Rotation
 //! happens after the batch that makes the active segment's logical size reach
-//! `max_segment_size` (the seed's rule: checked once per batch, so a batch never straddles two
-//! segments). The new segment is empty and starts at the stream's next offset.
+//! `max_segment_size` (the storage contract's rule: checked once per batch, so a batch never
+//! straddles two segments). The new segment is empty and starts at the stream's next offset.
 //!
-//! Logical rather than physical size keeps compression, checkpoint records and file headers,
+//! Logical rather than physical size keeps compression, restart records and file headers,
 //! which exist only on disk, from moving segment boundaries: a segment file may therefore be
-//! somewhat smaller (compression) or larger (checkpoints, header) than `max_segment_size`.
+//! somewhat smaller (compression) or larger (restart records, header) than `max_segment_size`.
 
 use crate::record::RECORD_OVERHEAD;
 

@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kimberlite_types::StreamId;
 
+use super::report::VerifyReport;
+use crate::chain::ChainCursor;
 use crate::error::StorageError;
-use crate::verify::{ChainCursor, VerifyReport};
 
 /// Numbers handed to storage handles as they are created, never twice in a process.
 static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
@@ -41,7 +42,7 @@ pub struct VerifyResume {
     pub(crate) segment_index: usize,
     pub(crate) position: u64,
     /// What the pieces so far counted, for the final report.
-    pub(crate) checkpoints: u64,
+    pub(crate) restart_records: u64,
     pub(crate) bytes: u64,
 }
 

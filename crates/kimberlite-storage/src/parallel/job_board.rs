@@ -1,29 +1,28 @@
-//! [`JobBoard`]: where a store posts work for long-lived helper threads.
+//! [`JobBoard`]: where a store posts work for its helper threads.
 //!
-//! Both kinds of helper (verified reads, [`crate::verify_pool`], a board per store; encoding a
-//! large batch beside its appender, [`crate::batch_job`], one board for the process) work the
+//! Both kinds of helper (verified reads, `verify_pool`, a board per store; encoding a large
+//! batch beside its appender, `encoder`, one board shared by the stores that use it) work the
 //! same way: the calling thread posts a job and works on it itself; helpers started once wake
 //! up, claim what is left of the job, and go back to sleep. The job does its own claiming
 //! (each job type knows its pieces), so a caller never waits for a helper that has not
 //! started. This module is only the board: post, wake, take, shut down.
 //!
-//! Helpers are started at the first job that wants them and told to exit when the board is
-//! dropped (the process-wide encoding board never is); they are not joined (an idle helper
-//! holds nothing but the board).
+//! Helpers are started at the first job that wants them and belong to the board: dropping it
+//! tells them to exit and joins them, so no helper outlives what started it.
 //!
 //! After a job a helper may *watch* for the next one (spin) before it sleeps, because waking
-//! a sleeping thread costs tens of microseconds on the machine of `docs/PERFORMANCE.md`, a
-//! large share of a job of a few hundred. How long is the board's [`Watch`]: never, or as
-//! long as the jobs have lately been coming ([`watch_after`]), so that a caller posting jobs
-//! back to back (an import) finds its helper running and a caller posting now and then costs
-//! no spinning at all.
+//! a sleeping thread costs a large share of a short job. How long is the board's [`Watch`]:
+//! never, or as long as the jobs have lately been coming ([`watch_after`]), so that a caller
+//! posting jobs back to back (an import) finds its helper running and a caller posting now
+//! and then costs no spinning at all.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Work a helper can share: `run` claims and does pieces until none is left unclaimed.
-pub trait BoardJob: Send + Sync + 'static {
+pub(crate) trait BoardJob: Send + Sync + 'static {
     /// Does unclaimed pieces of the job until none is left.
     fn run(&self);
 }
@@ -34,9 +33,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Spins (each a CPU pause) a thread makes, waiting for a piece another thread is working
-/// on, before it sleeps: a piece (a chunk of 64 events, a block of 32 frames) is due within
-/// ~5-15 µs, sooner than a sleep and a wake-up take on the machine of `docs/PERFORMANCE.md`.
+/// Spins a thread makes, waiting for a piece another thread is working on, before it sleeps;
+/// docs/PERFORMANCE.md, section "Spin-waits".
 const SPINS_BEFORE_SLEEP: usize = 4_096;
 
 /// Spins up to [`SPINS_BEFORE_SLEEP`] times until `done` says so; returns whether it did (if
@@ -95,16 +93,17 @@ impl Wakeup {
 
 /// How long a board's helpers watch for the next job after finishing one, before they sleep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Watch {
+pub(crate) enum Watch {
     /// Never: a helper sleeps as soon as it is done.
     Never,
     /// As long as jobs have lately been coming, up to this long: see [`watch_after`].
     UpTo(Duration),
 }
 
-/// The shortest watch a helper keeps once jobs come within the limit of each other: long
-/// enough to cover the caller's own work between two jobs of a tight loop.
-pub const MIN_WATCH: Duration = Duration::from_micros(50);
+/// The shortest watch a helper keeps once jobs come within the limit of each other (enough to
+/// cover the caller's own work between two jobs of a tight loop); docs/PERFORMANCE.md,
+/// section "Spin-waits".
+pub(crate) const MIN_WATCH: Duration = Duration::from_micros(50);
 
 /// How long to watch for the next job, given the gap between the last job and the one
 /// before it (from the helper finishing the earlier one to the later one being posted; zero
@@ -118,7 +117,7 @@ pub const MIN_WATCH: Duration = Duration::from_micros(50);
 /// its jitter without spinning long after the loop has stopped. A helper that slept through
 /// a long gap does not watch until the jobs come close together again.
 #[must_use]
-pub fn watch_after(last_gap: Option<Duration>, watch: Watch) -> Duration {
+pub(crate) fn watch_after(last_gap: Option<Duration>, watch: Watch) -> Duration {
     match (watch, last_gap) {
         (Watch::UpTo(limit), Some(gap)) if gap <= limit => (2 * gap).clamp(MIN_WATCH, limit),
         _ => Duration::ZERO,
@@ -150,19 +149,20 @@ struct Shared<J> {
 
 /// A job board and its helpers; see the module docs.
 #[derive(Debug)]
-pub struct JobBoard<J: BoardJob> {
+pub(crate) struct JobBoard<J: BoardJob> {
     shared: Arc<Shared<J>>,
     name: &'static str,
     started: usize,
+    /// The helpers started, joined when the board is dropped.
+    helpers: Vec<JoinHandle<()>>,
 }
 
 impl<J: BoardJob> JobBoard<J> {
     /// A board whose helper threads are named `name`; none is started yet. After a job, a
     /// helper watches for the next one as `watch` says (spinning) before it sleeps: worth it
-    /// where jobs come back to back, since a wake-up costs tens of microseconds on the machine
-    /// of `docs/PERFORMANCE.md`; a waste of a core where they do not.
+    /// where jobs come back to back, a waste of a core where they do not.
     #[must_use]
-    pub fn new(name: &'static str, watch: Watch) -> Self {
+    pub(crate) fn new(name: &'static str, watch: Watch) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -178,32 +178,35 @@ impl<J: BoardJob> JobBoard<J> {
             }),
             name,
             started: 0,
+            helpers: Vec::new(),
         }
     }
 
+    #[cfg(test)]
     /// Helper threads started so far.
     #[must_use]
-    pub fn started(&self) -> usize {
+    pub(crate) fn started(&self) -> usize {
         self.started
     }
 
     /// Starts helpers until `wanted` have been started. One that fails to start is not
     /// retried now: its share is done by whoever runs the job (the caller at worst).
-    pub fn start_helpers(&mut self, wanted: usize) {
+    pub(crate) fn start_helpers(&mut self, wanted: usize) {
         while self.started < wanted {
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new()
                 .name(self.name.into())
                 .spawn(move || helper(&shared));
             self.started += 1;
-            if spawned.is_err() {
-                return;
+            match spawned {
+                Ok(handle) => self.helpers.push(handle),
+                Err(_) => return,
             }
         }
     }
 
     /// Posts `job` and wakes the helpers; the caller then works on it too.
-    pub fn post(&self, job: &Arc<J>) {
+    pub(crate) fn post(&self, job: &Arc<J>) {
         let mut state = lock(&self.shared.state);
         state.job = Some(Arc::clone(job));
         state.posted_at = Instant::now();
@@ -218,7 +221,7 @@ impl<J: BoardJob> JobBoard<J> {
     /// Wakes the helpers ahead of a job the caller is about to post (a read that is still
     /// reading its frames), so that they are running when it comes: each watches for a job for
     /// up to [`WATCH_AFTER_WAKE_AHEAD`], then sleeps again.
-    pub fn wake_ahead(&self) {
+    pub(crate) fn wake_ahead(&self) {
         lock(&self.shared.state).wake_calls += 1;
         self.shared.wake.notify_all();
     }
@@ -226,7 +229,7 @@ impl<J: BoardJob> JobBoard<J> {
     /// Takes `job` down if it is still the one posted (once its caller has what it needs
     /// from it), so the board does not keep it alive; a job posted since by another caller
     /// of a shared board stays up.
-    pub fn clear(&self, job: &Arc<J>) {
+    pub(crate) fn clear(&self, job: &Arc<J>) {
         let mut state = lock(&self.shared.state);
         if state
             .job
@@ -239,19 +242,25 @@ impl<J: BoardJob> JobBoard<J> {
 }
 
 impl<J: BoardJob> Drop for JobBoard<J> {
+    /// Tells the helpers to exit and joins them. A helper watching for the next job sees the
+    /// bumped `posted` and stops watching; one running a job finishes it first.
     fn drop(&mut self) {
         lock(&self.shared.state).shutdown = true;
+        self.shared.posted.fetch_add(1, Ordering::Release);
         self.shared.wake.notify_all();
+        for helper in self.helpers.drain(..) {
+            // A helper that panicked has exited too; its job's caller saw the job unfinished.
+            let _ = helper.join();
+        }
     }
 }
 
-/// How long a helper woken by [`JobBoard::wake_ahead`] watches for the job. A read of 1,000
-/// events spends ~50 µs reading its frames before it posts them; a wake-up takes tens of
-/// microseconds on the machine of `docs/PERFORMANCE.md`.
-pub const WATCH_AFTER_WAKE_AHEAD: Duration = Duration::from_micros(200);
+/// How long a helper woken by [`JobBoard::wake_ahead`] watches for the job (a read still
+/// reading its frames); docs/PERFORMANCE.md, section "Spin-waits".
+pub(crate) const WATCH_AFTER_WAKE_AHEAD: Duration = Duration::from_micros(200);
 
-/// Spins between two looks at the clock while a helper watches for the next job: reading
-/// the clock at every spin made it ~5% of a read's profile (on the otherwise idle core).
+/// Spins between two looks at the clock while a helper watches for the next job (the clock is
+/// not free); docs/PERFORMANCE.md, section "Spin-waits".
 const SPINS_PER_CLOCK_READ: usize = 64;
 
 /// Spins until a job after generation `seen` is posted or `watch` has passed.
@@ -348,6 +357,25 @@ mod tests {
         assert_eq!(job.0.load(Ordering::SeqCst), 2, "no helper ran it twice");
         board.clear(&job);
         assert!(wait_for(|| Arc::strong_count(&job) == 1));
+    }
+
+    /// No helper outlives its board: dropping it joins them, even while they watch for the
+    /// next job, and they hold nothing of it afterwards.
+    #[test]
+    fn dropping_a_board_joins_its_helpers() {
+        let mut board = JobBoard::new("test-helper", Watch::UpTo(Duration::from_secs(5)));
+        board.start_helpers(2);
+        let job = Arc::new(Counting::default());
+        board.post(&job);
+        assert!(wait_for(|| job.0.load(Ordering::SeqCst) == 2));
+        let shared = Arc::downgrade(&board.shared);
+        let started = Instant::now();
+        drop(board);
+        assert_eq!(shared.strong_count(), 0, "every helper has exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a watching helper stops watching"
+        );
     }
 
     #[test]
