@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kimberlite_sim::{FaultConfig, SimFileSystem};
 use kimberlite_storage::{
-    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, VerifyStep,
+    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, StoreBackend, VerifyStep,
 };
 use kimberlite_types::{Offset, StreamId};
 

@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench open`.
 
+use kimberlite_storage::StoreBackend;
 use std::path::Path;
 
 use criterion::Criterion;

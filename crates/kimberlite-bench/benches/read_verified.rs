@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench read_verified`.
 
+use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 
 use bytes::Bytes;

@@ -12,6 +12,7 @@ pub mod ceiling;
 pub mod hash_then_sync;
 pub mod work_bound;
 
+use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

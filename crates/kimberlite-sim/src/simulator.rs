@@ -30,6 +30,7 @@
 //! And fail-stop: once an append failed on an injected fault, every further append must fail
 //! until the store is reopened.
 
+use kimberlite_storage::StoreBackend;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

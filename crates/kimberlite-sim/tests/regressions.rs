@@ -1,6 +1,7 @@
 //! Bugs the simulator found in the engine, each pinned by a deterministic scenario on the
 //! simulated file system.
 
+use kimberlite_storage::StoreBackend;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;

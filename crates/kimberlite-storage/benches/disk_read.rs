@@ -14,6 +14,7 @@
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
 
+use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

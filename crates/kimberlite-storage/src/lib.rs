@@ -3,7 +3,8 @@
 //! All data is an immutable, ordered, hash-chained log. This crate holds:
 //!
 //! - [`Record`]: one stored event and its checksummed byte frame ([`record`]).
-//! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
+//! - [`StorageBackend`]: the interface every backend implements, and [`StoreBackend`], what
+//!   the `kimberlite` store needs on top of it ([`backend`]).
 //! - [`MemoryStorage`]: the in-memory backend ([`memory`]).
 //! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
 //! - The pure pieces the backends share: chain verification ([`verify`]), the parallel
@@ -27,10 +28,12 @@ pub mod verify;
 pub mod verify_pause;
 pub mod verify_pool;
 
-pub use backend::StorageBackend;
+#[cfg(feature = "fuzz-reset")]
+pub use backend::ResetStorage;
+pub use backend::{StorageBackend, StoreBackend};
 pub use disk::{
-    FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync, Storage,
-    StorageConfig, StreamStats,
+    EntryKind, FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync,
+    Storage, StorageConfig, StreamStats,
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use kimberlite_storage::StoreBackend;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 

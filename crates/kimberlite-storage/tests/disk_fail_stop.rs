@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+use kimberlite_storage::StoreBackend;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};

@@ -1,6 +1,7 @@
 //! One open `Storage` per directory: a second open fails with `Locked` until the first is
 //! dropped.
 
+use kimberlite_storage::StoreBackend;
 use kimberlite_storage::{Storage, StorageError};
 
 #[test]

@@ -4,6 +4,7 @@
 //! at the boundary between two threads' blocks, in a completed or the active segment), and
 //! the same payloads when nothing is damaged.
 
+use kimberlite_storage::StoreBackend;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -143,7 +144,7 @@ fn an_intact_stream_reads_the_same_on_every_thread_count() {
         "{}",
         outcomes[6]
     );
-    let mut storage = Storage::open_with(dir.path(), config(4)).unwrap();
+    let storage = Storage::open_with(dir.path(), config(4)).unwrap();
     let events = storage.read_from(STREAM, Offset::ZERO, u64::MAX).unwrap();
     assert_eq!(events, (0..COUNT).map(event).collect::<Vec<_>>());
 }

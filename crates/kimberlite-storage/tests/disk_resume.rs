@@ -4,6 +4,7 @@
 
 mod common;
 
+use kimberlite_storage::StoreBackend;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;

@@ -6,6 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{append_events, event, read_all, segment_file, small_config};
+use kimberlite_storage::StoreBackend;
 use kimberlite_storage::{MemoryStorage, RecoveryAction, Storage, StorageBackend, StorageConfig};
 use kimberlite_types::{Offset, StreamId};
 

@@ -171,7 +171,7 @@ impl Kimberlite {
     /// covered writes' heads to readers. Returns the highest write number covered.
     ///
     /// The write lock is held only to note what is written and take handles on the files
-    /// written since their last sync ([`Backend::sync_begin`](crate::backend::Backend)), and
+    /// written since their last sync (`StoreBackend::sync_begin`), and
     /// again to publish. The device flush itself (data only, as `SyncEachAppend` syncs each
     /// batch) runs outside the lock, so appenders keep writing the batches that the next sync
     /// will cover. A failed sync latches the coordinator (fail-stop).

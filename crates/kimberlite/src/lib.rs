@@ -33,7 +33,6 @@
 
 mod anchor;
 mod append;
-mod backend;
 pub mod catalog;
 pub mod commit;
 mod config;
@@ -50,7 +49,6 @@ mod writers;
 
 pub use anchor::{Anchor, ParseAnchorError};
 pub use append::{AppendResult, ExpectedOffset};
-pub use backend::StorageStats;
 pub use bytes::Bytes;
 pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
 pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
@@ -61,7 +59,7 @@ pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
-pub use report::{Problem, StreamReport, StreamStats, VerifyReport};
+pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
 pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
 pub use verify::CATALOG_LABEL;
 
@@ -72,5 +70,7 @@ pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;
 mod fault_tests;
 #[cfg(test)]
 mod merkle_tests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

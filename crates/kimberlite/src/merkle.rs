@@ -499,7 +499,7 @@ pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
 /// events the side files lack. A stream whose log cannot be read (damage) keeps the tree it
 /// has: proofs past it fail, and `verify` reports the damage.
 pub(crate) fn recover_trees(
-    backend: &mut crate::backend::Backend,
+    backend: &dyn kimberlite_storage::StoreBackend,
     catalog: &crate::catalog::Catalog,
     heads: &HashMap<StreamId, crate::store::Heads>,
     config: &crate::Config,

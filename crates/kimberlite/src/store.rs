@@ -26,10 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{MemoryStorage, RecoveryReport};
+use kimberlite_storage::{
+    MemoryStorage, RecoveryReport, Storage, StorageConfig, StorageError, StoreBackend,
+};
 use kimberlite_types::{Offset, StreamId};
 
-use crate::backend::Backend;
 use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
@@ -88,9 +89,9 @@ pub(crate) struct PendingWrite {
 }
 
 /// Everything behind the store's lock.
-#[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) backend: Backend,
+    /// The storage contract's backend: memory, or segment files on any file system.
+    pub(crate) backend: Box<dyn StoreBackend>,
     pub(crate) catalog: Catalog,
     pub(crate) catalog_head: Option<ChainHash>,
     pub(crate) heads: HashMap<StreamId, Heads>,
@@ -100,6 +101,16 @@ pub(crate) struct State {
     pub(crate) pending: VecDeque<PendingWrite>,
     /// Each named stream's Merkle tree ([`crate::merkle`]).
     pub(crate) merkle: crate::merkle_worker::TreeWorker,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("catalog", &self.catalog)
+            .field("heads", &self.heads)
+            .field("written_seq", &self.written_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -150,8 +161,8 @@ impl Kimberlite {
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         let dir = dir.as_ref();
         prepare_dir(dir, config.create_if_missing)?;
-        let backend = crate::backend::open_disk(dir, &config)?;
-        Self::recover(backend, config, Some(dir.to_path_buf()))
+        let backend = open_disk(dir, &config)?;
+        Self::recover(Box::new(backend), config, Some(dir.to_path_buf()))
     }
 
     /// A new, empty store held in memory; nothing survives the process.
@@ -168,8 +179,13 @@ impl Kimberlite {
             Some(bytes) => MemoryStorage::with_max_segment_size(bytes),
             None => MemoryStorage::new(),
         };
+        Self::over_memory(Box::new(memory), config)
+    }
+
+    /// A new store over `backend`, an empty backend that keeps nothing past the process.
+    pub(crate) fn over_memory(backend: Box<dyn StoreBackend>, config: Config) -> Self {
         let state = State {
-            backend: Backend::Memory(memory),
+            backend,
             catalog: Catalog::new(),
             catalog_head: None,
             heads: HashMap::new(),
@@ -178,22 +194,6 @@ impl Kimberlite {
             merkle: TreeWorker::start(Trees::in_memory(&config)),
         };
         Self::from_state(state, config, None)
-    }
-
-    /// An in-memory store whose backend fails on command (see [`crate::backend::Faults`]).
-    #[cfg(test)]
-    pub(crate) fn faulty(config: Config) -> (Self, Arc<crate::backend::Faults>) {
-        let faults = Arc::new(crate::backend::Faults::default());
-        let state = State {
-            backend: Backend::Faulty(MemoryStorage::new(), Arc::clone(&faults)),
-            catalog: Catalog::new(),
-            catalog_head: None,
-            heads: HashMap::new(),
-            written_seq: 0,
-            pending: VecDeque::new(),
-            merkle: TreeWorker::start(Trees::in_memory(&config)),
-        };
-        (Self::from_state(state, config, None), faults)
     }
 
     fn from_state(state: State, config: Config, path: Option<PathBuf>) -> Self {
@@ -209,7 +209,11 @@ impl Kimberlite {
     }
 
     /// Rebuilds the catalogue and every stream's head from the log.
-    fn recover(mut backend: Backend, config: Config, path: Option<PathBuf>) -> Result<Self> {
+    fn recover(
+        backend: Box<dyn StoreBackend>,
+        config: Config,
+        path: Option<PathBuf>,
+    ) -> Result<Self> {
         let mut catalog = Catalog::new();
         loop {
             let from = Offset::new(catalog.len());
@@ -228,9 +232,9 @@ impl Kimberlite {
             .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
         let mut heads = HashMap::new();
         for (name, id) in catalog.iter() {
-            heads.insert(id, recover_head(&mut backend, name, id)?);
+            heads.insert(id, recover_head(&*backend, name, id)?);
         }
-        let trees = recover_trees(&mut backend, &catalog, &heads, &config, path.as_deref())?;
+        let trees = recover_trees(&*backend, &catalog, &heads, &config, path.as_deref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
@@ -256,7 +260,7 @@ impl Kimberlite {
     /// deleting a stream's last events looks like: tools show these to the operator.
     #[must_use]
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.read_state().backend.recovery_report()
+        self.read_state().backend.recovery_report().clone()
     }
 
     /// The torn tails recovery has cut off this store's streams, on this open or any earlier
@@ -406,7 +410,7 @@ impl State {
 
 /// A named stream's head as stored. Damage is not an error here: the store must open so that
 /// `verify` can report it; the stream is marked damaged and refuses appends.
-fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads> {
+fn recover_head(backend: &dyn StoreBackend, name: &str, id: StreamId) -> Result<Heads> {
     let storage_error = |source| Error::storage(Some(name), source);
     let next_offset = backend.next_offset(id).map_err(storage_error)?;
     let (hash, damaged) = match backend.latest_chain_hash(id) {
@@ -420,6 +424,24 @@ fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads
         durable: head,
         damaged,
     })
+}
+
+/// Opens the on-disk backend in `dir` (already checked by [`prepare_dir`]).
+fn open_disk(dir: &Path, config: &Config) -> Result<Storage> {
+    let mut storage_config = StorageConfig {
+        compression: config.compression,
+        ..StorageConfig::default()
+    };
+    if let Some(bytes) = config.max_segment_size_bytes {
+        storage_config.max_segment_size = bytes;
+    }
+    match Storage::open_with(dir, storage_config) {
+        Ok(storage) => Ok(storage),
+        Err(StorageError::Locked { .. }) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(source) => Err(Error::storage(None, source)),
+    }
 }
 
 /// Checks `dir` before the backend opens it: exists (or may be created) and is a store (or

@@ -39,7 +39,7 @@ use kimberlite_types::{Offset, StreamId};
 use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
 use crate::proofs::{tree_error, TreeCheck};
-use crate::report::{Problem, StreamReport, StreamStats, VerifyReport};
+use crate::report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
 use crate::store::{Kimberlite, State};
 use crate::tree_check::{recompute_beside, EventBatch, TreeRecompute};
 
@@ -130,7 +130,7 @@ impl Kimberlite {
                     events,
                     head,
                     damaged: state.heads.get(&id).is_some_and(|heads| heads.damaged),
-                    storage: state.backend.stats(id),
+                    storage: StorageStats::of(&*state.backend, id),
                 }
             })
             .collect()
@@ -256,15 +256,17 @@ impl Kimberlite {
         loop {
             let (step, checked) = {
                 let state = self.read_state();
-                let keep = |offset, payload: &Bytes| {
+                let mut keep = |offset, payload: &Bytes| {
                     if on_batch.is_some() {
                         verified.push((offset, payload.clone()));
                     }
                 };
-                match state
-                    .backend
-                    .verify_stream_piece(id, from.take(), VERIFY_PIECE_RECORDS, keep)
-                {
+                match state.backend.verify_stream_piece(
+                    id,
+                    from.take(),
+                    VERIFY_PIECE_RECORDS,
+                    &mut keep,
+                ) {
                     Ok(VerifyStep::Done(report)) => {
                         let checked = report.records_checked;
                         (Ok(Some((report, state.walk_end(id)))), checked)

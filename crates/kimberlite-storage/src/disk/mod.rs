@@ -30,7 +30,8 @@
 //! 64 KiB (`batch`), into blocks allocated ahead once a segment is large (`allocate`). With
 //! `fsync = true` the segment file is `fdatasync`ed before `append_batch` returns; a batch that creates a stream or rotates a segment also makes the new segment
 //! file, its directory entry and the manifest durable first. With `fsync = false` the batch is
-//! handed to the OS and becomes durable at the next synced append or [`Storage::flush`].
+//! handed to the OS and becomes durable at the next synced append or
+//! [`StoreBackend::flush`](crate::StoreBackend::flush).
 //!
 //! After any failed write or sync the store is *poisoned* (fail-stop): every later append or
 //! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
@@ -62,7 +63,7 @@ use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use durable::SegmentSync;
-pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
 pub use quarantine::{torn_file_name, TORN_DIR};
 pub use storage::{Storage, STREAMS_DIR};
 
@@ -100,7 +101,7 @@ pub struct StorageConfig {
     /// threads (the calling one and helpers the store starts at its first long read,
     /// [`crate::verify_pool::VerifyPool`]), then linked in order on the calling thread.
     /// Results and errors do not depend on it, only speed does. The helpers serve one read
-    /// at a time: a read that runs beside another (`Storage::read_shared`) while they are
+    /// at a time: a read that runs beside another (`read_from`) while they are
     /// busy verifies on its own thread. `1` (or `0`) verifies on the calling thread only, for
     /// callers who want no extra threads. Default:
     /// [`crate::frames::default_verify_threads`], the machine's available parallelism capped
@@ -126,7 +127,7 @@ impl Default for StorageConfig {
     }
 }
 
-/// Sizes and counts of one stream ([`Storage::stream_stats`]).
+/// Sizes and counts of one stream ([`StoreBackend::stream_stats`](crate::StoreBackend::stream_stats)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamStats {
     /// The stream's next offset (its number of events).
@@ -150,7 +151,8 @@ pub struct RecoveryReport {
     pub actions: Vec<RecoveryAction>,
     /// Record frames open decoded while scanning segments (active segments, rebuilt indexes).
     /// An active segment whose index was flushed is scanned only past what the index covers,
-    /// so a store closed after [`Storage::flush`] opens with 0.
+    /// so a store closed after [`StoreBackend::flush`](crate::StoreBackend::flush) opens
+    /// with 0.
     pub records_scanned: u64,
 }
 

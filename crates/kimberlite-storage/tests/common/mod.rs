@@ -1,6 +1,7 @@
 //! Helpers shared by the on-disk storage tests.
 #![allow(dead_code)]
 
+use kimberlite_storage::StoreBackend;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -200,6 +201,9 @@ macro_rules! os_file_system_passthrough {
         }
         fn sync_dir(&self, path: &Path) -> io::Result<()> {
             OsFileSystem.sync_dir(path)
+        }
+        fn entry_kind(&self, path: &Path) -> io::Result<Option<kimberlite_storage::EntryKind>> {
+            OsFileSystem.entry_kind(path)
         }
         fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>> {
             OsFileSystem.try_lock(path)
