@@ -44,8 +44,11 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 
-use crate::backend::{assert_offset_advanced, check_append, StorageBackend, StoreBackend};
-use crate::disk::{RecoveryReport, SegmentSync, StreamStats};
+use crate::backend::{
+    assert_offset_advanced, check_append, RecoveryReport, SegmentSync, StorageBackend,
+    StoreBackend, StreamStats,
+};
+
 use crate::error::{Location, StorageError};
 use crate::record::Record;
 use crate::segments::SegmentTable;

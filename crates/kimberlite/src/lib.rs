@@ -37,12 +37,14 @@ pub mod catalog;
 pub mod commit;
 mod config;
 mod error;
+mod marker;
 pub mod merkle;
 mod merkle_worker;
 mod proofs;
 mod read;
 mod report;
 pub mod store;
+mod store_fs;
 mod tree_check;
 mod verify;
 mod writers;
@@ -57,10 +59,11 @@ pub use kimberlite_crypto::ChainHash;
 pub use kimberlite_proof as proof;
 pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
+pub use marker::MARKER_FILE;
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
 pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
-pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
+pub use store::{Kimberlite, StreamHead, StreamInfo};
 pub use verify::CATALOG_LABEL;
 
 /// Largest event accepted by [`Kimberlite::append`], in bytes.

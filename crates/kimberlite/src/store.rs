@@ -27,7 +27,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_crypto::ChainHash;
 use kimberlite_storage::{
-    MemoryStorage, RecoveryReport, Storage, StorageConfig, StorageError, StoreBackend,
+    FileSystem, MemoryStorage, OsFileSystem, RecoveryReport, Storage, StorageConfig, StorageError,
+    StoreBackend,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -35,14 +36,10 @@ use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
+use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
-
-/// Name of the marker file that makes a directory a Kimberlite store.
-pub const MARKER_FILE: &str = "kimberlite.json";
-
-/// Store format version written in the marker.
-const STORE_FORMAT_VERSION: u64 = 1;
+use crate::store_fs::{file_len, StoreFs};
 
 /// A stream's head: where the next event goes and the chain hash of the last one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +116,22 @@ pub(crate) struct Inner {
     pub(crate) commit: SyncCoordinator,
     pub(crate) writers: crate::writers::WriterQueue,
     pub(crate) config: Config,
-    pub(crate) path: Option<PathBuf>,
+    /// The store's directory and file system; `None` for an in-memory store.
+    pub(crate) files: Option<Files>,
+}
+
+/// Where an on-disk store's own files are: its directory, on its file system.
+pub(crate) struct Files {
+    pub(crate) fs: Arc<dyn StoreFs>,
+    pub(crate) dir: PathBuf,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -159,10 +171,26 @@ impl Kimberlite {
     /// [`Error::NotAStore`] unless it is empty and creating is allowed, so a store is never
     /// scattered into an unrelated directory.
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        Self::open_with_fs(OsFileSystem, dir, config)
+    }
+
+    /// Opens the store in `dir` of the file system `fs`, as [`Kimberlite::open_with`] does on
+    /// the real one. Every file of the store goes through `fs`: the segments, the marker and
+    /// the Merkle trees, so a simulated file system (`kimberlite-sim`) can crash and fault the
+    /// whole store.
+    pub fn open_with_fs<F: FileSystem + Clone>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
-        prepare_dir(dir, config.create_if_missing)?;
-        let backend = open_disk(dir, &config)?;
-        Self::recover(Box::new(backend), config, Some(dir.to_path_buf()))
+        prepare_dir(&fs, dir, config.create_if_missing)?;
+        let backend = open_disk(fs.clone(), dir, &config)?;
+        let files = Files {
+            fs: Arc::new(fs),
+            dir: dir.to_path_buf(),
+        };
+        Self::recover(Box::new(backend), config, Some(files))
     }
 
     /// A new, empty store held in memory; nothing survives the process.
@@ -196,14 +224,14 @@ impl Kimberlite {
         Self::from_state(state, config, None)
     }
 
-    fn from_state(state: State, config: Config, path: Option<PathBuf>) -> Self {
+    fn from_state(state: State, config: Config, files: Option<Files>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
                 commit: SyncCoordinator::default(),
                 writers: crate::writers::WriterQueue::default(),
                 config,
-                path,
+                files,
             }),
         }
     }
@@ -212,7 +240,7 @@ impl Kimberlite {
     fn recover(
         backend: Box<dyn StoreBackend>,
         config: Config,
-        path: Option<PathBuf>,
+        files: Option<Files>,
     ) -> Result<Self> {
         let mut catalog = Catalog::new();
         loop {
@@ -234,7 +262,7 @@ impl Kimberlite {
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&*backend, name, id)?);
         }
-        let trees = recover_trees(&*backend, &catalog, &heads, &config, path.as_deref())?;
+        let trees = recover_trees(&*backend, &catalog, &heads, &config, files.as_ref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
@@ -245,13 +273,13 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle,
         };
-        Ok(Self::from_state(state, config, path))
+        Ok(Self::from_state(state, config, files))
     }
 
     /// The store's directory; `None` for an in-memory store.
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.inner.files.as_ref().map(|files| files.dir.as_path())
     }
 
     /// What the storage layer repaired or found when this store was opened: torn tails cut
@@ -270,21 +298,26 @@ impl Kimberlite {
     /// lists them.
     #[must_use]
     pub fn kept_torn_tails(&self) -> Vec<(PathBuf, u64)> {
-        let Some(dir) = self.path() else {
+        let Some(files) = &self.inner.files else {
             return Vec::new();
         };
-        let Ok(streams) = std::fs::read_dir(dir.join(kimberlite_storage::disk::STREAMS_DIR)) else {
+        let fs = &*files.fs;
+        let streams_dir = files.dir.join(kimberlite_storage::disk::STREAMS_DIR);
+        let Ok(streams) = fs.list_dir(&streams_dir) else {
             return Vec::new();
         };
         let mut kept: Vec<(PathBuf, u64)> = streams
-            .flatten()
-            .filter_map(|stream| {
-                std::fs::read_dir(stream.path().join(kimberlite_storage::disk::TORN_DIR)).ok()
+            .iter()
+            .map(|stream| {
+                streams_dir
+                    .join(stream)
+                    .join(kimberlite_storage::disk::TORN_DIR)
             })
-            .flat_map(|tails| tails.flatten())
+            .filter_map(|torn| Some((fs.list_dir(&torn).ok()?, torn)))
+            .flat_map(|(tails, torn)| tails.into_iter().map(move |tail| torn.join(tail)))
             .filter_map(|tail| {
-                let len = tail.metadata().ok().filter(|m| m.is_file())?.len();
-                Some((tail.path(), len))
+                let len = file_len(fs, &tail).ok()??;
+                Some((tail, len))
             })
             .collect();
         kept.sort();
@@ -426,8 +459,8 @@ fn recover_head(backend: &dyn StoreBackend, name: &str, id: StreamId) -> Result<
     })
 }
 
-/// Opens the on-disk backend in `dir` (already checked by [`prepare_dir`]).
-fn open_disk(dir: &Path, config: &Config) -> Result<Storage> {
+/// Opens the on-disk backend in `dir` of `fs` (already checked by [`prepare_dir`]).
+fn open_disk<F: FileSystem>(fs: F, dir: &Path, config: &Config) -> Result<Storage<F>> {
     let mut storage_config = StorageConfig {
         compression: config.compression,
         ..StorageConfig::default()
@@ -435,124 +468,11 @@ fn open_disk(dir: &Path, config: &Config) -> Result<Storage> {
     if let Some(bytes) = config.max_segment_size_bytes {
         storage_config.max_segment_size = bytes;
     }
-    match Storage::open_with(dir, storage_config) {
+    match Storage::open_on(fs, dir, storage_config) {
         Ok(storage) => Ok(storage),
         Err(StorageError::Locked { .. }) => Err(Error::Locked {
             path: dir.to_path_buf(),
         }),
         Err(source) => Err(Error::storage(None, source)),
     }
-}
-
-/// Checks `dir` before the backend opens it: exists (or may be created) and is a store (or
-/// may become one). Writes the marker for a new store.
-fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
-    let marker = dir.join(MARKER_FILE);
-    if marker.is_file() {
-        return check_marker(dir, &marker);
-    }
-    match std::fs::metadata(dir) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return Err(Error::StoreNotFound {
-                    path: dir.to_path_buf(),
-                });
-            }
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        Err(error) => return Err(Error::io(format!("reading {}", dir.display()), error)),
-        Ok(metadata) if !metadata.is_dir() => {
-            return Err(Error::NotAStore {
-                path: dir.to_path_buf(),
-            })
-        }
-        Ok(_) => {
-            let mut entries = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            // Markers being written right now by other processes creating the store (or left
-            // by ones that crashed before their rename) do not make the directory someone
-            // else's: without this, of several processes creating the same store at once,
-            // those that looked during a write were refused as "not a store".
-            let crowded = entries.any(|entry| {
-                entry
-                    .as_ref()
-                    .map_or(true, |entry| !is_marker_temp(&entry.file_name()))
-            });
-            if crowded && marker.is_file() {
-                // Created meanwhile by another process.
-                return check_marker(dir, &marker);
-            }
-            if !create || crowded {
-                return Err(Error::NotAStore {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
-    }
-    write_marker(dir, &marker)
-}
-
-/// Checks that the marker names a store format this version reads.
-fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
-    let bytes =
-        std::fs::read(marker).map_err(|e| Error::io(format!("reading {}", marker.display()), e))?;
-    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("kimberlite_store")
-                .and_then(serde_json::Value::as_u64)
-        });
-    match version {
-        Some(STORE_FORMAT_VERSION) => Ok(()),
-        Some(version) => Err(Error::UnsupportedStore {
-            path: dir.to_path_buf(),
-            version,
-        }),
-        None => Err(Error::NotAStore {
-            path: dir.to_path_buf(),
-        }),
-    }
-}
-
-/// Whether `name` is a temporary marker [`write_marker`] writes (`kimberlite.json.<pid>.tmp`).
-fn is_marker_temp(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|name| {
-        name.strip_prefix(MARKER_FILE)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .is_some_and(|pid| pid.bytes().all(|byte| byte.is_ascii_digit()))
-    })
-}
-
-/// Writes the marker atomically: temporary file, sync, rename, sync the directory. The
-/// temporary file is named after the process, so that processes creating the same store at
-/// once each rename their own (the same contents) instead of one renaming another's away.
-fn write_marker(dir: &Path, marker: &Path) -> Result<()> {
-    use std::io::Write;
-    let temp = dir.join(format!("{MARKER_FILE}.{}.tmp", std::process::id()));
-    let context = |what: &str| format!("{what} {}", temp.display());
-    let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
-    let contents = format!("{{\"kimberlite_store\":{STORE_FORMAT_VERSION}}}\n");
-    file.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_all()
-        .map_err(|e| Error::io(context("syncing"), e))?;
-    std::fs::rename(&temp, marker).map_err(|e| Error::io(context("renaming"), e))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let handle = std::fs::File::open(dir)
-            .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
-        handle
-            .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }

@@ -7,17 +7,15 @@
 //! caller's to do): a retried `fsync` can report success for data the kernel already dropped,
 //! so nothing after it is trusted until a reopen recovers.
 
-use std::path::PathBuf;
-
 use kimberlite_types::StreamId;
 
 use super::fs::{FileHandle, FileSystem};
 use super::meta::write_manifest;
 use super::storage::Storage;
 use super::stream::io_error;
-use crate::backend::StorageBackend;
 #[cfg(doc)]
 use crate::backend::StoreBackend;
+use crate::backend::{SegmentSync, StorageBackend};
 use crate::error::StorageError;
 
 impl<F: FileSystem> Storage<F> {
@@ -123,36 +121,5 @@ impl<F: FileSystem> Storage<F> {
             state.manifest_len = len;
         }
         Ok(())
-    }
-}
-
-/// One active segment to sync outside the store's lock ([`StoreBackend::sync_begin`]).
-pub struct SegmentSync {
-    stream: StreamId,
-    segment_num: u32,
-    len: u64,
-    path: PathBuf,
-    /// Its own handle on the file (boxed: the store holds backends of any file system).
-    file: Box<dyn FileHandle>,
-}
-
-impl SegmentSync {
-    /// `fdatasync`s the segment (through its own handle: the sync covers the file, whichever
-    /// handle wrote it).
-    pub fn run(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|source| io_error(&self.path, source))
-    }
-}
-
-impl std::fmt::Debug for SegmentSync {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentSync")
-            .field("stream", &self.stream)
-            .field("segment_num", &self.segment_num)
-            .field("len", &self.len)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
     }
 }

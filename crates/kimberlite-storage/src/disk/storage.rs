@@ -10,13 +10,13 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
-use super::durable::SegmentSync;
 use super::fs::{FileSystem, OsFileSystem};
 use super::meta::write_index;
 use super::recovery::open_stream;
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
 use super::{RecoveryAction, RecoveryReport, StorageConfig, StreamStats};
+use crate::backend::SegmentSync;
 use crate::backend::{assert_offset_advanced, check_append, StorageBackend, StoreBackend};
 use crate::batch_job::{BatchWorker, SpareChunks};
 use crate::error::StorageError;
