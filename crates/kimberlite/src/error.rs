@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kimberlite_storage::StorageError;
 use kimberlite_types::{Offset, StreamId};
 
-use crate::ExpectedOffset;
+use crate::head::ExpectedOffset;
 
 /// Errors returned by [`crate::Kimberlite`].
 #[derive(Debug, thiserror::Error)]

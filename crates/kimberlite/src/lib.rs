@@ -37,24 +37,28 @@ pub mod catalog;
 pub mod commit;
 mod config;
 mod error;
+mod group_append;
+mod head;
 mod marker;
 pub mod merkle;
 mod merkle_worker;
 mod proofs;
 mod read;
 mod report;
+mod state;
 pub mod store;
 mod store_fs;
 mod tree_check;
 mod verify;
+mod write;
 mod writers;
 
 pub use anchor::{Anchor, ParseAnchorError};
-pub use append::{AppendResult, ExpectedOffset};
 pub use bytes::Bytes;
 pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
 pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
 pub use error::{Error, Result, TreeEvidence};
+pub use head::{AppendResult, ExpectedOffset, StreamHead};
 pub use kimberlite_crypto::ChainHash;
 pub use kimberlite_proof as proof;
 pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
@@ -63,7 +67,7 @@ pub use marker::MARKER_FILE;
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
 pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
-pub use store::{Kimberlite, StreamHead, StreamInfo};
+pub use store::{Kimberlite, StreamInfo};
 pub use verify::CATALOG_LABEL;
 
 /// Largest event accepted by [`Kimberlite::append`], in bytes.

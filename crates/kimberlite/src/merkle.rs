@@ -56,9 +56,10 @@ use bytes::Bytes;
 use kimberlite_proof::{event_leaf_hash, Frontier, Hash, NodeSource, RangeError};
 use kimberlite_types::StreamId;
 
-use level::Level;
+pub(crate) use level::TreeError;
+use level::{Level, HASH_BYTES};
 
-use crate::store_fs::{file_len, open_or_create, StoreFs};
+use crate::store_fs::{file_len, open_or_create, Files, StoreFs};
 
 mod level;
 
@@ -66,21 +67,6 @@ mod level;
 pub(crate) const FLUSH_NODES: usize = 1024;
 /// Name of the directory under the store that holds the trees.
 pub const MERKLE_DIR: &str = "merkle";
-const HASH_BYTES: u64 = 32;
-
-/// Why a tree cannot answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TreeError {
-    #[error(transparent)]
-    Range(#[from] RangeError),
-    #[error("reading {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the tree's side files failed earlier ({0}); reopen the store to rebuild them")]
-    Failed(String),
-}
 
 /// A stream's tree: frontier in memory, complete nodes in files (or only in memory).
 #[derive(Default)]
@@ -506,21 +492,19 @@ pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
 /// Opens every named stream's tree when the store opens, and re-hashes from the log the
 /// events the side files lack. A stream whose log cannot be read (damage) keeps the tree it
 /// has: proofs past it fail, and `verify` reports the damage.
+///
+/// `streams` are the named streams with their log sizes (events written).
 pub(crate) fn recover_trees(
     backend: &dyn kimberlite_storage::StoreBackend,
-    catalog: &crate::catalog::Catalog,
-    heads: &HashMap<StreamId, crate::store::Heads>,
+    streams: &[(StreamId, u64)],
     config: &crate::Config,
-    files: Option<&crate::store::Files>,
+    files: Option<&Files>,
 ) -> crate::Result<Trees> {
     let mut trees = match files {
         Some(files) if config.merkle_trees => Trees::on_disk(Arc::clone(&files.fs), &files.dir),
         _ => return Ok(Trees::in_memory(config)),
     };
-    for (_name, id) in catalog.iter() {
-        let log_size = heads
-            .get(&id)
-            .map_or(0, |heads| heads.written.next_offset.as_u64());
+    for &(id, log_size) in streams {
         let log_leaf = |offset: u64| {
             let from = kimberlite_types::Offset::new(offset);
             let page = backend.read_from(id, from, 0).ok()?;

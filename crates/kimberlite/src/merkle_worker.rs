@@ -248,11 +248,3 @@ impl Drop for TreeWorker {
         self.shutdown();
     }
 }
-
-impl Drop for crate::store::State {
-    /// The tree worker finishes its files before the backend (declared first, so dropped
-    /// first otherwise) releases the store's lock: no other open sees half-written trees.
-    fn drop(&mut self) {
-        self.merkle.shutdown();
-    }
-}

@@ -25,7 +25,6 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use kimberlite_crypto::ChainHash;
 use kimberlite_storage::{
     FileSystem, MemoryStorage, OsFileSystem, RecoveryReport, Storage, StorageConfig, StorageError,
     StoreBackend,
@@ -36,19 +35,12 @@ use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
+use crate::head::StreamHead;
 use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
-use crate::store_fs::{file_len, StoreFs};
-
-/// A stream's head: where the next event goes and the chain hash of the last one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamHead {
-    /// Offset the next appended event gets (= number of events in the stream).
-    pub next_offset: Offset,
-    /// Chain hash of the last event; `None` while the stream is empty.
-    pub hash: Option<ChainHash>,
-}
+use crate::state::{Heads, State};
+use crate::store_fs::{file_len, Files};
 
 /// A named stream, as listed by [`Kimberlite::list_streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,51 +57,6 @@ pub struct StreamInfo {
     pub damaged: bool,
 }
 
-/// Heads of one stream: `written` is what the backend holds; `durable` is what has been
-/// acknowledged to appenders and is shown to readers (they differ only while a group commit
-/// sync is pending).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Heads {
-    pub(crate) written: StreamHead,
-    pub(crate) durable: StreamHead,
-    /// Set when recovery found the stream's stored records damaged: its head cannot be
-    /// trusted, so appends are refused (reads and verification report the damage itself).
-    pub(crate) damaged: bool,
-}
-
-/// A write made under group commit whose sync has not finished yet.
-#[derive(Debug)]
-pub(crate) struct PendingWrite {
-    pub(crate) seq: u64,
-    pub(crate) stream: StreamId,
-    pub(crate) head: StreamHead,
-}
-
-/// Everything behind the store's lock.
-pub(crate) struct State {
-    /// The storage contract's backend: memory, or segment files on any file system.
-    pub(crate) backend: Box<dyn StoreBackend>,
-    pub(crate) catalog: Catalog,
-    pub(crate) catalog_head: Option<ChainHash>,
-    pub(crate) heads: HashMap<StreamId, Heads>,
-    /// Write sequence number of the last batch written (see [`crate::commit`]).
-    pub(crate) written_seq: u64,
-    /// Writes awaiting a group commit sync, in `seq` order.
-    pub(crate) pending: VecDeque<PendingWrite>,
-    /// Each named stream's Merkle tree ([`crate::merkle`]).
-    pub(crate) merkle: crate::merkle_worker::TreeWorker,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("catalog", &self.catalog)
-            .field("heads", &self.heads)
-            .field("written_seq", &self.written_seq)
-            .finish_non_exhaustive()
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) state: RwLock<State>,
@@ -118,20 +65,6 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     /// The store's directory and file system; `None` for an in-memory store.
     pub(crate) files: Option<Files>,
-}
-
-/// Where an on-disk store's own files are: its directory, on its file system.
-pub(crate) struct Files {
-    pub(crate) fs: Arc<dyn StoreFs>,
-    pub(crate) dir: PathBuf,
-}
-
-impl std::fmt::Debug for Files {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Files")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -262,7 +195,16 @@ impl Kimberlite {
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&*backend, name, id)?);
         }
-        let trees = recover_trees(&*backend, &catalog, &heads, &config, files.as_ref())?;
+        let sizes: Vec<(StreamId, u64)> = catalog
+            .iter()
+            .map(|(_, id)| {
+                let written = heads
+                    .get(&id)
+                    .map_or(Offset::ZERO, |h| h.written.next_offset);
+                (id, written.as_u64())
+            })
+            .collect();
+        let trees = recover_trees(&*backend, &sizes, &config, files.as_ref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
@@ -429,15 +371,6 @@ impl Kimberlite {
             });
         }
         Ok(heads.durable)
-    }
-}
-
-impl State {
-    /// The name of a user stream, or [`Error::UnknownStream`].
-    pub(crate) fn name_of(&self, id: StreamId) -> Result<&str> {
-        self.catalog
-            .name(id)
-            .ok_or(Error::UnknownStream { stream: id })
     }
 }
 

@@ -7,7 +7,8 @@
 //! whatever file system it runs on.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kimberlite_storage::{EntryKind, FileHandle, FileSystem};
 
@@ -90,5 +91,19 @@ pub(crate) fn file_len(fs: &dyn StoreFs, path: &Path) -> io::Result<Option<u64>>
 impl std::fmt::Debug for dyn StoreFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StoreFs")
+    }
+}
+
+/// Where an on-disk store's own files are: its directory, on its file system.
+pub(crate) struct Files {
+    pub(crate) fs: Arc<dyn StoreFs>,
+    pub(crate) dir: PathBuf,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }

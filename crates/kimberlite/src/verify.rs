@@ -40,7 +40,8 @@ use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
 use crate::proofs::{tree_error, TreeCheck};
 use crate::report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
-use crate::store::{Kimberlite, State};
+use crate::state::State;
+use crate::store::Kimberlite;
 use crate::tree_check::{recompute_beside, EventBatch, TreeRecompute};
 
 /// Name shown for the system stream that holds the catalogue.

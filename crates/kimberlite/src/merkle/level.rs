@@ -6,7 +6,22 @@ use std::path::PathBuf;
 use kimberlite_proof::{Hash, RangeError};
 use kimberlite_storage::FileHandle;
 
-use super::{TreeError, HASH_BYTES};
+/// Bytes of one node.
+pub(super) const HASH_BYTES: u64 = 32;
+
+/// Why a tree cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TreeError {
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the tree's side files failed earlier ({0}); reopen the store to rebuild them")]
+    Failed(String),
+}
 
 /// One level: the nodes in its file, then those not yet written.
 #[derive(Default)]
