@@ -66,7 +66,7 @@ mod level;
 /// Nodes buffered per level before they are written.
 pub(crate) const FLUSH_NODES: usize = 1024;
 /// Name of the directory under the store that holds the trees.
-pub const MERKLE_DIR: &str = "merkle";
+pub(crate) const MERKLE_DIR: &str = "merkle";
 
 /// A stream's tree: frontier in memory, complete nodes in files (or only in memory).
 #[derive(Default)]

@@ -11,15 +11,13 @@
 //! # Locking
 //!
 //! [`Kimberlite`] is an `Arc` around `Inner`: clones share one store. The mutable state (the
-//! backend, the catalogue, the heads) sits behind one `RwLock`. Name lookups, `head` and
-//! `list_streams` take the read lock; appends, reads of event data and verification take the
-//! write lock, because the storage interface (`StorageBackend`) takes `&mut self` for reads too
-//! (a backend may update caches and indexes as it reads). Each holds it for one backend call.
-//! Under group commit an append holds it only to write its batch, unsynced; the one sync that
-//! covers many batches is a separate, short critical section run by one leader while the
-//! other appenders wait outside the lock ([`crate::commit`]). (The sync itself needs the lock
-//! because `Storage::flush` takes `&mut self`; appenders arriving during it queue on the lock
-//! and share the next sync.)
+//! backend, the catalogue, the heads: `State`) sits behind one `RwLock`. Name lookups, `head`,
+//! `list_streams`, reads of event data and verification take the read lock (the storage
+//! contract's reads take `&self`), so readers run side by side; appends and syncs take the
+//! write lock, each for one backend call. Under group commit an append holds it only to write
+//! its batch, unsynced; the device flush that covers many batches runs outside the lock
+//! between two short holds (`StoreBackend::sync_begin` and `sync_finished`), run by one leader
+//! while the other appenders keep writing ([`crate::commit`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -361,8 +361,8 @@ impl Kimberlite {
 }
 
 /// Data records a store verification walks per hold of the store's read lock (`verify`
-/// holds it so the walk and the heads it ends with describe the same log): at ~400 ns per
-/// 256-byte event here, an append waits about 7 ms for a verification, not the whole walk.
+/// holds it so the walk and the heads it ends with describe the same log): an append waits
+/// for one piece of a verification, never for the whole walk.
 pub(crate) const VERIFY_PIECE_RECORDS: u64 = 16_384;
 
 /// Where a walk hands the events it verified, a piece's at a time.

@@ -7,20 +7,19 @@
 //! sync that covers them all ([`crate::commit`]), hands each caller its result and unparks it,
 //! then unparks the first caller that queued meanwhile, to lead the next group.
 //!
-//! Why: with one thread per append, sixteen threads on two cores each took the write lock in
-//! turn, and every hand-off of that lock was a wake-up on the critical path between two syncs.
-//! A writer queue (LevelDB's design) pays one lock hold per group, and a caller only queues and
-//! parks. Measured against the previous store in `docs/PERFORMANCE.md`.
+//! Why: if each appending thread took the write lock in turn, every hand-off of that lock
+//! would be a wake-up on the critical path between two syncs. A writer queue (LevelDB's
+//! design) pays one lock hold per group, and a caller only queues and parks
+//! (`docs/PERFORMANCE.md`, group commit).
 //!
 //! Within a group, consecutive small appends to one stream that accept any offset (and whose
 //! events the backend cannot refuse for their size) are written with one backend call, as one
 //! batch: one `write` instead of one per caller, as LevelDB merges a group into one log record.
 //! Each caller still gets the offsets of its own events, and the chain head after its own last
-//! event, computed from the head before the run ([`ChainHash::compute`], about 0.3 µs per
-//! 256-byte event); the last of those is the backend's own head (checked in debug builds).
-//! Appends with an expected offset keep their own call, so each check sees the appends queued
-//! before it. Measured with `group_commit` (binaries alternated six times): 4.47-4.77x, mean
-//! 4.59, one thread's synced appends before; 4.63-5.04x, mean 4.79, after.
+//! event, computed from the head before the run (`ChainHash::compute`, one hash per event);
+//! the last of those is the backend's own head (checked in debug builds). Appends with an
+//! expected offset keep their own call, so each check sees the appends queued before it. What
+//! merging gains is in `docs/PERFORMANCE.md` (group commit).
 //!
 //! Kept: what each caller sees is what a lone `append` would return, in the order the queue
 //! holds; an append returns only once a sync covers it; a failed append (a conflict, an empty
@@ -47,9 +46,9 @@ pub(crate) struct Request {
 }
 
 /// The most events an append may hold to be written in one call with its neighbours: each
-/// caller's head is computed again from the events (about 0.3 µs for 256 bytes) to save its
-/// own backend call (a `write`, ~5-10 µs here), which only pays for small appends. A large
-/// append is one batch anyway.
+/// caller's head is computed again from the events (a hash per event) to save its own
+/// backend call (a `write` system call), which only pays for small appends. A large append
+/// is one batch anyway.
 const RUN_EVENTS_MAX: usize = 8;
 
 impl Request {
