@@ -5,14 +5,13 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench open`.
 
-use kimberlite_storage::StoreBackend;
 use std::path::Path;
 
 use criterion::Criterion;
 use kimberlite_bench::{
     build_store, interleaved, report, scaled, Target, LARGE_STORE_EVENTS, STREAM,
 };
-use kimberlite_storage::{Storage, StorageConfig};
+use kimberlite_storage::{Storage, StorageConfig, StoreBackend};
 
 fn config() -> StorageConfig {
     StorageConfig {

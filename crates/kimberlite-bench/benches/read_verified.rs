@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo bench -p kimberlite-bench --bench read_verified`.
 
-use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use kimberlite_bench::{
     build_store, interleaved, rate, report, scaled, sha256_each, thousands, Target, EVENT_BYTES,
     LARGE_STORE_EVENTS, STREAM,
 };
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::Offset;
 
 const READ_EVENTS: u64 = 1_000;

@@ -12,14 +12,13 @@ pub mod ceiling;
 pub mod hash_then_sync;
 pub mod work_bound;
 
-use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, RECORD_OVERHEAD};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend, RECORD_OVERHEAD};
 use kimberlite_types::{Offset, RecordKind, StreamId};
 use sha2::{Digest, Sha256};
 

@@ -30,12 +30,13 @@
 //! And fail-stop: once an append failed on an injected fault, every further append must fail
 //! until the store is reopened.
 
-use kimberlite_storage::StoreBackend;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use kimberlite_storage::{MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{
+    MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError, StoreBackend,
+};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

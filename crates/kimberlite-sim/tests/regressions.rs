@@ -1,12 +1,11 @@
 //! Bugs the simulator found in the engine, each pinned by a deterministic scenario on the
 //! simulated file system.
 
-use kimberlite_storage::StoreBackend;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kimberlite_sim::{FaultConfig, SimFileSystem, SimStorage};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);

@@ -14,13 +14,12 @@
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
 
-use kimberlite_storage::StoreBackend;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use kimberlite_storage::{Storage, StorageBackend};
+use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const EVENT_COUNT: u64 = 1_000_000;

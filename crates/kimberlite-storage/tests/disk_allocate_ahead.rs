@@ -5,14 +5,13 @@
 
 mod common;
 
-use kimberlite_storage::StoreBackend;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
 use common::{read_all, segment_file};
 use kimberlite_storage::{
-    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageConfig,
+    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageConfig, StoreBackend,
 };
 use kimberlite_types::{CompressionKind, StreamId};
 

@@ -6,8 +6,7 @@
 mod common;
 
 use common::{altered, append_events, frames, rewrite_frame, segment_file, small_config};
-use kimberlite_storage::StoreBackend;
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(8);

@@ -4,8 +4,7 @@
 mod common;
 
 use common::{append_events, segment_file, small_config};
-use kimberlite_storage::StoreBackend;
-use kimberlite_storage::{RecordError, Storage, StorageBackend, StorageError};
+use kimberlite_storage::{RecordError, Storage, StorageBackend, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);

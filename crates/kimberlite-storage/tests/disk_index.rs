@@ -3,8 +3,7 @@
 mod common;
 
 use common::{append_events, event, index_file, read_all, small_config};
-use kimberlite_storage::StoreBackend;
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend};
+use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(2);

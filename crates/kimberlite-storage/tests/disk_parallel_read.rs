@@ -4,13 +4,12 @@
 //! at the boundary between two threads' blocks, in a completed or the active segment), and
 //! the same payloads when nothing is damaged.
 
-use kimberlite_storage::StoreBackend;
 use std::path::Path;
 
 use bytes::Bytes;
 use kimberlite_storage::record::RECORD_HEADER_LEN;
 use kimberlite_storage::verify_pool::BLOCK_FRAMES;
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(5);

@@ -3,8 +3,7 @@
 mod common;
 
 use common::{append_events, event, read_all, small_config};
-use kimberlite_storage::StoreBackend;
-use kimberlite_storage::{Storage, StorageBackend};
+use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 #[test]

@@ -5,8 +5,9 @@ mod common;
 
 use bytes::Bytes;
 use common::{altered, append_events, frames, rewrite_frame, segment_file, small_config};
-use kimberlite_storage::StoreBackend;
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{
+    RecoveryAction, Storage, StorageBackend, StorageConfig, StorageError, StoreBackend,
+};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(11);

@@ -1,12 +1,11 @@
 //! Helpers shared by the on-disk storage tests.
 #![allow(dead_code)]
 
-use kimberlite_storage::StoreBackend;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{StorageBackend, StorageConfig};
+use kimberlite_storage::{StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 /// A config that rotates and checkpoints often.
