@@ -146,9 +146,9 @@ impl Run {
             },
             index_interval: *[0, 1, 4, 16].choose(&mut rng).unwrap_or(&0),
             // Fixed, not drawn (drawing it would shift every seed's random sequence) and not
-            // the machine's, so a seed runs the same everywhere. Long reads and verifications take
-            // the parallel path; results never depend on the count, and the file system sees
-            // the same reads whatever it is (`disk/walk.rs`).
+            // the machine's, so a seed runs the same everywhere. Long reads and verifications
+            // take the parallel path; results never depend on the count, and the file system
+            // sees the same reads whatever it is (`disk/walk.rs`).
             verify_threads: 2,
             // Same reasoning: batches of 128 events or more are hashed on the store's helper
             // thread; the frames and writes are the same either way.
