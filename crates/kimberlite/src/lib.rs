@@ -15,7 +15,8 @@
 //! - [`Kimberlite::read`], the lazy [`Kimberlite::events`] iterator, [`Kimberlite::head`].
 //! - Merkle proofs (RFC 9162, each stream's tree kept beside the log under `merkle/`):
 //!   [`Kimberlite::tree_head`], [`Kimberlite::inclusion_proof`],
-//!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with [`proof`] (the `kimberlite-proof` crate).
+//!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
+//!   [`proof`] (the `kimberlite-proof` crate).
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
