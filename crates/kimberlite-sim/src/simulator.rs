@@ -110,6 +110,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> Result<RunStats, Violation> 
         step: run.step,
         ops: options.ops,
         message,
+        whole_store: false,
     })?;
     Ok(run.stats)
 }
