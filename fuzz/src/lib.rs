@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use kimberlite_sim::{FaultConfig, SimFileSystem};
 use kimberlite_storage::{
-    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, VerifyStep, RECORD_OVERHEAD,
+    FileHandle, FileSystem, Storage, StorageBackend, StorageConfig, StoreBackend, VerifyStep,
+    RECORD_OVERHEAD,
 };
 use kimberlite_types::{Offset, StreamId};
 

@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 
 use kimberlite_arch::{check_crate, module_name};
 
-/// Crates still known to have import cycles; removed as each crate is fixed.
-const KNOWN_CYCLES: &[&str] = &["kimberlite"];
-
 fn workspace_crates() -> Vec<PathBuf> {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&crates)
@@ -37,15 +34,9 @@ fn workspace_crates_have_no_module_cycles() {
             .unwrap_or_default()
             .to_owned();
         let cycles = report(&dir);
-        let allowed = KNOWN_CYCLES.contains(&name.as_str());
-        if !cycles.is_empty() && !allowed {
+        if !cycles.is_empty() {
             failures.push_str(&format!(
                 "{name} has import cycles between modules:\n{cycles}"
-            ));
-        }
-        if cycles.is_empty() && allowed {
-            failures.push_str(&format!(
-                "{name} has no cycles now: remove it from KNOWN_CYCLES\n"
             ));
         }
     }

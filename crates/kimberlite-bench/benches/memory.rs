@@ -38,7 +38,7 @@ fn main() {
         .expect("run the store builder");
     assert!(status.success(), "building the store failed");
     let before = resident_bytes().expect("/proc/self/statm");
-    let mut storage = Storage::open(dir.path()).expect("reopen");
+    let storage = Storage::open(dir.path()).expect("reopen");
     let opened = resident_bytes().expect("/proc/self/statm");
     for from in [0, count - 1_000] {
         let events = storage

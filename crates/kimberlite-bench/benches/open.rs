@@ -11,7 +11,7 @@ use criterion::Criterion;
 use kimberlite_bench::{
     build_store, interleaved, report, scaled, Target, LARGE_STORE_EVENTS, STREAM,
 };
-use kimberlite_storage::{Storage, StorageConfig};
+use kimberlite_storage::{Storage, StorageConfig, StoreBackend};
 
 fn config() -> StorageConfig {
     StorageConfig {

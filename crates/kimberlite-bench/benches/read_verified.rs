@@ -15,7 +15,7 @@ use kimberlite_bench::{
     build_store, interleaved, rate, report, scaled, sha256_each, thousands, Target, EVENT_BYTES,
     LARGE_STORE_EVENTS, STREAM,
 };
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::Offset;
 
 const READ_EVENTS: u64 = 1_000;

@@ -28,7 +28,7 @@ fn main() {
             verify_threads,
             ..StorageConfig::default()
         };
-        let mut storage = Storage::open_with(dir.path(), config).expect("reopen");
+        let storage = Storage::open_with(dir.path(), config).expect("reopen");
         let mut times = Vec::with_capacity(reads);
         for _ in 0..reads {
             let start = Instant::now();

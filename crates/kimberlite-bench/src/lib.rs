@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_crypto::{ChainHash, UnlinkedHash};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, RECORD_OVERHEAD};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend, RECORD_OVERHEAD};
 use kimberlite_types::{Offset, RecordKind, StreamId};
 use sha2::{Digest, Sha256};
 

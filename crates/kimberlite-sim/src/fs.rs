@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use kimberlite_storage::{FileHandle, FileSystem};
+use kimberlite_storage::{EntryKind, FileHandle, FileSystem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -559,6 +559,17 @@ impl FileSystem for SimFileSystem {
             .collect();
         state.durable_entries.extend(current);
         Ok(())
+    }
+
+    fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        let state = self.lock();
+        if state.entries.contains_key(path) {
+            Ok(Some(EntryKind::File))
+        } else if state.dirs.contains(path) {
+            Ok(Some(EntryKind::Dir))
+        } else {
+            Ok(None)
+        }
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<SimLock>> {

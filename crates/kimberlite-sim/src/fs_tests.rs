@@ -227,3 +227,14 @@ fn planned_flip_hits_one_read_of_one_byte() {
     assert_eq!(fs.read(&file()).unwrap()[3], 1);
     assert_eq!(fs.read(&file()).unwrap()[3], 0);
 }
+
+#[test]
+fn entry_kind_tells_files_directories_and_nothing() {
+    let fs = new_fs(1, FaultConfig::NONE);
+    assert_eq!(fs.entry_kind(&dir()).unwrap(), Some(EntryKind::Dir));
+    assert_eq!(fs.entry_kind(&file()).unwrap(), None);
+    fs.create(&file()).unwrap();
+    assert_eq!(fs.entry_kind(&file()).unwrap(), Some(EntryKind::File));
+    fs.remove_file(&file()).unwrap();
+    assert_eq!(fs.entry_kind(&file()).unwrap(), None);
+}

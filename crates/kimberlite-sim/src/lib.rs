@@ -9,7 +9,12 @@
 //!   against a model and against `MemoryStorage` (SPEC.md section 4). A failing seed prints a
 //!   one-line reproduction command and replays exactly.
 //!
-//! Run it: `cargo run --release -p kimberlite-sim -- --seeds 1000 [--seed N] [--ops 2000]`.
+//! - [`store_sim`]: the whole `kimberlite` store (named streams, group commit with concurrent
+//!   appenders, Merkle trees) over the same file system, with crashes: no acknowledged event
+//!   lost, every reopen verifies, tree heads match a recomputation.
+//!
+//! Run it: `cargo run --release -p kimberlite-sim -- --seeds 1000 [--seed N] [--ops 2000]`
+//! (`--store` for the whole-store simulator).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
@@ -17,7 +22,9 @@ pub mod fs;
 mod model;
 pub mod outcome;
 pub mod simulator;
+pub mod store_sim;
 
 pub use fs::{FaultConfig, FaultCounts, SimFileSystem};
 pub use outcome::{RunStats, Violation};
 pub use simulator::{run_seed, SimOptions, SimStorage};
+pub use store_sim::{run_store_seed, StoreSimOptions};

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p kimberlite-sim -- --seeds 1000 [--first-seed N] [--ops 2000]
 //! cargo run --release -p kimberlite-sim -- --seed 1234 --ops 2000     # replay one seed
+//! cargo run --release -p kimberlite-sim -- --store --seeds 100 [--ops 300]   # whole store
 //! ```
 //!
 //! Exit status: 0 when every seed held every invariant, 1 on a violation (its seed, step and
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use kimberlite_sim::{run_seed, RunStats, SimOptions};
+use kimberlite_sim::{run_seed, run_store_seed, RunStats, SimOptions, StoreSimOptions};
 
 /// Deterministic simulation of Kimberlite's on-disk engine under crashes and faults.
 #[derive(Debug, Parser)]
@@ -33,6 +34,10 @@ struct Args {
     /// Disable fault injection (crashes still lose unsynced data).
     #[arg(long)]
     no_faults: bool,
+    /// Run the whole-store simulator (`kimberlite` over the simulated file system; `--ops`
+    /// counts its rounds) instead of the engine's.
+    #[arg(long)]
+    store: bool,
 }
 
 fn main() -> ExitCode {
@@ -56,7 +61,17 @@ fn main() -> ExitCode {
                 started.elapsed().as_secs_f64()
             );
         }
-        match run_seed(seed, &options) {
+        let result = if args.store {
+            let options = StoreSimOptions {
+                rounds: args.ops,
+                faults: !args.no_faults,
+                lie_on_sync: false,
+            };
+            run_store_seed(seed, &options)
+        } else {
+            run_seed(seed, &options)
+        };
+        match result {
             Ok(stats) => total.absorb(&stats),
             Err(violation) => {
                 violations += 1;

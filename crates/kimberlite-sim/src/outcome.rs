@@ -95,14 +95,17 @@ pub struct Violation {
     pub ops: usize,
     /// What went wrong.
     pub message: String,
+    /// Whether the run was the whole-store simulator's (`store_sim`), not the engine's.
+    pub whole_store: bool,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = if self.whole_store { "--store " } else { "" };
         write!(
             f,
             "VIOLATION seed {} step {}: {}\n  reproduce: cargo run --release -p kimberlite-sim -- \
-             --seed {} --ops {}",
+             {store}--seed {} --ops {}",
             self.seed, self.step, self.message, self.seed, self.ops
         )
     }

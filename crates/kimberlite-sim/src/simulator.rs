@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use kimberlite_storage::{MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{
+    MemoryStorage, Storage, StorageBackend, StorageConfig, StorageError, StoreBackend,
+};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -108,6 +110,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> Result<RunStats, Violation> 
         step: run.step,
         ops: options.ops,
         message,
+        whole_store: false,
     })?;
     Ok(run.stats)
 }
@@ -143,10 +146,10 @@ impl Run {
                 CompressionKind::None
             },
             index_interval: *[0, 1, 4, 16].choose(&mut rng).unwrap_or(&0),
-            // Fixed, not drawn (the seeds' random sequence stays as it was) and not the
-            // machine's, so a seed runs the same everywhere. Long reads and verifications take
-            // the parallel path; results never depend on the count, and the file system sees
-            // the same reads whatever it is (`disk/walk.rs`).
+            // Fixed, not drawn (drawing it would shift every seed's random sequence) and not
+            // the machine's, so a seed runs the same everywhere. Long reads and verifications
+            // take the parallel path; results never depend on the count, and the file system
+            // sees the same reads whatever it is (`disk/walk.rs`).
             verify_threads: 2,
             // Same reasoning: batches of 128 events or more are hashed on the store's helper
             // thread; the frames and writes are the same either way.

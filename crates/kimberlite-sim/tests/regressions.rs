@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kimberlite_sim::{FaultConfig, SimFileSystem, SimStorage};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);

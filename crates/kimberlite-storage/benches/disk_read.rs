@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use kimberlite_storage::{Storage, StorageBackend};
+use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const EVENT_COUNT: u64 = 1_000_000;

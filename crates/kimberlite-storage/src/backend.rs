@@ -1,16 +1,25 @@
-//! [`StorageBackend`]: the one interface of every storage backend.
+//! The storage contract: [`StorageBackend`], what every backend does (append, verified
+//! reads, heads, segments), and [`StoreBackend`], what the `kimberlite` store needs on top of
+//! it (listing streams, verification in pieces, durability in one or two phases, the recovery
+//! report, statistics).
 //!
-//! Method names, argument order and meaning are those of the storage contract (SPEC.md).
-//! `append_batch` checks `expected_offset` and `prev_hash` against the stream's real head and
-//! refuses a mismatch with a typed error, instead of trusting the caller and writing a broken
-//! chain.
+//! Method names, argument order and meaning are those of SPEC.md section 2. `append_batch`
+//! checks `expected_offset` and `prev_hash` against the stream's real head and refuses a
+//! mismatch with a typed error ([`check_append`]), instead of trusting the caller and writing a
+//! broken chain.
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
+use crate::disk::fs::FileHandle;
 use crate::error::StorageError;
 use crate::record::MAX_PAYLOAD_LEN;
+use crate::recovery_report::RecoveryReport;
+use crate::stream_stats::StreamStats;
+use crate::verify::{VerifyResume, VerifyStep};
 
 /// A hash-chained, append-only store of streams.
 ///
@@ -50,15 +59,14 @@ pub trait StorageBackend {
     /// budget always makes progress. An unknown stream, or an offset at or past the stream's
     /// end, reads as empty. Corruption is an error naming the stream and offset, never data.
     fn read_from(
-        &mut self,
+        &self,
         stream_id: StreamId,
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError>;
 
     /// The chain hash of the stream's last record, `None` for an empty or unknown stream.
-    fn latest_chain_hash(&mut self, stream_id: StreamId)
-        -> Result<Option<ChainHash>, StorageError>;
+    fn latest_chain_hash(&self, stream_id: StreamId) -> Result<Option<ChainHash>, StorageError>;
 
     /// Number of segments of the stream, the active one included; 0 for an unknown stream.
     fn segment_count(&self, stream_id: StreamId) -> usize;
@@ -68,9 +76,78 @@ pub trait StorageBackend {
 
     /// Persists the backends' offset indexes (a no-op where there are none).
     fn flush_indexes(&mut self) -> Result<(), StorageError>;
+}
 
-    /// Drops every stream, so that one backend can serve many fuzz inputs.
-    #[cfg(feature = "fuzz-reset")]
+/// What the `kimberlite` store calls beyond [`StorageBackend`]: implemented by
+/// `MemoryStorage` and by `Storage<F>` over every file system `F`, and object safe, so a store
+/// holds its backend as a `Box<dyn StoreBackend>` whatever it runs on.
+///
+/// Readers share a backend (`&self`) while appends and syncs take it alone (`&mut self`);
+/// the store's own lock decides which.
+pub trait StoreBackend: StorageBackend + Send + Sync {
+    /// The streams holding at least one record (or damage, or files `open` could not read),
+    /// ascending.
+    fn streams(&self) -> Vec<StreamId>;
+
+    /// Whether `stream` is one of [`Self::streams`], without listing them all.
+    fn holds(&self, stream: StreamId) -> bool;
+
+    /// The stream's next offset as stored (0 for an unknown stream).
+    fn next_offset(&self, stream: StreamId) -> Result<Offset, StorageError>;
+
+    /// One piece of the verification of every record of `stream`: from the first record
+    /// (`from` = `None`) or from where an earlier piece of this backend paused, at most
+    /// `max_records` data records (at least one). Each event is handed to `on_event` once its
+    /// frame is decoded, checksummed, hashed and linked to the one before. Returns
+    /// [`VerifyStep::Paused`] with where to go on, or [`VerifyStep::Done`] with the report of
+    /// the whole walk once it reaches the end of the stream.
+    ///
+    /// # Errors
+    ///
+    /// The corruption found, with its stream, offset and location;
+    /// [`StorageError::ForeignResume`] for a pause point of another stream or backend.
+    fn verify_stream_piece(
+        &self,
+        stream: StreamId,
+        from: Option<VerifyResume>,
+        max_records: u64,
+        on_event: &mut dyn FnMut(Offset, &Bytes),
+    ) -> Result<VerifyStep, StorageError>;
+
+    /// Makes everything appended so far durable: data, and the metadata (manifests, indexes)
+    /// that lets the next open skip a scan. A no-op without durability.
+    fn flush(&mut self) -> Result<(), StorageError>;
+
+    /// Makes every batch appended so far durable the way `append_batch` with `fsync = true`
+    /// makes its own batch durable (segment data only), with the fewest device flushes: group
+    /// commit's sync. A no-op without durability.
+    fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// The first half of a [`Self::sync`] that runs outside the caller's lock: one
+    /// [`SegmentSync`] per file written since its last sync. Run each with
+    /// [`SegmentSync::run`] (appends may go on meanwhile), then report those that succeeded
+    /// with [`Self::sync_finished`]. A failed `SegmentSync` leaves what is durable unknown:
+    /// the caller must stop appending (fail-stop), as after a failed [`Self::sync`]. Backends
+    /// without files sync here and return none.
+    fn sync_begin(&mut self) -> Result<Vec<SegmentSync>, StorageError>;
+
+    /// Records the [`SegmentSync`]s of [`Self::sync_begin`] that ran successfully.
+    fn sync_finished(&mut self, done: &[SegmentSync]);
+
+    /// What opening the backend repaired or found; empty for a clean open and for backends
+    /// without files.
+    fn recovery_report(&self) -> &RecoveryReport;
+
+    /// Sizes and counts of `stream` as stored; `None` for an unknown stream and for backends
+    /// that keep no files (their segment counts are [`StorageBackend::segment_count`]).
+    fn stream_stats(&self, stream: StreamId) -> Option<StreamStats>;
+}
+
+/// Test-only: a backend that forgets every stream, so that one backend can serve many fuzz
+/// inputs. Compiled only with the `fuzz-reset` feature; never part of the production contract.
+#[cfg(feature = "fuzz-reset")]
+pub trait ResetStorage: StorageBackend {
+    /// Drops every stream.
     fn reset(&mut self) -> Result<(), StorageError>;
 }
 
@@ -139,6 +216,38 @@ pub fn assert_offset_advanced(expected_offset: Offset, next_offset: Offset, even
         event_count as u64,
         "append_batch must advance the offset by exactly the batch length"
     );
+}
+
+/// One active segment to sync outside the store's lock ([`StoreBackend::sync_begin`]).
+pub struct SegmentSync {
+    pub(crate) stream: StreamId,
+    pub(crate) segment_num: u32,
+    pub(crate) len: u64,
+    pub(crate) path: PathBuf,
+    /// Its own handle on the file (boxed: the store holds backends of any file system).
+    pub(crate) file: Box<dyn FileHandle>,
+}
+
+impl SegmentSync {
+    /// `fdatasync`s the segment (through its own handle: the sync covers the file, whichever
+    /// handle wrote it).
+    pub fn run(&mut self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(|source| StorageError::Io {
+            context: format!("on {}", self.path.display()),
+            source,
+        })
+    }
+}
+
+impl std::fmt::Debug for SegmentSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentSync")
+            .field("stream", &self.stream)
+            .field("segment_num", &self.segment_num)
+            .field("len", &self.len)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! All data is an immutable, ordered, hash-chained log. This crate holds:
 //!
 //! - [`Record`]: one stored event and its checksummed byte frame.
-//! - [`StorageBackend`]: the interface every backend implements ([`backend`]).
+//! - [`StorageBackend`]: the interface every backend implements, and [`StoreBackend`], what
+//!   the `kimberlite` store needs on top of it ([`backend`]).
 //! - [`MemoryStorage`]: the in-memory backend.
 //! - [`Storage`]: the on-disk backend ([`disk`]), generic over a [`FileSystem`].
 //! - What a full verification reports ([`VerifyReport`]) and, when it runs in pieces, where
@@ -23,13 +24,17 @@ mod le;
 mod memory;
 mod parallel;
 mod record;
+mod recovery_report;
 mod rotation;
+mod stream_stats;
 mod verify;
 
-pub use backend::StorageBackend;
+#[cfg(feature = "fuzz-reset")]
+pub use backend::ResetStorage;
+pub use backend::{StorageBackend, StoreBackend};
 pub use disk::{
-    FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync, Storage,
-    StorageConfig, StreamStats,
+    EntryKind, FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync,
+    Storage, StorageConfig, StreamStats,
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;

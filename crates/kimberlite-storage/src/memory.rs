@@ -45,11 +45,15 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 
-use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::backend::{
+    assert_offset_advanced, check_append, SegmentSync, StorageBackend, StoreBackend,
+};
 use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
+use crate::recovery_report::RecoveryReport;
 use crate::rotation::SegmentTable;
+use crate::stream_stats::StreamStats;
 use crate::verify::VerifyReport;
 use crate::verify::{VerifyResume, VerifyStep};
 
@@ -97,8 +101,8 @@ impl StreamState {
 
 /// Pure in-memory storage backend. See the module docs for its contract.
 ///
-/// `Send + Sync`; methods take `&mut self`, so callers share it behind their own lock (as the
-/// `kimberlite` store does with its `RwLock`).
+/// `Send + Sync`; appends take `&mut self` and reads `&self`, so callers share it behind
+/// their own lock (as the `kimberlite` store does with its `RwLock`).
 ///
 /// # Examples
 ///
@@ -147,59 +151,6 @@ impl MemoryStorage {
     #[must_use]
     pub fn max_segment_size(&self) -> u64 {
         self.max_segment_size
-    }
-
-    /// Whether `stream` holds at least one record: one of [`Self::streams`], in O(1).
-    #[must_use]
-    pub fn holds(&self, stream: StreamId) -> bool {
-        self.streams.contains_key(&stream)
-    }
-
-    /// The streams holding at least one record, in ascending order.
-    #[must_use]
-    pub fn streams(&self) -> Vec<StreamId> {
-        let mut streams: Vec<StreamId> = self.streams.keys().copied().collect();
-        streams.sort_unstable();
-        streams
-    }
-
-    /// [`StorageBackend::read_from`] through a shared reference (it changes nothing), as
-    /// [`crate::Storage::read_shared`].
-    pub fn read_shared(
-        &self,
-        stream_id: StreamId,
-        from_offset: Offset,
-        max_bytes: u64,
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let Some(stream) = self.streams.get(&stream_id) else {
-            return Ok(Vec::new());
-        };
-        let Some(start) = usize::try_from(from_offset.as_u64())
-            .ok()
-            .filter(|&start| start < stream.records.len())
-        else {
-            return Ok(Vec::new());
-        };
-        let prev_hash = start
-            .checked_sub(1)
-            .and_then(|prev| stream.records.get(prev))
-            .map(|record| record.hash);
-        let mut cursor = ChainCursor::resume(stream_id, from_offset, prev_hash);
-
-        let mut payloads = Vec::new();
-        let mut payload_bytes: u64 = 0;
-        for stored in stream.records.get(start..).unwrap_or_default() {
-            let offset = cursor.next_offset();
-            let location = || stream.location(offset, stored.position);
-            let (record, _) = decode_at(stream_id, offset, &stored.frame, location)?;
-            check_data_record(&mut cursor, &record, stored, location)?;
-            payload_bytes += record.payload().len() as u64;
-            payloads.push(record.payload().clone());
-            if payload_bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(payloads)
     }
 
     /// Walks every record of `stream_id` from the first, decoding, CRC-checking and linking
@@ -416,18 +367,43 @@ impl StorageBackend for MemoryStorage {
     }
 
     fn read_from(
-        &mut self,
+        &self,
         stream_id: StreamId,
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        self.read_shared(stream_id, from_offset, max_bytes)
+        let Some(stream) = self.streams.get(&stream_id) else {
+            return Ok(Vec::new());
+        };
+        let Some(start) = usize::try_from(from_offset.as_u64())
+            .ok()
+            .filter(|&start| start < stream.records.len())
+        else {
+            return Ok(Vec::new());
+        };
+        let prev_hash = start
+            .checked_sub(1)
+            .and_then(|prev| stream.records.get(prev))
+            .map(|record| record.hash);
+        let mut cursor = ChainCursor::resume(stream_id, from_offset, prev_hash);
+
+        let mut payloads = Vec::new();
+        let mut payload_bytes: u64 = 0;
+        for stored in stream.records.get(start..).unwrap_or_default() {
+            let offset = cursor.next_offset();
+            let location = || stream.location(offset, stored.position);
+            let (record, _) = decode_at(stream_id, offset, &stored.frame, location)?;
+            check_data_record(&mut cursor, &record, stored, location)?;
+            payload_bytes += record.payload().len() as u64;
+            payloads.push(record.payload().clone());
+            if payload_bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(payloads)
     }
 
-    fn latest_chain_hash(
-        &mut self,
-        stream_id: StreamId,
-    ) -> Result<Option<ChainHash>, StorageError> {
+    fn latest_chain_hash(&self, stream_id: StreamId) -> Result<Option<ChainHash>, StorageError> {
         Ok(self
             .streams
             .get(&stream_id)
@@ -449,8 +425,68 @@ impl StorageBackend for MemoryStorage {
     fn flush_indexes(&mut self) -> Result<(), StorageError> {
         Ok(())
     }
+}
 
-    #[cfg(feature = "fuzz-reset")]
+/// The report of a backend that opens nothing.
+static NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
+    actions: Vec::new(),
+    records_scanned: 0,
+};
+
+/// Memory has no files: syncs are no-ops, and nothing is recovered at open.
+impl StoreBackend for MemoryStorage {
+    fn holds(&self, stream: StreamId) -> bool {
+        self.streams.contains_key(&stream)
+    }
+
+    fn streams(&self) -> Vec<StreamId> {
+        let mut streams: Vec<StreamId> = self.streams.keys().copied().collect();
+        streams.sort_unstable();
+        streams
+    }
+
+    fn next_offset(&self, stream: StreamId) -> Result<Offset, StorageError> {
+        Ok(self
+            .streams
+            .get(&stream)
+            .map_or(Offset::ZERO, StreamState::next_offset))
+    }
+
+    fn verify_stream_piece(
+        &self,
+        stream: StreamId,
+        from: Option<VerifyResume>,
+        max_records: u64,
+        on_event: &mut dyn FnMut(Offset, &Bytes),
+    ) -> Result<VerifyStep, StorageError> {
+        MemoryStorage::verify_stream_piece(self, stream, from, max_records, on_event)
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn sync_begin(&mut self) -> Result<Vec<SegmentSync>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    fn sync_finished(&mut self, _done: &[SegmentSync]) {}
+
+    fn recovery_report(&self) -> &RecoveryReport {
+        &NOTHING_RECOVERED
+    }
+
+    fn stream_stats(&self, _stream: StreamId) -> Option<StreamStats> {
+        None
+    }
+}
+
+#[cfg(feature = "fuzz-reset")]
+impl crate::backend::ResetStorage for MemoryStorage {
     fn reset(&mut self) -> Result<(), StorageError> {
         self.streams.clear();
         Ok(())

@@ -11,7 +11,7 @@ use std::path::Path;
 use bytes::Bytes;
 use common::{read_all, segment_file};
 use kimberlite_storage::{
-    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageConfig,
+    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageConfig, StoreBackend,
 };
 use kimberlite_types::{CompressionKind, StreamId};
 

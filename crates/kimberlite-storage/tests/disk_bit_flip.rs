@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{append_events, event, segment_file, small_config};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(4);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{event, small_config, snapshot};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 use proptest::prelude::*;
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use common::{append_events, event, read_all, small_config};
 use kimberlite_storage::{
-    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageError,
+    FileHandle, FileSystem, OsFileSystem, Storage, StorageBackend, StorageError, StoreBackend,
 };
 use kimberlite_types::{Offset, StreamId};
 

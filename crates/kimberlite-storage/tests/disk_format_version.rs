@@ -4,7 +4,7 @@
 mod common;
 
 use common::{append_events, segment_file, small_config};
-use kimberlite_storage::{RecordError, Storage, StorageBackend, StorageError};
+use kimberlite_storage::{RecordError, Storage, StorageBackend, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);
@@ -51,7 +51,7 @@ fn a_whole_frame_of_another_version_is_reported_not_truncated() {
     bytes[start + len - 4..start + len].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
 
-    let mut storage = Storage::open_with(dir.path(), small_config()).unwrap();
+    let storage = Storage::open_with(dir.path(), small_config()).unwrap();
     assert_eq!(storage.recovery_report().truncations().count(), 0);
     let error = storage
         .read_from(STREAM, Offset::ZERO, u64::MAX)

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{append_events, small_config, stream_dir};
-use kimberlite_storage::{Storage, StorageBackend};
+use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 use proptest::prelude::*;
 

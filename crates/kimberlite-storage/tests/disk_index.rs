@@ -3,7 +3,7 @@
 mod common;
 
 use common::{append_events, event, index_file, read_all, small_config};
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend};
+use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(2);
@@ -69,7 +69,7 @@ fn stale_and_garbage_indexes_are_rebuilt() {
     std::fs::write(index(1), b"not an index").unwrap();
     let bytes = std::fs::read(index(2)).unwrap();
     std::fs::write(index(2), &bytes[..bytes.len() / 2]).unwrap();
-    let mut storage = Storage::open_with(dir.path(), config).unwrap();
+    let storage = Storage::open_with(dir.path(), config).unwrap();
     assert_eq!(rebuilt(&storage), 3, "{:?}", storage.recovery_report());
     for from in 0..40 {
         let page = storage.read_from(STREAM, Offset::new(from), 1).unwrap();

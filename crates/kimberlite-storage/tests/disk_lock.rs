@@ -1,7 +1,7 @@
 //! One open `Storage` per directory: a second open fails with `Locked` until the first is
 //! dropped.
 
-use kimberlite_storage::{Storage, StorageError};
+use kimberlite_storage::{Storage, StorageError, StoreBackend};
 
 #[test]
 fn a_second_open_is_locked_out() {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{append_events, event, read_all, reported, segment_file, small_config, stream_dir};
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageError};
+use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageError, StoreBackend};
 use kimberlite_types::StreamId;
 
 const STREAM: StreamId = StreamId::new(9);

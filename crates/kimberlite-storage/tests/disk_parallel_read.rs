@@ -9,7 +9,7 @@ use std::path::Path;
 use bytes::Bytes;
 use kimberlite_storage::RECORD_HEADER_LEN;
 use kimberlite_storage::VERIFY_BLOCK_FRAMES as BLOCK_FRAMES;
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(5);
@@ -143,7 +143,7 @@ fn an_intact_stream_reads_the_same_on_every_thread_count() {
         "{}",
         outcomes[6]
     );
-    let mut storage = Storage::open_with(dir.path(), config(4)).unwrap();
+    let storage = Storage::open_with(dir.path(), config(4)).unwrap();
     let events = storage.read_from(STREAM, Offset::ZERO, u64::MAX).unwrap();
     assert_eq!(events, (0..COUNT).map(event).collect::<Vec<_>>());
 }

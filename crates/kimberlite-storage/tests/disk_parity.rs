@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use kimberlite_storage::{MemoryStorage, Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{MemoryStorage, Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 use proptest::prelude::*;
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{append_events, event, read_all, small_config};
-use kimberlite_storage::{Storage, StorageBackend};
+use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 #[test]

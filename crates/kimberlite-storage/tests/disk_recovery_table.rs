@@ -5,7 +5,9 @@ mod common;
 
 use bytes::Bytes;
 use common::{altered, append_events, frames, rewrite_frame, segment_file, small_config};
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{
+    RecoveryAction, Storage, StorageBackend, StorageConfig, StorageError, StoreBackend,
+};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(11);
@@ -74,7 +76,7 @@ fn row_2_a_clean_end_below_the_watermark_is_damage() {
         .set_len(cut)
         .unwrap();
     assert_damage(dir.path(), &path, cut);
-    let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+    let storage = Storage::open_with(dir.path(), config()).unwrap();
     let error = storage
         .read_from(STREAM, Offset::new(2), u64::MAX)
         .unwrap_err();
@@ -236,7 +238,7 @@ fn a_listed_segment_cut_below_its_header_is_damage_not_an_unfinished_header() {
         }
         let path = segment_file(dir.path(), STREAM, 0);
         std::fs::write(&path, vec![0u8; damage]).unwrap();
-        let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+        let storage = Storage::open_with(dir.path(), config()).unwrap();
         assert!(
             !storage
                 .recovery_report()

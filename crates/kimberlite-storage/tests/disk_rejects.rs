@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use common::{append_events, small_config, snapshot};
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{Storage, StorageBackend, StorageError, MAX_PAYLOAD_LEN};
+use kimberlite_storage::{Storage, StorageBackend, StorageError, StoreBackend, MAX_PAYLOAD_LEN};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(5);

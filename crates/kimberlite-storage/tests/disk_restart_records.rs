@@ -6,7 +6,7 @@
 mod common;
 
 use common::{altered, append_events, frames, rewrite_frame, segment_file, small_config};
-use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError};
+use kimberlite_storage::{Storage, StorageBackend, StorageConfig, StorageError, StoreBackend};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(8);
@@ -96,7 +96,7 @@ fn every_link_between_the_restart_record_and_the_target_is_checked() {
     // Record 18 lies between restart record 16 and a read of offset 21.
     let (position, record) = position_of(&path, 18, false);
     rewrite_frame(&path, position, &altered(&record));
-    let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+    let storage = Storage::open_with(dir.path(), config()).unwrap();
     let error = storage
         .read_from(STREAM, Offset::new(21), u64::MAX)
         .unwrap_err();
@@ -113,14 +113,14 @@ fn the_link_after_the_last_record_returned_is_checked() {
     // Record 15 is the last before restart record 16: a one-event read of it must still fail.
     let (position, record) = position_of(&path, 15, false);
     rewrite_frame(&path, position, &altered(&record));
-    let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+    let storage = Storage::open_with(dir.path(), config()).unwrap();
     let error = storage.read_from(STREAM, Offset::new(15), 1).unwrap_err();
     assert!(error.is_corruption(), "{error}");
     // And the very last record of the stream is checked against the head.
     drop(storage);
     let dir = tempfile::tempdir().unwrap();
     let path = store(dir.path());
-    let mut storage = Storage::open_with(dir.path(), config()).unwrap();
+    let storage = Storage::open_with(dir.path(), config()).unwrap();
     let (position, record) = position_of(&path, 39, false);
     rewrite_frame(&path, position, &altered(&record));
     let error = storage.read_from(STREAM, Offset::new(39), 1).unwrap_err();

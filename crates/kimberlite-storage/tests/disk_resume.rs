@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::{altered, append_events, event, frames, index_file, rewrite_frame, segment_file};
-use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{RecoveryAction, Storage, StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(4);

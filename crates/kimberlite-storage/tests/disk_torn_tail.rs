@@ -6,7 +6,9 @@ mod common;
 
 use bytes::Bytes;
 use common::{append_events, event, read_all, segment_file, small_config};
-use kimberlite_storage::{MemoryStorage, RecoveryAction, Storage, StorageBackend, StorageConfig};
+use kimberlite_storage::{
+    MemoryStorage, RecoveryAction, Storage, StorageBackend, StorageConfig, StoreBackend,
+};
 use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);

@@ -20,12 +20,10 @@
 //! Waiting callers park one by one (`std::thread::park`) rather than on one condition
 //! variable: when a sync ends, the leader unparks exactly the waiters it covered, plus one
 //! waiter it did not cover, which becomes the next leader. The rest sleep on. A condition
-//! variable's `notify_all` woke every waiter to fight for the mutex, half of them only to
-//! sleep again. Measured over a plain file (`examples/group_commit_ceiling.rs` in
-//! `kimberlite-bench`): 5.1-5.4x one thread's synced appends against 4.4-4.6x; in the store,
-//! where each append then also held the store's lock to encode and write, about 5%. Since the
-//! writer queue, at most one group leader waits here at a time, beside callers of
-//! `Kimberlite::sync` (`docs/PERFORMANCE.md`).
+//! variable's `notify_all` would wake every waiter to fight for the mutex, half of them only
+//! to sleep again (the figure is in `docs/PERFORMANCE.md`, group commit). Behind the writer
+//! queue, at most one group leader waits here at a time, beside callers of
+//! `Kimberlite::sync`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};

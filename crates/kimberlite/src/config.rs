@@ -104,8 +104,8 @@ impl Config {
         self
     }
 
-    /// Whether the store keeps each stream's Merkle tree ([`crate::merkle`]) for proofs.
-    /// Default: `true`. With `false` appends skip the tree (benchmarks compare the two) and
+    /// Whether the store keeps each stream's Merkle tree (RFC 9162, kept beside the log) for
+    /// proofs. Default: `true`. With `false` appends skip the tree (benchmarks compare the two) and
     /// proof calls return [`crate::Error::TreeUnavailable`]; the log is the same either way.
     #[must_use]
     pub fn merkle_trees(mut self, enabled: bool) -> Self {

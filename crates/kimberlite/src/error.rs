@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kimberlite_storage::StorageError;
 use kimberlite_types::{Offset, StreamId};
 
-use crate::ExpectedOffset;
+use crate::head::ExpectedOffset;
 
 /// Errors returned by [`crate::Kimberlite`].
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,8 @@ pub enum Error {
     },
     /// The directory exists but holds no Kimberlite store (its marker file is missing).
     #[error(
-        "{} is not a Kimberlite store (it holds no valid {} file)",
-        path.display(), crate::store::MARKER_FILE
+        "{} is not a Kimberlite store (it holds no valid kimberlite.json file)",
+        path.display()
     )]
     NotAStore {
         /// The directory asked for.
@@ -267,3 +267,16 @@ impl std::fmt::Display for TreeEvidence {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_a_store_names_the_marker_file() {
+        let error = Error::NotAStore {
+            path: PathBuf::from("/x"),
+        };
+        assert!(error.to_string().contains(crate::MARKER_FILE), "{error}");
+    }
+}

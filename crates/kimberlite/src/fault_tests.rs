@@ -118,7 +118,7 @@ const THREADS: usize = 8;
 /// stream and the threads, not yet joined.
 fn appends_queued_behind_a_slow_sync(
     round: usize,
-    fault: impl FnOnce(&crate::backend::Faults),
+    fault: impl FnOnce(&crate::testing::Faults),
 ) -> (
     Kimberlite,
     StreamId,

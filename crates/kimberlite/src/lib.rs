@@ -7,18 +7,26 @@
 //!
 //! - [`Kimberlite::open`] (on disk), [`Kimberlite::in_memory`] (tests, ephemeral work).
 //! - Named streams: [`Kimberlite::create_stream`], [`Kimberlite::stream`],
-//!   [`Kimberlite::list_streams`]. Names are kept in the log itself ([`catalog`]).
+//!   [`Kimberlite::list_streams`]. Names are kept in the log itself, in a system stream
+//!   ([`CATALOG_STREAM`]).
 //! - [`Kimberlite::append`] with optimistic concurrency ([`ExpectedOffset`]); durability per
-//!   [`Durability`]: a sync per append (default) or group commit ([`commit`]).
+//!   [`Durability`]: a sync per append (default) or group commit (one sync for the appends
+//!   of many threads).
 //! - [`Kimberlite::read`], the lazy [`Kimberlite::events`] iterator, [`Kimberlite::head`].
-//! - Merkle proofs ([`merkle`], RFC 9162): [`Kimberlite::tree_head`],
-//!   [`Kimberlite::inclusion_proof`], [`Kimberlite::consistency_proof`],
-//!   [`Kimberlite::check_tree`]; verify them with [`proof`] (the `kimberlite-proof` crate).
+//! - Merkle proofs (RFC 9162, each stream's tree kept beside the log under `merkle/`):
+//!   [`Kimberlite::tree_head`], [`Kimberlite::inclusion_proof`],
+//!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
+//!   [`proof`] (the `kimberlite-proof` crate).
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
 //!
-//! `Kimberlite` is `Send + Sync` and a cheap clone; see [`store`] for its locking.
+//! `Kimberlite` is `Send + Sync` and a cheap clone: clones share one store. Readers run side
+//! by side; appends and syncs take the store's lock one backend call at a time.
+//!
+//! [`Kimberlite::open_with_fs`] runs the whole store over any
+//! [`FileSystem`](kimberlite_storage::FileSystem): a simulated one (`kimberlite-sim`) crashes
+//! and faults every file the store writes.
 //!
 //! # What this layer keeps and drops from the storage layer
 //!
@@ -27,50 +35,55 @@
 //! Added: names, head tracking (so callers never pass hashes), expected-offset checks that name
 //! the stream, durability policies, and read visibility limited to durable events.
 //! Dropped: raw stream ids without a name are not appendable (ids come from the catalogue), and
-//! the seed's `segment_count`/`completed_segments` surface only through [`Kimberlite::stats`].
+//! the storage contract's `segment_count`/`completed_segments` surface only through
+//! [`Kimberlite::stats`].
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 mod anchor;
 mod append;
-mod backend;
-pub mod catalog;
-pub mod commit;
+mod catalog;
+mod commit;
 mod config;
 mod error;
-pub mod merkle;
+mod group_append;
+mod head;
+mod marker;
+mod merkle;
 mod merkle_worker;
 mod proofs;
 mod read;
 mod report;
-pub mod store;
+mod state;
+mod store;
+mod store_fs;
 mod tree_check;
 mod verify;
+mod write;
 mod writers;
 
 pub use anchor::{Anchor, ParseAnchorError};
-pub use append::{AppendResult, ExpectedOffset};
-pub use backend::StorageStats;
 pub use bytes::Bytes;
-pub use catalog::{validate_stream_name, MAX_STREAM_NAME_BYTES};
+pub use catalog::{validate_stream_name, CATALOG_STREAM, MAX_STREAM_NAME_BYTES};
 pub use config::{Config, Durability, DEFAULT_READ_PAGE_BYTES};
 pub use error::{Error, Result, TreeEvidence};
+pub use head::{AppendResult, ExpectedOffset, StreamHead, MAX_EVENT_BYTES};
 pub use kimberlite_crypto::ChainHash;
 pub use kimberlite_proof as proof;
 pub use kimberlite_storage::{RecoveryAction, RecoveryReport};
 pub use kimberlite_types::{CompressionKind, Offset, StreamId};
+pub use marker::MARKER_FILE;
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
-pub use report::{Problem, StreamReport, StreamStats, VerifyReport};
-pub use store::{Kimberlite, StreamHead, StreamInfo, MARKER_FILE};
+pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
+pub use store::{Kimberlite, StreamInfo};
 pub use verify::CATALOG_LABEL;
-
-/// Largest event accepted by [`Kimberlite::append`], in bytes.
-pub const MAX_EVENT_BYTES: usize = kimberlite_storage::MAX_PAYLOAD_LEN;
 
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
 mod merkle_tests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

@@ -49,46 +49,46 @@
 //! side structure), so `MemoryStorage` parity and the format of `docs/FORMAT.md` hold.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_proof::{event_leaf_hash, Frontier, Hash, NodeSource, RangeError};
 use kimberlite_types::StreamId;
 
-use level::Level;
+pub(crate) use level::TreeError;
+use level::{Level, HASH_BYTES};
+
+use crate::store_fs::{file_len, open_or_create, Files, StoreFs};
 
 mod level;
 
 /// Nodes buffered per level before they are written.
 pub(crate) const FLUSH_NODES: usize = 1024;
 /// Name of the directory under the store that holds the trees.
-pub const MERKLE_DIR: &str = "merkle";
-const HASH_BYTES: u64 = 32;
-
-/// Why a tree cannot answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TreeError {
-    #[error(transparent)]
-    Range(#[from] RangeError),
-    #[error("reading {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the tree's side files failed earlier ({0}); reopen the store to rebuild them")]
-    Failed(String),
-}
+pub(crate) const MERKLE_DIR: &str = "merkle";
 
 /// A stream's tree: frontier in memory, complete nodes in files (or only in memory).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct StreamTree {
     frontier: Frontier,
     levels: Vec<Level>,
-    dir: Option<PathBuf>,
+    /// The file system and directory of the level files; `None` for a tree in memory.
+    files: Option<(Arc<dyn StoreFs>, PathBuf)>,
     failed: Option<String>,
     /// Why the frontier `open` read from the side files cannot be trusted, if it cannot.
     damaged: Option<String>,
+}
+
+impl std::fmt::Debug for StreamTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTree")
+            .field("size", &self.frontier.size())
+            .field("dir", &self.files.as_ref().map(|(_, dir)| dir))
+            .field("failed", &self.failed)
+            .field("damaged", &self.damaged)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamTree {
@@ -100,32 +100,30 @@ impl StreamTree {
     /// Opens (or creates) the tree files in `dir` and reconciles them with a log of
     /// `log_size` events: returns the tree and the number of leaves it still needs from the
     /// log (the caller re-hashes events from `tree.size()` on).
-    fn open(dir: PathBuf, log_size: u64) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+    fn open(fs: Arc<dyn StoreFs>, dir: PathBuf, log_size: u64) -> std::io::Result<Self> {
+        fs.create_dir_all(&dir)?;
+        let level0 = dir.join(level_name(0));
+        let stored = file_len(&*fs, &level0)
+            .ok()
+            .flatten()
+            .map_or(0, |len| len / HASH_BYTES);
+        let leaves = stored.min(log_size);
         let mut tree = Self {
-            dir: Some(dir),
+            files: Some((Arc::clone(&fs), dir.clone())),
             ..Self::default()
         };
-        let dir_ref = tree.dir.clone();
-        let level0 = level_path(dir_ref.as_deref(), 0);
-        let stored = std::fs::metadata(&level0).map_or(0, |m| m.len() / HASH_BYTES);
-        let leaves = stored.min(log_size);
         // Levels 0..=top can hold nodes for `leaves` leaves; files above are stale.
         let top = (64 - leaves.leading_zeros()) as u8;
         for level in 0..=kimberlite_proof::tree::MAX_LEVEL {
-            let path = level_path(dir_ref.as_deref(), level);
+            let path = dir.join(level_name(level));
             if level > top {
-                if path.is_file() {
-                    std::fs::remove_file(&path)?;
+                if file_len(&*fs, &path)?.is_some() {
+                    fs.remove_file(&path)?;
                 }
                 continue;
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .open(&path)?;
-            let length = file.metadata()?.len();
+            let mut file = open_or_create(&*fs, &path)?;
+            let length = file.len_bytes()?;
             let written = length / HASH_BYTES;
             if length % HASH_BYTES != 0 {
                 file.set_len(written * HASH_BYTES)?; // a torn last node
@@ -150,7 +148,7 @@ impl StreamTree {
                 break;
             };
             if level.written > want {
-                if let Some(file) = &level.file {
+                if let Some(file) = &mut level.file {
                     file.set_len(want * HASH_BYTES)?;
                 }
                 level.written = want;
@@ -271,21 +269,16 @@ impl StreamTree {
     /// Appends leaf hashes (those of events `size()..`).
     pub(crate) fn push(&mut self, leaves: &[Hash]) {
         let levels = &mut self.levels;
-        let dir = self.dir.as_deref();
+        let files = self.files.as_ref();
         let mut failure = None;
         for leaf in leaves {
             self.frontier.push(*leaf, |level, _index, hash| {
                 let k = usize::from(level);
                 while levels.len() <= k {
                     let depth = levels.len() as u8;
-                    let path = level_path(dir, depth);
-                    let file = match dir {
-                        Some(_) => match OpenOptions::new()
-                            .read(true)
-                            .append(true)
-                            .create(true)
-                            .open(&path)
-                        {
+                    let path = level_path(files.map(|(_, dir)| dir.as_path()), depth);
+                    let file = match files {
+                        Some((fs, _)) => match open_or_create(&**fs, &path) {
                             Ok(file) => Some(file),
                             Err(error) => {
                                 failure = Some(format!("creating {}: {error}", path.display()));
@@ -382,7 +375,8 @@ impl NodeSource for StreamTree {
 #[derive(Debug, Default)]
 pub(crate) struct Trees {
     trees: HashMap<StreamId, StreamTree>,
-    root: Option<PathBuf>,
+    /// The file system and the trees' directory; `None` for trees in memory.
+    root: Option<(Arc<dyn StoreFs>, PathBuf)>,
     disabled: bool,
 }
 
@@ -396,11 +390,11 @@ impl Trees {
         }
     }
 
-    /// Trees in `<store>/merkle/`.
-    pub(crate) fn on_disk(store: &Path) -> Self {
+    /// Trees in `<store>/merkle/` on `fs`.
+    pub(crate) fn on_disk(fs: Arc<dyn StoreFs>, store: &Path) -> Self {
         Self {
             trees: HashMap::new(),
-            root: Some(store.join(MERKLE_DIR)),
+            root: Some((fs, store.join(MERKLE_DIR))),
             disabled: false,
         }
     }
@@ -420,9 +414,9 @@ impl Trees {
         log_leaf: impl FnOnce(u64) -> Option<Hash>,
     ) -> std::io::Result<u64> {
         let tree = match &self.root {
-            Some(root) => {
+            Some((fs, root)) => {
                 let dir = stream_tree_dir(root, stream);
-                let mut tree = StreamTree::open(dir, log_size)?;
+                let mut tree = StreamTree::open(Arc::clone(fs), dir, log_size)?;
                 tree.check_frontier(log_leaf);
                 tree
             }
@@ -441,8 +435,8 @@ impl Trees {
         let root = self.root.clone();
         let tree = self.trees.entry(stream).or_insert_with(|| {
             let mut tree = StreamTree::in_memory();
-            if let Some(root) = root {
-                match StreamTree::open(stream_tree_dir(&root, stream), 0) {
+            if let Some((fs, root)) = root {
+                match StreamTree::open(fs, stream_tree_dir(&root, stream), 0) {
                     Ok(opened) => tree = opened,
                     Err(error) => tree.failed = Some(error.to_string()),
                 }
@@ -498,21 +492,19 @@ pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
 /// Opens every named stream's tree when the store opens, and re-hashes from the log the
 /// events the side files lack. A stream whose log cannot be read (damage) keeps the tree it
 /// has: proofs past it fail, and `verify` reports the damage.
+///
+/// `streams` are the named streams with their log sizes (events written).
 pub(crate) fn recover_trees(
-    backend: &mut crate::backend::Backend,
-    catalog: &crate::catalog::Catalog,
-    heads: &HashMap<StreamId, crate::store::Heads>,
+    backend: &dyn kimberlite_storage::StoreBackend,
+    streams: &[(StreamId, u64)],
     config: &crate::Config,
-    path: Option<&Path>,
+    files: Option<&Files>,
 ) -> crate::Result<Trees> {
-    let mut trees = match path {
-        Some(path) if config.merkle_trees => Trees::on_disk(path),
+    let mut trees = match files {
+        Some(files) if config.merkle_trees => Trees::on_disk(Arc::clone(&files.fs), &files.dir),
         _ => return Ok(Trees::in_memory(config)),
     };
-    for (_name, id) in catalog.iter() {
-        let log_size = heads
-            .get(&id)
-            .map_or(0, |heads| heads.written.next_offset.as_u64());
+    for &(id, log_size) in streams {
         let log_leaf = |offset: u64| {
             let from = kimberlite_types::Offset::new(offset);
             let page = backend.read_from(id, from, 0).ok()?;

@@ -13,9 +13,10 @@
 //! falls behind slows appenders down instead of queueing without bound.
 //!
 //! A proof call first sends the pending chunk and waits until the worker has caught up with
-//! every batch submitted for its stream ([`TreeWorker::wait`]), so proofs always see the tree of every durable event. Kept:
-//! the trees' contents and files are exactly those of a synchronous update. Dropped: nothing;
-//! a worker that died (a bug) makes proof calls fail with `TreeUnavailable` instead of waiting.
+//! every batch submitted for its stream ([`TreeWorker::wait`]), so proofs always see the tree
+//! of every durable event. Kept: the trees' contents and files are exactly those of a
+//! synchronous update. Dropped: nothing; a worker that died (a bug) makes proof calls fail
+//! with `TreeUnavailable` instead of waiting.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -246,13 +247,5 @@ impl TreeWorker {
 impl Drop for TreeWorker {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Drop for crate::store::State {
-    /// The tree worker finishes its files before the backend (declared first, so dropped
-    /// first otherwise) releases the store's lock: no other open sees half-written trees.
-    fn drop(&mut self) {
-        self.merkle.shutdown();
     }
 }

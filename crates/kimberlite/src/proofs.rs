@@ -38,7 +38,8 @@ use crate::error::{Error, Result, TreeEvidence};
 use std::sync::MutexGuard;
 
 use crate::merkle::{StreamTree, TreeError, Trees};
-use crate::store::{Kimberlite, State};
+use crate::state::State;
+use crate::store::Kimberlite;
 
 /// A stream's Merkle tree head: its size (number of events) and RFC 9162 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

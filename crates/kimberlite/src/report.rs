@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
-use crate::backend::StorageStats;
+use kimberlite_storage::StoreBackend;
 
 /// What verification checked in one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,4 +114,39 @@ pub struct StreamStats {
     pub damaged: bool,
     /// What the storage layer reports.
     pub storage: StorageStats,
+}
+
+/// What the storage layer can tell about one stream's footprint. Fields a backend does not
+/// track are `None` (the in-memory backend has no files, no compression, no restart records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Segments, the active one included.
+    pub segments: usize,
+    /// Bytes stored (frames as written, compressed where compressed, restart records included).
+    pub stored_bytes: Option<u64>,
+    /// Bytes the data records would take uncompressed.
+    pub logical_bytes: Option<u64>,
+    /// Restart records stored.
+    pub restart_records: Option<u64>,
+    /// Data records stored compressed.
+    pub compressed_records: Option<u64>,
+}
+
+impl StorageStats {
+    /// What `backend` tells about `stream`.
+    pub(crate) fn of(backend: &dyn StoreBackend, stream: StreamId) -> Self {
+        match backend.stream_stats(stream) {
+            Some(stats) => StorageStats {
+                segments: stats.segment_count,
+                stored_bytes: Some(stats.stored_bytes),
+                logical_bytes: Some(stats.logical_bytes),
+                restart_records: Some(stats.restart_record_count),
+                compressed_records: Some(stats.compressed_record_count),
+            },
+            None => StorageStats {
+                segments: backend.segment_count(stream),
+                ..StorageStats::default()
+            },
+        }
+    }
 }

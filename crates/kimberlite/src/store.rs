@@ -11,46 +11,34 @@
 //! # Locking
 //!
 //! [`Kimberlite`] is an `Arc` around `Inner`: clones share one store. The mutable state (the
-//! backend, the catalogue, the heads) sits behind one `RwLock`. Name lookups, `head` and
-//! `list_streams` take the read lock; appends, reads of event data and verification take the
-//! write lock, because the storage interface (`StorageBackend`) takes `&mut self` for reads too
-//! (a backend may update caches and indexes as it reads). Each holds it for one backend call.
-//! Under group commit an append holds it only to write its batch, unsynced; the one sync that
-//! covers many batches is a separate, short critical section run by one leader while the
-//! other appenders wait outside the lock ([`crate::commit`]). (The sync itself needs the lock
-//! because `Storage::flush` takes `&mut self`; appenders arriving during it queue on the lock
-//! and share the next sync.)
+//! backend, the catalogue, the heads: `State`) sits behind one `RwLock`. Name lookups, `head`,
+//! `list_streams`, reads of event data and verification take the read lock (the storage
+//! contract's reads take `&self`), so readers run side by side; appends and syncs take the
+//! write lock, each for one backend call. Under group commit an append holds it only to write
+//! its batch, unsynced; the device flush that covers many batches runs outside the lock
+//! between two short holds (`StoreBackend::sync_begin` and `sync_finished`), run by one leader
+//! while the other appenders keep writing ([`crate::commit`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{MemoryStorage, RecoveryReport};
+use kimberlite_storage::{
+    FileSystem, MemoryStorage, OsFileSystem, RecoveryReport, Storage, StorageConfig, StorageError,
+    StoreBackend,
+};
 use kimberlite_types::{Offset, StreamId};
 
-use crate::backend::Backend;
 use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
+use crate::head::StreamHead;
+use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
-
-/// Name of the marker file that makes a directory a Kimberlite store.
-pub const MARKER_FILE: &str = "kimberlite.json";
-
-/// Store format version written in the marker.
-const STORE_FORMAT_VERSION: u64 = 1;
-
-/// A stream's head: where the next event goes and the chain hash of the last one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamHead {
-    /// Offset the next appended event gets (= number of events in the stream).
-    pub next_offset: Offset,
-    /// Chain hash of the last event; `None` while the stream is empty.
-    pub hash: Option<ChainHash>,
-}
+use crate::state::{Heads, State};
+use crate::store_fs::{file_len, Files};
 
 /// A named stream, as listed by [`Kimberlite::list_streams`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,48 +55,14 @@ pub struct StreamInfo {
     pub damaged: bool,
 }
 
-/// Heads of one stream: `written` is what the backend holds; `durable` is what has been
-/// acknowledged to appenders and is shown to readers (they differ only while a group commit
-/// sync is pending).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Heads {
-    pub(crate) written: StreamHead,
-    pub(crate) durable: StreamHead,
-    /// Set when recovery found the stream's stored records damaged: its head cannot be
-    /// trusted, so appends are refused (reads and verification report the damage itself).
-    pub(crate) damaged: bool,
-}
-
-/// A write made under group commit whose sync has not finished yet.
-#[derive(Debug)]
-pub(crate) struct PendingWrite {
-    pub(crate) seq: u64,
-    pub(crate) stream: StreamId,
-    pub(crate) head: StreamHead,
-}
-
-/// Everything behind the store's lock.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) backend: Backend,
-    pub(crate) catalog: Catalog,
-    pub(crate) catalog_head: Option<ChainHash>,
-    pub(crate) heads: HashMap<StreamId, Heads>,
-    /// Write sequence number of the last batch written (see [`crate::commit`]).
-    pub(crate) written_seq: u64,
-    /// Writes awaiting a group commit sync, in `seq` order.
-    pub(crate) pending: VecDeque<PendingWrite>,
-    /// Each named stream's Merkle tree ([`crate::merkle`]).
-    pub(crate) merkle: crate::merkle_worker::TreeWorker,
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) state: RwLock<State>,
     pub(crate) commit: SyncCoordinator,
     pub(crate) writers: crate::writers::WriterQueue,
     pub(crate) config: Config,
-    pub(crate) path: Option<PathBuf>,
+    /// The store's directory and file system; `None` for an in-memory store.
+    pub(crate) files: Option<Files>,
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -148,10 +102,26 @@ impl Kimberlite {
     /// [`Error::NotAStore`] unless it is empty and creating is allowed, so a store is never
     /// scattered into an unrelated directory.
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        Self::open_with_fs(OsFileSystem, dir, config)
+    }
+
+    /// Opens the store in `dir` of the file system `fs`, as [`Kimberlite::open_with`] does on
+    /// the real one. Every file of the store goes through `fs`: the segments, the marker and
+    /// the Merkle trees, so a simulated file system (`kimberlite-sim`) can crash and fault the
+    /// whole store.
+    pub fn open_with_fs<F: FileSystem + Clone>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
-        prepare_dir(dir, config.create_if_missing)?;
-        let backend = crate::backend::open_disk(dir, &config)?;
-        Self::recover(backend, config, Some(dir.to_path_buf()))
+        prepare_dir(&fs, dir, config.create_if_missing)?;
+        let backend = open_disk(fs.clone(), dir, &config)?;
+        let files = Files {
+            fs: Arc::new(fs),
+            dir: dir.to_path_buf(),
+        };
+        Self::recover(Box::new(backend), config, Some(files))
     }
 
     /// A new, empty store held in memory; nothing survives the process.
@@ -168,8 +138,13 @@ impl Kimberlite {
             Some(bytes) => MemoryStorage::with_max_segment_size(bytes),
             None => MemoryStorage::new(),
         };
+        Self::over_memory(Box::new(memory), config)
+    }
+
+    /// A new store over `backend`, an empty backend that keeps nothing past the process.
+    pub(crate) fn over_memory(backend: Box<dyn StoreBackend>, config: Config) -> Self {
         let state = State {
-            backend: Backend::Memory(memory),
+            backend,
             catalog: Catalog::new(),
             catalog_head: None,
             heads: HashMap::new(),
@@ -180,36 +155,24 @@ impl Kimberlite {
         Self::from_state(state, config, None)
     }
 
-    /// An in-memory store whose backend fails on command (see [`crate::backend::Faults`]).
-    #[cfg(test)]
-    pub(crate) fn faulty(config: Config) -> (Self, Arc<crate::backend::Faults>) {
-        let faults = Arc::new(crate::backend::Faults::default());
-        let state = State {
-            backend: Backend::Faulty(MemoryStorage::new(), Arc::clone(&faults)),
-            catalog: Catalog::new(),
-            catalog_head: None,
-            heads: HashMap::new(),
-            written_seq: 0,
-            pending: VecDeque::new(),
-            merkle: TreeWorker::start(Trees::in_memory(&config)),
-        };
-        (Self::from_state(state, config, None), faults)
-    }
-
-    fn from_state(state: State, config: Config, path: Option<PathBuf>) -> Self {
+    fn from_state(state: State, config: Config, files: Option<Files>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
                 commit: SyncCoordinator::default(),
                 writers: crate::writers::WriterQueue::default(),
                 config,
-                path,
+                files,
             }),
         }
     }
 
     /// Rebuilds the catalogue and every stream's head from the log.
-    fn recover(mut backend: Backend, config: Config, path: Option<PathBuf>) -> Result<Self> {
+    fn recover(
+        backend: Box<dyn StoreBackend>,
+        config: Config,
+        files: Option<Files>,
+    ) -> Result<Self> {
         let mut catalog = Catalog::new();
         loop {
             let from = Offset::new(catalog.len());
@@ -228,9 +191,18 @@ impl Kimberlite {
             .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
         let mut heads = HashMap::new();
         for (name, id) in catalog.iter() {
-            heads.insert(id, recover_head(&mut backend, name, id)?);
+            heads.insert(id, recover_head(&*backend, name, id)?);
         }
-        let trees = recover_trees(&mut backend, &catalog, &heads, &config, path.as_deref())?;
+        let sizes: Vec<(StreamId, u64)> = catalog
+            .iter()
+            .map(|(_, id)| {
+                let written = heads
+                    .get(&id)
+                    .map_or(Offset::ZERO, |h| h.written.next_offset);
+                (id, written.as_u64())
+            })
+            .collect();
+        let trees = recover_trees(&*backend, &sizes, &config, files.as_ref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
@@ -241,13 +213,13 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle,
         };
-        Ok(Self::from_state(state, config, path))
+        Ok(Self::from_state(state, config, files))
     }
 
     /// The store's directory; `None` for an in-memory store.
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.inner.files.as_ref().map(|files| files.dir.as_path())
     }
 
     /// What the storage layer repaired or found when this store was opened: torn tails cut
@@ -256,7 +228,7 @@ impl Kimberlite {
     /// deleting a stream's last events looks like: tools show these to the operator.
     #[must_use]
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.read_state().backend.recovery_report()
+        self.read_state().backend.recovery_report().clone()
     }
 
     /// The torn tails recovery has cut off this store's streams, on this open or any earlier
@@ -266,21 +238,26 @@ impl Kimberlite {
     /// lists them.
     #[must_use]
     pub fn kept_torn_tails(&self) -> Vec<(PathBuf, u64)> {
-        let Some(dir) = self.path() else {
+        let Some(files) = &self.inner.files else {
             return Vec::new();
         };
-        let Ok(streams) = std::fs::read_dir(dir.join(kimberlite_storage::disk::STREAMS_DIR)) else {
+        let fs = &*files.fs;
+        let streams_dir = files.dir.join(kimberlite_storage::disk::STREAMS_DIR);
+        let Ok(streams) = fs.list_dir(&streams_dir) else {
             return Vec::new();
         };
         let mut kept: Vec<(PathBuf, u64)> = streams
-            .flatten()
-            .filter_map(|stream| {
-                std::fs::read_dir(stream.path().join(kimberlite_storage::disk::TORN_DIR)).ok()
+            .iter()
+            .map(|stream| {
+                streams_dir
+                    .join(stream)
+                    .join(kimberlite_storage::disk::TORN_DIR)
             })
-            .flat_map(|tails| tails.flatten())
+            .filter_map(|torn| Some((fs.list_dir(&torn).ok()?, torn)))
+            .flat_map(|(tails, torn)| tails.into_iter().map(move |tail| torn.join(tail)))
             .filter_map(|tail| {
-                let len = tail.metadata().ok().filter(|m| m.is_file())?.len();
-                Some((tail.path(), len))
+                let len = file_len(fs, &tail).ok()??;
+                Some((tail, len))
             })
             .collect();
         kept.sort();
@@ -395,18 +372,9 @@ impl Kimberlite {
     }
 }
 
-impl State {
-    /// The name of a user stream, or [`Error::UnknownStream`].
-    pub(crate) fn name_of(&self, id: StreamId) -> Result<&str> {
-        self.catalog
-            .name(id)
-            .ok_or(Error::UnknownStream { stream: id })
-    }
-}
-
 /// A named stream's head as stored. Damage is not an error here: the store must open so that
 /// `verify` can report it; the stream is marked damaged and refuses appends.
-fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads> {
+fn recover_head(backend: &dyn StoreBackend, name: &str, id: StreamId) -> Result<Heads> {
     let storage_error = |source| Error::storage(Some(name), source);
     let next_offset = backend.next_offset(id).map_err(storage_error)?;
     let (hash, damaged) = match backend.latest_chain_hash(id) {
@@ -422,115 +390,20 @@ fn recover_head(backend: &mut Backend, name: &str, id: StreamId) -> Result<Heads
     })
 }
 
-/// Checks `dir` before the backend opens it: exists (or may be created) and is a store (or
-/// may become one). Writes the marker for a new store.
-fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
-    let marker = dir.join(MARKER_FILE);
-    if marker.is_file() {
-        return check_marker(dir, &marker);
+/// Opens the on-disk backend in `dir` of `fs` (already checked by [`prepare_dir`]).
+fn open_disk<F: FileSystem>(fs: F, dir: &Path, config: &Config) -> Result<Storage<F>> {
+    let mut storage_config = StorageConfig {
+        compression: config.compression,
+        ..StorageConfig::default()
+    };
+    if let Some(bytes) = config.max_segment_size_bytes {
+        storage_config.max_segment_size = bytes;
     }
-    match std::fs::metadata(dir) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return Err(Error::StoreNotFound {
-                    path: dir.to_path_buf(),
-                });
-            }
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        Err(error) => return Err(Error::io(format!("reading {}", dir.display()), error)),
-        Ok(metadata) if !metadata.is_dir() => {
-            return Err(Error::NotAStore {
-                path: dir.to_path_buf(),
-            })
-        }
-        Ok(_) => {
-            let mut entries = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            // Markers being written right now by other processes creating the store (or left
-            // by ones that crashed before their rename) do not make the directory someone
-            // else's: without this, of several processes creating the same store at once,
-            // those that looked during a write were refused as "not a store".
-            let crowded = entries.any(|entry| {
-                entry
-                    .as_ref()
-                    .map_or(true, |entry| !is_marker_temp(&entry.file_name()))
-            });
-            if crowded && marker.is_file() {
-                // Created meanwhile by another process.
-                return check_marker(dir, &marker);
-            }
-            if !create || crowded {
-                return Err(Error::NotAStore {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
-    }
-    write_marker(dir, &marker)
-}
-
-/// Checks that the marker names a store format this version reads.
-fn check_marker(dir: &Path, marker: &Path) -> Result<()> {
-    let bytes =
-        std::fs::read(marker).map_err(|e| Error::io(format!("reading {}", marker.display()), e))?;
-    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("kimberlite_store")
-                .and_then(serde_json::Value::as_u64)
-        });
-    match version {
-        Some(STORE_FORMAT_VERSION) => Ok(()),
-        Some(version) => Err(Error::UnsupportedStore {
-            path: dir.to_path_buf(),
-            version,
-        }),
-        None => Err(Error::NotAStore {
+    match Storage::open_on(fs, dir, storage_config) {
+        Ok(storage) => Ok(storage),
+        Err(StorageError::Locked { .. }) => Err(Error::Locked {
             path: dir.to_path_buf(),
         }),
+        Err(source) => Err(Error::storage(None, source)),
     }
-}
-
-/// Whether `name` is a temporary marker [`write_marker`] writes (`kimberlite.json.<pid>.tmp`).
-fn is_marker_temp(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|name| {
-        name.strip_prefix(MARKER_FILE)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .is_some_and(|pid| pid.bytes().all(|byte| byte.is_ascii_digit()))
-    })
-}
-
-/// Writes the marker atomically: temporary file, sync, rename, sync the directory. The
-/// temporary file is named after the process, so that processes creating the same store at
-/// once each rename their own (the same contents) instead of one renaming another's away.
-fn write_marker(dir: &Path, marker: &Path) -> Result<()> {
-    use std::io::Write;
-    let temp = dir.join(format!("{MARKER_FILE}.{}.tmp", std::process::id()));
-    let context = |what: &str| format!("{what} {}", temp.display());
-    let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(context("creating"), e))?;
-    let contents = format!("{{\"kimberlite_store\":{STORE_FORMAT_VERSION}}}\n");
-    file.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_all()
-        .map_err(|e| Error::io(context("syncing"), e))?;
-    std::fs::rename(&temp, marker).map_err(|e| Error::io(context("renaming"), e))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let handle = std::fs::File::open(dir)
-            .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
-        handle
-            .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }

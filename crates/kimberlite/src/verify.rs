@@ -39,8 +39,9 @@ use kimberlite_types::{Offset, StreamId};
 use crate::catalog::CATALOG_STREAM;
 use crate::error::{Error, Result};
 use crate::proofs::{tree_error, TreeCheck};
-use crate::report::{Problem, StreamReport, StreamStats, VerifyReport};
-use crate::store::{Kimberlite, State};
+use crate::report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
+use crate::state::State;
+use crate::store::Kimberlite;
 use crate::tree_check::{recompute_beside, EventBatch, TreeRecompute};
 
 /// Name shown for the system stream that holds the catalogue.
@@ -130,7 +131,7 @@ impl Kimberlite {
                     events,
                     head,
                     damaged: state.heads.get(&id).is_some_and(|heads| heads.damaged),
-                    storage: state.backend.stats(id),
+                    storage: StorageStats::of(&*state.backend, id),
                 }
             })
             .collect()
@@ -256,15 +257,17 @@ impl Kimberlite {
         loop {
             let (step, checked) = {
                 let state = self.read_state();
-                let keep = |offset, payload: &Bytes| {
+                let mut keep = |offset, payload: &Bytes| {
                     if on_batch.is_some() {
                         verified.push((offset, payload.clone()));
                     }
                 };
-                match state
-                    .backend
-                    .verify_stream_piece(id, from.take(), VERIFY_PIECE_RECORDS, keep)
-                {
+                match state.backend.verify_stream_piece(
+                    id,
+                    from.take(),
+                    VERIFY_PIECE_RECORDS,
+                    &mut keep,
+                ) {
                     Ok(VerifyStep::Done(report)) => {
                         let checked = report.records_checked;
                         (Ok(Some((report, state.walk_end(id)))), checked)
@@ -358,8 +361,8 @@ impl Kimberlite {
 }
 
 /// Data records a store verification walks per hold of the store's read lock (`verify`
-/// holds it so the walk and the heads it ends with describe the same log): at ~400 ns per
-/// 256-byte event here, an append waits about 7 ms for a verification, not the whole walk.
+/// holds it so the walk and the heads it ends with describe the same log): an append waits
+/// for one piece of a verification, never for the whole walk.
 pub(crate) const VERIFY_PIECE_RECORDS: u64 = 16_384;
 
 /// Where a walk hands the events it verified, a piece's at a time.

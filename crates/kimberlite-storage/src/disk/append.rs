@@ -10,11 +10,11 @@ use kimberlite_types::StreamId;
 use super::fs::{FileHandle, FileSystem};
 use super::index::SegmentIndex;
 use super::meta::{write_index, write_manifest};
-use super::recovery_report::RecoveryAction;
 use super::segment_file::{segment_path, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::storage::{stream_dir_name, Storage, STREAMS_DIR};
 use super::stream::{io_error, SegmentFiles, StreamState};
 use crate::error::StorageError;
+use crate::recovery_report::RecoveryAction;
 use crate::rotation::SegmentTable;
 
 impl<F: FileSystem> Storage<F> {

@@ -1,7 +1,7 @@
 //! [`StorageConfig`]: how a store lays out and writes its files; [`StreamStats`]: what one
 //! stream holds.
 
-use kimberlite_types::{CompressionKind, Offset};
+use kimberlite_types::CompressionKind;
 
 /// Default `max_segment_size`: 256 MiB, the same as `MemoryStorage`'s.
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = crate::memory::DEFAULT_MAX_SEGMENT_SIZE;
@@ -61,21 +61,4 @@ impl Default for StorageConfig {
             hash_ahead: crate::parallel::default_verify_threads() > 1,
         }
     }
-}
-
-/// Sizes and counts of one stream ([`Storage::stream_stats`](crate::Storage::stream_stats)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamStats {
-    /// The stream's next offset (its number of events).
-    pub next_offset: Offset,
-    /// Segments, the active one included.
-    pub segment_count: usize,
-    /// Bytes of segment files (headers, frames as stored, restart records).
-    pub stored_bytes: u64,
-    /// Logical bytes: data records' frames as if uncompressed (what rotation counts).
-    pub logical_bytes: u64,
-    /// Restart records.
-    pub restart_record_count: u64,
-    /// Data records stored compressed.
-    pub compressed_record_count: u64,
 }

@@ -1,13 +1,11 @@
-//! Making appended bytes durable: [`Storage::flush`] (segments, manifests and indexes),
-//! [`Storage::sync`] (segment data only, as an append with `fsync = true` does), and the
-//! two halves of a sync that runs outside the store's lock ([`Storage::sync_begin`],
-//! [`SegmentSync::run`], [`Storage::sync_finished`]) for group commit.
+//! Making appended bytes durable, the bodies of `Storage`'s [`StoreBackend`] methods:
+//! `flush` (segments, manifests and indexes), `sync` (segment data only, as an append with
+//! `fsync = true` does), and the two halves of a sync that runs outside the store's lock
+//! (`sync_begin`, [`SegmentSync::run`], `sync_finished`) for group commit.
 //!
 //! A failed sync poisons the store (fail-stop; after a failed [`SegmentSync`] that is the
 //! caller's to do): a retried `fsync` can report success for data the kernel already dropped,
 //! so nothing after it is trusted until a reopen recovers.
-
-use std::path::PathBuf;
 
 use kimberlite_types::StreamId;
 
@@ -15,13 +13,15 @@ use super::fs::{FileHandle, FileSystem};
 use super::meta::write_manifest;
 use super::storage::Storage;
 use super::stream::io_error;
-use crate::backend::StorageBackend;
+#[cfg(doc)]
+use crate::backend::StoreBackend;
+use crate::backend::{SegmentSync, StorageBackend};
 use crate::error::StorageError;
 
 impl<F: FileSystem> Storage<F> {
-    /// Makes everything appended so far durable: syncs every active segment written since
-    /// its last sync, writes dirty indexes, and updates manifests whose watermark is behind.
-    pub fn flush(&mut self) -> Result<(), StorageError> {
+    /// [`StoreBackend::flush`]: syncs every active segment written since its last sync,
+    /// writes dirty indexes, and updates manifests whose watermark is behind.
+    pub(super) fn flush_files(&mut self) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
@@ -31,12 +31,11 @@ impl<F: FileSystem> Storage<F> {
         self.flush_indexes()
     }
 
-    /// Makes every batch appended so far durable the way `append_batch` with `fsync = true`
-    /// makes its own batch durable: `fdatasync`s each active segment written since its last
-    /// sync, and nothing else (no manifest or index writes, which [`Storage::flush`] also
-    /// does). One device flush then covers any number of unsynced batches: what group commit
-    /// needs. Recovery treats these bytes as it treats any synced batch (see `recovery`).
-    pub fn sync(&mut self) -> Result<(), StorageError> {
+    /// [`StoreBackend::sync`]: `fdatasync`s each active segment written since its last
+    /// sync, and nothing else (no manifest or index writes, which `flush` also does). One
+    /// device flush then covers any number of unsynced batches: what group commit needs.
+    /// Recovery treats these bytes as it treats any synced batch (see `recovery`).
+    pub(super) fn sync_files(&mut self) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
@@ -46,16 +45,12 @@ impl<F: FileSystem> Storage<F> {
         Ok(())
     }
 
-    /// The first half of a [`Storage::sync`] that runs without `&mut self`: for each active
-    /// segment written since its last sync, a fresh handle on the file and the length to
-    /// record as synced. Run each with [`SegmentSync::run`] (no lock on the store needed:
-    /// appends may go on meanwhile), then report the ones that succeeded with
-    /// [`Storage::sync_finished`]. A `SegmentSync` that fails leaves the store's durable
-    /// watermark where it was; the caller must stop appending (fail-stop) as after a failed
-    /// [`Storage::sync`].
+    /// [`StoreBackend::sync_begin`]: for each active segment written since its last sync, a
+    /// fresh handle on the file and the length to record as synced. A `SegmentSync` that
+    /// fails leaves the store's durable watermark where it was.
     ///
     /// This is how group commit keeps appenders writing while a sync runs.
-    pub fn sync_begin(&mut self) -> Result<Vec<SegmentSync<F::File>>, StorageError> {
+    pub(super) fn take_syncs(&mut self) -> Result<Vec<SegmentSync>, StorageError> {
         self.check_poisoned()?;
         let mut syncs = Vec::new();
         for state in self.streams.values() {
@@ -75,16 +70,15 @@ impl<F: FileSystem> Storage<F> {
                 segment_num: active.num,
                 len,
                 path: active.path.clone(),
-                file,
+                file: Box::new(file),
             });
         }
         Ok(syncs)
     }
 
-    /// Records the [`SegmentSync`]s of [`Storage::sync_begin`] that ran successfully: each
-    /// segment is durable up to the length it was taken at (unless it has been completed
-    /// since, which syncs it anyway).
-    pub fn sync_finished(&mut self, done: &[SegmentSync<F::File>]) {
+    /// [`StoreBackend::sync_finished`]: each segment is durable up to the length it was taken
+    /// at (unless it has been completed since, which syncs it anyway).
+    pub(super) fn record_syncs(&mut self, done: &[SegmentSync]) {
         for sync in done {
             let Some(state) = self.streams.get_mut(&sync.stream) else {
                 continue;
@@ -127,35 +121,5 @@ impl<F: FileSystem> Storage<F> {
             state.manifest_len = len;
         }
         Ok(())
-    }
-}
-
-/// One active segment to sync outside the store's lock ([`Storage::sync_begin`]).
-pub struct SegmentSync<H: FileHandle> {
-    stream: StreamId,
-    segment_num: u32,
-    len: u64,
-    path: PathBuf,
-    file: H,
-}
-
-impl<H: FileHandle> SegmentSync<H> {
-    /// `fdatasync`s the segment (through its own handle: the sync covers the file, whichever
-    /// handle wrote it).
-    pub fn run(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|source| io_error(&self.path, source))
-    }
-}
-
-impl<H: FileHandle> std::fmt::Debug for SegmentSync<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentSync")
-            .field("stream", &self.stream)
-            .field("segment_num", &self.segment_num)
-            .field("len", &self.len)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
     }
 }

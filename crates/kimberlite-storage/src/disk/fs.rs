@@ -58,11 +58,21 @@ pub trait FileHandle: Send + Sync {
     fn release_ahead(&mut self) {}
 }
 
+/// What a path names ([`FileSystem::entry_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file (or anything else that is not a directory).
+    File,
+    /// A directory.
+    Dir,
+}
+
 /// The file-system operations the on-disk engine uses. See the module docs for the
 /// durability contract an implementation must honour (or, for a simulator, break on purpose).
 pub trait FileSystem: Send + Sync + 'static {
-    /// An open file.
-    type File: FileHandle;
+    /// An open file (`'static`, so that a handle can outlive the borrow of the file system
+    /// it came from, as a `SegmentSync` does).
+    type File: FileHandle + 'static;
     /// A held advisory lock; dropping it releases the lock.
     type Lock: Send + Sync;
 
@@ -90,6 +100,11 @@ pub trait FileSystem: Send + Sync + 'static {
 
     /// Makes the directory's entries (created, renamed, removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// What is at `path`: a file, a directory, or nothing (`Ok(None)`). The `kimberlite`
+    /// store asks before it makes a directory a store, so it never scatters one into a file's
+    /// place or an unrelated directory.
+    fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>>;
 
     /// Takes an exclusive advisory lock on `path` (created if missing); `Ok(None)` when
     /// another handle holds it.
@@ -220,6 +235,15 @@ impl FileSystem for OsFileSystem {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(_) => Ok(Some(EntryKind::File)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<OsLock>> {

@@ -31,7 +31,8 @@
 //! `fsync = true` the segment file is `fdatasync`ed before `append_batch` returns; a batch that
 //! creates a stream or rotates a segment also makes the new segment file, its directory entry
 //! and the manifest durable first. With `fsync = false` the batch is handed to the OS and
-//! becomes durable at the next synced append or [`Storage::flush`].
+//! becomes durable at the next synced append or
+//! [`StoreBackend::flush`](crate::StoreBackend::flush).
 //!
 //! After any failed write or sync the store is *poisoned* (fail-stop): every later append or
 //! flush returns [`crate::StorageError::Poisoned`] until it is reopened and recovered, because
@@ -42,13 +43,12 @@ mod append;
 mod batch;
 mod config;
 mod durable;
-mod fs;
+pub(crate) mod fs;
 mod index;
 mod manifest;
 mod meta;
 mod quarantine;
 mod recovery;
-mod recovery_report;
 mod restart;
 mod resume;
 mod scan;
@@ -59,13 +59,13 @@ mod stream_read;
 mod verification;
 mod walk;
 
+pub use crate::backend::SegmentSync;
+pub use crate::recovery_report::{RecoveryAction, RecoveryReport};
+pub use crate::stream_stats::StreamStats;
 pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use config::{
-    StorageConfig, StreamStats, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE,
-    DEFAULT_RESTART_INTERVAL,
+    StorageConfig, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE, DEFAULT_RESTART_INTERVAL,
 };
-pub use durable::SegmentSync;
-pub use fs::{FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
 pub use quarantine::{torn_file_name, TORN_DIR};
-pub use recovery_report::{RecoveryAction, RecoveryReport};
 pub use storage::{Storage, STREAMS_DIR};

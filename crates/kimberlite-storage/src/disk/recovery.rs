@@ -86,7 +86,6 @@ use super::index::SegmentIndex;
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
-use super::recovery_report::{RecoveryAction, RecoveryReport};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{ScanEnd, ScanTarget};
 use super::segment_file::{
@@ -96,6 +95,7 @@ use super::segment_file::{
 use super::stream::{io_error, Damage, SegmentFiles, StreamState};
 use crate::error::{Location, StorageError};
 use crate::record::Record;
+use crate::recovery_report::{RecoveryAction, RecoveryReport};
 use crate::rotation::{SegmentMeta, SegmentTable};
 
 const HEADER_LEN: u64 = SEGMENT_HEADER_LEN as u64;

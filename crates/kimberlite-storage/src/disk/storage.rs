@@ -10,16 +10,20 @@ use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
-use super::config::{StorageConfig, StreamStats};
+use super::config::StorageConfig;
 use super::fs::{FileSystem, OsFileSystem};
 use super::meta::write_index;
 use super::recovery::open_stream;
-use super::recovery_report::{RecoveryAction, RecoveryReport};
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
-use crate::backend::{assert_offset_advanced, check_append, StorageBackend};
+use crate::backend::{
+    assert_offset_advanced, check_append, SegmentSync, StorageBackend, StoreBackend,
+};
 use crate::error::StorageError;
 use crate::parallel::{Encoder, VerifyPool};
+use crate::recovery_report::{RecoveryAction, RecoveryReport};
+use crate::stream_stats::StreamStats;
+use crate::verify::{VerifyResume, VerifyStep};
 
 /// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
 const ACTIVE_MAP_SLACK: u64 = 64 << 20;
@@ -40,7 +44,7 @@ pub const STREAMS_DIR: &str = "streams";
 ///
 /// ```
 /// use bytes::Bytes;
-/// use kimberlite_storage::{Storage, StorageBackend};
+/// use kimberlite_storage::{Storage, StorageBackend, StoreBackend};
 /// use kimberlite_types::{Offset, StreamId};
 ///
 /// let dir = tempfile::tempdir().unwrap();
@@ -82,7 +86,7 @@ pub struct Storage<F: FileSystem = OsFileSystem> {
 
 impl Storage<OsFileSystem> {
     /// Opens (creating if missing) the store in `dir` with the default [`StorageConfig`],
-    /// recovering it as `recovery` describes; see [`Storage::recovery_report`].
+    /// recovering it as `recovery` describes; see [`StoreBackend::recovery_report`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
         Self::open_with(dir, StorageConfig::default())
     }
@@ -161,12 +165,6 @@ impl<F: FileSystem> Storage<F> {
         Ok(storage)
     }
 
-    /// What `open` repaired or found; empty for a clean store.
-    #[must_use]
-    pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
-    }
-
     /// The store's directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -185,77 +183,6 @@ impl<F: FileSystem> Storage<F> {
     pub fn set_verify_threads(&mut self, threads: usize) {
         self.config.verify_threads = threads;
         self.verify_pool = Mutex::new(VerifyPool::new(threads));
-    }
-
-    /// Whether `stream` holds at least one record, or damage, or could not be opened: one of
-    /// [`Self::streams`], without listing them all.
-    #[must_use]
-    pub fn holds(&self, stream: StreamId) -> bool {
-        self.streams
-            .get(&stream)
-            .is_some_and(|state| state.table.next_offset() > 0 || state.damage.is_some())
-            || self.unopened.contains_key(&stream)
-    }
-
-    /// The streams holding at least one record, ascending.
-    #[must_use]
-    pub fn streams(&self) -> Vec<StreamId> {
-        let mut ids: Vec<StreamId> = self
-            .streams
-            .iter()
-            .filter(|(_, state)| state.table.next_offset() > 0 || state.damage.is_some())
-            .map(|(id, _)| *id)
-            .chain(self.unopened.keys().copied())
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    /// Sizes and counts of `stream`; `None` for an unknown stream.
-    #[must_use]
-    pub fn stream_stats(&self, stream: StreamId) -> Option<StreamStats> {
-        let state = self.streams.get(&stream)?;
-        let summaries = state.segments.iter().map(|files| &files.index.summary);
-        let mut stats = StreamStats {
-            next_offset: state.next_offset(),
-            segment_count: state.table.segments().len(),
-            stored_bytes: 0,
-            logical_bytes: 0,
-            restart_record_count: 0,
-            compressed_record_count: 0,
-        };
-        for summary in summaries {
-            stats.stored_bytes += summary.len_bytes;
-            stats.logical_bytes += summary.logical_size_bytes;
-            stats.restart_record_count += summary.restart_record_count;
-            stats.compressed_record_count += summary.compressed_count;
-        }
-        Some(stats)
-    }
-
-    /// [`StorageBackend::read_from`] through a shared reference, so that readers holding a
-    /// store's read lock need not wait for one another: the same checks and result. The
-    /// store's verify threads serve one read at a time; a read that finds them busy
-    /// verifies on its own thread instead of waiting.
-    pub fn read_shared(
-        &self,
-        stream_id: StreamId,
-        from_offset: Offset,
-        max_bytes: u64,
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let Some(state) = self.readable(stream_id)? else {
-            return Ok(Vec::new());
-        };
-        let from = from_offset.as_u64();
-        match self.verify_pool.try_lock() {
-            Ok(mut pool) => state.read_from(from, max_bytes, &mut pool),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                state.read_from(from, max_bytes, &mut poisoned.into_inner())
-            }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                state.read_from(from, max_bytes, &mut VerifyPool::new(1))
-            }
-        }
     }
 
     /// `stream`, ready for a verified walk (its active segment mapped for reads); `None` for
@@ -393,19 +320,30 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         Ok((next_offset, last_hash))
     }
 
+    /// Readers run side by side (`&self`). The store's verify threads serve one read at a
+    /// time; a read that finds them busy verifies on its own thread instead of waiting.
     fn read_from(
-        &mut self,
+        &self,
         stream_id: StreamId,
         from_offset: Offset,
         max_bytes: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
-        self.read_shared(stream_id, from_offset, max_bytes)
+        let Some(state) = self.readable(stream_id)? else {
+            return Ok(Vec::new());
+        };
+        let from = from_offset.as_u64();
+        match self.verify_pool.try_lock() {
+            Ok(mut pool) => state.read_from(from, max_bytes, &mut pool),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                state.read_from(from, max_bytes, &mut poisoned.into_inner())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                state.read_from(from, max_bytes, &mut VerifyPool::new(1))
+            }
+        }
     }
 
-    fn latest_chain_hash(
-        &mut self,
-        stream_id: StreamId,
-    ) -> Result<Option<ChainHash>, StorageError> {
+    fn latest_chain_hash(&self, stream_id: StreamId) -> Result<Option<ChainHash>, StorageError> {
         self.refuse_unopened(stream_id)?;
         match self.streams.get(&stream_id) {
             Some(state) => match &state.damage {
@@ -456,8 +394,87 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         }
         Ok(())
     }
+}
 
-    #[cfg(feature = "fuzz-reset")]
+impl<F: FileSystem> StoreBackend for Storage<F> {
+    fn holds(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(&stream)
+            .is_some_and(|state| state.table.next_offset() > 0 || state.damage.is_some())
+            || self.unopened.contains_key(&stream)
+    }
+
+    fn streams(&self) -> Vec<StreamId> {
+        let mut ids: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, state)| state.table.next_offset() > 0 || state.damage.is_some())
+            .map(|(id, _)| *id)
+            .chain(self.unopened.keys().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn stream_stats(&self, stream: StreamId) -> Option<StreamStats> {
+        let state = self.streams.get(&stream)?;
+        let summaries = state.segments.iter().map(|files| &files.index.summary);
+        let mut stats = StreamStats {
+            next_offset: state.next_offset(),
+            segment_count: state.table.segments().len(),
+            stored_bytes: 0,
+            logical_bytes: 0,
+            restart_record_count: 0,
+            compressed_record_count: 0,
+        };
+        for summary in summaries {
+            stats.stored_bytes += summary.len_bytes;
+            stats.logical_bytes += summary.logical_size_bytes;
+            stats.restart_record_count += summary.restart_record_count;
+            stats.compressed_record_count += summary.compressed_count;
+        }
+        Some(stats)
+    }
+
+    fn next_offset(&self, stream: StreamId) -> Result<Offset, StorageError> {
+        Ok(self
+            .stream_stats(stream)
+            .map_or(Offset::ZERO, |stats| stats.next_offset))
+    }
+
+    fn verify_stream_piece(
+        &self,
+        stream: StreamId,
+        from: Option<VerifyResume>,
+        max_records: u64,
+        on_event: &mut dyn FnMut(Offset, &Bytes),
+    ) -> Result<VerifyStep, StorageError> {
+        Storage::verify_stream_piece(self, stream, from, max_records, on_event)
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        self.flush_files()
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.sync_files()
+    }
+
+    fn sync_begin(&mut self) -> Result<Vec<SegmentSync>, StorageError> {
+        self.take_syncs()
+    }
+
+    fn sync_finished(&mut self, done: &[SegmentSync]) {
+        self.record_syncs(done);
+    }
+
+    fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+}
+
+#[cfg(feature = "fuzz-reset")]
+impl<F: FileSystem> crate::backend::ResetStorage for Storage<F> {
     fn reset(&mut self) -> Result<(), StorageError> {
         for state in std::mem::take(&mut self.streams).into_values() {
             let names = self

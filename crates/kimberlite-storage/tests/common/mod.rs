@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_storage::{StorageBackend, StorageConfig};
+use kimberlite_storage::{StorageBackend, StorageConfig, StoreBackend};
 use kimberlite_types::{CompressionKind, Offset, StreamId};
 
 /// A config that rotates and writes restart records often.
@@ -200,6 +200,9 @@ macro_rules! os_file_system_passthrough {
         }
         fn sync_dir(&self, path: &Path) -> io::Result<()> {
             OsFileSystem.sync_dir(path)
+        }
+        fn entry_kind(&self, path: &Path) -> io::Result<Option<kimberlite_storage::EntryKind>> {
+            OsFileSystem.entry_kind(path)
         }
         fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>> {
             OsFileSystem.try_lock(path)

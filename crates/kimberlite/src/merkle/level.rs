@@ -1,19 +1,33 @@
 //! One level of a stream's Merkle tree: the complete nodes in its file, then the ones not
 //! yet written (see the parent module for the layout and what is trusted).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 
 use kimberlite_proof::{Hash, RangeError};
+use kimberlite_storage::FileHandle;
 
-use super::{TreeError, HASH_BYTES};
+/// Bytes of one node.
+pub(super) const HASH_BYTES: u64 = 32;
+
+/// Why a tree cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TreeError {
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the tree's side files failed earlier ({0}); reopen the store to rebuild them")]
+    Failed(String),
+}
 
 /// One level: the nodes in its file, then those not yet written.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Level {
     /// The level's file; `None` for a tree kept in memory only.
-    pub(super) file: Option<File>,
+    pub(super) file: Option<Box<dyn FileHandle>>,
     pub(super) path: PathBuf,
     /// Nodes in the file.
     pub(super) written: u64,
@@ -42,10 +56,11 @@ impl Level {
             return Err(TreeError::Failed("no file".into()));
         };
         let mut bytes = [0u8; 32];
-        read_at(file, &mut bytes, index * HASH_BYTES).map_err(|source| TreeError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })?;
+        file.read_exact_at(&mut bytes, index * HASH_BYTES)
+            .map_err(|source| TreeError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })?;
         Ok(Hash(bytes))
     }
 
@@ -61,10 +76,11 @@ impl Level {
             };
             let len = usize::try_from((written_end - first) * HASH_BYTES).unwrap_or(usize::MAX);
             let mut bytes = vec![0u8; len];
-            read_at(file, &mut bytes, first * HASH_BYTES).map_err(|source| TreeError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            file.read_exact_at(&mut bytes, first * HASH_BYTES)
+                .map_err(|source| TreeError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
             out.extend(bytes.chunks_exact(32).map(|chunk| {
                 let mut hash = [0u8; 32];
                 hash.copy_from_slice(chunk);
@@ -84,24 +100,11 @@ impl Level {
                 for hash in &self.pending {
                     bytes.extend_from_slice(&hash.0);
                 }
-                file.write_all(&bytes)?;
+                file.write_all_at(&bytes, self.written * HASH_BYTES)?;
                 self.written += self.pending.len() as u64;
                 self.pending.clear();
             }
         }
         Ok(())
     }
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = file;
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(buf)
 }

@@ -12,11 +12,11 @@ use crate::disk::fs::FileSystem;
 use crate::disk::index::{index_file_name, SegmentIndex};
 use crate::disk::manifest::ManifestSegment;
 use crate::disk::meta::write_index;
-use crate::disk::recovery_report::RecoveryAction;
 use crate::disk::scan::{scan_segment, ScanEnd};
 use crate::disk::segment_file::{segment_path, SegmentBytes};
 use crate::disk::stream::{io_error, SegmentFiles};
 use crate::error::{Location, StorageError};
+use crate::recovery_report::RecoveryAction;
 use crate::rotation::SegmentMeta;
 
 impl<F: FileSystem> Opener<'_, F> {

@@ -12,7 +12,7 @@ pub struct RecoveryReport {
     pub actions: Vec<RecoveryAction>,
     /// Record frames open decoded while scanning segments (active segments, rebuilt indexes).
     /// An active segment whose index was flushed is scanned only past what the index covers,
-    /// so a store closed after [`Storage::flush`](crate::Storage::flush) opens with 0.
+    /// so a store closed after [`StoreBackend::flush`](crate::StoreBackend::flush) opens with 0.
     pub records_scanned: u64,
 }
 

@@ -1,0 +1,47 @@
+//! The whole-store simulator as CI runs it: fixed seeds, and proof that its checker can fail.
+
+use kimberlite_sim::{run_store_seed, RunStats, StoreSimOptions};
+
+const CI_SEEDS: u64 = 24;
+const CI_ROUNDS: usize = 120;
+
+fn run_all(options: &StoreSimOptions, seeds: std::ops::Range<u64>) -> (RunStats, Vec<String>) {
+    let mut total = RunStats::default();
+    let mut violations = Vec::new();
+    for seed in seeds {
+        match run_store_seed(seed, options) {
+            Ok(stats) => total.absorb(&stats),
+            Err(violation) => violations.push(violation.to_string()),
+        }
+    }
+    (total, violations)
+}
+
+#[test]
+fn fixed_seeds_hold_every_invariant_under_crashes_and_faults() {
+    let options = StoreSimOptions {
+        rounds: CI_ROUNDS,
+        faults: true,
+        lie_on_sync: false,
+    };
+    let (total, violations) = run_all(&options, 0..CI_SEEDS);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    assert_eq!(total.seeds, CI_SEEDS);
+    assert!(total.faults.crashes > CI_SEEDS, "{total}");
+    assert!(total.appends > 0, "{total}");
+    assert!(total.verifications > CI_SEEDS, "{total}");
+    println!("{total}");
+}
+
+#[test]
+fn a_file_system_that_lies_about_syncs_is_caught() {
+    let options = StoreSimOptions {
+        rounds: CI_ROUNDS,
+        faults: false,
+        lie_on_sync: true,
+    };
+    let (_, violations) = run_all(&options, 0..8);
+    // What a lying sync loses shows as lost acknowledged events, lost streams, or a store that
+    // no longer opens (its marker or a segment lost): every one a violation.
+    assert!(violations.len() >= 4, "{violations:?}");
+}

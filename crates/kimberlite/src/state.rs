@@ -1,0 +1,76 @@
+//! [`State`]: everything behind the store's lock (backend, catalogue, heads, pending group
+//! commit writes, Merkle trees). The store and its write, read and proof paths take it as an
+//! argument; it knows none of them.
+
+use std::collections::{HashMap, VecDeque};
+
+use kimberlite_crypto::ChainHash;
+use kimberlite_storage::StoreBackend;
+use kimberlite_types::StreamId;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::head::StreamHead;
+use crate::merkle_worker::TreeWorker;
+
+/// Heads of one stream: `written` is what the backend holds; `durable` is what has been
+/// acknowledged to appenders and is shown to readers (they differ only while a group commit
+/// sync is pending).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Heads {
+    pub(crate) written: StreamHead,
+    pub(crate) durable: StreamHead,
+    /// Set when recovery found the stream's stored records damaged: its head cannot be
+    /// trusted, so appends are refused (reads and verification report the damage itself).
+    pub(crate) damaged: bool,
+}
+
+/// A write made under group commit whose sync has not finished yet.
+#[derive(Debug)]
+pub(crate) struct PendingWrite {
+    pub(crate) seq: u64,
+    pub(crate) stream: StreamId,
+    pub(crate) head: StreamHead,
+}
+
+/// Everything behind the store's lock.
+pub(crate) struct State {
+    /// The storage contract's backend: memory, or segment files on any file system.
+    pub(crate) backend: Box<dyn StoreBackend>,
+    pub(crate) catalog: Catalog,
+    pub(crate) catalog_head: Option<ChainHash>,
+    pub(crate) heads: HashMap<StreamId, Heads>,
+    /// Write sequence number of the last batch written (see [`crate::commit`]).
+    pub(crate) written_seq: u64,
+    /// Writes awaiting a group commit sync, in `seq` order.
+    pub(crate) pending: VecDeque<PendingWrite>,
+    /// Each named stream's Merkle tree ([`crate::merkle`]).
+    pub(crate) merkle: TreeWorker,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("catalog", &self.catalog)
+            .field("heads", &self.heads)
+            .field("written_seq", &self.written_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// The name of a user stream, or [`Error::UnknownStream`].
+    pub(crate) fn name_of(&self, id: StreamId) -> Result<&str> {
+        self.catalog
+            .name(id)
+            .ok_or(Error::UnknownStream { stream: id })
+    }
+}
+
+impl Drop for State {
+    /// The tree worker finishes its files before the backend (declared first, so dropped
+    /// first otherwise) releases the store's lock: no other open sees half-written trees.
+    fn drop(&mut self) {
+        self.merkle.shutdown();
+    }
+}

@@ -1,0 +1,124 @@
+//! The two steps under the store's write lock that every append goes through, whatever its
+//! durability: writing one batch ([`Kimberlite::append_locked`]: checks, then one backend
+//! call) and the group commit sync that publishes written heads to readers
+//! ([`Kimberlite::sync_written`]).
+//!
+//! A backend error that is not a plain refusal (oversized event, offset overflow) means the
+//! state on disk is uncertain: the store latches and refuses appends until reopened.
+
+use bytes::Bytes;
+use kimberlite_storage::backend::assert_offset_advanced;
+use kimberlite_storage::StorageError;
+use kimberlite_types::StreamId;
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::head::{AppendResult, ExpectedOffset, StreamHead};
+use crate::state::State;
+use crate::store::Kimberlite;
+
+impl Kimberlite {
+    /// The part of an append done under the write lock: checks, then one backend call.
+    pub(crate) fn append_locked(
+        &self,
+        state: &mut State,
+        id: StreamId,
+        events: Vec<Bytes>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
+        if self.inner.commit.failed() {
+            return Err(Error::Poisoned);
+        }
+        let name = state.name_of(id)?;
+        if events.is_empty() {
+            return Err(Error::EmptyBatch {
+                name: name.to_owned(),
+            });
+        }
+        let heads = state.heads.get(&id).copied().unwrap_or_default();
+        if heads.damaged {
+            return Err(Error::StreamDamaged {
+                name: name.to_owned(),
+            });
+        }
+        let head = heads.written;
+        if !expected.allows(head.next_offset) {
+            return Err(Error::OffsetConflict {
+                name: name.to_owned(),
+                expected,
+                actual: head.next_offset,
+            });
+        }
+        let name = name.to_owned();
+        let count = events.len();
+        let fsync = self.inner.config.durability == Durability::SyncEachAppend;
+        let tree_events = state.merkle.enabled().then(|| events.clone());
+        let outcome = state
+            .backend
+            .append_batch(id, events, head.next_offset, head.hash, fsync);
+        let (next_offset, hash) = outcome.map_err(|source| {
+            if !is_plain_refusal(&source) {
+                self.inner.commit.poison();
+            }
+            Error::storage(Some(&name), source)
+        })?;
+        assert_offset_advanced(head.next_offset, next_offset, count);
+        let written = StreamHead {
+            next_offset,
+            hash: Some(hash),
+        };
+        state.heads.entry(id).or_default().written = written;
+        if let Some(events) = tree_events {
+            state.merkle.submit(id, head.next_offset.as_u64(), events);
+        }
+        Ok(AppendResult {
+            first_offset: head.next_offset,
+            next_offset,
+            head: hash,
+        })
+    }
+
+    /// The group commit leader's sync: makes everything written durable, then publishes the
+    /// covered writes' heads to readers. Returns the highest write number covered.
+    ///
+    /// The write lock is held only to note what is written and take handles on the files
+    /// written since their last sync (`StoreBackend::sync_begin`), and
+    /// again to publish. The device flush itself (data only, as `SyncEachAppend` syncs each
+    /// batch) runs outside the lock, so appenders keep writing the batches that the next sync
+    /// will cover. A failed sync latches the coordinator (fail-stop).
+    pub(crate) fn sync_written(&self) -> Result<u64> {
+        let (covered, mut syncs) = {
+            let mut state = self.write_state();
+            let syncs = state
+                .backend
+                .sync_begin()
+                .map_err(|source| Error::storage(None, source))?;
+            (state.written_seq, syncs)
+        };
+        for sync in &mut syncs {
+            sync.run().map_err(|source| Error::storage(None, source))?;
+        }
+        let mut state = self.write_state();
+        state.backend.sync_finished(&syncs);
+        while state
+            .pending
+            .front()
+            .is_some_and(|pending| pending.seq <= covered)
+        {
+            if let Some(pending) = state.pending.pop_front() {
+                if let Some(heads) = state.heads.get_mut(&pending.stream) {
+                    heads.durable = pending.head;
+                }
+            }
+        }
+        Ok(covered)
+    }
+}
+
+/// Backend errors that refuse a call without touching storage.
+fn is_plain_refusal(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::PayloadTooLarge { .. } | StorageError::OffsetOverflow { .. }
+    )
+}
