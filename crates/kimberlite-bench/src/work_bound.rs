@@ -21,6 +21,9 @@
 //! byte (a chain must take in each byte once) and the `write` and flush of the payload bytes
 //! alone, no frame, no checksum, no link. The gap between the two is what the record format
 //! costs.
+//!
+//! [`UnlinkedHash::new`]: kimberlite_crypto::UnlinkedHash::new
+//! [`UnlinkedHash::link`]: kimberlite_crypto::UnlinkedHash::link
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -1,4 +1,4 @@
-//! The recovery decision table (`docs/ARCHITECTURE.md`, "Recovery"), row by row, on the
+//! The recovery decision table (`docs/INTERNALS.md`, "Recovery"), row by row, on the
 //! active segment. Rows 3–5 and 7 are also covered at every byte in `disk_torn_tail.rs`.
 
 mod common;

@@ -36,7 +36,7 @@ pub struct StorageConfig {
     /// store starts at its first long read and joins when it is dropped), then linked in
     /// order on the calling thread.
     /// Results and errors do not depend on it, only speed does. The helpers serve one read
-    /// at a time: a read that runs beside another (`Storage::read_shared`) while they are
+    /// at a time: a read that runs beside another (reads take `&self`) while they are
     /// busy verifies on its own thread. `1` (or `0`) verifies on the calling thread only, for
     /// callers who want no extra threads. Default: the machine's available parallelism capped
     /// at 4.

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Restart records (`restart`) live inside segments. `docs/FORMAT.md` ("On-disk
-//! layout") repeats every layout; `docs/ARCHITECTURE.md` ("Recovery") the recovery table.
+//! layout") repeats every layout; `docs/INTERNALS.md` ("Recovery") the recovery table.
 //!
 //! # Semantics
 //!
