@@ -78,6 +78,10 @@ pub(crate) struct StreamTree {
     failed: Option<String>,
     /// Why the frontier `open` read from the side files cannot be trusted, if it cannot.
     damaged: Option<String>,
+    /// The frontier `open` read from the side files, until it is compared with the one
+    /// recomputed from the log (module `tree_trust`); `None` once it is, or when nothing was
+    /// read.
+    unchecked: Option<Frontier>,
 }
 
 impl std::fmt::Debug for StreamTree {
@@ -266,6 +270,21 @@ impl StreamTree {
         }
     }
 
+    /// The frontier `open` read from the side files, while it has not been compared with
+    /// the log's (module `tree_trust`).
+    pub(crate) fn unchecked(&self) -> Option<&Frontier> {
+        self.unchecked.as_ref()
+    }
+
+    /// Settles the frontier `open` read from the side files, once it has been compared with
+    /// the log's (module `tree_trust`): `disagreement` says where they differ, if they do,
+    /// and marks the tree damaged. Only the first settlement counts.
+    pub(crate) fn settle(&mut self, disagreement: Option<String>) {
+        if self.unchecked.take().is_some() && self.damaged.is_none() {
+            self.damaged = disagreement;
+        }
+    }
+
     /// Appends leaf hashes (those of events `size()..`).
     pub(crate) fn push(&mut self, leaves: &[Hash]) {
         let levels = &mut self.levels;
@@ -418,6 +437,11 @@ impl Trees {
                 let dir = stream_tree_dir(root, stream);
                 let mut tree = StreamTree::open(Arc::clone(fs), dir, log_size)?;
                 tree.check_frontier(log_leaf);
+                // Read from files anyone with write access can forge consistently: not
+                // trusted until compared with the log (module `tree_trust`).
+                if tree.size() > 0 {
+                    tree.unchecked = Some(tree.frontier.clone());
+                }
                 tree
             }
             None => StreamTree::in_memory(),
@@ -448,6 +472,13 @@ impl Trees {
 
     pub(crate) fn get(&self, stream: StreamId) -> Option<&StreamTree> {
         self.trees.get(&stream)
+    }
+
+    /// Settles the frontier `open` read for `stream` ([`StreamTree::settle`]).
+    pub(crate) fn settle(&mut self, stream: StreamId, disagreement: Option<String>) {
+        if let Some(tree) = self.trees.get_mut(&stream) {
+            tree.settle(disagreement);
+        }
     }
 
     /// Leaves in the tree of `stream` (0 when it has none).

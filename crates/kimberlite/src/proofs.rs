@@ -271,6 +271,7 @@ impl Kimberlite {
     /// nodes it is made of, and they disagree with what lies below them;
     /// [`Error::TreeUnavailable`] when the side files failed or trees are disabled.
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
@@ -345,6 +346,7 @@ impl Kimberlite {
         offset: Offset,
         tree_size: u64,
     ) -> Result<InclusionProof> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, tree_size)?;
@@ -384,6 +386,7 @@ impl Kimberlite {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, new_size)?;
