@@ -34,16 +34,15 @@
 //!   files, so it is checked: each interior node of it must be the hash of the two nodes
 //!   below it, and a leaf of it (odd sizes) the leaf of the log's event. A frontier that
 //!   fails makes every tree head and proof of the stream refused
-//!   ([`crate::Error::TreeDamaged`]). After open the frontier only grows by hashing the log's
-//!   events, so it is the store's trusted root (module `proofs` says how proofs use it).
+//!   ([`crate::Error::TreeDamaged`]).
+//! - That check cannot see damage that is consistent all the way up (a leaf or a node
+//!   replaced and every ancestor recomputed, as anyone who can write the files can do). So
+//!   the frontier read at open is compared with the one recomputed from a verified read of
+//!   the log before the first tree head or proof of the stream (module `tree_trust`, once per
+//!   stream per open, O(n)); a difference refuses them all, as above. After open the frontier
+//!   only grows by hashing the log's events, so once compared it is the log's root.
 //! - Every proof is checked against that root before it is handed out, so a damaged node a
 //!   proof reads makes that proof refused, whenever the damage happened.
-//!
-//! Damage that the frontier check cannot see is damage that is consistent all the way up: a
-//! changed node whose every ancestor in the frontier was recomputed from it (by hand, or by
-//! open when the levels above it were lost at the same time). Only the O(n) recomputation
-//! finds that: run `verify` or `audit` before signing a checkpoint of a store whose files
-//! may have been edited.
 //!
 //! Dropped: the log's record bytes, offsets and chain hashes are untouched (the tree is a
 //! side structure), so `MemoryStorage` parity and the format of `docs/FORMAT.md` hold.
