@@ -129,7 +129,6 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
         "store:      {n} events, root {} (recomputed from the log)",
         check.log_root
     );
-    let mut tampered = report_stale_tree(id, &check);
     let root_at = |m: u64| -> Option<Hash> {
         check
             .roots_at
@@ -147,6 +146,12 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
             differing = Some(checkpoint);
         }
     }
+    // The log still hashes to every signed root it reaches and is no shorter: a stored tree
+    // that disagrees with it is the tree files' fault, not the log's.
+    let log_signed = matching.is_some()
+        && differing.is_none()
+        && checkpoints.last().is_some_and(|c| c.tree_size <= n);
+    let mut tampered = report_stale_tree(id, &check, log_signed);
     if let Some(bad) = differing {
         tampered = true;
         let from = matching
@@ -200,12 +205,18 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reports a stored tree that is not the log's; true if so.
-fn report_stale_tree(id: StreamId, check: &TreeCheck) -> bool {
+/// Reports a stored tree that is not the log's; true if so. `log_signed`: the log matches
+/// the signed checkpoints, so the tree files are to blame.
+fn report_stale_tree(id: StreamId, check: &TreeCheck, log_signed: bool) -> bool {
     if check.tree_matches_log() {
         return false;
     }
     match (check.first_stale_leaf, check.first_stale_node) {
+        (Some(offset), _) if log_signed => outln!(
+            "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on, \
+             and the log still hashes to the signed checkpoint: the tree files under merkle/ \
+             were changed"
+        ),
         (Some(offset), _) => outln!(
             "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on: \
              the log or the tree files under merkle/ were changed"

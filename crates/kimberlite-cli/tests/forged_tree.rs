@@ -117,6 +117,15 @@ fn forged_side_files_are_never_signed_or_proven_and_audit_blames_them() {
             "{what}: {}",
             audit.stdout
         );
+        if node.0 == 0 {
+            assert!(
+                audit
+                    .stdout
+                    .contains("the log still hashes to the signed checkpoint: the tree files"),
+                "{what}: {}",
+                audit.stdout
+            );
+        }
         assert!(
             audit.stdout.contains("merkle/"),
             "{what}: the tree files are named: {}",
