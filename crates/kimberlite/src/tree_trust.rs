@@ -1,5 +1,5 @@
 //! A stream's stored tree checked against its log before anything is signed, proven or
-//! reported from it (SPEC.md section 7; docs/PROOFS.md, "What the store checks").
+//! reported from it (SPEC.md section 7; docs/PROOFS.md, "Making the evidence").
 //!
 //! Open reads each stream's frontier (the at most 64 nodes its root is made of) from the side
 //! files, and checks it only against the nodes below it: a forgery that replaces a leaf or
