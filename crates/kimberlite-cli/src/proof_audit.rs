@@ -25,7 +25,7 @@ use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
 use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
 
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing};
+use crate::open::open_existing;
 use crate::proofs::{read_evidence, read_verifier};
 
 #[derive(Debug, Args)]
@@ -39,6 +39,10 @@ pub struct AuditArgs {
     /// The public key that signed them.
     #[arg(long, value_name = "FILE")]
     pubkey: PathBuf,
+    /// This store's name in origin lines, as `checkpoint --store-name` gave it (default: the
+    /// directory's name); a checkpoint of another store is reported as such.
+    #[arg(long, value_name = "NAME")]
+    store_name: Option<String>,
 }
 
 /// The checkpoints, signatures checked, by size; `Ok(None)` when one is invalid (printed).
@@ -70,7 +74,9 @@ fn open_checkpoints(args: &AuditArgs) -> Result<Option<Vec<Checkpoint>>, CliErro
         .unwrap_or_default();
     if let Some(other) = checkpoints.iter().find(|c| c.origin != origin) {
         return Err(CliError::usage(format!(
-            "the checkpoints are for different streams: {origin:?} and {:?}",
+            "the checkpoints differ in their {}: {origin:?} and {:?}; audit one stream at a \
+             time",
+            kimberlite::proof::origin_difference(&origin, &other.origin),
             other.origin
         )));
     }
@@ -85,13 +91,37 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
     let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
         return Err(CliError::usage("give at least one --checkpoint"));
     };
-    let Some((_store_name, stream)) = origin.split_once('/') else {
+    let Some((store_name, stream)) = origin.split_once('/') else {
         return Err(CliError::usage(format!(
             "the checkpoint's origin {origin:?} is not <store>/<stream>"
         )));
     };
+    // The whole origin, store included: another store's stream of the same name is another
+    // log, and comparing with it would blame this one (a longer one looked like a cut tail).
+    let ours = crate::proofs::origin(&args.dir, args.store_name.as_deref(), stream)?;
+    if ours != origin {
+        let this = ours.split_once('/').map_or(ours.as_str(), |(name, _)| name);
+        outln!(
+            "WRONG STORE: the checkpoint is of store {store_name:?} (origin {origin:?}), this \
+             store is {this:?} ({}): it says nothing about this store's stream {stream:?}",
+            if args.store_name.is_some() {
+                "--store-name"
+            } else {
+                "the directory's name; give --store-name if it was signed under another name"
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
     let store = open_existing(&args.dir, Config::default())?;
-    let id = find_stream(&store, &args.dir, stream)?;
+    let Some(id) = store.stream(stream) else {
+        let signed = checkpoints.last().map_or(0, |c| c.tree_size);
+        outln!(
+            "MISSING STREAM: the checkpoint is of this store's stream {stream:?} ({signed} \
+             events signed), which the store does not hold: it was removed or renamed after it \
+             was checkpointed"
+        );
+        return Ok(ExitCode::from(1));
+    };
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
     let check = store.check_tree(id, &sizes)?;
     let n = check.log_size;
@@ -99,7 +129,6 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
         "store:      {n} events, root {} (recomputed from the log)",
         check.log_root
     );
-    let mut tampered = report_stale_tree(id, &check);
     let root_at = |m: u64| -> Option<Hash> {
         check
             .roots_at
@@ -117,6 +146,12 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
             differing = Some(checkpoint);
         }
     }
+    // The log still hashes to every signed root it reaches and is no shorter: a stored tree
+    // that disagrees with it is the tree files' fault, not the log's.
+    let log_signed = matching.is_some()
+        && differing.is_none()
+        && checkpoints.last().is_some_and(|c| c.tree_size <= n);
+    let mut tampered = report_stale_tree(id, &check, log_signed);
     if let Some(bad) = differing {
         tampered = true;
         let from = matching
@@ -170,12 +205,18 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reports a stored tree that is not the log's; true if so.
-fn report_stale_tree(id: StreamId, check: &TreeCheck) -> bool {
+/// Reports a stored tree that is not the log's; true if so. `log_signed`: the log matches
+/// the signed checkpoints, so the tree files are to blame.
+fn report_stale_tree(id: StreamId, check: &TreeCheck, log_signed: bool) -> bool {
     if check.tree_matches_log() {
         return false;
     }
     match (check.first_stale_leaf, check.first_stale_node) {
+        (Some(offset), _) if log_signed => outln!(
+            "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on, \
+             and the log still hashes to the signed checkpoint: the tree files under merkle/ \
+             were changed"
+        ),
         (Some(offset), _) => outln!(
             "TAMPERED: the stored Merkle tree disagrees with the log from offset {offset} on: \
              the log or the tree files under merkle/ were changed"

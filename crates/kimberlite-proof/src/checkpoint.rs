@@ -46,7 +46,10 @@ pub enum CheckpointError {
         reason: String,
     },
     /// The bundle is for another log than the checkpoint.
-    #[error("the proof is for {proof:?}, the checkpoint for {checkpoint:?}")]
+    #[error(
+        "the proof is for {proof:?}, the checkpoint for {checkpoint:?}: a proof of another {}",
+        origin_difference(checkpoint, proof)
+    )]
     OriginMismatch {
         /// The checkpoint's origin.
         checkpoint: String,
@@ -261,6 +264,21 @@ pub fn verify_bundle(
         _ => Err(CheckpointError::MalformedBundle {
             reason: format!("\"format\" must be {INCLUSION_FORMAT:?} or {CONSISTENCY_FORMAT:?}"),
         }),
+    }
+}
+
+/// How two Kimberlite origins (`<store name>/<stream name>`) differ: `"store"`, `"stream"`
+/// or `"store and stream"` (also for equal ones, which nobody asks about).
+#[must_use]
+pub fn origin_difference(a: &str, b: &str) -> &'static str {
+    fn parts(origin: &str) -> (&str, &str) {
+        origin.split_once('/').unwrap_or((origin, ""))
+    }
+    let ((store_a, stream_a), (store_b, stream_b)) = (parts(a), parts(b));
+    match (store_a == store_b, stream_a == stream_b) {
+        (false, true) => "store",
+        (true, false) => "stream",
+        _ => "store and stream",
     }
 }
 

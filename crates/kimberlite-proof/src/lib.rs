@@ -64,8 +64,8 @@ pub mod tree;
 pub mod verify;
 
 pub use checkpoint::{
-    verify_bundle, Checkpoint, CheckpointError, ConsistencyBundle, InclusionBundle, Verified,
-    CONSISTENCY_FORMAT, INCLUSION_FORMAT,
+    origin_difference, verify_bundle, Checkpoint, CheckpointError, ConsistencyBundle,
+    InclusionBundle, Verified, CONSISTENCY_FORMAT, INCLUSION_FORMAT,
 };
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{NoteError, SignerKey, VerifierKey};

@@ -103,6 +103,13 @@ impl Frontier {
         self.size
     }
 
+    /// The complete nodes the root is made of, left to right (largest first): the `i`-th
+    /// covers the `i`-th set bit of [`Self::size`] counted from the top.
+    #[must_use]
+    pub fn nodes(&self) -> &[Hash] {
+        &self.nodes
+    }
+
     /// Appends a leaf hash; calls `created(level, index, hash)` for each complete node the
     /// append completes, the leaf itself (level 0) first.
     ///

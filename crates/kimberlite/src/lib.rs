@@ -58,6 +58,7 @@ mod state;
 mod store;
 mod store_fs;
 mod tree_check;
+mod tree_trust;
 mod verify;
 mod write;
 mod writers;
@@ -87,3 +88,5 @@ mod merkle_tests;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_trust_tests;

@@ -34,16 +34,15 @@
 //!   files, so it is checked: each interior node of it must be the hash of the two nodes
 //!   below it, and a leaf of it (odd sizes) the leaf of the log's event. A frontier that
 //!   fails makes every tree head and proof of the stream refused
-//!   ([`crate::Error::TreeDamaged`]). After open the frontier only grows by hashing the log's
-//!   events, so it is the store's trusted root (module `proofs` says how proofs use it).
+//!   ([`crate::Error::TreeDamaged`]).
+//! - That check cannot see damage that is consistent all the way up (a leaf or a node
+//!   replaced and every ancestor recomputed, as anyone who can write the files can do). So
+//!   the frontier read at open is compared with the one recomputed from a verified read of
+//!   the log before the first tree head or proof of the stream (module `tree_trust`, once per
+//!   stream per open, O(n)); a difference refuses them all, as above. After open the frontier
+//!   only grows by hashing the log's events, so once compared it is the log's root.
 //! - Every proof is checked against that root before it is handed out, so a damaged node a
 //!   proof reads makes that proof refused, whenever the damage happened.
-//!
-//! Damage that the frontier check cannot see is damage that is consistent all the way up: a
-//! changed node whose every ancestor in the frontier was recomputed from it (by hand, or by
-//! open when the levels above it were lost at the same time). Only the O(n) recomputation
-//! finds that: run `verify` or `audit` before signing a checkpoint of a store whose files
-//! may have been edited.
 //!
 //! Dropped: the log's record bytes, offsets and chain hashes are untouched (the tree is a
 //! side structure), so `MemoryStorage` parity and the format of `docs/FORMAT.md` hold.
@@ -78,6 +77,10 @@ pub(crate) struct StreamTree {
     failed: Option<String>,
     /// Why the frontier `open` read from the side files cannot be trusted, if it cannot.
     damaged: Option<String>,
+    /// The frontier `open` read from the side files, until it is compared with the one
+    /// recomputed from the log (module `tree_trust`); `None` once it is, or when nothing was
+    /// read.
+    unchecked: Option<Frontier>,
 }
 
 impl std::fmt::Debug for StreamTree {
@@ -266,6 +269,21 @@ impl StreamTree {
         }
     }
 
+    /// The frontier `open` read from the side files, while it has not been compared with
+    /// the log's (module `tree_trust`).
+    pub(crate) fn unchecked(&self) -> Option<&Frontier> {
+        self.unchecked.as_ref()
+    }
+
+    /// Settles the frontier `open` read from the side files, once it has been compared with
+    /// the log's (module `tree_trust`): `disagreement` says where they differ, if they do,
+    /// and marks the tree damaged. Only the first settlement counts.
+    pub(crate) fn settle(&mut self, disagreement: Option<String>) {
+        if self.unchecked.take().is_some() && self.damaged.is_none() {
+            self.damaged = disagreement;
+        }
+    }
+
     /// Appends leaf hashes (those of events `size()..`).
     pub(crate) fn push(&mut self, leaves: &[Hash]) {
         let levels = &mut self.levels;
@@ -418,6 +436,11 @@ impl Trees {
                 let dir = stream_tree_dir(root, stream);
                 let mut tree = StreamTree::open(Arc::clone(fs), dir, log_size)?;
                 tree.check_frontier(log_leaf);
+                // Read from files anyone with write access can forge consistently: not
+                // trusted until compared with the log (module `tree_trust`).
+                if tree.size() > 0 {
+                    tree.unchecked = Some(tree.frontier.clone());
+                }
                 tree
             }
             None => StreamTree::in_memory(),
@@ -448,6 +471,13 @@ impl Trees {
 
     pub(crate) fn get(&self, stream: StreamId) -> Option<&StreamTree> {
         self.trees.get(&stream)
+    }
+
+    /// Settles the frontier `open` read for `stream` ([`StreamTree::settle`]).
+    pub(crate) fn settle(&mut self, stream: StreamId, disagreement: Option<String>) {
+        if let Some(tree) = self.trees.get_mut(&stream) {
+            tree.settle(disagreement);
+        }
     }
 
     /// Leaves in the tree of `stream` (0 when it has none).

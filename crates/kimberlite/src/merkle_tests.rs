@@ -19,7 +19,11 @@ fn fill(store: &Kimberlite, id: StreamId, count: u64) {
 
 /// A store in `dir` (unsynced appends, `config` otherwise) with stream "audit" holding
 /// `events` events.
-fn filled_store(dir: &std::path::Path, config: Config, events: u64) -> (Kimberlite, StreamId) {
+pub(crate) fn filled_store(
+    dir: &std::path::Path,
+    config: Config,
+    events: u64,
+) -> (Kimberlite, StreamId) {
     let store = Kimberlite::open_with(dir, config.durability(Durability::Unsynced)).unwrap();
     let id = store.create_stream("audit").unwrap();
     fill(&store, id, events);
@@ -27,7 +31,7 @@ fn filled_store(dir: &std::path::Path, config: Config, events: u64) -> (Kimberli
 }
 
 /// The side files of the tree of the first stream created in the store in `dir`.
-fn tree_dir(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn tree_dir(dir: &std::path::Path) -> std::path::PathBuf {
     crate::merkle::tree_dir(dir, StreamId::new(1))
 }
 
@@ -365,7 +369,7 @@ fn nodes_to_damage(events: u64) -> Vec<(u8, u64)> {
 }
 
 /// The tree the log of `filled_store` holds, computed without any store.
-fn true_tree(events: u64) -> kimberlite_proof::MemoryTree {
+pub(crate) fn true_tree(events: u64) -> kimberlite_proof::MemoryTree {
     kimberlite_proof::MemoryTree::from_leaves(
         (0..events).map(|i| kimberlite_proof::event_leaf_hash(i, format!("event {i}").as_bytes())),
     )
@@ -375,7 +379,7 @@ fn true_tree(events: u64) -> kimberlite_proof::MemoryTree {
 /// `events` events (inclusion proofs at the full size, and of each size's last event at that
 /// size): every answer given must be the truth (verify against the roots of `truth`), every
 /// refusal must be a corruption error. Returns the refusals.
-fn proofs_given_are_true(
+pub(crate) fn proofs_given_are_true(
     store: &Kimberlite,
     id: StreamId,
     events: u64,

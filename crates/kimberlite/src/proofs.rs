@@ -17,9 +17,10 @@
 //!
 //! - The root it is checked against is the tree's in-memory frontier: hashed from the log's
 //!   own events for everything appended since open, and read from the side files only at
-//!   open, where it is checked against the nodes below it (`crate::merkle`, "What is
-//!   trusted"). A root folded from the side files instead would move with a damaged node and
-//!   agree with a proof that read it.
+//!   open, where it is checked against the nodes below it and then, before the first answer,
+//!   against the frontier recomputed from the log (module `tree_trust`). A root folded from
+//!   the side files instead would move with a damaged node and agree with a proof that read
+//!   it.
 //! - A tree head or a proof at the frontier's size uses that root; at a smaller size the
 //!   root folded from the side files is first proved consistent with the frontier's root,
 //!   which every node of that root takes part in.
@@ -271,6 +272,7 @@ impl Kimberlite {
     /// nodes it is made of, and they disagree with what lies below them;
     /// [`Error::TreeUnavailable`] when the side files failed or trees are disabled.
     pub fn tree_head(&self, id: StreamId) -> Result<TreeHead> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let size = state.durable_size(id);
@@ -345,6 +347,7 @@ impl Kimberlite {
         offset: Offset,
         tree_size: u64,
     ) -> Result<InclusionProof> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, tree_size)?;
@@ -384,6 +387,7 @@ impl Kimberlite {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof> {
+        self.trust_tree(id)?;
         let state = self.read_state();
         let name = state.name_of(id)?;
         let trees = Self::trees(&state, id, name, new_size)?;
