@@ -34,6 +34,7 @@ use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::head::StreamHead;
+use crate::lost::{self, Loss};
 use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     /// The store's directory and file system; `None` for an in-memory store.
     pub(crate) files: Option<Files>,
+    /// Streams whose log holds less than the store's own files say it held, found at open.
+    pub(crate) lost: Vec<Loss>,
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -152,10 +155,10 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle: TreeWorker::start(Trees::in_memory(&config)),
         };
-        Self::from_state(state, config, None)
+        Self::from_state(state, config, None, Vec::new())
     }
 
-    fn from_state(state: State, config: Config, files: Option<Files>) -> Self {
+    fn from_state(state: State, config: Config, files: Option<Files>, lost: Vec<Loss>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
@@ -163,6 +166,7 @@ impl Kimberlite {
                 writers: crate::writers::WriterQueue::default(),
                 config,
                 files,
+                lost,
             }),
         }
     }
@@ -193,8 +197,27 @@ impl Kimberlite {
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&*backend, name, id)?);
         }
+        // Read before the trees are reconciled with the log, which cuts them to its length.
+        let lost = files.as_ref().map_or_else(Vec::new, |files| {
+            lost::losses(
+                lost::gather(&*files.fs, &files.dir),
+                |id| backend.next_offset(id).map_or(0, Offset::as_u64),
+                |id| catalog.name(id).is_some(),
+            )
+        });
+        // A stream open already found damaged is reported as such (where the damage is).
+        let lost: Vec<Loss> = lost
+            .into_iter()
+            .filter(|loss| !heads.get(&loss.stream).is_some_and(|heads| heads.damaged))
+            .collect();
+        for loss in &lost {
+            if let Some(heads) = heads.get_mut(&loss.stream) {
+                heads.damaged = true;
+            }
+        }
         let sizes: Vec<(StreamId, u64)> = catalog
             .iter()
+            .filter(|(_, id)| !lost.iter().any(|loss| loss.stream == *id))
             .map(|(_, id)| {
                 let written = heads
                     .get(&id)
@@ -213,7 +236,7 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle,
         };
-        Ok(Self::from_state(state, config, files))
+        Ok(Self::from_state(state, config, files, lost))
     }
 
     /// The store's directory; `None` for an in-memory store.
@@ -299,7 +322,9 @@ impl Kimberlite {
             return Err(Error::Poisoned);
         }
         let (id, event) = state.catalog.registration(name)?;
-        if state.backend.holds(id) {
+        // A stream whose log is gone keeps its id: a new stream there would cut its tree files,
+        // the evidence of the loss.
+        if state.backend.holds(id) || self.inner.lost.iter().any(|loss| loss.stream == id) {
             return Err(Error::UnnamedStreamInTheWay {
                 name: name.to_owned(),
                 stream: id,

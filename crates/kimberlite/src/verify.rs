@@ -63,6 +63,7 @@ impl Kimberlite {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
         self.verify_told(id, &mut report, &mut progress)?;
+        self.report_losses(&mut report, |loss| loss == id);
         Ok(report)
     }
 
@@ -82,6 +83,7 @@ impl Kimberlite {
         for id in self.all_stream_ids() {
             self.verify_told(id, &mut report, &mut progress)?;
         }
+        self.report_losses(&mut report, |_| true);
         Ok(report)
     }
 
@@ -137,6 +139,17 @@ impl Kimberlite {
             .collect()
     }
 
+    /// A problem for each stream of `which` whose log open found shorter than the store's
+    /// own files say it was (module `lost`).
+    fn report_losses(&self, report: &mut VerifyReport, which: impl Fn(StreamId) -> bool) {
+        let state = self.read_state();
+        for loss in self.inner.lost.iter().filter(|loss| which(loss.stream)) {
+            let name = state.catalog.name(loss.stream).map(str::to_owned);
+            report.streams.retain(|stream| stream.stream != loss.stream);
+            report.problems.push(loss.problem(name));
+        }
+    }
+
     /// The catalogue, every named stream and every stream the backend holds, in id order.
     fn all_stream_ids(&self) -> Vec<StreamId> {
         let state = self.read_state();
@@ -160,7 +173,8 @@ impl Kimberlite {
         let (name, stored_tree, start_events) = {
             let state = self.read_state();
             let name = state.catalog.name(id).map(str::to_owned);
-            let stored_tree = (name.is_some() && state.merkle.enabled())
+            let lost = self.inner.lost.iter().any(|loss| loss.stream == id);
+            let stored_tree = (name.is_some() && state.merkle.enabled() && !lost)
                 .then(|| Self::stored_tree_head_in(&state, id));
             (name, stored_tree, state.known_head(id).0)
         };
