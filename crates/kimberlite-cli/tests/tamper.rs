@@ -50,12 +50,11 @@ fn anchors_catch_events_cut_from_the_end() {
 
     // Cut 200 bytes (the last few records): recovery drops the torn one, the store opens
     // shorter than the anchor.
+    // The chain alone cannot see it; the Merkle leaves file, outside the stream's directory,
+    // still says how long the stream was.
     cut_bytes(&stream_segment(&dir, 1), 200);
-    let later = ok(&["verify", s(&dir)], "");
-    assert!(
-        later.contains("intact"),
-        "the chain alone cannot see it: {later}"
-    );
+    let later = fails(&["verify", s(&dir)], "", 1, "are missing").stdout;
+    assert!(later.contains("TAMPERED"), "{later}");
     assert!(
         later.contains("note: on open, recovery"),
         "the cut is shown: {later}"
@@ -117,6 +116,9 @@ fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
     let (_temp, dir) = store_with(3);
     let segment = stream_segment(&dir, 1);
     let original = std::fs::read(&segment).unwrap();
+    // A torn write: the never-synced tree files are lost with it, so nothing in the store says
+    // the third event was ever there (with them, the cut is lost data: the test above).
+    std::fs::remove_dir_all(dir.join("merkle")).unwrap();
     cut_bytes(&segment, 7);
     let run = run(&["read", s(&dir), "audit"], "");
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -241,4 +243,35 @@ fn inspect_shows_a_stream_it_cannot_open_as_damaged() {
         1,
         "anchor cannot be checked",
     );
+}
+
+/// Lost data is tampering, however it was lost: `streams/` removed (catalogue included), one
+/// stream's directory removed, an active segment cut back in the middle. The Merkle leaves
+/// file outside the stream's directory is the evidence `verify` names.
+#[test]
+fn lost_streams_and_cut_segments_are_tampered() {
+    for attack in ["all streams", "one stream", "cut segment"] {
+        let (_temp, dir) = store_with(50);
+        let stream = dir.join("streams").join(format!("{:020}", 1));
+        match attack {
+            "all streams" => std::fs::remove_dir_all(dir.join("streams")).unwrap(),
+            "one stream" => std::fs::remove_dir_all(&stream).unwrap(),
+            _ => {
+                let segment = stream_segment(&dir, 1);
+                let len = std::fs::metadata(&segment).unwrap().len();
+                cut_bytes(&segment, len / 2);
+            }
+        }
+        let out = fails(&["verify", s(&dir)], "", 1, "TAMPERED");
+        assert!(
+            out.stdout.contains("are missing"),
+            "{attack}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("level-00.hashes"),
+            "{attack}: {}",
+            out.stdout
+        );
+    }
 }
