@@ -275,3 +275,34 @@ fn lost_streams_and_cut_segments_are_tampered() {
         );
     }
 }
+
+/// A flipped bit in `kimberlite.json` is damage to a store (exit 1, the file named), not "not a
+/// Kimberlite store"; a garbage catalogue header leaves the other streams verified.
+#[test]
+fn a_damaged_marker_or_catalogue_header_is_named() {
+    let (_temp, dir) = store_with(5);
+    let marker = dir.join("kimberlite.json");
+    let original = std::fs::read(&marker).unwrap();
+    let mut flipped = original.clone();
+    flipped[3] ^= 0x01;
+    std::fs::write(&marker, flipped).unwrap();
+    let run = fails(&["verify", s(&dir)], "", 1, "is damaged");
+    assert!(run.stdout.contains(s(&marker)), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("not a Kimberlite store"),
+        "{}",
+        run.stdout
+    );
+    std::fs::write(&marker, original).unwrap();
+
+    let catalogue = dir
+        .join("streams")
+        .join(format!("{:020}", 0))
+        .join("00000000.seg");
+    let mut bytes = std::fs::read(&catalogue).unwrap();
+    bytes[..40].fill(0xA5);
+    std::fs::write(&catalogue, bytes).unwrap();
+    let run = fails(&["verify", s(&dir)], "", 1, "TAMPERED");
+    assert!(run.stdout.contains(s(&catalogue)), "{}", run.stdout);
+    assert!(run.stdout.contains("holds 5 events"), "{}", run.stdout);
+}

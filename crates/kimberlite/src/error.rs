@@ -30,6 +30,15 @@ pub enum Error {
         /// The directory asked for.
         path: PathBuf,
     },
+    /// The directory holds a store, but its marker file is damaged or missing (flipped bits,
+    /// a rewrite, a deletion): unlike [`Error::NotAStore`], the store's files are there.
+    #[error("the store marker {} is damaged: {reason}", path.display())]
+    MarkerDamaged {
+        /// The marker file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The store was written by a version of Kimberlite whose format this one does not read.
     #[error("the store at {} has format version {version}; this program reads version 1",
         path.display())]
@@ -193,6 +202,7 @@ impl Error {
             Error::CatalogCorrupt { .. }
             | Error::StreamDamaged { .. }
             | Error::UnnamedStreamInTheWay { .. }
+            | Error::MarkerDamaged { .. }
             | Error::TreeDamaged { .. } => true,
             _ => false,
         }

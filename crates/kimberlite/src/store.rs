@@ -177,22 +177,7 @@ impl Kimberlite {
         config: Config,
         files: Option<Files>,
     ) -> Result<Self> {
-        let mut catalog = Catalog::new();
-        loop {
-            let from = Offset::new(catalog.len());
-            let page = backend
-                .read_from(CATALOG_STREAM, from, config.read_page_bytes)
-                .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
-            if page.is_empty() {
-                break;
-            }
-            for payload in &page {
-                catalog.apply(Offset::new(catalog.len()), payload)?;
-            }
-        }
-        let catalog_head = backend
-            .latest_chain_hash(CATALOG_STREAM)
-            .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
+        let (catalog, catalog_head) = replay_catalog(&*backend, &config)?;
         let mut heads = HashMap::new();
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&*backend, name, id)?);
@@ -394,6 +379,37 @@ impl Kimberlite {
             });
         }
         Ok(heads.durable)
+    }
+}
+
+/// The catalogue replayed from the system stream, and its head hash. Damage in the system
+/// stream does not keep the store from opening: the names read before it are kept, the
+/// catalogue's head is unknown (so no stream can be created), the streams it no longer names
+/// are verified as unnamed, and `verify` reports the damage with its file.
+fn replay_catalog(
+    backend: &dyn StoreBackend,
+    config: &Config,
+) -> Result<(Catalog, Option<kimberlite_crypto::ChainHash>)> {
+    let storage_error = |source| Error::storage(Some("(catalogue)"), source);
+    let mut catalog = Catalog::new();
+    loop {
+        let from = Offset::new(catalog.len());
+        let page = match backend.read_from(CATALOG_STREAM, from, config.read_page_bytes) {
+            Ok(page) => page,
+            Err(error) if error.is_corruption() => return Ok((catalog, None)),
+            Err(error) => return Err(storage_error(error)),
+        };
+        if page.is_empty() {
+            break;
+        }
+        for payload in &page {
+            catalog.apply(Offset::new(catalog.len()), payload)?;
+        }
+    }
+    match backend.latest_chain_hash(CATALOG_STREAM) {
+        Ok(head) => Ok((catalog, head)),
+        Err(error) if error.is_corruption() => Ok((catalog, None)),
+        Err(error) => Err(storage_error(error)),
     }
 }
 
