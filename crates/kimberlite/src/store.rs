@@ -154,6 +154,7 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle: TreeWorker::start(Trees::in_memory(&config)),
+            tree_backlog: Vec::new(),
         };
         Self::from_state(state, config, None, Vec::new())
     }
@@ -220,6 +221,7 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle,
+            tree_backlog: Vec::new(),
         };
         Ok(Self::from_state(state, config, files, lost))
     }
