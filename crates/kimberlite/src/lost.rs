@@ -108,13 +108,20 @@ pub(crate) fn gather(fs: &dyn StoreFs, store: &Path) -> BTreeMap<StreamId, Claim
     }
     for (id, dir) in id_dirs(fs, &store.join(CHECKPOINT_DIR)) {
         for name in fs.list_dir(&dir).unwrap_or_default() {
-            let Some(events) = name
+            let Some(named) = name
                 .strip_suffix(".checkpoint")
                 .and_then(|size| size.parse::<u64>().ok())
             else {
                 continue;
             };
             let file = dir.join(&name);
+            // The size the checkpoint's body states (C2SP: origin, then tree size), else the
+            // one its name states: a renamed or edited file can raise an alarm, never hide one.
+            let events = fs
+                .read(&file)
+                .ok()
+                .and_then(|body| checkpoint_size(&body))
+                .map_or(named, |stated| stated.max(named));
             let what = "the checkpoint";
             keep(id, Claim { events, file, what });
         }
@@ -141,6 +148,12 @@ pub(crate) fn losses(
             })
         })
         .collect()
+}
+
+/// The tree size a C2SP checkpoint states on its second line.
+fn checkpoint_size(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines().nth(1)?.trim().parse().ok()
 }
 
 /// The subdirectories of `dir` named as stream ids (20 digits), with their paths.

@@ -22,7 +22,10 @@
 //! Nothing: the files are derived from the log. On open each level is cut to the length the
 //! log allows, missing nodes are recomputed from the level below, missing leaves are
 //! re-hashed from the log, and a missing directory is rebuilt from scratch. The files are
-//! never synced: a crash can lose or tear them, and reopening repairs them.
+//! never synced: a crash can lose or tear them, and reopening repairs them. Leaves are only
+//! ever hashed from durable events (under group commit, once the group's sync finished), so
+//! a leaves file longer than the log is evidence of lost events: the store reads it first
+//! and leaves such a stream's files uncut (module `lost`).
 //!
 //! A file whose contents disagree with the log (a flipped bit, an edit, a file left from
 //! another history) is not repaired, and is found three ways:
