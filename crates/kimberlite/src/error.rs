@@ -124,6 +124,22 @@ pub enum Error {
         /// The stream's name.
         name: String,
     },
+    /// The stream's log holds fewer events than the store's own files say it held (a Merkle
+    /// leaves file, a kept checkpoint): appends are refused, so that nothing fills the gap or
+    /// erases the evidence.
+    #[error(
+        "stream {name:?} lost events {held}..{claimed} ({evidence} says it held {claimed});          appends are refused (run verify for details)"
+    )]
+    StreamLost {
+        /// The stream's name.
+        name: String,
+        /// Events its log holds.
+        held: u64,
+        /// Events the evidence says it held.
+        claimed: u64,
+        /// The file that says so.
+        evidence: PathBuf,
+    },
     /// The stream catalogue (the system stream holding stream names) holds an entry this
     /// version cannot accept.
     #[error("stream catalogue entry at offset {offset} is invalid: {reason}")]
@@ -201,6 +217,7 @@ impl Error {
             Error::Storage { source, .. } => source.is_corruption(),
             Error::CatalogCorrupt { .. }
             | Error::StreamDamaged { .. }
+            | Error::StreamLost { .. }
             | Error::UnnamedStreamInTheWay { .. }
             | Error::MarkerDamaged { .. }
             | Error::TreeDamaged { .. } => true,

@@ -11,8 +11,8 @@
 //! Both are read at open, before the trees are reconciled with the log (which would cut the
 //! leaves file to the log's length and so erase the evidence). A stream whose log holds fewer
 //! events than either is reported lost ([`Loss`]): `verify` says TAMPERED with what is missing
-//! and which file says so, the stream is marked damaged (appends refused, its tree files left
-//! as they are), and no new stream takes its id. What this cannot catch, and what only anchors,
+//! and which file says so, appends to the stream are refused (`Error::StreamLost`), its tree
+//! files are left as they are, and no new stream takes its id. What this cannot catch, and what only anchors,
 //! signed checkpoints kept elsewhere and witnesses do: docs/ARCHITECTURE.md, "Trust model".
 
 use std::collections::BTreeMap;
@@ -54,6 +54,16 @@ pub(crate) struct Loss {
 }
 
 impl Loss {
+    /// The error an append to the stream gets.
+    pub(crate) fn refusal(&self, name: &str) -> crate::Error {
+        crate::Error::StreamLost {
+            name: name.to_owned(),
+            held: self.log_events,
+            claimed: self.claim.events,
+            evidence: self.claim.file.clone(),
+        }
+    }
+
     /// The loss as a `verify` problem: stream, first missing offset, the evidence file.
     pub(crate) fn problem(&self, name: Option<String>) -> Problem {
         let Claim { events, file, what } = &self.claim;

@@ -196,14 +196,8 @@ impl Kimberlite {
             .into_iter()
             .filter(|loss| !heads.get(&loss.stream).is_some_and(|heads| heads.damaged))
             .collect();
-        for loss in &lost {
-            if let Some(heads) = heads.get_mut(&loss.stream) {
-                heads.damaged = true;
-            }
-        }
         let sizes: Vec<(StreamId, u64)> = catalog
             .iter()
-            .filter(|(_, id)| !lost.iter().any(|loss| loss.stream == *id))
             .map(|(_, id)| {
                 let written = heads
                     .get(&id)
@@ -211,7 +205,8 @@ impl Kimberlite {
                 (id, written.as_u64())
             })
             .collect();
-        let trees = recover_trees(&*backend, &sizes, &config, files.as_ref())?;
+        let lost_ids: Vec<StreamId> = lost.iter().map(|loss| loss.stream).collect();
+        let trees = recover_trees(&*backend, &sizes, &lost_ids, &config, files.as_ref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,

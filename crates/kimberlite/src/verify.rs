@@ -173,8 +173,7 @@ impl Kimberlite {
         let (name, stored_tree, start_events) = {
             let state = self.read_state();
             let name = state.catalog.name(id).map(str::to_owned);
-            let lost = self.inner.lost.iter().any(|loss| loss.stream == id);
-            let stored_tree = (name.is_some() && state.merkle.enabled() && !lost)
+            let stored_tree = (name.is_some() && state.merkle.enabled())
                 .then(|| Self::stored_tree_head_in(&state, id));
             (name, stored_tree, state.known_head(id).0)
         };

@@ -41,6 +41,9 @@ impl Kimberlite {
                 name: name.to_owned(),
             });
         }
+        if let Some(loss) = self.inner.lost.iter().find(|loss| loss.stream == id) {
+            return Err(loss.refusal(name));
+        }
         let head = heads.written;
         if !expected.allows(head.next_offset) {
             return Err(Error::OffsetConflict {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kimberlite::{Config, ExpectedOffset, Kimberlite, Offset, StreamId};
+use kimberlite::{Config, Error, ExpectedOffset, Kimberlite, Offset, StreamId};
 
 fn stream_dir(store: &Path, id: StreamId) -> std::path::PathBuf {
     store.join("streams").join(format!("{:020}", id.as_u64()))
@@ -68,8 +68,20 @@ fn removing_one_stream_directory_is_tampering() {
     );
     assert!(!store.verify(b).unwrap().is_intact());
     assert!(store.verify(a).unwrap().is_intact());
-    assert!(store.append(b, ["x"], ExpectedOffset::Any).is_err());
-    assert!(store.head(b).is_err());
+    let refused = store.append(b, ["x"], ExpectedOffset::Any).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::StreamLost {
+                held: 0,
+                claimed: 40,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(refused.is_corruption());
+    assert_eq!(store.head(b).unwrap().next_offset, Offset::ZERO);
 }
 
 #[test]
