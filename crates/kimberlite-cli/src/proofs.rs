@@ -21,8 +21,9 @@ use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing};
 
-/// Directory under the store where `checkpoint` keeps the checkpoints it signs.
-pub const CHECKPOINT_DIR: &str = "checkpoints";
+/// Directory under the store where `checkpoint` keeps the checkpoints it signs: the store
+/// reads them at open as evidence of how long each stream was.
+pub use kimberlite::CHECKPOINT_DIR;
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {

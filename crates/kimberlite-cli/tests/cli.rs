@@ -37,6 +37,7 @@ fn demo_runs_small_and_shows_tampering() {
     assert!(out.contains("still verifies intact: yes"), "{out}");
     assert!(out.contains("verify --anchor says TAMPERED"), "{out}");
     assert!(out.contains("events were cut off"), "{out}");
+    assert!(out.contains("Plain verify says TAMPERED"), "{out}");
     // The kept store is intact and usable.
     ok(&["verify", s(&dir)], "");
     let listed = ok(&["read", s(&dir), "staff-logins", "--limit", "1"], "");
@@ -250,9 +251,16 @@ fn verify_reports_a_store_too_damaged_to_open_as_not_intact() {
         bytes[0] ^= 0xff; // the segment header's magic
         std::fs::write(file, &bytes).unwrap();
     }
+    // Every segment garbage, the catalogue's included: the store still opens and verify
+    // names each one (issue 22: one damaged stream must not stop the store from opening).
     let run = fails(&["verify", s(&dir)], "", 1, "");
     assert!(run.stdout.contains("NOT INTACT"), "{}", run.stdout);
     assert!(run.stdout.contains(".seg"), "{}", run.stdout);
+    // A store too damaged to open at all: its marker is damaged.
+    std::fs::write(dir.join("kimberlite.json"), "{\"kimberlite_store\":").unwrap();
+    let run = fails(&["verify", s(&dir)], "", 1, "");
+    assert!(run.stdout.contains("NOT INTACT"), "{}", run.stdout);
+    assert!(run.stdout.contains("kimberlite.json"), "{}", run.stdout);
     assert!(
         !run.stderr.contains("kimberlite verify DIR"),
         "{}",
@@ -261,7 +269,7 @@ fn verify_reports_a_store_too_damaged_to_open_as_not_intact() {
     let json = run_json_verify(&dir);
     assert_eq!(json["intact"], false);
     assert!(
-        json["error"].as_str().unwrap().contains("segment"),
+        json["error"].as_str().unwrap().contains("kimberlite.json"),
         "{json}"
     );
 }

@@ -50,12 +50,11 @@ fn anchors_catch_events_cut_from_the_end() {
 
     // Cut 200 bytes (the last few records): recovery drops the torn one, the store opens
     // shorter than the anchor.
+    // The chain alone cannot see it; the Merkle leaves file, outside the stream's directory,
+    // still says how long the stream was.
     cut_bytes(&stream_segment(&dir, 1), 200);
-    let later = ok(&["verify", s(&dir)], "");
-    assert!(
-        later.contains("intact"),
-        "the chain alone cannot see it: {later}"
-    );
+    let later = fails(&["verify", s(&dir)], "", 1, "are missing").stdout;
+    assert!(later.contains("TAMPERED"), "{later}");
     assert!(
         later.contains("note: on open, recovery"),
         "the cut is shown: {later}"
@@ -117,6 +116,9 @@ fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
     let (_temp, dir) = store_with(3);
     let segment = stream_segment(&dir, 1);
     let original = std::fs::read(&segment).unwrap();
+    // A torn write: the never-synced tree files are lost with it, so nothing in the store says
+    // the third event was ever there (with them, the cut is lost data: the test above).
+    std::fs::remove_dir_all(dir.join("merkle")).unwrap();
     cut_bytes(&segment, 7);
     let run = run(&["read", s(&dir), "audit"], "");
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -241,4 +243,66 @@ fn inspect_shows_a_stream_it_cannot_open_as_damaged() {
         1,
         "anchor cannot be checked",
     );
+}
+
+/// Lost data is tampering, however it was lost: `streams/` removed (catalogue included), one
+/// stream's directory removed, an active segment cut back in the middle. The Merkle leaves
+/// file outside the stream's directory is the evidence `verify` names.
+#[test]
+fn lost_streams_and_cut_segments_are_tampered() {
+    for attack in ["all streams", "one stream", "cut segment"] {
+        let (_temp, dir) = store_with(50);
+        let stream = dir.join("streams").join(format!("{:020}", 1));
+        match attack {
+            "all streams" => std::fs::remove_dir_all(dir.join("streams")).unwrap(),
+            "one stream" => std::fs::remove_dir_all(&stream).unwrap(),
+            _ => {
+                let segment = stream_segment(&dir, 1);
+                let len = std::fs::metadata(&segment).unwrap().len();
+                cut_bytes(&segment, len / 2);
+            }
+        }
+        let out = fails(&["verify", s(&dir)], "", 1, "TAMPERED");
+        assert!(
+            out.stdout.contains("are missing"),
+            "{attack}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("level-00.hashes"),
+            "{attack}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// A flipped bit in `kimberlite.json` is damage to a store (exit 1, the file named), not "not a
+/// Kimberlite store"; a garbage catalogue header leaves the other streams verified.
+#[test]
+fn a_damaged_marker_or_catalogue_header_is_named() {
+    let (_temp, dir) = store_with(5);
+    let marker = dir.join("kimberlite.json");
+    let original = std::fs::read(&marker).unwrap();
+    let mut flipped = original.clone();
+    flipped[3] ^= 0x01;
+    std::fs::write(&marker, flipped).unwrap();
+    let run = fails(&["verify", s(&dir)], "", 1, "is damaged");
+    assert!(run.stdout.contains(s(&marker)), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("not a Kimberlite store"),
+        "{}",
+        run.stdout
+    );
+    std::fs::write(&marker, original).unwrap();
+
+    let catalogue = dir
+        .join("streams")
+        .join(format!("{:020}", 0))
+        .join("00000000.seg");
+    let mut bytes = std::fs::read(&catalogue).unwrap();
+    bytes[..40].fill(0xA5);
+    std::fs::write(&catalogue, bytes).unwrap();
+    let run = fails(&["verify", s(&dir)], "", 1, "TAMPERED");
+    assert!(run.stdout.contains(s(&catalogue)), "{}", run.stdout);
+    assert!(run.stdout.contains("holds 5 events"), "{}", run.stdout);
 }

@@ -30,6 +30,15 @@ pub enum Error {
         /// The directory asked for.
         path: PathBuf,
     },
+    /// The directory holds a store, but its marker file is damaged or missing (flipped bits,
+    /// a rewrite, a deletion): unlike [`Error::NotAStore`], the store's files are there.
+    #[error("the store marker {} is damaged: {reason}", path.display())]
+    MarkerDamaged {
+        /// The marker file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The store was written by a version of Kimberlite whose format this one does not read.
     #[error("the store at {} has format version {version}; this program reads version 1",
         path.display())]
@@ -115,6 +124,22 @@ pub enum Error {
         /// The stream's name.
         name: String,
     },
+    /// The stream's log holds fewer events than the store's own files say it held (a Merkle
+    /// leaves file, a kept checkpoint): appends are refused, so that nothing fills the gap or
+    /// erases the evidence.
+    #[error(
+        "stream {name:?} lost events {held}..{claimed} ({evidence} says it held {claimed});          appends are refused (run verify for details)"
+    )]
+    StreamLost {
+        /// The stream's name.
+        name: String,
+        /// Events its log holds.
+        held: u64,
+        /// Events the evidence says it held.
+        claimed: u64,
+        /// The file that says so.
+        evidence: PathBuf,
+    },
     /// The stream catalogue (the system stream holding stream names) holds an entry this
     /// version cannot accept.
     #[error("stream catalogue entry at offset {offset} is invalid: {reason}")]
@@ -192,7 +217,9 @@ impl Error {
             Error::Storage { source, .. } => source.is_corruption(),
             Error::CatalogCorrupt { .. }
             | Error::StreamDamaged { .. }
+            | Error::StreamLost { .. }
             | Error::UnnamedStreamInTheWay { .. }
+            | Error::MarkerDamaged { .. }
             | Error::TreeDamaged { .. } => true,
             _ => false,
         }

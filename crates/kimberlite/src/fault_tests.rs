@@ -200,3 +200,19 @@ fn a_failed_group_write_fails_the_group_and_poisons() {
         assert_eq!(events.len() as u64, acknowledged, "round {round}");
     }
 }
+
+/// Under group commit a batch reaches the Merkle tree only once its sync finished: the tree
+/// files never hold a leaf a crash can take from the log, so their length is evidence of
+/// durable events (module `lost`).
+#[test]
+fn a_batch_whose_group_sync_failed_never_reaches_the_tree() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    let (store, faults) = Kimberlite::faulty(config);
+    let id = store.create_stream("audit").unwrap();
+    store.append(id, ["durable"], ExpectedOffset::Any).unwrap();
+    faults.fail_flushes.store(true, Ordering::SeqCst);
+    assert!(store.append(id, ["lost"], ExpectedOffset::Any).is_err());
+    let state = store.read_state();
+    let trees = state.merkle.wait(id).unwrap();
+    assert_eq!(trees.size(id), 1);
+}

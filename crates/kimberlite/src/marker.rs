@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use kimberlite_storage::disk::STREAMS_DIR;
 use kimberlite_storage::EntryKind;
 
 use crate::error::{Error, Result};
@@ -54,6 +55,12 @@ pub(crate) fn prepare_dir(fs: &dyn StoreFs, dir: &Path, create: bool) -> Result<
                 // Created meanwhile by another process.
                 return check_marker(fs, dir, &marker);
             }
+            if entries.iter().any(|name| name == STREAMS_DIR) {
+                return Err(Error::MarkerDamaged {
+                    path: marker,
+                    reason: format!("it is missing, but the directory holds {STREAMS_DIR}/"),
+                });
+            }
             if !create || crowded {
                 return Err(Error::NotAStore {
                     path: dir.to_path_buf(),
@@ -75,22 +82,28 @@ fn check_marker(fs: &dyn StoreFs, dir: &Path, marker: &Path) -> Result<()> {
     let bytes = fs
         .read(marker)
         .map_err(|e| Error::io(format!("reading {}", marker.display()), e))?;
-    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("kimberlite_store")
-                .and_then(serde_json::Value::as_u64)
-        });
-    match version {
+    let damaged = |reason: String| Error::MarkerDamaged {
+        path: marker.to_path_buf(),
+        reason,
+    };
+    let value = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|error| {
+        damaged(format!(
+            "not JSON ({error}); it holds {} bytes",
+            bytes.len()
+        ))
+    })?;
+    let version = value
+        .get("kimberlite_store")
+        .ok_or_else(|| damaged(format!("no \"kimberlite_store\" field in {value}")))?;
+    match version.as_u64() {
         Some(STORE_FORMAT_VERSION) => Ok(()),
         Some(version) => Err(Error::UnsupportedStore {
             path: dir.to_path_buf(),
             version,
         }),
-        None => Err(Error::NotAStore {
-            path: dir.to_path_buf(),
-        }),
+        None => Err(damaged(format!(
+            "\"kimberlite_store\" is {version}, not a format version"
+        ))),
     }
 }
 

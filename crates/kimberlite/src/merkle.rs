@@ -22,7 +22,10 @@
 //! Nothing: the files are derived from the log. On open each level is cut to the length the
 //! log allows, missing nodes are recomputed from the level below, missing leaves are
 //! re-hashed from the log, and a missing directory is rebuilt from scratch. The files are
-//! never synced: a crash can lose or tear them, and reopening repairs them.
+//! never synced: a crash can lose or tear them, and reopening repairs them. Leaves are only
+//! ever hashed from durable events (under group commit, once the group's sync finished), so
+//! a leaves file longer than the log is evidence of lost events: the store reads it first
+//! and leaves such a stream's files uncut (module `lost`).
 //!
 //! A file whose contents disagree with the log (a flipped bit, an edit, a file left from
 //! another history) is not repaired, and is found three ways:
@@ -450,6 +453,12 @@ impl Trees {
         Ok(size)
     }
 
+    /// Starts the tree of `stream` in memory, leaving its files as they are: for a stream
+    /// whose files are evidence of lost events (module `lost`). Proofs come from its log.
+    pub(crate) fn open_stream_in_memory(&mut self, stream: StreamId) {
+        self.trees.insert(stream, StreamTree::in_memory());
+    }
+
     /// Extends the tree of `stream` with `leaves`; creates an empty tree first if needed.
     pub(crate) fn push(&mut self, stream: StreamId, leaves: &[Hash]) {
         if self.disabled {
@@ -523,10 +532,12 @@ pub(crate) fn leaf_hashes(first_offset: u64, events: &[Bytes]) -> Vec<Hash> {
 /// events the side files lack. A stream whose log cannot be read (damage) keeps the tree it
 /// has: proofs past it fail, and `verify` reports the damage.
 ///
-/// `streams` are the named streams with their log sizes (events written).
+/// `streams` are the named streams with their log sizes (events written); the trees of those
+/// `in_memory` are built from the log in memory, their files left untouched.
 pub(crate) fn recover_trees(
     backend: &dyn kimberlite_storage::StoreBackend,
     streams: &[(StreamId, u64)],
+    in_memory: &[StreamId],
     config: &crate::Config,
     files: Option<&Files>,
 ) -> crate::Result<Trees> {
@@ -540,9 +551,14 @@ pub(crate) fn recover_trees(
             let page = backend.read_from(id, from, 0).ok()?;
             page.first().map(|payload| event_leaf_hash(offset, payload))
         };
-        let mut size = trees.open_stream(id, log_size, log_leaf).map_err(|error| {
-            crate::Error::io(format!("opening the Merkle tree of stream {id}"), error)
-        })?;
+        let mut size = if in_memory.contains(&id) {
+            trees.open_stream_in_memory(id);
+            0
+        } else {
+            trees.open_stream(id, log_size, log_leaf).map_err(|error| {
+                crate::Error::io(format!("opening the Merkle tree of stream {id}"), error)
+            })?
+        };
         while size < log_size {
             let from = kimberlite_types::Offset::new(size);
             let Ok(page) = backend.read_from(id, from, config.read_page_bytes) else {

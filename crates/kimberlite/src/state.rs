@@ -46,6 +46,11 @@ pub(crate) struct State {
     pub(crate) pending: VecDeque<PendingWrite>,
     /// Each named stream's Merkle tree ([`crate::merkle`]).
     pub(crate) merkle: TreeWorker,
+    /// Batches written under group commit whose sync has not finished: `(stream, first
+    /// offset, events)`, in append order. They reach the trees only once durable, so tree files
+    /// never hold a leaf a crash can take from the log: their length is evidence of durable
+    /// events (module `lost`).
+    pub(crate) tree_backlog: Vec<(StreamId, u64, Vec<bytes::Bytes>)>,
 }
 
 impl std::fmt::Debug for State {

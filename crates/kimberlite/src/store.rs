@@ -34,6 +34,7 @@ use crate::commit::SyncCoordinator;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::head::StreamHead;
+use crate::lost::{self, Loss};
 use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     /// The store's directory and file system; `None` for an in-memory store.
     pub(crate) files: Option<Files>,
+    /// Streams whose log holds less than the store's own files say it held, found at open.
+    pub(crate) lost: Vec<Loss>,
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -151,11 +154,12 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle: TreeWorker::start(Trees::in_memory(&config)),
+            tree_backlog: Vec::new(),
         };
-        Self::from_state(state, config, None)
+        Self::from_state(state, config, None, Vec::new())
     }
 
-    fn from_state(state: State, config: Config, files: Option<Files>) -> Self {
+    fn from_state(state: State, config: Config, files: Option<Files>, lost: Vec<Loss>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
@@ -163,6 +167,7 @@ impl Kimberlite {
                 writers: crate::writers::WriterQueue::default(),
                 config,
                 files,
+                lost,
             }),
         }
     }
@@ -173,26 +178,24 @@ impl Kimberlite {
         config: Config,
         files: Option<Files>,
     ) -> Result<Self> {
-        let mut catalog = Catalog::new();
-        loop {
-            let from = Offset::new(catalog.len());
-            let page = backend
-                .read_from(CATALOG_STREAM, from, config.read_page_bytes)
-                .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
-            if page.is_empty() {
-                break;
-            }
-            for payload in &page {
-                catalog.apply(Offset::new(catalog.len()), payload)?;
-            }
-        }
-        let catalog_head = backend
-            .latest_chain_hash(CATALOG_STREAM)
-            .map_err(|source| Error::storage(Some("(catalogue)"), source))?;
+        let (catalog, catalog_head) = replay_catalog(&*backend, &config)?;
         let mut heads = HashMap::new();
         for (name, id) in catalog.iter() {
             heads.insert(id, recover_head(&*backend, name, id)?);
         }
+        // Read before the trees are reconciled with the log, which cuts them to its length.
+        let lost = files.as_ref().map_or_else(Vec::new, |files| {
+            lost::losses(
+                lost::gather(&*files.fs, &files.dir),
+                |id| backend.next_offset(id).map_or(0, Offset::as_u64),
+                |id| catalog.name(id).is_some(),
+            )
+        });
+        // A stream open already found damaged is reported as such (where the damage is).
+        let lost: Vec<Loss> = lost
+            .into_iter()
+            .filter(|loss| !heads.get(&loss.stream).is_some_and(|heads| heads.damaged))
+            .collect();
         let sizes: Vec<(StreamId, u64)> = catalog
             .iter()
             .map(|(_, id)| {
@@ -202,7 +205,8 @@ impl Kimberlite {
                 (id, written.as_u64())
             })
             .collect();
-        let trees = recover_trees(&*backend, &sizes, &config, files.as_ref())?;
+        let lost_ids: Vec<StreamId> = lost.iter().map(|loss| loss.stream).collect();
+        let trees = recover_trees(&*backend, &sizes, &lost_ids, &config, files.as_ref())?;
         let merkle = TreeWorker::start(trees);
         let state = State {
             backend,
@@ -212,8 +216,9 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle,
+            tree_backlog: Vec::new(),
         };
-        Ok(Self::from_state(state, config, files))
+        Ok(Self::from_state(state, config, files, lost))
     }
 
     /// The store's directory; `None` for an in-memory store.
@@ -299,7 +304,9 @@ impl Kimberlite {
             return Err(Error::Poisoned);
         }
         let (id, event) = state.catalog.registration(name)?;
-        if state.backend.holds(id) {
+        // A stream whose log is gone keeps its id: a new stream there would cut its tree files,
+        // the evidence of the loss.
+        if state.backend.holds(id) || self.inner.lost.iter().any(|loss| loss.stream == id) {
             return Err(Error::UnnamedStreamInTheWay {
                 name: name.to_owned(),
                 stream: id,
@@ -369,6 +376,37 @@ impl Kimberlite {
             });
         }
         Ok(heads.durable)
+    }
+}
+
+/// The catalogue replayed from the system stream, and its head hash. Damage in the system
+/// stream does not keep the store from opening: the names read before it are kept, the
+/// catalogue's head is unknown (so no stream can be created), the streams it no longer names
+/// are verified as unnamed, and `verify` reports the damage with its file.
+fn replay_catalog(
+    backend: &dyn StoreBackend,
+    config: &Config,
+) -> Result<(Catalog, Option<kimberlite_crypto::ChainHash>)> {
+    let storage_error = |source| Error::storage(Some("(catalogue)"), source);
+    let mut catalog = Catalog::new();
+    loop {
+        let from = Offset::new(catalog.len());
+        let page = match backend.read_from(CATALOG_STREAM, from, config.read_page_bytes) {
+            Ok(page) => page,
+            Err(error) if error.is_corruption() => return Ok((catalog, None)),
+            Err(error) => return Err(storage_error(error)),
+        };
+        if page.is_empty() {
+            break;
+        }
+        for payload in &page {
+            catalog.apply(Offset::new(catalog.len()), payload)?;
+        }
+    }
+    match backend.latest_chain_hash(CATALOG_STREAM) {
+        Ok(head) => Ok((catalog, head)),
+        Err(error) if error.is_corruption() => Ok((catalog, None)),
+        Err(error) => Err(storage_error(error)),
     }
 }
 

@@ -63,6 +63,7 @@ impl Kimberlite {
         self.read_state().name_of(id)?;
         let mut report = VerifyReport::default();
         self.verify_told(id, &mut report, &mut progress)?;
+        self.report_losses(&mut report, |loss| loss == id);
         Ok(report)
     }
 
@@ -82,6 +83,7 @@ impl Kimberlite {
         for id in self.all_stream_ids() {
             self.verify_told(id, &mut report, &mut progress)?;
         }
+        self.report_losses(&mut report, |_| true);
         Ok(report)
     }
 
@@ -135,6 +137,17 @@ impl Kimberlite {
                 }
             })
             .collect()
+    }
+
+    /// A problem for each stream of `which` whose log open found shorter than the store's
+    /// own files say it was (module `lost`).
+    fn report_losses(&self, report: &mut VerifyReport, which: impl Fn(StreamId) -> bool) {
+        let state = self.read_state();
+        for loss in self.inner.lost.iter().filter(|loss| which(loss.stream)) {
+            let name = state.catalog.name(loss.stream).map(str::to_owned);
+            report.streams.retain(|stream| stream.stream != loss.stream);
+            report.problems.push(loss.problem(name));
+        }
     }
 
     /// The catalogue, every named stream and every stream the backend holds, in id order.

@@ -41,6 +41,9 @@ impl Kimberlite {
                 name: name.to_owned(),
             });
         }
+        if let Some(loss) = self.inner.lost.iter().find(|loss| loss.stream == id) {
+            return Err(loss.refusal(name));
+        }
         let head = heads.written;
         if !expected.allows(head.next_offset) {
             return Err(Error::OffsetConflict {
@@ -69,7 +72,13 @@ impl Kimberlite {
         };
         state.heads.entry(id).or_default().written = written;
         if let Some(events) = tree_events {
-            state.merkle.submit(id, head.next_offset.as_u64(), events);
+            if self.inner.config.durability == Durability::GroupCommit {
+                state
+                    .tree_backlog
+                    .push((id, head.next_offset.as_u64(), events));
+            } else {
+                state.merkle.submit(id, head.next_offset.as_u64(), events);
+            }
         }
         Ok(AppendResult {
             first_offset: head.next_offset,
@@ -87,19 +96,23 @@ impl Kimberlite {
     /// batch) runs outside the lock, so appenders keep writing the batches that the next sync
     /// will cover. A failed sync latches the coordinator (fail-stop).
     pub(crate) fn sync_written(&self) -> Result<u64> {
-        let (covered, mut syncs) = {
+        let (covered, mut syncs, backlog) = {
             let mut state = self.write_state();
             let syncs = state
                 .backend
                 .sync_begin()
                 .map_err(|source| Error::storage(None, source))?;
-            (state.written_seq, syncs)
+            let backlog = std::mem::take(&mut state.tree_backlog);
+            (state.written_seq, syncs, backlog)
         };
         for sync in &mut syncs {
             sync.run().map_err(|source| Error::storage(None, source))?;
         }
         let mut state = self.write_state();
         state.backend.sync_finished(&syncs);
+        for (id, first_offset, events) in backlog {
+            state.merkle.submit(id, first_offset, events);
+        }
         while state
             .pending
             .front()

@@ -84,10 +84,11 @@ fn wrong_directories_are_refused() {
         matches!(error, Error::UnsupportedStore { version: 2, .. }),
         "{error}"
     );
+    // A garbage marker in a store is damage to that store, named as such (issue 22).
     std::fs::write(fresh.join(MARKER_FILE), "garbage").unwrap();
     assert!(matches!(
         Kimberlite::open(&fresh),
-        Err(Error::NotAStore { .. })
+        Err(Error::MarkerDamaged { .. })
     ));
     // A directory holding only the temporary marker of a creation in progress (or of one cut
     // short before its rename) is still free to become a store, and the temporary is not in
