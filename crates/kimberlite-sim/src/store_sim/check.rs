@@ -34,9 +34,10 @@ impl StoreRun {
         let len = self.models.get(&name).map_or(0, |model| model.events.len()) as u64;
         let from = self.rng.random_range(0..=len);
         self.stats.reads += 1;
+        let flips = self.read_flips();
         let events = match self.store()?.read(id, Offset::new(from), u64::MAX) {
             Ok(events) => events,
-            Err(error) => return self.failed("read", &error),
+            Err(error) => return self.flipped(&format!("{name}: read from {from}"), flips, &error),
         };
         let model = self.models.get(&name).map(|model| model.events.as_slice());
         let expected = model
@@ -54,16 +55,81 @@ impl StoreRun {
         Ok(())
     }
 
-    /// `verify_all` finds every stream intact.
+    /// Bit flips on read injected so far.
+    fn read_flips(&self) -> u64 {
+        self.fs.counts().read_flips
+    }
+
+    /// Whether a read or verification that began after `flips` flips may fail by a flip: one
+    /// injected during the call, or one since open that a segment mapping may still hold (the
+    /// engine maps segments, and a flip in a map stays until the map is dropped; the engine
+    /// simulator allows the same).
+    fn flip_may_show(&self, flips: u64) -> bool {
+        let now = self.read_flips();
+        now > flips || now > self.flips_at_open
+    }
+
+    /// A read or verification that failed: allowed when a flip may show
+    /// ([`Self::flip_may_show`]), and then its error must name the stream and the offset (the
+    /// stored bytes are intact, so the store is not restarted); or after a failed write or
+    /// sync since open (the tree worker's side files, say), as any call's.
+    fn flipped(&mut self, what: &str, flips: u64, error: &kimberlite::Error) -> Check {
+        let may_flip = self.flip_may_show(flips);
+        if !may_flip && self.failures_now() > self.failures_at_open {
+            return self.failed(what, error);
+        }
+        if !may_flip {
+            return Err(format!("{what} failed with no flip injected: {error}"));
+        }
+        let message = error.to_string();
+        if !message.contains("stream") || !message.contains("offset") {
+            return Err(format!(
+                "{what} failed by a flip without naming the stream and offset: {message}"
+            ));
+        }
+        self.stats.faults_detected += 1;
+        Ok(())
+    }
+
+    /// `verify_all` finds every stream intact, unless a flip was injected during it; then
+    /// each problem names a stream of the store and an offset it holds.
     pub(super) fn verify(&mut self) -> Check {
         self.stats.verifications += 1;
+        let flips = self.read_flips();
         let report = match self.store()?.verify_all() {
             Ok(report) => report,
-            Err(error) => return self.failed("verify_all", &error),
+            Err(error) => return self.flipped("verify_all", flips, &error),
         };
-        if !report.is_intact() {
-            return Err(format!("verify_all found damage: {:?}", report.problems));
+        if report.is_intact() {
+            return Ok(());
         }
+        if !self.flip_may_show(flips) {
+            return Err(format!(
+                "verify_all found damage with no flip injected: {:?}",
+                report.problems
+            ));
+        }
+        let store = self.store()?;
+        for problem in &report.problems {
+            let len = match &problem.name {
+                Some(name) if store.stream(name) == Some(problem.stream) => {
+                    self.models.get(name).map_or(0, |model| model.events.len())
+                }
+                // The catalogue (stream 0) has no name and no model: any offset it holds.
+                None if problem.stream == kimberlite::CATALOG_STREAM => usize::MAX,
+                _ => {
+                    return Err(format!(
+                        "verify_all names no stream of the store: {problem:?}"
+                    ))
+                }
+            };
+            if problem.offset.as_u64() > len as u64 {
+                return Err(format!(
+                    "verify_all names an offset past the stream: {problem:?}"
+                ));
+            }
+        }
+        self.stats.faults_detected += 1;
         Ok(())
     }
 

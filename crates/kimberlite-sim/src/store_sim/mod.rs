@@ -24,8 +24,12 @@
 //! 4. **Appends are what a lone append would return**: dense offsets no other batch got;
 //!    reads from any offset and heads show exactly the acknowledged events.
 //!
-//! Errors are allowed only after a fault was injected since the store was opened (the store
-//! is then poisoned, must refuse the next append, and is reopened: fail-stop).
+//! 5. **Faults show only as errors, never as data**: a read or a verification may fail, or
+//!    report damage, only when a bit flip on read was injected during the call or may still be
+//!    held in a segment mapping made since open; its error or problem then names the stream
+//!    and an offset it holds. Other errors are allowed only after a failed write or sync (a
+//!    full disk) since open; the store is then poisoned, must refuse the next append
+//!    (fail-stop), and is reopened with nothing durable lost.
 
 mod check;
 mod model;

@@ -40,8 +40,13 @@ impl StoreRun {
                 0.0
             }
         };
+        let flips = if faulty {
+            rng.random_range(0.0..0.01)
+        } else {
+            0.0
+        };
         let faults = FaultConfig {
-            read_flip_probability: 0.0,
+            read_flip_probability: flips,
             sync_fail_probability: failure(&mut rng),
             write_fail_probability: failure(&mut rng),
             lie_on_sync: options.lie_on_sync,
@@ -68,6 +73,8 @@ impl StoreRun {
             failed: FailedBatches::new(),
             poisoned: false,
             faults_at_open: 0,
+            failures_at_open: 0,
+            flips_at_open: 0,
             stats: RunStats::default(),
         }
     }
@@ -133,6 +140,8 @@ impl StoreRun {
         self.check_tree_heads()?;
         self.fs.set_faults_enabled(true);
         self.faults_at_open = self.faults_now();
+        self.failures_at_open = self.failures_now();
+        self.flips_at_open = self.fs.counts().read_flips;
         Ok(())
     }
 

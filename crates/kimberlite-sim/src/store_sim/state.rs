@@ -62,6 +62,10 @@ pub(super) struct StoreRun {
     pub(super) poisoned: bool,
     /// Detectable faults injected before the store was last opened.
     pub(super) faults_at_open: u64,
+    /// Of those, the failed writes and syncs.
+    pub(super) failures_at_open: u64,
+    /// Of those, the bit flips on read.
+    pub(super) flips_at_open: u64,
     pub(super) stats: RunStats,
 }
 
@@ -75,6 +79,12 @@ impl StoreRun {
     /// Detectable faults injected so far.
     pub(super) fn faults_now(&self) -> u64 {
         self.fs.counts().detectable()
+    }
+
+    /// Failed writes and syncs injected so far.
+    pub(super) fn failures_now(&self) -> u64 {
+        let counts = self.fs.counts();
+        counts.sync_failures + counts.write_failures
     }
 
     /// Whether a detectable fault was injected since the store was last opened.
