@@ -35,6 +35,7 @@ mod check;
 mod model;
 mod run;
 mod state;
+mod turns;
 mod workload;
 
 pub use run::run_store_seed;

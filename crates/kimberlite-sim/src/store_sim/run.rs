@@ -99,9 +99,37 @@ impl StoreRun {
                     _ => self.reopen(true)?,
                 }
             }
+            self.trace();
             self.step += 1;
         }
         self.reopen(true)
+    }
+
+    /// With `KIMBERLITE_SIM_TRACE` set, one line per round: what the run looks like after it,
+    /// so that two runs of a seed can be compared line by line (`docs/TESTING.md`).
+    fn trace(&self) {
+        if std::env::var_os("KIMBERLITE_SIM_TRACE").is_none() {
+            return;
+        }
+        let streams: Vec<_> = self
+            .models
+            .values()
+            .map(|model| (model.events.len(), model.durable))
+            .collect();
+        let faults = self.fs.counts();
+        eprintln!(
+            "step {}: {:?}, streams (events, durable) {streams:?}, poisoned {}, crashes {}, \
+             flips {}, failed syncs {}, failed writes {}, torn {}, dropped {}",
+            self.step,
+            self.durability,
+            self.poisoned,
+            faults.crashes,
+            faults.read_flips,
+            faults.sync_failures,
+            faults.write_failures,
+            faults.torn_writes,
+            faults.dropped_operations
+        );
     }
 
     /// Closes the store (after a crash of the file system when `crash`), opens it again with

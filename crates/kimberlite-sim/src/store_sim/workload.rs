@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kimberlite::{AppendResult, Durability, Error, ExpectedOffset, Offset, StreamId};
+use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::state::{Check, StoreRun, APPENDERS_MAX, STREAMS_MAX};
+use super::turns::run_jobs;
 
 /// One thread's append of a round.
 pub(super) struct Request {
@@ -77,19 +79,23 @@ impl StoreRun {
         if requests.is_empty() {
             return Ok(());
         }
-        let store = self.store()?.clone();
-        let results: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = requests
-                .iter()
-                .map(|request| {
-                    let store = store.clone();
-                    scope.spawn(move || {
-                        store.append(request.id, request.events.clone(), request.expected)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|handle| handle.join()).collect()
+        // Group commit merges only what is in flight at once, so its appenders run together
+        // and the operating system interleaves them; under the other policies the threads
+        // take turns in an order drawn from the seed, so the run replays exactly.
+        let order = (self.durability != Durability::GroupCommit).then(|| {
+            let mut order: Vec<usize> = (0..requests.len()).collect();
+            order.shuffle(&mut self.rng);
+            order
         });
+        let store = self.store()?.clone();
+        let jobs: Vec<_> = requests
+            .iter()
+            .map(|request| {
+                let store = store.clone();
+                move || store.append(request.id, request.events.clone(), request.expected)
+            })
+            .collect();
+        let results = run_jobs(jobs, order.as_deref());
         let mut acknowledged: BTreeMap<String, BTreeMap<u64, Bytes>> = BTreeMap::new();
         for (request, result) in requests.into_iter().zip(results) {
             let result = result.map_err(|_| "an appending thread panicked".to_owned())?;
