@@ -41,7 +41,7 @@ impl StoreRun {
             }
         };
         let flips = if faulty {
-            rng.random_range(0.0..0.01)
+            rng.random_range(0.0..0.03)
         } else {
             0.0
         };
