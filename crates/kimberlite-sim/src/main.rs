@@ -80,10 +80,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!(
-        "{total} | violations {violations} | {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    let elapsed = started.elapsed().as_secs_f64();
+    if args.store {
+        println!("{} | {elapsed:.1}s", total.store_summary(violations));
+    } else {
+        println!("{total} | violations {violations} | {elapsed:.1}s");
+    }
     if violations == 0 {
         ExitCode::SUCCESS
     } else {

@@ -84,6 +84,31 @@ impl fmt::Display for RunStats {
     }
 }
 
+impl RunStats {
+    /// The whole-store simulator's summary line: seeds, rounds, appends acknowledged, crashes,
+    /// faults injected and detected, `violations`.
+    #[must_use]
+    pub fn store_summary(&self, violations: u64) -> String {
+        let faults = &self.faults;
+        format!(
+            "store simulator: seeds {} | rounds {} | appends acknowledged {} | crashes {} \
+             (torn writes {}, dropped unsynced ops {}) | faults injected {} (read flips {}, \
+             failed syncs {}, failed writes {}) | faults detected {} | violations {violations}",
+            self.seeds,
+            self.ops,
+            self.appends,
+            faults.crashes,
+            faults.torn_writes,
+            faults.dropped_operations,
+            faults.detectable(),
+            faults.read_flips,
+            faults.sync_failures,
+            faults.write_failures,
+            self.faults_detected,
+        )
+    }
+}
+
 /// An invariant that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

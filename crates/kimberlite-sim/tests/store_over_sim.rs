@@ -63,3 +63,33 @@ fn a_file_in_the_stores_place_is_not_a_store() {
     let refused = Kimberlite::open_with_fs(fs, "/nowhere", missing);
     assert!(matches!(refused, Err(Error::StoreNotFound { .. })));
 }
+
+/// Under `Durability::Unsynced` a stream's catalogue event and its first events are both
+/// unsynced; a crash may keep the events and drop the catalogue event. The reopened store then
+/// reports the stream as tampered ("the catalogue names no stream N: catalogue entries were
+/// removed") although nothing but a crash happened, so `verify_all` is not intact. Found by
+/// the whole-store simulator (seeds 1, 2 and 23 at 120 rounds, before it synced stream
+/// creations made under `Unsynced`).
+#[test]
+#[ignore = "store bug: under Unsynced, a crash that keeps a new stream's events but not its \
+            catalogue event leaves verify_all reporting removed catalogue entries"]
+fn an_unsynced_stream_creation_lost_at_a_crash_leaves_the_store_verified() {
+    let mut damaged = Vec::new();
+    for seed in 0..64 {
+        let fs = SimFileSystem::new(seed, FaultConfig::NONE);
+        let config = Config::default().durability(Durability::Unsynced);
+        let store = Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap();
+        let id = store.create_stream("audit").unwrap();
+        store
+            .append(id, ["a", "b", "c"], ExpectedOffset::Any)
+            .unwrap();
+        fs.crash();
+        drop(store);
+        let store = open(&fs);
+        let report = store.verify_all().unwrap();
+        if !report.is_intact() {
+            damaged.push((seed, report.problems));
+        }
+    }
+    assert!(damaged.is_empty(), "{damaged:?}");
+}
