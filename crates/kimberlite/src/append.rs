@@ -14,6 +14,7 @@ use kimberlite_types::StreamId;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset, StreamHead};
+use crate::state::State;
 use crate::store::Kimberlite;
 
 impl Kimberlite {
@@ -64,22 +65,25 @@ impl Kimberlite {
     /// Makes every append so far durable, whatever the durability policy (useful after
     /// appending with [`Durability::Unsynced`]).
     pub fn sync(&self) -> Result<()> {
-        self.write_state().merkle.flush();
         let seq = self.read_state().written_seq;
-        if seq == 0 {
-            return self
-                .write_state()
+        if seq > 0 && self.inner.config.durability == Durability::GroupCommit {
+            self.inner
+                .commit
+                .wait_durable(seq, || self.sync_written())?;
+        } else {
+            let mut state = self.write_state();
+            state
                 .backend
                 .flush()
-                .map_err(|source| Error::storage(None, source));
+                .map_err(|source| Error::storage(None, source))?;
+            let State {
+                tree_backlog,
+                merkle,
+                ..
+            } = &mut *state;
+            tree_backlog.submit_to(merkle);
         }
-        match self.inner.config.durability {
-            Durability::GroupCommit => self.inner.commit.wait_durable(seq, || self.sync_written()),
-            _ => self
-                .write_state()
-                .backend
-                .flush()
-                .map_err(|source| Error::storage(None, source)),
-        }
+        self.write_state().merkle.flush();
+        Ok(())
     }
 }

@@ -46,11 +46,10 @@ pub(crate) struct State {
     pub(crate) pending: VecDeque<PendingWrite>,
     /// Each named stream's Merkle tree ([`crate::merkle`]).
     pub(crate) merkle: TreeWorker,
-    /// Batches written under group commit whose sync has not finished: `(stream, first
-    /// offset, events)`, in append order. They reach the trees only once durable, so tree files
-    /// never hold a leaf a crash can take from the log: their length is evidence of durable
-    /// events (module `lost`).
-    pub(crate) tree_backlog: Vec<(StreamId, u64, Vec<bytes::Bytes>)>,
+    /// Batches written but not yet synced (group commit, `Unsynced`). They reach the trees
+    /// only once durable, so tree files never hold a leaf a crash can take from the log: their
+    /// length is evidence of durable events (module `lost`).
+    pub(crate) tree_backlog: TreeBacklog,
 }
 
 impl std::fmt::Debug for State {
@@ -77,5 +76,44 @@ impl Drop for State {
     /// first otherwise) releases the store's lock: no other open sees half-written trees.
     fn drop(&mut self) {
         self.merkle.shutdown();
+    }
+}
+
+/// Batches that wait for a sync before they reach the Merkle trees: `(stream, first offset,
+/// events)`, in append order, and their payload bytes.
+#[derive(Debug, Default)]
+pub(crate) struct TreeBacklog {
+    batches: Vec<(StreamId, u64, Vec<bytes::Bytes>)>,
+    bytes: u64,
+}
+
+impl TreeBacklog {
+    /// Payload bytes held under `Unsynced` before an append syncs the log itself, so that the
+    /// backlog's memory stays bounded when a caller never calls `sync`.
+    pub(crate) const UNSYNCED_BYTES_MAX: u64 = 64 << 20;
+
+    pub(crate) fn push(&mut self, stream: StreamId, first_offset: u64, events: Vec<bytes::Bytes>) {
+        self.bytes += events.iter().map(|event| event.len() as u64).sum::<u64>();
+        self.batches.push((stream, first_offset, events));
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Hands every batch to `trees`, which may then write them: call only once they are durable.
+    pub(crate) fn submit_to(&mut self, trees: &mut TreeWorker) {
+        self.bytes = 0;
+        for (stream, first_offset, events) in self.batches.drain(..) {
+            trees.submit(stream, first_offset, events);
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> TreeBacklog {
+        std::mem::take(self)
     }
 }

@@ -31,14 +31,14 @@ use kimberlite_types::{Offset, StreamId};
 
 use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
-use crate::config::{Config, Durability};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::head::StreamHead;
 use crate::lost::{self, Loss};
 use crate::marker::prepare_dir;
 use crate::merkle::{recover_trees, Trees};
 use crate::merkle_worker::TreeWorker;
-use crate::state::{Heads, State};
+use crate::state::{Heads, State, TreeBacklog};
 use crate::store_fs::{file_len, Files};
 
 /// A named stream, as listed by [`Kimberlite::list_streams`].
@@ -66,6 +66,32 @@ pub(crate) struct Inner {
     pub(crate) files: Option<Files>,
     /// Streams whose log holds less than the store's own files say it held, found at open.
     pub(crate) lost: Vec<Loss>,
+}
+
+impl Drop for Inner {
+    /// A clean close makes what was written durable and lets its batches reach the trees
+    /// (written by the tree worker as `State` drops); after a failed sync nothing more is
+    /// written (fail-stop).
+    fn drop(&mut self) {
+        if self.commit.failed() {
+            return;
+        }
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.tree_backlog.is_empty() {
+            return;
+        }
+        if state.backend.sync().is_ok() {
+            let State {
+                tree_backlog,
+                merkle,
+                ..
+            } = state;
+            tree_backlog.submit_to(merkle);
+        }
+    }
 }
 
 /// An embeddable Kimberlite store: named, append-only, hash-chained streams.
@@ -154,7 +180,7 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle: TreeWorker::start(Trees::in_memory(&config)),
-            tree_backlog: Vec::new(),
+            tree_backlog: TreeBacklog::default(),
         };
         Self::from_state(state, config, None, Vec::new())
     }
@@ -216,7 +242,7 @@ impl Kimberlite {
             written_seq: 0,
             pending: VecDeque::new(),
             merkle,
-            tree_backlog: Vec::new(),
+            tree_backlog: TreeBacklog::default(),
         };
         Ok(Self::from_state(state, config, files, lost))
     }
@@ -294,8 +320,8 @@ impl Kimberlite {
 
     /// Creates a stream named `name`; returns its id.
     ///
-    /// The name is registered in the system stream (and synced, unless the store is
-    /// [`Durability::Unsynced`]) before this returns. Errors: [`Error::InvalidStreamName`],
+    /// The name is registered in the system stream and synced before this returns, under
+    /// every durability policy: a stream's events must never outlive its name at a crash. Errors: [`Error::InvalidStreamName`],
     /// [`Error::StreamExists`], [`Error::UnnamedStreamInTheWay`] (the catalogue lost entries
     /// and the next id already holds records).
     pub fn create_stream(&self, name: &str) -> Result<StreamId> {
@@ -314,10 +340,9 @@ impl Kimberlite {
         }
         let offset = Offset::new(state.catalog.len());
         let prev = state.catalog_head;
-        let fsync = self.inner.config.durability != Durability::Unsynced;
         let (_, hash) = state
             .backend
-            .append_batch(CATALOG_STREAM, vec![event.clone()], offset, prev, fsync)
+            .append_batch(CATALOG_STREAM, vec![event.clone()], offset, prev, true)
             .map_err(|source| {
                 self.inner.commit.poison();
                 Error::storage(Some("(catalogue)"), source)

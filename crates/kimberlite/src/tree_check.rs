@@ -289,6 +289,7 @@ impl Kimberlite {
     /// the log reaches). What `audit` relies on, since the side files are not trusted;
     /// [`Kimberlite::verify`] does the same in the walk that verifies the chain.
     pub fn check_tree(&self, id: StreamId, sizes: &[u64]) -> Result<TreeCheck> {
+        self.settle_unsynced_trees()?;
         let (name, stored) = {
             let state = self.read_state();
             let name = state.name_of(id)?.to_owned();

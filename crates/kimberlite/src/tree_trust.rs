@@ -31,6 +31,7 @@ impl Kimberlite {
     /// hash of those events otherwise. Errors when the log cannot be read (its damage is the
     /// error) or the trees cannot be locked.
     pub(crate) fn trust_tree(&self, id: StreamId) -> Result<()> {
+        self.settle_unsynced_trees()?;
         let (name, opened) = {
             let state = self.read_state();
             let name = state.name_of(id)?.to_owned();
@@ -112,5 +113,22 @@ fn unavailable(name: &str, error: &TreeError) -> Error {
     Error::TreeUnavailable {
         name: name.to_owned(),
         reason: error.to_string(),
+    }
+}
+
+impl Kimberlite {
+    /// Under [`Durability::Unsynced`](crate::Durability::Unsynced), batches reach the trees
+    /// only once synced (`TreeBacklog`): a tree head, proof or tree check asked for while some
+    /// wait syncs first, so it covers every event written and only durable ones.
+    pub(crate) fn settle_unsynced_trees(&self) -> Result<()> {
+        // After a failed sync nothing more is made durable (fail-stop): the trees stay at
+        // what was durable.
+        let waiting = self.inner.config.durability == crate::Durability::Unsynced
+            && !self.inner.commit.failed()
+            && !self.read_state().tree_backlog.is_empty();
+        if waiting {
+            self.sync()?;
+        }
+        Ok(())
     }
 }

@@ -61,6 +61,7 @@ impl Kimberlite {
     /// does: the calls add up to the stream's events (plus any appended meanwhile).
     pub fn verify_with(&self, id: StreamId, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         self.read_state().name_of(id)?;
+        self.settle_unsynced_trees()?;
         let mut report = VerifyReport::default();
         self.verify_told(id, &mut report, &mut progress)?;
         self.report_losses(&mut report, |loss| loss == id);
@@ -79,6 +80,7 @@ impl Kimberlite {
     /// records it did not reach: the calls add up to the records the streams held, what
     /// [`Kimberlite::total_events`] counts (plus any appended meanwhile).
     pub fn verify_all_with(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+        self.settle_unsynced_trees()?;
         let mut report = VerifyReport::default();
         for id in self.all_stream_ids() {
             self.verify_told(id, &mut report, &mut progress)?;

@@ -14,7 +14,7 @@ use kimberlite_types::StreamId;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset, StreamHead};
-use crate::state::State;
+use crate::state::{State, TreeBacklog};
 use crate::store::Kimberlite;
 
 impl Kimberlite {
@@ -72,12 +72,27 @@ impl Kimberlite {
         };
         state.heads.entry(id).or_default().written = written;
         if let Some(events) = tree_events {
-            if self.inner.config.durability == Durability::GroupCommit {
+            if fsync {
+                state.merkle.submit(id, head.next_offset.as_u64(), events);
+            } else {
                 state
                     .tree_backlog
-                    .push((id, head.next_offset.as_u64(), events));
-            } else {
-                state.merkle.submit(id, head.next_offset.as_u64(), events);
+                    .push(id, head.next_offset.as_u64(), events);
+            }
+        }
+        let unsynced = self.inner.config.durability == Durability::Unsynced;
+        if unsynced && state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
+            // The batch is written either way; a failed sync stops later appends (fail-stop).
+            match state.backend.sync() {
+                Ok(()) => {
+                    let State {
+                        tree_backlog,
+                        merkle,
+                        ..
+                    } = &mut *state;
+                    tree_backlog.submit_to(merkle);
+                }
+                Err(_) => self.inner.commit.poison(),
             }
         }
         Ok(AppendResult {
@@ -102,7 +117,7 @@ impl Kimberlite {
                 .backend
                 .sync_begin()
                 .map_err(|source| Error::storage(None, source))?;
-            let backlog = std::mem::take(&mut state.tree_backlog);
+            let backlog = state.tree_backlog.take();
             (state.written_seq, syncs, backlog)
         };
         for sync in &mut syncs {
@@ -110,9 +125,8 @@ impl Kimberlite {
         }
         let mut state = self.write_state();
         state.backend.sync_finished(&syncs);
-        for (id, first_offset, events) in backlog {
-            state.merkle.submit(id, first_offset, events);
-        }
+        let mut backlog = backlog;
+        backlog.submit_to(&mut state.merkle);
         while state
             .pending
             .front()

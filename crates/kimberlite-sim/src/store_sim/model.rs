@@ -9,8 +9,6 @@ pub(super) struct StreamModel {
     pub(super) events: Vec<Bytes>,
     /// How many of `events` are durable: acknowledged by a syncing append or a later `sync()`.
     pub(super) durable: usize,
-    /// Whether the stream's creation is durable (its catalogue event was synced).
-    pub(super) created_durably: bool,
 }
 
 /// Batches whose append failed since the last reopen, each in its order.
@@ -89,7 +87,6 @@ mod tests {
         StreamModel {
             events: events(acknowledged),
             durable,
-            created_durably: true,
         }
     }
 

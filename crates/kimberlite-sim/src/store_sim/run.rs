@@ -175,23 +175,15 @@ impl StoreRun {
 
     /// Checks each stream of the reopened store against its model (`check_survivors`), then
     /// makes the model what was found: streams and events of failed calls, never
-    /// acknowledged, are taken in; a stream whose creation was never durable may be gone
-    /// after a crash.
+    /// acknowledged, are taken in. A created stream is never gone: creation syncs its name.
     fn take_survivors(&mut self, crash: bool) -> Check {
         let store = self.store()?.clone();
         for info in store.list_streams() {
             self.models.entry(info.name).or_default();
         }
-        let mut gone = Vec::new();
         for (name, model) in &mut self.models {
             let Some(id) = store.stream(name) else {
-                if crash && !model.created_durably && model.durable == 0 {
-                    gone.push(name.clone());
-                    continue;
-                }
-                return Err(format!(
-                    "{name}: a durably created stream is gone after reopen"
-                ));
+                return Err(format!("{name}: a created stream is gone after reopen"));
             };
             let events: Vec<_> = store
                 .read(id, Offset::ZERO, u64::MAX)
@@ -202,9 +194,6 @@ impl StoreRun {
             check_survivors(model, &events, &self.failed, crash)
                 .map_err(|error| format!("{name} after reopen: {error}"))?;
             model.events = events;
-        }
-        for name in gone {
-            self.models.remove(&name);
         }
         Ok(())
     }
