@@ -1,0 +1,99 @@
+//! Commands that refuse input which would mislead or write where they must not: `bench --dir`
+//! outside a new or empty directory, look-alike stream names, non-UTF-8 events printed as text.
+
+mod common;
+
+use common::{fails, ok, s, store_with};
+
+#[test]
+fn bench_dir_must_be_new_or_empty() {
+    let (temp, dir) = store_with(2);
+    let before = snapshot(&dir);
+    let run = fails(
+        &["bench", "--events", "10", "--batch", "5", "--dir", s(&dir)],
+        "",
+        2,
+        "holds a Kimberlite store",
+    );
+    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert_eq!(snapshot(&dir), before, "bench wrote into an existing store");
+    let listed = ok(&["inspect", s(&dir)], "");
+    assert!(!listed.contains("bench"), "{listed}");
+
+    // Any non-empty directory, and a file, are refused too.
+    let other = temp.path().join("notes");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("todo.txt"), "keep me").unwrap();
+    fails(
+        &["bench", "--events", "10", "--dir", s(&other)],
+        "",
+        2,
+        "is not empty",
+    );
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+    let file = other.join("todo.txt");
+    fails(
+        &["bench", "--events", "10", "--dir", s(&file)],
+        "",
+        2,
+        "is not a directory",
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    // A new path and an empty directory are fine, and keep the store.
+    let fresh = temp.path().join("fresh");
+    ok(
+        &[
+            "bench",
+            "--events",
+            "10",
+            "--batch",
+            "5",
+            "--dir",
+            s(&fresh),
+        ],
+        "",
+    );
+    assert!(fresh.join("kimberlite.json").exists());
+    let empty = temp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    ok(
+        &[
+            "bench",
+            "--events",
+            "10",
+            "--batch",
+            "5",
+            "--dir",
+            s(&empty),
+        ],
+        "",
+    );
+    assert!(empty.join("kimberlite.json").exists());
+    // Running it again on what it left is refused: the second run would append to `bench`.
+    fails(
+        &["bench", "--events", "10", "--dir", s(&empty)],
+        "",
+        2,
+        "holds a Kimberlite store",
+    );
+}
+
+/// Every file under `dir` with its bytes, sorted by path.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
