@@ -97,3 +97,47 @@ fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+#[test]
+fn plain_read_refuses_events_that_are_not_utf8() {
+    let (temp, dir) = store_with(2);
+    let file = temp.path().join("binary.txt");
+    std::fs::write(&file, b"caf\xc3\xa9\nraw\xff\x00bytes\nafter\n").unwrap();
+    ok(&["append", s(&dir), "audit", "--file", s(&file)], "");
+
+    // Text up to the binary event, then an error naming it and pointing to --json.
+    let run = fails(&["read", s(&dir), "audit"], "", 2, "offset 3");
+    assert!(run.stderr.contains("not UTF-8"), "{}", run.stderr);
+    assert!(run.stderr.contains("--json"), "{}", run.stderr);
+    assert!(!run.stdout.contains('\u{fffd}'), "{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert_eq!(lines[2], "café");
+    // A page that avoids it reads as text; --json shows its exact bytes.
+    let after = ok(&["read", s(&dir), "audit", "--from", "4"], "");
+    assert_eq!(after, "after\n");
+    let json = ok(
+        &[
+            "read",
+            s(&dir),
+            "audit",
+            "--from",
+            "3",
+            "--limit",
+            "1",
+            "--json",
+        ],
+        "",
+    );
+    let value: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(value["payload_hex"], "726177ff006279746573");
+    // tail prints the same way.
+    let run = fails(
+        &["tail", s(&dir), "audit", "--from", "3", "--polls", "1"],
+        "",
+        2,
+        "not UTF-8",
+    );
+    assert!(run.stderr.contains("tail --json"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
