@@ -141,3 +141,24 @@ fn plain_read_refuses_events_that_are_not_utf8() {
     assert!(run.stderr.contains("tail --json"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
+
+#[test]
+fn look_alike_stream_names_are_refused() {
+    let (_temp, dir) = store_with(1);
+    ok(&["append", s(&dir), "ok", "--create"], "one\n");
+    // "оk" with a Cyrillic о, and "ok" with a zero-width space: refused, nothing created.
+    for name in ["\u{43e}k", "ok\u{200b}"] {
+        let run = fails(&["append", s(&dir), name, "--create"], "two\n", 2, "name");
+        assert!(
+            run.stderr.contains("scripts") || run.stderr.contains("invisible"),
+            "{}",
+            run.stderr
+        );
+    }
+    let listed = ok(&["inspect", s(&dir), "--json"], "");
+    assert!(!listed.contains('\u{43e}'), "{listed}");
+    assert!(!listed.contains('\u{200b}'), "{listed}");
+    // One script, whatever it is, is fine.
+    ok(&["append", s(&dir), "журнал", "--create"], "три\n");
+    assert_eq!(ok(&["read", s(&dir), "журнал"], ""), "три\n");
+}

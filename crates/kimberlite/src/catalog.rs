@@ -22,6 +22,7 @@ use kimberlite_types::{Offset, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::stream_name::look_alike_reason;
 
 /// The system stream holding the catalogue. Never a user stream.
 pub const CATALOG_STREAM: StreamId = StreamId::new(0);
@@ -37,8 +38,17 @@ enum Entry {
     CreateStream { stream: u64, name: String },
 }
 
-/// Checks that `name` can name a stream: non-empty, at most [`MAX_STREAM_NAME_BYTES`] bytes,
-/// no control characters, no leading or trailing whitespace.
+/// Checks that `name` can name a new stream: non-empty, at most [`MAX_STREAM_NAME_BYTES`]
+/// bytes, no control characters, no leading or trailing whitespace, and nothing that makes it
+/// look like another name: its letters come from one script (or a combination one language
+/// writes with: Latin with Han and Kana, with Han and Hangul, with Han and Bopomofo), and it
+/// holds no invisible characters (format characters such as zero-width spaces, combining
+/// marks, whitespace other than the ASCII space). So `ok` and `оk` with a Cyrillic `о` cannot
+/// both name streams: the second is refused. Names are not normalised; names wholly in another
+/// script's look-alike letters (all-Cyrillic `ор` beside Latin `op`) are not caught.
+///
+/// A store whose catalogue already holds a name this refuses (created before the script rule)
+/// still opens: the rule applies to new names only.
 ///
 /// # Examples
 ///
@@ -46,8 +56,21 @@ enum Entry {
 /// assert!(kimberlite::validate_stream_name("patient-access").is_ok());
 /// assert!(kimberlite::validate_stream_name("").is_err());
 /// assert!(kimberlite::validate_stream_name("tab\there").is_err());
+/// assert!(kimberlite::validate_stream_name("\u{43e}k").is_err()); // Cyrillic о, Latin k
 /// ```
 pub fn validate_stream_name(name: &str) -> Result<()> {
+    stored_name_check(name)?;
+    match look_alike_reason(name) {
+        Some(reason) => Err(Error::InvalidStreamName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The rules every name in a catalogue meets, whenever it was created.
+fn stored_name_check(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("a name must not be empty")
     } else if name.len() > MAX_STREAM_NAME_BYTES {
@@ -143,7 +166,7 @@ impl Catalog {
                 self.next_id
             )));
         }
-        validate_stream_name(&name).map_err(|error| corrupt(error.to_string()))?;
+        stored_name_check(&name).map_err(|error| corrupt(error.to_string()))?;
         if self.by_name.contains_key(&name) {
             return Err(corrupt(format!("registers {name:?} a second time")));
         }
@@ -186,6 +209,29 @@ mod tests {
         assert!(validate_stream_name(&"x".repeat(MAX_STREAM_NAME_BYTES)).is_ok());
         assert!(validate_stream_name(&"x".repeat(MAX_STREAM_NAME_BYTES + 1)).is_err());
         assert!(validate_stream_name("ünïcode/stream.name 1").is_ok());
+    }
+
+    #[test]
+    fn look_alike_names_are_refused_but_stored_ones_still_replay() {
+        let mut catalog = Catalog::new();
+        let (_, event) = catalog.registration("ok").unwrap();
+        catalog.apply(Offset::ZERO, &event).unwrap();
+        for look_alike in ["\u{43e}k", "o\u{200b}k", "\u{3bf}k"] {
+            assert!(
+                matches!(
+                    catalog.registration(look_alike),
+                    Err(Error::InvalidStreamName { .. })
+                ),
+                "{look_alike:?}"
+            );
+        }
+        // A catalogue written before the script rule keeps opening.
+        let stored = "{\"op\":\"create_stream\",\"stream\":2,\"name\":\"\u{43e}k\"}";
+        assert_eq!(
+            catalog.apply(Offset::new(1), stored.as_bytes()).unwrap(),
+            StreamId::new(2)
+        );
+        assert_eq!(catalog.id("\u{43e}k"), Some(StreamId::new(2)));
     }
 
     #[test]

@@ -57,6 +57,7 @@ mod report;
 mod state;
 mod store;
 mod store_fs;
+mod stream_name;
 mod tree_check;
 mod verify;
 mod write;
