@@ -162,6 +162,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     if args.dir.is_none() {
         drop(store);
         drop(scratch);
+    } else {
+        // The kept store's next open need not rescan the active segment.
+        store.sync()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,8 @@
 //!
 //! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
 //! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
-//! the next is written. `read` and `tail` print one event per line: the payload as text, or
+//! the next is written, and the active segment's index is written after it, so the next open
+//! need not rescan what the batches wrote. `read` and `tail` print one event per line: the payload as text, or
 //! with `--json` a JSON object per line holding the offset and the payload (as a string when it
 //! is UTF-8, as hex otherwise). As text, an event that is not UTF-8 stops the command with an
 //! error pointing to `--json`: a replacement character would print a byte that is not stored.
@@ -129,6 +130,9 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
                     },
                     error => CliError::from(error),
                 })?;
+        // Persists the active segment's index (with its resume point) and the manifest, so an
+        // open after a crash scans only what came after this batch, not the whole segment.
+        store.sync()?;
         first.get_or_insert(result.first_offset);
         expected = ExpectedOffset::Exact(result.next_offset);
         last = Some(result);

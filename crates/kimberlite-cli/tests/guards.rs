@@ -162,3 +162,41 @@ fn look_alike_stream_names_are_refused() {
     ok(&["append", s(&dir), "журнал", "--create"], "три\n");
     assert_eq!(ok(&["read", s(&dir), "журнал"], ""), "три\n");
 }
+
+#[test]
+fn append_leaves_the_active_index_flushed() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    // Three batches (10,000 events each at most) in one run, then a second run: the process
+    // ends without any close step, as a killed one does after its last batch.
+    let input: String = (0..25_000).map(|i| format!("event {i}\n")).collect();
+    ok(&["append", s(&dir), "audit", "--create"], &input);
+    ok(&["append", s(&dir), "audit"], "one more\n");
+    let store = kimberlite::Kimberlite::open(&dir).unwrap();
+    let report = store.recovery_report();
+    assert!(report.is_clean(), "{:?}", report.actions);
+    assert_eq!(
+        report.records_scanned, 0,
+        "the next open rescanned the active segment"
+    );
+    let id = store.stream("audit").unwrap();
+    assert_eq!(store.head(id).unwrap().next_offset.as_u64(), 25_001);
+    drop(store);
+
+    // bench --dir leaves its store the same way.
+    let bench = temp.path().join("bench");
+    ok(
+        &[
+            "bench",
+            "--events",
+            "500",
+            "--batch",
+            "50",
+            "--dir",
+            s(&bench),
+        ],
+        "",
+    );
+    let store = kimberlite::Kimberlite::open(&bench).unwrap();
+    assert_eq!(store.recovery_report().records_scanned, 0);
+}
