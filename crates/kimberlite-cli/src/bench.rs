@@ -164,7 +164,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         drop(scratch);
     } else {
         // The kept store's next open need not rescan the active segment.
-        store.sync()?;
+        store.flush_indexes()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -130,9 +130,9 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
                     },
                     error => CliError::from(error),
                 })?;
-        // Persists the active segment's index (with its resume point) and the manifest, so an
-        // open after a crash scans only what came after this batch, not the whole segment.
-        store.sync()?;
+        // Persists the active segment's index (with its resume point), so an open after a
+        // crash scans only what came after this batch, not the whole segment.
+        store.flush_indexes()?;
         first.get_or_insert(result.first_offset);
         expected = ExpectedOffset::Exact(result.next_offset);
         last = Some(result);
