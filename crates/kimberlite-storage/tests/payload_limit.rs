@@ -101,7 +101,7 @@ fn the_maximum_payload_appends_and_one_byte_more_is_refused_on_disk() {
         ..StorageConfig::default()
     };
     {
-        let mut storage = Storage::open_with(dir.path(), config.clone()).unwrap();
+        let mut storage = Storage::open_with(dir.path(), config).unwrap();
         limit_holds(&mut storage);
     }
     // Refused on disk changes no file either.
@@ -183,7 +183,7 @@ fn large_payloads_round_trip_on_disk_and_after_reopen() {
             ..small_config()
         };
         {
-            let mut storage = Storage::open_with(dir.path(), config.clone()).unwrap();
+            let mut storage = Storage::open_with(dir.path(), config).unwrap();
             large_payloads_round_trip(&mut storage);
             assert!(storage.segment_count(STREAM) > 1, "small_config rotates");
         }

@@ -55,7 +55,7 @@ fn rotation_at_exactly_max_segment_size_and_one_byte_either_side() {
             ..StorageConfig::default()
         };
         {
-            let mut disk = Storage::open_with(dir.path(), config.clone()).unwrap();
+            let mut disk = Storage::open_with(dir.path(), config).unwrap();
             assert_eq!(
                 segment_counts(&mut disk, &batches),
                 expected,
