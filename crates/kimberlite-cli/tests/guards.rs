@@ -155,6 +155,14 @@ fn look_alike_stream_names_are_refused() {
             run.stderr
         );
     }
+    // All-Cyrillic "ор" beside Latin "op": one script, but it looks like an existing name.
+    ok(&["append", s(&dir), "op", "--create"], "one\n");
+    fails(
+        &["append", s(&dir), "\u{43e}\u{440}", "--create"],
+        "two\n",
+        2,
+        "look like an existing stream",
+    );
     let listed = ok(&["inspect", s(&dir), "--json"], "");
     assert!(!listed.contains('\u{43e}'), "{listed}");
     assert!(!listed.contains('\u{200b}'), "{listed}");

@@ -22,7 +22,7 @@ use kimberlite_types::{Offset, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stream_name::look_alike_reason;
+use crate::stream_name::{look_alike_reason, skeleton};
 
 /// The system stream holding the catalogue. Never a user stream.
 pub const CATALOG_STREAM: StreamId = StreamId::new(0);
@@ -44,8 +44,10 @@ enum Entry {
 /// writes with: Latin with Han and Kana, with Han and Hangul, with Han and Bopomofo), and it
 /// holds no invisible characters (format characters such as zero-width spaces, combining
 /// marks, whitespace other than the ASCII space). So `ok` and `оk` with a Cyrillic `о` cannot
-/// both name streams: the second is refused. Names are not normalised; names wholly in another
-/// script's look-alike letters (all-Cyrillic `ор` beside Latin `op`) are not caught.
+/// both name streams: the second is refused. Names are not normalised. Creating a stream also
+/// refuses a name that looks like an existing one letter for letter (all-Cyrillic `ор` beside
+/// Latin `op`; Greek, Cyrillic and fullwidth look-alikes of Latin letters), which this
+/// function alone cannot know.
 ///
 /// A store whose catalogue already holds a name this refuses (created before the script rule)
 /// still opens: the rule applies to new names only.
@@ -96,6 +98,8 @@ fn stored_name_check(name: &str) -> Result<()> {
 pub(crate) struct Catalog {
     by_name: BTreeMap<String, StreamId>,
     names: HashMap<StreamId, String>,
+    /// Each name's [`skeleton`]: a new name may not look like an existing one.
+    by_skeleton: HashMap<String, StreamId>,
     next_id: u64,
 }
 
@@ -105,6 +109,7 @@ impl Catalog {
         Self {
             by_name: BTreeMap::new(),
             names: HashMap::new(),
+            by_skeleton: HashMap::new(),
             next_id: 1,
         }
     }
@@ -140,6 +145,13 @@ impl Catalog {
                 name: name.to_owned(),
             });
         }
+        if self.by_skeleton.contains_key(&skeleton(name)) {
+            return Err(Error::InvalidStreamName {
+                name: name.to_owned(),
+                reason: "a name must not look like an existing stream's name (letters of \
+                         another script that look the same)",
+            });
+        }
         let entry = Entry::CreateStream {
             stream: self.next_id,
             name: name.to_owned(),
@@ -171,6 +183,7 @@ impl Catalog {
             return Err(corrupt(format!("registers {name:?} a second time")));
         }
         let id = StreamId::new(stream);
+        self.by_skeleton.entry(skeleton(&name)).or_insert(id);
         self.by_name.insert(name.clone(), id);
         self.names.insert(id, name);
         self.next_id += 1;
@@ -216,7 +229,15 @@ mod tests {
         let mut catalog = Catalog::new();
         let (_, event) = catalog.registration("ok").unwrap();
         catalog.apply(Offset::ZERO, &event).unwrap();
-        for look_alike in ["\u{43e}k", "o\u{200b}k", "\u{3bf}k"] {
+        let (_, event) = catalog.registration("op").unwrap();
+        catalog.apply(Offset::new(1), &event).unwrap();
+        for look_alike in [
+            "\u{43e}k",
+            "o\u{200b}k",
+            "\u{3bf}k",
+            "\u{43e}\u{440}",
+            "\u{ff4f}\u{ff50}",
+        ] {
             assert!(
                 matches!(
                     catalog.registration(look_alike),
@@ -226,12 +247,12 @@ mod tests {
             );
         }
         // A catalogue written before the script rule keeps opening.
-        let stored = "{\"op\":\"create_stream\",\"stream\":2,\"name\":\"\u{43e}k\"}";
+        let stored = "{\"op\":\"create_stream\",\"stream\":3,\"name\":\"\u{43e}k\"}";
         assert_eq!(
-            catalog.apply(Offset::new(1), stored.as_bytes()).unwrap(),
-            StreamId::new(2)
+            catalog.apply(Offset::new(2), stored.as_bytes()).unwrap(),
+            StreamId::new(3)
         );
-        assert_eq!(catalog.id("\u{43e}k"), Some(StreamId::new(2)));
+        assert_eq!(catalog.id("\u{43e}k"), Some(StreamId::new(3)));
     }
 
     #[test]

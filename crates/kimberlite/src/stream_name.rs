@@ -9,8 +9,11 @@
 //! joiners, direction marks, soft hyphen), whitespace other than the ASCII space, and generic
 //! combining marks (write `ü`, not `u` followed by U+0308).
 //!
-//! Names made wholly of another script's look-alike letters (`ор` all Cyrillic, beside `op`)
-//! are one script each and are not caught: a caller who needs that restricts names further.
+//! A name made wholly of another script's look-alike letters (`ор`, all Cyrillic) is one
+//! script, so the catalogue also compares [`skeleton`]s: a new name whose Greek, Cyrillic and
+//! fullwidth look-alikes, mapped to the Latin letters they look like, give an existing name is
+//! refused. The map covers those scripts' look-alikes of Latin letters only, not every
+//! confusable of Unicode TS #39.
 
 /// A script, as far as the mixing rule needs: the named ones, and otherwise the 128-character
 /// block a letter is in (a conservative stand-in: two letters of an unlisted script in different
@@ -113,6 +116,60 @@ pub(crate) fn look_alike_reason(name: &str) -> Option<&'static str> {
     }
 }
 
+/// `name` with each Greek, Cyrillic and fullwidth letter that looks like a Latin one replaced
+/// by it: two names with the same skeleton look the same.
+pub(crate) fn skeleton(name: &str) -> String {
+    name.chars().map(latin_look_alike).collect()
+}
+
+/// The Latin letter `c` looks like, or `c`.
+fn latin_look_alike(c: char) -> char {
+    let code = u32::from(c);
+    if (0xff01..=0xff5e).contains(&code) {
+        // Fullwidth ASCII.
+        return char::from_u32(code - 0xfee0).unwrap_or(c);
+    }
+    match c {
+        'а' | 'α' | 'ɑ' => 'a',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' => 'e',
+        'ɡ' => 'g',
+        'һ' => 'h',
+        'і' | 'ι' | 'ı' => 'i',
+        'ј' => 'j',
+        'κ' => 'k',
+        'ӏ' => 'l',
+        'ο' | 'о' | 'σ' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'υ' => 'u',
+        'ν' => 'v',
+        'ԝ' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        'А' | 'Α' => 'A',
+        'В' | 'Β' => 'B',
+        'С' | 'Ϲ' => 'C',
+        'Е' | 'Ε' => 'E',
+        'Н' | 'Η' => 'H',
+        'І' | 'Ι' | 'Ӏ' => 'I',
+        'Ј' => 'J',
+        'К' | 'Κ' => 'K',
+        'М' | 'Μ' => 'M',
+        'Ν' => 'N',
+        'О' | 'Ο' => 'O',
+        'Р' | 'Ρ' => 'P',
+        'Ѕ' => 'S',
+        'Т' | 'Τ' => 'T',
+        'Х' | 'Χ' => 'X',
+        'У' | 'Υ' | 'Ү' => 'Y',
+        'Ζ' => 'Z',
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +193,16 @@ mod tests {
         ] {
             assert_eq!(look_alike_reason(good), None, "{good:?}");
         }
+    }
+
+    #[test]
+    fn look_alikes_in_one_script_share_a_skeleton() {
+        assert_eq!(skeleton("\u{43e}\u{440}"), "op"); // all Cyrillic
+        assert_eq!(skeleton("\u{3bf}\u{3c1}"), "op"); // all Greek
+        assert_eq!(skeleton("\u{ff4f}\u{ff50}"), "op"); // fullwidth
+        assert_eq!(skeleton("\u{421}\u{422}\u{41e}"), "CTO");
+        assert_eq!(skeleton("op"), "op");
+        assert_ne!(skeleton("журнал"), skeleton("log"));
     }
 
     #[test]
