@@ -1,6 +1,7 @@
 //! `kimberlite bench`: append, read and verify throughput, and append latency.
 //!
-//! Runs on a scratch store (a temporary directory unless `--dir` is given) with one stream.
+//! Runs on a scratch store (a temporary directory unless `--dir` is given: a new or empty
+//! directory only, never a store) with one stream.
 //! Appends `--events` events of `--size` bytes in batches of `--batch`, timing every append
 //! call; without `--fsync` appends are unsynced (they reach the OS page cache, which is what
 //! the disk's speed does not limit), with `--fsync` every batch is synced before the next. Then
@@ -34,7 +35,8 @@ pub struct BenchArgs {
     /// Sync every batch to disk before the next (default: unsynced appends).
     #[arg(long)]
     fsync: bool,
-    /// Run in this new or empty directory instead of a temporary one (kept afterwards).
+    /// Run in this new or empty directory instead of a temporary one (kept afterwards); any
+    /// other directory is refused.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
@@ -50,6 +52,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
             "--size must be at most {} bytes",
             kimberlite::MAX_EVENT_BYTES
         )));
+    }
+    if let Some(dir) = &args.dir {
+        check_bench_dir(dir)?;
     }
     let scratch = tempfile::Builder::new()
         .prefix("kimberlite-bench-")
@@ -157,8 +162,41 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     if args.dir.is_none() {
         drop(store);
         drop(scratch);
+    } else {
+        // The kept store's next open need not rescan the active segment.
+        store.flush_indexes()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a `--dir` that exists and is not an empty directory: the bench writes a stream
+/// named `bench` that stays, and must never land in a store (or any directory) that holds data.
+fn check_bench_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    let refuse = |what: &str| {
+        CliError::usage_hint(
+            format!(
+                "--dir {} {what}; bench runs only in a new or empty directory; nothing was written",
+                dir.display()
+            ),
+            "pass a path that does not exist yet, or leave out --dir to use a temporary directory",
+        )
+    };
+    match std::fs::symlink_metadata(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(refuse(&format!("cannot be checked ({error})"))),
+        Ok(meta) if !meta.is_dir() => Err(refuse("is not a directory")),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(dir)
+                .map_err(|error| refuse(&format!("cannot be listed ({error})")))?;
+            match entries.next() {
+                None => Ok(()),
+                Some(_) if dir.join("kimberlite.json").exists() => {
+                    Err(refuse("holds a Kimberlite store"))
+                }
+                Some(_) => Err(refuse("is not empty")),
+            }
+        }
+    }
 }
 
 /// 64 distinct payloads of `size` bytes: a JSON audit event with varying values, padded with

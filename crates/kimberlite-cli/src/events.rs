@@ -2,9 +2,11 @@
 //!
 //! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
 //! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
-//! the next is written. `read` and `tail` print one event per line: the payload as text
-//! (invalid UTF-8 replaced), or with `--json` a JSON object per line holding the offset and the
-//! payload (as a string when it is UTF-8, as hex otherwise).
+//! the next is written, and the active segment's index is written after it, so the next open
+//! need not rescan what the batches wrote. `read` and `tail` print one event per line: the payload as text, or
+//! with `--json` a JSON object per line holding the offset and the payload (as a string when it
+//! is UTF-8, as hex otherwise). As text, an event that is not UTF-8 stops the command with an
+//! error pointing to `--json`: a replacement character would print a byte that is not stored.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
@@ -128,6 +130,9 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
                     },
                     error => CliError::from(error),
                 })?;
+        // Persists the active segment's index (with its resume point), so an open after a
+        // crash scans only what came after this batch, not the whole segment.
+        store.flush_indexes()?;
         first.get_or_insert(result.first_offset);
         expected = ExpectedOffset::Exact(result.next_offset);
         last = Some(result);
@@ -184,8 +189,11 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     for event in store.events(id, Offset::new(args.from)).take(clamp(limit)) {
         let event = event?;
-        if print_event(&mut out, &event, args.json).is_err() {
-            break; // Standard output closed (e.g. piped into `head`): stop quietly.
+        match print_event(&mut out, &event, args.json) {
+            Ok(()) => {}
+            // Standard output closed (e.g. piped into `head`): stop quietly.
+            Err(Unprinted::Closed) => break,
+            Err(Unprinted::NotText) => return Err(not_text(&event, &args.stream, "read")),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -220,10 +228,15 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
                 let id = find_stream(&store, &args.dir, &args.stream)?;
                 for event in store.events(id, next) {
                     let event = event?;
-                    next = Offset::new(event.offset.as_u64() + 1);
-                    if print_event(&mut out, &event, args.json).is_err() {
-                        return Ok(ExitCode::SUCCESS);
+                    match print_event(&mut out, &event, args.json) {
+                        Ok(()) => {}
+                        Err(Unprinted::Closed) => return Ok(ExitCode::SUCCESS),
+                        Err(Unprinted::NotText) => {
+                            let _ = out.flush();
+                            return Err(not_text(&event, &args.stream, "tail"));
+                        }
                     }
+                    next = Offset::new(event.offset.as_u64() + 1);
                 }
                 if out.flush().is_err() {
                     return Ok(ExitCode::SUCCESS);
@@ -247,14 +260,28 @@ fn clamp(limit: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
-fn print_event(out: &mut impl Write, event: &Event, json: bool) -> std::io::Result<()> {
+/// Why an event was not printed.
+#[derive(Debug, PartialEq, Eq)]
+enum Unprinted {
+    /// Standard output is closed.
+    Closed,
+    /// Plain text output was asked for and the payload is not UTF-8.
+    NotText,
+}
+
+impl From<std::io::Error> for Unprinted {
+    fn from(_: std::io::Error) -> Self {
+        Unprinted::Closed
+    }
+}
+
+/// Prints `event` as one line. As text, a payload that is not UTF-8 is refused rather than
+/// printed with replacement characters, which a reader could take for the stored bytes.
+fn print_event(out: &mut impl Write, event: &Event, json: bool) -> Result<(), Unprinted> {
     if !json {
-        out.write_all(
-            &String::from_utf8_lossy(&event.payload)
-                .into_owned()
-                .into_bytes(),
-        )?;
-        return out.write_all(b"\n");
+        let text = std::str::from_utf8(&event.payload).map_err(|_| Unprinted::NotText)?;
+        out.write_all(text.as_bytes())?;
+        return Ok(out.write_all(b"\n")?);
     }
     let line = match std::str::from_utf8(&event.payload) {
         Ok(text) => serde_json::json!({ "offset": event.offset.as_u64(), "payload": text }),
@@ -263,7 +290,23 @@ fn print_event(out: &mut impl Write, event: &Event, json: bool) -> std::io::Resu
             "payload_hex": hex(&event.payload),
         }),
     };
-    writeln!(out, "{line}")
+    Ok(writeln!(out, "{line}")?)
+}
+
+/// The error for an event plain text output cannot show as stored.
+fn not_text(event: &Event, stream: &str, command: &str) -> CliError {
+    CliError::usage_hint(
+        format!(
+            "the event at offset {} of {stream:?} is not UTF-8 text ({} bytes); it is not \
+             printed as text, where a replacement character would stand for bytes that are not \
+             stored; the events before it were printed",
+            event.offset,
+            event.payload.len()
+        ),
+        format!(
+            "use `kimberlite {command} --json`: a binary event prints as \"payload_hex\", its exact bytes"
+        ),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -284,7 +327,19 @@ mod tests {
         print_event(&mut out, &event, true).unwrap();
         assert_eq!(out, b"{\"offset\":3,\"payload_hex\":\"ff00\"}\n");
         out.clear();
-        print_event(&mut out, &event, false).unwrap();
-        assert_eq!(out, "\u{fffd}\u{0}\n".as_bytes());
+        assert_eq!(
+            print_event(&mut out, &event, false),
+            Err(Unprinted::NotText)
+        );
+        assert!(
+            out.is_empty(),
+            "nothing of a binary event is printed as text"
+        );
+        let text = Event {
+            offset: Offset::new(4),
+            payload: Bytes::from_static("caf\u{e9}".as_bytes()),
+        };
+        print_event(&mut out, &text, false).unwrap();
+        assert_eq!(out, "caf\u{e9}\n".as_bytes());
     }
 }

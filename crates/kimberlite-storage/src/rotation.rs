@@ -198,6 +198,24 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_landing_exactly_on_the_limit_rotates_one_byte_under_does_not() {
+        let record = logical_record_size(10);
+        for (limit, rotates) in [
+            (2 * record - 1, true),
+            (2 * record, true),
+            (2 * record + 1, false),
+        ] {
+            let mut table = SegmentTable::new();
+            table.record_appended(10);
+            table.record_appended(10);
+            assert_eq!(table.active().logical_size_bytes, 2 * record);
+            let rotated = table.end_batch(limit);
+            assert_eq!(rotated.is_some(), rotates, "limit {limit}");
+            assert_eq!(table.segments().len(), if rotates { 2 } else { 1 });
+        }
+    }
+
+    #[test]
     fn from_segments_checks_the_invariants() {
         let mut table = SegmentTable::new();
         table.record_appended(1);

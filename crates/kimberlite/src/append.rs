@@ -62,6 +62,18 @@ impl Kimberlite {
         Ok(result)
     }
 
+    /// Writes each stream's active segment index, with a resume point over the bytes already
+    /// synced, so that the next open, after a crash too, scans only what was appended after
+    /// it instead of the whole active segment. Makes nothing durable that was not, and moves
+    /// no durable watermark: only [`Kimberlite::sync`] does that. For long writers (an import)
+    /// to call now and then; the indexes are derived data, rebuilt if lost.
+    pub fn flush_indexes(&self) -> Result<()> {
+        self.write_state()
+            .backend
+            .flush_indexes()
+            .map_err(|source| Error::storage(None, source))
+    }
+
     /// Makes every append so far durable, whatever the durability policy (useful after
     /// appending with [`Durability::Unsynced`]).
     pub fn sync(&self) -> Result<()> {

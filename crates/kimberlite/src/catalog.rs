@@ -22,6 +22,7 @@ use kimberlite_types::{Offset, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::stream_name::{look_alike_reason, skeleton};
 
 /// The system stream holding the catalogue. Never a user stream.
 pub const CATALOG_STREAM: StreamId = StreamId::new(0);
@@ -37,8 +38,19 @@ enum Entry {
     CreateStream { stream: u64, name: String },
 }
 
-/// Checks that `name` can name a stream: non-empty, at most [`MAX_STREAM_NAME_BYTES`] bytes,
-/// no control characters, no leading or trailing whitespace.
+/// Checks that `name` can name a new stream: non-empty, at most [`MAX_STREAM_NAME_BYTES`]
+/// bytes, no control characters, no leading or trailing whitespace, and nothing that makes it
+/// look like another name: its letters come from one script (or a combination one language
+/// writes with: Latin with Han and Kana, with Han and Hangul, with Han and Bopomofo), and it
+/// holds no invisible characters (format characters such as zero-width spaces, combining
+/// marks, whitespace other than the ASCII space). So `ok` and `оk` with a Cyrillic `о` cannot
+/// both name streams: the second is refused. Names are not normalised. Creating a stream also
+/// refuses a name that looks like an existing one letter for letter (all-Cyrillic `ор` beside
+/// Latin `op`; Greek, Cyrillic and fullwidth look-alikes of Latin letters), which this
+/// function alone cannot know.
+///
+/// A store whose catalogue already holds a name this refuses (created before the script rule)
+/// still opens: the rule applies to new names only.
 ///
 /// # Examples
 ///
@@ -46,8 +58,21 @@ enum Entry {
 /// assert!(kimberlite::validate_stream_name("patient-access").is_ok());
 /// assert!(kimberlite::validate_stream_name("").is_err());
 /// assert!(kimberlite::validate_stream_name("tab\there").is_err());
+/// assert!(kimberlite::validate_stream_name("\u{43e}k").is_err()); // Cyrillic о, Latin k
 /// ```
 pub fn validate_stream_name(name: &str) -> Result<()> {
+    stored_name_check(name)?;
+    match look_alike_reason(name) {
+        Some(reason) => Err(Error::InvalidStreamName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The rules every name in a catalogue meets, whenever it was created.
+fn stored_name_check(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("a name must not be empty")
     } else if name.len() > MAX_STREAM_NAME_BYTES {
@@ -73,6 +98,8 @@ pub fn validate_stream_name(name: &str) -> Result<()> {
 pub(crate) struct Catalog {
     by_name: BTreeMap<String, StreamId>,
     names: HashMap<StreamId, String>,
+    /// Each name's [`skeleton`]: a new name may not look like an existing one.
+    by_skeleton: HashMap<String, StreamId>,
     next_id: u64,
 }
 
@@ -82,6 +109,7 @@ impl Catalog {
         Self {
             by_name: BTreeMap::new(),
             names: HashMap::new(),
+            by_skeleton: HashMap::new(),
             next_id: 1,
         }
     }
@@ -117,6 +145,13 @@ impl Catalog {
                 name: name.to_owned(),
             });
         }
+        if self.by_skeleton.contains_key(&skeleton(name)) {
+            return Err(Error::InvalidStreamName {
+                name: name.to_owned(),
+                reason: "a name must not look like an existing stream's name (letters of \
+                         another script that look the same)",
+            });
+        }
         let entry = Entry::CreateStream {
             stream: self.next_id,
             name: name.to_owned(),
@@ -143,11 +178,12 @@ impl Catalog {
                 self.next_id
             )));
         }
-        validate_stream_name(&name).map_err(|error| corrupt(error.to_string()))?;
+        stored_name_check(&name).map_err(|error| corrupt(error.to_string()))?;
         if self.by_name.contains_key(&name) {
             return Err(corrupt(format!("registers {name:?} a second time")));
         }
         let id = StreamId::new(stream);
+        self.by_skeleton.entry(skeleton(&name)).or_insert(id);
         self.by_name.insert(name.clone(), id);
         self.names.insert(id, name);
         self.next_id += 1;
@@ -186,6 +222,37 @@ mod tests {
         assert!(validate_stream_name(&"x".repeat(MAX_STREAM_NAME_BYTES)).is_ok());
         assert!(validate_stream_name(&"x".repeat(MAX_STREAM_NAME_BYTES + 1)).is_err());
         assert!(validate_stream_name("ünïcode/stream.name 1").is_ok());
+    }
+
+    #[test]
+    fn look_alike_names_are_refused_but_stored_ones_still_replay() {
+        let mut catalog = Catalog::new();
+        let (_, event) = catalog.registration("ok").unwrap();
+        catalog.apply(Offset::ZERO, &event).unwrap();
+        let (_, event) = catalog.registration("op").unwrap();
+        catalog.apply(Offset::new(1), &event).unwrap();
+        for look_alike in [
+            "\u{43e}k",
+            "o\u{200b}k",
+            "\u{3bf}k",
+            "\u{43e}\u{440}",
+            "\u{ff4f}\u{ff50}",
+        ] {
+            assert!(
+                matches!(
+                    catalog.registration(look_alike),
+                    Err(Error::InvalidStreamName { .. })
+                ),
+                "{look_alike:?}"
+            );
+        }
+        // A catalogue written before the script rule keeps opening.
+        let stored = "{\"op\":\"create_stream\",\"stream\":3,\"name\":\"\u{43e}k\"}";
+        assert_eq!(
+            catalog.apply(Offset::new(2), stored.as_bytes()).unwrap(),
+            StreamId::new(3)
+        );
+        assert_eq!(catalog.id("\u{43e}k"), Some(StreamId::new(3)));
     }
 
     #[test]

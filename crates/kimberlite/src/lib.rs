@@ -58,6 +58,7 @@ mod report;
 mod state;
 mod store;
 mod store_fs;
+mod stream_name;
 mod tree_check;
 mod tree_trust;
 mod verify;

@@ -509,3 +509,33 @@ fn frame_starts(bytes: &[u8]) -> Vec<usize> {
     }
     starts
 }
+
+/// `flush_indexes` lets the next open skip what it covers, even when the store was dropped
+/// without any close step (as a killed process is); without it the whole active segment is
+/// scanned again.
+#[test]
+fn flushed_indexes_spare_the_next_open_a_rescan() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let events: Vec<String> = (0..500).map(|i| format!("event {i}")).collect();
+    let scanned_after = |flush: bool| {
+        {
+            let store = Kimberlite::open(&dir).unwrap();
+            let id = match store.stream("s") {
+                Some(id) => id,
+                None => store.create_stream("s").unwrap(),
+            };
+            store
+                .append(id, events.iter().cloned(), ExpectedOffset::Any)
+                .unwrap();
+            if flush {
+                store.flush_indexes().unwrap();
+            }
+        }
+        let store = Kimberlite::open(&dir).unwrap();
+        assert!(store.recovery_report().is_clean());
+        store.recovery_report().records_scanned
+    };
+    assert!(scanned_after(false) >= 500, "without a flush, a rescan");
+    assert_eq!(scanned_after(true), 0);
+}
