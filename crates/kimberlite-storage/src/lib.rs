@@ -34,7 +34,7 @@ pub use backend::ResetStorage;
 pub use backend::{StorageBackend, StoreBackend};
 pub use disk::{
     EntryKind, FileHandle, FileSystem, OsFileSystem, RecoveryAction, RecoveryReport, SegmentSync,
-    Storage, StorageConfig, StreamStats,
+    Storage, StorageConfig, StreamStats, UnexpectedEntry,
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;

@@ -213,7 +213,12 @@ impl Error {
         }
     }
 
+    /// An I/O failure; a link or an unexpected entry inside the store is damage
+    /// ([`StorageError::UnexpectedEntry`]), whichever call met it.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        if let Some(entry) = kimberlite_storage::UnexpectedEntry::in_error(&source) {
+            return Error::storage(None, StorageError::UnexpectedEntry(entry.clone()));
+        }
         Error::Io {
             context: context.into(),
             source,

@@ -114,12 +114,17 @@ impl Kimberlite {
         dir: impl AsRef<Path>,
         config: Config,
     ) -> Result<Self> {
-        let dir = dir.as_ref();
-        prepare_dir(&fs, dir, config.create_if_missing)?;
-        let backend = open_disk(fs.clone(), dir, &config)?;
+        let named = dir.as_ref();
+        // The user's links, up to and at the directory they name, are theirs; below it,
+        // nothing is followed (`FileSystem::resolve`).
+        let dir = fs
+            .resolve(named)
+            .map_err(|e| Error::io(format!("resolving {}", named.display()), e))?;
+        prepare_dir(&fs, &dir, config.create_if_missing)?;
+        let backend = open_disk(fs.clone(), &dir, &config)?;
         let files = Files {
             fs: Arc::new(fs),
-            dir: dir.to_path_buf(),
+            dir,
         };
         Self::recover(Box::new(backend), config, Some(files))
     }

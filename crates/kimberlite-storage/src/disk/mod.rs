@@ -47,6 +47,7 @@ pub(crate) mod fs;
 mod index;
 mod manifest;
 mod meta;
+mod nofollow;
 mod quarantine;
 mod recovery;
 mod restart;
@@ -66,6 +67,6 @@ pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use config::{
     StorageConfig, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE, DEFAULT_RESTART_INTERVAL,
 };
-pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry};
 pub use quarantine::{torn_file_name, TORN_DIR};
 pub use storage::{Storage, STREAMS_DIR};
