@@ -22,10 +22,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
-use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
+use kimberlite::{Kimberlite, StreamId, TreeCheck};
 
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing};
+use crate::open::{find_stream, open_looking};
 use crate::proofs::{read_evidence, read_verifier};
 
 #[derive(Debug, Args)]
@@ -90,7 +90,7 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
             "the checkpoint's origin {origin:?} is not <store>/<stream>"
         )));
     };
-    let store = open_existing(&args.dir, Config::default())?;
+    let store = open_looking(&args.dir)?;
     let id = find_stream(&store, &args.dir, stream)?;
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
     let check = store.check_tree(id, &sizes)?;

@@ -19,7 +19,7 @@ use kimberlite::proof::{
 use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing};
+use crate::open::{find_stream, open_existing, open_looking};
 
 /// Directory under the store where `checkpoint` keeps the checkpoints it signs.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
@@ -212,7 +212,7 @@ pub fn checkpoint(args: &CheckpointArgs) -> Result<ExitCode, CliError> {
 }
 
 fn open_stream(dir: &Path, stream: &str) -> Result<(Kimberlite, kimberlite::StreamId), CliError> {
-    let store = open_existing(dir, Config::default())?;
+    let store = open_looking(dir)?;
     let id = find_stream(&store, dir, stream)?;
     Ok((store, id))
 }

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_storage::{
-    FileSystem, MemoryStorage, OsFileSystem, RecoveryReport, Storage, StorageConfig, StorageError,
-    StoreBackend,
+    FileSystem, MemoryStorage, OsFileSystem, ReadOnlyFs, RecoveryReport, Storage, StorageConfig,
+    StorageError, StoreBackend,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -103,6 +103,28 @@ impl Kimberlite {
     /// scattered into an unrelated directory.
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         Self::open_with_fs(OsFileSystem, dir, config)
+    }
+
+    /// Opens the existing store in `dir` to look, not to change: nothing is written, created,
+    /// locked or cut (SPEC.md section 7). Every change the open would make (recovery's cuts,
+    /// rebuilt indexes and manifests, the Merkle levels) is made in memory only
+    /// ([`ReadOnlyFs`]), so [`Kimberlite::recovery_report`] tells what recovery *would* do;
+    /// no lock is taken, so it opens beside a live writer, seeing what is on disk now. Works
+    /// on a read-only copy. Appends to it are kept in memory and lost when it is dropped.
+    pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        let fs = ReadOnlyFs::new(OsFileSystem);
+        let config = Config {
+            read_only: true,
+            ..config.create_if_missing(false)
+        };
+        Self::open_with_fs(fs, dir, config)
+    }
+
+    /// Whether the store was opened with [`Kimberlite::open_read_only`]: its recovery report
+    /// tells what recovery would do, and nothing it does reaches the disk.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.inner.config.read_only
     }
 
     /// Opens the store in `dir` of the file system `fs`, as [`Kimberlite::open_with`] does on

@@ -81,6 +81,12 @@ pub trait FileSystem: Send + Sync + 'static {
     /// only ever inside a store, where nothing is trusted (SPEC.md section 7).
     fn open(&self, path: &Path) -> io::Result<Self::File>;
 
+    /// Opens an existing file for reading only (a read-only open: `ReadOnlyFs`, on a
+    /// read-only mount or another owner's files). By default, [`Self::open`].
+    fn open_readonly(&self, path: &Path) -> io::Result<Self::File> {
+        self.open(path)
+    }
+
     /// Creates a file for reading and writing, truncating any file already at `path`.
     fn create(&self, path: &Path) -> io::Result<Self::File>;
 
@@ -199,6 +205,11 @@ impl FileSystem for OsFileSystem {
 
     fn open(&self, path: &Path) -> io::Result<OsFile> {
         let file = nofollow::open_file(path, Access::ReadWrite)?;
+        Ok(OsFile { file })
+    }
+
+    fn open_readonly(&self, path: &Path) -> io::Result<OsFile> {
+        let file = nofollow::open_file(path, Access::Read)?;
         Ok(OsFile { file })
     }
 

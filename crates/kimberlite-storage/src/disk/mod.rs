@@ -49,6 +49,7 @@ mod manifest;
 mod meta;
 mod nofollow;
 mod quarantine;
+mod read_only;
 mod recovery;
 mod restart;
 mod resume;
@@ -69,4 +70,5 @@ pub use config::{
 };
 pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry};
 pub use quarantine::{torn_file_name, TORN_DIR};
+pub use read_only::{ReadOnlyFile, ReadOnlyFs};
 pub use storage::{Storage, STREAMS_DIR};
