@@ -181,3 +181,20 @@ fn verify_and_tail_run_beside_a_writer_and_do_not_starve_it() {
         assert_eq!(*line, event);
     }
 }
+
+#[test]
+fn checkpoint_never_writes_through_a_linked_checkpoints_directory() {
+    let (temp, dir) = store_with(3);
+    let key = temp.path().join("k.key");
+    ok(&["keygen", "--name", "k", "--out", s(&key)], "");
+    let outside = temp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("checkpoints")).unwrap();
+    let ran = run(&["checkpoint", s(&dir), "audit", "--key", s(&key)], "");
+    assert_ne!(ran.code, 0, "{}", ran.stdout);
+    assert!(ran.stderr.contains("symbolic link"), "{}", ran.stderr);
+    assert!(
+        image(&outside).is_empty(),
+        "a checkpoint was stored outside the store"
+    );
+}
