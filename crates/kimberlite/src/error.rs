@@ -174,6 +174,9 @@ pub enum Error {
         /// What did not agree.
         reason: String,
     },
+    /// The store was opened with [`crate::Kimberlite::open_read_only`]: nothing is written.
+    #[error("the store is open read-only: nothing was written")]
+    ReadOnly,
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

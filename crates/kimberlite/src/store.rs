@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_storage::{
-    FileSystem, MemoryStorage, OsFileSystem, ReadOnlyFs, RecoveryReport, Storage, StorageConfig,
-    StorageError, StoreBackend,
+    FileSystem, MemoryStorage, OsFileSystem, ReadOnlyFs, RecoveryAction, RecoveryReport, Storage,
+    StorageConfig, StorageError, StoreBackend,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -110,7 +110,7 @@ impl Kimberlite {
     /// rebuilt indexes and manifests, the Merkle levels) is made in memory only
     /// ([`ReadOnlyFs`]), so [`Kimberlite::recovery_report`] tells what recovery *would* do;
     /// no lock is taken, so it opens beside a live writer, seeing what is on disk now. Works
-    /// on a read-only copy. Appends to it are kept in memory and lost when it is dropped.
+    /// on a read-only copy. Appends and new streams are refused ([`Error::ReadOnly`]).
     pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
         let fs = ReadOnlyFs::new(OsFileSystem);
         let config = Config {
@@ -269,6 +269,19 @@ impl Kimberlite {
             return Vec::new();
         };
         let fs = &*files.fs;
+        // A read-only open keeps the tails it would cut in memory only: they are not on disk.
+        let would_keep: Vec<PathBuf> = if self.is_read_only() {
+            let report = self.recovery_report();
+            report
+                .truncations()
+                .filter_map(|action| match action {
+                    RecoveryAction::TornTailTruncated { kept_in, .. } => Some(kept_in.clone()),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let streams_dir = files.dir.join(kimberlite_storage::disk::STREAMS_DIR);
         let Ok(streams) = fs.list_dir(&streams_dir) else {
             return Vec::new();
@@ -282,6 +295,7 @@ impl Kimberlite {
             })
             .filter_map(|torn| Some((fs.list_dir(&torn).ok()?, torn)))
             .flat_map(|(tails, torn)| tails.into_iter().map(move |tail| torn.join(tail)))
+            .filter(|tail| !would_keep.contains(tail))
             .filter_map(|tail| {
                 let len = file_len(fs, &tail).ok()??;
                 Some((tail, len))
@@ -321,6 +335,9 @@ impl Kimberlite {
     /// [`Error::StreamExists`], [`Error::UnnamedStreamInTheWay`] (the catalogue lost entries
     /// and the next id already holds records).
     pub fn create_stream(&self, name: &str) -> Result<StreamId> {
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
         let mut state = self.write_state();
         if self.inner.commit.failed() {
             return Err(Error::Poisoned);

@@ -184,5 +184,15 @@ fn a_read_only_open_runs_beside_a_writer() {
             "the reader sees every synced event"
         );
         assert!(reader.verify_all().unwrap().is_intact());
+        let refused = reader.append(id, ["no"], ExpectedOffset::Any);
+        assert!(
+            matches!(refused, Err(kimberlite::Error::ReadOnly)),
+            "{refused:?}"
+        );
+        let refused = reader.create_stream("new");
+        assert!(
+            matches!(refused, Err(kimberlite::Error::ReadOnly)),
+            "{refused:?}"
+        );
     }
 }
