@@ -18,7 +18,8 @@ use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
 
 use crate::error::CliError;
 use crate::open::{
-    announce_recovery, find_stream, open_existing, open_existing_waiting, open_waiting, LOCK_WAIT,
+    announce_recovery, find_stream, open_existing, open_looking, open_read_only, open_waiting,
+    LOCK_WAIT,
 };
 
 /// Events per atomic batch written by `append`.
@@ -183,7 +184,7 @@ fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
 }
 
 pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
-    let store = open_existing(&args.dir, Config::default())?;
+    let store = open_looking(&args.dir)?;
     let id = find_stream(&store, &args.dir, &args.stream)?;
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut out = std::io::stdout().lock();
@@ -204,7 +205,7 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     // again at every open, and is told once, not at every poll.
     let mut told;
     let mut next = {
-        let store = open_existing(&args.dir, Config::default())?;
+        let store = open_looking(&args.dir)?;
         told = store.recovery_report().actions;
         let id = find_stream(&store, &args.dir, &args.stream)?;
         match args.from {
@@ -215,9 +216,9 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     let mut polls = 0u64;
     let mut out = std::io::stdout().lock();
     loop {
-        // Reopen for every poll: a store is opened by one process at a time, so holding it
-        // would lock out the writers being followed.
-        match open_existing_waiting(&args.dir, Config::default(), Duration::ZERO).inspect(|store| {
+        // Reopen read-only for every poll (no lock: the writers being followed are never
+        // held up), seeing what they have written since.
+        match open_read_only(&args.dir).inspect(|store| {
             let actions = store.recovery_report().actions;
             if !actions.is_empty() && actions != told {
                 announce_recovery(store);

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kimberlite::{Config, StreamStats};
+use kimberlite::StreamStats;
 use serde_json::{json, Value};
 
 use crate::display::{human_bytes, thousands};
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing_waiting, LOCK_WAIT};
+use crate::open::{find_stream, open_read_only};
 use crate::report::{label, print_recovery};
 
 #[derive(Debug, Args)]
@@ -23,7 +23,7 @@ pub struct InspectArgs {
     json: bool,
 }
 pub fn inspect(args: &InspectArgs) -> Result<ExitCode, CliError> {
-    let store = open_existing_waiting(&args.dir, Config::default(), LOCK_WAIT)?;
+    let store = open_read_only(&args.dir)?;
     let mut stats = store.stats();
     if let Some(name) = &args.stream {
         let id = find_stream(&store, &args.dir, name)?;

@@ -40,7 +40,19 @@ pub fn open_existing(dir: &Path, config: Config) -> Result<Kimberlite, CliError>
 /// so only that command can tell.
 pub fn announce_recovery(store: &Kimberlite) {
     for action in store.recovery_report().actions {
-        eprintln!("kimberlite: note: on open, recovery {action}");
+        eprintln!(
+            "kimberlite: note: on open, {}",
+            recovery_line(store, &action)
+        );
+    }
+}
+
+/// What recovery did, or, for a store opened read-only, would do (nothing was changed).
+pub fn recovery_line(store: &Kimberlite, action: &impl std::fmt::Display) -> String {
+    if store.is_read_only() {
+        format!("recovery would do this (read-only: nothing changed): {action}")
+    } else {
+        format!("recovery {action}")
     }
 }
 
@@ -50,7 +62,27 @@ pub fn open_existing_waiting(
     config: Config,
     wait: Duration,
 ) -> Result<Kimberlite, CliError> {
-    open_waiting(dir, config.create_if_missing(false), wait).map_err(|error| {
+    open_waiting(dir, config.create_if_missing(false), wait).map_err(with_hint)
+}
+
+/// Opens an existing store to look, not to change ([`Kimberlite::open_read_only`]): for
+/// `verify`, `read`, `inspect`, `prove`, `audit` and `tail`. Writes nothing, takes no lock
+/// (so it never waits for a writer), works on a read-only copy; what recovery would do is in
+/// the store's recovery report, told by [`announce_recovery`] or the command's report.
+pub fn open_read_only(dir: &Path) -> Result<Kimberlite, CliError> {
+    Kimberlite::open_read_only(dir, Config::default()).map_err(with_hint)
+}
+
+/// [`open_read_only`], then what recovery would do told on standard error.
+pub fn open_looking(dir: &Path) -> Result<Kimberlite, CliError> {
+    let store = open_read_only(dir)?;
+    announce_recovery(&store);
+    Ok(store)
+}
+
+/// The error of an open, with a hint for a wrong path.
+fn with_hint(error: Error) -> CliError {
+    {
         let hint = match &error {
             Error::StoreNotFound { .. } => Some(
                 "check the path; `kimberlite append DIR STREAM --create` creates a store, \
@@ -68,7 +100,7 @@ pub fn open_existing_waiting(
             },
             None => CliError::from(error),
         }
-    })
+    }
 }
 
 /// The id of the stream named `name`, or an error listing the streams there are.

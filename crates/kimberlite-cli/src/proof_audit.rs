@@ -22,10 +22,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kimberlite::proof::{verify_consistency, Checkpoint, Hash};
-use kimberlite::{Config, Kimberlite, StreamId, TreeCheck};
+use kimberlite::{Kimberlite, StreamId, TreeCheck};
 
 use crate::error::CliError;
-use crate::open::open_existing;
+use crate::open::open_looking;
 use crate::proofs::{read_evidence, read_verifier};
 
 #[derive(Debug, Args)]
@@ -112,7 +112,7 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode, CliError> {
         );
         return Ok(ExitCode::from(1));
     }
-    let store = open_existing(&args.dir, Config::default())?;
+    let store = open_looking(&args.dir)?;
     let Some(id) = store.stream(stream) else {
         let signed = checkpoints.last().map_or(0, |c| c.tree_size);
         outln!(

@@ -19,7 +19,7 @@ use kimberlite::proof::{
 use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing};
+use crate::open::{find_stream, open_existing, open_looking};
 
 /// Directory under the store where `checkpoint` keeps the checkpoints it signs: the store
 /// reads them at open as evidence of how long each stream was.
@@ -199,21 +199,42 @@ pub fn checkpoint(args: &CheckpointArgs) -> Result<ExitCode, CliError> {
     let note = key
         .sign(&checkpoint.to_text())
         .map_err(|error| CliError::usage(error.to_string()))?;
-    let dir = args
-        .dir
-        .join(CHECKPOINT_DIR)
-        .join(format!("{:020}", id.as_u64()));
-    let path = dir.join(format!("{:020}.checkpoint", head.tree_size));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, &note))
-        .map_err(|error| CliError::usage(format!("storing {}: {error}", path.display())))?;
+    let path = store_checkpoint(&args.dir, id, head.tree_size, &note)?;
     print!("{note}");
     eprintln!("stored in {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stores a signed checkpoint in the store's `checkpoints/<id>/`, following no link inside
+/// the store (SPEC.md section 7: a linked `checkpoints/` must not receive it); returns its path.
+fn store_checkpoint(
+    dir: &Path,
+    id: kimberlite::StreamId,
+    size: u64,
+    note: &str,
+) -> Result<PathBuf, CliError> {
+    use kimberlite_storage::{FileHandle, FileSystem, OsFileSystem};
+    let fs = OsFileSystem;
+    let failed = |path: &Path, error: std::io::Error| {
+        CliError::usage(format!("storing {}: {error}", path.display()))
+    };
+    let root = fs.resolve(dir).map_err(|error| failed(dir, error))?;
+    let dir = root
+        .join(CHECKPOINT_DIR)
+        .join(format!("{:020}", id.as_u64()));
+    let path = dir.join(format!("{size:020}.checkpoint"));
+    fs.create_dir_all(&dir)
+        .and_then(|()| fs.create(&path))
+        .and_then(|mut file| {
+            file.write_all_at(note.as_bytes(), 0)?;
+            file.sync_data()
+        })
+        .map_err(|error| failed(&path, error))?;
+    Ok(path)
+}
+
 fn open_stream(dir: &Path, stream: &str) -> Result<(Kimberlite, kimberlite::StreamId), CliError> {
-    let store = open_existing(dir, Config::default())?;
+    let store = open_looking(dir)?;
     let id = find_stream(&store, dir, stream)?;
     Ok((store, id))
 }

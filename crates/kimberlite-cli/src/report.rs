@@ -8,7 +8,10 @@ use kimberlite::{Kimberlite, Problem, StreamId};
 /// Prints what the storage layer repaired or found when `store` was opened, if anything.
 pub fn print_recovery(store: &Kimberlite) {
     for action in store.recovery_report().actions {
-        outln!("  note: on open, recovery {action}");
+        outln!(
+            "  note: on open, {}",
+            crate::open::recovery_line(store, &action)
+        );
     }
 }
 

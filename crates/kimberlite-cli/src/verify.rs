@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use kimberlite::{Anchor, Config, Error, Problem, StreamReport, VerifyReport};
+use kimberlite::{Anchor, Error, Problem, StreamReport, VerifyReport};
 use serde_json::{json, Value};
 
 use crate::display::{human_bytes, progress_bar, thousands};
 use crate::error::CliError;
-use crate::open::{find_stream, open_existing_waiting, LOCK_WAIT};
+use crate::open::{find_stream, open_read_only};
 use crate::report::{describe_problem, label, print_recovery, MISSING_STREAM};
 
 #[derive(Debug, Args)]
@@ -31,7 +31,7 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let store = match open_existing_waiting(&args.dir, Config::default(), LOCK_WAIT) {
+    let store = match open_read_only(&args.dir) {
         Ok(store) => store,
         // Damage that keeps the store from opening at all is verify's finding, not a usage
         // error: say so plainly (the generic hint would send the user back to verify).
@@ -82,7 +82,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             .recovery_report()
             .actions
             .iter()
-            .map(ToString::to_string)
+            .map(|action| crate::open::recovery_line(&store, action))
             .collect();
         let kept: Vec<Value> = store
             .kept_torn_tails()

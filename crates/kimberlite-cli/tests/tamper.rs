@@ -120,13 +120,28 @@ fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
     // the third event was ever there (with them, the cut is lost data: the test above).
     std::fs::remove_dir_all(dir.join("merkle")).unwrap();
     cut_bytes(&segment, 7);
-    let run = run(&["read", s(&dir), "audit"], "");
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let torn = std::fs::read(&segment).unwrap();
+    // A read-only command tells what recovery would do, and does not do it.
+    let looked = run(&["read", s(&dir), "audit"], "");
+    assert_eq!(looked.code, 0, "{}", looked.stderr);
     assert_eq!(
-        run.stdout.lines().count(),
+        looked.stdout.lines().count(),
         2,
         "the torn third event is not returned"
     );
+    assert!(
+        looked.stderr.contains("recovery would"),
+        "{}",
+        looked.stderr
+    );
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        torn,
+        "a read-only command cut"
+    );
+    // A writing command cuts it, keeps the bytes and says so.
+    let run = run(&["append", s(&dir), "audit"], "x\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("note: on open, recovery"),
         "{}",
@@ -139,8 +154,11 @@ fn any_command_tells_of_a_torn_tail_it_cut_and_keeps_the_bytes() {
         .expect("names the copy")
         .trim();
     let kept_bytes = std::fs::read(kept).unwrap();
-    let cut_at = std::fs::metadata(&segment).unwrap().len() as usize;
-    assert_eq!(kept_bytes, original[cut_at..original.len() - 7]);
+    let cut_at = kept_bytes.len();
+    assert_eq!(
+        kept_bytes,
+        original[torn.len() - cut_at..original.len() - 7]
+    );
     let again = run_quiet(&["read", s(&dir), "audit"]);
     assert!(again.is_empty(), "told once: {again}");
     // verify, on every later open, still lists the kept bytes, in text and in JSON.

@@ -19,6 +19,7 @@
 //! | bit flip on read | each read, with `read_flip_probability` | one bit of the returned bytes is flipped; the stored bytes are fine (a transient or latent read error) | report an error, never return the flipped data |
 //! | failed sync | each `sync_data`, with `sync_fail_probability` | returns an error; the data may or may not have become durable | stop accepting writes (fail-stop) until reopened |
 //! | full disk | each write, with `write_fail_probability` | a random prefix of the write lands, then `StorageFull` | leave the log as before; fail-stop |
+//! | link or special file | [`SimFileSystem::place`] | the entry is listed; opening, creating or walking through it is refused (`UnexpectedEntry`) | report it as damage naming the path; never follow it |
 //!
 //! Not modelled: misdirected writes, corruption of durable bytes at rest (that is tampering,
 //! tested on real files by the storage crate's tests), directories that vanish (directories are
@@ -39,64 +40,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use kimberlite_storage::{EntryKind, FileHandle, FileSystem};
+use kimberlite_storage::{EntryKind, FileHandle, FileSystem, UnexpectedEntry};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Fault probabilities, each per operation of its kind (0.0 disables the fault).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FaultConfig {
-    /// Chance that a read returns one flipped bit.
-    pub read_flip_probability: f64,
-    /// Chance that a `sync_data` fails.
-    pub sync_fail_probability: f64,
-    /// Chance that a write fails part-way with "storage full".
-    pub write_fail_probability: f64,
-    /// Test-only breakage: `sync_data` reports success without making anything durable. A
-    /// correct simulator must catch the lost acknowledged data this causes.
-    pub lie_on_sync: bool,
-}
-
-impl FaultConfig {
-    /// No faults at all: crashes still lose unsynced data.
-    pub const NONE: FaultConfig = FaultConfig {
-        read_flip_probability: 0.0,
-        sync_fail_probability: 0.0,
-        write_fail_probability: 0.0,
-        lie_on_sync: false,
-    };
-}
-
-impl Default for FaultConfig {
-    fn default() -> Self {
-        Self::NONE
-    }
-}
-
-/// How many faults of each kind were injected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FaultCounts {
-    /// Reads that returned a flipped bit.
-    pub read_flips: u64,
-    /// Syncs that failed.
-    pub sync_failures: u64,
-    /// Writes that failed part-way.
-    pub write_failures: u64,
-    /// Crashes.
-    pub crashes: u64,
-    /// Crashes that tore a write in the middle.
-    pub torn_writes: u64,
-    /// Unsynced operations dropped by crashes.
-    pub dropped_operations: u64,
-}
-
-impl FaultCounts {
-    /// Faults that the engine is expected to notice (everything but crash losses).
-    #[must_use]
-    pub fn detectable(&self) -> u64 {
-        self.read_flips + self.sync_failures + self.write_failures
-    }
-}
+pub use crate::faults::{FaultConfig, FaultCounts};
 
 #[derive(Debug, Clone)]
 enum PendingOp {
@@ -139,6 +87,8 @@ struct State {
     durable_entries: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
+    /// Links and special files (`SimFileSystem::place`): listed, never opened or walked into.
+    specials: BTreeMap<PathBuf, EntryKind>,
     /// One-shot flips: the next read of `path` covering file byte `position` flips its low bit.
     planned_flips: Vec<(PathBuf, u64)>,
     /// Bumped by every crash: handles and locks from before it are dead.
@@ -188,7 +138,25 @@ impl State {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "inode is gone"))
     }
 
+    /// Refuses `path` when it or a directory above it is a link or a special file, as the
+    /// real file system does (`kimberlite_storage`'s `nofollow` module).
+    fn refuse_special(&self, path: &Path, expected: EntryKind) -> io::Result<()> {
+        let hit = path
+            .ancestors()
+            .find_map(|at| Some((at, *self.specials.get(at)?)));
+        match hit {
+            Some((at, found)) => Err(UnexpectedEntry {
+                path: at.to_path_buf(),
+                found,
+                expected: if at == path { expected } else { EntryKind::Dir },
+            }
+            .into_io()),
+            None => Ok(()),
+        }
+    }
+
     fn lookup(&self, path: &Path) -> io::Result<u64> {
+        self.refuse_special(path, EntryKind::File)?;
         self.entries.get(path).copied().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -232,6 +200,7 @@ impl SimFileSystem {
             durable_entries: BTreeMap::new(),
             dirs: BTreeSet::new(),
             locks: BTreeSet::new(),
+            specials: BTreeMap::new(),
             planned_flips: Vec::new(),
             generation: 0,
         };
@@ -261,6 +230,15 @@ impl SimFileSystem {
         self.lock()
             .planned_flips
             .push((path.to_path_buf(), position));
+    }
+
+    /// Puts a link (or a special file: `EntryKind::Other`) at `path`, replacing what was there:
+    /// an attacker's entry inside a store, which the engine must refuse, not follow.
+    pub fn place(&self, path: &Path, kind: EntryKind) {
+        let mut state = self.lock();
+        state.entries.remove(path);
+        state.dirs.remove(path);
+        state.specials.insert(path.to_path_buf(), kind);
     }
 
     /// The faults injected so far.
@@ -458,6 +436,7 @@ impl FileSystem for SimFileSystem {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.refuse_special(path, EntryKind::Dir)?;
         for ancestor in path.ancestors() {
             if !ancestor.as_os_str().is_empty() {
                 state.dirs.insert(ancestor.to_path_buf());
@@ -479,6 +458,7 @@ impl FileSystem for SimFileSystem {
 
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let mut state = self.lock();
+        state.refuse_special(path, EntryKind::File)?;
         state.check_parent(path)?;
         let inode = match state.entries.get(path).copied() {
             Some(existing) => {
@@ -514,6 +494,9 @@ impl FileSystem for SimFileSystem {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        if let Some(parent) = to.parent() {
+            state.refuse_special(parent, EntryKind::Dir)?;
+        }
         state.check_parent(to)?;
         let id = state.lookup(from)?;
         state.entries.remove(from);
@@ -530,8 +513,9 @@ impl FileSystem for SimFileSystem {
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let state = self.lock();
+        state.refuse_special(path, EntryKind::Dir)?;
         let files = state.entries.keys();
-        let dirs = state.dirs.iter();
+        let dirs = state.dirs.iter().chain(state.specials.keys());
         let names = files
             .chain(dirs)
             .filter(|entry| entry.parent() == Some(path))
@@ -563,6 +547,12 @@ impl FileSystem for SimFileSystem {
 
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
         let state = self.lock();
+        if let Some(kind) = state.specials.get(path) {
+            return Ok(Some(*kind));
+        }
+        if let Some(parent) = path.parent() {
+            state.refuse_special(parent, EntryKind::Dir)?;
+        }
         if state.entries.contains_key(path) {
             Ok(Some(EntryKind::File))
         } else if state.dirs.contains(path) {
@@ -574,6 +564,7 @@ impl FileSystem for SimFileSystem {
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<SimLock>> {
         let mut state = self.lock();
+        state.refuse_special(path, EntryKind::File)?;
         if !state.locks.insert(path.to_path_buf()) {
             return Ok(None);
         }

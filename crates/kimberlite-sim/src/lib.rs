@@ -18,6 +18,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod faults;
 pub mod fs;
 mod model;
 pub mod outcome;

@@ -281,6 +281,10 @@ pub enum StorageError {
         /// Which stream and handle paused it, in words.
         paused_on: String,
     },
+    /// A link or an entry of the wrong type inside the store (a fifo, a socket, a device, a
+    /// directory where a file belongs): damage, refused, never followed or opened.
+    #[error("{0}")]
+    UnexpectedEntry(crate::disk::UnexpectedEntry),
     /// An operating-system I/O call failed.
     #[error("I/O error {context}: {source}")]
     Io {
@@ -307,6 +311,7 @@ impl StorageError {
                 | StorageError::ChainVerificationFailed { .. }
                 | StorageError::MissingRecords { .. }
                 | StorageError::Unrecoverable { .. }
+                | StorageError::UnexpectedEntry(_)
         )
     }
 }

@@ -87,6 +87,11 @@ pub enum RecoveryAction {
         /// The file removed.
         file: PathBuf,
     },
+    /// An entry the store never writes, where it lists its streams: left alone, not opened.
+    UnexpectedEntry {
+        /// The entry.
+        path: PathBuf,
+    },
     /// Corruption that recovery must not repair. Reads that reach it fail with this error;
     /// if it is in the active segment, appends to the stream are refused too.
     CorruptionFound {
@@ -142,6 +147,9 @@ impl std::fmt::Display for RecoveryAction {
             }
             RecoveryAction::TempFileRemoved { file } => {
                 write!(f, "leftover temp file {} removed", file.display())
+            }
+            RecoveryAction::UnexpectedEntry { path } => {
+                write!(f, "{}: not a stream directory; left alone", path.display())
             }
             RecoveryAction::CorruptionFound { stream, error } => {
                 write!(f, "stream {stream}: corruption left in place: {error}")

@@ -46,6 +46,9 @@ impl Kimberlite {
         I: IntoIterator,
         I::Item: Into<Bytes>,
     {
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
         let events: Vec<Bytes> = events.into_iter().map(Into::into).collect();
         if self.inner.config.durability == Durability::GroupCommit {
             return self.append_grouped(id, events, expected);

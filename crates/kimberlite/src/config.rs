@@ -43,6 +43,8 @@ pub struct Config {
     pub(crate) max_segment_size_bytes: Option<u64>,
     pub(crate) compression: CompressionKind,
     pub(crate) merkle_trees: bool,
+    /// Set by [`crate::Kimberlite::open_read_only`].
+    pub(crate) read_only: bool,
 }
 
 /// Default page size of [`crate::Events`], in payload bytes: 1 MiB.
@@ -57,6 +59,7 @@ impl Default for Config {
             max_segment_size_bytes: None,
             compression: CompressionKind::Lz4,
             merkle_trees: true,
+            read_only: false,
         }
     }
 }

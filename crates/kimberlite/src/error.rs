@@ -199,6 +199,9 @@ pub enum Error {
         /// What did not agree.
         reason: String,
     },
+    /// The store was opened with [`crate::Kimberlite::open_read_only`]: nothing is written.
+    #[error("the store is open read-only: nothing was written")]
+    ReadOnly,
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {
@@ -240,7 +243,12 @@ impl Error {
         }
     }
 
+    /// An I/O failure; a link or an unexpected entry inside the store is damage
+    /// ([`StorageError::UnexpectedEntry`]), whichever call met it.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        if let Some(entry) = kimberlite_storage::UnexpectedEntry::in_error(&source) {
+            return Error::storage(None, StorageError::UnexpectedEntry(entry.clone()));
+        }
         Error::Io {
             context: context.into(),
             source,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use kimberlite_storage::disk::STREAMS_DIR;
-use kimberlite_storage::EntryKind;
+use kimberlite_storage::{EntryKind, StorageError, UnexpectedEntry};
 
 use crate::error::{Error, Result};
 use crate::store_fs::StoreFs;
@@ -21,8 +21,18 @@ const STORE_FORMAT_VERSION: u64 = 1;
 /// may become one). Writes the marker for a new store.
 pub(crate) fn prepare_dir(fs: &dyn StoreFs, dir: &Path, create: bool) -> Result<()> {
     let marker = dir.join(MARKER_FILE);
-    if is_file(fs, &marker) {
-        return check_marker(fs, dir, &marker);
+    match fs.entry_kind(&marker) {
+        Ok(Some(EntryKind::File)) => return check_marker(fs, dir, &marker),
+        // A link is never followed, a special file never read: damage, named.
+        Ok(Some(found @ (EntryKind::Link | EntryKind::Other | EntryKind::Dir))) => {
+            let entry = UnexpectedEntry {
+                path: marker,
+                found,
+                expected: EntryKind::File,
+            };
+            return Err(Error::storage(None, StorageError::UnexpectedEntry(entry)));
+        }
+        _ => {}
     }
     let kind = fs
         .entry_kind(dir)
@@ -37,7 +47,7 @@ pub(crate) fn prepare_dir(fs: &dyn StoreFs, dir: &Path, create: bool) -> Result<
             fs.create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        Some(EntryKind::File) => {
+        Some(EntryKind::File | EntryKind::Link | EntryKind::Other) => {
             return Err(Error::NotAStore {
                 path: dir.to_path_buf(),
             })

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kimberlite_storage::{
-    FileSystem, MemoryStorage, OsFileSystem, RecoveryReport, Storage, StorageConfig, StorageError,
-    StoreBackend,
+    FileSystem, MemoryStorage, OsFileSystem, ReadOnlyFs, RecoveryAction, RecoveryReport, Storage,
+    StorageConfig, StorageError, StoreBackend,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -134,6 +134,28 @@ impl Kimberlite {
         Self::open_with_fs(OsFileSystem, dir, config)
     }
 
+    /// Opens the existing store in `dir` to look, not to change: nothing is written, created,
+    /// locked or cut (SPEC.md section 7). Every change the open would make (recovery's cuts,
+    /// rebuilt indexes and manifests, the Merkle levels) is made in memory only
+    /// ([`ReadOnlyFs`]), so [`Kimberlite::recovery_report`] tells what recovery *would* do;
+    /// no lock is taken, so it opens beside a live writer, seeing what is on disk now. Works
+    /// on a read-only copy. Appends and new streams are refused ([`Error::ReadOnly`]).
+    pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        let fs = ReadOnlyFs::new(OsFileSystem);
+        let config = Config {
+            read_only: true,
+            ..config.create_if_missing(false)
+        };
+        Self::open_with_fs(fs, dir, config)
+    }
+
+    /// Whether the store was opened with [`Kimberlite::open_read_only`]: its recovery report
+    /// tells what recovery would do, and nothing it does reaches the disk.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.inner.config.read_only
+    }
+
     /// Opens the store in `dir` of the file system `fs`, as [`Kimberlite::open_with`] does on
     /// the real one. Every file of the store goes through `fs`: the segments, the marker and
     /// the Merkle trees, so a simulated file system (`kimberlite-sim`) can crash and fault the
@@ -143,12 +165,17 @@ impl Kimberlite {
         dir: impl AsRef<Path>,
         config: Config,
     ) -> Result<Self> {
-        let dir = dir.as_ref();
-        prepare_dir(&fs, dir, config.create_if_missing)?;
-        let backend = open_disk(fs.clone(), dir, &config)?;
+        let named = dir.as_ref();
+        // The user's links, up to and at the directory they name, are theirs; below it,
+        // nothing is followed (`FileSystem::resolve`).
+        let dir = fs
+            .resolve(named)
+            .map_err(|e| Error::io(format!("resolving {}", named.display()), e))?;
+        prepare_dir(&fs, &dir, config.create_if_missing)?;
+        let backend = open_disk(fs.clone(), &dir, &config)?;
         let files = Files {
             fs: Arc::new(fs),
-            dir: dir.to_path_buf(),
+            dir,
         };
         Self::recover(Box::new(backend), config, Some(files))
     }
@@ -273,6 +300,19 @@ impl Kimberlite {
             return Vec::new();
         };
         let fs = &*files.fs;
+        // A read-only open keeps the tails it would cut in memory only: they are not on disk.
+        let would_keep: Vec<PathBuf> = if self.is_read_only() {
+            let report = self.recovery_report();
+            report
+                .truncations()
+                .filter_map(|action| match action {
+                    RecoveryAction::TornTailTruncated { kept_in, .. } => Some(kept_in.clone()),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let streams_dir = files.dir.join(kimberlite_storage::disk::STREAMS_DIR);
         let Ok(streams) = fs.list_dir(&streams_dir) else {
             return Vec::new();
@@ -286,6 +326,7 @@ impl Kimberlite {
             })
             .filter_map(|torn| Some((fs.list_dir(&torn).ok()?, torn)))
             .flat_map(|(tails, torn)| tails.into_iter().map(move |tail| torn.join(tail)))
+            .filter(|tail| !would_keep.contains(tail))
             .filter_map(|tail| {
                 let len = file_len(fs, &tail).ok()??;
                 Some((tail, len))
@@ -325,6 +366,9 @@ impl Kimberlite {
     /// [`Error::StreamExists`], [`Error::UnnamedStreamInTheWay`] (the catalogue lost entries
     /// and the next id already holds records).
     pub fn create_stream(&self, name: &str) -> Result<StreamId> {
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
         let mut state = self.write_state();
         if self.inner.commit.failed() {
             return Err(Error::Poisoned);

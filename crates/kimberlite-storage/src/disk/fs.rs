@@ -22,11 +22,14 @@
 //! - [`FileSystem::map_readonly`] is only called on files the engine no longer writes
 //!   (completed segments).
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io;
+use std::fs::{File, TryLockError};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+
+use super::nofollow::{self, Access};
+pub use super::nofollow::{EntryKind, UnexpectedEntry};
 
 /// An open file: positional reads and writes, length, truncation and sync.
 pub trait FileHandle: Send + Sync {
@@ -58,15 +61,6 @@ pub trait FileHandle: Send + Sync {
     fn release_ahead(&mut self) {}
 }
 
-/// What a path names ([`FileSystem::entry_kind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A file (or anything else that is not a directory).
-    File,
-    /// A directory.
-    Dir,
-}
-
 /// The file-system operations the on-disk engine uses. See the module docs for the
 /// durability contract an implementation must honour (or, for a simulator, break on purpose).
 pub trait FileSystem: Send + Sync + 'static {
@@ -80,7 +74,18 @@ pub trait FileSystem: Send + Sync + 'static {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// Opens an existing file for reading and writing.
+    ///
+    /// Every method that takes a path resolves it without following a link in any component,
+    /// and refuses a link or an entry of the wrong type (an [`UnexpectedEntry`] inside the
+    /// error) instead: paths come from [`Self::resolve`]d store directories, so links are
+    /// only ever inside a store, where nothing is trusted (SPEC.md section 7).
     fn open(&self, path: &Path) -> io::Result<Self::File>;
+
+    /// Opens an existing file for reading only (a read-only open: `ReadOnlyFs`, on a
+    /// read-only mount or another owner's files). By default, [`Self::open`].
+    fn open_readonly(&self, path: &Path) -> io::Result<Self::File> {
+        self.open(path)
+    }
 
     /// Creates a file for reading and writing, truncating any file already at `path`.
     fn create(&self, path: &Path) -> io::Result<Self::File>;
@@ -101,7 +106,14 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Makes the directory's entries (created, renamed, removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 
-    /// What is at `path`: a file, a directory, or nothing (`Ok(None)`). The `kimberlite`
+    /// The store directory `path` as the other methods take it: the user's links in it
+    /// resolved (they chose them), the rest appended as is. The identity by default.
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(path.to_path_buf())
+    }
+
+    /// What is at `path`, not following a link: a file, a directory, a link, something
+    /// else, or nothing (`Ok(None)`). The `kimberlite`
     /// store asks before it makes a directory a store, so it never scatters one into a file's
     /// place or an unrelated directory.
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>>;
@@ -188,71 +200,56 @@ impl FileSystem for OsFileSystem {
     type Lock = OsLock;
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        nofollow::create_dir_all(path)
     }
 
     fn open(&self, path: &Path) -> io::Result<OsFile> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = nofollow::open_file(path, Access::ReadWrite)?;
+        Ok(OsFile { file })
+    }
+
+    fn open_readonly(&self, path: &Path) -> io::Result<OsFile> {
+        let file = nofollow::open_file(path, Access::Read)?;
         Ok(OsFile { file })
     }
 
     fn create(&self, path: &Path) -> io::Result<OsFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let file = nofollow::open_file(path, Access::Create)?;
         Ok(OsFile { file })
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        let mut bytes = Vec::new();
+        nofollow::open_file(path, Access::Read)?.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        nofollow::rename(from, to)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        nofollow::remove_file(path)
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(error),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        nofollow::list_dir(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        File::open(path)?.sync_all()
+        Ok(rustix::fs::fsync(nofollow::open_dir(path)?)?)
+    }
+
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        nofollow::resolve(path)
     }
 
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        match std::fs::metadata(path) {
-            Ok(metadata) if metadata.is_dir() => Ok(Some(EntryKind::Dir)),
-            Ok(_) => Ok(Some(EntryKind::File)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
-        }
+        nofollow::entry_kind(path)
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<OsLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = nofollow::open_file(path, Access::OpenOrCreate)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(OsLock {
                 _file: file,
@@ -264,7 +261,7 @@ impl FileSystem for OsFileSystem {
     }
 
     fn map_readonly(&self, path: &Path) -> io::Result<Bytes> {
-        let file = File::open(path)?;
+        let file = nofollow::open_file(path, Access::Read)?;
         if file.metadata()?.len() == 0 {
             return Ok(Bytes::new());
         }
@@ -273,7 +270,7 @@ impl FileSystem for OsFileSystem {
     }
 
     fn map_growing(&self, path: &Path, capacity: u64) -> io::Result<Option<Bytes>> {
-        let file = File::open(path)?;
+        let file = nofollow::open_file(path, Access::Read)?;
         let Ok(len) = usize::try_from(capacity) else {
             return Ok(None);
         };

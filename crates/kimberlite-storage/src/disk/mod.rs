@@ -47,7 +47,9 @@ pub(crate) mod fs;
 mod index;
 mod manifest;
 mod meta;
+mod nofollow;
 mod quarantine;
+mod read_only;
 mod recovery;
 mod restart;
 mod resume;
@@ -66,6 +68,7 @@ pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use config::{
     StorageConfig, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE, DEFAULT_RESTART_INTERVAL,
 };
-pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock};
+pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry};
 pub use quarantine::{torn_file_name, TORN_DIR};
+pub use read_only::{ReadOnlyFile, ReadOnlyFs};
 pub use storage::{Storage, STREAMS_DIR};

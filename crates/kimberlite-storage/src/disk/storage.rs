@@ -104,7 +104,8 @@ impl<F: FileSystem> Storage<F> {
         dir: impl AsRef<Path>,
         config: StorageConfig,
     ) -> Result<Self, StorageError> {
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.as_ref();
+        let dir = fs.resolve(dir).map_err(|source| io_error(dir, source))?;
         let streams_dir = dir.join(STREAMS_DIR);
         fs.create_dir_all(&dir)
             .map_err(|source| io_error(&dir, source))?;
@@ -128,6 +129,9 @@ impl<F: FileSystem> Storage<F> {
         names.sort_unstable();
         for name in names {
             let Some(id) = parse_stream_dir_name(&name) else {
+                report.actions.push(RecoveryAction::UnexpectedEntry {
+                    path: streams_dir.join(&name),
+                });
                 continue;
             };
             let stream_dir = streams_dir.join(&name);
@@ -138,6 +142,18 @@ impl<F: FileSystem> Storage<F> {
                 Ok(None) => {}
                 Err(StorageError::Unrecoverable { path, reason, .. }) => {
                     let stream = Unopened { path, reason };
+                    report.actions.push(RecoveryAction::CorruptionFound {
+                        stream: id,
+                        error: stream.to_error(id).to_string(),
+                    });
+                    unopened.insert(id, stream);
+                }
+                Err(StorageError::UnexpectedEntry(entry)) => {
+                    let reason = entry.to_string();
+                    let stream = Unopened {
+                        path: entry.path,
+                        reason,
+                    };
                     report.actions.push(RecoveryAction::CorruptionFound {
                         stream: id,
                         error: stream.to_error(id).to_string(),

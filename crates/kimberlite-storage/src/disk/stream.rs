@@ -305,6 +305,9 @@ impl<F: FileSystem> StreamState<F> {
 
 /// An I/O error on `path`.
 pub fn io_error(path: &std::path::Path, source: std::io::Error) -> StorageError {
+    if let Some(entry) = super::fs::UnexpectedEntry::in_error(&source) {
+        return StorageError::UnexpectedEntry(entry.clone());
+    }
     StorageError::Io {
         context: format!("on {}", path.display()),
         source,
