@@ -4,9 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{fails, ok, run, s, segments, store_with};
+use common::{fails, ok, run, s, segments, spawn_tail, store_with};
 
 #[test]
 fn help_and_garbage_arguments() {
@@ -346,21 +345,7 @@ fn a_store_in_use_is_refused() {
 #[test]
 fn appends_succeed_while_tail_polls() {
     let (_temp, dir) = store_with(1);
-    let tail = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
-        .args([
-            "tail",
-            s(&dir),
-            "audit",
-            "--from",
-            "0",
-            "--interval-ms",
-            "5",
-        ])
-        .args(["--polls", "150"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail(&dir, 5, 150);
     for i in 0..10 {
         ok(&["append", s(&dir), "audit"], &format!("appended-{i}\n"));
     }

@@ -7,9 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use common::{ok, run, s, segments, store_with};
+use common::{ok, run, s, segments, spawn_tail, store_with};
 
 /// Every entry under `dir` (files with their bytes, directories as `None`), by path.
 fn image(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
@@ -138,21 +137,7 @@ fn read_only_commands_change_nothing_when_indexes_are_missing() {
 #[test]
 fn verify_and_tail_run_beside_a_writer_and_do_not_starve_it() {
     let (_temp, dir) = store_with(5);
-    let tail = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
-        .args([
-            "tail",
-            s(&dir),
-            "audit",
-            "--from",
-            "0",
-            "--interval-ms",
-            "0",
-        ])
-        .args(["--polls", "400"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail(&dir, 0, 400);
     // The writer holds the store open (its lock) and appends, while readers look.
     let store = kimberlite::Kimberlite::open(&dir).unwrap();
     let id = store.stream("audit").unwrap();

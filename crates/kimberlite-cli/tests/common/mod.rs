@@ -22,6 +22,19 @@ pub fn kimberlite(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("wait for kimberlite")
 }
 
+/// Starts `kimberlite tail DIR audit --from 0`, polling every `interval_ms` for `polls` polls
+/// (so it stops by itself), its output piped.
+pub fn spawn_tail(dir: &Path, interval_ms: u64, polls: u64) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args(["tail", s(dir), "audit", "--from", "0"])
+        .args(["--interval-ms", &interval_ms.to_string()])
+        .args(["--polls", &polls.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kimberlite tail")
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
