@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fails, ok, run, s, segments, spawn_tail, store_with};
+use common::{fails, finish_tail, ok, run, s, segments, spawn_tail, store_with};
 
 #[test]
 fn help_and_garbage_arguments() {
@@ -349,13 +349,7 @@ fn appends_succeed_while_tail_polls() {
     for i in 0..10 {
         ok(&["append", s(&dir), "audit"], &format!("appended-{i}\n"));
     }
-    let output = tail.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let printed = finish_tail(tail);
     assert!(printed.lines().count() >= 1, "{printed}");
     assert_eq!(ok(&["read", s(&dir), "audit"], "").lines().count(), 11);
 }

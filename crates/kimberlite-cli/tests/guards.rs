@@ -42,34 +42,15 @@ fn bench_dir_must_be_new_or_empty() {
 
     // A new path and an empty directory are fine, and keep the store.
     let fresh = temp.path().join("fresh");
-    ok(
-        &[
-            "bench",
-            "--events",
-            "10",
-            "--batch",
-            "5",
-            "--dir",
-            s(&fresh),
-        ],
-        "",
-    );
-    assert!(fresh.join("kimberlite.json").exists());
     let empty = temp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    ok(
-        &[
-            "bench",
-            "--events",
-            "10",
-            "--batch",
-            "5",
-            "--dir",
-            s(&empty),
-        ],
-        "",
-    );
-    assert!(empty.join("kimberlite.json").exists());
+    for dir in [&fresh, &empty] {
+        ok(
+            &["bench", "--events", "10", "--batch", "5", "--dir", s(dir)],
+            "",
+        );
+        assert!(dir.join("kimberlite.json").exists());
+    }
     // Running it again on what it left is refused: the second run would append to `bench`.
     fails(
         &["bench", "--events", "10", "--dir", s(&empty)],

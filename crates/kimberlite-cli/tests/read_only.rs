@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{ok, run, s, segments, spawn_tail, store_with};
+use common::{finish_tail, ok, run, s, segments, spawn_tail, store_with};
 
 /// Every entry under `dir` (files with their bytes, directories as `None`), by path.
 fn image(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
@@ -151,14 +151,8 @@ fn verify_and_tail_run_beside_a_writer_and_do_not_starve_it() {
         }
     }
     store.sync().unwrap();
-    let output = tail.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     // What tail printed is a prefix of the stream, in order.
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let printed = finish_tail(tail);
     let events: Vec<String> = store
         .events(id, kimberlite::Offset::new(0))
         .map(|event| String::from_utf8(event.unwrap().payload.to_vec()).unwrap())

@@ -35,6 +35,18 @@ pub fn spawn_tail(dir: &Path, interval_ms: u64, polls: u64) -> std::process::Chi
         .expect("run kimberlite tail")
 }
 
+/// Waits for a tail started by [`spawn_tail`], requires it to have succeeded, and returns
+/// what it printed.
+pub fn finish_tail(tail: std::process::Child) -> String {
+    let output = tail.wait_with_output().expect("wait for kimberlite tail");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
