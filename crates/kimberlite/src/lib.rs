@@ -59,6 +59,7 @@ mod state;
 mod store;
 mod store_fs;
 mod stream_name;
+mod tiles;
 mod tree_check;
 mod tree_trust;
 mod verify;
@@ -91,5 +92,7 @@ mod merkle_tests;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tiles_tests;
 #[cfg(test)]
 mod tree_trust_tests;
