@@ -9,7 +9,8 @@
 //! made from the events themselves (durable, chain-checked), never from the side files.
 
 use kimberlite_proof::{
-    check_tile, entry_bundle, event_leaf_bytes, tile_bytes, Hash, TileCheckError, TileError, TileId,
+    check_tile, entry_bundle, event_leaf_bytes, tile_bytes, Hash, TileCheckError, TileError,
+    TileId, MAX_ENTRY_BYTES,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -100,14 +101,35 @@ impl Kimberlite {
             Some((start, end)) if end <= durable => start,
             _ => return Err(not_in_tree()),
         };
-        let mut entries = Vec::with_capacity(usize::from(width));
-        for (event, expected) in self.events(id, Offset::new(start)).zip(start..) {
-            let event = event?;
-            if event.offset.as_u64() != expected || entries.len() == usize::from(width) {
-                break;
+        let width_entries = usize::from(width);
+        let mut entries = Vec::with_capacity(width_entries);
+        let (mut next, mut read_bytes) = (start, 0u64);
+        while entries.len() < width_entries {
+            // A verified read goes on until its byte budget is spent: a budget of the entries
+            // left times the mean payload read so far (1 byte at first) keeps a bundle from
+            // reading and checking far past its last event.
+            let left = (width_entries - entries.len()) as u64;
+            let mean = (read_bytes / (next - start).max(1)).max(1);
+            let page = self.read(id, Offset::new(next), left.saturating_mul(mean))?;
+            let pushed_before = entries.len();
+            for event in page {
+                if event.offset.as_u64() != next || entries.len() == width_entries {
+                    break;
+                }
+                let entry = event_leaf_bytes(next, &event.payload);
+                if entry.len() > MAX_ENTRY_BYTES {
+                    // Refused as soon as seen: a bundle never holds more than 256 entries
+                    // of at most 65,535 bytes.
+                    return Err(tile_error(TileError::EntryTooLarge {
+                        offset: next,
+                        entry_bytes: entry.len() as u64,
+                    }));
+                }
+                read_bytes += event.payload.len() as u64;
+                entries.push((next, entry));
+                next += 1;
             }
-            entries.push((expected, event_leaf_bytes(expected, &event.payload)));
-            if entries.len() == usize::from(width) {
+            if entries.len() == pushed_before {
                 break;
             }
         }
