@@ -22,6 +22,7 @@ mod principal;
 mod router;
 mod server;
 mod state;
+mod touched;
 
 pub use config::{Limits, ServerConfig};
 pub use error::ApiError;

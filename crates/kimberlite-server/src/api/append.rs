@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::{Extension, Json};
 use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::names::check_stream_name;
 use crate::principal::{Permission, Principal};
 use crate::state::AppState;
+use crate::touched::Touched;
 
 /// Query of an append.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -51,7 +52,7 @@ pub(crate) async fn append(
     Query(query): Query<AppendQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<AppendResponse>, ApiError> {
+) -> Result<(Extension<Touched>, Json<AppendResponse>), ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Append, &name)?;
     let content_type = headers
@@ -78,11 +79,18 @@ pub(crate) async fn append(
             Ok(store.append(id, events, expected)?)
         })
         .await?;
-    Ok(Json(AppendResponse {
-        first_offset: appended.first_offset.as_u64(),
-        next_offset: appended.next_offset.as_u64(),
-        head: appended.head.to_string(),
-    }))
+    let touched = Touched {
+        from: appended.first_offset.as_u64(),
+        to: appended.next_offset.as_u64(),
+    };
+    Ok((
+        Extension(touched),
+        Json(AppendResponse {
+            first_offset: touched.from,
+            next_offset: touched.to,
+            head: appended.head.to_string(),
+        }),
+    ))
 }
 
 /// A body that could not be read: over the size limit, or cut by the client.

@@ -4,7 +4,7 @@
 //! record is an error naming its stream and offset, never returned bytes.
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use kimberlite::Offset;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::names::check_stream_name;
 use crate::principal::{Permission, Principal};
 use crate::state::AppState;
+use crate::touched::Touched;
 
 /// How payloads are shown.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub(crate) async fn read(
     principal: Principal,
     Path(name): Path<String>,
     Query(query): Query<ReadQuery>,
-) -> Result<Json<ReadPage>, ApiError> {
+) -> Result<(Extension<Touched>, Json<ReadPage>), ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Read, &name)?;
     let limits = state.limits();
@@ -101,14 +102,21 @@ pub(crate) async fn read(
     let next_offset = events.last().map_or(query.from.min(end_offset), |event| {
         event.offset.as_u64() + 1
     });
-    Ok(Json(ReadPage {
-        events: events
-            .iter()
-            .map(|event| view(event.offset.as_u64(), &event.payload, query.encoding))
-            .collect(),
-        next_offset,
-        end_offset,
-    }))
+    let touched = Touched {
+        from: query.from.min(next_offset),
+        to: next_offset,
+    };
+    Ok((
+        Extension(touched),
+        Json(ReadPage {
+            events: events
+                .iter()
+                .map(|event| view(event.offset.as_u64(), &event.payload, query.encoding))
+                .collect(),
+            next_offset,
+            end_offset,
+        }),
+    ))
 }
 
 /// An event as the API shows it.
