@@ -37,6 +37,7 @@ mod open;
 mod proof_audit;
 mod proofs;
 mod report;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -97,6 +98,9 @@ enum Command {
     /// Exit code 0 when consistent, 1 when tampering is found or a checkpoint is invalid, 2
     /// on usage or I/O errors.
     Audit(proof_audit::AuditArgs),
+    /// Serve the store over HTTP: the `/v1` API, for applications and auditors
+    /// (docs/SERVER.md). Stops on Ctrl-C or SIGTERM, finishing requests in flight.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::ProveConsistency(args) => proofs::prove_consistency(&args),
         Command::VerifyProof(args) => proofs::verify_proof(&args),
         Command::Audit(args) => proof_audit::audit(&args),
+        Command::Serve(args) => serve::serve(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,105 @@
+//! `POST /v1/streams/{stream}/events`: append a batch, answered once it is durable.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
+use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::body::{decode_batch, BatchEncoding};
+use crate::error::ApiError;
+use crate::names::check_stream_name;
+use crate::principal::{Permission, Principal};
+use crate::state::AppState;
+use crate::touched::Touched;
+
+/// Query of an append.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppendQuery {
+    /// The stream's next offset the batch must start at; 409 (with the real next offset)
+    /// when it does not, and nothing is written.
+    expected_offset: Option<u64>,
+}
+
+/// What an append did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AppendResponse {
+    /// Offset of the batch's first event.
+    pub(crate) first_offset: u64,
+    /// The stream's next offset after the batch.
+    pub(crate) next_offset: u64,
+    /// Chain hash (hex) of the batch's last event: it commits to the whole stream so far.
+    pub(crate) head: String,
+}
+
+/// Append a batch of events (append). The answer comes once the batch is durable.
+#[utoipa::path(post, path = "/v1/streams/{stream}/events",
+    params(("stream" = String, Path), AppendQuery),
+    request_body(description = "a JSON array, NDJSON, or length-prefixed binary events",
+        content((Vec<String> = "application/json"), (String = "application/x-ndjson"),
+            (Vec<u8> = "application/octet-stream"))),
+    responses((status = 200, body = AppendResponse),
+        (status = 409, description = "expected offset conflict; `next_offset` in the error body"),
+        (status = 413, description = "body, batch or event over a limit")))]
+pub(crate) async fn append(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Query(query): Query<AppendQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Extension<Touched>, Json<AppendResponse>), ApiError> {
+    check_stream_name(&name)?;
+    principal.require(Permission::Append, &name)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let encoding = BatchEncoding::from_content_type(content_type)?;
+    let body = body.map_err(body_error)?;
+    let limits = state.limits();
+    let events = decode_batch(
+        encoding,
+        &body,
+        limits.max_events_per_request,
+        MAX_EVENT_BYTES,
+    )?;
+    let expected = match query.expected_offset {
+        Some(offset) => ExpectedOffset::Exact(offset.into()),
+        None => ExpectedOffset::Any,
+    };
+    let appended = state
+        .with_store(move |store| {
+            let id = store
+                .stream(&name)
+                .ok_or(kimberlite::Error::StreamNotFound { name })?;
+            Ok(store.append(id, events, expected)?)
+        })
+        .await?;
+    let touched = Touched {
+        from: appended.first_offset.as_u64(),
+        to: appended.next_offset.as_u64(),
+    };
+    Ok((
+        Extension(touched),
+        Json(AppendResponse {
+            first_offset: touched.from,
+            next_offset: touched.to,
+            head: appended.head.to_string(),
+        }),
+    ))
+}
+
+/// A body that could not be read: over the size limit, or cut by the client.
+pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(format!(
+            "the request body is over the size limit: {rejection}"
+        ))
+    } else {
+        ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
+    }
+}

@@ -1,0 +1,7 @@
+//! The `/v1` handlers, one module per resource.
+
+pub(crate) mod append;
+mod body;
+pub(crate) mod health;
+pub(crate) mod read;
+pub(crate) mod streams;

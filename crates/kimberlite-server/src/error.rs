@@ -1,0 +1,146 @@
+//! Errors as HTTP answers: a status and a JSON body naming what went wrong.
+//!
+//! Every error body is `{"error": {"kind": ..., "message": ..., "stream"?: ...,
+//! "offset"?: ..., "next_offset"?: ...}}`; `kind` is stable for programs, `message` is for
+//! people. Data errors name the stream and offset they concern, as the store's errors do.
+//!
+//! | error                                    | status | kind                |
+//! |------------------------------------------|--------|---------------------|
+//! | no, unknown or revoked key               | 401    | `unauthorized`      |
+//! | key lacks the permission                 | 403    | `forbidden`         |
+//! | malformed body, name, query              | 400    | `bad_request`       |
+//! | unknown stream                           | 404    | `not_found`         |
+//! | stream exists / expected offset conflict | 409    | `conflict`          |
+//! | body, batch or event over a limit        | 413    | `too_large`         |
+//! | body not of an accepted type             | 415    | `unsupported_media` |
+//! | stored data damaged                      | 500    | `corrupt`           |
+//! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
+//! | anything else                            | 500    | `internal`          |
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// An error answered to a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No key, an unknown key or a revoked key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but lacks the permission. Said the same way whether the stream
+    /// exists or not, so a key learns nothing about streams it may not see.
+    #[error("this key may not {operation} stream {stream:?}")]
+    Forbidden {
+        /// What was refused (`append`, `read`, `admin`).
+        operation: &'static str,
+        /// The stream asked for.
+        stream: String,
+    },
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request's body is not of a type the route accepts.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// The request is over a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The store refused or failed the operation.
+    #[error(transparent)]
+    Store(#[from] kimberlite::Error),
+    /// The server failed (a task panicked, a response could not be built).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    kind: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<u64>,
+}
+
+impl ApiError {
+    /// The status and the stable `kind` this error is answered with.
+    #[must_use]
+    pub fn status_and_kind(&self) -> (StatusCode, &'static str) {
+        use kimberlite::Error as E;
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Store(error) => match error {
+                E::StreamNotFound { .. } | E::UnknownStream { .. } => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                E::StreamExists { .. } | E::OffsetConflict { .. } => {
+                    (StatusCode::CONFLICT, "conflict")
+                }
+                E::InvalidStreamName { .. } | E::EmptyBatch { .. } | E::TreeRange { .. } => {
+                    (StatusCode::BAD_REQUEST, "bad_request")
+                }
+                E::Poisoned | E::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                other if other.is_corruption() => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+                E::StreamDamaged { .. }
+                | E::StreamLost { .. }
+                | E::TreeDamaged { .. }
+                | E::CatalogCorrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+
+    fn stream_and_offsets(&self) -> (Option<String>, Option<u64>, Option<u64>) {
+        use kimberlite::Error as E;
+        match self {
+            Self::Forbidden { stream, .. } => (Some(stream.clone()), None, None),
+            Self::Store(E::OffsetConflict { name, actual, .. }) => {
+                (Some(name.clone()), None, Some(actual.as_u64()))
+            }
+            Self::Store(E::StreamNotFound { name } | E::StreamExists { name }) => {
+                (Some(name.clone()), None, None)
+            }
+            Self::Store(E::Storage { name, .. }) => (name.clone(), None, None),
+            _ => (None, None, None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_kind();
+        if status.is_server_error() {
+            tracing::error!(kind, error = %self, "request failed");
+        }
+        let (stream, offset, next_offset) = self.stream_and_offsets();
+        let body = Body {
+            error: Detail {
+                kind,
+                message: self.to_string(),
+                stream,
+                offset,
+                next_offset,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,37 @@
+//! `kimberlite serve`: the HTTP service over a Kimberlite store.
+//!
+//! Applications append and read events over HTTP/JSON under `/v1` (described by the OpenAPI
+//! document at `/v1/openapi.json`); auditors read, verify and fetch proofs with keys that
+//! cannot write. `docs/SERVER.md` covers running it.
+//!
+//! The facade is small: [`ServerConfig`] says where to listen and what to allow, [`Server`]
+//! binds and runs, [`app`] builds the router alone (for tests and embedding). Handlers call
+//! the store, which blocks on I/O, on tokio's blocking pool, so a slow disk never stalls the
+//! connections the runtime is serving.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+mod api;
+mod auth;
+mod config;
+mod error;
+mod keys;
+mod names;
+mod openapi;
+mod principal;
+mod router;
+mod server;
+mod state;
+mod touched;
+
+pub use config::{Limits, ServerConfig};
+pub use error::ApiError;
+pub use keys::KeyRing;
+pub use principal::{Grant, Permission, Principal};
+pub use server::{ServeError, Server};
+pub use state::AppState;
+
+/// The service's router over `state`: every route, limit and layer, without a listener.
+pub fn app(state: AppState) -> axum::Router {
+    router::router(state)
+}

@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at
+//! `/v1/openapi.json`, so clients in any language can be generated from it.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::api;
+
+/// The service's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kimberlite",
+        description = "A tamper-evident, hash-chained event store over HTTP. \
+        Authenticate with `Authorization: Bearer <token>`."
+    ),
+    paths(
+        api::streams::create,
+        api::streams::list,
+        api::streams::show,
+        api::append::append,
+        api::read::read,
+    ),
+    components(schemas(
+        api::streams::CreateStream,
+        api::streams::StreamView,
+        api::append::AppendResponse,
+        api::read::ReadPage,
+        api::read::EventView,
+    ))
+)]
+pub(crate) struct ApiDoc;
+
+/// `GET /v1/openapi.json`.
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,42 @@
+//! The router: every route, and the limits and layers around them.
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{append, health, read, streams};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The router with its limits.
+pub(crate) fn router(state: AppState) -> Router {
+    let limits = state.limits().clone();
+    routes()
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every route of the service.
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/streams", get(streams::list).post(streams::create))
+        .route("/v1/streams/{stream}", get(streams::show))
+        .route(
+            "/v1/streams/{stream}/events",
+            get(read::read).post(append::append),
+        )
+        .route("/v1/openapi.json", get(crate::openapi::document))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; the API is described at /v1/openapi.json".into())
+}
