@@ -16,7 +16,8 @@
 //! - Merkle proofs (RFC 9162, each stream's tree kept beside the log under `merkle/`):
 //!   [`Kimberlite::tree_head`], [`Kimberlite::inclusion_proof`],
 //!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
-//!   [`proof`] (the `kimberlite-proof` crate).
+//!   [`proof`] (the `kimberlite-proof` crate). The C2SP tlog-tiles view of a stream:
+//!   [`Kimberlite::tile`], [`Kimberlite::entry_bundle`].
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
