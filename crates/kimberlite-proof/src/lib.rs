@@ -11,6 +11,8 @@
 //! - [`note`]: C2SP signed notes with Ed25519 keys (`vkey` text form, key ids).
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root) and the JSON proof
 //!   bundles the `kimberlite` program prints, with their offline verification.
+//! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
+//!   check that a tile belongs to a root.
 //!
 //! # Example
 //!
@@ -60,6 +62,7 @@
 pub mod checkpoint;
 pub mod hash;
 pub mod note;
+pub mod tiles;
 pub mod tree;
 pub mod verify;
 
@@ -69,6 +72,11 @@ pub use checkpoint::{
 };
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{NoteError, SignerKey, VerifierKey};
+pub use tiles::{
+    check_tile, entry_bundle, parse_entry_bundle, parse_tile, parse_tile_path, read_tile,
+    root_through_tile, tile_bytes, tile_in_tree, tiles_of, TileCheckError, TileError, TileId,
+    TilePath, TilePathError, MAX_ENTRY_BYTES, TILE_WIDTH,
+};
 pub use tree::{
     consistency_proof, inclusion_proof, root_at, subtree_root, Frontier, MemoryTree, NodeSource,
     RangeError,
@@ -77,5 +85,7 @@ pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion
 
 #[cfg(test)]
 mod garbage_tests;
+#[cfg(test)]
+mod tiles_tests;
 #[cfg(test)]
 mod vector_tests;

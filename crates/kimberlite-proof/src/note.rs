@@ -179,6 +179,17 @@ impl SignerKey {
         )
     }
 
+    /// The same key under another name (and so another key id): a log that names each
+    /// checkpoint's key after its origin, as C2SP tlog-tiles logs do, signs every stream's
+    /// checkpoints with one key.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            key: self.key.clone(),
+        })
+    }
+
     /// The key's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -347,6 +358,19 @@ fn check_text(text: &str) -> Result<(), NoteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renamed_key_signs_under_its_new_name_only() {
+        let key = SignerKey::from_seed("log", [3; 32]).unwrap();
+        let origin = key.renamed("example.org/store/audit").unwrap();
+        assert_eq!(origin.name(), "example.org/store/audit");
+        assert_ne!(origin.key_id(), key.key_id());
+        let note = origin.sign("example.org/store/audit\n1\nAAAA\n").unwrap();
+        assert!(origin.verifier().open(&note).is_ok());
+        assert!(key.verifier().open(&note).is_err());
+        assert!(key.renamed("a name").is_err());
+        assert!(key.renamed("").is_err());
+    }
 
     fn signer() -> SignerKey {
         SignerKey::from_seed("example.com/log", [7u8; 32]).unwrap()

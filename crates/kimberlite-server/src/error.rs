@@ -13,6 +13,9 @@
 //! | stream exists / expected offset conflict | 409    | `conflict`          |
 //! | body, batch or event over a limit        | 413    | `too_large`         |
 //! | body not of an accepted type             | 415    | `unsupported_media` |
+//! | a tile not in the stream's tree          | 404    | `not_found`         |
+//! | an entry bundle holding an event over    | 422    | `entry_too_large`   |
+//! | 65,535 leaf bytes (offset named)         |        |                     |
 //! | stored data damaged                      | 500    | `corrupt`           |
 //! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
 //! | anything else                            | 500    | `internal`          |
@@ -92,6 +95,11 @@ impl ApiError {
                 E::StreamNotFound { .. } | E::UnknownStream { .. } => {
                     (StatusCode::NOT_FOUND, "not_found")
                 }
+                E::Tile {
+                    source: kimberlite::proof::TileError::EntryTooLarge { .. },
+                    ..
+                } => (StatusCode::UNPROCESSABLE_ENTITY, "entry_too_large"),
+                E::Tile { .. } => (StatusCode::NOT_FOUND, "not_found"),
                 E::StreamExists { .. } | E::OffsetConflict { .. } => {
                     (StatusCode::CONFLICT, "conflict")
                 }
@@ -120,6 +128,10 @@ impl ApiError {
                 (Some(name.clone()), None, None)
             }
             Self::Store(E::Storage { name, .. }) => (name.clone(), None, None),
+            Self::Store(E::Tile {
+                name,
+                source: kimberlite::proof::TileError::EntryTooLarge { offset, .. },
+            }) => (Some(name.clone()), Some(*offset), None),
             _ => (None, None, None),
         }
     }

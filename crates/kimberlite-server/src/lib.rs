@@ -29,7 +29,7 @@ pub use error::ApiError;
 pub use keys::KeyRing;
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
-pub use state::AppState;
+pub use state::{AppState, CheckpointKey};
 
 /// The service's router over `state`: every route, limit and layer, without a listener.
 pub fn app(state: AppState) -> axum::Router {

@@ -20,6 +20,8 @@ use crate::api;
         api::streams::show,
         api::append::append,
         api::read::read,
+        api::tiles::checkpoint,
+        api::tiles::tile,
     ),
     components(schemas(
         api::streams::CreateStream,

@@ -6,7 +6,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, health, read, streams};
+use crate::api::{append, health, read, streams, tiles};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -33,6 +33,11 @@ fn routes() -> Router<AppState> {
             "/v1/streams/{stream}/events",
             get(read::read).post(append::append),
         )
+        .route(
+            "/v1/streams/{stream}/tlog/checkpoint",
+            get(tiles::checkpoint),
+        )
+        .route("/v1/streams/{stream}/tlog/tile/{*path}", get(tiles::tile))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kimberlite::proof::SignerKey;
 use kimberlite::Kimberlite;
 
 use crate::config::Limits;
@@ -12,6 +13,38 @@ use crate::keys::KeyRing;
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Shared>,
+    /// What signs the streams' checkpoints (`None`: the server serves none).
+    checkpoints: Option<Arc<CheckpointKey>>,
+}
+
+/// The key that signs every stream's checkpoint, named for each by the checkpoint's origin,
+/// `<log name>/<stream name>` (C2SP tlog-tiles: the key name is the origin).
+#[derive(Debug)]
+pub struct CheckpointKey {
+    key: SignerKey,
+    log_name: String,
+}
+
+impl CheckpointKey {
+    /// `key` signing as `<log_name>/<stream>` for each stream.
+    #[must_use]
+    pub fn new(key: SignerKey, log_name: impl Into<String>) -> Self {
+        Self {
+            key,
+            log_name: log_name.into(),
+        }
+    }
+
+    /// The origin of `stream`'s checkpoints.
+    #[must_use]
+    pub fn origin(&self, stream: &str) -> String {
+        format!("{}/{stream}", self.log_name)
+    }
+
+    /// The key as it signs `stream`'s checkpoints: named by the origin.
+    pub fn signer(&self, stream: &str) -> Result<SignerKey, kimberlite::proof::NoteError> {
+        self.key.renamed(&self.origin(stream))
+    }
 }
 
 #[derive(Debug)]
@@ -31,7 +64,21 @@ impl AppState {
                 keys,
                 limits,
             }),
+            checkpoints: None,
         }
+    }
+
+    /// This state, signing checkpoints with `key`.
+    #[must_use]
+    pub fn with_checkpoint_key(mut self, key: CheckpointKey) -> Self {
+        self.checkpoints = Some(Arc::new(key));
+        self
+    }
+
+    /// The checkpoint key, if the server signs checkpoints.
+    #[must_use]
+    pub fn checkpoint_key(&self) -> Option<&CheckpointKey> {
+        self.checkpoints.as_deref()
     }
 
     /// The store.

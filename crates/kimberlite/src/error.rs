@@ -171,6 +171,15 @@ pub enum Error {
         /// What was out of range.
         source: kimberlite_proof::RangeError,
     },
+    /// A tile or entry bundle of the stream's tlog-tiles view cannot be given: a tile not in
+    /// the tree of that size, or an entry too large for a bundle (its offset and size).
+    #[error("stream {name:?}: {source}")]
+    Tile {
+        /// The stream's name.
+        name: String,
+        /// Why.
+        source: kimberlite_proof::TileError,
+    },
     /// The stream's Merkle tree side files cannot be read or written; reopening the store
     /// rebuilds them from the log.
     #[error("stream {name:?}: Merkle tree unavailable: {reason}")]
@@ -279,6 +288,13 @@ pub enum TreeEvidence {
         /// The tree size.
         tree_size: u64,
     },
+    /// A tile of the stream's tlog-tiles view, checked against the tree of `tree_size`.
+    Tile {
+        /// The tile.
+        tile: kimberlite_proof::TileId,
+        /// The tree size it was checked against.
+        tree_size: u64,
+    },
 }
 
 impl std::fmt::Display for TreeEvidence {
@@ -295,6 +311,9 @@ impl std::fmt::Display for TreeEvidence {
             ),
             TreeEvidence::Head { tree_size } => {
                 write!(f, "its head (the root of the tree of {tree_size} events)")
+            }
+            TreeEvidence::Tile { tile, tree_size } => {
+                write!(f, "{tile} (checked against the tree of {tree_size} events)")
             }
         }
     }

@@ -16,7 +16,8 @@
 //! - Merkle proofs (RFC 9162, each stream's tree kept beside the log under `merkle/`):
 //!   [`Kimberlite::tree_head`], [`Kimberlite::inclusion_proof`],
 //!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
-//!   [`proof`] (the `kimberlite-proof` crate).
+//!   [`proof`] (the `kimberlite-proof` crate). The C2SP tlog-tiles view of a stream:
+//!   [`Kimberlite::tile`], [`Kimberlite::entry_bundle`].
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
@@ -59,6 +60,7 @@ mod state;
 mod store;
 mod store_fs;
 mod stream_name;
+mod tiles;
 mod tree_check;
 mod tree_trust;
 mod verify;
@@ -91,5 +93,7 @@ mod merkle_tests;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tiles_tests;
 #[cfg(test)]
 mod tree_trust_tests;

@@ -157,7 +157,7 @@ impl TreeCheck {
 }
 
 /// The tree of stream `id` in `trees`, usable (side files not failed).
-fn stream_tree<'t>(
+pub(crate) fn stream_tree<'t>(
     trees: &'t Trees,
     id: StreamId,
     name: &str,
@@ -195,7 +195,7 @@ fn disabled(name: &str) -> Error {
 }
 
 impl State {
-    fn durable_size(&self, id: StreamId) -> u64 {
+    pub(crate) fn durable_size(&self, id: StreamId) -> u64 {
         self.heads
             .get(&id)
             .map_or(0, |heads| heads.durable.next_offset.as_u64())
@@ -203,7 +203,7 @@ impl State {
 }
 
 /// Why a tree's answer is refused.
-enum Refusal {
+pub(crate) enum Refusal {
     /// The tree cannot answer: a range error, unreadable or failed side files.
     Tree(TreeError),
     /// What the side files gave does not lead to the trusted root.
@@ -223,7 +223,7 @@ impl From<RangeError> for Refusal {
 }
 
 /// What a refusal of `evidence` from stream `id`'s tree is to the caller.
-fn refused(name: &str, id: StreamId, evidence: TreeEvidence, refusal: Refusal) -> Error {
+pub(crate) fn refused(name: &str, id: StreamId, evidence: TreeEvidence, refusal: Refusal) -> Error {
     match refusal {
         Refusal::Tree(error) => tree_error(name, error),
         Refusal::Damaged(reason) => Error::TreeDamaged {
@@ -239,7 +239,7 @@ fn refused(name: &str, id: StreamId, evidence: TreeEvidence, refusal: Refusal) -
 /// frontier (see the module docs for why that one is trusted): read from the frontier itself
 /// when `size` is the tree's size, otherwise from the side files and then proved consistent
 /// with the frontier's root (O(log n) reads and hashes).
-fn trusted_root(tree: &StreamTree, size: u64) -> Result<Hash, Refusal> {
+pub(crate) fn trusted_root(tree: &StreamTree, size: u64) -> Result<Hash, Refusal> {
     if let Some(reason) = tree.damage() {
         return Err(Refusal::Damaged(reason.to_owned()));
     }
@@ -416,7 +416,7 @@ impl Kimberlite {
 
     /// The trees, once the worker has caught up with stream `id`, for a proof at
     /// `tree_size` (checked against the durable size).
-    fn trees<'s>(
+    pub(crate) fn trees<'s>(
         state: &'s State,
         id: StreamId,
         name: &str,

@@ -9,10 +9,10 @@ use crate::merkle_tests::{filled_store, proofs_given_are_true, tree_dir, true_tr
 use crate::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 /// Events in the stream: 1,203 = 1,024 + 128 + 32 + 16 + 2 + 1, a frontier at six levels.
-const EVENTS: u64 = 1203;
+pub(crate) const EVENTS: u64 = 1203;
 
 /// Every level of the tree over `leaves`: level `k` holds its complete nodes.
-fn levels_of(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+pub(crate) fn levels_of(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
     let mut levels = vec![leaves];
     while let Some(below) = levels.last().filter(|level| level.len() >= 2) {
         let above = below
@@ -57,7 +57,9 @@ fn true_leaves() -> Vec<Hash> {
 }
 
 /// A store of `EVENTS` events whose side files are then replaced by `forge`'s levels.
-fn forged_store(forge: impl FnOnce(&mut Vec<Hash>) -> Vec<Vec<Hash>>) -> tempfile::TempDir {
+pub(crate) fn forged_store(
+    forge: impl FnOnce(&mut Vec<Hash>) -> Vec<Vec<Hash>>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     drop(filled_store(dir.path(), Config::default(), EVENTS));
     let mut leaves = true_leaves();

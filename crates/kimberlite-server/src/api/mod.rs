@@ -5,3 +5,4 @@ mod body;
 pub(crate) mod health;
 pub(crate) mod read;
 pub(crate) mod streams;
+pub(crate) mod tiles;

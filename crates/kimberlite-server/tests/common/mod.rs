@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 
+use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, Kimberlite};
 use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
+    AppState, CheckpointKey, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -15,6 +16,14 @@ use tokio::task::JoinHandle;
 pub const ADMIN: &str = "test-admin-token";
 /// Token of a key that may only read (an auditor).
 pub const AUDITOR: &str = "test-auditor-token";
+/// The log name in the test servers' checkpoint origins (`<LOG_NAME>/<stream>`).
+pub const LOG_NAME: &str = "test.example/kimberlite";
+
+/// The key that signs the test servers' checkpoints, named per stream by the origin.
+pub fn checkpoint_key() -> SignerKey {
+    SignerKey::from_seed("checkpoints", [11; 32]).expect("a key")
+}
+
 /// Token of a key that may append to `app-*` streams only.
 pub const WRITER: &str = "test-writer-token";
 
@@ -71,7 +80,8 @@ impl TestServer {
             Config::default().durability(Durability::GroupCommit),
         )
         .expect("open store");
-        let state = AppState::new(store, test_keys(), limits.clone());
+        let state = AppState::new(store, test_keys(), limits.clone())
+            .with_checkpoint_key(CheckpointKey::new(checkpoint_key(), LOG_NAME));
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         config.limits = limits;
         let server = Server::bind(&config, state).await.expect("bind");
