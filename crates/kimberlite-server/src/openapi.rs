@@ -20,6 +20,9 @@ use crate::api;
         api::streams::show,
         api::append::append,
         api::read::read,
+        api::keys::list,
+        api::keys::create,
+        api::keys::revoke,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -27,6 +30,11 @@ use crate::api;
         api::append::AppendResponse,
         api::read::ReadPage,
         api::read::EventView,
+        api::keys::CreateKey,
+        api::keys::KeyView,
+        api::keys::CreatedKey,
+        crate::principal::Grant,
+        crate::principal::Permission,
     ))
 )]
 pub(crate) struct ApiDoc;

@@ -1,12 +1,12 @@
 //! The router: every route, and the limits and layers around them.
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, health, read, streams};
+use crate::api::{append, health, keys, read, streams};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -33,6 +33,8 @@ fn routes() -> Router<AppState> {
             "/v1/streams/{stream}/events",
             get(read::read).post(append::append),
         )
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }
