@@ -1,0 +1,155 @@
+//! Connections as the accept loop bounds them: slow and silent clients dropped within the
+//! header timeout, the connection limit, and shutdown closing what is open.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use kimberlite_server::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn limits(header_timeout_ms: u64, max_connections: usize) -> Limits {
+    Limits {
+        header_timeout: Duration::from_millis(header_timeout_ms),
+        max_connections,
+        ..Limits::default()
+    }
+}
+
+/// Reads until the server closes the connection (or `bound` passes: then panics), returning
+/// what was read and when it closed.
+async fn until_closed(stream: &mut TcpStream, bound: Duration) -> (Vec<u8>, Instant) {
+    let mut seen = Vec::new();
+    let mut buffer = [0_u8; 1024];
+    let result = tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        result.is_ok(),
+        "the server kept the connection open past {bound:?}"
+    );
+    (seen, Instant::now())
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_dropped_within_the_header_timeout() {
+    let server = TestServer::start_with(limits(300, 64)).await;
+    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    let started = Instant::now();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // One header line every 50 ms: each byte keeps it alive, the whole head never ends.
+    let trickle = tokio::spawn(async move {
+        for n in 0..100 {
+            if slow
+                .write_all(format!("X-{n}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slow
+    });
+    let mut slow = trickle.await.expect("trickle");
+    let (_, closed) = until_closed(&mut slow, Duration::from_secs(5)).await;
+    let took = closed - started;
+    assert!(took < Duration::from_secs(3), "dropped after {took:?}");
+    assert!(took >= Duration::from_millis(250), "dropped after {took:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_says_nothing_is_dropped_within_the_header_timeout() {
+    let server = TestServer::start_with(limits(300, 64)).await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let (seen, closed) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(closed - started < Duration::from_secs(3));
+    assert!(
+        seen.is_empty() || seen.starts_with(b"HTTP/1.1 408"),
+        "{seen:?}"
+    );
+    // A prompt client on a fresh connection is still served.
+    let ok = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(ok.status(), 200);
+    server.stop().await;
+}
+
+async fn get_on(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+}
+
+async fn read_response(stream: &mut TcpStream, bound: Duration) -> Option<Vec<u8>> {
+    let mut buffer = [0_u8; 1024];
+    match tokio::time::timeout(bound, stream.read(&mut buffer)).await {
+        Ok(Ok(n)) if n > 0 => Some(buffer[..n].to_vec()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let server = TestServer::start_with(limits(5_000, 2)).await;
+    let mut first = TcpStream::connect(server.addr).await.expect("connect");
+    let mut second = TcpStream::connect(server.addr).await.expect("connect");
+    for stream in [&mut first, &mut second] {
+        get_on(stream).await;
+        let answer = read_response(stream, Duration::from_secs(5))
+            .await
+            .expect("served");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    // Both keep their connections (keep-alive); a third waits in the listen queue.
+    let mut third = TcpStream::connect(server.addr).await.expect("connect");
+    get_on(&mut third).await;
+    assert_eq!(
+        read_response(&mut third, Duration::from_millis(500)).await,
+        None,
+        "a third connection was served past a limit of two"
+    );
+    drop(first);
+    let answer = read_response(&mut third, Duration::from_secs(5))
+        .await
+        .expect("served once a slot is free");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    drop(second);
+    drop(third);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_stops_accepting() {
+    let server = TestServer::start_with(limits(10_000, 64)).await;
+    let addr = server.addr;
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    get_on(&mut idle).await;
+    assert!(read_response(&mut idle, Duration::from_secs(5))
+        .await
+        .is_some());
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("shutdown does not wait for an idle keep-alive connection");
+    let (_, closed) = until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(closed - started < Duration::from_secs(5));
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
