@@ -153,3 +153,81 @@ async fn shutdown_closes_idle_connections_and_stops_accepting() {
     assert!(closed - started < Duration::from_secs(5));
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+/// Sends the head of an append of `body` to stream `stream`, and the first `sent` bytes of
+/// the body.
+async fn start_append(
+    addr: std::net::SocketAddr,
+    stream: &str,
+    body: &[u8],
+    sent: usize,
+) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/streams/{stream}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        common::ADMIN,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tcp.write_all(&body[..sent])
+        .await
+        .expect("part of the body");
+    tcp
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_what_it_acknowledged_is_durable() {
+    let server = TestServer::start_with(limits(10_000, 64)).await;
+    assert_eq!(server.create_stream("inflight").await.status(), 201);
+    let body = br#"["first", "second"]"#;
+    let mut tcp = start_append(server.addr, "inflight", body, 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown did not wait for the request in flight"
+    );
+    tcp.write_all(&body[5..]).await.expect("rest of the body");
+    let answer = read_response(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("answered");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let dir = tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped")
+        .expect("server task");
+    let store = kimberlite::Kimberlite::open(dir.path()).expect("reopen");
+    let id = store.stream("inflight").expect("stream");
+    let events = store
+        .read(id, kimberlite::Offset::new(0), 1 << 20)
+        .expect("read");
+    assert_eq!(events.len(), 2, "the acknowledged batch is durable");
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_request_that_never_finishes_after_the_shutdown_timeout() {
+    let server = TestServer::start_with(Limits {
+        shutdown_timeout: Duration::from_millis(300),
+        ..limits(10_000, 64)
+    })
+    .await;
+    assert_eq!(server.create_stream("stuck").await.status(), 201);
+    let body = br#"["never", "finished"]"#;
+    let mut tcp = start_append(server.addr, "stuck", body, 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let dir = tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("shutdown bounded");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    until_closed(&mut tcp, Duration::from_secs(5)).await;
+    let store = kimberlite::Kimberlite::open(dir.path()).expect("reopen");
+    let id = store.stream("stuck").expect("stream");
+    let events = store
+        .read(id, kimberlite::Offset::new(0), 1 << 20)
+        .expect("read");
+    assert!(events.is_empty(), "no partial batch");
+}

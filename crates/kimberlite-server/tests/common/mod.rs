@@ -128,14 +128,16 @@ impl TestServer {
         format!("{}://{}{path}", self.scheme, self.addr)
     }
 
-    /// Stops accepting, waits for in-flight requests, and returns once the store is closed.
-    pub async fn stop(mut self) {
+    /// Stops accepting, waits for in-flight requests, and returns once the store is closed,
+    /// handing back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task");
         }
+        self.dir
     }
 
     pub async fn create_stream(&self, name: &str) -> reqwest::Response {
