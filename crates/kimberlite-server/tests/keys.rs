@@ -94,7 +94,6 @@ fn admin_grants() -> Vec<Grant> {
 }
 
 async fn file_server(path: &std::path::Path) -> TestServer {
-    common::install_crypto();
     let keys = KeyRing::open(path).expect("key file");
     let config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
     TestServer::start_custom(config, keys, reqwest::Client::new()).await

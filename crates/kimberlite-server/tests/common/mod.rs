@@ -63,22 +63,12 @@ pub fn test_keys() -> KeyRing {
     ])
 }
 
-/// Installs rustls' ring provider as the process default once: reqwest's rustls backend
-/// (for the TLS tests) wants one even for plain HTTP clients.
-pub fn install_crypto() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = kimberlite_server::crypto_provider().install_default();
-    });
-}
-
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(Limits::default()).await
     }
 
     pub async fn start_with(limits: Limits) -> Self {
-        install_crypto();
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         config.limits = limits;
         Self::start_custom(config, test_keys(), reqwest::Client::new()).await
@@ -91,7 +81,6 @@ impl TestServer {
         keys: KeyRing,
         client: reqwest::Client,
     ) -> Self {
-        install_crypto();
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Kimberlite::open_with(
             dir.path(),

@@ -78,7 +78,6 @@ impl Ca {
 
 /// A reqwest client trusting `ca`, presenting `identity` when given, offering `alpn`.
 pub fn client(ca: &Ca, identity: Option<&Leaf>, alpn: &[&[u8]]) -> reqwest::Client {
-    super::install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).expect("root");
     let builder =
