@@ -91,6 +91,21 @@ async fn a_client_that_says_nothing_is_dropped_within_the_header_timeout() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_http2_client_that_opens_no_stream_is_dropped_within_the_header_timeout() {
+    let server = TestServer::start_with(limits(300, 64)).await;
+    let started = Instant::now();
+    let mut idle = TcpStream::connect(server.addr).await.expect("connect");
+    // The HTTP/2 preface and an empty SETTINGS frame: a connection, then no request.
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let (seen, closed) = until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(!seen.is_empty(), "the server answered with its SETTINGS");
+    assert!(closed - started < Duration::from_secs(3));
+    server.stop().await;
+}
+
 async fn get_on(stream: &mut TcpStream) {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
