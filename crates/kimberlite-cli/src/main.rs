@@ -1,7 +1,8 @@
 //! `kimberlite`: the command-line tool for Kimberlite stores.
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
-//! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`. See
+//! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
+//! for the HTTP service `serve` and `key`. See
 //! `kimberlite --help`, `kimberlite help <command>` and this crate's README.
 //!
 //! # Exit codes
@@ -33,6 +34,7 @@ mod display;
 mod error;
 mod events;
 mod inspect;
+mod key;
 mod open;
 mod proof_audit;
 mod proofs;
@@ -101,6 +103,8 @@ enum Command {
     /// Serve the store over HTTP: the `/v1` API, for applications and auditors
     /// (docs/SERVER.md). Stops on Ctrl-C or SIGTERM, finishing requests in flight.
     Serve(serve::ServeArgs),
+    /// Manage the server's API keys: `add` (prints the token once), `list`, `revoke`.
+    Key(key::KeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::VerifyProof(args) => proofs::verify_proof(&args),
         Command::Audit(args) => proof_audit::audit(&args),
         Command::Serve(args) => serve::serve(&args),
+        Command::Key(args) => key::key(&args),
     };
     match outcome {
         Ok(code) => code,

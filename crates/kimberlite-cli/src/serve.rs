@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{AppState, KeyRing, Limits, Server, ServerConfig};
+use kimberlite_server::{AppState, KeyRing, Limits, Server, ServerConfig, TlsConfig};
 
 use crate::error::CliError;
 
@@ -15,36 +15,93 @@ use crate::error::CliError;
 pub struct ServeArgs {
     /// The store directory (created if missing).
     pub dir: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on. Plain HTTP is refused on a non-loopback address unless
+    /// --insecure-plaintext.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// The key file (`kimberlite key add|list|revoke`); default DIR/server-keys.json. The
+    /// server rereads it when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Verify client certificates against these PEM CA certificates (mutual TLS); a
+    /// verified certificate authenticates as the active key named as its subject common name.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind something that terminates
+    /// TLS): tokens cross the network as sent.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+fn usage(error: impl ToString) -> CliError {
+    CliError::usage(error.to_string())
+}
+
+/// The server configuration `args` ask for, TLS files read and checked.
+fn server_config(args: &ServeArgs) -> Result<ServerConfig, CliError> {
+    let mut config = ServerConfig::new(args.listen);
+    config.insecure_plaintext = args.insecure_plaintext;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls =
+            Some(TlsConfig::from_files(cert, key, args.client_ca.as_deref()).map_err(usage)?);
+    }
+    config.check().map_err(usage)?;
+    Ok(config)
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
+    let config = server_config(args)?;
+    let key_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| KeyRing::default_path(&args.dir));
+    let keys = KeyRing::open(&key_path).map_err(usage)?;
     let store = Kimberlite::open_with(
         &args.dir,
         Config::default().durability(Durability::GroupCommit),
     )?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
-    let config = ServerConfig::new(args.listen);
-    let state = AppState::new(store, KeyRing::default(), Limits::default());
-    runtime.block_on(async {
-        let server = Server::bind(&config, state)
-            .await
-            .map_err(|error| CliError::usage(error.to_string()))?;
-        let addr = server
-            .local_addr()
-            .map_err(|error| CliError::usage(error.to_string()))?;
+    let active = keys
+        .list()
+        .map_err(usage)?
+        .iter()
+        .filter(|key| !key.revoked)
+        .count();
+    if active == 0 {
         eprintln!(
-            "kimberlite: serving {} on http://{addr}",
+            "kimberlite: no keys in {}: every request is refused until one is added, e.g.\n  \
+             kimberlite key add {} --name admin --allow admin:'*' --allow append:'*'",
+            key_path.display(),
             args.dir.display()
         );
-        server
-            .run(shutdown_signal())
-            .await
-            .map_err(|error| CliError::usage(error.to_string()))
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
+    let state = AppState::new(store, keys, Limits::default());
+    runtime.block_on(async {
+        let server = Server::bind(&config, state).await.map_err(usage)?;
+        let addr = server.local_addr().map_err(usage)?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mutual = match &args.client_ca {
+            Some(ca) => format!(", client certificates checked against {}", ca.display()),
+            None => String::new(),
+        };
+        eprintln!(
+            "kimberlite: serving {} on {scheme}://{addr} ({active} active keys in {}{mutual})",
+            args.dir.display(),
+            key_path.display()
+        );
+        server.run(shutdown_signal()).await.map_err(usage)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,12 @@
-//! Authentication: `Authorization: Bearer <token>` to a [`Principal`], or 401.
+//! Authentication: `Authorization: Bearer <token>`, or else a verified client certificate
+//! whose common name names a key, to a [`Principal`]; 401 otherwise.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use crate::client_cert::ClientCertName;
 use crate::error::ApiError;
+use crate::keys::AuthFailure;
 use crate::principal::Principal;
 use crate::state::AppState;
 
@@ -11,14 +14,16 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "no Authorization header: send `Authorization: Bearer <token>`".into(),
-                )
-            })?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            if let Some(ClientCertName(name)) = parts.extensions.get::<ClientCertName>() {
+                return state.keys().authenticate_name(name).map_err(|failure| {
+                    refusal(failure, &format!("client certificate CN={name:?}: "))
+                });
+            }
+            return Err(ApiError::Unauthorized(
+                "no Authorization header: send `Authorization: Bearer <token>`".into(),
+            ));
+        };
         let token = header
             .to_str()
             .ok()
@@ -29,6 +34,16 @@ impl FromRequestParts<AppState> for Principal {
         state
             .keys()
             .authenticate(token.trim())
-            .ok_or_else(|| ApiError::Unauthorized("unknown or revoked key".into()))
+            .map_err(|failure| refusal(failure, ""))
+    }
+}
+
+fn refusal(failure: AuthFailure, context: &str) -> ApiError {
+    match failure {
+        AuthFailure::KeyFileBroken(_) => ApiError::Unavailable(failure.to_string()),
+        AuthFailure::Unknown if !context.is_empty() => {
+            ApiError::Unauthorized(format!("{context}no active key has this name"))
+        }
+        _ => ApiError::Unauthorized(format!("{context}{failure}")),
     }
 }

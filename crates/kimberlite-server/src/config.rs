@@ -1,7 +1,10 @@
-//! What the server allows: where it listens and the limits every request meets.
+//! What the server allows: where it listens, with what TLS, and the limits every request
+//! and connection meets.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::tls::TlsConfig;
 
 /// Limits every request meets. Defaults suit one store on one machine; `docs/SERVER.md`
 /// lists them with the error each gives.
@@ -20,6 +23,15 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Time a client has to finish the TLS handshake, and then each request's headers (an
+    /// HTTP/1.1 connection waiting for its next request counts too): a client slower than
+    /// this is disconnected, so slow clients cannot hold connections.
+    pub header_timeout: Duration,
+    /// Time a connection may stay open with no request in flight once it has made one
+    /// (HTTP/2 and others hyper's header timer does not cover); then it is closed.
+    pub idle_timeout: Duration,
+    /// On shutdown, time in-flight requests get to finish before their connections are cut.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -31,8 +43,28 @@ impl Default for Limits {
             max_read_page_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_connections: 4_096,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// Why a configuration is refused before anything listens.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Plain HTTP on an address other machines can reach: tokens would cross the network in
+    /// the clear.
+    #[error(
+        "refusing to serve plain HTTP on {0}, which is not a loopback address: tokens would cross \
+         the network in the clear. Give --tls-cert and --tls-key, or --insecure-plaintext if \
+         something in front of this server terminates TLS"
+    )]
+    PlaintextNotLoopback(SocketAddr),
+    /// A limit that would stop the server from serving.
+    #[error("limit {0} must be above zero")]
+    ZeroLimit(&'static str),
 }
 
 /// How to run the server.
@@ -42,15 +74,40 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Request limits.
     pub limits: Limits,
+    /// TLS; `None` serves plain HTTP (loopback only unless `insecure_plaintext`).
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on a non-loopback address anyway (TLS terminated in front).
+    pub insecure_plaintext: bool,
 }
 
 impl ServerConfig {
-    /// A configuration listening on `listen` with default limits.
+    /// A configuration listening on `listen` with default limits, without TLS.
     #[must_use]
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
             limits: Limits::default(),
+            tls: None,
+            insecure_plaintext: false,
         }
+    }
+
+    /// Checks the configuration: plain HTTP only on loopback unless told otherwise, limits
+    /// that let the server serve.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.insecure_plaintext && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::PlaintextNotLoopback(self.listen));
+        }
+        let limits = &self.limits;
+        for (name, zero) in [
+            ("max_connections", limits.max_connections == 0),
+            ("header_timeout", limits.header_timeout.is_zero()),
+            ("idle_timeout", limits.idle_timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        Ok(())
     }
 }

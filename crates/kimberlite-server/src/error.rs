@@ -18,6 +18,7 @@
 //! | 65,535 leaf bytes (offset named)         |        |                     |
 //! | stored data damaged                      | 500    | `corrupt`           |
 //! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
+//! | key file unreadable (every key refused)  | 503    | `unavailable`       |
 //! | anything else                            | 500    | `internal`          |
 
 use axum::http::StatusCode;
@@ -56,6 +57,9 @@ pub enum ApiError {
     /// The store refused or failed the operation.
     #[error(transparent)]
     Store(#[from] kimberlite::Error),
+    /// The server cannot answer now (its key file became unreadable).
+    #[error("{0}")]
+    Unavailable(String),
     /// The server failed (a task panicked, a response could not be built).
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,6 +95,7 @@ impl ApiError {
             Self::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Store(error) => match error {
                 E::StreamNotFound { .. } | E::UnknownStream { .. } => {
                     (StatusCode::NOT_FOUND, "not_found")

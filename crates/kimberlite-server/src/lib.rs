@@ -11,9 +11,12 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod activity;
 mod api;
 mod auth;
+mod client_cert;
 mod config;
+mod connection;
 mod error;
 mod keys;
 mod names;
@@ -22,14 +25,19 @@ mod principal;
 mod router;
 mod server;
 mod state;
+mod tls;
 mod touched;
 
-pub use config::{Limits, ServerConfig};
+pub use client_cert::ClientCertName;
+pub use config::{ConfigError, Limits, ServerConfig};
 pub use error::ApiError;
-pub use keys::KeyRing;
+pub use keys::{
+    rfc3339, AuthFailure, KeyEntry, KeyFileError, KeyRing, NewKey, KEY_FILE_NAME, TOKEN_PREFIX,
+};
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
 pub use state::{AppState, CheckpointKey};
+pub use tls::{crypto_provider, TlsConfig, TlsError};
 
 /// The service's router over `state`: every route, limit and layer, without a listener.
 pub fn app(state: AppState) -> axum::Router {

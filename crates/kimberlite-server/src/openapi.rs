@@ -22,6 +22,9 @@ use crate::api;
         api::read::read,
         api::tiles::checkpoint,
         api::tiles::tile,
+        api::keys::list,
+        api::keys::create,
+        api::keys::revoke,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -29,6 +32,11 @@ use crate::api;
         api::append::AppendResponse,
         api::read::ReadPage,
         api::read::EventView,
+        api::keys::CreateKey,
+        api::keys::KeyView,
+        api::keys::CreatedKey,
+        crate::principal::Grant,
+        crate::principal::Permission,
     ))
 )]
 pub(crate) struct ApiDoc;

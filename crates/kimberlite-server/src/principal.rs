@@ -6,7 +6,9 @@
 use crate::error::ApiError;
 
 /// What a key may do on the streams its pattern matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     /// Append events.
@@ -27,11 +29,20 @@ impl Permission {
             Self::Admin => "admin",
         }
     }
+
+    /// The permission named `word` (`append`, `read`, `admin`).
+    #[must_use]
+    pub fn parse(word: &str) -> Option<Self> {
+        [Self::Append, Self::Read, Self::Admin]
+            .into_iter()
+            .find(|permission| permission.as_str() == word)
+    }
 }
 
 /// One grant: a permission on the streams whose names match `pattern` (`*` matches any run
 /// of characters; `*` alone matches every stream).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// The permission granted.
     pub permission: Permission,
@@ -67,6 +78,24 @@ impl Principal {
             Err(ApiError::Forbidden {
                 operation: permission.as_str(),
                 stream: stream.to_owned(),
+            })
+        }
+    }
+}
+
+impl Principal {
+    /// `Ok` when this principal has `admin` on every stream (a pattern of `*` alone): what
+    /// managing keys takes, since a key manager can give any key any right.
+    pub fn require_admin_everywhere(&self) -> Result<(), ApiError> {
+        let everywhere = self.grants.iter().any(|grant| {
+            grant.permission == Permission::Admin && grant.pattern.chars().all(|c| c == '*')
+        });
+        if everywhere {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden {
+                operation: Permission::Admin.as_str(),
+                stream: "*".into(),
             })
         }
     }
@@ -131,5 +160,28 @@ mod tests {
         assert!(principal.may(Permission::Read, "x"));
         assert!(principal.may(Permission::Admin, "x"));
         assert!(!principal.may(Permission::Append, "x"));
+        assert!(principal.require_admin_everywhere().is_ok());
+    }
+
+    #[test]
+    fn admin_on_some_streams_may_not_manage_keys() {
+        for pattern in ["billing-*", "x", "*-audit"] {
+            let principal = Principal {
+                key_id: "k".into(),
+                grants: vec![Grant {
+                    permission: Permission::Admin,
+                    pattern: pattern.into(),
+                }],
+            };
+            assert!(principal.require_admin_everywhere().is_err(), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn permissions_parse_from_their_words() {
+        for permission in [Permission::Append, Permission::Read, Permission::Admin] {
+            assert_eq!(Permission::parse(permission.as_str()), Some(permission));
+        }
+        assert_eq!(Permission::parse("write"), None);
     }
 }

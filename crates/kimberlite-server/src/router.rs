@@ -1,12 +1,12 @@
 //! The router: every route, and the limits and layers around them.
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, health, read, streams, tiles};
+use crate::api::{append, health, keys, read, streams, tiles};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -38,6 +38,8 @@ fn routes() -> Router<AppState> {
             get(tiles::checkpoint),
         )
         .route("/v1/streams/{stream}/tlog/tile/{*path}", get(tiles::tile))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }

@@ -1,17 +1,32 @@
-//! Binding, serving and stopping: the imperative shell around the router.
+//! Binding, serving and stopping: the accept loop around the router. Connections are
+//! bounded by a semaphore (more wait in the listen queue), each served on its own task
+//! ([`crate::connection`]); shutdown stops accepting, lets in-flight requests finish within
+//! `Limits::shutdown_timeout`, then syncs the store.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-use crate::config::ServerConfig;
+use crate::config::{ConfigError, ServerConfig};
+use crate::connection::{self, Shared};
 use crate::state::AppState;
+use crate::tls::TlsError;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
+    /// The configuration is refused (plain HTTP off loopback, a zero limit).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -20,6 +35,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The store could not be synced at shutdown.
+    #[error("syncing the store at shutdown failed: {0}")]
+    Sync(String),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -29,12 +47,21 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    router: Router,
+    state: AppState,
+    config: ServerConfig,
 }
 
+/// Longest pause after a failed `accept` (out of file descriptors, say) before trying again;
+/// the pause doubles from 1 ms up to this.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 impl Server {
-    /// Binds `config.listen` for `state`'s store.
+    /// Checks `config`, prepares TLS, and binds `config.listen` for `state`'s store.
     pub async fn bind(config: &ServerConfig, state: AppState) -> Result<Self, ServeError> {
+        config.check()?;
+        if let Some(tls) = &config.tls {
+            crate::tls::acceptor(tls)?;
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -44,7 +71,8 @@ impl Server {
                 })?;
         Ok(Self {
             listener,
-            router: crate::router::router(state),
+            state,
+            config: config.clone(),
         })
     }
 
@@ -53,15 +81,76 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish and returns.
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
+    /// finish (cutting connections still open after `Limits::shutdown_timeout`), syncs the
+    /// store and returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
+        let limits = Arc::new(self.config.limits.clone());
+        let tls = self
+            .config
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?;
+        let (stop, stopped) = watch::channel(false);
+        let shared = Shared {
+            router: crate::router::router(self.state.clone()),
+            tls,
+            limits: Arc::clone(&limits),
+            shutdown: stopped,
+        };
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let mut connections = JoinSet::new();
+        let mut backoff = Duration::from_millis(1);
+        tokio::pin!(shutdown);
+        loop {
+            while connections.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit,
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _peer)) => tcp,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; pausing before the next");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(1);
+            let _ = tcp.set_nodelay(true);
+            let shared = shared.clone();
+            connections.spawn(async move {
+                connection::serve(tcp, shared).await;
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+        let _ = stop.send(true);
+        // Every connection cuts itself at the shutdown bound; the extra second covers tasks
+        // that were between steps when the bound passed.
+        let drained =
+            tokio::time::timeout(limits.shutdown_timeout + Duration::from_secs(1), async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after the shutdown timeout: cut");
+            connections.abort_all();
+        }
+        let state = self.state;
+        tokio::task::spawn_blocking(move || state.store().sync())
+            .await
+            .map_err(|join| ServeError::Sync(join.to_string()))?
+            .map_err(|error| ServeError::Sync(error.to_string()))
     }
 }

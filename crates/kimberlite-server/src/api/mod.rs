@@ -3,6 +3,7 @@
 pub(crate) mod append;
 mod body;
 pub(crate) mod health;
+pub(crate) mod keys;
 pub(crate) mod read;
 pub(crate) mod streams;
 pub(crate) mod tiles;

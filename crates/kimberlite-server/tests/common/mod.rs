@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 
 use kimberlite::proof::SignerKey;
@@ -29,6 +31,8 @@ pub const WRITER: &str = "test-writer-token";
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -74,16 +78,26 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: Limits) -> Self {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.limits = limits;
+        Self::start_custom(config, test_keys(), reqwest::Client::new()).await
+    }
+
+    /// A server with `config` (listening on `config.listen`, port 0 for any) and `keys`,
+    /// asked through `client`.
+    pub async fn start_custom(
+        config: ServerConfig,
+        keys: KeyRing,
+        client: reqwest::Client,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Kimberlite::open_with(
             dir.path(),
             Config::default().durability(Durability::GroupCommit),
         )
         .expect("open store");
-        let state = AppState::new(store, test_keys(), limits.clone())
+        let state = AppState::new(store, keys, config.limits.clone())
             .with_checkpoint_key(CheckpointKey::new(checkpoint_key(), LOG_NAME));
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
-        config.limits = limits;
         let server = Server::bind(&config, state).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel();
@@ -97,7 +111,12 @@ impl TestServer {
         });
         Self {
             addr,
-            client: reqwest::Client::new(),
+            scheme: if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            client,
             dir,
             stop: Some(stop),
             task: Some(task),
@@ -105,17 +124,19 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
-    /// Stops accepting, waits for in-flight requests, and returns once the store is closed.
-    pub async fn stop(mut self) {
+    /// Stops accepting, waits for in-flight requests, and returns once the store is closed,
+    /// handing back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task");
         }
+        self.dir
     }
 
     pub async fn create_stream(&self, name: &str) -> reqwest::Response {

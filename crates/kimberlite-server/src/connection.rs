@@ -1,0 +1,130 @@
+//! One connection: the TLS handshake (bounded by the header timeout), then HTTP/1.1 or
+//! HTTP/2 served by hyper over the router, closed when its client is too slow, when it sits
+//! idle, or at shutdown (gracefully, then cut after a bound).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::activity::{Activity, Tracked};
+use crate::client_cert::{common_name, ClientCertName};
+use crate::config::Limits;
+
+/// What every connection shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) router: Router,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) limits: Arc<Limits>,
+    /// Turns true when the server stops accepting.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Serves the connection `tcp` until it ends, is cut, or the server shuts down.
+pub(crate) async fn serve(tcp: TcpStream, shared: Shared) {
+    let Some(acceptor) = shared.tls.clone() else {
+        serve_http(TokioIo::new(tcp), None, shared).await;
+        return;
+    };
+    let stream = match timeout(shared.limits.header_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake not finished within the header timeout");
+            return;
+        }
+    };
+    let name = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| common_name(leaf))
+        .map(ClientCertName);
+    serve_http(TokioIo::new(stream), name, shared).await;
+}
+
+async fn serve_http<I>(io: TokioIo<I>, name: Option<ClientCertName>, shared: Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = Arc::clone(&shared.limits);
+    let activity = Activity::new();
+    let service = {
+        let router = shared.router.clone();
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            if let Some(name) = &name {
+                request.extensions_mut().insert(name.clone());
+            }
+            let in_flight = activity.begin();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request.map(Body::new)).await;
+                response
+                    .map(|response: Response| response.map(|body| Tracked::body(body, in_flight)))
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    // When set, the connection was asked to close gracefully and is cut at this instant.
+    let mut cut_at: Option<Instant> = None;
+    if *shutdown.borrow_and_update() {
+        connection.as_mut().graceful_shutdown();
+        cut_at = Some(Instant::now() + limits.shutdown_timeout);
+    }
+    loop {
+        let idle_at = activity.idle_deadline(limits.header_timeout, limits.idle_timeout);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = activity.changed.notified() => {}
+            changed = shutdown.changed(), if cut_at.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                    cut_at = Some(Instant::now() + limits.shutdown_timeout);
+                }
+            }
+            () = sleep_until(idle_at.unwrap_or_else(Instant::now)), if cut_at.is_none() && idle_at.is_some() => {
+                tracing::debug!("closing an idle or too slow connection");
+                connection.as_mut().graceful_shutdown();
+                cut_at = Some(Instant::now() + limits.header_timeout);
+            }
+            () = sleep_until(cut_at.unwrap_or_else(Instant::now)), if cut_at.is_some() => {
+                tracing::debug!("cutting a connection that did not close in time");
+                return;
+            }
+        }
+    }
+}
