@@ -9,6 +9,7 @@
 //!   any [`NodeSource`] of complete subtree hashes (memory, files).
 //! - [`verify`]: pure inclusion and consistency proof *verification*.
 //! - [`note`]: C2SP signed notes with Ed25519 keys (`vkey` text form, key ids).
+//! - [`signing`]: checkpoints signed under their origin, as C2SP clients expect.
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root) and the JSON proof
 //!   bundles the `kimberlite` program prints, with their offline verification.
 //!
@@ -60,6 +61,7 @@
 pub mod checkpoint;
 pub mod hash;
 pub mod note;
+pub mod signing;
 pub mod tree;
 pub mod verify;
 
@@ -69,6 +71,7 @@ pub use checkpoint::{
 };
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{NoteError, SignerKey, VerifierKey};
+pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
 pub use tree::{
     consistency_proof, inclusion_proof, root_at, subtree_root, Frontier, MemoryTree, NodeSource,
     RangeError,

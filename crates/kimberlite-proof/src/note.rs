@@ -191,6 +191,16 @@ impl SignerKey {
         key_id(&self.name, &self.key.verifying_key())
     }
 
+    /// The same key under another name (`name` must be a valid key name): a log signs each
+    /// of its checkpoints under the checkpoint's origin (`crate::signing`).
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            key: self.key.clone(),
+        })
+    }
+
     /// The matching verifier key.
     #[must_use]
     pub fn verifier(&self) -> VerifierKey {
@@ -268,6 +278,16 @@ impl VerifierKey {
     #[must_use]
     pub fn key_id(&self) -> u32 {
         key_id(&self.name, &self.key)
+    }
+
+    /// The same key under another name (`name` must be a valid key name), with the key id
+    /// that name gives it.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            key: self.key,
+        })
     }
 
     /// Checks that `note` carries a valid signature by this key; returns the note's text

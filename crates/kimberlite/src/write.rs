@@ -138,6 +138,8 @@ impl Kimberlite {
                 }
             }
         }
+        drop(state);
+        self.inner.durable_watch.publish();
         Ok(covered)
     }
 }

@@ -1,0 +1,182 @@
+//! Waiting for new durable events: a reader that follows a stream (a server's tail or long
+//! poll) is woken when events become durable instead of polling the store.
+//!
+//! Every place that moves a stream's durable head (an append under `SyncEachAppend` or
+//! `Unsynced`, a group commit sync) calls [`DurableWatch::publish`] once the store's lock is
+//! released: it bumps a generation, wakes [`Kimberlite::wait_for_events`] callers, and calls
+//! the listeners registered with [`Kimberlite::on_durable`] (an async runtime's notifier:
+//! waiting there holds no thread). Lock order: the generation, then the store's lock; never
+//! the reverse, which is why publishing waits until the store's lock is released.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use kimberlite_types::{Offset, StreamId};
+
+use crate::error::Result;
+use crate::head::StreamHead;
+use crate::store::Kimberlite;
+
+/// A function called after durable heads advanced.
+type Listener = Arc<dyn Fn() + Send + Sync>;
+
+/// See the module docs.
+#[derive(Default)]
+pub(crate) struct DurableWatch {
+    /// Bumped at every publish; waiters sleep on `advanced` until it moves.
+    generation: Mutex<u64>,
+    advanced: Condvar,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+impl std::fmt::Debug for DurableWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableWatch").finish_non_exhaustive()
+    }
+}
+
+impl DurableWatch {
+    fn generation(&self) -> MutexGuard<'_, u64> {
+        // A counter: a panic elsewhere cannot leave it half-written.
+        self.generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells waiters and listeners that durable heads advanced. Call with no store lock held.
+    pub(crate) fn publish(&self) {
+        {
+            let mut generation = self.generation();
+            *generation = generation.wrapping_add(1);
+        }
+        self.advanced.notify_all();
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for listener in listeners {
+            listener();
+        }
+    }
+}
+
+impl Kimberlite {
+    /// Waits until stream `id` holds a durable event at offset `from` (its durable next
+    /// offset passes `from`), or until `timeout` has passed; returns the durable head then
+    /// (compare its `next_offset` with `from` to tell which). Blocks the calling thread; async
+    /// code registers a waker with [`Kimberlite::on_durable`] instead.
+    ///
+    /// Errors: as [`Kimberlite::head`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kimberlite::{ExpectedOffset, Kimberlite};
+    /// let store = Kimberlite::in_memory();
+    /// let id = store.create_stream("audit")?;
+    /// let writer = store.clone();
+    /// let appending = std::thread::spawn(move || writer.append(id, ["a"], ExpectedOffset::Any));
+    /// let head = store.wait_for_events(id, 0.into(), Duration::from_secs(60))?;
+    /// assert_eq!(head.next_offset.as_u64(), 1);
+    /// appending.join().unwrap()?;
+    /// # Ok::<(), kimberlite::Error>(())
+    /// ```
+    pub fn wait_for_events(
+        &self,
+        id: StreamId,
+        from: Offset,
+        timeout: Duration,
+    ) -> Result<StreamHead> {
+        let watch = &self.inner.durable_watch;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut generation = watch.generation();
+        loop {
+            let head = self.head(id)?;
+            if head.next_offset > from {
+                return Ok(head);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return Ok(head);
+            }
+            let seen = *generation;
+            let (guard, _) = watch
+                .advanced
+                .wait_timeout_while(generation, left, |now| *now == seen)
+                .unwrap_or_else(PoisonError::into_inner);
+            generation = guard;
+        }
+    }
+
+    /// Calls `listener` each time durable heads advance (on any stream), after the store's
+    /// lock is released, on the thread that made them durable: it must return quickly (wake
+    /// a task, set a flag) and should not call back into the store. For async readers that
+    /// follow streams; see the module docs of `durable_watch`.
+    pub fn on_durable(&self, listener: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .durable_watch
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(listener));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::config::{Config, Durability};
+    use crate::head::ExpectedOffset;
+
+    #[test]
+    fn waiters_and_listeners_wake_on_durable_events_under_every_policy() {
+        for durability in [
+            Durability::SyncEachAppend,
+            Durability::GroupCommit,
+            Durability::Unsynced,
+        ] {
+            let store = Kimberlite::in_memory_with(Config::default().durability(durability));
+            let id = store.create_stream("s").unwrap();
+            let calls = Arc::new(AtomicU64::new(0));
+            let counted = Arc::clone(&calls);
+            store.on_durable(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+            let idle = store
+                .wait_for_events(id, Offset::ZERO, Duration::from_millis(20))
+                .unwrap();
+            assert_eq!(idle.next_offset, Offset::ZERO, "{durability:?}: timed out");
+            let writer = store.clone();
+            let appending = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                writer.append(id, ["a", "b"], ExpectedOffset::Any).unwrap();
+            });
+            let head = store
+                .wait_for_events(id, Offset::ZERO, Duration::from_secs(60))
+                .unwrap();
+            assert_eq!(head.next_offset, Offset::new(2), "{durability:?}");
+            appending.join().unwrap();
+            assert!(calls.load(Ordering::SeqCst) >= 1, "{durability:?}");
+            // Already past: returns at once.
+            let head = store
+                .wait_for_events(id, Offset::new(1), Duration::from_secs(60))
+                .unwrap();
+            assert_eq!(head.next_offset, Offset::new(2));
+        }
+    }
+
+    #[test]
+    fn waiting_on_an_unknown_stream_is_an_error() {
+        let store = Kimberlite::in_memory();
+        assert!(store
+            .wait_for_events(StreamId::new(42), Offset::ZERO, Duration::from_millis(1))
+            .is_err());
+    }
+}
