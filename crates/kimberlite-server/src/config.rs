@@ -20,6 +20,12 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Longest a read's `wait_ms` may wait for a first event (a longer one is cut to this);
+    /// keep it below `request_timeout`.
+    pub max_read_wait: Duration,
+    /// How often an idle tail sends a keep-alive comment; a client gone is noticed at the
+    /// next one at the latest.
+    pub tail_keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -31,6 +37,8 @@ impl Default for Limits {
             max_read_page_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_connections: 4_096,
+            max_read_wait: Duration::from_secs(20),
+            tail_keep_alive: Duration::from_secs(15),
         }
     }
 }

@@ -15,12 +15,15 @@ mod api;
 mod auth;
 mod config;
 mod error;
+mod follow;
 mod keys;
 mod names;
 mod openapi;
 mod principal;
+mod query;
 mod router;
 mod server;
+mod signing;
 mod state;
 mod touched;
 

@@ -20,6 +20,11 @@ use crate::api;
         api::streams::show,
         api::append::append,
         api::read::read,
+        api::tail::tail,
+        api::verify::verify,
+        api::proofs::inclusion,
+        api::proofs::consistency,
+        api::checkpoint::checkpoint,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -27,6 +32,10 @@ use crate::api;
         api::append::AppendResponse,
         api::read::ReadPage,
         api::read::EventView,
+        api::verify::VerifyView,
+        api::verify::StreamCheck,
+        api::verify::ProblemView,
+        api::verify::KeptTornTail,
     ))
 )]
 pub(crate) struct ApiDoc;

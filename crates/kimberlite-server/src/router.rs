@@ -6,7 +6,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, health, read, streams};
+use crate::api::{append, checkpoint, health, proofs, read, streams, tail, verify};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,6 +32,20 @@ fn routes() -> Router<AppState> {
         .route(
             "/v1/streams/{stream}/events",
             get(read::read).post(append::append),
+        )
+        .route("/v1/streams/{stream}/tail", get(tail::tail))
+        .route("/v1/streams/{stream}/verify", get(verify::verify))
+        .route(
+            "/v1/streams/{stream}/proofs/inclusion",
+            get(proofs::inclusion),
+        )
+        .route(
+            "/v1/streams/{stream}/proofs/consistency",
+            get(proofs::consistency),
+        )
+        .route(
+            "/v1/streams/{stream}/checkpoint",
+            get(checkpoint::checkpoint),
         )
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)

@@ -2,6 +2,10 @@
 
 pub(crate) mod append;
 mod body;
+pub(crate) mod checkpoint;
 pub(crate) mod health;
+pub(crate) mod proofs;
 pub(crate) mod read;
 pub(crate) mod streams;
+pub(crate) mod tail;
+pub(crate) mod verify;

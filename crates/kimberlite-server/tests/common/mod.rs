@@ -20,6 +20,7 @@ pub const WRITER: &str = "test-writer-token";
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub state: AppState,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -65,28 +66,39 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: Limits) -> Self {
+        Self::start_configured(limits, |state| state).await
+    }
+
+    /// A server whose state `configure` finishes (a signing key, a store name).
+    pub async fn start_configured(
+        limits: Limits,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Kimberlite::open_with(
             dir.path(),
             Config::default().durability(Durability::GroupCommit),
         )
         .expect("open store");
-        let state = AppState::new(store, test_keys(), limits.clone());
+        let state = configure(AppState::new(store, test_keys(), limits.clone()));
+        let followers = state.clone();
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         config.limits = limits;
-        let server = Server::bind(&config, state).await.expect("bind");
+        let server = Server::bind(&config, state.clone()).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
-                .run(async {
+                .run(async move {
                     let _ = stopped.await;
+                    followers.close_followers();
                 })
                 .await
                 .expect("serve");
         });
         Self {
             addr,
+            state,
             client: reqwest::Client::new(),
             dir,
             stop: Some(stop),
