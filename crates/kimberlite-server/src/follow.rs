@@ -1,16 +1,19 @@
 //! Requests that follow streams (tails, long polls): woken by the store's new durable events,
 //! counted, and ended when the server shuts down.
 //!
-//! The store calls [`Followers::wake`] (registered with `Kimberlite::on_durable`) whenever
-//! durable heads advance; followers wait on a [`Notify`] rather than on a blocking-pool
-//! thread, so idle tails hold no thread that appends need, and nothing spins. A follower
-//! registers its interest (`Notified::enable`) before it looks at the stream, so an event made
-//! durable between its look and its wait still wakes it.
+//! The store calls [`Followers::wake`] (registered with `Kimberlite::on_durable`) with the
+//! streams whose durable heads advanced; followers wait on their stream's [`Notify`] rather
+//! than on a blocking-pool thread, so idle tails hold no thread that appends need, nothing
+//! spins, and an append wakes only the followers of its own stream (each then reads on the
+//! blocking pool). A follower registers its interest (`Notified::enable`) before it looks at
+//! the stream, so an event made durable between its look and its wait still wakes it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use kimberlite::StreamId;
 use tokio::sync::{watch, Notify};
 
 use crate::error::ApiError;
@@ -18,8 +21,9 @@ use crate::error::ApiError;
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Followers {
-    /// Notified (all waiters) when durable heads advance.
-    durable: Notify,
+    /// Per stream followed now: notified (all waiters) when its durable head advances.
+    /// Entries are dropped with their last follower.
+    streams: Mutex<HashMap<StreamId, Weak<Notify>>>,
     /// Turns true when the server shuts down: followers end.
     closing: watch::Sender<bool>,
     /// Tails open now.
@@ -30,18 +34,35 @@ impl Followers {
     /// Followers of `store`'s streams, woken by its new durable events.
     pub(crate) fn of_store(store: &kimberlite::Kimberlite) -> Arc<Self> {
         let followers = Arc::new(Self {
-            durable: Notify::new(),
+            streams: Mutex::new(HashMap::new()),
             closing: watch::Sender::new(false),
             tails: AtomicUsize::new(0),
         });
         let woken = Arc::clone(&followers);
-        store.on_durable(move || woken.wake());
+        store.on_durable(move |streams| woken.wake(streams));
         followers
     }
 
-    /// Wakes every follower waiting now: durable heads advanced.
-    pub(crate) fn wake(&self) {
-        self.durable.notify_waiters();
+    /// Wakes every follower of `streams` waiting now: their durable heads advanced.
+    pub(crate) fn wake(&self, streams: &[StreamId]) {
+        let followed = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in streams {
+            if let Some(notify) = followed.get(id).and_then(Weak::upgrade) {
+                notify.notify_waiters();
+            }
+        }
+    }
+
+    /// What wakes the followers of stream `id`: hold it while following.
+    pub(crate) fn watch(&self, id: StreamId) -> Arc<Notify> {
+        let mut followed = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = followed.get(&id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        followed.retain(|_, notify| notify.strong_count() > 0);
+        let notify = Arc::new(Notify::new());
+        followed.insert(id, Arc::downgrade(&notify));
+        notify
     }
 
     /// Ends every tail and long poll (at their next wait): the server is shutting down.
@@ -67,6 +88,7 @@ impl Followers {
     /// server closes; returns the stream's durable end as last seen.
     pub(crate) async fn wait_for_events<F, Fut>(
         &self,
+        id: StreamId,
         from: u64,
         wait: Duration,
         mut durable_end: F,
@@ -77,8 +99,9 @@ impl Followers {
     {
         let deadline = tokio::time::Instant::now() + wait;
         let mut closing = self.closing.subscribe();
+        let durable = self.watch(id);
         loop {
-            let notified = self.durable.notified();
+            let notified = durable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let end = durable_end().await?;
@@ -94,7 +117,8 @@ impl Followers {
     }
 
     /// Waits for a wake-up or for the server to close; false when it closes. `notified`
-    /// must have been enabled before the caller last looked at the stream.
+    /// (from [`Followers::watch`]) must have been enabled before the caller last looked at
+    /// the stream.
     pub(crate) async fn next_wake(
         &self,
         notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
@@ -108,11 +132,6 @@ impl Followers {
             _ = closing.wait_for(|closed| *closed) => false,
         }
     }
-
-    /// A registration for the next wake-up, to enable before looking at the stream.
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.durable.notified()
-    }
 }
 
 /// A tail counted as open; see [`Followers::open_tail`].
@@ -124,5 +143,46 @@ pub(crate) struct OpenTail {
 impl Drop for OpenTail {
     fn drop(&mut self) {
         self.followers.tails.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn is_ready(future: std::pin::Pin<&mut impl Future>) -> bool {
+        let mut context = Context::from_waker(Waker::noop());
+        matches!(future.poll(&mut context), Poll::Ready(_))
+    }
+
+    #[test]
+    fn an_append_wakes_the_followers_of_its_stream_only_and_entries_go_with_them() {
+        let followers = Followers::of_store(&kimberlite::Kimberlite::in_memory());
+        let (a, b) = (StreamId::new(1), StreamId::new(2));
+        let watched = followers.watch(a);
+        {
+            let mut notified = pin!(watched.notified());
+            notified.as_mut().enable();
+            followers.wake(&[b]);
+            assert!(!is_ready(notified.as_mut()), "woken by another stream");
+            followers.wake(&[b, a]);
+            assert!(is_ready(notified.as_mut()));
+        }
+        assert!(
+            Arc::ptr_eq(&watched, &followers.watch(a)),
+            "one Notify per stream"
+        );
+        drop(watched);
+        let _b = followers.watch(b);
+        let followed = followers.streams.lock().unwrap();
+        assert_eq!(
+            followed.len(),
+            1,
+            "the entry of a stream nobody follows is dropped"
+        );
     }
 }

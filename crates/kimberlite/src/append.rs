@@ -63,7 +63,7 @@ impl Kimberlite {
             };
         }
         drop(state);
-        self.inner.durable_watch.publish();
+        self.inner.durable_watch.publish(&[id]);
         Ok(result)
     }
 

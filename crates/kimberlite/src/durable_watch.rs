@@ -18,7 +18,7 @@ use crate::head::StreamHead;
 use crate::store::Kimberlite;
 
 /// A function called after durable heads advanced.
-type Listener = Arc<dyn Fn() + Send + Sync>;
+type Listener = Arc<dyn Fn(&[StreamId]) + Send + Sync>;
 
 /// See the module docs.
 #[derive(Default)]
@@ -43,8 +43,12 @@ impl DurableWatch {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Tells waiters and listeners that durable heads advanced. Call with no store lock held.
-    pub(crate) fn publish(&self) {
+    /// Tells waiters and listeners that the durable heads of `streams` advanced. Call with no
+    /// store lock held.
+    pub(crate) fn publish(&self, streams: &[StreamId]) {
+        if streams.is_empty() {
+            return;
+        }
         {
             let mut generation = self.generation();
             *generation = generation.wrapping_add(1);
@@ -56,7 +60,7 @@ impl DurableWatch {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for listener in listeners {
-            listener();
+            listener(streams);
         }
     }
 }
@@ -113,11 +117,11 @@ impl Kimberlite {
         }
     }
 
-    /// Calls `listener` each time durable heads advance (on any stream), after the store's
-    /// lock is released, on the thread that made them durable: it must return quickly (wake
-    /// a task, set a flag) and should not call back into the store. For async readers that
-    /// follow streams; see the module docs of `durable_watch`.
-    pub fn on_durable(&self, listener: impl Fn() + Send + Sync + 'static) {
+    /// Calls `listener` with the streams whose durable heads advanced, each time some do,
+    /// after the store's lock is released, on the thread that made them durable: it must
+    /// return quickly (wake a task, set a flag) and should not call back into the store. For
+    /// async readers that follow streams; see the module docs of `durable_watch`.
+    pub fn on_durable(&self, listener: impl Fn(&[StreamId]) + Send + Sync + 'static) {
         self.inner
             .durable_watch
             .listeners
@@ -129,8 +133,6 @@ impl Kimberlite {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
     use crate::config::{Config, Durability};
     use crate::head::ExpectedOffset;
@@ -144,10 +146,11 @@ mod tests {
         ] {
             let store = Kimberlite::in_memory_with(Config::default().durability(durability));
             let id = store.create_stream("s").unwrap();
-            let calls = Arc::new(AtomicU64::new(0));
-            let counted = Arc::clone(&calls);
-            store.on_durable(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
+            let other = store.create_stream("other").unwrap();
+            let told = Arc::new(Mutex::new(Vec::new()));
+            let recorded = Arc::clone(&told);
+            store.on_durable(move |streams| {
+                recorded.lock().unwrap().push(streams.to_vec());
             });
             let idle = store
                 .wait_for_events(id, Offset::ZERO, Duration::from_millis(20))
@@ -163,7 +166,13 @@ mod tests {
                 .unwrap();
             assert_eq!(head.next_offset, Offset::new(2), "{durability:?}");
             appending.join().unwrap();
-            assert!(calls.load(Ordering::SeqCst) >= 1, "{durability:?}");
+            assert_eq!(told.lock().unwrap().concat(), [id], "{durability:?}");
+            store.append(other, ["x"], ExpectedOffset::Any).unwrap();
+            assert_eq!(
+                told.lock().unwrap().concat(),
+                [id, other],
+                "{durability:?}: each stream told once, when its events became durable"
+            );
             // Already past: returns at once.
             let head = store
                 .wait_for_events(id, Offset::new(1), Duration::from_secs(60))

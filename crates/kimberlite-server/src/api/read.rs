@@ -107,7 +107,7 @@ pub(crate) async fn read(
             || state.with_store(move |store| Ok(store.head(id)?.next_offset.as_u64()));
         state
             .followers()
-            .wait_for_events(query.from, wait, durable_end)
+            .wait_for_events(id, query.from, wait, durable_end)
             .await?;
     }
     let (events, end_offset) = state

@@ -22,6 +22,7 @@ use axum::Extension;
 use futures_util::stream::Stream;
 use kimberlite::{Event, Offset, StreamId};
 use serde::Deserialize;
+use tokio::sync::Notify;
 use utoipa::IntoParams;
 
 use crate::api::read::{view, PayloadEncoding};
@@ -85,6 +86,7 @@ pub(crate) async fn tail(
     let tail = Tail {
         _open: state.followers().open_tail(),
         followers: Arc::clone(state.followers()),
+        durable: state.followers().watch(id),
         state,
         id,
         next: from,
@@ -119,6 +121,8 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 struct Tail {
     state: AppState,
     followers: Arc<Followers>,
+    /// Wakes this tail when the stream's durable head advances.
+    durable: Arc<Notify>,
     id: StreamId,
     /// The offset to read next.
     next: u64,
@@ -141,8 +145,8 @@ async fn next_event(mut tail: Tail) -> Option<(Result<SseEvent, Infallible>, Tai
         if tail.done {
             return None;
         }
-        let followers = Arc::clone(&tail.followers);
-        let notified = followers.notified();
+        let (followers, durable) = (Arc::clone(&tail.followers), Arc::clone(&tail.durable));
+        let notified = durable.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         match tail.read_page().await {
