@@ -5,27 +5,26 @@
 //! `Unsynced`, a group commit sync) calls [`DurableWatch::publish`] once the store's lock is
 //! released: it bumps a generation, wakes [`Kimberlite::wait_for_events`] callers, and calls
 //! the listeners registered with [`Kimberlite::on_durable`] (an async runtime's notifier:
-//! waiting there holds no thread). Lock order: the generation, then the store's lock; never
-//! the reverse, which is why publishing waits until the store's lock is released.
+//! waiting there holds no thread); those two are in `follow.rs`. Lock order: the generation,
+//! then the store's lock; never the reverse, which is why publishing waits until the store's
+//! lock is released.
+//!
+//! [`Kimberlite::wait_for_events`]: crate::Kimberlite::wait_for_events
+//! [`Kimberlite::on_durable`]: crate::Kimberlite::on_durable
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
-use kimberlite_types::{Offset, StreamId};
-
-use crate::error::Result;
-use crate::head::StreamHead;
-use crate::store::Kimberlite;
+use kimberlite_types::StreamId;
 
 /// A function called after durable heads advanced.
-type Listener = Arc<dyn Fn(&[StreamId]) + Send + Sync>;
+pub(crate) type Listener = Arc<dyn Fn(&[StreamId]) + Send + Sync>;
 
 /// See the module docs.
 #[derive(Default)]
 pub(crate) struct DurableWatch {
     /// Bumped at every publish; waiters sleep on `advanced` until it moves.
     generation: Mutex<u64>,
-    advanced: Condvar,
+    pub(crate) advanced: Condvar,
     listeners: Mutex<Vec<Listener>>,
 }
 
@@ -36,7 +35,7 @@ impl std::fmt::Debug for DurableWatch {
 }
 
 impl DurableWatch {
-    fn generation(&self) -> MutexGuard<'_, u64> {
+    pub(crate) fn generation(&self) -> MutexGuard<'_, u64> {
         // A counter: a panic elsewhere cannot leave it half-written.
         self.generation
             .lock()
@@ -63,129 +62,12 @@ impl DurableWatch {
             listener(streams);
         }
     }
-}
 
-impl Kimberlite {
-    /// Waits until stream `id` holds a durable event at offset `from` (its durable next
-    /// offset passes `from`), or until `timeout` has passed; returns the durable head then
-    /// (compare its `next_offset` with `from` to tell which). Blocks the calling thread; async
-    /// code registers a waker with [`Kimberlite::on_durable`] instead.
-    ///
-    /// Errors: as [`Kimberlite::head`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use kimberlite::{ExpectedOffset, Kimberlite};
-    /// let store = Kimberlite::in_memory();
-    /// let id = store.create_stream("audit")?;
-    /// let writer = store.clone();
-    /// let appending = std::thread::spawn(move || writer.append(id, ["a"], ExpectedOffset::Any));
-    /// let head = store.wait_for_events(id, 0.into(), Duration::from_secs(60))?;
-    /// assert_eq!(head.next_offset.as_u64(), 1);
-    /// appending.join().unwrap()?;
-    /// # Ok::<(), kimberlite::Error>(())
-    /// ```
-    pub fn wait_for_events(
-        &self,
-        id: StreamId,
-        from: Offset,
-        timeout: Duration,
-    ) -> Result<StreamHead> {
-        let watch = &self.inner.durable_watch;
-        let deadline = Instant::now().checked_add(timeout);
-        let mut generation = watch.generation();
-        loop {
-            let head = self.head(id)?;
-            if head.next_offset > from {
-                return Ok(head);
-            }
-            let left = match deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => Duration::MAX,
-            };
-            if left.is_zero() {
-                return Ok(head);
-            }
-            let seen = *generation;
-            let (guard, _) = watch
-                .advanced
-                .wait_timeout_while(generation, left, |now| *now == seen)
-                .unwrap_or_else(PoisonError::into_inner);
-            generation = guard;
-        }
-    }
-
-    /// Calls `listener` with the streams whose durable heads advanced, each time some do,
-    /// after the store's lock is released, on the thread that made them durable: it must
-    /// return quickly (wake a task, set a flag) and should not call back into the store. For
-    /// async readers that follow streams; see the module docs of `durable_watch`.
-    pub fn on_durable(&self, listener: impl Fn(&[StreamId]) + Send + Sync + 'static) {
-        self.inner
-            .durable_watch
-            .listeners
+    /// Adds a listener, called at every publish.
+    pub(crate) fn listen(&self, listener: Listener) {
+        self.listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::new(listener));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Config, Durability};
-    use crate::head::ExpectedOffset;
-
-    #[test]
-    fn waiters_and_listeners_wake_on_durable_events_under_every_policy() {
-        for durability in [
-            Durability::SyncEachAppend,
-            Durability::GroupCommit,
-            Durability::Unsynced,
-        ] {
-            let store = Kimberlite::in_memory_with(Config::default().durability(durability));
-            let id = store.create_stream("s").unwrap();
-            let other = store.create_stream("other").unwrap();
-            let told = Arc::new(Mutex::new(Vec::new()));
-            let recorded = Arc::clone(&told);
-            store.on_durable(move |streams| {
-                recorded.lock().unwrap().push(streams.to_vec());
-            });
-            let idle = store
-                .wait_for_events(id, Offset::ZERO, Duration::from_millis(20))
-                .unwrap();
-            assert_eq!(idle.next_offset, Offset::ZERO, "{durability:?}: timed out");
-            let writer = store.clone();
-            let appending = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                writer.append(id, ["a", "b"], ExpectedOffset::Any).unwrap();
-            });
-            let head = store
-                .wait_for_events(id, Offset::ZERO, Duration::from_secs(60))
-                .unwrap();
-            assert_eq!(head.next_offset, Offset::new(2), "{durability:?}");
-            appending.join().unwrap();
-            assert_eq!(told.lock().unwrap().concat(), [id], "{durability:?}");
-            store.append(other, ["x"], ExpectedOffset::Any).unwrap();
-            assert_eq!(
-                told.lock().unwrap().concat(),
-                [id, other],
-                "{durability:?}: each stream told once, when its events became durable"
-            );
-            // Already past: returns at once.
-            let head = store
-                .wait_for_events(id, Offset::new(1), Duration::from_secs(60))
-                .unwrap();
-            assert_eq!(head.next_offset, Offset::new(2));
-        }
-    }
-
-    #[test]
-    fn waiting_on_an_unknown_stream_is_an_error() {
-        let store = Kimberlite::in_memory();
-        assert!(store
-            .wait_for_events(StreamId::new(42), Offset::ZERO, Duration::from_millis(1))
-            .is_err());
+            .push(listener);
     }
 }

@@ -50,6 +50,7 @@ mod commit;
 mod config;
 mod durable_watch;
 mod error;
+mod follow;
 mod group_append;
 mod head;
 mod lost;
