@@ -51,7 +51,7 @@ fn open_checkpoints(args: &AuditArgs) -> Result<Option<Vec<Checkpoint>>, CliErro
     let mut checkpoints = Vec::new();
     for path in &args.checkpoint {
         let note = read_evidence(path, "checkpoint")?;
-        let checkpoint = match Checkpoint::open(&note, &verifier) {
+        let checkpoint = match Checkpoint::open_by_log(&note, &verifier) {
             Ok(checkpoint) => checkpoint,
             Err(error) => {
                 outln!("INVALID checkpoint {}: {error}", path.display());

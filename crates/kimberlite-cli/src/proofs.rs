@@ -13,17 +13,12 @@ use std::process::ExitCode;
 use clap::Args;
 use kimberlite::proof::Verified;
 use kimberlite::proof::{
-    verify_bundle, Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, VerifierKey,
-    CONSISTENCY_FORMAT,
+    verify_bundle, ConsistencyBundle, InclusionBundle, SignerKey, VerifierKey, CONSISTENCY_FORMAT,
 };
 use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing, open_looking};
-
-/// Directory under the store where `checkpoint` keeps the checkpoints it signs: the store
-/// reads them at open as evidence of how long each stream was.
-pub use kimberlite::CHECKPOINT_DIR;
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -126,22 +121,27 @@ pub fn read_verifier(path: &Path) -> Result<VerifierKey, CliError> {
     })
 }
 
-/// The origin line for `stream` in the store at `dir`.
-pub fn origin(dir: &Path, store_name: Option<&str>, stream: &str) -> Result<String, CliError> {
-    let name = match store_name {
+/// The store name in origins for the store at `dir`: `given`, else the directory's name.
+pub fn store_name(dir: &Path, given: Option<&str>) -> Result<String, CliError> {
+    let name = match given {
         Some(name) => name.to_owned(),
         None => std::fs::canonicalize(dir)
             .ok()
             .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "kimberlite".to_owned()),
     };
-    if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
-        return Err(CliError::usage_hint(
-            format!("invalid store name {name:?}"),
+    kimberlite::proof::check_store_name(&name).map_err(|error| {
+        CliError::usage_hint(
+            error.to_string(),
             "pass --store-name with a name without '/' or control characters",
-        ));
-    }
-    Ok(format!("{name}/{stream}"))
+        )
+    })?;
+    Ok(name)
+}
+
+/// The origin line for `stream` in the store at `dir`.
+pub fn origin(dir: &Path, store_name: Option<&str>, stream: &str) -> Result<String, CliError> {
+    Ok(format!("{}/{stream}", self::store_name(dir, store_name)?))
 }
 
 pub fn keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
@@ -187,50 +187,15 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
 pub fn checkpoint(args: &CheckpointArgs) -> Result<ExitCode, CliError> {
     let key = SignerKey::parse(&read_text(&args.key, "private key")?)
         .map_err(|error| CliError::usage(format!("{}: {error}", args.key.display())))?;
+    let origin = origin(&args.dir, args.store_name.as_deref(), &args.stream)?;
     let store = open_existing(&args.dir, Config::default())?;
     let id = find_stream(&store, &args.dir, &args.stream)?;
-    let head = store.tree_head(id)?;
-    let checkpoint = Checkpoint {
-        origin: origin(&args.dir, args.store_name.as_deref(), &args.stream)?,
-        tree_size: head.tree_size,
-        root: head.root,
-        extensions: Vec::new(),
-    };
-    let note = key
-        .sign(&checkpoint.to_text())
-        .map_err(|error| CliError::usage(error.to_string()))?;
-    let path = store_checkpoint(&args.dir, id, head.tree_size, &note)?;
-    print!("{note}");
-    eprintln!("stored in {}", path.display());
+    let signed = store.sign_checkpoint(id, &origin, &key)?;
+    print!("{}", signed.note);
+    if let Some(path) = signed.path {
+        eprintln!("stored in {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Stores a signed checkpoint in the store's `checkpoints/<id>/`, following no link inside
-/// the store (SPEC.md section 7: a linked `checkpoints/` must not receive it); returns its path.
-fn store_checkpoint(
-    dir: &Path,
-    id: kimberlite::StreamId,
-    size: u64,
-    note: &str,
-) -> Result<PathBuf, CliError> {
-    use kimberlite_storage::{FileHandle, FileSystem, OsFileSystem};
-    let fs = OsFileSystem;
-    let failed = |path: &Path, error: std::io::Error| {
-        CliError::usage(format!("storing {}: {error}", path.display()))
-    };
-    let root = fs.resolve(dir).map_err(|error| failed(dir, error))?;
-    let dir = root
-        .join(CHECKPOINT_DIR)
-        .join(format!("{:020}", id.as_u64()));
-    let path = dir.join(format!("{size:020}.checkpoint"));
-    fs.create_dir_all(&dir)
-        .and_then(|()| fs.create(&path))
-        .and_then(|mut file| {
-            file.write_all_at(note.as_bytes(), 0)?;
-            file.sync_data()
-        })
-        .map_err(|error| failed(&path, error))?;
-    Ok(path)
 }
 
 fn open_stream(dir: &Path, stream: &str) -> Result<(Kimberlite, kimberlite::StreamId), CliError> {

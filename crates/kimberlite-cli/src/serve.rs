@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, Kimberlite};
 use kimberlite_server::{AppState, KeyRing, Limits, Server, ServerConfig, TlsConfig};
 
@@ -37,6 +38,14 @@ pub struct ServeArgs {
     /// TLS): tokens cross the network as sent.
     #[arg(long)]
     pub insecure_plaintext: bool,
+    /// Sign checkpoints (`GET /v1/streams/{stream}/checkpoint` and the tiles view's) with
+    /// this private key, from `kimberlite keygen`; without it the server signs none.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// The store name in origins (default: the directory's name), as `checkpoint`, `prove`
+    /// and `audit --store-name` take it.
+    #[arg(long, value_name = "NAME")]
+    pub store_name: Option<String>,
 }
 
 fn usage(error: impl ToString) -> CliError {
@@ -81,9 +90,17 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
             args.dir.display()
         );
     }
+    let store_name = crate::proofs::store_name(&args.dir, args.store_name.as_deref())?;
+    let mut state = AppState::new(store, keys, Limits::default())
+        .with_store_name(&store_name)
+        .map_err(usage)?;
+    if let Some(path) = &args.signing_key {
+        let key = SignerKey::parse(&crate::proofs::read_text(path, "private key")?)
+            .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
+        state = state.with_signing_key(key);
+    }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
-    let state = AppState::new(store, keys, Limits::default());
     runtime.block_on(async {
         let server = Server::bind(&config, state).await.map_err(usage)?;
         let addr = server.local_addr().map_err(usage)?;

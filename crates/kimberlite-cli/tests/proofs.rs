@@ -81,6 +81,9 @@ fn setup(count: u64) -> Setup {
         0,
         "store/audit\n",
     );
+    // C2SP: the log signs under its origin, not under the key file's name; verify-proof and
+    // audit still take the keygen public key (the same key, renamed to the origin).
+    assert!(note.contains("\n\u{2014} store/audit "), "{note}");
     let checkpoint = tmp.path().join("audit.checkpoint");
     std::fs::write(&checkpoint, note).expect("write checkpoint");
     let pubkey = tmp.path().join("auditor.key.pub");

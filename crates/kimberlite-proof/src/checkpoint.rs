@@ -238,14 +238,15 @@ pub enum Verified {
     },
 }
 
-/// Verifies a JSON bundle (inclusion or consistency) against a signed checkpoint: the whole
-/// offline check of `kimberlite verify-proof`. Pure: no I/O.
+/// Verifies a JSON bundle (inclusion or consistency) against a signed checkpoint (opened
+/// with [`Checkpoint::open_by_log`]): the whole offline check of `kimberlite verify-proof`.
+/// Pure: no I/O.
 pub fn verify_bundle(
     verifier: &VerifierKey,
     checkpoint_note: &str,
     bundle_json: &str,
 ) -> Result<Verified, CheckpointError> {
-    let checkpoint = Checkpoint::open(checkpoint_note, verifier)?;
+    let checkpoint = Checkpoint::open_by_log(checkpoint_note, verifier)?;
     let value: serde_json::Value =
         serde_json::from_str(bundle_json).map_err(|e| CheckpointError::MalformedBundle {
             reason: e.to_string(),

@@ -9,6 +9,7 @@
 //!   any [`NodeSource`] of complete subtree hashes (memory, files).
 //! - [`verify`]: pure inclusion and consistency proof *verification*.
 //! - [`note`]: C2SP signed notes with Ed25519 keys (`vkey` text form, key ids).
+//! - [`signing`]: checkpoints signed under their origin, as C2SP clients expect.
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root) and the JSON proof
 //!   bundles the `kimberlite` program prints, with their offline verification.
 //! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
@@ -62,6 +63,7 @@
 pub mod checkpoint;
 pub mod hash;
 pub mod note;
+pub mod signing;
 pub mod tiles;
 pub mod tree;
 pub mod verify;
@@ -72,6 +74,7 @@ pub use checkpoint::{
 };
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{NoteError, SignerKey, VerifierKey};
+pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
 pub use tiles::{
     check_tile, entry_bundle, parse_entry_bundle, parse_tile, parse_tile_path, read_tile,
     root_through_tile, tile_bytes, tile_in_tree, tiles_of, TileCheckError, TileError, TileId,

@@ -281,6 +281,16 @@ impl VerifierKey {
         key_id(&self.name, &self.key)
     }
 
+    /// The same key under another name (`name` must be a valid key name), with the key id
+    /// that name gives it.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            key: self.key,
+        })
+    }
+
     /// Checks that `note` carries a valid signature by this key; returns the note's text
     /// (everything before the blank line, final newline included).
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {

@@ -32,6 +32,12 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// On shutdown, time in-flight requests get to finish before their connections are cut.
     pub shutdown_timeout: Duration,
+    /// Longest a read's `wait_ms` may wait for a first event (a longer one is cut to this);
+    /// keep it below `request_timeout`.
+    pub max_read_wait: Duration,
+    /// How often an idle tail sends a keep-alive comment; a client gone is noticed at the
+    /// next one at the latest.
+    pub tail_keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +52,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            max_read_wait: Duration::from_secs(20),
+            tail_keep_alive: Duration::from_secs(15),
         }
     }
 }

@@ -18,12 +18,15 @@ mod client_cert;
 mod config;
 mod connection;
 mod error;
+mod follow;
 mod keys;
 mod names;
 mod openapi;
 mod principal;
+mod query;
 mod router;
 mod server;
+mod signing;
 mod state;
 mod tls;
 mod touched;
@@ -36,7 +39,7 @@ pub use keys::{
 };
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
-pub use state::{AppState, CheckpointKey};
+pub use state::AppState;
 pub use tls::{crypto_provider, TlsConfig, TlsError};
 
 /// The service's router over `state`: every route, limit and layer, without a listener.

@@ -25,6 +25,11 @@ use crate::api;
         api::keys::list,
         api::keys::create,
         api::keys::revoke,
+        api::tail::tail,
+        api::verify::verify,
+        api::proofs::inclusion,
+        api::proofs::consistency,
+        api::checkpoint::checkpoint,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -37,6 +42,10 @@ use crate::api;
         api::keys::CreatedKey,
         crate::principal::Grant,
         crate::principal::Permission,
+        api::verify::VerifyView,
+        api::verify::StreamCheck,
+        api::verify::ProblemView,
+        api::verify::KeptTornTail,
     ))
 )]
 pub(crate) struct ApiDoc;

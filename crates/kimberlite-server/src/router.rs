@@ -6,7 +6,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, health, keys, read, streams, tiles};
+use crate::api::{append, checkpoint, health, keys, proofs, read, streams, tail, tiles, verify};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,6 +40,20 @@ fn routes() -> Router<AppState> {
         .route("/v1/streams/{stream}/tlog/tile/{*path}", get(tiles::tile))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke))
+        .route("/v1/streams/{stream}/tail", get(tail::tail))
+        .route("/v1/streams/{stream}/verify", get(verify::verify))
+        .route(
+            "/v1/streams/{stream}/proofs/inclusion",
+            get(proofs::inclusion),
+        )
+        .route(
+            "/v1/streams/{stream}/proofs/consistency",
+            get(proofs::consistency),
+        )
+        .route(
+            "/v1/streams/{stream}/checkpoint",
+            get(checkpoint::checkpoint),
+        )
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }

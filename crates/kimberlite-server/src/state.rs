@@ -2,49 +2,21 @@
 
 use std::sync::Arc;
 
-use kimberlite::proof::SignerKey;
 use kimberlite::Kimberlite;
 
 use crate::config::Limits;
 use crate::error::ApiError;
+use crate::follow::Followers;
 use crate::keys::KeyRing;
+use crate::signing::Signing;
+use kimberlite::proof::{InvalidStoreName, SignerKey};
 
 /// The state handlers share (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Shared>,
-    /// What signs the streams' checkpoints (`None`: the server serves none).
-    checkpoints: Option<Arc<CheckpointKey>>,
-}
-
-/// The key that signs every stream's checkpoint, named for each by the checkpoint's origin,
-/// `<log name>/<stream name>` (C2SP tlog-tiles: the key name is the origin).
-#[derive(Debug)]
-pub struct CheckpointKey {
-    key: SignerKey,
-    log_name: String,
-}
-
-impl CheckpointKey {
-    /// `key` signing as `<log_name>/<stream>` for each stream.
-    #[must_use]
-    pub fn new(key: SignerKey, log_name: impl Into<String>) -> Self {
-        Self {
-            key,
-            log_name: log_name.into(),
-        }
-    }
-
-    /// The origin of `stream`'s checkpoints.
-    #[must_use]
-    pub fn origin(&self, stream: &str) -> String {
-        format!("{}/{stream}", self.log_name)
-    }
-
-    /// The key as it signs `stream`'s checkpoints: named by the origin.
-    pub fn signer(&self, stream: &str) -> Result<SignerKey, kimberlite::proof::NoteError> {
-        self.key.renamed(&self.origin(stream))
-    }
+    /// Origins, and the key checkpoints are signed with (`api/checkpoint.rs`).
+    signing: Arc<Signing>,
 }
 
 #[derive(Debug)]
@@ -52,33 +24,24 @@ struct Shared {
     store: Kimberlite,
     keys: KeyRing,
     limits: Limits,
+    followers: Arc<Followers>,
 }
 
 impl AppState {
     /// State over an open `store`, with `keys` and `limits`.
     #[must_use]
     pub fn new(store: Kimberlite, keys: KeyRing, limits: Limits) -> Self {
+        let followers = Followers::of_store(&store);
+        let signing = Arc::new(Signing::of_store(&store));
         Self {
             inner: Arc::new(Shared {
                 store,
                 keys,
                 limits,
+                followers,
             }),
-            checkpoints: None,
+            signing,
         }
-    }
-
-    /// This state, signing checkpoints with `key`.
-    #[must_use]
-    pub fn with_checkpoint_key(mut self, key: CheckpointKey) -> Self {
-        self.checkpoints = Some(Arc::new(key));
-        self
-    }
-
-    /// The checkpoint key, if the server signs checkpoints.
-    #[must_use]
-    pub fn checkpoint_key(&self) -> Option<&CheckpointKey> {
-        self.checkpoints.as_deref()
     }
 
     /// The store.
@@ -97,6 +60,46 @@ impl AppState {
     #[must_use]
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Tails and long polls, and what wakes them.
+    pub(crate) fn followers(&self) -> &Arc<Followers> {
+        &self.inner.followers
+    }
+
+    /// Tails open now.
+    #[must_use]
+    pub fn open_tails(&self) -> usize {
+        self.inner.followers.open_tails()
+    }
+
+    /// Ends every tail and long poll: call when shutdown begins, or graceful shutdown waits
+    /// for tails that never end on their own.
+    pub fn close_followers(&self) {
+        self.inner.followers.close();
+    }
+
+    /// Origins and the checkpoint key.
+    pub(crate) fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    /// This state, naming the store `store_name` in origins (default: the store
+    /// directory's name, as the CLI's), so that proofs and checkpoints match the CLI's.
+    pub fn with_store_name(mut self, store_name: &str) -> Result<Self, InvalidStoreName> {
+        let signing = Signing::new(store_name, self.signing.key.clone())?;
+        self.signing = Arc::new(signing);
+        Ok(self)
+    }
+
+    /// This state, signing checkpoints with `key` (a `kimberlite keygen` key).
+    #[must_use]
+    pub fn with_signing_key(mut self, key: SignerKey) -> Self {
+        self.signing = Arc::new(Signing {
+            store_name: self.signing.store_name.clone(),
+            key: Some(key),
+        });
+        self
     }
 
     /// Runs `work` with the store on tokio's blocking pool: the store's calls block on disk

@@ -111,7 +111,7 @@ fn mth(leaves: &[tlog_tiles::Hash]) -> tlog_tiles::Hash {
 
 #[tokio::test]
 async fn a_c2sp_client_follows_a_stream_over_http() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_signing().await;
     assert_eq!(
         server.create_stream("app-audit").await.status(),
         StatusCode::CREATED
@@ -203,7 +203,7 @@ async fn a_c2sp_client_follows_a_stream_over_http() {
 
 #[tokio::test]
 async fn bad_tile_requests_get_clear_errors() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_signing().await;
     server.create_stream("app-audit").await;
     let payloads: Vec<Vec<u8>> = (0..EVENTS).map(payload).collect();
     append(&server, "app-audit", &payloads).await;
@@ -245,7 +245,7 @@ async fn bad_tile_requests_get_clear_errors() {
 /// bundle before it, its tile and the checkpoint are served.
 #[tokio::test]
 async fn a_bundle_holding_an_event_too_large_for_it_is_refused_by_name() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_signing().await;
     server.create_stream("app-big").await;
     append(
         &server,

@@ -62,6 +62,8 @@ impl Kimberlite {
                 hash: Some(result.head),
             };
         }
+        drop(state);
+        self.inner.durable_watch.publish(&[id]);
         Ok(result)
     }
 

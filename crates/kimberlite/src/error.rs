@@ -211,6 +211,14 @@ pub enum Error {
     /// The store was opened with [`crate::Kimberlite::open_read_only`]: nothing is written.
     #[error("the store is open read-only: nothing was written")]
     ReadOnly,
+    /// A checkpoint could not be signed (its text is not a valid note text).
+    #[error("stream {name:?}: the checkpoint cannot be signed: {source}")]
+    Signing {
+        /// The stream.
+        name: String,
+        /// Why.
+        source: kimberlite_proof::NoteError,
+    },
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

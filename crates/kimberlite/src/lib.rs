@@ -18,6 +18,9 @@
 //!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
 //!   [`proof`] (the `kimberlite-proof` crate). The C2SP tlog-tiles view of a stream:
 //!   [`Kimberlite::tile`], [`Kimberlite::entry_bundle`].
+//! - [`Kimberlite::sign_checkpoint`]: a signed C2SP checkpoint of a stream, kept in the store.
+//! - [`Kimberlite::wait_for_events`], [`Kimberlite::on_durable`]: followers woken by new
+//!   durable events.
 //! - [`Kimberlite::verify`], [`Kimberlite::verify_all`] → [`VerifyReport`];
 //!   [`Kimberlite::check_anchor`] against head hashes kept elsewhere ([`Anchor`]), which also
 //!   catches records cut from the end of a stream.
@@ -46,7 +49,9 @@ mod append;
 mod catalog;
 mod commit;
 mod config;
+mod durable_watch;
 mod error;
+mod follow;
 mod group_append;
 mod head;
 mod lost;
@@ -56,6 +61,7 @@ mod merkle_worker;
 mod proofs;
 mod read;
 mod report;
+mod signed_checkpoint;
 mod state;
 mod store;
 mod store_fs;
@@ -82,6 +88,7 @@ pub use marker::MARKER_FILE;
 pub use proofs::{ConsistencyProof, InclusionProof, TreeCheck, TreeHead, TreeNode};
 pub use read::{Event, Events};
 pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport};
+pub use signed_checkpoint::SignedCheckpoint;
 pub use store::{Kimberlite, StreamInfo};
 pub use verify::CATALOG_LABEL;
 

@@ -32,6 +32,7 @@ use kimberlite_types::{Offset, StreamId};
 use crate::catalog::{Catalog, CATALOG_STREAM};
 use crate::commit::SyncCoordinator;
 use crate::config::Config;
+use crate::durable_watch::DurableWatch;
 use crate::error::{Error, Result};
 use crate::head::StreamHead;
 use crate::lost::{self, Loss};
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) files: Option<Files>,
     /// Streams whose log holds less than the store's own files say it held, found at open.
     pub(crate) lost: Vec<Loss>,
+    /// Wakes readers that wait for new durable events.
+    pub(crate) durable_watch: DurableWatch,
 }
 
 impl Drop for Inner {
@@ -221,6 +224,7 @@ impl Kimberlite {
                 config,
                 files,
                 lost,
+                durable_watch: DurableWatch::default(),
             }),
         }
     }

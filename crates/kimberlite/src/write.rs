@@ -127,6 +127,7 @@ impl Kimberlite {
         state.backend.sync_finished(&syncs);
         let mut backlog = backlog;
         backlog.submit_to(&mut state.merkle);
+        let mut advanced = Vec::new();
         while state
             .pending
             .front()
@@ -136,8 +137,13 @@ impl Kimberlite {
                 if let Some(heads) = state.heads.get_mut(&pending.stream) {
                     heads.durable = pending.head;
                 }
+                if !advanced.contains(&pending.stream) {
+                    advanced.push(pending.stream);
+                }
             }
         }
+        drop(state);
+        self.inner.durable_watch.publish(&advanced);
         Ok(covered)
     }
 }

@@ -2,8 +2,12 @@
 
 pub(crate) mod append;
 mod body;
+pub(crate) mod checkpoint;
 pub(crate) mod health;
 pub(crate) mod keys;
+pub(crate) mod proofs;
 pub(crate) mod read;
 pub(crate) mod streams;
+pub(crate) mod tail;
 pub(crate) mod tiles;
+pub(crate) mod verify;

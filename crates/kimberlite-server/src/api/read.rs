@@ -3,7 +3,9 @@
 //! Every event returned has been checked against the hash chain by the store; a damaged
 //! record is an error naming its stream and offset, never returned bytes.
 
-use axum::extract::{Path, Query, State};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use kimberlite::Offset;
@@ -13,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 use crate::names::check_stream_name;
 use crate::principal::{Permission, Principal};
+use crate::query::ApiQuery;
 use crate::state::AppState;
 use crate::touched::Touched;
 
@@ -39,6 +42,11 @@ pub(crate) struct ReadQuery {
     /// `auto` (default) or `base64`.
     #[serde(default)]
     encoding: PayloadEncoding,
+    /// Long poll: when the stream holds no event at `from` yet, wait up to this many
+    /// milliseconds (capped by the server's limit) for one, then answer (an empty page when
+    /// none came). Default 0: answer at once.
+    #[serde(default)]
+    wait_ms: u64,
 }
 
 /// One event.
@@ -74,7 +82,7 @@ pub(crate) async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-    Query(query): Query<ReadQuery>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<(Extension<Touched>, Json<ReadPage>), ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Read, &name)?;
@@ -84,11 +92,26 @@ pub(crate) async fn read(
         .unwrap_or(limits.max_read_page_events)
         .min(limits.max_read_page_events);
     let max_bytes = limits.max_read_page_bytes;
-    let (events, end_offset) = state
+    let wait = Duration::from_millis(query.wait_ms).min(limits.max_read_wait);
+    let id = state
         .with_store(move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;
+            store.head(id)?;
+            Ok(id)
+        })
+        .await?;
+    if !wait.is_zero() {
+        let durable_end =
+            || state.with_store(move |store| Ok(store.head(id)?.next_offset.as_u64()));
+        state
+            .followers()
+            .wait_for_events(id, query.from, wait, durable_end)
+            .await?;
+    }
+    let (events, end_offset) = state
+        .with_store(move |store| {
             let end = store.head(id)?.next_offset.as_u64();
             let mut events = if limit == 0 || query.from >= end {
                 Vec::new()

@@ -20,7 +20,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kimberlite::proof::{parse_tile_path, Checkpoint, TileId, TilePath};
+use kimberlite::proof::{parse_tile_path, TileId, TilePath};
 
 use crate::error::ApiError;
 use crate::names::check_stream_name;
@@ -35,7 +35,8 @@ const SHORT_LIVED: &str = "private, max-age=60";
 /// `Cache-Control` of the checkpoint.
 const NO_STORE: &str = "no-store";
 
-/// The stream's checkpoint, signed by the server's checkpoint key named as the origin (read).
+/// The stream's checkpoint, signed by the server's key named as the origin, as
+/// `/v1/streams/{stream}/checkpoint` answers it (read).
 #[utoipa::path(get, path = "/v1/streams/{stream}/tlog/checkpoint",
     params(("stream" = String, Path)),
     responses((status = 200, content_type = "text/plain", description = "a C2SP signed note"),
@@ -45,32 +46,7 @@ pub(crate) async fn checkpoint(
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_stream_name(&name)?;
-    principal.require(Permission::Read, &name)?;
-    let key = state.checkpoint_key().ok_or_else(|| {
-        ApiError::NotFound("this server signs no checkpoints: it was started without a key".into())
-    })?;
-    let origin = key.origin(&name);
-    let signer = key
-        .signer(&name)
-        .map_err(|error| ApiError::BadRequest(format!("stream {name:?}: {error}")))?;
-    let note = state
-        .with_store(move |store| {
-            let id = store
-                .stream(&name)
-                .ok_or(kimberlite::Error::StreamNotFound { name })?;
-            let head = store.tree_head(id)?;
-            let checkpoint = Checkpoint {
-                origin,
-                tree_size: head.tree_size,
-                root: head.root,
-                extensions: vec![],
-            };
-            signer
-                .sign(&checkpoint.to_text())
-                .map_err(|error| ApiError::Internal(format!("signing the checkpoint: {error}")))
-        })
-        .await?;
+    let note = crate::api::checkpoint::signed_note(&state, &principal, name).await?;
     Ok(answer(
         "text/plain; charset=utf-8",
         NO_STORE,

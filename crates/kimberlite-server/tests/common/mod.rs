@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, Kimberlite};
 use kimberlite_server::{
-    AppState, CheckpointKey, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
+    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 pub const ADMIN: &str = "test-admin-token";
 /// Token of a key that may only read (an auditor).
 pub const AUDITOR: &str = "test-auditor-token";
-/// The log name in the test servers' checkpoint origins (`<LOG_NAME>/<stream>`).
-pub const LOG_NAME: &str = "test.example/kimberlite";
+/// The store name in the test servers' checkpoint origins (`<LOG_NAME>/<stream>`).
+pub const LOG_NAME: &str = "test.example";
 
 /// The key that signs the test servers' checkpoints, named per stream by the origin.
 pub fn checkpoint_key() -> SignerKey {
@@ -33,6 +33,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    pub state: AppState,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -77,10 +78,29 @@ impl TestServer {
         Self::start_with(Limits::default()).await
     }
 
+    /// A server signing checkpoints with [`checkpoint_key`] as store [`LOG_NAME`].
+    pub async fn start_signing() -> Self {
+        Self::start_configured(Limits::default(), |state| {
+            state
+                .with_store_name(LOG_NAME)
+                .expect("a valid store name")
+                .with_signing_key(checkpoint_key())
+        })
+        .await
+    }
+
     pub async fn start_with(limits: Limits) -> Self {
+        Self::start_configured(limits, |state| state).await
+    }
+
+    /// A server whose state `configure` finishes (a signing key, a store name).
+    pub async fn start_configured(
+        limits: Limits,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         config.limits = limits;
-        Self::start_custom(config, test_keys(), reqwest::Client::new()).await
+        Self::start_full(config, test_keys(), reqwest::Client::new(), configure).await
     }
 
     /// A server with `config` (listening on `config.listen`, port 0 for any) and `keys`,
@@ -90,20 +110,30 @@ impl TestServer {
         keys: KeyRing,
         client: reqwest::Client,
     ) -> Self {
+        Self::start_full(config, keys, client, |state| state).await
+    }
+
+    /// A server with `config` and `keys`, its state finished by `configure`, asked through
+    /// `client`.
+    pub async fn start_full(
+        config: ServerConfig,
+        keys: KeyRing,
+        client: reqwest::Client,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Kimberlite::open_with(
             dir.path(),
             Config::default().durability(Durability::GroupCommit),
         )
         .expect("open store");
-        let state = AppState::new(store, keys, config.limits.clone())
-            .with_checkpoint_key(CheckpointKey::new(checkpoint_key(), LOG_NAME));
-        let server = Server::bind(&config, state).await.expect("bind");
+        let state = configure(AppState::new(store, keys, config.limits.clone()));
+        let server = Server::bind(&config, state.clone()).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
-                .run(async {
+                .run(async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -116,6 +146,7 @@ impl TestServer {
             } else {
                 "http"
             },
+            state,
             client,
             dir,
             stop: Some(stop),

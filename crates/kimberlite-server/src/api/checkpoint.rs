@@ -1,0 +1,61 @@
+//! `GET /v1/streams/{stream}/checkpoint`: a signed C2SP checkpoint of the stream's current
+//! durable tree head, as `kimberlite checkpoint` signs it.
+//!
+//! Signed with the server's key (`kimberlite serve --signing-key FILE`) under the stream's
+//! origin as key name (`kimberlite_proof::signing`), and kept in the store's `checkpoints/`
+//! before it is answered, as the CLI keeps it: the store reads it back at open as evidence of
+//! the stream's length, and `kimberlite audit` takes it. Without a key the route answers 404
+//! with `kind: not_found` and says how to start the server with one.
+
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+
+use crate::error::ApiError;
+use crate::names::check_stream_name;
+use crate::principal::{Permission, Principal};
+use crate::state::AppState;
+
+/// The checkpoint's content type.
+const NOTE_TYPE: &str = "text/plain; charset=utf-8";
+
+/// A signed checkpoint of the stream's current tree head (read).
+#[utoipa::path(get, path = "/v1/streams/{stream}/checkpoint", params(("stream" = String, Path)),
+    responses((status = 200, content_type = "text/plain", body = String,
+        description = "a C2SP signed note: origin, tree size, root, then the signature"),
+        (status = 404, description = "no such stream, or the server has no signing key")))]
+pub(crate) async fn checkpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let note = signed_note(&state, &principal, name).await?;
+    Ok(([(CONTENT_TYPE, NOTE_TYPE)], note))
+}
+
+/// The stream's checkpoint, signed and kept: what this route and the tiles view's
+/// `checkpoint` answer.
+pub(crate) async fn signed_note(
+    state: &AppState,
+    principal: &Principal,
+    name: String,
+) -> Result<String, ApiError> {
+    check_stream_name(&name)?;
+    principal.require(Permission::Read, &name)?;
+    let key = state.signing().key.clone().ok_or_else(|| {
+        ApiError::NotFound(
+            "this server signs no checkpoints: start it with `kimberlite serve --signing-key \
+             FILE` (a key from `kimberlite keygen`)"
+                .into(),
+        )
+    })?;
+    let origin = state.signing().origin(&name);
+    let signed = state
+        .with_store(move |store| {
+            let id = store
+                .stream(&name)
+                .ok_or(kimberlite::Error::StreamNotFound { name })?;
+            Ok(store.sign_checkpoint(id, &origin, &key)?)
+        })
+        .await?;
+    Ok(signed.note)
+}
