@@ -1,0 +1,78 @@
+//! [`Events`]: every event of a range, read a page at a time.
+
+use std::collections::VecDeque;
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::model::Event;
+
+/// An iterator over the events of a stream from an offset to the stream's end as it was when
+/// each page was read; made by [`Client::events`]. One request per page; an error ends it.
+#[derive(Debug)]
+pub struct Events<'a> {
+    client: &'a Client,
+    stream: String,
+    next_offset: u64,
+    page: VecDeque<Event>,
+    done: bool,
+}
+
+impl<'a> Events<'a> {
+    pub(crate) fn new(client: &'a Client, stream: &str, from: u64) -> Self {
+        Self {
+            client,
+            stream: stream.to_owned(),
+            next_offset: from,
+            page: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The offset the next page would start at.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    fn fetch(&mut self) -> Result<(), ClientError> {
+        let page = self.client.read(&self.stream, self.next_offset, None)?;
+        if page.next_offset <= self.next_offset && !page.events.is_empty() {
+            return Err(ClientError::Protocol(format!(
+                "a page from offset {} does not move forward",
+                self.next_offset
+            )));
+        }
+        if let Some(first) = page.events.first() {
+            if first.offset != self.next_offset {
+                return Err(ClientError::Protocol(format!(
+                    "asked for events from offset {}, got a page from {}",
+                    self.next_offset, first.offset
+                )));
+            }
+        }
+        // An empty page, or one reaching the end the server saw, is the last: the loop is
+        // bounded by the stream's length when it started, not by how fast writers go.
+        self.done = page.events.is_empty() || page.is_last();
+        self.next_offset = page.next_offset;
+        self.page = page.events.into();
+        Ok(())
+    }
+}
+
+impl Iterator for Events<'_> {
+    type Item = Result<Event, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(event) = self.page.pop_front() {
+            return Some(Ok(event));
+        }
+        if self.done {
+            return None;
+        }
+        if let Err(error) = self.fetch() {
+            self.done = true;
+            return Some(Err(error));
+        }
+        self.page.pop_front().map(Ok)
+    }
+}
