@@ -2,7 +2,9 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`. See
-//! `kimberlite --help`, `kimberlite help <command>` and this crate's README.
+//! `kimberlite --help`, `kimberlite help <command>` and this crate's README. `append`, `read`,
+//! `tail`, `verify`, `checkpoint`, `prove` and `prove-consistency` also work against a server
+//! (`--server URL --token-file F`, no DIR) through `kimberlite-client`.
 //!
 //! # Exit codes
 //!
@@ -34,8 +36,10 @@ mod error;
 mod events;
 mod inspect;
 mod open;
+mod place;
 mod proof_audit;
 mod proofs;
+mod remote;
 mod report;
 mod serve;
 mod verify;

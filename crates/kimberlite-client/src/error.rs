@@ -172,7 +172,7 @@ pub enum ClientError {
     #[error("the server refused: {0}")]
     Api(#[from] ApiError),
     /// No answer: the connection, TLS or a timeout failed.
-    #[error("no answer from the server: {0}")]
+    #[error("no answer from the server: {}", with_causes(.0))]
     Transport(#[source] reqwest::Error),
     /// The client's configuration cannot be used (a URL, a certificate, a token).
     #[error("invalid client configuration: {0}")]
@@ -214,6 +214,22 @@ impl ClientError {
             .filter(|error| error.kind == ErrorKind::Conflict)
             .and_then(|error| error.next_offset)
     }
+}
+
+/// `error` and its causes, `: `-separated: reqwest's own message alone says "error sending
+/// request" without saying that the connection was refused or the certificate unknown.
+fn with_causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        let line = error.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = error.source();
+    }
+    text
 }
 
 impl From<reqwest::Error> for ClientError {
