@@ -1,7 +1,7 @@
 //! `append`, `read` and `tail`: events in and out of a stream.
 //!
 //! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
-//! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
+//! appends them in batches of [`crate::batch::APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
 //! the next is written, and the active segment's index is written after it, so the next open
 //! need not rescan what the batches wrote. `read` and `tail` print one event per line: the payload as text, or
 //! with `--json` a JSON object per line holding the offset and the payload (as a string when it
@@ -15,17 +15,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
+use kimberlite::{Bytes, Config, Error, ExpectedOffset, Offset};
 
+use crate::batch::APPEND_BATCH_EVENTS;
 use crate::error::CliError;
 use crate::open::{
     announce_recovery, find_stream, open_existing, open_looking, open_read_only, open_waiting,
     LOCK_WAIT,
 };
 use crate::place::{Located, Place, ServerArgs};
-
-/// Events per atomic batch written by `append`.
-pub const APPEND_BATCH_EVENTS: usize = 10_000;
+use crate::print::{not_text, print_event, Unprinted};
 
 #[derive(Debug, Args)]
 #[command(
@@ -309,92 +308,4 @@ fn tail_local(args: &TailArgs, dir: &Path, stream: &str) -> Result<ExitCode, Cli
 
 fn clamp(limit: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
-}
-
-/// Why an event was not printed.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Unprinted {
-    /// Standard output is closed.
-    Closed,
-    /// Plain text output was asked for and the payload is not UTF-8.
-    NotText,
-}
-
-impl From<std::io::Error> for Unprinted {
-    fn from(_: std::io::Error) -> Self {
-        Unprinted::Closed
-    }
-}
-
-/// Prints `event` as one line. As text, a payload that is not UTF-8 is refused rather than
-/// printed with replacement characters, which a reader could take for the stored bytes.
-pub(crate) fn print_event(
-    out: &mut impl Write,
-    event: &Event,
-    json: bool,
-) -> Result<(), Unprinted> {
-    if !json {
-        let text = std::str::from_utf8(&event.payload).map_err(|_| Unprinted::NotText)?;
-        out.write_all(text.as_bytes())?;
-        return Ok(out.write_all(b"\n")?);
-    }
-    let line = match std::str::from_utf8(&event.payload) {
-        Ok(text) => serde_json::json!({ "offset": event.offset.as_u64(), "payload": text }),
-        Err(_) => serde_json::json!({
-            "offset": event.offset.as_u64(),
-            "payload_hex": hex(&event.payload),
-        }),
-    };
-    Ok(writeln!(out, "{line}")?)
-}
-
-/// The error for an event plain text output cannot show as stored.
-pub(crate) fn not_text(event: &Event, stream: &str, command: &str) -> CliError {
-    CliError::usage_hint(
-        format!(
-            "the event at offset {} of {stream:?} is not UTF-8 text ({} bytes); it is not \
-             printed as text, where a replacement character would stand for bytes that are not \
-             stored; the events before it were printed",
-            event.offset,
-            event.payload.len()
-        ),
-        format!(
-            "use `kimberlite {command} --json`: a binary event prints as \"payload_hex\", its exact bytes"
-        ),
-    )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binary_events_print_as_hex_json() {
-        let mut out = Vec::new();
-        let event = Event {
-            offset: Offset::new(3),
-            payload: Bytes::from_static(&[0xff, 0x00]),
-        };
-        print_event(&mut out, &event, true).unwrap();
-        assert_eq!(out, b"{\"offset\":3,\"payload_hex\":\"ff00\"}\n");
-        out.clear();
-        assert_eq!(
-            print_event(&mut out, &event, false),
-            Err(Unprinted::NotText)
-        );
-        assert!(
-            out.is_empty(),
-            "nothing of a binary event is printed as text"
-        );
-        let text = Event {
-            offset: Offset::new(4),
-            payload: Bytes::from_static("caf\u{e9}".as_bytes()),
-        };
-        print_event(&mut out, &text, false).unwrap();
-        assert_eq!(out, "caf\u{e9}\n".as_bytes());
-    }
 }

@@ -29,6 +29,7 @@ macro_rules! outln {
 }
 
 mod audit_data;
+mod batch;
 mod bench;
 mod demo;
 mod display;
@@ -37,6 +38,7 @@ mod events;
 mod inspect;
 mod open;
 mod place;
+mod print;
 mod proof_audit;
 mod proofs;
 mod remote;

@@ -9,12 +9,9 @@ use std::process::ExitCode;
 use kimberlite::{Bytes, Event, Offset};
 use kimberlite_client::{Client, ErrorKind, VerifyReport};
 
+use crate::batch::batches;
 use crate::error::CliError;
-use crate::events::{not_text, print_event, Unprinted, APPEND_BATCH_EVENTS};
-
-/// Most payload bytes sent in one append request: under the server's default body limit
-/// (16 MiB) with room for the length prefixes.
-const APPEND_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+use crate::print::{not_text, print_event, Unprinted};
 
 /// `append --server`: the lines as atomic batches, each acknowledged once durable. With
 /// `expect`, the first batch must start there; each later batch must start where the one
@@ -65,28 +62,6 @@ fn ensure_stream(client: &Client, stream: &str) -> Result<(), CliError> {
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// `lines` cut into batches of at most [`APPEND_BATCH_EVENTS`] events and, past a first
-/// event, [`APPEND_BATCH_BYTES_MAX`] payload bytes.
-fn batches(lines: &[Bytes]) -> Vec<&[Bytes]> {
-    let mut batches = Vec::new();
-    let mut rest = lines;
-    while !rest.is_empty() {
-        let mut bytes = 0usize;
-        let mut count = 0usize;
-        for line in rest.iter().take(APPEND_BATCH_EVENTS) {
-            if count > 0 && bytes + line.len() > APPEND_BATCH_BYTES_MAX {
-                break;
-            }
-            bytes += line.len();
-            count += 1;
-        }
-        let (batch, after) = rest.split_at(count);
-        batches.push(batch);
-        rest = after;
-    }
-    batches
 }
 
 /// `read --server`: verified events from `from`, a page at a time, at most `limit`.
@@ -214,28 +189,4 @@ pub fn checkpoint(client: &Client, stream: &str) -> Result<ExitCode, CliError> {
     let note = client.checkpoint(stream)?;
     print!("{note}");
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_bound_events_and_bytes_and_keep_every_line_once() {
-        let small: Vec<Bytes> = (0..APPEND_BATCH_EVENTS * 2 + 3)
-            .map(|i| Bytes::from(i.to_string()))
-            .collect();
-        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
-        assert_eq!(sizes, [APPEND_BATCH_EVENTS, APPEND_BATCH_EVENTS, 3]);
-        let big = Bytes::from(vec![b'x'; APPEND_BATCH_BYTES_MAX / 2 + 1]);
-        let huge = Bytes::from(vec![b'y'; APPEND_BATCH_BYTES_MAX + 1]);
-        let lines = vec![big.clone(), big.clone(), huge, big];
-        let sizes: Vec<usize> = batches(&lines).iter().map(|b| b.len()).collect();
-        assert_eq!(
-            sizes,
-            [1, 1, 1, 1],
-            "an event over the byte bound goes alone"
-        );
-        assert!(batches(&[]).is_empty());
-    }
 }

@@ -36,6 +36,14 @@ pub struct ClientBuilder {
     tail_idle_timeout: Duration,
 }
 
+impl Client {
+    /// A builder for a client of the server at `url` (`http://host:port` or `https://…`,
+    /// with an optional path prefix).
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+}
+
 impl ClientBuilder {
     pub(crate) fn new(url: &str) -> Self {
         Self {

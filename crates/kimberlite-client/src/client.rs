@@ -8,10 +8,8 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
 use crate::batch::{encode, Encoding};
-use crate::builder::ClientBuilder;
 use crate::error::{ApiError, ClientError};
 use crate::model::{Appended, Grant, KeyInfo, NewKey, Page, PageJson, StreamInfo, VerifyReport};
-use crate::pages::Events;
 use crate::tail::Tail;
 
 /// A blocking client of one Kimberlite server.
@@ -28,12 +26,6 @@ pub struct Client {
 }
 
 impl Client {
-    /// A builder for a client of the server at `url` (`http://host:port` or `https://…`,
-    /// with an optional path prefix).
-    pub fn builder(url: &str) -> ClientBuilder {
-        ClientBuilder::new(url)
-    }
-
     pub(crate) fn from_parts(
         http: reqwest::blocking::Client,
         base: Url,
@@ -150,12 +142,6 @@ impl Client {
             request = request.query(&[("limit", limit)]);
         }
         Ok(request)
-    }
-
-    /// Every event from offset `from` to the stream's end as it was when each page was
-    /// read, a page at a time (an iterator of `Result<Event, ClientError>`).
-    pub fn events(&self, stream: &str, from: u64) -> Events<'_> {
-        Events::new(self, stream, from)
     }
 
     /// `GET /v1/streams/{stream}/tail`: follows the stream from offset `from` as server-sent

@@ -6,6 +6,14 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::model::Event;
 
+impl Client {
+    /// Every event from offset `from` to the stream's end as it was when each page was
+    /// read, a page at a time (an iterator of `Result<Event, ClientError>`).
+    pub fn events(&self, stream: &str, from: u64) -> Events<'_> {
+        Events::new(self, stream, from)
+    }
+}
+
 /// An iterator over the events of a stream from an offset to the stream's end as it was when
 /// each page was read; made by [`Client::events`]. One request per page; an error ends it.
 #[derive(Debug)]
@@ -18,7 +26,7 @@ pub struct Events<'a> {
 }
 
 impl<'a> Events<'a> {
-    pub(crate) fn new(client: &'a Client, stream: &str, from: u64) -> Self {
+    fn new(client: &'a Client, stream: &str, from: u64) -> Self {
         Self {
             client,
             stream: stream.to_owned(),
