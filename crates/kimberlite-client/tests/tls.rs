@@ -112,9 +112,13 @@ fn a_given_ca_is_trusted_and_an_unknown_one_refused() {
     let pki = Pki::new();
     let front = tls_front(&server, &pki, None);
     let url = format!("https://{front}");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, pki.ca.pem()).unwrap();
     let client = Client::builder(&url)
         .token(ADMIN)
-        .ca_cert_pem(pki.ca.pem().as_bytes())
+        .ca_cert_file(&ca_file)
+        .unwrap()
         .only_given_cas()
         .build()
         .unwrap();
