@@ -12,8 +12,9 @@ use crate::error::ClientError;
 /// server's largest size on a slow disk.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
-/// Time a tail may see nothing at all (no event, no keep-alive comment) before it fails.
-pub const TAIL_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
+/// Interval of TCP keep-alive probes on every connection: how a tail, which has no time
+/// limit, notices a server that vanished without closing the connection.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Configures a [`Client`].
 ///
@@ -33,7 +34,6 @@ pub struct ClientBuilder {
     identity_pem: Option<Vec<u8>>,
     system_roots: bool,
     request_timeout: Duration,
-    tail_idle_timeout: Duration,
 }
 
 impl Client {
@@ -53,7 +53,6 @@ impl ClientBuilder {
             identity_pem: None,
             system_roots: true,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
-            tail_idle_timeout: TAIL_IDLE_TIMEOUT_DEFAULT,
         }
     }
 
@@ -122,17 +121,12 @@ impl ClientBuilder {
         Ok(self.identity_pem(&pem))
     }
 
-    /// Time a call may take, connecting included. Default [`REQUEST_TIMEOUT_DEFAULT`]; a
-    /// long poll adds its wait to it.
+    /// Time a call may wait: to connect, for its answer to start, and for each piece of
+    /// the answer's body. Default [`REQUEST_TIMEOUT_DEFAULT`]; a long poll adds its wait to
+    /// it; a tail has no time limit past connecting (it follows the stream for as long as
+    /// the connection lives).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
-        self
-    }
-
-    /// Time a tail may see nothing (no event, no keep-alive) before it fails. Default
-    /// [`TAIL_IDLE_TIMEOUT_DEFAULT`].
-    pub fn tail_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.tail_idle_timeout = timeout;
         self
     }
 
@@ -140,11 +134,30 @@ impl ClientBuilder {
     /// or keys that cannot be read.
     pub fn build(self) -> Result<Client, ClientError> {
         let base = parse_base(&self.url)?;
+        let http = self.http_client(Some(self.request_timeout))?;
+        // A tail's answer never ends and may be quiet for long: it gets a client of its own
+        // without a timeout (a per-request timeout would bound its whole body).
+        let streaming = self.http_client(None)?;
+        Ok(Client::from_parts(
+            http,
+            streaming,
+            base,
+            self.token,
+            self.request_timeout,
+        ))
+    }
+
+    /// A reqwest client with this builder's TLS settings and `timeout` for whole calls.
+    fn http_client(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::blocking::Client, ClientError> {
         let mut http = reqwest::blocking::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(self.system_roots)
             .connect_timeout(self.request_timeout)
-            .timeout(self.request_timeout)
+            .timeout(timeout)
+            .tcp_keepalive(TCP_KEEPALIVE)
             .user_agent(concat!("kimberlite-client/", env!("CARGO_PKG_VERSION")));
         for pem in &self.ca_certs_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -163,16 +176,8 @@ impl ClientBuilder {
                 .map_err(|error| ClientError::Config(format!("the client identity: {error}")))?;
             http = http.identity(identity);
         }
-        let http = http.build().map_err(|error| {
-            ClientError::Config(format!("cannot set up the HTTP client: {error}"))
-        })?;
-        Ok(Client::from_parts(
-            http,
-            base,
-            self.token,
-            self.request_timeout,
-            self.tail_idle_timeout,
-        ))
+        http.build()
+            .map_err(|error| ClientError::Config(format!("cannot set up the HTTP client: {error}")))
     }
 }
 

@@ -18,27 +18,29 @@ use crate::tail::Tail;
 /// from async code, call it on a blocking thread (`tokio::task::spawn_blocking`).
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// Calls bounded by the request timeout.
     http: reqwest::blocking::Client,
+    /// Tails: no bound on the whole answer, which lasts as long as the tail.
+    streaming: reqwest::blocking::Client,
     base: Url,
     token: Option<String>,
     request_timeout: Duration,
-    tail_idle_timeout: Duration,
 }
 
 impl Client {
     pub(crate) fn from_parts(
         http: reqwest::blocking::Client,
+        streaming: reqwest::blocking::Client,
         base: Url,
         token: Option<String>,
         request_timeout: Duration,
-        tail_idle_timeout: Duration,
     ) -> Self {
         Self {
             http,
+            streaming,
             base,
             token,
             request_timeout,
-            tail_idle_timeout,
         }
     }
 
@@ -145,13 +147,18 @@ impl Client {
     }
 
     /// `GET /v1/streams/{stream}/tail`: follows the stream from offset `from` as server-sent
-    /// events, one item per event, until the server ends it or an error comes.
+    /// events, one item per event, until the server ends it or an error comes. No time limit
+    /// past connecting: a vanished server is noticed by TCP keep-alive
+    /// ([`crate::TCP_KEEPALIVE`]).
     pub fn tail(&self, stream: &str, from: u64) -> Result<Tail, ClientError> {
         let request = self
-            .request(Method::GET, &["v1", "streams", stream, "tail"])?
+            .request_on(
+                &self.streaming,
+                Method::GET,
+                &["v1", "streams", stream, "tail"],
+            )?
             .query(&[("from", from)])
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .timeout(self.tail_idle_timeout);
+            .header(reqwest::header::ACCEPT, "text/event-stream");
         Ok(Tail::new(self.send(request)?))
     }
 
@@ -236,8 +243,17 @@ impl Client {
     /// A request to the route made of `segments` (each percent-encoded as one path
     /// segment), with the bearer token.
     fn request(&self, method: Method, segments: &[&str]) -> Result<RequestBuilder, ClientError> {
+        self.request_on(&self.http, method, segments)
+    }
+
+    fn request_on(
+        &self,
+        http: &reqwest::blocking::Client,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<RequestBuilder, ClientError> {
         let url = route(&self.base, segments)?;
-        let request = self.http.request(method, url);
+        let request = http.request(method, url);
         Ok(match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

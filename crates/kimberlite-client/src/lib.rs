@@ -33,7 +33,7 @@ mod pages;
 mod tail;
 
 pub use batch::Encoding;
-pub use builder::{ClientBuilder, REQUEST_TIMEOUT_DEFAULT, TAIL_IDLE_TIMEOUT_DEFAULT};
+pub use builder::{ClientBuilder, REQUEST_TIMEOUT_DEFAULT, TCP_KEEPALIVE};
 pub use client::Client;
 pub use error::{ApiError, ClientError, ErrorKind};
 pub use kimberlite_proof::{ConsistencyBundle, InclusionBundle};

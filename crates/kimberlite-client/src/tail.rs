@@ -16,7 +16,7 @@ use crate::model::{Event, EventJson};
 const LINE_BYTES_MAX: u64 = 128 * 1024 * 1024;
 
 /// A followed stream; made by [`crate::Client::tail`]. Ends when the server closes the
-/// stream; an error (a dropped connection, an idle timeout) is the last item.
+/// stream; an error (a dropped connection, a protocol error) is the last item.
 pub struct Tail {
     reader: BufReader<Response>,
     parser: SseParser,

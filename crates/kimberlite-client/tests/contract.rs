@@ -85,11 +85,25 @@ fn json_response(text: &str) -> Response {
         .into_response()
 }
 
-/// `stream` "gappy" skips an offset; "liar" gives an id that is not the offset.
+/// `stream` "gappy" skips an offset; "liar" gives an id that is not the offset; "slow"
+/// sends four events 150 ms apart.
 async fn tail(Path(stream): Path<String>, Query(query): Params) -> Response {
     let Some(from) = query.get("from").and_then(|from| from.parse::<u64>().ok()) else {
         return bad_request("from is missing");
     };
+    if stream == "slow" {
+        let pieces = futures_util::stream::unfold(from, move |offset| async move {
+            if offset == from + 4 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let data = json!({"offset": offset, "payload": "slow"});
+            let piece = format!(": keep-alive\n\nid: {offset}\ndata: {data}\n\n");
+            Some((Ok::<_, std::io::Error>(piece), offset + 1))
+        });
+        let body = axum::body::Body::from_stream(pieces);
+        return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
+    }
     let mut body = String::from(": keep-alive\n\n");
     for (i, offset) in [from, from + 1, from + 2].into_iter().enumerate() {
         let offset = if stream == "gappy" && i == 2 {
@@ -235,6 +249,23 @@ fn tail_yields_each_event_and_refuses_gaps_and_lying_ids() {
             items[2]
         );
     }
+}
+
+#[test]
+fn a_tail_outlasts_the_request_timeout() {
+    let (_runtime, url) = stand_in(Arc::new(fixture()));
+    let client = Client::builder(&url)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let offsets: Vec<u64> = client
+        .tail("slow", 10)
+        .unwrap()
+        .map(|event| event.unwrap().offset)
+        .collect();
+    assert_eq!(offsets, [10, 11, 12, 13]);
+    assert!(started.elapsed() >= Duration::from_millis(600));
 }
 
 #[test]
