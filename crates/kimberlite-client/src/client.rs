@@ -167,11 +167,7 @@ impl Client {
     pub fn verify(&self, stream: &str) -> Result<VerifyReport, ClientError> {
         let response =
             self.send(self.request(Method::GET, &["v1", "streams", stream, "verify"])?)?;
-        let raw: serde_json::Value = json(response)?;
-        let mut report: VerifyReport = serde_json::from_value(raw.clone())
-            .map_err(|error| ClientError::Protocol(format!("a verify report: {error}")))?;
-        report.raw = raw;
-        Ok(report)
+        VerifyReport::from_json(json(response)?)
     }
 
     /// The event at `offset` and its inclusion proof in the tree of `tree_size` events

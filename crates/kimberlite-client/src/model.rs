@@ -136,45 +136,94 @@ impl PageJson {
 
 /// A stream's verify report (`GET /v1/streams/{stream}/verify`). The server answers 200
 /// even when the stream is damaged: `intact` and `problems` say.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+///
+/// Read leniently: only `intact` is required, and a problem's fields are also taken under
+/// the names the CLI's `verify --json` uses (`name`, `byte`, `message`), so a report in either
+/// shape keeps every location it names.
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifyReport {
     /// Whether every record checked out.
     pub intact: bool,
     /// Records whose checksum, offset and hash link were checked.
-    #[serde(default)]
     pub records_checked: u64,
     /// The stream's head (chain hash, hex) as verified.
-    #[serde(default)]
     pub head: Option<String>,
     /// Every problem found, first first.
-    #[serde(default)]
     pub problems: Vec<Problem>,
     /// The whole answer, for fields this client does not name.
-    #[serde(skip)]
     pub raw: serde_json::Value,
 }
 
+impl VerifyReport {
+    pub(crate) fn from_json(raw: serde_json::Value) -> Result<Self, ClientError> {
+        let intact = raw
+            .get("intact")
+            .and_then(serde_json::Value::as_bool)
+            .ok_or_else(|| ClientError::Protocol("a verify report without `intact`".into()))?;
+        // The CLI's shape keeps the head per stream; one stream's report has one.
+        let head = text(&raw, &["head"]).or_else(|| match raw.get("streams") {
+            Some(serde_json::Value::Array(streams)) if streams.len() == 1 => {
+                streams.first().and_then(|stream| text(stream, &["head"]))
+            }
+            _ => None,
+        });
+        let problems = match raw.get("problems") {
+            Some(serde_json::Value::Array(problems)) => {
+                problems.iter().map(Problem::from_json).collect()
+            }
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            intact,
+            records_checked: number(&raw, &["records_checked"]).unwrap_or(0),
+            head,
+            problems,
+            raw,
+        })
+    }
+}
+
 /// One problem a verify found.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The stream's name.
-    #[serde(default)]
     pub stream: Option<String>,
     /// The offset of the damaged record.
-    #[serde(default)]
     pub offset: Option<u64>,
     /// The segment holding it.
-    #[serde(default)]
     pub segment: Option<u64>,
     /// The file holding it.
-    #[serde(default)]
     pub file: Option<String>,
     /// The byte position in that file.
-    #[serde(default)]
     pub position: Option<u64>,
     /// What is wrong.
-    #[serde(default)]
     pub reason: String,
+}
+
+impl Problem {
+    fn from_json(value: &serde_json::Value) -> Self {
+        Self {
+            stream: text(value, &["stream", "name"]),
+            offset: number(value, &["offset"]),
+            segment: number(value, &["segment"]),
+            file: text(value, &["file"]),
+            position: number(value, &["position", "byte"]),
+            reason: text(value, &["reason", "message"]).unwrap_or_default(),
+        }
+    }
+}
+
+/// The first of `keys` in `value` that holds a string.
+fn text(value: &serde_json::Value, keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .find_map(|key| value.get(*key).and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+}
+
+/// The first of `keys` in `value` that holds a whole number.
+fn number(value: &serde_json::Value, keys: &[&str]) -> Option<u64> {
+    keys.iter()
+        .find_map(|key| value.get(*key).and_then(serde_json::Value::as_u64))
 }
 
 /// A permission a key grants on the streams its pattern matches.
@@ -245,6 +294,39 @@ mod tests {
         assert_eq!(page.events[1].payload, vec![0xff, 0x00]);
         assert_eq!(page.events[1].text(), None);
         assert!(!page.is_last());
+    }
+
+    #[test]
+    fn verify_reports_are_read_in_either_shape() {
+        let api = serde_json::json!({"intact": false, "records_checked": 9, "head": "ab",
+            "problems": [{"stream": "s", "offset": 3, "segment": 1, "file": "f",
+                "position": 40, "reason": "broken"}]});
+        let cli = serde_json::json!({"intact": false, "records_checked": 9,
+            "streams": [{"name": "s", "head": "ab"}],
+            "problems": [{"id": 1, "name": "s", "offset": 3, "segment": 1, "file": "f",
+                "byte": 40, "message": "broken"}]});
+        let expected = Problem {
+            stream: Some("s".into()),
+            offset: Some(3),
+            segment: Some(1),
+            file: Some("f".into()),
+            position: Some(40),
+            reason: "broken".into(),
+        };
+        for raw in [api, cli] {
+            let report = VerifyReport::from_json(raw.clone()).unwrap();
+            assert!(!report.intact);
+            assert_eq!(
+                (report.records_checked, report.head.as_deref()),
+                (9, Some("ab"))
+            );
+            assert_eq!(report.problems, [expected.clone()]);
+            assert_eq!(report.raw, raw);
+        }
+        assert!(matches!(
+            VerifyReport::from_json(serde_json::json!({"problems": []})),
+            Err(ClientError::Protocol(_))
+        ));
     }
 
     #[test]
