@@ -320,7 +320,7 @@ mod tests {
                 (report.records_checked, report.head.as_deref()),
                 (9, Some("ab"))
             );
-            assert_eq!(report.problems, [expected.clone()]);
+            assert_eq!(report.problems, std::slice::from_ref(&expected));
             assert_eq!(report.raw, raw);
         }
         assert!(matches!(
