@@ -36,11 +36,15 @@ cleanup() {
 trap cleanup EXIT
 
 store="$work/store"
-# The token is the last word `key add` prints.
+# The token: a line `token: T` if `key add` prints one, else the last word it prints.
 "$bin" key add "$store" --name python-example --allow 'admin:*' --allow 'append:*' \
     >"$work/key.out"
-awk 'NF { token = $NF } END { print token }' "$work/key.out" >"$work/token"
-if [ ! -s "$work/token" ]; then
+token="$(sed -n 's/^[[:space:]]*token:[[:space:]]*//p' "$work/key.out" | tail -n 1)"
+if [ -z "$token" ]; then
+    token="$(awk 'NF { last = $NF } END { print last }' "$work/key.out")"
+fi
+printf '%s\n' "$token" >"$work/token"
+if [ -z "$token" ]; then
     echo "kimberlite key add printed no token" >&2
     exit 1
 fi
