@@ -159,7 +159,7 @@ impl Client {
             )?
             .query(&[("from", from)])
             .header(reqwest::header::ACCEPT, "text/event-stream");
-        Ok(Tail::new(self.send(request)?))
+        Ok(Tail::new(self.send(request)?, from))
     }
 
     /// `GET /v1/streams/{stream}/verify`: the server checks every record of the stream.

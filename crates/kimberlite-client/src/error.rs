@@ -174,6 +174,9 @@ pub enum ClientError {
     /// No answer: the connection, TLS or a timeout failed.
     #[error("no answer from the server: {}", with_causes(.0))]
     Transport(#[source] reqwest::Error),
+    /// The connection broke off while an answer was being read (a tail cut short).
+    #[error("the connection broke off: {0}")]
+    Broken(#[source] std::io::Error),
     /// The client's configuration cannot be used (a URL, a certificate, a token).
     #[error("invalid client configuration: {0}")]
     Config(String),

@@ -2,8 +2,8 @@
 //!
 //! Each SSE event is `id: <offset>` and `data: <event JSON>` (the read API's event view), then
 //! a blank line; lines starting with `:` are keep-alive comments. Events must come at
-//! consecutive offsets from the one asked for: a gap or a repeat is a protocol error, not
-//! silently skipped.
+//! consecutive offsets from the one asked for: a gap, a repeat or a start elsewhere is a
+//! protocol error, not silently passed on.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -20,7 +20,7 @@ const LINE_BYTES_MAX: u64 = 128 * 1024 * 1024;
 pub struct Tail {
     reader: BufReader<Response>,
     parser: SseParser,
-    expected_offset: Option<u64>,
+    expected_offset: u64,
     done: bool,
 }
 
@@ -34,11 +34,12 @@ impl std::fmt::Debug for Tail {
 }
 
 impl Tail {
-    pub(crate) fn new(response: Response) -> Self {
+    /// A tail of `response`, whose first event must be at offset `from`.
+    pub(crate) fn new(response: Response, from: u64) -> Self {
         Self {
             reader: BufReader::new(response),
             parser: SseParser::default(),
-            expected_offset: None,
+            expected_offset: from,
             done: false,
         }
     }
@@ -50,7 +51,7 @@ impl Tail {
             let read = (&mut self.reader)
                 .take(LINE_BYTES_MAX)
                 .read_until(b'\n', &mut line)
-                .map_err(|error| ClientError::Protocol(format!("the tail broke off: {error}")))?;
+                .map_err(ClientError::Broken)?;
             if read == 0 {
                 return Ok(None);
             }
@@ -63,15 +64,13 @@ impl Tail {
                 .map_err(|_| ClientError::Protocol("a tail line is not UTF-8".into()))?;
             if let Some(sse) = self.parser.line(text) {
                 let event = sse.into_event()?;
-                if let Some(expected) = self.expected_offset {
-                    if event.offset != expected {
-                        return Err(ClientError::Protocol(format!(
-                            "the tail skipped from offset {expected} to {}",
-                            event.offset
-                        )));
-                    }
+                if event.offset != self.expected_offset {
+                    return Err(ClientError::Protocol(format!(
+                        "the tail gave offset {} where {} was due",
+                        event.offset, self.expected_offset
+                    )));
                 }
-                self.expected_offset = Some(event.offset + 1);
+                self.expected_offset = event.offset + 1;
                 return Ok(Some(event));
             }
         }

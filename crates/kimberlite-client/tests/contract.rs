@@ -85,8 +85,8 @@ fn json_response(text: &str) -> Response {
         .into_response()
 }
 
-/// `stream` "gappy" skips an offset; "liar" gives an id that is not the offset; "slow"
-/// sends four events 150 ms apart.
+/// `stream` "gappy" skips an offset; "liar" gives an id that is not the offset; "early"
+/// starts one before `from`; "slow" sends four events 150 ms apart.
 async fn tail(Path(stream): Path<String>, Query(query): Params) -> Response {
     let Some(from) = query.get("from").and_then(|from| from.parse::<u64>().ok()) else {
         return bad_request("from is missing");
@@ -104,6 +104,7 @@ async fn tail(Path(stream): Path<String>, Query(query): Params) -> Response {
         let body = axum::body::Body::from_stream(pieces);
         return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
     }
+    let from = if stream == "early" { from - 1 } else { from };
     let mut body = String::from(": keep-alive\n\n");
     for (i, offset) in [from, from + 1, from + 2].into_iter().enumerate() {
         let offset = if stream == "gappy" && i == 2 {
@@ -249,6 +250,11 @@ fn tail_yields_each_event_and_refuses_gaps_and_lying_ids() {
             items[2]
         );
     }
+    let early: Vec<_> = client.tail("early", 1).unwrap().collect();
+    assert!(
+        matches!(early.as_slice(), [Err(ClientError::Protocol(_))]),
+        "{early:?}"
+    );
 }
 
 #[test]
