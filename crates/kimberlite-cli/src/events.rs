@@ -217,13 +217,13 @@ fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
 pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     let located = Located::split("read", &args.server, args.place.clone(), &["STREAM"], 1)?;
     let stream = located.required(0)?;
-    let limit = args.limit.unwrap_or(u64::MAX);
     let dir = match &located.place {
         Place::Server(client) => {
-            return crate::remote::read(client, stream, args.from, limit, args.json)
+            return crate::remote::read(client, stream, args.from, args.limit, args.json)
         }
         Place::Dir(dir) => dir,
     };
+    let limit = args.limit.unwrap_or(u64::MAX);
     let store = open_looking(dir)?;
     let id = find_stream(&store, dir, stream)?;
     let mut out = std::io::stdout().lock();

@@ -69,18 +69,18 @@ pub fn read(
     client: &Client,
     stream: &str,
     from: u64,
-    limit: u64,
+    limit: Option<u64>,
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
-    let mut printed = 0u64;
-    for event in client.events(stream, from) {
-        if printed >= limit {
+    let events = client.events(stream, from);
+    let events = match limit {
+        Some(limit) => events.limit(limit),
+        None => events,
+    };
+    for event in events {
+        if let Printed::Closed = print(&mut out, event?, stream, json, "read")? {
             break;
-        }
-        match print(&mut out, event?, stream, json, "read")? {
-            Printed::Yes => printed += 1,
-            Printed::Closed => break,
         }
     }
     Ok(ExitCode::SUCCESS)

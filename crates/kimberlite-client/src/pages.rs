@@ -23,6 +23,8 @@ pub struct Events<'a> {
     next_offset: u64,
     page: VecDeque<Event>,
     done: bool,
+    /// Events still to yield when a limit was set: pages ask for no more than this.
+    remaining: Option<u64>,
 }
 
 impl<'a> Events<'a> {
@@ -33,7 +35,16 @@ impl<'a> Events<'a> {
             next_offset: from,
             page: VecDeque::new(),
             done: false,
+            remaining: None,
         }
+    }
+
+    /// At most `count` events, asking the server for no more than are still wanted (unlike
+    /// `Iterator::take`, which would still read whole pages).
+    #[must_use]
+    pub fn limit(mut self, count: u64) -> Self {
+        self.remaining = Some(count);
+        self
     }
 
     /// The offset the next page would start at.
@@ -43,7 +54,9 @@ impl<'a> Events<'a> {
     }
 
     fn fetch(&mut self) -> Result<(), ClientError> {
-        let page = self.client.read(&self.stream, self.next_offset, None)?;
+        let page = self
+            .client
+            .read(&self.stream, self.next_offset, self.remaining)?;
         if page.next_offset <= self.next_offset && !page.events.is_empty() {
             return Err(ClientError::Protocol(format!(
                 "a page from offset {} does not move forward",
@@ -71,16 +84,19 @@ impl Iterator for Events<'_> {
     type Item = Result<Event, ClientError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(event) = self.page.pop_front() {
-            return Some(Ok(event));
-        }
-        if self.done {
+        if self.remaining == Some(0) {
             return None;
         }
-        if let Err(error) = self.fetch() {
-            self.done = true;
-            return Some(Err(error));
+        if self.page.is_empty() && !self.done {
+            if let Err(error) = self.fetch() {
+                self.done = true;
+                return Some(Err(error));
+            }
         }
-        self.page.pop_front().map(Ok)
+        let event = self.page.pop_front()?;
+        if let Some(remaining) = &mut self.remaining {
+            *remaining -= 1;
+        }
+        Some(Ok(event))
     }
 }

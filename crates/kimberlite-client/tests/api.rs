@@ -139,6 +139,13 @@ fn reads_page_and_the_iterator_walks_every_page() {
     assert_eq!(read, events[1..]);
     assert_eq!(all.next_offset(), 10);
     assert_eq!(admin.events("app-pages", 10).count(), 0);
+    // A limit asks for no more than it wants: 4 events from 1 are a page of 3 (the server's
+    // cap) and a page of 1, so the next page would start at 5.
+    let mut four = admin.events("app-pages", 1).limit(4);
+    let offsets: Vec<u64> = four.by_ref().map(|event| event.unwrap().offset).collect();
+    assert_eq!(offsets, [1, 2, 3, 4]);
+    assert_eq!(four.next_offset(), 5);
+    assert_eq!(admin.events("app-pages", 0).limit(0).count(), 0);
 }
 
 #[test]
