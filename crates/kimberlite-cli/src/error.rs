@@ -21,6 +21,13 @@ pub enum CliError {
         /// What to try next.
         hint: Option<String>,
     },
+    /// A call to a server (`--server`) failed.
+    Remote {
+        /// The client's error: the server's answer, or why there was none.
+        error: kimberlite_client::ClientError,
+        /// What to try next.
+        hint: Option<String>,
+    },
     /// Verification found a problem; it was already printed.
     Tampered,
 }
@@ -45,6 +52,11 @@ impl CliError {
         match self {
             CliError::Tampered => ExitCode::from(1),
             CliError::Store { error, .. } if error.is_corruption() => ExitCode::from(1),
+            CliError::Remote { error, .. }
+                if error.kind() == Some(&kimberlite_client::ErrorKind::Corrupt) =>
+            {
+                ExitCode::from(1)
+            }
             _ => ExitCode::from(2),
         }
     }
@@ -54,12 +66,33 @@ impl CliError {
         let (message, hint) = match self {
             CliError::Store { error, hint } => (error.to_string(), hint.clone()),
             CliError::Usage { message, hint } => (message.clone(), hint.clone()),
+            CliError::Remote { error, hint } => (error.to_string(), hint.clone()),
             CliError::Tampered => return,
         };
         eprintln!("kimberlite: error: {message}");
         if let Some(hint) = hint {
             eprintln!("  hint: {hint}");
         }
+    }
+}
+
+impl From<kimberlite_client::ClientError> for CliError {
+    fn from(error: kimberlite_client::ClientError) -> Self {
+        use kimberlite_client::ErrorKind;
+        let hint = match error.kind() {
+            Some(ErrorKind::Unauthorized) => Some(
+                "pass --token-file FILE holding a key's token (`kimberlite key add` prints one)"
+                    .to_owned(),
+            ),
+            Some(ErrorKind::Forbidden) => {
+                Some("this key lacks the permission; ask an admin for a key that has it".to_owned())
+            }
+            Some(ErrorKind::Conflict) => error.conflict_next_offset().map(|next| {
+                format!("the stream's next offset is {next}: read it again and retry from there")
+            }),
+            _ => None,
+        };
+        CliError::Remote { error, hint }
     }
 }
 

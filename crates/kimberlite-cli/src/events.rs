@@ -1,36 +1,39 @@
 //! `append`, `read` and `tail`: events in and out of a stream.
 //!
 //! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
-//! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
+//! appends them in batches of [`crate::batch::APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
 //! the next is written, and the active segment's index is written after it, so the next open
 //! need not rescan what the batches wrote. `read` and `tail` print one event per line: the payload as text, or
 //! with `--json` a JSON object per line holding the offset and the payload (as a string when it
 //! is UTF-8, as hex otherwise). As text, an event that is not UTF-8 stops the command with an
 //! error pointing to `--json`: a replacement character would print a byte that is not stored.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kimberlite::{Bytes, Config, Error, Event, ExpectedOffset, Offset};
+use kimberlite::{Bytes, Config, Error, ExpectedOffset, Offset};
 
+use crate::batch::APPEND_BATCH_EVENTS;
 use crate::error::CliError;
 use crate::open::{
     announce_recovery, find_stream, open_existing, open_looking, open_read_only, open_waiting,
     LOCK_WAIT,
 };
-
-/// Events per atomic batch written by `append`.
-pub const APPEND_BATCH_EVENTS: usize = 10_000;
+use crate::place::{Located, Place, ServerArgs};
+use crate::print::{not_text, print_event, Unprinted};
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite append [OPTIONS] DIR STREAM\n       kimberlite append [OPTIONS] --server URL [--token-file FILE] STREAM"
+)]
 pub struct AppendArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream to append to.
-    stream: String,
+    /// DIR STREAM: the store's directory and the stream to append to; with --server, STREAM only.
+    #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
+    place: Vec<OsString>,
     /// Read events from this file instead of standard input (one event per line).
     #[arg(long, short, value_name = "FILE")]
     file: Option<PathBuf>,
@@ -41,14 +44,18 @@ pub struct AppendArgs {
     /// pass the next offset you last saw; 0 means the stream must be empty).
     #[arg(long, value_name = "N")]
     expect: Option<u64>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite read [OPTIONS] DIR STREAM\n       kimberlite read [OPTIONS] --server URL [--token-file FILE] STREAM"
+)]
 pub struct ReadArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream to read.
-    stream: String,
+    /// DIR STREAM: the store's directory and the stream to read; with --server, STREAM only.
+    #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
+    place: Vec<OsString>,
     /// First offset to print.
     #[arg(long, default_value_t = 0, value_name = "N")]
     from: u64,
@@ -58,14 +65,18 @@ pub struct ReadArgs {
     /// Print JSON lines: {"offset":N,"payload":"..."} (or "payload_hex" for binary events).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite tail [OPTIONS] DIR STREAM\n       kimberlite tail [OPTIONS] --server URL [--token-file FILE] STREAM"
+)]
 pub struct TailArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream to follow.
-    stream: String,
+    /// DIR STREAM: the store's directory and the stream to follow; with --server, STREAM only.
+    #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
+    place: Vec<OsString>,
     /// First offset to print (default: only events appended from now on).
     #[arg(long, value_name = "N")]
     from: Option<u64>,
@@ -78,9 +89,13 @@ pub struct TailArgs {
     /// Stop after this many polls (for scripts and tests; default: follow until interrupted).
     #[arg(long, value_name = "N", hide = true)]
     polls: Option<u64>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
+    let located = Located::split("append", &args.server, args.place.clone(), &["STREAM"], 1)?;
+    let stream = located.required(0)?;
     let lines = read_lines(args.file.as_deref())?;
     if lines.is_empty() {
         return Err(CliError::usage_hint(
@@ -101,17 +116,33 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
             kimberlite::MAX_EVENT_BYTES
         )));
     }
+    let dir = match &located.place {
+        Place::Server(client) => {
+            return crate::remote::append(client, stream, &lines, args.create, args.expect)
+        }
+        Place::Dir(dir) => dir,
+    };
+    append_local(args, dir, stream, &lines)
+}
+
+/// `append` into the store in `dir`.
+fn append_local(
+    args: &AppendArgs,
+    dir: &Path,
+    stream: &str,
+    lines: &[Bytes],
+) -> Result<ExitCode, CliError> {
     let store = if args.create {
-        let store = open_waiting(&args.dir, Config::default(), LOCK_WAIT)?;
+        let store = open_waiting(dir, Config::default(), LOCK_WAIT)?;
         announce_recovery(&store);
         store
     } else {
-        open_existing(&args.dir, Config::default())?
+        open_existing(dir, Config::default())?
     };
-    let id = match (store.stream(&args.stream), args.create) {
+    let id = match (store.stream(stream), args.create) {
         (Some(id), _) => id,
-        (None, true) => store.create_stream(&args.stream)?,
-        (None, false) => find_stream(&store, &args.dir, &args.stream)?,
+        (None, true) => store.create_stream(stream)?,
+        (None, false) => find_stream(&store, dir, stream)?,
     };
     let mut expected = args.expect.map_or(ExpectedOffset::Any, |n| {
         ExpectedOffset::Exact(Offset::new(n))
@@ -142,7 +173,7 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
         outln!(
             "appended {} events to {:?} at offsets {}..{}; next offset {}, head {}",
             lines.len(),
-            args.stream,
+            stream,
             first,
             last.next_offset.as_u64().saturating_sub(1),
             last.next_offset,
@@ -184,9 +215,17 @@ fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
 }
 
 pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
-    let store = open_looking(&args.dir)?;
-    let id = find_stream(&store, &args.dir, &args.stream)?;
+    let located = Located::split("read", &args.server, args.place.clone(), &["STREAM"], 1)?;
+    let stream = located.required(0)?;
+    let dir = match &located.place {
+        Place::Server(client) => {
+            return crate::remote::read(client, stream, args.from, args.limit, args.json)
+        }
+        Place::Dir(dir) => dir,
+    };
     let limit = args.limit.unwrap_or(u64::MAX);
+    let store = open_looking(dir)?;
+    let id = find_stream(&store, dir, stream)?;
     let mut out = std::io::stdout().lock();
     for event in store.events(id, Offset::new(args.from)).take(clamp(limit)) {
         let event = event?;
@@ -194,20 +233,30 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
             Ok(()) => {}
             // Standard output closed (e.g. piped into `head`): stop quietly.
             Err(Unprinted::Closed) => break,
-            Err(Unprinted::NotText) => return Err(not_text(&event, &args.stream, "read")),
+            Err(Unprinted::NotText) => return Err(not_text(&event, stream, "read")),
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
+    let located = Located::split("tail", &args.server, args.place.clone(), &["STREAM"], 1)?;
+    let stream = located.required(0)?;
+    match &located.place {
+        Place::Server(client) => crate::remote::tail(client, stream, args.from, args.json),
+        Place::Dir(dir) => tail_local(args, dir, stream),
+    }
+}
+
+/// `tail` of a stream in the store in `dir`: a read-only open per poll.
+fn tail_local(args: &TailArgs, dir: &Path, stream: &str) -> Result<ExitCode, CliError> {
     // What recovery said at the last open that said anything: damage left in place is found
     // again at every open, and is told once, not at every poll.
     let mut told;
     let mut next = {
-        let store = open_looking(&args.dir)?;
+        let store = open_looking(dir)?;
         told = store.recovery_report().actions;
-        let id = find_stream(&store, &args.dir, &args.stream)?;
+        let id = find_stream(&store, dir, stream)?;
         match args.from {
             Some(from) => Offset::new(from),
             None => store.head(id)?.next_offset,
@@ -218,7 +267,7 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
     loop {
         // Reopen read-only for every poll (no lock: the writers being followed are never
         // held up), seeing what they have written since.
-        match open_read_only(&args.dir).inspect(|store| {
+        match open_read_only(dir).inspect(|store| {
             let actions = store.recovery_report().actions;
             if !actions.is_empty() && actions != told {
                 announce_recovery(store);
@@ -226,7 +275,7 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
             }
         }) {
             Ok(store) => {
-                let id = find_stream(&store, &args.dir, &args.stream)?;
+                let id = find_stream(&store, dir, stream)?;
                 for event in store.events(id, next) {
                     let event = event?;
                     match print_event(&mut out, &event, args.json) {
@@ -234,7 +283,7 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
                         Err(Unprinted::Closed) => return Ok(ExitCode::SUCCESS),
                         Err(Unprinted::NotText) => {
                             let _ = out.flush();
-                            return Err(not_text(&event, &args.stream, "tail"));
+                            return Err(not_text(&event, stream, "tail"));
                         }
                     }
                     next = Offset::new(event.offset.as_u64() + 1);
@@ -259,88 +308,4 @@ pub fn tail(args: &TailArgs) -> Result<ExitCode, CliError> {
 
 fn clamp(limit: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
-}
-
-/// Why an event was not printed.
-#[derive(Debug, PartialEq, Eq)]
-enum Unprinted {
-    /// Standard output is closed.
-    Closed,
-    /// Plain text output was asked for and the payload is not UTF-8.
-    NotText,
-}
-
-impl From<std::io::Error> for Unprinted {
-    fn from(_: std::io::Error) -> Self {
-        Unprinted::Closed
-    }
-}
-
-/// Prints `event` as one line. As text, a payload that is not UTF-8 is refused rather than
-/// printed with replacement characters, which a reader could take for the stored bytes.
-fn print_event(out: &mut impl Write, event: &Event, json: bool) -> Result<(), Unprinted> {
-    if !json {
-        let text = std::str::from_utf8(&event.payload).map_err(|_| Unprinted::NotText)?;
-        out.write_all(text.as_bytes())?;
-        return Ok(out.write_all(b"\n")?);
-    }
-    let line = match std::str::from_utf8(&event.payload) {
-        Ok(text) => serde_json::json!({ "offset": event.offset.as_u64(), "payload": text }),
-        Err(_) => serde_json::json!({
-            "offset": event.offset.as_u64(),
-            "payload_hex": hex(&event.payload),
-        }),
-    };
-    Ok(writeln!(out, "{line}")?)
-}
-
-/// The error for an event plain text output cannot show as stored.
-fn not_text(event: &Event, stream: &str, command: &str) -> CliError {
-    CliError::usage_hint(
-        format!(
-            "the event at offset {} of {stream:?} is not UTF-8 text ({} bytes); it is not \
-             printed as text, where a replacement character would stand for bytes that are not \
-             stored; the events before it were printed",
-            event.offset,
-            event.payload.len()
-        ),
-        format!(
-            "use `kimberlite {command} --json`: a binary event prints as \"payload_hex\", its exact bytes"
-        ),
-    )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binary_events_print_as_hex_json() {
-        let mut out = Vec::new();
-        let event = Event {
-            offset: Offset::new(3),
-            payload: Bytes::from_static(&[0xff, 0x00]),
-        };
-        print_event(&mut out, &event, true).unwrap();
-        assert_eq!(out, b"{\"offset\":3,\"payload_hex\":\"ff00\"}\n");
-        out.clear();
-        assert_eq!(
-            print_event(&mut out, &event, false),
-            Err(Unprinted::NotText)
-        );
-        assert!(
-            out.is_empty(),
-            "nothing of a binary event is printed as text"
-        );
-        let text = Event {
-            offset: Offset::new(4),
-            payload: Bytes::from_static("caf\u{e9}".as_bytes()),
-        };
-        print_event(&mut out, &text, false).unwrap();
-        assert_eq!(out, "caf\u{e9}\n".as_bytes());
-    }
 }

@@ -2,8 +2,10 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
-//! for the HTTP service `serve` and `key`. See
-//! `kimberlite --help`, `kimberlite help <command>` and this crate's README.
+//! for the HTTP service `serve` and `key`. See `kimberlite --help`, `kimberlite help <command>`
+//! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
+//! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
+//! through `kimberlite-client`.
 //!
 //! # Exit codes
 //!
@@ -28,6 +30,7 @@ macro_rules! outln {
 }
 
 mod audit_data;
+mod batch;
 mod bench;
 mod demo;
 mod display;
@@ -36,8 +39,11 @@ mod events;
 mod inspect;
 mod key;
 mod open;
+mod place;
+mod print;
 mod proof_audit;
 mod proofs;
+mod remote;
 mod report;
 mod serve;
 mod verify;

@@ -7,6 +7,7 @@
 //! (malformed ones included: a verifier must reject them); 2 usage or I/O errors (unreadable
 //! files, a malformed public key, a store that cannot be opened).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing, open_looking};
+use crate::place::{Located, Place, ServerArgs};
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -32,49 +34,64 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite checkpoint [OPTIONS] DIR STREAM --key FILE\n       kimberlite checkpoint [OPTIONS] --server URL [--token-file FILE] STREAM"
+)]
 pub struct CheckpointArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream to checkpoint.
-    stream: String,
-    /// The private key file (from `kimberlite keygen`).
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
-    /// The store name in the origin line (default: the directory's name).
-    #[arg(long, value_name = "NAME")]
+    /// DIR STREAM: the store's directory and the stream to checkpoint; with --server, STREAM
+    /// only (the server signs with its own key).
+    #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
+    place: Vec<OsString>,
+    /// The private key file (from `kimberlite keygen`); not with --server.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
+    key: Option<PathBuf>,
+    /// The store name in the origin line (default: the directory's name); not with --server.
+    #[arg(long, value_name = "NAME", conflicts_with = "server")]
     store_name: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite prove [OPTIONS] DIR STREAM OFFSET\n       kimberlite prove [OPTIONS] --server URL [--token-file FILE] STREAM OFFSET"
+)]
 pub struct ProveArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream.
-    stream: String,
-    /// The event's offset.
-    offset: u64,
+    /// DIR STREAM OFFSET: the store's directory, the stream and the event's offset; with
+    /// --server, STREAM OFFSET only.
+    #[arg(value_names = ["DIR", "STREAM", "OFFSET"], num_args = 2..=3, required = true)]
+    place: Vec<OsString>,
     /// The tree size to prove against (default: the stream's current size); use the size
     /// of the checkpoint the verifier holds.
     #[arg(long, value_name = "N")]
     size: Option<u64>,
-    /// The store name in the origin (default: the directory's name).
-    #[arg(long, value_name = "NAME")]
+    /// The store name in the origin (default: the directory's name); not with --server.
+    #[arg(long, value_name = "NAME", conflicts_with = "server")]
     store_name: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite prove-consistency [OPTIONS] DIR STREAM OLD NEW\n       kimberlite prove-consistency [OPTIONS] --server URL [--token-file FILE] STREAM OLD NEW"
+)]
 pub struct ProveConsistencyArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// The stream.
-    stream: String,
-    /// The old tree size (e.g. an earlier checkpoint's).
-    old: u64,
-    /// The new tree size (at most the stream's current size).
-    new: u64,
-    /// The store name in the origin (default: the directory's name).
-    #[arg(long, value_name = "NAME")]
+    /// DIR STREAM OLD NEW: the store's directory, the stream, the old tree size (e.g. an
+    /// earlier checkpoint's) and the new one (at most the stream's current size); with
+    /// --server, STREAM OLD NEW only.
+    #[arg(value_names = ["DIR", "STREAM", "OLD", "NEW"], num_args = 3..=4, required = true)]
+    place: Vec<OsString>,
+    /// The store name in the origin (default: the directory's name); not with --server.
+    #[arg(long, value_name = "NAME", conflicts_with = "server")]
     store_name: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -185,11 +202,27 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 pub fn checkpoint(args: &CheckpointArgs) -> Result<ExitCode, CliError> {
-    let key = SignerKey::parse(&read_text(&args.key, "private key")?)
-        .map_err(|error| CliError::usage(format!("{}: {error}", args.key.display())))?;
-    let origin = origin(&args.dir, args.store_name.as_deref(), &args.stream)?;
-    let store = open_existing(&args.dir, Config::default())?;
-    let id = find_stream(&store, &args.dir, &args.stream)?;
+    let located = Located::split(
+        "checkpoint",
+        &args.server,
+        args.place.clone(),
+        &["STREAM"],
+        1,
+    )?;
+    let stream = located.required(0)?;
+    let dir = match &located.place {
+        Place::Server(client) => return crate::remote::checkpoint(client, stream),
+        Place::Dir(dir) => dir,
+    };
+    let key_path = args
+        .key
+        .as_deref()
+        .ok_or_else(|| CliError::usage("--key FILE is required without --server"))?;
+    let key = SignerKey::parse(&read_text(key_path, "private key")?)
+        .map_err(|error| CliError::usage(format!("{}: {error}", key_path.display())))?;
+    let origin = origin(dir, args.store_name.as_deref(), stream)?;
+    let store = open_existing(dir, Config::default())?;
+    let id = find_stream(&store, dir, stream)?;
     let signed = store.sign_checkpoint(id, &origin, &key)?;
     print!("{}", signed.note);
     if let Some(path) = signed.path {
@@ -205,7 +238,22 @@ fn open_stream(dir: &Path, stream: &str) -> Result<(Kimberlite, kimberlite::Stre
 }
 
 pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
-    let (store, id) = open_stream(&args.dir, &args.stream)?;
+    let located = Located::split(
+        "prove",
+        &args.server,
+        args.place.clone(),
+        &["STREAM", "OFFSET"],
+        2,
+    )?;
+    let stream = located.required(0)?;
+    let offset = required_number(&located, 1, "OFFSET")?;
+    let dir = match &located.place {
+        Place::Server(client) => {
+            return print_json(&client.inclusion_proof(stream, offset, args.size)?)
+        }
+        Place::Dir(dir) => dir,
+    };
+    let (store, id) = open_stream(dir, stream)?;
     let size = match args.size {
         Some(size) => size,
         // A damaged head still tells the size: the proof's own refusal then names the offset.
@@ -218,15 +266,15 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
             Err(error) => return Err(error.into()),
         },
     };
-    let proof = store.inclusion_proof(id, Offset::new(args.offset), size)?;
+    let proof = store.inclusion_proof(id, Offset::new(offset), size)?;
     let event = store
-        .read(id, Offset::new(args.offset), 1)?
+        .read(id, Offset::new(offset), 1)?
         .into_iter()
         .next()
-        .ok_or_else(|| CliError::usage(format!("no event at offset {}", args.offset)))?;
+        .ok_or_else(|| CliError::usage(format!("no event at offset {offset}")))?;
     let bundle = InclusionBundle::new(
-        &origin(&args.dir, args.store_name.as_deref(), &args.stream)?,
-        args.offset,
+        &origin(dir, args.store_name.as_deref(), stream)?,
+        offset,
         &event.payload,
         proof.tree_size,
         proof.root,
@@ -236,7 +284,7 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
         eprintln!(
             "kimberlite: the stored Merkle tree disagrees with the log at offset {}: \
              run `kimberlite audit`",
-            args.offset
+            offset
         );
         return Ok(ExitCode::from(1));
     }
@@ -244,11 +292,25 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
 }
 
 pub fn prove_consistency(args: &ProveConsistencyArgs) -> Result<ExitCode, CliError> {
-    let (store, id) = open_stream(&args.dir, &args.stream)?;
-    let proof = store.consistency_proof(id, args.old, args.new)?;
+    let located = Located::split(
+        "prove-consistency",
+        &args.server,
+        args.place.clone(),
+        &["STREAM", "OLD", "NEW"],
+        3,
+    )?;
+    let stream = located.required(0)?;
+    let old = required_number(&located, 1, "OLD")?;
+    let new = required_number(&located, 2, "NEW")?;
+    let dir = match &located.place {
+        Place::Server(client) => return print_json(&client.consistency_proof(stream, old, new)?),
+        Place::Dir(dir) => dir,
+    };
+    let (store, id) = open_stream(dir, stream)?;
+    let proof = store.consistency_proof(id, old, new)?;
     let bundle = ConsistencyBundle {
         format: CONSISTENCY_FORMAT.to_owned(),
-        origin: origin(&args.dir, args.store_name.as_deref(), &args.stream)?,
+        origin: origin(dir, args.store_name.as_deref(), stream)?,
         old_size: proof.old_size,
         old_root: proof.old_root,
         new_size: proof.new_size,
@@ -256,6 +318,13 @@ pub fn prove_consistency(args: &ProveConsistencyArgs) -> Result<ExitCode, CliErr
         proof: proof.hashes,
     };
     print_json(&bundle)
+}
+
+/// Positional `index` of `located`, a number that must be there.
+fn required_number(located: &Located, index: usize, name: &str) -> Result<u64, CliError> {
+    located
+        .number(index, name)?
+        .ok_or_else(|| CliError::usage(format!("{name} is missing")))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<ExitCode, CliError> {

@@ -1,7 +1,8 @@
 //! `verify`: is the store intact? Every record's checksum, offset and hash link, anchors
 //! recorded earlier, and what recovery did on open; as text or one JSON object.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,14 +13,18 @@ use serde_json::{json, Value};
 use crate::display::{human_bytes, progress_bar, thousands};
 use crate::error::CliError;
 use crate::open::{find_stream, open_read_only};
+use crate::place::{Located, Place, ServerArgs};
 use crate::report::{describe_problem, label, print_recovery, MISSING_STREAM};
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite verify [OPTIONS] DIR [STREAM]\n       kimberlite verify [OPTIONS] --server URL [--token-file FILE] STREAM"
+)]
 pub struct VerifyArgs {
-    /// The store's directory.
-    dir: PathBuf,
-    /// Verify only this stream (default: every stream, the catalogue included).
-    stream: Option<String>,
+    /// DIR [STREAM]: the store's directory, and only this stream (default: every stream, the
+    /// catalogue included); with --server, STREAM only (the server verifies one stream).
+    #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
+    place: Vec<OsString>,
     /// Also check a head hash recorded earlier, as printed by verify: NAME@EVENTS=HASH. The
     /// stream's first EVENTS events must still hash to HASH, which catches events cut from the
     /// end of a stream or a store replaced by an older copy. Repeatable.
@@ -28,10 +33,34 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let store = match open_read_only(&args.dir) {
+    let located = Located::split("verify", &args.server, args.place.clone(), &["STREAM"], 0)?;
+    let stream = located.arg(0);
+    match &located.place {
+        Place::Server(client) => {
+            let stream = stream.ok_or_else(|| {
+                CliError::usage("with --server, name the STREAM to verify (DIR is left out)")
+            })?;
+            if !args.anchor.is_empty() {
+                return Err(CliError::usage_hint(
+                    "--anchor is checked against a store directory, not a server",
+                    "compare the anchor's hash with the head `verify --server` prints at that \
+                     many events, or run verify --anchor where the store is",
+                ));
+            }
+            crate::remote::verify(client, stream, args.json)
+        }
+        Place::Dir(dir) => verify_local(args, dir, stream),
+    }
+}
+
+/// `verify` of the store in `dir` (every stream, or only `stream`).
+fn verify_local(args: &VerifyArgs, dir: &Path, stream: Option<&str>) -> Result<ExitCode, CliError> {
+    let store = match open_read_only(dir) {
         Ok(store) => store,
         // Damage that keeps the store from opening at all is verify's finding, not a usage
         // error: say so plainly (the generic hint would send the user back to verify).
@@ -40,19 +69,16 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
                 let value = json!({ "intact": false, "error": error.to_string() });
                 outln!("{value}");
             } else {
-                outln!(
-                    "NOT INTACT: {} cannot be opened: {error}",
-                    args.dir.display()
-                );
+                outln!("NOT INTACT: {} cannot be opened: {error}", dir.display());
             }
             return Ok(ExitCode::from(1));
         }
         Err(error) => return Err(error),
     };
     let started = Instant::now();
-    let report = match &args.stream {
+    let report = match stream {
         Some(name) => {
-            let id = find_stream(&store, &args.dir, name)?;
+            let id = find_stream(&store, dir, name)?;
             // A damaged stream's head is unknown: its bar has no length, and verify says why.
             let events = store.head(id).map_or(0, |head| head.next_offset.as_u64());
             let bar = progress_bar(events, "verifying");
