@@ -32,6 +32,7 @@ mod demo;
 mod display;
 mod error;
 mod events;
+mod import;
 mod inspect;
 mod open;
 mod proof_audit;
