@@ -1,9 +1,10 @@
 //! `append`, `read` and `tail`: events in and out of a stream.
 //!
 //! `append` reads one event per line (the line ending is dropped, blank lines are skipped) and
-//! appends them in batches of [`crate::batch::APPEND_BATCH_EVENTS`]; each batch is atomic and durable before
-//! the next is written, and the active segment's index is written after it, so the next open
-//! need not rescan what the batches wrote. `read` and `tail` print one event per line: the payload as text, or
+//! appends them in batches of [`APPEND_BATCH_EVENTS`]; each batch is atomic (a crash in the
+//! middle of one leaves none of it) and durable before the next is written, and the active
+//! segment's index is written after it, so the next open need not rescan what the batches
+//! wrote. It prints where the import starts and how to resume it (`import`). `read` and `tail` print one event per line: the payload as text, or
 //! with `--json` a JSON object per line holding the offset and the payload (as a string when it
 //! is UTF-8, as hex otherwise). As text, an event that is not UTF-8 stops the command with an
 //! error pointing to `--json`: a replacement character would print a byte that is not stored.
@@ -19,6 +20,7 @@ use kimberlite::{Bytes, Config, Error, ExpectedOffset, Offset};
 
 use crate::batch::APPEND_BATCH_EVENTS;
 use crate::error::CliError;
+use crate::import::{already_imported, resume_command, Lines};
 use crate::open::{
     announce_recovery, find_stream, open_existing, open_looking, open_read_only, open_waiting,
     LOCK_WAIT,
@@ -42,8 +44,13 @@ pub struct AppendArgs {
     create: bool,
     /// Refuse to append unless the stream's next offset is exactly N (optimistic concurrency:
     /// pass the next offset you last saw; 0 means the stream must be empty).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "resume_from")]
     expect: Option<u64>,
+    /// Resume an interrupted append of the same input that started at offset START (the
+    /// offset it printed): the stream's events from START must be the input's first lines,
+    /// one by one; the rest is appended. Anything else is refused with nothing written.
+    #[arg(long, value_name = "START")]
+    resume_from: Option<u64>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -97,7 +104,7 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
     let located = Located::split("append", &args.server, args.place.clone(), &["STREAM"], 1)?;
     let stream = located.required(0)?;
     let lines = read_lines(args.file.as_deref())?;
-    if lines.is_empty() {
+    if lines.events.is_empty() {
         return Err(CliError::usage_hint(
             "no events to append: the input has no non-blank lines",
             "pass events one per line on standard input, or with --file FILE",
@@ -105,32 +112,41 @@ pub fn append(args: &AppendArgs) -> Result<ExitCode, CliError> {
     }
     // Checked before anything is opened or created: input the store would refuse must not
     // leave a new store or stream behind.
-    if let Some((line, event)) = (1..)
-        .zip(&lines)
+    if let Some((index, event)) = (0..)
+        .zip(&lines.events)
         .find(|(_, event)| event.len() > kimberlite::MAX_EVENT_BYTES)
     {
         return Err(CliError::usage(format!(
-            "event {line} (non-blank line) is {} bytes, over the limit of {} bytes per event; \
+            "event {} (line {} of {}) is {} bytes, over the limit of {} bytes per event; \
              nothing was written",
+            index + 1,
+            lines.numbers.get(index).copied().unwrap_or_default(),
+            lines.source,
             event.len(),
             kimberlite::MAX_EVENT_BYTES
         )));
     }
     let dir = match &located.place {
+        Place::Server(_) if args.resume_from.is_some() => {
+            return Err(CliError::usage(
+                "--resume-from works on a store directory, not with --server; against a \
+                 server, append the rest with --expect NEXT_OFFSET",
+            ))
+        }
         Place::Server(client) => {
-            return crate::remote::append(client, stream, &lines, args.create, args.expect)
+            return crate::remote::append(client, stream, &lines.events, args.create, args.expect)
         }
         Place::Dir(dir) => dir,
     };
     append_local(args, dir, stream, &lines)
 }
 
-/// `append` into the store in `dir`.
+/// `append` into the store in `dir`: atomic, synced batches, resumable (`import`).
 fn append_local(
     args: &AppendArgs,
     dir: &Path,
     stream: &str,
-    lines: &[Bytes],
+    lines: &Lines,
 ) -> Result<ExitCode, CliError> {
     let store = if args.create {
         let store = open_waiting(dir, Config::default(), LOCK_WAIT)?;
@@ -144,37 +160,80 @@ fn append_local(
         (None, true) => store.create_stream(stream)?,
         (None, false) => find_stream(&store, dir, stream)?,
     };
-    let mut expected = args.expect.map_or(ExpectedOffset::Any, |n| {
-        ExpectedOffset::Exact(Offset::new(n))
-    });
-    let mut first = None;
+    let (start, done) = match args.resume_from {
+        Some(start) => {
+            let start = Offset::new(start);
+            let done = already_imported(&store, id, stream, start, lines)?;
+            (start, done)
+        }
+        None => (
+            args.expect.map_or(store.head(id)?.next_offset, Offset::new),
+            0,
+        ),
+    };
+    let total = lines.events.len();
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "kimberlite".to_owned());
+    let resume = resume_command(&program, dir, stream, args.file.as_deref(), start);
+    if done > 0 {
+        eprintln!(
+            "kimberlite: {done} of the {total} events of {} are already in {stream:?} from \
+             offset {start}",
+            lines.source
+        );
+    }
+    let todo = lines.events.get(done..).unwrap_or_default();
+    let Some(mut expected) = start.checked_add(done as u64) else {
+        return Err(CliError::usage("the offsets of this import overflow"));
+    };
+    if todo.is_empty() {
+        outln!(
+            "nothing to append: all {total} events of {} are in {stream:?} at offsets {}..{}",
+            lines.source,
+            start,
+            expected.as_u64().saturating_sub(1)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "kimberlite: appending {} events to {stream:?} from offset {expected} in atomic \
+         batches of {APPEND_BATCH_EVENTS}; if interrupted, resume with:\n  {resume}",
+        todo.len()
+    );
+    let batches = todo.len().div_ceil(APPEND_BATCH_EVENTS);
+    let mut written = done;
     let mut last = None;
-    for chunk in lines.chunks(APPEND_BATCH_EVENTS) {
-        let result =
-            store
-                .append(id, chunk.iter().cloned(), expected)
-                .map_err(|error| match error {
-                    Error::OffsetConflict { .. } => CliError::Store {
-                        error,
-                        hint: Some(
-                            "read the stream again and retry with its next offset".to_owned(),
-                        ),
-                    },
-                    error => CliError::from(error),
-                })?;
+    for chunk in todo.chunks(APPEND_BATCH_EVENTS) {
+        let result = store
+            .append(id, chunk.iter().cloned(), ExpectedOffset::Exact(expected))
+            .map_err(|error| match error {
+                Error::OffsetConflict { .. } => CliError::Store {
+                    error,
+                    hint: Some("read the stream again and retry with its next offset".to_owned()),
+                },
+                error => CliError::from(error),
+            })?;
         // Persists the active segment's index (with its resume point), so an open after a
         // crash scans only what came after this batch, not the whole segment.
         store.flush_indexes()?;
-        first.get_or_insert(result.first_offset);
-        expected = ExpectedOffset::Exact(result.next_offset);
+        written += chunk.len();
+        if batches > 1 {
+            eprintln!(
+                "kimberlite: durable: events {}..{written} of {total} at offsets {}..{}",
+                written - chunk.len() + 1,
+                result.first_offset,
+                result.next_offset.as_u64().saturating_sub(1)
+            );
+        }
+        expected = result.next_offset;
         last = Some(result);
     }
-    if let (Some(first), Some(last)) = (first, last) {
+    if let Some(last) = last {
         outln!(
-            "appended {} events to {:?} at offsets {}..{}; next offset {}, head {}",
-            lines.len(),
-            stream,
-            first,
+            "appended {} events to {stream:?} at offsets {}..{}; next offset {}, head {}",
+            todo.len(),
+            start.as_u64() + done as u64,
             last.next_offset.as_u64().saturating_sub(1),
             last.next_offset,
             last.head
@@ -183,8 +242,8 @@ fn append_local(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Non-blank lines of `file` or standard input, line endings dropped.
-fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
+/// Non-blank lines of `file` or standard input, line endings dropped, with their line numbers.
+fn read_lines(file: Option<&std::path::Path>) -> Result<Lines, CliError> {
     let (reader, source): (Box<dyn BufRead>, String) = match file {
         Some(path) => {
             let handle = std::fs::File::open(path).map_err(|error| {
@@ -200,18 +259,24 @@ fn read_lines(file: Option<&std::path::Path>) -> Result<Vec<Bytes>, CliError> {
             (Box::new(stdin.lock()), "standard input".to_owned())
         }
     };
-    let mut lines = Vec::new();
-    for line in reader.split(b'\n') {
+    let mut events = Vec::new();
+    let mut numbers = Vec::new();
+    for (number, line) in (1..).zip(reader.split(b'\n')) {
         let mut line =
             line.map_err(|error| CliError::usage(format!("cannot read {source}: {error}")))?;
         if line.last() == Some(&b'\r') {
             line.pop();
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
-            lines.push(Bytes::from(line));
+            events.push(Bytes::from(line));
+            numbers.push(number);
         }
     }
-    Ok(lines)
+    Ok(Lines {
+        events,
+        numbers,
+        source,
+    })
 }
 
 pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {

@@ -36,6 +36,7 @@ mod demo;
 mod display;
 mod error;
 mod events;
+mod import;
 mod inspect;
 mod key;
 mod open;

@@ -23,7 +23,8 @@
 //!    offset, with the `max_bytes` rule; an error is allowed only if a fault was injected during
 //!    that very call (a flipped bit on read).
 //! 4. **A failed append changes nothing visible until restart**, and after restart the log is
-//!    the acknowledged events plus at most a prefix of the failed batch.
+//!    the acknowledged events plus the failed batch whole or not at all; a crash leaves no
+//!    batch in part (the log ends on a batch end).
 //! 5. **Offsets are dense and only move forward**: each append returns exactly
 //!    `expected + batch length`.
 //!
@@ -301,7 +302,7 @@ impl Run {
                     ));
                 }
                 let model = self.models.entry(stream).or_default();
-                model.log.extend(batch);
+                model.push_batch(batch);
                 if fsync {
                     model.durable_len = model.log.len();
                 }
@@ -526,9 +527,7 @@ impl Run {
             let model = self.models.entry(stream).or_default();
             check_survivors(stream, model, &actual, after_crash)?;
             boundaries_changed |= actual.len() != model.log.len();
-            model.log = actual;
-            model.durable_len = model.durable_len.min(model.log.len());
-            model.uncertain.clear();
+            model.take_survivors(actual);
         }
         // The mirror holds acknowledged batches only. When the store now holds something else
         // (a crash cut a batch, or a failed batch survived), rebuild it from what survived:

@@ -85,6 +85,26 @@ pub trait StorageBackend {
 /// Readers share a backend (`&self`) while appends and syncs take it alone (`&mut self`);
 /// the store's own lock decides which.
 pub trait StoreBackend: StorageBackend + Send + Sync {
+    /// [`StorageBackend::append_batch`] of several batches at once, back to back: `events`
+    /// holds batches of `batch_lens[0]`, `batch_lens[1]`, ... events, in order. One call, one
+    /// write and one sync, as for a single batch (group commit's merged runs), but each batch
+    /// keeps its own boundary in the frames (`docs/FORMAT.md`, flag bit 1): a crash in the
+    /// middle of the call leaves the batches written whole and cuts the one it interrupted.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `events` is empty, or if `batch_lens` holds a zero or does not add up to
+    /// `events.len()` ([`batch_ends`]).
+    fn append_batches(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError>;
+
     /// The streams holding at least one record (or damage, or files `open` could not read),
     /// ascending.
     fn streams(&self) -> Vec<StreamId>;
@@ -200,6 +220,28 @@ pub fn check_append(
         })
 }
 
+/// The offsets of the data records that end a batch before the last of `event_count` events
+/// from `first_offset` on, split into batches of `batch_lens` ([`StoreBackend::append_batches`]).
+///
+/// # Panics
+///
+/// Panics if a length is zero or the lengths do not add up to `event_count`: the caller's
+/// bug, which would otherwise mark a boundary inside another writer's batch.
+#[must_use]
+pub fn batch_ends(first_offset: Offset, batch_lens: &[usize], event_count: usize) -> Vec<u64> {
+    assert!(
+        !batch_lens.contains(&0) && batch_lens.iter().sum::<usize>() == event_count,
+        "batch lengths {batch_lens:?} must be non-zero and add up to the {event_count} events"
+    );
+    let mut end = first_offset.as_u64();
+    let mut ends = Vec::with_capacity(batch_lens.len().saturating_sub(1));
+    for len in batch_lens.iter().take(batch_lens.len().saturating_sub(1)) {
+        end += *len as u64;
+        ends.push(end - 1);
+    }
+    ends
+}
+
 /// Checks the postcondition of every `append_batch`: the next offset moved forward by exactly
 /// the batch length.
 ///
@@ -253,6 +295,24 @@ impl std::fmt::Debug for SegmentSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_ends_are_the_last_offsets_of_every_batch_but_the_last() {
+        assert_eq!(batch_ends(Offset::new(10), &[3], 3), Vec::<u64>::new());
+        assert_eq!(batch_ends(Offset::new(10), &[3, 1, 2], 6), vec![12, 13]);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be non-zero and add up")]
+    fn batch_lengths_that_do_not_add_up_panic() {
+        let _ = batch_ends(Offset::ZERO, &[3, 1], 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be non-zero and add up")]
+    fn an_empty_batch_among_several_panics() {
+        let _ = batch_ends(Offset::ZERO, &[3, 0, 2], 5);
+    }
 
     #[test]
     fn offset_advanced_by_batch_length_passes() {

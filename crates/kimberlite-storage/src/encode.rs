@@ -37,6 +37,19 @@ pub(crate) struct BatchPlan {
     /// Restart records, by increasing offset: `(offset, payload)` is a restart record written
     /// just before the data record at `offset`, which must be one of the batch's offsets.
     pub restart_records: Vec<(u64, Bytes)>,
+    /// Offsets, ascending, of the data records that end a batch before the call's last event
+    /// (which always ends one): the boundaries of the writers' batches that one call writes
+    /// back to back (group commit). Empty for a call of one batch.
+    pub batch_ends: Vec<u64>,
+}
+
+impl BatchPlan {
+    /// Whether the data record at `offset`, of a call whose last event is at `last`, is
+    /// followed by more frames of its batch (flag bit 1, `docs/FORMAT.md`).
+    #[must_use]
+    pub fn continues_batch(&self, offset: u64, last: u64) -> bool {
+        offset != last && self.batch_ends.binary_search(&offset).is_err()
+    }
 }
 
 /// One frame of an [`EncodedChunk`]: encoded, not yet linked.
@@ -118,18 +131,28 @@ pub(crate) fn encode_chunk_into(
         .skip_while(|(offset, _)| *offset < first)
         .peekable();
     let mut codec = CodecChoice::new(plan.compression);
+    let last = plan.first_offset + (events.len() as u64).saturating_sub(1);
     for (position, (offset, event)) in (start..).zip((first..).zip(chunk)) {
         let has_prev = position > 0 || plan.head_present;
         if let Some((_, payload)) = restart_records.next_if(|(at, _)| *at == offset) {
+            // A restart record always precedes a data record of its batch.
+            let flags = FrameFlags {
+                has_prev,
+                continues_batch: true,
+            };
             out.push(
                 offset,
                 RecordKind::Restart,
                 CompressionKind::None,
-                has_prev,
+                flags,
                 payload,
             );
         }
-        let compressed = out.push(offset, RecordKind::Data, codec.next(), has_prev, event);
+        let flags = FrameFlags {
+            has_prev,
+            continues_batch: plan.continues_batch(offset, last),
+        };
+        let compressed = out.push(offset, RecordKind::Data, codec.next(), flags, event);
         codec.record(compressed);
     }
 }
@@ -192,13 +215,20 @@ impl CodecChoice {
     }
 }
 
+/// A frame's flag bits, as `crate::record` writes them.
+#[derive(Debug, Clone, Copy)]
+struct FrameFlags {
+    has_prev: bool,
+    continues_batch: bool,
+}
+
 impl EncodedChunk {
     fn push(
         &mut self,
         offset: u64,
         kind: RecordKind,
         compression: CompressionKind,
-        has_prev: bool,
+        flags: FrameFlags,
         payload: &[u8],
     ) -> bool {
         let offset_typed = Offset::new(offset);
@@ -207,7 +237,8 @@ impl EncodedChunk {
             offset_typed,
             kind,
             compression,
-            has_prev,
+            flags.has_prev,
+            flags.continues_batch,
             payload,
         );
         let hash =

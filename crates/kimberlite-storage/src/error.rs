@@ -78,6 +78,18 @@ pub enum RecordError {
     /// The compressed payload does not decompress.
     #[error("record payload does not decompress: {0}")]
     Decompression(String),
+    /// The segment ends inside a batch: whole frames of a batch whose last frame (the one
+    /// without flag bit 1, `docs/FORMAT.md`) was never written.
+    #[error(
+        "a batch never completely written: {data_records} events from offset {first_offset} \
+         on, without the batch's end"
+    )]
+    IncompleteBatch {
+        /// Offset of the batch's first event.
+        first_offset: u64,
+        /// Whole data records of the batch found.
+        data_records: u64,
+    },
 }
 
 /// Where a record's bytes live: a segment and a byte position inside it.

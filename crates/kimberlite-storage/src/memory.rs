@@ -10,7 +10,8 @@
 //! - **Offsets**: dense, advancing by `events.len()` per batch; `expected_offset` and
 //!   `prev_hash` are checked against the head as on disk ([`check_append`]).
 //! - **Record format**: each event is kept as its encoded [`Record`] frame and decoded, checked
-//!   against its chain link and re-hashed on every read, as on disk.
+//!   against its chain link and re-hashed on every read, as on disk; batch boundaries are
+//!   marked in the frames as on disk (flag bit 1), though nothing here can cut a batch short.
 //! - **Notional segment rotation**: the same [`SegmentTable`] as `Storage` decides segment
 //!   boundaries, so `segment_count` and `completed_segments` match the on-disk backend on the
 //!   same workload. The data is not really partitioned.
@@ -46,7 +47,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{CompressionKind, Offset, RecordKind, StreamId};
 
 use crate::backend::{
-    assert_offset_advanced, check_append, SegmentSync, StorageBackend, StoreBackend,
+    assert_offset_advanced, batch_ends, check_append, SegmentSync, StorageBackend, StoreBackend,
 };
 use crate::chain::{decode_at, ChainCursor};
 use crate::error::{Location, StorageError};
@@ -260,10 +261,12 @@ impl Default for MemoryStorage {
     }
 }
 
-/// Encodes a batch into one buffer; returns the buffer, each frame's range in it and each
-/// record's chain hash.
+/// Encodes a call's batches into one buffer, ending a batch after each offset of `ends` and
+/// at the last event; returns the buffer, each frame's range in it and each record's chain
+/// hash.
 fn encode_batch(
     events: &[Bytes],
+    ends: &[u64],
     first_offset: Offset,
     mut prev_hash: Option<ChainHash>,
 ) -> (Bytes, Vec<(usize, usize)>, Vec<ChainHash>) {
@@ -272,13 +275,16 @@ fn encode_batch(
     let mut ranges = Vec::with_capacity(events.len());
     let mut hashes = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
+        let offset = first_offset.as_u64() + index as u64;
+        let ends_batch = index + 1 == events.len() || ends.binary_search(&offset).is_ok();
         let record = Record::with_compression(
-            Offset::new(first_offset.as_u64() + index as u64),
+            Offset::new(offset),
             prev_hash,
             RecordKind::Data,
             CompressionKind::None,
             event.clone(),
-        );
+        )
+        .with_batch_continues(!ends_batch);
         let start = buffer.len();
         let len = record.encode_into(&mut buffer);
         ranges.push((start, start + len));
@@ -327,43 +333,17 @@ impl StorageBackend for MemoryStorage {
         events: Vec<Bytes>,
         expected_offset: Offset,
         prev_hash: Option<ChainHash>,
-        _fsync: bool,
+        fsync: bool,
     ) -> Result<(Offset, ChainHash), StorageError> {
-        assert!(!events.is_empty(), "cannot append empty batch");
-
-        let (head_offset, head_hash) = self
-            .streams
-            .get(&stream_id)
-            .map_or((Offset::ZERO, None), |s| (s.next_offset(), s.head_hash()));
-        check_append(
+        let count = events.len();
+        self.append_batches(
             stream_id,
-            &events,
+            events,
+            &[count],
             expected_offset,
             prev_hash,
-            head_offset,
-            head_hash,
-        )?;
-
-        // Everything that can fail has been checked: from here on the batch is committed.
-        let (buffer, ranges, hashes) = encode_batch(&events, head_offset, head_hash);
-        let stream = self.streams.entry(stream_id).or_default();
-        for ((event, (start, end)), hash) in events.iter().zip(ranges).zip(hashes) {
-            let position = stream.segments.active().logical_size_bytes;
-            stream.records.push(StoredRecord {
-                frame: buffer.slice(start..end),
-                hash,
-                position,
-            });
-            stream.segments.record_appended(event.len());
-        }
-        stream.segments.end_batch(self.max_segment_size);
-
-        let next_offset = stream.next_offset();
-        assert_offset_advanced(expected_offset, next_offset, events.len());
-        let last_hash = stream
-            .head_hash()
-            .expect("a non-empty batch was just appended");
-        Ok((next_offset, last_hash))
+            fsync,
+        )
     }
 
     fn read_from(
@@ -435,6 +415,52 @@ static NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
 
 /// Memory has no files: syncs are no-ops, and nothing is recovered at open.
 impl StoreBackend for MemoryStorage {
+    fn append_batches(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        _fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        assert!(!events.is_empty(), "cannot append empty batch");
+        let ends = batch_ends(expected_offset, batch_lens, events.len());
+        let (head_offset, head_hash) = self
+            .streams
+            .get(&stream_id)
+            .map_or((Offset::ZERO, None), |s| (s.next_offset(), s.head_hash()));
+        check_append(
+            stream_id,
+            &events,
+            expected_offset,
+            prev_hash,
+            head_offset,
+            head_hash,
+        )?;
+
+        // Everything that can fail has been checked: from here on the batch is committed.
+        let (buffer, ranges, hashes) = encode_batch(&events, &ends, head_offset, head_hash);
+        let stream = self.streams.entry(stream_id).or_default();
+        for ((event, (start, end)), hash) in events.iter().zip(ranges).zip(hashes) {
+            let position = stream.segments.active().logical_size_bytes;
+            stream.records.push(StoredRecord {
+                frame: buffer.slice(start..end),
+                hash,
+                position,
+            });
+            stream.segments.record_appended(event.len());
+        }
+        stream.segments.end_batch(self.max_segment_size);
+
+        let next_offset = stream.next_offset();
+        assert_offset_advanced(expected_offset, next_offset, events.len());
+        let last_hash = stream
+            .head_hash()
+            .expect("a non-empty batch was just appended");
+        Ok((next_offset, last_hash))
+    }
+
     fn holds(&self, stream: StreamId) -> bool {
         self.streams.contains_key(&stream)
     }

@@ -454,3 +454,28 @@ proptest! {
         }
     }
 }
+
+/// Batch boundaries are marked in the frames as on disk: every frame of a batch but its last
+/// continues it, and each batch of one call keeps its own end.
+#[test]
+fn frames_mark_each_batch_end_as_on_disk() {
+    let mut storage = MemoryStorage::new();
+    append(&mut storage, STREAM, events(&["a", "b"]));
+    storage
+        .append_batches(
+            STREAM,
+            events(&["c", "d", "e", "f"]),
+            &[1, 3],
+            Offset::new(2),
+            storage.latest_chain_hash(STREAM).unwrap(),
+            false,
+        )
+        .unwrap();
+    let continues: Vec<bool> = (0..6)
+        .map(|offset| {
+            let frame = storage.frame(STREAM, Offset::new(offset)).unwrap();
+            Record::from_bytes(&frame).unwrap().0.continues_batch()
+        })
+        .collect();
+    assert_eq!(continues, [true, false, false, true, true, false]);
+}

@@ -8,7 +8,8 @@
 //!      4     1  version      u8   = 3
 //!      5     1  kind         u8   0 = Data, 1 = Restart record
 //!      6     1  compression  u8   0 = None, 1 = Lz4
-//!      7     1  flags        u8   bit 0: prev_hash present; other bits must be 0
+//!      7     1  flags        u8   bit 0: prev_hash present; bit 1: the batch continues
+//!                                  after this frame; other bits must be 0
 //!      8     8  offset       u64
 //!     16     4  payload_len  u32  uncompressed payload length
 //!     20     n  payload      n = frame_len - 56 stored (possibly compressed) bytes
@@ -21,6 +22,13 @@
 //!
 //! The record's chain hash ([`Record::compute_hash`]) is not stored in its own frame: the next
 //! record stores it as its `prev_hash`, so each frame carries the link to its predecessor.
+//!
+//! Flag bit 1 marks batch boundaries: every frame of a batch but its last has it set, so a
+//! batch ends at the first frame without it, and a frame with it set at the end of a segment
+//! belongs to a batch that was never completely written (recovery cuts it as a torn tail,
+//! `docs/INTERNALS.md`, "Recovery"). The CRC covers it; the chain hash does not (it says
+//! where a batch ends, not what the stream holds). Frames without the bit are each a whole
+//! batch, which is how every frame written before the bit existed reads.
 //!
 //! The link sits at the end of the frame, just before the CRC, for the same reason the chain
 //! hash takes it last: everything before it (header, compression, payload copy and their CRC)
@@ -67,6 +75,10 @@ pub const MAX_PAYLOAD_LEN: usize = 64 * 1024 * 1024;
 pub const MAX_FRAME_LEN: usize = RECORD_OVERHEAD + MAX_PAYLOAD_LEN;
 
 const FLAG_HAS_PREV_HASH: u8 = 0b0000_0001;
+/// Flag bit 1: the frame is not the last of its batch.
+const FLAG_BATCH_CONTINUES: u8 = 0b0000_0010;
+/// Every flag bit a frame may have set.
+const KNOWN_FLAGS: u8 = FLAG_HAS_PREV_HASH | FLAG_BATCH_CONTINUES;
 
 const _: () = {
     assert!(RECORD_HEADER_LEN == 20);
@@ -104,6 +116,7 @@ pub struct Record {
     kind: RecordKind,
     compression: CompressionKind,
     payload: Bytes,
+    continues_batch: bool,
 }
 
 impl Record {
@@ -134,7 +147,23 @@ impl Record {
             kind,
             compression,
             payload,
+            continues_batch: false,
         }
+    }
+
+    /// The same record, marked as not the last frame of its batch (`continues`) or as the
+    /// last one. Not covered by the chain hash (flag bit 1, `docs/FORMAT.md`).
+    #[must_use]
+    pub fn with_batch_continues(mut self, continues: bool) -> Self {
+        self.continues_batch = continues;
+        self
+    }
+
+    /// Whether more frames of this record's batch follow it (flag bit 1); false for the last
+    /// frame of a batch, and for every frame written before batches were marked.
+    #[must_use]
+    pub fn continues_batch(&self) -> bool {
+        self.continues_batch
     }
 
     /// The record's offset. A restart record carries the offset of the next data record.
@@ -212,6 +241,7 @@ impl Record {
             self.kind,
             self.compression,
             self.prev_hash.is_some(),
+            self.continues_batch,
             &self.payload,
         );
         frame.link(out, self.prev_hash.as_ref());
@@ -256,7 +286,7 @@ impl Record {
         let compression = CompressionKind::from_byte(compression_byte)
             .ok_or(RecordError::UnknownCompression(compression_byte))?;
         let flags = byte_at(frame, FLAGS_AT);
-        if flags & !FLAG_HAS_PREV_HASH != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(RecordError::UnknownFlags(flags));
         }
         let offset = Offset::new(le_u64(frame, OFFSET_AT));
@@ -282,6 +312,7 @@ impl Record {
             kind,
             compression,
             payload,
+            continues_batch: flags & FLAG_BATCH_CONTINUES != 0,
         };
         Ok((record, frame_len))
     }
@@ -334,8 +365,9 @@ impl UnlinkedFrame {
 /// Appends the frame of a record to `out`, all but its link ([`UnlinkedFrame::link`] writes
 /// that): the part of encoding that does not need the predecessor's chain hash, so any thread
 /// can do it ahead of the chain. `has_prev` is whether the record will have a predecessor
-/// (every data record but the one at offset 0). The payload is stored LZ4-compressed when
-/// `compression` asks for it and that makes it smaller.
+/// (every data record but the one at offset 0); `continues_batch` whether it is not the last
+/// frame of its batch. The payload is stored LZ4-compressed when `compression` asks for it
+/// and that makes it smaller.
 ///
 /// # Panics
 ///
@@ -347,6 +379,7 @@ pub fn encode_unlinked(
     kind: RecordKind,
     compression: CompressionKind,
     has_prev: bool,
+    continues_batch: bool,
     payload: &[u8],
 ) -> UnlinkedFrame {
     assert!(
@@ -362,7 +395,13 @@ pub fn encode_unlinked(
     out.push(RECORD_FORMAT_VERSION);
     out.push(kind.as_byte());
     out.push(CompressionKind::None.as_byte());
-    out.push(if has_prev { FLAG_HAS_PREV_HASH } else { 0 });
+    let prev_flag = if has_prev { FLAG_HAS_PREV_HASH } else { 0 };
+    let batch_flag = if continues_batch {
+        FLAG_BATCH_CONTINUES
+    } else {
+        0
+    };
+    out.push(prev_flag | batch_flag);
     out.extend_from_slice(&offset.as_u64().to_le_bytes());
     out.extend_from_slice(&len_u32(payload.len()).to_le_bytes());
     let payload_at = out.len();
@@ -427,6 +466,8 @@ pub struct FrameHint {
     pub offset: Offset,
     /// Whether the header claims a restart record.
     pub is_restart: bool,
+    /// Whether the header claims more frames of its batch follow (flag bit 1).
+    pub continues_batch: bool,
     /// The uncompressed payload length the header claims.
     pub payload_len: u64,
 }
@@ -446,6 +487,7 @@ pub fn peek_frame(bytes: &[u8]) -> Result<FrameHint, RecordError> {
         frame_len,
         offset: Offset::new(le_u64(bytes, OFFSET_AT)),
         is_restart: RecordKind::from_byte(byte_at(bytes, KIND_AT)) == Some(RecordKind::Restart),
+        continues_batch: byte_at(bytes, FLAGS_AT) & FLAG_BATCH_CONTINUES != 0,
         payload_len: u64::from(le_u32(bytes, PAYLOAD_LEN_AT)),
     })
 }

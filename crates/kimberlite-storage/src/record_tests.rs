@@ -168,7 +168,7 @@ fn resealed_bad_fields_are_each_reported() {
         (VERSION_AT, 9, RecordError::UnsupportedVersion(9)),
         (KIND_AT, 5, RecordError::UnknownKind(5)),
         (COMPRESSION_AT, 7, RecordError::UnknownCompression(7)),
-        (FLAGS_AT, 0b10, RecordError::UnknownFlags(0b10)),
+        (FLAGS_AT, 0b100, RecordError::UnknownFlags(0b100)),
     ];
     for (at, value, expected) in cases {
         let mut frame = frame_of(&record);
@@ -176,6 +176,32 @@ fn resealed_bad_fields_are_each_reported() {
         reseal(&mut frame);
         assert_eq!(decode(frame).unwrap_err(), expected);
     }
+}
+
+#[test]
+fn the_batch_bit_is_kept_checksummed_and_outside_the_chain_hash() {
+    let prev = Some(hash_of(1));
+    let last = Record::new(Offset::new(4), prev, Bytes::from_static(b"abc"));
+    let inner = last.clone().with_batch_continues(true);
+    let (last_frame, inner_frame) = (frame_of(&last), frame_of(&inner));
+    assert_eq!(last_frame[FLAGS_AT], 0b01, "the last frame of a batch");
+    assert_eq!(
+        inner_frame[FLAGS_AT], 0b11,
+        "a frame the batch continues after"
+    );
+    let (decoded, _) = decode(inner_frame.clone()).unwrap();
+    assert!(decoded.continues_batch());
+    assert!(!decode(last_frame.clone()).unwrap().0.continues_batch());
+    assert_eq!(decoded.compute_hash(), last.compute_hash());
+    // A flipped batch bit is caught by the CRC like any other bit.
+    let mut flipped = last_frame;
+    flipped[FLAGS_AT] ^= 0b10;
+    assert!(matches!(
+        decode(flipped).unwrap_err(),
+        RecordError::ChecksumMismatch { .. }
+    ));
+    let hint = peek_frame(&inner_frame).unwrap();
+    assert!(hint.continues_batch);
 }
 
 #[test]
@@ -463,6 +489,7 @@ fn unlinked_frames_linked_later_equal_encode_into() {
             record.kind(),
             record.compression(),
             record.prev_hash().is_some(),
+            record.continues_batch(),
             record.payload(),
         ));
     }
@@ -490,6 +517,7 @@ fn linking_a_frame_to_a_predecessor_it_was_not_encoded_for_panics() {
         RecordKind::Data,
         CompressionKind::None,
         false,
+        false,
         b"first",
     );
     frame.link(&mut out, Some(&hash_of(1)));
@@ -505,6 +533,7 @@ fn linking_a_frame_outside_its_buffer_panics() {
         RecordKind::Data,
         CompressionKind::None,
         true,
+        false,
         b"event",
     );
     frame.link(&mut out[..10], Some(&hash_of(1)));

@@ -249,7 +249,10 @@ fn a_torn_tail_past_the_indexed_end_is_truncated_as_before() {
     let active = flushed_store(dir.path());
     {
         let mut storage = Storage::open_with(dir.path(), config()).unwrap();
-        append_events(&mut storage, STREAM, COUNT, 8, 4, false);
+        append_events(&mut storage, STREAM, COUNT, 7, 4, false);
+        // The last record a batch of its own: a torn write of it cuts it alone (row 4), not
+        // its batch (row 10).
+        append_events(&mut storage, STREAM, COUNT + 7, 1, 1, false);
     }
     let (segment, index) = active_paths(dir.path(), active);
     let past = frames_past(&segment, indexed_len(&index));

@@ -13,14 +13,16 @@ use kimberlite_types::{Offset, StreamId};
 
 const STREAM: StreamId = StreamId::new(1);
 
-/// Writes `count` events (in batches of 3) and returns the config used.
+/// Writes `count` events (in batches of 3, the last event a batch of its own, so that a torn
+/// write of it cuts it alone: rows 3–5, not row 10) and returns the config used.
 fn write_store(dir: &std::path::Path, count: u64) -> StorageConfig {
     let config = StorageConfig {
         max_segment_size: 700,
         ..small_config()
     };
     let mut storage = Storage::open_with(dir, config).unwrap();
-    append_events(&mut storage, STREAM, 0, count, 3, false);
+    append_events(&mut storage, STREAM, 0, count - 1, 3, false);
+    append_events(&mut storage, STREAM, count - 1, 1, 1, false);
     config
 }
 

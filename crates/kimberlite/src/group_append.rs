@@ -147,7 +147,8 @@ impl Kimberlite {
 
     /// Appends `run` (requests for stream `id`, in queue order): one request alone as it
     /// comes; several that [`Request::joins_a_run`] with one backend call, which writes their
-    /// events as one batch, in order, and each caller gets the offsets and the chain head of
+    /// events in order, each request's events as a batch of its own (all-or-nothing across a
+    /// crash, whatever becomes of the others), and each caller gets the offsets and the chain head of
     /// its own events, as if it had been appended alone right after the one before it.
     fn append_run(
         &self,
@@ -159,8 +160,11 @@ impl Kimberlite {
             return self.append_each(state, id, run);
         }
         let events: Vec<Bytes> = run.iter().flat_map(|r| r.events.iter().cloned()).collect();
+        let batch_lens: Vec<usize> = run.iter().map(|request| request.events.len()).collect();
         let mut head = state.heads.get(&id).and_then(|heads| heads.written.hash);
-        let merged = match self.append_locked(state, id, events, ExpectedOffset::Any) {
+        let merged =
+            self.append_batches_locked(state, id, events, &batch_lens, ExpectedOffset::Any);
+        let merged = match merged {
             Ok(merged) => merged,
             Err(error) if self.inner.commit.failed() => {
                 // The write failed and the store stopped (fail-stop): the first caller gets the

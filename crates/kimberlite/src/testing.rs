@@ -88,6 +88,28 @@ impl StorageBackend for FaultyStorage {
 
 /// Every sync (whole, or begun for group commit) and every flush is one injected flush.
 impl StoreBackend for FaultyStorage {
+    fn append_batches(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        if self.faults.fail_appends.load(Ordering::SeqCst) {
+            return Err(Faults::injected("append"));
+        }
+        self.memory.append_batches(
+            stream_id,
+            events,
+            batch_lens,
+            expected_offset,
+            prev_hash,
+            fsync,
+        )
+    }
+
     fn streams(&self) -> Vec<StreamId> {
         self.memory.streams()
     }

@@ -26,6 +26,21 @@ impl Kimberlite {
         events: Vec<Bytes>,
         expected: ExpectedOffset,
     ) -> Result<AppendResult> {
+        let count = events.len();
+        self.append_batches_locked(state, id, events, &[count], expected)
+    }
+
+    /// [`Self::append_locked`] of several callers' batches in one backend call (group
+    /// commit's merged runs): `events` holds batches of `batch_lens` events, each kept
+    /// all-or-nothing across a crash on its own (`StoreBackend::append_batches`).
+    pub(crate) fn append_batches_locked(
+        &self,
+        state: &mut State,
+        id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
         if self.inner.commit.failed() {
             return Err(Error::Poisoned);
         }
@@ -56,9 +71,14 @@ impl Kimberlite {
         let count = events.len();
         let fsync = self.inner.config.durability == Durability::SyncEachAppend;
         let tree_events = state.merkle.enabled().then(|| events.clone());
-        let outcome = state
-            .backend
-            .append_batch(id, events, head.next_offset, head.hash, fsync);
+        let outcome = state.backend.append_batches(
+            id,
+            events,
+            batch_lens,
+            head.next_offset,
+            head.hash,
+            fsync,
+        );
         let (next_offset, hash) = outcome.map_err(|source| {
             if !is_plain_refusal(&source) {
                 self.inner.commit.poison();

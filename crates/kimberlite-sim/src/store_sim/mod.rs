@@ -30,7 +30,11 @@
 //!    and an offset it holds. Other errors are allowed only after a failed write or sync (a
 //!    full disk) since open; the store is then poisoned, must refuse the next append
 //!    (fail-stop), and is reopened with nothing durable lost.
+//! 6. **No partial batch survives a crash** (`batches`): after every reopen each append's
+//!    events are all there, back to back, or none of them; a crash tears the last unsynced
+//!    write at any byte, which can leave whole frames of a batch.
 
+mod batches;
 mod check;
 mod model;
 mod run;

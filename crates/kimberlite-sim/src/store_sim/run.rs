@@ -7,6 +7,7 @@ use kimberlite::{CompressionKind, Config, Durability, Kimberlite, Offset};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::batches::check_whole_batches;
 use super::model::{check_survivors, FailedBatches};
 use super::state::{Check, StoreRun, StoreSimOptions, STORE_DIR};
 use crate::fs::{FaultConfig, SimFileSystem};
@@ -192,6 +193,7 @@ impl StoreRun {
                 .map(|event| event.payload)
                 .collect();
             check_survivors(model, &events, &self.failed, crash)
+                .and_then(|()| check_whole_batches(&events))
                 .map_err(|error| format!("{name} after reopen: {error}"))?;
             model.events = events;
         }

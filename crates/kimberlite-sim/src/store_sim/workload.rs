@@ -7,6 +7,7 @@ use kimberlite::{AppendResult, Durability, Error, ExpectedOffset, Offset, Stream
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::batches::event_payload;
 use super::state::{Check, StoreRun, APPENDERS_MAX, STREAMS_MAX};
 use super::turns::run_jobs;
 
@@ -44,10 +45,11 @@ impl StoreRun {
                 break;
             };
             let count = self.rng.random_range(1..=8usize);
+            let batch = format!("{name}/{}/{thread}", self.step);
             let events = (0..count)
                 .map(|i| {
                     let padding = "x".repeat(self.rng.random_range(0..200));
-                    Bytes::from(format!("{name}/{}/{thread}/{i}/{padding}", self.step))
+                    event_payload(&batch, i, count, &padding)
                 })
                 .collect();
             let len = self.models.get(&name).map_or(0, |model| model.events.len()) as u64;

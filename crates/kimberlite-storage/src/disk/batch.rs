@@ -137,13 +137,14 @@ impl BatchWriter<'_> {
 
 impl<F: FileSystem> Storage<F> {
     /// Encodes `events` (the batch for stream `id`, which exists and is not damaged, after
-    /// its head), links them to the chain and writes them at the end of its active segment,
-    /// syncing with `fsync`. Returns what each frame is and the chain hash of the last event.
+    /// its head, ending batches after the offsets in `batch_ends` and at its last event), links
+    /// them to the chain and writes them at the end of its active segment, syncing with `fsync`. Returns what each frame is and the chain hash of the last event.
     /// On error the file is cut back to where the batch began.
     pub(super) fn write_batch(
         &mut self,
         id: StreamId,
         events: Vec<Bytes>,
+        batch_ends: Vec<u64>,
         fsync: bool,
     ) -> Result<(Vec<SeenRecord>, Option<ChainHash>), StorageError> {
         let Self {
@@ -171,6 +172,7 @@ impl<F: FileSystem> Storage<F> {
                 segment.segment_num,
                 active.index.last_restart(),
             ),
+            batch_ends,
         };
         let path = active.path.clone();
         let base = active.index.summary.len_bytes;

@@ -34,6 +34,8 @@
 //! | 8 | anything else that does not decode (bytes follow)  | bad      | –     | any        | damage                |
 //! | 9a| frame decodes, wrong offset                        | ok       | bad   | any        | damage                |
 //! | 9b| frame decodes, right offset, wrong `prev_hash`     | ok       | bad   | any        | report, scan on       |
+//! | 10| rows 1 or 3–5, whole frames of a batch that never ended before `p` (§): the batch starts at `b` | – | ok | `b >= W` | torn: truncate to `b` |
+//! | 10'| the same                                          | –        | ok    | `b < W`    | damage                |
 //!
 //! (†) Unless the bytes to EOF are a whole frame whose CRC checks once its length prefix is set
 //! to them: a flipped bit in the last record's prefix, row 8
@@ -41,6 +43,13 @@
 //! (‡) Its CRC field, or a 512-byte sector's share of the frame, reads all zero, as bytes a
 //! write never got to do; a whole frame with changed bytes is row 8
 //! ([`super::scan::shows_unwritten_bytes`]).
+//!
+//! (§) The batch's frames all carry flag bit 1 ("the batch continues", `docs/FORMAT.md`) and
+//! the frame that would have ended it is missing: the writer stopped in the middle of one
+//! `append_batch` call's batch. A batch is acknowledged only once whole (and synced, when
+//! durability is asked), and the watermark only ever lies on a batch boundary, so the cut
+//! bytes were never acknowledged as durable. Row 10 turns "any prefix of an unsynced batch"
+//! (what a crash in the middle of its writes leaves) into "none of it".
 //!
 //! *Truncate* copies the cut bytes to `torn/` in the stream's directory (`quarantine`), then
 //! cuts the file back to the last whole record and fsyncs it; the report says so and names
@@ -87,13 +96,13 @@ use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
 use super::resume::{read_stored, resume_head, scan_active};
-use super::scan::{ScanEnd, ScanTarget};
+use super::scan::{OpenBatch, ScanEnd, ScanTarget};
 use super::segment_file::{
     parse_segment_file_name, segment_path, HeaderError, SegmentBytes, SegmentHeader,
     SEGMENT_HEADER_LEN, SEGMENT_VERSION,
 };
 use super::stream::{io_error, Damage, SegmentFiles, StreamState};
-use crate::error::{Location, StorageError};
+use crate::error::{Location, RecordError, StorageError};
 use crate::record::Record;
 use crate::recovery_report::{RecoveryAction, RecoveryReport};
 use crate::rotation::{SegmentMeta, SegmentTable};
@@ -292,7 +301,7 @@ impl<F: FileSystem> Opener<'_, F> {
 
     /// Opens, scans and (per the decision table) repairs the active segment.
     fn open_active(
-        self,
+        mut self,
         num: u32,
         entry: Option<&ManifestSegment>,
     ) -> Result<StreamState<F>, StorageError> {
@@ -345,7 +354,7 @@ impl<F: FileSystem> Opener<'_, F> {
         let target = self.target(num, &path);
         let stored = read_stored(self.fs, self.dir, &target);
         let mut bytes = SegmentBytes::file(&file, len);
-        let scan = scan_active(&target, &mut bytes, stored.as_ref(), previous.as_ref())?;
+        let mut scan = scan_active(&target, &mut bytes, stored.as_ref(), previous.as_ref())?;
         self.report.records_scanned += scan.records;
         if let Some(error) = &scan.chain_break {
             // Row 9b: reported, left in place; reads that reach it fail on it.
@@ -355,42 +364,47 @@ impl<F: FileSystem> Opener<'_, F> {
             });
         }
         let watermark = entry.map_or(HEADER_LEN, |entry| entry.file_size_bytes);
+        let open_batch = scan.open_batch.as_ref().map(OpenBatch::position);
+        if open_batch.is_some_and(|start| start >= watermark) {
+            // Row 10: the batch the segment ends in is cut whole, with any torn write after it.
+            if let (Some(start), Some(reason)) = (open_batch, scan.drop_open_batch()) {
+                self.cut_tail(&mut file, &path, num, (start, len), &reason)?;
+            }
+        }
         let good_len = scan.index.summary.len_bytes;
         let location = Location {
             segment: num,
             position: good_len,
             file: Some(path.clone()),
         };
+        let missing = |location| StorageError::MissingRecords {
+            stream: self.stream,
+            offset: Offset::new(scan.index.summary.next_offset),
+            location,
+        };
+        let corrupt = |location, source| StorageError::CorruptRecord {
+            stream: self.stream,
+            offset: Offset::new(scan.index.summary.next_offset),
+            location,
+            source,
+        };
         let error = match scan.end {
-            ScanEnd::Clean if good_len >= watermark => None,
-            ScanEnd::Clean => Some(StorageError::MissingRecords {
-                stream: self.stream,
-                offset: Offset::new(scan.index.summary.next_offset),
-                location,
-            }),
-            ScanEnd::Torn { position, reason } if position >= watermark => {
-                let io = |e| io_error(&path, e);
-                let kept_in = keep_torn_tail(self.fs, self.dir, num, &file, position, len)
-                    .map_err(|e| io_error(&self.dir.join(TORN_DIR), e))?;
-                file.set_len(position).map_err(io)?;
-                file.sync_data().map_err(io)?;
-                self.report.actions.push(RecoveryAction::TornTailTruncated {
-                    stream: self.stream,
-                    file: path.clone(),
-                    from_len: len,
-                    to_len: position,
-                    reason: reason.to_string(),
-                    kept_in,
-                });
+            ScanEnd::Corrupt(error) => Some(error),
+            ScanEnd::Clean if good_len < watermark => Some(missing(location)),
+            ScanEnd::Torn { position, reason } if position < watermark => {
+                Some(corrupt(location, reason))
+            }
+            // Row 10': a batch left open across the watermark, which only ever lies between
+            // batches.
+            _ if open_batch.is_some() => {
+                let reason = scan.open_batch.take().map(|open| open.reason);
+                reason.map(|reason| corrupt(location, reason))
+            }
+            ScanEnd::Clean => None,
+            ScanEnd::Torn { position, reason } => {
+                self.cut_tail(&mut file, &path, num, (position, len), &reason)?;
                 None
             }
-            ScanEnd::Torn { reason, .. } => Some(StorageError::CorruptRecord {
-                stream: self.stream,
-                offset: Offset::new(scan.index.summary.next_offset),
-                location,
-                source: reason,
-            }),
-            ScanEnd::Corrupt(error) => Some(error),
         };
         let damage = error.and_then(|error| {
             let stream = self.stream;
@@ -427,6 +441,32 @@ impl<F: FileSystem> Opener<'_, F> {
             index_dirty,
             chain_break,
         })
+    }
+
+    /// Keeps bytes `from..to` of the active segment `num` in `torn/`, cuts the file back to
+    /// `from` and reports it (rows 3–5 and 10).
+    fn cut_tail(
+        &mut self,
+        file: &mut F::File,
+        path: &Path,
+        num: u32,
+        (from, to): (u64, u64),
+        reason: &RecordError,
+    ) -> Result<(), StorageError> {
+        let io = |e| io_error(path, e);
+        let kept_in = keep_torn_tail(self.fs, self.dir, num, file, from, to)
+            .map_err(|e| io_error(&self.dir.join(TORN_DIR), e))?;
+        file.set_len(from).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        self.report.actions.push(RecoveryAction::TornTailTruncated {
+            stream: self.stream,
+            file: path.to_path_buf(),
+            from_len: to,
+            to_len: from,
+            reason: reason.to_string(),
+            kept_in,
+        });
+        Ok(())
     }
 
     fn finish(mut self, active: Active<F>) -> Result<StreamState<F>, StorageError> {

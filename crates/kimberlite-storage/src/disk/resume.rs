@@ -21,7 +21,7 @@
 //! a crash dropped writes the index was not supposed to cover, falls back); the first frame
 //! decodes at the header's end with the first offset and links to the previous segment's
 //! head; the last covered data record decodes at its recorded position with the recorded
-//! offset and hashes to the recorded head; and what follows it up to the covered end is
+//! offset, hashes to the recorded head and ends a batch; and what follows it up to the covered end is
 //! whole restart record frames repeating that head. Anything else falls back to the full scan,
 //! which decides as it always did.
 
@@ -130,7 +130,9 @@ pub fn check_resume_point<H: FileHandle>(
     }
     let (record, len) = frame(bytes, last, end)?;
     let last_offset = summary.next_offset - 1;
+    // The index is written only between batches, so its last record ends one.
     if record.is_restart()
+        || record.continues_batch()
         || record.offset().as_u64() != last_offset
         || record.compute_hash() != head
     {

@@ -3,6 +3,12 @@
 //! [`ChainCursor`], every chain link, builds the segment's index, and classifies how the
 //! segment ends: cleanly, at an unfinished (torn) write, or at corruption (rows 3–9 of the
 //! decision table in `recovery`).
+//!
+//! It also follows batch boundaries (flag bit 1 of each frame, `docs/FORMAT.md`): whole
+//! frames after the last frame that ends a batch belong to a batch that was never completely
+//! written. When a segment ends there (cleanly or torn) the scan says where that batch starts
+//! ([`Scan::open_batch`], row 10 of the table), and recovery, when it cuts the batch, puts the
+//! scan back to the end of the last whole batch ([`Scan::drop_open_batch`]).
 
 use std::path::Path;
 
@@ -10,7 +16,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileHandle;
-use super::index::{SeenRecord, SegmentIndex};
+use super::index::{SeenRecord, SegmentIndex, SegmentSummary};
 use super::segment_file::SegmentBytes;
 use super::stream::io_error;
 use crate::chain::ChainCursor;
@@ -33,6 +39,23 @@ pub enum ScanEnd {
     Corrupt(StorageError),
 }
 
+/// A batch whose whole frames run to the end of the segment, or to a torn write, without the
+/// frame that ends it (row 10).
+pub struct OpenBatch {
+    /// The scan's state where the batch starts.
+    start: BatchEnd,
+    /// [`RecordError::IncompleteBatch`]: where the batch starts, how much of it there is.
+    pub reason: RecordError,
+}
+
+impl OpenBatch {
+    /// Where the batch's first frame starts.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.start.position()
+    }
+}
+
 /// The result of scanning a segment.
 pub struct Scan {
     /// The index of every whole record before the end.
@@ -46,6 +69,36 @@ pub struct Scan {
     pub chain_break: Option<StorageError>,
     /// Whole frames decoded (the recovery report sums them: how much open had to read).
     pub records: u64,
+    /// The batch the segment ends in, if its end is not a batch's end (and is clean or torn).
+    pub open_batch: Option<OpenBatch>,
+    /// The head the scan started from (a resumed scan's).
+    head: Option<ChainHash>,
+}
+
+impl Scan {
+    /// Puts the scan back where [`Self::open_batch`] starts (index, head, end): what the
+    /// segment is once that batch is cut off. Returns why it was cut, `None` when the
+    /// segment ends on a batch's end.
+    pub fn drop_open_batch(&mut self) -> Option<RecordError> {
+        let open = self.open_batch.take()?;
+        open.start.restore(&mut self.index);
+        self.last_hash = last_hash(open.start.cursor, open.start.last_data, self.head);
+        self.end = ScanEnd::Clean;
+        Some(open.reason)
+    }
+}
+
+/// The chain hash of the last data record a scan passed: the cursor's when it linked them,
+/// else the record's own; `head` (where the scan started) when it passed none.
+fn last_hash(
+    cursor: Option<ChainCursor>,
+    last_data: Option<Record>,
+    head: Option<ChainHash>,
+) -> Option<ChainHash> {
+    match cursor {
+        Some(cursor) if last_data.is_some() => cursor.prev_hash(),
+        _ => last_data.as_ref().map(Record::compute_hash).or(head),
+    }
 }
 
 /// One segment to scan.
@@ -95,6 +148,7 @@ pub fn scan_from<H: FileHandle>(
     let mut position = index.summary.len_bytes;
     let mut chain_break = None;
     let mut records = 0u64;
+    let mut batch_end = BatchEnd::at(&index, None, cursor);
     let end = loop {
         if position >= len {
             break ScanEnd::Clean;
@@ -158,22 +212,72 @@ pub fn scan_from<H: FileHandle>(
         };
         index.push(seen, target.index_interval);
         records += 1;
+        let ends_batch = !record.continues_batch();
         if !record.is_restart() {
             last_data = Some(record);
         }
         position += frame_len as u64;
+        if ends_batch {
+            batch_end = BatchEnd::at(&index, last_data.clone(), cursor);
+        }
     };
-    let last_hash = match cursor {
-        Some(cursor) if last_data.is_some() => cursor.prev_hash(),
-        _ => last_data.as_ref().map(Record::compute_hash).or(head),
+    // Row 10: whole frames of a batch that never ended, at the end of the segment.
+    let open_batch = match end {
+        ScanEnd::Clean | ScanEnd::Torn { .. } if batch_end.position() < position => {
+            let first_offset = batch_end.summary.next_offset;
+            Some(OpenBatch {
+                reason: RecordError::IncompleteBatch {
+                    first_offset,
+                    data_records: index.summary.next_offset - first_offset,
+                },
+                start: batch_end,
+            })
+        }
+        _ => None,
     };
+    let last_hash = last_hash(cursor, last_data, head);
     Ok(Scan {
         index,
         last_hash,
         end,
         chain_break,
         records,
+        open_batch,
+        head,
     })
+}
+
+/// The scan's state just after the last frame that ended a batch: where a segment that ends
+/// inside the next batch is cut back to.
+struct BatchEnd {
+    summary: SegmentSummary,
+    restart_entries: usize,
+    data_entries: usize,
+    last_data: Option<Record>,
+    cursor: Option<ChainCursor>,
+}
+
+impl BatchEnd {
+    fn at(index: &SegmentIndex, last_data: Option<Record>, cursor: Option<ChainCursor>) -> Self {
+        Self {
+            summary: index.summary,
+            restart_entries: index.restart_records.len(),
+            data_entries: index.data.len(),
+            last_data,
+            cursor,
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.summary.len_bytes
+    }
+
+    /// Puts `index` back as it was here (it only grew since).
+    fn restore(&self, index: &mut SegmentIndex) {
+        index.summary = self.summary;
+        index.restart_records.truncate(self.restart_entries);
+        index.data.truncate(self.data_entries);
+    }
 }
 
 /// Times a frame that does not decode is read again before the scan believes it.
@@ -376,7 +480,7 @@ fn plausible_header(header: &[u8], candidate: u64, len: u64, expected: Offset) -
         && header.get(4) == Some(&RECORD_FORMAT_VERSION)
         && small(5, 1)
         && small(6, 1)
-        && small(7, 1)
+        && small(7, 3)
         && offset >= expected.as_u64()
         && offset - expected.as_u64() <= len - candidate
 }

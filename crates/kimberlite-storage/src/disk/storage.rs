@@ -17,7 +17,7 @@ use super::recovery::open_stream;
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
 use crate::backend::{
-    assert_offset_advanced, check_append, SegmentSync, StorageBackend, StoreBackend,
+    assert_offset_advanced, batch_ends, check_append, SegmentSync, StorageBackend, StoreBackend,
 };
 use crate::error::StorageError;
 use crate::parallel::{Encoder, VerifyPool};
@@ -277,63 +277,15 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
         fsync: bool,
     ) -> Result<(Offset, ChainHash), StorageError> {
         assert!(!events.is_empty(), "cannot append empty batch");
-        self.check_poisoned()?;
-        // Before anything else: an unopened stream must never look new (its files would be
-        // created again over the ones open could not read).
-        self.refuse_unopened(stream_id)?;
-        let (head_offset, head_hash) = match self.streams.get(&stream_id) {
-            Some(state) => match &state.damage {
-                Some(damage) => return Err(damage.to_error(stream_id)),
-                None => (state.next_offset(), state.head),
-            },
-            None => (Offset::ZERO, None),
-        };
-        check_append(
+        let count = events.len();
+        self.append_batches(
             stream_id,
-            &events,
+            events,
+            &[count],
             expected_offset,
             prev_hash,
-            head_offset,
-            head_hash,
-        )?;
-
-        if !self.streams.contains_key(&stream_id) {
-            let created = self.create_stream(stream_id);
-            self.poison_on_error(created)?;
-        }
-        let event_count = events.len();
-        let written = self.write_batch(stream_id, events, fsync);
-        let (seen, last_hash) = self.poison_on_error(written)?;
-
-        // The batch is written (and synced when asked): commit it in memory.
-        let interval = self.config.index_interval;
-        let max_segment_size = self.config.max_segment_size;
-        let Some(state) = self.streams.get_mut(&stream_id) else {
-            // Unreachable: the stream was found or created above.
-            return Err(StorageError::Poisoned {
-                context: format!("stream {stream_id} vanished during append"),
-            });
-        };
-        if let Some(active) = state.segments.last_mut() {
-            for record in &seen {
-                active.index.push(*record, interval);
-                if !record.is_restart {
-                    state.table.record_appended(record.payload_len);
-                }
-            }
-        }
-        state.head = last_hash;
-        state.index_dirty = true;
-        let next_offset = state.next_offset();
-        assert_offset_advanced(expected_offset, next_offset, event_count);
-        let last_hash = last_hash.expect("a non-empty batch has a last hash");
-        if let Some(num) = state.table.end_batch(max_segment_size) {
-            // The batch itself is committed; a failure here poisons the store, so the next
-            // call reports it, but this batch is not reported as failed.
-            let rotated = self.rotate(stream_id, num);
-            let _ = self.poison_on_error(rotated);
-        }
-        Ok((next_offset, last_hash))
+            fsync,
+        )
     }
 
     /// Readers run side by side (`&self`). The store's verify threads serve one read at a
@@ -413,6 +365,76 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
 }
 
 impl<F: FileSystem> StoreBackend for Storage<F> {
+    fn append_batches(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        assert!(!events.is_empty(), "cannot append empty batch");
+        let ends = batch_ends(expected_offset, batch_lens, events.len());
+        self.check_poisoned()?;
+        // Before anything else: an unopened stream must never look new (its files would be
+        // created again over the ones open could not read).
+        self.refuse_unopened(stream_id)?;
+        let (head_offset, head_hash) = match self.streams.get(&stream_id) {
+            Some(state) => match &state.damage {
+                Some(damage) => return Err(damage.to_error(stream_id)),
+                None => (state.next_offset(), state.head),
+            },
+            None => (Offset::ZERO, None),
+        };
+        check_append(
+            stream_id,
+            &events,
+            expected_offset,
+            prev_hash,
+            head_offset,
+            head_hash,
+        )?;
+
+        if !self.streams.contains_key(&stream_id) {
+            let created = self.create_stream(stream_id);
+            self.poison_on_error(created)?;
+        }
+        let event_count = events.len();
+        let written = self.write_batch(stream_id, events, ends, fsync);
+        let (seen, last_hash) = self.poison_on_error(written)?;
+
+        // The batch is written (and synced when asked): commit it in memory.
+        let interval = self.config.index_interval;
+        let max_segment_size = self.config.max_segment_size;
+        let Some(state) = self.streams.get_mut(&stream_id) else {
+            // Unreachable: the stream was found or created above.
+            return Err(StorageError::Poisoned {
+                context: format!("stream {stream_id} vanished during append"),
+            });
+        };
+        if let Some(active) = state.segments.last_mut() {
+            for record in &seen {
+                active.index.push(*record, interval);
+                if !record.is_restart {
+                    state.table.record_appended(record.payload_len);
+                }
+            }
+        }
+        state.head = last_hash;
+        state.index_dirty = true;
+        let next_offset = state.next_offset();
+        assert_offset_advanced(expected_offset, next_offset, event_count);
+        let last_hash = last_hash.expect("a non-empty batch has a last hash");
+        if let Some(num) = state.table.end_batch(max_segment_size) {
+            // The batch itself is committed; a failure here poisons the store, so the next
+            // call reports it, but this batch is not reported as failed.
+            let rotated = self.rotate(stream_id, num);
+            let _ = self.poison_on_error(rotated);
+        }
+        Ok((next_offset, last_hash))
+    }
+
     fn holds(&self, stream: StreamId) -> bool {
         self.streams
             .get(&stream)

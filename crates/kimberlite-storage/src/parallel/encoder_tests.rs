@@ -56,6 +56,7 @@ fn reference(
     let mut out = Vec::new();
     let mut prev = head;
     let codecs = codecs(events, plan.compression);
+    let last = plan.first_offset + events.len() as u64 - 1;
     for ((offset, event), codec) in (plan.first_offset..).zip(events).zip(codecs) {
         if let Some((_, payload)) = plan.restart_records.iter().find(|(at, _)| *at == offset) {
             Record::with_compression(
@@ -65,15 +66,18 @@ fn reference(
                 CompressionKind::None,
                 payload.clone(),
             )
+            .with_batch_continues(true)
             .encode_into(&mut out);
         }
+        let ends_batch = offset == last || plan.batch_ends.contains(&offset);
         let record = Record::with_compression(
             Offset::new(offset),
             prev,
             RecordKind::Data,
             codec,
             event.clone(),
-        );
+        )
+        .with_batch_continues(!ends_batch);
         record.encode_into(&mut out);
         prev = Some(record.compute_hash());
     }
@@ -107,11 +111,16 @@ fn plan(first_offset: u64, head: Option<ChainHash>, compression: CompressionKind
         .filter(|offset| *offset > 0 && offset % 50 == 0)
         .map(|offset| (offset, Bytes::from_static(b"cp")))
         .collect();
+    // Writers' batches of 1, 2, 3, ... events, back to back, as group commit merges them.
+    let batch_ends = (1..100u64)
+        .map(|n| first_offset + n * (n + 1) / 2 - 1)
+        .collect();
     BatchPlan {
         first_offset,
         head_present: head.is_some(),
         compression,
         restart_records,
+        batch_ends,
     }
 }
 
@@ -268,6 +277,7 @@ fn lz4_is_given_up_in_a_chunk_of_incompressible_events_and_probed() {
         head_present: false,
         compression: CompressionKind::Lz4,
         restart_records: Vec::new(),
+        batch_ends: Vec::new(),
     };
     let job = BatchJob::new(events.clone(), plan.clone());
     assert_eq!(link_all(&job, None), reference(&events, &plan, None));

@@ -152,6 +152,7 @@ pub fn altered(record: &kimberlite_storage::Record) -> kimberlite_storage::Recor
         CompressionKind::None,
         Bytes::from(payload),
     )
+    .with_batch_continues(record.continues_batch())
 }
 
 /// A temp dir for tests that open a store thousands of times or rotate on every batch: on

@@ -109,6 +109,20 @@ impl<F: FileSystem> Opener<'_, F> {
             }),
             ScanEnd::Corrupt(error) => Some(error),
         };
+        // A batch never spans two segments: one left open in a completed segment is damage.
+        let problem = problem.or_else(|| {
+            let open = scan.open_batch.as_ref()?;
+            Some(StorageError::CorruptRecord {
+                stream: self.stream,
+                offset: Offset::new(scan.index.summary.next_offset),
+                location: Location {
+                    segment: num,
+                    position: open.position(),
+                    file: Some(path.to_path_buf()),
+                },
+                source: open.reason.clone(),
+            })
+        });
         match (problem, entry) {
             (None, Some(entry)) if !summary_matches(&scan.index, entry) => {
                 let reason = "segment content disagrees with the manifest".to_owned();
