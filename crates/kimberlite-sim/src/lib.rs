@@ -25,7 +25,7 @@ pub mod outcome;
 pub mod simulator;
 pub mod store_sim;
 
-pub use fs::{FaultConfig, FaultCounts, SimFileSystem};
-pub use outcome::{RunStats, Violation};
+pub use fs::{FaultConfig, FaultCounts, SimFileSystem, Snapshot};
+pub use outcome::{AttackCounts, RunStats, Violation};
 pub use simulator::{run_seed, SimOptions, SimStorage};
 pub use store_sim::{run_store_seed, StoreSimOptions};

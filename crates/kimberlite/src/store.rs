@@ -141,12 +141,21 @@ impl Kimberlite {
     /// no lock is taken, so it opens beside a live writer, seeing what is on disk now. Works
     /// on a read-only copy. Appends and new streams are refused ([`Error::ReadOnly`]).
     pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
-        let fs = ReadOnlyFs::new(OsFileSystem);
+        Self::open_read_only_with_fs(OsFileSystem, dir, config)
+    }
+
+    /// [`Kimberlite::open_read_only`] on the file system `fs` (a simulated one, a read-only
+    /// mount): every change stays in memory ([`ReadOnlyFs`]), `fs` sees reads only.
+    pub fn open_read_only_with_fs<F: FileSystem + Clone>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<Self> {
         let config = Config {
             read_only: true,
             ..config.create_if_missing(false)
         };
-        Self::open_with_fs(fs, dir, config)
+        Self::open_with_fs(ReadOnlyFs::new(fs), dir, config)
     }
 
     /// Whether the store was opened with [`Kimberlite::open_read_only`]: its recovery report

@@ -31,8 +31,11 @@
 //!    full disk) since open; the store is then poisoned, must refuse the next append
 //!    (fail-stop), and is reopened with nothing durable lost.
 
+mod attack;
 mod check;
+mod forge;
 mod model;
+mod read_only;
 mod run;
 mod state;
 mod turns;
