@@ -126,7 +126,7 @@ impl fmt::Display for RunStats {
             "seeds {} | ops {} (appends {}, reads {}) | crashes {}, restarts {} | faults injected: \
              read flips {}, sync failures {}, write failures {}, torn writes {}, dropped unsynced \
              ops {} | faults detected {} | verifications {} ({} in pieces; {} pauses, {} pause \
-             points refused after reopen)",
+             points refused after reopen) | read-only opens {} (writable opens refused {})",
             self.seeds,
             self.ops,
             self.appends,
@@ -142,7 +142,9 @@ impl fmt::Display for RunStats {
             self.verifications,
             self.verifications_in_pieces,
             self.verify_pauses,
-            self.pause_points_refused
+            self.pause_points_refused,
+            self.attacks.read_only_opens,
+            self.attacks.writable_opens_refused
         )
     }
 }
