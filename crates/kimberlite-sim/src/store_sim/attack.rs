@@ -33,9 +33,11 @@ pub(super) enum Demand {
     /// The path named as damage: by the open's error, the recovery report, `verify_all` or a
     /// refused call.
     Named(PathBuf),
-    /// `verify_all` not intact, naming each of these streams (data the store has evidence of
-    /// is missing or its tree is forged).
+    /// `verify_all` not intact, naming each of these streams (its tree is forged).
     Reported(Vec<StreamId>),
+    /// `verify_all` not intact, naming each of these streams and the events missing, up to
+    /// the count the store has evidence of (its Merkle leaves).
+    Lost(Vec<(StreamId, u64)>),
     /// Nothing more (derived data the store may rebuild from the log).
     Nothing,
 }
@@ -160,16 +162,18 @@ impl StoreRun {
             return None;
         }
         self.stats.attacks.dirs_removed += 1;
-        let lost: Vec<StreamId> = ids
+        let lost: Vec<(StreamId, u64)> = ids
             .values()
-            .copied()
-            .filter(|id| forge::leaves(&self.fs, *id) > 0)
-            .filter(|id| path == store.join("streams") || path == forge::stream_dir(*id).as_path())
+            .map(|id| (*id, forge::leaves(&self.fs, *id)))
+            .filter(|(id, leaves)| {
+                let removed = path == store.join("streams") || path == forge::stream_dir(*id);
+                removed && *leaves > 0
+            })
             .collect();
         Some(if lost.is_empty() {
             Demand::Nothing
         } else {
-            Demand::Reported(lost)
+            Demand::Lost(lost)
         })
     }
 
@@ -209,7 +213,7 @@ impl StoreRun {
                 self.stats.attacks.reported += 1;
                 Ok(())
             }
-            Demand::Reported(_) => {
+            Demand::Reported(_) | Demand::Lost(_) => {
                 self.stats.attacks.reported += 1;
                 Ok(())
             }
@@ -255,8 +259,22 @@ impl StoreRun {
             if let Some(named) = &named {
                 if let Some(missing) = streams.iter().find(|id| !named.contains(id)) {
                     return Err(format!(
-                        "stream {missing} lost data the store has evidence of, and verify_all \
-                         does not name it: {verified:?}"
+                        "stream {missing}: its tree was forged, and verify_all does not name \
+                         it: {verified:?}"
+                    ));
+                }
+            }
+        }
+        if let (Demand::Lost(streams), Ok(report)) = (demand, &verified) {
+            for (id, evidence) in streams {
+                let says = |p: &kimberlite::Problem| {
+                    p.stream == *id && p.reason.contains(&format!("..{evidence}"))
+                };
+                if !report.problems.iter().any(says) {
+                    return Err(format!(
+                        "stream {id} lost events the store holds {evidence} leaves of, and \
+                         verify_all does not say which: {:?}",
+                        report.problems
                     ));
                 }
             }
@@ -318,6 +336,7 @@ impl StoreRun {
             }
             Err(error) => said.push_str(&format!("{error}\n")),
         }
+        self.check_reads_from(store, name, id, &events, claimed, said)?;
         match store.tree_head(id) {
             Ok(head) => {
                 let size = usize::try_from(head.tree_size).unwrap_or(usize::MAX);
@@ -339,6 +358,42 @@ impl StoreRun {
                 self.check_proof(store, name, id, &events, head.tree_size, said)?;
             }
             Err(error) => said.push_str(&format!("{error}\n")),
+        }
+        Ok(())
+    }
+
+    /// Reads from random offsets (where a forged index would send them) return the
+    /// acknowledged events from there, or fail; when `claimed`, at least one.
+    fn check_reads_from(
+        &mut self,
+        store: &Kimberlite,
+        name: &str,
+        id: StreamId,
+        events: &[bytes::Bytes],
+        claimed: bool,
+        said: &mut String,
+    ) -> Check {
+        for _ in 0..3 {
+            let from = self.rng.random_range(0..=events.len());
+            let max_bytes = self.rng.random_range(1..4_096);
+            let read = match store.read(id, Offset::new(from as u64), max_bytes) {
+                Ok(read) => read,
+                Err(error) if !claimed => {
+                    said.push_str(&format!("{error}\n"));
+                    continue;
+                }
+                Err(error) => return Err(format!("{name}: read from {from}: {error}")),
+            };
+            let expected = events.get(from..).unwrap_or_default();
+            let same = read.iter().zip(expected).all(|(a, b)| a.payload == b);
+            let short = claimed && read.is_empty() && !expected.is_empty();
+            if !same || read.len() > expected.len() || short {
+                return Err(format!(
+                    "{name}: a read from {from} of the attacked store returned {} events, not \
+                     the acknowledged ones from there",
+                    read.len()
+                ));
+            }
         }
         Ok(())
     }
