@@ -19,11 +19,13 @@
 //! | bit flip on read | each read, with `read_flip_probability` | one bit of the returned bytes is flipped; the stored bytes are fine (a transient or latent read error) | report an error, never return the flipped data |
 //! | failed sync | each `sync_data`, with `sync_fail_probability` | returns an error; the data may or may not have become durable | stop accepting writes (fail-stop) until reopened |
 //! | full disk | each write, with `write_fail_probability` | a random prefix of the write lands, then `StorageFull` | leave the log as before; fail-stop |
-//! | link or special file | [`SimFileSystem::place`] | the entry is listed; opening, creating or walking through it is refused (`UnexpectedEntry`) | report it as damage naming the path; never follow it |
+//! | link or wrong entry type | [`SimFileSystem::place`], [`SimFileSystem::place_link`] (pointing outside the store) | the entry is listed; opening, creating or walking through it is refused (`UnexpectedEntry`); `rename` replaces a link and refuses a directory, as `rename(2)` | report it as damage naming the path; never follow it |
+//! | tampering at rest | [`SimFileSystem::write_raw`], [`SimFileSystem::remove_dir_all`] (durable at once) | files rewritten (forged), directories gone | never sign, prove or return what the log does not hold; report lost data |
+//! | read-only mount | [`SimFileSystem::set_read_only`] | every change fails with `ReadOnlyFilesystem` and is counted; [`FileSystem::open_readonly`] handles cannot write | a read-only open changes nothing; a writable one fails saying so |
 //!
-//! Not modelled: misdirected writes, corruption of durable bytes at rest (that is tampering,
-//! tested on real files by the storage crate's tests), directories that vanish (directories are
-//! durable once created), and concurrent access (the engine is driven by one thread).
+//! [`SimFileSystem::snapshot`] and [`SimFileSystem::restore`] undo an attack and prove that a
+//! read-only open changed nothing. Not modelled: misdirected writes, bit rot at rest (tested on
+//! real files by the storage crate's tests), and concurrent access (one writer process).
 //!
 //! # Assumptions about real media (what the engine trusts)
 //!

@@ -30,6 +30,10 @@
 //!    and an offset it holds. Other errors are allowed only after a failed write or sync (a
 //!    full disk) since open; the store is then poisoned, must refuse the next append
 //!    (fail-stop), and is reopened with nothing durable lost.
+//! 6. **Attacks at rest are caught, never believed** (`attack`, `forge`, `read_only`): links
+//!    and wrong entry types are named and never followed, forged trees and watermarks and
+//!    removed data are reported, nothing is signed, proven or read that the acknowledged events
+//!    do not hold, and a read-only open over a read-only mount changes nothing.
 
 mod attack;
 mod check;
