@@ -1,7 +1,7 @@
 //! The whole-store simulator's attack rounds as CI runs them (`store_sim/attack.rs`): links
 //! and wrong entry types, derived files forged consistently, directories removed, read-only
-//! mounts; and proof that the checks catch a file system that follows links and a read-only
-//! open that writes.
+//! mounts; and proof that the checks catch a file system that follows links, a read-only open
+//! that writes, and a store blind to the attacks.
 
 use kimberlite_sim::{run_store_seed, RunStats, StoreSimOptions};
 
@@ -77,4 +77,27 @@ fn a_read_only_open_that_writes_is_caught() {
             .any(|v| v.contains("a read-only open changed the file system")),
         "{violations:?}"
     );
+}
+
+/// A store that does not see the attacks (each is undone before it opens) answers as an
+/// intact one: every demand must then be reported missed.
+#[test]
+fn a_store_blind_to_attacks_is_caught() {
+    let options = StoreSimOptions {
+        unseen_attacks: true,
+        faults: false,
+        attack_probability: 0.5,
+        ..options()
+    };
+    let (_, violations) = run_all(&options, 0..SEEDS);
+    for missed in [
+        "never named as damage",
+        "its tree was forged",
+        "does not say which",
+    ] {
+        assert!(
+            violations.iter().any(|v| v.contains(missed)),
+            "{missed}: {violations:?}"
+        );
+    }
 }

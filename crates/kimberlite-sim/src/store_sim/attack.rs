@@ -62,6 +62,9 @@ impl StoreRun {
             if std::env::var_os("KIMBERLITE_SIM_TRACE").is_some() {
                 eprintln!("step {}: attack, demanding {demand:?}", self.step);
             }
+            if self.options.unseen_attacks {
+                self.fs.restore(&before);
+            }
             self.fs.set_follow_links(self.options.follow_links);
             let result = self.open_attacked(&ids, &demand, &before);
             self.fs.set_follow_links(false);

@@ -31,6 +31,9 @@ pub struct StoreSimOptions {
     /// Test-only breakage: the read-only open is a writable one on a writable file system. A
     /// correct checker must report the changes it makes.
     pub lie_read_only: bool,
+    /// Test-only breakage: each attack is undone before the store opens, as if the store did
+    /// not see it. A correct checker must report every report the attack demanded and missed.
+    pub unseen_attacks: bool,
 }
 
 impl Default for StoreSimOptions {
@@ -42,6 +45,7 @@ impl Default for StoreSimOptions {
             attack_probability: 0.03,
             follow_links: false,
             lie_read_only: false,
+            unseen_attacks: false,
         }
     }
 }
