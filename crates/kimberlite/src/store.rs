@@ -182,9 +182,11 @@ impl Kimberlite {
             .map_err(|e| Error::io(format!("resolving {}", named.display()), e))?;
         prepare_dir(&fs, &dir, config.create_if_missing)?;
         let backend = open_disk(fs.clone(), &dir, &config)?;
+        let refused = lost::refused_entries(&fs, &dir);
         let files = Files {
             fs: Arc::new(fs),
             dir,
+            refused,
         };
         Self::recover(Box::new(backend), config, Some(files))
     }
@@ -295,7 +297,12 @@ impl Kimberlite {
     /// deleting a stream's last events looks like: tools show these to the operator.
     #[must_use]
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.read_state().backend.recovery_report().clone()
+        let mut report = self.read_state().backend.recovery_report().clone();
+        let refused = self.inner.files.iter().flat_map(|files| &files.refused);
+        report
+            .actions
+            .extend(refused.map(|path| RecoveryAction::UnexpectedEntry { path: path.clone() }));
+        report
     }
 
     /// The torn tails recovery has cut off this store's streams, on this open or any earlier

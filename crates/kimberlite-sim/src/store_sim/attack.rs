@@ -52,6 +52,7 @@ impl StoreRun {
             return Ok(());
         };
         self.plant_outside();
+        self.keep_checkpoint(&ids);
         let before = self.fs.snapshot();
         let demand = match self.rng.random_range(0..3) {
             0 => self.attack_entry(),
@@ -101,6 +102,23 @@ impl StoreRun {
             .write_raw(&outside.join("dir/victim"), b"not the store's either");
     }
 
+    /// Keeps a checkpoint of a random stream at its durable size under `checkpoints/`, as the
+    /// CLI does (evidence of its length, and entries for the attacks to replace).
+    fn keep_checkpoint(&mut self, ids: &BTreeMap<String, StreamId>) {
+        let names: Vec<&String> = ids.keys().collect();
+        let Some(name) = names.choose(&mut self.rng).map(|name| (*name).clone()) else {
+            return;
+        };
+        let size = self.models.get(&name).map_or(0, |model| model.durable);
+        let Some(id) = ids.get(&name) else { return };
+        let path = Path::new(STORE_DIR)
+            .join(kimberlite::CHECKPOINT_DIR)
+            .join(format!("{:020}", id.as_u64()))
+            .join(format!("{size:020}.checkpoint"));
+        let body = format!("kimberlite-sim/{name}\n{size}\nroot\n\n— signature\n");
+        self.fs.write_raw(&path, body.as_bytes());
+    }
+
     /// A link (pointing outside), a fifo, a directory where a file belongs or a file where a
     /// directory belongs, in place of a random entry of the store.
     fn attack_entry(&mut self) -> Option<Demand> {
@@ -148,12 +166,16 @@ impl StoreRun {
         })
     }
 
-    /// Removes a stream's directory, `streams/`, `merkle/` or one of its directories, or a
-    /// `torn/` directory: where the store holds evidence of the removed events (their Merkle
+    /// Removes a stream's directory, `streams/`, `merkle/` or one of its directories,
+    /// `checkpoints/` or a `torn/` directory: where the store holds evidence of the removed events (their Merkle
     /// leaves), `verify` must report them.
     fn attack_removal(&mut self, ids: &BTreeMap<String, StreamId>) -> Option<Demand> {
         let store = Path::new(STORE_DIR);
-        let mut pool: Vec<PathBuf> = vec![store.join("streams"), store.join("merkle")];
+        let mut pool: Vec<PathBuf> = vec![
+            store.join("streams"),
+            store.join("merkle"),
+            store.join(kimberlite::CHECKPOINT_DIR),
+        ];
         pool.extend(self.fs.dirs().into_iter().filter(|dir| {
             let parent = dir.parent();
             parent == Some(&store.join("streams"))
