@@ -55,11 +55,13 @@ fn a_file_system_that_follows_links_is_caught() {
         attack_probability: 0.5,
         ..options()
     };
-    let (_, violations) = run_all(&options, 0..8);
-    assert!(
-        violations.iter().any(|v| v.contains("outside the store")),
-        "{violations:?}"
-    );
+    // Most seeds fail first on a link never named (the store read through it); some seed soon
+    // has the store write through one.
+    let caught = (0..64).find(|seed| {
+        run_store_seed(*seed, &options)
+            .is_err_and(|violation| violation.message.contains("outside the store"))
+    });
+    assert!(caught.is_some(), "no write outside the store was caught");
 }
 
 #[test]
