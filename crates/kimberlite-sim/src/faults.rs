@@ -45,6 +45,9 @@ pub struct FaultCounts {
     pub torn_writes: u64,
     /// Unsynced operations dropped by crashes.
     pub dropped_operations: u64,
+    /// Changes refused by a read-only mount or a handle opened read-only
+    /// ([`crate::SimFileSystem::set_read_only`]): a read-only open must make none.
+    pub read_only_refusals: u64,
 }
 
 impl FaultCounts {

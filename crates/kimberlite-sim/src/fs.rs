@@ -19,11 +19,13 @@
 //! | bit flip on read | each read, with `read_flip_probability` | one bit of the returned bytes is flipped; the stored bytes are fine (a transient or latent read error) | report an error, never return the flipped data |
 //! | failed sync | each `sync_data`, with `sync_fail_probability` | returns an error; the data may or may not have become durable | stop accepting writes (fail-stop) until reopened |
 //! | full disk | each write, with `write_fail_probability` | a random prefix of the write lands, then `StorageFull` | leave the log as before; fail-stop |
-//! | link or special file | [`SimFileSystem::place`] | the entry is listed; opening, creating or walking through it is refused (`UnexpectedEntry`) | report it as damage naming the path; never follow it |
+//! | link or wrong entry type | [`SimFileSystem::place`], [`SimFileSystem::place_link`] (pointing outside the store) | the entry is listed; opening, creating or walking through it is refused (`UnexpectedEntry`); `rename` replaces a link and refuses a directory, as `rename(2)` | report it as damage naming the path; never follow it |
+//! | tampering at rest | [`SimFileSystem::write_raw`], [`SimFileSystem::remove_dir_all`] (durable at once) | files rewritten (forged), directories gone | never sign, prove or return what the log does not hold; report lost data |
+//! | read-only mount | [`SimFileSystem::set_read_only`] | every change fails with `ReadOnlyFilesystem` and is counted; [`FileSystem::open_readonly`] handles cannot write | a read-only open changes nothing; a writable one fails saying so |
 //!
-//! Not modelled: misdirected writes, corruption of durable bytes at rest (that is tampering,
-//! tested on real files by the storage crate's tests), directories that vanish (directories are
-//! durable once created), and concurrent access (the engine is driven by one thread).
+//! [`SimFileSystem::snapshot`] and [`SimFileSystem::restore`] undo an attack and prove that a
+//! read-only open changed nothing. Not modelled: misdirected writes, bit rot at rest (tested on
+//! real files by the storage crate's tests), and concurrent access (one writer process).
 //!
 //! # Assumptions about real media (what the engine trusts)
 //!
@@ -40,143 +42,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use kimberlite_storage::{EntryKind, FileHandle, FileSystem, UnexpectedEntry};
+use kimberlite_storage::{EntryKind, FileSystem, UnexpectedEntry};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use self::state::{apply, children, Inode, PendingOp, State};
+
 pub use crate::faults::{FaultConfig, FaultCounts};
+pub use file::{SimFile, SimLock};
+pub use state::Snapshot;
 
-#[derive(Debug, Clone)]
-enum PendingOp {
-    Write { position: u64, data: Vec<u8> },
-    SetLen(u64),
-}
-
-#[derive(Debug, Clone, Default)]
-struct Inode {
-    durable: Vec<u8>,
-    current: Vec<u8>,
-    pending: Vec<PendingOp>,
-}
-
-fn apply(image: &mut Vec<u8>, op: &PendingOp) {
-    match op {
-        PendingOp::Write { position, data } => {
-            let start = *position as usize;
-            let end = start + data.len();
-            if image.len() < end {
-                image.resize(end, 0);
-            }
-            if let Some(target) = image.get_mut(start..end) {
-                target.copy_from_slice(data);
-            }
-        }
-        PendingOp::SetLen(len) => image.resize(*len as usize, 0),
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    rng: ChaCha8Rng,
-    faults: FaultConfig,
-    faults_enabled: bool,
-    counts: FaultCounts,
-    inodes: BTreeMap<u64, Inode>,
-    next_inode: u64,
-    entries: BTreeMap<PathBuf, u64>,
-    durable_entries: BTreeMap<PathBuf, u64>,
-    dirs: BTreeSet<PathBuf>,
-    locks: BTreeSet<PathBuf>,
-    /// Links and special files (`SimFileSystem::place`): listed, never opened or walked into.
-    specials: BTreeMap<PathBuf, EntryKind>,
-    /// One-shot flips: the next read of `path` covering file byte `position` flips its low bit.
-    planned_flips: Vec<(PathBuf, u64)>,
-    /// Bumped by every crash: handles and locks from before it are dead.
-    generation: u64,
-}
-
-impl State {
-    fn roll(&mut self, probability: f64) -> bool {
-        self.faults_enabled && probability > 0.0 && self.rng.random_bool(probability.min(1.0))
-    }
-
-    /// Applies read faults to `buf`, just read from `path` at file `position`: a planned flip
-    /// covering those bytes (always), else a random one (with `read_flip_probability`).
-    fn read_faults(&mut self, path: &Path, position: u64, buf: &mut [u8]) {
-        let end = position.saturating_add(buf.len() as u64);
-        let planned = self
-            .planned_flips
-            .iter()
-            .position(|(at_path, at)| at_path == path && (position..end).contains(at));
-        if let Some(index) = planned {
-            let (_, at) = self.planned_flips.remove(index);
-            if let Some(byte) = buf.get_mut((at - position) as usize) {
-                *byte ^= 1;
-            }
-            self.counts.read_flips += 1;
-            return;
-        }
-        self.maybe_flip(buf);
-    }
-
-    fn maybe_flip(&mut self, buf: &mut [u8]) {
-        let probability = self.faults.read_flip_probability;
-        if buf.is_empty() || !self.roll(probability) {
-            return;
-        }
-        let at = self.rng.random_range(0..buf.len());
-        let bit = self.rng.random_range(0..8u32);
-        if let Some(byte) = buf.get_mut(at) {
-            *byte ^= 1 << bit;
-        }
-        self.counts.read_flips += 1;
-    }
-
-    fn inode(&mut self, id: u64) -> io::Result<&mut Inode> {
-        self.inodes
-            .get_mut(&id)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "inode is gone"))
-    }
-
-    /// Refuses `path` when it or a directory above it is a link or a special file, as the
-    /// real file system does (`kimberlite_storage`'s `nofollow` module).
-    fn refuse_special(&self, path: &Path, expected: EntryKind) -> io::Result<()> {
-        let hit = path
-            .ancestors()
-            .find_map(|at| Some((at, *self.specials.get(at)?)));
-        match hit {
-            Some((at, found)) => Err(UnexpectedEntry {
-                path: at.to_path_buf(),
-                found,
-                expected: if at == path { expected } else { EntryKind::Dir },
-            }
-            .into_io()),
-            None => Ok(()),
-        }
-    }
-
-    fn lookup(&self, path: &Path) -> io::Result<u64> {
-        self.refuse_special(path, EntryKind::File)?;
-        self.entries.get(path).copied().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: no such file", path.display()),
-            )
-        })
-    }
-
-    fn check_parent(&self, path: &Path) -> io::Result<()> {
-        match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() && !self.dirs.contains(parent) => {
-                Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{}: no such directory", parent.display()),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-}
+mod file;
+mod state;
+mod tamper;
 
 /// A simulated file system shared by the engine (through [`FileSystem`]) and the simulator
 /// (through the inherent methods). Cloning shares the same files.
@@ -201,6 +79,9 @@ impl SimFileSystem {
             dirs: BTreeSet::new(),
             locks: BTreeSet::new(),
             specials: BTreeMap::new(),
+            link_targets: BTreeMap::new(),
+            follow_links: false,
+            read_only: false,
             planned_flips: Vec::new(),
             generation: 0,
         };
@@ -210,11 +91,7 @@ impl SimFileSystem {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a simulator bug; the state is still usable for
-        // reporting it.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        state::lock(&self.state)
     }
 
     /// Turns fault injection on or off (crash losses are not faults: they always apply).
@@ -230,15 +107,6 @@ impl SimFileSystem {
         self.lock()
             .planned_flips
             .push((path.to_path_buf(), position));
-    }
-
-    /// Puts a link (or a special file: `EntryKind::Other`) at `path`, replacing what was there:
-    /// an attacker's entry inside a store, which the engine must refuse, not follow.
-    pub fn place(&self, path: &Path, kind: EntryKind) {
-        let mut state = self.lock();
-        state.entries.remove(path);
-        state.dirs.remove(path);
-        state.specials.insert(path.to_path_buf(), kind);
     }
 
     /// The faults injected so far.
@@ -299,144 +167,16 @@ impl SimFileSystem {
     }
 }
 
-/// The entries of `map` directly inside `dir`, in order.
-fn children<'a, V>(
-    map: &'a BTreeMap<PathBuf, V>,
-    dir: &'a Path,
-) -> impl Iterator<Item = &'a PathBuf> + 'a {
-    map.range::<Path, _>((std::ops::Bound::Excluded(dir), std::ops::Bound::Unbounded))
-        .map(|(entry, _)| entry)
-        .take_while(move |entry| entry.starts_with(dir))
-        .filter(move |entry| entry.parent() == Some(dir))
-}
-
-/// An open simulated file.
-#[derive(Debug)]
-pub struct SimFile {
-    fs: SimFileSystem,
-    inode: u64,
-    generation: u64,
-    path: PathBuf,
-}
-
-impl SimFile {
-    fn state(&self) -> io::Result<MutexGuard<'_, State>> {
-        let state = self.fs.lock();
-        if state.generation != self.generation {
-            return Err(io::Error::other(format!(
-                "{}: handle from before a crash",
-                self.path.display()
-            )));
-        }
-        Ok(state)
-    }
-}
-
-impl FileHandle for SimFile {
-    fn len_bytes(&self) -> io::Result<u64> {
-        let mut state = self.state()?;
-        Ok(state.inode(self.inode)?.current.len() as u64)
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
-        let mut state = self.state()?;
-        let inode = state.inode(self.inode)?;
-        let start = usize::try_from(position).unwrap_or(usize::MAX);
-        let source = start
-            .checked_add(buf.len())
-            .and_then(|end| inode.current.get(start..end))
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of file")
-            })?;
-        buf.copy_from_slice(source);
-        state.read_faults(&self.path, position, buf);
-        Ok(())
-    }
-
-    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
-        let mut state = self.state()?;
-        let probability = state.faults.write_fail_probability;
-        let failure = state.roll(probability);
-        let landed = if failure {
-            state.counts.write_failures += 1;
-            let len = state.rng.random_range(0..=buf.len());
-            buf.get(..len).unwrap_or_default()
-        } else {
-            buf
-        };
-        let op = PendingOp::Write {
-            position,
-            data: landed.to_vec(),
-        };
-        let inode = state.inode(self.inode)?;
-        apply(&mut inode.current, &op);
-        inode.pending.push(op);
-        if failure {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "simulated full disk",
-            ));
-        }
-        Ok(())
-    }
-
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        let mut state = self.state()?;
-        let inode = state.inode(self.inode)?;
-        let op = PendingOp::SetLen(len);
-        apply(&mut inode.current, &op);
-        inode.pending.push(op);
-        Ok(())
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        let mut state = self.state()?;
-        let probability = state.faults.sync_fail_probability;
-        if state.roll(probability) {
-            state.counts.sync_failures += 1;
-            // The kernel may or may not have written the pages before reporting the error.
-            let persisted = state.rng.random_bool(0.5);
-            let inode = state.inode(self.inode)?;
-            if persisted {
-                inode.durable = inode.current.clone();
-                inode.pending.clear();
-            }
-            return Err(io::Error::other("simulated fsync failure"));
-        }
-        let lie = state.faults.lie_on_sync;
-        let inode = state.inode(self.inode)?;
-        if !lie {
-            inode.durable = inode.current.clone();
-            inode.pending.clear();
-        }
-        Ok(())
-    }
-}
-
-/// A held simulated advisory lock.
-#[derive(Debug)]
-pub struct SimLock {
-    fs: SimFileSystem,
-    path: PathBuf,
-    generation: u64,
-}
-
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut state = self.fs.lock();
-        if state.generation == self.generation {
-            state.locks.remove(&self.path);
-        }
-    }
-}
-
 impl FileSystem for SimFileSystem {
     type File = SimFile;
     type Lock = SimLock;
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.refuse_special(path, EntryKind::Dir)?;
+        let path = &state.through(path, EntryKind::Dir)?;
+        if !state.dirs.contains(path) {
+            state.refuse_change(path)?;
+        }
         for ancestor in path.ancestors() {
             if !ancestor.as_os_str().is_empty() {
                 state.dirs.insert(ancestor.to_path_buf());
@@ -446,20 +186,35 @@ impl FileSystem for SimFileSystem {
     }
 
     fn open(&self, path: &Path) -> io::Result<SimFile> {
-        let state = self.lock();
+        let mut state = self.lock();
         let inode = state.lookup(path)?;
+        state.refuse_change(path)?;
         Ok(SimFile {
-            fs: self.clone(),
+            state: Arc::clone(&self.state),
             inode,
             generation: state.generation,
             path: path.to_path_buf(),
+            writable: true,
+        })
+    }
+
+    fn open_readonly(&self, path: &Path) -> io::Result<SimFile> {
+        let state = self.lock();
+        let inode = state.lookup(path)?;
+        Ok(SimFile {
+            state: Arc::clone(&self.state),
+            inode,
+            generation: state.generation,
+            path: path.to_path_buf(),
+            writable: false,
         })
     }
 
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let mut state = self.lock();
-        state.refuse_special(path, EntryKind::File)?;
+        let path = &state.through(path, EntryKind::File)?;
         state.check_parent(path)?;
+        state.refuse_change(path)?;
         let inode = match state.entries.get(path).copied() {
             Some(existing) => {
                 let file = state.inode(existing)?;
@@ -477,10 +232,11 @@ impl FileSystem for SimFileSystem {
             }
         };
         Ok(SimFile {
-            fs: self.clone(),
+            state: Arc::clone(&self.state),
             inode,
             generation: state.generation,
             path: path.to_path_buf(),
+            writable: true,
         })
     }
 
@@ -494,26 +250,43 @@ impl FileSystem for SimFileSystem {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        if let Some(parent) = to.parent() {
-            state.refuse_special(parent, EntryKind::Dir)?;
-        }
+        let from = &state.through(from, EntryKind::File)?;
+        let to = &match to.parent().zip(to.file_name()) {
+            Some((parent, name)) => state.through(parent, EntryKind::Dir)?.join(name),
+            None => to.to_path_buf(),
+        };
         state.check_parent(to)?;
+        // As `rename(2)`: a link or a special file at `to` is replaced, never followed; a
+        // directory there is refused (`EISDIR`, which the real file system names as damage).
+        if let Some(EntryKind::Dir) = state.specials.get(to) {
+            return Err(UnexpectedEntry {
+                path: to.clone(),
+                found: EntryKind::Dir,
+                expected: EntryKind::File,
+            }
+            .into_io());
+        }
         let id = state.lookup(from)?;
+        state.refuse_change(from)?;
+        state.specials.remove(to);
+        state.link_targets.remove(to);
         state.entries.remove(from);
-        state.entries.insert(to.to_path_buf(), id);
+        state.entries.insert(to.clone(), id);
         Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        let path = &state.through(path, EntryKind::File)?;
         state.lookup(path)?;
+        state.refuse_change(path)?;
         state.entries.remove(path);
         Ok(())
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let state = self.lock();
-        state.refuse_special(path, EntryKind::Dir)?;
+        let path = &state.through(path, EntryKind::Dir)?;
         let files = state.entries.keys();
         let dirs = state.dirs.iter().chain(state.specials.keys());
         let names = files
@@ -527,6 +300,10 @@ impl FileSystem for SimFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let state = &mut *state;
+        if state.read_only {
+            // Nothing in a read-only directory changed: nothing to make durable.
+            return Ok(());
+        }
         // Paths under `path` form one contiguous range of each ordered map, so a sync costs
         // the directory's size, not the whole file system's.
         let stale: Vec<PathBuf> = children(&state.durable_entries, path).cloned().collect();
@@ -565,11 +342,13 @@ impl FileSystem for SimFileSystem {
     fn try_lock(&self, path: &Path) -> io::Result<Option<SimLock>> {
         let mut state = self.lock();
         state.refuse_special(path, EntryKind::File)?;
+        // The lock file is created when missing: a change.
+        state.refuse_change(path)?;
         if !state.locks.insert(path.to_path_buf()) {
             return Ok(None);
         }
         Ok(Some(SimLock {
-            fs: self.clone(),
+            state: Arc::clone(&self.state),
             path: path.to_path_buf(),
             generation: state.generation,
         }))

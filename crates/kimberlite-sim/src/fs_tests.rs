@@ -1,4 +1,5 @@
 use super::*;
+use kimberlite_storage::FileHandle;
 
 fn dir() -> PathBuf {
     PathBuf::from("/store")
@@ -237,4 +238,68 @@ fn entry_kind_tells_files_directories_and_nothing() {
     assert_eq!(fs.entry_kind(&file()).unwrap(), Some(EntryKind::File));
     fs.remove_file(&file()).unwrap();
     assert_eq!(fs.entry_kind(&file()).unwrap(), None);
+}
+
+#[test]
+fn a_read_only_mount_refuses_and_counts_every_change_and_reads_as_before() {
+    let fs = new_fs(1, FaultConfig::NONE);
+    let mut handle = fs.create(&file()).unwrap();
+    handle.write_all_at(b"kept", 0).unwrap();
+    drop(handle);
+    fs.set_read_only(true);
+    let before = fs.snapshot();
+    let read_only = |error: io::Error| error.kind() == io::ErrorKind::ReadOnlyFilesystem;
+    assert!(fs.open(&file()).is_err_and(read_only));
+    assert!(fs.create(&dir().join("new")).is_err_and(read_only));
+    assert!(fs.create_dir_all(&dir().join("sub")).is_err_and(read_only));
+    assert!(fs.rename(&file(), &dir().join("b")).is_err_and(read_only));
+    assert!(fs.remove_file(&file()).is_err_and(read_only));
+    assert!(fs.try_lock(&dir().join("LOCK")).is_err_and(read_only));
+    let mut handle = fs.open_readonly(&file()).unwrap();
+    assert!(handle.write_all_at(b"x", 0).is_err());
+    assert!(handle.set_len(0).is_err());
+    assert_eq!(fs.counts().read_only_refusals, 8);
+    assert_eq!(fs.read(&file()).unwrap(), b"kept");
+    fs.create_dir_all(&dir()).unwrap();
+    assert_eq!(fs.snapshot(), before, "nothing changed");
+    fs.set_read_only(false);
+    assert!(fs.open(&file()).is_ok());
+}
+
+#[test]
+fn links_are_refused_unless_the_breakage_follows_them_outside() {
+    let fs = new_fs(1, FaultConfig::NONE);
+    let victim = PathBuf::from("/outside/victim");
+    fs.write_raw(&victim, b"precious");
+    fs.place_link(&file(), &victim);
+    assert!(fs.entry_is_link(&file()));
+    let refused = fs.open(&file()).unwrap_err();
+    assert!(UnexpectedEntry::in_error(&refused).is_some(), "{refused}");
+    fs.set_follow_links(true);
+    fs.open(&file()).unwrap().write_all_at(b"X", 0).unwrap();
+    assert_eq!(fs.read_raw(&victim).unwrap(), b"Xrecious");
+}
+
+#[test]
+fn removed_directories_and_raw_writes_are_at_rest_and_snapshots_undo_them() {
+    let fs = new_fs(1, FaultConfig::NONE);
+    let nested = dir().join("s/1/a.seg");
+    fs.write_raw(&nested, b"forged");
+    let before = fs.snapshot();
+    assert!(fs.remove_dir_all(&dir().join("s")));
+    assert!(!fs.remove_dir_all(&dir().join("s")));
+    fs.crash();
+    assert_eq!(fs.read_raw(&nested), None, "removed for good");
+    assert!(!fs.dirs().contains(&dir().join("s")));
+    fs.restore(&before);
+    fs.crash();
+    assert_eq!(fs.read_raw(&nested).unwrap(), b"forged", "written at rest");
+    assert_eq!(
+        fs.snapshot().under(&dir().join("s")),
+        before.under(&dir().join("s"))
+    );
+    assert!(fs.rename(&nested, &dir().join("b")).is_ok());
+    fs.place(&dir().join("c"), EntryKind::Dir);
+    let refused = fs.rename(&dir().join("b"), &dir().join("c")).unwrap_err();
+    assert!(UnexpectedEntry::in_error(&refused).is_some(), "{refused}");
 }

@@ -11,7 +11,8 @@
 //!
 //! - [`store_sim`]: the whole `kimberlite` store (named streams, group commit with concurrent
 //!   appenders, Merkle trees) over the same file system, with crashes: no acknowledged event
-//!   lost, every reopen verifies, tree heads match a recomputation.
+//!   lost, every reopen verifies, tree heads match a recomputation; and attacks on the closed
+//!   store (links, forged derived files, removed directories, read-only mounts).
 //!
 //! Run it: `cargo run --release -p kimberlite-sim -- --seeds 1000 [--seed N] [--ops 2000]`
 //! (`--store` for the whole-store simulator).
@@ -25,7 +26,7 @@ pub mod outcome;
 pub mod simulator;
 pub mod store_sim;
 
-pub use fs::{FaultConfig, FaultCounts, SimFileSystem};
-pub use outcome::{RunStats, Violation};
+pub use fs::{FaultConfig, FaultCounts, SimFileSystem, Snapshot};
+pub use outcome::{AttackCounts, RunStats, Violation};
 pub use simulator::{run_seed, SimOptions, SimStorage};
 pub use store_sim::{run_store_seed, StoreSimOptions};

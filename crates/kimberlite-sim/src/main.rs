@@ -31,9 +31,14 @@ struct Args {
     /// Operations per seed.
     #[arg(long, default_value_t = 2_000)]
     ops: usize,
-    /// Disable fault injection (crashes still lose unsynced data).
+    /// Disable fault injection (crashes still lose unsynced data) and, with `--store`,
+    /// attacks on the store at rest.
     #[arg(long)]
     no_faults: bool,
+    /// With `--store`: the chance per round of an attack on the closed store at rest or a
+    /// read-only mount (default 0.03; 0 for none).
+    #[arg(long, default_value_t = 0.03)]
+    attacks: f64,
     /// Run the whole-store simulator (`kimberlite` over the simulated file system; `--ops`
     /// counts its rounds) instead of the engine's.
     #[arg(long)]
@@ -65,7 +70,8 @@ fn main() -> ExitCode {
             let options = StoreSimOptions {
                 rounds: args.ops,
                 faults: !args.no_faults,
-                lie_on_sync: false,
+                attack_probability: if args.no_faults { 0.0 } else { args.attacks },
+                ..StoreSimOptions::default()
             };
             run_store_seed(seed, &options)
         } else {

@@ -30,6 +30,67 @@ pub struct RunStats {
     pub verify_pauses: u64,
     /// Pause points refused by a reopened store, as they must be.
     pub pause_points_refused: u64,
+    /// Attacks on the store at rest, and read-only mounts (the whole-store simulator).
+    pub attacks: AttackCounts,
+}
+
+/// Attacks made on a closed store's directory (`store_sim/attack.rs`), by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttackCounts {
+    /// Symbolic links placed in place of a file or a directory, pointing outside the store.
+    pub links: u64,
+    /// Entries of the wrong type: a fifo, a directory where a file belongs, a file where a
+    /// directory belongs.
+    pub wrong_types: u64,
+    /// Merkle side files forged consistently (a leaf or a node replaced and every ancestor
+    /// recomputed, or leaves added past the log).
+    pub forged_trees: u64,
+    /// Sparse indexes forged with a valid checksum.
+    pub forged_indexes: u64,
+    /// Manifests forged with a valid checksum.
+    pub forged_manifests: u64,
+    /// Directories removed (a stream's, `streams/`, `merkle/` or one of its, a `torn/`).
+    pub dirs_removed: u64,
+    /// Attacks whose damage the store was required to report and did.
+    pub reported: u64,
+    /// Read-only opens over a read-only mount (each wrote nothing).
+    pub read_only_opens: u64,
+    /// Writable opens over a read-only mount, refused as they must be.
+    pub writable_opens_refused: u64,
+}
+
+impl AttackCounts {
+    fn absorb(&mut self, other: &AttackCounts) {
+        self.links += other.links;
+        self.wrong_types += other.wrong_types;
+        self.forged_trees += other.forged_trees;
+        self.forged_indexes += other.forged_indexes;
+        self.forged_manifests += other.forged_manifests;
+        self.dirs_removed += other.dirs_removed;
+        self.reported += other.reported;
+        self.read_only_opens += other.read_only_opens;
+        self.writable_opens_refused += other.writable_opens_refused;
+    }
+}
+
+impl fmt::Display for AttackCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attacks: links {}, wrong types {}, forged trees {}, forged indexes {}, forged \
+             manifests {}, directories removed {} ({} reported as required) | read-only opens \
+             {} (writable opens refused {})",
+            self.links,
+            self.wrong_types,
+            self.forged_trees,
+            self.forged_indexes,
+            self.forged_manifests,
+            self.dirs_removed,
+            self.reported,
+            self.read_only_opens,
+            self.writable_opens_refused
+        )
+    }
 }
 
 impl RunStats {
@@ -45,6 +106,7 @@ impl RunStats {
         self.verifications_in_pieces += other.verifications_in_pieces;
         self.verify_pauses += other.verify_pauses;
         self.pause_points_refused += other.pause_points_refused;
+        self.attacks.absorb(&other.attacks);
         let (a, b) = (&mut self.faults, &other.faults);
         a.read_flips += b.read_flips;
         a.sync_failures += b.sync_failures;
@@ -52,6 +114,7 @@ impl RunStats {
         a.crashes += b.crashes;
         a.torn_writes += b.torn_writes;
         a.dropped_operations += b.dropped_operations;
+        a.read_only_refusals += b.read_only_refusals;
     }
 }
 
@@ -63,7 +126,7 @@ impl fmt::Display for RunStats {
             "seeds {} | ops {} (appends {}, reads {}) | crashes {}, restarts {} | faults injected: \
              read flips {}, sync failures {}, write failures {}, torn writes {}, dropped unsynced \
              ops {} | faults detected {} | verifications {} ({} in pieces; {} pauses, {} pause \
-             points refused after reopen)",
+             points refused after reopen) | read-only opens {} (writable opens refused {})",
             self.seeds,
             self.ops,
             self.appends,
@@ -79,7 +142,9 @@ impl fmt::Display for RunStats {
             self.verifications,
             self.verifications_in_pieces,
             self.verify_pauses,
-            self.pause_points_refused
+            self.pause_points_refused,
+            self.attacks.read_only_opens,
+            self.attacks.writable_opens_refused
         )
     }
 }
@@ -93,7 +158,8 @@ impl RunStats {
         format!(
             "store simulator: seeds {} | rounds {} | appends acknowledged {} | crashes {} \
              (torn writes {}, dropped unsynced ops {}) | faults injected {} (read flips {}, \
-             failed syncs {}, failed writes {}) | faults detected {} | violations {violations}",
+             failed syncs {}, failed writes {}) | faults detected {} | {} | violations \
+             {violations}",
             self.seeds,
             self.ops,
             self.appends,
@@ -105,6 +171,7 @@ impl RunStats {
             faults.sync_failures,
             faults.write_failures,
             self.faults_detected,
+            self.attacks,
         )
     }
 }

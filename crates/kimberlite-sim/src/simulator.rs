@@ -1,12 +1,12 @@
 //! The simulator: random workloads with crashes, restarts and faults, checked against a model.
 //!
-//! One run is one `u64` seed. The seed picks the store's configuration (segment size,
-//! restart record and index intervals, compression), the fault probabilities, and every operation:
+//! One run is one `u64` seed. The seed picks the store's configuration (segment size, restart
+//! record and index intervals, compression), the fault probabilities, and every operation:
 //! appends of random batches (1–12 events; one in a hundred 128–512 events, which the store
 //! hashes on its helper thread and writes in several chunks) with and without fsync, reads at
 //! random offsets and budgets, `flush_indexes`, `flush`, full verifications (whole, or in
-//! pieces with other operations between them: `verify_op`), clean restarts and crashes. The
-//! same seed replays the same run exactly.
+//! pieces: `verify_op`), clean restarts and crashes (a quarter of them followed by opens on a
+//! read-only mount: `read_only_op`). The same seed replays the same run exactly.
 //!
 //! # What is checked (SPEC.md section 4)
 //!
@@ -47,6 +47,7 @@ use crate::fs::{FaultConfig, SimFileSystem};
 use crate::model::{check_read, check_survivors, Check, StreamModel};
 use crate::outcome::{RunStats, Violation};
 
+mod read_only_op;
 mod verify_op;
 
 /// The on-disk engine over the simulated file system.
@@ -433,7 +434,14 @@ impl Run {
     fn crash(&mut self) -> Check {
         self.storage = None;
         self.fs.crash();
+        let read_only = self.rng.random_bool(0.25);
+        let view = read_only.then(|| self.read_only_open()).transpose()?;
+        let faults = self.fs.counts().detectable();
         self.reopen(true)?;
+        // A fault during recovery may make it keep less than is there (never a durable event).
+        if let Some(view) = view.filter(|_| self.fs.counts().detectable() == faults) {
+            self.check_read_only_view(&view)?;
+        }
         for model in self.models.values_mut() {
             model.durable_len = model.log.len();
         }
@@ -568,7 +576,10 @@ impl Run {
     }
 }
 
-fn read_all(storage: &mut SimStorage, stream: StreamId) -> Result<Vec<Bytes>, String> {
+fn read_all<F: kimberlite_storage::FileSystem>(
+    storage: &mut Storage<F>,
+    stream: StreamId,
+) -> Result<Vec<Bytes>, String> {
     let mut events = Vec::new();
     loop {
         let page = storage

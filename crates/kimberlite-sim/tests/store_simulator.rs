@@ -25,7 +25,8 @@ fn fixed_seeds_hold_every_invariant_under_crashes_and_faults() {
     let options = StoreSimOptions {
         rounds: CI_ROUNDS,
         faults: true,
-        lie_on_sync: false,
+        attack_probability: 0.0,
+        ..StoreSimOptions::default()
     };
     let (total, violations) = run_all(&options, 0..CI_SEEDS);
     assert!(violations.is_empty(), "{}", violations.join("\n"));
@@ -56,6 +57,8 @@ fn a_file_system_that_lies_about_syncs_is_caught() {
         rounds: CI_ROUNDS,
         faults: false,
         lie_on_sync: true,
+        attack_probability: 0.0,
+        ..StoreSimOptions::default()
     };
     let (total, violations) = run_all(&options, 0..8);
     // What a lying sync loses shows as lost acknowledged events, lost streams, or a store that

@@ -87,7 +87,8 @@ pub enum RecoveryAction {
         /// The file removed.
         file: PathBuf,
     },
-    /// An entry the store never writes, where it lists its streams: left alone, not opened.
+    /// An entry the store never writes, where it lists its streams, or a `torn/` that is not
+    /// a directory: left alone, not opened or followed.
     UnexpectedEntry {
         /// The entry.
         path: PathBuf,
@@ -148,9 +149,11 @@ impl std::fmt::Display for RecoveryAction {
             RecoveryAction::TempFileRemoved { file } => {
                 write!(f, "leftover temp file {} removed", file.display())
             }
-            RecoveryAction::UnexpectedEntry { path } => {
-                write!(f, "{}: not a stream directory; left alone", path.display())
-            }
+            RecoveryAction::UnexpectedEntry { path } => write!(
+                f,
+                "{}: not an entry the store writes there; left alone, not followed",
+                path.display()
+            ),
             RecoveryAction::CorruptionFound { stream, error } => {
                 write!(f, "stream {stream}: corruption left in place: {error}")
             }

@@ -187,6 +187,64 @@ fn a_linked_index_is_never_read_nor_written() {
     assert!(target.exists());
 }
 
+/// A directory where a completed segment's index belongs: open rebuilds the index and cannot
+/// write it there. That is damage to name (it failed the whole open as a bare I/O error).
+#[test]
+fn a_directory_in_place_of_an_index_is_damage_not_an_io_failure() {
+    let (_root, dir, _outside) = store(40);
+    let index = index_file(&dir, STREAM, 0);
+    std::fs::remove_file(&index).unwrap();
+    std::fs::create_dir(&index).unwrap();
+
+    let said = match Storage::open_with(&dir, small_config()) {
+        Ok(storage) => format!("{} {}", storage.recovery_report(), read_error(&storage)),
+        Err(error) => {
+            assert!(error.is_corruption(), "{error}");
+            error.to_string()
+        }
+    };
+    assert!(said.contains(&index.display().to_string()), "{said}");
+    assert!(said.contains("a directory"), "{said}");
+}
+
+/// A linked `torn/` with no tail to keep: the open has nothing to write there, and reports
+/// the link all the same (it went unmentioned).
+#[test]
+fn a_linked_torn_directory_is_reported_when_nothing_is_cut() {
+    let (_root, dir, outside) = store(40);
+    let torn = stream_dir(&dir, STREAM).join(kimberlite_storage::disk::TORN_DIR);
+    symlink(&outside, &torn).unwrap();
+
+    let storage = Storage::open_with(&dir, small_config()).unwrap();
+    let reported =
+        storage.recovery_report().actions.iter().any(
+            |action| matches!(action, RecoveryAction::UnexpectedEntry { path } if *path == torn),
+        );
+    assert!(reported, "{}", storage.recovery_report());
+    assert!(snapshot(&outside).is_empty());
+}
+
+/// The active segment's index is read for its resume point only; a link there was taken
+/// quietly for a missing index. It is reported as a completed segment's is.
+#[test]
+fn a_linked_active_index_is_reported() {
+    let (_root, dir, outside) = store(40);
+    let active = active_segment(&dir);
+    let index = active.with_extension("idx");
+    let victim = outside.join("victim.idx");
+    std::fs::write(&victim, b"precious").unwrap();
+    let _ = std::fs::remove_file(&index);
+    symlink(&victim, &index).unwrap();
+
+    let storage = Storage::open_with(&dir, small_config()).unwrap();
+    let reported = storage.recovery_report().actions.iter().any(|action| {
+        matches!(action, RecoveryAction::IndexRebuilt { reason, .. } if names_link(reason, &index))
+    });
+    assert!(reported, "{}", storage.recovery_report());
+    drop(storage);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
 #[test]
 fn special_files_are_refused_not_opened() {
     let (_root, dir, _outside) = store(40);

@@ -166,6 +166,34 @@ fn checkpoint_size(body: &[u8]) -> Option<u64> {
     text.lines().nth(1)?.trim().parse().ok()
 }
 
+/// The entries of `checkpoints/` of a type the store never writes there: a link or a file in
+/// its place or in place of a stream's directory, a link or a directory in place of a
+/// checkpoint. `gather` skips them (never followed), so evidence hidden that way is reported
+/// here instead of going unmentioned.
+pub(crate) fn refused_entries(fs: &dyn StoreFs, store: &Path) -> Vec<PathBuf> {
+    use kimberlite_storage::EntryKind;
+    let kind = |path: &Path| fs.entry_kind(path).ok().flatten();
+    let dir = store.join(CHECKPOINT_DIR);
+    match kind(&dir) {
+        None => return Vec::new(),
+        Some(EntryKind::Dir) => {}
+        Some(_) => return vec![dir],
+    }
+    let mut refused = Vec::new();
+    for name in fs.list_dir(&dir).unwrap_or_default() {
+        let stream = dir.join(name);
+        if kind(&stream) != Some(EntryKind::Dir) {
+            refused.push(stream);
+            continue;
+        }
+        let files = fs.list_dir(&stream).unwrap_or_default().into_iter();
+        let files = files.map(|name| stream.join(name));
+        refused.extend(files.filter(|file| kind(file) != Some(EntryKind::File)));
+    }
+    refused.sort();
+    refused
+}
+
 /// The subdirectories of `dir` named as stream ids (20 digits), with their paths.
 fn id_dirs(fs: &dyn StoreFs, dir: &Path) -> Vec<(StreamId, PathBuf)> {
     let mut dirs: Vec<(StreamId, PathBuf)> = fs

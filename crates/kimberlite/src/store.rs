@@ -144,12 +144,21 @@ impl Kimberlite {
     /// no lock is taken, so it opens beside a live writer, seeing what is on disk now. Works
     /// on a read-only copy. Appends and new streams are refused ([`Error::ReadOnly`]).
     pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
-        let fs = ReadOnlyFs::new(OsFileSystem);
+        Self::open_read_only_with_fs(OsFileSystem, dir, config)
+    }
+
+    /// [`Kimberlite::open_read_only`] on the file system `fs` (a simulated one, a read-only
+    /// mount): every change stays in memory ([`ReadOnlyFs`]), `fs` sees reads only.
+    pub fn open_read_only_with_fs<F: FileSystem + Clone>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<Self> {
         let config = Config {
             read_only: true,
             ..config.create_if_missing(false)
         };
-        Self::open_with_fs(fs, dir, config)
+        Self::open_with_fs(ReadOnlyFs::new(fs), dir, config)
     }
 
     /// Whether the store was opened with [`Kimberlite::open_read_only`]: its recovery report
@@ -176,9 +185,11 @@ impl Kimberlite {
             .map_err(|e| Error::io(format!("resolving {}", named.display()), e))?;
         prepare_dir(&fs, &dir, config.create_if_missing)?;
         let backend = open_disk(fs.clone(), &dir, &config)?;
+        let refused = lost::refused_entries(&fs, &dir);
         let files = Files {
             fs: Arc::new(fs),
             dir,
+            refused,
         };
         Self::recover(Box::new(backend), config, Some(files))
     }
@@ -290,7 +301,12 @@ impl Kimberlite {
     /// deleting a stream's last events looks like: tools show these to the operator.
     #[must_use]
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.read_state().backend.recovery_report().clone()
+        let mut report = self.read_state().backend.recovery_report().clone();
+        let refused = self.inner.files.iter().flat_map(|files| &files.refused);
+        report
+            .actions
+            .extend(refused.map(|path| RecoveryAction::UnexpectedEntry { path: path.clone() }));
+        report
     }
 
     /// The torn tails recovery has cut off this store's streams, on this open or any earlier

@@ -98,6 +98,9 @@ impl std::fmt::Debug for dyn StoreFs {
 pub(crate) struct Files {
     pub(crate) fs: Arc<dyn StoreFs>,
     pub(crate) dir: PathBuf,
+    /// Entries found at open where the store keeps evidence, of a type it never writes there
+    /// (`lost::refused_entries`): never followed, reported with the recovery report.
+    pub(crate) refused: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Files {

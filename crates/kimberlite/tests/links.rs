@@ -144,3 +144,33 @@ fn a_directory_holding_only_names_that_are_not_utf8_is_not_empty() {
     let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(entries.len(), 1, "a store was scattered into the directory");
 }
+
+/// `checkpoints/` holds evidence of lost events; a link in its place (or in place of one of
+/// its stream directories) hid that evidence without a word. Never followed, now reported.
+#[test]
+fn a_linked_checkpoints_directory_is_reported() {
+    for inside in [false, true] {
+        let (_root, dir, outside) = store();
+        let checkpoints = dir.join(kimberlite::CHECKPOINT_DIR);
+        let linked = if inside {
+            std::fs::create_dir(&checkpoints).unwrap();
+            checkpoints.join(format!("{:020}", 1))
+        } else {
+            checkpoints
+        };
+        symlink(&outside, &linked).unwrap();
+        let before = snapshot(&outside);
+
+        let store = Kimberlite::open(&dir).unwrap();
+        let report = store.recovery_report().to_string();
+        assert!(
+            report.contains(&linked.display().to_string()),
+            "{inside}: {report}"
+        );
+        drop(store);
+        let store = Kimberlite::open_read_only(&dir, kimberlite::Config::default()).unwrap();
+        let report = store.recovery_report().to_string();
+        assert!(report.contains(&linked.display().to_string()), "{report}");
+        assert_eq!(snapshot(&outside), before);
+    }
+}

@@ -34,9 +34,17 @@
 //!    events are all there, back to back, or none of them; a crash tears the last unsynced
 //!    write at any byte, which can leave whole frames of a batch.
 
+//! 7. **Attacks at rest are caught, never believed** (`attack`, `forge`, `read_only`): links
+//!    and wrong entry types are named and never followed, forged trees and watermarks and
+//!    removed data are reported, nothing is signed, proven or read that the acknowledged events
+//!    do not hold, and a read-only open over a read-only mount changes nothing.
+
+mod attack;
 mod batches;
 mod check;
+mod forge;
 mod model;
+mod read_only;
 mod run;
 mod state;
 mod turns;

@@ -63,6 +63,7 @@ impl StoreRun {
             .read_page_bytes(rng.random_range(256..8_192));
         let fs = SimFileSystem::new(rng.random(), faults);
         Self {
+            options: *options,
             step: 0,
             rng,
             fs,
@@ -88,6 +89,12 @@ impl StoreRun {
             if self.poisoned {
                 let crash = self.rng.random_bool(0.5);
                 self.reopen(crash)?;
+            } else if self.options.attack_probability > 0.0
+                && self
+                    .rng
+                    .random_bool(self.options.attack_probability.min(1.0))
+            {
+                self.attack_round()?;
             } else {
                 match self.rng.random_range(0..100) {
                     0..=49 => self.append_round()?,
@@ -136,7 +143,7 @@ impl StoreRun {
     /// Closes the store (after a crash of the file system when `crash`), opens it again with
     /// faults off and a durability policy picked anew, and checks what survived: every
     /// durable event, a clean verification, and tree heads that match the events.
-    fn reopen(&mut self, crash: bool) -> Check {
+    pub(super) fn reopen(&mut self, crash: bool) -> Check {
         self.fs.set_faults_enabled(false);
         if crash {
             self.fs.crash();

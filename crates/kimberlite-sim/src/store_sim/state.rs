@@ -12,7 +12,7 @@ use crate::fs::SimFileSystem;
 use crate::outcome::RunStats;
 
 /// How to run seeds of the whole-store simulator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreSimOptions {
     /// Rounds per seed (a round is one step: a group of concurrent appends, a read, ...).
     pub rounds: usize,
@@ -22,6 +22,18 @@ pub struct StoreSimOptions {
     /// Test-only breakage of the file system: syncs report success without persisting. A
     /// correct checker must report lost acknowledged events with it.
     pub lie_on_sync: bool,
+    /// Chance per round of an attack on the closed store at rest, or a read-only mount
+    /// (`store_sim/attack.rs`); 0.0 for none.
+    pub attack_probability: f64,
+    /// Test-only breakage of the file system: links are followed. A correct checker must
+    /// report the writes outside the store it lets through.
+    pub follow_links: bool,
+    /// Test-only breakage: the read-only open is a writable one on a writable file system. A
+    /// correct checker must report the changes it makes.
+    pub lie_read_only: bool,
+    /// Test-only breakage: each attack is undone before the store opens, as if the store did
+    /// not see it. A correct checker must report every report the attack demanded and missed.
+    pub unseen_attacks: bool,
 }
 
 impl Default for StoreSimOptions {
@@ -30,6 +42,10 @@ impl Default for StoreSimOptions {
             rounds: 300,
             faults: true,
             lie_on_sync: false,
+            attack_probability: 0.03,
+            follow_links: false,
+            lie_read_only: false,
+            unseen_attacks: false,
         }
     }
 }
@@ -45,6 +61,7 @@ pub(super) type Check = Result<(), String>;
 
 /// One seed's run.
 pub(super) struct StoreRun {
+    pub(super) options: StoreSimOptions,
     pub(super) step: usize,
     pub(super) rng: ChaCha8Rng,
     pub(super) fs: SimFileSystem,

@@ -69,6 +69,10 @@ pub use config::{
     StorageConfig, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE, DEFAULT_RESTART_INTERVAL,
 };
 pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry};
+// The derived files' codecs, public so that tests and the simulator can forge them as a
+// capable attacker would (valid checksums, wrong contents).
+pub use index::{index_file_name, IndexEntry, SegmentIndex, SegmentSummary, StoredIndex};
+pub use manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 pub use quarantine::{torn_file_name, TORN_DIR};
 pub use read_only::{ReadOnlyFile, ReadOnlyFs};
 pub use storage::{Storage, STREAMS_DIR};

@@ -252,9 +252,13 @@ pub(super) fn entry_kind(path: &Path) -> io::Result<Option<EntryKind>> {
 pub(super) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     let (from_dir, from_name) = parent(from)?;
     let (to_dir, to_name) = parent(to)?;
-    Ok(rustix::fs::renameat(
-        &from_dir, from_name, &to_dir, to_name,
-    )?)
+    rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name).map_err(|errno| match errno {
+        // A directory where the file goes: damage to name, not a bare I/O failure.
+        Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST | Errno::NOTDIR => {
+            refusal(&to_dir, to_name, to, EntryKind::File, errno)
+        }
+        errno => errno.into(),
+    })
 }
 
 /// `unlinkat`: removes the entry itself, in a directory walked no-follow.

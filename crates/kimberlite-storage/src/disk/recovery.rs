@@ -90,7 +90,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 
 use super::config::StorageConfig;
-use super::fs::{FileHandle, FileSystem};
+use super::fs::{EntryKind, FileHandle, FileSystem};
 use super::index::SegmentIndex;
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
@@ -126,6 +126,16 @@ pub fn open_stream<F: FileSystem>(
         reason,
     };
     let names = fs.list_dir(dir).map_err(|source| io_error(dir, source))?;
+    if names.iter().any(|name| name == TORN_DIR) {
+        // Written only when a tail is cut: a link or a file there is reported now, not only
+        // when a cut is refused.
+        let torn = dir.join(TORN_DIR);
+        if fs.entry_kind(&torn).ok().flatten() != Some(EntryKind::Dir) {
+            report
+                .actions
+                .push(RecoveryAction::UnexpectedEntry { path: torn });
+        }
+    }
     for name in names.iter().filter(|name| name.ends_with(".tmp")) {
         let file = dir.join(name);
         fs.remove_file(&file)
@@ -352,7 +362,16 @@ impl<F: FileSystem> Opener<'_, F> {
         let len = file.len_bytes().map_err(|e| io_error(&path, e))?;
         let previous = self.previous_head();
         let target = self.target(num, &path);
-        let stored = read_stored(self.fs, self.dir, &target);
+        let stored = read_stored(self.fs, self.dir, &target).unwrap_or_else(|entry| {
+            // Rebuilt by the scan below, written at the next flush (over the entry, never
+            // through it).
+            self.report.actions.push(RecoveryAction::IndexRebuilt {
+                stream: self.stream,
+                file: entry.path.clone(),
+                reason: entry.to_string(),
+            });
+            None
+        });
         let mut bytes = SegmentBytes::file(&file, len);
         let mut scan = scan_active(&target, &mut bytes, stored.as_ref(), previous.as_ref())?;
         self.report.records_scanned += scan.records;

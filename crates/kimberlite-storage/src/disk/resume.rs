@@ -28,7 +28,7 @@
 use kimberlite_crypto::ChainHash;
 use kimberlite_types::Offset;
 
-use super::fs::{FileHandle, FileSystem};
+use super::fs::{FileHandle, FileSystem, UnexpectedEntry};
 use super::index::{index_file_name, SegmentIndex, StoredIndex};
 use super::scan::{scan_from, scan_segment, Scan, ScanTarget};
 use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
@@ -55,14 +55,23 @@ pub fn resume_head(
 }
 
 /// The active segment's index file as decoded, if it is readable and names this segment (one
-/// read: an unreadable index only costs the fast path, never correctness).
+/// read: an unreadable index only costs the fast path, never correctness). A link or an entry
+/// of the wrong type in its place is the one failure returned: damage to report, not a
+/// missing index.
 pub fn read_stored<F: FileSystem>(
     fs: &F,
     dir: &std::path::Path,
     target: &ScanTarget<'_>,
-) -> Option<StoredIndex> {
-    let bytes = fs.read(&dir.join(index_file_name(target.num))).ok()?;
-    SegmentIndex::decode_stored(&bytes, target.stream, target.num).ok()
+) -> Result<Option<StoredIndex>, UnexpectedEntry> {
+    let bytes = match fs.read(&dir.join(index_file_name(target.num))) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return UnexpectedEntry::in_error(&error)
+                .cloned()
+                .map_or(Ok(None), Err)
+        }
+    };
+    Ok(SegmentIndex::decode_stored(&bytes, target.stream, target.num).ok())
 }
 
 /// Scans the active segment: from the end `stored` covers when its resume point checks out
