@@ -11,11 +11,14 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod access_log;
+mod access_writer;
 mod api;
 mod auth;
 mod config;
 mod error;
 mod keys;
+mod metrics;
 mod names;
 mod openapi;
 mod principal;
@@ -23,7 +26,9 @@ mod router;
 mod server;
 mod state;
 mod touched;
+mod utc_time;
 
+pub use access_writer::ACCESS_STREAM;
 pub use config::{Limits, ServerConfig};
 pub use error::ApiError;
 pub use keys::KeyRing;

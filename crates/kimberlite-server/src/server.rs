@@ -30,6 +30,7 @@ pub enum ServeError {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    state: AppState,
 }
 
 impl Server {
@@ -44,7 +45,8 @@ impl Server {
                 })?;
         Ok(Self {
             listener,
-            router: crate::router::router(state),
+            router: crate::router::router(state.clone()),
+            state,
         })
     }
 
@@ -59,6 +61,11 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let state = self.state;
+        let shutdown = async move {
+            shutdown.await;
+            state.begin_shutdown();
+        };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await?;

@@ -65,7 +65,22 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: Limits) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), limits).await
+    }
+
+    /// Stops the server and starts a new one over the same store.
+    pub async fn restart(mut self) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        Self::start_in(self.dir, Limits::default()).await
+    }
+
+    /// A server over the store in `dir` (created if empty).
+    pub async fn start_in(dir: tempfile::TempDir, limits: Limits) -> Self {
         let store = Kimberlite::open_with(
             dir.path(),
             Config::default().durability(Durability::GroupCommit),
