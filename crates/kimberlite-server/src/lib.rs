@@ -19,6 +19,7 @@ mod config;
 mod error;
 mod keys;
 mod metrics;
+mod metrics_layer;
 mod names;
 mod openapi;
 mod principal;

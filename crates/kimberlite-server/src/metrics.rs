@@ -2,26 +2,18 @@
 //!
 //! Built on `prometheus-client` (the Prometheus project's own Rust client): typed metrics
 //! with label sets checked at compile time, and an encoder that writes the exposition format
-//! itself. A tower middleware ([`track`]) times every request and counts its bytes; the store
-//! reports its syncs, read when scraped. `docs/SERVER.md`, section "Metrics", lists them.
+//! itself. A middleware (`metrics_layer.rs`) times every request and counts its bytes; the
+//! store reports its syncs, read when scraped. `docs/SERVER.md`, section "Metrics", lists
+//! them.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::error::ErrorKind;
-use crate::state::AppState;
 
 /// The route a response answered, as the router matched it (`/v1/streams/{stream}/events`),
 /// put in the response's extensions for the metrics layer outside the router.
@@ -137,8 +129,33 @@ impl Metrics {
         self.unauthenticated.inc();
     }
 
+    /// A request answered `status` on `route` after `seconds`.
+    pub(crate) fn observe_request(&self, method: String, route: String, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status,
+        };
+        self.requests.get_or_create(&labels).observe(seconds);
+    }
+
+    /// An error answered with `kind`.
+    pub(crate) fn count_error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// The counter of request body bytes (a handle: clones count into the same metric).
+    pub(crate) fn bytes_in(&self) -> Counter {
+        self.bytes_in.clone()
+    }
+
+    /// The counter of response body bytes (a handle).
+    pub(crate) fn bytes_out(&self) -> Counter {
+        self.bytes_out.clone()
+    }
+
     /// The text exposition, with the store's sync count brought up to `syncs_now`.
-    fn encode(&self, syncs_now: u64) -> Result<String, std::fmt::Error> {
+    pub(crate) fn encode(&self, syncs_now: u64) -> Result<String, std::fmt::Error> {
         {
             let mut seen = self
                 .syncs_seen
@@ -151,62 +168,4 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
-}
-
-/// `GET /metrics`: the Prometheus text exposition.
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics().encode(state.store().syncs_completed()) {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// Middleware around the whole router: times each request to its response's headers, counts
-/// the bytes of both bodies as they flow, and counts error answers by kind.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let bytes_in = state.metrics().bytes_in.clone();
-    let request = request.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                bytes_in.inc_by(data.len() as u64);
-            }
-            frame
-        }))
-    });
-    let response = next.run(request).await;
-    let metrics = state.metrics();
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |route| route.0.clone());
-    let labels = RequestLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    metrics
-        .requests
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if let Some(ErrorKind(kind)) = ErrorKind::of(&response) {
-        metrics.errors.get_or_create(&KindLabels { kind }).inc();
-    }
-    let bytes_out = metrics.bytes_out.clone();
-    response.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                bytes_out.inc_by(data.len() as u64);
-            }
-            frame
-        }))
-    })
 }

@@ -25,7 +25,7 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::metrics::track,
+            crate::metrics_layer::track,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -36,7 +36,7 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(crate::metrics_layer::metrics))
         .route("/v1/streams", get(streams::list).post(streams::create))
         .route("/v1/streams/{stream}", get(streams::show))
         .route(
