@@ -9,7 +9,8 @@
 //!  "stream":"ehr","from":0,"to":20,"status":200}
 //! ```
 //!
-//! `from`/`to` are the offsets the handler touched (its [`Touched`] extension), `kind` the
+//! `stream` is the path's, else the one the handler named ([`NamedStream`]: a stream created
+//! from a JSON body); `from`/`to` the offsets the handler touched ([`Touched`]), `kind` the
 //! error kind of a refused or failed request. Requests without a valid key name no principal:
 //! they are counted in the metrics, not recorded. The request is answered only once its
 //! record is durable; the writer (`access_writer.rs`) batches the records of concurrent
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::RouteLabel;
 use crate::state::AppState;
-use crate::touched::Touched;
+use crate::touched::{NamedStream, Touched};
 
 /// One request as the access log records it.
 #[derive(Debug, Serialize)]
@@ -107,6 +108,10 @@ pub(crate) async fn record(
     let task = tokio::spawn(async move {
         let response = next.run(request).await;
         let touched = response.extensions().get::<Touched>().copied();
+        let stream = stream.or_else(|| {
+            let named = response.extensions().get::<NamedStream>();
+            named.map(|NamedStream(name)| name.clone())
+        });
         let record = AccessRecord {
             time: &time,
             key: &key_id,

@@ -138,6 +138,7 @@ impl IntoResponse for ApiError {
             tracing::error!(kind, error = %self, "request failed");
         }
         let (stream, offset, next_offset) = self.stream_and_offsets();
+        let named = stream.clone().map(crate::touched::NamedStream);
         let body = Body {
             error: Detail {
                 kind,
@@ -149,6 +150,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorKind(kind));
+        if let Some(named) = named {
+            response.extensions_mut().insert(named);
+        }
         response
     }
 }

@@ -85,6 +85,8 @@ async fn appends_reads_and_refusals_are_recorded_with_their_key_stream_and_offse
         .await
         .unwrap();
     assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    // A stream named in the body, not the path, is recorded too, refused or not.
+    assert_eq!(server.create_stream("app-ehr").await.status(), 409);
 
     let records: Vec<Value> = access_records(&server)
         .await
@@ -95,7 +97,8 @@ async fn appends_reads_and_refusals_are_recorded_with_their_key_stream_and_offse
     assert_eq!(
         records,
         vec![
-            json!({"key": "admin", "op": "POST /v1/streams", "status": 201}),
+            json!({"key": "admin", "op": "POST /v1/streams", "stream": "app-ehr",
+                   "status": 201}),
             json!({"key": "writer", "op": format!("POST {events}"), "stream": "app-ehr",
                    "from": 0, "to": 2, "status": 200}),
             json!({"key": "auditor", "op": format!("GET {events}"), "stream": "app-ehr",
@@ -104,14 +107,16 @@ async fn appends_reads_and_refusals_are_recorded_with_their_key_stream_and_offse
                    "status": 403, "kind": "forbidden"}),
             json!({"key": "writer", "op": format!("POST {events}"), "stream": "app-ehr",
                    "status": 409, "kind": "conflict"}),
+            json!({"key": "admin", "op": "POST /v1/streams", "stream": "app-ehr",
+                   "status": 409, "kind": "conflict"}),
         ]
     );
     // The auditor's read of the log is itself recorded, with the offsets it was shown.
     let again = access_records(&server).await;
     assert_eq!(
-        without_time(again[5].clone()),
+        without_time(again[6].clone()),
         json!({"key": "auditor", "op": format!("GET {events}"), "stream": "_access",
-               "from": 0, "to": 5, "status": 200})
+               "from": 0, "to": 6, "status": 200})
     );
     server.stop().await;
 }
