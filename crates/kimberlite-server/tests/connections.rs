@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestServer, AUDITOR, WRITER};
+use kimberlite_server::Limits;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -170,5 +171,54 @@ async fn a_client_that_disconnects_mid_body_leaves_no_partial_batch() {
         .await
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    server.stop().await;
+}
+
+/// A request cut off by the request timeout (408 to the client) still runs to its end on its
+/// own task, and its record says what the handler did: here the body never completes, so
+/// the handler answers 400 and nothing is appended.
+#[tokio::test]
+async fn a_request_answered_by_the_timeout_is_still_recorded() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    server.create_stream("app-slow").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/streams/app-slow/events HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer \
+         {WRITER}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[\"a\", "
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer within the bound")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    drop(stream);
+    let record = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page = get_json(&server, "/v1/streams/_access/events").await;
+            let found = page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|event| serde_json::from_str::<Value>(event["payload"].as_str().unwrap()))
+                .filter_map(Result::ok)
+                .find(|record| record["stream"] == "app-slow" && record["key"] == "writer");
+            if let Some(record) = found {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the timed-out request recorded");
+    assert_eq!(record["status"], 400, "{record}");
+    let shown = get_json(&server, "/v1/streams/app-slow").await;
+    assert_eq!(shown["next_offset"], 0);
     server.stop().await;
 }
