@@ -84,8 +84,12 @@ pub(crate) async fn record(
         .and_then(|token| state.keys().authenticate(token))
         .map(|principal| principal.key_id);
     let Some(key_id) = key_id else {
-        state.metrics().count_unauthenticated();
-        return with_route(next.run(request).await, label);
+        // Counted when refused, so that routes open without a key (public tiles) are not.
+        let response = next.run(request).await;
+        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+            state.metrics().count_unauthenticated();
+        }
+        return with_route(response, label);
     };
     // Fail-closed: no room in the log (or a failed log) means the handler does not run.
     let slot = match state.access_log().reserve().await {

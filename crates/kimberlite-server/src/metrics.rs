@@ -96,7 +96,7 @@ impl Metrics {
         );
         registry.register(
             "unauthenticated_requests",
-            "Requests to routes that need a key that came with none, or an unknown or revoked one",
+            "Requests refused (401) for coming with no key, or an unknown or revoked one",
             unauthenticated.clone(),
         );
         registry.register(
@@ -124,7 +124,7 @@ impl Metrics {
         self.events_appended.inc_by(events);
     }
 
-    /// A request to a route that needs a key came without a valid one.
+    /// A request was refused for coming without a valid key.
     pub(crate) fn count_unauthenticated(&self) {
         self.unauthenticated.inc();
     }
