@@ -19,6 +19,7 @@
 //! | stored data damaged                      | 500    | `corrupt`           |
 //! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
 //! | key file unreadable (every key refused)  | 503    | `unavailable`       |
+//! | access log cannot record (fail-closed)   | 503    | `unavailable`       |
 //! | anything else                            | 500    | `internal`          |
 
 use axum::http::StatusCode;
@@ -57,7 +58,8 @@ pub enum ApiError {
     /// The store refused or failed the operation.
     #[error(transparent)]
     Store(#[from] kimberlite::Error),
-    /// The server cannot answer now (its key file became unreadable).
+    /// The server cannot serve the request now: its key file became unreadable, it is
+    /// stopping, or its access log cannot record requests (`docs/SERVER.md`, "Access log").
     #[error("{0}")]
     Unavailable(String),
     /// The server failed (a task panicked, a response could not be built).
@@ -149,6 +151,7 @@ impl IntoResponse for ApiError {
             tracing::error!(kind, error = %self, "request failed");
         }
         let (stream, offset, next_offset) = self.stream_and_offsets();
+        let named = stream.clone().map(crate::touched::NamedStream);
         let body = Body {
             error: Detail {
                 kind,
@@ -158,6 +161,40 @@ impl IntoResponse for ApiError {
                 next_offset,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorKind(kind));
+        if let Some(named) = named {
+            response.extensions_mut().insert(named);
+        }
+        response
+    }
+}
+
+/// The stable `kind` of an error answer, kept in the response's extensions so that the access
+/// log and the metrics name it without parsing the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorKind(pub(crate) &'static str);
+
+impl ErrorKind {
+    /// The kind of an error answered with `status`: the one the answer carries, or for answers
+    /// built outside [`ApiError`] (axum's own rejections), the kind the status table gives.
+    pub(crate) fn of(response: &Response) -> Option<Self> {
+        let status = response.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return None;
+        }
+        let kind = response.extensions().get::<Self>().copied();
+        Some(kind.unwrap_or(Self(match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            status if status.is_client_error() => "bad_request",
+            _ => "internal",
+        })))
     }
 }

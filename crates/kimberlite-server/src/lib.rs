@@ -11,6 +11,8 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod access_log;
+mod access_writer;
 mod activity;
 mod api;
 mod auth;
@@ -20,6 +22,8 @@ mod connection;
 mod error;
 mod follow;
 mod keys;
+mod metrics;
+mod metrics_layer;
 mod names;
 mod openapi;
 mod principal;
@@ -30,7 +34,9 @@ mod signing;
 mod state;
 mod tls;
 mod touched;
+mod utc_time;
 
+pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
 pub use config::{ConfigError, Limits, ServerConfig};
 pub use error::ApiError;

@@ -14,10 +14,18 @@ use crate::state::AppState;
 pub(crate) fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
     routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access_log::record,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics_layer::track,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -27,6 +35,8 @@ pub(crate) fn router(state: AppState) -> Router {
 fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics_layer::metrics))
         .route("/v1/streams", get(streams::list).post(streams::create))
         .route("/v1/streams/{stream}", get(streams::show))
         .route(

@@ -136,6 +136,8 @@ impl Server {
         }
         drop(self.listener);
         let _ = stop.send(true);
+        // From now on /readyz answers 503.
+        self.state.begin_shutdown();
         // Tails and long polls never end on their own: end them, or shutdown waits for them.
         self.state.close_followers();
         // Every connection cuts itself at the shutdown bound; the extra second covers tasks

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use kimberlite::Kimberlite;
 
+use crate::access_writer::AccessWriter;
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::follow::Followers;
 use crate::keys::KeyRing;
+use crate::metrics::Metrics;
 use crate::signing::Signing;
 use kimberlite::proof::{InvalidStoreName, SignerKey};
 
@@ -25,23 +27,63 @@ struct Shared {
     keys: KeyRing,
     limits: Limits,
     followers: Arc<Followers>,
+    metrics: Metrics,
+    /// Declared after `store`'s users: dropping it waits for the log's last records.
+    access_log: AccessWriter,
+    /// Set once shutdown begins: `/readyz` answers 503 from then on.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
-    /// State over an open `store`, with `keys` and `limits`.
+    /// State over an open `store`, with `keys` and `limits`. Opens the access log (creating
+    /// its stream `_access` if missing) and starts its writer.
     #[must_use]
     pub fn new(store: Kimberlite, keys: KeyRing, limits: Limits) -> Self {
         let followers = Followers::of_store(&store);
         let signing = Arc::new(Signing::of_store(&store));
+        let access_log = AccessWriter::start(&store);
         Self {
             inner: Arc::new(Shared {
                 store,
                 keys,
                 limits,
                 followers,
+                metrics: Metrics::new(),
+                access_log,
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
             signing,
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn access_log(&self) -> &AccessWriter {
+        &self.inner.access_log
+    }
+
+    /// Marks the server as stopping: `/readyz` answers 503 from then on.
+    pub fn begin_shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the server can take requests that write: the store is open for writing and
+    /// has not failed, the access log records, and shutdown has not begun. What `/readyz`
+    /// answers.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        let store = self.store();
+        !self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && !store.is_read_only()
+            && !store.has_failed()
+            && !self.access_log().has_failed()
     }
 
     /// The store.

@@ -11,3 +11,8 @@ pub(crate) struct Touched {
     /// One past the last offset touched (`from` when none was).
     pub(crate) to: u64,
 }
+
+/// The stream a request named outside its path (a stream created from a JSON body, or the one
+/// an error answer names), kept in the response's extensions for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedStream(pub(crate) String);

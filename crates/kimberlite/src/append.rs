@@ -93,6 +93,7 @@ impl Kimberlite {
                 .backend
                 .flush()
                 .map_err(|source| Error::storage(None, source))?;
+            self.count_sync();
             let State {
                 tree_backlog,
                 merkle,

@@ -60,6 +60,35 @@ fn a_failed_group_sync_fails_its_appends_and_poisons() {
     assert!(matches!(store.sync(), Err(Error::Poisoned)));
 }
 
+/// What a service reports as readiness and metrics: the fail-stop latch and the sync count.
+#[test]
+fn the_store_reports_its_syncs_and_its_fail_stop_latch() {
+    let config = Config::default().durability(Durability::GroupCommit);
+    let (store, faults) = Kimberlite::faulty(config);
+    let id = store.create_stream("audit").unwrap();
+    let before = store.syncs_completed();
+    assert!(!store.has_failed());
+    for event in ["a", "b", "c"] {
+        store.append(id, [event], ExpectedOffset::Any).unwrap();
+    }
+    // One thread: each append waits for its own sync.
+    assert_eq!(store.syncs_completed(), before + 3);
+    faults.fail_flushes.store(true, Ordering::SeqCst);
+    assert!(store.append(id, ["d"], ExpectedOffset::Any).is_err());
+    assert!(store.has_failed());
+    assert_eq!(
+        store.syncs_completed(),
+        before + 3,
+        "a failed sync is not counted"
+    );
+
+    let (each, _) = Kimberlite::faulty(Config::default());
+    let id = each.create_stream("audit").unwrap();
+    let before = each.syncs_completed();
+    each.append(id, ["a"], ExpectedOffset::Any).unwrap();
+    assert_eq!(each.syncs_completed(), before + 1);
+}
+
 #[test]
 fn concurrent_appenders_share_syncs() {
     const APPENDS: usize = 25;

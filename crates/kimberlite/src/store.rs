@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) lost: Vec<Loss>,
     /// Wakes readers that wait for new durable events.
     pub(crate) durable_watch: DurableWatch,
+    /// Durability syncs finished: what [`Kimberlite::syncs_completed`] reports.
+    pub(crate) syncs: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -168,6 +170,28 @@ impl Kimberlite {
         self.inner.config.read_only
     }
 
+    /// Whether the store has stopped taking writes after a failed write or sync (fail-stop,
+    /// [`Error::Poisoned`] from then on until it is reopened). A service reports itself not
+    /// ready while this is true.
+    #[must_use]
+    pub fn has_failed(&self) -> bool {
+        self.inner.commit.failed()
+    }
+
+    /// How many durability syncs the store has finished since it was opened: one per group
+    /// commit sync (however many appends and files it covered), one per synced append under
+    /// [`crate::Durability::SyncEachAppend`], one per [`Kimberlite::sync`] that flushed. For metrics.
+    #[must_use]
+    pub fn syncs_completed(&self) -> u64 {
+        self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_sync(&self) {
+        self.inner
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Opens the store in `dir` of the file system `fs`, as [`Kimberlite::open_with`] does on
     /// the real one. Every file of the store goes through `fs`: the segments, the marker and
     /// the Merkle trees, so a simulated file system (`kimberlite-sim`) can crash and fault the
@@ -236,6 +260,7 @@ impl Kimberlite {
                 files,
                 lost,
                 durable_watch: DurableWatch::default(),
+                syncs: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }

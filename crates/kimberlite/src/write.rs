@@ -86,6 +86,9 @@ impl Kimberlite {
             Error::storage(Some(&name), source)
         })?;
         assert_offset_advanced(head.next_offset, next_offset, count);
+        if fsync {
+            self.count_sync();
+        }
         let written = StreamHead {
             next_offset,
             hash: Some(hash),
@@ -143,6 +146,7 @@ impl Kimberlite {
         for sync in &mut syncs {
             sync.run().map_err(|source| Error::storage(None, source))?;
         }
+        self.count_sync();
         let mut state = self.write_state();
         state.backend.sync_finished(&syncs);
         let mut backlog = backlog;

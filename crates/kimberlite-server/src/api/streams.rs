@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::names::{check_new_stream_name, check_stream_name};
 use crate::principal::{Permission, Principal};
 use crate::state::AppState;
+use crate::touched::NamedStream;
 
 /// `POST /v1/streams` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,16 +52,17 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     Json(request): Json<CreateStream>,
-) -> Result<(StatusCode, Json<StreamView>), ApiError> {
+) -> Result<(StatusCode, Extension<NamedStream>, Json<StreamView>), ApiError> {
     check_new_stream_name(&request.name)?;
     principal.require(Permission::Admin, &request.name)?;
+    let named = NamedStream(request.name.clone());
     let view = state
         .with_store(move |store| {
             store.create_stream(&request.name)?;
             stream_view(store, &request.name)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Extension(named), Json(view)))
 }
 
 /// List the streams this key may read or append to.

@@ -103,6 +103,27 @@ impl TestServer {
         Self::start_full(config, test_keys(), reqwest::Client::new(), configure).await
     }
 
+    /// Stops the server and starts a new one over the same store.
+    pub async fn restart(mut self) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        Self::start_in(self.dir, Limits::default()).await
+    }
+
+    /// A server over the store in `dir` (created if empty).
+    pub async fn start_in(dir: tempfile::TempDir, limits: Limits) -> Self {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.limits = limits;
+        Self::start_full_in(dir, config, test_keys(), reqwest::Client::new(), |state| {
+            state
+        })
+        .await
+    }
+
     /// A server with `config` (listening on `config.listen`, port 0 for any) and `keys`,
     /// asked through `client`.
     pub async fn start_custom(
@@ -122,6 +143,17 @@ impl TestServer {
         configure: impl FnOnce(AppState) -> AppState,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full_in(dir, config, keys, client, configure).await
+    }
+
+    /// [`Self::start_full`] over the store in `dir`.
+    pub async fn start_full_in(
+        dir: tempfile::TempDir,
+        config: ServerConfig,
+        keys: KeyRing,
+        client: reqwest::Client,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let store = Kimberlite::open_with(
             dir.path(),
             Config::default().durability(Durability::GroupCommit),

@@ -1,0 +1,165 @@
+//! The access log: who did what to which events, recorded in the server's own stream
+//! `_access`, itself hash-chained like every stream.
+//!
+//! A middleware on every route ([`record`]) identifies the key from the `Authorization`
+//! header, runs the handler, and appends one JSON record per request with a known key:
+//!
+//! ```json
+//! {"time":"2026-01-02T03:04:05.678Z","key":"auditor","op":"GET /v1/streams/{stream}/events",
+//!  "stream":"ehr","from":0,"to":20,"status":200}
+//! ```
+//!
+//! `stream` is the path's, else the one the handler named ([`NamedStream`]: a stream created
+//! from a JSON body); `from`/`to` the offsets the handler touched ([`Touched`]), `kind` the
+//! error kind of a refused or failed request. Requests without a valid key name no principal:
+//! they are counted in the metrics, not recorded. The request is answered only once its
+//! record is durable; the writer (`access_writer.rs`) batches the records of concurrent
+//! requests into one append. The handler runs in a task of its own, so a client that goes
+//! away, or a request timeout, cannot stop a request that has started from being recorded.
+
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::client_cert::ClientCertName;
+use crate::error::{ApiError, ErrorKind};
+use crate::metrics::RouteLabel;
+use crate::state::AppState;
+use crate::touched::{NamedStream, Touched};
+
+/// One request as the access log records it.
+#[derive(Debug, Serialize)]
+struct AccessRecord<'a> {
+    /// When the request arrived, RFC 3339 UTC.
+    time: &'a str,
+    /// The key's id (never its token).
+    key: &'a str,
+    /// Method and route, as matched (`POST /v1/streams/{stream}/events`).
+    op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<u64>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+/// Routes whose requests need a key: everything under `/v1` but the API description.
+fn needs_key(route: &str) -> bool {
+    route.starts_with("/v1/") && route != "/v1/openapi.json"
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Middleware on every route: see the module docs.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let Some(route) = route else {
+        return next.run(request).await;
+    };
+    let label = RouteLabel(route.clone());
+    if !needs_key(&route) {
+        return with_route(next.run(request).await, label);
+    }
+    // Who the handler will take the caller for: the bearer token, else a verified client
+    // certificate's name (as `auth.rs` decides).
+    let principal = match bearer_token(request.headers()) {
+        Some(token) => state.keys().authenticate(token).ok(),
+        None => request
+            .extensions()
+            .get::<ClientCertName>()
+            .and_then(|ClientCertName(name)| state.keys().authenticate_name(name).ok()),
+    };
+    let key_id = principal.map(|principal| principal.key_id);
+    let Some(key_id) = key_id else {
+        // Counted when refused, so that routes open without a key (public tiles) are not.
+        let response = next.run(request).await;
+        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+            state.metrics().count_unauthenticated();
+        }
+        return with_route(response, label);
+    };
+    // Fail-closed: no room in the log (or a failed log) means the handler does not run.
+    let slot = match state.access_log().reserve().await {
+        Ok(slot) => slot,
+        Err(error) => return with_route(error.into_response(), label),
+    };
+    let time = crate::utc_time::rfc3339_millis(std::time::SystemTime::now());
+    let op = format!("{} {route}", request.method());
+    let (mut parts, body) = request.into_parts();
+    let stream = RawPathParams::from_request_parts(&mut parts, &state)
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "stream")
+                .map(|(_, value)| value.to_owned())
+        });
+    let request = Request::from_parts(parts, body);
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let touched = response.extensions().get::<Touched>().copied();
+        let stream = stream.or_else(|| {
+            let named = response.extensions().get::<NamedStream>();
+            named.map(|NamedStream(name)| name.clone())
+        });
+        let record = AccessRecord {
+            time: &time,
+            key: &key_id,
+            op: &op,
+            stream: stream.as_deref(),
+            from: touched.map(|touched| touched.from),
+            to: touched.map(|touched| touched.to),
+            status: response.status().as_u16(),
+            kind: ErrorKind::of(&response).map(|ErrorKind(kind)| kind),
+        };
+        let record = match serde_json::to_vec(&record) {
+            Ok(record) => record,
+            Err(error) => {
+                return ApiError::Internal(format!("an access record: {error}")).into_response()
+            }
+        };
+        match slot.send(record).await {
+            Ok(Ok(())) => response,
+            Ok(Err(error)) => ApiError::Unavailable(format!(
+                "the access log could not record this request, so it is not acknowledged \
+                 (it may have taken effect): {error}"
+            ))
+            .into_response(),
+            Err(_) => {
+                ApiError::Unavailable("the access log stopped before recording this request".into())
+                    .into_response()
+            }
+        }
+    });
+    let response = task.await.unwrap_or_else(|join| {
+        ApiError::Internal(format!("a request task failed: {join}")).into_response()
+    });
+    with_route(response, label)
+}
+
+fn with_route(mut response: Response, route: RouteLabel) -> Response {
+    response.extensions_mut().insert(route);
+    response
+}

@@ -1,0 +1,70 @@
+//! The metrics' middleware and route: every request timed and its bytes counted on the way
+//! through; `GET /metrics` answers the exposition (`metrics.rs` keeps the metrics).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
+
+use crate::error::ErrorKind;
+use crate::metrics::RouteLabel;
+use crate::state::AppState;
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics().encode(state.store().syncs_completed()) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Middleware around the whole router: times each request to its response's headers, counts
+/// the bytes of both bodies as they flow, and counts error answers by kind.
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let bytes_in = state.metrics().bytes_in();
+    let request = request.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                bytes_in.inc_by(data.len() as u64);
+            }
+            frame
+        }))
+    });
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or_else(|| "unmatched".to_owned(), |route| route.0.clone());
+    metrics.observe_request(
+        method,
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(ErrorKind(kind)) = ErrorKind::of(&response) {
+        metrics.count_error(kind);
+    }
+    let bytes_out = metrics.bytes_out();
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                bytes_out.inc_by(data.len() as u64);
+            }
+            frame
+        }))
+    })
+}
