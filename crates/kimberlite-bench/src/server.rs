@@ -128,3 +128,28 @@ impl Drop for BenchServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::concurrent::single_appends;
+    use crate::http_client::{connect_all, length_prefixed};
+
+    #[test]
+    fn what_the_server_acknowledged_is_in_the_store_after_it_stops() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let server = BenchServer::start(open_store(dir.path(), &["s".to_string()]));
+            let mut clients = connect_all(server.runtime(), server.addr(), "s", 4);
+            let batch = length_prefixed(&crate::events(0, 10));
+            server.runtime().block_on(clients[0].append_batch(batch));
+            let round = single_appends(server.runtime(), &mut clients, 3);
+            assert_eq!(round.latencies.len(), 12);
+            assert!(round.elapsed >= *round.latencies.iter().max().expect("latencies"));
+            drop(clients);
+        }
+        let store = Kimberlite::open_with(dir.path(), store_config()).expect("reopen");
+        let id = store.stream("s").expect("the stream");
+        assert_eq!(store.head(id).expect("head").next_offset.as_u64(), 22);
+    }
+}
