@@ -114,15 +114,16 @@ impl OwnStream {
     /// Appends `batch` in one transaction; returns once it is committed.
     pub async fn append_batch(&mut self, batch: &[Bytes]) {
         let mut offsets = Vec::with_capacity(batch.len());
-        let mut hashes = Vec::with_capacity(batch.len());
+        let mut chained = Vec::with_capacity(batch.len());
         for payload in batch {
             let hash = chain(self.head.as_ref(), self.next, payload);
             offsets.push(self.next as i64);
-            hashes.push(hash.as_bytes().to_vec());
+            chained.push(hash);
             self.head = Some(hash);
             self.next += 1;
         }
         let payloads: Vec<&[u8]> = batch.iter().map(|payload| &payload[..]).collect();
+        let hashes: Vec<&[u8]> = chained.iter().map(|hash| &hash.as_bytes()[..]).collect();
         self.client
             .execute(
                 &self.insert_batch,
