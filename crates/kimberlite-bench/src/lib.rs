@@ -10,6 +10,10 @@
 //! every bench works end to end; its figures are not the ones to report.
 
 pub mod ceiling;
+pub mod concurrent;
+pub mod http_client;
+pub mod latency;
+pub mod server;
 pub mod work_bound;
 
 use std::hint::black_box;
@@ -260,6 +264,13 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
+/// Median of `values` (zero when empty; NaNs sort last).
+#[must_use]
+pub fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
 /// Runs `a` and `b` alternately `rounds` times after one warm-up call each; returns the median
 /// time of each. Interleaving makes machine noise hit both sides alike.
 pub fn interleaved(
@@ -440,6 +451,12 @@ mod tests {
         assert_eq!(thousands(0.0), "0");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(1_234_567.4), "1,234,567");
+    }
+
+    #[test]
+    fn median_of_figures() {
+        assert_eq!(median_f64(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_f64(Vec::new()), 0.0);
     }
 
     #[test]

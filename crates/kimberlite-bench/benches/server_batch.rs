@@ -1,0 +1,123 @@
+//! `server_batch`: batches of 1,000 x 256 B appended over HTTP, synced, against the embedded
+//! store on the same workload, in the same process.
+//!
+//! - **Kimberlite over HTTP**: `kimberlite serve`'s `Server` on 127.0.0.1 in this process
+//!   (`kimberlite_bench::server`), one client on one keep-alive HTTP/1.1 connection
+//!   (`kimberlite_bench::http_client`) posting each batch as a length-prefixed body
+//!   (`application/octet-stream`, encoded once before the timing) to
+//!   `POST /v1/streams/bench/events`; a batch counts once the server answered 200, which it
+//!   does once the batch is durable (group commit).
+//! - **Baseline**: the same batch given to `Kimberlite::append` of a store opened as the
+//!   server opens its own (`Durability::GroupCommit`), from one thread.
+//!
+//! Target: HTTP >= 0.7x the embedded store. Run: `cargo bench -p kimberlite-bench --bench
+//! server_batch`.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput};
+use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
+use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::server::{open_store, BenchServer};
+use kimberlite_bench::{
+    events, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
+};
+
+const STREAM: &str = "bench";
+
+/// Kimberlite over HTTP: a server over a fresh store, one client, the batch's body.
+/// (Fields drop in order: the client goes before the server it is connected to.)
+struct Http {
+    client: HttpStream,
+    body: Bytes,
+    server: BenchServer,
+}
+
+impl Http {
+    fn new(dir: &Path, batch: &[Bytes]) -> Self {
+        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
+            .pop()
+            .expect("one client");
+        Self {
+            server,
+            client,
+            body: length_prefixed(batch),
+        }
+    }
+
+    fn append(&mut self) {
+        let body = self.body.clone();
+        self.server
+            .runtime()
+            .block_on(self.client.append_batch(body));
+    }
+}
+
+/// The embedded store, opened as the server opens its own.
+struct Embedded {
+    store: Kimberlite,
+    id: StreamId,
+}
+
+impl Embedded {
+    fn new(dir: &Path) -> Self {
+        let store = open_store(dir, &[STREAM.to_string()]);
+        let id = store.stream(STREAM).expect("the bench stream");
+        Self { store, id }
+    }
+
+    fn append(&self, batch: Vec<Bytes>) {
+        self.store
+            .append(self.id, batch, ExpectedOffset::Any)
+            .expect("append");
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut http = Http::new(&dir.path().join("server"), &batch);
+    let embedded = Embedded::new(&dir.path().join("embedded"));
+    let mut group = c.benchmark_group("server_batch");
+    group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
+    group.bench_function("http_synced_1000x256B", |b| b.iter(|| http.append()));
+    group.bench_function("embedded_group_commit_1000x256B", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |events| embedded.append(events),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut http = Http::new(&dir.path().join("server"), &batch);
+    let embedded = Embedded::new(&dir.path().join("embedded"));
+    let rounds = scaled(100, 5) as usize;
+    // The embedded side takes batches copied before the timing, as the HTTP side's body is
+    // encoded before it.
+    let mut batches = Batches::new(&batch, rounds + 1);
+    let (over_http, base) =
+        interleaved(rounds, || http.append(), || embedded.append(batches.take()));
+    let n = BATCH_EVENTS as u64;
+    println!(
+        "server_batch: per synced batch of 1,000 x 256 B: HTTP {over_http:.2?}, embedded \
+         {base:.2?}"
+    );
+    report(
+        "server_batch",
+        &format!("HTTP {} events/s", thousands(rate(n, over_http))),
+        &format!("embedded {} events/s", thousands(rate(n, base))),
+        rate(n, over_http) / rate(n, base),
+        Target::AtLeast(0.7),
+    );
+}
+
+fn main() {
+    kimberlite_bench::run(bench, print_ratio);
+}

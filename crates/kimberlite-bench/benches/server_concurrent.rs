@@ -1,0 +1,162 @@
+//! `server_concurrent`: single-event synced appends from 64 concurrent HTTP clients against
+//! the embedded store's group commit with 64 threads, in the same process.
+//!
+//! - **Kimberlite over HTTP**: `kimberlite serve`'s `Server` on 127.0.0.1 in this process; 64
+//!   clients, each a task with its own keep-alive HTTP/1.1 connection and one request in
+//!   flight, each posting single events (length-prefixed bodies) to one stream
+//!   (`POST /v1/streams/bench/events`, no expected offset). An event counts once the server
+//!   answered 200, which it does once the event is durable (group commit).
+//! - **Baseline**: 64 threads each calling `Kimberlite::append` with single events on one
+//!   stream of a store opened as the server opens its own (`Durability::GroupCommit`).
+//!
+//! Criterion measures throughput (one iteration = one event per client or thread). The
+//! `RESULT` line is the median per-round ratio of 15 short alternating rounds; the latency
+//! of each append (p50, p99, slowest) over every round is printed for both sides.
+//!
+//! Target: HTTP >= 0.7x the embedded store. Run: `cargo bench -p kimberlite-bench --bench
+//! server_concurrent`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput};
+use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
+use kimberlite_bench::concurrent::{single_appends, Round};
+use kimberlite_bench::http_client::{connect_all, HttpStream};
+use kimberlite_bench::latency::Percentiles;
+use kimberlite_bench::server::{open_store, BenchServer};
+use kimberlite_bench::{event, median_f64, report, scaled, thousands, Target};
+
+const CLIENTS: u64 = 64;
+const STREAM: &str = "bench";
+
+/// Kimberlite over HTTP: a server over a fresh store and its 64 connected clients.
+/// (Fields drop in order: the clients go before the server they are connected to.)
+struct Http {
+    clients: Vec<HttpStream>,
+    server: BenchServer,
+}
+
+impl Http {
+    fn new(dir: &Path) -> Self {
+        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
+        Self { clients, server }
+    }
+
+    fn round(&mut self, per_client: u64) -> Round {
+        single_appends(self.server.runtime(), &mut self.clients, per_client)
+    }
+}
+
+/// The embedded store, opened as the server opens its own.
+struct Embedded {
+    store: Kimberlite,
+    id: StreamId,
+}
+
+impl Embedded {
+    fn new(dir: &Path) -> Self {
+        let store = open_store(dir, &[STREAM.to_string()]);
+        let id = store.stream(STREAM).expect("the bench stream");
+        Self { store, id }
+    }
+
+    /// 64 threads each append `per_thread` single events, the same events the HTTP clients
+    /// send (`kimberlite_bench::concurrent`).
+    fn round(&self, per_thread: u64) -> Round {
+        let started = Instant::now();
+        let latencies = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..CLIENTS)
+                .map(|thread| {
+                    scope.spawn(move || {
+                        let mut latencies = Vec::with_capacity(per_thread as usize);
+                        for i in 0..per_thread {
+                            let payload = event(thread * 1_000_000 + i);
+                            let sent = Instant::now();
+                            self.store
+                                .append(self.id, [payload], ExpectedOffset::Any)
+                                .expect("append");
+                            latencies.push(sent.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|thread| thread.join().expect("an appending thread"))
+                .collect()
+        });
+        Round {
+            elapsed: started.elapsed(),
+            latencies,
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut http = Http::new(&dir.path().join("server"));
+    let embedded = Embedded::new(&dir.path().join("embedded"));
+    let mut group = c.benchmark_group("server_concurrent");
+    group.throughput(Throughput::Elements(CLIENTS));
+    group.bench_function("http_64_clients_x1_event", |b| {
+        b.iter_custom(|iters| http.round(iters).elapsed)
+    });
+    group.bench_function("embedded_64_threads_x1_event", |b| {
+        b.iter_custom(|iters| embedded.round(iters).elapsed)
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut http = Http::new(&dir.path().join("server"));
+    let embedded = Embedded::new(&dir.path().join("embedded"));
+    let per_client = scaled(40, 3);
+    // Short alternating rounds: a virtual disk's flush latency can change several-fold within
+    // seconds, so each round's ratio compares the two sides in the same period.
+    http.round(per_client);
+    embedded.round(per_client);
+    let (mut http_latencies, mut embedded_latencies) = (Vec::new(), Vec::new());
+    let (mut http_rates, mut embedded_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..scaled(15, 2) {
+        let over_http = http.round(per_client);
+        let base = embedded.round(per_client);
+        http_rates.push(over_http.rate());
+        embedded_rates.push(base.rate());
+        ratios.push(over_http.rate() / base.rate());
+        http_latencies.extend(over_http.latencies);
+        embedded_latencies.extend(base.latencies);
+    }
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
+    println!(
+        "server_concurrent: latency per synced single-event append: HTTP, 64 clients: {}; \
+         embedded, 64 threads: {}",
+        Percentiles::of(http_latencies),
+        Percentiles::of(embedded_latencies)
+    );
+    println!(
+        "server_concurrent: per-round ratios from {:.2} to {:.2}",
+        low, high
+    );
+    report(
+        "server_concurrent",
+        &format!(
+            "HTTP 64 clients {} events/s",
+            thousands(median_f64(http_rates))
+        ),
+        &format!(
+            "embedded 64 threads {} events/s",
+            thousands(median_f64(embedded_rates))
+        ),
+        median_f64(ratios),
+        Target::AtLeast(0.7),
+    );
+}
+
+fn main() {
+    kimberlite_bench::run(bench, print_ratio);
+}
