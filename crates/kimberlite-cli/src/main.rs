@@ -1,7 +1,7 @@
 //! `kimberlite`: the command-line tool for Kimberlite stores.
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
-//! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`. See
+//! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`; `serve`; `witness`. See
 //! `kimberlite --help`, `kimberlite help <command>` and this crate's README.
 //!
 //! # Exit codes
@@ -39,6 +39,7 @@ mod proofs;
 mod report;
 mod serve;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -101,6 +102,9 @@ enum Command {
     /// Serve the store over HTTP: the `/v1` API, for applications and auditors
     /// (docs/SERVER.md). Stops on Ctrl-C or SIGTERM, finishing requests in flight.
     Serve(serve::ServeArgs),
+    /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
+    /// (docs/PROOFS.md, "Running a witness").
+    Witness(witness::WitnessArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::VerifyProof(args) => proofs::verify_proof(&args),
         Command::Audit(args) => proof_audit::audit(&args),
         Command::Serve(args) => serve::serve(&args),
+        Command::Witness(args) => witness::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -144,8 +144,8 @@ impl WitnessState {
             .collect()
     }
 
-    /// Configures a log: checkpoints of `origin` signed by `key` are accepted. The key's
-    /// name must be the origin, as C2SP logs name their keys.
+    /// Configures a log: checkpoints of `origin` signed by `key` (a signed-note verifier
+    /// key, of any name) are accepted. A later call for the same origin replaces its key.
     pub fn add_log(&mut self, origin: &str, key: &str) -> Result<(), StateError> {
         let bad = |reason: String| StateError::BadKey {
             origin: origin.to_owned(),
