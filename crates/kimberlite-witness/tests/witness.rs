@@ -162,3 +162,28 @@ async fn the_http_endpoint_answers_with_the_specs_codes() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn racing_branches_get_one_cosignature() {
+    // Two forks of one log sent at once, each from size 0, many times over: the check and
+    // the record are one step, so exactly one branch is ever cosigned.
+    let dir = tempfile::tempdir().unwrap();
+    let witness = Arc::new(open(dir.path()));
+    let branches = [tree(&["a", "b"]), tree(&["x", "y"])];
+    let answers: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let witness = Arc::clone(&witness);
+                let (body, _) = request(&tree(&[]), &branches[i % 2]);
+                scope.spawn(move || witness.add_checkpoint_at(body.as_bytes(), 1).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|&&status| status == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|&status| status == 200 || status == 409));
+}
