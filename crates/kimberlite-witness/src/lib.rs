@@ -18,6 +18,6 @@ pub mod state;
 pub mod witness;
 
 pub use decision::{decide, Accepted, Cosigned, Refusal};
-pub use http::{router, serve, BODY_BYTES_MAX};
+pub use http::{router, serve, BODY_BYTES_MAX, REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS};
 pub use state::{LogEntry, StateError, WitnessState, COSIGNED_STREAM, LOGS_STREAM};
 pub use witness::{Answer, Witness};
