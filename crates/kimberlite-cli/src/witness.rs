@@ -27,7 +27,8 @@ enum WitnessCommand {
     Keygen(KeygenArgs),
     /// Accept checkpoints of a log: its origin line and its verifier key.
     AddLog(AddLogArgs),
-    /// List the accepted logs and the last checkpoint cosigned of each.
+    /// List the accepted logs and the last checkpoint cosigned of each (read-only: works
+    /// beside a running witness).
     List(ListArgs),
     /// Serve POST /add-checkpoint (C2SP tlog-witness) until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
@@ -137,7 +138,7 @@ fn list(args: &ListArgs) -> Result<ExitCode, CliError> {
             args.dir.display()
         )));
     }
-    let state = WitnessState::open(&args.dir).map_err(|e| state_error(&args.dir, e))?;
+    let state = WitnessState::open_read_only(&args.dir).map_err(|e| state_error(&args.dir, e))?;
     for entry in state.list() {
         match entry.cosigned {
             Some(cosigned) => outln!(

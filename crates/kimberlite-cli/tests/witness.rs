@@ -137,6 +137,9 @@ fn a_witness_process_cosigns_a_stores_checkpoints() {
         let (status, body) = post(&addr, &stale.to_body());
         assert_eq!((status, parse_size_body(&body).unwrap()), (409, 5));
         assert_eq!(post(&addr, "garbage").0, 400);
+        // `list` reads the store beside the running witness.
+        let listed = ok(&["witness", "list", s(&witness_dir)], "");
+        assert!(listed.contains("size 5"), "{listed}");
     });
     child.kill().unwrap();
     child.wait().unwrap();

@@ -77,8 +77,9 @@ pub struct LogEntry {
 #[derive(Debug)]
 pub struct WitnessState {
     store: Kimberlite,
-    logs_stream: StreamId,
-    cosigned_stream: StreamId,
+    /// `None` only in a read-only state whose store has no such stream yet.
+    logs_stream: Option<StreamId>,
+    cosigned_stream: Option<StreamId>,
     logs: BTreeMap<String, VerifierKey>,
     cosigned: BTreeMap<String, Cosigned>,
 }
@@ -87,6 +88,13 @@ impl WitnessState {
     /// Opens (or creates) the witness store in `dir` and replays its streams.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         Self::from_store(Kimberlite::open(dir)?)
+    }
+
+    /// Opens the witness store in `dir` read-only (no lock, nothing written: beside a
+    /// running witness), for `list`. Its `add_log` and `record` fail.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StateError> {
+        let config = kimberlite::Config::default().create_if_missing(false);
+        Self::from_store(Kimberlite::open_read_only(dir, config)?)
     }
 
     /// The state over an already open store (an in-memory one in tests).
@@ -159,7 +167,7 @@ impl WitnessState {
             origin: origin.to_owned(),
             key: parsed.to_text(),
         };
-        self.append(self.logs_stream, &event)?;
+        self.append(self.logs_stream, LOGS_STREAM, &event)?;
         self.logs.insert(origin.to_owned(), parsed);
         Ok(())
     }
@@ -177,14 +185,20 @@ impl WitnessState {
             root: cosigned.root,
             timestamp,
         };
-        self.append(self.cosigned_stream, &event)?;
+        self.append(self.cosigned_stream, COSIGNED_STREAM, &event)?;
         self.cosigned.insert(origin.to_owned(), cosigned);
         Ok(())
     }
 
-    fn append<T: Serialize>(&self, stream: StreamId, event: &T) -> Result<(), StateError> {
+    fn append<T: Serialize>(
+        &self,
+        stream: Option<StreamId>,
+        name: &'static str,
+        event: &T,
+    ) -> Result<(), StateError> {
+        let stream = stream.ok_or(StateError::Store(kimberlite::Error::ReadOnly))?;
         let bytes = serde_json::to_vec(event).map_err(|e| StateError::BadEvent {
-            stream: LOGS_STREAM,
+            stream: name,
             offset: 0,
             reason: e.to_string(),
         })?;
@@ -194,19 +208,24 @@ impl WitnessState {
     }
 }
 
-fn stream(store: &Kimberlite, name: &str) -> Result<StreamId, StateError> {
+/// The stream `name`, created if missing unless the store is read-only.
+fn stream(store: &Kimberlite, name: &str) -> Result<Option<StreamId>, StateError> {
     match store.stream(name) {
-        Some(id) => Ok(id),
-        None => Ok(store.create_stream(name)?),
+        Some(id) => Ok(Some(id)),
+        None if store.is_read_only() => Ok(None),
+        None => Ok(Some(store.create_stream(name)?)),
     }
 }
 
 fn replay<T: for<'de> Deserialize<'de>>(
     store: &Kimberlite,
-    id: StreamId,
+    id: Option<StreamId>,
     name: &'static str,
 ) -> Result<Vec<(u64, T)>, StateError> {
     let mut events = Vec::new();
+    let Some(id) = id else {
+        return Ok(events);
+    };
     for event in store.events(id, Offset::from(0)) {
         let event = event?;
         let offset = u64::from(event.offset);
