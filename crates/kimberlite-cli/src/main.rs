@@ -2,7 +2,7 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
-//! for the HTTP service `serve` and `key`. See `kimberlite --help`, `kimberlite help <command>`
+//! for the HTTP service `serve` and `key`; a transparency-log `witness`. See `kimberlite --help`, `kimberlite help <command>`
 //! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
 //! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
 //! through `kimberlite-client`.
@@ -48,6 +48,7 @@ mod remote;
 mod report;
 mod serve;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -112,6 +113,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the server's API keys: `add` (prints the token once), `list`, `revoke`.
     Key(key::KeyArgs),
+    /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
+    /// (docs/PROOFS.md, "Running a witness").
+    Witness(witness::WitnessArgs),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => proof_audit::audit(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
+        Command::Witness(args) => witness::run(&args),
     };
     match outcome {
         Ok(code) => code,

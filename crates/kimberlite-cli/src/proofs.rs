@@ -187,7 +187,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

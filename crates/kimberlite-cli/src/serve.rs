@@ -124,7 +124,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -12,6 +12,10 @@
 //! - [`signing`]: checkpoints signed under their origin, as C2SP clients expect.
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root) and the JSON proof
 //!   bundles the `kimberlite` program prints, with their offline verification.
+//! - [`cosignature`]: C2SP tlog cosignatures (Ed25519, `cosignature/v1`): witness keys,
+//!   cosigning, verifying, and a k-of-n [`WitnessPolicy`].
+//! - [`add_checkpoint`]: the bodies of C2SP tlog-witness's `add-checkpoint` call, for the
+//!   log side (build the request, read the answer) and the witness side (the reverse).
 //! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
 //!   check that a tile belongs to a root.
 //!
@@ -60,7 +64,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod add_checkpoint;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
 pub mod signing;
@@ -68,12 +74,22 @@ pub mod tiles;
 pub mod tree;
 pub mod verify;
 
+pub use add_checkpoint::{
+    add_cosignatures, parse_size_body, size_body, AddCheckpoint, AddCheckpointError,
+    MAX_PROOF_LINES, SIZE_CONTENT_TYPE,
+};
 pub use checkpoint::{
     origin_difference, verify_bundle, Checkpoint, CheckpointError, ConsistencyBundle,
     InclusionBundle, Verified, CONSISTENCY_FORMAT, INCLUSION_FORMAT,
 };
+pub use cosignature::{
+    cosigned_message, verify_witnessed, CosignatureError, Cosigned, WitnessKey, WitnessPolicy,
+    WitnessSigner, ALG_COSIGNATURE_V1, COSIGNATURE_HEADER, MAX_TIMESTAMP,
+};
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
-pub use note::{NoteError, SignerKey, VerifierKey};
+pub use note::{
+    parse_signature_line, split_note, NoteError, SignatureLine, SignerKey, VerifierKey,
+};
 pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
 pub use tiles::{
     check_tile, entry_bundle, parse_entry_bundle, parse_tile, parse_tile_path, read_tile,

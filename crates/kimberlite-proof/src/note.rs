@@ -69,7 +69,7 @@ pub enum NoteError {
     },
 }
 
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(NoteError::InvalidKeyName {
             name: name.to_owned(),
@@ -79,10 +79,16 @@ fn check_name(name: &str) -> Result<(), NoteError> {
 }
 
 fn key_id(name: &str, public: &VerifyingKey) -> u32 {
+    key_id_for(name, ALG_ED25519, public)
+}
+
+/// `SHA-256(name || "\n" || algorithm || public key)[:4]`, big-endian: the key id of every
+/// signature type (signed-note section "Signatures", tlog-cosignature section "Format").
+pub(crate) fn key_id_for(name: &str, algorithm: u8, public: &VerifyingKey) -> u32 {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update(b"\n");
-    hasher.update([ALG_ED25519]);
+    hasher.update([algorithm]);
     hasher.update(public.as_bytes());
     let digest = hasher.finalize();
     let mut id = [0u8; 4];
@@ -92,22 +98,40 @@ fn key_id(name: &str, public: &VerifyingKey) -> u32 {
 
 /// Decodes `base64(0x01 || 32 bytes)`.
 fn decode_key_bytes(text: &str, what: &'static str) -> Result<[u8; 32], NoteError> {
+    decode_key_bytes_of(text, what, ALG_ED25519)
+}
+
+/// Decodes `base64(algorithm || 32 bytes)`: an Ed25519 key of the given signature type.
+pub(crate) fn decode_key_bytes_of(
+    text: &str,
+    what: &'static str,
+    algorithm: u8,
+) -> Result<[u8; 32], NoteError> {
     let malformed = |reason| NoteError::MalformedKey { what, reason };
     let bytes = BASE64
         .decode(text.trim())
         .map_err(|_| malformed("the key is not base64"))?;
     match bytes.split_first() {
-        Some((&ALG_ED25519, key)) => {
+        Some((&alg, key)) if alg == algorithm => {
             <[u8; 32]>::try_from(key).map_err(|_| malformed("an Ed25519 key has 32 bytes"))
         }
-        Some(_) => Err(malformed("not an Ed25519 key (algorithm byte is not 0x01)")),
+        Some(_) => Err(malformed(if algorithm == ALG_ED25519 {
+            "not an Ed25519 key (algorithm byte is not 0x01)"
+        } else {
+            "not an Ed25519 cosignature key (algorithm byte is not 0x04)"
+        })),
         None => Err(malformed("the key is empty")),
     }
 }
 
 fn encode_key_bytes(key: &[u8; 32]) -> String {
+    encode_key_bytes_of(key, ALG_ED25519)
+}
+
+/// `base64(algorithm || key)`.
+pub(crate) fn encode_key_bytes_of(key: &[u8; 32], algorithm: u8) -> String {
     let mut bytes = Vec::with_capacity(33);
-    bytes.push(ALG_ED25519);
+    bytes.push(algorithm);
     bytes.extend_from_slice(key);
     BASE64.encode(bytes)
 }
@@ -215,14 +239,8 @@ impl SignerKey {
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
         check_text(text)?;
         let signature = self.key.sign(text.as_bytes());
-        let mut blob = Vec::with_capacity(4 + 64);
-        blob.extend_from_slice(&self.key_id().to_be_bytes());
-        blob.extend_from_slice(&signature.to_bytes());
-        Ok(format!(
-            "{text}\n{SIG_PREFIX}{} {}\n",
-            self.name,
-            BASE64.encode(blob)
-        ))
+        let line = signature_line(&self.name, self.key_id(), &signature.to_bytes());
+        Ok(format!("{text}\n{line}"))
     }
 }
 
@@ -294,47 +312,14 @@ impl VerifierKey {
     /// Checks that `note` carries a valid signature by this key; returns the note's text
     /// (everything before the blank line, final newline included).
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let malformed = |reason| NoteError::MalformedNote { reason };
-        if note.len() > MAX_NOTE_BYTES {
-            return Err(malformed("the note is larger than 1 MiB"));
-        }
-        let split = note
-            .rfind("\n\n")
-            .ok_or(malformed("no blank line before the signatures"))?;
-        let (text, signatures) = note.split_at(split + 1);
-        check_text(text)?;
-        let signatures = signatures
-            .strip_prefix('\n')
-            .ok_or(malformed("no blank line before the signatures"))?;
-        if !signatures.ends_with('\n') {
-            return Err(malformed(
-                "the last signature line does not end in a newline",
-            ));
-        }
-        let lines: Vec<&str> = signatures.lines().collect();
-        if lines.is_empty() || lines.len() > MAX_SIGNATURES {
-            return Err(malformed("a note has between 1 and 100 signatures"));
-        }
+        let (text, lines) = split_note(note)?;
         let mut found = false;
         for line in lines {
-            let rest = line
-                .strip_prefix(SIG_PREFIX)
-                .ok_or(malformed("a signature line must start with '\u{2014} '"))?;
-            let (name, blob) = rest.split_once(' ').ok_or(malformed(
-                "a signature line is '\u{2014} <name> <signature>'",
-            ))?;
-            let blob = BASE64
-                .decode(blob)
-                .map_err(|_| malformed("a signature is not base64"))?;
-            let (id, signature) = match blob.split_first_chunk::<4>() {
-                Some((id, signature)) => (u32::from_be_bytes(*id), signature),
-                None => return Err(malformed("a signature is shorter than its key id")),
-            };
-            if name != self.name || id != self.key_id() {
+            if line.name != self.name || line.key_id != self.key_id() {
                 continue; // another key's signature: ignored, as the spec says
             }
             found = true;
-            let verified = Signature::from_slice(signature)
+            let verified = Signature::from_slice(&line.signature)
                 .ok()
                 .is_some_and(|signature| self.key.verify(text.as_bytes(), &signature).is_ok());
             if verified {
@@ -350,8 +335,81 @@ impl VerifierKey {
     }
 }
 
+/// One signature line of a note, decoded: `— <name> base64(key id || signature)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureLine<'a> {
+    /// The key name.
+    pub name: &'a str,
+    /// The key id (first four bytes of the blob, big-endian).
+    pub key_id: u32,
+    /// The rest of the blob: the signature (for a cosignature, timestamp then signature).
+    pub signature: Vec<u8>,
+}
+
+/// Splits a signed note into its text (final newline included) and its signature lines,
+/// checking the syntax only: no signature is verified. A line of any key is returned, known
+/// or not; callers pick theirs by name and key id.
+pub fn split_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
+    let malformed = |reason| NoteError::MalformedNote { reason };
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(malformed("the note is larger than 1 MiB"));
+    }
+    let split = note
+        .rfind("\n\n")
+        .ok_or(malformed("no blank line before the signatures"))?;
+    let (text, signatures) = note.split_at(split + 1);
+    check_text(text)?;
+    let signatures = signatures
+        .strip_prefix('\n')
+        .ok_or(malformed("no blank line before the signatures"))?;
+    if !signatures.ends_with('\n') {
+        return Err(malformed(
+            "the last signature line does not end in a newline",
+        ));
+    }
+    let lines: Vec<&str> = signatures.lines().collect();
+    if lines.is_empty() || lines.len() > MAX_SIGNATURES {
+        return Err(malformed("a note has between 1 and 100 signatures"));
+    }
+    let parsed = lines
+        .into_iter()
+        .map(parse_signature_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((text, parsed))
+}
+
+/// Parses one signature line, without its newline.
+pub fn parse_signature_line(line: &str) -> Result<SignatureLine<'_>, NoteError> {
+    let malformed = |reason| NoteError::MalformedNote { reason };
+    let rest = line
+        .strip_prefix(SIG_PREFIX)
+        .ok_or(malformed("a signature line must start with '\u{2014} '"))?;
+    let (name, blob) = rest.split_once(' ').ok_or(malformed(
+        "a signature line is '\u{2014} <name> <signature>'",
+    ))?;
+    let blob = BASE64
+        .decode(blob)
+        .map_err(|_| malformed("a signature is not base64"))?;
+    match blob.split_first_chunk::<4>() {
+        Some((id, signature)) => Ok(SignatureLine {
+            name,
+            key_id: u32::from_be_bytes(*id),
+            signature: signature.to_vec(),
+        }),
+        None => Err(malformed("a signature is shorter than its key id")),
+    }
+}
+
+/// A signature line's text: `— <name> base64(key id || signature)\n`.
+pub(crate) fn signature_line(name: &str, key_id: u32, signature: &[u8]) -> String {
+    let mut blob = Vec::with_capacity(4 + signature.len());
+    blob.extend_from_slice(&key_id.to_be_bytes());
+    blob.extend_from_slice(signature);
+    format!("{SIG_PREFIX}{name} {}\n", BASE64.encode(blob))
+}
+
 /// A note text: non-empty, ends in a newline, no control characters but newlines.
-fn check_text(text: &str) -> Result<(), NoteError> {
+pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
     let malformed = |reason| NoteError::MalformedNote { reason };
     if !text.ends_with('\n') {
         return Err(malformed("the text must end with a newline"));

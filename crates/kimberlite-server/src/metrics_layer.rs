@@ -1,6 +1,8 @@
 //! The metrics' middleware and route: every request timed and its bytes counted on the way
 //! through; `GET /metrics` answers the exposition (`metrics.rs` keeps the metrics).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -8,7 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt as _;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::error::ErrorKind;
 use crate::metrics::RouteLabel;
@@ -35,14 +39,7 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let bytes_in = state.metrics().bytes_in();
-    let request = request.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                bytes_in.inc_by(data.len() as u64);
-            }
-            frame
-        }))
-    });
+    let request = request.map(|body| Body::new(Counted::new(body, bytes_in)));
     let response = next.run(request).await;
     let metrics = state.metrics();
     let route = response
@@ -59,12 +56,45 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         metrics.count_error(kind);
     }
     let bytes_out = metrics.bytes_out();
-    response.map(|body| {
-        Body::new(body.map_frame(move |frame| {
+    response.map(|body| Body::new(Counted::new(body, bytes_out)))
+}
+
+/// A body that counts its data bytes as they flow and keeps the inner body's size hint, so
+/// a response of known length keeps its `Content-Length` (a mapped body would be chunked).
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl Counted {
+    fn new(inner: Body, counter: Counter) -> Self {
+        Self { inner, counter }
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                bytes_out.inc_by(data.len() as u64);
+                this.counter.inc_by(data.len() as u64);
             }
-            frame
-        }))
-    })
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -1,0 +1,151 @@
+//! `kimberlite witness` end to end on loopback: a witness process, a store's checkpoints
+//! made with `kimberlite checkpoint` sent with `prove-consistency`'s proof, the
+//! cosignatures verified; a stale request gets 409 with the witness's size; `list` shows it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::{ok, s, store_with};
+use kimberlite::proof::{
+    add_cosignatures, parse_size_body, AddCheckpoint, ConsistencyBundle, WitnessKey,
+};
+
+/// POSTs `body` to `addr`'s /add-checkpoint; returns status and body.
+fn post(addr: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /add-checkpoint HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+#[test]
+fn a_witness_process_cosigns_a_stores_checkpoints() {
+    let (temp, store) = store_with(3);
+    let log_key = temp.path().join("log.key");
+    ok(
+        &["keygen", "--name", "example.org/log", "--out", s(&log_key)],
+        "",
+    );
+    let witness_key = temp.path().join("witness.key");
+    let vkey = ok(
+        &[
+            "witness",
+            "keygen",
+            "--name",
+            "witness.example/w1",
+            "--out",
+            s(&witness_key),
+        ],
+        "",
+    );
+    let witness_vkey = WitnessKey::parse(vkey.trim()).unwrap();
+    let witness_dir = temp.path().join("witness");
+    let log_pub = format!("{}.pub", s(&log_key));
+    ok(
+        &[
+            "witness",
+            "add-log",
+            s(&witness_dir),
+            "--origin",
+            "store/audit",
+            "--key",
+            &log_pub,
+        ],
+        "",
+    );
+    let listed = ok(&["witness", "list", s(&witness_dir)], "");
+    assert!(
+        listed.contains("store/audit") && listed.contains("nothing cosigned yet"),
+        "{listed}"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args([
+            "witness",
+            "serve",
+            s(&witness_dir),
+            "--key",
+            s(&witness_key),
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+
+    let outcome = std::panic::catch_unwind(|| {
+        // The first checkpoint, from size 0.
+        let note = ok(
+            &["checkpoint", s(&store), "audit", "--key", s(&log_key)],
+            "",
+        );
+        let request = AddCheckpoint {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: note.clone(),
+        };
+        let (status, lines) = post(&addr, &request.to_body());
+        assert_eq!(status, 200, "{lines}");
+        let cosigned = add_cosignatures(&note, &lines).unwrap();
+        witness_vkey.verify(&cosigned).unwrap();
+
+        // Two more events, the next checkpoint with the proof from 3.
+        ok(&["append", s(&store), "audit"], "d\ne\n");
+        let note = ok(
+            &["checkpoint", s(&store), "audit", "--key", s(&log_key)],
+            "",
+        );
+        let bundle = ok(&["prove-consistency", s(&store), "audit", "3", "5"], "");
+        let bundle: ConsistencyBundle = serde_json::from_str(&bundle).unwrap();
+        let request = AddCheckpoint {
+            old_size: 3,
+            proof: bundle.proof,
+            checkpoint: note.clone(),
+        };
+        let (status, lines) = post(&addr, &request.to_body());
+        assert_eq!(status, 200, "{lines}");
+        witness_vkey
+            .verify(&add_cosignatures(&note, &lines).unwrap())
+            .unwrap();
+
+        // A stale request: 409 with the witness's size.
+        let stale = AddCheckpoint {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: note,
+        };
+        let (status, body) = post(&addr, &stale.to_body());
+        assert_eq!((status, parse_size_body(&body).unwrap()), (409, 5));
+        assert_eq!(post(&addr, "garbage").0, 400);
+        // `list` reads the store beside the running witness.
+        let listed = ok(&["witness", "list", s(&witness_dir)], "");
+        assert!(listed.contains("size 5"), "{listed}");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    let listed = ok(&["witness", "list", s(&witness_dir)], "");
+    assert!(listed.contains("size 5"), "{listed}");
+}
