@@ -118,11 +118,11 @@ async fn an_auditor_fetches_a_checkpoint_and_proofs_that_verify_offline() {
     assert!(verify_bundle(&verifier, &forged, &inclusion).is_err());
 
     // Kept where the CLI keeps checkpoints: the store reads it back as evidence, and
-    // `kimberlite audit` takes the file.
+    // `kimberlite audit` takes the file. The stream's id is 2: the access log took 1.
     let kept = server
         .dir
         .path()
-        .join("checkpoints/00000000000000000001/00000000000000000005.checkpoint");
+        .join("checkpoints/00000000000000000002/00000000000000000005.checkpoint");
     assert_eq!(std::fs::read_to_string(kept).unwrap(), note);
     server.stop().await;
 }

@@ -96,7 +96,9 @@ pub fn decide(
     let key = logs
         .get(&origin)
         .ok_or_else(|| Refusal::UnknownOrigin(origin.clone()))?;
-    key.open(&request.checkpoint)
+    // The log's key signs under its own name or under the origin (C2SP: the key name is the
+    // origin), as `kimberlite checkpoint` and `kimberlite serve` sign.
+    Checkpoint::open_by_log(&request.checkpoint, key)
         .map_err(|_| Refusal::BadLogSignature(origin.clone()))?;
     let reencoded = checkpoint.to_text();
     if reencoded != text {

@@ -111,7 +111,10 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.expect("server task");
         }
-        Self::start_in(self.dir, Limits::default()).await
+        // The state holds the store open: let it go before reopening.
+        let Self { dir, state, .. } = self;
+        drop(state);
+        Self::start_in(dir, Limits::default()).await
     }
 
     /// A server over the store in `dir` (created if empty).
