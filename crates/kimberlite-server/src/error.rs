@@ -11,6 +11,7 @@
 //! | malformed body, name, query              | 400    | `bad_request`       |
 //! | unknown stream                           | 404    | `not_found`         |
 //! | stream exists / expected offset conflict | 409    | `conflict`          |
+//! | checkpoint not extending the last signed | 409    | `conflict`          |
 //! | body, batch or event over a limit        | 413    | `too_large`         |
 //! | body not of an accepted type             | 415    | `unsupported_media` |
 //! | a tile not in the stream's tree          | 404    | `not_found`         |
@@ -107,9 +108,9 @@ impl ApiError {
                     ..
                 } => (StatusCode::UNPROCESSABLE_ENTITY, "entry_too_large"),
                 E::Tile { .. } => (StatusCode::NOT_FOUND, "not_found"),
-                E::StreamExists { .. } | E::OffsetConflict { .. } => {
-                    (StatusCode::CONFLICT, "conflict")
-                }
+                E::StreamExists { .. }
+                | E::OffsetConflict { .. }
+                | E::CheckpointConflict { .. } => (StatusCode::CONFLICT, "conflict"),
                 E::InvalidStreamName { .. } | E::EmptyBatch { .. } | E::TreeRange { .. } => {
                     (StatusCode::BAD_REQUEST, "bad_request")
                 }

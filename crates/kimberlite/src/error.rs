@@ -219,6 +219,27 @@ pub enum Error {
         /// Why.
         source: kimberlite_proof::NoteError,
     },
+    /// A checkpoint of `size` events was not signed: the stream does not extend the
+    /// checkpoint of `signed_size` events signed before and kept at `path` (the store was
+    /// rolled back or rewritten since, or that file is damaged). The log never signs two
+    /// histories.
+    #[error(
+        "stream {name:?}: refusing to sign a checkpoint of size {size}: it does not extend the \
+         checkpoint of size {signed_size} signed before ({}): {reason}",
+        path.display()
+    )]
+    CheckpointConflict {
+        /// The stream's name.
+        name: String,
+        /// The size that would have been signed.
+        size: u64,
+        /// The size of the checkpoint kept.
+        signed_size: u64,
+        /// The kept checkpoint's file.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

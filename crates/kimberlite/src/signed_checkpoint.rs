@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use kimberlite_proof::{sign_checkpoint, Checkpoint, Hash, SignerKey};
+use kimberlite_proof::{sign_checkpoint, split_note, Checkpoint, Hash, SignerKey};
 use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result};
@@ -29,6 +29,13 @@ pub struct SignedCheckpoint {
     pub path: Option<PathBuf>,
 }
 
+/// A checkpoint the store kept: what a new one must extend.
+struct KeptCheckpoint {
+    size: u64,
+    root: Hash,
+    path: PathBuf,
+}
+
 impl Kimberlite {
     /// Signs the current durable tree head of stream `id` as the checkpoint of `origin`
     /// (`<store name>/<stream name>`) with `key`, keeps it under the store's
@@ -37,7 +44,9 @@ impl Kimberlite {
     ///
     /// Errors: as [`Kimberlite::tree_head`]; [`Error::ReadOnly`] on a read-only store;
     /// [`Error::Io`] when the file cannot be written; [`Error::Signing`] when `origin` cannot
-    /// start a checkpoint (a control character).
+    /// start a checkpoint (a control character); [`Error::CheckpointConflict`] when the
+    /// stream does not extend the largest checkpoint kept for it (rolled back, rewritten, or
+    /// that file unreadable): nothing is signed.
     pub fn sign_checkpoint(
         &self,
         id: StreamId,
@@ -48,6 +57,7 @@ impl Kimberlite {
             return Err(Error::ReadOnly);
         }
         let head = self.tree_head(id)?;
+        self.check_extends_last_kept(id, head.tree_size, head.root)?;
         let checkpoint = Checkpoint {
             origin: origin.to_owned(),
             tree_size: head.tree_size,
@@ -65,6 +75,88 @@ impl Kimberlite {
             note,
             path,
         })
+    }
+
+    /// Refuses to sign a tree of `size` and `root` that does not extend the largest
+    /// checkpoint kept for `id` (a store rolled back or rewritten after it was signed): the
+    /// log never signs two histories. The kept root is compared with the log's own root at
+    /// that size, proven consistent with the checked head (`consistency_proof`).
+    fn check_extends_last_kept(&self, id: StreamId, size: u64, root: Hash) -> Result<()> {
+        let Some(kept) = self.last_kept_checkpoint(id)? else {
+            return Ok(());
+        };
+        let name = self.stream_name(id).unwrap_or_default();
+        let refuse = |reason: String| Error::CheckpointConflict {
+            name: name.clone(),
+            size,
+            signed_size: kept.size,
+            path: kept.path.clone(),
+            reason,
+        };
+        let log_root = if kept.size > size {
+            return Err(refuse(
+                "the stream is now shorter than what was signed".into(),
+            ));
+        } else if kept.size == size {
+            root
+        } else {
+            self.consistency_proof(id, kept.size, size)?.old_root
+        };
+        if log_root != kept.root {
+            return Err(refuse(format!(
+                "the log's root at size {} is {log_root}, the signed one {}",
+                kept.size, kept.root
+            )));
+        }
+        Ok(())
+    }
+
+    /// The largest checkpoint kept for `id` (by the size its file is named for), parsed.
+    fn last_kept_checkpoint(&self, id: StreamId) -> Result<Option<KeptCheckpoint>> {
+        let Some(files) = &self.inner.files else {
+            return Ok(None);
+        };
+        let dir = files
+            .dir
+            .join(CHECKPOINT_DIR)
+            .join(format!("{:020}", id.as_u64()));
+        let fs = &*files.fs;
+        let Some((named, path)) = fs
+            .list_dir(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| {
+                let size = name.strip_suffix(".checkpoint")?.parse::<u64>().ok()?;
+                Some((size, dir.join(name)))
+            })
+            .max()
+        else {
+            return Ok(None);
+        };
+        let damaged = |reason: String| Error::CheckpointConflict {
+            name: self.stream_name(id).unwrap_or_default(),
+            size: named,
+            signed_size: named,
+            path: path.clone(),
+            reason,
+        };
+        let body = fs
+            .read(&path)
+            .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+        let note = String::from_utf8(body).map_err(|_| damaged("it is not UTF-8".into()))?;
+        let (text, _) = split_note(&note).map_err(|error| damaged(error.to_string()))?;
+        let checkpoint = Checkpoint::parse(text).map_err(|error| damaged(error.to_string()))?;
+        if checkpoint.tree_size != named {
+            return Err(damaged(format!(
+                "it states size {} under the name of size {named}",
+                checkpoint.tree_size
+            )));
+        }
+        Ok(Some(KeptCheckpoint {
+            size: named,
+            root: checkpoint.root,
+            path,
+        }))
     }
 
     /// Writes `note` to `checkpoints/<id>/<size>.checkpoint` and syncs it.
@@ -135,6 +227,72 @@ mod tests {
         assert!(matches!(
             read_only.sign_checkpoint(id, &origin, &key),
             Err(Error::ReadOnly)
+        ));
+    }
+
+    /// A store with stream "billing" holding `events`, and its id.
+    fn store_with(dir: &std::path::Path, events: &[&'static str]) -> (Kimberlite, StreamId) {
+        let store = Kimberlite::open(dir).unwrap();
+        let id = store.create_stream("billing").unwrap();
+        store
+            .append(id, events.iter().copied(), ExpectedOffset::Any)
+            .unwrap();
+        (store, id)
+    }
+
+    #[test]
+    fn a_checkpoint_that_does_not_extend_the_last_one_signed_is_refused() {
+        let key = SignerKey::from_seed("server", [9; 32]).unwrap();
+        let origin = stream_origin("ehr", "billing").unwrap();
+        // Another history signed under the same key and origin: what a restore from another
+        // copy, or a rewrite, leaves in the store's checkpoints.
+        let other = tempfile::tempdir().unwrap();
+        let forked = {
+            let (store, id) = store_with(other.path(), &["a", "B", "c"]);
+            store.sign_checkpoint(id, &origin, &key).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = store_with(dir.path(), &["a", "b", "c"]);
+        let signed = store.sign_checkpoint(id, &origin, &key).unwrap();
+        store.append(id, ["d"], ExpectedOffset::Any).unwrap();
+        // Extending what was signed: signed.
+        assert_eq!(
+            store.sign_checkpoint(id, &origin, &key).unwrap().tree_size,
+            4
+        );
+        std::fs::remove_file(
+            dir.path()
+                .join("checkpoints/00000000000000000001/00000000000000000004.checkpoint"),
+        )
+        .unwrap();
+        let kept = signed.path.unwrap();
+        std::fs::write(&kept, &forked.note).unwrap();
+        for _ in 0..2 {
+            match store.sign_checkpoint(id, &origin, &key) {
+                Err(Error::CheckpointConflict {
+                    size,
+                    signed_size,
+                    path,
+                    reason,
+                    ..
+                }) => {
+                    assert_eq!((size, signed_size), (4, 3));
+                    assert_eq!(path, kept);
+                    assert!(reason.contains("root at size 3"), "{reason}");
+                }
+                other => panic!("a fork was signed: {other:?}"),
+            }
+        }
+        // Nothing new kept.
+        assert!(!dir
+            .path()
+            .join("checkpoints/00000000000000000001/00000000000000000004.checkpoint")
+            .exists());
+        // A kept checkpoint that cannot be read is refused too, naming the file.
+        std::fs::write(&kept, "garbage").unwrap();
+        assert!(matches!(
+            store.sign_checkpoint(id, &origin, &key),
+            Err(Error::CheckpointConflict { signed_size: 3, .. })
         ));
     }
 }
