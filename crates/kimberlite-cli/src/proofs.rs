@@ -163,21 +163,8 @@ pub fn origin(dir: &Path, store_name: Option<&str>, stream: &str) -> Result<Stri
 
 pub fn keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     let key = SignerKey::generate(&args.name).map_err(|e| CliError::usage(e.to_string()))?;
-    let mut public_path = args.out.clone().into_os_string();
-    public_path.push(".pub");
-    let public_path = PathBuf::from(public_path);
-    for path in [&args.out, &public_path] {
-        if path.exists() {
-            return Err(CliError::usage_hint(
-                format!("{} exists; keygen never overwrites a key", path.display()),
-                "choose another --out",
-            ));
-        }
-    }
-    write_private(&args.out, &key.to_text())?;
     let public = key.verifier().to_text();
-    std::fs::write(&public_path, format!("{public}\n"))
-        .map_err(|error| CliError::usage(format!("writing {}: {error}", public_path.display())))?;
+    let public_path = write_key_pair(&args.out, &key.to_text(), &public)?;
     outln!("{public}");
     eprintln!(
         "private key: {} (keep it secret); public key: {}",
@@ -187,7 +174,27 @@ pub fn keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
+/// Writes a new key pair: `private` to `out` (mode 0600), `public` to `out.pub`; refuses to
+/// overwrite either. Returns the public key's path.
+pub(crate) fn write_key_pair(out: &Path, private: &str, public: &str) -> Result<PathBuf, CliError> {
+    let mut public_path = out.to_path_buf().into_os_string();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    for path in [out, public_path.as_path()] {
+        if path.exists() {
+            return Err(CliError::usage_hint(
+                format!("{} exists; keygen never overwrites a key", path.display()),
+                "choose another --out",
+            ));
+        }
+    }
+    write_private(out, private)?;
+    std::fs::write(&public_path, format!("{public}\n"))
+        .map_err(|error| CliError::usage(format!("writing {}: {error}", public_path.display())))?;
+    Ok(public_path)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

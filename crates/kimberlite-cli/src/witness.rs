@@ -12,7 +12,7 @@ use kimberlite::proof::WitnessSigner;
 use kimberlite_witness::{StateError, Witness, WitnessState};
 
 use crate::error::CliError;
-use crate::proofs::{read_text, write_private};
+use crate::proofs::{read_text, write_key_pair};
 
 /// Arguments of `kimberlite witness`.
 #[derive(Debug, Args)]
@@ -93,21 +93,8 @@ fn state_error(dir: &Path, error: StateError) -> CliError {
 
 fn keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     let key = WitnessSigner::generate(&args.name).map_err(|e| CliError::usage(e.to_string()))?;
-    let mut public_path = args.out.clone().into_os_string();
-    public_path.push(".pub");
-    let public_path = PathBuf::from(public_path);
-    for path in [&args.out, &public_path] {
-        if path.exists() {
-            return Err(CliError::usage_hint(
-                format!("{} exists; keygen never overwrites a key", path.display()),
-                "choose another --out",
-            ));
-        }
-    }
-    write_private(&args.out, &key.to_text())?;
     let public = key.verifier().to_text();
-    std::fs::write(&public_path, format!("{public}\n"))
-        .map_err(|error| CliError::usage(format!("writing {}: {error}", public_path.display())))?;
+    write_key_pair(&args.out, &key.to_text(), &public)?;
     outln!("{public}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! Times as the access log writes them: RFC 3339, UTC, milliseconds.
+//! Times as the access log (RFC 3339, UTC, milliseconds) and key lists (seconds) write them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,19 @@ pub(crate) fn rfc3339_millis(time: SystemTime) -> String {
         in_day % 3_600 / 60,
         in_day % 60,
         since.subsec_millis()
+    )
+}
+
+/// `unix_s` as an RFC 3339 UTC time (`2026-01-31T12:00:00Z`), for people reading key lists.
+#[must_use]
+pub fn rfc3339(unix_s: u64) -> String {
+    let (year, month, day) = civil_from_days(unix_s / 86_400);
+    let in_day = unix_s % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        in_day / 3_600,
+        in_day % 3_600 / 60,
+        in_day % 60
     )
 }
 
@@ -60,5 +73,13 @@ mod tests {
             rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_599), "2025-12-31T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
     }
 }

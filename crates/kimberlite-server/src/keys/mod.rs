@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use entry::{rfc3339, KeyEntry};
+pub use crate::utc_time::rfc3339;
+pub use entry::KeyEntry;
 pub use file::{KeyFileError, KEY_FILE_NAME};
 pub use token::TOKEN_PREFIX;
 
