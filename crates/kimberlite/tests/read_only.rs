@@ -16,6 +16,9 @@ use kimberlite_storage::{EntryKind, FileHandle, FileSystem, OsFileSystem, ReadOn
 #[derive(Debug, Clone, Default)]
 struct NoWrites {
     attempts: Arc<AtomicUsize>,
+    /// Lists a `manifest.json.tmp` in every stream directory that is gone when looked at: a
+    /// writer beside the reader renamed it into place in between.
+    vanishing_temp: bool,
 }
 
 impl NoWrites {
@@ -83,7 +86,15 @@ impl FileSystem for NoWrites {
         Err(self.refuse("removing", path))
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        OsFileSystem.list_dir(path)
+        let mut names = OsFileSystem.list_dir(path)?;
+        let in_streams = path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|name| name == "streams");
+        if self.vanishing_temp && in_streams {
+            names.push("manifest.json.tmp".to_owned());
+        }
+        Ok(names)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         Err(self.refuse("syncing", path))
@@ -162,6 +173,22 @@ fn a_read_only_open_verifies_reads_and_proves_without_one_write() {
         0,
         "a read-only open tried to write"
     );
+}
+
+#[test]
+fn a_temporary_file_a_writer_renamed_away_mid_open_is_no_error() {
+    let (_temp, dir) = damaged_store();
+    let fs = NoWrites {
+        vanishing_temp: true,
+        ..NoWrites::default()
+    };
+    let config = Config::default().create_if_missing(false);
+    let store = Kimberlite::open_with_fs(ReadOnlyFs::new(fs.clone()), &dir, config).unwrap();
+    let report = store.recovery_report().to_string();
+    assert!(!report.contains("manifest.json.tmp"), "{report}");
+    assert!(store.verify_all().unwrap().is_intact());
+    drop(store);
+    assert_eq!(fs.attempts.load(Ordering::SeqCst), 0);
 }
 
 #[test]

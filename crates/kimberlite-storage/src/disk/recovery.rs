@@ -138,8 +138,13 @@ pub fn open_stream<F: FileSystem>(
     }
     for name in names.iter().filter(|name| name.ends_with(".tmp")) {
         let file = dir.join(name);
-        fs.remove_file(&file)
-            .map_err(|source| io_error(&file, source))?;
+        match fs.remove_file(&file) {
+            Ok(()) => {}
+            // Gone between the listing and now: a writer beside a read-only open renamed it
+            // into place. Nothing to remove, nothing to report.
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(io_error(&file, source)),
+        }
         report
             .actions
             .push(RecoveryAction::TempFileRemoved { file });
