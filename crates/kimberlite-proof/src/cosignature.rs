@@ -22,8 +22,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::note::{
-    check_name, check_text, decode_key_bytes_of, encode_key_bytes_of, key_id_for, signature_line,
-    split_note, NoteError, VerifierKey,
+    check_name, check_text, decode_key_bytes_of, encode_key_bytes_of, key_id_for, key_id_matches,
+    random_seed, signature_line, split_key_text, split_note, NoteError, VerifierKey,
 };
 
 /// The signature type byte of Ed25519 cosignatures, in key ids and key texts.
@@ -108,12 +108,7 @@ impl std::fmt::Debug for WitnessSigner {
 impl WitnessSigner {
     /// A new random key named `name`, from the operating system's random source.
     pub fn generate(name: &str) -> Result<Self, CosignatureError> {
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|_| NoteError::MalformedKey {
-            what: "witness signer",
-            reason: "the system random source failed",
-        })?;
-        Self::from_seed(name, seed)
+        Self::from_seed(name, random_seed("witness signer")?)
     }
 
     /// The key named `name` from a 32-byte seed.
@@ -139,7 +134,7 @@ impl WitnessSigner {
             split_key_text(rest).ok_or(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"))?;
         let seed = decode_key_bytes_of(key, "witness signer", ALG_COSIGNATURE_V1)?;
         let signer = Self::from_seed(name, seed)?;
-        if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(signer.key_id()) {
+        if !key_id_matches(id, signer.key_id()) {
             return Err(malformed("the key id does not match the name and key").into());
         }
         Ok(signer)
@@ -198,12 +193,6 @@ impl WitnessSigner {
     }
 }
 
-/// Splits `<name>+<id>+<key>`; the key is base64, which may itself hold '+'.
-fn split_key_text(text: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = text.splitn(3, '+');
-    Some((parts.next()?, parts.next()?, parts.next()?))
-}
-
 /// A witness's public key (Ed25519, signature type 0x04) with its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WitnessKey {
@@ -237,7 +226,7 @@ impl WitnessKey {
             name: name.to_owned(),
             key,
         };
-        if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(witness.key_id()) {
+        if !key_id_matches(id, witness.key_id()) {
             return Err(malformed("the key id does not match the name and key").into());
         }
         Ok(witness)

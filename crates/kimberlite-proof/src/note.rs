@@ -96,6 +96,28 @@ pub(crate) fn key_id_for(name: &str, algorithm: u8, public: &VerifyingKey) -> u3
     u32::from_be_bytes(id)
 }
 
+/// Splits `<name>+<key id>+<key>` of a key's text form. The key is base64, which may itself
+/// hold '+': only name and id are split off.
+pub(crate) fn split_key_text(text: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = text.splitn(3, '+');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// Whether `id`, as a key's text form writes it (8 hex digits), is `key_id`.
+pub(crate) fn key_id_matches(id: &str, key_id: u32) -> bool {
+    id.len() == 8 && u32::from_str_radix(id, 16).ok() == Some(key_id)
+}
+
+/// A 32-byte seed from the operating system's random source, for a new `what` key.
+pub(crate) fn random_seed(what: &'static str) -> Result<[u8; 32], NoteError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|_| NoteError::MalformedKey {
+        what,
+        reason: "the system random source failed",
+    })?;
+    Ok(seed)
+}
+
 /// Decodes `base64(0x01 || 32 bytes)`.
 fn decode_key_bytes(text: &str, what: &'static str) -> Result<[u8; 32], NoteError> {
     decode_key_bytes_of(text, what, ALG_ED25519)
@@ -153,12 +175,7 @@ impl SignerKey {
     /// A new random key named `name`, from the operating system's random source.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
         check_name(name)?;
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|_| NoteError::MalformedKey {
-            what: "signer",
-            reason: "the system random source failed",
-        })?;
-        Self::from_seed(name, seed)
+        Self::from_seed(name, random_seed("signer")?)
     }
 
     /// The key named `name` from a 32-byte seed.
@@ -180,13 +197,10 @@ impl SignerKey {
         let rest = text
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(malformed("it must start with PRIVATE+KEY+"))?;
-        // The key is base64, which may itself hold '+': split off name and id only.
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"));
-        };
+        let (name, id, key) =
+            split_key_text(rest).ok_or(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"))?;
         let signer = Self::from_seed(name, decode_key_bytes(key, "signer")?)?;
-        if u32::from_str_radix(id, 16).ok() != Some(signer.key_id()) || id.len() != 8 {
+        if !key_id_matches(id, signer.key_id()) {
             return Err(malformed("the key id does not match the name and key"));
         }
         Ok(signer)
@@ -258,11 +272,8 @@ impl VerifierKey {
             what: "verifier",
             reason,
         };
-        // The key is base64, which may itself hold '+': split off name and id only.
-        let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(malformed("expected <name>+<key id>+<key>"));
-        };
+        let (name, id, key) =
+            split_key_text(text.trim()).ok_or(malformed("expected <name>+<key id>+<key>"))?;
         check_name(name)?;
         let key = VerifyingKey::from_bytes(&decode_key_bytes(key, "verifier")?)
             .map_err(|_| malformed("not a valid Ed25519 public key"))?;
@@ -270,7 +281,7 @@ impl VerifierKey {
             name: name.to_owned(),
             key,
         };
-        if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(verifier.key_id()) {
+        if !key_id_matches(id, verifier.key_id()) {
             return Err(malformed("the key id does not match the name and key"));
         }
         Ok(verifier)

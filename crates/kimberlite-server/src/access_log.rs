@@ -5,7 +5,7 @@
 //! header, runs the handler, and appends one JSON record per request with a known key:
 //!
 //! ```json
-//! {"time":"2026-01-02T03:04:05.678Z","key":"auditor","op":"GET /v1/streams/{stream}/events",
+//! {"time":"YYYY-MM-DDTHH:MM:SS.mmmZ","key":"auditor","op":"GET /v1/streams/{stream}/events",
 //!  "stream":"ehr","from":0,"to":20,"status":200}
 //! ```
 //!

@@ -18,7 +18,7 @@ pub(crate) fn rfc3339_millis(time: SystemTime) -> String {
     )
 }
 
-/// `unix_s` as an RFC 3339 UTC time (`2026-01-31T12:00:00Z`), for people reading key lists.
+/// `unix_s` as an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SSZ`), for people reading key lists.
 #[must_use]
 pub fn rfc3339(unix_s: u64) -> String {
     let (year, month, day) = civil_from_days(unix_s / 86_400);
