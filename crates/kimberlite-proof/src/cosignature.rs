@@ -20,10 +20,10 @@
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::CheckpointError;
 use crate::note::{
     check_name, check_text, decode_key_bytes_of, encode_key_bytes_of, key_id_for, key_id_matches,
-    random_seed, signature_line, split_key_text, split_note, NoteError, VerifierKey,
+    random_seed, signature_line, split_key_text, split_note, NoteError,
 };
 
 /// The signature type byte of Ed25519 cosignatures, in key ids and key texts.
@@ -73,6 +73,14 @@ pub enum CosignatureError {
         threshold: usize,
         /// The number of distinct witnesses.
         witnesses: usize,
+    },
+    /// A witness policy's text form is malformed (`line` 0: the policy as a whole).
+    #[error("witness policy line {line}: {reason}")]
+    BadPolicy {
+        /// The line, 1-based; 0 when the fault is the policy as a whole.
+        line: usize,
+        /// What is wrong.
+        reason: String,
     },
     /// Fewer valid cosignatures than the policy's threshold.
     #[error("the checkpoint has {valid} valid cosignature(s) of the {threshold} its witness policy requires (witnesses: {names})")]
@@ -294,83 +302,6 @@ impl WitnessKey {
         (timestamp <= MAX_TIMESTAMP && self.key.verify(message.as_bytes(), &signature).is_ok())
             .then_some(timestamp)
     }
-}
-
-/// Which witnesses a reader trusts and how many of them must have cosigned: k of n.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WitnessPolicy {
-    witnesses: Vec<WitnessKey>,
-    threshold: usize,
-}
-
-impl WitnessPolicy {
-    /// `threshold` of `witnesses` (keys listed twice count once).
-    pub fn new(witnesses: Vec<WitnessKey>, threshold: usize) -> Result<Self, CosignatureError> {
-        let mut distinct: Vec<WitnessKey> = Vec::with_capacity(witnesses.len());
-        for witness in witnesses {
-            if !distinct.contains(&witness) {
-                distinct.push(witness);
-            }
-        }
-        if threshold == 0 || threshold > distinct.len() {
-            return Err(CosignatureError::BadThreshold {
-                threshold,
-                witnesses: distinct.len(),
-            });
-        }
-        Ok(Self {
-            witnesses: distinct,
-            threshold,
-        })
-    }
-
-    /// The policy's witnesses.
-    #[must_use]
-    pub fn witnesses(&self) -> &[WitnessKey] {
-        &self.witnesses
-    }
-
-    /// The number of valid cosignatures required.
-    #[must_use]
-    pub fn threshold(&self) -> usize {
-        self.threshold
-    }
-
-    /// Checks that at least `threshold` of the policy's witnesses cosigned `note`; returns
-    /// the cosignatures that verified. A missing or bad cosignature only counts as absent.
-    pub fn check(&self, note: &str) -> Result<Vec<Cosigned>, CosignatureError> {
-        split_note(note)?;
-        let valid: Vec<Cosigned> = self
-            .witnesses
-            .iter()
-            .filter_map(|witness| witness.verify(note).ok())
-            .collect();
-        if valid.len() < self.threshold {
-            return Err(CosignatureError::BelowThreshold {
-                valid: valid.len(),
-                threshold: self.threshold,
-                names: self
-                    .witnesses
-                    .iter()
-                    .map(WitnessKey::name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        Ok(valid)
-    }
-}
-
-/// The whole offline check of a witnessed checkpoint: the log's signature by `log`, then
-/// `policy`'s threshold of cosignatures. Returns the checkpoint and the cosignatures.
-pub fn verify_witnessed(
-    note: &str,
-    log: &VerifierKey,
-    policy: &WitnessPolicy,
-) -> Result<(Checkpoint, Vec<Cosigned>), CosignatureError> {
-    let checkpoint = Checkpoint::open(note, log)?;
-    let cosigned = policy.check(note)?;
-    Ok((checkpoint, cosigned))
 }
 
 #[cfg(test)]

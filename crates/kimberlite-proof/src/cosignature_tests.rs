@@ -2,7 +2,8 @@
 //! C2SP implementation (`signed_note` from crates.io) reading what we write.
 
 use super::*;
-use crate::note::{parse_signature_line, SignerKey};
+use crate::note::{parse_signature_line, SignerKey, VerifierKey};
+use crate::witness_policy::{verify_witnessed, WitnessPolicy};
 
 const CHECKPOINT: &str =
     "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";

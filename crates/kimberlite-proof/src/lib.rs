@@ -73,6 +73,7 @@ pub mod signing;
 pub mod tiles;
 pub mod tree;
 pub mod verify;
+pub mod witness_policy;
 
 pub use add_checkpoint::{
     add_cosignatures, parse_size_body, size_body, AddCheckpoint, AddCheckpointError,
@@ -83,8 +84,8 @@ pub use checkpoint::{
     InclusionBundle, Verified, CONSISTENCY_FORMAT, INCLUSION_FORMAT,
 };
 pub use cosignature::{
-    cosigned_message, verify_witnessed, CosignatureError, Cosigned, WitnessKey, WitnessPolicy,
-    WitnessSigner, ALG_COSIGNATURE_V1, COSIGNATURE_HEADER, MAX_TIMESTAMP,
+    cosigned_message, CosignatureError, Cosigned, WitnessKey, WitnessSigner, ALG_COSIGNATURE_V1,
+    COSIGNATURE_HEADER, MAX_TIMESTAMP,
 };
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{
@@ -101,6 +102,7 @@ pub use tree::{
     RangeError,
 };
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion, ProofError};
+pub use witness_policy::{verify_witnessed, WitnessPolicy};
 
 #[cfg(test)]
 mod garbage_tests;

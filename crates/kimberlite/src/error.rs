@@ -240,6 +240,16 @@ pub enum Error {
         /// What disagrees.
         reason: String,
     },
+    /// A note offered as a cosigned checkpoint is not a checkpoint this store signed.
+    #[error("stream {name:?}: not a checkpoint of size {size} this store signed: {reason}")]
+    UnknownCheckpoint {
+        /// The stream's name.
+        name: String,
+        /// The size the note states (0 when it does not parse).
+        size: u64,
+        /// What disagrees.
+        reason: String,
+    },
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

@@ -49,6 +49,7 @@ mod append;
 mod catalog;
 mod commit;
 mod config;
+mod cosigned_checkpoint;
 mod durable_watch;
 mod error;
 mod follow;
