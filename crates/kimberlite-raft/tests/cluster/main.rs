@@ -1,0 +1,5 @@
+//! The replication scenarios, in process over a simulated network (docs/TESTING.md, section
+//! "Replication"). One binary, one file per scenario.
+
+mod common;
+mod replicate;
