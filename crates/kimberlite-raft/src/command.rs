@@ -88,9 +88,13 @@ pub enum Command {
         request: RequestId,
         /// The stream's id.
         stream: u64,
-        /// The head the leader saw when it proposed: a replica whose head differs rejects the
-        /// batch ([`Rejection::StaleHead`]), as every other replica does.
+        /// The head the leader saw when it proposed, having applied the log up to `read_at`.
         prev: Head,
+        /// The log index the leader had applied when it read `prev`. A replica whose head is
+        /// not `prev` rejects the batch ([`Rejection::StaleHead`]) if the stream changed after
+        /// this index, as every replica does; if it did not, this replica's store differs from
+        /// the leader's, and it stops ([`crate::Divergence`]).
+        read_at: u64,
         /// The head the leader computed for after the batch: a replica that computes another
         /// stops applying ([`crate::Divergence`]).
         expected: Head,
@@ -157,14 +161,12 @@ pub enum Rejection {
     /// The stream's head was no longer the one the leader proposed against (an entry of an
     /// earlier leader was applied in between). Not kept in the request table: the proposer
     /// retries with the current head.
-    #[error("stream {stream}: head is {current}, the command expected {prev}")]
+    #[error("stream {stream}: changed since the leader read its head {prev}")]
     StaleHead {
         /// The stream.
         stream: u64,
         /// The head the command expected.
         prev: Head,
-        /// The stream's head when it was applied.
-        current: Head,
     },
     /// The stream's next offset is not the one the client expected (found by the leader
     /// before proposing).
@@ -246,6 +248,7 @@ mod tests {
             request: RequestId { client: 7, seq: 9 },
             stream: 3,
             prev: Head::default(),
+            read_at: 4,
             expected: Head::default().after(&[Bytes::from_static(b"x")]),
             events: vec![Bytes::from_static(b"x"), Bytes::new()],
         };

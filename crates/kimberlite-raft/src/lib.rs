@@ -2,7 +2,7 @@
 //!
 //! One Raft group carries every stream. Its log entries are deterministic [`Command`]s; each
 //! replica applies them to its own Kimberlite store ([`Replica`]), checks the head the leader
-//! expected, and answers each request once ([`RequestTable`]).
+//! expected, and answers each request once ([`RequestTable`], in its [`Ledger`]).
 //!
 //! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
 //!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
@@ -25,6 +25,9 @@ mod snapshot;
 mod state_machine;
 mod types;
 
+#[cfg(test)]
+mod replica_tests;
+
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
 pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
@@ -32,7 +35,7 @@ pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
 pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
 pub use openraft;
-pub use replica::{ApplyError, Divergence, Replica};
+pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
 pub use sim_network::{Faults, SimNetwork, SimTransport};
 pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};

@@ -225,7 +225,7 @@ impl Node {
         let _proposing = self.proposer.lock().await;
         for _ in 0..STALE_PROPOSALS_MAX {
             self.catch_up().await?;
-            let (head, _) = self
+            let (head, applied) = self
                 .state_machine
                 .read(|store| store.head(StreamId::new(stream)));
             let prev = match head {
@@ -246,6 +246,7 @@ impl Node {
                 request,
                 stream,
                 prev,
+                read_at: applied.map_or(0, |log_id| log_id.index),
                 expected: prev.after(&events),
                 events: events.clone(),
             };

@@ -2,9 +2,9 @@
 //! leader's expected heads checked and each request answered once (docs/REPLICATION.md,
 //! section "Applying a command").
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use bytes::Bytes;
 use kimberlite::{Error, ExpectedOffset, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
@@ -15,18 +15,39 @@ use crate::request_table::RequestTable;
 /// holds a history other than the cluster's without saying so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error(
-    "replica diverged at log index {index}: stream {stream} computed head {computed}, the \
-     leader expected {expected}; applying stopped"
+    "replica diverged at log index {index}: stream {stream} has head {computed} {point} the \
+     batch, the leader's is {expected}; applying stopped"
 )]
 pub struct Divergence {
     /// The log index of the entry.
     pub index: u64,
     /// The stream.
     pub stream: u64,
+    /// Whether the heads differ before the batch or after it.
+    pub point: DivergencePoint,
     /// The head the entry carried.
     pub expected: Head,
     /// The head this replica computed.
     pub computed: Head,
+}
+
+/// Where a replica's head and the leader's differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DivergencePoint {
+    /// Before the batch: the replica's stream differs from the leader's with no entry in
+    /// between to explain it.
+    Before,
+    /// After the batch: appending the same events to the same head gave another head.
+    After,
+}
+
+impl fmt::Display for DivergencePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DivergencePoint::Before => "before",
+            DivergencePoint::After => "after",
+        })
+    }
 }
 
 /// Why a replica could not apply an entry; either stops the replica.
@@ -45,26 +66,38 @@ pub enum ApplyError {
     },
 }
 
-/// One replica's applied state: its store and the request table.
+/// The replicated state kept beside the store: what the store cannot tell by itself. The
+/// same on every replica at the same log index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The answers to recent requests.
+    pub requests: RequestTable,
+    /// For each stream, the log index of the last entry that appended to it: a head other
+    /// than the one an entry was proposed against is the leader's stale view only if the
+    /// stream changed after the leader read it; otherwise this replica's store differs.
+    pub changed_at: BTreeMap<u64, u64>,
+}
+
+/// One replica's applied state: its store and its [`Ledger`].
 pub struct Replica {
     store: Kimberlite,
-    requests: RequestTable,
+    ledger: Ledger,
 }
 
 impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Replica")
             .field("store", &self.store.path())
-            .field("requests", &self.requests.len())
+            .field("requests", &self.ledger.requests.len())
             .finish()
     }
 }
 
 impl Replica {
-    /// A replica over `store` with the request table `requests` (from its last saved state).
+    /// A replica over `store` with `ledger` (from its last saved state).
     #[must_use]
-    pub fn new(store: Kimberlite, requests: RequestTable) -> Self {
-        Self { store, requests }
+    pub fn new(store: Kimberlite, ledger: Ledger) -> Self {
+        Self { store, ledger }
     }
 
     /// The store.
@@ -73,16 +106,16 @@ impl Replica {
         &self.store
     }
 
-    /// The request table.
+    /// The ledger.
     #[must_use]
-    pub fn requests(&self) -> &RequestTable {
-        &self.requests
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
-    /// Replaces the store and the table (a snapshot was installed).
-    pub fn replace(&mut self, store: Kimberlite, requests: RequestTable) {
+    /// Replaces the store and the ledger (a snapshot was installed).
+    pub fn replace(&mut self, store: Kimberlite, ledger: Ledger) {
         self.store = store;
-        self.requests = requests;
+        self.ledger = ledger;
     }
 
     /// Applies the command of log entry `index`.
@@ -92,18 +125,12 @@ impl Replica {
     /// expected head is already a prefix of the stream is found by its chain hash.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
         let request = command.request();
-        if let Some(first) = self.requests.get(request) {
+        if let Some(first) = self.ledger.requests.get(request) {
             return Ok(first.clone());
         }
         let response = match command {
             Command::CreateStream { name, .. } => self.create(index, name)?,
-            Command::Append {
-                stream,
-                prev,
-                expected,
-                events,
-                ..
-            } => self.append(index, *stream, *prev, *expected, events)?,
+            Command::Append { .. } => self.append(index, command)?,
         };
         self.remember(request, index, &response);
         Ok(response)
@@ -112,7 +139,9 @@ impl Replica {
     fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
         // A stale head is the leader's view being behind, not an answer: its retry must run.
         if !matches!(response, Response::Rejected(Rejection::StaleHead { .. })) {
-            self.requests.insert(request, index, response.clone());
+            self.ledger
+                .requests
+                .insert(request, index, response.clone());
         }
     }
 
@@ -131,14 +160,19 @@ impl Replica {
         }
     }
 
-    fn append(
-        &mut self,
-        index: u64,
-        stream: u64,
-        prev: Head,
-        expected: Head,
-        events: &[Bytes],
-    ) -> Result<Response, ApplyError> {
+    fn append(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
+        let Command::Append {
+            stream,
+            prev,
+            read_at,
+            expected,
+            events,
+            ..
+        } = command
+        else {
+            return Ok(Response::None);
+        };
+        let (stream, prev, expected) = (*stream, *prev, *expected);
         let id = StreamId::new(stream);
         let current = match self.store.head(id) {
             Ok(head) => Head::of(head),
@@ -148,7 +182,7 @@ impl Replica {
             Err(source) => return Err(ApplyError::Store { index, source }),
         };
         if current != prev {
-            return self.reapplied_or_stale(index, stream, prev, expected, current);
+            return self.not_at_prev(index, stream, (prev, *read_at, expected), current);
         }
         let offset = ExpectedOffset::Exact(prev.next_offset.into());
         let appended = match self.store.append(id, events.iter().cloned(), offset) {
@@ -164,44 +198,55 @@ impl Replica {
             return Err(Divergence {
                 index,
                 stream,
+                point: DivergencePoint::After,
                 expected,
                 computed,
             }
             .into());
         }
+        self.ledger.changed_at.insert(stream, index);
         Ok(Response::Appended {
             first_offset: appended.first_offset.as_u64(),
             head: computed,
         })
     }
 
-    /// The stream's head is not the one the entry was proposed against: either this entry is
-    /// already in the store (re-applied after a restart) or the leader's view was stale.
-    fn reapplied_or_stale(
-        &self,
+    /// The stream's head is not the one the entry was proposed against: the stream changed
+    /// after the leader read it (stale, on every replica), or the entry is already in the
+    /// store (applied again after a restart: the ledger replays as it did the first time, so
+    /// only an entry that was accepted then gets here), or this replica's store differs.
+    fn not_at_prev(
+        &mut self,
         index: u64,
         stream: u64,
-        prev: Head,
-        expected: Head,
+        (prev, read_at, expected): (Head, u64, Head),
         current: Head,
     ) -> Result<Response, ApplyError> {
+        let changed_at = self.ledger.changed_at.get(&stream).copied().unwrap_or(0);
+        if changed_at > read_at {
+            return Ok(Response::Rejected(Rejection::StaleHead { stream, prev }));
+        }
         if current.next_offset >= expected.next_offset && expected.next_offset > prev.next_offset {
             let hash = self
                 .store
                 .prefix_hash(StreamId::new(stream), expected.next_offset)
                 .map_err(|source| ApplyError::Store { index, source })?;
             if hash.map(|hash| *hash.as_bytes()) == expected.hash {
+                self.ledger.changed_at.insert(stream, index);
                 return Ok(Response::Appended {
                     first_offset: prev.next_offset,
                     head: expected,
                 });
             }
         }
-        Ok(Response::Rejected(Rejection::StaleHead {
+        Err(Divergence {
+            index,
             stream,
-            prev,
-            current,
-        }))
+            point: DivergencePoint::Before,
+            expected: prev,
+            computed: current,
+        }
+        .into())
     }
 }
 

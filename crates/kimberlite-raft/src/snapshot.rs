@@ -14,7 +14,7 @@ use kimberlite::{Config, ExpectedOffset, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Head;
-use crate::request_table::RequestTable;
+use crate::replica::Ledger;
 
 /// Events appended per batch while a snapshot is installed.
 const INSTALL_BATCH_EVENTS_MAX: usize = 4096;
@@ -24,8 +24,8 @@ const INSTALL_BATCH_EVENTS_MAX: usize = 4096;
 pub struct SnapshotImage {
     /// Every named stream, by id.
     pub streams: Vec<StreamImage>,
-    /// The request table.
-    pub requests: RequestTable,
+    /// The ledger: request answers, streams' last changes.
+    pub ledger: Ledger,
 }
 
 /// One stream in a snapshot.
@@ -74,8 +74,8 @@ pub enum SnapshotError {
 }
 
 impl SnapshotImage {
-    /// The image of `store` with `requests`.
-    pub fn build(store: &Kimberlite, requests: &RequestTable) -> Result<Self, SnapshotError> {
+    /// The image of `store` with `ledger`.
+    pub fn build(store: &Kimberlite, ledger: &Ledger) -> Result<Self, SnapshotError> {
         let mut infos = store.list_streams();
         infos.sort_by_key(|info| info.id);
         let mut streams = Vec::with_capacity(infos.len());
@@ -97,7 +97,7 @@ impl SnapshotImage {
         }
         Ok(Self {
             streams,
-            requests: requests.clone(),
+            ledger: ledger.clone(),
         })
     }
 

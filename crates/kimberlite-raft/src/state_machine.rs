@@ -5,7 +5,7 @@
 //! # Files in a node's directory
 //!
 //! - `store/`: the Kimberlite store;
-//! - `state-machine.json`: the last applied log id, the membership and the request table,
+//! - `state-machine.json`: the last applied log id, the membership and the [`Ledger`],
 //!   replaced atomically after each batch of entries applied. The store may be ahead of it
 //!   after a crash; the entries in between are applied again, and [`Replica::apply`] answers
 //!   them as the first time;
@@ -25,8 +25,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::Response;
-use crate::replica::{ApplyError, Divergence, Replica};
-use crate::request_table::RequestTable;
+use crate::replica::{ApplyError, Divergence, Ledger, Replica};
 use crate::snapshot::{SnapshotError, SnapshotImage};
 use crate::types::{Node, NodeId, TypeConfig};
 
@@ -44,7 +43,7 @@ const SNAPSHOT_FILE: &str = "snapshot.json";
 struct Applied {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
-    requests: RequestTable,
+    ledger: Ledger,
 }
 
 /// A snapshot as kept in `snapshot.json`.
@@ -112,7 +111,7 @@ impl StateMachine {
         let applied: Applied = read_json(&dir.join(APPLIED_FILE))?.unwrap_or_default();
         let snapshot: Option<StoredSnapshot> = read_json(&dir.join(SNAPSHOT_FILE))?;
         let state = State {
-            replica: Replica::new(store, applied.requests),
+            replica: Replica::new(store, applied.ledger),
             last_applied: applied.last_applied,
             membership: applied.membership,
             halted: None,
@@ -158,7 +157,7 @@ impl StateMachine {
         let applied = Applied {
             last_applied: state.last_applied,
             membership: state.membership.clone(),
-            requests: state.replica.requests().clone(),
+            ledger: state.replica.ledger().clone(),
         };
         write_json(&self.shared.dir, APPLIED_FILE, &applied, self.shared.sync)
             .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))
@@ -193,12 +192,12 @@ impl StateMachine {
         // The old store must be closed before its directory moves.
         state
             .replica
-            .replace(Kimberlite::in_memory(), RequestTable::default());
+            .replace(Kimberlite::in_memory(), Ledger::default());
         fs::rename(dir.join(STORE_DIR), dir.join(REPLACED_DIR))?;
         fs::rename(dir.join(INSTALLING_DIR), dir.join(STORE_DIR))?;
         fs::remove_dir_all(dir.join(REPLACED_DIR))?;
         let store = Kimberlite::open_with(dir.join(STORE_DIR), self.shared.config.clone())?;
-        state.replica.replace(store, image.requests.clone());
+        state.replica.replace(store, image.ledger.clone());
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.halted = None;
@@ -287,7 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let mut state = self.lock();
-        let image = SnapshotImage::build(state.replica.store(), state.replica.requests())
+        let image = SnapshotImage::build(state.replica.store(), state.replica.ledger())
             .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
         state.snapshots_built += 1;
         let snapshot_id = match state.last_applied {
