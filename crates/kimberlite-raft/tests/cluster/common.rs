@@ -22,7 +22,31 @@ pub fn options(seed: u64) -> ClusterOptions {
     options.raft.heartbeat_interval = 50;
     options.raft.election_timeout_min = 150;
     options.raft.election_timeout_max = 300;
+    options.attempt_timeout_ms = 1_000;
     options
+}
+
+/// Every event of `stream` on node `id`, as text.
+pub fn stream_texts(cluster: &Cluster, id: NodeId, stream: u64) -> Vec<String> {
+    let node = cluster.node(id).expect("node running");
+    let (events, _) = node.read(stream, 0, u64::MAX);
+    events
+        .expect("read")
+        .iter()
+        .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
+        .collect()
+}
+
+/// Waits until `check` holds, polling; panics after [`WAIT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -2,4 +2,9 @@
 //! "Replication"). One binary, one file per scenario.
 
 mod common;
+mod divergence;
+mod failover;
+mod learner;
+mod partition;
 mod replicate;
+mod snapshot;
