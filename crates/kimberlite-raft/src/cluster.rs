@@ -287,10 +287,15 @@ impl Cluster {
                 Ok(Err(WriteError::Rejected(rejection))) => return Err(rejection.into()),
                 Ok(Err(WriteError::NotLeader { leader })) => {
                     last = format!("node {} is not the leader", node.id());
-                    *self.hint() = leader.filter(|&leader| leader != node.id());
-                    if leader.is_none() {
+                    // A leader that is not running is an old one: wait for the election
+                    // (an answer that needs no wait must not spin without yielding).
+                    let known =
+                        leader.filter(|&leader| leader != node.id() && self.node(leader).is_some());
+                    *self.hint() = known;
+                    if known.is_none() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    tokio::task::yield_now().await;
                 }
                 Ok(Err(error)) => {
                     last = error.to_string();

@@ -26,6 +26,8 @@ mod state_machine;
 mod types;
 
 #[cfg(test)]
+mod log_file_tests;
+#[cfg(test)]
 mod replica_tests;
 
 pub use cluster::{Cluster, ClusterError, ClusterOptions};

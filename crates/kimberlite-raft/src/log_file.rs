@@ -3,10 +3,12 @@
 //! # Format (docs/REPLICATION.md, section "The Raft log")
 //!
 //! ```text
-//! +----------------+----------------+---------------------------+
-//! | body_len: u32  | crc32c: u32    | body: body_len bytes      |
-//! | little-endian  | of the body    | JSON of one `LogRecord`   |
-//! +----------------+----------------+---------------------------+
+//! +---------------+-----------------+---------------+--------------------------+
+//! | body_len: u32 | len_crc: u32    | body_crc: u32 | body: body_len bytes     |
+//! |               | crc32c of the   | crc32c of the | JSON of one `LogRecord`  |
+//! |               | body_len bytes  | body          |                          |
+//! +---------------+-----------------+---------------+--------------------------+
+//! all little-endian
 //! ```
 //!
 //! A record is an entry, a truncation ("entries from index i on are gone"), a purge ("entries
@@ -15,10 +17,12 @@
 //! of the file, [`LogFile::rewrite`] writes the live state to a new file and renames it over
 //! the old one.
 //!
-//! Recovery: a record cut short at the end of the file, or a bad checksum on the file's last
-//! record, is a write that never finished (it was never acknowledged, since every write is
-//! synced before it is): the tail is cut. A bad record followed by more records is damage:
-//! open fails with [`LogFileError::Corrupt`] rather than losing acknowledged entries.
+//! Recovery: a record cut short at the end of the file, a bad body checksum on the file's last
+//! record, or a bad length check followed by nothing but zeros, is a write that never finished
+//! (never acknowledged: every write is synced before it is): the tail is cut. Any other bad
+//! record is damage: open fails with [`LogFileError::Corrupt`] rather than dropping the
+//! acknowledged entries after it. The length has its own check so that a damaged length is
+//! never taken for a record running past the end.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -33,7 +37,7 @@ use crate::types::{NodeId, TypeConfig};
 /// The log file's name in a node's directory.
 pub const LOG_FILE: &str = "raft-log";
 /// Bytes before a record's body: its length and checksum.
-const RECORD_HEADER_BYTES: u64 = (size_of::<u32>() + size_of::<u32>()) as u64;
+const RECORD_HEADER_BYTES: u64 = (size_of::<u32>() * 3) as u64;
 /// Largest body accepted at replay: a larger length field is damage, not a record.
 const RECORD_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
@@ -230,11 +234,17 @@ impl LogFile {
     }
 }
 
+#[cfg(test)]
+pub(crate) fn encode_for_tests(record: &LogRecord, buffer: &mut Vec<u8>) {
+    encode(record, buffer);
+}
+
 fn encode(record: &LogRecord, buffer: &mut Vec<u8>) {
     // Serializing our own enum of serde-derived openraft types into a Vec cannot fail.
     let body = serde_json::to_vec(record).unwrap_or_default();
-    let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    buffer.extend_from_slice(&body_len.to_le_bytes());
+    let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes();
+    buffer.extend_from_slice(&body_len);
+    buffer.extend_from_slice(&crc32c::crc32c(&body_len).to_le_bytes());
     buffer.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     buffer.extend_from_slice(&body);
 }
@@ -252,7 +262,7 @@ fn decode_all(bytes: &[u8], path: &Path) -> Result<(Vec<LogRecord>, u64), LogFil
             }
             Err(Damage::Torn) => break,
             Err(Damage::Bad { reason, used }) => {
-                if position + used >= bytes.len() {
+                if used > 0 && position + used >= bytes.len() {
                     break;
                 }
                 return Err(LogFileError::Corrupt {
@@ -269,21 +279,34 @@ fn decode_all(bytes: &[u8], path: &Path) -> Result<(Vec<LogRecord>, u64), LogFil
 enum Damage {
     /// The record runs past the end of the file.
     Torn,
-    /// The record is whole but wrong; `used` bytes long.
+    /// The record is wrong; `used` bytes long (0 when its length cannot be trusted).
     Bad { reason: String, used: usize },
 }
 
 fn decode_one(bytes: &[u8]) -> Result<(LogRecord, usize), Damage> {
-    let header = bytes
-        .get(..RECORD_HEADER_BYTES as usize)
-        .ok_or(Damage::Torn)?;
-    let (len_bytes, crc_bytes) = header.split_at(size_of::<u32>());
-    let body_len = u32::from_le_bytes(len_bytes.try_into().map_err(|_| Damage::Torn)?);
-    let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| Damage::Torn)?);
+    let word = |at: usize| -> Result<u32, Damage> {
+        let field = bytes.get(at..at + size_of::<u32>()).ok_or(Damage::Torn)?;
+        Ok(u32::from_le_bytes(
+            field.try_into().map_err(|_| Damage::Torn)?,
+        ))
+    };
+    let body_len = word(0)?;
+    let len_crc = word(size_of::<u32>())?;
+    let body_crc = word(2 * size_of::<u32>())?;
+    if crc32c::crc32c(&body_len.to_le_bytes()) != len_crc {
+        // Zeros to the end: blocks allocated but never written. Anything else is damage.
+        if bytes.iter().all(|&byte| byte == 0) {
+            return Err(Damage::Torn);
+        }
+        return Err(Damage::Bad {
+            reason: format!("length field {body_len} fails its check"),
+            used: 0,
+        });
+    }
     if u64::from(body_len) > RECORD_BODY_BYTES_MAX {
         return Err(Damage::Bad {
             reason: format!("length {body_len} too large"),
-            used: bytes.len(),
+            used: 0,
         });
     }
     let used = RECORD_HEADER_BYTES as usize + body_len as usize;
@@ -291,9 +314,9 @@ fn decode_one(bytes: &[u8]) -> Result<(LogRecord, usize), Damage> {
         .get(RECORD_HEADER_BYTES as usize..used)
         .ok_or(Damage::Torn)?;
     let actual = crc32c::crc32c(body);
-    if actual != crc {
+    if actual != body_crc {
         return Err(Damage::Bad {
-            reason: format!("checksum {actual:08x}, expected {crc:08x}"),
+            reason: format!("checksum {actual:08x}, expected {body_crc:08x}"),
             used,
         });
     }

@@ -201,6 +201,7 @@ impl Node {
 
     /// Creates the stream `name` if there is none (on the leader); answers its id.
     pub async fn create_stream(&self, request: RequestId, name: &str) -> Result<u64, WriteError> {
+        self.check_leading()?;
         let command = Command::CreateStream {
             request,
             name: name.to_owned(),
@@ -222,6 +223,7 @@ impl Node {
         expected: ExpectedOffset,
     ) -> Result<Appended, WriteError> {
         check_batch(&events)?;
+        self.check_leading()?;
         let _proposing = self.proposer.lock().await;
         for _ in 0..STALE_PROPOSALS_MAX {
             self.catch_up().await?;
@@ -266,6 +268,15 @@ impl Node {
         Err(WriteError::Raft(format!(
             "stream {stream}: head stale after {STALE_PROPOSALS_MAX} proposals"
         )))
+    }
+
+    /// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.
+    fn check_leading(&self) -> Result<(), WriteError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader == Some(self.id) {
+            return Ok(());
+        }
+        Err(WriteError::NotLeader { leader })
     }
 
     /// Waits until this node has applied every entry in its log, so the heads it reads are

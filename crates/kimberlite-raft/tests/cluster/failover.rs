@@ -53,7 +53,12 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
             }));
         }
         // Stop the leader once some appends are acknowledged; bring it back from its disk.
+        let deadline = tokio::time::Instant::now() + WAIT;
         while acknowledged.load(Ordering::Relaxed) < CLIENTS * REQUESTS_PER_CLIENT / 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: no progress"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let old = cluster.leader(WAIT).await.unwrap();
