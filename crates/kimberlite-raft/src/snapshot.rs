@@ -150,3 +150,54 @@ fn check<T: PartialEq + std::fmt::Display>(
         got: got.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kimberlite::{ExpectedOffset, Kimberlite};
+
+    use super::*;
+
+    fn image() -> SnapshotImage {
+        let store = Kimberlite::in_memory();
+        let a = store.create_stream("a").unwrap();
+        store.create_stream("b").unwrap();
+        store.append(a, ["x", "y"], ExpectedOffset::Any).unwrap();
+        SnapshotImage::build(&store, &Ledger::default()).unwrap()
+    }
+
+    #[test]
+    fn an_image_rebuilds_the_same_heads_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image();
+        let store = image
+            .rebuild(&dir.path().join("store"), Config::default())
+            .unwrap();
+        assert_eq!(
+            SnapshotImage::build(&store, &Ledger::default()).unwrap(),
+            image
+        );
+    }
+
+    #[test]
+    fn an_image_whose_events_do_not_match_its_heads_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = image();
+        image.streams[0].events[1] = Bytes::from_static(b"z");
+        let error = image
+            .rebuild(&dir.path().join("store"), Config::default())
+            .unwrap_err();
+        assert!(
+            matches!(error, SnapshotError::Mismatch { what: "head", .. }),
+            "{error}"
+        );
+        let mut image = super::tests::image();
+        image.streams[1].root[0] ^= 1;
+        let error = image
+            .rebuild(&dir.path().join("store"), Config::default())
+            .unwrap_err();
+        assert!(
+            matches!(error, SnapshotError::Mismatch { what: "root", .. }),
+            "{error}"
+        );
+    }
+}
