@@ -1,5 +1,6 @@
 //! [`SimNetwork`]: an in-process [`Transport`] with faults: lost messages and answers, random
-//! delays, partitions and nodes taken down. Faults are drawn from one generator seeded by the
+//! delays (messages overtake each other), duplicated messages, partitions and nodes taken
+//! down. Faults are drawn from one generator seeded by the
 //! test, so a run's faults repeat given its seed as far as tokio's timing lets the order of
 //! messages repeat (docs/TESTING.md, section "Replication").
 
@@ -27,6 +28,9 @@ pub struct Faults {
     /// Largest delay added to a message, in milliseconds, drawn uniformly from 0 to it (so
     /// messages overtake each other). Default = 0.
     pub delay_ms_max: u64,
+    /// Chance, in thousandths, that a log or vote message is delivered a second time, later,
+    /// its second answer lost. Default = 0.
+    pub duplicate_per_mille: u32,
 }
 
 /// The simulated network of one in-process cluster. Cheap to clone: clones share it.
@@ -129,6 +133,7 @@ impl SimNetwork {
         let Faults {
             drop_per_mille,
             delay_ms_max,
+            ..
         } = inner.faults;
         if drop_per_mille > 0 && inner.rng.random_range(0..1000) < drop_per_mille {
             return Err("message lost".into());
@@ -139,6 +144,22 @@ impl SimNetwork {
             0
         };
         Ok((raft, Duration::from_millis(delay_ms)))
+    }
+
+    /// Whether to deliver a message a second time, and after how long.
+    fn duplicate(&self) -> Option<Duration> {
+        let mut inner = self.lock();
+        let Faults {
+            duplicate_per_mille,
+            delay_ms_max,
+            ..
+        } = inner.faults;
+        if duplicate_per_mille == 0 || inner.rng.random_range(0..1000) >= duplicate_per_mille {
+            return None;
+        }
+        Some(Duration::from_millis(
+            inner.rng.random_range(0..=delay_ms_max),
+        ))
     }
 
     /// Decides an answer's fate: whether it comes back to `from`.
@@ -163,6 +184,24 @@ pub struct SimTransport {
 }
 
 impl SimTransport {
+    /// Maybe delivers `call` once more, later, to a still attached `target`; its answer is lost.
+    fn maybe_duplicate<F>(&self, target: NodeId, call: impl FnOnce(Raft) -> F + Send + 'static)
+    where
+        F: std::future::Future + Send + 'static,
+    {
+        let Some(delay) = self.network.duplicate() else {
+            return;
+        };
+        let network = self.network.clone();
+        let from = self.from;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Ok((raft, _)) = network.route(from, target) {
+                let _ = call(raft).await;
+            }
+        });
+    }
+
     async fn deliver<T, E, F>(
         &self,
         target: NodeId,
@@ -205,6 +244,8 @@ impl Transport for SimTransport {
         _node: &Node,
         request: VoteRequest<NodeId>,
     ) -> TransportResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        let again = request.clone();
+        self.maybe_duplicate(target, |raft| async move { raft.vote(again).await });
         self.deliver(target, |raft| async move { raft.vote(request).await })
             .await
     }

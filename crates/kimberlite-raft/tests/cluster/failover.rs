@@ -1,5 +1,6 @@
-//! The leader is stopped under load: no acknowledged event is lost, none is duplicated, and a
-//! retry with the same request id gets the first answer.
+//! The leader is stopped under load, over a network that loses, delays and duplicates
+//! messages: no acknowledged event is lost, none is duplicated, and a retry with the same
+//! request id gets the first answer.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
         cluster.network().set_faults(Faults {
             drop_per_mille: 20,
             delay_ms_max: 5,
+            duplicate_per_mille: 20,
         });
         let stream = cluster.create_stream(request(0, 0), "load").await.unwrap();
         let acknowledged = Arc::new(AtomicU64::new(0));
