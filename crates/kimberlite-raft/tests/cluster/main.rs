@@ -7,4 +7,5 @@ mod failover;
 mod learner;
 mod partition;
 mod replicate;
+mod restart;
 mod snapshot;
