@@ -131,6 +131,8 @@ pub(crate) struct LogFile {
     record_count: u64,
     /// Whether writes are synced before they return (off only for tests that do not crash).
     sync: bool,
+    /// A write or sync failed: the tail is unknown until the file is replayed (fail-stop).
+    failed: bool,
 }
 
 impl LogFile {
@@ -170,6 +172,7 @@ impl LogFile {
             file,
             record_count,
             sync,
+            failed: false,
         };
         Ok((log, state))
     }
@@ -178,14 +181,24 @@ impl LogFile {
         self.dir.join(LOG_FILE)
     }
 
-    /// Appends `records` and syncs them before returning.
+    /// Appends `records` and syncs them before returning. After a failed write or sync the
+    /// file's tail is unknown: every later append fails until the file is opened again.
     pub(crate) fn append(&mut self, records: &[LogRecord]) -> Result<(), LogFileError> {
+        let path = self.path();
+        let io_error = |source| LogFileError::Io {
+            path: path.clone(),
+            source,
+        };
+        if self.failed {
+            return Err(io_error(io::Error::other(
+                "an earlier write failed; reopen the log",
+            )));
+        }
         let mut buffer = Vec::new();
         for record in records {
-            encode(record, &mut buffer);
+            encode(record, &mut buffer).map_err(io_error)?;
         }
-        let path = self.path();
-        let io_error = |source| LogFileError::Io { path, source };
+        self.failed = true;
         let written = self.file.write_all(&buffer);
         let synced = written.and_then(|()| {
             if self.sync {
@@ -195,6 +208,7 @@ impl LogFile {
             }
         });
         synced.map_err(io_error)?;
+        self.failed = false;
         self.record_count += records.len() as u64;
         Ok(())
     }
@@ -209,15 +223,15 @@ impl LogFile {
     /// it, the directory synced), so a crash leaves the old file or the new one.
     pub(crate) fn rewrite(&mut self, state: &LogState) -> Result<(), LogFileError> {
         let records = state.records();
-        let mut buffer = Vec::new();
-        for record in &records {
-            encode(record, &mut buffer);
-        }
         let temporary = self.dir.join(format!("{LOG_FILE}.tmp"));
         let io_error = |source| LogFileError::Io {
             path: temporary.clone(),
             source,
         };
+        let mut buffer = Vec::new();
+        for record in &records {
+            encode(record, &mut buffer).map_err(io_error)?;
+        }
         let mut file = File::create(&temporary).map_err(io_error)?;
         file.write_all(&buffer).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
@@ -235,18 +249,30 @@ impl LogFile {
 }
 
 #[cfg(test)]
-pub(crate) fn encode_for_tests(record: &LogRecord, buffer: &mut Vec<u8>) {
-    encode(record, buffer);
+pub(crate) fn encode_for_tests(record: &LogRecord, buffer: &mut Vec<u8>) -> io::Result<()> {
+    encode(record, buffer)
 }
 
-fn encode(record: &LogRecord, buffer: &mut Vec<u8>) {
-    // Serializing our own enum of serde-derived openraft types into a Vec cannot fail.
-    let body = serde_json::to_vec(record).unwrap_or_default();
-    let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes();
+/// Appends `record`'s frame to `buffer`; a body larger than replay accepts is refused here.
+fn encode(record: &LogRecord, buffer: &mut Vec<u8>) -> io::Result<()> {
+    let body = serde_json::to_vec(record).map_err(io::Error::other)?;
+    if body.len() as u64 > RECORD_BODY_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a log record of {} bytes (at most {RECORD_BODY_BYTES_MAX})",
+                body.len()
+            ),
+        ));
+    }
+    let body_len = u32::try_from(body.len())
+        .map_err(io::Error::other)?
+        .to_le_bytes();
     buffer.extend_from_slice(&body_len);
     buffer.extend_from_slice(&crc32c::crc32c(&body_len).to_le_bytes());
     buffer.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     buffer.extend_from_slice(&body);
+    Ok(())
 }
 
 /// Decodes every record; returns them and the length of the intact prefix (a damaged last

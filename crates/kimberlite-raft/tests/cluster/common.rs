@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kimberlite_raft::{Cluster, ClusterOptions, Head, NodeId, RequestId};
 
-/// The seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
+/// Which seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
 pub fn seeds() -> Vec<u64> {
     match std::env::var("KIMBERLITE_RAFT_SEEDS") {
         Ok(count) => (0..count
