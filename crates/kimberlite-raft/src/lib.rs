@@ -1,0 +1,45 @@
+//! Replication of a Kimberlite store on openraft (docs/REPLICATION.md).
+//!
+//! One Raft group carries every stream. Its log entries are deterministic [`Command`]s; each
+//! replica applies them to its own Kimberlite store ([`Replica`]), checks the head the leader
+//! expected, and answers each request once ([`RequestTable`], in its [`Ledger`]).
+//!
+//! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
+//!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
+//! - [`Transport`]: how messages reach other nodes; [`SimNetwork`] in process, with faults.
+//! - [`Cluster`]: nodes in one process over a [`SimNetwork`], and a client that retries on the
+//!   leader (the tests' harness).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+mod cluster;
+mod command;
+mod log_file;
+mod log_store;
+mod network;
+mod node;
+mod replica;
+mod request_table;
+mod sim_network;
+mod snapshot;
+mod state_machine;
+mod types;
+
+#[cfg(test)]
+mod log_file_tests;
+#[cfg(test)]
+mod replica_tests;
+
+pub use cluster::{Cluster, ClusterError, ClusterOptions};
+pub use command::{Command, Head, Rejection, RequestId, Response};
+pub use log_file::{LogFileError, LOG_FILE};
+pub use log_store::LogStore;
+pub use network::{Network, Transport, TransportError, TransportResult};
+pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
+pub use openraft;
+pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, Replica};
+pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
+pub use sim_network::{Faults, SimNetwork, SimTransport};
+pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};
+pub use state_machine::{OpenError, StateMachine, STORE_DIR};
+pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};

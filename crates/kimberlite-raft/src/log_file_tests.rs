@@ -1,0 +1,162 @@
+//! The Raft log file: replay of entries, truncations, purges and votes; a torn last record
+//! cut; a damaged record before intact ones refused; the rewrite after purges.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+use crate::command::{Command, RequestId};
+use crate::log_file::{LogFile, LogFileError, LogRecord, LOG_FILE};
+use crate::types::TypeConfig;
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(1, 1), index)
+}
+
+fn entry(index: u64) -> LogRecord {
+    LogRecord::Entry(Entry::<TypeConfig> {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(Command::CreateStream {
+            request: RequestId {
+                client: 1,
+                seq: index,
+            },
+            name: format!("s{index}"),
+        }),
+    })
+}
+
+fn indexes(dir: &std::path::Path) -> Vec<u64> {
+    let (_, state) = LogFile::open(dir, false).unwrap();
+    state.entries.keys().copied().collect()
+}
+
+#[test]
+fn replay_applies_truncations_purges_and_votes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1), entry(2), entry(3), entry(4)])
+        .unwrap();
+    file.append(&[LogRecord::Truncate(3), entry(3)]).unwrap();
+    file.append(&[
+        LogRecord::Purge(log_id(1)),
+        LogRecord::Vote(Vote::new(2, 5)),
+    ])
+    .unwrap();
+    drop(file);
+    let (_, state) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(state.entries.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(state.purged, Some(log_id(1)));
+    assert_eq!(state.vote, Some(Vote::new(2, 5)));
+}
+
+#[test]
+fn a_torn_last_record_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1), entry(2)]).unwrap();
+    drop(file);
+    let path = dir.path().join(LOG_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+    // Half of a third record: a write the crash interrupted.
+    let mut torn = Vec::new();
+    super::log_file::encode_for_tests(&entry(3), &mut torn).unwrap();
+    let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
+    raw.write_all(&torn[..torn.len() / 2]).unwrap();
+    drop(raw);
+    assert_eq!(indexes(dir.path()), [1, 2]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(3)]).unwrap();
+    assert_eq!(indexes(dir.path()), [1, 2, 3]);
+}
+
+#[test]
+fn a_bad_checksum_on_the_last_record_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1), entry(2)]).unwrap();
+    drop(file);
+    let path = dir.path().join(LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(indexes(dir.path()), [1]);
+}
+
+#[test]
+fn a_damaged_record_before_intact_ones_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1), entry(2)]).unwrap();
+    drop(file);
+    let path = dir.path().join(LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = LogFile::open(dir.path(), true).unwrap_err();
+    assert!(
+        matches!(error, LogFileError::Corrupt { position: 0, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_damaged_length_is_refused_not_taken_for_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1), entry(2)]).unwrap();
+    drop(file);
+    let path = dir.path().join(LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The first record's length now points far past the end of the file.
+    bytes[3] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = LogFile::open(dir.path(), true).unwrap_err();
+    assert!(
+        matches!(error, LogFileError::Corrupt { position: 0, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn zeros_after_the_last_record_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    file.append(&[entry(1)]).unwrap();
+    drop(file);
+    let path = dir.path().join(LOG_FILE);
+    let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
+    raw.write_all(&[0; 100]).unwrap();
+    drop(raw);
+    assert_eq!(indexes(dir.path()), [1]);
+}
+
+#[test]
+fn purges_make_the_file_rewritten_with_the_live_state_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, mut state) = LogFile::open(dir.path(), true).unwrap();
+    for index in 1..=100 {
+        let record = entry(index);
+        file.append(std::slice::from_ref(&record)).unwrap();
+        state.apply(record);
+    }
+    let purge = LogRecord::Purge(log_id(95));
+    file.append(std::slice::from_ref(&purge)).unwrap();
+    state.apply(purge);
+    assert!(file.wants_rewrite(&state));
+    let before = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    file.rewrite(&state).unwrap();
+    assert!(!file.wants_rewrite(&state));
+    assert!(std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len() < before / 5);
+    file.append(&[entry(101)]).unwrap();
+    drop(file);
+    let (_, replayed) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(
+        replayed.entries.keys().copied().collect::<Vec<_>>(),
+        (96..=101).collect::<Vec<_>>()
+    );
+    assert_eq!(replayed.purged, Some(log_id(95)));
+}

@@ -1,0 +1,179 @@
+//! [`Transport`]: how one node's Raft messages reach another, the one piece a deployment
+//! provides (the in-process [`crate::SimNetwork`] here, HTTP in the server), and the adapter
+//! that makes any transport openraft's network.
+
+use std::future::Future;
+
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, Snapshot, Vote};
+
+use crate::types::{Node, NodeId, TypeConfig};
+
+/// Why a message did not get an answer from its target.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError<E: std::error::Error> {
+    /// The message or its answer was lost (down, partitioned, dropped): the sender retries.
+    #[error("node {target} unreachable: {reason}")]
+    Unreachable {
+        /// The target.
+        target: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// The target's Raft answered with an error.
+    #[error("node {target}: {source}")]
+    Remote {
+        /// The target.
+        target: NodeId,
+        /// Its error.
+        source: E,
+    },
+}
+
+/// The answer of a target's Raft, or why there was none.
+pub type TransportResult<T, E> = Result<T, TransportError<E>>;
+
+/// Carries one node's Raft messages to the others. The receiving side hands each message to
+/// its [`crate::Raft`] (`append_entries`, `vote`, `install_full_snapshot`) and sends back the
+/// result. Implementations must not reorder a sender's messages to one target into answers
+/// for the wrong request; losing them is fine.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends log entries (or a heartbeat) to `target`.
+    fn append_entries(
+        &self,
+        target: NodeId,
+        node: &Node,
+        request: AppendEntriesRequest<TypeConfig>,
+    ) -> impl Future<Output = TransportResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> + Send;
+
+    /// Asks `target` for its vote.
+    fn vote(
+        &self,
+        target: NodeId,
+        node: &Node,
+        request: VoteRequest<NodeId>,
+    ) -> impl Future<Output = TransportResult<VoteResponse<NodeId>, RaftError<NodeId>>> + Send;
+
+    /// Sends a whole snapshot to `target`, which verifies and installs it.
+    fn snapshot(
+        &self,
+        target: NodeId,
+        node: &Node,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+    ) -> impl Future<Output = TransportResult<SnapshotResponse<NodeId>, Fatal<NodeId>>> + Send;
+}
+
+/// openraft's network factory over a [`Transport`].
+#[derive(Debug)]
+pub struct Network<T> {
+    transport: std::sync::Arc<T>,
+}
+
+impl<T> Network<T> {
+    /// The network of one node, sending through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self {
+            transport: std::sync::Arc::new(transport),
+        }
+    }
+}
+
+/// One node's connection to one target.
+#[derive(Debug)]
+pub struct Connection<T> {
+    transport: std::sync::Arc<T>,
+    target: NodeId,
+    node: Node,
+}
+
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
+    type Network = Connection<T>;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        Connection {
+            transport: self.transport.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+fn rpc_error<E: std::error::Error + 'static>(
+    error: TransportError<E>,
+) -> RPCError<NodeId, Node, E> {
+    match error {
+        TransportError::Remote { target, source } => {
+            RPCError::RemoteError(RemoteError::new(target, source))
+        }
+        unreachable @ TransportError::Unreachable { .. } => {
+            RPCError::Unreachable(Unreachable::new(&unreachable))
+        }
+    }
+}
+
+impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.transport
+            .append_entries(self.target, &self.node, request)
+            .await
+            .map_err(rpc_error)
+    }
+
+    #[allow(deprecated)]
+    async fn install_snapshot(
+        &mut self,
+        _request: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        // Snapshots go whole through `full_snapshot` (generic snapshot data): never chunked.
+        let error = std::io::Error::other("chunked snapshots are not used; see full_snapshot");
+        Err(RPCError::Network(NetworkError::new(&error)))
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.transport
+            .vote(self.target, &self.node, request)
+            .await
+            .map_err(rpc_error)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        self.transport
+            .snapshot(self.target, &self.node, vote, snapshot)
+            .await
+            .map_err(|error| match error {
+                TransportError::Remote { target, source } => {
+                    StreamingError::RemoteError(RemoteError::new(target, source))
+                }
+                unreachable @ TransportError::Unreachable { .. } => {
+                    StreamingError::Unreachable(Unreachable::new(&unreachable))
+                }
+            })
+    }
+}

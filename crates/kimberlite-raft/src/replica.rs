@@ -1,0 +1,257 @@
+//! [`Replica`]: applying commands to one replica's Kimberlite store, deterministically, with the
+//! leader's expected heads checked and each request answered once (docs/REPLICATION.md,
+//! section "Applying a command").
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kimberlite::{Error, ExpectedOffset, Kimberlite, StreamId};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Head, Rejection, RequestId, Response};
+use crate::request_table::RequestTable;
+
+/// A replica computed another head than the leader expected: it stops applying, so it never
+/// holds a history other than the cluster's without saying so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error(
+    "replica diverged at log index {index}: stream {stream} has head {computed} {point} the \
+     batch, the leader's is {expected}; applying stopped"
+)]
+pub struct Divergence {
+    /// The log index of the entry.
+    pub index: u64,
+    /// The stream.
+    pub stream: u64,
+    /// Whether the heads differ before the batch or after it.
+    pub point: DivergencePoint,
+    /// The head the entry carried.
+    pub expected: Head,
+    /// The head this replica computed.
+    pub computed: Head,
+}
+
+/// Where a replica's head and the leader's differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DivergencePoint {
+    /// Before the batch: the replica's stream differs from the leader's with no entry in
+    /// between to explain it.
+    Before,
+    /// After the batch: appending the same events to the same head gave another head.
+    After,
+}
+
+impl fmt::Display for DivergencePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DivergencePoint::Before => "before",
+            DivergencePoint::After => "after",
+        })
+    }
+}
+
+/// Why a replica could not apply an entry; either stops the replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The replica computed another head than the leader.
+    #[error(transparent)]
+    Diverged(#[from] Divergence),
+    /// The local store failed (I/O, damage): not a property of the command.
+    #[error("store failed applying log index {index}: {source}")]
+    Store {
+        /// The log index of the entry.
+        index: u64,
+        /// The store's error.
+        source: Error,
+    },
+}
+
+/// The replicated state kept beside the store: what the store cannot tell by itself. The
+/// same on every replica at the same log index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The answers to recent requests.
+    pub requests: RequestTable,
+    /// For each stream, the log index of the last entry that appended to it: a head other
+    /// than the one an entry was proposed against is the leader's stale view only if the
+    /// stream changed after the leader read it; otherwise this replica's store differs.
+    pub changed_at: BTreeMap<u64, u64>,
+}
+
+/// One replica's applied state: its store and its [`Ledger`].
+pub struct Replica {
+    store: Kimberlite,
+    ledger: Ledger,
+}
+
+impl fmt::Debug for Replica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replica")
+            .field("store", &self.store.path())
+            .field("requests", &self.ledger.requests.len())
+            .finish()
+    }
+}
+
+impl Replica {
+    /// A replica over `store` with `ledger` (from its last saved state).
+    #[must_use]
+    pub fn new(store: Kimberlite, ledger: Ledger) -> Self {
+        Self { store, ledger }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Kimberlite {
+        &self.store
+    }
+
+    /// The ledger.
+    #[must_use]
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Replaces the store and the ledger (a snapshot was installed).
+    pub fn replace(&mut self, store: Kimberlite, ledger: Ledger) {
+        self.store = store;
+        self.ledger = ledger;
+    }
+
+    /// Applies the command of log entry `index`.
+    ///
+    /// Re-applying an entry already in the store (after a restart, whose saved state is
+    /// older than the store) answers what the first apply answered: an append whose
+    /// expected head is already a prefix of the stream is found by its chain hash.
+    pub fn apply(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
+        let request = command.request();
+        if let Some(first) = self.ledger.requests.get(request) {
+            return Ok(first.clone());
+        }
+        let response = match command {
+            Command::CreateStream { name, .. } => self.create(index, name)?,
+            Command::Append { .. } => self.append(index, command)?,
+        };
+        self.remember(request, index, &response);
+        Ok(response)
+    }
+
+    fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
+        // A stale head is the leader's view being behind, not an answer: its retry must run.
+        if !matches!(response, Response::Rejected(Rejection::StaleHead { .. })) {
+            self.ledger
+                .requests
+                .insert(request, index, response.clone());
+        }
+    }
+
+    fn create(&mut self, index: u64, name: &str) -> Result<Response, ApplyError> {
+        if let Some(id) = self.store.stream(name) {
+            return Ok(Response::Stream {
+                stream: id.as_u64(),
+            });
+        }
+        match self.store.create_stream(name) {
+            Ok(id) => Ok(Response::Stream {
+                stream: id.as_u64(),
+            }),
+            Err(error @ Error::InvalidStreamName { .. }) => Ok(invalid(&error)),
+            Err(source) => Err(ApplyError::Store { index, source }),
+        }
+    }
+
+    fn append(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
+        let Command::Append {
+            stream,
+            prev,
+            read_at,
+            expected,
+            events,
+            ..
+        } = command
+        else {
+            return Ok(Response::None);
+        };
+        let (stream, prev, expected) = (*stream, *prev, *expected);
+        let id = StreamId::new(stream);
+        let current = match self.store.head(id) {
+            Ok(head) => Head::of(head),
+            Err(Error::UnknownStream { .. }) => {
+                return Ok(Response::Rejected(Rejection::UnknownStream { stream }))
+            }
+            Err(source) => return Err(ApplyError::Store { index, source }),
+        };
+        if current != prev {
+            return self.not_at_prev(index, stream, (prev, *read_at, expected), current);
+        }
+        let offset = ExpectedOffset::Exact(prev.next_offset.into());
+        let appended = match self.store.append(id, events.iter().cloned(), offset) {
+            Ok(appended) => appended,
+            Err(error @ Error::EmptyBatch { .. }) => return Ok(invalid(&error)),
+            Err(source) => return Err(ApplyError::Store { index, source }),
+        };
+        let computed = Head {
+            next_offset: appended.next_offset.as_u64(),
+            hash: Some(*appended.head.as_bytes()),
+        };
+        if computed != expected {
+            return Err(Divergence {
+                index,
+                stream,
+                point: DivergencePoint::After,
+                expected,
+                computed,
+            }
+            .into());
+        }
+        self.ledger.changed_at.insert(stream, index);
+        Ok(Response::Appended {
+            first_offset: appended.first_offset.as_u64(),
+            head: computed,
+        })
+    }
+
+    /// The stream's head is not the one the entry was proposed against: the stream changed
+    /// after the leader read it (stale, on every replica), or the entry is already in the
+    /// store (applied again after a restart: the ledger replays as it did the first time, so
+    /// only an entry that was accepted then gets here), or this replica's store differs.
+    fn not_at_prev(
+        &mut self,
+        index: u64,
+        stream: u64,
+        (prev, read_at, expected): (Head, u64, Head),
+        current: Head,
+    ) -> Result<Response, ApplyError> {
+        let changed_at = self.ledger.changed_at.get(&stream).copied().unwrap_or(0);
+        if changed_at > read_at {
+            return Ok(Response::Rejected(Rejection::StaleHead { stream, prev }));
+        }
+        if current.next_offset >= expected.next_offset && expected.next_offset > prev.next_offset {
+            let hash = self
+                .store
+                .prefix_hash(StreamId::new(stream), expected.next_offset)
+                .map_err(|source| ApplyError::Store { index, source })?;
+            if hash.map(|hash| *hash.as_bytes()) == expected.hash {
+                self.ledger.changed_at.insert(stream, index);
+                return Ok(Response::Appended {
+                    first_offset: prev.next_offset,
+                    head: expected,
+                });
+            }
+        }
+        Err(Divergence {
+            index,
+            stream,
+            point: DivergencePoint::Before,
+            expected: prev,
+            computed: current,
+        }
+        .into())
+    }
+}
+
+fn invalid(error: &Error) -> Response {
+    Response::Rejected(Rejection::Invalid {
+        reason: error.to_string(),
+    })
+}

@@ -1,0 +1,96 @@
+//! What the scenarios share: seeds, options, a client's request ids, replica comparison.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kimberlite_raft::{Cluster, ClusterOptions, Head, NodeId, RequestId};
+
+/// Which seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
+pub fn seeds() -> Vec<u64> {
+    match std::env::var("KIMBERLITE_RAFT_SEEDS") {
+        Ok(count) => (0..count
+            .parse::<u64>()
+            .expect("KIMBERLITE_RAFT_SEEDS is a count"))
+            .collect(),
+        Err(_) => vec![1, 2],
+    }
+}
+
+/// Fast timings for a cluster in one process.
+pub fn options(seed: u64) -> ClusterOptions {
+    let mut options = ClusterOptions::new(seed);
+    options.raft.heartbeat_interval = 50;
+    options.raft.election_timeout_min = 150;
+    options.raft.election_timeout_max = 300;
+    options.attempt_timeout_ms = 1_000;
+    options
+}
+
+/// Every event of `stream` on node `id`, as text.
+pub fn stream_texts(cluster: &Cluster, id: NodeId, stream: u64) -> Vec<String> {
+    let node = cluster.node(id).expect("node running");
+    let (events, _) = node.read(stream, 0, u64::MAX);
+    events
+        .expect("read")
+        .iter()
+        .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
+        .collect()
+}
+
+/// Waits until `check` holds, polling; panics after [`WAIT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn request(client: u64, seq: u64) -> RequestId {
+    RequestId { client, seq }
+}
+
+pub fn event(text: String) -> Bytes {
+    Bytes::from(text)
+}
+
+/// Every stream's name, head and Merkle root on node `id`.
+pub fn replica_state(cluster: &Cluster, id: NodeId) -> Vec<(String, Head, [u8; 32])> {
+    let node = cluster.node(id).expect("node running");
+    let (state, _) = node.with_store(|store| {
+        store
+            .list_streams()
+            .into_iter()
+            .map(|info| {
+                let root = store.tree_head(info.id).expect("tree head").root.0;
+                (info.name, Head::of(info.head), root)
+            })
+            .collect::<Vec<_>>()
+    });
+    state
+}
+
+/// Waits until every running node applied `index`, then checks they hold the same heads and
+/// roots; returns that state.
+pub async fn assert_replicas_equal(cluster: &Cluster, index: u64) -> Vec<(String, Head, [u8; 32])> {
+    cluster
+        .wait_applied(index, WAIT)
+        .await
+        .expect("replicas catch up");
+    let running = cluster.running();
+    let first = replica_state(cluster, running[0]);
+    for &id in &running[1..] {
+        assert_eq!(
+            replica_state(cluster, id),
+            first,
+            "node {id} differs from node {}",
+            running[0]
+        );
+    }
+    first
+}

@@ -1,0 +1,125 @@
+//! The leader is stopped under load, over a network that loses, delays and duplicates
+//! messages: no acknowledged event is lost, none is duplicated, and a retry with the same
+//! request id gets the first answer.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kimberlite_raft::{Cluster, Faults};
+
+use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
+
+const CLIENTS: u64 = 4;
+const REQUESTS_PER_CLIENT: u64 = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Arc::new(
+            Cluster::start(dir.path(), &[1, 2, 3], options(seed))
+                .await
+                .unwrap(),
+        );
+        cluster.network().set_faults(Faults {
+            drop_per_mille: 20,
+            delay_ms_max: 5,
+            duplicate_per_mille: 20,
+        });
+        let stream = cluster.create_stream(request(0, 0), "load").await.unwrap();
+        let acknowledged = Arc::new(AtomicU64::new(0));
+        let mut clients = Vec::new();
+        for client in 1..=CLIENTS {
+            let (cluster, acknowledged) = (cluster.clone(), acknowledged.clone());
+            clients.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for seq in 0..REQUESTS_PER_CLIENT {
+                    let text = format!("c{client}-{seq}");
+                    // The same request id on every retry, whoever leads.
+                    for _ in 0..3 {
+                        let events = vec![event(text.clone())];
+                        if cluster
+                            .append(request(client, seq), stream, events)
+                            .await
+                            .is_ok()
+                        {
+                            acked.push(text.clone());
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                acked
+            }));
+        }
+        // Stop the leader once some appends are acknowledged; bring it back from its disk.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while acknowledged.load(Ordering::Relaxed) < CLIENTS * REQUESTS_PER_CLIENT / 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let old = cluster.leader(WAIT).await.unwrap();
+        cluster.stop(old).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        cluster.start_node(old).await.unwrap();
+
+        let mut acked = BTreeSet::new();
+        for client in clients {
+            acked.extend(client.await.unwrap());
+        }
+        cluster.network().set_faults(Faults::default());
+        let last = cluster
+            .append(request(0, 1), stream, vec![event("end".into())])
+            .await
+            .unwrap();
+        assert_replicas_equal(&cluster, last.log_id.index).await;
+        for id in cluster.running() {
+            let texts = stream_texts(&cluster, id, stream);
+            let unique: HashSet<&String> = texts.iter().collect();
+            assert_eq!(
+                unique.len(),
+                texts.len(),
+                "seed {seed}: duplicates on node {id}"
+            );
+            for text in &acked {
+                assert!(unique.contains(text), "seed {seed}: node {id} lost {text}");
+            }
+        }
+        assert!(
+            acked.len() as u64 >= CLIENTS * REQUESTS_PER_CLIENT / 2,
+            "seed {seed}: {acked:?}"
+        );
+        cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_leader_change_gets_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), &[1, 2, 3], options(7))
+        .await
+        .unwrap();
+    let stream = cluster.create_stream(request(0, 0), "retry").await.unwrap();
+    let first = cluster
+        .append(request(4, 1), stream, vec![event("once".into())])
+        .await
+        .unwrap();
+    // The answer was lost with the leader; the client asks the next one.
+    cluster.stop(cluster.leader(WAIT).await.unwrap()).await;
+    let again = cluster
+        .append(request(4, 1), stream, vec![event("once".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.first_offset, again.head),
+        (first.first_offset, first.head)
+    );
+    let leader = cluster.leader(WAIT).await.unwrap();
+    assert_eq!(stream_texts(&cluster, leader, stream), ["once"]);
+    cluster.shutdown().await;
+}

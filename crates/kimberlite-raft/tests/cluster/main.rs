@@ -1,0 +1,11 @@
+//! The replication scenarios, in process over a simulated network (docs/TESTING.md, section
+//! "Replication"). One binary, one file per scenario.
+
+mod common;
+mod divergence;
+mod failover;
+mod learner;
+mod partition;
+mod replicate;
+mod restart;
+mod snapshot;
