@@ -126,6 +126,12 @@ fn check(store: &Kimberlite, id: StreamId, cut: Offset, signed_root: kimberlite:
         let leaf = event_leaf_hash(offset, payload(offset).as_bytes());
         verify_inclusion(&leaf, offset, EVENTS, &proof.hashes, &signed_root).unwrap();
     }
+    // Tiles: entry bundles starting below the cut are gone, hash tiles are all kept.
+    let bundle = store.entry_bundle(id, 0, 256);
+    assert!(matches!(bundle, Err(Error::Pruned { .. })), "{bundle:?}");
+    store.entry_bundle(id, 1, (EVENTS - 256) as u16).unwrap();
+    let tile = kimberlite::proof::tile_in_tree(0, 0, EVENTS).unwrap();
+    assert_eq!(store.tile(id, EVENTS, tile).unwrap().len(), 256 * 32);
     let anchor_hash = store.prefix_hash(id, EVENTS).unwrap();
     assert!(anchor_hash.is_some());
 }
