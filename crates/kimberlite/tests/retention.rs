@@ -220,3 +220,22 @@ fn reseal(text: &str) -> String {
     let crc = crc32c::crc32c(compact.as_bytes());
     zeroed.replace("\"crc32c\": 0", &format!("\"crc32c\": {crc}"))
 }
+
+#[test]
+fn a_pruned_streams_lost_tree_is_reported_not_rebuilt_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id, _) = signed_store(dir.path());
+    store.retain(id, Offset::new(EVENTS / 2)).unwrap();
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("merkle")).unwrap();
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    let verified = store.verify_all();
+    assert!(
+        !verified.as_ref().is_ok_and(|report| report.is_intact()),
+        "{verified:?}"
+    );
+    assert!(store.tree_head(id).is_err());
+    assert!(store
+        .inclusion_proof(id, Offset::new(EVENTS - 1), EVENTS)
+        .is_err());
+}
