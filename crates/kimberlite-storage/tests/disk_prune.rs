@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::{append_events, event, read_all, segment_file, small_config, stream_dir};
 use kimberlite_storage::{
-    FileHandle, FileSystem, OsFileSystem, RecoveryAction, Storage, StorageBackend, StorageError,
-    StoreBackend, PRUNED_FILE,
+    FileHandle, FileSystem, OsFileSystem, ReadOnlyFs, RecoveryAction, Storage, StorageBackend,
+    StorageError, StoreBackend, PRUNED_FILE,
 };
 use kimberlite_types::{Offset, StreamId};
 
@@ -314,6 +314,15 @@ fn open_completes_a_prune_only_when_its_cut_record_fits_the_files() {
         std::fs::write(path, bytes).unwrap();
     }
     std::fs::write(stream.join(PRUNED_FILE), &record).unwrap();
+    // A read-only open completes it in its view only: every file stays on disk.
+    let read_only = Storage::open_on(ReadOnlyFs::new(OsFileSystem), dir.path(), small_config());
+    let mut read_only = read_only.unwrap();
+    assert_eq!(read_only.verify_stream(STREAM).unwrap().head, Some(head));
+    drop(read_only);
+    assert!(
+        segment_file(dir.path(), STREAM, 0).exists(),
+        "a read-only open deletes nothing"
+    );
     let mut storage = Storage::open_with(dir.path(), small_config()).unwrap();
     let completed = storage
         .recovery_report()

@@ -49,6 +49,7 @@ mod manifest;
 mod meta;
 mod nofollow;
 mod prune;
+mod prune_recovery;
 mod pruned;
 mod quarantine;
 mod read_only;

@@ -97,7 +97,7 @@ use super::fs::{EntryKind, FileHandle, FileSystem};
 use super::index::SegmentIndex;
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
-use super::prune::{complete_prune, read_cut_record};
+use super::prune_recovery::{complete_prune, read_cut_record};
 use super::pruned::PrunePoint;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
 use super::resume::{read_stored, resume_head, scan_active};
