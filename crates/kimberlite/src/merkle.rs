@@ -334,6 +334,24 @@ impl StreamTree {
         }
     }
 
+    /// Writes every buffered node and makes the level files and their directories durable:
+    /// retention does it before it drops the events below a cut, whose nodes the log can then
+    /// no longer give back (module `retention`).
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        for level in &mut self.levels {
+            if let Some(file) = &mut level.file {
+                file.sync_data()?;
+            }
+        }
+        if let Some((fs, dir)) = &self.files {
+            for dir in dir.ancestors().take(3) {
+                fs.sync_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes every buffered node to its file.
     pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         for level in &mut self.levels {
@@ -487,6 +505,11 @@ impl Trees {
         if let Some(tree) = self.trees.get_mut(&stream) {
             tree.settle(disagreement);
         }
+    }
+
+    /// Makes the tree files of `stream` durable ([`StreamTree::sync`]).
+    pub(crate) fn sync_stream(&mut self, stream: StreamId) -> std::io::Result<()> {
+        self.trees.get_mut(&stream).map_or(Ok(()), StreamTree::sync)
     }
 
     /// Leaves in the tree of `stream` (0 when it has none).

@@ -17,7 +17,8 @@
 //!
 //! The Merkle side files (`merkle/<id>/`) are kept as they are: they hold 32-byte hashes, no
 //! event data, every proof and tile reads nodes by position in them, and a file that started
-//! at the cut would be another format. The entry bundles of the tiles API, which hold event
+//! at the cut would be another format. They are synced before the cut is made: derived data
+//! is otherwise rebuilt from the log after a crash, and below the cut the log is gone. The entry bundles of the tiles API, which hold event
 //! data, are gone with the events.
 
 use kimberlite_crypto::ChainHash;
@@ -114,6 +115,15 @@ impl Kimberlite {
             return Ok(retained);
         }
         let frontier = self.frontier_at(id, &name, cut.as_u64())?;
+        // The side files are derived data, never synced, rebuilt from the log after a crash;
+        // below the cut the log will not be there to rebuild them from.
+        {
+            let state = self.read_state();
+            let mut trees = state.merkle.wait(id).map_err(|e| tree_error(&name, e))?;
+            trees.sync_stream(id).map_err(|error| {
+                Error::io(format!("syncing the Merkle tree of stream {name:?}"), error)
+            })?;
+        }
         let point = self
             .write_state()
             .backend
