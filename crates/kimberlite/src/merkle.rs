@@ -63,6 +63,7 @@ use level::{Level, HASH_BYTES};
 
 use crate::store_fs::{file_len, open_or_create, Files, StoreFs};
 
+mod cut;
 mod level;
 
 /// Nodes buffered per level before they are written.
@@ -339,15 +340,17 @@ impl StreamTree {
     /// no longer give back (module `retention`).
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         self.flush()?;
-        for level in &mut self.levels {
-            if let Some(file) = &mut level.file {
-                file.sync_data()?;
-            }
+        for file in self
+            .levels
+            .iter_mut()
+            .filter_map(|level| level.file.as_mut())
+        {
+            file.sync_data()?;
         }
         if let Some((fs, dir)) = &self.files {
-            for dir in dir.ancestors().take(3) {
-                fs.sync_dir(dir)?;
-            }
+            dir.ancestors()
+                .take(3)
+                .try_for_each(|dir| fs.sync_dir(dir))?;
         }
         Ok(())
     }
@@ -569,7 +572,11 @@ pub(crate) fn recover_trees(
         _ => return Ok(Trees::in_memory(config)),
     };
     for &(id, log_size) in streams {
+        let cut = backend.prune_point(id);
         let log_leaf = |offset: u64| {
+            if let Some(point) = cut.as_ref().filter(|p| offset < p.first_offset.as_u64()) {
+                return cut::leaf_below_cut(point, offset);
+            }
             let from = kimberlite_types::Offset::new(offset);
             let page = backend.read_from(id, from, 0).ok()?;
             page.first().map(|payload| event_leaf_hash(offset, payload))

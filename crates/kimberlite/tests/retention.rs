@@ -239,3 +239,45 @@ fn a_pruned_streams_lost_tree_is_reported_not_rebuilt_wrong() {
         .inclusion_proof(id, Offset::new(EVENTS - 1), EVENTS)
         .is_err());
 }
+
+#[test]
+fn a_cut_at_the_head_of_an_odd_size_reopens_with_its_tree_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    let id = store.create_stream("audit").unwrap();
+    let segments = |store: &Kimberlite| {
+        let stats = store.stats();
+        let stream = stats.iter().find(|s| s.stream == id).unwrap();
+        stream.storage.segments
+    };
+    // One event per batch until a rotation leaves an empty active segment at an odd size.
+    let mut next = 0u64;
+    loop {
+        let before = segments(&store);
+        store
+            .append(id, [payload(next)], ExpectedOffset::Any)
+            .unwrap();
+        next += 1;
+        if segments(&store) > before && next % 2 == 1 && before > 1 {
+            break;
+        }
+        assert!(next < 10_000, "no odd rotation");
+    }
+    let origin = stream_origin("clinic", "audit").unwrap();
+    store.sign_checkpoint(id, &origin, &key()).unwrap();
+    let retained = store.retain(id, Offset::new(next)).unwrap();
+    assert_eq!(retained.first_offset, Offset::new(next));
+    let root = store.tree_head(id).unwrap().root;
+    drop(store);
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    assert_eq!(store.tree_head(id).unwrap().root, root);
+    assert!(store.verify_all().unwrap().is_intact());
+    store
+        .append(id, [payload(next)], ExpectedOffset::Any)
+        .unwrap();
+    let proof = store
+        .inclusion_proof(id, Offset::new(next), next + 1)
+        .unwrap();
+    let leaf = event_leaf_hash(next, payload(next).as_bytes());
+    verify_inclusion(&leaf, next, next + 1, &proof.hashes, &proof.root).unwrap();
+}
