@@ -105,6 +105,12 @@ fn retain_cuts_below_a_checkpoint_and_the_rest_still_verifies_and_proves() {
         &format!("\"n\":{first}"),
     );
     expect(&["verify", dir], 0, "intact:");
+    // Without --from, read starts at the first kept event.
+    expect(
+        &["read", dir, "audit", "--limit", "1"],
+        0,
+        &format!("\"n\":{first}}}"),
+    );
     // A kept event's proof still verifies against the checkpoint signed before the cut.
     let (code, proof) = run(&["prove", dir, "audit", &from]);
     assert_eq!(code, 0, "{proof}");
