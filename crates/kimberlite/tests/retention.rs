@@ -281,3 +281,33 @@ fn a_cut_at_the_head_of_an_odd_size_reopens_with_its_tree_trusted() {
     let leaf = event_leaf_hash(next, payload(next).as_bytes());
     verify_inclusion(&leaf, next, next + 1, &proof.hashes, &proof.root).unwrap();
 }
+
+#[test]
+fn verify_checks_the_cut_against_the_checkpoint_that_covered_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id, _) = signed_store(dir.path());
+    store.retain(id, Offset::new(EVENTS / 2)).unwrap();
+    drop(store);
+    // The signed root at the cut's checkpoint is what the rebuilt tree must reach: with that
+    // checkpoint gone (or changed) the cut can no longer be vouched for.
+    let kept = dir
+        .path()
+        .join("checkpoints")
+        .join(format!("{:020}", id.as_u64()))
+        .join(format!("{EVENTS:020}.checkpoint"));
+    let note = std::fs::read_to_string(&kept).unwrap();
+    std::fs::remove_file(&kept).unwrap();
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    let report = store.verify_all().unwrap();
+    assert!(!report.is_intact(), "{report:?}");
+    assert!(
+        report.problems[0]
+            .reason
+            .contains("kept checkpoint of size"),
+        "{report:?}"
+    );
+    drop(store);
+    std::fs::write(&kept, note).unwrap();
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    assert!(store.verify_all().unwrap().is_intact());
+}
