@@ -335,9 +335,8 @@ impl StreamTree {
         }
     }
 
-    /// Writes every buffered node and makes the level files and their directories durable:
-    /// retention does it before it drops the events below a cut, whose nodes the log can then
-    /// no longer give back (module `retention`).
+    /// Writes every buffered node and makes the level files durable: before a retention cut,
+    /// below which the log can no longer rebuild them (module `retention`).
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         self.flush()?;
         for file in self
@@ -514,7 +513,6 @@ impl Trees {
     pub(crate) fn sync_stream(&mut self, stream: StreamId) -> std::io::Result<()> {
         self.trees.get_mut(&stream).map_or(Ok(()), StreamTree::sync)
     }
-
     /// Leaves in the tree of `stream` (0 when it has none).
     pub(crate) fn size(&self, stream: StreamId) -> u64 {
         self.trees.get(&stream).map_or(0, StreamTree::size)

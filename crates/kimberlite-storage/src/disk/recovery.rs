@@ -74,9 +74,8 @@
 //! | any                      | none                              | no stream (crash at creation)       |
 //! | any                      | a header of another format version | refuse: `UnsupportedFormat`        |
 //!
-//! With a cut record (`pruned.json`, retention) segments start at its first kept one: the
-//! rows for it are in module `prune`.
-//!
+//! With a cut record (`pruned.json`, retention) segments start at its first kept one (module
+//! `prune` has its rows).
 //! *Unopened*: `Storage::open` keeps such a stream out of the store, untouched, and answers
 //! every call on it with the `Unrecoverable` error; the other streams open. *Refuse*: the
 //! whole store is not opened.
