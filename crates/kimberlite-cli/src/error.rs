@@ -112,8 +112,17 @@ impl From<Error> for CliError {
             Error::TreeDamaged { stream, .. } => Some(format!(
                 "`kimberlite verify DIR` names the damaged node; the tree is derived from the \
                  log, so once the damage is understood, removing DIR/merkle/{:020}/ makes the \
-                 next open rebuild it",
+                 next open rebuild it (not for a stream `retain` pruned: its tree cannot be \
+                 rebuilt below the cut)",
                 stream.as_u64()
+            )),
+            Error::RetainRefused { .. } => Some(
+                "`kimberlite checkpoint DIR STREAM --key FILE` signs and keeps a checkpoint of \
+                 the stream's head; retain up to its size"
+                    .to_owned(),
+            ),
+            Error::Pruned { first_offset, .. } => Some(format!(
+                "retention dropped the events below offset {first_offset}; read from there"
             )),
             error if error.is_other_format() => Some(
                 "open the store with the version of kimberlite that wrote it; this build \

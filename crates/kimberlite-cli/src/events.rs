@@ -63,9 +63,9 @@ pub struct ReadArgs {
     /// DIR STREAM: the store's directory and the stream to read; with --server, STREAM only.
     #[arg(value_names = ["DIR", "STREAM"], num_args = 1..=2, required = true)]
     place: Vec<OsString>,
-    /// First offset to print.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    from: u64,
+    /// First offset to print (default: the stream's first, the first kept after `retain`).
+    #[arg(long, value_name = "N")]
+    from: Option<u64>,
     /// Print at most N events.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -284,7 +284,8 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     let stream = located.required(0)?;
     let dir = match &located.place {
         Place::Server(client) => {
-            return crate::remote::read(client, stream, args.from, args.limit, args.json)
+            let from = args.from.unwrap_or(0);
+            return crate::remote::read(client, stream, from, args.limit, args.json);
         }
         Place::Dir(dir) => dir,
     };
@@ -292,7 +293,11 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     let store = open_looking(dir)?;
     let id = find_stream(&store, dir, stream)?;
     let mut out = std::io::stdout().lock();
-    for event in store.events(id, Offset::new(args.from)).take(clamp(limit)) {
+    let from = match args.from {
+        Some(from) => Offset::new(from),
+        None => store.first_offset(id)?,
+    };
+    for event in store.events(id, from).take(clamp(limit)) {
         let event = event?;
         match print_event(&mut out, &event, args.json) {
             Ok(()) => {}

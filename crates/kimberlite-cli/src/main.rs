@@ -46,6 +46,7 @@ mod proof_audit;
 mod proofs;
 mod remote;
 mod report;
+mod retain;
 mod serve;
 mod verify;
 mod witness;
@@ -108,6 +109,9 @@ enum Command {
     /// Exit code 0 when consistent, 1 when tampering is found or a checkpoint is invalid, 2
     /// on usage or I/O errors.
     Audit(proof_audit::AuditArgs),
+    /// Drop a stream's oldest whole segments below an offset that a kept signed checkpoint
+    /// covers, keeping what proves that the rest continues them (docs/COMPLIANCE.md).
+    Retain(retain::RetainArgs),
     /// Serve the store over HTTP: the `/v1` API, for applications and auditors
     /// (docs/SERVER.md). Stops on Ctrl-C or SIGTERM, finishing requests in flight.
     Serve(serve::ServeArgs),
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::ProveConsistency(args) => proofs::prove_consistency(&args),
         Command::VerifyProof(args) => proofs::verify_proof(&args),
         Command::Audit(args) => proof_audit::audit(&args),
+        Command::Retain(args) => retain::retain(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
         Command::Witness(args) => witness::run(&args),

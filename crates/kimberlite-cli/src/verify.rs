@@ -172,6 +172,16 @@ pub fn print_report(path: Option<&Path>, report: &VerifyReport, seconds: f64) {
             thousands(stream.records_checked),
             stream.segments_checked,
         );
+        // Retention dropped the events before the ones checked (`kimberlite retain`).
+        let first_kept =
+            stream.next_offset.as_u64() - stream.records_checked.min(stream.next_offset.as_u64());
+        if first_kept > 0 {
+            outln!(
+                "            pruned before offset {}: checked from there, linked to the chain \
+                 hash kept at the cut",
+                thousands(first_kept)
+            );
+        }
     }
     for problem in &report.problems {
         outln!("  TAMPERED  {}", describe_problem(problem));

@@ -97,6 +97,15 @@ impl Frontier {
         Ok(Self { size, nodes })
     }
 
+    /// The frontier of a tree of `size` leaves from its complete nodes, largest first (as
+    /// [`Self::nodes`] gives them); `None` unless there is one node per set bit of `size`.
+    /// For a tree whose leaves below `size` are no longer at hand (retention): pushing the
+    /// later leaves onto it gives every later root and node.
+    #[must_use]
+    pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Option<Self> {
+        (nodes.len() == size.count_ones() as usize).then_some(Self { size, nodes })
+    }
+
     /// Number of leaves.
     #[must_use]
     pub fn size(&self) -> u64 {

@@ -114,6 +114,9 @@ impl ApiError {
                 E::InvalidStreamName { .. } | E::EmptyBatch { .. } | E::TreeRange { .. } => {
                     (StatusCode::BAD_REQUEST, "bad_request")
                 }
+                // Retention dropped them: gone for good, not missing by accident.
+                E::Pruned { .. } => (StatusCode::GONE, "pruned"),
+                E::RetainRefused { .. } => (StatusCode::CONFLICT, "conflict"),
                 E::Poisoned | E::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 other if other.is_corruption() => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
                 E::StreamDamaged { .. }
@@ -136,6 +139,15 @@ impl ApiError {
                 (Some(name.clone()), None, None)
             }
             Self::Store(E::Storage { name, .. }) => (name.clone(), None, None),
+            Self::Store(E::Pruned {
+                name,
+                offset,
+                first_offset,
+            }) => (
+                Some(name.clone()),
+                Some(offset.as_u64()),
+                Some(first_offset.as_u64()),
+            ),
             Self::Store(E::Tile {
                 name,
                 source: kimberlite::proof::TileError::EntryTooLarge { offset, .. },
@@ -197,5 +209,24 @@ impl ErrorKind {
             status if status.is_client_error() => "bad_request",
             _ => "internal",
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruned_events_are_gone_with_the_first_kept_offset() {
+        let error = ApiError::Store(kimberlite::Error::Pruned {
+            name: "audit".into(),
+            offset: kimberlite::Offset::new(3),
+            first_offset: kimberlite::Offset::new(256),
+        });
+        assert_eq!(error.status_and_kind(), (StatusCode::GONE, "pruned"));
+        assert_eq!(
+            error.stream_and_offsets(),
+            (Some("audit".into()), Some(3), Some(256))
+        );
     }
 }

@@ -6,7 +6,9 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{append, checkpoint, health, keys, proofs, read, streams, tail, tiles, verify};
+use crate::api::{
+    append, checkpoint, health, keys, proofs, read, retain, streams, tail, tiles, verify,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -63,6 +65,10 @@ fn routes() -> Router<AppState> {
         .route(
             "/v1/streams/{stream}/checkpoint",
             get(checkpoint::checkpoint),
+        )
+        .route(
+            "/v1/streams/{stream}/retain",
+            axum::routing::post(retain::retain),
         )
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)

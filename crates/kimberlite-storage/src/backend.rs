@@ -161,6 +161,44 @@ pub trait StoreBackend: StorageBackend + Send + Sync {
     /// Sizes and counts of `stream` as stored; `None` for an unknown stream and for backends
     /// that keep no files (their segment counts are [`StorageBackend::segment_count`]).
     fn stream_stats(&self, stream: StreamId) -> Option<StreamStats>;
+
+    /// Where retention cut `stream`, if it did (`docs/FORMAT.md`, "Cut record"). Backends
+    /// without segment files never cut.
+    fn prune_point(&self, _stream: StreamId) -> Option<crate::PrunePoint> {
+        None
+    }
+
+    /// The offset a prune before `before` would cut at: rounded down to a segment boundary
+    /// (`Storage::prune_boundary`).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::PruneRefused`]: an unknown stream, `before` past the head, or a
+    /// backend that keeps no segment files (the default).
+    fn prune_boundary(&self, stream: StreamId, _before: Offset) -> Result<Offset, StorageError> {
+        Err(StorageError::PruneRefused {
+            stream,
+            reason: "this backend keeps no segment files to drop".to_owned(),
+        })
+    }
+
+    /// Drops the segments of `stream` below `cut` and records the cut (`Storage::prune`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::prune_boundary`], and the corruption a walk of the dropped segments finds.
+    fn prune(
+        &mut self,
+        stream: StreamId,
+        _cut: Offset,
+        _tree_frontier: Vec<[u8; 32]>,
+        _checkpoint_size: u64,
+    ) -> Result<crate::PrunePoint, StorageError> {
+        Err(StorageError::PruneRefused {
+            stream,
+            reason: "this backend keeps no segment files to drop".to_owned(),
+        })
+    }
 }
 
 /// Test-only: a backend that forgets every stream, so that one backend can serve many fuzz

@@ -293,6 +293,29 @@ pub enum StorageError {
         /// Which stream and handle paused it, in words.
         paused_on: String,
     },
+    /// A read of an offset that retention dropped (`pruned.json`): the stream now starts at
+    /// `first_offset`. Not damage; nothing was read.
+    #[error(
+        "stream {stream}: offset {offset} was pruned: the stream holds events from offset \
+         {first_offset} on (pruned before offset {first_offset})"
+    )]
+    Pruned {
+        /// The stream read.
+        stream: StreamId,
+        /// The offset asked for.
+        offset: Offset,
+        /// The first offset the stream still holds.
+        first_offset: Offset,
+    },
+    /// A prune that cannot be made as asked (an unknown or damaged stream, a cut that is not
+    /// a kept segment boundary, a backend without segment files). Nothing was written.
+    #[error("stream {stream}: cannot prune: {reason} (nothing was written)")]
+    PruneRefused {
+        /// The stream named.
+        stream: StreamId,
+        /// Why, in words.
+        reason: String,
+    },
     /// A link or an entry of the wrong type inside the store (a fifo, a socket, a device, a
     /// directory where a file belongs): damage, refused, never followed or opened.
     #[error("{0}")]

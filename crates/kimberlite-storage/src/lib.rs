@@ -33,8 +33,8 @@ mod verify;
 pub use backend::ResetStorage;
 pub use backend::{StorageBackend, StoreBackend};
 pub use disk::{
-    EntryKind, FileHandle, FileSystem, OsFileSystem, ReadOnlyFs, RecoveryAction, RecoveryReport,
-    SegmentSync, Storage, StorageConfig, StreamStats, UnexpectedEntry,
+    EntryKind, FileHandle, FileSystem, OsFileSystem, PrunePoint, ReadOnlyFs, RecoveryAction,
+    RecoveryReport, SegmentSync, Storage, StorageConfig, StreamStats, UnexpectedEntry, PRUNED_FILE,
 };
 pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;

@@ -93,6 +93,14 @@ pub enum RecoveryAction {
         /// The entry.
         path: PathBuf,
     },
+    /// A prune interrupted after its commit point (`pruned.json` written) was completed: the
+    /// segment files below the cut that were still there were deleted.
+    PruneCompleted {
+        /// The stream.
+        stream: StreamId,
+        /// The segments whose files were deleted.
+        segments: Vec<u32>,
+    },
     /// Corruption that recovery must not repair. Reads that reach it fail with this error;
     /// if it is in the active segment, appends to the stream are refused too.
     CorruptionFound {
@@ -153,6 +161,11 @@ impl std::fmt::Display for RecoveryAction {
                 f,
                 "{}: not an entry the store writes there; left alone, not followed",
                 path.display()
+            ),
+            RecoveryAction::PruneCompleted { stream, segments } => write!(
+                f,
+                "stream {stream}: an interrupted prune was completed (segments {segments:?} \
+                 deleted, as its pruned.json says)"
             ),
             RecoveryAction::CorruptionFound { stream, error } => {
                 write!(f, "stream {stream}: corruption left in place: {error}")

@@ -82,9 +82,17 @@ impl Kimberlite {
     /// that many), recomputed from the stored events; `None` when `events` is 0 or the stream
     /// holds fewer events. Reads the stream's first `events` events.
     pub fn prefix_hash(&self, id: StreamId, events: u64) -> Result<Option<ChainHash>> {
-        let mut hash = None;
-        let mut count = 0u64;
-        for event in self.events(id, Offset::ZERO) {
+        // A pruned stream's chain goes on from the hash kept at its cut.
+        let (first, mut hash) = self.chain_start(id)?;
+        if events < first.as_u64() && events > 0 {
+            return Err(Error::Pruned {
+                name: self.stream_name(id).unwrap_or_default(),
+                offset: Offset::new(events - 1),
+                first_offset: first,
+            });
+        }
+        let mut count = first.as_u64();
+        for event in self.events(id, first) {
             if count == events {
                 break;
             }

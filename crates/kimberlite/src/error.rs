@@ -208,6 +208,28 @@ pub enum Error {
         /// What did not agree.
         reason: String,
     },
+    /// A read of events that retention dropped ([`crate::Kimberlite::retain`]): the stream
+    /// now holds events from `first_offset` on. Not damage; nothing was read.
+    #[error(
+        "stream {name:?}: offset {offset} was pruned by retention (pruned before offset \
+         {first_offset}: the stream holds events from offset {first_offset} on)"
+    )]
+    Pruned {
+        /// The stream.
+        name: String,
+        /// The offset asked for.
+        offset: Offset,
+        /// The first offset the stream still holds.
+        first_offset: Offset,
+    },
+    /// A retention cut was refused ([`crate::Kimberlite::retain`]); nothing was written.
+    #[error("stream {name:?}: retention refused: {reason} (nothing was written)")]
+    RetainRefused {
+        /// The stream.
+        name: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// The store was opened with [`crate::Kimberlite::open_read_only`]: nothing is written.
     #[error("the store is open read-only: nothing was written")]
     ReadOnly,
@@ -285,6 +307,18 @@ impl Error {
     }
 
     pub(crate) fn storage(name: Option<&str>, source: StorageError) -> Self {
+        if let StorageError::Pruned {
+            offset,
+            first_offset,
+            ..
+        } = source
+        {
+            return Error::Pruned {
+                name: name.unwrap_or_default().to_owned(),
+                offset,
+                first_offset,
+            };
+        }
         Error::Storage {
             name: name.map(str::to_owned),
             source: Box::new(source),

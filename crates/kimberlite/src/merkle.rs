@@ -63,6 +63,7 @@ use level::{Level, HASH_BYTES};
 
 use crate::store_fs::{file_len, open_or_create, Files, StoreFs};
 
+mod cut;
 mod level;
 
 /// Nodes buffered per level before they are written.
@@ -334,6 +335,25 @@ impl StreamTree {
         }
     }
 
+    /// Writes every buffered node and makes the level files durable: before a retention cut,
+    /// below which the log can no longer rebuild them (module `retention`).
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        for file in self
+            .levels
+            .iter_mut()
+            .filter_map(|level| level.file.as_mut())
+        {
+            file.sync_data()?;
+        }
+        if let Some((fs, dir)) = &self.files {
+            dir.ancestors()
+                .take(3)
+                .try_for_each(|dir| fs.sync_dir(dir))?;
+        }
+        Ok(())
+    }
+
     /// Writes every buffered node to its file.
     pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         for level in &mut self.levels {
@@ -489,6 +509,10 @@ impl Trees {
         }
     }
 
+    /// Makes the tree files of `stream` durable ([`StreamTree::sync`]).
+    pub(crate) fn sync_stream(&mut self, stream: StreamId) -> std::io::Result<()> {
+        self.trees.get_mut(&stream).map_or(Ok(()), StreamTree::sync)
+    }
     /// Leaves in the tree of `stream` (0 when it has none).
     pub(crate) fn size(&self, stream: StreamId) -> u64 {
         self.trees.get(&stream).map_or(0, StreamTree::size)
@@ -546,7 +570,11 @@ pub(crate) fn recover_trees(
         _ => return Ok(Trees::in_memory(config)),
     };
     for &(id, log_size) in streams {
+        let cut = backend.prune_point(id);
         let log_leaf = |offset: u64| {
+            if let Some(point) = cut.as_ref().filter(|p| offset < p.first_offset.as_u64()) {
+                return cut::leaf_below_cut(point, offset);
+            }
             let from = kimberlite_types::Offset::new(offset);
             let page = backend.read_from(id, from, 0).ok()?;
             page.first().map(|payload| event_leaf_hash(offset, payload))

@@ -30,8 +30,8 @@ pub struct SignedCheckpoint {
 }
 
 /// A checkpoint the store kept: what a new one must extend.
-struct KeptCheckpoint {
-    size: u64,
+pub(crate) struct KeptCheckpoint {
+    pub(crate) size: u64,
     root: Hash,
     path: PathBuf,
 }
@@ -81,7 +81,12 @@ impl Kimberlite {
     /// checkpoint kept for `id` (a store rolled back or rewritten after it was signed): the
     /// log never signs two histories. The kept root is compared with the log's own root at
     /// that size, proven consistent with the checked head (`consistency_proof`).
-    fn check_extends_last_kept(&self, id: StreamId, size: u64, root: Hash) -> Result<()> {
+    pub(crate) fn check_extends_last_kept(
+        &self,
+        id: StreamId,
+        size: u64,
+        root: Hash,
+    ) -> Result<()> {
         let Some(kept) = self.last_kept_checkpoint(id)? else {
             return Ok(());
         };
@@ -112,7 +117,7 @@ impl Kimberlite {
     }
 
     /// The largest checkpoint kept for `id` (by the size its file is named for), parsed.
-    fn last_kept_checkpoint(&self, id: StreamId) -> Result<Option<KeptCheckpoint>> {
+    pub(crate) fn last_kept_checkpoint(&self, id: StreamId) -> Result<Option<KeptCheckpoint>> {
         let Some(files) = &self.inner.files else {
             return Ok(None);
         };
@@ -157,6 +162,21 @@ impl Kimberlite {
             root: checkpoint.root,
             path,
         }))
+    }
+
+    /// The root signed in the checkpoint of `size` events kept for `id`, if that file is
+    /// there and parses.
+    pub(crate) fn kept_checkpoint_root(&self, id: StreamId, size: u64) -> Option<Hash> {
+        let files = self.inner.files.as_ref()?;
+        let path = files
+            .dir
+            .join(CHECKPOINT_DIR)
+            .join(format!("{:020}", id.as_u64()))
+            .join(format!("{size:020}.checkpoint"));
+        let note = String::from_utf8(files.fs.read(&path).ok()?).ok()?;
+        let (text, _) = split_note(&note).ok()?;
+        let checkpoint = Checkpoint::parse(text).ok()?;
+        (checkpoint.tree_size == size).then_some(checkpoint.root)
     }
 
     /// Writes `note` to `checkpoints/<id>/<size>.checkpoint` and syncs it.

@@ -83,6 +83,13 @@ impl TreeRecompute {
         }
     }
 
+    /// Starts the recomputation from `frontier` instead of the empty tree: the tree kept at a
+    /// retention cut (module `retention`), whose events below it are gone.
+    pub(crate) fn starting_from(mut self, frontier: Frontier) -> Self {
+        self.frontier = frontier;
+        self
+    }
+
     /// The stored tree's size: the stream's durable events.
     pub(crate) fn stored_size(&self) -> u64 {
         self.stored.tree_size
@@ -295,13 +302,14 @@ impl Kimberlite {
             let name = state.name_of(id)?.to_owned();
             (name, Self::stored_tree_head_in(&state, id)?)
         };
-        let recompute = TreeRecompute::new(id, stored, sizes);
+        let (first, start) = crate::retention::tree_start(&self.read_state(), id);
+        let recompute = TreeRecompute::new(id, stored, sizes).starting_from(start);
         let durable = recompute.stored_size();
         // Each page takes the store's read lock, and so does each comparison: appends go on
         // between them.
         let compare = |tree: &mut TreeRecompute| tree.compare_chunk(&self.read_state().merkle);
         let (walked, recompute) = recompute_beside(recompute, &compare, durable, |on_batch| {
-            let mut events = self.events(id, Offset::ZERO);
+            let mut events = self.events(id, first);
             let mut batch = Vec::with_capacity(BESIDE_BATCH);
             while let Some(event) = events.next().transpose()? {
                 batch.push((event.offset, event.payload));

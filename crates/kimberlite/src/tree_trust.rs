@@ -19,7 +19,7 @@
 //! once per stream.
 
 use kimberlite_proof::{event_leaf_hash, Frontier};
-use kimberlite_types::{Offset, StreamId};
+use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result};
 use crate::merkle::{level_name, StreamTree, TreeError};
@@ -58,8 +58,12 @@ impl Kimberlite {
     /// The frontier of stream `id`'s first `size` events, from a verified read of the log
     /// (fewer when the log holds fewer: the comparison then fails on the size).
     fn log_frontier(&self, id: StreamId, size: u64) -> Result<Frontier> {
-        let mut frontier = Frontier::new();
-        for event in self.events(id, Offset::ZERO) {
+        // From the frontier kept at a retention cut, if any: the events below it are gone.
+        let (first, mut frontier) = crate::retention::tree_start(&self.read_state(), id);
+        if frontier.size() >= size {
+            return Ok(frontier);
+        }
+        for event in self.events(id, first) {
             let event = event?;
             let offset = event.offset.as_u64();
             if offset >= size {

@@ -172,15 +172,19 @@ impl Kimberlite {
         report: &mut VerifyReport,
         progress: Progress<'_>,
     ) -> Result<u64> {
-        let (name, stored_tree, start_events) = {
+        let (name, stored_tree, start_events, (_, start)) = {
             let state = self.read_state();
             let name = state.catalog.name(id).map(str::to_owned);
             let stored_tree = (name.is_some() && state.merkle.enabled())
                 .then(|| Self::stored_tree_head_in(&state, id));
-            (name, stored_tree, state.known_head(id).0)
+            let start = crate::retention::tree_start(&state, id);
+            (name, stored_tree, state.known_head(id).0, start)
         };
+        // A pruned stream's tree is also checked against the checkpoint that covered its cut.
+        let cut = self.cut_checkpoint(id);
+        let sizes: Vec<u64> = cut.iter().map(|(size, _)| *size).collect();
         let recompute = match &stored_tree {
-            Some(Ok(stored)) => Some(TreeRecompute::new(id, *stored, &[])),
+            Some(Ok(stored)) => Some(TreeRecompute::new(id, *stored, &sizes).starting_from(start)),
             _ => None,
         };
         // Each comparison takes the read lock for itself, as `check_tree`'s do; the walk hands
@@ -226,9 +230,15 @@ impl Kimberlite {
                     let tree = finished
                         .transpose()
                         .map_err(|error| tree_error(name.as_deref().unwrap_or_default(), error))?;
+                    let cut_problem = tree
+                        .as_ref()
+                        .and_then(|check| self.cut_problem(id, name.clone(), cut, check));
                     match tree.filter(|check| !check.tree_matches_log()) {
                         Some(check) => report.problems.push(self.tree_problem(id, name, &check)),
-                        None => report.streams.push(stream_report),
+                        None => match cut_problem {
+                            Some(problem) => report.problems.push(problem),
+                            None => report.streams.push(stream_report),
+                        },
                     }
                 }
                 Ok(verified.records_checked)

@@ -15,7 +15,10 @@
 //! The store decides what is served: tiles are checked against the stream's trusted root
 //! before they are given, bundles are built from verified reads, the checkpoint signs the
 //! checked tree head. A malformed tile path is 400, a tile not in the tree 404, a bundle
-//! holding an event over 65,535 leaf bytes 422 (`entry_too_large`, naming the offset).
+//! holding an event over 65,535 leaf bytes 422 (`entry_too_large`, naming the offset). After
+//! retention (`kimberlite retain`) a bundle that starts below the cut is 410 (`pruned`, with
+//! the first kept offset as `next_offset`): the first bundle served is the first wholly at or
+//! above the cut. Hash tiles are all still served: the tree's side files are kept.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};

@@ -72,6 +72,7 @@ impl<F: FileSystem> Storage<F> {
             manifest_len: SEGMENT_HEADER_LEN as u64,
             index_dirty: true,
             chain_break: false,
+            pruned: None,
         };
         write_manifest(&self.fs, &state).map_err(|e| io_error(&dir, e))?;
         self.fs

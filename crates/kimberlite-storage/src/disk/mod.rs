@@ -48,6 +48,9 @@ mod index;
 mod manifest;
 mod meta;
 mod nofollow;
+mod prune;
+mod prune_recovery;
+mod pruned;
 mod quarantine;
 mod read_only;
 mod recovery;
@@ -73,6 +76,7 @@ pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, Un
 // capable attacker would (valid checksums, wrong contents).
 pub use index::{index_file_name, IndexEntry, SegmentIndex, SegmentSummary, StoredIndex};
 pub use manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
+pub use pruned::{PrunePoint, PRUNED_FILE};
 pub use quarantine::{torn_file_name, TORN_DIR};
 pub use read_only::{ReadOnlyFile, ReadOnlyFs};
 pub use storage::{Storage, STREAMS_DIR};

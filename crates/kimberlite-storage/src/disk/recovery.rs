@@ -74,6 +74,8 @@
 //! | any                      | none                              | no stream (crash at creation)       |
 //! | any                      | a header of another format version | refuse: `UnsupportedFormat`        |
 //!
+//! With a cut record (`pruned.json`, retention) segments start at its first kept one (module
+//! `prune` has its rows).
 //! *Unopened*: `Storage::open` keeps such a stream out of the store, untouched, and answers
 //! every call on it with the `Unrecoverable` error; the other streams open. *Refuse*: the
 //! whole store is not opened.
@@ -94,6 +96,8 @@ use super::fs::{EntryKind, FileHandle, FileSystem};
 use super::index::SegmentIndex;
 use super::manifest::{Manifest, ManifestSegment, MANIFEST_FILE};
 use super::meta::write_manifest;
+use super::prune_recovery::{complete_prune, read_cut_record};
+use super::pruned::PrunePoint;
 use super::quarantine::{keep_torn_tail, TORN_DIR};
 use super::resume::{read_stored, resume_head, scan_active};
 use super::scan::{OpenBatch, ScanEnd, ScanTarget};
@@ -174,10 +178,25 @@ pub fn open_stream<F: FileSystem>(
             Err(_) => Ok(None),
         };
     }
-    if let Some((i, n)) = numbers.iter().enumerate().find(|(i, n)| **n as usize != *i) {
-        let reason = format!("segment files are not numbered 0..n: found {n} at position {i}");
+    let pruned = read_cut_record(fs, dir, stream, &names)?;
+    let base = pruned.as_ref().map_or(0, |(_, point)| point.first_segment);
+    if let Some((_, point)) = &pruned {
+        numbers = complete_prune(fs, dir, stream, point, numbers, report)?;
+        if numbers.is_empty() {
+            let reason = "the cut record keeps segments, none exists".to_owned();
+            return Err(unrecoverable(dir, reason));
+        }
+    }
+    if let Some((i, n)) = (base..)
+        .zip(&numbers)
+        .map(|(i, n)| (i, *n))
+        .find(|(i, n)| n != i)
+    {
+        let reason =
+            format!("segment files are not numbered {base}..n: found {n} where {i} belongs");
         return Err(unrecoverable(dir, reason));
     }
+    let numbers: Vec<u32> = (0..base).chain(numbers).collect();
     let (listed, repair_reason) = match manifest {
         Ok(manifest) if manifest.segments.len() > numbers.len() => {
             let missing = segment_path(dir, numbers.len() as u32);
@@ -203,9 +222,17 @@ pub fn open_stream<F: FileSystem>(
         report,
         metas: Vec::new(),
         segments: Vec::new(),
+        pruned: pruned.as_ref().map(|(_, point)| point.clone()),
     };
     let count = numbers.len();
     for num in numbers.iter().take(count - 1) {
+        if let Some(entry) = pruned
+            .as_ref()
+            .and_then(|(kept, _)| kept.get(*num as usize))
+        {
+            opener.push_pruned(entry);
+            continue;
+        }
         let entry = listed.get(*num as usize).filter(|entry| entry.completed);
         opener.open_completed(*num, entry)?;
     }
@@ -240,6 +267,8 @@ struct Opener<'a, F: FileSystem> {
     report: &'a mut RecoveryReport,
     metas: Vec<SegmentMeta>,
     segments: Vec<SegmentFiles>,
+    /// Where retention cut the stream, if it did (`pruned.json`).
+    pruned: Option<PrunePoint>,
 }
 
 impl<F: FileSystem> Opener<'_, F> {
@@ -299,6 +328,12 @@ impl<F: FileSystem> Opener<'_, F> {
 
     /// The chain hash of the previous segment's last data record (`None` before segment 1).
     fn previous_head(&self) -> Option<Result<ChainHash, String>> {
+        if let Some(point) = &self.pruned {
+            if self.segments.len() == point.first_segment as usize {
+                // The first kept segment links to the cut.
+                return Some(Ok(point.chain_hash));
+            }
+        }
         let files = self.segments.last()?;
         let map = files.map.clone().unwrap_or_default();
         let position = files.index.summary.last_data_position?;
@@ -527,6 +562,7 @@ impl<F: FileSystem> Opener<'_, F> {
             manifest_len: active.manifest_len,
             index_dirty: active.index_dirty,
             chain_break: active.chain_break,
+            pruned: self.pruned,
         })
     }
 }

@@ -456,7 +456,9 @@ impl<F: FileSystem> StoreBackend for Storage<F> {
 
     fn stream_stats(&self, stream: StreamId) -> Option<StreamStats> {
         let state = self.streams.get(&stream)?;
-        let summaries = state.segments.iter().map(|files| &files.index.summary);
+        // Segments retention dropped have no file.
+        let kept = state.segments.iter().skip(state.walk_start().0);
+        let summaries = kept.map(|files| &files.index.summary);
         let mut stats = StreamStats {
             next_offset: state.next_offset(),
             segment_count: state.table.segments().len(),
@@ -504,6 +506,24 @@ impl<F: FileSystem> StoreBackend for Storage<F> {
 
     fn sync_finished(&mut self, done: &[SegmentSync]) {
         self.record_syncs(done);
+    }
+
+    fn prune_point(&self, stream: StreamId) -> Option<crate::PrunePoint> {
+        Storage::prune_point(self, stream)
+    }
+
+    fn prune_boundary(&self, stream: StreamId, before: Offset) -> Result<Offset, StorageError> {
+        Storage::prune_boundary(self, stream, before)
+    }
+
+    fn prune(
+        &mut self,
+        stream: StreamId,
+        cut: Offset,
+        tree_frontier: Vec<[u8; 32]>,
+        checkpoint_size: u64,
+    ) -> Result<crate::PrunePoint, StorageError> {
+        Storage::prune(self, stream, cut, tree_frontier, checkpoint_size)
     }
 
     fn recovery_report(&self) -> &RecoveryReport {

@@ -18,7 +18,8 @@ use kimberlite_types::{Offset, StreamId};
 
 use super::fs::FileSystem;
 use super::index::SegmentIndex;
-use super::segment_file::SegmentBytes;
+use super::pruned::PrunePoint;
+use super::segment_file::{SegmentBytes, SEGMENT_HEADER_LEN};
 use crate::chain::ChainCursor;
 use crate::error::{Location, RecordError, StorageError};
 use crate::rotation::SegmentTable;
@@ -34,6 +35,24 @@ pub struct SegmentFiles {
     pub index: SegmentIndex,
     /// The whole file, mapped read-only, once the segment is completed.
     pub map: Option<Bytes>,
+}
+
+impl SegmentFiles {
+    /// A segment retention dropped: no file, its summary kept from the cut record so that the
+    /// manifest still lists it. A walk never starts in it ([`StreamState::walk_start`]); one
+    /// that reached it would find it empty and fail, never read data.
+    pub fn pruned(dir: &std::path::Path, entry: &super::manifest::ManifestSegment) -> Self {
+        let mut index = SegmentIndex::empty(entry.first_offset);
+        index.summary.next_offset = entry.next_offset;
+        index.summary.logical_size_bytes = entry.logical_size_bytes;
+        index.summary.len_bytes = entry.file_size_bytes;
+        Self {
+            num: entry.segment_num,
+            path: super::segment_file::segment_path(dir, entry.segment_num),
+            index,
+            map: Some(Bytes::new()),
+        }
+    }
 }
 
 /// Corruption recovery found and left in place: reads that reach it fail with it, appends to
@@ -217,12 +236,36 @@ pub struct StreamState<F: FileSystem> {
     /// Whether recovery reported a chain break (row 9b) in the active segment: its index is
     /// then written without a resume point, so that every open scans it and reports it again.
     pub chain_break: bool,
+    /// Where retention cut the stream (`pruned.json`), if it did: `segments` below
+    /// `first_segment` are placeholders without files ([`SegmentFiles::pruned`]).
+    pub pruned: Option<PrunePoint>,
 }
 
 impl<F: FileSystem> StreamState<F> {
     /// The stream's next offset.
     pub fn next_offset(&self) -> Offset {
         Offset::new(self.table.next_offset())
+    }
+
+    /// Where every walk from the stream's beginning starts: segment 0's first record, or the
+    /// first kept record linked to the cut's chain hash when retention cut the stream.
+    pub(super) fn walk_start(&self) -> (usize, u64, ChainCursor) {
+        let header = SEGMENT_HEADER_LEN as u64;
+        match &self.pruned {
+            None => (0, header, ChainCursor::at_start(self.id)),
+            Some(point) => (
+                point.first_segment as usize,
+                header,
+                ChainCursor::resume(self.id, point.first_offset, Some(point.chain_hash)),
+            ),
+        }
+    }
+
+    /// The first offset the stream still holds (0 unless retention cut it).
+    pub fn first_offset(&self) -> Offset {
+        self.pruned
+            .as_ref()
+            .map_or(Offset::ZERO, |point| point.first_offset)
     }
 
     /// The active segment's files.

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use kimberlite_types::Offset;
 
 use super::fs::FileSystem;
-use super::segment_file::SEGMENT_HEADER_LEN;
 use super::stream::StreamState;
 use super::walk::{walk, Flow, Visit};
 use crate::chain::{decode_at, ChainCursor};
@@ -33,7 +32,8 @@ impl<F: FileSystem> StreamState<F> {
             .table
             .segment_of(from)
             .map_or(last, |segment| segment.segment_num as usize);
-        for index in (0..=segment_index).rev() {
+        let first = self.walk_start().0;
+        for index in (first..=segment_index.max(first)).rev() {
             let Some(files) = self.segments.get(index) else {
                 continue;
             };
@@ -55,7 +55,7 @@ impl<F: FileSystem> StreamState<F> {
                 }
             }
         }
-        Ok((0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)))
+        Ok(self.walk_start())
     }
 
     /// Verified payloads from `from` on, frames decoded and hashed on `pool`'s threads; see `StorageBackend::read_from` and [`walk`].
@@ -67,6 +67,13 @@ impl<F: FileSystem> StreamState<F> {
     ) -> Result<Vec<Bytes>, StorageError> {
         if from >= self.table.next_offset() && self.damage.is_none() {
             return Ok(Vec::new());
+        }
+        if from < self.first_offset().as_u64() {
+            return Err(StorageError::Pruned {
+                stream: self.id,
+                offset: Offset::new(from),
+                first_offset: self.first_offset(),
+            });
         }
         let start = self.start_for(from)?;
         let records_left = self.table.next_offset().saturating_sub(from);
@@ -87,11 +94,7 @@ impl<F: FileSystem> StreamState<F> {
         on_event: impl FnMut(Offset, &Bytes),
     ) -> Result<VerifyStep, StorageError> {
         let (start, restart_records, bytes) = match from {
-            None => (
-                (0, SEGMENT_HEADER_LEN as u64, ChainCursor::at_start(self.id)),
-                0,
-                0,
-            ),
+            None => (self.walk_start(), 0, 0),
             Some(resume) => {
                 resume.check_owner(handle, self.id)?;
                 // Segments are never removed, so a pause point of this handle names one of
@@ -128,9 +131,9 @@ impl<F: FileSystem> StreamState<F> {
             }),
             None => VerifyStep::Done(VerifyReport {
                 stream: self.id,
-                records_checked: cursor.next_offset().as_u64(),
+                records_checked: cursor.next_offset().as_u64() - self.first_offset().as_u64(),
                 restart_records_checked: counts.restart_records,
-                segments_checked: self.segments.len(),
+                segments_checked: self.segments.len() - self.walk_start().0,
                 bytes_checked: counts.bytes,
                 head: cursor.prev_hash(),
                 next_offset: cursor.next_offset(),

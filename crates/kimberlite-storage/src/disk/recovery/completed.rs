@@ -20,6 +20,17 @@ use crate::recovery_report::RecoveryAction;
 use crate::rotation::SegmentMeta;
 
 impl<F: FileSystem> Opener<'_, F> {
+    /// Segment `entry.segment_num`, dropped by retention: its entry from the cut record.
+    pub(super) fn push_pruned(&mut self, entry: &ManifestSegment) {
+        self.metas.push(SegmentMeta {
+            segment_num: entry.segment_num,
+            first_offset: entry.first_offset,
+            next_offset: entry.next_offset,
+            logical_size_bytes: entry.logical_size_bytes,
+        });
+        self.segments.push(SegmentFiles::pruned(self.dir, entry));
+    }
+
     /// Opens completed segment `num`; `entry` is its manifest entry when one vouches for it.
     pub(super) fn open_completed(
         &mut self,
