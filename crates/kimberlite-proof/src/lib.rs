@@ -16,6 +16,8 @@
 //!   cosigning, verifying, and a k-of-n [`WitnessPolicy`].
 //! - [`add_checkpoint`]: the bodies of C2SP tlog-witness's `add-checkpoint` call, for the
 //!   log side (build the request, read the answer) and the witness side (the reverse).
+//! - [`receipt`]: receipts, C2SP tlog proofs: an event's index, inclusion proof and the
+//!   (cosigned) checkpoint, checked offline against the log key and a witness policy.
 //! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
 //!   check that a tile belongs to a root.
 //!
@@ -69,6 +71,7 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod hash;
 pub mod note;
+pub mod receipt;
 pub mod signing;
 pub mod tiles;
 pub mod tree;
@@ -90,6 +93,10 @@ pub use cosignature::{
 pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_hash, Hash};
 pub use note::{
     parse_signature_line, split_note, NoteError, SignatureLine, SignerKey, VerifierKey,
+};
+pub use receipt::{
+    other_signers, verify_receipt, Receipt, ReceiptError, VerifiedReceipt, MAX_RECEIPT_BYTES,
+    RECEIPT_HEADER,
 };
 pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
 pub use tiles::{
