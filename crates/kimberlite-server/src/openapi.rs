@@ -30,6 +30,7 @@ use crate::api;
         api::proofs::inclusion,
         api::proofs::consistency,
         api::checkpoint::checkpoint,
+        api::receipt::receipt,
     ),
     components(schemas(
         api::streams::CreateStream,

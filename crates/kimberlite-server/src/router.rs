@@ -6,6 +6,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::receipt;
 use crate::api::{append, checkpoint, health, keys, proofs, read, streams, tail, tiles, verify};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -64,6 +65,7 @@ fn routes() -> Router<AppState> {
             "/v1/streams/{stream}/checkpoint",
             get(checkpoint::checkpoint),
         )
+        .route("/v1/streams/{stream}/receipt", get(receipt::receipt))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }
