@@ -44,6 +44,7 @@ mod place;
 mod print;
 mod proof_audit;
 mod proofs;
+mod receipt;
 mod remote;
 mod report;
 mod serve;
@@ -93,11 +94,13 @@ enum Command {
     /// Sign a checkpoint (origin, tree size, Merkle root) of a stream; print it and keep it
     /// under DIR/checkpoints/.
     Checkpoint(proofs::CheckpointArgs),
-    /// Print an event and its Merkle inclusion proof as JSON.
+    /// Print an event and its Merkle inclusion proof as JSON, or a receipt (`--receipt`: a
+    /// C2SP tlog proof with the witnessed checkpoint).
     Prove(proofs::ProveArgs),
     /// Print a Merkle consistency proof between two tree sizes of a stream as JSON.
     ProveConsistency(proofs::ProveConsistencyArgs),
-    /// Check a proof against a signed checkpoint and a public key, without any store.
+    /// Check a receipt, or a JSON proof and its signed checkpoint, against the log's public key
+    /// (and a witness policy), without any store.
     ///
     /// Exit code 0 when valid, 1 when invalid (the reason is printed), 2 on usage or I/O
     /// errors.
