@@ -18,6 +18,9 @@
 //!   log side (build the request, read the answer) and the witness side (the reverse).
 //! - [`receipt`]: receipts, C2SP tlog proofs: an event's index, inclusion proof and the
 //!   (cosigned) checkpoint, checked offline against the log key and a witness policy.
+//! - [`succession`]: the monitor's check that a log's new checkpoint extends the last one
+//!   seen (or is a rollback, a split view, an inconsistent extension).
+//! - [`tile_nodes`]: complete nodes read from a remote log's tiles, to compute its proofs.
 //! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
 //!   check that a tile belongs to a root.
 //!
@@ -73,6 +76,8 @@ pub mod hash;
 pub mod note;
 pub mod receipt;
 pub mod signing;
+pub mod succession;
+pub mod tile_nodes;
 pub mod tiles;
 pub mod tree;
 pub mod verify;
@@ -99,6 +104,8 @@ pub use receipt::{
     RECEIPT_HEADER,
 };
 pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
+pub use succession::{check_succession, Succession, SuccessionError};
+pub use tile_nodes::{TileNodes, TileNodesError};
 pub use tiles::{
     check_tile, entry_bundle, parse_entry_bundle, parse_tile, parse_tile_path, read_tile,
     root_through_tile, tile_bytes, tile_in_tree, tiles_of, TileCheckError, TileError, TileId,
