@@ -39,6 +39,7 @@ mod events;
 mod import;
 mod inspect;
 mod key;
+mod monitor;
 mod open;
 mod place;
 mod print;
@@ -119,6 +120,10 @@ enum Command {
     /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
     /// (docs/PROOFS.md, "Running a witness").
     Witness(witness::WitnessArgs),
+    /// Follow a stream's tiles view and check each new checkpoint extends the last one seen:
+    /// exits 1 naming both sizes and roots on a split view or rollback (docs/PROOFS.md,
+    /// "For auditors").
+    Monitor(monitor::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
         Command::Witness(args) => witness::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
     };
     match outcome {
         Ok(code) => code,
