@@ -49,6 +49,7 @@ mod receipt;
 mod remote;
 mod report;
 mod serve;
+mod text_file;
 mod verify;
 mod witness;
 

@@ -21,6 +21,7 @@ use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing, open_looking};
 use crate::place::{Located, Place, ServerArgs};
+pub use crate::text_file::{read_evidence, read_text};
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -134,28 +135,6 @@ pub struct VerifyProofArgs {
     /// Receipts: the event's payload; its leaf hash is recomputed and must be the proven one.
     #[arg(long, value_name = "FILE")]
     event: Option<PathBuf>,
-}
-
-pub fn read_text(path: &Path, what: &str) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|error| {
-        CliError::usage(format!(
-            "cannot read the {what} {}: {error}",
-            path.display()
-        ))
-    })
-}
-
-/// Reads a checkpoint or proof: evidence handed in to be checked, so bytes that are not text
-/// are not a usage error but evidence that does not hold (they fail to parse and are reported
-/// INVALID, exit 1, as malformed text is); only a file that cannot be read is a usage error.
-pub fn read_evidence(path: &Path, what: &str) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|error| {
-        CliError::usage(format!(
-            "cannot read the {what} {}: {error}",
-            path.display()
-        ))
-    })?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn read_verifier(path: &Path) -> Result<VerifierKey, CliError> {
@@ -291,8 +270,16 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
             return print_json(&client.inclusion_proof(stream, offset, args.size)?)
         }
         Place::Dir(dir) if args.receipt => {
-            let (name, key) = (args.store_name.as_deref(), args.key.as_deref());
-            return crate::receipt::local(dir, stream, offset, name, key);
+            let key = args
+                .key
+                .as_deref()
+                .map(|path| {
+                    SignerKey::parse(&read_text(path, "private key")?)
+                        .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))
+                })
+                .transpose()?;
+            let origin = origin(dir, args.store_name.as_deref(), stream)?;
+            return crate::receipt::local(dir, stream, offset, &origin, key.as_ref());
         }
         Place::Dir(dir) => dir,
     };

@@ -15,7 +15,7 @@ use kimberlite_client::Client;
 
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing, open_looking};
-use crate::proofs::{origin, read_text};
+use crate::text_file::read_text;
 
 /// `prove --receipt --server`: the server's receipt, as it answered it.
 pub fn remote(client: &Client, stream: &str, offset: u64) -> Result<ExitCode, CliError> {
@@ -36,28 +36,21 @@ pub fn remote(client: &Client, stream: &str, offset: u64) -> Result<ExitCode, Cl
 }
 
 /// `prove --receipt DIR STREAM OFFSET [--key FILE]`: against the largest cosigned checkpoint
-/// covering the event, else a checkpoint signed now with `key`.
+/// covering the event, else a checkpoint of `origin` signed now with `key`.
 pub fn local(
     dir: &Path,
     stream: &str,
     offset: u64,
-    store_name: Option<&str>,
-    key: Option<&Path>,
+    origin: &str,
+    key: Option<&SignerKey>,
 ) -> Result<ExitCode, CliError> {
-    let key = key
-        .map(|path| {
-            SignerKey::parse(&read_text(path, "private key")?)
-                .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))
-        })
-        .transpose()?;
-    let origin = origin(dir, store_name, stream)?;
     // Signing keeps the checkpoint in the store: only then is a writable open needed.
     let store = match key {
         Some(_) => open_existing(dir, Config::default())?,
         None => open_looking(dir)?,
     };
     let id = find_stream(&store, dir, stream)?;
-    let Some(built) = store.event_receipt(id, offset, &origin, key.as_ref())? else {
+    let Some(built) = store.event_receipt(id, offset, origin, key)? else {
         let hint = if key.is_some() {
             "the offset is past the stream's durable end"
         } else {
