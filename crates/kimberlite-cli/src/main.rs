@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
-//! for the HTTP service `serve` and `key`; a transparency-log `witness`. See `kimberlite --help`, `kimberlite help <command>`
+//! for the HTTP service `serve` and `key`; a transparency-log `witness`, and `monitor` to follow
+//! a served stream. See `kimberlite --help`, `kimberlite help <command>`
 //! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
 //! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
 //! through `kimberlite-client`.
