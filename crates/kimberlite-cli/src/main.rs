@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
-//! for the HTTP service `serve` and `key`; a transparency-log `witness`. See `kimberlite --help`, `kimberlite help <command>`
+//! for the HTTP service `serve` and `key`; a transparency-log `witness`, and `monitor` to follow
+//! a served stream. See `kimberlite --help`, `kimberlite help <command>`
 //! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
 //! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
 //! through `kimberlite-client`.
@@ -39,15 +40,18 @@ mod events;
 mod import;
 mod inspect;
 mod key;
+mod monitor;
 mod open;
 mod place;
 mod print;
 mod proof_audit;
 mod proofs;
+mod receipt;
 mod remote;
 mod report;
 mod retain;
 mod serve;
+mod text_file;
 mod verify;
 mod witness;
 
@@ -94,11 +98,13 @@ enum Command {
     /// Sign a checkpoint (origin, tree size, Merkle root) of a stream; print it and keep it
     /// under DIR/checkpoints/.
     Checkpoint(proofs::CheckpointArgs),
-    /// Print an event and its Merkle inclusion proof as JSON.
+    /// Print an event and its Merkle inclusion proof as JSON, or a receipt (`--receipt`: a
+    /// C2SP tlog proof with the witnessed checkpoint).
     Prove(proofs::ProveArgs),
     /// Print a Merkle consistency proof between two tree sizes of a stream as JSON.
     ProveConsistency(proofs::ProveConsistencyArgs),
-    /// Check a proof against a signed checkpoint and a public key, without any store.
+    /// Check a receipt, or a JSON proof and its signed checkpoint, against the log's public key
+    /// (and a witness policy), without any store.
     ///
     /// Exit code 0 when valid, 1 when invalid (the reason is printed), 2 on usage or I/O
     /// errors.
@@ -120,6 +126,10 @@ enum Command {
     /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
     /// (docs/PROOFS.md, "Running a witness").
     Witness(witness::WitnessArgs),
+    /// Follow a stream's tiles view and check each new checkpoint extends the last one seen:
+    /// exits 1 naming both sizes and roots on a split view or rollback (docs/PROOFS.md,
+    /// "For auditors").
+    Monitor(monitor::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +152,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
         Command::Witness(args) => witness::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
     };
     match outcome {
         Ok(code) => code,

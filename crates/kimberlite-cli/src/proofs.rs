@@ -21,6 +21,7 @@ use kimberlite::{Config, Error, Kimberlite, Offset, TreeEvidence};
 use crate::error::CliError;
 use crate::open::{find_stream, open_existing, open_looking};
 use crate::place::{Located, Place, ServerArgs};
+pub use crate::text_file::{read_evidence, read_text};
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -59,7 +60,7 @@ pub struct CheckpointArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    override_usage = "kimberlite prove [OPTIONS] DIR STREAM OFFSET\n       kimberlite prove [OPTIONS] --server URL [--token-file FILE] STREAM OFFSET"
+    override_usage = "kimberlite prove [OPTIONS] DIR STREAM OFFSET\n       kimberlite prove [OPTIONS] --server URL [--token-file FILE] STREAM OFFSET\n       kimberlite prove --receipt [--key FILE] DIR STREAM OFFSET > event.tlog-proof"
 )]
 pub struct ProveArgs {
     /// DIR STREAM OFFSET: the store's directory, the stream and the event's offset; with
@@ -68,11 +69,25 @@ pub struct ProveArgs {
     place: Vec<OsString>,
     /// The tree size to prove against (default: the stream's current size); use the size
     /// of the checkpoint the verifier holds.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "receipt")]
     size: Option<u64>,
     /// The store name in the origin (default: the directory's name); not with --server.
     #[arg(long, value_name = "NAME", conflicts_with = "server")]
     store_name: Option<String>,
+    /// Print a receipt (a C2SP tlog proof: index, inclusion proof, the checkpoint with its
+    /// witnesses' cosignatures) instead of JSON: against the largest cosigned checkpoint that
+    /// covers the event, else a checkpoint signed now (said on standard error).
+    #[arg(long)]
+    receipt: bool,
+    /// With --receipt, on a store directory: the private key to sign a checkpoint with when
+    /// no cosigned one covers the event.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "receipt",
+        conflicts_with = "server"
+    )]
+    key: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -95,38 +110,31 @@ pub struct ProveConsistencyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "kimberlite verify-proof FILE --log-key KEY [--witness-policy FILE] [--event FILE]\n       kimberlite verify-proof --log-key KEY --checkpoint FILE --proof FILE"
+)]
 pub struct VerifyProofArgs {
-    /// The public key file (`<name>+<key id>+<key>`, from `kimberlite keygen`).
+    /// The proof: a receipt (`c2sp.org/tlog-proof@v1`, from `prove --receipt`) or JSON from
+    /// `prove` or `prove-consistency`; told apart by content.
+    #[arg(value_name = "FILE", conflicts_with = "proof")]
+    file: Option<PathBuf>,
+    /// The log's public key (`<name>+<key id>+<key>`, from `kimberlite keygen`): its file, or
+    /// the key's text.
+    #[arg(long = "log-key", visible_alias = "pubkey", value_name = "KEY")]
+    log_key: OsString,
+    /// The signed checkpoint file (JSON proofs only: a receipt carries its checkpoint).
     #[arg(long, value_name = "FILE")]
-    pubkey: PathBuf,
-    /// The signed checkpoint file.
+    checkpoint: Option<PathBuf>,
+    /// The proof file, as FILE.
     #[arg(long, value_name = "FILE")]
-    checkpoint: PathBuf,
-    /// The proof file (JSON from `prove` or `prove-consistency`).
+    proof: Option<PathBuf>,
+    /// Receipts: also require the witnesses' cosignatures this policy asks for (`witness
+    /// <key> [<url>]` lines, `quorum <k>`).
     #[arg(long, value_name = "FILE")]
-    proof: PathBuf,
-}
-
-pub fn read_text(path: &Path, what: &str) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|error| {
-        CliError::usage(format!(
-            "cannot read the {what} {}: {error}",
-            path.display()
-        ))
-    })
-}
-
-/// Reads a checkpoint or proof: evidence handed in to be checked, so bytes that are not text
-/// are not a usage error but evidence that does not hold (they fail to parse and are reported
-/// INVALID, exit 1, as malformed text is); only a file that cannot be read is a usage error.
-pub fn read_evidence(path: &Path, what: &str) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|error| {
-        CliError::usage(format!(
-            "cannot read the {what} {}: {error}",
-            path.display()
-        ))
-    })?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    witness_policy: Option<PathBuf>,
+    /// Receipts: the event's payload; its leaf hash is recomputed and must be the proven one.
+    #[arg(long, value_name = "FILE")]
+    event: Option<PathBuf>,
 }
 
 pub fn read_verifier(path: &Path) -> Result<VerifierKey, CliError> {
@@ -255,8 +263,23 @@ pub fn prove(args: &ProveArgs) -> Result<ExitCode, CliError> {
     let stream = located.required(0)?;
     let offset = required_number(&located, 1, "OFFSET")?;
     let dir = match &located.place {
+        Place::Server(client) if args.receipt => {
+            return crate::receipt::remote(client, stream, offset)
+        }
         Place::Server(client) => {
             return print_json(&client.inclusion_proof(stream, offset, args.size)?)
+        }
+        Place::Dir(dir) if args.receipt => {
+            let key = args
+                .key
+                .as_deref()
+                .map(|path| {
+                    SignerKey::parse(&read_text(path, "private key")?)
+                        .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))
+                })
+                .transpose()?;
+            let origin = origin(dir, args.store_name.as_deref(), stream)?;
+            return crate::receipt::local(dir, stream, offset, &origin, key.as_ref());
         }
         Place::Dir(dir) => dir,
     };
@@ -342,9 +365,38 @@ fn print_json(value: &impl serde::Serialize) -> Result<ExitCode, CliError> {
 }
 
 pub fn verify_proof(args: &VerifyProofArgs) -> Result<ExitCode, CliError> {
-    let verifier = read_verifier(&args.pubkey)?;
-    let note = read_evidence(&args.checkpoint, "checkpoint")?;
-    let proof = read_evidence(&args.proof, "proof")?;
+    let verifier = crate::receipt::read_log_key(&args.log_key)?;
+    let path = args
+        .file
+        .as_deref()
+        .or(args.proof.as_deref())
+        .ok_or_else(|| {
+            CliError::usage("give the proof: verify-proof FILE (a receipt or a JSON proof)")
+        })?;
+    let proof = read_evidence(path, "proof")?;
+    if crate::receipt::is_receipt(&proof) {
+        if args.checkpoint.is_some() {
+            return Err(CliError::usage_hint(
+                "--checkpoint is for JSON proofs",
+                "a receipt carries its own checkpoint: leave --checkpoint out",
+            ));
+        }
+        let (policy, event) = (args.witness_policy.as_deref(), args.event.as_deref());
+        return crate::receipt::verify(&proof, &verifier, policy, event);
+    }
+    if args.witness_policy.is_some() || args.event.is_some() {
+        return Err(CliError::usage(
+            "--witness-policy and --event are for receipts (`prove --receipt`); a JSON \
+             proof carries its event",
+        ));
+    }
+    let checkpoint = args.checkpoint.as_deref().ok_or_else(|| {
+        CliError::usage_hint(
+            "a JSON proof needs --checkpoint FILE",
+            "give the signed checkpoint the proof is for (or verify a receipt instead)",
+        )
+    })?;
+    let note = read_evidence(checkpoint, "checkpoint")?;
     match verify_bundle(&verifier, &note, &proof) {
         Ok(Verified::Inclusion {
             offset,

@@ -238,7 +238,11 @@ impl Client {
 
     /// A request to the route made of `segments` (each percent-encoded as one path
     /// segment), with the bearer token.
-    fn request(&self, method: Method, segments: &[&str]) -> Result<RequestBuilder, ClientError> {
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<RequestBuilder, ClientError> {
         self.request_on(&self.http, method, segments)
     }
 

@@ -30,7 +30,9 @@ mod client;
 mod error;
 mod model;
 mod pages;
+mod receipt;
 mod tail;
+mod tlog;
 
 pub use batch::Encoding;
 pub use builder::{ClientBuilder, REQUEST_TIMEOUT_DEFAULT, TCP_KEEPALIVE};
@@ -41,4 +43,5 @@ pub use model::{
     Appended, Event, Grant, KeyInfo, NewKey, Page, Permission, Problem, StreamInfo, VerifyReport,
 };
 pub use pages::Events;
+pub use receipt::ServedReceipt;
 pub use tail::Tail;

@@ -87,3 +87,30 @@ fn a_server_without_a_signing_key_says_so() {
     // The route answers (the router's fallback would say "no such route").
     assert!(!refused.to_string().contains("no such route"), "{refused}");
 }
+
+#[test]
+fn receipts_and_tiles_through_the_client() {
+    let server = TestServer::start();
+    let client = with_events(&server, "app-tiles", 3);
+    // No signing key and nothing cosigned: a clear 404 saying how to get receipts.
+    let refused = client.receipt("app-tiles", 1).unwrap_err();
+    assert_eq!(refused.kind(), Some(&ErrorKind::NotFound), "{refused}");
+    assert!(refused.to_string().contains("--signing-key"), "{refused}");
+    // A client on the stream's tiles prefix reads its tiles.
+    let tiles = Client::builder(&format!("{}/v1/streams/app-tiles/tlog/", server.url()))
+        .token(ADMIN)
+        .build()
+        .unwrap();
+    let tile = kimberlite_proof::tile_in_tree(0, 0, 3).unwrap();
+    let bytes = tiles.tlog_tile(tile).unwrap();
+    assert_eq!(bytes.len(), 96);
+    assert_eq!(
+        &bytes[32..64],
+        kimberlite_proof::event_leaf_hash(1, b"event 1").as_bytes()
+    );
+    let beyond = kimberlite_proof::tile_in_tree(0, 0, 4).unwrap();
+    assert!(tiles.tlog_tile(beyond).is_err());
+    // The server signs no checkpoints: its tiles checkpoint is a 404 too.
+    let refused = tiles.tlog_checkpoint().unwrap_err();
+    assert_eq!(refused.kind(), Some(&ErrorKind::NotFound), "{refused}");
+}

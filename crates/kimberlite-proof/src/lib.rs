@@ -16,6 +16,11 @@
 //!   cosigning, verifying, and a k-of-n [`WitnessPolicy`].
 //! - [`add_checkpoint`]: the bodies of C2SP tlog-witness's `add-checkpoint` call, for the
 //!   log side (build the request, read the answer) and the witness side (the reverse).
+//! - [`receipt`]: receipts, C2SP tlog proofs: an event's index, inclusion proof and the
+//!   (cosigned) checkpoint, checked offline against the log key and a witness policy.
+//! - [`succession`]: the monitor's check that a log's new checkpoint extends the last one
+//!   seen (or is a rollback, a split view, an inconsistent extension).
+//! - [`tile_nodes`]: complete nodes read from a remote log's tiles, to compute its proofs.
 //! - [`tiles`]: the C2SP tlog-tiles view of a tree: tile paths, tiles, entry bundles, and the
 //!   check that a tile belongs to a root.
 //!
@@ -69,7 +74,10 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod hash;
 pub mod note;
+pub mod receipt;
 pub mod signing;
+pub mod succession;
+pub mod tile_nodes;
 pub mod tiles;
 pub mod tree;
 pub mod verify;
@@ -91,7 +99,13 @@ pub use hash::{empty_root, event_leaf_bytes, event_leaf_hash, leaf_hash, node_ha
 pub use note::{
     parse_signature_line, split_note, NoteError, SignatureLine, SignerKey, VerifierKey,
 };
+pub use receipt::{
+    other_signers, verify_receipt, Receipt, ReceiptError, VerifiedReceipt, MAX_RECEIPT_BYTES,
+    RECEIPT_HEADER,
+};
 pub use signing::{check_store_name, sign_checkpoint, stream_origin, InvalidStoreName};
+pub use succession::{check_succession, Succession, SuccessionError};
+pub use tile_nodes::{TileNodes, TileNodesError};
 pub use tiles::{
     check_tile, entry_bundle, parse_entry_bundle, parse_tile, parse_tile_path, read_tile,
     root_through_tile, tile_bytes, tile_in_tree, tiles_of, TileCheckError, TileError, TileId,

@@ -31,6 +31,7 @@ use crate::api;
         api::proofs::consistency,
         api::checkpoint::checkpoint,
         api::retain::retain,
+        api::receipt::receipt,
     ),
     components(schemas(
         api::streams::CreateStream,

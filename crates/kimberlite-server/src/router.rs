@@ -7,7 +7,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    append, checkpoint, health, keys, proofs, read, retain, streams, tail, tiles, verify,
+    append, checkpoint, health, keys, proofs, read, receipt, retain, streams, tail, tiles, verify,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,6 +70,7 @@ fn routes() -> Router<AppState> {
             "/v1/streams/{stream}/retain",
             axum::routing::post(retain::retain),
         )
+        .route("/v1/streams/{stream}/receipt", get(receipt::receipt))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }

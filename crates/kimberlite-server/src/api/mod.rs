@@ -7,6 +7,7 @@ pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod proofs;
 pub(crate) mod read;
+pub(crate) mod receipt;
 pub(crate) mod retain;
 pub(crate) mod streams;
 pub(crate) mod tail;
