@@ -28,6 +28,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -49,6 +54,8 @@ pub(crate) struct Metrics {
     errors: Family<KindLabels, Counter>,
     unauthenticated: Counter,
     syncs: Counter,
+    witness_requests: Family<OutcomeLabels, Counter>,
+    witnessed: Counter,
     /// The store's sync count when last scraped, so the counter rises by the difference.
     syncs_seen: Mutex<u64>,
 }
@@ -104,6 +111,17 @@ impl Metrics {
             "Durability syncs the store finished (one group commit sync covers many appends)",
             syncs.clone(),
         );
+        let (witness_requests, witnessed) = (Family::default(), Counter::default());
+        registry.register(
+            "witness_requests",
+            "add-checkpoint requests to witnesses, by outcome (cosigned, conflict, timeout, ...)",
+            witness_requests.clone(),
+        );
+        registry.register(
+            "checkpoints_witnessed",
+            "Checkpoints whose valid cosignatures met their witness policy's quorum",
+            witnessed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,6 +132,8 @@ impl Metrics {
             errors,
             unauthenticated,
             syncs,
+            witness_requests,
+            witnessed,
             syncs_seen: Mutex::new(0),
         }
     }
@@ -122,6 +142,18 @@ impl Metrics {
     pub(crate) fn observe_append(&self, took: Duration, events: u64) {
         self.appends.observe(took.as_secs_f64());
         self.events_appended.inc_by(events);
+    }
+
+    /// An add-checkpoint request to a witness came to `outcome`.
+    pub(crate) fn count_witness_request(&self, outcome: &'static str) {
+        self.witness_requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A checkpoint met its witness policy's quorum.
+    pub(crate) fn count_witnessed(&self) {
+        self.witnessed.inc();
     }
 
     /// A request was refused for coming without a valid key.

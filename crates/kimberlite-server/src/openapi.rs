@@ -30,6 +30,7 @@ use crate::api;
         api::proofs::inclusion,
         api::proofs::consistency,
         api::checkpoint::checkpoint,
+        api::witnessed::witnessed,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -46,6 +47,8 @@ use crate::api;
         api::verify::StreamCheck,
         api::verify::ProblemView,
         api::verify::KeptTornTail,
+        api::witnessed::WitnessedView,
+        api::witnessed::CosignerView,
     ))
 )]
 pub(crate) struct ApiDoc;

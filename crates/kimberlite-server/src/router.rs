@@ -6,6 +6,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::witnessed;
 use crate::api::{append, checkpoint, health, keys, proofs, read, streams, tail, tiles, verify};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -63,6 +64,10 @@ fn routes() -> Router<AppState> {
         .route(
             "/v1/streams/{stream}/checkpoint",
             get(checkpoint::checkpoint),
+        )
+        .route(
+            "/v1/streams/{stream}/checkpoints/witnessed",
+            get(witnessed::witnessed),
         )
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)

@@ -11,6 +11,7 @@ use crate::follow::Followers;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::signing::Signing;
+use crate::witnessing::{Witnessing, WitnessingConfig, WitnessingError};
 use kimberlite::proof::{InvalidStoreName, SignerKey};
 
 /// The state handlers share (cheap to clone).
@@ -19,6 +20,8 @@ pub struct AppState {
     inner: Arc<Shared>,
     /// Origins, and the key checkpoints are signed with (`api/checkpoint.rs`).
     signing: Arc<Signing>,
+    /// The witness client, when checkpoints are witnessed (`witnessing`).
+    witnessing: Option<Arc<Witnessing>>,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,7 @@ impl AppState {
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
             signing,
+            witnessing: None,
         }
     }
 
@@ -142,6 +146,34 @@ impl AppState {
             key: Some(key),
         });
         self
+    }
+
+    /// This state, having each new checkpoint of the streams `config`'s policies cover
+    /// witnessed (`docs/SERVER.md`, "Witnesses"); the background checkpointer, if configured,
+    /// starts with the server.
+    pub fn with_witnessing(mut self, config: WitnessingConfig) -> Result<Self, WitnessingError> {
+        self.witnessing = Some(Arc::new(Witnessing::new(config)?));
+        Ok(self)
+    }
+
+    /// The witness client, if checkpoints are witnessed.
+    pub(crate) fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.as_ref()
+    }
+
+    /// Starts the background tasks (the checkpointer); the server calls it when it starts.
+    pub fn start_background(&self) {
+        if let Some(witnessing) = &self.witnessing {
+            witnessing.start(self);
+        }
+    }
+
+    /// Stops the background tasks (the checkpointer, the witness requests in flight) and
+    /// waits for them to end; the server calls it when it stops.
+    pub async fn stop_background(&self) {
+        if let Some(witnessing) = &self.witnessing {
+            witnessing.stop().await;
+        }
     }
 
     /// Runs `work` with the store on tokio's blocking pool: the store's calls block on disk
