@@ -17,8 +17,8 @@ pub(crate) const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 /// Asks `witness` at `url` (its submission prefix) to cosign `pending`; returns its valid
 /// cosignature lines, or `None` when it gave none within the bounds. At most
-/// `attempts_max` requests, plus one after a 409: that one starts from the size the witness
-/// named.
+/// `attempts_max` failed requests, plus one after a first 409: that one starts from the size
+/// the witness named, and a second 409 ends the exchange.
 pub(crate) async fn ask(
     state: &AppState,
     witness: &WitnessKey,
@@ -55,6 +55,19 @@ pub(crate) async fn ask(
                 witnessing.set_last_size(&pending.stream, witness, size);
                 conflicts += 1;
                 old_size = size;
+            }
+            Outcome::Conflict(size) => {
+                // Asked from the very size it named and refused again: it cosigned another
+                // tree of that size (a fork), or moved on meanwhile; the next checkpoint
+                // starts from `size`.
+                witnessing.set_last_size(&pending.stream, witness, size);
+                tracing::error!(
+                    stream = %pending.stream, witness = witness.name(), witness_size = size,
+                    size = pending.size,
+                    "the witness refuses the checkpoint again from the size it named: it \
+                     holds another tree of this log"
+                );
+                return None;
             }
             other => {
                 failures += 1;

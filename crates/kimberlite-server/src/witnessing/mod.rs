@@ -17,6 +17,7 @@
 //! | 200, a line by the policy's key verifies | `cosigned`    | keep the line; remember the size      |
 //! | 200, no such line verifies           | `bad_cosignature` | stop: the witness signs with another key |
 //! | 409 `text/x.tlog.size`, size <= ours | `conflict`        | remember the size; retry once from it |
+//! | 409 again, after that retry          | `conflict`        | stop: the witness holds another tree  |
 //! | 409 with a size above ours           | `conflict`        | stop: the store was rolled back       |
 //! | 403                                  | `forbidden`       | stop: the witness refuses the log key |
 //! | 404                                  | `unknown_log`     | stop: the witness does not know the origin |

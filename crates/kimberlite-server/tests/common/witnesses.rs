@@ -216,6 +216,7 @@ impl TestServer {
 
     /// Waits (bounded) until `done` holds of the witness request counts by outcome.
     pub async fn wait_requests(&self, what: &str, done: impl Fn(&dyn Fn(&str) -> u64) -> bool) {
+        let mut last = std::collections::HashMap::new();
         for _ in 0..POLLS_MAX {
             let mut counts = std::collections::HashMap::new();
             for outcome in OUTCOMES {
@@ -224,9 +225,10 @@ impl TestServer {
             if done(&|outcome| counts.get(outcome).copied().unwrap_or(0)) {
                 return;
             }
+            last = counts;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("witness requests never reached: {what}");
+        panic!("witness requests never reached: {what} (counts: {last:?})");
     }
 }
 
