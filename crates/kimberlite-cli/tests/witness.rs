@@ -149,3 +149,50 @@ fn a_witness_process_cosigns_a_stores_checkpoints() {
     let listed = ok(&["witness", "list", s(&witness_dir)], "");
     assert!(listed.contains("size 5"), "{listed}");
 }
+
+#[test]
+fn serve_refuses_a_witness_policy_it_cannot_use_before_listening() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let log_key = temp.path().join("log.key");
+    ok(&["keygen", "--name", "ehr", "--out", s(&log_key)], "");
+    let witness_key = temp.path().join("w1.key");
+    let vkey = ok(
+        &[
+            "witness",
+            "keygen",
+            "--name",
+            "witness.example/w1",
+            "--out",
+            s(&witness_key),
+        ],
+        "",
+    );
+    let policy = temp.path().join("policy.txt");
+    let serve = |rule: &str| {
+        vec![
+            "serve".to_owned(),
+            s(&dir).to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--signing-key".to_owned(),
+            s(&log_key).to_owned(),
+            "--witness-policy".to_owned(),
+            rule.to_owned(),
+        ]
+    };
+    let refused = |args: Vec<String>, needle: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::fails(&args, "", 2, needle);
+    };
+    // Without a signing key there is nothing to witness.
+    let mut unsigned = serve(s(&policy));
+    unsigned.drain(4..6);
+    refused(unsigned, "--signing-key");
+    refused(serve(s(&policy)), "policy.txt");
+    // A witness the server could not ask (no URL), a malformed line: named.
+    std::fs::write(&policy, format!("witness {}\nquorum 1\n", vkey.trim())).unwrap();
+    refused(serve(&format!("ehr-*={}", s(&policy))), "has no URL");
+    std::fs::write(&policy, "quorum 1\nwitness\n").unwrap();
+    refused(serve(s(&policy)), "line 2");
+}
