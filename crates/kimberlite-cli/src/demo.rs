@@ -83,11 +83,13 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     );
     let truncated = scratch.path().join("truncated-copy");
     truncate_copy(&dir, &truncated, &config, &anchor)?;
+    crate::demo_witness::run(&dir, scratch.path(), &config)?;
 
     outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
-         caught at the exact stream and offset, and events cut off another copy were caught by \
-         verify and by an anchor.",
+         caught at the exact stream and offset, events cut off another copy were caught by \
+         verify and by an anchor; three witnesses cosigned a checkpoint and refused a rolled-back \
+         copy.",
         thousands(args.events),
         STREAMS.len(),
         thousands(verified)
@@ -420,7 +422,7 @@ fn collect_segments(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), Cli
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
         let entry = entry.map_err(|e| io_error(from, e))?;

@@ -33,6 +33,7 @@ mod audit_data;
 mod batch;
 mod bench;
 mod demo;
+mod demo_witness;
 mod display;
 mod error;
 mod events;
