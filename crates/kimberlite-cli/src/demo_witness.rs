@@ -18,6 +18,7 @@ use kimberlite_witness::{Witness, WitnessState};
 use tokio::sync::oneshot;
 
 use crate::audit_data::ACCESS_STREAM;
+use crate::copy_store::copy_dir;
 use crate::display::thousands;
 use crate::error::CliError;
 
@@ -80,10 +81,10 @@ async fn steps(original: &Path, scratch: &Path, config: &Config) -> Result<(), C
         names.join(", ")
     );
     let live = scratch.join("witnessed-copy");
-    crate::demo::copy_dir(original, &live)?;
+    copy_dir(original, &live)?;
     let first = witness_store(&live, config, &log, &policy, true).await?;
     let backup = scratch.join("backup");
-    crate::demo::copy_dir(&live, &backup)?;
+    copy_dir(&live, &backup)?;
     append_three(&live, config, "later")?;
     let second = witness_store(&live, config, &log, &policy, false).await?;
     outln!(
@@ -98,11 +99,11 @@ async fn steps(original: &Path, scratch: &Path, config: &Config) -> Result<(), C
         thousands(first)
     );
     let guarded = scratch.join("restored-with-checkpoints");
-    crate::demo::copy_dir(&backup, &guarded)?;
+    copy_dir(&backup, &guarded)?;
     show_refused_rollback(&backup, config, &log, &witnesses, &origin).await?;
     let kept = guarded.join(kimberlite::CHECKPOINT_DIR);
     std::fs::remove_dir_all(&kept).map_err(|e| failed("restore", e))?;
-    crate::demo::copy_dir(&live.join(kimberlite::CHECKPOINT_DIR), &kept)?;
+    copy_dir(&live.join(kimberlite::CHECKPOINT_DIR), &kept)?;
     let store = Kimberlite::open_with(&guarded, config.clone())?;
     let id = stream_id(&store)?;
     match store.sign_checkpoint(id, &origin, &log) {

@@ -42,6 +42,27 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 21))
 }
 
+/// The witness client's counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WitnessCounters {
+    requests: Family<OutcomeLabels, Counter>,
+    witnessed: Counter,
+}
+
+impl WitnessCounters {
+    /// An add-checkpoint request to a witness came to `outcome`.
+    pub(crate) fn count_request(&self, outcome: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A checkpoint met its witness policy's quorum.
+    pub(crate) fn count_witnessed(&self) {
+        self.witnessed.inc();
+    }
+}
+
 /// Every metric the server keeps.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -54,8 +75,7 @@ pub(crate) struct Metrics {
     errors: Family<KindLabels, Counter>,
     unauthenticated: Counter,
     syncs: Counter,
-    witness_requests: Family<OutcomeLabels, Counter>,
-    witnessed: Counter,
+    witness: WitnessCounters,
     /// The store's sync count when last scraped, so the counter rises by the difference.
     syncs_seen: Mutex<u64>,
 }
@@ -111,16 +131,16 @@ impl Metrics {
             "Durability syncs the store finished (one group commit sync covers many appends)",
             syncs.clone(),
         );
-        let (witness_requests, witnessed) = (Family::default(), Counter::default());
+        let witness = WitnessCounters::default();
         registry.register(
             "witness_requests",
             "add-checkpoint requests to witnesses, by outcome (cosigned, conflict, timeout, ...)",
-            witness_requests.clone(),
+            witness.requests.clone(),
         );
         registry.register(
             "checkpoints_witnessed",
             "Checkpoints whose valid cosignatures met their witness policy's quorum",
-            witnessed.clone(),
+            witness.witnessed.clone(),
         );
         Self {
             registry,
@@ -132,8 +152,7 @@ impl Metrics {
             errors,
             unauthenticated,
             syncs,
-            witness_requests,
-            witnessed,
+            witness,
             syncs_seen: Mutex::new(0),
         }
     }
@@ -144,16 +163,9 @@ impl Metrics {
         self.events_appended.inc_by(events);
     }
 
-    /// An add-checkpoint request to a witness came to `outcome`.
-    pub(crate) fn count_witness_request(&self, outcome: &'static str) {
-        self.witness_requests
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
-    }
-
-    /// A checkpoint met its witness policy's quorum.
-    pub(crate) fn count_witnessed(&self) {
-        self.witnessed.inc();
+    /// The witness client's counters (handles: clones count into the same metrics).
+    pub(crate) fn witness_counters(&self) -> WitnessCounters {
+        self.witness.clone()
     }
 
     /// A request was refused for coming without a valid key.

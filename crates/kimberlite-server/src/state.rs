@@ -11,7 +11,7 @@ use crate::follow::Followers;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::signing::Signing;
-use crate::witnessing::{Witnessing, WitnessingConfig, WitnessingError};
+use crate::witnessing::{Host, Witnessing, WitnessingConfig, WitnessingError};
 use kimberlite::proof::{InvalidStoreName, SignerKey};
 
 /// The state handlers share (cheap to clone).
@@ -161,10 +161,28 @@ impl AppState {
         self.witnessing.as_ref()
     }
 
+    /// What the witness client works with, when checkpoints are witnessed.
+    pub(crate) fn witness_host(&self) -> Option<Host> {
+        Some(Host {
+            store: self.store().clone(),
+            signing: Arc::clone(&self.signing),
+            counters: self.metrics().witness_counters(),
+            client: Arc::clone(self.witnessing.as_ref()?.client()),
+        })
+    }
+
+    /// Hands `signed`, a new checkpoint of `stream`, to the witness client (if the stream
+    /// has a policy); returns at once.
+    pub(crate) fn have_witnessed(&self, stream: &str, signed: &kimberlite::SignedCheckpoint) {
+        if let (Some(witnessing), Some(host)) = (&self.witnessing, self.witness_host()) {
+            witnessing.submit(&host, stream, signed);
+        }
+    }
+
     /// Starts the background tasks (the checkpointer); the server calls it when it starts.
     pub fn start_background(&self) {
-        if let Some(witnessing) = &self.witnessing {
-            witnessing.start(self);
+        if let (Some(witnessing), Some(host)) = (&self.witnessing, self.witness_host()) {
+            Witnessing::start(witnessing, &host);
         }
     }
 

@@ -7,9 +7,8 @@ use std::time::Duration;
 use kimberlite::proof::{AddCheckpoint, WitnessKey};
 use reqwest::header::CONTENT_TYPE;
 
-use crate::state::AppState;
 use crate::witnessing::answer::{classify, Outcome};
-use crate::witnessing::Pending;
+use crate::witnessing::host::{Host, Pending};
 
 /// Largest answer read from a witness, in bytes: a 200 holds a few signature lines, a 409 a
 /// number; anything longer is garbage.
@@ -20,15 +19,15 @@ pub(crate) const ANSWER_BYTES_MAX: usize = 64 * 1024;
 /// `attempts_max` failed requests, plus one after a first 409: that one starts from the size
 /// the witness named, and a second 409 ends the exchange.
 pub(crate) async fn ask(
-    state: &AppState,
+    host: &Host,
     witness: &WitnessKey,
     url: &str,
     pending: &Pending,
 ) -> Option<String> {
-    let witnessing = state.witnessing()?;
-    let config = witnessing.config();
+    let client = &host.client;
+    let config = &client.config;
     let endpoint = format!("{}/add-checkpoint", url.trim_end_matches('/'));
-    let mut old_size = witnessing.last_size(&pending.stream, witness);
+    let mut old_size = client.last_size(&pending.stream, witness);
     let mut conflicts = 0u32;
     let mut failures = 0u32;
     loop {
@@ -41,18 +40,18 @@ pub(crate) async fn ask(
             );
             return None;
         }
-        let Some(body) = request_body(state, pending, old_size).await else {
+        let Some(body) = request_body(host, pending, old_size).await else {
             return None;
         };
-        let outcome = send(witnessing.client(), &endpoint, body, witness, &pending.note).await;
-        state.metrics().count_witness_request(outcome.label());
+        let outcome = send(&client.http, &endpoint, body, witness, &pending.note).await;
+        host.counters.count_request(outcome.label());
         match outcome {
             Outcome::Cosigned(lines) => {
-                witnessing.set_last_size(&pending.stream, witness, pending.size);
+                client.set_last_size(&pending.stream, witness, pending.size);
                 return Some(lines);
             }
             Outcome::Conflict(size) if conflicts == 0 => {
-                witnessing.set_last_size(&pending.stream, witness, size);
+                client.set_last_size(&pending.stream, witness, size);
                 conflicts += 1;
                 old_size = size;
             }
@@ -60,7 +59,7 @@ pub(crate) async fn ask(
                 // Asked from the very size it named and refused again: it cosigned another
                 // tree of that size (a fork), or moved on meanwhile; the next checkpoint
                 // starts from `size`.
-                witnessing.set_last_size(&pending.stream, witness, size);
+                client.set_last_size(&pending.stream, witness, size);
                 tracing::error!(
                     stream = %pending.stream, witness = witness.name(), witness_size = size,
                     size = pending.size,
@@ -94,13 +93,12 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 /// The `add-checkpoint` body for `pending` from `old_size`, with the store's consistency
 /// proof (checked against the trusted root before it is handed out); `None` when the store
 /// cannot give the proof.
-async fn request_body(state: &AppState, pending: &Pending, old_size: u64) -> Option<String> {
+async fn request_body(host: &Host, pending: &Pending, old_size: u64) -> Option<String> {
     let (id, size) = (pending.id, pending.size);
     let proof = if old_size == 0 {
         Ok(Vec::new())
     } else {
-        state
-            .with_store(move |store| Ok(store.consistency_proof(id, old_size, size)?.hashes))
+        host.blocking(move |store| Ok(store.consistency_proof(id, old_size, size)?.hashes))
             .await
     };
     match proof {

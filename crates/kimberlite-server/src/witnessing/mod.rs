@@ -31,82 +31,31 @@
 //! first request starts from 0, and the witness's 409 says where to start.
 
 mod answer;
-pub(crate) mod checkpointer;
+mod checkpointer;
+mod config;
 mod exchange;
+mod host;
 mod policies;
+mod rounds;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use kimberlite::proof::{WitnessKey, WitnessPolicy};
-use kimberlite::{SignedCheckpoint, StreamId};
+use kimberlite::proof::WitnessPolicy;
+use kimberlite::SignedCheckpoint;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use config::{WitnessingConfig, WitnessingError};
+pub(crate) use host::Host;
 pub use policies::{PolicyError, WitnessPolicies};
 
-use crate::state::AppState;
+use crate::witnessing::host::{Client, Pending};
 
-/// How the server has its checkpoints witnessed.
-#[derive(Debug, Clone)]
-pub struct WitnessingConfig {
-    /// Which policy applies to which stream.
-    pub policies: WitnessPolicies,
-    /// How often the background checkpointer signs the streams with a policy that grew;
-    /// `None`: only checkpoints clients ask for are witnessed. Default `None`.
-    pub checkpoint_interval: Option<Duration>,
-    /// Time one request to a witness may take, answer included. Default 10 s.
-    pub request_timeout: Duration,
-    /// Most failed requests per witness and checkpoint (a 409 followed is not a failure).
-    /// Default 3.
-    pub attempts_max: u32,
-    /// The pause before the first retry, doubling after each. Default 500 ms.
-    pub retry_backoff: Duration,
-}
-
-impl WitnessingConfig {
-    /// `policies` with the default bounds, no background checkpointer.
-    #[must_use]
-    pub fn new(policies: WitnessPolicies) -> Self {
-        Self {
-            policies,
-            checkpoint_interval: None,
-            request_timeout: Duration::from_secs(10),
-            attempts_max: 3,
-            retry_backoff: Duration::from_millis(500),
-        }
-    }
-}
-
-/// Why witnessing could not be set up.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WitnessingError {
-    /// The HTTP client could not be built (its TLS roots).
-    #[error("cannot build the witness client: {0}")]
-    Client(String),
-    /// A bound that would stop witnessing.
-    #[error("witnessing: {0} must be above zero")]
-    ZeroBound(&'static str),
-}
-
-/// A signed checkpoint to have witnessed.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) stream: String,
-    pub(crate) id: StreamId,
-    pub(crate) size: u64,
-    pub(crate) note: String,
-}
-
-/// The witness client's state (see the module docs).
+/// The witness client: its shared part ([`Host`]'s client) and its tasks.
 #[derive(Debug)]
 pub(crate) struct Witnessing {
-    config: WitnessingConfig,
-    client: reqwest::Client,
-    /// What each witness last cosigned, by stream and witness key.
-    sizes: Mutex<HashMap<(String, String), u64>>,
+    client: Arc<Client>,
     tasks: Mutex<Tasks>,
     /// Set to `true` once the server stops: every task ends.
     stop: watch::Sender<bool>,
@@ -122,67 +71,31 @@ struct Tasks {
 
 impl Witnessing {
     pub(crate) fn new(config: WitnessingConfig) -> Result<Self, WitnessingError> {
-        for (name, zero) in [
-            ("request_timeout", config.request_timeout.is_zero()),
-            ("attempts_max", config.attempts_max == 0),
-            (
-                "checkpoint_interval",
-                config.checkpoint_interval.is_some_and(|i| i.is_zero()),
-            ),
-        ] {
-            if zero {
-                return Err(WitnessingError::ZeroBound(name));
-            }
-        }
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| WitnessingError::Client(error.to_string()))?;
         Ok(Self {
-            config,
-            client,
-            sizes: Mutex::new(HashMap::new()),
+            client: Arc::new(Client::new(config)?),
             tasks: Mutex::new(Tasks::default()),
             stop: watch::channel(false).0,
         })
     }
 
-    pub(crate) fn config(&self) -> &WitnessingConfig {
-        &self.config
-    }
-
-    pub(crate) fn client(&self) -> &reqwest::Client {
+    /// What the client's tasks share; [`Host`] carries it.
+    pub(crate) fn client(&self) -> &Arc<Client> {
         &self.client
     }
 
     /// The policy of stream `name`, if it is witnessed.
     pub(crate) fn policy(&self, name: &str) -> Option<&Arc<WitnessPolicy>> {
-        self.config.policies.for_stream(name)
-    }
-
-    fn last_size(&self, stream: &str, witness: &WitnessKey) -> u64 {
-        let sizes = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
-        sizes
-            .get(&(stream.to_owned(), witness.to_text()))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set_last_size(&self, stream: &str, witness: &WitnessKey, size: u64) {
-        let mut sizes = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
-        sizes.insert((stream.to_owned(), witness.to_text()), size);
+        self.client.policy(name)
     }
 
     /// Hands `signed`, a new checkpoint of stream `stream`, to its worker (started if
     /// needed). Returns at once; nothing happens for a stream without a policy or once the
     /// server stops.
-    pub(crate) fn submit(&self, state: &AppState, stream: &str, signed: &SignedCheckpoint) {
+    pub(crate) fn submit(&self, host: &Host, stream: &str, signed: &SignedCheckpoint) {
         let Some(policy) = self.policy(stream) else {
             return;
         };
-        let Some(id) = state.store().stream(stream) else {
+        let Some(id) = host.store.stream(stream) else {
             return;
         };
         let pending = Arc::new(Pending {
@@ -201,8 +114,8 @@ impl Witnessing {
         }
         let (worker, mut latest) = watch::channel(Some(pending));
         latest.mark_changed();
-        let work = worker_loop(
-            state.clone(),
+        let work = rounds::worker_loop(
+            host.clone(),
             Arc::clone(policy),
             latest,
             self.stop.subscribe(),
@@ -211,14 +124,21 @@ impl Witnessing {
         tasks.workers.insert(stream.to_owned(), worker);
     }
 
-    /// Starts the background checkpointer, if an interval is configured.
-    pub(crate) fn start(&self, state: &AppState) {
-        let Some(interval) = self.config.checkpoint_interval else {
+    /// Starts the background checkpointer, if an interval is configured. It hands what it
+    /// signs to `this` (held weakly: the checkpointer never keeps the client alive).
+    pub(crate) fn start(this: &Arc<Self>, host: &Host) {
+        let Some(interval) = this.client.config.checkpoint_interval else {
             return;
         };
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        let weak: Weak<Self> = Arc::downgrade(this);
+        let submit = move |host: &Host, stream: &str, signed: &SignedCheckpoint| {
+            if let Some(witnessing) = weak.upgrade() {
+                witnessing.submit(host, stream, signed);
+            }
+        };
+        let mut tasks = this.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         if !tasks.stopped {
-            let work = checkpointer::run(state.clone(), interval, self.stop.subscribe());
+            let work = checkpointer::run(host.clone(), interval, this.stop.subscribe(), submit);
             tasks.running.spawn(work);
         }
     }
@@ -234,97 +154,4 @@ impl Witnessing {
         self.stop.send_replace(true);
         while running.join_next().await.is_some() {}
     }
-}
-
-/// A stream's worker: witnesses the latest checkpoint handed to it, one round at a time,
-/// skipping checkpoints older than one already witnessed.
-async fn worker_loop(
-    state: AppState,
-    policy: Arc<WitnessPolicy>,
-    mut latest: watch::Receiver<Option<Arc<Pending>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    // The size last asked for, and whether it met the quorum.
-    let mut done: Option<(u64, bool)> = None;
-    loop {
-        tokio::select! {
-            changed = latest.changed() => if changed.is_err() { return },
-            () = stopped(&mut stop) => return,
-        }
-        let Some(pending) = latest.borrow_and_update().clone() else {
-            continue;
-        };
-        let stale = done.is_some_and(|(size, witnessed)| {
-            pending.size < size || (pending.size == size && witnessed)
-        });
-        if stale {
-            continue;
-        }
-        match round(&state, &policy, &pending, &mut stop).await {
-            Some(witnessed) => done = Some((pending.size, witnessed)),
-            None => return,
-        }
-    }
-}
-
-/// Asks every witness of `policy` at once; keeps the checkpoint with each valid cosignature
-/// as it arrives. Returns whether the quorum was met, or `None` when the server stops.
-async fn round(
-    state: &AppState,
-    policy: &WitnessPolicy,
-    pending: &Arc<Pending>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<bool> {
-    let mut asks = JoinSet::new();
-    for witness in policy.witnesses() {
-        let Some(url) = policy.url(witness) else {
-            continue;
-        };
-        let (state, witness, url) = (state.clone(), witness.clone(), url.to_owned());
-        let pending = Arc::clone(pending);
-        asks.spawn(async move { exchange::ask(&state, &witness, &url, &pending).await });
-    }
-    let mut note = pending.note.clone();
-    let mut cosigners = 0usize;
-    loop {
-        let answer = tokio::select! {
-            answer = asks.join_next() => answer,
-            () = stopped(stop) => {
-                asks.shutdown().await;
-                return None;
-            }
-        };
-        let Some(answer) = answer else { break };
-        let Ok(Some(lines)) = answer else { continue };
-        note.push_str(&lines);
-        cosigners += 1;
-        keep(state, pending, &note).await;
-    }
-    let witnessed = cosigners >= policy.threshold();
-    if witnessed {
-        state.metrics().count_witnessed();
-    } else {
-        tracing::warn!(
-            stream = %pending.stream, size = pending.size, cosigners,
-            quorum = policy.threshold(), "the checkpoint is not witnessed: too few cosignatures"
-        );
-    }
-    Some(witnessed)
-}
-
-/// Keeps `note` (the checkpoint with the cosignatures so far) beside the signed checkpoint.
-async fn keep(state: &AppState, pending: &Pending, note: &str) {
-    let (id, note) = (pending.id, note.to_owned());
-    let kept = state
-        .with_store(move |store| Ok(store.keep_cosigned_checkpoint(id, &note)?))
-        .await;
-    if let Err(error) = kept {
-        tracing::warn!(stream = %pending.stream, size = pending.size, %error,
-            "cannot keep the cosigned checkpoint");
-    }
-}
-
-/// Completes once `stop` turns `true` (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
