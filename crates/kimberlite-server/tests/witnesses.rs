@@ -84,6 +84,19 @@ async fn a_checkpoint_reaches_two_of_three_and_the_api_says_so() {
     for outcome in ["conflict", "bad_proof", "garbage", "unreachable"] {
         assert_eq!(server.witness_requests(outcome).await, 0, "{outcome}");
     }
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kimberlite_checkpoints_witnessed_total 2"),
+        "{metrics}"
+    );
     // Every witness's state says so.
     for witness in witnesses {
         let dir = witness.stop().await;
@@ -241,4 +254,51 @@ async fn a_witness_answering_garbage_or_422_is_retried_boundedly_and_breaks_noth
     for witness in witnesses.drain(..) {
         witness.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witnessed_route_needs_read_rights_and_a_policy_and_is_documented() {
+    let mut witnesses = Vec::new();
+    for n in 1..=3 {
+        witnesses.push(TestWitness::start(witness_signer(n, n), &["app-ledger", "other"]).await);
+    }
+    let mut policies = kimberlite_server::WitnessPolicies::new();
+    policies
+        .add("app-*", policy(&keys_and_urls(&witnesses), 2))
+        .unwrap();
+    let server = witnessed_server(kimberlite_server::WitnessingConfig::new(policies)).await;
+    server.append_events("app-ledger", &["a"], true).await;
+    server.append_events("other", &["a"], true).await;
+    // No policy for this stream: 404 saying how to give one.
+    let (status, body) = server
+        .read_as_auditor("/v1/streams/other/checkpoints/witnessed")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("--witness-policy"), "{body}");
+    // A key without read rights: 403, whatever the stream.
+    for stream in ["app-ledger", "nowhere"] {
+        let response = server
+            .client
+            .get(server.url(&format!("/v1/streams/{stream}/checkpoints/witnessed")))
+            .bearer_auth(common::WRITER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{stream}");
+    }
+    server.checkpoint("app-ledger").await;
+    server.wait_witnessed("app-ledger", 1).await;
+    server
+        .wait_requests("three cosigned", |count| count("cosigned") == 3)
+        .await;
+    // A stream no rule matches: its checkpoints are not sent to the witnesses (which would
+    // cosign them).
+    server.checkpoint("other").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.witness_requests("cosigned").await, 3);
+    let (status, document) = server.read_as_auditor("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    assert!(document["paths"]["/v1/streams/{stream}/checkpoints/witnessed"]["get"].is_object());
+    assert!(document["components"]["schemas"]["WitnessedView"].is_object());
 }
