@@ -40,9 +40,7 @@ pub(crate) async fn ask(
             );
             return None;
         }
-        let Some(body) = request_body(host, pending, old_size).await else {
-            return None;
-        };
+        let body = request_body(host, pending, old_size).await?;
         let outcome = send(&client.http, &endpoint, body, witness, &pending.note).await;
         host.counters.count_request(outcome.label());
         match outcome {
