@@ -213,3 +213,37 @@ fn restore_dir(dir: &Path, from: &Path, name: &str) {
     let _ = std::fs::remove_dir_all(dir.join(name));
     copy_dir(&from.join(name), &dir.join(name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosignatures_kept_earlier_stay_when_their_witness_is_down_later() {
+    let mut witnesses = three_witnesses().await;
+    let policy = two_of_three(&witnesses);
+    witnesses.remove(2).stop().await;
+    let server = server_in(tempfile::tempdir().unwrap(), config(policy.clone())).await;
+    server.append_events(STREAM, &["a", "b"], true).await;
+    server.checkpoint(STREAM).await;
+    server.wait_witnessed(STREAM, 2).await;
+    server
+        .wait_requests("two cosigned, one down", |count| {
+            count("cosigned") == 2 && count("unreachable") == 3
+        })
+        .await;
+    let dir = server.stop().await;
+    // Witness 1 goes down too; restarted, the server asks again at the same size: witness 2
+    // cosigns again, and witness 1's cosignature kept before still counts.
+    witnesses.remove(0).stop().await;
+    let server = server_in(dir, config(policy.clone())).await;
+    server.checkpoint(STREAM).await;
+    server
+        .wait_requests("one cosigned, two down", |count| {
+            count("cosigned") == 1 && count("unreachable") == 6
+        })
+        .await;
+    let view = server.witnessed(STREAM).await.expect("still witnessed");
+    assert_eq!(view["tree_size"], 2);
+    assert_eq!(view["cosigned_by"].as_array().unwrap().len(), 2, "{view}");
+    // Once each: witness 2's second cosignature was not added beside its first.
+    let note = view["checkpoint"].as_str().unwrap();
+    assert_eq!(note.matches("witness.test/w2").count(), 1, "{note}");
+    server.stop().await;
+}

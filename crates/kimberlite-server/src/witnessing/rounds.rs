@@ -57,10 +57,23 @@ async fn round(
         };
         let (host, witness, url) = (host.clone(), witness.clone(), url.to_owned());
         let pending = Arc::clone(pending);
-        asks.spawn(async move { exchange::ask(&host, &witness, &url, &pending).await });
+        asks.spawn(async move {
+            let lines = exchange::ask(&host, &witness, &url, &pending).await;
+            (witness, lines)
+        });
     }
-    let mut note = pending.note.clone();
-    let mut cosigners = 0usize;
+    // Cosignatures kept by an earlier round of this size stay: a witness down now does not
+    // take back what it cosigned then.
+    let mut note = kept_note(host, pending)
+        .await
+        .unwrap_or_else(|| pending.note.clone());
+    let cosigned = |note: &str| {
+        policy
+            .witnesses()
+            .iter()
+            .filter(|key| key.verify(note).is_ok())
+            .count()
+    };
     loop {
         let answer = tokio::select! {
             answer = asks.join_next() => answer,
@@ -70,11 +83,15 @@ async fn round(
             }
         };
         let Some(answer) = answer else { break };
-        let Ok(Some(lines)) = answer else { continue };
-        note.push_str(&lines);
-        cosigners += 1;
-        keep(host, pending, &note).await;
+        let Ok((witness, Some(lines))) = answer else {
+            continue;
+        };
+        if witness.verify(&note).is_err() {
+            note.push_str(&lines);
+            keep(host, pending, &note).await;
+        }
     }
+    let cosigners = cosigned(&note);
     let witnessed = cosigners >= policy.threshold();
     if witnessed {
         host.counters.count_witnessed();
@@ -85,6 +102,28 @@ async fn round(
         );
     }
     Some(witnessed)
+}
+
+/// The cosigned note kept for `pending`'s size, if an earlier round kept one.
+async fn kept_note(host: &Host, pending: &Pending) -> Option<String> {
+    let (id, size) = (pending.id, pending.size);
+    let kept = host
+        .blocking(move |store| {
+            store.latest_cosigned_checkpoint_where(id, |kept| kept.tree_size <= size)
+        })
+        .await;
+    match kept {
+        // The same checkpoint (signatures are deterministic), not another tree of its size.
+        Ok(Some(kept)) if kept.tree_size == size && kept.note.starts_with(&pending.note) => {
+            Some(kept.note)
+        }
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(stream = %pending.stream, size, %error,
+                "cannot read the cosigned checkpoint kept");
+            None
+        }
+    }
 }
 
 /// Keeps `note` (the checkpoint with the cosignatures so far) beside the signed checkpoint.
