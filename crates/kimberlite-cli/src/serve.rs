@@ -59,7 +59,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 10_000,
+        default_value_t = 60_000,
         requires = "witness_policy"
     )]
     pub checkpoint_interval_ms: u64,
