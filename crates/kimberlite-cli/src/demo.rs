@@ -14,6 +14,7 @@ use clap::Args;
 use kimberlite::{Anchor, Config, Error, ExpectedOffset, Kimberlite, Offset, StreamId};
 
 use crate::audit_data::{AuditGenerator, ACCESS_STREAM, LOGINS_STREAM, STREAMS};
+use crate::copy_store::copy_dir;
 use crate::display::{human_bytes, progress_bar, short_hash, thousands};
 use crate::error::CliError;
 use crate::report::{describe_problem, label};
@@ -83,11 +84,13 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     );
     let truncated = scratch.path().join("truncated-copy");
     truncate_copy(&dir, &truncated, &config, &anchor)?;
+    crate::demo_witness::run(&dir, scratch.path(), &config)?;
 
     outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
-         caught at the exact stream and offset, and events cut off another copy were caught by \
-         verify and by an anchor.",
+         caught at the exact stream and offset, events cut off another copy were caught by \
+         verify and by an anchor; three witnesses cosigned a checkpoint and refused a rolled-back \
+         copy.",
         thousands(args.events),
         STREAMS.len(),
         thousands(verified)
@@ -415,22 +418,6 @@ fn collect_segments(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), Cli
             collect_segments(&path, out)?;
         } else if path.extension().is_some_and(|ext| ext == "seg") {
             out.push((path, meta.len()));
-        }
-    }
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
-        let entry = entry.map_err(|e| io_error(from, e))?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let meta = entry.metadata().map_err(|e| io_error(&source, e))?;
-        if meta.is_dir() {
-            copy_dir(&source, &target)?;
-        } else if !entry.file_name().to_string_lossy().ends_with(".lock") {
-            std::fs::copy(&source, &target).map_err(|e| io_error(&source, e))?;
         }
     }
     Ok(())

@@ -33,7 +33,9 @@ macro_rules! outln {
 mod audit_data;
 mod batch;
 mod bench;
+mod copy_store;
 mod demo;
+mod demo_witness;
 mod display;
 mod error;
 mod events;

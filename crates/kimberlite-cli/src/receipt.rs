@@ -50,7 +50,7 @@ pub fn local(
         None => open_looking(dir)?,
     };
     let id = find_stream(&store, dir, stream)?;
-    let Some(built) = store.event_receipt(id, offset, origin, key)? else {
+    let Some(built) = store.event_receipt(id, offset, origin, key, None)? else {
         let hint = if key.is_some() {
             "the offset is past the stream's durable end"
         } else {

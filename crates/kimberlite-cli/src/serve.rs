@@ -1,13 +1,16 @@
 //! `kimberlite serve`: run the HTTP service over a store (crate `kimberlite-server`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
-use kimberlite::proof::SignerKey;
+use kimberlite::proof::{SignerKey, WitnessPolicy};
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{AppState, KeyRing, Limits, Server, ServerConfig, TlsConfig};
+use kimberlite_server::{
+    AppState, KeyRing, Limits, Server, ServerConfig, TlsConfig, WitnessPolicies, WitnessingConfig,
+};
 
 use crate::error::CliError;
 
@@ -46,6 +49,20 @@ pub struct ServeArgs {
     /// and `audit --store-name` take it.
     #[arg(long, value_name = "NAME")]
     pub store_name: Option<String>,
+    /// Have each new checkpoint of the streams PATTERN matches (default: every stream)
+    /// cosigned by the witnesses of the policy in FILE (`witness <key> <url>` lines and a
+    /// `quorum <k>` line). Repeatable: the first matching rule applies.
+    #[arg(long, value_name = "[PATTERN=]FILE", requires = "signing_key")]
+    pub witness_policy: Vec<String>,
+    /// With --witness-policy: every MS milliseconds, sign a checkpoint of each witnessed
+    /// stream that grew and have it witnessed; 0 witnesses only the checkpoints clients ask for.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 60_000,
+        requires = "witness_policy"
+    )]
+    pub checkpoint_interval_ms: u64,
 }
 
 fn usage(error: impl ToString) -> CliError {
@@ -62,6 +79,30 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, CliError> {
     }
     config.check().map_err(usage)?;
     Ok(config)
+}
+
+/// The witnessing `args` ask for: each `--witness-policy [PATTERN=]FILE` read and checked.
+fn witnessing_config(args: &ServeArgs) -> Result<WitnessingConfig, CliError> {
+    let mut policies = WitnessPolicies::new();
+    for rule in &args.witness_policy {
+        let (pattern, path) = split_rule(rule);
+        let path = Path::new(path);
+        let text = crate::proofs::read_text(path, "witness policy")?;
+        let policy = WitnessPolicy::parse(&text)
+            .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
+        policies
+            .add(pattern, policy)
+            .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
+    }
+    let mut config = WitnessingConfig::new(policies);
+    config.checkpoint_interval = (args.checkpoint_interval_ms > 0)
+        .then(|| Duration::from_millis(args.checkpoint_interval_ms));
+    Ok(config)
+}
+
+/// `[PATTERN=]FILE`: the stream pattern (`*` without one) and the file.
+fn split_rule(rule: &str) -> (&str, &str) {
+    rule.split_once('=').unwrap_or(("*", rule))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -99,6 +140,11 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
             .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
         state = state.with_signing_key(key);
     }
+    if !args.witness_policy.is_empty() {
+        state = state
+            .with_witnessing(witnessing_config(args)?)
+            .map_err(usage)?;
+    }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
     runtime.block_on(async {
@@ -118,6 +164,16 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
             args.dir.display(),
             key_path.display()
         );
+        if !args.witness_policy.is_empty() {
+            let background = match args.checkpoint_interval_ms {
+                0 => "only checkpoints clients ask for".to_owned(),
+                ms => format!("a checkpoint of each stream that grew every {ms} ms"),
+            };
+            eprintln!(
+                "kimberlite: witnessing checkpoints per {} --witness-policy rule(s): {background}",
+                args.witness_policy.len()
+            );
+        }
         server.run(shutdown_signal()).await.map_err(usage)
     })?;
     Ok(ExitCode::SUCCESS)
@@ -144,5 +200,16 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_without_a_pattern_covers_every_stream() {
+        assert_eq!(split_rule("policy.txt"), ("*", "policy.txt"));
+        assert_eq!(split_rule("ehr-*=/etc/w.txt"), ("ehr-*", "/etc/w.txt"));
     }
 }

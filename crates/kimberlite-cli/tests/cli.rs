@@ -37,6 +37,12 @@ fn demo_runs_small_and_shows_tampering() {
     assert!(out.contains("verify --anchor says TAMPERED"), "{out}");
     assert!(out.contains("events were cut off"), "{out}");
     assert!(out.contains("Plain verify says TAMPERED"), "{out}");
+    // Three witnesses: a witnessed checkpoint, a rolled-back copy refused by each of them and
+    // by the store's own guard.
+    assert!(out.contains(": WITNESSED"), "{out}");
+    assert_eq!(out.matches("409 again").count(), 3, "{out}");
+    assert!(out.contains("would refuse to sign"), "{out}");
+    assert!(out.contains("now shorter than what was signed"), "{out}");
     // The kept store is intact and usable.
     ok(&["verify", s(&dir)], "");
     let listed = ok(&["read", s(&dir), "staff-logins", "--limit", "1"], "");

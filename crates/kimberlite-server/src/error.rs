@@ -18,6 +18,7 @@
 //! | an entry bundle holding an event over    | 422    | `entry_too_large`   |
 //! | 65,535 leaf bytes (offset named)         |        |                     |
 //! | stored data damaged                      | 500    | `corrupt`           |
+//! | a kept cosigned checkpoint unreadable    | 500    | `corrupt`           |
 //! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
 //! | key file unreadable (every key refused)  | 503    | `unavailable`       |
 //! | access log cannot record (fail-closed)   | 503    | `unavailable`       |
@@ -123,6 +124,9 @@ impl ApiError {
                 | E::StreamLost { .. }
                 | E::TreeDamaged { .. }
                 | E::CatalogCorrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+                // Only a kept file that does not read back as the checkpoint it is named for
+                // reaches a request (the witness client keeps notes, nothing else does).
+                E::UnknownCheckpoint { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
@@ -148,6 +152,7 @@ impl ApiError {
                 Some(offset.as_u64()),
                 Some(first_offset.as_u64()),
             ),
+            Self::Store(E::UnknownCheckpoint { name, .. }) => (Some(name.clone()), None, None),
             Self::Store(E::Tile {
                 name,
                 source: kimberlite::proof::TileError::EntryTooLarge { offset, .. },
@@ -227,6 +232,23 @@ mod tests {
         assert_eq!(
             error.stream_and_offsets(),
             (Some("audit".into()), Some(3), Some(256))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_cosigned_checkpoint_is_corrupt_and_names_its_stream() {
+        let error = ApiError::Store(kimberlite::Error::UnknownCheckpoint {
+            name: "billing".into(),
+            size: 9,
+            reason: "not UTF-8".into(),
+        });
+        assert_eq!(
+            error.status_and_kind(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "corrupt")
+        );
+        assert_eq!(
+            error.stream_and_offsets(),
+            (Some("billing".into()), None, None)
         );
     }
 }

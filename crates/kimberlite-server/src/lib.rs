@@ -35,6 +35,7 @@ mod state;
 mod tls;
 mod touched;
 mod utc_time;
+mod witnessing;
 
 pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
@@ -47,6 +48,7 @@ pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
 pub use state::AppState;
 pub use tls::{crypto_provider, TlsConfig, TlsError};
+pub use witnessing::{PolicyError, WitnessPolicies, WitnessingConfig, WitnessingError};
 
 /// The service's router over `state`: every route, limit and layer, without a listener.
 pub fn app(state: AppState) -> axum::Router {

@@ -28,6 +28,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -35,6 +40,27 @@ struct KindLabels {
 /// Seconds from 100 µs to about 100 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 21))
+}
+
+/// The witness client's counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WitnessCounters {
+    requests: Family<OutcomeLabels, Counter>,
+    witnessed: Counter,
+}
+
+impl WitnessCounters {
+    /// An add-checkpoint request to a witness came to `outcome`.
+    pub(crate) fn count_request(&self, outcome: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A checkpoint met its witness policy's quorum.
+    pub(crate) fn count_witnessed(&self) {
+        self.witnessed.inc();
+    }
 }
 
 /// Every metric the server keeps.
@@ -49,6 +75,7 @@ pub(crate) struct Metrics {
     errors: Family<KindLabels, Counter>,
     unauthenticated: Counter,
     syncs: Counter,
+    witness: WitnessCounters,
     /// The store's sync count when last scraped, so the counter rises by the difference.
     syncs_seen: Mutex<u64>,
 }
@@ -104,6 +131,17 @@ impl Metrics {
             "Durability syncs the store finished (one group commit sync covers many appends)",
             syncs.clone(),
         );
+        let witness = WitnessCounters::default();
+        registry.register(
+            "witness_requests",
+            "add-checkpoint requests to witnesses, by outcome (cosigned, conflict, timeout, ...)",
+            witness.requests.clone(),
+        );
+        registry.register(
+            "checkpoints_witnessed",
+            "Checkpoints whose valid cosignatures met their witness policy's quorum",
+            witness.witnessed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,6 +152,7 @@ impl Metrics {
             errors,
             unauthenticated,
             syncs,
+            witness,
             syncs_seen: Mutex::new(0),
         }
     }
@@ -122,6 +161,11 @@ impl Metrics {
     pub(crate) fn observe_append(&self, took: Duration, events: u64) {
         self.appends.observe(took.as_secs_f64());
         self.events_appended.inc_by(events);
+    }
+
+    /// The witness client's counters (handles: clones count into the same metrics).
+    pub(crate) fn witness_counters(&self) -> WitnessCounters {
+        self.witness.clone()
     }
 
     /// A request was refused for coming without a valid key.

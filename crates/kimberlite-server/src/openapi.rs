@@ -32,6 +32,7 @@ use crate::api;
         api::checkpoint::checkpoint,
         api::retain::retain,
         api::receipt::receipt,
+        api::witnessed::witnessed,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -50,6 +51,8 @@ use crate::api;
         api::verify::KeptTornTail,
         api::retain::RetainRequest,
         api::retain::RetainView,
+        api::witnessed::WitnessedView,
+        api::witnessed::CosignerView,
     ))
 )]
 pub(crate) struct ApiDoc;

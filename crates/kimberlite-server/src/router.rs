@@ -8,6 +8,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     append, checkpoint, health, keys, proofs, read, receipt, retain, streams, tail, tiles, verify,
+    witnessed,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -71,6 +72,10 @@ fn routes() -> Router<AppState> {
             axum::routing::post(retain::retain),
         )
         .route("/v1/streams/{stream}/receipt", get(receipt::receipt))
+        .route(
+            "/v1/streams/{stream}/checkpoints/witnessed",
+            get(witnessed::witnessed),
+        )
         .route("/v1/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }

@@ -105,6 +105,7 @@ impl Server {
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let mut connections = JoinSet::new();
         let mut backoff = Duration::from_millis(1);
+        self.state.start_background();
         tokio::pin!(shutdown);
         loop {
             while connections.try_join_next().is_some() {}
@@ -151,6 +152,8 @@ impl Server {
             tracing::warn!("connections still open after the shutdown timeout: cut");
             connections.abort_all();
         }
+        // Witness requests in flight end here: they hold the store.
+        self.state.stop_background().await;
         let state = self.state;
         tokio::task::spawn_blocking(move || state.store().sync())
             .await

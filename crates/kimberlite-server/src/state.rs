@@ -11,6 +11,7 @@ use crate::follow::Followers;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::signing::Signing;
+use crate::witnessing::{Host, Witnessing, WitnessingConfig, WitnessingError};
 use kimberlite::proof::{InvalidStoreName, SignerKey};
 
 /// The state handlers share (cheap to clone).
@@ -19,6 +20,8 @@ pub struct AppState {
     inner: Arc<Shared>,
     /// Origins, and the key checkpoints are signed with (`api/checkpoint.rs`).
     signing: Arc<Signing>,
+    /// The witness client, when checkpoints are witnessed (`witnessing`).
+    witnessing: Option<Arc<Witnessing>>,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,7 @@ impl AppState {
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
             signing,
+            witnessing: None,
         }
     }
 
@@ -142,6 +146,52 @@ impl AppState {
             key: Some(key),
         });
         self
+    }
+
+    /// This state, having each new checkpoint of the streams `config`'s policies cover
+    /// witnessed (`docs/SERVER.md`, "Witnesses"); the background checkpointer, if configured,
+    /// starts with the server.
+    pub fn with_witnessing(mut self, config: WitnessingConfig) -> Result<Self, WitnessingError> {
+        self.witnessing = Some(Arc::new(Witnessing::new(config)?));
+        Ok(self)
+    }
+
+    /// The witness client, if checkpoints are witnessed.
+    pub(crate) fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.as_ref()
+    }
+
+    /// What the witness client works with, when checkpoints are witnessed.
+    pub(crate) fn witness_host(&self) -> Option<Host> {
+        Some(Host {
+            store: self.store().clone(),
+            signing: Arc::clone(&self.signing),
+            counters: self.metrics().witness_counters(),
+            client: Arc::clone(self.witnessing.as_ref()?.client()),
+        })
+    }
+
+    /// Hands `signed`, a new checkpoint of `stream`, to the witness client (if the stream
+    /// has a policy); returns at once.
+    pub(crate) fn have_witnessed(&self, stream: &str, signed: &kimberlite::SignedCheckpoint) {
+        if let (Some(witnessing), Some(host)) = (&self.witnessing, self.witness_host()) {
+            witnessing.submit(&host, stream, signed);
+        }
+    }
+
+    /// Starts the background tasks (the checkpointer); the server calls it when it starts.
+    pub fn start_background(&self) {
+        if let (Some(witnessing), Some(host)) = (&self.witnessing, self.witness_host()) {
+            Witnessing::start(witnessing, &host);
+        }
+    }
+
+    /// Stops the background tasks (the checkpointer, the witness requests in flight) and
+    /// waits for them to end; the server calls it when it stops.
+    pub async fn stop_background(&self) {
+        if let Some(witnessing) = &self.witnessing {
+            witnessing.stop().await;
+        }
     }
 
     /// Runs `work` with the store on tokio's blocking pool: the store's calls block on disk

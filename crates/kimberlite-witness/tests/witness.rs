@@ -152,6 +152,30 @@ async fn the_http_endpoint_answers_with_the_specs_codes() {
         checkpoint: unknown.sign(&other.to_text()).unwrap(),
     };
     assert_eq!(post(other.to_body()).await.unwrap().status(), 404);
+    // Over HTTP too: a signature by another key under the log's name (403), and a proof of
+    // the wrong length from the size cosigned (422).
+    let four = tree(&["a", "b", "c", "d"]);
+    let impostor = SignerKey::from_seed(ORIGIN, [6; 32]).unwrap();
+    let forged = Checkpoint {
+        origin: ORIGIN.into(),
+        tree_size: 4,
+        root: four.root(),
+        extensions: vec![],
+    };
+    let forged = AddCheckpoint {
+        old_size: 2,
+        proof: consistency_proof(&four, 2, 4).unwrap(),
+        checkpoint: impostor.sign(&forged.to_text()).unwrap(),
+    };
+    assert_eq!(post(forged.to_body()).await.unwrap().status(), 403);
+    let mut short = consistency_proof(&four, 2, 4).unwrap();
+    short.pop();
+    let short = AddCheckpoint {
+        old_size: 2,
+        proof: short,
+        checkpoint: note(&four),
+    };
+    assert_eq!(post(short.to_body()).await.unwrap().status(), 422);
     assert_eq!(
         post("x".repeat(BODY_BYTES_MAX + 1)).await.unwrap().status(),
         413

@@ -88,6 +88,18 @@ impl Kimberlite {
     /// The cosigned checkpoint of the largest size kept for stream `id`, if any. A file that
     /// does not parse as a checkpoint of the size it is named for is an error, not skipped.
     pub fn latest_cosigned_checkpoint(&self, id: StreamId) -> Result<Option<SignedCheckpoint>> {
+        self.latest_cosigned_checkpoint_where(id, |_| true)
+    }
+
+    /// The cosigned checkpoint of the largest size kept for stream `id` that `accept`
+    /// accepts (for example: whose cosignatures meet a witness policy's quorum), looking from
+    /// the largest size down. A damaged file met on the way is an error, as for
+    /// [`Kimberlite::latest_cosigned_checkpoint`].
+    pub fn latest_cosigned_checkpoint_where(
+        &self,
+        id: StreamId,
+        mut accept: impl FnMut(&SignedCheckpoint) -> bool,
+    ) -> Result<Option<SignedCheckpoint>> {
         let Some(files) = &self.inner.files else {
             return Ok(None);
         };
@@ -96,36 +108,40 @@ impl Kimberlite {
             .join(CHECKPOINT_DIR)
             .join(format!("{:020}", id.as_u64()));
         let fs = &*files.fs;
-        let Some(size) = fs
+        let mut sizes: Vec<u64> = fs
             .list_dir(&dir)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|name| name.strip_suffix(COSIGNED_SUFFIX)?.parse::<u64>().ok())
-            .max()
-        else {
-            return Ok(None);
-        };
-        let path = dir.join(format!("{size:020}{COSIGNED_SUFFIX}"));
-        let damaged = |reason: String| Error::UnknownCheckpoint {
-            name: self.stream_name(id).unwrap_or_default(),
-            size,
-            reason: format!("{}: {reason}", path.display()),
-        };
-        let body = fs
-            .read(&path)
-            .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-        let note = String::from_utf8(body).map_err(|_| damaged("not UTF-8".into()))?;
-        let (text, _) = split_note(&note).map_err(|error| damaged(error.to_string()))?;
-        let checkpoint = Checkpoint::parse(text).map_err(|error| damaged(error.to_string()))?;
-        if checkpoint.tree_size != size {
-            return Err(damaged(format!("it states size {}", checkpoint.tree_size)));
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        for size in sizes {
+            let path = dir.join(format!("{size:020}{COSIGNED_SUFFIX}"));
+            let damaged = |reason: String| Error::UnknownCheckpoint {
+                name: self.stream_name(id).unwrap_or_default(),
+                size,
+                reason: format!("{}: {reason}", path.display()),
+            };
+            let body = fs
+                .read(&path)
+                .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+            let note = String::from_utf8(body).map_err(|_| damaged("not UTF-8".into()))?;
+            let (text, _) = split_note(&note).map_err(|error| damaged(error.to_string()))?;
+            let checkpoint = Checkpoint::parse(text).map_err(|error| damaged(error.to_string()))?;
+            if checkpoint.tree_size != size {
+                return Err(damaged(format!("it states size {}", checkpoint.tree_size)));
+            }
+            let kept = SignedCheckpoint {
+                tree_size: size,
+                root: checkpoint.root,
+                note,
+                path: Some(path),
+            };
+            if accept(&kept) {
+                return Ok(Some(kept));
+            }
         }
-        Ok(Some(SignedCheckpoint {
-            tree_size: size,
-            root: checkpoint.root,
-            note,
-            path: Some(path),
-        }))
+        Ok(None)
     }
 }
 
@@ -187,7 +203,23 @@ mod tests {
                 "{note}"
             );
         }
-        assert_eq!(store.latest_cosigned_checkpoint(id).unwrap(), Some(kept));
+        assert_eq!(
+            store.latest_cosigned_checkpoint(id).unwrap(),
+            Some(kept.clone())
+        );
+        // The largest one a predicate accepts, looking down from the largest.
+        let smaller = store
+            .latest_cosigned_checkpoint_where(id, |kept| kept.tree_size < 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(smaller.tree_size, 2);
+        assert!(witness.verifier().verify(&smaller.note).is_ok());
+        assert_eq!(
+            store
+                .latest_cosigned_checkpoint_where(id, |_| false)
+                .unwrap(),
+            None
+        );
         // A damaged file is reported, not skipped.
         std::fs::write(
             dir.path()

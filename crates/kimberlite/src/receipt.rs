@@ -7,7 +7,7 @@
 //! (chain-checked) and its leaf hash must be the tree's; the proof must lead to the
 //! checkpoint's root, or the tree disagrees with what was signed and nothing is handed out.
 
-use kimberlite_proof::{event_leaf_hash, Receipt, SignerKey};
+use kimberlite_proof::{event_leaf_hash, Receipt, SignerKey, WitnessPolicy};
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result, TreeEvidence};
@@ -22,14 +22,15 @@ pub struct EventReceipt {
     /// The checkpoint's tree size.
     pub tree_size: u64,
     /// True when the checkpoint is one kept with witnesses' cosignatures
-    /// ([`Kimberlite::latest_cosigned_checkpoint`]); false when it was signed for this
-    /// receipt and no witness has seen it yet.
+    /// ([`Kimberlite::latest_cosigned_checkpoint`]) that meet the policy given, if any;
+    /// false when it was signed for this receipt and is not witnessed yet.
     pub witnessed: bool,
 }
 
 impl Kimberlite {
     /// A receipt for the event at `offset` of stream `id`: against the largest cosigned
-    /// checkpoint if it covers the event, else against a checkpoint of the current durable
+    /// checkpoint (whose cosignatures meet `policy`'s quorum, when a policy is given: a
+    /// checkpoint only some witnesses answered for is not witnessed) if it covers the event, else against a checkpoint of the current durable
     /// head signed now with `key` under `origin` ([`Kimberlite::sign_checkpoint`], kept as
     /// usual). `Ok(None)` when no checkpoint covers the event: no cosigned one does and there
     /// is no `key`, or the event is not durable (past the stream's end).
@@ -43,15 +44,19 @@ impl Kimberlite {
         offset: u64,
         origin: &str,
         key: Option<&SignerKey>,
+        policy: Option<&WitnessPolicy>,
     ) -> Result<Option<EventReceipt>> {
         let covers = |checkpoint: &SignedCheckpoint| checkpoint.tree_size > offset;
-        let (checkpoint, witnessed) = match self.latest_cosigned_checkpoint(id)? {
-            Some(cosigned) if covers(&cosigned) => (cosigned, true),
-            _ => match key {
-                Some(key) => (self.sign_checkpoint(id, origin, key)?, false),
-                None => return Ok(None),
-            },
-        };
+        let meets_policy =
+            |kept: &SignedCheckpoint| policy.is_none_or(|policy| policy.check(&kept.note).is_ok());
+        let (checkpoint, witnessed) =
+            match self.latest_cosigned_checkpoint_where(id, meets_policy)? {
+                Some(cosigned) if covers(&cosigned) => (cosigned, true),
+                _ => match key {
+                    Some(key) => (self.sign_checkpoint(id, origin, key)?, false),
+                    None => return Ok(None),
+                },
+            };
         if !covers(&checkpoint) {
             return Ok(None);
         }
@@ -111,7 +116,10 @@ mod tests {
         let id = store.create_stream("billing").unwrap();
         store.append(id, ["a", "b"], ExpectedOffset::Any).unwrap();
         // Nothing covers an event without a key or a cosigned checkpoint.
-        assert_eq!(store.event_receipt(id, 0, &origin, None).unwrap(), None);
+        assert_eq!(
+            store.event_receipt(id, 0, &origin, None, None).unwrap(),
+            None
+        );
         let two = store.sign_checkpoint(id, &origin, &key).unwrap();
         let line = witness
             .cosign(split_note(&two.note).unwrap().0, 1_700_000_000)
@@ -121,17 +129,39 @@ mod tests {
             .unwrap();
         store.append(id, ["c"], ExpectedOffset::Any).unwrap();
 
-        let witnessed = store.event_receipt(id, 1, &origin, None).unwrap().unwrap();
+        let witnessed = store
+            .event_receipt(id, 1, &origin, None, None)
+            .unwrap()
+            .unwrap();
         assert!(witnessed.witnessed);
         assert_eq!(witnessed.tree_size, 2);
         let text = witnessed.receipt.to_text();
         let verified =
             verify_receipt(&text, &key.verifier(), Some(&policy), Some(b"b".as_slice())).unwrap();
         assert_eq!(verified.cosigned.len(), 1);
+        // Below a policy's quorum, a cosigned checkpoint is not witnessed: one is signed now.
+        let other = WitnessSigner::from_seed("w2", [4; 32]).unwrap();
+        let strict = WitnessPolicy::new(vec![witness.verifier(), other.verifier()], 2).unwrap();
+        let unmet = store
+            .event_receipt(id, 1, &origin, Some(&key), Some(&strict))
+            .unwrap()
+            .unwrap();
+        assert!(!unmet.witnessed);
+        assert_eq!(unmet.tree_size, 3);
+        assert_eq!(
+            store
+                .event_receipt(id, 1, &origin, None, Some(&policy))
+                .unwrap()
+                .map(|r| r.witnessed),
+            Some(true)
+        );
         // Event 2 is past the cosigned checkpoint: signed now, unwitnessed, and only with a key.
-        assert_eq!(store.event_receipt(id, 2, &origin, None).unwrap(), None);
+        assert_eq!(
+            store.event_receipt(id, 2, &origin, None, None).unwrap(),
+            None
+        );
         let fresh = store
-            .event_receipt(id, 2, &origin, Some(&key))
+            .event_receipt(id, 2, &origin, Some(&key), None)
             .unwrap()
             .unwrap();
         assert!(!fresh.witnessed);
@@ -141,7 +171,9 @@ mod tests {
         assert!(verify_receipt(&text, &key.verifier(), Some(&policy), None).is_err());
         // Past the durable end: no checkpoint can cover it.
         assert_eq!(
-            store.event_receipt(id, 3, &origin, Some(&key)).unwrap(),
+            store
+                .event_receipt(id, 3, &origin, Some(&key), None)
+                .unwrap(),
             None
         );
     }

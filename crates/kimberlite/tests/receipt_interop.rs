@@ -42,7 +42,7 @@ fn independent_implementations_check_a_receipt() {
     let key = SignerKey::from_seed("log", [5; 32]).unwrap();
     let origin = stream_origin("example.org", "audit").unwrap();
     let receipt = store
-        .event_receipt(id, 257, &origin, Some(&key))
+        .event_receipt(id, 257, &origin, Some(&key), None)
         .unwrap()
         .unwrap()
         .receipt

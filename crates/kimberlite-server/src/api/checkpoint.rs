@@ -9,6 +9,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
+use kimberlite::SignedCheckpoint;
 
 use crate::error::ApiError;
 use crate::names::check_stream_name;
@@ -41,6 +42,13 @@ pub(crate) async fn signed_note(
 ) -> Result<String, ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Read, &name)?;
+    Ok(sign(state, name).await?.note)
+}
+
+/// Signs and keeps a checkpoint of stream `name`, and hands it to its witnesses (if it has a
+/// policy; they are asked in the background). What the routes and the background
+/// checkpointer sign through; the caller checks the name and the rights.
+pub(crate) async fn sign(state: &AppState, name: String) -> Result<SignedCheckpoint, ApiError> {
     let key = state.signing().key.clone().ok_or_else(|| {
         ApiError::NotFound(
             "this server signs no checkpoints: start it with `kimberlite serve --signing-key \
@@ -49,6 +57,7 @@ pub(crate) async fn signed_note(
         )
     })?;
     let origin = state.signing().origin(&name);
+    let stream = name.clone();
     let signed = state
         .with_store(move |store| {
             let id = store
@@ -57,5 +66,6 @@ pub(crate) async fn signed_note(
             Ok(store.sign_checkpoint(id, &origin, &key)?)
         })
         .await?;
-    Ok(signed.note)
+    state.have_witnessed(&stream, &signed);
+    Ok(signed)
 }

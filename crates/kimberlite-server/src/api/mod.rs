@@ -13,3 +13,4 @@ pub(crate) mod streams;
 pub(crate) mod tail;
 pub(crate) mod tiles;
 pub(crate) mod verify;
+pub(crate) mod witnessed;

@@ -58,10 +58,15 @@ pub(crate) async fn receipt(
     let key = state.signing().key.clone();
     let has_key = key.is_some();
     let offset = query.offset;
+    // Witnessed means the stream's quorum met, not merely some cosignature kept.
+    let policy = state
+        .witnessing()
+        .and_then(|witnessing| witnessing.policy(&name))
+        .cloned();
     let built = state
         .with_store(move |store| {
             let id = store.stream(&name).ok_or(Error::StreamNotFound { name })?;
-            Ok(store.event_receipt(id, offset, &origin, key.as_ref())?)
+            Ok(store.event_receipt(id, offset, &origin, key.as_ref(), policy.as_deref())?)
         })
         .await?;
     let Some(built) = built else {

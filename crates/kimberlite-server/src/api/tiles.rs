@@ -25,6 +25,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kimberlite::proof::{parse_tile_path, TileId, TilePath};
 
+use crate::api::witnessed::latest_witnessed;
 use crate::error::ApiError;
 use crate::names::check_stream_name;
 use crate::principal::{Permission, Principal};
@@ -39,7 +40,8 @@ const SHORT_LIVED: &str = "private, max-age=60";
 const NO_STORE: &str = "no-store";
 
 /// The stream's checkpoint, signed by the server's key named as the origin, as
-/// `/v1/streams/{stream}/checkpoint` answers it (read).
+/// `/v1/streams/{stream}/checkpoint` answers it; for a stream with a witness policy, its
+/// latest witnessed checkpoint with the cosignatures, once there is one (read).
 #[utoipa::path(get, path = "/v1/streams/{stream}/tlog/checkpoint",
     params(("stream" = String, Path)),
     responses((status = 200, content_type = "text/plain", description = "a C2SP signed note"),
@@ -49,7 +51,19 @@ pub(crate) async fn checkpoint(
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let note = crate::api::checkpoint::signed_note(&state, &principal, name).await?;
+    let policy = state
+        .witnessing()
+        .and_then(|witnessing| witnessing.policy(&name))
+        .cloned();
+    let mut note = crate::api::checkpoint::signed_note(&state, &principal, name.clone()).await?;
+    // A witnessed stream shows its latest witnessed checkpoint, cosignatures included (C2SP
+    // lets a note carry them): what a client holding the witness policy can trust. Until one
+    // is witnessed, the one just signed.
+    if let Some(policy) = policy {
+        if let Some(witnessed) = latest_witnessed(&state, name, &policy).await? {
+            note = witnessed.note;
+        }
+    }
     Ok(answer(
         "text/plain; charset=utf-8",
         NO_STORE,
