@@ -31,6 +31,8 @@ mod types;
 #[cfg(test)]
 mod linearizability_tests;
 #[cfg(test)]
+mod log_file_faults_tests;
+#[cfg(test)]
 mod log_file_tests;
 #[cfg(test)]
 mod replica_tests;
