@@ -7,6 +7,8 @@
 //! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
 //!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
 //! - [`Transport`]: how messages reach other nodes; [`SimNetwork`] in process, with faults.
+//! - [`linearizability::check`]: whether a recorded history of appends and reads fits one
+//!   order in real time (the tests' checker).
 //! - [`Cluster`]: nodes in one process over a [`SimNetwork`], and a client that retries on the
 //!   leader (the tests' harness).
 
@@ -14,6 +16,7 @@
 
 mod cluster;
 mod command;
+pub mod linearizability;
 mod log_file;
 mod log_store;
 mod network;
@@ -25,6 +28,10 @@ mod snapshot;
 mod state_machine;
 mod types;
 
+#[cfg(test)]
+mod linearizability_tests;
+#[cfg(test)]
+mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
 #[cfg(test)]

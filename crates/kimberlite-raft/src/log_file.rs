@@ -23,12 +23,16 @@
 //! record is damage: open fails with [`LogFileError::Corrupt`] rather than dropping the
 //! acknowledged entries after it. The length has its own check so that a damaged length is
 //! never taken for a record running past the end.
+//!
+//! Every file access goes through the storage crate's [`FileSystem`] (the real one by
+//! default), so a simulated file system can fail a write or a sync, or lose what was not
+//! synced (docs/TESTING.md, section "Replication").
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use kimberlite_storage::{FileHandle, FileSystem, OsFileSystem};
 use openraft::{Entry, LogId, Vote};
 use serde::{Deserialize, Serialize};
 
@@ -122,54 +126,82 @@ pub enum LogFileError {
     },
 }
 
-/// The open log file.
-#[derive(Debug)]
-pub(crate) struct LogFile {
+/// The open log file, over the file system `F`.
+pub(crate) struct LogFile<F: FileSystem = OsFileSystem> {
+    fs: F,
     dir: PathBuf,
-    file: File,
+    file: F::File,
+    /// Where the next record goes: the end of the intact records.
+    len: u64,
     /// Records in the file (live or not): when most are dead, the file is rewritten.
     record_count: u64,
     /// Whether writes are synced before they return (off only for tests that do not crash).
     sync: bool,
-    /// A write or sync failed: the tail is unknown until the file is replayed (fail-stop).
+    /// A write, sync or rewrite failed: the tail (or which file the handle is) is unknown
+    /// until the file is replayed (fail-stop).
     failed: bool,
 }
 
+impl<F: FileSystem> std::fmt::Debug for LogFile<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFile")
+            .field("dir", &self.dir)
+            .field("len", &self.len)
+            .field("record_count", &self.record_count)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl LogFile {
-    /// Opens (or creates) the log file in `dir` and replays it; cuts an unfinished last record.
+    /// Opens (or creates) the log file in `dir` on the real file system and replays it.
     pub(crate) fn open(dir: &Path, sync: bool) -> Result<(Self, LogState), LogFileError> {
+        LogFile::open_with(OsFileSystem, dir, sync)
+    }
+}
+
+impl<F: FileSystem> LogFile<F> {
+    /// Opens (or creates) the log file in `dir` over `fs` and replays it; cuts an unfinished
+    /// last record.
+    pub(crate) fn open_with(
+        fs: F,
+        dir: &Path,
+        sync: bool,
+    ) -> Result<(Self, LogState), LogFileError> {
         let path = dir.join(LOG_FILE);
         let io_error = |source| LogFileError::Io {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(dir).map_err(io_error)?;
-        let mut bytes = Vec::new();
-        match File::open(&path) {
-            Ok(mut file) => {
-                file.read_to_end(&mut bytes).map_err(io_error)?;
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        fs.create_dir_all(dir).map_err(io_error)?;
+        let (bytes, existed) = match fs.read(&path) {
+            Ok(bytes) => (bytes, true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
             Err(error) => return Err(io_error(error)),
-        }
+        };
         let (records, good_len) = decode_all(&bytes, &path)?;
         let mut state = LogState::default();
         let record_count = records.len() as u64;
         for record in records {
             state.apply(record);
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error)?;
+        let mut file = if existed {
+            fs.open(&path).map_err(io_error)?
+        } else {
+            // The entry must be durable before the records synced into the file count.
+            let file = fs.create(&path).map_err(io_error)?;
+            fs.sync_dir(dir).map_err(io_error)?;
+            file
+        };
         if good_len < bytes.len() as u64 {
             file.set_len(good_len).map_err(io_error)?;
-            file.sync_all().map_err(io_error)?;
+            file.sync_data().map_err(io_error)?;
         }
         let log = Self {
+            fs,
             dir: dir.to_owned(),
             file,
+            len: good_len,
             record_count,
             sync,
             failed: false,
@@ -189,17 +221,13 @@ impl LogFile {
             path: path.clone(),
             source,
         };
-        if self.failed {
-            return Err(io_error(io::Error::other(
-                "an earlier write failed; reopen the log",
-            )));
-        }
+        self.refuse_after_failure().map_err(io_error)?;
         let mut buffer = Vec::new();
         for record in records {
             encode(record, &mut buffer).map_err(io_error)?;
         }
         self.failed = true;
-        let written = self.file.write_all(&buffer);
+        let written = self.file.write_all_at(&buffer, self.len);
         let synced = written.and_then(|()| {
             if self.sync {
                 self.file.sync_data()
@@ -209,7 +237,16 @@ impl LogFile {
         });
         synced.map_err(io_error)?;
         self.failed = false;
+        self.len += buffer.len() as u64;
         self.record_count += records.len() as u64;
+        Ok(())
+    }
+
+    /// The fail-stop latch: an error once a write, sync or rewrite has failed.
+    fn refuse_after_failure(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed; reopen the log"));
+        }
         Ok(())
     }
 
@@ -228,21 +265,22 @@ impl LogFile {
             path: temporary.clone(),
             source,
         };
+        self.refuse_after_failure().map_err(io_error)?;
         let mut buffer = Vec::new();
         for record in &records {
             encode(record, &mut buffer).map_err(io_error)?;
         }
-        let mut file = File::create(&temporary).map_err(io_error)?;
-        file.write_all(&buffer).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
-        fs::rename(&temporary, self.path()).map_err(io_error)?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(self.path())
-            .map_err(io_error)?;
+        // Past the rename, the handle may name the unlinked old file: appends through it
+        // would be lost, so any failure latches.
+        self.failed = true;
+        let mut file = self.fs.create(&temporary).map_err(io_error)?;
+        file.write_all_at(&buffer, 0).map_err(io_error)?;
+        file.sync_data().map_err(io_error)?;
+        self.fs.rename(&temporary, &self.path()).map_err(io_error)?;
+        self.fs.sync_dir(&self.dir).map_err(io_error)?;
+        self.file = self.fs.open(&self.path()).map_err(io_error)?;
+        self.failed = false;
+        self.len = buffer.len() as u64;
         self.record_count = records.len() as u64;
         Ok(())
     }

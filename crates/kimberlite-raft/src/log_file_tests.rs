@@ -10,11 +10,11 @@ use crate::command::{Command, RequestId};
 use crate::log_file::{LogFile, LogFileError, LogRecord, LOG_FILE};
 use crate::types::TypeConfig;
 
-fn log_id(index: u64) -> LogId<u64> {
+pub(crate) fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
 }
 
-fn entry(index: u64) -> LogRecord {
+pub(crate) fn entry(index: u64) -> LogRecord {
     LogRecord::Entry(Entry::<TypeConfig> {
         log_id: log_id(index),
         payload: EntryPayload::Normal(Command::CreateStream {

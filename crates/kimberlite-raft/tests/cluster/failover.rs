@@ -1,15 +1,16 @@
 //! The leader is stopped under load, over a network that loses, delays and duplicates
 //! messages: no acknowledged event is lost, none is duplicated, and a retry with the same
-//! request id gets the first answer.
+//! request id gets the first answer. The history of appends and reads is linearizable.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kimberlite_raft::{Cluster, Faults};
 
 use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
+use crate::history::Recorder;
 
 const CLIENTS: u64 = 4;
 const REQUESTS_PER_CLIENT: u64 = 12;
@@ -29,31 +30,46 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
             duplicate_per_mille: 20,
         });
         let stream = cluster.create_stream(request(0, 0), "load").await.unwrap();
+        let recorder = Arc::new(Recorder::default());
         let acknowledged = Arc::new(AtomicU64::new(0));
         let mut clients = Vec::new();
         for client in 1..=CLIENTS {
             let (cluster, acknowledged) = (cluster.clone(), acknowledged.clone());
+            let recorder = recorder.clone();
             clients.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for seq in 0..REQUESTS_PER_CLIENT {
                     let text = format!("c{client}-{seq}");
-                    // The same request id on every retry, whoever leads.
+                    // The same request id on every retry, whoever leads: one operation.
+                    let invoked = recorder.now();
+                    let mut result = Err(kimberlite_raft::ClusterError::Timeout {
+                        last: "not tried".into(),
+                    });
                     for _ in 0..3 {
                         let events = vec![event(text.clone())];
-                        if cluster
-                            .append(request(client, seq), stream, events)
-                            .await
-                            .is_ok()
-                        {
+                        result = cluster.append(request(client, seq), stream, events).await;
+                        if result.is_ok() {
                             acked.push(text.clone());
                             acknowledged.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                     }
+                    recorder.record_append(&text, invoked, &result);
                 }
                 acked
             }));
         }
+        // A reader beside the writers, through the leaders, over the failover.
+        let reading = Arc::new(AtomicBool::new(true));
+        let reader = {
+            let (cluster, recorder, reading) = (cluster.clone(), recorder.clone(), reading.clone());
+            tokio::spawn(async move {
+                while reading.load(Ordering::Relaxed) {
+                    recorder.read(&cluster, stream).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
         // Stop the leader once some appends are acknowledged; bring it back from its disk.
         let deadline = tokio::time::Instant::now() + WAIT;
         while acknowledged.load(Ordering::Relaxed) < CLIENTS * REQUESTS_PER_CLIENT / 4 {
@@ -72,12 +88,18 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
         for client in clients {
             acked.extend(client.await.unwrap());
         }
+        reading.store(false, Ordering::Relaxed);
+        reader.await.unwrap();
         cluster.network().set_faults(Faults::default());
-        let last = cluster
-            .append(request(0, 1), stream, vec![event("end".into())])
+        let last = recorder
+            .append(&cluster, request(0, 1), stream, "end")
             .await
             .unwrap();
+        recorder.read(&cluster, stream).await;
         assert_replicas_equal(&cluster, last.log_id.index).await;
+        assert!(recorder.reads() > 0, "seed {seed}: no read answered");
+        let leader = cluster.leader(WAIT).await.unwrap();
+        recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
         for id in cluster.running() {
             let texts = stream_texts(&cluster, id, stream);
             let unique: HashSet<&String> = texts.iter().collect();

@@ -4,6 +4,7 @@
 mod common;
 mod divergence;
 mod failover;
+mod history;
 mod learner;
 mod partition;
 mod replicate;

@@ -1,12 +1,15 @@
 //! A leader cut off from the majority cannot acknowledge a write or serve a linearizable
-//! read; the majority elects another leader and goes on.
+//! read; the majority elects another leader and goes on. The history of appends and reads is
+//! linearizable.
 
 use std::time::Duration;
 
 use kimberlite::ExpectedOffset;
+use kimberlite_raft::linearizability::{AppendOutcome, Operation};
 use kimberlite_raft::Cluster;
 
 use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
+use crate::history::Recorder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_old_leader_cannot_acknowledge() {
@@ -16,14 +19,17 @@ async fn a_partitioned_old_leader_cannot_acknowledge() {
             .await
             .unwrap();
         let stream = cluster.create_stream(request(0, 0), "split").await.unwrap();
-        cluster
-            .append(request(0, 1), stream, vec![event("before".into())])
+        let recorder = Recorder::default();
+        recorder
+            .append(&cluster, request(0, 1), stream, "before")
             .await
             .unwrap();
+        recorder.read(&cluster, stream).await;
 
         let old = cluster.leader(WAIT).await.unwrap();
         cluster.network().partition(&[old], &[1, 2, 3]);
         let old_node = cluster.node(old).unwrap();
+        let invoked = recorder.now();
         let write = old_node.append(
             request(6, 1),
             stream,
@@ -35,6 +41,9 @@ async fn a_partitioned_old_leader_cannot_acknowledge() {
             !matches!(write, Ok(Ok(_))),
             "seed {seed}: the cut-off leader acknowledged"
         );
+        let events = vec!["cut off".to_owned()];
+        let outcome = AppendOutcome::Unknown;
+        recorder.record(Operation::Append { events, outcome }, invoked, None);
         let read = tokio::time::timeout(
             Duration::from_millis(500),
             old_node.read_linearizable(stream, 0, u64::MAX),
@@ -54,17 +63,20 @@ async fn a_partitioned_old_leader_cannot_acknowledge() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        cluster
-            .append(request(0, 2), stream, vec![event("after".into())])
+        recorder
+            .append(&cluster, request(0, 2), stream, "after")
             .await
             .unwrap();
+        recorder.read(&cluster, stream).await;
 
         cluster.network().heal();
-        let last = cluster
-            .append(request(0, 3), stream, vec![event("healed".into())])
+        let last = recorder
+            .append(&cluster, request(0, 3), stream, "healed")
             .await
             .unwrap();
+        recorder.read(&cluster, stream).await;
         assert_replicas_equal(&cluster, last.log_id.index).await;
+        recorder.assert_linearizable(&cluster, old, stream, &format!("seed {seed}"));
         assert_eq!(
             stream_texts(&cluster, old, stream),
             ["before", "after", "healed"],

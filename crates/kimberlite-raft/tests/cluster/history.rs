@@ -1,0 +1,114 @@
+//! Recording what clients did and saw, for the linearizability checker
+//! (`kimberlite_raft::linearizability`): one logical clock shared by every client, so an
+//! answer recorded before an invocation has a smaller time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kimberlite_raft::linearizability::{self, AppendOutcome, Operation, Recorded, Time};
+use kimberlite_raft::{Appended, Cluster, ClusterError, RequestId};
+
+use crate::common::{event, stream_texts};
+
+/// The history of one run's operations on one stream.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    clock: AtomicU64,
+    history: Mutex<Vec<Recorded>>,
+}
+
+impl Recorder {
+    /// The time now: call it before invoking an operation and after its answer.
+    pub fn now(&self) -> Time {
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Records an operation invoked at `invoked` and answered at `returned`.
+    pub fn record(&self, operation: Operation, invoked: Time, returned: Option<Time>) {
+        self.history.lock().unwrap().push(Recorded {
+            operation,
+            invoked,
+            returned,
+        });
+    }
+
+    /// Records an append of one event, `text`, invoked at `invoked`, that ended in `result`
+    /// (answered now).
+    pub fn record_append(
+        &self,
+        text: &str,
+        invoked: Time,
+        result: &Result<Appended, ClusterError>,
+    ) {
+        let (outcome, returned) = match result {
+            Ok(appended) => (
+                AppendOutcome::Acknowledged {
+                    first_offset: appended.first_offset,
+                },
+                Some(self.now()),
+            ),
+            Err(ClusterError::Rejected(_)) => (AppendOutcome::Refused, Some(self.now())),
+            Err(_) => (AppendOutcome::Unknown, None),
+        };
+        let events = vec![text.to_owned()];
+        self.record(Operation::Append { events, outcome }, invoked, returned);
+    }
+
+    /// Appends one event through the cluster's client (retrying on the leader) and records it.
+    pub async fn append(
+        &self,
+        cluster: &Cluster,
+        request: RequestId,
+        stream: u64,
+        text: &str,
+    ) -> Result<Appended, ClusterError> {
+        let invoked = self.now();
+        let result = cluster
+            .append(request, stream, vec![event(text.to_owned())])
+            .await;
+        self.record_append(text, invoked, &result);
+        result
+    }
+
+    /// A linearizable read of the whole stream on whichever node leads; recorded if it
+    /// answered (a failed read constrains nothing).
+    pub async fn read(&self, cluster: &Cluster, stream: u64) {
+        let Ok(leader) = cluster.leader(Duration::from_millis(500)).await else {
+            return;
+        };
+        let Some(node) = cluster.node(leader) else {
+            return;
+        };
+        let invoked = self.now();
+        let read = node.read_linearizable(stream, 0, u64::MAX);
+        if let Ok(Ok((events, _))) = tokio::time::timeout(Duration::from_millis(500), read).await {
+            let seen = events
+                .iter()
+                .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
+                .collect();
+            self.record(Operation::Read { seen }, invoked, Some(self.now()));
+        }
+    }
+
+    /// How many reads answered.
+    pub fn reads(&self) -> usize {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .filter(|recorded| matches!(recorded.operation, Operation::Read { .. }))
+            .count()
+    }
+
+    /// Checks the history against `stream` as node `id` holds it (replicas checked equal
+    /// first); panics naming the violation.
+    pub fn assert_linearizable(&self, cluster: &Cluster, id: u64, stream: u64, what: &str) {
+        let texts = stream_texts(cluster, id, stream);
+        let history = self.history.lock().unwrap();
+        if let Err(violation) = linearizability::check(&history, &texts) {
+            panic!(
+                "{what}: not linearizable: {violation}\nstream: {texts:?}\nhistory: {history:#?}"
+            );
+        }
+    }
+}
