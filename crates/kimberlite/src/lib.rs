@@ -73,6 +73,7 @@ mod tree_trust;
 mod verify;
 mod write;
 mod writers;
+mod written;
 
 pub use anchor::{Anchor, ParseAnchorError};
 pub use bytes::Bytes;
@@ -92,6 +93,7 @@ pub use report::{Problem, StorageStats, StreamReport, StreamStats, VerifyReport}
 pub use signed_checkpoint::SignedCheckpoint;
 pub use store::{Kimberlite, StreamInfo};
 pub use verify::CATALOG_LABEL;
+pub use written::Written;
 
 #[cfg(test)]
 mod fault_tests;
