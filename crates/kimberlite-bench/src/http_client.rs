@@ -1,32 +1,23 @@
-//! The server benches' HTTP client: bare hyper, one HTTP/1.1 keep-alive connection per client,
-//! `TCP_NODELAY`, no pool, no TLS, so that the client's share of a request stays small and
-//! the same for every client of every bench.
+//! The server benches' HTTP client: one HTTP/1.1 keep-alive connection per client,
+//! `TCP_NODELAY`, no pool, no TLS, each request written from bytes encoded once per client
+//! (only the body and its length change) and its answer read by the client's own task, so
+//! that the client's share of a request stays small and the same for every client of every
+//! bench. A load generator's client (as `wrk`'s): the server sees an ordinary HTTP/1.1
+//! client; its answers are checked (status, `Content-Length`, the whole body read).
 
 use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 use crate::concurrent::SingleAppender;
 use crate::server::TOKEN;
 
-/// The append path of stream `name`.
-///
-/// # Panics
-///
-/// Panics if `name` does not make a valid path.
-#[must_use]
-pub fn events_uri(name: &str) -> Uri {
-    format!("/v1/streams/{name}/events")
-        .parse()
-        .expect("a valid append path")
-}
+/// Bodies up to this size go out in one `write` with their request's head; larger ones in a
+/// second (copying them would cost more than the call).
+const ONE_WRITE_MAX: usize = 16 * 1024;
 
 /// `events` as an `application/octet-stream` append body: each a 4-byte big-endian length,
 /// then its bytes (the encoding the server decodes without copying).
@@ -40,86 +31,118 @@ pub fn length_prefixed(events: &[Bytes]) -> Bytes {
     body.freeze()
 }
 
-/// One client: one keep-alive connection to the server.
+/// One client: one keep-alive connection to the server, appending to one stream.
 pub struct HttpClient {
-    sender: SendRequest<Full<Bytes>>,
-    host: HeaderValue,
-    authorization: HeaderValue,
+    stream: TcpStream,
+    /// The request's head up to its `Content-Length` value.
+    head: Vec<u8>,
+    /// The request being written, reused.
+    request: Vec<u8>,
+    /// The answer being read, reused.
+    answer: Vec<u8>,
 }
 
 impl HttpClient {
-    /// Connects to `addr`; the connection is driven by a task on the current runtime.
+    /// Connects to `addr`, to append to stream `name`.
     ///
     /// # Panics
     ///
     /// Panics if the connection cannot be made.
-    pub async fn connect(addr: SocketAddr) -> Self {
+    pub async fn connect(addr: SocketAddr, name: &str) -> Self {
         let stream = TcpStream::connect(addr)
             .await
             .expect("connect to the server");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let head = format!(
+            "POST /v1/streams/{name}/events HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer \
+             {TOKEN}\r\ncontent-type: application/octet-stream\r\ncontent-length: "
+        );
         Self {
-            sender,
-            host: HeaderValue::from_str(&addr.to_string()).expect("a host header"),
-            authorization: HeaderValue::from_str(&format!("Bearer {TOKEN}"))
-                .expect("an authorization header"),
+            stream,
+            head: head.into_bytes(),
+            request: Vec::with_capacity(1024),
+            answer: Vec::with_capacity(1024),
         }
     }
 
-    /// Appends the length-prefixed `body` at `uri` ([`events_uri`]); returns once the server
+    /// Appends the length-prefixed `body` ([`length_prefixed`]); returns once the server
     /// answered that the batch is durable.
     ///
     /// # Panics
     ///
-    /// Panics if the request fails or the server answers anything but success.
-    pub async fn append(&mut self, uri: &Uri, body: Bytes) {
-        self.sender.ready().await.expect("the connection is usable");
-        let request = Request::post(uri.clone())
-            .header(HOST, self.host.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )
-            .body(Full::new(body))
-            .expect("a valid request");
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .expect("the server answers");
-        let status = response.status();
-        let answer = response
-            .into_body()
-            .collect()
-            .await
-            .expect("the response body")
-            .to_bytes();
+    /// Panics if the connection fails or the server answers anything but success.
+    pub async fn append(&mut self, body: &[u8]) {
+        self.request.clear();
+        self.request.extend_from_slice(&self.head);
+        self.request
+            .extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+        if body.len() <= ONE_WRITE_MAX {
+            self.request.extend_from_slice(body);
+            self.stream.write_all(&self.request).await.expect("send");
+        } else {
+            self.stream.write_all(&self.request).await.expect("send");
+            self.stream.write_all(body).await.expect("send");
+        }
+        let (status, end) = self.read_answer().await;
         assert!(
-            status.is_success(),
+            (200..300).contains(&status),
             "append answered {status}: {}",
-            String::from_utf8_lossy(&answer)
+            String::from_utf8_lossy(&self.answer[..end])
         );
     }
+
+    /// Reads one answer; returns its status and its length in `self.answer`.
+    async fn read_answer(&mut self) -> (u16, usize) {
+        self.answer.clear();
+        let head_end = loop {
+            if let Some(at) = find(&self.answer, b"\r\n\r\n") {
+                break at + 4;
+            }
+            self.read_more().await;
+        };
+        let head = String::from_utf8_lossy(&self.answer[..head_end]).to_ascii_lowercase();
+        let status = head
+            .strip_prefix("http/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .expect("an HTTP/1.1 status line");
+        let length: usize = head
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("a Content-Length");
+        while self.answer.len() < head_end + length {
+            self.read_more().await;
+        }
+        assert_eq!(
+            self.answer.len(),
+            head_end + length,
+            "one request in flight, one answer"
+        );
+        (status, head_end + length)
+    }
+
+    async fn read_more(&mut self) {
+        self.answer.reserve(4096);
+        let read = self.stream.read_buf(&mut self.answer).await.expect("read");
+        assert!(read > 0, "the server closed the connection");
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// A client appending to one stream, a request per event ([`crate::concurrent`]).
 pub struct HttpStream {
     client: HttpClient,
-    uri: Uri,
 }
 
 impl SingleAppender for HttpStream {
     async fn append_one(&mut self, event: Bytes) {
-        self.client
-            .append(&self.uri, length_prefixed(&[event]))
-            .await;
+        self.client.append(&length_prefixed(&[event])).await;
     }
 }
 
@@ -135,8 +158,7 @@ pub fn connect_all(
         let mut clients = Vec::with_capacity(count);
         for _ in 0..count {
             clients.push(HttpStream {
-                client: HttpClient::connect(addr).await,
-                uri: events_uri(name),
+                client: HttpClient::connect(addr, name).await,
             });
         }
         clients
@@ -146,7 +168,7 @@ pub fn connect_all(
 impl HttpStream {
     /// Appends the length-prefixed batch `body` ([`length_prefixed`]) to the client's stream.
     pub async fn append_batch(&mut self, body: Bytes) {
-        self.client.append(&self.uri, body).await;
+        self.client.append(&body).await;
     }
 }
 
@@ -158,5 +180,25 @@ mod tests {
     fn length_prefixed_bodies() {
         let body = length_prefixed(&[Bytes::from("ab"), Bytes::new()]);
         assert_eq!(&body[..], b"\0\0\0\x02ab\0\0\0\0");
+    }
+
+    #[test]
+    fn answers_are_read_whole_and_refusals_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server =
+            crate::server::BenchServer::start(crate::server::open_store(dir.path(), &["s".into()]));
+        let mut clients = connect_all(server.runtime(), server.addr(), "s", 1);
+        let body = length_prefixed(&crate::events(0, 3));
+        for _ in 0..3 {
+            server
+                .runtime()
+                .block_on(clients[0].append_batch(body.clone()));
+        }
+        // A stream that does not exist: 404, which the client refuses loudly.
+        let mut missing = connect_all(server.runtime(), server.addr(), "nope", 1);
+        let refused = server.runtime().block_on(async move {
+            tokio::spawn(async move { missing[0].append_batch(body).await }).await
+        });
+        assert!(refused.is_err_and(|error| error.is_panic()));
     }
 }

@@ -14,7 +14,8 @@
 //! error kind of a refused or failed request. Requests without a valid key name no principal:
 //! they are counted in the metrics, not recorded. The request is answered only once its
 //! record is durable; the writer (`access_writer.rs`) batches the records of concurrent
-//! requests into one append. The handler runs in a task of its own, so a client that goes
+//! requests into one append, and an append's record is written with its events
+//! ([`RecordClaim`]), in the same sync. The handler runs in a task of its own, so a client that goes
 //! away, or a request timeout, cannot stop a request that has started from being recorded.
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
@@ -23,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access_writer::{RecordClaim, Recorded};
 use crate::client_cert::ClientCertName;
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::RouteLabel;
@@ -116,9 +118,39 @@ pub(crate) async fn record(
                 .find(|(name, _)| *name == "stream")
                 .map(|(_, value)| value.to_owned())
         });
-    let request = Request::from_parts(parts, body);
+    let mut request = Request::from_parts(parts, body);
+    // An append takes the claim to have this record written with its events, in one sync.
+    let claim = RecordClaim::new(slot, {
+        let (time, key_id, op, stream) = (time.clone(), key_id.clone(), op.clone(), stream.clone());
+        Box::new(move |appended: &kimberlite::AppendResult| {
+            let record = AccessRecord {
+                time: &time,
+                key: &key_id,
+                op: &op,
+                stream: stream.as_deref(),
+                from: Some(appended.first_offset.as_u64()),
+                to: Some(appended.next_offset.as_u64()),
+                status: axum::http::StatusCode::OK.as_u16(),
+                kind: None,
+            };
+            serde_json::to_vec(&record).map_err(|error| format!("an access record: {error}"))
+        })
+    });
+    request.extensions_mut().insert(claim.clone());
     let task = tokio::spawn(async move {
         let response = next.run(request).await;
+        if response.extensions().get::<Recorded>().is_some() {
+            return response;
+        }
+        let slot = match claim.take() {
+            Some((slot, _)) => slot,
+            // The append handler used the reserved slot and its record was not written with
+            // its events: another slot for the record of its answer.
+            None => match state.access_log().reserve().await {
+                Ok(slot) => slot,
+                Err(error) => return error.into_response(),
+            },
+        };
         let touched = response.extensions().get::<Touched>().copied();
         let stream = stream.or_else(|| {
             let named = response.extensions().get::<NamedStream>();

@@ -191,3 +191,39 @@ async fn the_access_log_survives_a_restart_and_goes_on_in_the_same_stream() {
     assert_eq!(verified["damaged"], false);
     kept.stop().await;
 }
+
+/// An append's events and its access record are made durable by one sync, not one after the
+/// other: the record is written with the events (`access_writer.rs`).
+#[tokio::test]
+async fn an_append_and_its_access_record_take_one_sync() {
+    let server = TestServer::start().await;
+    assert_eq!(server.create_stream("app-one").await.status(), 201);
+    let store = server.state.store();
+    for round in 0..5u64 {
+        let before = store.syncs_completed();
+        let appended = server
+            .client
+            .post(server.url("/v1/streams/app-one/events"))
+            .bearer_auth(WRITER)
+            .json(&json!([format!("event {round}")]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(appended.status(), StatusCode::OK);
+        assert_eq!(store.syncs_completed() - before, 1, "append {round}");
+    }
+    let appends: Vec<Value> = access_records(&server)
+        .await
+        .into_iter()
+        .map(without_time)
+        .filter(|record| record["op"] == "POST /v1/streams/{stream}/events")
+        .collect();
+    let expected: Vec<Value> = (0..5u64)
+        .map(|offset| {
+            json!({"key": "writer", "op": "POST /v1/streams/{stream}/events",
+                   "stream": "app-one", "from": offset, "to": offset + 1, "status": 200})
+        })
+        .collect();
+    assert_eq!(appends, expected);
+    server.stop().await;
+}

@@ -91,38 +91,7 @@ impl Kimberlite {
     /// Makes the group's appends (`requests[i]` is the request of `group[i]`), syncs them,
     /// and hands every caller its result.
     fn lead(&self, requests: Vec<Request>, group: &[Arc<Slot>]) {
-        let mut results = Vec::with_capacity(group.len());
-        let mut last_seq = None;
-        {
-            let mut state = self.write_state();
-            let mut requests = requests.into_iter().peekable();
-            while let Some(first) = requests.next() {
-                let id = first.id;
-                let joins = first.joins_a_run();
-                let mut run = vec![first];
-                while let Some(next) =
-                    requests.next_if(|next| joins && next.id == id && next.joins_a_run())
-                {
-                    run.push(next);
-                }
-                for result in self.append_run(&mut state, id, run) {
-                    if let Ok(appended) = &result {
-                        state.written_seq += 1;
-                        let seq = state.written_seq;
-                        state.pending.push_back(PendingWrite {
-                            seq,
-                            stream: id,
-                            head: StreamHead {
-                                next_offset: appended.next_offset,
-                                hash: Some(appended.head),
-                            },
-                        });
-                        last_seq = Some(seq);
-                    }
-                    results.push(result);
-                }
-            }
-        }
+        let (results, last_seq) = self.write_group(requests);
         let synced = match last_seq {
             Some(seq) => self.inner.commit.wait_durable(seq, || self.sync_written()),
             None => Ok(()),
@@ -143,6 +112,47 @@ impl Kimberlite {
             };
             slot.finish(result);
         }
+    }
+
+    /// Writes `requests` in order under one hold of the write lock, runs of small appends to
+    /// one stream merged into one backend call ([`Request::joins_a_run`]); nothing synced.
+    /// Returns each request's result and the write sequence number of the last one written
+    /// (what a sync must cover), `None` when none was.
+    pub(crate) fn write_group(
+        &self,
+        requests: Vec<Request>,
+    ) -> (Vec<Result<AppendResult>>, Option<u64>) {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut last_seq = None;
+        let mut state = self.write_state();
+        let mut requests = requests.into_iter().peekable();
+        while let Some(first) = requests.next() {
+            let id = first.id;
+            let joins = first.joins_a_run();
+            let mut run = vec![first];
+            while let Some(next) =
+                requests.next_if(|next| joins && next.id == id && next.joins_a_run())
+            {
+                run.push(next);
+            }
+            for result in self.append_run(&mut state, id, run) {
+                if let Ok(appended) = &result {
+                    state.written_seq += 1;
+                    let seq = state.written_seq;
+                    state.pending.push_back(PendingWrite {
+                        seq,
+                        stream: id,
+                        head: StreamHead {
+                            next_offset: appended.next_offset,
+                            hash: Some(appended.head),
+                        },
+                    });
+                    last_seq = Some(seq);
+                }
+                results.push(result);
+            }
+        }
+        (results, last_seq)
     }
 
     /// Appends `run` (requests for stream `id`, in queue order): one request alone as it

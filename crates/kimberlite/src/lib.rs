@@ -75,6 +75,7 @@ mod tree_trust;
 mod verify;
 mod write;
 mod writers;
+mod written;
 
 pub use anchor::{Anchor, ParseAnchorError};
 pub use bytes::Bytes;
@@ -96,6 +97,7 @@ pub use retention::Retained;
 pub use signed_checkpoint::SignedCheckpoint;
 pub use store::{Kimberlite, StreamInfo};
 pub use verify::CATALOG_LABEL;
+pub use written::Written;
 
 #[cfg(test)]
 mod fault_tests;

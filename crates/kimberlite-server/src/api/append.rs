@@ -9,6 +9,7 @@ use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access_writer::{RecordClaim, Recorded};
 use crate::api::body::{decode_batch, BatchEncoding};
 use crate::error::ApiError;
 use crate::names::check_stream_name;
@@ -51,8 +52,16 @@ pub(crate) async fn append(
     Path(name): Path<String>,
     Query(query): Query<AppendQuery>,
     headers: HeaderMap,
+    claim: Option<Extension<RecordClaim>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Extension<Touched>, Json<AppendResponse>), ApiError> {
+) -> Result<
+    (
+        Extension<Touched>,
+        Option<Extension<Recorded>>,
+        Json<AppendResponse>,
+    ),
+    ApiError,
+> {
     check_stream_name(&name)?;
     principal.require(Permission::Append, &name)?;
     if name.starts_with('_') {
@@ -80,13 +89,12 @@ pub(crate) async fn append(
         None => ExpectedOffset::Any,
     };
     let started = std::time::Instant::now();
-    let appended = state
-        .with_store(move |store| {
-            let id = store
-                .stream(&name)
-                .ok_or(kimberlite::Error::StreamNotFound { name })?;
-            Ok(store.append(id, events, expected)?)
-        })
+    // Through the access log's writer, with this request's record when the log keeps one:
+    // no blocking thread per append, and one sync for the events and their record.
+    let claim = claim.map(|Extension(claim)| claim);
+    let (appended, recorded) = state
+        .access_log()
+        .append(claim, name, events, expected)
         .await?;
     let touched = Touched {
         from: appended.first_offset.as_u64(),
@@ -97,6 +105,7 @@ pub(crate) async fn append(
         .observe_append(started.elapsed(), touched.to.saturating_sub(touched.from));
     Ok((
         Extension(touched),
+        recorded.then_some(Extension(Recorded)),
         Json(AppendResponse {
             first_offset: touched.from,
             next_offset: touched.to,

@@ -44,13 +44,30 @@ impl BatchEncoding {
     }
 }
 
+/// Bodies up to this size are copied before their events are cut from them (see
+/// [`decode_batch`]).
+const COPIED_BODY_MAX: usize = 64 * 1024;
+
 /// The events of `body`, at most `max_events` of them, each at most `max_event_bytes`.
+///
+/// A small body is copied first, once: it is usually a slice of the connection's read
+/// buffer, and the store keeps each event's bytes until its Merkle tree has hashed them
+/// (thousands of events later), so events cut from that buffer would keep every request's
+/// whole buffer alive and make the connection allocate a fresh one per request
+/// (`docs/PERFORMANCE.md`, "Design decisions").
 pub(crate) fn decode_batch(
     encoding: BatchEncoding,
     body: &Bytes,
     max_events: usize,
     max_event_bytes: usize,
 ) -> Result<Vec<Bytes>, ApiError> {
+    let copied;
+    let body = if body.len() <= COPIED_BODY_MAX {
+        copied = Bytes::copy_from_slice(body);
+        &copied
+    } else {
+        body
+    };
     let events = match encoding {
         BatchEncoding::Json => decode_json(body)?,
         BatchEncoding::NdJson => decode_lines(body),
@@ -152,6 +169,27 @@ mod tests {
 
     fn decode(encoding: BatchEncoding, body: &[u8]) -> Result<Vec<Bytes>, ApiError> {
         decode_batch(encoding, &Bytes::copy_from_slice(body), 10, 16)
+    }
+
+    #[test]
+    fn events_of_a_small_body_hold_none_of_its_buffer_and_large_bodies_are_not_copied() {
+        let inside = |event: &Bytes, buffer: &Bytes| {
+            let range = buffer.as_ptr_range();
+            range.contains(&event.as_ptr())
+        };
+        for (size, copied) in [(300, true), (COPIED_BODY_MAX + 4, false)] {
+            let mut body = (size as u32 - 4).to_be_bytes().to_vec();
+            body.resize(size, b'x');
+            let buffer = Bytes::from(body);
+            let events = decode_batch(BatchEncoding::LengthPrefixed, &buffer, 10, size).unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].len(), size - 4);
+            assert_eq!(
+                inside(&events[0], &buffer),
+                !copied,
+                "a body of {size} bytes"
+            );
+        }
     }
 
     #[test]
