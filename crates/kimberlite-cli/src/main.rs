@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
-//! for the HTTP service `serve` and `key`; a transparency-log `witness`. See `kimberlite --help`, `kimberlite help <command>`
+//! for the HTTP service `serve` and `key`; a transparency-log `witness`; for erasure by
+//! crypto-shredding `master-keygen` and `erase`. See `kimberlite --help`, `kimberlite help <command>`
 //! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
 //! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
 //! through `kimberlite-client`.
@@ -34,6 +35,7 @@ mod batch;
 mod bench;
 mod demo;
 mod display;
+mod erase;
 mod error;
 mod events;
 mod import;
@@ -46,6 +48,7 @@ mod proof_audit;
 mod proofs;
 mod remote;
 mod report;
+mod sealed_print;
 mod serve;
 mod verify;
 mod witness;
@@ -116,6 +119,12 @@ enum Command {
     /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
     /// (docs/PROOFS.md, "Running a witness").
     Witness(witness::WitnessArgs),
+    /// Erase a data subject: destroy its data key, so the events appended for it with
+    /// `append --subject` can never be read again, record the erasure in the `_erasure`
+    /// stream and print a receipt; the chain and every proof stay valid (docs/COMPLIANCE.md).
+    Erase(erase::EraseArgs),
+    /// Create a master key file: it wraps the data keys of `append --subject`.
+    MasterKeygen(erase::MasterKeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +146,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
         Command::Witness(args) => witness::run(&args),
+        Command::Erase(args) => erase::erase(&args),
+        Command::MasterKeygen(args) => erase::master_keygen(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -12,6 +12,7 @@ use crate::sealed::erasures::{Erasure, Erasures};
 
 /// What a stored event holds, for the reader at hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Content {
     /// A plain event: its bytes, as appended.
     Plain(Bytes),
@@ -98,5 +99,13 @@ pub(crate) fn open_event(
         offset: event.offset,
         leaf_hash,
         content,
+    }
+}
+
+impl Erasures {
+    /// `event` as a reader without the master key sees it: plain, sealed or erased.
+    #[must_use]
+    pub fn open_event(&self, event: Event) -> OpenedEvent {
+        open_event(event, self, None)
     }
 }

@@ -30,6 +30,7 @@ use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset};
+use crate::read::Event;
 use crate::sealed::envelope::{self, KeyId, NONCE_LEN};
 use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
 use crate::sealed::error::SealError;
@@ -272,34 +273,39 @@ impl SubjectKeys {
     /// Reads events of stream `id` as [`Kimberlite::read`] does, sealed ones opened.
     pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<OpenedEvent>> {
         let events = self.store.read(id, from, max_bytes)?;
+        events
+            .into_iter()
+            .map(|event| self.open_event(id, event))
+            .collect()
+    }
+
+    /// `event`, read from stream `id` (by [`Kimberlite::read`] or [`Kimberlite::events`]),
+    /// opened if it is sealed and its key is not erased.
+    pub fn open_event(&self, id: StreamId, event: Event) -> Result<OpenedEvent> {
         let mut keys = self.keys();
-        let mut opened = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(Ok(key_id)) = envelope::key_id_of(&event.payload) {
-                if let Some(&tag) = keys.tag_of.get(&key_id) {
-                    self.load(&mut keys, tag, key_id)?;
-                }
+        if let Some(Ok(key_id)) = envelope::key_id_of(&event.payload) {
+            if let Some(&tag) = keys.tag_of.get(&key_id) {
+                self.load(&mut keys, tag, key_id)?;
             }
-            let live = &keys.live;
-            let open = |key_id: KeyId, payload: &[u8]| match live.get(&key_id) {
-                Some(live) => match envelope::open(&live.cipher, id, payload) {
-                    Ok(plain) => Content::Opened {
-                        payload: Bytes::from(plain),
-                        key_id,
-                    },
-                    Err(reason) => Content::Unreadable {
-                        key_id: Some(key_id),
-                        reason: reason.to_owned(),
-                    },
-                },
-                None => Content::Unreadable {
-                    key_id: Some(key_id),
-                    reason: "no key in the key store and no erasure of it recorded".to_owned(),
-                },
-            };
-            opened.push(open_event(event, &keys.erasures, Some(&open)));
         }
-        Ok(opened)
+        let live = &keys.live;
+        let open = |key_id: KeyId, payload: &[u8]| match live.get(&key_id) {
+            Some(live) => match envelope::open(&live.cipher, id, payload) {
+                Ok(plain) => Content::Opened {
+                    payload: Bytes::from(plain),
+                    key_id,
+                },
+                Err(reason) => Content::Unreadable {
+                    key_id: Some(key_id),
+                    reason: reason.to_owned(),
+                },
+            },
+            None => Content::Unreadable {
+                key_id: Some(key_id),
+                reason: "no key in the key store and no erasure of it recorded".to_owned(),
+            },
+        };
+        Ok(open_event(event, &keys.erasures, Some(&open)))
     }
 
     /// Erases `subject`: records the erasure in `_erasure` (`by` says who asked), then destroys
@@ -413,7 +419,7 @@ impl Kimberlite {
         let events = self.read(id, from, max_bytes)?;
         Ok(events
             .into_iter()
-            .map(|event| open_event(event, &erasures, None))
+            .map(|event| erasures.open_event(event))
             .collect())
     }
 }
