@@ -83,11 +83,12 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     );
     let truncated = scratch.path().join("truncated-copy");
     truncate_copy(&dir, &truncated, &config, &anchor)?;
+    crate::demo_erasure::erase_one_patient(&Kimberlite::open_with(&dir, config.clone())?)?;
 
     outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
          caught at the exact stream and offset, and events cut off another copy were caught by \
-         verify and by an anchor.",
+         verify and by an anchor; an erased patient left the chain intact.",
         thousands(args.events),
         STREAMS.len(),
         thousands(verified)

@@ -34,6 +34,7 @@ mod audit_data;
 mod batch;
 mod bench;
 mod demo;
+mod demo_erasure;
 mod display;
 mod erase;
 mod error;
