@@ -177,3 +177,25 @@ fn plain_events_that_look_sealed_are_refused() {
         "nothing written"
     );
 }
+
+#[test]
+fn a_large_sealed_batch_reads_back_in_order() {
+    let store = Kimberlite::in_memory();
+    let id = store.create_stream("records").unwrap();
+    let (key, _) = master();
+    let keys = SubjectKeys::open(&store, key).unwrap();
+    let events: Vec<String> = (0..601).map(|i| format!("event {i}")).collect();
+    keys.append(id, "alice", &events, ExpectedOffset::NoStream)
+        .unwrap();
+    let read = keys.read(id, 0.into(), u64::MAX).unwrap();
+    let payloads: Vec<&[u8]> = read.iter().map(|e| &e.payload().unwrap()[..]).collect();
+    let expected: Vec<&[u8]> = events.iter().map(String::as_bytes).collect();
+    assert_eq!(payloads, expected);
+    let nonces: std::collections::HashSet<Vec<u8>> = store
+        .read(id, 0.into(), u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.payload[24..48].to_vec())
+        .collect();
+    assert_eq!(nonces.len(), 601, "a fresh nonce per event");
+}
