@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// and `audit --store-name` take it.
     #[arg(long, value_name = "NAME")]
     pub store_name: Option<String>,
+    /// The master key file (from `kimberlite master-keygen`): appends may then name a data
+    /// subject (`?subject=`), reads open sealed events, and `POST /v1/erasures` erases.
+    #[arg(long, value_name = "FILE")]
+    pub master_key: Option<PathBuf>,
 }
 
 fn usage(error: impl ToString) -> CliError {
@@ -98,6 +102,9 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
         let key = SignerKey::parse(&crate::proofs::read_text(path, "private key")?)
             .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
         state = state.with_signing_key(key);
+    }
+    if let Some(path) = &args.master_key {
+        state = state.with_master_key(crate::erase::load_master(path)?)?;
     }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;

@@ -30,6 +30,7 @@ use crate::api;
         api::proofs::inclusion,
         api::proofs::consistency,
         api::checkpoint::checkpoint,
+        api::erase::erase,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -37,6 +38,9 @@ use crate::api;
         api::append::AppendResponse,
         api::read::ReadPage,
         api::read::EventView,
+        api::read::SealedView,
+        api::erase::EraseRequest,
+        api::erase::ErasureReceiptView,
         api::keys::CreateKey,
         api::keys::KeyView,
         api::keys::CreatedKey,

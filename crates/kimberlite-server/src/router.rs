@@ -9,6 +9,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{append, checkpoint, health, keys, proofs, read, streams, tail, tiles, verify};
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::routing::post;
 
 /// The router with its limits.
 pub(crate) fn router(state: AppState) -> Router {
@@ -50,6 +51,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/streams/{stream}/tlog/tile/{*path}", get(tiles::tile))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke))
+        .route("/v1/erasures", post(crate::api::erase::erase))
         .route("/v1/streams/{stream}/tail", get(tail::tail))
         .route("/v1/streams/{stream}/verify", get(verify::verify))
         .route(

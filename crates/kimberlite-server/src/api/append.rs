@@ -23,6 +23,9 @@ pub(crate) struct AppendQuery {
     /// The stream's next offset the batch must start at; 409 (with the real next offset)
     /// when it does not, and nothing is written.
     expected_offset: Option<u64>,
+    /// Seal every event of the batch for this data subject (encrypted with its own key,
+    /// which `POST /v1/erasures` destroys). Needs the server's master key.
+    subject: Option<String>,
 }
 
 /// What an append did.
@@ -79,13 +82,20 @@ pub(crate) async fn append(
         Some(offset) => ExpectedOffset::Exact(offset.into()),
         None => ExpectedOffset::Any,
     };
+    let sealing = match query.subject {
+        Some(subject) => Some((state.subjects()?, subject)),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let appended = state
         .with_store(move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;
-            Ok(store.append(id, events, expected)?)
+            Ok(match sealing {
+                Some((keys, subject)) => keys.append(id, &subject, &events, expected)?,
+                None => store.append(id, events, expected)?,
+            })
         })
         .await?;
     let touched = Touched {
