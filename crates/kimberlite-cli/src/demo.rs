@@ -85,12 +85,13 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let truncated = scratch.path().join("truncated-copy");
     truncate_copy(&dir, &truncated, &config, &anchor)?;
     crate::demo_witness::run(&dir, scratch.path(), &config)?;
+    crate::demo_erasure::erase_one_patient(&Kimberlite::open_with(&dir, config.clone())?)?;
 
     outln!(
         "\nSummary: {} events in {} streams, {} records verified; one flipped bit in a copy was \
          caught at the exact stream and offset, events cut off another copy were caught by \
          verify and by an anchor; three witnesses cosigned a checkpoint and refused a rolled-back \
-         copy.",
+         copy; an erased patient left the chain intact.",
         thousands(args.events),
         STREAMS.len(),
         thousands(verified)

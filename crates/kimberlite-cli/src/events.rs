@@ -26,7 +26,8 @@ use crate::open::{
     LOCK_WAIT,
 };
 use crate::place::{Located, Place, ServerArgs};
-use crate::print::{not_text, print_event, Unprinted};
+use crate::print::{not_text, Unprinted};
+use crate::sealed_print::{print_opened, Opener};
 
 #[derive(Debug, Args)]
 #[command(
@@ -51,6 +52,18 @@ pub struct AppendArgs {
     /// one by one; the rest is appended. Anything else is refused with nothing written.
     #[arg(long, value_name = "START")]
     resume_from: Option<u64>,
+    /// Seal every event for this data subject (encrypted with its own key, which `erase`
+    /// destroys); needs --master-key. Not with --resume-from or --server.
+    #[arg(
+        long,
+        value_name = "SUBJECT",
+        requires = "master_key",
+        conflicts_with_all = ["resume_from", "server"]
+    )]
+    subject: Option<String>,
+    /// The master key file (from `kimberlite master-keygen`), with --subject.
+    #[arg(long, value_name = "FILE", requires = "subject")]
+    master_key: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -69,9 +82,14 @@ pub struct ReadArgs {
     /// Print at most N events.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
-    /// Print JSON lines: {"offset":N,"payload":"..."} (or "payload_hex" for binary events).
+    /// Print JSON lines: {"offset":N,"payload":"..."} (or "payload_hex" for binary events;
+    /// "sealed", "erased" or "unreadable" for events sealed for a data subject).
     #[arg(long)]
     json: bool,
+    /// Open events sealed for a data subject with this master key file; without it they are
+    /// printed as sealed (or erased), never as their encrypted bytes. Not with --server.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    master_key: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -201,19 +219,26 @@ fn append_local(
          batches of {APPEND_BATCH_EVENTS}; if interrupted, resume with:\n  {resume}",
         todo.len()
     );
+    let keys = match &args.master_key {
+        Some(path) => Some(crate::erase::open_keys(&store, path)?),
+        None => None,
+    };
     let batches = todo.len().div_ceil(APPEND_BATCH_EVENTS);
     let mut written = done;
     let mut last = None;
     for chunk in todo.chunks(APPEND_BATCH_EVENTS) {
-        let result = store
-            .append(id, chunk.iter().cloned(), ExpectedOffset::Exact(expected))
-            .map_err(|error| match error {
-                Error::OffsetConflict { .. } => CliError::Store {
-                    error,
-                    hint: Some("read the stream again and retry with its next offset".to_owned()),
-                },
-                error => CliError::from(error),
-            })?;
+        let at = ExpectedOffset::Exact(expected);
+        let result = match (&keys, &args.subject) {
+            (Some(keys), Some(subject)) => keys.append(id, subject, chunk.iter(), at),
+            _ => store.append(id, chunk.iter().cloned(), at),
+        }
+        .map_err(|error| match error {
+            Error::OffsetConflict { .. } => CliError::Store {
+                error,
+                hint: Some("read the stream again and retry with its next offset".to_owned()),
+            },
+            error => CliError::from(error),
+        })?;
         // Persists the active segment's index (with its resume point), so an open after a
         // crash scans only what came after this batch, not the whole segment.
         store.flush_indexes()?;
@@ -292,6 +317,7 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     let limit = args.limit.unwrap_or(u64::MAX);
     let store = open_looking(dir)?;
     let id = find_stream(&store, dir, stream)?;
+    let opener = Opener::new(&store, args.master_key.as_deref())?;
     let mut out = std::io::stdout().lock();
     let from = match args.from {
         Some(from) => Offset::new(from),
@@ -299,7 +325,8 @@ pub fn read(args: &ReadArgs) -> Result<ExitCode, CliError> {
     };
     for event in store.events(id, from).take(clamp(limit)) {
         let event = event?;
-        match print_event(&mut out, &event, args.json) {
+        let opened = opener.open(id, event.clone())?;
+        match print_opened(&mut out, &opened, args.json) {
             Ok(()) => {}
             // Standard output closed (e.g. piped into `head`): stop quietly.
             Err(Unprinted::Closed) => break,
@@ -346,9 +373,11 @@ fn tail_local(args: &TailArgs, dir: &Path, stream: &str) -> Result<ExitCode, Cli
         }) {
             Ok(store) => {
                 let id = find_stream(&store, dir, stream)?;
+                let opener = Opener::new(&store, None)?;
                 for event in store.events(id, next) {
                     let event = event?;
-                    match print_event(&mut out, &event, args.json) {
+                    let opened = opener.open(id, event.clone())?;
+                    match print_opened(&mut out, &opened, args.json) {
                         Ok(()) => {}
                         Err(Unprinted::Closed) => return Ok(ExitCode::SUCCESS),
                         Err(Unprinted::NotText) => {

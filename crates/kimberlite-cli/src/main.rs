@@ -3,7 +3,8 @@
 //! Subcommands: `demo`, `append`, `read`, `tail`, `verify`, `inspect`, `bench`, and for
 //! Merkle proofs `keygen`, `checkpoint`, `prove`, `prove-consistency`, `verify-proof`, `audit`, and
 //! for the HTTP service `serve` and `key`; a transparency-log `witness`, and `monitor` to follow
-//! a served stream. See `kimberlite --help`, `kimberlite help <command>`
+//! a served stream; for erasure by crypto-shredding `master-keygen` and `erase`. See
+//! `kimberlite --help`, `kimberlite help <command>`
 //! and this crate's README. `append`, `read`, `tail`, `verify`, `checkpoint`, `prove` and
 //! `prove-consistency` also work against a server (`--server URL --token-file F`, no DIR)
 //! through `kimberlite-client`.
@@ -35,8 +36,10 @@ mod batch;
 mod bench;
 mod copy_store;
 mod demo;
+mod demo_erasure;
 mod demo_witness;
 mod display;
+mod erase;
 mod error;
 mod events;
 mod import;
@@ -52,6 +55,7 @@ mod receipt;
 mod remote;
 mod report;
 mod retain;
+mod sealed_print;
 mod serve;
 mod text_file;
 mod verify;
@@ -132,6 +136,12 @@ enum Command {
     /// exits 1 naming both sizes and roots on a split view or rollback (docs/PROOFS.md,
     /// "For auditors").
     Monitor(monitor::MonitorArgs),
+    /// Erase a data subject: destroy its data key, so the events appended for it with
+    /// `append --subject` can never be read again, record the erasure in the `_erasure`
+    /// stream and print a receipt; the chain and every proof stay valid (docs/COMPLIANCE.md).
+    Erase(erase::EraseArgs),
+    /// Create a master key file: it wraps the data keys of `append --subject`.
+    MasterKeygen(erase::MasterKeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +165,8 @@ fn main() -> ExitCode {
         Command::Key(args) => key::key(&args),
         Command::Witness(args) => witness::run(&args),
         Command::Monitor(args) => monitor::run(&args),
+        Command::Erase(args) => erase::erase(&args),
+        Command::MasterKeygen(args) => erase::master_keygen(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -202,7 +202,7 @@ pub(crate) fn write_key_pair(out: &Path, private: &str, public: &str) -> Result<
     Ok(public_path)
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

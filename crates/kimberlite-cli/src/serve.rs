@@ -63,6 +63,10 @@ pub struct ServeArgs {
         requires = "witness_policy"
     )]
     pub checkpoint_interval_ms: u64,
+    /// The master key file (from `kimberlite master-keygen`): appends may then name a data
+    /// subject (`?subject=`), reads open sealed events, and `POST /v1/erasures` erases.
+    #[arg(long, value_name = "FILE")]
+    pub master_key: Option<PathBuf>,
 }
 
 fn usage(error: impl ToString) -> CliError {
@@ -144,6 +148,9 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
         state = state
             .with_witnessing(witnessing_config(args)?)
             .map_err(usage)?;
+    }
+    if let Some(path) = &args.master_key {
+        state = state.with_master_key(crate::erase::load_master(path)?)?;
     }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;

@@ -43,6 +43,16 @@ fn demo_runs_small_and_shows_tampering() {
     assert_eq!(out.matches("409 again").count(), 3, "{out}");
     assert!(out.contains("would refuse to sign"), "{out}");
     assert!(out.contains("now shorter than what was signed"), "{out}");
+    assert!(out.contains("Erased patient P-00042"), "{out}");
+    assert!(
+        out.contains("offset 1: erased (record at offset 0 of _erasure)"),
+        "{out}"
+    );
+    assert!(out.contains("still verifies INTACT"), "{out}");
+    assert!(
+        out.contains("taken before the erasure still verifies: yes"),
+        "{out}"
+    );
     // The kept store is intact and usable.
     ok(&["verify", s(&dir)], "");
     let listed = ok(&["read", s(&dir), "staff-logins", "--limit", "1"], "");

@@ -55,6 +55,15 @@ pub(crate) struct EventJson {
     offset: u64,
     payload: Option<String>,
     payload_base64: Option<String>,
+    /// Set instead of a payload for an event sealed for a data subject that the server did
+    /// not open (`docs/SERVER.md`, "Data subjects and erasure").
+    sealed: Option<SealedJson>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SealedJson {
+    state: String,
+    erased_on: Option<String>,
 }
 
 impl EventJson {
@@ -70,6 +79,21 @@ impl EventJson {
                         self.offset
                     ))
                 })?,
+            (None, None) if self.sealed.is_some() => {
+                let sealed = self.sealed.unwrap_or(SealedJson {
+                    state: String::new(),
+                    erased_on: None,
+                });
+                let erased = sealed
+                    .erased_on
+                    .map(|on| format!(" (erased on {on})"))
+                    .unwrap_or_default();
+                return Err(ClientError::Protocol(format!(
+                    "event {} is sealed for a data subject and the server did not open it: \
+                     {}{erased}",
+                    self.offset, sealed.state
+                )));
+            }
             _ => {
                 return Err(ClientError::Protocol(format!(
                     "event {} has not exactly one of payload and payload_base64",

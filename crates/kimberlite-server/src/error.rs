@@ -119,6 +119,16 @@ impl ApiError {
                 E::Pruned { .. } => (StatusCode::GONE, "pruned"),
                 E::RetainRefused { .. } => (StatusCode::CONFLICT, "conflict"),
                 E::Poisoned | E::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                E::Sealed(kimberlite::sealed::SealError::UnknownSubject { .. }) => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                E::Sealed(kimberlite::sealed::SealError::AlreadyErased { .. }) => {
+                    (StatusCode::CONFLICT, "conflict")
+                }
+                E::Sealed(
+                    kimberlite::sealed::SealError::LooksSealed { .. }
+                    | kimberlite::sealed::SealError::EmptySubject,
+                ) => (StatusCode::BAD_REQUEST, "bad_request"),
                 other if other.is_corruption() => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
                 E::StreamDamaged { .. }
                 | E::StreamLost { .. }

@@ -33,6 +33,7 @@ use crate::api;
         api::retain::retain,
         api::receipt::receipt,
         api::witnessed::witnessed,
+        api::erase::erase,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -40,6 +41,9 @@ use crate::api;
         api::append::AppendResponse,
         api::read::ReadPage,
         api::read::EventView,
+        api::read::SealedView,
+        api::erase::EraseRequest,
+        api::erase::ErasureReceiptView,
         api::keys::CreateKey,
         api::keys::KeyView,
         api::keys::CreatedKey,

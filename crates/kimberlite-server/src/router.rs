@@ -12,6 +12,7 @@ use crate::api::{
 };
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::routing::post;
 
 /// The router with its limits.
 pub(crate) fn router(state: AppState) -> Router {
@@ -53,6 +54,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/streams/{stream}/tlog/tile/{*path}", get(tiles::tile))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke))
+        .route("/v1/erasures", post(crate::api::erase::erase))
         .route("/v1/streams/{stream}/tail", get(tail::tail))
         .route("/v1/streams/{stream}/verify", get(verify::verify))
         .route(

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kimberlite::sealed::{KeyWrapper, SubjectKeys};
 use kimberlite::Kimberlite;
 
 use crate::access_writer::AccessWriter;
@@ -22,6 +23,9 @@ pub struct AppState {
     signing: Arc<Signing>,
     /// The witness client, when checkpoints are witnessed (`witnessing`).
     witnessing: Option<Arc<Witnessing>>,
+    /// The data subjects' keys, with the server's master key (`serve --master-key`): sealed
+    /// appends, opened reads, erasures (`api/erase.rs`).
+    subjects: Option<Arc<SubjectKeys>>,
 }
 
 #[derive(Debug)]
@@ -57,7 +61,34 @@ impl AppState {
             }),
             signing,
             witnessing: None,
+            subjects: None,
         }
+    }
+
+    /// This state, with the store's key store opened with `master` (the server's master key):
+    /// appends may name a data subject, reads open sealed events, erasures are served.
+    pub fn with_master_key(
+        mut self,
+        master: Arc<dyn KeyWrapper>,
+    ) -> Result<Self, kimberlite::Error> {
+        self.subjects = Some(Arc::new(SubjectKeys::open(self.store(), master)?));
+        Ok(self)
+    }
+
+    /// The key store, or why the request cannot be served without one.
+    pub(crate) fn subjects(&self) -> Result<Arc<SubjectKeys>, ApiError> {
+        self.subjects.clone().ok_or_else(|| {
+            ApiError::BadRequest(
+                "this server has no master key (kimberlite serve --master-key FILE): it cannot \
+                 seal events for a data subject or erase one"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// The key store, when the server has its master key.
+    pub(crate) fn subject_keys(&self) -> Option<Arc<SubjectKeys>> {
+        self.subjects.clone()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

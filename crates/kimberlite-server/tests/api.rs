@@ -236,6 +236,7 @@ async fn the_openapi_document_describes_the_routes() {
         "/v1/streams",
         "/v1/streams/{stream}",
         "/v1/streams/{stream}/events",
+        "/v1/erasures",
     ] {
         assert!(document["paths"][path].is_object(), "{path} missing");
     }

@@ -46,10 +46,34 @@ impl Kimberlite {
         I: IntoIterator,
         I::Item: Into<Bytes>,
     {
+        let events: Vec<Bytes> = events.into_iter().map(Into::into).collect();
+        // A plain event must never read back as a sealed one (`crate::sealed::envelope`).
+        if let Some(index) = events
+            .iter()
+            .position(|event| crate::sealed::envelope::looks_sealed(event))
+        {
+            let name = self
+                .stream_name(id)
+                .ok_or(Error::UnknownStream { stream: id })?;
+            return Err(Error::Sealed(crate::sealed::SealError::LooksSealed {
+                name,
+                index,
+            }));
+        }
+        self.append_unchecked(id, events, expected)
+    }
+
+    /// [`Kimberlite::append`] without the check against sealed-looking events: for sealed
+    /// appends and the erasure log (`crate::sealed`).
+    pub(crate) fn append_unchecked(
+        &self,
+        id: StreamId,
+        events: Vec<Bytes>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
         if self.inner.config.read_only {
             return Err(Error::ReadOnly);
         }
-        let events: Vec<Bytes> = events.into_iter().map(Into::into).collect();
         if self.inner.config.durability == Durability::GroupCommit {
             return self.append_grouped(id, events, expected);
         }

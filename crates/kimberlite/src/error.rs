@@ -272,6 +272,9 @@ pub enum Error {
         /// What disagrees.
         reason: String,
     },
+    /// Sealed events, their keys or their erasure (`crate::sealed`).
+    #[error(transparent)]
+    Sealed(#[from] crate::sealed::SealError),
     /// A file-system call outside the storage layer failed.
     #[error("I/O error {context}: {source}")]
     Io {

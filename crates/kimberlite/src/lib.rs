@@ -18,6 +18,8 @@
 //!   [`Kimberlite::consistency_proof`], [`Kimberlite::check_tree`]; verify them with
 //!   [`proof`] (the `kimberlite-proof` crate). The C2SP tlog-tiles view of a stream:
 //!   [`Kimberlite::tile`], [`Kimberlite::entry_bundle`].
+//! - [`sealed`]: events sealed for a data subject ([`sealed::SubjectKeys`]) and erased by
+//!   destroying the subject's key, every proof still valid (`docs/COMPLIANCE.md`).
 //! - [`Kimberlite::sign_checkpoint`]: a signed C2SP checkpoint of a stream, kept in the store.
 //! - [`Kimberlite::wait_for_events`], [`Kimberlite::on_durable`]: followers woken by new
 //!   durable events.
@@ -64,6 +66,7 @@ mod read;
 mod receipt;
 mod report;
 mod retention;
+pub mod sealed;
 mod signed_checkpoint;
 mod state;
 mod store;

@@ -28,6 +28,7 @@ use kimberlite_types::{Offset, StreamId};
 use crate::error::{Error, Result, TreeEvidence};
 use crate::proofs::{refused, stream_tree, tree_error, trusted_root, TreeCheck};
 use crate::report::Problem;
+use crate::sealed::ERASURE_STREAM;
 use crate::state::State;
 use crate::store::Kimberlite;
 
@@ -74,6 +75,13 @@ impl Kimberlite {
             name: name.clone(),
             reason,
         };
+        if name == ERASURE_STREAM {
+            // Erased events read as erased (not unreadable) only while their records exist.
+            return Err(refuse(
+                "the erasure log is kept whole: it is what says which sealed events were erased"
+                    .into(),
+            ));
+        }
         let head = self.tree_head(id)?;
         if before.as_u64() > head.tree_size {
             return Err(refuse(format!(

@@ -311,3 +311,24 @@ fn verify_checks_the_cut_against_the_checkpoint_that_covered_it() {
     let store = Kimberlite::open_with(dir.path(), config()).unwrap();
     assert!(store.verify_all().unwrap().is_intact());
 }
+
+#[test]
+fn the_erasure_log_is_never_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Kimberlite::open_with(dir.path(), config()).unwrap();
+    let id = store.create_stream("_erasure").unwrap();
+    for batch in 0..EVENTS / 10 {
+        let events: Vec<String> = (batch * 10..batch * 10 + 10).map(payload).collect();
+        store.append(id, events, ExpectedOffset::Any).unwrap();
+    }
+    let origin = stream_origin("clinic", "_erasure").unwrap();
+    store.sign_checkpoint(id, &origin, &key()).unwrap();
+    match store.retain(id, Offset::new(EVENTS / 2)) {
+        Err(Error::RetainRefused { name, reason }) => {
+            assert_eq!(name, "_erasure");
+            assert!(reason.contains("erasure log"), "{reason}");
+        }
+        other => panic!("the erasure log was pruned: {other:?}"),
+    }
+    assert_eq!(store.first_offset(id).unwrap(), Offset::new(0));
+}

@@ -24,6 +24,9 @@ pub(crate) struct AppendQuery {
     /// The stream's next offset the batch must start at; 409 (with the real next offset)
     /// when it does not, and nothing is written.
     expected_offset: Option<u64>,
+    /// Seal every event of the batch for this data subject (encrypted with its own key,
+    /// which `POST /v1/erasures` destroys). Needs the server's master key.
+    subject: Option<String>,
 }
 
 /// What an append did.
@@ -88,14 +91,35 @@ pub(crate) async fn append(
         Some(offset) => ExpectedOffset::Exact(offset.into()),
         None => ExpectedOffset::Any,
     };
+    let sealing = match query.subject {
+        Some(subject) => Some((state.subjects()?, subject)),
+        None => None,
+    };
     let started = std::time::Instant::now();
-    // Through the access log's writer, with this request's record when the log keeps one:
-    // no blocking thread per append, and one sync for the events and their record.
-    let claim = claim.map(|Extension(claim)| claim);
-    let (appended, recorded) = state
-        .access_log()
-        .append(claim, name, events, expected)
-        .await?;
+    let (appended, recorded) = match sealing {
+        // Sealed appends go through the subjects' key store (it seals, then appends); the
+        // access log's middleware records them after, in a sync of their own.
+        Some((keys, subject)) => {
+            let appended = state
+                .with_store(move |store| {
+                    let id = store
+                        .stream(&name)
+                        .ok_or(kimberlite::Error::StreamNotFound { name })?;
+                    Ok(keys.append(id, &subject, &events, expected)?)
+                })
+                .await?;
+            (appended, false)
+        }
+        // Through the access log's writer, with this request's record when the log keeps one:
+        // no blocking thread per append, and one sync for the events and their record.
+        None => {
+            let claim = claim.map(|Extension(claim)| claim);
+            state
+                .access_log()
+                .append(claim, name, events, expected)
+                .await?
+        }
+    };
     let touched = Touched {
         from: appended.first_offset.as_u64(),
         to: appended.next_offset.as_u64(),

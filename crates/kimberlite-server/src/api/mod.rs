@@ -3,6 +3,7 @@
 pub(crate) mod append;
 mod body;
 pub(crate) mod checkpoint;
+pub(crate) mod erase;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod proofs;

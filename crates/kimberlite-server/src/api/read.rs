@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use base64::Engine as _;
+use kimberlite::sealed::{envelope, Content, Erasures, OpenedEvent, SubjectKeys};
 use kimberlite::Offset;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,6 +61,28 @@ pub(crate) struct EventView {
     /// The payload in standard base64 (other events, or encoding `base64`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) payload_base64: Option<String>,
+    /// Set instead of a payload for an event sealed for a data subject that this reader
+    /// cannot open: never its encrypted bytes (`docs/COMPLIANCE.md`, "Erasure").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sealed: Option<SealedView>,
+}
+
+/// A sealed event the answer does not open.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SealedView {
+    /// `sealed` (the server has no master key), `erased` or `unreadable`.
+    pub(crate) state: String,
+    /// Its data key's id (hex), when the envelope names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_id: Option<String>,
+    /// Its Merkle leaf hash (hex): what its inclusion proofs prove.
+    pub(crate) leaf_hash: String,
+    /// For an erased event: when it was erased, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) erased_on: Option<String>,
+    /// For an erased event: the erasure event's offset in `_erasure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) erasure_offset: Option<u64>,
 }
 
 /// A page of events.
@@ -110,6 +133,7 @@ pub(crate) async fn read(
             .wait_for_events(id, query.from, wait, durable_end)
             .await?;
     }
+    let keys = state.subject_keys();
     let (events, end_offset) = state
         .with_store(move |store| {
             let end = store.head(id)?.next_offset.as_u64();
@@ -119,7 +143,7 @@ pub(crate) async fn read(
                 store.read(id, Offset::from(query.from), max_bytes)?
             };
             events.truncate(limit);
-            Ok((events, end))
+            Ok((open_events(store, keys.as_deref(), id, events)?, end))
         })
         .await?;
     let next_offset = events.last().map_or(query.from.min(end_offset), |event| {
@@ -134,7 +158,7 @@ pub(crate) async fn read(
         Json(ReadPage {
             events: events
                 .iter()
-                .map(|event| view(event.offset.as_u64(), &event.payload, query.encoding))
+                .map(|event| view_opened(event, query.encoding))
                 .collect(),
             next_offset,
             end_offset,
@@ -142,8 +166,73 @@ pub(crate) async fn read(
     ))
 }
 
-/// An event as the API shows it.
+/// `events` as this server's reader sees them: opened with its master key, or said to be
+/// sealed or erased.
+fn open_events(
+    store: &kimberlite::Kimberlite,
+    keys: Option<&SubjectKeys>,
+    id: kimberlite::StreamId,
+    events: Vec<kimberlite::Event>,
+) -> Result<Vec<OpenedEvent>, ApiError> {
+    Ok(match keys {
+        Some(keys) => events
+            .into_iter()
+            .map(|event| keys.open_event(id, event))
+            .collect::<Result<_, _>>()?,
+        None => {
+            let erasures = Erasures::load(store)?;
+            events.into_iter().map(|e| erasures.open_event(e)).collect()
+        }
+    })
+}
+
+/// An opened event as the API shows it.
+fn view_opened(event: &OpenedEvent, encoding: PayloadEncoding) -> EventView {
+    let offset = event.offset.as_u64();
+    let (state, key_id, erasure) = match &event.content {
+        Content::Plain(payload) | Content::Opened { payload, .. } => {
+            return view_bytes(offset, payload, encoding)
+        }
+        Content::Sealed { key_id } => ("sealed", Some(*key_id), None),
+        Content::Erased { key_id, erasure } => ("erased", Some(*key_id), Some(erasure)),
+        Content::Unreadable { key_id, .. } => ("unreadable", *key_id, None),
+        _ => ("unreadable", None, None),
+    };
+    EventView {
+        offset,
+        payload: None,
+        payload_base64: None,
+        sealed: Some(SealedView {
+            state: state.to_owned(),
+            key_id: key_id.map(|key_id| key_id.to_hex()),
+            leaf_hash: event.leaf_hash.to_string(),
+            erased_on: erasure.map(|e| crate::rfc3339(e.erased_at_unix_s)),
+            erasure_offset: erasure.map(|e| e.offset.as_u64()),
+        }),
+    }
+}
+
+/// An event as the API shows it; a sealed one (tails) as sealed, never its envelope.
 pub(crate) fn view(offset: u64, payload: &[u8], encoding: PayloadEncoding) -> EventView {
+    if let Some(key_id) = envelope::key_id_of(payload) {
+        return EventView {
+            offset,
+            payload: None,
+            payload_base64: None,
+            sealed: Some(SealedView {
+                state: "sealed".to_owned(),
+                key_id: key_id.ok().map(|key_id| key_id.to_hex()),
+                leaf_hash: kimberlite::proof::event_leaf_hash(offset, payload).to_string(),
+                erased_on: None,
+                erasure_offset: None,
+            }),
+        };
+    }
+    view_bytes(offset, payload, encoding)
+}
+
+/// A payload's bytes as the API shows them.
+fn view_bytes(offset: u64, payload: &[u8], encoding: PayloadEncoding) -> EventView {
     let text = match encoding {
         PayloadEncoding::Auto => std::str::from_utf8(payload).ok(),
         PayloadEncoding::Base64 => None,
@@ -155,5 +244,6 @@ pub(crate) fn view(offset: u64, payload: &[u8], encoding: PayloadEncoding) -> Ev
             Some(_) => None,
             None => Some(base64::engine::general_purpose::STANDARD.encode(payload)),
         },
+        sealed: None,
     }
 }

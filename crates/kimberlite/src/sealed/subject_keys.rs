@@ -1,0 +1,458 @@
+//! [`SubjectKeys`]: a store's data subjects' keys, opened with the master key. Appends seal
+//! events for a subject, reads open them, [`SubjectKeys::erase`] destroys a subject's key and
+//! records it.
+//!
+//! # Erasure, step by step (`docs/INTERNALS.md`, "Erasure")
+//!
+//! 1. Append the erasure event to `_erasure` and sync it: the commit point. From then on
+//!    every reader sees the subject's events as erased, whether the key file is gone yet or
+//!    not.
+//! 2. Drop the key from memory; remove its key file (and any temporary copy) and sync the
+//!    directory.
+//!
+//! A crash before step 1 is durable leaves the subject not erased (the key is untouched); a
+//! crash after it leaves it erased and recorded, with the key file removed by the next open of
+//! the key store ([`SubjectKeys::open`], which completes every recorded erasure whose key
+//! file is still there). Appends for a subject and its erasure exclude each other, so no
+//! event is sealed under a key after its erasure was recorded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chacha20poly1305::aead::rand_core::RngCore;
+use chacha20poly1305::aead::OsRng;
+use chacha20poly1305::XChaCha20Poly1305;
+use kimberlite_crypto::ChainHash;
+use kimberlite_proof::Hash;
+use kimberlite_types::{Offset, StreamId};
+
+use crate::error::{Error, Result};
+use crate::head::{AppendResult, ExpectedOffset};
+use crate::read::Event;
+use crate::sealed::envelope::{self, KeyId, NONCE_LEN};
+use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
+use crate::sealed::error::SealError;
+use crate::sealed::key_store::{KeyEntry, KeyStore, Tag, KEYS_DIR};
+use crate::sealed::master::{DataKey, KeyWrapper};
+use crate::sealed::opened::{open_event, Content, OpenedEvent};
+use crate::store::Kimberlite;
+
+/// What [`SubjectKeys::erase`] returns: where the erasure is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureReceipt {
+    /// The erased data key.
+    pub key_id: KeyId,
+    /// The stream that records erasures (`_erasure`).
+    pub stream: StreamId,
+    /// The erasure event's offset in it.
+    pub offset: Offset,
+    /// The erasure event's chain hash (the stream's head right after it).
+    pub chain_hash: ChainHash,
+    /// The erasure event's Merkle leaf hash: what its inclusion proof proves.
+    pub leaf_hash: Hash,
+    /// When, in seconds since the Unix epoch.
+    pub erased_at_unix_s: u64,
+    /// How many events were sealed under the key, as counted by the key store.
+    pub events: u64,
+}
+
+/// A data key in memory, and the events sealed under it since it was last saved.
+struct Live {
+    tag: Tag,
+    cipher: XChaCha20Poly1305,
+    saved_events: u64,
+    new_events: u64,
+}
+
+#[derive(Default)]
+struct Keys {
+    /// Every key file's key id, by subject tag (names listed at open).
+    by_tag: HashMap<Tag, KeyId>,
+    /// The same, by key id.
+    tag_of: HashMap<KeyId, Tag>,
+    /// Keys unwrapped so far.
+    live: HashMap<KeyId, Live>,
+    /// Erasures made with this master key.
+    erasures: Erasures,
+}
+
+/// The data subjects' keys of one store, opened with its master key.
+#[derive(Debug)]
+pub struct SubjectKeys {
+    store: Kimberlite,
+    master: Arc<dyn KeyWrapper>,
+    files: KeyStore,
+    keys: Mutex<Keys>,
+    /// Held shared by sealed appends and exclusively by an erasure.
+    gate: RwLock<()>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("subjects", &self.by_tag.len())
+            .field("unwrapped", &self.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl SubjectKeys {
+    /// Opens the key store of `store` with `master`. A wrong master key is
+    /// [`SealError::WrongMasterKey`] and nothing is read. A writable store's key store is
+    /// created if missing, and every recorded erasure whose key file a crash left is completed.
+    pub fn open(store: &Kimberlite, master: Arc<dyn KeyWrapper>) -> Result<Self> {
+        let writable = !store.is_read_only();
+        let files = KeyStore::open(store.inner.files.as_ref(), &*master, writable)?;
+        let mut erasures = Erasures::default();
+        for erasure in Erasures::load(store)?.iter() {
+            if erasure.entry.authentic(&*master) {
+                erasures.apply(
+                    erasure.offset,
+                    &serde_json::to_vec(&erasure.entry).unwrap_or_default(),
+                );
+            }
+        }
+        let mut by_tag = HashMap::new();
+        for (tag, key_id) in files.list()? {
+            if erasures.of_key(&key_id).is_some() {
+                // Recorded but not removed: a crash between the two steps of an erasure.
+                if writable {
+                    files.remove(&tag, key_id)?;
+                }
+                continue;
+            }
+            by_tag.insert(tag, key_id);
+        }
+        let tag_of = by_tag.iter().map(|(tag, key_id)| (*key_id, *tag)).collect();
+        Ok(Self {
+            store: store.clone(),
+            master,
+            files,
+            keys: Mutex::new(Keys {
+                by_tag,
+                tag_of,
+                live: HashMap::new(),
+                erasures,
+            }),
+            gate: RwLock::new(()),
+        })
+    }
+
+    fn keys(&self) -> MutexGuard<'_, Keys> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tag(&self, subject: &str) -> Result<Tag> {
+        if subject.is_empty() {
+            return Err(Error::Sealed(SealError::EmptySubject));
+        }
+        Ok(self.master.mac("subject", subject.as_bytes()))
+    }
+
+    /// Unwraps the key of `key_id` (subject `tag`) into memory, if its file is there.
+    fn load(&self, keys: &mut Keys, tag: Tag, key_id: KeyId) -> Result<bool> {
+        if keys.live.contains_key(&key_id) {
+            return Ok(true);
+        }
+        let Some(entry) = self.files.get(&tag, key_id)? else {
+            return Ok(false);
+        };
+        let wrapped = hex::decode(&entry.wrapped).unwrap_or_default();
+        let data_key = self.master.unwrap(key_id, &wrapped).map_err(|error| {
+            Error::Sealed(SealError::WrongMasterKey {
+                path: self
+                    .store
+                    .path()
+                    .map(|p| p.join(KEYS_DIR))
+                    .unwrap_or_default(),
+                reason: error.0,
+            })
+        })?;
+        keys.live.insert(
+            key_id,
+            Live {
+                tag,
+                cipher: data_key.cipher(),
+                saved_events: entry.events,
+                new_events: 0,
+            },
+        );
+        Ok(true)
+    }
+
+    /// The cipher of `subject`'s key, made (and its key file written, durably) if it has none.
+    fn cipher_for(&self, subject: &str) -> Result<(KeyId, XChaCha20Poly1305)> {
+        let tag = self.tag(subject)?;
+        let mut keys = self.keys();
+        if let Some(&key_id) = keys.by_tag.get(&tag) {
+            if self.load(&mut keys, tag, key_id)? {
+                if let Some(live) = keys.live.get(&key_id) {
+                    return Ok((key_id, live.cipher.clone()));
+                }
+            }
+        }
+        let mut id_bytes = [0u8; envelope::KEY_ID_LEN];
+        OsRng.fill_bytes(&mut id_bytes);
+        let key_id = KeyId(id_bytes);
+        let data_key = DataKey::generate();
+        let wrapped = self
+            .master
+            .wrap(key_id, &data_key)
+            .map_err(|error| Error::Sealed(SealError::MasterKey(error.0)))?;
+        let entry = KeyEntry {
+            wrapped: hex::encode(wrapped),
+            events: 0,
+        };
+        // Durable before any event sealed under it can be.
+        self.files.put(&tag, key_id, &entry)?;
+        let cipher = data_key.cipher();
+        keys.by_tag.insert(tag, key_id);
+        keys.tag_of.insert(key_id, tag);
+        keys.live.insert(
+            key_id,
+            Live {
+                tag,
+                cipher: cipher.clone(),
+                saved_events: 0,
+                new_events: 0,
+            },
+        );
+        Ok((key_id, cipher))
+    }
+
+    /// Appends `events` to stream `id` as one batch, each sealed with `subject`'s data key
+    /// (made on the subject's first append), as [`Kimberlite::append`] does otherwise. The
+    /// store keeps only the envelopes (`docs/FORMAT.md`, "Sealed events").
+    pub fn append<I>(
+        &self,
+        id: StreamId,
+        subject: &str,
+        events: I,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]> + Sync,
+    {
+        let _gate = self
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (key_id, cipher) = self.cipher_for(subject)?;
+        let events: Vec<I::Item> = events.into_iter().collect();
+        let sealed = seal_batch(&cipher, key_id, id, &events);
+        let count = sealed.len() as u64;
+        let appended = self.store.append_unchecked(id, sealed, expected)?;
+        if let Some(live) = self.keys().live.get_mut(&key_id) {
+            live.new_events += count;
+        }
+        Ok(appended)
+    }
+
+    /// Reads events of stream `id` as [`Kimberlite::read`] does, sealed ones opened.
+    pub fn read(&self, id: StreamId, from: Offset, max_bytes: u64) -> Result<Vec<OpenedEvent>> {
+        let events = self.store.read(id, from, max_bytes)?;
+        events
+            .into_iter()
+            .map(|event| self.open_event(id, event))
+            .collect()
+    }
+
+    /// `event`, read from stream `id` (by [`Kimberlite::read`] or [`Kimberlite::events`]),
+    /// opened if it is sealed and its key is not erased.
+    pub fn open_event(&self, id: StreamId, event: Event) -> Result<OpenedEvent> {
+        let mut keys = self.keys();
+        if let Some(Ok(key_id)) = envelope::key_id_of(&event.payload) {
+            if let Some(&tag) = keys.tag_of.get(&key_id) {
+                self.load(&mut keys, tag, key_id)?;
+            }
+        }
+        let live = &keys.live;
+        let open = |key_id: KeyId, payload: &[u8]| match live.get(&key_id) {
+            Some(live) => match envelope::open(&live.cipher, id, payload) {
+                Ok(plain) => Content::Opened {
+                    payload: Bytes::from(plain),
+                    key_id,
+                },
+                Err(reason) => Content::Unreadable {
+                    key_id: Some(key_id),
+                    reason: reason.to_owned(),
+                },
+            },
+            None => Content::Unreadable {
+                key_id: Some(key_id),
+                reason: "no key in the key store and no erasure of it recorded".to_owned(),
+            },
+        };
+        Ok(open_event(event, &keys.erasures, Some(&open)))
+    }
+
+    /// Erases `subject`: records the erasure in `_erasure` (`by` says who asked), then destroys
+    /// its data key, so that its events can never be read again, while every chain hash, proof
+    /// and checkpoint stays valid. Errors: [`SealError::UnknownSubject`],
+    /// [`SealError::AlreadyErased`].
+    pub fn erase(&self, subject: &str, by: &str) -> Result<ErasureReceipt> {
+        let _gate = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tag = self.tag(subject)?;
+        let (key_id, events) = {
+            let mut keys = self.keys();
+            let Some(&key_id) = keys.by_tag.get(&tag) else {
+                return Err(Error::Sealed(match keys.erasures.of_tag(&tag) {
+                    Some(erasure) => SealError::AlreadyErased {
+                        subject: subject.to_owned(),
+                        offset: erasure.offset,
+                        erased_at_unix_s: erasure.erased_at_unix_s,
+                    },
+                    None => SealError::UnknownSubject {
+                        subject: subject.to_owned(),
+                    },
+                }));
+            };
+            self.load(&mut keys, tag, key_id)?;
+            let events = keys
+                .live
+                .get(&key_id)
+                .map_or(0, |live| live.saved_events + live.new_events);
+            (key_id, events)
+        };
+        let erased_at_unix_s = now_unix_s();
+        let entry = ErasureEntry::new(&*self.master, key_id, &tag, by, erased_at_unix_s, events);
+        let payload = serde_json::to_vec(&entry).unwrap_or_default();
+        let stream = match self.store.stream(ERASURE_STREAM) {
+            Some(stream) => stream,
+            None => self.store.create_stream(ERASURE_STREAM)?,
+        };
+        // Step 1, the commit point: the record, durable.
+        let appended = self.store.append_unchecked(
+            stream,
+            vec![Bytes::from(payload.clone())],
+            ExpectedOffset::Any,
+        )?;
+        self.store.sync()?;
+        let mut keys = self.keys();
+        keys.erasures.apply(appended.first_offset, &payload);
+        // Step 2: the key, from memory and from the store directory.
+        keys.live.remove(&key_id);
+        keys.by_tag.remove(&tag);
+        keys.tag_of.remove(&key_id);
+        self.files.remove(&tag, key_id)?;
+        Ok(ErasureReceipt {
+            key_id,
+            stream,
+            offset: appended.first_offset,
+            chain_hash: appended.head,
+            leaf_hash: kimberlite_proof::event_leaf_hash(appended.first_offset.as_u64(), &payload),
+            erased_at_unix_s,
+            events,
+        })
+    }
+
+    /// Saves each key's count of sealed events (done on drop too). Counts are what erasure
+    /// records report; the events themselves are durable without this.
+    pub fn save_counts(&self) -> Result<()> {
+        let mut keys = self.keys();
+        for (key_id, live) in &mut keys.live {
+            if live.new_events == 0 {
+                continue;
+            }
+            let Some(mut entry) = self.files.get(&live.tag, *key_id)? else {
+                continue;
+            };
+            entry.events = live.saved_events + live.new_events;
+            self.files.put(&live.tag, *key_id, &entry)?;
+            live.saved_events = entry.events;
+            live.new_events = 0;
+        }
+        Ok(())
+    }
+
+    /// The erasures made with this master key.
+    #[must_use]
+    pub fn erasures(&self) -> Erasures {
+        self.keys().erasures.clone()
+    }
+}
+
+/// Batches of at least this many events are sealed on two threads (the caller's and one
+/// more): sealing costs about as much per event as the store's own encoding, which already
+/// runs on two for batches this large.
+const SEAL_SPLIT_EVENTS: usize = 256;
+
+/// `events` sealed under `cipher` for stream `id`, each with a fresh random nonce (one draw
+/// from the operating system's generator for the whole batch), in order.
+fn seal_batch<T: AsRef<[u8]> + Sync>(
+    cipher: &XChaCha20Poly1305,
+    key_id: KeyId,
+    id: StreamId,
+    events: &[T],
+) -> Vec<Bytes> {
+    let mut nonces = vec![0u8; events.len() * NONCE_LEN];
+    OsRng.fill_bytes(&mut nonces);
+    let seal_run = |events: &[T], nonces: &[u8]| -> Vec<Bytes> {
+        events
+            .iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .map(|(event, nonce)| {
+                let mut fixed = [0u8; NONCE_LEN];
+                fixed.copy_from_slice(nonce);
+                Bytes::from(envelope::seal(cipher, key_id, &fixed, id, event.as_ref()))
+            })
+            .collect()
+    };
+    if events.len() < SEAL_SPLIT_EVENTS {
+        return seal_run(events, &nonces);
+    }
+    let half = events.len() / 2;
+    let (first, second) = events.split_at(half);
+    let (first_nonces, second_nonces) = nonces.split_at(half * NONCE_LEN);
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| seal_run(second, second_nonces));
+        let mut sealed = seal_run(first, first_nonces);
+        // A panic on the helper is a bug in the cipher; surface it where it happened.
+        let rest = helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        sealed.extend(rest);
+        sealed
+    })
+}
+
+impl Drop for SubjectKeys {
+    fn drop(&mut self) {
+        if !self.store.is_read_only() {
+            let _ = self.save_counts();
+        }
+    }
+}
+
+impl Kimberlite {
+    /// Reads events of stream `id` as [`Kimberlite::read`] does, for a reader without the
+    /// master key: plain events as they are, sealed ones as [`Content::Sealed`] or, once their
+    /// key is erased, [`Content::Erased`]; never an envelope as if it were the event.
+    pub fn read_opened(
+        &self,
+        id: StreamId,
+        from: Offset,
+        max_bytes: u64,
+    ) -> Result<Vec<OpenedEvent>> {
+        let erasures = Erasures::load(self)?;
+        let events = self.read(id, from, max_bytes)?;
+        Ok(events
+            .into_iter()
+            .map(|event| erasures.open_event(event))
+            .collect())
+    }
+}
