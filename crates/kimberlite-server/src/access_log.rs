@@ -137,7 +137,9 @@ pub(crate) async fn record(
         })
     });
     request.extensions_mut().insert(claim.clone());
+    let running = state.request_task();
     let task = tokio::spawn(async move {
+        let _running = running;
         let response = next.run(request).await;
         if response.extensions().get::<Recorded>().is_some() {
             return response;

@@ -152,6 +152,15 @@ impl Server {
             tracing::warn!("connections still open after the shutdown timeout: cut");
             connections.abort_all();
         }
+        // A request task cut from its connection ends once its body fails: wait for it, as it
+        // holds the store.
+        if !self
+            .state
+            .wait_for_request_tasks(Duration::from_secs(1))
+            .await
+        {
+            tracing::warn!("request tasks still running after their connections were cut");
+        }
         // Witness requests in flight end here: they hold the store.
         self.state.stop_background().await;
         let state = self.state;

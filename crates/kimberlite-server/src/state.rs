@@ -39,6 +39,9 @@ struct Shared {
     access_log: AccessWriter,
     /// Set once shutdown begins: `/readyz` answers 503 from then on.
     stopping: std::sync::atomic::AtomicBool,
+    /// One clone per request task the access log spawns (`access_log.rs`): shutdown waits
+    /// for them, since a task cut from its connection still holds the store until it ends.
+    request_tasks: Arc<()>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 access_log,
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                request_tasks: Arc::new(()),
             }),
             signing,
             witnessing: None,
@@ -167,6 +171,23 @@ impl AppState {
         let signing = Signing::new(store_name, self.signing.key.clone())?;
         self.signing = Arc::new(signing);
         Ok(self)
+    }
+
+    /// A token a request task holds while it runs ([`AppState::wait_for_request_tasks`]).
+    pub(crate) fn request_task(&self) -> Arc<()> {
+        Arc::clone(&self.inner.request_tasks)
+    }
+
+    /// Waits, at most `bound`, until no request task holds a token; true when none does.
+    pub(crate) async fn wait_for_request_tasks(&self, bound: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        while Arc::strong_count(&self.inner.request_tasks) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// This state, signing checkpoints with `key` (a `kimberlite keygen` key).

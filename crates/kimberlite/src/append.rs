@@ -47,20 +47,27 @@ impl Kimberlite {
         I::Item: Into<Bytes>,
     {
         let events: Vec<Bytes> = events.into_iter().map(Into::into).collect();
-        // A plain event must never read back as a sealed one (`crate::sealed::envelope`).
-        if let Some(index) = events
+        self.refuse_sealed_looking(id, &events)?;
+        self.append_unchecked(id, events, expected)
+    }
+
+    /// A plain event must never read back as a sealed one (`crate::sealed::envelope`): every
+    /// path that appends plain events ([`Kimberlite::append`], [`Kimberlite::write_all`])
+    /// refuses one that starts like an envelope.
+    pub(crate) fn refuse_sealed_looking(&self, id: StreamId, events: &[Bytes]) -> Result<()> {
+        let Some(index) = events
             .iter()
             .position(|event| crate::sealed::envelope::looks_sealed(event))
-        {
-            let name = self
-                .stream_name(id)
-                .ok_or(Error::UnknownStream { stream: id })?;
-            return Err(Error::Sealed(crate::sealed::SealError::LooksSealed {
-                name,
-                index,
-            }));
-        }
-        self.append_unchecked(id, events, expected)
+        else {
+            return Ok(());
+        };
+        let name = self
+            .stream_name(id)
+            .ok_or(Error::UnknownStream { stream: id })?;
+        Err(Error::Sealed(crate::sealed::SealError::LooksSealed {
+            name,
+            index,
+        }))
     }
 
     /// [`Kimberlite::append`] without the check against sealed-looking events: for sealed

@@ -79,20 +79,36 @@ impl Kimberlite {
                 .collect();
             return (results, Written { seq: 0 });
         }
-        let requests = requests
-            .into_iter()
-            .map(|(id, events, expected)| Request {
-                id,
-                events,
-                expected,
-            })
-            .collect();
+        // Refused before the group: a request with an event that looks sealed.
+        let mut refused: Vec<Option<Error>> = Vec::with_capacity(requests.len());
+        let mut accepted = Vec::with_capacity(requests.len());
+        for (id, events, expected) in requests {
+            match self.refuse_sealed_looking(id, &events) {
+                Err(error) => refused.push(Some(error)),
+                Ok(()) => {
+                    refused.push(None);
+                    accepted.push(Request {
+                        id,
+                        events,
+                        expected,
+                    });
+                }
+            }
+        }
         let mut guard = PoisonOnUnwind {
             store: self,
             finished: false,
         };
-        let (results, last_seq) = self.write_group(requests);
+        let (written, last_seq) = self.write_group(accepted);
         guard.finished = true;
+        let mut written = written.into_iter();
+        let results = refused
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(error) => Err(error),
+                None => written.next().unwrap_or(Err(Error::Poisoned)),
+            })
+            .collect();
         (
             results,
             Written {
@@ -177,5 +193,32 @@ mod tests {
         let (results, written) = store.write_all(vec![(id, vec!["e".into()], ExpectedOffset::Any)]);
         assert!(matches!(results[0], Err(Error::ReadOnly)));
         store.make_durable(written).expect("nothing written");
+    }
+
+    #[test]
+    fn an_event_that_looks_sealed_is_refused_alone_and_the_others_are_written() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = grouped(dir.path());
+        let a = store.create_stream("a").expect("a");
+        let forged = Bytes::from_static(b"\0KBSEAL\x01forged");
+        let (results, written) = store.write_all(vec![
+            (a, vec!["1".into()], ExpectedOffset::Any),
+            (a, vec!["2".into(), forged], ExpectedOffset::Any),
+            (a, vec!["3".into()], ExpectedOffset::Any),
+        ]);
+        store.make_durable(written).expect("durable");
+        assert!(matches!(
+            results[1],
+            Err(Error::Sealed(crate::sealed::SealError::LooksSealed {
+                index: 1,
+                ..
+            }))
+        ));
+        let offsets: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|r| r.first_offset.as_u64()))
+            .collect();
+        assert_eq!(offsets, [Some(0), None, Some(1)]);
+        assert_eq!(store.head(a).expect("head").next_offset.as_u64(), 2);
     }
 }
