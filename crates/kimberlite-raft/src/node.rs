@@ -193,10 +193,12 @@ impl Node {
         self.state_machine.halted()
     }
 
-    /// Stops the node's Raft.
+    /// Stops the node's Raft and closes its state machine: once this returns, nothing more
+    /// is written to the node's directory.
     pub async fn shutdown(&self) {
         // A join error means the Raft task already ended: stopped either way.
         let _ = self.raft.shutdown().await;
+        self.state_machine.close();
     }
 
     /// Creates the stream `name` if there is none (on the leader); answers its id.

@@ -76,6 +76,8 @@ struct State {
     halted: Option<Divergence>,
     snapshot: Option<StoredSnapshot>,
     snapshots_built: u64,
+    /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
+    closed: bool,
 }
 
 /// Errors opening a state machine.
@@ -117,6 +119,7 @@ impl StateMachine {
             halted: None,
             snapshot,
             snapshots_built: 0,
+            closed: false,
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -153,6 +156,17 @@ impl StateMachine {
         self.lock().last_applied
     }
 
+    /// Closes the store and stops every later write to the node's directory. openraft's
+    /// state machine task may still run after `Raft::shutdown` returns; a new incarnation of
+    /// the node (its directory wiped and recreated) must not get its late writes.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state
+            .replica
+            .replace(Kimberlite::in_memory(), Ledger::default());
+    }
+
     fn save_applied(&self, state: &State) -> Result<(), StorageError<NodeId>> {
         let applied = Applied {
             last_applied: state.last_applied,
@@ -186,9 +200,11 @@ impl StateMachine {
         image: SnapshotImage,
     ) -> Result<(), SnapshotError> {
         let dir = &self.shared.dir;
+        // Held while rebuilding too, so that a close waits for the rebuild to end.
+        let mut state = self.lock();
+        check_open(&state)?;
         let store = image.rebuild(&dir.join(INSTALLING_DIR), self.shared.config.clone())?;
         drop(store);
-        let mut state = self.lock();
         // The old store must be closed before its directory moves.
         state
             .replica
@@ -229,6 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut state = self.lock();
+        check_open(&state).map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         let mut responses = Vec::new();
         let mut failure = None;
         for entry in entries {
@@ -286,6 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let mut state = self.lock();
+        check_open(&state).map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
         let image = SnapshotImage::build(state.replica.store(), state.replica.ledger())
             .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
         state.snapshots_built += 1;
@@ -310,6 +328,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot: Box::new(stored.image),
         })
     }
+}
+
+/// Refuses work on a closed state machine (its node stopped).
+fn check_open(state: &State) -> Result<(), std::io::Error> {
+    if state.closed {
+        return Err(std::io::Error::other(
+            "the state machine is closed (node stopped)",
+        ));
+    }
+    Ok(())
 }
 
 /// openraft's error for a failure of this state machine: the node stops.
@@ -376,4 +404,28 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, sync: bool) -> st
         fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftStateMachine;
+    use openraft::RaftSnapshotBuilder;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_state_machine_releases_its_store_and_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state_machine = StateMachine::open(dir.path(), Config::default(), false).unwrap();
+        state_machine.apply(Vec::new()).await.unwrap();
+        state_machine.close();
+        // A new incarnation of the node opens the store while the old one's tasks run.
+        let reopened = Kimberlite::open_with(dir.path().join(STORE_DIR), Config::default());
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+        fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
+        assert!(state_machine.apply(Vec::new()).await.is_err());
+        assert!(state_machine.build_snapshot().await.is_err());
+        assert!(!dir.path().join(APPLIED_FILE).exists());
+        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+    }
 }
