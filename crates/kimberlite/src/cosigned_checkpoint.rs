@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::lost::CHECKPOINT_DIR;
 use crate::signed_checkpoint::SignedCheckpoint;
 use crate::store::Kimberlite;
+use crate::store_fs::replace_file;
 
 /// The file name suffix of cosigned checkpoints.
 const COSIGNED_SUFFIX: &str = ".cosigned";
@@ -69,13 +70,7 @@ impl Kimberlite {
         }
         let path = dir.join(format!("{size:020}{COSIGNED_SUFFIX}"));
         let temporary = dir.join(format!("{size:020}{COSIGNED_SUFFIX}.tmp"));
-        fs.create(&temporary)
-            .and_then(|mut file| {
-                file.write_all_at(note.as_bytes(), 0)?;
-                file.sync_data()
-            })
-            .and_then(|()| fs.rename(&temporary, &path))
-            .and_then(|()| fs.sync_dir(&dir))
+        replace_file(fs, &dir, &temporary, &path, note.as_bytes())
             .map_err(|error| Error::io(format!("storing {}", path.display()), error))?;
         Ok(SignedCheckpoint {
             tree_size: size,

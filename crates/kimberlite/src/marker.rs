@@ -9,7 +9,7 @@ use kimberlite_storage::disk::STREAMS_DIR;
 use kimberlite_storage::{EntryKind, StorageError, UnexpectedEntry};
 
 use crate::error::{Error, Result};
-use crate::store_fs::StoreFs;
+use crate::store_fs::{replace_file, StoreFs};
 
 /// Name of the marker file that makes a directory a Kimberlite store.
 pub const MARKER_FILE: &str = "kimberlite.json";
@@ -131,17 +131,7 @@ fn is_marker_temp(name: &str) -> bool {
 fn write_marker(fs: &dyn StoreFs, dir: &Path, marker: &Path) -> Result<()> {
     let temp = dir.join(format!("{MARKER_FILE}.{}.tmp", std::process::id()));
     let context = |what: &str| format!("{what} {}", temp.display());
-    let mut file = fs
-        .create(&temp)
-        .map_err(|e| Error::io(context("creating"), e))?;
     let contents = format!("{{\"kimberlite_store\":{STORE_FORMAT_VERSION}}}\n");
-    file.write_all_at(contents.as_bytes(), 0)
-        .map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_data()
-        .map_err(|e| Error::io(context("syncing"), e))?;
-    drop(file);
-    fs.rename(&temp, marker)
-        .map_err(|e| Error::io(context("renaming"), e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+    replace_file(fs, dir, &temp, marker, contents.as_bytes())
+        .map_err(|e| Error::io(context("writing and renaming"), e))
 }

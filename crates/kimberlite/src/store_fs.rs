@@ -80,6 +80,24 @@ pub(crate) fn open_or_create(fs: &dyn StoreFs, path: &Path) -> io::Result<Box<dy
     }
 }
 
+/// `kimberlite_storage::disk::replace_file` over a [`StoreFs`]: `path` replaced by `bytes`
+/// through `temporary` (written, synced, renamed over it, the directory synced), so a crash
+/// leaves the old file or the new one whole.
+pub(crate) fn replace_file(
+    fs: &dyn StoreFs,
+    dir: &Path,
+    temporary: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let mut file = fs.create(temporary)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()?;
+    drop(file);
+    fs.rename(temporary, path)?;
+    fs.sync_dir(dir)
+}
+
 /// The length of the file at `path`; `None` when there is no file there.
 pub(crate) fn file_len(fs: &dyn StoreFs, path: &Path) -> io::Result<Option<u64>> {
     if fs.entry_kind(path)? != Some(EntryKind::File) {

@@ -61,6 +61,24 @@ pub trait FileHandle: Send + Sync {
     fn release_ahead(&mut self) {}
 }
 
+/// Replaces `path` (in directory `dir`) with `bytes` so that a crash leaves the old file or
+/// the new one whole: written to `temporary` in the same directory, synced, renamed over
+/// `path`, the directory synced.
+pub fn replace_file<F: FileSystem + ?Sized>(
+    fs: &F,
+    dir: &Path,
+    temporary: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let mut file = fs.create(temporary)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()?;
+    drop(file);
+    fs.rename(temporary, path)?;
+    fs.sync_dir(dir)
+}
+
 /// The file-system operations the on-disk engine uses. See the module docs for the
 /// durability contract an implementation must honour (or, for a simulator, break on purpose).
 pub trait FileSystem: Send + Sync + 'static {

@@ -37,7 +37,7 @@ use std::path::Path;
 use kimberlite_types::StreamId;
 use serde::{Deserialize, Serialize};
 
-use super::fs::{FileHandle, FileSystem};
+use super::fs::{replace_file, FileSystem};
 
 /// The manifest's file name in a stream directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -143,12 +143,13 @@ impl Manifest {
     /// Writes the manifest into `stream_dir` atomically (see the module docs).
     pub fn write_atomic<F: FileSystem>(&self, fs: &F, stream_dir: &Path) -> std::io::Result<()> {
         let temp = stream_dir.join(MANIFEST_TEMP_FILE);
-        let mut file = fs.create(&temp)?;
-        file.write_all_at(&self.encode(), 0)?;
-        file.sync_data()?;
-        drop(file);
-        fs.rename(&temp, &stream_dir.join(MANIFEST_FILE))?;
-        fs.sync_dir(stream_dir)
+        replace_file(
+            fs,
+            stream_dir,
+            &temp,
+            &stream_dir.join(MANIFEST_FILE),
+            &self.encode(),
+        )
     }
 }
 

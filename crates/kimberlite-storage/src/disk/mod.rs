@@ -71,7 +71,9 @@ pub use batch::{aligned_write_len, WRITE_CHUNK_BYTES};
 pub use config::{
     StorageConfig, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_SEGMENT_SIZE, DEFAULT_RESTART_INTERVAL,
 };
-pub use fs::{EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry};
+pub use fs::{
+    replace_file, EntryKind, FileHandle, FileSystem, OsFile, OsFileSystem, OsLock, UnexpectedEntry,
+};
 // The derived files' codecs, public so that tests and the simulator can forge them as a
 // capable attacker would (valid checksums, wrong contents).
 pub use index::{index_file_name, IndexEntry, SegmentIndex, SegmentSummary, StoredIndex};

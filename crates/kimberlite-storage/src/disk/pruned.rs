@@ -37,7 +37,7 @@ use kimberlite_crypto::ChainHash;
 use kimberlite_types::{Offset, StreamId};
 use serde::{Deserialize, Serialize};
 
-use super::fs::{FileHandle, FileSystem};
+use super::fs::{replace_file, FileSystem};
 use super::manifest::ManifestSegment;
 
 /// The cut record's file name in a stream directory.
@@ -186,12 +186,13 @@ impl PrunedRecord {
         stream_dir: &Path,
     ) -> std::io::Result<()> {
         let temp = stream_dir.join(PRUNED_TEMP_FILE);
-        let mut file = fs.create(&temp)?;
-        file.write_all_at(&self.encode(), 0)?;
-        file.sync_data()?;
-        drop(file);
-        fs.rename(&temp, &stream_dir.join(PRUNED_FILE))?;
-        fs.sync_dir(stream_dir)
+        replace_file(
+            fs,
+            stream_dir,
+            &temp,
+            &stream_dir.join(PRUNED_FILE),
+            &self.encode(),
+        )
     }
 }
 

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::sealed::envelope::KeyId;
 use crate::sealed::error::SealError;
 use crate::sealed::master::KeyWrapper;
-use crate::store_fs::{Files, StoreFs};
+use crate::store_fs::{replace_file, Files, StoreFs};
 
 /// The key store's directory in a store.
 pub const KEYS_DIR: &str = "keys";
@@ -226,12 +226,5 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn write_whole(fs: &dyn StoreFs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let temp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut file = fs.create(&temp).map_err(|e| io(&temp, "creating", &e))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|e| io(&temp, "writing", &e))?;
-    file.sync_data().map_err(|e| io(&temp, "syncing", &e))?;
-    drop(file);
-    fs.rename(&temp, &path)
-        .map_err(|e| io(&path, "renaming", &e))?;
-    fs.sync_dir(dir).map_err(|e| io(dir, "syncing", &e))
+    replace_file(fs, dir, &temp, &path, bytes).map_err(|e| io(&path, "replacing", &e))
 }
