@@ -11,8 +11,10 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::hash::{node_hash, Hash};
-use crate::tiles::{parse_tile, tile_in_tree, TileError, TileId, TILE_HEIGHT, TILE_WIDTH};
+use crate::hash::Hash;
+use crate::tiles::{
+    fold_perfect, parse_tile, tile_in_tree, TileError, TileId, TILE_HEIGHT, TILE_WIDTH,
+};
 use crate::tree::{NodeSource, RangeError};
 
 /// Why a node could not be read from the tiles.
@@ -107,24 +109,8 @@ where
         let start = usize::try_from(first % width).map_err(|_| outside)?;
         let end = start + usize::try_from(span).map_err(|_| outside)?;
         let part = hashes.get(start..end).ok_or(outside)?;
-        Ok(fold(part))
+        Ok(fold_perfect(part))
     }
-}
-
-/// The root of the perfect subtree over `hashes` (a power of two of them).
-fn fold(hashes: &[Hash]) -> Hash {
-    let mut layer = hashes.to_vec();
-    while layer.len() > 1 {
-        layer = layer
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => node_hash(left, right),
-                [single] => *single,
-                _ => Hash::default(),
-            })
-            .collect();
-    }
-    layer.first().copied().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -559,17 +559,23 @@ impl<S: NodeSource> Through<'_, S> {
             .ok()
             .zip(usize::try_from(count).ok())
             .and_then(|(first, count)| self.hashes.get(first..first + count));
-        let mut layer: Vec<Hash> = range.unwrap_or_default().to_vec();
-        while layer.len() > 1 {
-            layer = layer
-                .chunks(2)
-                .map(|pair| match pair {
-                    [left, right] => node_hash(left, right),
-                    [single] => *single,
-                    _ => Hash::default(),
-                })
-                .collect();
-        }
-        layer.first().copied().unwrap_or_default()
+        fold_perfect(range.unwrap_or_default())
     }
+}
+
+/// The root of the perfect subtree over `hashes` (a power of two of them); tiles and the
+/// monitor's tile reader (`tile_nodes`) both fold stored hashes up this way.
+pub(crate) fn fold_perfect(hashes: &[Hash]) -> Hash {
+    let mut layer = hashes.to_vec();
+    while layer.len() > 1 {
+        layer = layer
+            .chunks(2)
+            .map(|pair| match pair {
+                [left, right] => node_hash(left, right),
+                [single] => *single,
+                _ => Hash::default(),
+            })
+            .collect();
+    }
+    layer.first().copied().unwrap_or_default()
 }
