@@ -6,8 +6,8 @@
 //! checkpoint seen (kept in `--state FILE` across runs, written only once verified) by
 //! `kimberlite_proof::check_succession`, with the consistency proof computed from the tiles
 //! it needs (`TileNodes`), and with `--witness-policy`, report the cosignatures. Exit codes:
-//! 0 every checkpoint seen succeeds the last; 1 a split view, rollback, inconsistent extension
-//! or a checkpoint not signed by the log key (printed, the state left as it was); 2 usage
+//! 0 every checkpoint seen succeeds the last; 1 a split view, rollback, inconsistent extension,
+//! a checkpoint not signed by the log key or (`--require-witnessed`) not witnessed (printed, the state left as it was); 2 usage
 //! errors, and with `--once` a log that could not be asked.
 
 use std::ffi::OsString;
@@ -41,6 +41,10 @@ pub struct MonitorArgs {
     /// Also report, for each checkpoint, whether this policy's quorum of witnesses cosigned it.
     #[arg(long, value_name = "FILE")]
     witness_policy: Option<PathBuf>,
+    /// With --witness-policy: a checkpoint its quorum did not cosign is not taken (exit 1,
+    /// the state left as it was), so the monitor trusts only witnessed history.
+    #[arg(long, requires = "witness_policy")]
+    require_witnessed: bool,
     /// Check once and exit.
     #[arg(long)]
     once: bool,
@@ -87,7 +91,13 @@ pub fn run(args: &MonitorArgs) -> Result<ExitCode, CliError> {
     let mut poll = 0u64;
     loop {
         poll += 1;
-        match check(&client, &log, policy.as_ref(), last.as_ref()) {
+        match check(
+            &client,
+            &log,
+            policy.as_ref(),
+            args.require_witnessed,
+            last.as_ref(),
+        ) {
             Ok((checkpoint, note, report)) => {
                 if last.as_ref() != Some(&checkpoint) {
                     save_state(&args.state, &note)?;
@@ -117,6 +127,7 @@ fn check(
     client: &Client,
     log: &VerifierKey,
     policy: Option<&WitnessPolicy>,
+    require_witnessed: bool,
     last: Option<&Checkpoint>,
 ) -> Result<(Checkpoint, String, String), Failure> {
     let note = client
@@ -161,6 +172,12 @@ fn check(
                     policy.threshold(),
                     names.join(", ")
                 ));
+            }
+            Err(error) if require_witnessed => {
+                return Err(Failure::Evidence(format!(
+                    "NOT WITNESSED: the log serves size {size}, root {root}, which its witnesses \
+                     did not cosign: {error}"
+                )))
             }
             Err(error) => report.push_str(&format!("; NOT witnessed: {error}")),
         }

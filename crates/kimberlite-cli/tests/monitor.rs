@@ -120,6 +120,26 @@ fn a_growing_stream_passes_across_runs() {
         "{}",
         witnessed.stdout
     );
+    // Requiring witnesses: an unwitnessed checkpoint is evidence (exit 1), the state kept.
+    let kept = std::fs::read(&state).unwrap();
+    append(&served, &events("late", 3));
+    let required = monitor(
+        &served,
+        &state,
+        &[
+            "--once",
+            "--witness-policy",
+            s(&policy),
+            "--require-witnessed",
+        ],
+    );
+    assert_eq!(required.code, 1, "{}{}", required.stdout, required.stderr);
+    assert!(
+        required.stdout.contains("NOT WITNESSED"),
+        "{}",
+        required.stdout
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), kept, "state moved");
     // The state belongs to this log: another key is a usage error, nothing checked.
     let other = SignerKey::from_seed("log", [34; 32])
         .unwrap()
