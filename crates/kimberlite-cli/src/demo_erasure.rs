@@ -37,7 +37,7 @@ pub fn erase_one_patient(store: &Kimberlite) -> Result<(), CliError> {
     let size = store.head(id)?.next_offset.as_u64();
     let proof = store.inclusion_proof(id, 0.into(), size)?;
     outln!(
-        "7. Sealed {size} records in \"{RECORDS_STREAM}\", each with its patient's own key; a \
+        "9. Sealed {size} records in \"{RECORDS_STREAM}\", each with its patient's own key; a \
          reader without the master key sees only that they are sealed."
     );
     let receipt = keys.erase(PATIENT, "demo")?;
