@@ -11,8 +11,7 @@ use kimberlite_proof::{split_note, Checkpoint};
 use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result};
-use crate::lost::CHECKPOINT_DIR;
-use crate::signed_checkpoint::SignedCheckpoint;
+use crate::signed_checkpoint::{parse_kept_note, SignedCheckpoint};
 use crate::store::Kimberlite;
 use crate::store_fs::replace_file;
 
@@ -40,18 +39,13 @@ impl Kimberlite {
         let (text, signatures) = split_note(note).map_err(|error| unknown(0, error.to_string()))?;
         let checkpoint = Checkpoint::parse(text).map_err(|error| unknown(0, error.to_string()))?;
         let size = checkpoint.tree_size;
-        let Some(files) = &self.inner.files else {
+        let Some((fs, dir)) = self.checkpoint_dir(id) else {
             return Err(unknown(
                 size,
                 "an in-memory store keeps no checkpoints".into(),
             ));
         };
-        let dir = files
-            .dir
-            .join(CHECKPOINT_DIR)
-            .join(format!("{:020}", id.as_u64()));
         let signed_path = dir.join(format!("{size:020}.checkpoint"));
-        let fs = &*files.fs;
         let signed = fs
             .read(&signed_path)
             .map_err(|_| unknown(size, "no checkpoint of this size was signed".into()))?;
@@ -95,14 +89,9 @@ impl Kimberlite {
         id: StreamId,
         mut accept: impl FnMut(&SignedCheckpoint) -> bool,
     ) -> Result<Option<SignedCheckpoint>> {
-        let Some(files) = &self.inner.files else {
+        let Some((fs, dir)) = self.checkpoint_dir(id) else {
             return Ok(None);
         };
-        let dir = files
-            .dir
-            .join(CHECKPOINT_DIR)
-            .join(format!("{:020}", id.as_u64()));
-        let fs = &*files.fs;
         let mut sizes: Vec<u64> = fs
             .list_dir(&dir)
             .unwrap_or_default()
@@ -120,12 +109,7 @@ impl Kimberlite {
             let body = fs
                 .read(&path)
                 .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-            let note = String::from_utf8(body).map_err(|_| damaged("not UTF-8".into()))?;
-            let (text, _) = split_note(&note).map_err(|error| damaged(error.to_string()))?;
-            let checkpoint = Checkpoint::parse(text).map_err(|error| damaged(error.to_string()))?;
-            if checkpoint.tree_size != size {
-                return Err(damaged(format!("it states size {}", checkpoint.tree_size)));
-            }
+            let (note, checkpoint) = parse_kept_note(body, size).map_err(damaged)?;
             let kept = SignedCheckpoint {
                 tree_size: size,
                 root: checkpoint.root,

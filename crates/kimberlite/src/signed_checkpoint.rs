@@ -15,6 +15,7 @@ use kimberlite_types::StreamId;
 use crate::error::{Error, Result};
 use crate::lost::CHECKPOINT_DIR;
 use crate::store::Kimberlite;
+use crate::store_fs::StoreFs;
 
 /// A checkpoint signed by [`Kimberlite::sign_checkpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,14 +119,9 @@ impl Kimberlite {
 
     /// The largest checkpoint kept for `id` (by the size its file is named for), parsed.
     pub(crate) fn last_kept_checkpoint(&self, id: StreamId) -> Result<Option<KeptCheckpoint>> {
-        let Some(files) = &self.inner.files else {
+        let Some((fs, dir)) = self.checkpoint_dir(id) else {
             return Ok(None);
         };
-        let dir = files
-            .dir
-            .join(CHECKPOINT_DIR)
-            .join(format!("{:020}", id.as_u64()));
-        let fs = &*files.fs;
         let Some((named, path)) = fs
             .list_dir(&dir)
             .unwrap_or_default()
@@ -148,15 +144,7 @@ impl Kimberlite {
         let body = fs
             .read(&path)
             .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-        let note = String::from_utf8(body).map_err(|_| damaged("it is not UTF-8".into()))?;
-        let (text, _) = split_note(&note).map_err(|error| damaged(error.to_string()))?;
-        let checkpoint = Checkpoint::parse(text).map_err(|error| damaged(error.to_string()))?;
-        if checkpoint.tree_size != named {
-            return Err(damaged(format!(
-                "it states size {} under the name of size {named}",
-                checkpoint.tree_size
-            )));
-        }
+        let (_, checkpoint) = parse_kept_note(body, named).map_err(damaged)?;
         Ok(Some(KeptCheckpoint {
             size: named,
             root: checkpoint.root,
@@ -167,29 +155,30 @@ impl Kimberlite {
     /// The root signed in the checkpoint of `size` events kept for `id`, if that file is
     /// there and parses.
     pub(crate) fn kept_checkpoint_root(&self, id: StreamId, size: u64) -> Option<Hash> {
-        let files = self.inner.files.as_ref()?;
-        let path = files
-            .dir
-            .join(CHECKPOINT_DIR)
-            .join(format!("{:020}", id.as_u64()))
-            .join(format!("{size:020}.checkpoint"));
-        let note = String::from_utf8(files.fs.read(&path).ok()?).ok()?;
-        let (text, _) = split_note(&note).ok()?;
-        let checkpoint = Checkpoint::parse(text).ok()?;
-        (checkpoint.tree_size == size).then_some(checkpoint.root)
+        let (fs, dir) = self.checkpoint_dir(id)?;
+        let body = fs.read(&dir.join(format!("{size:020}.checkpoint"))).ok()?;
+        parse_kept_note(body, size)
+            .ok()
+            .map(|(_, checkpoint)| checkpoint.root)
     }
 
-    /// Writes `note` to `checkpoints/<id>/<size>.checkpoint` and syncs it.
-    fn keep_checkpoint(&self, id: StreamId, size: u64, note: &str) -> Result<Option<PathBuf>> {
-        let Some(files) = &self.inner.files else {
-            return Ok(None);
-        };
+    /// The file system and the directory `checkpoints/<id>/` where stream `id`'s signed and
+    /// cosigned checkpoints are kept; `None` for an in-memory store.
+    pub(crate) fn checkpoint_dir(&self, id: StreamId) -> Option<(&dyn StoreFs, PathBuf)> {
+        let files = self.inner.files.as_ref()?;
         let dir = files
             .dir
             .join(CHECKPOINT_DIR)
             .join(format!("{:020}", id.as_u64()));
+        Some((&*files.fs, dir))
+    }
+
+    /// Writes `note` to `checkpoints/<id>/<size>.checkpoint` and syncs it.
+    fn keep_checkpoint(&self, id: StreamId, size: u64, note: &str) -> Result<Option<PathBuf>> {
+        let Some((fs, dir)) = self.checkpoint_dir(id) else {
+            return Ok(None);
+        };
         let path = dir.join(format!("{size:020}.checkpoint"));
-        let fs = &*files.fs;
         // Signatures are deterministic: a checkpoint of a size already kept is the same note,
         // and a follower asking again costs no write.
         if fs.read(&path).is_ok_and(|kept| kept == note.as_bytes()) {
@@ -205,6 +194,24 @@ impl Kimberlite {
             .map_err(|error| Error::io(format!("storing {}", path.display()), error))?;
         Ok(Some(path))
     }
+}
+
+/// A kept checkpoint file's bytes, parsed: its note and checkpoint, or why it is not a
+/// checkpoint of the `size` its name states.
+pub(crate) fn parse_kept_note(
+    body: Vec<u8>,
+    size: u64,
+) -> std::result::Result<(String, Checkpoint), String> {
+    let note = String::from_utf8(body).map_err(|_| "it is not UTF-8".to_owned())?;
+    let (text, _) = split_note(&note).map_err(|error| error.to_string())?;
+    let checkpoint = Checkpoint::parse(text).map_err(|error| error.to_string())?;
+    if checkpoint.tree_size != size {
+        return Err(format!(
+            "it states size {} under the name of size {size}",
+            checkpoint.tree_size
+        ));
+    }
+    Ok((note, checkpoint))
 }
 
 #[cfg(test)]
