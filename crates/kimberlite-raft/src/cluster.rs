@@ -16,11 +16,7 @@ use tokio::time::Instant;
 use crate::command::{Rejection, RequestId};
 use crate::node::{Appended, Node, NodeConfig, StartError, WriteError};
 use crate::sim_network::SimNetwork;
-use crate::state_machine::OpenError;
 use crate::types::NodeId;
-
-/// Tries, 20 ms apart, to open a just-stopped node's store while its old tasks release it.
-const RELEASE_ATTEMPTS: u32 = 250;
 
 /// How an in-process cluster runs.
 #[derive(Debug, Clone)]
@@ -143,20 +139,7 @@ impl Cluster {
             raft: self.options.raft.clone(),
             ..NodeConfig::new(id, self.node_dir(id))
         };
-        // A node stopped just before may still be releasing its store: the tasks openraft
-        // spawned drop their handles after `shutdown` returns. Wait for them, boundedly.
-        let mut attempts = 0;
-        let node = loop {
-            match Node::start(config.clone(), self.network.transport(id)).await {
-                Err(StartError::StateMachine(OpenError::Store(kimberlite::Error::Locked {
-                    ..
-                }))) if attempts < RELEASE_ATTEMPTS => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                started => break started?,
-            }
-        };
+        let node = Node::start(config, self.network.transport(id)).await?;
         self.network.attach(id, node.raft().clone());
         self.nodes().insert(id, node.clone());
         Ok(node)
