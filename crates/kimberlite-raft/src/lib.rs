@@ -14,13 +14,17 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod applied_file;
 mod cluster;
 mod command;
+mod generation;
+mod journal_file;
 pub mod linearizability;
 mod log_file;
 mod log_store;
 mod network;
 mod node;
+mod node_fs;
 mod replica;
 mod request_table;
 mod sim_network;
@@ -37,14 +41,16 @@ mod log_file_tests;
 #[cfg(test)]
 mod replica_tests;
 
+pub use applied_file::APPLIED_FILE;
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
 pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
 pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
+pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use openraft;
-pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, Replica};
+pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
 pub use sim_network::{Faults, SimNetwork, SimTransport};
 pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};

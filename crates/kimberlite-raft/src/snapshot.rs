@@ -14,6 +14,7 @@ use kimberlite::{Config, ExpectedOffset, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Head;
+use crate::node_fs::NodeFs;
 use crate::replica::Ledger;
 
 /// Events appended per batch while a snapshot is installed.
@@ -53,6 +54,9 @@ pub enum SnapshotError {
     /// The file system failed.
     #[error("snapshot: {0}")]
     Io(#[from] std::io::Error),
+    /// The installed applied state file failed.
+    #[error("snapshot: {0}")]
+    Applied(#[from] crate::journal_file::LogFileError),
     /// A stream damaged on disk cannot be put in a snapshot.
     #[error("snapshot: stream {name:?} is damaged")]
     Damaged {
@@ -103,11 +107,14 @@ impl SnapshotImage {
 
     /// Rebuilds the image into a new store in `dir` (emptied first) and checks every stream's
     /// id, head and root against the image; returns the store only if all match.
-    pub fn rebuild(&self, dir: &Path, config: Config) -> Result<Kimberlite, SnapshotError> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        let store = Kimberlite::open_with(dir, config)?;
+    pub fn rebuild(
+        &self,
+        fs: NodeFs,
+        dir: &Path,
+        config: Config,
+    ) -> Result<Kimberlite, SnapshotError> {
+        fs.remove_tree(dir)?;
+        let store = Kimberlite::open_with_fs(fs, dir, config)?;
         for stream in &self.streams {
             let id = store.create_stream(&stream.name)?;
             check(&stream.name, "id", stream.id, id.as_u64())?;
@@ -170,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let image = image();
         let store = image
-            .rebuild(&dir.path().join("store"), Config::default())
+            .rebuild(NodeFs::os(), &dir.path().join("store"), Config::default())
             .unwrap();
         assert_eq!(
             SnapshotImage::build(&store, &Ledger::default()).unwrap(),
@@ -184,7 +191,7 @@ mod tests {
         let mut image = image();
         image.streams[0].events[1] = Bytes::from_static(b"z");
         let error = image
-            .rebuild(&dir.path().join("store"), Config::default())
+            .rebuild(NodeFs::os(), &dir.path().join("store"), Config::default())
             .unwrap_err();
         assert!(
             matches!(error, SnapshotError::Mismatch { what: "head", .. }),
@@ -193,7 +200,7 @@ mod tests {
         let mut image = super::tests::image();
         image.streams[1].root[0] ^= 1;
         let error = image
-            .rebuild(&dir.path().join("store"), Config::default())
+            .rebuild(NodeFs::os(), &dir.path().join("store"), Config::default())
             .unwrap_err();
         assert!(
             matches!(error, SnapshotError::Mismatch { what: "root", .. }),
