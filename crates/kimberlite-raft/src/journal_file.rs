@@ -27,7 +27,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use kimberlite_storage::{FileHandle, FileSystem, OsFileSystem};
+use kimberlite_storage::{FileHandle, FileSystem};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -107,10 +107,10 @@ impl<F: FileSystem, S> std::fmt::Debug for JournalFile<F, S> {
 }
 
 #[cfg(test)]
-impl<S: Journal> JournalFile<OsFileSystem, S> {
+impl<S: Journal> JournalFile<kimberlite_storage::OsFileSystem, S> {
     /// Opens (or creates) the file in `dir` on the real file system and replays it.
     pub(crate) fn open(dir: &Path, sync: bool) -> Result<(Self, S), LogFileError> {
-        Self::open_with(OsFileSystem, dir, sync)
+        Self::open_with(kimberlite_storage::OsFileSystem, dir, sync)
     }
 }
 

@@ -40,6 +40,8 @@ mod log_file_faults_tests;
 mod log_file_tests;
 #[cfg(test)]
 mod replica_tests;
+#[cfg(test)]
+mod state_machine_faults_tests;
 
 pub use applied_file::APPLIED_FILE;
 pub use cluster::{Cluster, ClusterError, ClusterOptions};

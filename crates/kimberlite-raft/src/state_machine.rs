@@ -172,6 +172,12 @@ impl StateMachine {
         self.lock().halted.clone()
     }
 
+    /// The ledger as of the last applied log id.
+    #[must_use]
+    pub fn ledger(&self) -> Ledger {
+        self.lock().replica.ledger().clone()
+    }
+
     /// The last applied log id.
     #[must_use]
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
