@@ -29,6 +29,7 @@ mod replica;
 mod request_table;
 mod sim_network;
 mod snapshot;
+mod snapshot_files;
 mod state_machine;
 mod types;
 
@@ -40,6 +41,8 @@ mod log_file_faults_tests;
 mod log_file_tests;
 #[cfg(test)]
 mod replica_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod state_machine_faults_tests;
 
@@ -55,6 +58,6 @@ pub use openraft;
 pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
 pub use sim_network::{Faults, SimNetwork, SimTransport};
-pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};
+pub use snapshot::{SnapshotError, SnapshotImage, StoreFile, StreamImage};
 pub use state_machine::{OpenError, StateMachine, STORE_DIR};
 pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};

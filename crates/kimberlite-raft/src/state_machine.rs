@@ -38,7 +38,8 @@ use crate::types::{Node, NodeId, TypeConfig};
 
 pub use crate::generation::STORE_DIR;
 
-/// A snapshot as kept in its file.
+/// A snapshot as kept in its file: its segments named by path and length, read from the live
+/// store when it is sent (`crate::snapshot_files`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, Node>,
@@ -264,7 +265,13 @@ impl StateMachine {
     fn build(&self) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         let mut state = self.lock();
         check_open(&state)?;
-        let image = SnapshotImage::build(state.replica.store(), state.replica.ledger())?;
+        let store_dir = state.generation.store_dir(&self.shared.dir);
+        let image = SnapshotImage::build(
+            &self.shared.fs,
+            &store_dir,
+            state.replica.store(),
+            state.replica.ledger(),
+        )?;
         state.snapshots_built += 1;
         let snapshot_id = match state.last_applied {
             Some(log_id) => format!(
@@ -282,11 +289,27 @@ impl StateMachine {
         let shared = &self.shared;
         let name = state.generation.snapshot_name();
         write_json(&shared.fs, &shared.dir, &name, &stored, shared.sync)?;
-        state.snapshot = Some(stored.clone());
+        let image = stored.image.load(&shared.fs, &store_dir)?;
+        let meta = stored.meta.clone();
+        state.snapshot = Some(stored);
         Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(stored.image),
+            meta,
+            snapshot: Box::new(image),
         })
+    }
+
+    /// The kept snapshot with its segments' bytes read from the live store.
+    fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, SnapshotError> {
+        let state = self.lock();
+        check_open(&state)?;
+        let Some(stored) = &state.snapshot else {
+            return Ok(None);
+        };
+        let store_dir = state.generation.store_dir(&self.shared.dir);
+        Ok(Some(Snapshot {
+            meta: stored.meta.clone(),
+            snapshot: Box::new(stored.image.load(&self.shared.fs, &store_dir)?),
+        }))
     }
 
     /// Installs `image` as a new generation (store, applied state, snapshot), verified first,
@@ -307,7 +330,7 @@ impl StateMachine {
         let mut state = self.lock();
         check_open(&state)?;
         let next = state.generation.fresh(fs, dir)?;
-        let store = image.rebuild(fs.clone(), &next.store_dir(dir), config.clone())?;
+        let store = image.rebuild(fs.clone(), &next.store_dir(dir), config.clone(), *sync)?;
         store.sync()?;
         let installed = AppliedState {
             last_applied: meta.last_log_id,
@@ -318,7 +341,7 @@ impl StateMachine {
         file.append(&[AppliedRecord::Full(installed)])?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            image,
+            image: image.unloaded(),
         };
         write_json(fs, dir, &next.snapshot_name(), &stored, *sync)?;
         // The old store must be closed before its files go.
@@ -408,10 +431,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.lock().snapshot.clone().map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(stored.image),
-        }))
+        self.blocking(ErrorSubject::Snapshot(None), |this| {
+            this.current()
+                .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))
+        })
+        .await
     }
 }
 

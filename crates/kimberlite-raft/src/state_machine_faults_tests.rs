@@ -175,13 +175,18 @@ async fn a_failed_write_stops_applying_until_reopened() {
     assert_eq!(reopened.last_applied(), Some(log_id(3)));
 }
 
-/// A snapshot of stream "s" holding `count` events, at log index 100.
+/// A snapshot of stream "s" holding `count` events, at log index 100, built from a store
+/// on a disk of its own.
 fn snapshot(count: u64) -> (SnapshotMeta<NodeId, crate::types::Node>, SnapshotImage) {
-    let store = Kimberlite::in_memory();
+    let fs = NodeFs::new(SimFileSystem::new(99, FaultConfig::NONE));
+    let source = Path::new("/leader/store");
+    let store = Kimberlite::open_with_fs(fs.clone(), source, Config::default()).unwrap();
     let stream = store.create_stream("s").unwrap();
     let events: Vec<String> = (0..count).map(|n| format!("x{n}")).collect();
     store.append(stream, events, ExpectedOffset::Any).unwrap();
-    let image = SnapshotImage::build(&store, &Ledger::default()).unwrap();
+    let image = SnapshotImage::build(&fs, source, &store, &Ledger::default())
+        .and_then(|image| image.load(&fs, source))
+        .unwrap();
     let meta = SnapshotMeta {
         last_log_id: Some(log_id(100)),
         last_membership: StoredMembership::default(),
@@ -247,7 +252,15 @@ async fn a_snapshot_that_does_not_match_its_heads_installs_nothing() {
     apply_all(&mut state_machine).await;
     let old = position(&state_machine);
     let (meta, mut image) = snapshot(40);
-    image.streams[0].events[7] = Bytes::from_static(b"forged");
+    let segment = image
+        .files
+        .iter_mut()
+        .rfind(|file| file.path.ends_with(".seg"));
+    let segment = segment.unwrap();
+    let mut bytes = segment.bytes.clone().unwrap().to_vec();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    segment.bytes = Some(Bytes::from(bytes));
     assert!(state_machine
         .install_snapshot(&meta, Box::new(image))
         .await
