@@ -265,6 +265,10 @@ impl StateMachine {
     fn build(&self) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         let mut state = self.lock();
         check_open(&state)?;
+        self.build_locked(&mut state)
+    }
+
+    fn build_locked(&self, state: &mut State) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         let store_dir = state.generation.store_dir(&self.shared.dir);
         let image = SnapshotImage::build(
             &self.shared.fs,
@@ -298,18 +302,23 @@ impl StateMachine {
         })
     }
 
-    /// The kept snapshot with its segments' bytes read from the live store.
+    /// The kept snapshot with its segments' bytes read from the live store; a new snapshot
+    /// when a segment it names is no longer there as it was (retention dropped it, or a
+    /// crash under an unsynced durability policy cut it).
     fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, SnapshotError> {
-        let state = self.lock();
+        let mut state = self.lock();
         check_open(&state)?;
         let Some(stored) = &state.snapshot else {
             return Ok(None);
         };
         let store_dir = state.generation.store_dir(&self.shared.dir);
-        Ok(Some(Snapshot {
-            meta: stored.meta.clone(),
-            snapshot: Box::new(stored.image.load(&self.shared.fs, &store_dir)?),
-        }))
+        match stored.image.load(&self.shared.fs, &store_dir) {
+            Ok(image) => Ok(Some(Snapshot {
+                meta: stored.meta.clone(),
+                snapshot: Box::new(image),
+            })),
+            Err(_) => self.build_locked(&mut state).map(Some),
+        }
     }
 
     /// Installs `image` as a new generation (store, applied state, snapshot), verified first,

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use kimberlite::{Config, ExpectedOffset, Kimberlite, StreamId};
 use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
 use openraft::storage::RaftStateMachine;
+use openraft::RaftSnapshotBuilder;
 use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StoredMembership};
 
 use crate::applied_file::APPLIED_FILE;
@@ -269,4 +270,23 @@ async fn a_snapshot_that_does_not_match_its_heads_installs_nothing() {
     state_machine.close();
     fs.crash();
     assert_eq!(position(&open(&fs, true)), old);
+}
+
+#[tokio::test]
+async fn a_kept_snapshot_whose_segment_is_gone_is_built_again() {
+    let fs = SimFileSystem::new(6, FaultConfig::NONE);
+    let mut state_machine = open(&fs, true);
+    apply_all(&mut state_machine).await;
+    let built = state_machine.build_snapshot().await.unwrap();
+    let segment = built
+        .snapshot
+        .files
+        .iter()
+        .rfind(|file| file.path.ends_with(".seg"))
+        .unwrap();
+    let path = Path::new(DIR).join("store").join(&segment.path);
+    // Gone, as retention drops a segment: the kept snapshot cannot be sent as it is.
+    kimberlite_storage::FileSystem::remove_file(&NodeFs::new(fs.clone()), &path).unwrap();
+    let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+    assert_ne!(current.meta.snapshot_id, built.meta.snapshot_id);
 }
