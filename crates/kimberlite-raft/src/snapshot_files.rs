@@ -16,7 +16,7 @@ use kimberlite_storage::{EntryKind, FileHandle, FileSystem};
 use serde::{Deserialize, Serialize};
 
 use crate::node_fs::NodeFs;
-use crate::snapshot::SnapshotError;
+use crate::snapshot_error::SnapshotError;
 
 /// The store's marker file.
 const MARKER_FILE: &str = "kimberlite.json";

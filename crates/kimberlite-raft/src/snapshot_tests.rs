@@ -9,7 +9,8 @@ use kimberlite::{Config, ExpectedOffset, Kimberlite};
 
 use crate::node_fs::NodeFs;
 use crate::replica::Ledger;
-use crate::snapshot::{SnapshotError, SnapshotImage};
+use crate::snapshot::SnapshotImage;
+use crate::snapshot_error::SnapshotError;
 
 /// A store in `dir/source` with streams "a" (several segments) and "b"; its loaded image.
 fn image(dir: &Path) -> SnapshotImage {

@@ -33,7 +33,8 @@ use crate::generation::Generation;
 use crate::journal_file::LogFileError;
 use crate::node_fs::NodeFs;
 use crate::replica::{ApplyError, Divergence, Ledger, Replica};
-use crate::snapshot::{SnapshotError, SnapshotImage};
+use crate::snapshot::SnapshotImage;
+use crate::snapshot_error::SnapshotError;
 use crate::types::{Node, NodeId, TypeConfig};
 
 pub use crate::generation::STORE_DIR;
