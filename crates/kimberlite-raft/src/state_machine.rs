@@ -354,11 +354,13 @@ impl StateMachine {
             image: image.unloaded(),
         };
         write_json(fs, dir, &next.snapshot_name(), &stored, *sync)?;
-        // The old store must be closed before its files go.
-        state
-            .replica
-            .replace(Kimberlite::in_memory(), Ledger::default());
-        next.commit(fs, dir, *sync)?;
+        if let Err(error) = next.commit(fs, dir, *sync) {
+            // Which generation is live is unknown until the node is reopened (fail-stop);
+            // the old store serves follower reads meanwhile.
+            state.closed = true;
+            return Err(error.into());
+        }
+        // The old store is closed (dropped) before its files go.
         state.replica.replace(store, stored.image.ledger.clone());
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
