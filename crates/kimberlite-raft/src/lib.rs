@@ -7,6 +7,8 @@
 //! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
 //!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
 //! - [`Transport`]: how messages reach other nodes; [`SimNetwork`] in process, with faults.
+//! - [`NodeFs`]: the file system every file of a node goes through (the real one, or a
+//!   simulated one that loses power).
 //! - [`linearizability::check`]: whether a recorded history of appends and reads fits one
 //!   order in real time (the tests' checker).
 //! - [`Cluster`]: nodes in one process over a [`SimNetwork`], and a client that retries on the
