@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::command::{Rejection, RequestId};
 use crate::node::{Appended, Node, NodeConfig, StartError, WriteError};
+use crate::node_fs::NodeFs;
 use crate::sim_network::SimNetwork;
 use crate::types::NodeId;
 
@@ -33,6 +34,9 @@ pub struct ClusterOptions {
     pub attempt_timeout_ms: u64,
     /// How long the client keeps retrying one write, in milliseconds. Default = 20,000.
     pub write_timeout_ms: u64,
+    /// Each node's file system ([`NodeConfig::fs`]); a node not listed uses the real one.
+    /// A simulated one per node lets a test cut one node's power. Default = none listed.
+    pub file_systems: BTreeMap<NodeId, NodeFs>,
 }
 
 impl ClusterOptions {
@@ -46,6 +50,7 @@ impl ClusterOptions {
             store: kimberlite::Config::default(),
             attempt_timeout_ms: 2_000,
             write_timeout_ms: 20_000,
+            file_systems: BTreeMap::new(),
         }
     }
 }
@@ -137,6 +142,12 @@ impl Cluster {
             store: self.options.store.clone(),
             sync: self.options.sync,
             raft: self.options.raft.clone(),
+            fs: self
+                .options
+                .file_systems
+                .get(&id)
+                .cloned()
+                .unwrap_or_default(),
             ..NodeConfig::new(id, self.node_dir(id))
         };
         let node = Node::start(config, self.network.transport(id)).await?;
@@ -155,7 +166,8 @@ impl Cluster {
         }
     }
 
-    /// Removes the directory of node `id` (stopped first): a lost disk.
+    /// Removes the directory of node `id` (stopped first): a lost disk. On the real file
+    /// system only.
     pub async fn wipe(&self, id: NodeId) -> std::io::Result<()> {
         self.stop(id).await;
         std::fs::remove_dir_all(self.node_dir(id))

@@ -7,6 +7,8 @@
 //! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
 //!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
 //! - [`Transport`]: how messages reach other nodes; [`SimNetwork`] in process, with faults.
+//! - [`NodeFs`]: the file system every file of a node goes through (the real one, or a
+//!   simulated one that loses power).
 //! - [`linearizability::check`]: whether a recorded history of appends and reads fits one
 //!   order in real time (the tests' checker).
 //! - [`Cluster`]: nodes in one process over a [`SimNetwork`], and a client that retries on the
@@ -14,17 +16,23 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod applied_file;
 mod cluster;
 mod command;
+mod generation;
+mod journal_file;
 pub mod linearizability;
 mod log_file;
 mod log_store;
 mod network;
 mod node;
+mod node_fs;
 mod replica;
 mod request_table;
 mod sim_network;
 mod snapshot;
+mod snapshot_error;
+mod snapshot_files;
 mod state_machine;
 mod types;
 
@@ -36,17 +44,24 @@ mod log_file_faults_tests;
 mod log_file_tests;
 #[cfg(test)]
 mod replica_tests;
+#[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
+mod state_machine_faults_tests;
 
+pub use applied_file::APPLIED_FILE;
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
 pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
 pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
+pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use openraft;
-pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, Replica};
+pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
 pub use sim_network::{Faults, SimNetwork, SimTransport};
-pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};
+pub use snapshot::{SnapshotImage, StoreFile, StreamImage};
+pub use snapshot_error::SnapshotError;
 pub use state_machine::{OpenError, StateMachine, STORE_DIR};
 pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
 
+use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LogState};
 use crate::log_file_tests::{entry, log_id};
 

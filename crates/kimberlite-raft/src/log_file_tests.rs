@@ -7,6 +7,7 @@ use std::io::Write;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 
 use crate::command::{Command, RequestId};
+use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LOG_FILE};
 use crate::types::TypeConfig;
 
@@ -61,7 +62,7 @@ fn a_torn_last_record_is_cut_and_the_log_goes_on() {
     let len = std::fs::metadata(&path).unwrap().len();
     // Half of a third record: a write the crash interrupted.
     let mut torn = Vec::new();
-    super::log_file::encode_for_tests(&entry(3), &mut torn).unwrap();
+    crate::journal_file::encode_for_tests(&entry(3), &mut torn).unwrap();
     let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
     raw.write_all(&torn[..torn.len() / 2]).unwrap();
     drop(raw);

@@ -12,7 +12,9 @@ use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
 };
 
+use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LogState};
+use crate::node_fs::NodeFs;
 use crate::types::{NodeId, TypeConfig};
 
 /// The durable Raft log of one node. Cheap to clone: clones (the readers openraft asks for)
@@ -24,7 +26,7 @@ pub struct LogStore {
 
 #[derive(Debug)]
 struct Inner {
-    file: LogFile,
+    file: LogFile<NodeFs>,
     state: LogState,
 }
 
@@ -32,7 +34,12 @@ impl LogStore {
     /// Opens the log in `dir` (created if missing), replaying its file. With `sync` false,
     /// writes are not synced (tests that never crash the machine).
     pub fn open(dir: &Path, sync: bool) -> Result<Self, LogFileError> {
-        let (file, state) = LogFile::open(dir, sync)?;
+        Self::open_with(NodeFs::os(), dir, sync)
+    }
+
+    /// [`LogStore::open`] over the file system `fs`.
+    pub fn open_with(fs: NodeFs, dir: &Path, sync: bool) -> Result<Self, LogFileError> {
+        let (file, state) = LogFile::open_with(fs, dir, sync)?;
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner { file, state })),
         })

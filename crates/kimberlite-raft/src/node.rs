@@ -14,6 +14,7 @@ use crate::command::{Command, Head, Rejection, RequestId, Response};
 use crate::log_file::LogFileError;
 use crate::log_store::LogStore;
 use crate::network::{Network, Transport};
+use crate::node_fs::NodeFs;
 use crate::replica::Divergence;
 use crate::state_machine::{OpenError, StateMachine};
 use crate::types::{NodeId, Raft};
@@ -38,6 +39,8 @@ pub struct NodeConfig {
     pub sync: bool,
     /// openraft's configuration (timeouts in milliseconds, snapshot policy).
     pub raft: openraft::Config,
+    /// The file system every file of the node goes through. Default = the real one.
+    pub fs: NodeFs,
 }
 
 impl NodeConfig {
@@ -50,6 +53,7 @@ impl NodeConfig {
             store: kimberlite::Config::default(),
             sync: true,
             raft: Self::raft_defaults(),
+            fs: NodeFs::os(),
         }
     }
 
@@ -143,8 +147,9 @@ impl Node {
             .clone()
             .validate()
             .map_err(|error| StartError::Raft(error.to_string()))?;
-        let log = LogStore::open(&config.dir, config.sync)?;
-        let state_machine = StateMachine::open(&config.dir, config.store.clone(), config.sync)?;
+        let log = LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?;
+        let state_machine =
+            StateMachine::open_with(config.fs, &config.dir, config.store.clone(), config.sync)?;
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),

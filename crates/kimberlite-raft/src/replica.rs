@@ -9,7 +9,7 @@ use kimberlite::{Error, ExpectedOffset, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Head, Rejection, RequestId, Response};
-use crate::request_table::RequestTable;
+use crate::request_table::{Answer, RequestTable};
 
 /// A replica computed another head than the leader expected: it stops applying, so it never
 /// holds a history other than the cluster's without saying so.
@@ -78,10 +78,42 @@ pub struct Ledger {
     pub changed_at: BTreeMap<u64, u64>,
 }
 
+/// One change of a [`Ledger`]: the unit the applied state file records
+/// (`crate::applied_file`), so that a batch writes its changes, not the whole ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerChange {
+    /// An answer kept in the request table.
+    Answer(Answer),
+    /// A stream appended to at a log index.
+    ChangedAt {
+        /// The stream.
+        stream: u64,
+        /// The log index.
+        index: u64,
+    },
+}
+
+impl Ledger {
+    /// Applies `change`, as the replica that made it did.
+    pub fn apply(&mut self, change: LedgerChange) {
+        match change {
+            LedgerChange::Answer(answer) => {
+                self.requests
+                    .insert(answer.request, answer.index, answer.response);
+            }
+            LedgerChange::ChangedAt { stream, index } => {
+                self.changed_at.insert(stream, index);
+            }
+        }
+    }
+}
+
 /// One replica's applied state: its store and its [`Ledger`].
 pub struct Replica {
     store: Kimberlite,
     ledger: Ledger,
+    /// The ledger's changes since [`Replica::take_changes`].
+    changes: Vec<LedgerChange>,
 }
 
 impl fmt::Debug for Replica {
@@ -97,7 +129,21 @@ impl Replica {
     /// A replica over `store` with `ledger` (from its last saved state).
     #[must_use]
     pub fn new(store: Kimberlite, ledger: Ledger) -> Self {
-        Self { store, ledger }
+        Self {
+            store,
+            ledger,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The ledger's changes since the last call (or since the replica was made or replaced).
+    pub fn take_changes(&mut self) -> Vec<LedgerChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn change(&mut self, change: LedgerChange) {
+        self.ledger.apply(change.clone());
+        self.changes.push(change);
     }
 
     /// The store.
@@ -116,6 +162,7 @@ impl Replica {
     pub fn replace(&mut self, store: Kimberlite, ledger: Ledger) {
         self.store = store;
         self.ledger = ledger;
+        self.changes.clear();
     }
 
     /// Applies the command of log entry `index`.
@@ -139,9 +186,11 @@ impl Replica {
     fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
         // A stale head is the leader's view being behind, not an answer: its retry must run.
         if !matches!(response, Response::Rejected(Rejection::StaleHead { .. })) {
-            self.ledger
-                .requests
-                .insert(request, index, response.clone());
+            self.change(LedgerChange::Answer(Answer {
+                request,
+                index,
+                response: response.clone(),
+            }));
         }
     }
 
@@ -204,7 +253,7 @@ impl Replica {
             }
             .into());
         }
-        self.ledger.changed_at.insert(stream, index);
+        self.change(LedgerChange::ChangedAt { stream, index });
         Ok(Response::Appended {
             first_offset: appended.first_offset.as_u64(),
             head: computed,
@@ -232,7 +281,7 @@ impl Replica {
                 .prefix_hash(StreamId::new(stream), expected.next_offset)
                 .map_err(|source| ApplyError::Store { index, source })?;
             if hash.map(|hash| *hash.as_bytes()) == expected.hash {
-                self.ledger.changed_at.insert(stream, index);
+                self.change(LedgerChange::ChangedAt { stream, index });
                 return Ok(Response::Appended {
                     first_offset: prev.next_offset,
                     head: expected,

@@ -2,33 +2,39 @@
 //! begins, and its verified install into a fresh store (docs/REPLICATION.md, section
 //! "Snapshots").
 //!
-//! This image carries every stream's events whole, with the head and Merkle root the sender
-//! computed; the receiver rebuilds a store from it in a directory of its own and installs it
-//! only once every stream's head and root match. The full design ships sealed segments and a
-//! manifest instead of events.
+//! An image is a manifest of every stream's name, id, head and Merkle root at the snapshot's
+//! log position, the store's files that hold them (its segments, `crate::snapshot_files`)
+//! and the [`Ledger`]. The receiver writes the files into a directory of its own, opens them
+//! read-only (nothing repaired on disk), walks every stream's chain with the store's own
+//! verification, checks every head and root against the manifest and that no other stream is
+//! there, and only then opens the store for writing: a damaged or forged file or manifest
+//! installs nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use bytes::Bytes;
-use kimberlite::{Config, ExpectedOffset, Kimberlite, StreamId};
+use kimberlite::{Config, Kimberlite};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Head;
+use crate::node_fs::NodeFs;
 use crate::replica::Ledger;
-
-/// Events appended per batch while a snapshot is installed.
-const INSTALL_BATCH_EVENTS_MAX: usize = 4096;
+use crate::snapshot_error::SnapshotError;
+use crate::snapshot_files;
+pub use crate::snapshot_files::StoreFile;
 
 /// A replica's state as of one log position.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotImage {
-    /// Every named stream, by id.
+    /// Every named stream, by id: the manifest the files are checked against.
     pub streams: Vec<StreamImage>,
+    /// The store's files that hold them.
+    pub files: Vec<StoreFile>,
     /// The ledger: request answers, streams' last changes.
     pub ledger: Ledger,
 }
 
-/// One stream in a snapshot.
+/// One stream in a snapshot's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamImage {
     /// Its name.
@@ -39,99 +45,128 @@ pub struct StreamImage {
     pub head: Head,
     /// Its Merkle tree's root over all its events (RFC 9162).
     pub root: [u8; 32],
-    /// Its events, in order.
-    #[serde(with = "crate::command::hex_events")]
-    pub events: Vec<Bytes>,
-}
-
-/// Why a snapshot could not be built or installed.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The store failed.
-    #[error("snapshot: {0}")]
-    Store(#[from] kimberlite::Error),
-    /// The file system failed.
-    #[error("snapshot: {0}")]
-    Io(#[from] std::io::Error),
-    /// A stream damaged on disk cannot be put in a snapshot.
-    #[error("snapshot: stream {name:?} is damaged")]
-    Damaged {
-        /// The stream.
-        name: String,
-    },
-    /// The rebuilt store does not match what the sender said it holds: nothing installed.
-    #[error("snapshot: stream {name:?}: {what} is {got}, the snapshot says {expected}")]
-    Mismatch {
-        /// The stream.
-        name: String,
-        /// Which value differs.
-        what: &'static str,
-        /// The value the snapshot carries.
-        expected: String,
-        /// The value rebuilt.
-        got: String,
-    },
 }
 
 impl SnapshotImage {
-    /// The image of `store` with `ledger`.
-    pub fn build(store: &Kimberlite, ledger: &Ledger) -> Result<Self, SnapshotError> {
-        let mut infos = store.list_streams();
-        infos.sort_by_key(|info| info.id);
-        let mut streams = Vec::with_capacity(infos.len());
-        for info in infos {
-            if info.damaged {
-                return Err(SnapshotError::Damaged { name: info.name });
-            }
-            let events = store
-                .events(info.id, 0.into())
-                .map(|event| event.map(|event| event.payload))
-                .collect::<Result<Vec<_>, _>>()?;
-            streams.push(StreamImage {
-                root: store.tree_head(info.id)?.root.0,
-                name: info.name,
-                id: info.id.as_u64(),
-                head: Head::of(info.head),
-                events,
-            });
-        }
+    /// The image of `store`, whose directory is `store_dir` on `fs`, with `ledger`; segments
+    /// named by path and length only (their bytes are read by [`SnapshotImage::load`]). The
+    /// store must not be written meanwhile.
+    pub fn build(
+        fs: &NodeFs,
+        store_dir: &Path,
+        store: &Kimberlite,
+        ledger: &Ledger,
+    ) -> Result<Self, SnapshotError> {
         Ok(Self {
-            streams,
+            streams: manifest(store)?,
+            files: snapshot_files::list(fs, store_dir)?,
             ledger: ledger.clone(),
         })
     }
 
-    /// Rebuilds the image into a new store in `dir` (emptied first) and checks every stream's
-    /// id, head and root against the image; returns the store only if all match.
-    pub fn rebuild(&self, dir: &Path, config: Config) -> Result<Kimberlite, SnapshotError> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
+    /// This image with every file's bytes, read from the store in `store_dir`: what is sent.
+    pub fn load(&self, fs: &NodeFs, store_dir: &Path) -> Result<Self, SnapshotError> {
+        Ok(Self {
+            files: snapshot_files::load(fs, store_dir, &self.files)?,
+            ..self.clone()
+        })
+    }
+
+    /// This image without the segments' bytes: what is kept.
+    #[must_use]
+    pub fn unloaded(&self) -> Self {
+        Self {
+            files: snapshot_files::unloaded(&self.files),
+            ..self.clone()
         }
-        let store = Kimberlite::open_with(dir, config)?;
-        for stream in &self.streams {
-            let id = store.create_stream(&stream.name)?;
-            check(&stream.name, "id", stream.id, id.as_u64())?;
-            let mut offset = 0u64;
-            for chunk in stream.events.chunks(INSTALL_BATCH_EVENTS_MAX) {
-                let appended = store.append(
-                    id,
-                    chunk.iter().cloned(),
-                    ExpectedOffset::Exact(offset.into()),
-                )?;
-                offset = appended.next_offset.as_u64();
-            }
-            let id = StreamId::new(stream.id);
-            check(&stream.name, "head", stream.head, Head::of(store.head(id)?))?;
-            let root = store.tree_head(id)?.root.0;
+    }
+
+    /// Writes the image's files into `dir` (emptied first) on `fs`, verifies them against the
+    /// manifest, and returns the store opened for writing only if every check passed.
+    pub fn rebuild(
+        &self,
+        fs: NodeFs,
+        dir: &Path,
+        config: Config,
+        sync: bool,
+    ) -> Result<Kimberlite, SnapshotError> {
+        fs.remove_tree(dir)?;
+        snapshot_files::write(&fs, dir, &self.files, sync)?;
+        // Read-only first: whatever recovery would repair stays in memory, and is caught below.
+        let store = Kimberlite::open_read_only_with_fs(fs.clone(), dir, config.clone())?;
+        self.check(&store)?;
+        drop(store);
+        let store = Kimberlite::open_with_fs(fs, dir, config)?;
+        self.check_heads(&store)?;
+        Ok(store)
+    }
+
+    /// Checks every record of every stream of `store`, and every stream's id, head and root,
+    /// against the manifest.
+    fn check(&self, store: &Kimberlite) -> Result<(), SnapshotError> {
+        let report = store.verify_all()?;
+        if let Some(problem) = report.problems.first() {
+            return Err(SnapshotError::Mismatch {
+                name: problem.name.clone().unwrap_or_default(),
+                what: "verification",
+                expected: "intact".into(),
+                got: problem.message.clone(),
+            });
+        }
+        self.check_heads(store)
+    }
+
+    fn check_heads(&self, store: &Kimberlite) -> Result<(), SnapshotError> {
+        let found: BTreeMap<u64, StreamImage> = manifest(store)?
+            .into_iter()
+            .map(|stream| (stream.id, stream))
+            .collect();
+        let expected: BTreeMap<u64, &StreamImage> = self
+            .streams
+            .iter()
+            .map(|stream| (stream.id, stream))
+            .collect();
+        let ids = |ids: Vec<&u64>| format!("{ids:?}");
+        check(
+            "(all)",
+            "stream ids",
+            ids(expected.keys().collect()),
+            ids(found.keys().collect()),
+        )?;
+        for (id, stream) in expected {
+            let Some(got) = found.get(&id) else {
+                continue;
+            };
+            check(&stream.name, "name", &stream.name, &got.name)?;
+            check(&stream.name, "head", stream.head, got.head)?;
             check(
                 &stream.name,
                 "root",
                 hex::encode(stream.root),
-                hex::encode(root),
+                hex::encode(got.root),
             )?;
         }
-        Ok(store)
+        Ok(())
     }
+}
+
+/// Every named stream's name, id, head and root in `store`, by id.
+fn manifest(store: &Kimberlite) -> Result<Vec<StreamImage>, SnapshotError> {
+    let mut infos = store.list_streams();
+    infos.sort_by_key(|info| info.id);
+    let mut streams = Vec::with_capacity(infos.len());
+    for info in infos {
+        if info.damaged {
+            return Err(SnapshotError::Damaged { name: info.name });
+        }
+        streams.push(StreamImage {
+            root: store.tree_head(info.id)?.root.0,
+            name: info.name,
+            id: info.id.as_u64(),
+            head: Head::of(info.head),
+        });
+    }
+    Ok(streams)
 }
 
 fn check<T: PartialEq + std::fmt::Display>(
@@ -149,55 +184,4 @@ fn check<T: PartialEq + std::fmt::Display>(
         expected: expected.to_string(),
         got: got.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use kimberlite::{ExpectedOffset, Kimberlite};
-
-    use super::*;
-
-    fn image() -> SnapshotImage {
-        let store = Kimberlite::in_memory();
-        let a = store.create_stream("a").unwrap();
-        store.create_stream("b").unwrap();
-        store.append(a, ["x", "y"], ExpectedOffset::Any).unwrap();
-        SnapshotImage::build(&store, &Ledger::default()).unwrap()
-    }
-
-    #[test]
-    fn an_image_rebuilds_the_same_heads_and_roots() {
-        let dir = tempfile::tempdir().unwrap();
-        let image = image();
-        let store = image
-            .rebuild(&dir.path().join("store"), Config::default())
-            .unwrap();
-        assert_eq!(
-            SnapshotImage::build(&store, &Ledger::default()).unwrap(),
-            image
-        );
-    }
-
-    #[test]
-    fn an_image_whose_events_do_not_match_its_heads_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut image = image();
-        image.streams[0].events[1] = Bytes::from_static(b"z");
-        let error = image
-            .rebuild(&dir.path().join("store"), Config::default())
-            .unwrap_err();
-        assert!(
-            matches!(error, SnapshotError::Mismatch { what: "head", .. }),
-            "{error}"
-        );
-        let mut image = super::tests::image();
-        image.streams[1].root[0] ^= 1;
-        let error = image
-            .rebuild(&dir.path().join("store"), Config::default())
-            .unwrap_err();
-        assert!(
-            matches!(error, SnapshotError::Mismatch { what: "root", .. }),
-            "{error}"
-        );
-    }
 }

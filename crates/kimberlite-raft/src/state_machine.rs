@@ -1,18 +1,21 @@
 //! [`StateMachine`]: openraft's state machine over a [`Replica`], with its applied position,
 //! membership and request table saved beside the store, and snapshots built and installed
-//! (docs/REPLICATION.md, sections "Applying a command" and "Snapshots").
+//! (docs/REPLICATION.md, sections "Applying a command", "State beside the store" and
+//! "Snapshots").
 //!
-//! # Files in a node's directory
+//! # Files in a node's directory (one generation of them, `crate::generation`)
 //!
 //! - `store/`: the Kimberlite store;
-//! - `state-machine.json`: the last applied log id, the membership and the [`Ledger`],
-//!   replaced atomically after each batch of entries applied. The store may be ahead of it
-//!   after a crash; the entries in between are applied again, and [`Replica::apply`] answers
-//!   them as the first time;
+//! - `state-machine.log`: the last applied log id, the membership and the [`Ledger`], one
+//!   record of changes appended after each batch of entries applied (`crate::applied_file`).
+//!   The store may be ahead of it after a crash; the entries in between are applied again,
+//!   and [`Replica::apply`] answers them as the first time;
 //! - `snapshot.json`: the last snapshot built or installed, sent to replicas that need it.
+//!
+//! Every file goes through the node's [`NodeFs`]. The file work of apply, build and install
+//! runs on tokio's blocking threads (`spawn_blocking`), so that a slow disk does not stall
+//! the Raft task's heartbeats and elections.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,29 +27,20 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::applied_file::{AppliedFile, AppliedRecord, AppliedState};
 use crate::command::Response;
+use crate::generation::Generation;
+use crate::journal_file::LogFileError;
+use crate::node_fs::NodeFs;
 use crate::replica::{ApplyError, Divergence, Ledger, Replica};
-use crate::snapshot::{SnapshotError, SnapshotImage};
+use crate::snapshot::SnapshotImage;
+use crate::snapshot_error::SnapshotError;
 use crate::types::{Node, NodeId, TypeConfig};
 
-/// The store's directory in a node's directory.
-pub const STORE_DIR: &str = "store";
-/// Where a snapshot is rebuilt before it replaces the store.
-const INSTALLING_DIR: &str = "store.installing";
-/// Where the replaced store goes until it is removed.
-const REPLACED_DIR: &str = "store.replaced";
-const APPLIED_FILE: &str = "state-machine.json";
-const SNAPSHOT_FILE: &str = "snapshot.json";
+pub use crate::generation::STORE_DIR;
 
-/// What is saved beside the store after each applied batch.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Applied {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, Node>,
-    ledger: Ledger,
-}
-
-/// A snapshot as kept in `snapshot.json`.
+/// A snapshot as kept in its file: its segments named by path and length, read from the live
+/// store when it is sent (`crate::snapshot_files`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, Node>,
@@ -62,6 +56,7 @@ pub struct StateMachine {
 
 #[derive(Debug)]
 struct Shared {
+    fs: NodeFs,
     dir: PathBuf,
     config: Config,
     sync: bool,
@@ -76,6 +71,9 @@ struct State {
     halted: Option<Divergence>,
     snapshot: Option<StoredSnapshot>,
     snapshots_built: u64,
+    /// The live generation of files, and its applied state file.
+    generation: Generation,
+    file: AppliedFile,
     /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
     closed: bool,
 }
@@ -86,6 +84,9 @@ pub enum OpenError {
     /// The store failed to open.
     #[error("store: {0}")]
     Store(#[from] kimberlite::Error),
+    /// The applied state file failed to open (damaged, or the file system failed).
+    #[error(transparent)]
+    Applied(#[from] LogFileError),
     /// A file failed.
     #[error("{path}: {source}")]
     Io {
@@ -105,13 +106,33 @@ pub enum OpenError {
 }
 
 impl StateMachine {
-    /// Opens the state machine in `dir`: its store (created if missing) and its saved files.
-    /// With `sync` false, the saved files are not synced (tests that never crash).
+    /// Opens the state machine in `dir` on the real file system: its store (created if
+    /// missing) and its saved files. With `sync` false, the saved files are not synced
+    /// (tests that never crash).
     pub fn open(dir: &Path, config: Config, sync: bool) -> Result<Self, OpenError> {
-        finish_replacing(dir)?;
-        let store = Kimberlite::open_with(dir.join(STORE_DIR), config.clone())?;
-        let applied: Applied = read_json(&dir.join(APPLIED_FILE))?.unwrap_or_default();
-        let snapshot: Option<StoredSnapshot> = read_json(&dir.join(SNAPSHOT_FILE))?;
+        Self::open_with(NodeFs::os(), dir, config, sync)
+    }
+
+    /// [`StateMachine::open`] over the file system `fs`.
+    pub fn open_with(
+        fs: NodeFs,
+        dir: &Path,
+        config: Config,
+        sync: bool,
+    ) -> Result<Self, OpenError> {
+        let io = |source| OpenError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        kimberlite_storage::FileSystem::create_dir_all(&fs, dir).map_err(io)?;
+        let generation = Generation::current(&fs, dir).map_err(io)?;
+        generation.remove_others(&fs, dir).map_err(io)?;
+        let store =
+            Kimberlite::open_with_fs(fs.clone(), generation.store_dir(dir), config.clone())?;
+        let (file, applied) =
+            AppliedFile::open_named(fs.clone(), dir, &generation.applied_name(), sync)?;
+        let snapshot: Option<StoredSnapshot> =
+            read_json(&fs, &dir.join(generation.snapshot_name()))?;
         let state = State {
             replica: Replica::new(store, applied.ledger),
             last_applied: applied.last_applied,
@@ -119,10 +140,13 @@ impl StateMachine {
             halted: None,
             snapshot,
             snapshots_built: 0,
+            generation,
+            file,
             closed: false,
         };
         Ok(Self {
             shared: Arc::new(Shared {
+                fs,
                 dir: dir.to_owned(),
                 config,
                 sync,
@@ -150,6 +174,12 @@ impl StateMachine {
         self.lock().halted.clone()
     }
 
+    /// The ledger as of the last applied log id.
+    #[must_use]
+    pub fn ledger(&self) -> Ledger {
+        self.lock().replica.ledger().clone()
+    }
+
     /// The last applied log id.
     #[must_use]
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
@@ -167,21 +197,24 @@ impl StateMachine {
             .replace(Kimberlite::in_memory(), Ledger::default());
     }
 
-    fn save_applied(&self, state: &State) -> Result<(), StorageError<NodeId>> {
-        let applied = Applied {
+    /// Appends what the last batch changed to the applied state file (rewritten whole when
+    /// it has grown enough).
+    fn save_batch(state: &mut State, membership_changed: bool) -> Result<(), LogFileError> {
+        let record = AppliedRecord::Batch {
             last_applied: state.last_applied,
-            membership: state.membership.clone(),
-            ledger: state.replica.ledger().clone(),
+            membership: membership_changed.then(|| state.membership.clone()),
+            changes: state.replica.take_changes(),
         };
-        write_json(&self.shared.dir, APPLIED_FILE, &applied, self.shared.sync)
-            .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))
+        state.file.append(&[record])?;
+        // The applied state's rewrite test reads the file's sizes only.
+        if state.file.wants_rewrite(&AppliedState::default()) {
+            let full = full_state(state);
+            state.file.rewrite(&full)?;
+        }
+        Ok(())
     }
 
-    fn apply_one(
-        &self,
-        state: &mut State,
-        entry: &Entry<TypeConfig>,
-    ) -> Result<Response, ApplyError> {
+    fn apply_one(state: &mut State, entry: &Entry<TypeConfig>) -> Result<Response, ApplyError> {
         let response = match &entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Normal(command) => state.replica.apply(entry.log_id.index, command)?,
@@ -194,38 +227,170 @@ impl StateMachine {
         Ok(response)
     }
 
+    /// Applies `entries` in order; stops at the first that fails (and, on a divergence, for
+    /// good). What was applied is saved either way.
+    fn apply_batch(
+        &self,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> Result<Vec<Response>, StorageError<NodeId>> {
+        let mut state = self.lock();
+        check_open(&state).map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut failure = None;
+        let mut membership_changed = false;
+        for entry in &entries {
+            if let Some(divergence) = &state.halted {
+                failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), divergence));
+                break;
+            }
+            membership_changed |= matches!(entry.payload, EntryPayload::Membership(_));
+            match Self::apply_one(&mut state, entry) {
+                Ok(response) => responses.push(response),
+                Err(error) => {
+                    if let ApplyError::Diverged(divergence) = &error {
+                        state.halted = Some(divergence.clone());
+                    }
+                    failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), &error));
+                    break;
+                }
+            }
+        }
+        Self::save_batch(&mut state, membership_changed)
+            .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(responses),
+        }
+    }
+
+    fn build(&self) -> Result<Snapshot<TypeConfig>, SnapshotError> {
+        let mut state = self.lock();
+        check_open(&state)?;
+        self.build_locked(&mut state)
+    }
+
+    fn build_locked(&self, state: &mut State) -> Result<Snapshot<TypeConfig>, SnapshotError> {
+        let store_dir = state.generation.store_dir(&self.shared.dir);
+        let image = SnapshotImage::build(
+            &self.shared.fs,
+            &store_dir,
+            state.replica.store(),
+            state.replica.ledger(),
+        )?;
+        state.snapshots_built += 1;
+        let snapshot_id = match state.last_applied {
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id, log_id.index, state.snapshots_built
+            ),
+            None => format!("empty-{}", state.snapshots_built),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        };
+        let stored = StoredSnapshot { meta, image };
+        let shared = &self.shared;
+        let name = state.generation.snapshot_name();
+        write_json(&shared.fs, &shared.dir, &name, &stored, shared.sync)?;
+        let image = stored.image.load(&shared.fs, &store_dir)?;
+        let meta = stored.meta.clone();
+        state.snapshot = Some(stored);
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(image),
+        })
+    }
+
+    /// The kept snapshot with its segments' bytes read from the live store; a new snapshot
+    /// when a segment it names is no longer there as it was (retention dropped it, or a
+    /// crash under an unsynced durability policy cut it).
+    fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, SnapshotError> {
+        let mut state = self.lock();
+        check_open(&state)?;
+        let Some(stored) = &state.snapshot else {
+            return Ok(None);
+        };
+        let store_dir = state.generation.store_dir(&self.shared.dir);
+        match stored.image.load(&self.shared.fs, &store_dir) {
+            Ok(image) => Ok(Some(Snapshot {
+                meta: stored.meta.clone(),
+                snapshot: Box::new(image),
+            })),
+            Err(_) => self.build_locked(&mut state).map(Some),
+        }
+    }
+
+    /// Installs `image` as a new generation (store, applied state, snapshot), verified first,
+    /// committed by one rename; the old generation is removed after.
     fn install(
         &self,
         meta: &SnapshotMeta<NodeId, Node>,
         image: SnapshotImage,
     ) -> Result<(), SnapshotError> {
-        let dir = &self.shared.dir;
+        let Shared {
+            fs,
+            dir,
+            config,
+            sync,
+            ..
+        } = &*self.shared;
         // Held while rebuilding too, so that a close waits for the rebuild to end.
         let mut state = self.lock();
         check_open(&state)?;
-        let store = image.rebuild(&dir.join(INSTALLING_DIR), self.shared.config.clone())?;
-        drop(store);
-        // The old store must be closed before its directory moves.
-        state
-            .replica
-            .replace(Kimberlite::in_memory(), Ledger::default());
-        fs::rename(dir.join(STORE_DIR), dir.join(REPLACED_DIR))?;
-        fs::rename(dir.join(INSTALLING_DIR), dir.join(STORE_DIR))?;
-        fs::remove_dir_all(dir.join(REPLACED_DIR))?;
-        let store = Kimberlite::open_with(dir.join(STORE_DIR), self.shared.config.clone())?;
-        state.replica.replace(store, image.ledger.clone());
+        let next = state.generation.fresh(fs, dir)?;
+        let store = image.rebuild(fs.clone(), &next.store_dir(dir), config.clone(), *sync)?;
+        store.sync()?;
+        let installed = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            ledger: image.ledger.clone(),
+        };
+        let (mut file, _) = AppliedFile::open_named(fs.clone(), dir, &next.applied_name(), *sync)?;
+        file.append(&[AppliedRecord::Full(installed)])?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            image: image.unloaded(),
+        };
+        write_json(fs, dir, &next.snapshot_name(), &stored, *sync)?;
+        if let Err(error) = next.commit(fs, dir, *sync) {
+            // Which generation is live is unknown until the node is reopened (fail-stop);
+            // the old store serves follower reads meanwhile.
+            state.closed = true;
+            return Err(error.into());
+        }
+        // The old store is closed (dropped) before its files go.
+        state.replica.replace(store, stored.image.ledger.clone());
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.halted = None;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            image,
-        };
-        write_json(dir, SNAPSHOT_FILE, &stored, self.shared.sync)?;
         state.snapshot = Some(stored);
-        self.save_applied(&state)
-            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        state.generation = next;
+        state.file = file;
+        next.remove_others(fs, dir)?;
         Ok(())
+    }
+
+    /// Runs `work` on a blocking thread with a clone of this state machine.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        subject: ErrorSubject<NodeId>,
+        work: impl FnOnce(&Self) -> Result<T, StorageError<NodeId>> + Send + 'static,
+    ) -> Result<T, StorageError<NodeId>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .map_err(|error| storage_error(subject, &error))?
+    }
+}
+
+/// The whole applied state of `state`, as a rewrite of its file holds it.
+fn full_state(state: &State) -> AppliedState {
+    AppliedState {
+        last_applied: state.last_applied,
+        membership: state.membership.clone(),
+        ledger: state.replica.ledger().clone(),
     }
 }
 
@@ -244,31 +409,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut state = self.lock();
-        check_open(&state).map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
-        let mut responses = Vec::new();
-        let mut failure = None;
-        for entry in entries {
-            if let Some(divergence) = &state.halted {
-                failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), divergence));
-                break;
-            }
-            match self.apply_one(&mut state, &entry) {
-                Ok(response) => responses.push(response),
-                Err(error) => {
-                    if let ApplyError::Diverged(divergence) = &error {
-                        state.halted = Some(divergence.clone());
-                    }
-                    failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), &error));
-                    break;
-                }
-            }
-        }
-        self.save_applied(&state)?;
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(responses),
-        }
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        self.blocking(ErrorSubject::StateMachine, move |this| {
+            this.apply_batch(entries)
+        })
+        .await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -286,47 +431,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<SnapshotImage>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.install(meta, *snapshot)
-            .map_err(|error| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), &error))
+        let meta = meta.clone();
+        let subject = ErrorSubject::Snapshot(Some(meta.signature()));
+        self.blocking(subject.clone(), move |this| {
+            this.install(&meta, *snapshot)
+                .map_err(|error| storage_error(subject, &error))
+        })
+        .await
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.lock().snapshot.clone().map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(stored.image),
-        }))
+        self.blocking(ErrorSubject::Snapshot(None), |this| {
+            this.current()
+                .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))
+        })
+        .await
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let mut state = self.lock();
-        check_open(&state).map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
-        let image = SnapshotImage::build(state.replica.store(), state.replica.ledger())
-            .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
-        state.snapshots_built += 1;
-        let snapshot_id = match state.last_applied {
-            Some(log_id) => format!(
-                "{}-{}-{}",
-                log_id.leader_id, log_id.index, state.snapshots_built
-            ),
-            None => format!("empty-{}", state.snapshots_built),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
-            snapshot_id,
-        };
-        let stored = StoredSnapshot { meta, image };
-        write_json(&self.shared.dir, SNAPSHOT_FILE, &stored, self.shared.sync)
-            .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))?;
-        state.snapshot = Some(stored.clone());
-        Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(stored.image),
+        self.blocking(ErrorSubject::Snapshot(None), |this| {
+            this.build()
+                .map_err(|error| storage_error(ErrorSubject::Snapshot(None), &error))
         })
+        .await
     }
 }
 
@@ -352,58 +483,34 @@ fn storage_error(
     )
 }
 
-/// Completes a snapshot install a crash interrupted: the new store was renamed into place
-/// and the old one not yet removed, or the old one moved away and the new one not yet in.
-fn finish_replacing(dir: &Path) -> Result<(), OpenError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OpenError::Io { path, source }
-    };
-    let store = dir.join(STORE_DIR);
-    let replaced = dir.join(REPLACED_DIR);
-    let installing = dir.join(INSTALLING_DIR);
-    if !store.exists() && installing.exists() && replaced.exists() {
-        fs::rename(&installing, &store).map_err(io(&installing))?;
-    }
-    if replaced.exists() && store.exists() {
-        fs::remove_dir_all(&replaced).map_err(io(&replaced))?;
-    }
-    if installing.exists() {
-        fs::remove_dir_all(&installing).map_err(io(&installing))?;
-    }
-    Ok(())
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, OpenError> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| OpenError::Parse {
+fn read_json<T: for<'de> Deserialize<'de>>(
+    fs: &NodeFs,
+    path: &Path,
+) -> Result<Option<T>, OpenError> {
+    let bytes = fs.read_if_exists(path).map_err(|source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    bytes
+        .map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|source| OpenError::Parse {
                 path: path.to_owned(),
                 source,
-            }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(OpenError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    }
+            })
+        })
+        .transpose()
 }
 
 /// Replaces `dir/name` by `value` as JSON: written beside it, synced, renamed over it.
-fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, sync: bool) -> std::io::Result<()> {
+fn write_json<T: Serialize>(
+    fs: &NodeFs,
+    dir: &Path,
+    name: &str,
+    value: &T,
+    sync: bool,
+) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    let temporary = dir.join(format!("{name}.tmp"));
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(&bytes)?;
-    if sync {
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, dir.join(name))?;
-    if sync {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    fs.replace(dir, name, &bytes, sync)
 }
 
 #[cfg(test)]
@@ -412,6 +519,9 @@ mod tests {
     use openraft::RaftSnapshotBuilder;
 
     use super::*;
+    use crate::applied_file::APPLIED_FILE;
+
+    const SNAPSHOT_FILE: &str = "snapshot.json";
 
     #[tokio::test]
     async fn a_closed_state_machine_releases_its_store_and_writes_nothing_more() {
@@ -422,7 +532,7 @@ mod tests {
         // A new incarnation of the node opens the store while the old one's tasks run.
         let reopened = Kimberlite::open_with(dir.path().join(STORE_DIR), Config::default());
         assert!(reopened.is_ok(), "{:?}", reopened.err());
-        fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
         assert!(state_machine.apply(Vec::new()).await.is_err());
         assert!(state_machine.build_snapshot().await.is_err());
         assert!(!dir.path().join(APPLIED_FILE).exists());

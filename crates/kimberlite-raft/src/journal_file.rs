@@ -1,0 +1,358 @@
+//! [`JournalFile`]: an append-only file of checksummed records, replayed into a state at
+//! open, rewritten with the live state when most of its records are dead. The Raft log
+//! (`crate::log_file`) and the applied state (`crate::applied_file`) are two.
+//!
+//! # Format (docs/REPLICATION.md, section "The Raft log")
+//!
+//! ```text
+//! +---------------+-----------------+---------------+--------------------------+
+//! | body_len: u32 | len_crc: u32    | body_crc: u32 | body: body_len bytes     |
+//! |               | crc32c of the   | crc32c of the | JSON of one record       |
+//! |               | body_len bytes  | body          |                          |
+//! +---------------+-----------------+---------------+--------------------------+
+//! all little-endian
+//! ```
+//!
+//! Recovery: a record cut short at the end of the file, a bad body checksum on the file's last
+//! record, or a bad length check followed by nothing but zeros, is a write that never finished
+//! (never acknowledged: every write is synced before it is): the tail is cut. Any other bad
+//! record is damage: open fails with [`LogFileError::Corrupt`] rather than dropping the
+//! acknowledged records after it. The length has its own check so that a damaged length is
+//! never taken for a record running past the end.
+//!
+//! Every file access goes through the storage crate's [`FileSystem`] (the real one by
+//! default), so a simulated file system can fail a write or a sync, or lose what was not
+//! synced (docs/TESTING.md, section "Replication").
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use kimberlite_storage::{FileHandle, FileSystem};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Bytes before a record's body: its length and checksum.
+const RECORD_HEADER_BYTES: u64 = (size_of::<u32>() * 3) as u64;
+/// Largest body accepted at replay: a larger length field is damage, not a record.
+const RECORD_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// The state a journal file's records build, and how it is written again.
+pub(crate) trait Journal: Default {
+    /// One record of the file.
+    type Record: Serialize + DeserializeOwned;
+    /// The file's name in its directory, unless opened under another
+    /// ([`JournalFile::open_named`]).
+    const FILE: &'static str;
+    /// Applies one record, as replay does.
+    fn apply(&mut self, record: Self::Record);
+    /// The records that rebuild this state in a new file.
+    fn records(&self) -> Vec<Self::Record>;
+    /// Whether a file of `record_count` records and `len_bytes` bytes, of which the last
+    /// rewrite (or open) left `base_len_bytes`, holds much more than this state needs.
+    fn wants_rewrite(&self, record_count: u64, len_bytes: u64, base_len_bytes: u64) -> bool;
+}
+
+/// Errors opening or writing a journal file (the Raft log, the applied state).
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    /// The file system failed.
+    #[error("raft log {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A damaged record with intact records after it.
+    #[error("raft log {path}: damaged record at byte {position} ({reason})")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The record's position in the file.
+        position: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// An open journal file of state `S`, over the file system `F`.
+pub(crate) struct JournalFile<F: FileSystem, S> {
+    fs: F,
+    dir: PathBuf,
+    name: String,
+    file: F::File,
+    /// Where the next record goes: the end of the intact records.
+    len: u64,
+    /// Records in the file (live or not): when most are dead, the file is rewritten.
+    record_count: u64,
+    /// The file's length after its last rewrite (or at open).
+    base_len: u64,
+    /// Whether writes are synced before they return (off only for tests that do not crash).
+    sync: bool,
+    /// A write, sync or rewrite failed: the tail (or which file the handle is) is unknown
+    /// until the file is replayed (fail-stop).
+    failed: bool,
+    state: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<F: FileSystem, S> std::fmt::Debug for JournalFile<F, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalFile")
+            .field("dir", &self.dir)
+            .field("len", &self.len)
+            .field("record_count", &self.record_count)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+impl<S: Journal> JournalFile<kimberlite_storage::OsFileSystem, S> {
+    /// Opens (or creates) the file in `dir` on the real file system and replays it.
+    pub(crate) fn open(dir: &Path, sync: bool) -> Result<(Self, S), LogFileError> {
+        Self::open_with(kimberlite_storage::OsFileSystem, dir, sync)
+    }
+}
+
+impl<F: FileSystem, S: Journal> JournalFile<F, S> {
+    /// Opens (or creates) the file in `dir` over `fs` and replays it; cuts an unfinished
+    /// last record.
+    pub(crate) fn open_with(fs: F, dir: &Path, sync: bool) -> Result<(Self, S), LogFileError> {
+        Self::open_named(fs, dir, S::FILE, sync)
+    }
+
+    /// [`Self::open_with`] on the file `name` of `dir`.
+    pub(crate) fn open_named(
+        fs: F,
+        dir: &Path,
+        name: &str,
+        sync: bool,
+    ) -> Result<(Self, S), LogFileError> {
+        let path = dir.join(name);
+        let io_error = |source| LogFileError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs.create_dir_all(dir).map_err(io_error)?;
+        let (bytes, existed) = match fs.read(&path) {
+            Ok(bytes) => (bytes, true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
+            Err(error) => return Err(io_error(error)),
+        };
+        let (records, good_len) = decode_all::<S::Record>(&bytes, &path)?;
+        let mut state = S::default();
+        let record_count = records.len() as u64;
+        for record in records {
+            state.apply(record);
+        }
+        let mut file = if existed {
+            fs.open(&path).map_err(io_error)?
+        } else {
+            // The entry must be durable before the records synced into the file count.
+            let file = fs.create(&path).map_err(io_error)?;
+            fs.sync_dir(dir).map_err(io_error)?;
+            file
+        };
+        if good_len < bytes.len() as u64 {
+            file.set_len(good_len).map_err(io_error)?;
+            file.sync_data().map_err(io_error)?;
+        }
+        let log = Self {
+            fs,
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            file,
+            len: good_len,
+            record_count,
+            base_len: good_len,
+            sync,
+            failed: false,
+            state: std::marker::PhantomData,
+        };
+        Ok((log, state))
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    /// Appends `records` and syncs them before returning. After a failed write or sync the
+    /// file's tail is unknown: every later append fails until the file is opened again.
+    pub(crate) fn append(&mut self, records: &[S::Record]) -> Result<(), LogFileError> {
+        let path = self.path();
+        let io_error = |source| LogFileError::Io {
+            path: path.clone(),
+            source,
+        };
+        self.refuse_after_failure().map_err(io_error)?;
+        let mut buffer = Vec::new();
+        for record in records {
+            encode(record, &mut buffer).map_err(io_error)?;
+        }
+        self.failed = true;
+        let written = self.file.write_all_at(&buffer, self.len);
+        let synced = written.and_then(|()| {
+            if self.sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        synced.map_err(io_error)?;
+        self.failed = false;
+        self.len += buffer.len() as u64;
+        self.record_count += records.len() as u64;
+        Ok(())
+    }
+
+    /// The fail-stop latch: an error once a write, sync or rewrite has failed.
+    fn refuse_after_failure(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed; reopen the file"));
+        }
+        Ok(())
+    }
+
+    /// Whether the file holds many more records than `state` needs.
+    pub(crate) fn wants_rewrite(&self, state: &S) -> bool {
+        state.wants_rewrite(self.record_count, self.len, self.base_len)
+    }
+
+    /// Replaces the file by one holding only `state` (written beside it, synced, renamed over
+    /// it, the directory synced), so a crash leaves the old file or the new one.
+    pub(crate) fn rewrite(&mut self, state: &S) -> Result<(), LogFileError> {
+        let records = state.records();
+        let temporary = self.dir.join(format!("{}.tmp", self.name));
+        let io_error = |source| LogFileError::Io {
+            path: temporary.clone(),
+            source,
+        };
+        self.refuse_after_failure().map_err(io_error)?;
+        let mut buffer = Vec::new();
+        for record in &records {
+            encode(record, &mut buffer).map_err(io_error)?;
+        }
+        // Past the rename, the handle may name the unlinked old file: appends through it
+        // would be lost, so any failure latches.
+        self.failed = true;
+        let mut file = self.fs.create(&temporary).map_err(io_error)?;
+        file.write_all_at(&buffer, 0).map_err(io_error)?;
+        file.sync_data().map_err(io_error)?;
+        self.fs.rename(&temporary, &self.path()).map_err(io_error)?;
+        self.fs.sync_dir(&self.dir).map_err(io_error)?;
+        self.file = self.fs.open(&self.path()).map_err(io_error)?;
+        self.failed = false;
+        self.len = buffer.len() as u64;
+        self.base_len = self.len;
+        self.record_count = records.len() as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn encode_for_tests<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
+    encode(record, buffer)
+}
+
+/// Appends `record`'s frame to `buffer`; a body larger than replay accepts is refused here.
+fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
+    let body = serde_json::to_vec(record).map_err(io::Error::other)?;
+    if body.len() as u64 > RECORD_BODY_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a log record of {} bytes (at most {RECORD_BODY_BYTES_MAX})",
+                body.len()
+            ),
+        ));
+    }
+    let body_len = u32::try_from(body.len())
+        .map_err(io::Error::other)?
+        .to_le_bytes();
+    buffer.extend_from_slice(&body_len);
+    buffer.extend_from_slice(&crc32c::crc32c(&body_len).to_le_bytes());
+    buffer.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    buffer.extend_from_slice(&body);
+    Ok(())
+}
+
+/// Decodes every record; returns them and the length of the intact prefix (a damaged last
+/// record is cut, a damaged record with more after it is [`LogFileError::Corrupt`]).
+fn decode_all<R: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<R>, u64), LogFileError> {
+    let mut records = Vec::new();
+    let mut position = 0usize;
+    while position < bytes.len() {
+        match decode_one(bytes.get(position..).unwrap_or_default()) {
+            Ok((record, used)) => {
+                records.push(record);
+                position += used;
+            }
+            Err(Damage::Torn) => break,
+            Err(Damage::Bad { reason, used }) => {
+                if used > 0 && position + used >= bytes.len() {
+                    break;
+                }
+                return Err(LogFileError::Corrupt {
+                    path: path.to_owned(),
+                    position: position as u64,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((records, position as u64))
+}
+
+enum Damage {
+    /// The record runs past the end of the file.
+    Torn,
+    /// The record is wrong; `used` bytes long (0 when its length cannot be trusted).
+    Bad { reason: String, used: usize },
+}
+
+fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<(R, usize), Damage> {
+    let word = |at: usize| -> Result<u32, Damage> {
+        let field = bytes.get(at..at + size_of::<u32>()).ok_or(Damage::Torn)?;
+        Ok(u32::from_le_bytes(
+            field.try_into().map_err(|_| Damage::Torn)?,
+        ))
+    };
+    let body_len = word(0)?;
+    let len_crc = word(size_of::<u32>())?;
+    let body_crc = word(2 * size_of::<u32>())?;
+    if crc32c::crc32c(&body_len.to_le_bytes()) != len_crc {
+        // Zeros to the end: blocks allocated but never written. Anything else is damage.
+        if bytes.iter().all(|&byte| byte == 0) {
+            return Err(Damage::Torn);
+        }
+        return Err(Damage::Bad {
+            reason: format!("length field {body_len} fails its check"),
+            used: 0,
+        });
+    }
+    if u64::from(body_len) > RECORD_BODY_BYTES_MAX {
+        return Err(Damage::Bad {
+            reason: format!("length {body_len} too large"),
+            used: 0,
+        });
+    }
+    let used = RECORD_HEADER_BYTES as usize + body_len as usize;
+    let body = bytes
+        .get(RECORD_HEADER_BYTES as usize..used)
+        .ok_or(Damage::Torn)?;
+    let actual = crc32c::crc32c(body);
+    if actual != body_crc {
+        return Err(Damage::Bad {
+            reason: format!("checksum {actual:08x}, expected {body_crc:08x}"),
+            used,
+        });
+    }
+    let record = serde_json::from_slice(body).map_err(|error| Damage::Bad {
+        reason: error.to_string(),
+        used,
+    })?;
+    Ok((record, used))
+}
