@@ -102,14 +102,24 @@ pub enum Command {
         #[serde(with = "hex_events")]
         events: Vec<Bytes>,
     },
+    /// Several requests in one log entry, applied in order as if each were an entry of its
+    /// own at this index, each answered once under its own request id (the leader coalesces
+    /// concurrent writes: docs/REPLICATION.md, section "Many writes in flight"). An append
+    /// whose stream an earlier append of the batch changed was proposed against the head
+    /// that one leaves; if it did not apply now, the later ones on that stream are stale.
+    Batch(Vec<Command>),
 }
 
 impl Command {
-    /// The request this command answers.
+    /// The request this command answers; `None` for a [`Command::Batch`] (each of its
+    /// commands answers its own).
     #[must_use]
-    pub fn request(&self) -> RequestId {
+    pub fn request(&self) -> Option<RequestId> {
         match self {
-            Command::CreateStream { request, .. } | Command::Append { request, .. } => *request,
+            Command::CreateStream { request, .. } | Command::Append { request, .. } => {
+                Some(*request)
+            }
+            Command::Batch(_) => None,
         }
     }
 }
@@ -130,6 +140,7 @@ impl fmt::Display for Command {
                 events.len(),
                 prev.next_offset
             ),
+            Command::Batch(commands) => write!(f, "batch of {} commands", commands.len()),
         }
     }
 }
@@ -153,14 +164,16 @@ pub enum Response {
     },
     /// The command was refused, on every replica; nothing was written.
     Rejected(Rejection),
+    /// The answers to a [`Command::Batch`], one per command, in order.
+    Batch(Vec<Response>),
 }
 
 /// Why every replica refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Rejection {
     /// The stream's head was no longer the one the leader proposed against (an entry of an
-    /// earlier leader was applied in between). Not kept in the request table: the proposer
-    /// retries with the current head.
+    /// earlier leader was applied in between, or an append before it in its batch did not
+    /// apply). Not kept in the request table: the proposer retries with the current head.
     #[error("stream {stream}: changed since the leader read its head {prev}")]
     StaleHead {
         /// The stream.

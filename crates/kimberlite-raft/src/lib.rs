@@ -21,12 +21,14 @@ mod log_file;
 mod log_store;
 mod network;
 mod node;
+mod proposer;
 mod replica;
 mod request_table;
 mod sim_network;
 mod snapshot;
 mod state_machine;
 mod types;
+mod write;
 
 #[cfg(test)]
 mod linearizability_tests;
@@ -35,6 +37,8 @@ mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
 #[cfg(test)]
+mod replica_batch_tests;
+#[cfg(test)]
 mod replica_tests;
 
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
@@ -42,7 +46,7 @@ pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
-pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
+pub use node::{Node, NodeConfig, StartError};
 pub use openraft;
 pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
@@ -50,3 +54,4 @@ pub use sim_network::{Faults, SimNetwork, SimTransport};
 pub use snapshot::{SnapshotError, SnapshotImage, StreamImage};
 pub use state_machine::{OpenError, StateMachine, STORE_DIR};
 pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};
+pub use write::{Appended, WriteError};

@@ -7,6 +7,7 @@ mod failover;
 mod history;
 mod learner;
 mod partition;
+mod pipeline;
 mod replicate;
 mod restart;
 mod snapshot;
