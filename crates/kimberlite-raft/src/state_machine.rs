@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kimberlite::{Config, Kimberlite};
+use kimberlite::{Config, Durability, Kimberlite};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
@@ -65,6 +65,8 @@ struct Shared {
     dir: PathBuf,
     config: Config,
     sync: bool,
+    /// Whether the store is synced once per applied batch (its appends are unsynced).
+    sync_store: bool,
     state: Mutex<State>,
 }
 
@@ -108,6 +110,7 @@ impl StateMachine {
     /// Opens the state machine in `dir`: its store (created if missing) and its saved files.
     /// With `sync` false, the saved files are not synced (tests that never crash).
     pub fn open(dir: &Path, config: Config, sync: bool) -> Result<Self, OpenError> {
+        let (config, sync_store) = synced_per_batch(config);
         finish_replacing(dir)?;
         let store = Kimberlite::open_with(dir.join(STORE_DIR), config.clone())?;
         let applied: Applied = read_json(&dir.join(APPLIED_FILE))?.unwrap_or_default();
@@ -126,6 +129,7 @@ impl StateMachine {
                 dir: dir.to_owned(),
                 config,
                 sync,
+                sync_store,
                 state: Mutex::new(state),
             }),
         })
@@ -204,6 +208,8 @@ impl StateMachine {
         let mut state = self.lock();
         check_open(&state)?;
         let store = image.rebuild(&dir.join(INSTALLING_DIR), self.shared.config.clone())?;
+        // Its appends may be unsynced (`synced_per_batch`): durable before it is swapped in.
+        store.sync()?;
         drop(store);
         // The old store must be closed before its directory moves.
         state
@@ -263,6 +269,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     break;
                 }
             }
+        }
+        if self.shared.sync_store {
+            // The store before the saved state that says its entries are applied.
+            let store = state.replica.store();
+            store
+                .sync()
+                .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         }
         self.save_applied(&state)?;
         match failure {
@@ -372,6 +385,19 @@ fn finish_replacing(dir: &Path) -> Result<(), OpenError> {
         fs::remove_dir_all(&installing).map_err(io(&installing))?;
     }
     Ok(())
+}
+
+/// The store's configuration in a replica: unless its policy is to never sync, appends are
+/// unsynced and the whole applied batch is synced once before the state that says it is
+/// applied is saved (one sync per batch, not per append; docs/REPLICATION.md, section
+/// "State beside the store"). Returns it and whether to sync per batch.
+fn synced_per_batch(config: Config) -> (Config, bool) {
+    match config.durability_policy() {
+        Durability::Unsynced => (config, false),
+        Durability::SyncEachAppend | Durability::GroupCommit => {
+            (config.durability(Durability::Unsynced), true)
+        }
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, OpenError> {

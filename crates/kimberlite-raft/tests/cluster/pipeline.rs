@@ -50,6 +50,14 @@ async fn sixty_four_concurrent_appends_share_entries_at_contiguous_offsets() {
     );
     let last = acked.iter().map(|appended| appended.log_id.index).max();
     assert_replicas_equal(&cluster, last.unwrap()).await;
+    // Every replica syncs its store once per applied batch of entries, not once per append.
+    for id in cluster.running() {
+        let (syncs, _) = cluster
+            .node(id)
+            .unwrap()
+            .with_store(|store| store.syncs_completed());
+        assert!(syncs < CLIENTS, "node {id}: {syncs} store syncs");
+    }
     let leader = cluster.leader(WAIT).await.unwrap();
     let texts = stream_texts(&cluster, leader, stream);
     assert_eq!(texts.len() as u64, CLIENTS);
