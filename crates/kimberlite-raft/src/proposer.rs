@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kimberlite::{ExpectedOffset, StreamId};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::LogId;
 use tokio::sync::{mpsc, oneshot};
 
@@ -96,6 +96,16 @@ impl Proposer {
     }
 }
 
+/// What [`Task::build`] made of the waiting appends.
+struct Built {
+    /// The next entry's appends.
+    parts: Vec<Part>,
+    /// Those for a later entry.
+    later: Vec<Pending>,
+    /// Those whose expected offset does not meet the applied head.
+    conflicts: Vec<Pending>,
+}
+
 /// An append in the batch being built, and its command.
 struct Part {
     pending: Pending,
@@ -133,50 +143,87 @@ impl Task {
             Err(error) => Err(error),
         };
         if let Err(error) = ready {
-            let result = Err(error);
-            waiting
-                .into_iter()
-                .for_each(|pending| pending.answer(&result));
+            answer_all(waiting, &error);
             return Vec::new();
         }
-        let (parts, later) = self.build(waiting);
-        if parts.is_empty() {
-            return later;
-        }
-        let commands = parts.iter().map(|part| part.command.clone()).collect();
+        let Built {
+            parts,
+            later,
+            conflicts,
+        } = self.build(waiting);
         let mut next = Vec::new();
-        match propose(&self.raft, Command::Batch(commands)).await {
-            Ok((Response::Batch(answers), log_id)) if answers.len() == parts.len() => {
-                for (part, answer) in parts.into_iter().zip(answers) {
-                    if let Some(again) = settle(part.pending, answer, log_id) {
-                        next.push(again);
+        if !parts.is_empty() {
+            let commands = parts.iter().map(|part| part.command.clone()).collect();
+            let pendings = parts.into_iter().map(|part| part.pending);
+            match propose(&self.raft, Command::Batch(commands)).await {
+                Ok((Response::Batch(answers), log_id)) if answers.len() == pendings.len() => {
+                    for (pending, answer) in pendings.zip(answers) {
+                        next.extend(settle(pending, answer, log_id));
                     }
                 }
-            }
-            Ok((other, _)) => {
-                let result = Err(WriteError::Raft(format!("unexpected answer {other:?}")));
-                parts
-                    .into_iter()
-                    .for_each(|part| part.pending.answer(&result));
-            }
-            Err(error) => {
-                let result = Err(error);
-                parts
-                    .into_iter()
-                    .for_each(|part| part.pending.answer(&result));
+                Ok((other, _)) => {
+                    answer_all(
+                        pendings,
+                        &WriteError::Raft(format!("unexpected answer {other:?}")),
+                    );
+                }
+                Err(error) => answer_all(pendings, &error),
             }
         }
+        next.extend(self.refuse(conflicts).await);
         next.extend(later);
         next
     }
 
+    /// Answers `OffsetConflict` to the appends whose expected offset did not meet the applied
+    /// head, once a majority has confirmed this node still leads and it has applied what was
+    /// committed before (a deposed leader's head may be stale); returns those that meet the
+    /// head now, for the next entry.
+    async fn refuse(&self, conflicts: Vec<Pending>) -> Vec<Pending> {
+        if conflicts.is_empty() {
+            return conflicts;
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {}
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                let leader = forward.leader_id;
+                answer_all(conflicts, &WriteError::NotLeader { leader });
+                return Vec::new();
+            }
+            Err(error) => {
+                answer_all(conflicts, &WriteError::Raft(error.to_string()));
+                return Vec::new();
+            }
+        }
+        let mut again = Vec::new();
+        for pending in conflicts {
+            let (head, _) = self
+                .state_machine
+                .read(|store| store.head(StreamId::new(pending.stream)));
+            match head {
+                Ok(head) if allows(pending.expected, head.next_offset.as_u64()) => {
+                    again.push(pending);
+                }
+                Ok(head) => {
+                    let rejection = Rejection::OffsetConflict {
+                        stream: pending.stream,
+                        next_offset: head.next_offset.as_u64(),
+                    };
+                    pending.answer(&Err(rejection.into()));
+                }
+                Err(error) => pending.answer(&Err(WriteError::Raft(error.to_string()))),
+            }
+        }
+        again
+    }
+
     /// Builds the next entry's appends from `waiting`, in order, each proposed against the
-    /// head the ones before it on its stream leave; answers at once those refused against
-    /// the applied head. Returns the parts and what waits: an append whose expected offset
-    /// does not meet the head the batch projects (it is checked against the applied head
-    /// in the next entry, so a conflict is only ever answered against committed state), and
+    /// head the ones before it on its stream leave. Sets aside an append whose expected
+    /// offset does not meet the applied head (a conflict, confirmed before it is answered),
+    /// or does not meet the head the batch projects (checked against the applied head in the
+    /// next entry, so a conflict is never answered against a write that may still fail), and
     /// what does not fit in one entry.
-    fn build(&self, waiting: Vec<Pending>) -> (Vec<Part>, Vec<Pending>) {
+    fn build(&self, waiting: Vec<Pending>) -> Built {
         let streams: BTreeSet<u64> = waiting.iter().map(|pending| pending.stream).collect();
         let (heads, applied) = self.state_machine.read(|store| {
             streams
@@ -190,6 +237,7 @@ impl Task {
         let mut parts: Vec<Part> = Vec::new();
         let mut part_of: BTreeMap<RequestId, usize> = BTreeMap::new();
         let mut later = Vec::new();
+        let mut conflicts = Vec::new();
         let mut bytes = 0;
         for pending in waiting {
             if let Some(part) = part_of
@@ -222,11 +270,7 @@ impl Task {
                 if past_applied {
                     later.push(pending);
                 } else {
-                    let rejection = Rejection::OffsetConflict {
-                        stream: pending.stream,
-                        next_offset: prev.next_offset,
-                    };
-                    pending.answer(&Err(rejection.into()));
+                    conflicts.push(pending);
                 }
                 continue;
             }
@@ -244,7 +288,11 @@ impl Task {
             part_of.insert(pending.request, parts.len());
             parts.push(Part { pending, command });
         }
-        (parts, later)
+        Built {
+            parts,
+            later,
+            conflicts,
+        }
     }
 }
 
@@ -271,6 +319,13 @@ fn settle(mut pending: Pending, answer: Response, log_id: LogId<NodeId>) -> Opti
     };
     pending.answer(&result);
     None
+}
+
+fn answer_all(pendings: impl IntoIterator<Item = Pending>, error: &WriteError) {
+    let result = Err(error.clone());
+    pendings
+        .into_iter()
+        .for_each(|pending| pending.answer(&result));
 }
 
 /// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.

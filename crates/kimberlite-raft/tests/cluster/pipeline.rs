@@ -226,3 +226,55 @@ async fn a_leader_change_with_appends_in_flight_loses_and_duplicates_nothing() {
         cluster.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_does_not_answer_a_conflict_from_its_stale_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), &[1, 2, 3], options(5))
+        .await
+        .unwrap();
+    let stream = cluster.create_stream(request(0, 0), "stale").await.unwrap();
+    cluster
+        .append(request(0, 1), stream, vec![event("one".into())])
+        .await
+        .unwrap();
+    let old = cluster.leader(WAIT).await.unwrap();
+    cluster.network().partition(&[old], &[1, 2, 3]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let new = loop {
+        let leader = cluster.leader(WAIT).await.unwrap();
+        if leader != old {
+            break leader;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let new_node = cluster.node(new).unwrap();
+    let two = new_node
+        .append(
+            request(0, 2),
+            stream,
+            vec![event("two".into())],
+            ExpectedOffset::Any,
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.first_offset, 1);
+    // The stream's next offset is 2; the cut-off leader still holds 1.
+    let old_node = cluster.node(old).unwrap();
+    let exact = ExpectedOffset::Exact(2.into());
+    let answer = tokio::time::timeout(
+        Duration::from_millis(1_500),
+        old_node.append(request(7, 1), stream, vec![event("three".into())], exact),
+    )
+    .await;
+    assert!(
+        !matches!(
+            answer,
+            Ok(Err(WriteError::Rejected(Rejection::OffsetConflict { .. })))
+        ),
+        "the cut-off leader answered a conflict from its stale head: {answer:?}"
+    );
+    cluster.network().heal();
+    cluster.shutdown().await;
+}
