@@ -57,6 +57,7 @@ mod report;
 mod retain;
 mod sealed_print;
 mod serve;
+mod serve_cluster;
 mod text_file;
 mod verify;
 mod witness;

@@ -31,6 +31,7 @@ mod error;
 mod model;
 mod pages;
 mod receipt;
+mod routing;
 mod tail;
 mod tlog;
 
@@ -44,4 +45,5 @@ pub use model::{
 };
 pub use pages::Events;
 pub use receipt::ServedReceipt;
+pub use routing::{RetryPolicy, REQUEST_ID_HEADER};
 pub use tail::Tail;
