@@ -308,7 +308,7 @@ fn route(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
 }
 
 /// The JSON body of `response` as `T`; a body that is not is a protocol error.
-fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+pub(crate) fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let bytes = response.bytes()?;
     serde_json::from_slice(&bytes).map_err(|error| {
         ClientError::Protocol(format!(

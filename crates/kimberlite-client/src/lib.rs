@@ -27,6 +27,7 @@
 mod batch;
 mod builder;
 mod client;
+mod cluster;
 mod error;
 mod model;
 mod pages;
@@ -38,6 +39,7 @@ mod tlog;
 pub use batch::Encoding;
 pub use builder::{ClientBuilder, REQUEST_TIMEOUT_DEFAULT, TCP_KEEPALIVE};
 pub use client::Client;
+pub use cluster::{ClusterStatus, Member};
 pub use error::{ApiError, ClientError, ErrorKind};
 pub use kimberlite_proof::{ConsistencyBundle, InclusionBundle};
 pub use model::{
