@@ -280,6 +280,13 @@ async fn features_that_would_write_around_raft_are_refused() {
         .await
         .unwrap();
     assert_eq!(sealed.status(), StatusCode::NOT_IMPLEMENTED);
+    let checkpoint = raw()
+        .get(nodes.url(leader, "/v1/streams/s/checkpoint"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checkpoint.status(), StatusCode::NOT_IMPLEMENTED);
     let bad = raw()
         .get(nodes.url(leader, "/v1/streams/s/events?consistency=eventual"))
         .bearer_auth(ADMIN)

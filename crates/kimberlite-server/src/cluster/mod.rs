@@ -4,7 +4,7 @@
 //! (docs/SERVER.md, section "Cluster mode").
 
 mod gate;
-mod membership;
+pub(crate) mod membership;
 mod raft_routes;
 mod transport;
 mod wire;
