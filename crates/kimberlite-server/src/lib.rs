@@ -41,7 +41,7 @@ mod witnessing;
 pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
 pub use cluster::{
-    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport,
+    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport, ACCESS_DIR,
     LOG_POSITION_HEADER, REQUEST_ID_HEADER,
 };
 pub use config::{ConfigError, Limits, ServerConfig};
