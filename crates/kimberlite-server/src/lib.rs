@@ -49,6 +49,8 @@ pub use error::ApiError;
 pub use keys::{
     rfc3339, AuthFailure, KeyEntry, KeyFileError, KeyRing, NewKey, KEY_FILE_NAME, TOKEN_PREFIX,
 };
+/// The replication crate cluster mode runs (its `NodeConfig` is [`ClusterConfig::node`]).
+pub use kimberlite_raft;
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
 pub use state::AppState;
