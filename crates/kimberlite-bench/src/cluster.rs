@@ -1,19 +1,15 @@
-//! The cluster benches' sides: a Kimberlite cluster of `kimberlite-raft` nodes in this process
-//! over a network without faults (`SimNetwork`: messages go from node to node in memory,
-//! not over sockets), its clients, and the embedded store with 64 threads as the single
-//! node they are compared with.
+//! A Kimberlite cluster of `kimberlite-raft` nodes in this process over a network without
+//! faults (`SimNetwork`: messages go from node to node in memory, not over sockets), and its
+//! clients: `cluster_batch`'s figure without HTTP and the `cluster_failover` example.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
 use kimberlite_raft::{Cluster, ClusterOptions, NodeId, RequestId};
 use tokio::runtime::Runtime;
 
-use crate::concurrent::{Round, SingleAppender};
-use crate::server::{open_store, store_config};
+use crate::server::store_config;
 
 /// The name of every cluster bench's stream.
 pub const STREAM: &str = "bench";
@@ -86,11 +82,6 @@ impl BenchCluster {
         }
     }
 
-    /// `count` clients.
-    pub fn clients(&mut self, count: usize) -> Vec<ClusterClient> {
-        (0..count).map(|_| self.client()).collect()
-    }
-
     /// Stops every node.
     pub fn shutdown(self) {
         self.runtime.block_on(self.cluster.shutdown());
@@ -123,78 +114,5 @@ impl ClusterClient {
             .append(request, self.stream, events)
             .await
             .expect("the cluster acknowledges");
-    }
-}
-
-impl SingleAppender for ClusterClient {
-    async fn append_one(&mut self, event: Bytes) {
-        self.append(vec![event]).await;
-    }
-}
-
-/// The single node of the comparison: the embedded store, opened as the server opens its
-/// own (`Durability::GroupCommit`), with the stream [`STREAM`].
-pub struct Embedded {
-    store: Kimberlite,
-    id: StreamId,
-}
-
-impl Embedded {
-    /// Opens it in `dir`.
-    ///
-    /// # Panics
-    ///
-    /// Panics if the store does not open.
-    #[must_use]
-    pub fn new(dir: &Path) -> Self {
-        let store = open_store(dir, &[STREAM.to_string()]);
-        let id = store.stream(STREAM).expect("the bench stream");
-        Self { store, id }
-    }
-
-    /// Appends `batch` (synced).
-    ///
-    /// # Panics
-    ///
-    /// Panics if the append fails.
-    pub fn append(&self, batch: Vec<Bytes>) {
-        self.store
-            .append(self.id, batch, ExpectedOffset::Any)
-            .expect("append");
-    }
-
-    /// `threads` threads each append `per_thread` single events, the events the cluster's
-    /// clients send (`crate::concurrent::single_appends`).
-    ///
-    /// # Panics
-    ///
-    /// Panics if an append fails.
-    #[must_use]
-    pub fn single_appends(&self, threads: u64, per_thread: u64) -> Round {
-        let started = Instant::now();
-        let latencies: Vec<Duration> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|thread| {
-                    scope.spawn(move || {
-                        let mut latencies = Vec::with_capacity(per_thread as usize);
-                        for i in 0..per_thread {
-                            let payload = crate::event(thread * 1_000_000 + i);
-                            let sent = Instant::now();
-                            self.append(vec![payload]);
-                            latencies.push(sent.elapsed());
-                        }
-                        latencies
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|handle| handle.join().expect("an appending thread"))
-                .collect()
-        });
-        Round {
-            elapsed: started.elapsed(),
-            latencies,
-        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod ceiling;
 pub mod cluster;
+pub mod cluster_http;
 pub mod concurrent;
 pub mod http_client;
 pub mod latency;
