@@ -19,9 +19,11 @@ use crate::server::{bench_keys, store_config};
 /// The cluster secret of the bench's nodes.
 const SECRET: &str = "kimberlite-bench-cluster-secret";
 
-/// One node: its state, and how to stop its server.
+/// One node: its configuration, its state, and how to stop its server.
 struct RunningNode {
-    state: AppState,
+    config: ClusterConfig,
+    /// `None` once stopped: dropped, so that a restart can open its stores again.
+    state: Option<AppState>,
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -85,11 +87,65 @@ impl HttpCluster {
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
+
+    /// Every node's base URL.
+    #[must_use]
+    pub fn urls(&self) -> Vec<String> {
+        let urls = self
+            .nodes
+            .iter()
+            .map(|node| format!("http://{}", node.addr));
+        urls.collect()
+    }
+
+    /// Stops the server of the node that leads now (its Raft with it), as a crash of its
+    /// process would stop it from answering; returns which node it was.
+    ///
+    /// # Panics
+    ///
+    /// Panics if no running node leads.
+    pub fn stop_leader(&mut self) -> usize {
+        let index = self
+            .nodes
+            .iter()
+            .position(|node| {
+                let cluster = node.state.as_ref().and_then(AppState::cluster);
+                cluster.is_some_and(|cluster| cluster.is_leader())
+            })
+            .expect("a leader");
+        if let Some(node) = self.nodes.get_mut(index) {
+            if let Some(stop) = node.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(task) = node.task.take() {
+                let _ = self.runtime.block_on(task);
+            }
+            if let Some(cluster) = node.state.take().and_then(|state| state.cluster()) {
+                self.runtime.block_on(cluster.shutdown());
+            }
+        }
+        index
+    }
+
+    /// Starts the stopped node `index` again from its directory, on its address.
+    ///
+    /// # Panics
+    ///
+    /// Panics if its address cannot be bound again or it does not start.
+    pub fn restart(&mut self, index: usize) {
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        let mut config = node.config.clone();
+        config.bootstrap = false;
+        let listener = TcpListener::bind(node.addr).expect("bind the node's address again");
+        *node = self.runtime.block_on(start_node(config, listener));
+    }
 }
 
 async fn start_node(config: ClusterConfig, listener: TcpListener) -> RunningNode {
     let addr = listener.local_addr().expect("a node's address");
-    let state = node_state(config, bench_keys(), Limits::default())
+    let state = node_state(config.clone(), bench_keys(), Limits::default())
         .await
         .expect("a node starts");
     let server = Server::with_listener(&ServerConfig::new(addr), state.clone(), listener)
@@ -104,7 +160,8 @@ async fn start_node(config: ClusterConfig, listener: TcpListener) -> RunningNode
             .expect("serve");
     });
     RunningNode {
-        state,
+        config,
+        state: Some(state),
         addr,
         stop: Some(stop),
         task: Some(task),
@@ -115,7 +172,7 @@ async fn start_node(config: ClusterConfig, listener: TcpListener) -> RunningNode
 async fn create_stream(nodes: &[RunningNode]) -> SocketAddr {
     for _ in 0..1_000 {
         let leader = nodes.iter().find_map(|node| {
-            let cluster = node.state.cluster()?;
+            let cluster = node.state.as_ref()?.cluster()?;
             cluster.is_leader().then_some((cluster, node.addr))
         });
         if let Some((cluster, addr)) = leader {
@@ -160,7 +217,8 @@ mod tests {
         drop(clients);
         // Every node applies the 12 events (the followers soon after the leader).
         for node in &cluster.nodes {
-            let node_cluster = node.state.cluster().expect("cluster mode");
+            let state = node.state.as_ref().expect("running");
+            let node_cluster = state.cluster().expect("cluster mode");
             let events = cluster.runtime().block_on(async {
                 for _ in 0..500 {
                     let (count, _) = node_cluster.node().with_store(|store| {
