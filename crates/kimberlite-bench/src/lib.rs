@@ -10,6 +10,8 @@
 //! every bench works end to end; its figures are not the ones to report.
 
 pub mod ceiling;
+pub mod cluster;
+pub mod cluster_http;
 pub mod concurrent;
 pub mod http_client;
 pub mod latency;

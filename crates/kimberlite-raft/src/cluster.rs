@@ -14,10 +14,11 @@ use openraft::{BasicNode, ServerState};
 use tokio::time::Instant;
 
 use crate::command::{Rejection, RequestId};
-use crate::node::{Appended, Node, NodeConfig, StartError, WriteError};
+use crate::node::{Node, NodeConfig, StartError};
 use crate::node_fs::NodeFs;
 use crate::sim_network::SimNetwork;
 use crate::types::NodeId;
+use crate::write::{Appended, WriteError};
 
 /// How an in-process cluster runs.
 #[derive(Debug, Clone)]

@@ -102,14 +102,24 @@ pub enum Command {
         #[serde(with = "hex_events")]
         events: Vec<Bytes>,
     },
+    /// Several requests in one log entry, applied in order as if each were an entry of its
+    /// own at this index, each answered once under its own request id (the leader coalesces
+    /// concurrent writes: docs/REPLICATION.md, section "Many writes in flight"). An append
+    /// whose stream an earlier append of the batch changed was proposed against the head
+    /// that one leaves; if it did not apply now, the later ones on that stream are stale.
+    Batch(Vec<Command>),
 }
 
 impl Command {
-    /// The request this command answers.
+    /// The request this command answers; `None` for a [`Command::Batch`] (each of its
+    /// commands answers its own).
     #[must_use]
-    pub fn request(&self) -> RequestId {
+    pub fn request(&self) -> Option<RequestId> {
         match self {
-            Command::CreateStream { request, .. } | Command::Append { request, .. } => *request,
+            Command::CreateStream { request, .. } | Command::Append { request, .. } => {
+                Some(*request)
+            }
+            Command::Batch(_) => None,
         }
     }
 }
@@ -130,6 +140,7 @@ impl fmt::Display for Command {
                 events.len(),
                 prev.next_offset
             ),
+            Command::Batch(commands) => write!(f, "batch of {} commands", commands.len()),
         }
     }
 }
@@ -153,14 +164,16 @@ pub enum Response {
     },
     /// The command was refused, on every replica; nothing was written.
     Rejected(Rejection),
+    /// The answers to a [`Command::Batch`], one per command, in order.
+    Batch(Vec<Response>),
 }
 
 /// Why every replica refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Rejection {
     /// The stream's head was no longer the one the leader proposed against (an entry of an
-    /// earlier leader was applied in between). Not kept in the request table: the proposer
-    /// retries with the current head.
+    /// earlier leader was applied in between, or an append before it in its batch did not
+    /// apply). Not kept in the request table: the proposer retries with the current head.
     #[error("stream {stream}: changed since the leader read its head {prev}")]
     StaleHead {
         /// The stream.
@@ -192,15 +205,56 @@ pub enum Rejection {
     },
 }
 
-/// Events as hex strings in JSON: a byte array would be written as a list of numbers.
+/// Events as hex strings in JSON (a byte array would be written as a list of numbers), and as
+/// raw bytes in binary encodings (the server's Raft messages, `is_human_readable` false).
 pub(crate) mod hex_events {
     use bytes::Bytes;
+    use serde::de::{SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Raw<'a>(&'a [u8]);
+
+    impl Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    struct RawBuf(Bytes);
+
+    impl<'de> Deserialize<'de> for RawBuf {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Raw;
+            impl<'de> Visitor<'de> for Raw {
+                type Value = RawBuf;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an event's bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<RawBuf, E> {
+                    Ok(RawBuf(Bytes::copy_from_slice(bytes)))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<RawBuf, E> {
+                    Ok(RawBuf(Bytes::from(bytes)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBuf, A::Error> {
+                    let mut bytes = Vec::new();
+                    while let Some(byte) = seq.next_element::<u8>()? {
+                        bytes.push(byte);
+                    }
+                    Ok(RawBuf(Bytes::from(bytes)))
+                }
+            }
+            deserializer.deserialize_bytes(Raw)
+        }
+    }
 
     pub(crate) fn serialize<S: Serializer>(
         events: &[Bytes],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            return serializer.collect_seq(events.iter().map(|event| Raw(event)));
+        }
         let texts: Vec<String> = events.iter().map(hex::encode).collect();
         texts.serialize(serializer)
     }
@@ -208,6 +262,10 @@ pub(crate) mod hex_events {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<Bytes>, D::Error> {
+        if !deserializer.is_human_readable() {
+            let raw = Vec::<RawBuf>::deserialize(deserializer)?;
+            return Ok(raw.into_iter().map(|RawBuf(bytes)| bytes).collect());
+        }
         let texts = Vec::<String>::deserialize(deserializer)?;
         texts
             .into_iter()

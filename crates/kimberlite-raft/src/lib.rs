@@ -27,6 +27,7 @@ mod log_store;
 mod network;
 mod node;
 mod node_fs;
+mod proposer;
 mod replica;
 mod request_table;
 mod sim_network;
@@ -35,6 +36,7 @@ mod snapshot_error;
 mod snapshot_files;
 mod state_machine;
 mod types;
+mod write;
 
 #[cfg(test)]
 mod linearizability_tests;
@@ -42,6 +44,8 @@ mod linearizability_tests;
 mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
+#[cfg(test)]
+mod replica_batch_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
@@ -55,7 +59,7 @@ pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
-pub use node::{Appended, Node, NodeConfig, StartError, WriteError};
+pub use node::{Node, NodeConfig, StartError};
 pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use openraft;
 pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
@@ -65,3 +69,4 @@ pub use snapshot::{SnapshotImage, StoreFile, StreamImage};
 pub use snapshot_error::SnapshotError;
 pub use state_machine::{OpenError, StateMachine, STORE_DIR};
 pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};
+pub use write::{Appended, WriteError};

@@ -3,27 +3,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use kimberlite::{Event, ExpectedOffset, Kimberlite, StreamId, MAX_EVENT_BYTES};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{LogId, SnapshotPolicy};
 
-use crate::command::{Command, Head, Rejection, RequestId, Response};
+use crate::command::{Command, Rejection, RequestId, Response};
 use crate::log_file::LogFileError;
 use crate::log_store::LogStore;
 use crate::network::{Network, Transport};
 use crate::node_fs::NodeFs;
+use crate::proposer::{check_leading, propose, Proposer};
 use crate::replica::Divergence;
 use crate::state_machine::{OpenError, StateMachine};
 use crate::types::{NodeId, Raft};
-
-/// How many times the leader proposes one append again after its view of the stream was
-/// stale (entries of an earlier leader applied in between).
-const STALE_PROPOSALS_MAX: u32 = 8;
-/// How long the leader waits to have applied its whole log before it reads a head.
-const CATCH_UP_TIMEOUT_MS: u64 = 5_000;
+use crate::write::{Appended, WriteError};
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -88,43 +83,15 @@ pub enum StartError {
     Raft(String),
 }
 
-/// Why a write was not acknowledged. Only [`WriteError::Rejected`] says the write did not
-/// happen; after the others it may have (retry with the same request id to find out).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
-    /// This node is not the leader; `leader` is the one it knows of.
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader: Option<NodeId>,
-    },
-    /// Every replica refused the command; nothing was written.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// Raft failed (stopped, storage failed, the leader could not catch up).
-    #[error("raft: {0}")]
-    Raft(String),
-}
-
-/// An acknowledged append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// The offset of the batch's first event.
-    pub first_offset: u64,
-    /// The stream's head after it.
-    pub head: Head,
-    /// The log entry that carried it.
-    pub log_id: LogId<NodeId>,
-}
-
 /// One running replica.
 pub struct Node {
     id: NodeId,
     raft: Raft,
     log: LogStore,
     state_machine: StateMachine,
-    /// The leader proposes one write at a time, so each proposal's head is the applied one.
-    proposer: tokio::sync::Mutex<()>,
+    /// The leader's appends: those that arrive while an entry is in flight go together in
+    /// the next one.
+    proposer: Proposer,
 }
 
 impl std::fmt::Debug for Node {
@@ -159,12 +126,13 @@ impl Node {
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
+        let proposer = Proposer::start(config.id, raft.clone(), state_machine.clone());
         Ok(Arc::new(Self {
             id: config.id,
             raft,
             log,
             state_machine,
-            proposer: tokio::sync::Mutex::new(()),
+            proposer,
         }))
     }
 
@@ -208,12 +176,12 @@ impl Node {
 
     /// Creates the stream `name` if there is none (on the leader); answers its id.
     pub async fn create_stream(&self, request: RequestId, name: &str) -> Result<u64, WriteError> {
-        self.check_leading()?;
+        check_leading(&self.raft, self.id)?;
         let command = Command::CreateStream {
             request,
             name: name.to_owned(),
         };
-        match self.propose(command).await? {
+        match propose(&self.raft, command).await? {
             (Response::Stream { stream }, _) => Ok(stream),
             (Response::Rejected(rejection), _) => Err(rejection.into()),
             (other, _) => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
@@ -222,6 +190,9 @@ impl Node {
 
     /// Appends `events` to `stream` as one batch if its next offset meets `expected` (on the
     /// leader). Returns once a majority has the entry durably and this node has applied it.
+    /// Appends that arrive while an entry is in flight go together in the next entry; an
+    /// expected offset is checked against the head the appends before it leave, and a
+    /// conflict is answered only against the applied head.
     pub async fn append(
         &self,
         request: RequestId,
@@ -230,84 +201,10 @@ impl Node {
         expected: ExpectedOffset,
     ) -> Result<Appended, WriteError> {
         check_batch(&events)?;
-        self.check_leading()?;
-        let _proposing = self.proposer.lock().await;
-        for _ in 0..STALE_PROPOSALS_MAX {
-            self.catch_up().await?;
-            let (head, applied) = self
-                .state_machine
-                .read(|store| store.head(StreamId::new(stream)));
-            let prev = match head {
-                Ok(head) => Head::of(head),
-                Err(kimberlite::Error::UnknownStream { .. }) => {
-                    return Err(Rejection::UnknownStream { stream }.into())
-                }
-                Err(error) => return Err(WriteError::Raft(error.to_string())),
-            };
-            if !allows(expected, prev.next_offset) {
-                return Err(Rejection::OffsetConflict {
-                    stream,
-                    next_offset: prev.next_offset,
-                }
-                .into());
-            }
-            let command = Command::Append {
-                request,
-                stream,
-                prev,
-                read_at: applied.map_or(0, |log_id| log_id.index),
-                expected: prev.after(&events),
-                events: events.clone(),
-            };
-            match self.propose(command).await? {
-                (Response::Appended { first_offset, head }, log_id) => {
-                    return Ok(Appended {
-                        first_offset,
-                        head,
-                        log_id,
-                    })
-                }
-                (Response::Rejected(Rejection::StaleHead { .. }), _) => continue,
-                (Response::Rejected(rejection), _) => return Err(rejection.into()),
-                (other, _) => return Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
-            }
-        }
-        Err(WriteError::Raft(format!(
-            "stream {stream}: head stale after {STALE_PROPOSALS_MAX} proposals"
-        )))
-    }
-
-    /// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.
-    fn check_leading(&self) -> Result<(), WriteError> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        if leader == Some(self.id) {
-            return Ok(());
-        }
-        Err(WriteError::NotLeader { leader })
-    }
-
-    /// Waits until this node has applied every entry in its log, so the heads it reads are
-    /// those the next entry will meet.
-    async fn catch_up(&self) -> Result<(), WriteError> {
-        let last_log_index = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        self.raft
-            .wait(Some(Duration::from_millis(CATCH_UP_TIMEOUT_MS)))
-            .applied_index_at_least(Some(last_log_index), "leader catches up")
+        check_leading(&self.raft, self.id)?;
+        self.proposer
+            .append(request, stream, events, expected)
             .await
-            .map(|_| ())
-            .map_err(|error| WriteError::Raft(error.to_string()))
-    }
-
-    async fn propose(&self, command: Command) -> Result<(Response, LogId<NodeId>), WriteError> {
-        match self.raft.client_write(command).await {
-            Ok(written) => Ok((written.data, written.log_id)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(WriteError::NotLeader {
-                    leader: forward.leader_id,
-                })
-            }
-            Err(error) => Err(WriteError::Raft(error.to_string())),
-        }
     }
 
     /// Reads `stream` from `from` on, from this replica as it is (a follower read), and the
@@ -349,14 +246,6 @@ impl Node {
     /// Runs `read` on this replica's store, with the log position it reflects.
     pub fn with_store<T>(&self, read: impl FnOnce(&Kimberlite) -> T) -> (T, Option<LogId<NodeId>>) {
         self.state_machine.read(read)
-    }
-}
-
-fn allows(expected: ExpectedOffset, next_offset: u64) -> bool {
-    match expected {
-        ExpectedOffset::Any => true,
-        ExpectedOffset::NoStream => next_offset == 0,
-        ExpectedOffset::Exact(offset) => offset.as_u64() == next_offset,
     }
 }
 

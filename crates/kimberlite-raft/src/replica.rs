@@ -171,16 +171,76 @@ impl Replica {
     /// older than the store) answers what the first apply answered: an append whose
     /// expected head is already a prefix of the stream is found by its chain hash.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
-        let request = command.request();
+        match command {
+            Command::Batch(commands) => self.apply_batch(index, commands),
+            _ => Ok(self.apply_single(index, command, None)?.0),
+        }
+    }
+
+    /// Applies one command that is not a batch, an append as if the leader had read its
+    /// head at `read_at` when given (else at the command's own); says whether it was
+    /// applied now (not answered from the request table).
+    fn apply_single(
+        &mut self,
+        index: u64,
+        command: &Command,
+        read_at: Option<u64>,
+    ) -> Result<(Response, bool), ApplyError> {
+        let Some(request) = command.request() else {
+            return Ok((nested_batch(), false));
+        };
         if let Some(first) = self.ledger.requests.get(request) {
-            return Ok(first.clone());
+            return Ok((first.clone(), false));
         }
         let response = match command {
             Command::CreateStream { name, .. } => self.create(index, name)?,
-            Command::Append { .. } => self.append(index, command)?,
+            Command::Append { .. } => self.append(index, command, read_at)?,
+            Command::Batch(_) => nested_batch(),
         };
         self.remember(request, index, &response);
-        Ok(response)
+        Ok((response, true))
+    }
+
+    /// Applies the commands of a batch in order. An append to a stream an earlier append of
+    /// the batch went to was proposed against the head that one leaves: if it left that head
+    /// now, the leader had seen it (as if read at this index); otherwise the leader's view
+    /// of the stream is stale for the rest of the batch.
+    fn apply_batch(&mut self, index: u64, commands: &[Command]) -> Result<Response, ApplyError> {
+        // For each stream appended to so far: the head its last append left, if applied now.
+        let mut left: BTreeMap<u64, Option<Head>> = BTreeMap::new();
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            let Command::Append {
+                request,
+                stream,
+                prev,
+                ..
+            } = command
+            else {
+                answers.push(self.apply_single(index, command, None)?.0);
+                continue;
+            };
+            let (stream, prev) = (*stream, *prev);
+            let read_at = match left.get(&stream) {
+                None => None,
+                Some(Some(head)) if *head == prev => Some(index),
+                Some(_) => {
+                    let answer = self.ledger.requests.get(*request).cloned();
+                    answers.push(
+                        answer.unwrap_or(Response::Rejected(Rejection::StaleHead { stream, prev })),
+                    );
+                    continue;
+                }
+            };
+            let (answer, applied_now) = self.apply_single(index, command, read_at)?;
+            let after = match answer {
+                Response::Appended { head, .. } if applied_now => Some(head),
+                _ => None,
+            };
+            left.insert(stream, after);
+            answers.push(answer);
+        }
+        Ok(Response::Batch(answers))
     }
 
     fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
@@ -209,7 +269,12 @@ impl Replica {
         }
     }
 
-    fn append(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
+    fn append(
+        &mut self,
+        index: u64,
+        command: &Command,
+        read_at_instead: Option<u64>,
+    ) -> Result<Response, ApplyError> {
         let Command::Append {
             stream,
             prev,
@@ -231,7 +296,8 @@ impl Replica {
             Err(source) => return Err(ApplyError::Store { index, source }),
         };
         if current != prev {
-            return self.not_at_prev(index, stream, (prev, *read_at, expected), current);
+            let read_at = read_at_instead.unwrap_or(*read_at);
+            return self.not_at_prev(index, stream, (prev, read_at, expected), current);
         }
         let offset = ExpectedOffset::Exact(prev.next_offset.into());
         let appended = match self.store.append(id, events.iter().cloned(), offset) {
@@ -297,6 +363,13 @@ impl Replica {
         }
         .into())
     }
+}
+
+/// A batch inside a batch: refused (the leader never proposes one).
+fn nested_batch() -> Response {
+    Response::Rejected(Rejection::Invalid {
+        reason: "a batch inside a batch".into(),
+    })
 }
 
 fn invalid(error: &Error) -> Response {

@@ -28,7 +28,8 @@ pub struct Answer {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<Answer>", into = "Vec<Answer>")]
 pub struct RequestTable {
-    by_index: BTreeMap<u64, Answer>,
+    /// By log index, then request: the entry of a batch answers several requests.
+    by_index: BTreeMap<(u64, RequestId), Answer>,
     by_request: HashMap<RequestId, u64>,
 }
 
@@ -36,18 +37,20 @@ impl RequestTable {
     /// The answer kept for `request`, if any.
     #[must_use]
     pub fn get(&self, request: RequestId) -> Option<&Response> {
-        let index = self.by_request.get(&request)?;
-        self.by_index.get(index).map(|answer| &answer.response)
+        let index = *self.by_request.get(&request)?;
+        self.by_index
+            .get(&(index, request))
+            .map(|answer| &answer.response)
     }
 
     /// Keeps `response` as the answer to `request`, applied at log `index`; drops the oldest
     /// answer past [`REQUEST_ANSWERS_MAX`].
     pub fn insert(&mut self, request: RequestId, index: u64, response: Response) {
         if let Some(old) = self.by_request.insert(request, index) {
-            self.by_index.remove(&old);
+            self.by_index.remove(&(old, request));
         }
         self.by_index.insert(
-            index,
+            (index, request),
             Answer {
                 request,
                 index,
@@ -111,5 +114,22 @@ mod tests {
         let text = serde_json::to_string(&table).unwrap();
         let back: RequestTable = serde_json::from_str(&text).unwrap();
         assert_eq!(back, table);
+    }
+
+    #[test]
+    fn keeps_every_answer_of_one_entry() {
+        let mut table = RequestTable::default();
+        for seq in 0..3 {
+            table.insert(request(seq), 7, Response::Stream { stream: seq });
+        }
+        assert_eq!(table.len(), 3);
+        for seq in 0..3 {
+            assert_eq!(
+                table.get(request(seq)),
+                Some(&Response::Stream { stream: seq })
+            );
+        }
+        let text = serde_json::to_string(&table).unwrap();
+        assert_eq!(serde_json::from_str::<RequestTable>(&text).unwrap(), table);
     }
 }

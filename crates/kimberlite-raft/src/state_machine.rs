@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kimberlite::{Config, Kimberlite};
+use kimberlite::{Config, Durability, Kimberlite};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
@@ -60,6 +60,8 @@ struct Shared {
     dir: PathBuf,
     config: Config,
     sync: bool,
+    /// Whether the store is synced once per applied batch (its appends are unsynced).
+    sync_store: bool,
     state: Mutex<State>,
 }
 
@@ -120,6 +122,7 @@ impl StateMachine {
         config: Config,
         sync: bool,
     ) -> Result<Self, OpenError> {
+        let (config, sync_store) = synced_per_batch(config);
         let io = |source| OpenError::Io {
             path: dir.to_owned(),
             source,
@@ -150,6 +153,7 @@ impl StateMachine {
                 dir: dir.to_owned(),
                 config,
                 sync,
+                sync_store,
                 state: Mutex::new(state),
             }),
         })
@@ -166,6 +170,13 @@ impl StateMachine {
     pub fn read<T>(&self, read: impl FnOnce(&Kimberlite) -> T) -> (T, Option<LogId<NodeId>>) {
         let state = self.lock();
         (read(state.replica.store()), state.last_applied)
+    }
+
+    /// The answer this replica keeps for `request`, if it applied it: a retry of that request
+    /// gets this answer, not a second effect.
+    #[must_use]
+    pub fn answered(&self, request: crate::command::RequestId) -> Option<crate::command::Response> {
+        self.lock().replica.ledger().requests.get(request).cloned()
     }
 
     /// The divergence that stopped this replica, if one did.
@@ -254,6 +265,14 @@ impl StateMachine {
                     break;
                 }
             }
+        }
+        if self.shared.sync_store {
+            // The store before the applied state that says its entries are applied.
+            state
+                .replica
+                .store()
+                .sync()
+                .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         }
         Self::save_batch(&mut state, membership_changed)
             .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
@@ -481,6 +500,19 @@ fn storage_error(
         ErrorVerb::Write,
         std::io::Error::other(error.to_string()),
     )
+}
+
+/// The store's configuration in a replica: unless its policy is to never sync, appends are
+/// unsynced and the whole applied batch is synced once before the applied state that says it
+/// is applied is saved (one sync per batch, not per append; docs/REPLICATION.md, section
+/// "State beside the store"). Returns it and whether to sync per batch.
+fn synced_per_batch(config: Config) -> (Config, bool) {
+    match config.durability_policy() {
+        Durability::Unsynced => (config, false),
+        Durability::SyncEachAppend | Durability::GroupCommit => {
+            (config.durability(Durability::Unsynced), true)
+        }
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(

@@ -17,6 +17,7 @@ mod activity;
 mod api;
 mod auth;
 mod client_cert;
+mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -39,11 +40,17 @@ mod witnessing;
 
 pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
+pub use cluster::{
+    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport, ACCESS_DIR,
+    LOG_POSITION_HEADER, REQUEST_ID_HEADER,
+};
 pub use config::{ConfigError, Limits, ServerConfig};
 pub use error::ApiError;
 pub use keys::{
     rfc3339, AuthFailure, KeyEntry, KeyFileError, KeyRing, NewKey, KEY_FILE_NAME, TOKEN_PREFIX,
 };
+/// The replication crate cluster mode runs (its `NodeConfig` is [`ClusterConfig::node`]).
+pub use kimberlite_raft;
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
 pub use state::AppState;

@@ -8,6 +8,7 @@ mod history;
 mod learner;
 mod partition;
 mod power_loss;
+mod pipeline;
 mod replicate;
 mod restart;
 mod snapshot;

@@ -1,0 +1,150 @@
+//! `cluster_batch`: batches of 1,000 x 256 B appended over HTTP to a 3-node cluster, synced,
+//! against one single-node server on the same workload, in the same process.
+//!
+//! - **Cluster**: three servers in cluster mode on 127.0.0.1 in this process
+//!   (`kimberlite_bench::cluster_http`: synced Raft logs, their messages over loopback HTTP);
+//!   one client on one keep-alive connection to the leader posts each batch
+//!   (`POST /v1/streams/bench/events`); a batch counts once answered 200: committed on a
+//!   majority's synced logs and applied on the leader's store, synced.
+//! - **Baseline**: one single-node server (`kimberlite_bench::server`, as in `server_batch`),
+//!   the same client and batches.
+//! - Also printed: three `kimberlite-raft` nodes without HTTP (`kimberlite_bench::cluster`:
+//!   messages passed in memory), one client appending through the leader.
+//!
+//! Target (issue 20): the cluster >= 0.5x the single node. Run: `cargo bench -p
+//! kimberlite-bench --bench cluster_batch`.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput};
+use kimberlite_bench::cluster::{BenchCluster, ClusterClient};
+use kimberlite_bench::cluster_http::HttpCluster;
+use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::server::{open_store, BenchServer};
+use kimberlite_bench::{
+    events, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
+};
+
+const STREAM: &str = kimberlite_bench::cluster::STREAM;
+
+/// The 3-node cluster over HTTP and its one client (dropped before the servers).
+struct Cluster {
+    client: HttpStream,
+    body: Bytes,
+    cluster: HttpCluster,
+}
+
+impl Cluster {
+    fn new(dir: &Path, batch: &[Bytes]) -> Self {
+        let cluster = HttpCluster::start(dir, 3);
+        let client = connect_all(cluster.runtime(), cluster.leader(), STREAM, 1)
+            .pop()
+            .expect("one client");
+        Self {
+            client,
+            body: length_prefixed(batch),
+            cluster,
+        }
+    }
+
+    fn append(&mut self) {
+        let body = self.body.clone();
+        self.cluster
+            .runtime()
+            .block_on(self.client.append_batch(body));
+    }
+}
+
+/// The single-node server and its one client (dropped before the server).
+struct Single {
+    client: HttpStream,
+    body: Bytes,
+    server: BenchServer,
+}
+
+impl Single {
+    fn new(dir: &Path, batch: &[Bytes]) -> Self {
+        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
+            .pop()
+            .expect("one client");
+        Self {
+            client,
+            body: length_prefixed(batch),
+            server,
+        }
+    }
+
+    fn append(&mut self) {
+        let body = self.body.clone();
+        self.server
+            .runtime()
+            .block_on(self.client.append_batch(body));
+    }
+}
+
+/// Three nodes without HTTP and their one client.
+struct InProcess {
+    client: ClusterClient,
+    cluster: BenchCluster,
+}
+
+impl InProcess {
+    fn new(dir: &Path) -> Self {
+        let mut cluster = BenchCluster::start(dir, 3);
+        let client = cluster.client();
+        Self { client, cluster }
+    }
+
+    fn append(&mut self, batch: Vec<Bytes>) {
+        let Self { client, cluster } = self;
+        cluster.runtime().block_on(client.append(batch));
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut cluster = Cluster::new(&dir.path().join("cluster"), &batch);
+    let mut single = Single::new(&dir.path().join("single"), &batch);
+    let mut group = c.benchmark_group("cluster_batch");
+    group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
+    group.bench_function("three_nodes_http_synced_1000x256B", |b| {
+        b.iter(|| cluster.append())
+    });
+    group.bench_function("single_node_http_synced_1000x256B", |b| {
+        b.iter(|| single.append())
+    });
+    group.finish();
+}
+
+fn print_ratio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = events(0, BATCH_EVENTS);
+    let mut cluster = Cluster::new(&dir.path().join("cluster"), &batch);
+    let mut single = Single::new(&dir.path().join("single"), &batch);
+    let rounds = scaled(60, 5) as usize;
+    let (three, base) = interleaved(rounds, || cluster.append(), || single.append());
+    drop(cluster);
+    let mut in_process = InProcess::new(&dir.path().join("in-process"));
+    let mut batches = Batches::new(&batch, rounds + 1);
+    let (without_http, _) = interleaved(rounds, || in_process.append(batches.take()), || {});
+    in_process.cluster.shutdown();
+    let n = BATCH_EVENTS as u64;
+    println!(
+        "cluster_batch: per synced batch of 1,000 x 256 B: 3 nodes over HTTP {three:.2?}, \
+         single-node server {base:.2?}; 3 nodes without HTTP {without_http:.2?}"
+    );
+    report(
+        "cluster_batch",
+        &format!("3 nodes {} events/s", thousands(rate(n, three))),
+        &format!("single node {} events/s", thousands(rate(n, base))),
+        rate(n, three) / rate(n, base),
+        Target::AtLeast(0.5),
+    );
+}
+
+fn main() {
+    kimberlite_bench::run(bench, print_ratio);
+}

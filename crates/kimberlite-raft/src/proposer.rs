@@ -1,0 +1,373 @@
+//! [`Proposer`]: the leader's side of appends. Appends that arrive while an entry is in
+//! flight wait and go together in the next one (a [`Command::Batch`]), each against the head
+//! the appends before it in the batch leave (docs/REPLICATION.md, section "Many writes in
+//! flight").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kimberlite::{ExpectedOffset, StreamId};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::LogId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Command, Head, Rejection, RequestId, Response};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Raft};
+use crate::write::{Appended, WriteError};
+
+/// How many times one append is proposed again after its head was stale (entries of an
+/// earlier leader applied in between, or an append before it in its batch did not apply).
+pub(crate) const STALE_PROPOSALS_MAX: u32 = 8;
+/// How long the leader waits to have applied its whole log before it reads heads.
+const CATCH_UP_TIMEOUT_MS: u64 = 5_000;
+/// The event bytes one entry carries at most (more wait for the next entry), so that one
+/// entry stays a small part of a log record and of a message; a larger lone append goes
+/// alone.
+const ENTRY_EVENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+type Answer = oneshot::Sender<Result<Appended, WriteError>>;
+
+/// An append waiting for its entry, with whoever waits for its answer (a request sent again
+/// while the first was waiting gets the same answer).
+struct Pending {
+    request: RequestId,
+    stream: u64,
+    events: Vec<Bytes>,
+    expected: ExpectedOffset,
+    stale_proposals: u32,
+    answers: Vec<Answer>,
+}
+
+impl Pending {
+    fn answer(self, result: &Result<Appended, WriteError>) {
+        for answer in self.answers {
+            // A caller that stopped waiting: nothing to tell it.
+            let _ = answer.send(result.clone());
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.events.iter().map(Bytes::len).sum()
+    }
+}
+
+/// The queue of appends and the task that proposes them, one entry at a time.
+#[derive(Debug)]
+pub(crate) struct Proposer {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the proposing task of node `id`; it ends when the proposer is dropped.
+    pub(crate) fn start(id: NodeId, raft: Raft, state_machine: StateMachine) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let task = Task {
+            id,
+            raft,
+            state_machine,
+        };
+        tokio::spawn(task.run(waiting));
+        Self { queue }
+    }
+
+    /// Appends `events` to `stream` if its next offset meets `expected`; see
+    /// [`crate::Node::append`].
+    pub(crate) async fn append(
+        &self,
+        request: RequestId,
+        stream: u64,
+        events: Vec<Bytes>,
+        expected: ExpectedOffset,
+    ) -> Result<Appended, WriteError> {
+        let stopped = || WriteError::Raft("the proposer stopped".into());
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            request,
+            stream,
+            events,
+            expected,
+            stale_proposals: 0,
+            answers: vec![answer],
+        };
+        self.queue.send(pending).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// What [`Task::build`] made of the waiting appends.
+struct Built {
+    /// The next entry's appends.
+    parts: Vec<Part>,
+    /// Those for a later entry.
+    later: Vec<Pending>,
+    /// Those whose expected offset does not meet the applied head.
+    conflicts: Vec<Pending>,
+}
+
+/// An append in the batch being built, and its command.
+struct Part {
+    pending: Pending,
+    command: Command,
+}
+
+struct Task {
+    id: NodeId,
+    raft: Raft,
+    state_machine: StateMachine,
+}
+
+impl Task {
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Pending>) {
+        let mut waiting: Vec<Pending> = Vec::new();
+        loop {
+            if waiting.is_empty() {
+                match queue.recv().await {
+                    Some(pending) => waiting.push(pending),
+                    None => return,
+                }
+            }
+            while let Ok(pending) = queue.try_recv() {
+                waiting.push(pending);
+            }
+            waiting = self.round(waiting).await;
+        }
+    }
+
+    /// Proposes what is waiting as one entry and answers it; returns what waits for the
+    /// next entry (stale proposals first, in their order).
+    async fn round(&self, waiting: Vec<Pending>) -> Vec<Pending> {
+        let ready = match check_leading(&self.raft, self.id) {
+            Ok(()) => catch_up(&self.raft).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ready {
+            answer_all(waiting, &error);
+            return Vec::new();
+        }
+        let Built {
+            parts,
+            later,
+            conflicts,
+        } = self.build(waiting);
+        let mut next = Vec::new();
+        if !parts.is_empty() {
+            let commands = parts.iter().map(|part| part.command.clone()).collect();
+            let pendings = parts.into_iter().map(|part| part.pending);
+            match propose(&self.raft, Command::Batch(commands)).await {
+                Ok((Response::Batch(answers), log_id)) if answers.len() == pendings.len() => {
+                    for (pending, answer) in pendings.zip(answers) {
+                        next.extend(settle(pending, answer, log_id));
+                    }
+                }
+                Ok((other, _)) => {
+                    answer_all(
+                        pendings,
+                        &WriteError::Raft(format!("unexpected answer {other:?}")),
+                    );
+                }
+                Err(error) => answer_all(pendings, &error),
+            }
+        }
+        next.extend(self.refuse(conflicts).await);
+        next.extend(later);
+        next
+    }
+
+    /// Answers `OffsetConflict` to the appends whose expected offset did not meet the applied
+    /// head, once a majority has confirmed this node still leads and it has applied what was
+    /// committed before (a deposed leader's head may be stale); returns those that meet the
+    /// head now, for the next entry.
+    async fn refuse(&self, conflicts: Vec<Pending>) -> Vec<Pending> {
+        if conflicts.is_empty() {
+            return conflicts;
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {}
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                let leader = forward.leader_id;
+                answer_all(conflicts, &WriteError::NotLeader { leader });
+                return Vec::new();
+            }
+            Err(error) => {
+                answer_all(conflicts, &WriteError::Raft(error.to_string()));
+                return Vec::new();
+            }
+        }
+        let mut again = Vec::new();
+        for pending in conflicts {
+            let (head, _) = self
+                .state_machine
+                .read(|store| store.head(StreamId::new(pending.stream)));
+            match head {
+                Ok(head) if allows(pending.expected, head.next_offset.as_u64()) => {
+                    again.push(pending);
+                }
+                Ok(head) => {
+                    let rejection = Rejection::OffsetConflict {
+                        stream: pending.stream,
+                        next_offset: head.next_offset.as_u64(),
+                    };
+                    pending.answer(&Err(rejection.into()));
+                }
+                Err(error) => pending.answer(&Err(WriteError::Raft(error.to_string()))),
+            }
+        }
+        again
+    }
+
+    /// Builds the next entry's appends from `waiting`, in order, each proposed against the
+    /// head the ones before it on its stream leave. Sets aside an append whose expected
+    /// offset does not meet the applied head (a conflict, confirmed before it is answered),
+    /// or does not meet the head the batch projects (checked against the applied head in the
+    /// next entry, so a conflict is never answered against a write that may still fail), and
+    /// what does not fit in one entry.
+    fn build(&self, waiting: Vec<Pending>) -> Built {
+        let streams: BTreeSet<u64> = waiting.iter().map(|pending| pending.stream).collect();
+        let (heads, applied) = self.state_machine.read(|store| {
+            streams
+                .iter()
+                .map(|&stream| (stream, store.head(StreamId::new(stream))))
+                .collect::<BTreeMap<_, _>>()
+        });
+        let read_at = applied.map_or(0, |log_id| log_id.index);
+        // Each stream's head after the batch's appends so far, and whether it has any.
+        let mut projected: BTreeMap<u64, (Head, bool)> = BTreeMap::new();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut part_of: BTreeMap<RequestId, usize> = BTreeMap::new();
+        let mut later = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut bytes = 0;
+        for pending in waiting {
+            if let Some(part) = part_of
+                .get(&pending.request)
+                .and_then(|&index| parts.get_mut(index))
+            {
+                part.pending.answers.extend(pending.answers);
+                continue;
+            }
+            if !parts.is_empty() && bytes + pending.bytes() > ENTRY_EVENT_BYTES_MAX {
+                later.push(pending);
+                continue;
+            }
+            let (prev, past_applied) = match projected.get(&pending.stream) {
+                Some(&head) => head,
+                None => match heads.get(&pending.stream) {
+                    Some(Ok(head)) => (Head::of(*head), false),
+                    Some(Err(kimberlite::Error::UnknownStream { .. })) | None => {
+                        let stream = pending.stream;
+                        pending.answer(&Err(Rejection::UnknownStream { stream }.into()));
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        pending.answer(&Err(WriteError::Raft(error.to_string())));
+                        continue;
+                    }
+                },
+            };
+            if !allows(pending.expected, prev.next_offset) {
+                if past_applied {
+                    later.push(pending);
+                } else {
+                    conflicts.push(pending);
+                }
+                continue;
+            }
+            let expected = prev.after(&pending.events);
+            projected.insert(pending.stream, (expected, true));
+            bytes += pending.bytes();
+            let command = Command::Append {
+                request: pending.request,
+                stream: pending.stream,
+                prev,
+                read_at,
+                expected,
+                events: pending.events.clone(),
+            };
+            part_of.insert(pending.request, parts.len());
+            parts.push(Part { pending, command });
+        }
+        Built {
+            parts,
+            later,
+            conflicts,
+        }
+    }
+}
+
+/// Answers `pending` with what applying its append answered; returns it if it must be
+/// proposed again (its head was stale).
+fn settle(mut pending: Pending, answer: Response, log_id: LogId<NodeId>) -> Option<Pending> {
+    let result = match answer {
+        Response::Appended { first_offset, head } => Ok(Appended {
+            first_offset,
+            head,
+            log_id,
+        }),
+        Response::Rejected(Rejection::StaleHead { stream, .. }) => {
+            pending.stale_proposals += 1;
+            if pending.stale_proposals < STALE_PROPOSALS_MAX {
+                return Some(pending);
+            }
+            Err(WriteError::Raft(format!(
+                "stream {stream}: head stale after {STALE_PROPOSALS_MAX} proposals"
+            )))
+        }
+        Response::Rejected(rejection) => Err(rejection.into()),
+        other => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
+    };
+    pending.answer(&result);
+    None
+}
+
+fn answer_all(pendings: impl IntoIterator<Item = Pending>, error: &WriteError) {
+    let result = Err(error.clone());
+    pendings
+        .into_iter()
+        .for_each(|pending| pending.answer(&result));
+}
+
+/// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.
+pub(crate) fn check_leading(raft: &Raft, id: NodeId) -> Result<(), WriteError> {
+    let leader = raft.metrics().borrow().current_leader;
+    if leader == Some(id) {
+        return Ok(());
+    }
+    Err(WriteError::NotLeader { leader })
+}
+
+/// Waits until this node has applied every entry in its log, so the heads it reads are
+/// those the next entry will meet.
+async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
+    let last_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    raft.wait(Some(Duration::from_millis(CATCH_UP_TIMEOUT_MS)))
+        .applied_index_at_least(Some(last_log_index), "leader catches up")
+        .await
+        .map(|_| ())
+        .map_err(|error| WriteError::Raft(error.to_string()))
+}
+
+/// Proposes `command` and waits until this node has applied it.
+pub(crate) async fn propose(
+    raft: &Raft,
+    command: Command,
+) -> Result<(Response, LogId<NodeId>), WriteError> {
+    match raft.client_write(command).await {
+        Ok(written) => Ok((written.data, written.log_id)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            Err(WriteError::NotLeader {
+                leader: forward.leader_id,
+            })
+        }
+        Err(error) => Err(WriteError::Raft(error.to_string())),
+    }
+}
+
+fn allows(expected: ExpectedOffset, next_offset: u64) -> bool {
+    match expected {
+        ExpectedOffset::Any => true,
+        ExpectedOffset::NoStream => next_offset == 0,
+        ExpectedOffset::Exact(offset) => offset.as_u64() == next_offset,
+    }
+}
