@@ -23,7 +23,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
-use chacha20poly1305::XChaCha20Poly1305;
 use kimberlite_crypto::ChainHash;
 use kimberlite_proof::Hash;
 use kimberlite_types::{Offset, StreamId};
@@ -31,7 +30,8 @@ use kimberlite_types::{Offset, StreamId};
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset};
 use crate::read::Event;
-use crate::sealed::envelope::{self, KeyId, NONCE_LEN};
+use crate::sealed::batch::seal_batch;
+use crate::sealed::envelope::{self, KeyId, SubjectCipher};
 use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
 use crate::sealed::error::SealError;
 use crate::sealed::key_store::{KeyEntry, KeyStore, Tag, KEYS_DIR};
@@ -61,7 +61,7 @@ pub struct ErasureReceipt {
 /// A data key in memory, and the events sealed under it since it was last saved.
 struct Live {
     tag: Tag,
-    cipher: XChaCha20Poly1305,
+    cipher: Arc<SubjectCipher>,
     saved_events: u64,
     new_events: u64,
 }
@@ -182,7 +182,7 @@ impl SubjectKeys {
             key_id,
             Live {
                 tag,
-                cipher: data_key.cipher(),
+                cipher: Arc::new(data_key.cipher()),
                 saved_events: entry.events,
                 new_events: 0,
             },
@@ -191,7 +191,7 @@ impl SubjectKeys {
     }
 
     /// The cipher of `subject`'s key, made (and its key file written, durably) if it has none.
-    fn cipher_for(&self, subject: &str) -> Result<(KeyId, XChaCha20Poly1305)> {
+    fn cipher_for(&self, subject: &str) -> Result<(KeyId, Arc<SubjectCipher>)> {
         let tag = self.tag(subject)?;
         let mut keys = self.keys();
         if let Some(&key_id) = keys.by_tag.get(&tag) {
@@ -215,7 +215,7 @@ impl SubjectKeys {
         };
         // Durable before any event sealed under it can be.
         self.files.put(&tag, key_id, &entry)?;
-        let cipher = data_key.cipher();
+        let cipher = Arc::new(data_key.cipher());
         keys.by_tag.insert(tag, key_id);
         keys.tag_of.insert(key_id, tag);
         keys.live.insert(
@@ -250,7 +250,7 @@ impl SubjectKeys {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (key_id, cipher) = self.cipher_for(subject)?;
         let events: Vec<I::Item> = events.into_iter().collect();
-        let sealed = seal_batch(&cipher, key_id, id, &events);
+        let sealed = seal_batch(&cipher, key_id, id, &events).map_err(Error::Sealed)?;
         let count = sealed.len() as u64;
         let appended = self.store.append_unchecked(id, sealed, expected)?;
         if let Some(live) = self.keys().live.get_mut(&key_id) {
@@ -379,55 +379,20 @@ impl SubjectKeys {
         Ok(())
     }
 
+    /// The cipher of `key_id`, when it is in memory.
+    #[cfg(test)]
+    pub(super) fn cipher_of(&self, key_id: KeyId) -> Option<Arc<SubjectCipher>> {
+        self.keys()
+            .live
+            .get(&key_id)
+            .map(|live| live.cipher.clone())
+    }
+
     /// The erasures made with this master key.
     #[must_use]
     pub fn erasures(&self) -> Erasures {
         self.keys().erasures.clone()
     }
-}
-
-/// Batches of at least this many events are sealed on two threads (the caller's and one
-/// more): sealing costs about as much per event as the store's own encoding, which already
-/// runs on two for batches this large.
-const SEAL_SPLIT_EVENTS: usize = 256;
-
-/// `events` sealed under `cipher` for stream `id`, each with a fresh random nonce (one draw
-/// from the operating system's generator for the whole batch), in order.
-fn seal_batch<T: AsRef<[u8]> + Sync>(
-    cipher: &XChaCha20Poly1305,
-    key_id: KeyId,
-    id: StreamId,
-    events: &[T],
-) -> Vec<Bytes> {
-    let mut nonces = vec![0u8; events.len() * NONCE_LEN];
-    OsRng.fill_bytes(&mut nonces);
-    let seal_run = |events: &[T], nonces: &[u8]| -> Vec<Bytes> {
-        events
-            .iter()
-            .zip(nonces.chunks_exact(NONCE_LEN))
-            .map(|(event, nonce)| {
-                let mut fixed = [0u8; NONCE_LEN];
-                fixed.copy_from_slice(nonce);
-                Bytes::from(envelope::seal(cipher, key_id, &fixed, id, event.as_ref()))
-            })
-            .collect()
-    };
-    if events.len() < SEAL_SPLIT_EVENTS {
-        return seal_run(events, &nonces);
-    }
-    let half = events.len() / 2;
-    let (first, second) = events.split_at(half);
-    let (first_nonces, second_nonces) = nonces.split_at(half * NONCE_LEN);
-    std::thread::scope(|scope| {
-        let helper = scope.spawn(|| seal_run(second, second_nonces));
-        let mut sealed = seal_run(first, first_nonces);
-        // A panic on the helper is a bug in the cipher; surface it where it happened.
-        let rest = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        sealed.extend(rest);
-        sealed
-    })
 }
 
 impl Drop for SubjectKeys {
