@@ -9,10 +9,12 @@
 //! stay in the log, proven, and can never be read again.
 //!
 //! Modules: `envelope` (the bytes, pure), `batch` (sealing a batch), `master` (the master
-//! key), `key_store` (the key files), `erasures` (the erasure log), `opened` (what a
-//! reader is given), `subject_keys` (appends, reads, erase).
+//! key), `key_store` (the key files), `counts` (events per key, after a crash too),
+//! `erasures` (the erasure log), `opened` (what a reader is given), `subject_keys` (appends,
+//! reads, erase).
 
 mod batch;
+mod counts;
 pub mod envelope;
 mod erasures;
 mod error;

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset};
 use crate::read::Event;
 use crate::sealed::batch::seal_batch;
+use crate::sealed::counts::{count_past, durable_heads, envelopes_past, Counted, Heads, Pending};
 use crate::sealed::envelope::{self, KeyId, SubjectCipher};
 use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
 use crate::sealed::error::SealError;
@@ -76,6 +77,8 @@ struct Keys {
     live: HashMap<KeyId, Live>,
     /// Erasures made with this master key.
     erasures: Erasures,
+    /// What part of the log the saved counts cover (`counts.rs`).
+    counted: Counted,
 }
 
 /// The data subjects' keys of one store, opened with its master key.
@@ -131,7 +134,13 @@ impl SubjectKeys {
             }
             by_tag.insert(tag, key_id);
         }
-        let tag_of = by_tag.iter().map(|(tag, key_id)| (*key_id, *tag)).collect();
+        let tag_of: HashMap<KeyId, Tag> =
+            by_tag.iter().map(|(tag, key_id)| (*key_id, *tag)).collect();
+        let counted = if writable {
+            recount(store, &files, &tag_of)?
+        } else {
+            Counted::default()
+        };
         Ok(Self {
             store: store.clone(),
             master,
@@ -141,6 +150,7 @@ impl SubjectKeys {
                 tag_of,
                 live: HashMap::new(),
                 erasures,
+                counted,
             }),
             gate: RwLock::new(()),
         })
@@ -209,9 +219,11 @@ impl SubjectKeys {
             .master
             .wrap(key_id, &data_key)
             .map_err(|error| Error::Sealed(SealError::MasterKey(error.0)))?;
+        // No event of a new key lies below the heads the last finished save counted through.
         let entry = KeyEntry {
             wrapped: hex::encode(wrapped),
             events: 0,
+            generation: keys.counted.generation,
         };
         // Durable before any event sealed under it can be.
         self.files.put(&tag, key_id, &entry)?;
@@ -360,11 +372,23 @@ impl SubjectKeys {
         })
     }
 
-    /// Saves each key's count of sealed events (done on drop too). Counts are what erasure
-    /// records report; the events themselves are durable without this.
+    /// Saves each key's count of sealed events (done on drop too), after syncing the store,
+    /// so that the next open counts only what is appended after this (`counts.rs`). Counts are
+    /// what erasure records report; the events themselves are durable without this.
     pub fn save_counts(&self) -> Result<()> {
+        if self.store.is_read_only() {
+            return Ok(());
+        }
+        // No sealed append may land between the heads read and the counts taken.
+        let _gate = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store.sync()?;
+        let heads = durable_heads(&self.store);
         let mut keys = self.keys();
-        for (key_id, live) in &mut keys.live {
+        let mut changed = Vec::new();
+        for (key_id, live) in &keys.live {
             if live.new_events == 0 {
                 continue;
             }
@@ -372,9 +396,14 @@ impl SubjectKeys {
                 continue;
             };
             entry.events = live.saved_events + live.new_events;
-            self.files.put(&live.tag, *key_id, &entry)?;
-            live.saved_events = entry.events;
-            live.new_events = 0;
+            changed.push((live.tag, *key_id, entry));
+        }
+        save(&self.files, &mut keys.counted, heads, &changed)?;
+        for (_, key_id, entry) in changed {
+            if let Some(live) = keys.live.get_mut(&key_id) {
+                live.saved_events = entry.events;
+                live.new_events = 0;
+            }
         }
         Ok(())
     }
@@ -393,6 +422,74 @@ impl SubjectKeys {
     pub fn erasures(&self) -> Erasures {
         self.keys().erasures.clone()
     }
+}
+
+/// Counts the events sealed since the last save that a crash left uncounted, adds them to
+/// their key files and saves (`counts.rs`); the counted state in force after it.
+fn recount(store: &Kimberlite, files: &KeyStore, tag_of: &HashMap<KeyId, Tag>) -> Result<Counted> {
+    let heads = durable_heads(store);
+    let Some(mut counted) = files.get_counted()? else {
+        // A new key store, or one whose counts were saved without heads: they stand as saved.
+        let fresh = Counted {
+            generation: 0,
+            through: heads,
+            pending: Vec::new(),
+        };
+        files.put_counted(&fresh)?;
+        return Ok(fresh);
+    };
+    let found = envelopes_past(store, &counted.through, &heads)?;
+    let mut changed = Vec::new();
+    for (key_id, places) in found {
+        // An erased key's file is gone; an unknown one is not this key store's.
+        let Some(tag) = tag_of.get(&key_id) else {
+            continue;
+        };
+        let Some(mut entry) = files.get(tag, key_id)? else {
+            continue;
+        };
+        let added = count_past(&places, counted.through_of(entry.generation));
+        if added > 0 {
+            entry.events += added;
+            changed.push((*tag, key_id, entry));
+        }
+    }
+    if !changed.is_empty() || !counted.pending.is_empty() || counted.through != heads {
+        save(files, &mut counted, heads, &changed)?;
+    }
+    Ok(counted)
+}
+
+/// Writes `changed` key files counted through `heads`, with the counted file before and after
+/// (`counts.rs`): a crash anywhere leaves every key file counted through the heads of its
+/// generation.
+fn save(
+    files: &KeyStore,
+    counted: &mut Counted,
+    heads: Heads,
+    changed: &[(Tag, KeyId, KeyEntry)],
+) -> Result<()> {
+    let generation = counted.next_generation();
+    if !changed.is_empty() {
+        counted.pending.push(Pending {
+            generation,
+            through: heads.clone(),
+        });
+        files.put_counted(counted)?;
+        for (tag, key_id, entry) in changed {
+            let mut entry = entry.clone();
+            entry.generation = generation;
+            files.put(tag, *key_id, &entry)?;
+        }
+    }
+    let done = Counted {
+        generation,
+        through: heads,
+        pending: Vec::new(),
+    };
+    files.put_counted(&done)?;
+    *counted = done;
+    Ok(())
 }
 
 impl Drop for SubjectKeys {
