@@ -25,6 +25,7 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
 use kimberlite_crypto::ChainHash;
 use kimberlite_proof::Hash;
+use kimberlite_storage::crash_point::crash_point;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
@@ -348,12 +349,15 @@ impl SubjectKeys {
             None => self.store.create_stream(ERASURE_STREAM)?,
         };
         // Step 1, the commit point: the record, durable.
+        crash_point("erase:counted");
         let appended = self.store.append_unchecked(
             stream,
             vec![Bytes::from(payload.clone())],
             ExpectedOffset::Any,
         )?;
+        crash_point("erase:record-appended");
         self.store.sync()?;
+        crash_point("erase:record-synced");
         let mut keys = self.keys();
         keys.erasures.apply(appended.first_offset, &payload);
         // Step 2: the key, from memory and from the store directory.
@@ -361,6 +365,7 @@ impl SubjectKeys {
         keys.by_tag.remove(&tag);
         keys.tag_of.remove(&key_id);
         self.files.remove(&tag, key_id)?;
+        crash_point("erase:key-removed");
         Ok(ErasureReceipt {
             key_id,
             stream,
@@ -476,10 +481,12 @@ fn save(
             through: heads.clone(),
         });
         files.put_counted(counted)?;
+        crash_point("counts:pending");
         for (tag, key_id, entry) in changed {
             let mut entry = entry.clone();
             entry.generation = generation;
             files.put(tag, *key_id, &entry)?;
+            crash_point("counts:key-saved");
         }
     }
     let done = Counted {
