@@ -28,7 +28,7 @@ use kimberlite_types::StreamId;
 pub const MAGIC: [u8; 7] = *b"\0KBSEAL";
 /// The envelope version this build writes: AES-256-GCM.
 pub const VERSION: u8 = 2;
-/// The first envelope version, XChaCha20-Poly1305: read, no longer written.
+/// Envelope version 1, XChaCha20-Poly1305: read, not written.
 pub const VERSION_XCHACHA: u8 = 1;
 /// Size of a key id, in bytes.
 pub const KEY_ID_LEN: usize = 16;
@@ -268,8 +268,7 @@ pub fn open(
     })
 }
 
-/// A version 1 envelope, as earlier builds wrote them: for tests that a store holding them
-/// still reads them.
+/// A version 1 envelope: for tests that a store holding them still reads them.
 #[cfg(test)]
 pub(crate) fn seal_version_1(
     cipher: &SubjectCipher,
@@ -367,9 +366,9 @@ mod tests {
         assert!(out.starts_with(b"before"));
     }
 
-    /// A version 1 envelope as stores written before version 2 hold it: key `[1; 32]`, key
-    /// id `[7; 16]`, nonce `00 01 .. 17`, stream 3. Made apart from this crate (HChaCha20 and
-    /// the IETF ChaCha20-Poly1305 of Python's `cryptography`), and read by the version 1 code.
+    /// A version 1 envelope as a store holds it: key `[1; 32]`, key id `[7; 16]`, nonce
+    /// `00 01 .. 17`, stream 3. Made apart from this crate (HChaCha20 and the IETF
+    /// ChaCha20-Poly1305 of Python's `cryptography`).
     const VERSION_1_ENVELOPE: &str = "004b425345414c010707070707070707070707070707070700010203\
         0405060708090a0b0c0d0e0f10111213141516170bb5bae9f8f5f7ea9a661c2d66411fdf9b96ad7fac18\
         6eded68e7d065d369e5bf0ca26";
