@@ -181,3 +181,69 @@ fn a_crash_at_every_step_of_an_erasure_leaves_it_whole_or_undone() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+/// An erasure record counts every event the store holds under the key, also those sealed
+/// after the last save of the counts when a crash stopped the process (at any step of a save
+/// of the counts, or before one): the next open counts them (`counts.rs`).
+#[test]
+fn an_erasure_counts_the_events_sealed_since_the_last_save_before_a_crash() {
+    let (_, text) = MasterKey::generate();
+    let master = || Arc::new(MasterKey::from_text(&text).unwrap());
+    for budget in 0.. {
+        let fs = SimFileSystem::new(budget as u64, FaultConfig::NONE);
+        let dying = DiesAfter {
+            inner: fs.clone(),
+            budget: Arc::new(AtomicI64::new(i64::MAX)),
+        };
+        let store = Kimberlite::open_with_fs(dying.clone(), STORE, Config::default()).unwrap();
+        let records = store.create_stream("records").unwrap();
+        let notes = store.create_stream("notes").unwrap();
+        let keys = SubjectKeys::open(&store, master()).unwrap();
+        keys.append(records, "alice", ["a1", "a2"], ExpectedOffset::Any)
+            .unwrap();
+        keys.append(records, "bob", ["b1"], ExpectedOffset::Any)
+            .unwrap();
+        keys.save_counts().unwrap();
+        keys.append(records, "alice", ["a3", "a4", "a5"], ExpectedOffset::Any)
+            .unwrap();
+        keys.append(notes, "alice", ["n1"], ExpectedOffset::Any)
+            .unwrap();
+        store.append(notes, ["plain"], ExpectedOffset::Any).unwrap();
+        keys.append(notes, "carol", ["c1", "c2"], ExpectedOffset::Any)
+            .unwrap();
+        store.sync().unwrap();
+        // The process dies after `budget` changes of this save (or of the save on drop).
+        dying.budget.store(budget, Ordering::SeqCst);
+        let saved = keys.save_counts();
+        let finished = saved.is_ok() && dying.budget.load(Ordering::SeqCst) >= 0;
+        drop(keys);
+        drop(store);
+        fs.crash();
+
+        let store = Kimberlite::open_with_fs(fs.clone(), STORE, Config::default()).unwrap();
+        let keys = SubjectKeys::open(&store, master()).unwrap();
+        keys.append(records, "alice", ["a6"], ExpectedOffset::Any)
+            .unwrap();
+        let counts: Vec<u64> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|subject| keys.erase(subject, "dpo").unwrap().events)
+            .collect();
+        assert_eq!(counts, [7, 1, 2], "budget {budget}");
+        let recorded: Vec<u64> = {
+            let mut events: Vec<u64> = keys.erasures().iter().map(|e| e.events).collect();
+            events.sort_unstable();
+            events
+        };
+        assert_eq!(recorded, [1, 2, 7], "budget {budget}");
+        // A clean close and open count nothing twice.
+        drop(keys);
+        let keys = SubjectKeys::open(&store, master()).unwrap();
+        let mut again: Vec<u64> = keys.erasures().iter().map(|e| e.events).collect();
+        again.sort_unstable();
+        assert_eq!(again, [1, 2, 7], "budget {budget}");
+        if finished {
+            assert!(budget > 10, "a save of the counts takes several steps");
+            break;
+        }
+    }
+}

@@ -17,6 +17,8 @@
 
 pub mod backend;
 mod chain;
+#[doc(hidden)]
+pub mod crash_point;
 pub mod disk;
 mod encode;
 mod error;

@@ -132,6 +132,7 @@ impl Kimberlite {
                 Error::io(format!("syncing the Merkle tree of stream {name:?}"), error)
             })?;
         }
+        kimberlite_storage::crash_point::crash_point("retain:before-commit");
         let point = self
             .write_state()
             .backend

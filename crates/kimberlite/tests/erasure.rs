@@ -118,8 +118,8 @@ fn an_erased_subject_leaves_no_plaintext_and_every_proof_still_verifies() {
     );
     assert_eq!(
         key_files.len(),
-        2,
-        "the check file and patient-43's key: {key_files:?}"
+        3,
+        "the check file, the counted file and patient-43's key: {key_files:?}"
     );
     // Read-only, without a key: the erased events say so.
     let store = Kimberlite::open_read_only(temp.path(), kimberlite::Config::default()).unwrap();

@@ -110,6 +110,7 @@ impl<F: FileSystem> Storage<F> {
         }
         state.pruned = Some(point.clone());
         let nums: Vec<u32> = (first_kept_before..point.first_segment).collect();
+        crate::crash_point::crash_point("retain:committed");
         let deleted = delete_segments(&self.fs, &dir, &nums);
         self.poison_on_error(deleted)?;
         Ok(point)

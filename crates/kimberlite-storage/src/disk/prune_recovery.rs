@@ -23,7 +23,10 @@ pub(super) fn delete_segments<F: FileSystem>(
     dir: &Path,
     nums: &[u32],
 ) -> Result<(), StorageError> {
-    for &num in nums {
+    for (deleted, &num) in nums.iter().enumerate() {
+        if deleted == 1 {
+            crate::crash_point::crash_point("retain:first-segment-deleted");
+        }
         for path in [segment_path(dir, num), dir.join(index_file_name(num))] {
             match fs.remove_file(&path) {
                 Ok(()) => {}

@@ -3,42 +3,75 @@
 //! # Layout (`docs/FORMAT.md`, "Sealed events")
 //!
 //! ```text
-//!  0                 7       8                24                        48
-//!  +-----------------+-------+----------------+-------------------------+------------------+
-//!  | magic (7 bytes) | ver u8| key_id [u8;16] | nonce [u8;24]           | ciphertext + tag |
-//!  +-----------------+-------+----------------+-------------------------+------------------+
+//!  0                 7       8                24             36
+//!  +-----------------+-------+----------------+--------------+------------------+
+//!  | magic (7 bytes) | ver u8| key_id [u8;16] | nonce [u8;12]| ciphertext + tag |
+//!  +-----------------+-------+----------------+--------------+------------------+
 //! ```
 //!
-//! `magic` is `00 4b 42 53 45 41 4c` (`\0KBSEAL`), `ver` is 1. The ciphertext is
-//! XChaCha20-Poly1305 of the event under the subject's data key, with the 24-byte nonce and, as
-//! associated data, bytes `[0, 24)` (magic, version, key id) followed by the stream id (u64 LE):
-//! an envelope opens only under its own key id and in its own stream. The tag is the last 16
-//! bytes. The chain hash and Merkle leaf cover these bytes as any payload's, so verifying and
-//! proving never need a key.
+//! `magic` is `00 4b 42 53 45 41 4c` (`\0KBSEAL`). Version 2, which this build writes, is
+//! AES-256-GCM (AES-NI and PCLMULQDQ where the CPU has them, chosen at run time) with a 12-byte
+//! nonce; version 1, still read, is XChaCha20-Poly1305 with a 24-byte nonce in its place. Either
+//! way the key is the subject's data key, the associated data is bytes `[0, 24)` (magic, version,
+//! key id) followed by the stream id (u64 LE), so an envelope opens only under its own key id,
+//! in its own stream and as its own version, and the tag is the last 16 bytes. The chain hash
+//! and Merkle leaf cover these bytes as any payload's, so verifying and proving never need a
+//! key.
 
-use chacha20poly1305::aead::{Aead, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use kimberlite_types::StreamId;
 
 /// The first bytes of every sealed event. A plain event may not start with them
 /// ([`looks_sealed`]), so a stored payload is sealed exactly when it starts with them.
 pub const MAGIC: [u8; 7] = *b"\0KBSEAL";
-/// The envelope version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The envelope version this build writes: AES-256-GCM.
+pub const VERSION: u8 = 2;
+/// Envelope version 1, XChaCha20-Poly1305: read, not written.
+pub const VERSION_XCHACHA: u8 = 1;
 /// Size of a key id, in bytes.
 pub const KEY_ID_LEN: usize = 16;
-/// Size of a nonce, in bytes (XChaCha20-Poly1305).
-pub const NONCE_LEN: usize = 24;
-/// Size of the authentication tag, in bytes.
+/// Size of a nonce of the version written, in bytes (AES-256-GCM).
+pub const NONCE_LEN: usize = 12;
+/// Size of a version 1 nonce, in bytes (XChaCha20-Poly1305).
+pub const XCHACHA_NONCE_LEN: usize = 24;
+/// Size of the authentication tag, in bytes (both versions).
 pub const TAG_LEN: usize = 16;
 /// Bytes before the key id: magic and version.
 const PREFIX_LEN: usize = MAGIC.len() + 1;
-/// Bytes before the ciphertext.
-pub const HEADER_LEN: usize = PREFIX_LEN + KEY_ID_LEN + NONCE_LEN;
-/// What sealing adds to an event, in bytes.
+/// Bytes before the nonce: what the associated data starts with.
+const KEYED_LEN: usize = PREFIX_LEN + KEY_ID_LEN;
+/// Bytes before the ciphertext (the version written).
+pub const HEADER_LEN: usize = KEYED_LEN + NONCE_LEN;
+/// What sealing adds to an event, in bytes (the version written).
 pub const OVERHEAD_BYTES: usize = HEADER_LEN + TAG_LEN;
 
-const _: () = assert!(HEADER_LEN == 48 && OVERHEAD_BYTES == 64);
+const _: () = assert!(HEADER_LEN == 36 && OVERHEAD_BYTES == 52);
+
+/// A subject's data key ready to seal and open: its AES key schedule and GHASH key are made
+/// once per key, never per event. Both keys' schedules are zeroed when dropped.
+pub struct SubjectCipher {
+    gcm: Aes256Gcm,
+    xchacha: XChaCha20Poly1305,
+}
+
+impl SubjectCipher {
+    /// The cipher of the 32-byte data key `key`.
+    #[must_use]
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            gcm: Aes256Gcm::new(key.into()),
+            xchacha: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for SubjectCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectCipher(..)")
+    }
+}
 
 /// A subject's data key id: 16 random bytes, drawn when the subject's key is made. It names
 /// the key, never the subject (the key store maps one to the other; see `key_store.rs`).
@@ -81,103 +114,191 @@ pub fn looks_sealed(payload: &[u8]) -> bool {
 }
 
 /// A stored payload read as an envelope: its key id, when it is one. `None` for a plain event;
-/// `Some(Err(..))` for one that starts with the magic but is not a valid envelope (another
+/// `Some(Err(..))` for one that starts with the magic but is not a valid envelope (an unknown
 /// version, too short).
 #[must_use]
 pub fn key_id_of(payload: &[u8]) -> Option<Result<KeyId, &'static str>> {
     if !looks_sealed(payload) {
         return None;
     }
-    Some(parse_header(payload).map(|(key_id, _)| key_id))
+    Some(parse(payload).map(|parsed| parsed.key_id))
 }
 
-fn parse_header(payload: &[u8]) -> Result<(KeyId, &[u8]), &'static str> {
-    if payload.get(MAGIC.len()) != Some(&VERSION) {
-        return Err("a sealed envelope of an unknown version");
-    }
-    if payload.len() < OVERHEAD_BYTES {
-        return Err("a sealed envelope too short to hold its header and tag");
-    }
-    let mut key_id = [0u8; KEY_ID_LEN];
-    key_id.copy_from_slice(
-        payload
-            .get(PREFIX_LEN..PREFIX_LEN + KEY_ID_LEN)
-            .unwrap_or_default(),
-    );
-    Ok((
-        KeyId(key_id),
-        payload.get(PREFIX_LEN + KEY_ID_LEN..).unwrap_or_default(),
-    ))
+/// An envelope's parts.
+struct Parsed<'a> {
+    version: u8,
+    key_id: KeyId,
+    nonce: &'a [u8],
+    /// The ciphertext and the tag after it.
+    sealed: &'a [u8],
 }
 
-fn associated_data(header: &[u8], stream: StreamId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(PREFIX_LEN + KEY_ID_LEN + 8);
-    aad.extend_from_slice(header.get(..PREFIX_LEN + KEY_ID_LEN).unwrap_or_default());
-    aad.extend_from_slice(&stream.as_u64().to_le_bytes());
+const TOO_SHORT: &str = "a sealed envelope too short to hold its header and tag";
+
+fn parse(payload: &[u8]) -> Result<Parsed<'_>, &'static str> {
+    if !looks_sealed(payload) {
+        return Err("not a sealed envelope");
+    }
+    let version = payload.get(MAGIC.len()).copied().unwrap_or_default();
+    let nonce_len = match version {
+        VERSION => NONCE_LEN,
+        VERSION_XCHACHA => XCHACHA_NONCE_LEN,
+        _ => return Err("a sealed envelope of an unknown version"),
+    };
+    let (keyed, rest) = payload.split_at_checked(KEYED_LEN).ok_or(TOO_SHORT)?;
+    let key_id = keyed
+        .get(PREFIX_LEN..)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or(TOO_SHORT)?;
+    let (nonce, sealed) = rest.split_at_checked(nonce_len).ok_or(TOO_SHORT)?;
+    if sealed.len() < TAG_LEN {
+        return Err(TOO_SHORT);
+    }
+    Ok(Parsed {
+        version,
+        key_id: KeyId(key_id),
+        nonce,
+        sealed,
+    })
+}
+
+/// The associated data: magic, version and key id (the envelope's first bytes), then the
+/// stream id.
+fn associated_data(version: u8, key_id: KeyId, stream: StreamId) -> [u8; KEYED_LEN + 8] {
+    let mut aad = [0u8; KEYED_LEN + 8];
+    let stream = stream.as_u64().to_le_bytes();
+    let bytes = MAGIC
+        .iter()
+        .chain(std::iter::once(&version))
+        .chain(&key_id.0)
+        .chain(&stream);
+    for (slot, byte) in aad.iter_mut().zip(bytes) {
+        *slot = *byte;
+    }
     aad
 }
 
-/// Seals `plaintext` for stream `stream` under `cipher` (the data key of `key_id`) with
-/// `nonce`, which must never have been used under this key (callers draw it at random:
-/// 192 bits, so two draws collide with negligible probability).
-#[must_use]
-pub fn seal(
-    cipher: &XChaCha20Poly1305,
+/// Appends to `out` the envelope of `plaintext` sealed for stream `stream` under `cipher` (the
+/// data key of `key_id`) with `nonce`, which must never have been used under this key (the
+/// nonce rule is in `docs/FORMAT.md`, "Sealed events"). Nothing but the envelope is
+/// allocated or copied. Fails only for an event past AES-GCM's message limit (64 GiB), far
+/// above the largest event the store takes; `out` is then as it was.
+pub fn seal_into(
+    cipher: &SubjectCipher,
     key_id: KeyId,
     nonce: &[u8; NONCE_LEN],
     stream: StreamId,
     plaintext: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD_BYTES);
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    let start = out.len();
+    out.reserve(plaintext.len() + OVERHEAD_BYTES);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&key_id.0);
     out.extend_from_slice(nonce);
-    let aad = associated_data(&out, stream);
-    let payload = Payload {
-        msg: plaintext,
-        aad: &aad,
-    };
-    // Encryption into a Vec fails only past the cipher's length limit (256 GiB), far above
-    // the largest event.
-    let sealed = cipher
-        .encrypt(XNonce::from_slice(nonce), payload)
-        .unwrap_or_default();
-    out.extend_from_slice(&sealed);
-    out
+    let body = out.len();
+    out.extend_from_slice(plaintext);
+    let aad = associated_data(VERSION, key_id, stream);
+    let sealed = cipher.gcm.encrypt_in_place_detached(
+        Nonce::from_slice(nonce),
+        &aad,
+        out.get_mut(body..).unwrap_or_default(),
+    );
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(start);
+            Err("an event too large to seal")
+        }
+    }
 }
 
-/// Opens an envelope of stream `stream` with `cipher`: the plaintext, or why not (the key or
-/// stream is not the envelope's, or its bytes were changed).
+/// [`seal_into`] a new buffer.
+pub fn seal(
+    cipher: &SubjectCipher,
+    key_id: KeyId,
+    nonce: &[u8; NONCE_LEN],
+    stream: StreamId,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::new();
+    seal_into(cipher, key_id, nonce, stream, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// Opens an envelope (either version) of stream `stream` with `cipher`: the plaintext, or why
+/// not (the key or stream is not the envelope's, or its bytes were changed).
 pub fn open(
-    cipher: &XChaCha20Poly1305,
+    cipher: &SubjectCipher,
     stream: StreamId,
     envelope: &[u8],
 ) -> Result<Vec<u8>, &'static str> {
-    let (_, rest) = parse_header(envelope)?;
-    let nonce = rest
-        .get(..NONCE_LEN)
-        .ok_or("a sealed envelope without its nonce")?;
-    let sealed = rest.get(NONCE_LEN..).unwrap_or_default();
-    let aad = associated_data(envelope, stream);
-    let payload = Payload {
-        msg: sealed,
+    let parsed = parse(envelope)?;
+    let aad = associated_data(parsed.version, parsed.key_id, stream);
+    let opened = if parsed.version == VERSION_XCHACHA {
+        let payload = aes_gcm::aead::Payload {
+            msg: parsed.sealed,
+            aad: &aad,
+        };
+        cipher
+            .xchacha
+            .decrypt(XNonce::from_slice(parsed.nonce), payload)
+    } else {
+        let (ciphertext, tag) = parsed
+            .sealed
+            .split_at_checked(parsed.sealed.len() - TAG_LEN)
+            .ok_or(TOO_SHORT)?;
+        let mut plain = ciphertext.to_vec();
+        cipher
+            .gcm
+            .decrypt_in_place_detached(
+                Nonce::from_slice(parsed.nonce),
+                &aad,
+                &mut plain,
+                tag.into(),
+            )
+            .map(|()| plain)
+    };
+    opened.map_err(|_| {
+        "the envelope does not open with its key: wrong key, wrong stream, or changed bytes"
+    })
+}
+
+/// A version 1 envelope: for tests that a store holding them still reads them.
+#[cfg(test)]
+pub(crate) fn seal_version_1(
+    cipher: &SubjectCipher,
+    key_id: KeyId,
+    nonce: &[u8; XCHACHA_NONCE_LEN],
+    stream: StreamId,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut out = [MAGIC.as_slice(), &[VERSION_XCHACHA], &key_id.0].concat();
+    let aad = associated_data(VERSION_XCHACHA, key_id, stream);
+    out.extend_from_slice(nonce);
+    let payload = aes_gcm::aead::Payload {
+        msg: plaintext,
         aad: &aad,
     };
-    cipher
-        .decrypt(XNonce::from_slice(nonce), payload)
-        .map_err(|_| {
-            "the envelope does not open with its key: wrong key, wrong stream, or changed bytes"
-        })
+    out.extend(
+        cipher
+            .xchacha
+            .encrypt(XNonce::from_slice(nonce), payload)
+            .unwrap(),
+    );
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chacha20poly1305::KeyInit;
 
-    fn cipher(byte: u8) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&[byte; 32].into())
+    fn cipher(byte: u8) -> SubjectCipher {
+        SubjectCipher::new(&[byte; 32])
     }
 
     #[test]
@@ -189,8 +310,10 @@ mod tests {
             &[9; NONCE_LEN],
             StreamId::new(3),
             b"secret",
-        );
+        )
+        .unwrap();
         assert_eq!(sealed.len(), 6 + OVERHEAD_BYTES);
+        assert_eq!(sealed[MAGIC.len()], VERSION);
         assert!(looks_sealed(&sealed));
         assert_eq!(key_id_of(&sealed), Some(Ok(key_id)));
         assert_eq!(
@@ -220,14 +343,92 @@ mod tests {
     }
 
     #[test]
+    fn seal_into_appends_envelopes_back_to_back() {
+        let key_id = KeyId([7; KEY_ID_LEN]);
+        let mut out = b"before".to_vec();
+        for (n, event) in [b"one".as_slice(), b"", b"three"].into_iter().enumerate() {
+            let start = out.len();
+            seal_into(
+                &cipher(1),
+                key_id,
+                &[n as u8; NONCE_LEN],
+                StreamId::new(3),
+                event,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out.len() - start, event.len() + OVERHEAD_BYTES);
+            assert_eq!(
+                open(&cipher(1), StreamId::new(3), &out[start..]).unwrap(),
+                event
+            );
+        }
+        assert!(out.starts_with(b"before"));
+    }
+
+    /// A version 1 envelope as a store holds it: key `[1; 32]`, key id `[7; 16]`, nonce
+    /// `00 01 .. 17`, stream 3. Made apart from this crate (HChaCha20 and the IETF
+    /// ChaCha20-Poly1305 of Python's `cryptography`).
+    const VERSION_1_ENVELOPE: &str = "004b425345414c010707070707070707070707070707070700010203\
+        0405060708090a0b0c0d0e0f10111213141516170bb5bae9f8f5f7ea9a661c2d66411fdf9b96ad7fac18\
+        6eded68e7d065d369e5bf0ca26";
+
+    #[test]
+    fn a_version_1_envelope_still_opens() {
+        let envelope = hex::decode(VERSION_1_ENVELOPE).unwrap();
+        assert_eq!(envelope[MAGIC.len()], VERSION_XCHACHA);
+        assert_eq!(key_id_of(&envelope), Some(Ok(KeyId([7; KEY_ID_LEN]))));
+        assert_eq!(
+            open(&cipher(1), StreamId::new(3), &envelope).unwrap(),
+            b"sealed by version 1"
+        );
+        assert!(open(&cipher(2), StreamId::new(3), &envelope).is_err());
+        assert!(open(&cipher(1), StreamId::new(4), &envelope).is_err());
+        for at in 0..envelope.len() {
+            let mut changed = envelope.clone();
+            changed[at] ^= 1;
+            assert!(
+                open(&cipher(1), StreamId::new(3), &changed).is_err(),
+                "byte {at}"
+            );
+        }
+        let mut relabelled = envelope.clone();
+        relabelled[MAGIC.len()] = VERSION;
+        assert!(
+            open(&cipher(1), StreamId::new(3), &relabelled).is_err(),
+            "read as the other version"
+        );
+    }
+
+    #[test]
+    fn the_test_sealer_of_version_1_makes_the_known_envelope() {
+        let nonce: [u8; XCHACHA_NONCE_LEN] = std::array::from_fn(|n| n as u8);
+        let sealed = seal_version_1(
+            &cipher(1),
+            KeyId([7; KEY_ID_LEN]),
+            &nonce,
+            StreamId::new(3),
+            b"sealed by version 1",
+        );
+        assert_eq!(hex::encode(sealed), VERSION_1_ENVELOPE);
+    }
+
+    #[test]
     fn plain_and_malformed_payloads_are_told_apart() {
         assert_eq!(key_id_of(b"{\"plain\":1}"), None);
         assert_eq!(key_id_of(b""), None);
         assert!(matches!(key_id_of(b"\0KBSEAL\x01short"), Some(Err(_))));
+        assert!(matches!(key_id_of(b"\0KBSEAL\x02short"), Some(Err(_))));
         assert!(matches!(
-            key_id_of(&[b"\0KBSEAL\x02".as_slice(), &[0; 80]].concat()),
+            key_id_of(&[b"\0KBSEAL\x03".as_slice(), &[0; 80]].concat()),
             Some(Err(_))
         ));
+        for version in [VERSION_XCHACHA, VERSION] {
+            assert!(matches!(
+                key_id_of(&[b"\0KBSEAL".as_slice(), &[version], &[0; 80]].concat()),
+                Some(Ok(_))
+            ));
+        }
         assert!(open(&cipher(1), StreamId::new(1), b"\0KBSEAL").is_err());
     }
 }

@@ -46,6 +46,15 @@ pub enum SealError {
         /// The event's index in the batch.
         index: usize,
     },
+    /// An event too large for the cipher to seal (past AES-GCM's message limit). Nothing was
+    /// written.
+    #[error("event {index} of the batch ({len} bytes) is too large to seal; nothing was written")]
+    EventTooLarge {
+        /// The event's index in the batch.
+        index: usize,
+        /// Its size in bytes.
+        len: usize,
+    },
     /// An empty subject name.
     #[error("a data subject must not be empty")]
     EmptySubject,

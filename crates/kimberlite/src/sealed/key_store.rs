@@ -6,9 +6,11 @@
 //!   under the master key: opening with another master key fails before anything is read.
 //! - `keys/<tag>.<key id>.key`, one per subject, named by the subject's *tag* (a MAC of the
 //!   subject under the master key: 64 hex digits), never by the subject itself, and its key id
-//!   (32 hex digits): JSON `{"wrapped":"<hex>","events":N}`, the data key wrapped by the
-//!   master key and the number of events sealed under it as last saved. Names only are
-//!   listed at open (an index both ways); a file is read when its key is first needed.
+//!   (32 hex digits): JSON `{"wrapped":"<hex>","events":N,"generation":G}`, the data key
+//!   wrapped by the master key and the number of events sealed under it as last saved (by the
+//!   save of generation `G`: `counts.rs`). Names only are listed at open (an index both ways);
+//!   a file is read when its key is first needed.
+//! - `keys/counted.json`: which part of the log the saved counts cover (`counts.rs`).
 //!
 //! Every file is written whole: a temporary file (`<name>.tmp`), synced, renamed over the
 //! name, and the directory synced, so a crash leaves the old or the new file. Erasing removes
@@ -23,6 +25,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sealed::counts::Counted;
 use crate::sealed::envelope::KeyId;
 use crate::sealed::error::SealError;
 use crate::sealed::master::KeyWrapper;
@@ -32,6 +35,7 @@ use crate::store_fs::{replace_file, Files, StoreFs};
 pub const KEYS_DIR: &str = "keys";
 const CHECK_FILE: &str = "master.check";
 const CHECK_LABEL: &str = "kimberlite-key-store-1";
+const COUNTED_FILE: &str = "counted.json";
 
 /// A subject's tag: a MAC of its name under the master key.
 pub(crate) type Tag = [u8; 32];
@@ -42,6 +46,10 @@ pub(crate) type Tag = [u8; 32];
 pub(crate) struct KeyEntry {
     pub(crate) wrapped: String,
     pub(crate) events: u64,
+    /// The save that wrote `events` (`counts.rs`); 0 in files written before counts had
+    /// generations.
+    #[serde(default)]
+    pub(crate) generation: u64,
 }
 
 /// Where the key files are: a directory on the store's file system, or memory (an in-memory
@@ -188,6 +196,31 @@ impl KeyStore {
                 Ok(removed)
             }
         }
+    }
+
+    /// `keys/counted.json`, if there is one (never in memory: an in-memory store cannot
+    /// crash and keep its keys).
+    pub(crate) fn get_counted(&self) -> Result<Option<Counted>> {
+        let KeyStore::Files { fs, dir } = self else {
+            return Ok(None);
+        };
+        let path = dir.join(COUNTED_FILE);
+        match fs.read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| damaged(&path, format!("not a counted file: {error}"))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io(&path, "reading", &error)),
+        }
+    }
+
+    /// Writes `keys/counted.json` whole (durable when this returns).
+    pub(crate) fn put_counted(&self, counted: &Counted) -> Result<()> {
+        let KeyStore::Files { fs, dir } = self else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(counted).unwrap_or_default();
+        write_whole(&**fs, dir, COUNTED_FILE, &bytes)
     }
 
     fn remove_temporaries(&self) -> Result<()> {

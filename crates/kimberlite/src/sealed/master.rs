@@ -16,14 +16,15 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::sealed::envelope::{KeyId, NONCE_LEN};
+use crate::sealed::envelope::{KeyId, SubjectCipher, XCHACHA_NONCE_LEN as NONCE_LEN};
 
 /// The first word of a master key file.
 pub const MASTER_KEY_LABEL: &str = "kimberlite-master-key-1";
 /// Size of a data key and of the master key, in bytes.
 pub const KEY_LEN: usize = 32;
 
-/// A subject's data key (XChaCha20-Poly1305), zeroed when dropped.
+/// A subject's data key (AES-256-GCM; XChaCha20-Poly1305 for version 1 envelopes), zeroed
+/// when dropped.
 pub struct DataKey(pub(crate) Zeroizing<[u8; KEY_LEN]>);
 
 impl DataKey {
@@ -35,8 +36,8 @@ impl DataKey {
         Self(bytes)
     }
 
-    pub(crate) fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&(*self.0).into())
+    pub(crate) fn cipher(&self) -> SubjectCipher {
+        SubjectCipher::new(&self.0)
     }
 }
 

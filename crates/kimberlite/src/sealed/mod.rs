@@ -8,10 +8,13 @@
 //! [`SubjectKeys::erase`] records the erasure in `_erasure` and destroys the key: the events
 //! stay in the log, proven, and can never be read again.
 //!
-//! Modules: `envelope` (the bytes, pure), `master` (the master key), `key_store` (the key
-//! files), `erasures` (the erasure log), `opened` (what a reader is given), `subject_keys`
-//! (appends, reads, erase).
+//! Modules: `envelope` (the bytes, pure), `batch` (sealing a batch), `master` (the master
+//! key), `key_store` (the key files), `counts` (events per key, after a crash too),
+//! `erasures` (the erasure log), `opened` (what a reader is given), `subject_keys` (appends,
+//! reads, erase).
 
+mod batch;
+mod counts;
 pub mod envelope;
 mod erasures;
 mod error;
@@ -19,6 +22,8 @@ mod key_store;
 mod master;
 mod opened;
 mod subject_keys;
+#[cfg(test)]
+mod tests;
 
 pub use erasures::{Erasure, Erasures, ERASURE_STREAM};
 pub use error::SealError;

@@ -23,15 +23,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
-use chacha20poly1305::XChaCha20Poly1305;
 use kimberlite_crypto::ChainHash;
 use kimberlite_proof::Hash;
+use kimberlite_storage::crash_point::crash_point;
 use kimberlite_types::{Offset, StreamId};
 
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset};
 use crate::read::Event;
-use crate::sealed::envelope::{self, KeyId, NONCE_LEN};
+use crate::sealed::batch::seal_batch;
+use crate::sealed::counts::{count_past, durable_heads, envelopes_past, Counted, Heads, Pending};
+use crate::sealed::envelope::{self, KeyId, SubjectCipher};
 use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
 use crate::sealed::error::SealError;
 use crate::sealed::key_store::{KeyEntry, KeyStore, Tag, KEYS_DIR};
@@ -61,7 +63,7 @@ pub struct ErasureReceipt {
 /// A data key in memory, and the events sealed under it since it was last saved.
 struct Live {
     tag: Tag,
-    cipher: XChaCha20Poly1305,
+    cipher: Arc<SubjectCipher>,
     saved_events: u64,
     new_events: u64,
 }
@@ -76,6 +78,8 @@ struct Keys {
     live: HashMap<KeyId, Live>,
     /// Erasures made with this master key.
     erasures: Erasures,
+    /// What part of the log the saved counts cover (`counts.rs`).
+    counted: Counted,
 }
 
 /// The data subjects' keys of one store, opened with its master key.
@@ -131,7 +135,13 @@ impl SubjectKeys {
             }
             by_tag.insert(tag, key_id);
         }
-        let tag_of = by_tag.iter().map(|(tag, key_id)| (*key_id, *tag)).collect();
+        let tag_of: HashMap<KeyId, Tag> =
+            by_tag.iter().map(|(tag, key_id)| (*key_id, *tag)).collect();
+        let counted = if writable {
+            recount(store, &files, &tag_of)?
+        } else {
+            Counted::default()
+        };
         Ok(Self {
             store: store.clone(),
             master,
@@ -141,6 +151,7 @@ impl SubjectKeys {
                 tag_of,
                 live: HashMap::new(),
                 erasures,
+                counted,
             }),
             gate: RwLock::new(()),
         })
@@ -182,7 +193,7 @@ impl SubjectKeys {
             key_id,
             Live {
                 tag,
-                cipher: data_key.cipher(),
+                cipher: Arc::new(data_key.cipher()),
                 saved_events: entry.events,
                 new_events: 0,
             },
@@ -191,7 +202,7 @@ impl SubjectKeys {
     }
 
     /// The cipher of `subject`'s key, made (and its key file written, durably) if it has none.
-    fn cipher_for(&self, subject: &str) -> Result<(KeyId, XChaCha20Poly1305)> {
+    fn cipher_for(&self, subject: &str) -> Result<(KeyId, Arc<SubjectCipher>)> {
         let tag = self.tag(subject)?;
         let mut keys = self.keys();
         if let Some(&key_id) = keys.by_tag.get(&tag) {
@@ -209,13 +220,15 @@ impl SubjectKeys {
             .master
             .wrap(key_id, &data_key)
             .map_err(|error| Error::Sealed(SealError::MasterKey(error.0)))?;
+        // No event of a new key lies below the heads the last finished save counted through.
         let entry = KeyEntry {
             wrapped: hex::encode(wrapped),
             events: 0,
+            generation: keys.counted.generation,
         };
         // Durable before any event sealed under it can be.
         self.files.put(&tag, key_id, &entry)?;
-        let cipher = data_key.cipher();
+        let cipher = Arc::new(data_key.cipher());
         keys.by_tag.insert(tag, key_id);
         keys.tag_of.insert(key_id, tag);
         keys.live.insert(
@@ -250,7 +263,7 @@ impl SubjectKeys {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (key_id, cipher) = self.cipher_for(subject)?;
         let events: Vec<I::Item> = events.into_iter().collect();
-        let sealed = seal_batch(&cipher, key_id, id, &events);
+        let sealed = seal_batch(&cipher, key_id, id, &events).map_err(Error::Sealed)?;
         let count = sealed.len() as u64;
         let appended = self.store.append_unchecked(id, sealed, expected)?;
         if let Some(live) = self.keys().live.get_mut(&key_id) {
@@ -336,12 +349,15 @@ impl SubjectKeys {
             None => self.store.create_stream(ERASURE_STREAM)?,
         };
         // Step 1, the commit point: the record, durable.
+        crash_point("erase:counted");
         let appended = self.store.append_unchecked(
             stream,
             vec![Bytes::from(payload.clone())],
             ExpectedOffset::Any,
         )?;
+        crash_point("erase:record-appended");
         self.store.sync()?;
+        crash_point("erase:record-synced");
         let mut keys = self.keys();
         keys.erasures.apply(appended.first_offset, &payload);
         // Step 2: the key, from memory and from the store directory.
@@ -349,6 +365,7 @@ impl SubjectKeys {
         keys.by_tag.remove(&tag);
         keys.tag_of.remove(&key_id);
         self.files.remove(&tag, key_id)?;
+        crash_point("erase:key-removed");
         Ok(ErasureReceipt {
             key_id,
             stream,
@@ -360,11 +377,23 @@ impl SubjectKeys {
         })
     }
 
-    /// Saves each key's count of sealed events (done on drop too). Counts are what erasure
-    /// records report; the events themselves are durable without this.
+    /// Saves each key's count of sealed events (done on drop too), after syncing the store,
+    /// so that the next open counts only what is appended after this (`counts.rs`). Counts are
+    /// what erasure records report; the events themselves are durable without this.
     pub fn save_counts(&self) -> Result<()> {
+        if self.store.is_read_only() {
+            return Ok(());
+        }
+        // No sealed append may land between the heads read and the counts taken.
+        let _gate = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store.sync()?;
+        let heads = durable_heads(&self.store);
         let mut keys = self.keys();
-        for (key_id, live) in &mut keys.live {
+        let mut changed = Vec::new();
+        for (key_id, live) in &keys.live {
             if live.new_events == 0 {
                 continue;
             }
@@ -372,11 +401,25 @@ impl SubjectKeys {
                 continue;
             };
             entry.events = live.saved_events + live.new_events;
-            self.files.put(&live.tag, *key_id, &entry)?;
-            live.saved_events = entry.events;
-            live.new_events = 0;
+            changed.push((live.tag, *key_id, entry));
+        }
+        save(&self.files, &mut keys.counted, heads, &changed)?;
+        for (_, key_id, entry) in changed {
+            if let Some(live) = keys.live.get_mut(&key_id) {
+                live.saved_events = entry.events;
+                live.new_events = 0;
+            }
         }
         Ok(())
+    }
+
+    /// The cipher of `key_id`, when it is in memory.
+    #[cfg(test)]
+    pub(super) fn cipher_of(&self, key_id: KeyId) -> Option<Arc<SubjectCipher>> {
+        self.keys()
+            .live
+            .get(&key_id)
+            .map(|live| live.cipher.clone())
     }
 
     /// The erasures made with this master key.
@@ -386,48 +429,74 @@ impl SubjectKeys {
     }
 }
 
-/// Batches of at least this many events are sealed on two threads (the caller's and one
-/// more): sealing costs about as much per event as the store's own encoding, which already
-/// runs on two for batches this large.
-const SEAL_SPLIT_EVENTS: usize = 256;
-
-/// `events` sealed under `cipher` for stream `id`, each with a fresh random nonce (one draw
-/// from the operating system's generator for the whole batch), in order.
-fn seal_batch<T: AsRef<[u8]> + Sync>(
-    cipher: &XChaCha20Poly1305,
-    key_id: KeyId,
-    id: StreamId,
-    events: &[T],
-) -> Vec<Bytes> {
-    let mut nonces = vec![0u8; events.len() * NONCE_LEN];
-    OsRng.fill_bytes(&mut nonces);
-    let seal_run = |events: &[T], nonces: &[u8]| -> Vec<Bytes> {
-        events
-            .iter()
-            .zip(nonces.chunks_exact(NONCE_LEN))
-            .map(|(event, nonce)| {
-                let mut fixed = [0u8; NONCE_LEN];
-                fixed.copy_from_slice(nonce);
-                Bytes::from(envelope::seal(cipher, key_id, &fixed, id, event.as_ref()))
-            })
-            .collect()
+/// Counts the events sealed since the last save that a crash left uncounted, adds them to
+/// their key files and saves (`counts.rs`); the counted state in force after it.
+fn recount(store: &Kimberlite, files: &KeyStore, tag_of: &HashMap<KeyId, Tag>) -> Result<Counted> {
+    let heads = durable_heads(store);
+    let Some(mut counted) = files.get_counted()? else {
+        // A new key store, or one whose counts were saved without heads: they stand as saved.
+        let fresh = Counted {
+            generation: 0,
+            through: heads,
+            pending: Vec::new(),
+        };
+        files.put_counted(&fresh)?;
+        return Ok(fresh);
     };
-    if events.len() < SEAL_SPLIT_EVENTS {
-        return seal_run(events, &nonces);
+    let found = envelopes_past(store, &counted.through, &heads)?;
+    let mut changed = Vec::new();
+    for (key_id, places) in found {
+        // An erased key's file is gone; an unknown one is not this key store's.
+        let Some(tag) = tag_of.get(&key_id) else {
+            continue;
+        };
+        let Some(mut entry) = files.get(tag, key_id)? else {
+            continue;
+        };
+        let added = count_past(&places, counted.through_of(entry.generation));
+        if added > 0 {
+            entry.events += added;
+            changed.push((*tag, key_id, entry));
+        }
     }
-    let half = events.len() / 2;
-    let (first, second) = events.split_at(half);
-    let (first_nonces, second_nonces) = nonces.split_at(half * NONCE_LEN);
-    std::thread::scope(|scope| {
-        let helper = scope.spawn(|| seal_run(second, second_nonces));
-        let mut sealed = seal_run(first, first_nonces);
-        // A panic on the helper is a bug in the cipher; surface it where it happened.
-        let rest = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        sealed.extend(rest);
-        sealed
-    })
+    if !changed.is_empty() || !counted.pending.is_empty() || counted.through != heads {
+        save(files, &mut counted, heads, &changed)?;
+    }
+    Ok(counted)
+}
+
+/// Writes `changed` key files counted through `heads`, with the counted file before and after
+/// (`counts.rs`): a crash anywhere leaves every key file counted through the heads of its
+/// generation.
+fn save(
+    files: &KeyStore,
+    counted: &mut Counted,
+    heads: Heads,
+    changed: &[(Tag, KeyId, KeyEntry)],
+) -> Result<()> {
+    let generation = counted.next_generation();
+    if !changed.is_empty() {
+        counted.pending.push(Pending {
+            generation,
+            through: heads.clone(),
+        });
+        files.put_counted(counted)?;
+        crash_point("counts:pending");
+        for (tag, key_id, entry) in changed {
+            let mut entry = entry.clone();
+            entry.generation = generation;
+            files.put(tag, *key_id, &entry)?;
+            crash_point("counts:key-saved");
+        }
+    }
+    let done = Counted {
+        generation,
+        through: heads,
+        pending: Vec::new(),
+    };
+    files.put_counted(&done)?;
+    *counted = done;
+    Ok(())
 }
 
 impl Drop for SubjectKeys {
