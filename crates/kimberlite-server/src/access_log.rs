@@ -84,7 +84,7 @@ pub(crate) async fn record(
     let Some(route) = route else {
         return next.run(request).await;
     };
-    let label = RouteLabel(route.clone());
+    let label = RouteLabel(std::sync::Arc::from(route.as_str()));
     if !needs_key(&route) {
         return with_route(next.run(request).await, label);
     }

@@ -1,13 +1,15 @@
 //! The metrics' middleware and route: every request timed and its bytes counted on the way
 //! through; `GET /metrics` answers the exposition (`metrics.rs` keeps the metrics).
 
+use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -37,7 +39,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 /// the bytes of both bodies as they flow, and counts error answers by kind.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let bytes_in = state.metrics().bytes_in();
     let request = request.map(|body| Body::new(Counted::new(body, bytes_in)));
     let response = next.run(request).await;
@@ -45,7 +47,7 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let route = response
         .extensions()
         .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |route| route.0.clone());
+        .map_or_else(|| Arc::from("unmatched"), |route| Arc::clone(&route.0));
     metrics.observe_request(
         method,
         route,
@@ -57,6 +59,28 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     }
     let bytes_out = metrics.bytes_out();
     response.map(|body| Body::new(Counted::new(body, bytes_out)))
+}
+
+/// A method as a metric label: the standard ones without an allocation.
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(standard, _)| standard == method)
+        .map_or_else(
+            || Cow::Owned(method.as_str().to_owned()),
+            |(_, name)| Cow::Borrowed(*name),
+        )
 }
 
 /// A body that counts its data bytes as they flow and keeps the inner body's size hint, so
