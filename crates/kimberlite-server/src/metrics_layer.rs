@@ -36,7 +36,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware around the whole router: times each request to its response's headers, counts
-/// the bytes of both bodies as they flow, and counts error answers by kind.
+/// the bytes of both bodies as they flow, counts error answers by kind, and logs the request
+/// at debug level.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
@@ -48,12 +49,10 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         .extensions()
         .get::<RouteLabel>()
         .map_or_else(|| Arc::from("unmatched"), |route| Arc::clone(&route.0));
-    metrics.observe_request(
-        method,
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let status = response.status().as_u16();
+    let took = started.elapsed();
+    tracing::debug!(%method, %route, status, ?took, "request answered");
+    metrics.observe_request(method, route, status, took.as_secs_f64());
     if let Some(ErrorKind(kind)) = ErrorKind::of(&response) {
         metrics.count_error(kind);
     }

@@ -4,7 +4,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api::{
     append, checkpoint, health, keys, proofs, read, receipt, retain, streams, tail, tiles, verify,
@@ -31,7 +30,6 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics_layer::track,
         ))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
