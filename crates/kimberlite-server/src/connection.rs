@@ -84,6 +84,11 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // No read for the end of the stream while a request is in flight: each such read
+        // made hyper allocate a fresh read buffer per request while the request's slices of
+        // the last one were alive (docs/PERFORMANCE.md, "Design decisions"). A client gone
+        // is noticed when its answer is written, and every request is bounded by its timeout.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     builder
