@@ -28,6 +28,7 @@ use crate::access_writer::{RecordClaim, Recorded};
 use crate::client_cert::ClientCertName;
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::RouteLabel;
+use crate::principal::Principal;
 use crate::state::AppState;
 use crate::touched::{NamedStream, Touched};
 
@@ -51,6 +52,10 @@ struct AccessRecord<'a> {
     kind: Option<&'static str>,
 }
 
+/// The principal the middleware found for a request, in its extensions for the handler.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated(pub(crate) Principal);
+
 /// Routes whose requests need a key: everything under `/v1` but the API description.
 fn needs_key(route: &str) -> bool {
     route.starts_with("/v1/") && route != "/v1/openapi.json"
@@ -69,7 +74,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// Middleware on every route: see the module docs.
 pub(crate) async fn record(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let route = request
@@ -79,7 +84,7 @@ pub(crate) async fn record(
     let Some(route) = route else {
         return next.run(request).await;
     };
-    let label = RouteLabel(route.clone());
+    let label = RouteLabel(std::sync::Arc::from(route.as_str()));
     if !needs_key(&route) {
         return with_route(next.run(request).await, label);
     }
@@ -92,7 +97,20 @@ pub(crate) async fn record(
             .get::<ClientCertName>()
             .and_then(|ClientCertName(name)| state.keys().authenticate_name(name).ok()),
     };
-    let key_id = principal.map(|principal| principal.key_id);
+    // The handler's `Principal` extractor takes this one rather than looking the key up
+    // again, where it would reach the same answer: a bearer token, or no Authorization
+    // header and a client certificate (`auth.rs`).
+    let same_as_extractor = !request
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || bearer_token(request.headers()).is_some();
+    let key_id = principal.map(|principal| {
+        let key_id = principal.key_id.clone();
+        if same_as_extractor {
+            request.extensions_mut().insert(Authenticated(principal));
+        }
+        key_id
+    });
     let Some(key_id) = key_id else {
         // Counted when refused, so that routes open without a key (public tiles) are not.
         let response = next.run(request).await;
@@ -138,7 +156,7 @@ pub(crate) async fn record(
     });
     request.extensions_mut().insert(claim.clone());
     let running = state.request_task();
-    let task = tokio::spawn(async move {
+    let work = async move {
         let _running = running;
         let response = next.run(request).await;
         if response.extensions().get::<Recorded>().is_some() {
@@ -186,8 +204,8 @@ pub(crate) async fn record(
                     .into_response()
             }
         }
-    });
-    let response = task.await.unwrap_or_else(|join| {
+    };
+    let response = tokio::spawn(work).await.unwrap_or_else(|join| {
         ApiError::Internal(format!("a request task failed: {join}")).into_response()
     });
     with_route(response, label)

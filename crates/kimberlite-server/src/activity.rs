@@ -8,16 +8,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// One connection's activity.
 #[derive(Debug)]
 pub(crate) struct Activity {
     state: Mutex<State>,
-    /// Woken whenever a request starts or ends, so the connection's watchdog recomputes its
-    /// deadline.
-    pub(crate) changed: Notify,
 }
 
 #[derive(Debug)]
@@ -35,7 +31,6 @@ impl Activity {
                 requests_seen: 0,
                 idle_since: Instant::now(),
             }),
-            changed: Notify::new(),
         })
     }
 
@@ -52,7 +47,6 @@ impl Activity {
             state.in_flight += 1;
             state.requests_seen += 1;
         }
-        self.changed.notify_one();
         InFlight(Arc::clone(self))
     }
 
@@ -84,7 +78,6 @@ impl Drop for InFlight {
             state.in_flight = state.in_flight.saturating_sub(1);
             state.idle_since = Instant::now();
         }
-        self.0.changed.notify_one();
     }
 }
 

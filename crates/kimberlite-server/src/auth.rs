@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use crate::access_log::Authenticated;
 use crate::client_cert::ClientCertName;
 use crate::error::ApiError;
 use crate::keys::AuthFailure;
@@ -14,6 +15,9 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Authenticated(principal)) = parts.extensions.remove::<Authenticated>() {
+            return Ok(principal);
+        }
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             if let Some(ClientCertName(name)) = parts.extensions.get::<ClientCertName>() {
                 return state.keys().authenticate_name(name).map_err(|failure| {

@@ -84,6 +84,11 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // No read for the end of the stream while a request is in flight: each such read
+        // made hyper allocate a fresh read buffer per request while the request's slices of
+        // the last one were alive (docs/PERFORMANCE.md, "Design decisions"). A client gone
+        // is noticed when its answer is written, and every request is bounded by its timeout.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     builder
@@ -100,8 +105,18 @@ where
         connection.as_mut().graceful_shutdown();
         cut_at = Some(Instant::now() + limits.shutdown_timeout);
     }
+    // One timer, looked at only when it fires: requests starting and ending do not wake the
+    // connection (docs/PERFORMANCE.md, "Design decisions"). It never waits past an idle
+    // timeout from now, the soonest a request ending now could make the connection idle.
+    let next_look = |now: Instant| {
+        let soonest = now + limits.idle_timeout;
+        activity
+            .idle_deadline(limits.header_timeout, limits.idle_timeout)
+            .map_or(soonest, |at| at.min(soonest))
+    };
+    let watchdog = sleep_until(cut_at.unwrap_or_else(|| next_look(Instant::now())));
+    tokio::pin!(watchdog);
     loop {
-        let idle_at = activity.idle_deadline(limits.header_timeout, limits.idle_timeout);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -109,21 +124,34 @@ where
                 }
                 return;
             }
-            () = activity.changed.notified() => {}
             changed = shutdown.changed(), if cut_at.is_none() => {
                 if changed.is_err() || *shutdown.borrow() {
                     connection.as_mut().graceful_shutdown();
-                    cut_at = Some(Instant::now() + limits.shutdown_timeout);
+                    let at = Instant::now() + limits.shutdown_timeout;
+                    cut_at = Some(at);
+                    watchdog.as_mut().reset(at);
                 }
             }
-            () = sleep_until(idle_at.unwrap_or_else(Instant::now)), if cut_at.is_none() && idle_at.is_some() => {
-                tracing::debug!("closing an idle or too slow connection");
-                connection.as_mut().graceful_shutdown();
-                cut_at = Some(Instant::now() + limits.header_timeout);
-            }
-            () = sleep_until(cut_at.unwrap_or_else(Instant::now)), if cut_at.is_some() => {
-                tracing::debug!("cutting a connection that did not close in time");
-                return;
+            () = watchdog.as_mut() => {
+                let now = Instant::now();
+                if let Some(at) = cut_at {
+                    if now >= at {
+                        tracing::debug!("cutting a connection that did not close in time");
+                        return;
+                    }
+                    watchdog.as_mut().reset(at);
+                    continue;
+                }
+                match activity.idle_deadline(limits.header_timeout, limits.idle_timeout) {
+                    Some(at) if at <= now => {
+                        tracing::debug!("closing an idle or too slow connection");
+                        connection.as_mut().graceful_shutdown();
+                        let at = now + limits.header_timeout;
+                        cut_at = Some(at);
+                        watchdog.as_mut().reset(at);
+                    }
+                    _ => watchdog.as_mut().reset(next_look(now)),
+                }
             }
         }
     }

@@ -6,7 +6,8 @@
 //! store reports its syncs, read when scraped. `docs/SERVER.md`, section "Metrics", lists
 //! them.
 
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,12 +19,12 @@ use prometheus_client::registry::Registry;
 /// The route a response answered, as the router matched it (`/v1/streams/{stream}/events`),
 /// put in the response's extensions for the metrics layer outside the router.
 #[derive(Debug, Clone)]
-pub(crate) struct RouteLabel(pub(crate) String);
+pub(crate) struct RouteLabel(pub(crate) Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: Cow<'static, str>,
+    route: Arc<str>,
     status: u16,
 }
 
@@ -174,7 +175,13 @@ impl Metrics {
     }
 
     /// A request answered `status` on `route` after `seconds`.
-    pub(crate) fn observe_request(&self, method: String, route: String, status: u16, seconds: f64) {
+    pub(crate) fn observe_request(
+        &self,
+        method: Cow<'static, str>,
+        route: Arc<str>,
+        status: u16,
+        seconds: f64,
+    ) {
         let labels = RequestLabels {
             method,
             route,

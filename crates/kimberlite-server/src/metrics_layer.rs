@@ -1,13 +1,15 @@
 //! The metrics' middleware and route: every request timed and its bytes counted on the way
 //! through; `GET /metrics` answers the exposition (`metrics.rs` keeps the metrics).
 
+use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -34,10 +36,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware around the whole router: times each request to its response's headers, counts
-/// the bytes of both bodies as they flow, and counts error answers by kind.
+/// the bytes of both bodies as they flow, counts error answers by kind, and logs the request
+/// at debug level.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let bytes_in = state.metrics().bytes_in();
     let request = request.map(|body| Body::new(Counted::new(body, bytes_in)));
     let response = next.run(request).await;
@@ -45,18 +48,38 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let route = response
         .extensions()
         .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |route| route.0.clone());
-    metrics.observe_request(
-        method,
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+        .map_or_else(|| Arc::from("unmatched"), |route| Arc::clone(&route.0));
+    let status = response.status().as_u16();
+    let took = started.elapsed();
+    tracing::debug!(%method, %route, status, ?took, "request answered");
+    metrics.observe_request(method, route, status, took.as_secs_f64());
     if let Some(ErrorKind(kind)) = ErrorKind::of(&response) {
         metrics.count_error(kind);
     }
     let bytes_out = metrics.bytes_out();
     response.map(|body| Body::new(Counted::new(body, bytes_out)))
+}
+
+/// A method as a metric label: the standard ones without an allocation.
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(standard, _)| standard == method)
+        .map_or_else(
+            || Cow::Owned(method.as_str().to_owned()),
+            |(_, name)| Cow::Borrowed(*name),
+        )
 }
 
 /// A body that counts its data bytes as they flow and keeps the inner body's size hint, so

@@ -4,7 +4,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api::{
     append, checkpoint, health, keys, proofs, read, receipt, retain, streams, tail, tiles, verify,
@@ -37,7 +36,6 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics_layer::track,
         ))
-        .layer(TraceLayer::new_for_http())
         // The Raft routes take the cluster secret, not API keys: not recorded, gated, counted
         // in the request metrics or cut by the request timeout (the sender bounds each
         // message; a snapshot may take longer); they read a body only after the secret.

@@ -246,3 +246,47 @@ async fn shutdown_cuts_a_request_that_never_finishes_after_the_shutdown_timeout(
         .expect("read");
     assert!(events.is_empty(), "no partial batch");
 }
+
+/// The connection's watchdog looks at its activity only when its timer fires: a request in
+/// flight longer than the idle timeout (a long poll) is answered, not cut, and the connection
+/// is closed one idle timeout after that answer, not before.
+#[tokio::test]
+async fn a_long_request_outlives_the_idle_timeout_and_idleness_after_it_closes_the_connection() {
+    let idle = Duration::from_millis(400);
+    let server = TestServer::start_with(Limits {
+        idle_timeout: idle,
+        header_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    })
+    .await;
+    server.create_stream("app-idle").await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET /v1/streams/app-idle/events?wait_ms=1200 HTTP/1.1\r\nHost: x\r\nAuthorization: \
+         Bearer {}\r\n\r\n",
+        common::ADMIN
+    );
+    let asked = Instant::now();
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_response(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("the long poll is answered");
+    let answered = Instant::now();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answered - asked >= Duration::from_millis(1_100),
+        "{:?}",
+        answered - asked
+    );
+    let (_, closed) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let idle_for = closed - answered;
+    assert!(
+        idle_for >= idle - Duration::from_millis(50),
+        "closed after {idle_for:?}"
+    );
+    assert!(
+        idle_for < Duration::from_secs(3),
+        "closed after {idle_for:?}"
+    );
+    server.stop().await;
+}

@@ -2,8 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use axum::{Extension, Json};
 use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ pub(crate) async fn append(
     principal: Principal,
     Path(name): Path<String>,
     Query(query): Query<AppendQuery>,
-    headers: HeaderMap,
+    ContentType(content_type): ContentType,
     claim: Option<Extension<RecordClaim>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<
@@ -76,9 +77,7 @@ pub(crate) async fn append(
             stream: name,
         });
     }
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok());
+    let content_type = content_type.as_ref().and_then(|value| value.to_str().ok());
     let encoding = BatchEncoding::from_content_type(content_type)?;
     let body = body.map_err(body_error)?;
     let limits = state.limits();
@@ -203,5 +202,18 @@ pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
         ))
     } else {
         ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
+    }
+}
+
+/// The request's `Content-Type`, taken alone (the `HeaderMap` extractor copies every header).
+pub(crate) struct ContentType(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ContentType {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts.headers.get(axum::http::header::CONTENT_TYPE).cloned(),
+        ))
     }
 }
