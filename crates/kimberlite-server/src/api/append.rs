@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::{Extension, Json};
 use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,10 @@ pub(crate) async fn append(
     principal: Principal,
     Path(name): Path<String>,
     Query(query): Query<AppendQuery>,
-    ContentType(content_type): ContentType,
+    AppendHeaders {
+        content_type,
+        request_id: headers,
+    }: AppendHeaders,
     claim: Option<Extension<RecordClaim>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<
@@ -205,15 +208,26 @@ pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// The request's `Content-Type`, taken alone (the `HeaderMap` extractor copies every header).
-pub(crate) struct ContentType(Option<HeaderValue>);
+/// The two headers an append reads, taken alone (the `HeaderMap` extractor copies every
+/// header): `Content-Type`, and the request id of a cluster append
+/// (`cluster::REQUEST_ID_HEADER`), kept as a map that is empty, and allocates nothing, when
+/// the request has none.
+pub(crate) struct AppendHeaders {
+    content_type: Option<HeaderValue>,
+    request_id: HeaderMap,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for ContentType {
+impl<S: Send + Sync> FromRequestParts<S> for AppendHeaders {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts.headers.get(axum::http::header::CONTENT_TYPE).cloned(),
-        ))
+        let mut request_id = HeaderMap::new();
+        if let Some(value) = parts.headers.get(crate::cluster::REQUEST_ID_HEADER) {
+            request_id.insert(crate::cluster::REQUEST_ID_HEADER, value.clone());
+        }
+        Ok(Self {
+            content_type: parts.headers.get(axum::http::header::CONTENT_TYPE).cloned(),
+            request_id,
+        })
     }
 }
