@@ -81,3 +81,55 @@ fn a_partitioned_old_leader_acknowledges_nothing_and_rejoins_the_majority() {
     let mut cluster = cluster;
     cluster.stop_and_compare_stores(&cluster.ids());
 }
+
+/// The proxies themselves: a connection is forwarded, told apart by the process that opened
+/// it, and closed (then refused) once its pair is cut, and forwarded again once mended.
+#[test]
+fn the_proxies_cut_the_pairs_they_are_told_to() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    use cluster::proxy::Proxies;
+
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0; 64];
+                while let Ok(read @ 1..) = stream.read(&mut buffer) {
+                    if stream.write_all(&buffer[..read]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    // This process stands for node 7; the proxy is node 1's.
+    let proxies = Proxies::new(Arc::new(Mutex::new(vec![(7, std::process::id())])));
+    let proxy = proxies.start(1, target);
+    let echoes = |stream: &mut TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0; 5];
+        stream.write_all(b"hello").is_ok() && stream.read_exact(&mut buffer).is_ok()
+    };
+
+    let mut open = TcpStream::connect(proxy).unwrap();
+    assert!(echoes(&mut open));
+    proxies.cut(1, 7);
+    assert!(
+        !echoes(&mut open),
+        "an open connection of a cut pair is closed"
+    );
+    assert!(
+        !echoes(&mut TcpStream::connect(proxy).unwrap()),
+        "a new one is refused"
+    );
+    proxies.cut(2, 3);
+    proxies.heal();
+    assert!(echoes(&mut TcpStream::connect(proxy).unwrap()), "mended");
+}
