@@ -24,7 +24,10 @@ fn script(page: &str) -> String {
         if line.starts_with("<!-- not run") {
             skip_next = true;
         } else if line.trim_end() == "```sh" {
-            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim_end() != "```").collect();
+            let block: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim_end() != "```")
+                .collect();
             if !std::mem::take(&mut skip_next) {
                 script.push_str(&block.join("\n"));
                 script.push('\n');
@@ -52,7 +55,10 @@ fn the_operations_page_runs_as_written() {
     let page_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/OPERATIONS.md");
     let page = std::fs::read_to_string(&page_path).expect("docs/OPERATIONS.md");
     let body = script(&page);
-    assert!(body.contains("kimberlite serve"), "no commands found in {page_path:?}");
+    assert!(
+        body.contains("kimberlite serve"),
+        "no commands found in {page_path:?}"
+    );
     for port in PORTS {
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
@@ -109,7 +115,10 @@ fn the_operations_page_runs_as_written() {
         .iter()
         .map(|node| {
             let log = temp.path().join("kb-cluster").join(format!("{node}.log"));
-            format!("--- {node}.log\n{}", std::fs::read_to_string(log).unwrap_or_default())
+            format!(
+                "--- {node}.log\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
         })
         .collect();
     let report = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs}");

@@ -45,6 +45,8 @@ pub struct Cluster {
     keys_file: PathBuf,
     secret_file: PathBuf,
     nodes: BTreeMap<u64, NodeProcess>,
+    /// Arguments every node's `kimberlite serve` gets beyond the cluster's own.
+    extra_args: Vec<String>,
     pids: Pids,
     proxies: Proxies,
     pub http: Http,
@@ -81,6 +83,11 @@ impl Cluster {
     /// Starts nodes `1..=voters`, node 1 bootstrapping them as voters, and waits for a
     /// leader.
     pub fn start(voters: u64) -> Self {
+        Self::start_with(voters, &[])
+    }
+
+    /// [`Cluster::start`], every node's `kimberlite serve` given `extra_args` too.
+    pub fn start_with(voters: u64, extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("a temporary directory");
         let root = temp.path().to_path_buf();
         let keys_file = root.join("keys.json");
@@ -114,11 +121,13 @@ impl Cluster {
             keys_file,
             secret_file,
             nodes: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
             proxies: Proxies::new(Arc::clone(&pids)),
             pids,
         };
         for id in 1..=voters {
-            cluster.prepare(id);
+            let dir = cluster.root.join(format!("node{id}"));
+            cluster.prepare(id, dir);
         }
         for id in 1..=voters {
             cluster.spawn(id, id == 1);
@@ -127,9 +136,9 @@ impl Cluster {
         cluster
     }
 
-    /// A directory, an address and a proxy for node `id` (not started).
-    fn prepare(&mut self, id: u64) {
-        let dir = self.root.join(format!("node{id}"));
+    /// Directory `dir` (with the key file), an address and a proxy for node `id` (not
+    /// started).
+    fn prepare(&mut self, id: u64, dir: PathBuf) {
         std::fs::create_dir_all(&dir).expect("the node's directory");
         std::fs::copy(&self.keys_file, dir.join("server-keys.json")).expect("copy the keys");
         let listen = free_port();
@@ -162,6 +171,19 @@ impl Cluster {
         self.spawn_with_peers(id, bootstrap, &voters);
     }
 
+    /// Starts a new node `id` in `dir` that waits to be added (it is not in its own
+    /// `--peers`, which are the running nodes).
+    pub fn spawn_newcomer(&mut self, id: u64, dir: PathBuf) {
+        assert!(!self.nodes.contains_key(&id), "node {id} exists");
+        let peers: Vec<u64> = self
+            .ids()
+            .into_iter()
+            .filter(|&n| self.is_running(n))
+            .collect();
+        self.prepare(id, dir);
+        self.spawn_with_peers(id, false, &peers);
+    }
+
     fn spawn_with_peers(&mut self, id: u64, bootstrap: bool, peers: &[u64]) {
         let peers = self.peers(peers);
         let node = self.nodes.get_mut(&id).expect("a prepared node");
@@ -179,6 +201,7 @@ impl Cluster {
             .args(["--node-id", &id.to_string(), "--peers", &peers])
             .arg("--cluster-token-file")
             .arg(&self.secret_file)
+            .args(&self.extra_args)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log, twice"))
