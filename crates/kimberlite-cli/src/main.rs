@@ -34,6 +34,7 @@ macro_rules! outln {
 mod audit_data;
 mod batch;
 mod bench;
+mod cluster;
 mod copy_store;
 mod demo;
 mod demo_erasure;
@@ -57,6 +58,7 @@ mod report;
 mod retain;
 mod sealed_print;
 mod serve;
+mod serve_cluster;
 mod text_file;
 mod verify;
 mod witness;
@@ -127,6 +129,9 @@ enum Command {
     /// Serve the store over HTTP: the `/v1` API, for applications and auditors
     /// (docs/SERVER.md). Stops on Ctrl-C or SIGTERM, finishing requests in flight.
     Serve(serve::ServeArgs),
+    /// A cluster's membership, through any node: `status`, `add-learner ID URL`,
+    /// `promote ID`, `remove ID` (docs/SERVER.md, "Cluster mode").
+    Cluster(cluster::ClusterArgs),
     /// Manage the server's API keys: `add` (prints the token once), `list`, `revoke`.
     Key(key::KeyArgs),
     /// Run a C2SP transparency log witness: `keygen`, `add-log`, `list`, `serve`
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
         Command::Retain(args) => retain::retain(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Key(args) => key::key(&args),
+        Command::Cluster(args) => cluster::run(&args),
         Command::Witness(args) => witness::run(&args),
         Command::Monitor(args) => monitor::run(&args),
         Command::Erase(args) => erase::erase(&args),

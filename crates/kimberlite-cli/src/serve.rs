@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// subject (`?subject=`), reads open sealed events, and `POST /v1/erasures` erases.
     #[arg(long, value_name = "FILE")]
     pub master_key: Option<PathBuf>,
+    /// Cluster mode (`--node-id`, `--peers`, `--cluster-token-file`, `--bootstrap`).
+    #[command(flatten)]
+    pub cluster: crate::serve_cluster::ClusterArgs,
 }
 
 fn usage(error: impl ToString) -> CliError {
@@ -117,10 +120,8 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
         .clone()
         .unwrap_or_else(|| KeyRing::default_path(&args.dir));
     let keys = KeyRing::open(&key_path).map_err(usage)?;
-    let store = Kimberlite::open_with(
-        &args.dir,
-        Config::default().durability(Durability::GroupCommit),
-    )?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
     let active = keys
         .list()
         .map_err(usage)?
@@ -136,9 +137,36 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
         );
     }
     let store_name = crate::proofs::store_name(&args.dir, args.store_name.as_deref())?;
-    let mut state = AppState::new(store, keys, Limits::default())
-        .with_store_name(&store_name)
-        .map_err(usage)?;
+    let mut state = match args.cluster.node_id {
+        // The replica's store is DIR/store/, the node's access log DIR/access/.
+        Some(id) => runtime.block_on(crate::serve_cluster::start(
+            &args.cluster,
+            id,
+            &args.dir,
+            keys,
+            Limits::default(),
+        ))?,
+        None => {
+            let store = Kimberlite::open_with(
+                &args.dir,
+                Config::default().durability(Durability::GroupCommit),
+            )?;
+            AppState::new(store, keys, Limits::default())
+        }
+    }
+    .with_store_name(&store_name)
+    .map_err(usage)?;
+    if args.cluster.node_id.is_some()
+        && (args.signing_key.is_some()
+            || !args.witness_policy.is_empty()
+            || args.master_key.is_some())
+    {
+        return Err(CliError::usage(
+            "--signing-key, --witness-policy and --master-key are not available in cluster \
+             mode yet: they would write to one replica's store outside the Raft log, and the \
+             replicas would diverge",
+        ));
+    }
     if let Some(path) = &args.signing_key {
         let key = SignerKey::parse(&crate::proofs::read_text(path, "private key")?)
             .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;
@@ -152,8 +180,6 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.master_key {
         state = state.with_master_key(crate::erase::load_master(path)?)?;
     }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| CliError::usage(format!("cannot start the server runtime: {error}")))?;
     runtime.block_on(async {
         let server = Server::bind(&config, state).await.map_err(usage)?;
         let addr = server.local_addr().map_err(usage)?;
@@ -171,6 +197,13 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
             args.dir.display(),
             key_path.display()
         );
+        if let Some(id) = args.cluster.node_id {
+            eprintln!(
+                "kimberlite: cluster node {id}: the replica in {}, this node's access log in {}",
+                args.dir.join("store").display(),
+                args.dir.join("access").display()
+            );
+        }
         if !args.witness_policy.is_empty() {
             let background = match args.checkpoint_interval_ms {
                 0 => "only checkpoints clients ask for".to_owned(),

@@ -7,6 +7,7 @@ use reqwest::Url;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::routing::{RetryPolicy, Routing};
 
 /// Time a call may take before it fails, by default: enough for a synced batch of the
 /// server's largest size on a slow disk.
@@ -34,6 +35,8 @@ pub struct ClientBuilder {
     identity_pem: Option<Vec<u8>>,
     system_roots: bool,
     request_timeout: Duration,
+    other_nodes: Vec<String>,
+    retry: RetryPolicy,
 }
 
 impl Client {
@@ -53,7 +56,23 @@ impl ClientBuilder {
             identity_pem: None,
             system_roots: true,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            other_nodes: Vec::new(),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Another node of the same cluster (base URL), tried in turn when the node a request
+    /// went to cannot be reached; reads are then retried too, not only writes.
+    pub fn other_node(mut self, url: &str) -> Self {
+        self.other_nodes.push(url.to_owned());
+        self
+    }
+
+    /// How writes (and, with other nodes, reads) are retried after a connection error or a
+    /// 503 that says to retry. Default: [`RetryPolicy::default`]; `attempts: 1` never retries.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// The API key's bearer token (surrounding whitespace dropped). Default: none (only
@@ -138,12 +157,19 @@ impl ClientBuilder {
         // A tail's answer never ends and may be quiet for long: it gets a client of its own
         // without a timeout (a per-request timeout would bound its whole body).
         let streaming = self.http_client(None)?;
+        let others = self
+            .other_nodes
+            .iter()
+            .map(|url| parse_base(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routing = Routing::new(base.clone(), others, self.retry)?;
         Ok(Client::from_parts(
             http,
             streaming,
             base,
             self.token,
             self.request_timeout,
+            routing,
         ))
     }
 
@@ -158,6 +184,9 @@ impl ClientBuilder {
             .connect_timeout(self.request_timeout)
             .timeout(timeout)
             .tcp_keepalive(TCP_KEEPALIVE)
+            // Redirects are followed by hand (`routing.rs`), keeping the token, which reqwest
+            // drops on a redirect to another host or port.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("kimberlite-client/", env!("CARGO_PKG_VERSION")));
         for pem in &self.ca_certs_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::batch::{encode, Encoding};
 use crate::error::{ApiError, ClientError};
 use crate::model::{Appended, Grant, KeyInfo, NewKey, Page, PageJson, StreamInfo, VerifyReport};
+use crate::routing::Routing;
 use crate::tail::Tail;
 
 /// A blocking client of one Kimberlite server.
@@ -25,6 +26,8 @@ pub struct Client {
     base: Url,
     token: Option<String>,
     request_timeout: Duration,
+    /// Redirects, request ids and retries (a cluster's leader; `routing.rs`).
+    routing: Routing,
 }
 
 impl Client {
@@ -34,6 +37,7 @@ impl Client {
         base: Url,
         token: Option<String>,
         request_timeout: Duration,
+        routing: Routing,
     ) -> Self {
         Self {
             http,
@@ -41,7 +45,15 @@ impl Client {
             base,
             token,
             request_timeout,
+            routing,
         }
+    }
+
+    /// A new request id of this client (`<client id>-<sequence>`), for a write sent by
+    /// other means that must be recognised when sent again.
+    #[must_use]
+    pub fn next_request_id(&self) -> String {
+        self.routing.next_request_id()
     }
 
     /// The server's base URL.
@@ -260,9 +272,12 @@ impl Client {
         })
     }
 
-    /// Sends `request`; an answer that is not a success becomes the server's [`ApiError`].
+    /// Sends `request` (following redirects to a cluster's leader, retrying per the
+    /// client's [`crate::RetryPolicy`]); an answer that is not a success becomes the
+    /// server's [`ApiError`].
     pub(crate) fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
-        let response = request.send()?;
+        let (http, request) = request.build_split();
+        let response = self.routing.execute(&http, request?)?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -293,7 +308,7 @@ fn route(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
 }
 
 /// The JSON body of `response` as `T`; a body that is not is a protocol error.
-fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+pub(crate) fn json<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let bytes = response.bytes()?;
     serde_json::from_slice(&bytes).map_err(|error| {
         ClientError::Protocol(format!(

@@ -27,16 +27,19 @@
 mod batch;
 mod builder;
 mod client;
+mod cluster;
 mod error;
 mod model;
 mod pages;
 mod receipt;
+mod routing;
 mod tail;
 mod tlog;
 
 pub use batch::Encoding;
 pub use builder::{ClientBuilder, REQUEST_TIMEOUT_DEFAULT, TCP_KEEPALIVE};
 pub use client::Client;
+pub use cluster::{ClusterStatus, Member};
 pub use error::{ApiError, ClientError, ErrorKind};
 pub use kimberlite_proof::{ConsistencyBundle, InclusionBundle};
 pub use model::{
@@ -44,4 +47,5 @@ pub use model::{
 };
 pub use pages::Events;
 pub use receipt::ServedReceipt;
+pub use routing::{RetryPolicy, REQUEST_ID_HEADER};
 pub use tail::Tail;

@@ -192,15 +192,56 @@ pub enum Rejection {
     },
 }
 
-/// Events as hex strings in JSON: a byte array would be written as a list of numbers.
+/// Events as hex strings in JSON (a byte array would be written as a list of numbers), and as
+/// raw bytes in binary encodings (the server's Raft messages, `is_human_readable` false).
 pub(crate) mod hex_events {
     use bytes::Bytes;
+    use serde::de::{SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Raw<'a>(&'a [u8]);
+
+    impl Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    struct RawBuf(Bytes);
+
+    impl<'de> Deserialize<'de> for RawBuf {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Raw;
+            impl<'de> Visitor<'de> for Raw {
+                type Value = RawBuf;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an event's bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<RawBuf, E> {
+                    Ok(RawBuf(Bytes::copy_from_slice(bytes)))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<RawBuf, E> {
+                    Ok(RawBuf(Bytes::from(bytes)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBuf, A::Error> {
+                    let mut bytes = Vec::new();
+                    while let Some(byte) = seq.next_element::<u8>()? {
+                        bytes.push(byte);
+                    }
+                    Ok(RawBuf(Bytes::from(bytes)))
+                }
+            }
+            deserializer.deserialize_bytes(Raw)
+        }
+    }
 
     pub(crate) fn serialize<S: Serializer>(
         events: &[Bytes],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            return serializer.collect_seq(events.iter().map(|event| Raw(event)));
+        }
         let texts: Vec<String> = events.iter().map(hex::encode).collect();
         texts.serialize(serializer)
     }
@@ -208,6 +249,10 @@ pub(crate) mod hex_events {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<Bytes>, D::Error> {
+        if !deserializer.is_human_readable() {
+            let raw = Vec::<RawBuf>::deserialize(deserializer)?;
+            return Ok(raw.into_iter().map(|RawBuf(bytes)| bytes).collect());
+        }
         let texts = Vec::<String>::deserialize(deserializer)?;
         texts
             .into_iter()

@@ -144,6 +144,13 @@ impl StateMachine {
         (read(state.replica.store()), state.last_applied)
     }
 
+    /// The answer this replica keeps for `request`, if it applied it: a retry of that request
+    /// gets this answer, not a second effect.
+    #[must_use]
+    pub fn answered(&self, request: crate::command::RequestId) -> Option<crate::command::Response> {
+        self.lock().replica.ledger().requests.get(request).cloned()
+    }
+
     /// The divergence that stopped this replica, if one did.
     #[must_use]
     pub fn halted(&self) -> Option<Divergence> {

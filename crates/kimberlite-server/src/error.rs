@@ -22,6 +22,10 @@
 //! | store refuses writes (fail-stop)         | 503    | `unavailable`       |
 //! | key file unreadable (every key refused)  | 503    | `unavailable`       |
 //! | access log cannot record (fail-closed)   | 503    | `unavailable`       |
+//! | cluster: a write or read on a follower   | 307    | (Location: leader)  |
+//! | cluster: no leader known                 | 503    | `no_leader`         |
+//! | cluster: a write's outcome unknown       | 503    | `outcome_unknown`   |
+//! | cluster: a feature not served in a cluster | 501  | `not_in_cluster`    |
 //! | anything else                            | 500    | `internal`          |
 
 use axum::http::StatusCode;
@@ -67,7 +71,28 @@ pub enum ApiError {
     /// The server failed (a task panicked, a response could not be built).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Cluster mode: this node does not lead; `url` is the leader's base URL when one is
+    /// known (a 307 there), else 503 `no_leader`.
+    #[error("{}", match url { Some(url) => format!("this node does not lead; the leader is {url}"), None => "no leader is known now (an election is under way); retry".to_owned() })]
+    NotLeader {
+        /// The leader's base URL.
+        url: Option<String>,
+    },
+    /// Cluster mode: the write may or may not have happened (the leader was lost mid-way);
+    /// a retry with the same request id gets the first answer.
+    #[error("the write's outcome is unknown ({0}); retry with the same Kimberlite-Request-Id")]
+    OutcomeUnknown(String),
+    /// Cluster mode: a membership change refused (a change in progress, an unknown learner).
+    #[error("{0}")]
+    Conflict(String),
+    /// Cluster mode: the route cannot be served by a replica yet.
+    #[error("{0}")]
+    NotInCluster(String),
 }
+
+/// The leader's base URL a 307 points to; the cluster gate adds the request's path and query.
+#[derive(Debug, Clone)]
+pub(crate) struct LeaderUrl(pub(crate) String);
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -100,6 +125,11 @@ impl ApiError {
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::NotLeader { url: Some(_) } => (StatusCode::TEMPORARY_REDIRECT, "not_leader"),
+            Self::NotLeader { url: None } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            Self::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::NotInCluster(_) => (StatusCode::NOT_IMPLEMENTED, "not_in_cluster"),
             Self::Store(error) => match error {
                 E::StreamNotFound { .. } | E::UnknownStream { .. } => {
                     (StatusCode::NOT_FOUND, "not_found")
@@ -179,6 +209,14 @@ impl IntoResponse for ApiError {
             tracing::error!(kind, error = %self, "request failed");
         }
         let (stream, offset, next_offset) = self.stream_and_offsets();
+        let leader = match &self {
+            Self::NotLeader { url } => Some(url.clone()),
+            _ => None,
+        };
+        let retry = matches!(
+            self,
+            Self::NotLeader { url: None } | Self::OutcomeUnknown(_)
+        );
         let named = stream.clone().map(crate::touched::NamedStream);
         let body = Body {
             error: Detail {
@@ -191,6 +229,15 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorKind(kind));
+        if let Some(Some(url)) = leader {
+            response.extensions_mut().insert(LeaderUrl(url));
+        }
+        if retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if let Some(named) = named {
             response.extensions_mut().insert(named);
         }

@@ -53,6 +53,14 @@ impl Followers {
         }
     }
 
+    /// Wakes every follower waiting now (cluster mode: the replica applied entries).
+    pub(crate) fn wake_all(&self) {
+        let followed = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        for notify in followed.values().filter_map(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
     /// What wakes the followers of stream `id`: hold it while following.
     pub(crate) fn watch(&self, id: StreamId) -> Arc<Notify> {
         let mut followed = self.streams.lock().unwrap_or_else(PoisonError::into_inner);

@@ -17,6 +17,7 @@ mod activity;
 mod api;
 mod auth;
 mod client_cert;
+mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -39,6 +40,10 @@ mod witnessing;
 
 pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
+pub use cluster::{
+    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport,
+    LOG_POSITION_HEADER, REQUEST_ID_HEADER,
+};
 pub use config::{ConfigError, Limits, ServerConfig};
 pub use error::ApiError;
 pub use keys::{

@@ -18,10 +18,18 @@ use axum::routing::post;
 pub(crate) fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
     routes()
+        .merge(crate::cluster::membership_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::access_log::record,
         ))
+        // Outside the access log: a request sent to the leader is recorded there, not here.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::gate,
+        ))
+        // The Raft routes take the cluster secret, not API keys: neither recorded nor gated.
+        .merge(crate::cluster::raft_routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

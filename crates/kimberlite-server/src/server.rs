@@ -76,6 +76,32 @@ impl Server {
         })
     }
 
+    /// Checks `config`, prepares TLS, and serves `state` on `listener`, bound already (a
+    /// cluster's nodes must know each other's addresses before any starts). `config.listen`
+    /// is not used.
+    pub fn with_listener(
+        config: &ServerConfig,
+        state: AppState,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, ServeError> {
+        let addr = listener.local_addr()?;
+        let checked = ServerConfig {
+            listen: addr,
+            ..config.clone()
+        };
+        checked.check()?;
+        if let Some(tls) = &checked.tls {
+            crate::tls::acceptor(tls)?;
+        }
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        Ok(Self {
+            listener,
+            state,
+            config: checked,
+        })
+    }
+
     /// The address bound (with the port the system chose for port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
         Ok(self.listener.local_addr()?)

@@ -6,6 +6,7 @@ use kimberlite::sealed::{KeyWrapper, SubjectKeys};
 use kimberlite::Kimberlite;
 
 use crate::access_writer::AccessWriter;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::follow::Followers;
@@ -26,6 +27,16 @@ pub struct AppState {
     /// The data subjects' keys, with the server's master key (`serve --master-key`): sealed
     /// appends, opened reads, erasures (`api/erase.rs`).
     subjects: Option<Arc<SubjectKeys>>,
+    /// Cluster mode: this server's replica (`serve --node-id`); the store above is then the
+    /// node's own access store (`DIR/access/`), and every other stream is the replica's.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// Which store holds a stream: the replica's, or (in cluster mode, for `_access`) the
+/// node's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    node_local: bool,
 }
 
 #[derive(Debug)]
@@ -66,7 +77,67 @@ impl AppState {
             signing,
             witnessing: None,
             subjects: None,
+            cluster: None,
         }
+    }
+
+    /// This state serving `cluster`'s replica: the state's own store keeps only the node's
+    /// access log (docs/SERVER.md, "Cluster mode"). Refused with checkpoint signing,
+    /// witnessing or a master key, which would write to the replica's store outside the
+    /// Raft log.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Result<Self, ClusterError> {
+        let refused = if self.signing.key.is_some() {
+            Some("--signing-key")
+        } else if self.witnessing.is_some() {
+            Some("--witness-policy")
+        } else if self.subjects.is_some() {
+            Some("--master-key")
+        } else {
+            None
+        };
+        if let Some(flag) = refused {
+            return Err(ClusterError::Config(format!(
+                "{flag} is not available in cluster mode yet: it would write to one replica's \
+                 store outside the Raft log, and the replicas would diverge"
+            )));
+        }
+        self.cluster = Some(cluster);
+        Ok(self)
+    }
+
+    /// The cluster this server is a node of, in cluster mode.
+    #[must_use]
+    pub fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.clone()
+    }
+
+    /// Refuses a request that cannot be served in cluster mode, saying `why`.
+    pub(crate) fn refuse_in_cluster(&self, why: &str) -> Result<(), ApiError> {
+        match self.cluster {
+            Some(_) => Err(ApiError::NotInCluster(why.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// Which store holds stream `name`.
+    pub(crate) fn place(&self, name: &str) -> Place {
+        Place {
+            node_local: self.cluster.is_some() && name == crate::access_writer::ACCESS_STREAM,
+        }
+    }
+
+    /// Every stream: the replica's, and in cluster mode the node's access log.
+    pub(crate) async fn list_streams(&self) -> Result<Vec<kimberlite::StreamInfo>, ApiError> {
+        let mut streams = self.with_store(|store| Ok(store.list_streams())).await?;
+        if self.cluster.is_some() {
+            let local = Place { node_local: true };
+            let access = self
+                .with_store_at(local, |store| Ok(store.list_streams()))
+                .await?;
+            streams.retain(|info| info.name != crate::access_writer::ACCESS_STREAM);
+            streams.extend(access);
+        }
+        Ok(streams)
     }
 
     /// This state, with the store's key store opened with `master` (the server's master key):
@@ -123,6 +194,10 @@ impl AppState {
             && !store.is_read_only()
             && !store.has_failed()
             && !self.access_log().has_failed()
+            && self
+                .cluster
+                .as_ref()
+                .is_none_or(|cluster| cluster.node().halted().is_none())
     }
 
     /// The store.
@@ -231,8 +306,24 @@ impl AppState {
         }
     }
 
-    /// Starts the background tasks (the checkpointer); the server calls it when it starts.
+    /// Starts the background tasks (the checkpointer; in cluster mode, waking tails and long
+    /// polls when the replica applies entries); the server calls it when it starts.
     pub fn start_background(&self) {
+        if let Some(cluster) = &self.cluster {
+            let mut metrics = cluster.node().raft().metrics();
+            let followers = Arc::clone(self.followers());
+            // Ends when the node's Raft stops (its metrics' sender is dropped).
+            tokio::spawn(async move {
+                let mut applied = None;
+                while metrics.changed().await.is_ok() {
+                    let now = metrics.borrow().last_applied;
+                    if now != applied {
+                        applied = now;
+                        followers.wake_all();
+                    }
+                }
+            });
+        }
         if let (Some(witnessing), Some(host)) = (&self.witnessing, self.witness_host()) {
             Witnessing::start(witnessing, &host);
         }
@@ -244,18 +335,33 @@ impl AppState {
         if let Some(witnessing) = &self.witnessing {
             witnessing.stop().await;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
     }
 
-    /// Runs `work` with the store on tokio's blocking pool: the store's calls block on disk
-    /// and on group commit.
+    /// Runs `work` with the store of the served streams (in cluster mode, the replica's) on
+    /// tokio's blocking pool: the store's calls block on disk and on group commit.
     pub(crate) async fn with_store<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Kimberlite) -> Result<T, ApiError> + Send + 'static,
     {
+        self.with_store_at(Place { node_local: false }, work).await
+    }
+
+    /// Runs `work` with the store at `place` ([`AppState::place`]) on tokio's blocking pool.
+    pub(crate) async fn with_store_at<T, F>(&self, place: Place, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Kimberlite) -> Result<T, ApiError> + Send + 'static,
+    {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || work(state.store()))
-            .await
-            .map_err(|join| ApiError::Internal(format!("a store task failed: {join}")))?
+        tokio::task::spawn_blocking(move || match (&state.cluster, place.node_local) {
+            (Some(cluster), false) => cluster.node().with_store(work).0,
+            _ => work(state.store()),
+        })
+        .await
+        .map_err(|join| ApiError::Internal(format!("a store task failed: {join}")))?
     }
 }

@@ -41,7 +41,7 @@ fn principal(key_id: &str, grants: &[(Permission, &str)]) -> Principal {
     }
 }
 
-fn keys() -> KeyRing {
+pub fn keys() -> KeyRing {
     KeyRing::from_tokens(vec![
         (
             ADMIN.into(),

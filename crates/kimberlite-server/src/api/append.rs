@@ -61,6 +61,7 @@ pub(crate) async fn append(
     (
         Extension<Touched>,
         Option<Extension<Recorded>>,
+        HeaderMap,
         Json<AppendResponse>,
     ),
     ApiError,
@@ -91,6 +92,9 @@ pub(crate) async fn append(
         Some(offset) => ExpectedOffset::Exact(offset.into()),
         None => ExpectedOffset::Any,
     };
+    if let Some(cluster) = state.cluster() {
+        return cluster_append(&state, &cluster, &headers, &name, query, events, expected).await;
+    }
     let sealing = match query.subject {
         Some(subject) => Some((state.subjects()?, subject)),
         None => None,
@@ -130,10 +134,63 @@ pub(crate) async fn append(
     Ok((
         Extension(touched),
         recorded.then_some(Extension(Recorded)),
+        HeaderMap::new(),
         Json(AppendResponse {
             first_offset: touched.from,
             next_offset: touched.to,
             head: appended.head.to_string(),
+        }),
+    ))
+}
+
+/// An append in cluster mode: through the leader's Raft log; the access log's middleware
+/// records it after (in the node's own access store).
+async fn cluster_append(
+    state: &AppState,
+    cluster: &crate::cluster::Cluster,
+    headers: &HeaderMap,
+    name: &str,
+    query: AppendQuery,
+    events: Vec<Bytes>,
+    expected: ExpectedOffset,
+) -> Result<
+    (
+        Extension<Touched>,
+        Option<Extension<Recorded>>,
+        HeaderMap,
+        Json<AppendResponse>,
+    ),
+    ApiError,
+> {
+    if query.subject.is_some() {
+        return Err(ApiError::NotInCluster(
+            "sealed appends (?subject=) are not served in cluster mode yet: each replica \
+             would seal with keys of its own"
+                .into(),
+        ));
+    }
+    let request = crate::cluster::request_id(headers)?;
+    let started = std::time::Instant::now();
+    let appended = crate::cluster::append(cluster, request, name, events, expected).await?;
+    let touched = Touched {
+        from: appended.first_offset,
+        to: appended.head.next_offset,
+    };
+    state
+        .metrics()
+        .observe_append(started.elapsed(), touched.to.saturating_sub(touched.from));
+    let mut answer_headers = HeaderMap::new();
+    if let Ok(value) = crate::cluster::log_position(Some(appended.log_id)).parse() {
+        answer_headers.insert(crate::cluster::LOG_POSITION_HEADER, value);
+    }
+    Ok((
+        Extension(touched),
+        None,
+        answer_headers,
+        Json(AppendResponse {
+            first_offset: touched.from,
+            next_offset: touched.to,
+            head: appended.head.hash.map(hex::encode).unwrap_or_default(),
         }),
     ))
 }

@@ -57,9 +57,10 @@ pub(crate) async fn sign(state: &AppState, name: String) -> Result<SignedCheckpo
         )
     })?;
     let origin = state.signing().origin(&name);
+    let place = state.place(&name);
     let stream = name.clone();
     let signed = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;

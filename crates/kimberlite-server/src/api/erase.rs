@@ -59,6 +59,10 @@ pub(crate) async fn erase(
     ApiError,
 > {
     principal.require_admin_everywhere()?;
+    state.refuse_in_cluster(
+        "erasure is not served in cluster mode yet: it would change one replica's keys \
+         outside the Raft log, and the replicas would diverge",
+    )?;
     let keys = state.subjects()?;
     let by = principal.key_id.clone();
     let receipt = state

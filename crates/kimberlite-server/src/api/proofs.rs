@@ -54,11 +54,12 @@ pub(crate) async fn inclusion(
     ApiQuery(query): ApiQuery<InclusionQuery>,
 ) -> Result<(Extension<Touched>, Json<InclusionBundle>), ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let origin = state.signing().origin(&name);
     let offset = query.offset;
     let bundle = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or_else(|| Error::StreamNotFound { name: name.clone() })?;
@@ -118,6 +119,7 @@ pub(crate) async fn consistency(
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyBundle>, ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     if query.old > query.new {
         return Err(ApiError::BadRequest(format!(
@@ -128,7 +130,7 @@ pub(crate) async fn consistency(
     }
     let origin = state.signing().origin(&name);
     let bundle = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store.stream(&name).ok_or(Error::StreamNotFound { name })?;
             let proof = store.consistency_proof(id, query.old, query.new)?;
             Ok(ConsistencyBundle {

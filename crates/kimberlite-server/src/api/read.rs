@@ -108,6 +108,7 @@ pub(crate) async fn read(
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<(Extension<Touched>, Json<ReadPage>), ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let limits = state.limits();
     let limit = query
@@ -117,7 +118,7 @@ pub(crate) async fn read(
     let max_bytes = limits.max_read_page_bytes;
     let wait = Duration::from_millis(query.wait_ms).min(limits.max_read_wait);
     let id = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;
@@ -127,7 +128,7 @@ pub(crate) async fn read(
         .await?;
     if !wait.is_zero() {
         let durable_end =
-            || state.with_store(move |store| Ok(store.head(id)?.next_offset.as_u64()));
+            || state.with_store_at(place, move |store| Ok(store.head(id)?.next_offset.as_u64()));
         state
             .followers()
             .wait_for_events(id, query.from, wait, durable_end)
@@ -135,7 +136,7 @@ pub(crate) async fn read(
     }
     let keys = state.subject_keys();
     let (events, end_offset) = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let end = store.head(id)?.next_offset.as_u64();
             let mut events = if limit == 0 || query.from >= end {
                 Vec::new()

@@ -53,6 +53,7 @@ pub(crate) async fn receipt(
     ApiQuery(query): ApiQuery<ReceiptQuery>,
 ) -> Result<Response, ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let origin = state.signing().origin(&name);
     let key = state.signing().key.clone();
@@ -64,7 +65,7 @@ pub(crate) async fn receipt(
         .and_then(|witnessing| witnessing.policy(&name))
         .cloned();
     let built = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store.stream(&name).ok_or(Error::StreamNotFound { name })?;
             Ok(store.event_receipt(id, offset, &origin, key.as_ref(), policy.as_deref())?)
         })

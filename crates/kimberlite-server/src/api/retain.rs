@@ -50,6 +50,10 @@ pub(crate) async fn retain(
 ) -> Result<(Extension<NamedStream>, Json<RetainView>), ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Admin, &name)?;
+    state.refuse_in_cluster(
+        "retention is not served in cluster mode yet: it would drop events from one replica \
+         outside the Raft log, and the replicas would diverge",
+    )?;
     let named = NamedStream(name.clone());
     let retained = state
         .with_store(move |store| {

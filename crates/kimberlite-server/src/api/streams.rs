@@ -1,7 +1,7 @@
 //! `/v1/streams`: create, list and show streams.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,11 +51,21 @@ impl StreamView {
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     Json(request): Json<CreateStream>,
 ) -> Result<(StatusCode, Extension<NamedStream>, Json<StreamView>), ApiError> {
     check_new_stream_name(&request.name)?;
     principal.require(Permission::Admin, &request.name)?;
     let named = NamedStream(request.name.clone());
+    if let Some(cluster) = state.cluster() {
+        // Through the leader: a Raft log entry every replica applies.
+        let id = crate::cluster::request_id(&headers)?;
+        crate::cluster::create_stream(&cluster, id, &request.name).await?;
+        let view = state
+            .with_store(move |store| stream_view(store, &request.name))
+            .await?;
+        return Ok((StatusCode::CREATED, Extension(named), Json(view)));
+    }
     let view = state
         .with_store(move |store| {
             store.create_stream(&request.name)?;
@@ -71,7 +81,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Vec<StreamView>>, ApiError> {
-    let streams = state.with_store(|store| Ok(store.list_streams())).await?;
+    let streams = state.list_streams().await?;
     Ok(Json(
         streams
             .iter()
@@ -93,12 +103,13 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     if !principal.may(Permission::Append, &name) {
         principal.require(Permission::Read, &name)?;
     }
     Ok(Json(
         state
-            .with_store(move |store| stream_view(store, &name))
+            .with_store_at(place, move |store| stream_view(store, &name))
             .await?,
     ))
 }

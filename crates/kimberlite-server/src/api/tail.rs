@@ -31,7 +31,7 @@ use crate::follow::{Followers, OpenTail};
 use crate::names::check_stream_name;
 use crate::principal::{Permission, Principal};
 use crate::query::ApiQuery;
-use crate::state::AppState;
+use crate::state::{AppState, Place};
 use crate::touched::Touched;
 
 /// Query of a tail.
@@ -67,10 +67,11 @@ pub(crate) async fn tail(
     ApiError,
 > {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let resume = last_event_id(&headers)?;
     let (id, end) = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;
@@ -88,6 +89,7 @@ pub(crate) async fn tail(
         followers: Arc::clone(state.followers()),
         durable: state.followers().watch(id),
         state,
+        place,
         id,
         next: from,
         encoding: query.encoding,
@@ -123,6 +125,8 @@ struct Tail {
     followers: Arc<Followers>,
     /// Wakes this tail when the stream's durable head advances.
     durable: Arc<Notify>,
+    /// Which store holds the stream.
+    place: Place,
     id: StreamId,
     /// The offset to read next.
     next: u64,
@@ -171,7 +175,9 @@ impl Tail {
         let (max_events, max_bytes) = (limits.max_read_page_events, limits.max_read_page_bytes);
         let mut events = self
             .state
-            .with_store(move |store| Ok(store.read(id, Offset::new(from), max_bytes)?))
+            .with_store_at(self.place, move |store| {
+                Ok(store.read(id, Offset::new(from), max_bytes)?)
+            })
             .await?;
         events.truncate(max_events.max(1));
         if let Some(last) = events.last() {

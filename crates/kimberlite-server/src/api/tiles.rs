@@ -84,12 +84,13 @@ pub(crate) async fn tile(
     Path((name, rest)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let path = format!("tile/{rest}");
     let resource = parse_tile_path(&path)
         .map_err(|error| ApiError::BadRequest(format!("{path:?}: {error}")))?;
     let bytes = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;

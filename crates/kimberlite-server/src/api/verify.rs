@@ -100,9 +100,10 @@ pub(crate) async fn verify(
     Path(name): Path<String>,
 ) -> Result<(Extension<Touched>, Json<VerifyView>), ApiError> {
     check_stream_name(&name)?;
+    let place = state.place(&name);
     principal.require(Permission::Read, &name)?;
     let view = state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;

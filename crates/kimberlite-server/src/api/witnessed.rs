@@ -100,8 +100,9 @@ pub(crate) async fn latest_witnessed(
     policy: &std::sync::Arc<WitnessPolicy>,
 ) -> Result<Option<SignedCheckpoint>, ApiError> {
     let policy = std::sync::Arc::clone(policy);
+    let place = state.place(&name);
     state
-        .with_store(move |store| {
+        .with_store_at(place, move |store| {
             let id = store
                 .stream(&name)
                 .ok_or(kimberlite::Error::StreamNotFound { name })?;

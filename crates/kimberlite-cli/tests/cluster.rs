@@ -1,0 +1,239 @@
+//! `kimberlite serve --node-id` and `kimberlite cluster`: three real server processes on
+//! loopback elect a leader, take appends through any node, and a fourth is added as a
+//! learner, promoted and removed with the CLI.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fails, ok, run, s};
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+fn serve(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Serving {
+    let child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args(["serve", s(dir), "--listen", &addr.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run kimberlite serve");
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serving(child)
+}
+
+/// Runs `kimberlite cluster status` on `url` until it names a leader (bounded).
+fn wait_for_leader(url: &str, token: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        let status = run(
+            &[
+                "cluster",
+                "status",
+                "--server",
+                url,
+                "--token-file",
+                s(token),
+            ],
+            "",
+        );
+        if status.code == 0
+            && status.stdout.contains("leader: ")
+            && !status.stdout.contains("none known")
+        {
+            return status.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no leader: {}",
+            status.stderr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_processes_form_a_cluster_managed_with_the_cli() {
+    let temp = tempfile::tempdir().expect("temp");
+    let secret = temp.path().join("cluster.token");
+    std::fs::write(&secret, "a-shared-cluster-secret\n").expect("secret");
+    let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
+    let url = |index: usize| format!("http://{}", addrs[index]);
+    let peers = format!("1={},2={},3={}", url(0), url(1), url(2));
+    let dirs: Vec<std::path::PathBuf> = (1..=4)
+        .map(|id| temp.path().join(format!("n{id}")))
+        .collect();
+    let token = ok(
+        &[
+            "key",
+            "add",
+            s(&dirs[0]),
+            "--name",
+            "admin",
+            "--allow",
+            "admin:*",
+            "--allow",
+            "append:*",
+        ],
+        "",
+    );
+    let token_file = temp.path().join("admin.token");
+    std::fs::write(&token_file, token.trim()).expect("token");
+    for dir in &dirs[1..] {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::copy(
+            dirs[0].join("server-keys.json"),
+            dir.join("server-keys.json"),
+        )
+        .expect("keys");
+    }
+
+    // Without the cluster secret, cluster mode is refused.
+    fails(
+        &["serve", s(&dirs[3]), "--node-id", "4"],
+        "",
+        2,
+        "--cluster-token-file",
+    );
+
+    let mut servers = Vec::new();
+    for index in 0..3 {
+        let id = (index + 1).to_string();
+        let mut extra = vec![
+            "--node-id",
+            &id,
+            "--peers",
+            &peers,
+            "--cluster-token-file",
+            s(&secret),
+        ];
+        if index == 0 {
+            extra.push("--bootstrap");
+        }
+        servers.push(serve(&dirs[index], addrs[index], &extra));
+    }
+    wait_for_leader(&url(1), &token_file);
+
+    // Appends and reads through any node.
+    ok(
+        &[
+            "append",
+            "--create",
+            "--server",
+            &url(1),
+            "--token-file",
+            s(&token_file),
+            "ehr",
+        ],
+        "first\n",
+    );
+    ok(
+        &[
+            "append",
+            "--server",
+            &url(2),
+            "--token-file",
+            s(&token_file),
+            "ehr",
+        ],
+        "second\n",
+    );
+    let read = ok(
+        &[
+            "read",
+            "--server",
+            &url(2),
+            "--token-file",
+            s(&token_file),
+            "ehr",
+        ],
+        "",
+    );
+    assert!(read.contains("first") && read.contains("second"), "{read}");
+
+    // A fourth node joins as a learner, is promoted, then removed.
+    servers.push(serve(
+        &dirs[3],
+        addrs[3],
+        &[
+            "--node-id",
+            "4",
+            "--peers",
+            &peers,
+            "--cluster-token-file",
+            s(&secret),
+        ],
+    ));
+    let added = ok(
+        &[
+            "cluster",
+            "add-learner",
+            "4",
+            &url(3),
+            "--server",
+            &url(1),
+            "--token-file",
+            s(&token_file),
+        ],
+        "",
+    );
+    assert!(
+        added.contains(&format!("learner 4 at {}", url(3))),
+        "{added}"
+    );
+    let promoted = ok(
+        &[
+            "cluster",
+            "promote",
+            "4",
+            "--server",
+            &url(2),
+            "--token-file",
+            s(&token_file),
+        ],
+        "",
+    );
+    assert!(
+        promoted.contains(&format!("voter 4 at {}", url(3))),
+        "{promoted}"
+    );
+    let removed = ok(
+        &[
+            "cluster",
+            "remove",
+            "4",
+            "--server",
+            &url(0),
+            "--token-file",
+            s(&token_file),
+            "--json",
+        ],
+        "",
+    );
+    let status: serde_json::Value = serde_json::from_str(&removed).expect("json");
+    assert_eq!(status["voters"].as_array().expect("voters").len(), 3);
+    assert!(status["learners"].as_array().expect("learners").is_empty());
+    drop(servers);
+}

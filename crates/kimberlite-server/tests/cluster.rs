@@ -1,0 +1,381 @@
+//! Cluster mode end to end: three nodes in this process, real servers on loopback, Raft
+//! messages over HTTP (docs/SERVER.md, section "Cluster mode").
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{listener, Nodes, SECRET};
+use common::ADMIN;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A client that shows redirects instead of following them.
+fn raw() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn create(nodes: &Nodes, node: u64, name: &str) -> reqwest::Response {
+    raw()
+        .post(nodes.url(node, "/v1/streams"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn append(nodes: &Nodes, node: u64, stream: &str, events: Value) -> reqwest::Response {
+    raw()
+        .post(nodes.url(node, &format!("/v1/streams/{stream}/events")))
+        .bearer_auth(ADMIN)
+        .json(&events)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads `stream` on `node` as a follower read until it holds `count` events (bounded).
+async fn follower_read(nodes: &Nodes, node: u64, stream: &str, count: usize) -> reqwest::Response {
+    for _ in 0..250 {
+        let response = raw()
+            .get(nodes.url(
+                node,
+                &format!("/v1/streams/{stream}/events?from=0&consistency=follower"),
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            let position = response.headers().get("kimberlite-log-position").cloned();
+            let body: Value = response.json().await.unwrap();
+            if body["events"].as_array().unwrap().len() >= count {
+                // Ask again to hand back the whole response.
+                let again = raw()
+                    .get(nodes.url(
+                        node,
+                        &format!("/v1/streams/{stream}/events?from=0&consistency=follower"),
+                    ))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(position.is_some());
+                return again;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node {node} never held {count} events of {stream}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_elect_a_leader_and_replicate_appends_sent_to_any_node() {
+    let nodes = Nodes::start(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    let follower = nodes.other_than(leader);
+
+    let created = create(&nodes, leader, "ehr").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        create(&nodes, leader, "ehr").await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // A follower sends a write to the leader: same path and query.
+    let path = "/v1/streams/ehr/events?expected_offset=0";
+    let redirected = raw()
+        .post(nodes.url(follower, path))
+        .bearer_auth(ADMIN)
+        .json(&json!(["a", "b"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirected.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = redirected.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(location, nodes.url(leader, path));
+    let appended = raw()
+        .post(&location)
+        .bearer_auth(ADMIN)
+        .json(&json!(["a", "b"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), StatusCode::OK);
+    let position = appended.headers()["kimberlite-log-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = appended.json().await.unwrap();
+    assert_eq!(body["first_offset"], 0);
+    assert_eq!(body["next_offset"], 2);
+    // The expected offset is checked by the leader.
+    let conflict = raw()
+        .post(&location)
+        .bearer_auth(ADMIN)
+        .json(&json!(["c"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    let conflict: Value = conflict.json().await.unwrap();
+    assert_eq!(conflict["error"]["next_offset"], 2);
+
+    // Every replica holds the events; a follower read names its log position, at or past
+    // the append's.
+    for &node in nodes.running.keys() {
+        let read = follower_read(&nodes, node, "ehr", 2).await;
+        let at = read.headers()["kimberlite-log-position"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let index = |position: &str| position.rsplit('-').next().unwrap().parse::<u64>().unwrap();
+        assert!(index(&at) >= index(&position), "{at} < {position}");
+        let page: Value = read.json().await.unwrap();
+        assert_eq!(page["events"][1]["payload"], "b");
+    }
+
+    // A linearizable read (the default) on a follower goes to the leader; on the leader it
+    // is answered with its position.
+    let read = raw()
+        .get(nodes.url(follower, "/v1/streams/ehr/events?from=1"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        read.headers()["location"].to_str().unwrap(),
+        nodes.url(leader, "/v1/streams/ehr/events?from=1")
+    );
+    let read = raw()
+        .get(nodes.url(
+            leader,
+            "/v1/streams/ehr/events?from=1&consistency=linearizable",
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    assert!(read.headers().contains_key("kimberlite-log-position"));
+    let page: Value = read.json().await.unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+
+    // Each node keeps its own access log, served under the usual name.
+    let access = raw()
+        .get(nodes.url(leader, "/v1/streams/_access/events?from=0"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(access.status(), StatusCode::OK);
+    let page: Value = access.json().await.unwrap();
+    assert!(!page["events"].as_array().unwrap().is_empty());
+    let streams: Value = raw()
+        .get(nodes.url(leader, "/v1/streams"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stream| stream["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"ehr") && names.contains(&"_access"),
+        "{names:?}"
+    );
+    nodes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_raft_routes_need_the_cluster_secret_and_refuse_garbage() {
+    let nodes = Nodes::start(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    for route in ["append-entries", "vote", "snapshot"] {
+        let url = nodes.url(leader, &format!("/v1/raft/{route}"));
+        let none = raw().post(&url).body(vec![1, 2, 3]).send().await.unwrap();
+        assert_eq!(none.status(), StatusCode::UNAUTHORIZED, "{route}");
+        // An API key is not the cluster secret.
+        let key = raw()
+            .post(&url)
+            .bearer_auth(ADMIN)
+            .body(vec![1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(key.status(), StatusCode::UNAUTHORIZED, "{route}");
+        let wrong = raw()
+            .post(&url)
+            .bearer_auth(format!("{SECRET}x"))
+            .body(vec![1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{route}");
+        for garbage in [Vec::new(), vec![0xff; 64], b"{\"vote\":1}".to_vec()] {
+            let refused = raw()
+                .post(&url)
+                .bearer_auth(SECRET)
+                .body(garbage)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{route}");
+        }
+    }
+    // The node still leads and serves.
+    assert_eq!(nodes.leader().await, leader);
+    assert_eq!(
+        create(&nodes, leader, "after").await.status(),
+        StatusCode::CREATED
+    );
+    nodes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn features_that_would_write_around_raft_are_refused() {
+    let nodes = Nodes::start(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    assert_eq!(
+        create(&nodes, leader, "s").await.status(),
+        StatusCode::CREATED
+    );
+    let retain = raw()
+        .post(nodes.url(leader, "/v1/streams/s/retain"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "before": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retain.status(), StatusCode::NOT_IMPLEMENTED);
+    let body: Value = retain.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "not_in_cluster");
+    let erase = raw()
+        .post(nodes.url(leader, "/v1/erasures"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "subject": "P-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), StatusCode::NOT_IMPLEMENTED);
+    let sealed = raw()
+        .post(nodes.url(leader, "/v1/streams/s/events?subject=P-1"))
+        .bearer_auth(ADMIN)
+        .json(&json!(["x"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sealed.status(), StatusCode::NOT_IMPLEMENTED);
+    let bad = raw()
+        .get(nodes.url(leader, "/v1/streams/s/events?consistency=eventual"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    nodes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_is_added_then_promoted_and_removed() {
+    let mut nodes = Nodes::start(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    assert_eq!(
+        create(&nodes, leader, "m").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        append(&nodes, leader, "m", json!(["1", "2", "3"]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let (listener, url) = listener();
+    nodes.start_node(4, listener, false).await;
+
+    // Sent to a follower, the change goes to the leader.
+    let follower = nodes.other_than(leader);
+    let added = raw()
+        .post(nodes.url(follower, "/v1/cluster/learners"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "id": 4, "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::TEMPORARY_REDIRECT);
+    let added = raw()
+        .post(nodes.url(leader, "/v1/cluster/learners"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "id": 4, "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(added.status(), StatusCode::OK | StatusCode::ACCEPTED),
+        "{}",
+        added.status()
+    );
+    let view: Value = added.json().await.unwrap();
+    assert_eq!(view["learners"][0]["id"], 4);
+    follower_read(&nodes, 4, "m", 3).await;
+
+    let promoted = raw()
+        .post(nodes.url(leader, "/v1/cluster/voters"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "voters": [1, 2, 3, 4] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let status: Value = raw()
+        .get(nodes.url(4, "/v1/cluster"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["node_id"], 4);
+    let voters: Vec<u64> = status["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3, 4]);
+
+    let removed = raw()
+        .delete(nodes.url(leader, "/v1/cluster/nodes/4"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let view: Value = removed.json().await.unwrap();
+    assert_eq!(view["voters"].as_array().unwrap().len(), 3);
+    assert!(view["learners"].as_array().unwrap().is_empty());
+    // An auditor's key may not see or change the membership.
+    let refused = raw()
+        .get(nodes.url(leader, "/v1/cluster"))
+        .bearer_auth(common::AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    nodes.shutdown().await;
+}

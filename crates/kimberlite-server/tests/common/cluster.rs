@@ -1,0 +1,140 @@
+//! Nodes of one cluster in this process, each a real server on loopback (`serve --node-id`).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use kimberlite_server::{node_state, AppState, ClusterConfig, Limits, Server, ServerConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The cluster secret of the test nodes.
+pub const SECRET: &str = "test-cluster-secret";
+
+/// A running node.
+pub struct RunningNode {
+    pub state: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Nodes of one cluster, each in `dir/node-<id>`.
+pub struct Nodes {
+    pub dir: tempfile::TempDir,
+    /// Every node's base URL (the voters' and any added).
+    pub urls: BTreeMap<u64, String>,
+    /// The voters the cluster was bootstrapped with.
+    pub peers: BTreeMap<u64, String>,
+    pub running: BTreeMap<u64, RunningNode>,
+}
+
+/// A listener on a free loopback port and its base URL.
+pub fn listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
+impl Nodes {
+    /// Starts `voters` (the first bootstraps the cluster).
+    pub async fn start(voters: &[u64]) -> Self {
+        let listeners: Vec<(u64, TcpListener, String)> = voters
+            .iter()
+            .map(|&id| {
+                let (listener, url) = listener();
+                (id, listener, url)
+            })
+            .collect();
+        let peers: BTreeMap<u64, String> = listeners
+            .iter()
+            .map(|(id, _, url)| (*id, url.clone()))
+            .collect();
+        let mut nodes = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            urls: peers.clone(),
+            peers,
+            running: BTreeMap::new(),
+        };
+        for (index, (id, listener, _)) in listeners.into_iter().enumerate() {
+            nodes.start_node(id, listener, index == 0).await;
+        }
+        nodes
+    }
+
+    /// Starts node `id` on `listener` (a learner-to-be when it is not among the voters).
+    pub async fn start_node(&mut self, id: u64, listener: TcpListener, bootstrap: bool) {
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        self.urls.insert(id, url);
+        let dir = self.dir.path().join(format!("node-{id}"));
+        let mut config = ClusterConfig::new(id, &dir, self.peers.clone(), SECRET);
+        config.bootstrap = bootstrap;
+        // The tests never crash the machine: the Raft log need not be synced.
+        config.node.sync = false;
+        let state = node_state(config, super::test_keys(), Limits::default())
+            .await
+            .expect("node starts");
+        let server_config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        let server =
+            Server::with_listener(&server_config, state.clone(), listener).expect("server");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        self.running.insert(id, RunningNode { state, stop, task });
+    }
+
+    /// Stops node `id`'s server (its Raft with it), as a shutdown does.
+    pub async fn stop(&mut self, id: u64) {
+        if let Some(node) = self.running.remove(&id) {
+            let _ = node.stop.send(());
+            node.task.await.expect("server task");
+        }
+    }
+
+    /// The URL of `path` on node `id`.
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("{}{path}", self.urls[&id])
+    }
+
+    /// Waits (at most 10 s) until one running node leads; its id.
+    pub async fn leader(&self) -> u64 {
+        for _ in 0..500 {
+            let leaders: Vec<u64> = self
+                .running
+                .iter()
+                .filter(|(_, node)| node.state.cluster().expect("cluster").is_leader())
+                .map(|(&id, _)| id)
+                .collect();
+            if let [leader] = leaders[..] {
+                return leader;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no leader among {:?}",
+            self.running.keys().collect::<Vec<_>>()
+        );
+    }
+
+    /// A running node other than `not`.
+    pub fn other_than(&self, not: u64) -> u64 {
+        *self
+            .running
+            .keys()
+            .find(|&&id| id != not)
+            .expect("another node")
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.running.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
