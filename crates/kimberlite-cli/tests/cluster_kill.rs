@@ -6,14 +6,14 @@
 //!
 //! `KIMBERLITE_CLUSTER_ROUNDS` sets the rounds (default 3; the long run is 100).
 
-mod cluster;
+mod processes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::counting::{count, spawn, Counting};
-use cluster::Cluster;
+use processes::counting::{count, spawn, Counting};
+use processes::Cluster;
 
 const STREAM: &str = "kill-loop";
 /// Acknowledged events each round waits for under a leader before killing it.

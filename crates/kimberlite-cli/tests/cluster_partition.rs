@@ -5,12 +5,12 @@
 //! leader follows the new one, and every node holds the majority's history, without the
 //! write the old leader could not commit.
 
-mod cluster;
+mod processes;
 
 use std::time::Duration;
 
-use cluster::http::Http;
-use cluster::Cluster;
+use processes::http::Http;
+use processes::Cluster;
 use serde_json::json;
 
 const STREAM: &str = "partition";
@@ -90,7 +90,7 @@ fn the_proxies_cut_the_pairs_they_are_told_to() {
     use std::net::{TcpListener, TcpStream};
     use std::sync::{Arc, Mutex};
 
-    use cluster::proxy::Proxies;
+    use processes::proxy::Proxies;
 
     let echo = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = echo.local_addr().unwrap();

@@ -5,11 +5,11 @@
 //! is promoted, and the old id is removed. Then the three voters hold the same events and the
 //! same stores (heads, roots), intact.
 
-mod cluster;
+mod processes;
 
 use std::time::Duration;
 
-use cluster::{kimberlite, text, Cluster};
+use processes::{kimberlite, text, Cluster};
 use serde_json::json;
 
 const STREAM: &str = "rejoin";
