@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
+use kimberlite_raft::openraft::SnapshotPolicy;
 use kimberlite_server::{AppState, ClusterConfig, KeyRing, Limits};
 
 use crate::error::CliError;
@@ -28,6 +29,16 @@ pub struct ClusterArgs {
     /// Ignored (and said so) when this node's Raft log already holds a membership.
     #[arg(long, requires = "peers")]
     pub bootstrap: bool,
+    /// Snapshot the replica every N applied Raft log entries, then purge the log up to the
+    /// snapshot: a smaller N keeps less log and sends lagging or new nodes a snapshot sooner.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        requires = "node_id"
+    )]
+    pub snapshot_logs: u64,
 }
 
 /// `1=http://a,2=http://b` as a map; every entry an id and an http(s) URL, no id twice.
@@ -92,6 +103,7 @@ pub async fn start(
     }
     let mut config = ClusterConfig::new(id, dir, peers, secret.trim());
     config.bootstrap = args.bootstrap;
+    config.node.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(args.snapshot_logs);
     kimberlite_server::node_state(config, keys, limits)
         .await
         .map_err(|error| CliError::usage(format!("cluster mode: {error}")))
