@@ -45,6 +45,7 @@ impl Drop for Group {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-9", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
             .status();
         let _ = self.0.wait();
     }
