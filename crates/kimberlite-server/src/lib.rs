@@ -41,7 +41,7 @@ mod witnessing;
 pub use access_writer::ACCESS_STREAM;
 pub use client_cert::ClientCertName;
 pub use cluster::{
-    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport,
+    log_position, node_state, Cluster, ClusterConfig, ClusterError, HttpTransport, ACCESS_DIR,
     LOG_POSITION_HEADER, REQUEST_ID_HEADER,
 };
 pub use config::{ConfigError, Limits, ServerConfig};
@@ -49,6 +49,8 @@ pub use error::ApiError;
 pub use keys::{
     rfc3339, AuthFailure, KeyEntry, KeyFileError, KeyRing, NewKey, KEY_FILE_NAME, TOKEN_PREFIX,
 };
+/// The replication crate cluster mode runs (its `NodeConfig` is [`ClusterConfig::node`]).
+pub use kimberlite_raft;
 pub use principal::{Grant, Permission, Principal};
 pub use server::{ServeError, Server};
 pub use state::AppState;

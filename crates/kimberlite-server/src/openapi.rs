@@ -12,7 +12,14 @@ use crate::api;
     info(
         title = "Kimberlite",
         description = "A tamper-evident, hash-chained event store over HTTP. \
-        Authenticate with `Authorization: Bearer <token>`."
+        Authenticate with `Authorization: Bearer <token>`. \
+        In cluster mode (docs/SERVER.md, \"Cluster mode\"), a write or a linearizable read \
+        sent to a follower is answered 307 with `Location` on the leader (same path and \
+        query); 503 `no_leader` or `outcome_unknown` come with `Retry-After`; a write may \
+        carry `Kimberlite-Request-Id: <client id, hex>-<sequence>` to be answered once when \
+        sent again; reads take `consistency=follower` (default `linearizable`) and every read \
+        answer carries `Kimberlite-Log-Position: <term>-<node>-<index>`. The routes under \
+        `/v1/raft/` are internal (node to node, the cluster secret) and not described here."
     ),
     paths(
         api::streams::create,
@@ -34,6 +41,10 @@ use crate::api;
         api::receipt::receipt,
         api::witnessed::witnessed,
         api::erase::erase,
+        crate::cluster::membership::status,
+        crate::cluster::membership::add_learner,
+        crate::cluster::membership::change_voters,
+        crate::cluster::membership::remove,
     ),
     components(schemas(
         api::streams::CreateStream,
@@ -57,6 +68,10 @@ use crate::api;
         api::retain::RetainView,
         api::witnessed::WitnessedView,
         api::witnessed::CosignerView,
+        crate::cluster::membership::ClusterView,
+        crate::cluster::membership::Member,
+        crate::cluster::membership::NewLearner,
+        crate::cluster::membership::Voters,
     ))
 )]
 pub(crate) struct ApiDoc;

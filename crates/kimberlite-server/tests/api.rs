@@ -237,8 +237,15 @@ async fn the_openapi_document_describes_the_routes() {
         "/v1/streams/{stream}",
         "/v1/streams/{stream}/events",
         "/v1/erasures",
+        "/v1/cluster",
+        "/v1/cluster/learners",
+        "/v1/cluster/voters",
+        "/v1/cluster/nodes/{id}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} missing");
     }
+    // The Raft routes are internal: node to node, with the cluster secret.
+    let paths = document["paths"].as_object().unwrap();
+    assert!(!paths.keys().any(|path| path.starts_with("/v1/raft")));
     server.stop().await;
 }

@@ -280,6 +280,13 @@ async fn features_that_would_write_around_raft_are_refused() {
         .await
         .unwrap();
     assert_eq!(sealed.status(), StatusCode::NOT_IMPLEMENTED);
+    let checkpoint = raw()
+        .get(nodes.url(leader, "/v1/streams/s/checkpoint"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checkpoint.status(), StatusCode::NOT_IMPLEMENTED);
     let bad = raw()
         .get(nodes.url(leader, "/v1/streams/s/events?consistency=eventual"))
         .bearer_auth(ADMIN)
@@ -292,18 +299,36 @@ async fn features_that_would_write_around_raft_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_learner_is_added_then_promoted_and_removed() {
-    let mut nodes = Nodes::start(&[1, 2, 3]).await;
+    // A snapshot every few entries, and the log purged up to it: the learner can only catch
+    // up from a snapshot, sent over the snapshot route.
+    let mut nodes = Nodes::start_configured(&[1, 2, 3], |config| {
+        config.node.raft.snapshot_policy =
+            kimberlite_server::kimberlite_raft::openraft::SnapshotPolicy::LogsSinceLast(4);
+    })
+    .await;
     let leader = nodes.leader().await;
     assert_eq!(
         create(&nodes, leader, "m").await.status(),
         StatusCode::CREATED
     );
-    assert_eq!(
-        append(&nodes, leader, "m", json!(["1", "2", "3"]))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    for event in ["1", "2", "3"] {
+        let appended = append(&nodes, leader, "m", json!([event])).await;
+        assert_eq!(appended.status(), StatusCode::OK);
+    }
+    let raft = nodes.running[&leader]
+        .state
+        .cluster()
+        .unwrap()
+        .node()
+        .raft()
+        .clone();
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |metrics| metrics.purged.is_some(),
+            "the leader purges its log",
+        )
+        .await
+        .unwrap();
     let (listener, url) = listener();
     nodes.start_node(4, listener, false).await;
 
@@ -332,6 +357,11 @@ async fn a_learner_is_added_then_promoted_and_removed() {
     let view: Value = added.json().await.unwrap();
     assert_eq!(view["learners"][0]["id"], 4);
     follower_read(&nodes, 4, "m", 3).await;
+    let learner = nodes.running[&4].state.cluster().unwrap();
+    assert!(
+        learner.node().raft().metrics().borrow().snapshot.is_some(),
+        "the learner caught up from a snapshot"
+    );
 
     let promoted = raw()
         .post(nodes.url(leader, "/v1/cluster/voters"))
@@ -377,5 +407,40 @@ async fn a_learner_is_added_then_promoted_and_removed() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    nodes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_on_a_follower_wakes_when_its_replica_applies() {
+    let nodes = Nodes::start(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    let follower = nodes.other_than(leader);
+    assert_eq!(
+        create(&nodes, leader, "w").await.status(),
+        StatusCode::CREATED
+    );
+    let poll = raw()
+        .get(nodes.url(
+            follower,
+            "/v1/streams/w/events?from=0&wait_ms=15000&consistency=follower",
+        ))
+        .bearer_auth(ADMIN)
+        .send();
+    let started = std::time::Instant::now();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        append(&nodes, leader, "w", json!(["woken"])).await.status(),
+        StatusCode::OK
+    );
+    let answer = poll.await.unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let page: Value = answer.json().await.unwrap();
+    assert_eq!(page["events"][0]["payload"], "woken");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     nodes.shutdown().await;
 }

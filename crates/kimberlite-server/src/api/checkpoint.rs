@@ -49,6 +49,10 @@ pub(crate) async fn signed_note(
 /// policy; they are asked in the background). What the routes and the background
 /// checkpointer sign through; the caller checks the name and the rights.
 pub(crate) async fn sign(state: &AppState, name: String) -> Result<SignedCheckpoint, ApiError> {
+    state.refuse_in_cluster(
+        "checkpoints are not signed in cluster mode yet: a replica would keep a checkpoint \
+         outside the Raft log; publishing one as a Raft command is to come (docs/REPLICATION.md)",
+    )?;
     let key = state.signing().key.clone().ok_or_else(|| {
         ApiError::NotFound(
             "this server signs no checkpoints: start it with `kimberlite serve --signing-key \

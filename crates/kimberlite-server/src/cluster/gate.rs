@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use kimberlite_raft::openraft::error::{CheckIsLeaderError, RaftError};
 use kimberlite_raft::NodeId;
 
-use super::{log_position, Cluster, LOG_POSITION_HEADER};
+use super::node::{log_position, Cluster, LOG_POSITION_HEADER};
 use crate::access_writer::ACCESS_STREAM;
 use crate::error::{ApiError, LeaderUrl};
 use crate::state::AppState;

@@ -16,7 +16,7 @@ use kimberlite_raft::NodeId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{log_position, Cluster};
+use super::node::{log_position, Cluster};
 use crate::error::ApiError;
 use crate::principal::Principal;
 use crate::state::AppState;

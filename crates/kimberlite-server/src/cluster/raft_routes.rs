@@ -17,8 +17,9 @@ use kimberlite_raft::{NodeId, TypeConfig};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::node::Cluster;
 use super::transport::SnapshotMessage;
-use super::{wire, Cluster};
+use super::wire;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use kimberlite::{ExpectedOffset, Offset};
 use kimberlite_raft::{Appended, Rejection, RequestId, Response, WriteError};
 
-use super::{Cluster, REQUEST_ID_HEADER};
+use super::node::{Cluster, REQUEST_ID_HEADER};
 use crate::error::ApiError;
 
 /// The request id of a write: the client's `Kimberlite-Request-Id: <client id, 1 to 32 hex

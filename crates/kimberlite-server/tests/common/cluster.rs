@@ -26,6 +26,8 @@ pub struct Nodes {
     /// The voters the cluster was bootstrapped with.
     pub peers: BTreeMap<u64, String>,
     pub running: BTreeMap<u64, RunningNode>,
+    /// Finishes every node's configuration (a snapshot policy, say).
+    configure: fn(&mut ClusterConfig),
 }
 
 /// A listener on a free loopback port and its base URL.
@@ -38,6 +40,11 @@ pub fn listener() -> (TcpListener, String) {
 impl Nodes {
     /// Starts `voters` (the first bootstraps the cluster).
     pub async fn start(voters: &[u64]) -> Self {
+        Self::start_configured(voters, |_| {}).await
+    }
+
+    /// Starts `voters`, each node's configuration finished by `configure`.
+    pub async fn start_configured(voters: &[u64], configure: fn(&mut ClusterConfig)) -> Self {
         let listeners: Vec<(u64, TcpListener, String)> = voters
             .iter()
             .map(|&id| {
@@ -54,6 +61,7 @@ impl Nodes {
             urls: peers.clone(),
             peers,
             running: BTreeMap::new(),
+            configure,
         };
         for (index, (id, listener, _)) in listeners.into_iter().enumerate() {
             nodes.start_node(id, listener, index == 0).await;
@@ -70,6 +78,7 @@ impl Nodes {
         config.bootstrap = bootstrap;
         // The tests never crash the machine: the Raft log need not be synced.
         config.node.sync = false;
+        (self.configure)(&mut config);
         let state = node_state(config, super::test_keys(), Limits::default())
             .await
             .expect("node starts");
