@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use kimberlite_raft::openraft::SnapshotPolicy;
+use kimberlite_server::kimberlite_raft::openraft::SnapshotPolicy;
 use kimberlite_server::{AppState, ClusterConfig, KeyRing, Limits};
 
 use crate::error::CliError;

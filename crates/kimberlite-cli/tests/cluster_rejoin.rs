@@ -81,7 +81,10 @@ fn a_wiped_node_rejoins_under_a_new_id_from_a_snapshot() {
     cluster.wait_converged(STREAM);
     let newcomer = cluster.status(4).expect("node 4's status");
     let snapshot = newcomer["snapshot"].as_str().map_or(0, index_of);
-    assert!(snapshot >= purged, "node 4 holds a snapshot past {purged}: {newcomer}");
+    assert!(
+        snapshot >= purged,
+        "node 4 holds a snapshot past {purged}: {newcomer}"
+    );
     cluster_command(&cluster, leader, &["promote", "4"]);
     cluster_command(&cluster, leader, &["remove", &wiped.to_string()]);
     let voters: Vec<u64> = cluster.status(leader).expect("status")["voters"]
