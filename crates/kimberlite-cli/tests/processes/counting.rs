@@ -1,13 +1,16 @@
-//! The counting client of the real-process tests: appends one event at a time, each with its
-//! own request id, retrying the same id on another node after a refused connection, a timeout
-//! or a 503 until the write is answered; follows each 307 itself. It records which events
-//! were acknowledged, so the test can count what the cluster kept.
+//! The counting clients of the real-process tests: each appends one event at a time, each
+//! event its own request id, and records which were acknowledged, so the test can count what
+//! the cluster kept. Two kinds: the test's own (every 307 followed by hand, the same id
+//! retried on the next node after a refused connection, a timeout or a 503, until the write
+//! is answered), which checks the server's side of request ids; and `kimberlite-client`
+//! (its own redirects, request ids and retries over the nodes it is given).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kimberlite_client::{Client, RetryPolicy};
 use serde_json::json;
 
 use super::http::Http;
@@ -34,18 +37,51 @@ enum Attempt {
     Retry(String),
 }
 
-/// The client: its id (32 hex digits), the nodes it may talk to, the stream it appends to.
+/// How a counting client writes.
+enum Writer {
+    /// The test's own HTTP calls to these nodes.
+    Raw { http: Http, urls: Vec<String> },
+    /// `kimberlite-client`, given every node.
+    Client(Box<Client>),
+}
+
+/// A counting client: its id (32 hex digits, which its events carry), how it writes, the
+/// stream it appends to.
 pub struct Counting {
     pub client_id: String,
-    pub urls: Vec<String>,
+    writer: Writer,
     pub stream: String,
-    pub http: Http,
     /// Events acknowledged so far, for a test to wait on.
     pub progress: AtomicU64,
 }
 
 impl Counting {
-    pub fn new(urls: Vec<String>, stream: &str, token: &str, attempt_timeout: Duration) -> Self {
+    /// The test's own client of the nodes at `urls`.
+    pub fn raw(urls: Vec<String>, stream: &str, token: &str, attempt_timeout: Duration) -> Self {
+        let http = Http::new(token, attempt_timeout);
+        Self::with_writer(Writer::Raw { http, urls }, stream)
+    }
+
+    /// `kimberlite-client` over the nodes at `urls`, retrying for about
+    /// [`WRITE_RETRY_TIMEOUT`].
+    pub fn client(urls: &[String], stream: &str, token: &str, attempt_timeout: Duration) -> Self {
+        let (first, others) = urls.split_first().expect("a node");
+        let mut builder = Client::builder(first)
+            .token(token)
+            .request_timeout(attempt_timeout)
+            .retry(RetryPolicy {
+                attempts: 60,
+                first_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(500),
+            });
+        for url in others {
+            builder = builder.other_node(url);
+        }
+        let client = builder.build().expect("a kimberlite-client");
+        Self::with_writer(Writer::Client(Box::new(client)), stream)
+    }
+
+    fn with_writer(writer: Writer, stream: &str) -> Self {
         static CLIENTS: AtomicU64 = AtomicU64::new(0);
         let client_id = format!(
             "{:016x}{:016x}",
@@ -54,9 +90,8 @@ impl Counting {
         );
         Self {
             client_id,
-            urls,
+            writer,
             stream: stream.to_owned(),
-            http: Http::new(token, attempt_timeout),
             progress: AtomicU64::new(0),
         }
     }
@@ -92,37 +127,60 @@ impl Counting {
                 break;
             }
             let text = self.event_text(sequence);
-            let request_id = format!("{}-{sequence}", self.client_id);
-            let deadline = Instant::now() + WRITE_RETRY_TIMEOUT;
-            loop {
-                match self.attempt(&self.urls[node % self.urls.len()], &text, &request_id) {
-                    Attempt::Acknowledged(offset) => {
-                        tally.acknowledged.insert(text, offset);
-                        self.progress.fetch_add(1, Ordering::SeqCst);
-                        break;
-                    }
-                    Attempt::Retry(_why) if Instant::now() < deadline => {
-                        tally.retries += 1;
-                        node += 1;
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Attempt::Retry(why) => {
-                        eprintln!("gave up on {text}: {why}");
-                        tally.unknown.insert(text);
-                        break;
-                    }
+            let outcome = match &self.writer {
+                Writer::Raw { http, urls } => {
+                    self.write_raw(http, urls, &mut node, &text, sequence, &mut tally)
+                }
+                Writer::Client(client) => client
+                    .append(&self.stream, &[text.as_bytes()], None)
+                    .map(|appended| appended.first_offset)
+                    .map_err(|error| error.to_string()),
+            };
+            match outcome {
+                Ok(offset) => {
+                    tally.acknowledged.insert(text, offset);
+                    self.progress.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(why) => {
+                    eprintln!("gave up on {text}: {why}");
+                    tally.unknown.insert(text);
                 }
             }
         }
         tally
     }
 
+    /// Writes event `sequence` through the test's own calls, retrying its request id on the
+    /// next node until answered or [`WRITE_RETRY_TIMEOUT`] passed.
+    fn write_raw(
+        &self,
+        http: &Http,
+        urls: &[String],
+        node: &mut usize,
+        text: &str,
+        sequence: u64,
+        tally: &mut Tally,
+    ) -> Result<u64, String> {
+        let request_id = format!("{}-{sequence}", self.client_id);
+        let deadline = Instant::now() + WRITE_RETRY_TIMEOUT;
+        loop {
+            match self.attempt(http, &urls[*node % urls.len()], text, &request_id) {
+                Attempt::Acknowledged(offset) => return Ok(offset),
+                Attempt::Retry(_why) if Instant::now() < deadline => {
+                    tally.retries += 1;
+                    *node += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Attempt::Retry(why) => return Err(why),
+            }
+        }
+    }
+
     /// Sends one append of `text` to `url`, following redirects.
-    fn attempt(&self, url: &str, text: &str, request_id: &str) -> Attempt {
-        let mut base = url.to_owned();
-        let mut target = format!("{base}/v1/streams/{}/events", self.stream);
+    fn attempt(&self, http: &Http, url: &str, text: &str, request_id: &str) -> Attempt {
+        let mut target = format!("{url}/v1/streams/{}/events", self.stream);
         for _hop in 0..=REDIRECTS_MAX {
-            let answer = match self.http.post(&target, &json!([text]), Some(request_id)) {
+            let answer = match http.post(&target, &json!([text]), Some(request_id)) {
                 Ok(answer) => answer,
                 Err(error) => return Attempt::Retry(error),
             };
@@ -135,7 +193,6 @@ impl Counting {
                 }
                 307 | 308 => {
                     target = answer.location.expect("a redirect names where");
-                    base.clone_from(&target);
                 }
                 408 | 500..=599 => {
                     return Attempt::Retry(format!("{}: {}", answer.status, answer.body))
