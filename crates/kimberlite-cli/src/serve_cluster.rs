@@ -39,6 +39,10 @@ pub struct ClusterArgs {
         requires = "node_id"
     )]
     pub snapshot_logs: u64,
+    /// Check the other nodes' TLS certificates against the CA certificate(s) in FILE (PEM),
+    /// beside the system's roots (for peers at https:// URLs).
+    #[arg(long, value_name = "FILE", requires = "node_id")]
+    pub cluster_ca: Option<PathBuf>,
 }
 
 /// `1=http://a,2=http://b` as a map; every entry an id and an http(s) URL, no id twice.
@@ -104,6 +108,12 @@ pub async fn start(
     let mut config = ClusterConfig::new(id, dir, peers, secret.trim());
     config.bootstrap = args.bootstrap;
     config.node.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(args.snapshot_logs);
+    if let Some(path) = &args.cluster_ca {
+        let pem = std::fs::read(path).map_err(|error| {
+            CliError::usage(format!("--cluster-ca {}: {error}", path.display()))
+        })?;
+        config.ca_pems.push(pem);
+    }
     kimberlite_server::node_state(config, keys, limits)
         .await
         .map_err(|error| CliError::usage(format!("cluster mode: {error}")))

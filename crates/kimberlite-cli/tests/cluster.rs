@@ -118,6 +118,26 @@ fn three_processes_form_a_cluster_managed_with_the_cli() {
         "--cluster-token-file",
     );
 
+    let garbage = temp.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("garbage");
+    fails(
+        &[
+            "serve",
+            s(&dirs[3]),
+            "--listen",
+            &addrs[3].to_string(),
+            "--node-id",
+            "4",
+            "--cluster-token-file",
+            s(&secret),
+            "--cluster-ca",
+            s(&garbage),
+        ],
+        "",
+        2,
+        "no PEM certificate",
+    );
+
     let mut servers = Vec::new();
     for index in 0..3 {
         let id = (index + 1).to_string();

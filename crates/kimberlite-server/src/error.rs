@@ -205,7 +205,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_kind();
-        if status.is_server_error() {
+        // A follower without a leader during an election answers this often: not an error.
+        if status.is_server_error() && !matches!(self, Self::NotLeader { .. }) {
             tracing::error!(kind, error = %self, "request failed");
         }
         let (stream, offset, next_offset) = self.stream_and_offsets();

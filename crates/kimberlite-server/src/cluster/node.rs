@@ -31,6 +31,9 @@ pub struct ClusterConfig {
     pub bootstrap: bool,
     /// The node's configuration (its directory is the server's).
     pub node: NodeConfig,
+    /// PEM CA certificates the other nodes' TLS certificates are checked against, beside
+    /// the system's roots.
+    pub ca_pems: Vec<Vec<u8>>,
 }
 
 impl ClusterConfig {
@@ -48,6 +51,7 @@ impl ClusterConfig {
             secret: secret.into(),
             bootstrap: false,
             node: NodeConfig::new(node_id, dir),
+            ca_pems: Vec::new(),
         }
     }
 }
@@ -94,8 +98,16 @@ impl Cluster {
                 )));
             }
         }
+        let no_certificate = |pem: &Vec<u8>| {
+            reqwest::Certificate::from_pem_bundle(pem).map_or(true, |certs| certs.is_empty())
+        };
+        if config.ca_pems.iter().any(no_certificate) {
+            return Err(ClusterError::Config(
+                "a cluster CA file holds no PEM certificate".into(),
+            ));
+        }
         let secret: Arc<str> = Arc::from(config.secret.trim());
-        let transport = HttpTransport::new(Arc::clone(&secret))
+        let transport = HttpTransport::new(Arc::clone(&secret), &config.ca_pems)
             .map_err(|error| ClusterError::Config(error.to_string()))?;
         let node = Node::start(config.node.clone(), transport).await?;
         if config.bootstrap {

@@ -33,9 +33,16 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport presenting `secret` to the other nodes.
-    pub fn new(secret: Arc<str>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// A transport presenting `secret` to the other nodes, trusting the system's roots and
+    /// the PEM certificates in `ca_pems` for their TLS certificates.
+    pub fn new(secret: Arc<str>, ca_pems: &[Vec<u8>]) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        for pem in ca_pems {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // A node's answer is never a redirect; following one would hand the secret on.
