@@ -28,8 +28,6 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::cluster::gate,
         ))
-        // The Raft routes take the cluster secret, not API keys: neither recorded nor gated.
-        .merge(crate::cluster::raft_routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -40,6 +38,10 @@ pub(crate) fn router(state: AppState) -> Router {
             crate::metrics_layer::track,
         ))
         .layer(TraceLayer::new_for_http())
+        // The Raft routes take the cluster secret, not API keys: not recorded, gated, counted
+        // in the request metrics or cut by the request timeout (the sender bounds each
+        // message; a snapshot may take longer); they read a body only after the secret.
+        .merge(crate::cluster::raft_routes())
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -32,7 +32,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/raft/append-entries", post(append_entries))
         .route("/v1/raft/vote", post(vote))
         .route("/v1/raft/snapshot", post(snapshot))
-        .layer(DefaultBodyLimit::max(RAFT_BODY_MAX))
 }
 
 /// The cluster of a request to a Raft route, once its secret is checked.
@@ -60,8 +59,22 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<Arc<Cluster>, Api
     Ok(cluster)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    wire::decode(body).map_err(|error| ApiError::BadRequest(error.to_string()))
+/// The message of `request`, read only once its secret is checked (a caller without it
+/// cannot make this node buffer a large body).
+async fn message<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    request: Request,
+) -> Result<(Arc<Cluster>, T), ApiError> {
+    let cluster = authorized(state, request.headers())?;
+    let body: Bytes = axum::body::to_bytes(request.into_body(), RAFT_BODY_MAX)
+        .await
+        .map_err(|error| {
+            ApiError::BadRequest(format!(
+                "the message could not be read (at most {RAFT_BODY_MAX} bytes): {error}"
+            ))
+        })?;
+    let message = wire::decode(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    Ok((cluster, message))
 }
 
 fn answer<T: serde::Serialize>(value: &T) -> Response {
@@ -78,31 +91,20 @@ fn answer<T: serde::Serialize>(value: &T) -> Response {
 
 async fn append_entries(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = authorized(&state, &headers)?;
-    let request: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    let (cluster, request): (_, AppendEntriesRequest<TypeConfig>) =
+        message(&state, request).await?;
     Ok(answer(&cluster.node().raft().append_entries(request).await))
 }
 
-async fn vote(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let cluster = authorized(&state, &headers)?;
-    let request: VoteRequest<NodeId> = decode(&body)?;
+async fn vote(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (cluster, request): (_, VoteRequest<NodeId>) = message(&state, request).await?;
     Ok(answer(&cluster.node().raft().vote(request).await))
 }
 
-async fn snapshot(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let cluster = authorized(&state, &headers)?;
-    let (vote, meta, image): SnapshotMessage = decode(&body)?;
+async fn snapshot(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (cluster, (vote, meta, image)): (_, SnapshotMessage) = message(&state, request).await?;
     let snapshot = Snapshot::<TypeConfig> {
         meta,
         snapshot: Box::new(image),
