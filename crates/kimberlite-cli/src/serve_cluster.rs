@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
+use kimberlite_server::kimberlite_raft::openraft::SnapshotPolicy;
 use kimberlite_server::{AppState, ClusterConfig, KeyRing, Limits};
 
 use crate::error::CliError;
@@ -28,6 +29,16 @@ pub struct ClusterArgs {
     /// Ignored (and said so) when this node's Raft log already holds a membership.
     #[arg(long, requires = "peers")]
     pub bootstrap: bool,
+    /// Snapshot the replica every N applied Raft log entries, then purge the log up to the
+    /// snapshot: a smaller N keeps less log and sends lagging or new nodes a snapshot sooner.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        requires = "node_id"
+    )]
+    pub snapshot_logs: u64,
     /// Check the other nodes' TLS certificates against the CA certificate(s) in FILE (PEM),
     /// beside the system's roots (for peers at https:// URLs).
     #[arg(long, value_name = "FILE", requires = "node_id")]
@@ -96,6 +107,7 @@ pub async fn start(
     }
     let mut config = ClusterConfig::new(id, dir, peers, secret.trim());
     config.bootstrap = args.bootstrap;
+    config.node.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(args.snapshot_logs);
     if let Some(path) = &args.cluster_ca {
         let pem = std::fs::read(path).map_err(|error| {
             CliError::usage(format!("--cluster-ca {}: {error}", path.display()))

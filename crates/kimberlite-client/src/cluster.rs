@@ -39,6 +39,12 @@ pub struct ClusterStatus {
     pub last_applied: String,
     /// The last index of its Raft log.
     pub last_log_index: Option<u64>,
+    /// The log position its last snapshot covers, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The log position its Raft log is purged up to, if purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged: Option<String>,
     /// On the leader: each node's log position known replicated.
     #[serde(default)]
     pub replication: Option<BTreeMap<u64, String>>,

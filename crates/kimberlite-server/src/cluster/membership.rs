@@ -63,6 +63,13 @@ pub struct ClusterView {
     pub last_applied: String,
     /// The last index in its Raft log.
     pub last_log_index: Option<u64>,
+    /// The log position its last snapshot covers (`<term>-<node>-<index>`), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The log position its Raft log is purged up to: a node that lacks entries up to it
+    /// can only catch up from a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged: Option<String>,
     /// When this node leads: each node's last log position known replicated to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<BTreeMap<NodeId, String>>,
@@ -101,6 +108,8 @@ fn view(cluster: &Cluster) -> ClusterView {
         learners: membership.learner_ids().map(member).collect(),
         last_applied: log_position(metrics.last_applied),
         last_log_index: metrics.last_log_index,
+        snapshot: metrics.snapshot.map(|log_id| log_position(Some(log_id))),
+        purged: metrics.purged.map(|log_id| log_position(Some(log_id))),
         replication: metrics.replication.as_ref().map(|progress| {
             progress
                 .iter()
