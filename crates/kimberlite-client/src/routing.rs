@@ -169,9 +169,16 @@ impl Routing {
                         return Ok(response);
                     };
                     if redirects > REDIRECTS_MAX {
-                        return Err(ClientError::Protocol(format!(
-                            "more than {REDIRECTS_MAX} redirects (last to {location})"
-                        )));
+                        if exhausted {
+                            return Err(ClientError::Protocol(format!(
+                                "more than {REDIRECTS_MAX} redirects (last to {location})"
+                            )));
+                        }
+                        // Two nodes naming each other the leader during an election: pause
+                        // as after a 503, then follow again (same request id).
+                        redirects = 0;
+                        std::thread::sleep(self.retry.delay(sends - 1));
+                        sends += 1;
                     }
                     self.set_current(Some(location.clone()));
                     *next.url_mut() = location;
@@ -241,6 +248,78 @@ mod tests {
         assert_eq!(delays[8], Duration::from_millis(800));
         let total: Duration = delays.iter().sum();
         assert!(total < Duration::from_secs(6), "{total:?}");
+    }
+
+    /// A stand-in node on `listener`: answers its first `answers` connections (one request
+    /// each) with `answer(n)`, then stops.
+    fn stand_in(
+        listener: std::net::TcpListener,
+        answers: usize,
+        answer: impl Fn(usize) -> String + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            for n in 0..answers {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !seen.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => seen.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = stream.write_all(answer(n).as_bytes());
+            }
+        })
+    }
+
+    fn redirect_to(port: u16) -> String {
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{port}/v1/x\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn a_redirect_loop_during_an_election_is_retried_not_abandoned() {
+        // Two nodes name each other the leader for 6 round trips (more than REDIRECTS_MAX),
+        // then the first one leads and answers.
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a_port = a.local_addr().unwrap().port();
+        let b_port = b.local_addr().unwrap().port();
+        let a = stand_in(a, 4, move |n| {
+            if n < 3 {
+                redirect_to(b_port)
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            }
+        });
+        let b = stand_in(b, 3, move |_| redirect_to(a_port));
+        let base = Url::parse(&format!("http://127.0.0.1:{a_port}")).unwrap();
+        let policy = RetryPolicy {
+            attempts: 4,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        let routing = Routing::new(base.clone(), Vec::new(), policy).unwrap();
+        // As the client's own: redirects are followed here, not by reqwest.
+        let http = Http::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let request = http
+            .post(base.join("/v1/x").unwrap())
+            .body("[]")
+            .build()
+            .unwrap();
+        let response = routing.execute(&http, request).unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        a.join().unwrap();
+        b.join().unwrap();
     }
 
     #[test]
