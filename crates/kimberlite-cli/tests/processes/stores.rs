@@ -11,6 +11,15 @@ use super::{kimberlite, text, Cluster, SETTLE_TIMEOUT};
 /// One stream of a store as the comparison sees it: name, id, next offset, head, root.
 pub type StreamState = (String, u64, u64, String, String);
 
+/// The live store of the node in `dir`: `store/`, or `store-N/` once the node installed a
+/// snapshot (N in `store.current`; docs/REPLICATION.md, section "Snapshots").
+pub fn live_store(dir: &Path) -> std::path::PathBuf {
+    match std::fs::read_to_string(dir.join("store.current")) {
+        Ok(text) if text.trim() != "0" => dir.join(format!("store-{}", text.trim())),
+        _ => dir.join("store"),
+    }
+}
+
 /// Every stream of the store in `dir` (opened read-only: the node is stopped or not).
 pub fn store_state(dir: &Path) -> Vec<StreamState> {
     let store = Kimberlite::open_read_only(dir, Config::default())
@@ -115,7 +124,7 @@ impl Cluster {
         }
         let states: Vec<(u64, Vec<StreamState>)> = ids
             .iter()
-            .map(|&id| (id, store_state(&self.dir(id).join("store"))))
+            .map(|&id| (id, store_state(&live_store(&self.dir(id)))))
             .collect();
         for (id, state) in &states {
             assert_eq!(
@@ -125,7 +134,7 @@ impl Cluster {
             );
         }
         for &id in ids {
-            verify_intact(&self.dir(id).join("store"));
+            verify_intact(&live_store(&self.dir(id)));
         }
     }
 }
