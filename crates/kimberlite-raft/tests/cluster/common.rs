@@ -1,5 +1,6 @@
 //! What the scenarios share: seeds, options, a client's request ids, replica comparison.
 
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +36,28 @@ pub fn stream_texts(cluster: &Cluster, id: NodeId, stream: u64) -> Vec<String> {
         .iter()
         .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
         .collect()
+}
+
+/// Every running node holds every event of `acked` in `stream`, and no event twice (the
+/// no-loss and no-duplicate invariants of the scenarios).
+pub fn assert_each_once_everywhere(
+    cluster: &Cluster,
+    stream: u64,
+    acked: &BTreeSet<String>,
+    seed: u64,
+) {
+    for id in cluster.running() {
+        let texts = stream_texts(cluster, id, stream);
+        let unique: HashSet<&String> = texts.iter().collect();
+        assert_eq!(
+            unique.len(),
+            texts.len(),
+            "seed {seed}: duplicates on node {id}"
+        );
+        for text in acked {
+            assert!(unique.contains(text), "seed {seed}: node {id} lost {text}");
+        }
+    }
 }
 
 /// Waits until `check` holds, polling; panics after [`WAIT`].

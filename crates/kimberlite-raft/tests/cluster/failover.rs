@@ -2,14 +2,17 @@
 //! messages: no acknowledged event is lost, none is duplicated, and a retry with the same
 //! request id gets the first answer. The history of appends and reads is linearizable.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kimberlite_raft::{Cluster, Faults};
 
-use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
+use crate::common::{
+    assert_each_once_everywhere, assert_replicas_equal, event, options, request, seeds,
+    stream_texts, WAIT,
+};
 use crate::history::Recorder;
 
 const CLIENTS: u64 = 4;
@@ -100,18 +103,7 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
         assert!(recorder.reads() > 0, "seed {seed}: no read answered");
         let leader = cluster.leader(WAIT).await.unwrap();
         recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-        for id in cluster.running() {
-            let texts = stream_texts(&cluster, id, stream);
-            let unique: HashSet<&String> = texts.iter().collect();
-            assert_eq!(
-                unique.len(),
-                texts.len(),
-                "seed {seed}: duplicates on node {id}"
-            );
-            for text in &acked {
-                assert!(unique.contains(text), "seed {seed}: node {id} lost {text}");
-            }
-        }
+        assert_each_once_everywhere(&cluster, stream, &acked, seed);
         assert!(
             acked.len() as u64 >= CLIENTS * REQUESTS_PER_CLIENT / 2,
             "seed {seed}: {acked:?}"

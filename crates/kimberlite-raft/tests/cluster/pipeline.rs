@@ -11,7 +11,10 @@ use std::time::Duration;
 use kimberlite::ExpectedOffset;
 use kimberlite_raft::{Cluster, ClusterError, Faults, Rejection, WriteError};
 
-use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
+use crate::common::{
+    assert_each_once_everywhere, assert_replicas_equal, event, options, request, seeds,
+    stream_texts, WAIT,
+};
 use crate::history::Recorder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,18 +209,7 @@ async fn a_leader_change_with_appends_in_flight_loses_and_duplicates_nothing() {
         assert_replicas_equal(&cluster, last.log_id.index).await;
         let leader = cluster.leader(WAIT).await.unwrap();
         recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-        for id in cluster.running() {
-            let texts = stream_texts(&cluster, id, stream);
-            let unique: HashSet<&String> = texts.iter().collect();
-            assert_eq!(
-                unique.len(),
-                texts.len(),
-                "seed {seed}: duplicates on node {id}"
-            );
-            for text in &acked {
-                assert!(unique.contains(text), "seed {seed}: node {id} lost {text}");
-            }
-        }
+        assert_each_once_everywhere(&cluster, stream, &acked, seed);
         assert!(
             acked.len() as u64 >= CLIENTS * REQUESTS_PER_CLIENT / 2,
             "seed {seed}: {} acknowledged",

@@ -8,7 +8,7 @@
 //! `KIMBERLITE_RAFT_SIM_SEEDS=n` runs seeds 0..n (20 by default; docs/TESTING.md, section
 //! "Replication").
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use kimberlite_raft::{Cluster, Faults, NodeFs, NodeId};
@@ -17,7 +17,7 @@ use openraft::SnapshotPolicy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{assert_replicas_equal, options, request, stream_texts, WAIT};
+use crate::common::{assert_each_once_everywhere, assert_replicas_equal, options, request, WAIT};
 use crate::history::Recorder;
 
 const VOTERS: [NodeId; 3] = [1, 2, 3];
@@ -125,18 +125,7 @@ async fn run(seed: u64) {
     assert_replicas_equal(&cluster, last.log_id.index).await;
     let leader = cluster.leader(WAIT).await.unwrap();
     recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-    for id in cluster.running() {
-        let texts = stream_texts(&cluster, id, stream);
-        let unique: HashSet<&String> = texts.iter().collect();
-        assert_eq!(
-            unique.len(),
-            texts.len(),
-            "seed {seed}: duplicates on node {id}"
-        );
-        for text in &acked {
-            assert!(unique.contains(text), "seed {seed}: node {id} lost {text}");
-        }
-    }
+    assert_each_once_everywhere(&cluster, stream, &acked, seed);
     let crashes: u64 = disks.values().map(|disk| disk.counts().crashes).sum();
     assert!(recorder.reads() > 0, "seed {seed}: no read answered");
     assert!(
