@@ -1,6 +1,5 @@
 //! Checkpoints signed elsewhere and kept here: what a cluster's replicas do with the
-//! checkpoint their leader signed (docs/REPLICATION.md, "One Raft group, deterministic
-//! commands").
+//! checkpoint their leader signed (docs/REPLICATION.md, section "Checkpoints").
 //!
 //! [`Kimberlite::keep_signed_checkpoint`] keeps a note as [`Kimberlite::sign_checkpoint`]
 //! keeps its own (`checkpoints/<id>/<size>.checkpoint`), once the root it states is the
