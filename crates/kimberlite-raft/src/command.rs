@@ -125,7 +125,8 @@ pub enum Command {
 
 impl Command {
     /// The request this command answers; `None` for a [`Command::Batch`] (each of its
-    /// commands answers its own).
+    /// commands answers its own) and a [`Command::PublishCheckpoint`] (applying it twice
+    /// keeps the same note: nothing to answer once).
     #[must_use]
     pub fn request(&self) -> Option<RequestId> {
         match self {

@@ -206,6 +206,7 @@ impl Replica {
         let response = match command {
             Command::CreateStream { name, .. } => self.create(index, name)?,
             Command::Append { .. } => self.append(index, command, read_at)?,
+            // Not reached: neither carries a request id.
             Command::Batch(_) | Command::PublishCheckpoint { .. } => nested_batch(),
         };
         self.remember(request, index, &response);
@@ -228,7 +229,12 @@ impl Replica {
                 ..
             } = command
             else {
-                answers.push(self.apply_single(index, command, None)?.0);
+                let answer = match command {
+                    // Keeps a note; changes no head the appends after it were proposed against.
+                    Command::PublishCheckpoint { .. } => self.apply(index, command)?,
+                    _ => self.apply_single(index, command, None)?.0,
+                };
+                answers.push(answer);
                 continue;
             };
             let (stream, prev) = (*stream, *prev);

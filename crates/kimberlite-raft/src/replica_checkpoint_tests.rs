@@ -65,6 +65,13 @@ fn a_checkpoint_is_kept_at_its_size_and_applied_again_keeps_the_same_note() {
         .unwrap()
         .unwrap();
     assert_eq!((kept.tree_size, kept.note.as_str()), (2, note(&command)));
+    // In a batch, answered in its place.
+    assert_eq!(
+        replica
+            .apply(8, &Command::Batch(vec![command.clone()]))
+            .unwrap(),
+        Response::Batch(vec![Response::CheckpointKept { tree_size: 2 }])
+    );
     // Nothing a request table or a stream's head records.
     assert!(replica.ledger().requests.is_empty());
     assert!(replica.take_changes().is_empty());
