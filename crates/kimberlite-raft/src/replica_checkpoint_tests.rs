@@ -181,3 +181,65 @@ fn a_snapshot_carries_the_kept_checkpoints_and_refuses_one_of_another_tree() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_kept_checkpoint_survives_power_loss_once_its_entry_is_applied() {
+    use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
+    use openraft::storage::RaftStateMachine;
+    use openraft::{Entry, EntryPayload};
+
+    use crate::command::RequestId;
+    use crate::log_file_tests::log_id;
+    use crate::state_machine::StateMachine;
+
+    let entry = |index: u64, command: Command| Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(command),
+    };
+    for seed in 0..8 {
+        let fs = SimFileSystem::new(seed, FaultConfig::NONE);
+        let open = || {
+            StateMachine::open_with(
+                NodeFs::new(fs.clone()),
+                std::path::Path::new("/node"),
+                Config::default(),
+                true,
+            )
+            .unwrap()
+        };
+        let mut state_machine = open();
+        let request = |seq| RequestId { client: 1, seq };
+        let events = vec![bytes::Bytes::from_static(b"a")];
+        let create = Command::CreateStream {
+            request: request(0),
+            name: "s".into(),
+        };
+        let append = Command::Append {
+            request: request(1),
+            stream: 1,
+            prev: Head::default(),
+            read_at: 1,
+            expected: Head::default().after(&events),
+            events,
+        };
+        state_machine
+            .apply(vec![entry(1, create), entry(2, append)])
+            .await
+            .unwrap();
+        let (command, _) = state_machine.read(|store| publish(store, 1, 1));
+        state_machine
+            .apply(vec![entry(3, command.clone())])
+            .await
+            .unwrap();
+        state_machine.close();
+        fs.crash();
+        let reopened = open();
+        assert_eq!(reopened.last_applied(), Some(log_id(3)), "seed {seed}");
+        let (kept, _) = reopened.read(|store| store.latest_signed_checkpoint(StreamId::new(1)));
+        assert_eq!(
+            kept.unwrap().map(|kept| kept.note).as_deref(),
+            Some(note(&command)),
+            "seed {seed}"
+        );
+    }
+}

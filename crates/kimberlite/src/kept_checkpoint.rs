@@ -7,6 +7,8 @@
 //! history. The file is written beside and renamed over, so a crash leaves it whole or
 //! absent, and keeping the same note again writes nothing.
 
+use std::path::Path;
+
 use kimberlite_proof::{split_note, Checkpoint, Hash};
 use kimberlite_types::StreamId;
 
@@ -14,7 +16,7 @@ use crate::error::{Error, Result, TreeEvidence};
 use crate::proofs::{refused, stream_tree, trusted_root};
 use crate::signed_checkpoint::{parse_kept_note, SignedCheckpoint};
 use crate::store::Kimberlite;
-use crate::store_fs::replace_file;
+use crate::store_fs::{replace_file, StoreFs};
 
 impl Kimberlite {
     /// The root of the tree of stream `id`'s first `size` events, checked against the
@@ -90,7 +92,7 @@ impl Kimberlite {
             .is_none_or(|kept| kept != note.as_bytes())
         {
             let temporary = dir.join(format!("{size:020}.checkpoint.tmp"));
-            fs.create_dir_all(&dir)
+            make_dir_durably(fs, &dir)
                 .and_then(|()| replace_file(fs, &dir, &temporary, &path, note.as_bytes()))
                 .map_err(|error| Error::io(format!("storing {}", path.display()), error))?;
         }
@@ -127,6 +129,27 @@ impl Kimberlite {
             path: Some(kept.path),
         }))
     }
+}
+
+/// Creates `dir` (`checkpoints/<id>/`) if missing, its new entries synced in their parents:
+/// a replica keeps the note once, when it applies the entry, so a crash must not take the
+/// directory holding it.
+fn make_dir_durably(fs: &dyn StoreFs, dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take(2)
+        .filter(|path| fs.entry_kind(path).ok().flatten().is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for path in missing.iter().rev() {
+        if let Some(parent) = path.parent() {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
