@@ -115,7 +115,7 @@ impl Ledger {
 
 /// One replica's applied state: its store and its [`Ledger`].
 pub struct Replica {
-    pub(crate) store: Kimberlite,
+    store: Kimberlite,
     ledger: Ledger,
     /// The ledger's changes since [`Replica::take_changes`].
     changes: Vec<LedgerChange>,

@@ -18,7 +18,7 @@ impl Replica {
     /// Applies the checkpoint of `stream` of log entry `index`: `tree_size` events whose
     /// root is `root`, signed in `note`.
     pub(crate) fn keep_checkpoint(
-        &mut self,
+        &self,
         index: u64,
         stream: u64,
         (tree_size, root): (u64, [u8; 32]),
@@ -26,7 +26,7 @@ impl Replica {
     ) -> Result<Response, ApplyError> {
         let id = StreamId::new(stream);
         let store_error = |source| ApplyError::Store { index, source };
-        match self.store.head(id) {
+        match self.store().head(id) {
             Ok(_) => {}
             Err(Error::UnknownStream { .. }) => {
                 return Ok(Response::Rejected(Rejection::UnknownStream { stream }))
@@ -48,7 +48,7 @@ impl Replica {
             expected,
             computed,
         };
-        let head = self.store.tree_head(id).map_err(store_error)?;
+        let head = self.store().tree_head(id).map_err(store_error)?;
         if head.tree_size < tree_size {
             return Err(diverged(Head {
                 next_offset: head.tree_size,
@@ -57,7 +57,7 @@ impl Replica {
             .into());
         }
         let mine = self
-            .store
+            .store()
             .tree_root_at(id, tree_size)
             .map_err(store_error)?;
         if mine.0 != root {
@@ -67,7 +67,7 @@ impl Replica {
             })
             .into());
         }
-        self.store
+        self.store()
             .keep_signed_checkpoint(id, note)
             .map_err(store_error)?;
         Ok(Response::CheckpointKept { tree_size })

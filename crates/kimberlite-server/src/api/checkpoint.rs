@@ -53,11 +53,13 @@ pub(crate) async fn signed_note(
 /// policy; they are asked in the background). What the routes and the background
 /// checkpointer sign through; the caller checks the name and the rights.
 pub(crate) async fn sign(state: &AppState, name: String) -> Result<SignedCheckpoint, ApiError> {
-    // In cluster mode the routes publish through the log (`crate::cluster::signed_note`);
-    // signing here would keep a checkpoint in one replica only.
+    // In cluster mode the routes publish through the log (`crate::cluster::signed_note`):
+    // signing here would keep a checkpoint in one replica only. What is left is the
+    // node-local access log, and the witnessing checkpointer (refused at start).
     state.refuse_in_cluster(
-        "checkpoints of the replicated streams are published through the Raft log, and \
-         witnessing is not available in cluster mode yet",
+        "in cluster mode the node-local access log has no checkpoint (each node's is a log \
+         of its own, and they would share one origin and key); the replicated streams' \
+         checkpoints are published through the Raft log",
     )?;
     let key = state.signing().key.clone().ok_or_else(|| {
         ApiError::NotFound(
