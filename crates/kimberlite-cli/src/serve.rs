@@ -42,7 +42,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub insecure_plaintext: bool,
     /// Sign checkpoints (`GET /v1/streams/{stream}/checkpoint` and the tiles view's) with
-    /// this private key, from `kimberlite keygen`; without it the server signs none.
+    /// this private key, from `kimberlite keygen`; without it the server signs none. In
+    /// cluster mode give every node the same key file and the same --store-name.
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
     /// The store name in origins (default: the directory's name), as `checkpoint`, `prove`
@@ -136,6 +137,23 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
             args.dir.display()
         );
     }
+    if args.cluster.node_id.is_some()
+        && (!args.witness_policy.is_empty() || args.master_key.is_some())
+    {
+        return Err(CliError::usage(
+            "--witness-policy and --master-key are not available in cluster mode yet: they \
+             would write to one replica's store outside the Raft log, and the replicas would \
+             diverge",
+        ));
+    }
+    // Whichever node leads signs: every node must name the log alike in its origins.
+    if args.cluster.node_id.is_some() && args.signing_key.is_some() && args.store_name.is_none() {
+        return Err(CliError::usage(
+            "in cluster mode --signing-key needs --store-name NAME, the same on every node \
+             (the default, the directory's name, may differ between nodes, and the origin in \
+             each checkpoint would change with the leader)",
+        ));
+    }
     let store_name = crate::proofs::store_name(&args.dir, args.store_name.as_deref())?;
     let mut state = match args.cluster.node_id {
         // The replica's store is DIR/store/, the node's access log DIR/access/.
@@ -156,17 +174,6 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
     }
     .with_store_name(&store_name)
     .map_err(usage)?;
-    if args.cluster.node_id.is_some()
-        && (args.signing_key.is_some()
-            || !args.witness_policy.is_empty()
-            || args.master_key.is_some())
-    {
-        return Err(CliError::usage(
-            "--signing-key, --witness-policy and --master-key are not available in cluster \
-             mode yet: they would write to one replica's store outside the Raft log, and the \
-             replicas would diverge",
-        ));
-    }
     if let Some(path) = &args.signing_key {
         let key = SignerKey::parse(&crate::proofs::read_text(path, "private key")?)
             .map_err(|error| CliError::usage(format!("{}: {error}", path.display())))?;

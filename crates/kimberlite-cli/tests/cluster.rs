@@ -118,6 +118,25 @@ fn three_processes_form_a_cluster_managed_with_the_cli() {
         "--cluster-token-file",
     );
 
+    // A signing key in cluster mode needs the store name every node signs under.
+    let signing = temp.path().join("cluster.key");
+    ok(&["keygen", "--name", "cluster", "--out", s(&signing)], "");
+    fails(
+        &[
+            "serve",
+            s(&dirs[3]),
+            "--node-id",
+            "4",
+            "--cluster-token-file",
+            s(&secret),
+            "--signing-key",
+            s(&signing),
+        ],
+        "",
+        2,
+        "--store-name",
+    );
+
     let garbage = temp.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate").expect("garbage");
     fails(

@@ -108,18 +108,32 @@ pub enum Command {
     /// whose stream an earlier append of the batch changed was proposed against the head
     /// that one leaves; if it did not apply now, the later ones on that stream are stale.
     Batch(Vec<Command>),
+    /// Keep `note`, a checkpoint of `stream` the leader signed over state it had applied
+    /// (committed), in every replica's store (`crate::replica_checkpoint`): a replica whose
+    /// tree at `tree_size` has another root stops ([`crate::Divergence`]).
+    PublishCheckpoint {
+        /// The stream's id.
+        stream: u64,
+        /// Events the checkpoint covers.
+        tree_size: u64,
+        /// The root of the stream's tree over them.
+        root: [u8; 32],
+        /// The signed note (C2SP checkpoint), as the store keeps it.
+        note: String,
+    },
 }
 
 impl Command {
     /// The request this command answers; `None` for a [`Command::Batch`] (each of its
-    /// commands answers its own).
+    /// commands answers its own) and a [`Command::PublishCheckpoint`] (applying it twice
+    /// keeps the same note: nothing to answer once).
     #[must_use]
     pub fn request(&self) -> Option<RequestId> {
         match self {
             Command::CreateStream { request, .. } | Command::Append { request, .. } => {
                 Some(*request)
             }
-            Command::Batch(_) => None,
+            Command::Batch(_) | Command::PublishCheckpoint { .. } => None,
         }
     }
 }
@@ -141,6 +155,9 @@ impl fmt::Display for Command {
                 prev.next_offset
             ),
             Command::Batch(commands) => write!(f, "batch of {} commands", commands.len()),
+            Command::PublishCheckpoint {
+                stream, tree_size, ..
+            } => write!(f, "checkpoint of stream {stream} at size {tree_size}"),
         }
     }
 }
@@ -166,6 +183,11 @@ pub enum Response {
     Rejected(Rejection),
     /// The answers to a [`Command::Batch`], one per command, in order.
     Batch(Vec<Response>),
+    /// The checkpoint of a [`Command::PublishCheckpoint`] is kept.
+    CheckpointKept {
+        /// Events it covers.
+        tree_size: u64,
+    },
 }
 
 /// Why every replica refused a command.

@@ -5,7 +5,8 @@
 //! expected, and answers each request once ([`RequestTable`], in its [`Ledger`]).
 //!
 //! - [`Node`]: one replica (its [`LogStore`], [`StateMachine`] and Raft); the leader's side of
-//!   a write ([`Node::append`], [`Node::create_stream`]) and reads.
+//!   a write ([`Node::append`], [`Node::create_stream`], [`Node::publish_checkpoint`]) and
+//!   reads.
 //! - [`Transport`]: how messages reach other nodes; [`SimNetwork`] in process, with faults.
 //! - [`NodeFs`]: the file system every file of a node goes through (the real one, or a
 //!   simulated one that loses power).
@@ -28,7 +29,9 @@ mod network;
 mod node;
 mod node_fs;
 mod proposer;
+mod publish;
 mod replica;
+mod replica_checkpoint;
 mod request_table;
 mod sim_network;
 mod snapshot;
@@ -47,6 +50,8 @@ mod log_file_tests;
 #[cfg(test)]
 mod replica_batch_tests;
 #[cfg(test)]
+mod replica_checkpoint_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod snapshot_tests;
@@ -62,6 +67,7 @@ pub use network::{Network, Transport, TransportError, TransportResult};
 pub use node::{Node, NodeConfig, StartError};
 pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use openraft;
+pub use publish::{PublishError, PublishedCheckpoint};
 pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
 pub use request_table::{Answer, RequestTable, REQUEST_ANSWERS_MAX};
 pub use sim_network::{Faults, SimNetwork, SimTransport};

@@ -15,8 +15,8 @@ use crate::request_table::{Answer, RequestTable};
 /// holds a history other than the cluster's without saying so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error(
-    "replica diverged at log index {index}: stream {stream} has head {computed} {point} the \
-     batch, the leader's is {expected}; applying stopped"
+    "replica diverged at log index {index}: stream {stream} has {point} {computed}, the \
+     leader's is {expected}; applying stopped"
 )]
 pub struct Divergence {
     /// The log index of the entry.
@@ -39,13 +39,18 @@ pub enum DivergencePoint {
     Before,
     /// After the batch: appending the same events to the same head gave another head.
     After,
+    /// At a checkpoint the leader published: this replica's tree at the checkpoint's size
+    /// has another root, or fewer events. Here a head's `next_offset` is a tree size and
+    /// its `hash` the tree's root (`crate::replica_checkpoint`).
+    Checkpoint,
 }
 
 impl fmt::Display for DivergencePoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DivergencePoint::Before => "before",
-            DivergencePoint::After => "after",
+            DivergencePoint::Before => "head before the batch",
+            DivergencePoint::After => "head after the batch",
+            DivergencePoint::Checkpoint => "tree size@root at the checkpoint's size",
         })
     }
 }
@@ -173,6 +178,12 @@ impl Replica {
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
         match command {
             Command::Batch(commands) => self.apply_batch(index, commands),
+            Command::PublishCheckpoint {
+                stream,
+                tree_size,
+                root,
+                note,
+            } => self.keep_checkpoint(index, *stream, (*tree_size, *root), note),
             _ => Ok(self.apply_single(index, command, None)?.0),
         }
     }
@@ -195,7 +206,8 @@ impl Replica {
         let response = match command {
             Command::CreateStream { name, .. } => self.create(index, name)?,
             Command::Append { .. } => self.append(index, command, read_at)?,
-            Command::Batch(_) => nested_batch(),
+            // Not reached: neither carries a request id.
+            Command::Batch(_) | Command::PublishCheckpoint { .. } => nested_batch(),
         };
         self.remember(request, index, &response);
         Ok((response, true))
@@ -217,7 +229,12 @@ impl Replica {
                 ..
             } = command
             else {
-                answers.push(self.apply_single(index, command, None)?.0);
+                let answer = match command {
+                    // Keeps a note; changes no head the appends after it were proposed against.
+                    Command::PublishCheckpoint { .. } => self.apply(index, command)?,
+                    _ => self.apply_single(index, command, None)?.0,
+                };
+                answers.push(answer);
                 continue;
             };
             let (stream, prev) = (*stream, *prev);

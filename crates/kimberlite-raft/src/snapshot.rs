@@ -3,8 +3,8 @@
 //! "Snapshots").
 //!
 //! An image is a manifest of every stream's name, id, head and Merkle root at the snapshot's
-//! log position, the store's files that hold them (its segments, `crate::snapshot_files`)
-//! and the [`Ledger`]. The receiver writes the files into a directory of its own, opens them
+//! log position, the store's files that hold them (its segments and the signed checkpoints
+//! the cluster published, `crate::snapshot_files`) and the [`Ledger`]. The receiver writes the files into a directory of its own, opens them
 //! read-only (nothing repaired on disk), walks every stream's chain with the store's own
 //! verification, checks every head and root against the manifest and that no other stream is
 //! there, and only then opens the store for writing: a damaged or forged file or manifest
@@ -13,12 +13,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kimberlite::{Config, Kimberlite};
+use kimberlite::{Config, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Head;
 use crate::node_fs::NodeFs;
 use crate::replica::Ledger;
+use crate::replica_checkpoint;
 use crate::snapshot_error::SnapshotError;
 use crate::snapshot_files;
 pub use crate::snapshot_files::StoreFile;
@@ -113,7 +114,35 @@ impl SnapshotImage {
                 got: problem.message.clone(),
             });
         }
-        self.check_heads(store)
+        self.check_heads(store)?;
+        self.check_checkpoints(store)
+    }
+
+    /// Checks every signed checkpoint the image carries against the tree of its stream at its
+    /// size, as a replica checks one it applies (`crate::replica_checkpoint`).
+    fn check_checkpoints(&self, store: &Kimberlite) -> Result<(), SnapshotError> {
+        for file in &self.files {
+            let Some((stream, size)) = snapshot_files::checkpoint_of(&file.path) else {
+                continue;
+            };
+            let id = StreamId::new(stream);
+            let refuse = |got: String| SnapshotError::Mismatch {
+                name: store.stream_name(id).unwrap_or_else(|| stream.to_string()),
+                what: "checkpoint",
+                expected: format!("{} signs the stream's tree at its size", file.path),
+                got,
+            };
+            let note = file
+                .bytes
+                .as_deref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                .unwrap_or_default();
+            let root = store
+                .tree_root_at(id, size)
+                .map_err(|error| refuse(error.to_string()))?;
+            replica_checkpoint::states(&note, size, root.0).map_err(refuse)?;
+        }
+        Ok(())
     }
 
     fn check_heads(&self, store: &Kimberlite) -> Result<(), SnapshotError> {

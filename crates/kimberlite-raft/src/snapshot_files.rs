@@ -2,12 +2,14 @@
 //! "Snapshots").
 //!
 //! A snapshot carries the store's marker (`kimberlite.json`), every stream's segment files
-//! (`streams/<id>/<n>.seg`) and any cut record (`streams/<id>/pruned.json`). Segments are
+//! (`streams/<id>/<n>.seg`), any cut record (`streams/<id>/pruned.json`) and the signed
+//! checkpoints the cluster published (`checkpoints/<id>/<size>.checkpoint`, replicated state
+//! since every replica keeps them at apply: `crate::replica_checkpoint`). Segments are
 //! append-only: the bytes a segment held when the snapshot was built never change after, so
 //! the kept snapshot names a segment by its path and length only, and its bytes are read
 //! from the live store when the snapshot is sent. The small files are kept whole. Everything
 //! else is rebuilt by the receiving store's open (manifests, indexes, Merkle levels) or is
-//! node-local (the lock, cut-off torn tails, checkpoints).
+//! node-local (the lock, cut-off torn tails).
 
 use std::path::{Component, Path};
 
@@ -24,6 +26,10 @@ const MARKER_FILE: &str = "kimberlite.json";
 const STREAMS_DIR: &str = "streams";
 /// A stream's cut record.
 const PRUNED_FILE: &str = "pruned.json";
+/// The signed checkpoints' directory in a store.
+const CHECKPOINTS_DIR: &str = kimberlite::CHECKPOINT_DIR;
+/// The suffix of a signed checkpoint's file.
+const CHECKPOINT_SUFFIX: &str = ".checkpoint";
 /// Digits of a stream directory's name.
 const STREAM_DIGITS: usize = 20;
 /// Digits of a segment file's number.
@@ -57,6 +63,10 @@ fn kind(path: &str) -> Option<bool> {
             .strip_suffix(".seg")
             .filter(|number| digits(number, SEGMENT_DIGITS))
             .map(|_| true),
+        [CHECKPOINTS_DIR, stream, file] if digits(stream, STREAM_DIGITS) => file
+            .strip_suffix(CHECKPOINT_SUFFIX)
+            .filter(|size| digits(size, STREAM_DIGITS))
+            .map(|_| false),
         _ => None,
     }
 }
@@ -87,7 +97,43 @@ pub(crate) fn list(fs: &NodeFs, store_dir: &Path) -> Result<Vec<StoreFile>, Snap
             }
         }
     }
+    files.extend(checkpoints(fs, store_dir)?);
     Ok(files)
+}
+
+/// The signed checkpoints kept in the store in `store_dir`, whole (none when it keeps none).
+fn checkpoints(fs: &NodeFs, store_dir: &Path) -> Result<Vec<StoreFile>, SnapshotError> {
+    let dir = store_dir.join(CHECKPOINTS_DIR);
+    if fs.entry_kind(&dir)? != Some(EntryKind::Dir) {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    let mut streams = fs.list_dir(&dir)?;
+    streams.sort();
+    for stream in streams {
+        if fs.entry_kind(&dir.join(&stream))? != Some(EntryKind::Dir) {
+            continue;
+        }
+        let mut names = fs.list_dir(&dir.join(&stream))?;
+        names.sort();
+        for name in names {
+            let path = format!("{CHECKPOINTS_DIR}/{stream}/{name}");
+            if kind(&path) == Some(false) {
+                files.push(small(fs, store_dir, &path)?);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The stream id and tree size of a signed checkpoint's file `path` in a snapshot, if it is
+/// one.
+pub(crate) fn checkpoint_of(path: &str) -> Option<(u64, u64)> {
+    let rest = path.strip_prefix(CHECKPOINTS_DIR)?.strip_prefix('/')?;
+    let (stream, file) = rest.split_once('/')?;
+    kind(path)?;
+    let size = file.strip_suffix(CHECKPOINT_SUFFIX)?;
+    Some((stream.parse().ok()?, size.parse().ok()?))
 }
 
 fn small(fs: &NodeFs, store_dir: &Path, path: &str) -> Result<StoreFile, SnapshotError> {
@@ -182,6 +228,10 @@ pub(crate) fn write(
             fs.sync_dir(dir)?;
         }
         fs.sync_dir(&store_dir.join(STREAMS_DIR))?;
+        let checkpoints = store_dir.join(CHECKPOINTS_DIR);
+        if fs.entry_kind(&checkpoints)? == Some(EntryKind::Dir) {
+            fs.sync_dir(&checkpoints)?;
+        }
     }
     Ok(())
 }
@@ -221,6 +271,13 @@ mod tests {
         assert_eq!(kind("kimberlite.json"), Some(false));
         assert_eq!(kind(&format!("streams/{stream}/00000003.seg")), Some(true));
         assert_eq!(kind(&format!("streams/{stream}/pruned.json")), Some(false));
+        let checkpoint = format!("checkpoints/{stream}/00000000000000000007.checkpoint");
+        assert_eq!(kind(&checkpoint), Some(false));
+        assert_eq!(checkpoint_of(&checkpoint), Some((1, 7)));
+        assert_eq!(
+            checkpoint_of(&format!("streams/{stream}/pruned.json")),
+            None
+        );
         for other in [
             "LOCK".to_owned(),
             format!("streams/{stream}/00000003.idx"),
@@ -229,6 +286,10 @@ mod tests {
             "streams/1/00000003.seg".to_owned(),
             format!("/streams/{stream}/00000003.seg"),
             format!("merkle/{stream}/level-00.hashes"),
+            format!("checkpoints/{stream}/00000000000000000007.cosigned"),
+            format!("checkpoints/{stream}/00000000000000000007.checkpoint.tmp"),
+            format!("checkpoints/{stream}/7.checkpoint"),
+            "checkpoints/1/00000000000000000007.checkpoint".to_owned(),
         ] {
             assert_eq!(kind(&other), None, "{other}");
         }

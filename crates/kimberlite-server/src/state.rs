@@ -39,6 +39,13 @@ pub(crate) struct Place {
     node_local: bool,
 }
 
+impl Place {
+    /// Whether the stream is the node's own (its access log in cluster mode).
+    pub(crate) fn is_node_local(self) -> bool {
+        self.node_local
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     store: Kimberlite,
@@ -82,13 +89,11 @@ impl AppState {
     }
 
     /// This state serving `cluster`'s replica: the state's own store keeps only the node's
-    /// access log (docs/SERVER.md, "Cluster mode"). Refused with checkpoint signing,
-    /// witnessing or a master key, which would write to the replica's store outside the
-    /// Raft log.
+    /// access log (docs/SERVER.md, "Cluster mode"). Refused with witnessing or a master key,
+    /// which would write to the replica's store outside the Raft log (a signing key is
+    /// welcome: checkpoints are published through the log).
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Result<Self, ClusterError> {
-        let refused = if self.signing.key.is_some() {
-            Some("--signing-key")
-        } else if self.witnessing.is_some() {
+        let refused = if self.witnessing.is_some() {
             Some("--witness-policy")
         } else if self.subjects.is_some() {
             Some("--master-key")

@@ -280,13 +280,22 @@ async fn features_that_would_write_around_raft_are_refused() {
         .await
         .unwrap();
     assert_eq!(sealed.status(), StatusCode::NOT_IMPLEMENTED);
+    // Checkpoints go through the log; a cluster started without a signing key signs none.
     let checkpoint = raw()
         .get(nodes.url(leader, "/v1/streams/s/checkpoint"))
         .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();
-    assert_eq!(checkpoint.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(checkpoint.status(), StatusCode::NOT_FOUND);
+    let body: Value = checkpoint.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--signing-key"),
+        "{body}"
+    );
     let bad = raw()
         .get(nodes.url(leader, "/v1/streams/s/events?consistency=eventual"))
         .bearer_auth(ADMIN)
@@ -294,6 +303,134 @@ async fn features_that_would_write_around_raft_are_refused() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    nodes.shutdown().await;
+}
+
+async fn get(nodes: &Nodes, node: u64, path: &str) -> reqwest::Response {
+    raw()
+        .get(nodes.url(node, path))
+        .bearer_auth(common::AUDITOR)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The note `path` answers on `node`, once it is 200 and of `size` events (bounded).
+async fn note_of_size(nodes: &Nodes, node: u64, path: &str, size: u64) -> String {
+    for _ in 0..250 {
+        let response = get(nodes, node, path).await;
+        if response.status() == StatusCode::OK {
+            let note = response.text().await.unwrap();
+            if note.lines().nth(1) == Some(size.to_string().as_str()) {
+                return note;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node {node} never answered a checkpoint of {size} at {path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_are_published_through_the_log_and_verify_from_any_node() {
+    use kimberlite::proof::{verify_bundle, Checkpoint, Verified};
+
+    let nodes = Nodes::start_signing(&[1, 2, 3]).await;
+    let leader = nodes.leader().await;
+    let follower = nodes.other_than(leader);
+    assert_eq!(
+        create(&nodes, leader, "ehr").await.status(),
+        StatusCode::CREATED
+    );
+    let appended = append(&nodes, leader, "ehr", json!(["a", "b", "c"])).await;
+    assert_eq!(appended.status(), StatusCode::OK);
+    let verifier = common::checkpoint_key().verifier();
+
+    // On the leader: signed over what it applied, answered once every replica will keep it.
+    let path = "/v1/streams/ehr/checkpoint";
+    let response = get(&nodes, leader, path).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("kimberlite-log-position"));
+    let note = response.text().await.unwrap();
+    let origin = format!("{}/ehr", common::LOG_NAME);
+    assert!(note.starts_with(&format!("{origin}\n3\n")), "{note}");
+    let signed = Checkpoint::open_by_log(&note, &verifier).unwrap();
+    assert_eq!(signed.tree_size, 3);
+
+    // A follower sends the (linearizable) request to the leader, which answers the same note.
+    let redirected = get(&nodes, follower, path).await;
+    assert_eq!(redirected.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = redirected.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(location, nodes.url(leader, path));
+    let followed = raw()
+        .get(&location)
+        .bearer_auth(common::AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.text().await.unwrap(), note);
+
+    // The tiles view's checkpoint from two nodes: the leader's, and the one a follower keeps
+    // (a follower read): the same note under the same key.
+    let tiles = "/v1/streams/ehr/tlog/checkpoint";
+    let from_leader = note_of_size(&nodes, leader, tiles, 3).await;
+    let from_follower = note_of_size(
+        &nodes,
+        follower,
+        &format!("{tiles}?consistency=follower"),
+        3,
+    )
+    .await;
+    for answer in [&from_leader, &from_follower] {
+        assert_eq!(answer, &note);
+        assert_eq!(Checkpoint::open_by_log(answer, &verifier).unwrap(), signed);
+    }
+    // Kept in every replica's store, as `kimberlite checkpoint` keeps one.
+    for &node in nodes.running.keys() {
+        let cluster = nodes.running[&node].state.cluster().unwrap();
+        let (kept, _) = cluster.node().with_store(|store| {
+            let id = store.stream("ehr").unwrap();
+            store
+                .latest_signed_checkpoint(id)
+                .unwrap()
+                .map(|kept| kept.note)
+        });
+        assert_eq!(kept.as_deref(), Some(note.as_str()), "node {node}");
+    }
+
+    // An inclusion proof a follower serves verifies against the leader's checkpoint.
+    let proof = get(
+        &nodes,
+        follower,
+        "/v1/streams/ehr/proofs/inclusion?offset=1&tree_size=3&consistency=follower",
+    )
+    .await;
+    assert_eq!(proof.status(), StatusCode::OK);
+    let proof = proof.text().await.unwrap();
+    assert_eq!(
+        verify_bundle(&verifier, &from_leader, &proof).unwrap(),
+        Verified::Inclusion {
+            offset: 1,
+            payload: b"b".to_vec(),
+            tree_size: 3
+        }
+    );
+
+    // The stream grows: the next checkpoint is a new entry, of the new size.
+    let appended = append(&nodes, leader, "ehr", json!(["d"])).await;
+    assert_eq!(appended.status(), StatusCode::OK);
+    let grown = note_of_size(&nodes, leader, path, 4).await;
+    assert_ne!(grown, note);
+    let from_follower = note_of_size(
+        &nodes,
+        follower,
+        &format!("{tiles}?consistency=follower"),
+        4,
+    )
+    .await;
+    assert_eq!(from_follower, grown);
     nodes.shutdown().await;
 }
 

@@ -57,6 +57,7 @@ mod error;
 mod follow;
 mod group_append;
 mod head;
+mod kept_checkpoint;
 mod lost;
 mod marker;
 mod merkle;

@@ -34,7 +34,7 @@ pub struct SignedCheckpoint {
 pub(crate) struct KeptCheckpoint {
     pub(crate) size: u64,
     root: Hash,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl Kimberlite {

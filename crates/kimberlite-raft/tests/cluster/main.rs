@@ -1,6 +1,7 @@
 //! The replication scenarios, in process over a simulated network (docs/TESTING.md, section
 //! "Replication"). One binary, one file per scenario.
 
+mod checkpoint;
 mod common;
 mod divergence;
 mod failover;

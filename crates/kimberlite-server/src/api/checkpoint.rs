@@ -5,7 +5,8 @@
 //! origin as key name (`kimberlite_proof::signing`), and kept in the store's `checkpoints/`
 //! before it is answered, as the CLI keeps it: the store reads it back at open as evidence of
 //! the stream's length, and `kimberlite audit` takes it. Without a key the route answers 404
-//! with `kind: not_found` and says how to start the server with one.
+//! with `kind: not_found` and says how to start the server with one. In cluster mode the
+//! leader publishes it through the Raft log instead (`crate::cluster::signed_note`).
 
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
@@ -42,6 +43,9 @@ pub(crate) async fn signed_note(
 ) -> Result<String, ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Read, &name)?;
+    if let (Some(cluster), false) = (state.cluster(), state.place(&name).is_node_local()) {
+        return crate::cluster::signed_note(state, &cluster, name).await;
+    }
     Ok(sign(state, name).await?.note)
 }
 
@@ -49,9 +53,13 @@ pub(crate) async fn signed_note(
 /// policy; they are asked in the background). What the routes and the background
 /// checkpointer sign through; the caller checks the name and the rights.
 pub(crate) async fn sign(state: &AppState, name: String) -> Result<SignedCheckpoint, ApiError> {
+    // In cluster mode the routes publish through the log (`crate::cluster::signed_note`):
+    // signing here would keep a checkpoint in one replica only. What is left is the
+    // node-local access log, and the witnessing checkpointer (refused at start).
     state.refuse_in_cluster(
-        "checkpoints are not signed in cluster mode yet: a replica would keep a checkpoint \
-         outside the Raft log; publishing one as a Raft command is to come (docs/REPLICATION.md)",
+        "in cluster mode the node-local access log has no checkpoint (each node's is a log \
+         of its own, and they would share one origin and key); the replicated streams' \
+         checkpoints are published through the Raft log",
     )?;
     let key = state.signing().key.clone().ok_or_else(|| {
         ApiError::NotFound(

@@ -3,6 +3,7 @@
 //! leader's `Node`; a follower redirects them; reads answer the log position they reflect
 //! (docs/SERVER.md, section "Cluster mode").
 
+mod checkpoint;
 mod gate;
 pub(crate) mod membership;
 mod node;
@@ -12,6 +13,7 @@ mod transport;
 mod wire;
 mod writes;
 
+pub(crate) use checkpoint::signed_note;
 pub(crate) use gate::gate;
 pub(crate) use membership::routes as membership_routes;
 pub use node::{

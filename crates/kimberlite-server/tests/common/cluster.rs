@@ -28,6 +28,8 @@ pub struct Nodes {
     pub running: BTreeMap<u64, RunningNode>,
     /// Finishes every node's configuration (a snapshot policy, say).
     configure: fn(&mut ClusterConfig),
+    /// Finishes every node's state (a signing key and store name, say).
+    finish: fn(AppState) -> AppState,
 }
 
 /// A listener on a free loopback port and its base URL.
@@ -45,6 +47,32 @@ impl Nodes {
 
     /// Starts `voters`, each node's configuration finished by `configure`.
     pub async fn start_configured(voters: &[u64], configure: fn(&mut ClusterConfig)) -> Self {
+        Self::start_with(voters, configure, |state| state).await
+    }
+
+    /// Starts `voters` signing checkpoints with [`super::checkpoint_key`] as store
+    /// [`super::LOG_NAME`] (every node the same key and name).
+    pub async fn start_signing(voters: &[u64]) -> Self {
+        Self::start_with(
+            voters,
+            |_| {},
+            |state| {
+                state
+                    .with_store_name(super::LOG_NAME)
+                    .expect("a store name")
+                    .with_signing_key(super::checkpoint_key())
+            },
+        )
+        .await
+    }
+
+    /// Starts `voters`, each node's configuration finished by `configure` and its state by
+    /// `finish`.
+    pub async fn start_with(
+        voters: &[u64],
+        configure: fn(&mut ClusterConfig),
+        finish: fn(AppState) -> AppState,
+    ) -> Self {
         let listeners: Vec<(u64, TcpListener, String)> = voters
             .iter()
             .map(|&id| {
@@ -62,6 +90,7 @@ impl Nodes {
             peers,
             running: BTreeMap::new(),
             configure,
+            finish,
         };
         for (index, (id, listener, _)) in listeners.into_iter().enumerate() {
             nodes.start_node(id, listener, index == 0).await;
@@ -82,6 +111,7 @@ impl Nodes {
         let state = node_state(config, super::test_keys(), Limits::default())
             .await
             .expect("node starts");
+        let state = (self.finish)(state);
         let server_config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         let server =
             Server::with_listener(&server_config, state.clone(), listener).expect("server");
