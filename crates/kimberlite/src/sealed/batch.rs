@@ -1,6 +1,7 @@
-//! Sealing a batch of events for one subject: one nonce draw and one output buffer per batch
-//! (per half, when the batch is sealed on two threads), no allocation or copy per event but
-//! the envelope's own bytes.
+//! Sealing a batch of events for one subject: one nonce draw and one output buffer per batch,
+//! no allocation or copy per event but the envelope's own bytes. A batch is sealed on the
+//! appending thread: a thread started and joined per batch cost more than it overlapped, as
+//! for the store's own encoding (docs/PERFORMANCE.md, "Design decisions").
 //!
 //! # Nonces (`docs/FORMAT.md`, "Sealed events")
 //!
@@ -16,11 +17,6 @@ use kimberlite_types::StreamId;
 use crate::sealed::envelope::{self, KeyId, SubjectCipher, NONCE_LEN, OVERHEAD_BYTES};
 use crate::sealed::error::SealError;
 
-/// Batches of at least this many events are sealed on two threads (the caller's and one
-/// more): sealing costs about as much per event as the store's own encoding, which already
-/// runs on two for batches this large.
-const SEAL_SPLIT_EVENTS: usize = 256;
-
 /// The nonce of event `index` of a batch whose nonce base is `base`: `base + index`, as a
 /// 96-bit big-endian integer, wrapping.
 #[must_use]
@@ -35,7 +31,7 @@ pub(crate) fn nonce_at(base: &[u8; NONCE_LEN], index: u64) -> [u8; NONCE_LEN] {
 
 /// `events` sealed under `cipher` (the key of `key_id`) for stream `id`, in order, each a
 /// slice of one shared buffer. Errors: [`SealError::EventTooLarge`].
-pub(crate) fn seal_batch<T: AsRef<[u8]> + Sync>(
+pub(crate) fn seal_batch<T: AsRef<[u8]>>(
     cipher: &SubjectCipher,
     key_id: KeyId,
     id: StreamId,
@@ -43,50 +39,32 @@ pub(crate) fn seal_batch<T: AsRef<[u8]> + Sync>(
 ) -> Result<Vec<Bytes>, SealError> {
     let mut base = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut base);
-    let seal_run = |events: &[T], first: usize| -> Result<Vec<Bytes>, SealError> {
-        let total = events
-            .iter()
-            .map(|event| event.as_ref().len() + OVERHEAD_BYTES)
-            .sum();
-        let mut out = Vec::with_capacity(total);
-        let mut ends = Vec::with_capacity(events.len());
-        for (index, event) in (first..).zip(events) {
-            let nonce = nonce_at(&base, index as u64);
-            envelope::seal_into(cipher, key_id, &nonce, id, event.as_ref(), &mut out).map_err(
-                |_| SealError::EventTooLarge {
-                    index,
-                    len: event.as_ref().len(),
-                },
-            )?;
-            ends.push(out.len());
-        }
-        let buffer = Bytes::from(out);
-        let mut start = 0;
-        Ok(ends
-            .into_iter()
-            .map(|end| {
-                let sealed = buffer.slice(start..end);
-                start = end;
-                sealed
-            })
-            .collect())
-    };
-    if events.len() < SEAL_SPLIT_EVENTS {
-        return seal_run(events, 0);
+    let total = events
+        .iter()
+        .map(|event| event.as_ref().len() + OVERHEAD_BYTES)
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    let mut ends = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let nonce = nonce_at(&base, index as u64);
+        envelope::seal_into(cipher, key_id, &nonce, id, event.as_ref(), &mut out).map_err(
+            |_| SealError::EventTooLarge {
+                index,
+                len: event.as_ref().len(),
+            },
+        )?;
+        ends.push(out.len());
     }
-    let half = events.len() / 2;
-    let (first, second) = events.split_at(half);
-    std::thread::scope(|scope| {
-        let helper = scope.spawn(|| seal_run(second, half));
-        let sealed = seal_run(first, 0);
-        // A panic on the helper is a bug in the cipher; surface it where it happened.
-        let rest = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let mut sealed = sealed?;
-        sealed.extend(rest?);
-        Ok(sealed)
-    })
+    let buffer = Bytes::from(out);
+    let mut start = 0;
+    Ok(ends
+        .into_iter()
+        .map(|end| {
+            let sealed = buffer.slice(start..end);
+            start = end;
+            sealed
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -112,7 +90,7 @@ mod tests {
     fn a_batch_seals_each_event_under_its_own_nonce_in_order() {
         let cipher = SubjectCipher::new(&[5; 32]);
         let key_id = KeyId([1; envelope::KEY_ID_LEN]);
-        for count in [1, SEAL_SPLIT_EVENTS - 1, SEAL_SPLIT_EVENTS + 1] {
+        for count in [1, 255, 257] {
             let events: Vec<Vec<u8>> = (0..count).map(|n| vec![n as u8; n % 7]).collect();
             let sealed = seal_batch(&cipher, key_id, StreamId::new(2), &events).unwrap();
             assert_eq!(sealed.len(), count);
@@ -134,7 +112,7 @@ mod tests {
             assert_eq!(
                 last[envelope::HEADER_LEN - NONCE_LEN..envelope::HEADER_LEN],
                 nonce_at(&base, count as u64 - 1),
-                "event i is sealed with base + i, across the two halves"
+                "event i is sealed with base + i"
             );
         }
     }

@@ -255,7 +255,7 @@ impl SubjectKeys {
     ) -> Result<AppendResult>
     where
         I: IntoIterator,
-        I::Item: AsRef<[u8]> + Sync,
+        I::Item: AsRef<[u8]>,
     {
         let _gate = self
             .gate
