@@ -77,7 +77,9 @@ impl LogStore {
 fn io_error(subject: ErrorSubject<NodeId>, error: LogFileError) -> StorageError<NodeId> {
     let error = match error {
         LogFileError::Io { source, .. } => source,
-        corrupt @ LogFileError::Corrupt { .. } => std::io::Error::other(corrupt.to_string()),
+        other @ (LogFileError::Corrupt { .. } | LogFileError::UnknownEncoding { .. }) => {
+            std::io::Error::other(other.to_string())
+        }
     };
     StorageError::from_io_error(subject, ErrorVerb::Write, error)
 }
