@@ -12,3 +12,4 @@ mod power_loss;
 mod replicate;
 mod restart;
 mod snapshot;
+mod syncs;
