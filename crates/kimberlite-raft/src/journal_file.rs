@@ -303,9 +303,30 @@ fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
     buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES as usize]);
     buffer.push(BODY_BINARY);
     // Serialized in place after the header's room: a batch's events are copied once.
-    let encoded = postcard::to_extend(record, std::mem::take(buffer));
-    *buffer = encoded.map_err(io::Error::other)?;
+    postcard::serialize_with_flavor(record, AppendTo(buffer)).map_err(io::Error::other)?;
     frame(buffer, start).inspect_err(|_| buffer.truncate(start))
+}
+
+/// postcard's output appended to a `Vec` a slice at a time (its `to_extend` pushes a byte
+/// at a time: a batch's events are most of a record).
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Fills in the header at `start` for the body after it, to the end of `buffer`.
