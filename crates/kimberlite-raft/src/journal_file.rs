@@ -46,9 +46,9 @@ use serde::Serialize;
 const RECORD_HEADER_BYTES: u64 = (size_of::<u32>() * 3) as u64;
 /// Largest body accepted at replay: a larger length field is damage, not a record.
 const RECORD_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
-/// The first byte of a body this code writes: the record follows in postcard (events as raw
-/// bytes; JSON wrote each as hex, more than twice its size, and spent most of a batch's CPU
-/// on it: docs/PERFORMANCE.md, section "Why the unmet targets are not met").
+/// The first byte of a body this code writes: the record follows in postcard, events as raw
+/// bytes (in JSON each is hex, twice its size, and the hex a quarter of a cluster's CPU:
+/// docs/PERFORMANCE.md, section "Design decisions").
 const BODY_BINARY: u8 = 0xB1;
 /// The first byte of every body of the JSON encoding (a JSON object), still read.
 const BODY_JSON: u8 = b'{';
@@ -303,8 +303,10 @@ fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
     buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES as usize]);
     buffer.push(BODY_BINARY);
     // Serialized in place after the header's room: a batch's events are copied once.
-    postcard::serialize_with_flavor(record, AppendTo(buffer)).map_err(io::Error::other)?;
-    frame(buffer, start).inspect_err(|_| buffer.truncate(start))
+    let framed = postcard::serialize_with_flavor(record, AppendTo(buffer))
+        .map_err(io::Error::other)
+        .and_then(|()| frame(buffer, start));
+    framed.inspect_err(|_| buffer.truncate(start))
 }
 
 /// postcard's output appended to a `Vec` a slice at a time (its `to_extend` pushes a byte
