@@ -5,13 +5,24 @@
 //! # Format (docs/REPLICATION.md, section "The Raft log")
 //!
 //! ```text
-//! +---------------+-----------------+---------------+--------------------------+
-//! | body_len: u32 | len_crc: u32    | body_crc: u32 | body: body_len bytes     |
-//! |               | crc32c of the   | crc32c of the | JSON of one record       |
-//! |               | body_len bytes  | body          |                          |
-//! +---------------+-----------------+---------------+--------------------------+
+//! +---------------+-----------------+---------------+--------------------------------+
+//! | body_len: u32 | len_crc: u32    | body_crc: u32 | body: body_len bytes           |
+//! |               | crc32c of the   | crc32c of the |                                |
+//! |               | body_len bytes  | body          |                                |
+//! +---------------+-----------------+---------------+--------------------------------+
 //! all little-endian
+//!
+//! body, as written:              body, as still read (the JSON encoding):
+//! +-----------+----------------+ +----------------------------------------+
+//! | 0xB1: u8  | the record in  | | the record as a JSON object: its first |
+//! | (binary)  | postcard       | | byte is `{` (0x7B), events in hex      |
+//! +-----------+----------------+ +----------------------------------------+
 //! ```
+//!
+//! The body's first byte names its encoding, so a file of JSON records (or one that mixes
+//! both, as after an upgrade) replays as written. A whole body (its checksum good) whose first
+//! byte is neither was written by another version: open fails with
+//! [`LogFileError::UnknownEncoding`], whatever its position, rather than cut or misread it.
 //!
 //! Recovery: a record cut short at the end of the file, a bad body checksum on the file's last
 //! record, or a bad length check followed by nothing but zeros, is a write that never finished
@@ -35,6 +46,12 @@ use serde::Serialize;
 const RECORD_HEADER_BYTES: u64 = (size_of::<u32>() * 3) as u64;
 /// Largest body accepted at replay: a larger length field is damage, not a record.
 const RECORD_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// The first byte of a body this code writes: the record follows in postcard, events as raw
+/// bytes (in JSON each is hex, twice its size, and the hex a quarter of a cluster's CPU:
+/// docs/PERFORMANCE.md, section "Design decisions").
+const BODY_BINARY: u8 = 0xB1;
+/// The first byte of every body of the JSON encoding (a JSON object), still read.
+const BODY_JSON: u8 = b'{';
 
 /// The state a journal file's records build, and how it is written again.
 pub(crate) trait Journal: Default {
@@ -72,6 +89,19 @@ pub enum LogFileError {
         position: u64,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A whole record in an encoding this version does not know (written by another one).
+    #[error(
+        "raft log {path}: record at byte {position} is in an unknown encoding \
+         (first byte {first_byte:#04x}); written by another version of kimberlite?"
+    )]
+    UnknownEncoding {
+        /// The file.
+        path: PathBuf,
+        /// The record's position in the file.
+        position: u64,
+        /// Its body's first byte.
+        first_byte: u8,
     },
 }
 
@@ -179,6 +209,16 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
     /// Appends `records` and syncs them before returning. After a failed write or sync the
     /// file's tail is unknown: every later append fails until the file is opened again.
     pub(crate) fn append(&mut self, records: &[S::Record]) -> Result<(), LogFileError> {
+        self.write(records, self.sync)
+    }
+
+    /// [`Self::append`] without the sync: for records a crash may lose (the next synced
+    /// append makes them durable too; a torn one at the end is cut at open).
+    pub(crate) fn append_unsynced(&mut self, records: &[S::Record]) -> Result<(), LogFileError> {
+        self.write(records, false)
+    }
+
+    fn write(&mut self, records: &[S::Record], sync: bool) -> Result<(), LogFileError> {
         let path = self.path();
         let io_error = |source| LogFileError::Io {
             path: path.clone(),
@@ -191,13 +231,7 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
         }
         self.failed = true;
         let written = self.file.write_all_at(&buffer, self.len);
-        let synced = written.and_then(|()| {
-            if self.sync {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let synced = written.and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         synced.map_err(io_error)?;
         self.failed = false;
         self.len += buffer.len() as u64;
@@ -254,9 +288,55 @@ pub(crate) fn encode_for_tests<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -
     encode(record, buffer)
 }
 
+/// Appends a record whose body is `body` as given (the JSON encoding, an unknown one).
+#[cfg(test)]
+pub(crate) fn frame_for_tests(body: &[u8], buffer: &mut Vec<u8>) -> io::Result<()> {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES as usize]);
+    buffer.extend_from_slice(body);
+    frame(buffer, start)
+}
+
 /// Appends `record`'s frame to `buffer`; a body larger than replay accepts is refused here.
 fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
-    let body = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES as usize]);
+    buffer.push(BODY_BINARY);
+    // Serialized in place after the header's room: a batch's events are copied once.
+    let framed = postcard::serialize_with_flavor(record, AppendTo(buffer))
+        .map_err(io::Error::other)
+        .and_then(|()| frame(buffer, start));
+    framed.inspect_err(|_| buffer.truncate(start))
+}
+
+/// postcard's output appended to a `Vec` a slice at a time (its `to_extend` pushes a byte
+/// at a time: a batch's events are most of a record).
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fills in the header at `start` for the body after it, to the end of `buffer`.
+fn frame(buffer: &mut [u8], start: usize) -> io::Result<()> {
+    let (head, body) = buffer
+        .get_mut(start..)
+        .and_then(|record| record.split_at_mut_checked(RECORD_HEADER_BYTES as usize))
+        .ok_or_else(|| io::Error::other("no room for a record header"))?;
     if body.len() as u64 > RECORD_BODY_BYTES_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -269,10 +349,11 @@ fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
     let body_len = u32::try_from(body.len())
         .map_err(io::Error::other)?
         .to_le_bytes();
-    buffer.extend_from_slice(&body_len);
-    buffer.extend_from_slice(&crc32c::crc32c(&body_len).to_le_bytes());
-    buffer.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    buffer.extend_from_slice(&body);
+    let mut header = Vec::with_capacity(RECORD_HEADER_BYTES as usize);
+    header.extend_from_slice(&body_len);
+    header.extend_from_slice(&crc32c::crc32c(&body_len).to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    head.copy_from_slice(&header);
     Ok(())
 }
 
@@ -291,6 +372,13 @@ fn decode_all<R: DeserializeOwned>(
                 position += used;
             }
             Err(Damage::Torn) => break,
+            Err(Damage::UnknownEncoding(first_byte)) => {
+                return Err(LogFileError::UnknownEncoding {
+                    path: path.to_owned(),
+                    position: position as u64,
+                    first_byte,
+                })
+            }
             Err(Damage::Bad { reason, used }) => {
                 if used > 0 && position + used >= bytes.len() {
                     break;
@@ -311,6 +399,9 @@ enum Damage {
     Torn,
     /// The record is wrong; `used` bytes long (0 when its length cannot be trusted).
     Bad { reason: String, used: usize },
+    /// The record is whole (its checksum is good) but its body starts with this byte, which
+    /// names no encoding this version reads.
+    UnknownEncoding(u8),
 }
 
 fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<(R, usize), Damage> {
@@ -350,9 +441,27 @@ fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<(R, usize), Damage> {
             used,
         });
     }
-    let record = serde_json::from_slice(body).map_err(|error| Damage::Bad {
-        reason: error.to_string(),
-        used,
+    let record = decode_body(body).map_err(|damage| match damage {
+        Damage::Bad { reason, .. } => Damage::Bad { reason, used },
+        other => other,
     })?;
     Ok((record, used))
+}
+
+/// Decodes a whole body (its checksum already checked) by the encoding its first byte names.
+fn decode_body<R: DeserializeOwned>(body: &[u8]) -> Result<R, Damage> {
+    let bad = |reason: String| Damage::Bad { reason, used: 0 };
+    match body.first() {
+        Some(&BODY_BINARY) => {
+            let (record, rest) = postcard::take_from_bytes(body.get(1..).unwrap_or_default())
+                .map_err(|error| bad(error.to_string()))?;
+            if !rest.is_empty() {
+                return Err(bad(format!("{} bytes after the record", rest.len())));
+            }
+            Ok(record)
+        }
+        Some(&BODY_JSON) => serde_json::from_slice(body).map_err(|error| bad(error.to_string())),
+        Some(&other) => Err(Damage::UnknownEncoding(other)),
+        None => Err(bad("an empty body".to_string())),
+    }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 
-use crate::command::{Command, RequestId};
+use crate::command::{Command, Head, RequestId};
 use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LOG_FILE};
 use crate::types::TypeConfig;
@@ -160,4 +160,104 @@ fn purges_make_the_file_rewritten_with_the_live_state_only() {
         (96..=101).collect::<Vec<_>>()
     );
     assert_eq!(replayed.purged, Some(log_id(95)));
+}
+
+/// An entry appending `count` events of `bytes` bytes each.
+fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
+    let events: Vec<bytes::Bytes> = (0..count)
+        .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; bytes]))
+        .collect();
+    Entry::<TypeConfig> {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(Command::Append {
+            request: RequestId {
+                client: 2,
+                seq: index,
+            },
+            stream: 1,
+            prev: Head::default(),
+            read_at: 0,
+            expected: Head::default().after(&events),
+            events,
+        }),
+    }
+}
+
+#[test]
+fn a_batch_is_written_as_its_raw_bytes_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+    let batch = append_entry(1, 1_000, 256);
+    file.append(&[LogRecord::Entry(batch.clone())]).unwrap();
+    drop(file);
+    // Events as raw bytes, each with a length of a few bytes: not hex, not twice the size.
+    let len = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    assert!(
+        len < 1_000 * 256 + 8 * 1_024,
+        "{len} bytes for 256,000 of events"
+    );
+    let (_, state) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(state.entries.get(&1), Some(&batch));
+}
+
+#[test]
+fn a_file_of_json_records_is_still_read_and_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG_FILE);
+    // A file as the JSON encoding wrote it: a vote, an entry of events, a create.
+    let old = [
+        LogRecord::Vote(Vote::new(3, 1)),
+        LogRecord::Entry(append_entry(1, 3, 5)),
+        entry(2),
+    ];
+    let mut bytes = Vec::new();
+    for record in &old {
+        let body = serde_json::to_vec(record).unwrap();
+        assert_eq!(body.first(), Some(&b'{'));
+        crate::journal_file::frame_for_tests(&body, &mut bytes).unwrap();
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (mut file, state) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(state.vote, Some(Vote::new(3, 1)));
+    assert_eq!(state.entries.get(&1), Some(&append_entry(1, 3, 5)));
+    assert_eq!(state.entries.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    // New records go after them in the binary encoding; the file mixes both and replays.
+    file.append(&[entry(3)]).unwrap();
+    drop(file);
+    assert_eq!(indexes(dir.path()), [1, 2, 3]);
+    assert!(std::fs::metadata(&path).unwrap().len() as usize > bytes.len());
+}
+
+#[test]
+fn a_whole_record_in_an_unknown_encoding_is_refused_naming_the_file_never_cut() {
+    for last in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
+        file.append(&[entry(1)]).unwrap();
+        drop(file);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let position = bytes.len() as u64;
+        // A record another version might write: its checksum is good, its first byte unknown.
+        crate::journal_file::frame_for_tests(&[0x02, 1, 2, 3], &mut bytes).unwrap();
+        if !last {
+            crate::journal_file::encode_for_tests(&entry(2), &mut bytes).unwrap();
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let error = LogFile::open(dir.path(), true).unwrap_err();
+        match &error {
+            LogFileError::UnknownEncoding {
+                path: named,
+                position: at,
+                first_byte: 0x02,
+            } => {
+                assert_eq!(named, &path);
+                assert_eq!(*at, position);
+            }
+            other => panic!("{other}"),
+        }
+        assert!(error.to_string().contains(LOG_FILE), "{error}");
+        // Nothing was cut: the file is as it was.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
 }

@@ -62,11 +62,23 @@ impl LogStore {
         records: &[LogRecord],
         verb: ErrorSubject<NodeId>,
     ) -> Result<(), StorageError<NodeId>> {
+        self.write_with(records, verb, true)
+    }
+
+    /// Writes `records`, synced or not, and applies them to the entries in memory.
+    fn write_with(
+        &self,
+        records: &[LogRecord],
+        verb: ErrorSubject<NodeId>,
+        sync: bool,
+    ) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock();
-        inner
-            .file
-            .append(records)
-            .map_err(|error| io_error(verb, error))?;
+        let written = if sync {
+            inner.file.append(records)
+        } else {
+            inner.file.append_unsynced(records)
+        };
+        written.map_err(|error| io_error(verb, error))?;
         for record in records.iter().cloned() {
             inner.state.apply(record);
         }
@@ -77,7 +89,9 @@ impl LogStore {
 fn io_error(subject: ErrorSubject<NodeId>, error: LogFileError) -> StorageError<NodeId> {
     let error = match error {
         LogFileError::Io { source, .. } => source,
-        corrupt @ LogFileError::Corrupt { .. } => std::io::Error::other(corrupt.to_string()),
+        other @ (LogFileError::Corrupt { .. } | LogFileError::UnknownEncoding { .. }) => {
+            std::io::Error::other(other.to_string())
+        }
     };
     StorageError::from_io_error(subject, ErrorVerb::Write, error)
 }
@@ -132,7 +146,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.write(&[LogRecord::Committed(committed)], ErrorSubject::Store)
+        // Not synced: openraft needs no durable committed id when the state machine saves
+        // what it applied before `apply` returns, as ours does (docs/REPLICATION.md, section
+        // "The Raft log"); after a crash it is only a hint, and a lost one costs nothing.
+        self.write_with(
+            &[LogRecord::Committed(committed)],
+            ErrorSubject::Store,
+            false,
+        )
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

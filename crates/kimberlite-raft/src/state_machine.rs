@@ -267,11 +267,12 @@ impl StateMachine {
             }
         }
         if self.shared.sync_store {
-            // The store before the applied state that says its entries are applied.
+            // The store before the applied state that says its entries are applied; its
+            // segments' data only, as group commit syncs (indexes and manifests are derived).
             state
                 .replica
                 .store()
-                .sync()
+                .sync_segments()
                 .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         }
         Self::save_batch(&mut state, membership_changed)

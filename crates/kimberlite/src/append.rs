@@ -135,4 +135,33 @@ impl Kimberlite {
         self.write_state().merkle.flush();
         Ok(())
     }
+
+    /// Makes every append so far durable as group commit does, whatever the durability
+    /// policy: the segments' data only (one device flush per segment written since the last
+    /// sync), not the indexes and manifests [`Self::sync`] also writes (derived data, rebuilt
+    /// at open if missing or behind). For a caller that appends unsynced and syncs once per
+    /// batch of its own, as a replica does per applied batch of Raft entries.
+    pub fn sync_segments(&self) -> Result<()> {
+        let seq = self.read_state().written_seq;
+        if seq > 0 && self.inner.config.durability == Durability::GroupCommit {
+            self.inner
+                .commit
+                .wait_durable(seq, || self.sync_written())?;
+        } else {
+            let mut state = self.write_state();
+            state
+                .backend
+                .sync()
+                .map_err(|source| Error::storage(None, source))?;
+            self.count_sync();
+            let State {
+                tree_backlog,
+                merkle,
+                ..
+            } = &mut *state;
+            tree_backlog.submit_to(merkle);
+        }
+        self.write_state().merkle.flush();
+        Ok(())
+    }
 }

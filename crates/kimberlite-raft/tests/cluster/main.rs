@@ -13,3 +13,4 @@ mod power_loss;
 mod replicate;
 mod restart;
 mod snapshot;
+mod syncs;
