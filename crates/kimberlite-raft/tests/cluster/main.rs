@@ -2,6 +2,7 @@
 //! "Replication"). One binary, one file per scenario.
 
 mod common;
+mod deposed;
 mod divergence;
 mod failover;
 mod history;
