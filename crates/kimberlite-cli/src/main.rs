@@ -59,6 +59,7 @@ mod retain;
 mod sealed_print;
 mod serve;
 mod serve_cluster;
+mod serve_log;
 mod text_file;
 mod verify;
 mod witness;

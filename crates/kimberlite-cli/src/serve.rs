@@ -115,6 +115,7 @@ fn split_rule(rule: &str) -> (&str, &str) {
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
+    crate::serve_log::install();
     let config = server_config(args)?;
     let key_path = args
         .keys

@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     /// Each node's file system ([`NodeConfig::fs`]); a node not listed uses the real one.
     /// A simulated one per node lets a test cut one node's power. Default = none listed.
     pub file_systems: BTreeMap<NodeId, NodeFs>,
+    /// Every node's [`NodeConfig::proposal_timeout`].
+    pub proposal_timeout: Duration,
 }
 
 impl ClusterOptions {
@@ -52,6 +54,7 @@ impl ClusterOptions {
             attempt_timeout_ms: 2_000,
             write_timeout_ms: 20_000,
             file_systems: BTreeMap::new(),
+            proposal_timeout: crate::node::PROPOSAL_TIMEOUT,
         }
     }
 }
@@ -149,6 +152,7 @@ impl Cluster {
                 .get(&id)
                 .cloned()
                 .unwrap_or_default(),
+            proposal_timeout: self.options.proposal_timeout,
             ..NodeConfig::new(id, self.node_dir(id))
         };
         let node = Node::start(config, self.network.transport(id)).await?;

@@ -64,7 +64,7 @@ pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
-pub use node::{Node, NodeConfig, StartError};
+pub use node::{Node, NodeConfig, StartError, PROPOSAL_TIMEOUT};
 pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use openraft;
 pub use publish::{PublishError, PublishedCheckpoint};

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kimberlite::{Event, ExpectedOffset, Kimberlite, StreamId, MAX_EVENT_BYTES};
@@ -36,7 +37,15 @@ pub struct NodeConfig {
     pub raft: openraft::Config,
     /// The file system every file of the node goes through. Default = the real one.
     pub fs: NodeFs,
+    /// How long a write waits for its entry to be committed and applied before it answers
+    /// that its outcome is unknown ([`WriteError::Raft`]). Default = [`PROPOSAL_TIMEOUT`].
+    pub proposal_timeout: Duration,
 }
+
+/// The default [`NodeConfig::proposal_timeout`]: far above a commit on a loaded machine (one
+/// sync on a majority), below the server's request timeout, so a client hears 503
+/// `outcome_unknown` and retries rather than a 408.
+pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl NodeConfig {
     /// Node `id` in `dir`, with the defaults.
@@ -49,6 +58,7 @@ impl NodeConfig {
             sync: true,
             raft: Self::raft_defaults(),
             fs: NodeFs::os(),
+            proposal_timeout: PROPOSAL_TIMEOUT,
         }
     }
 
@@ -92,6 +102,8 @@ pub struct Node {
     /// The leader's appends: those that arrive while an entry is in flight go together in
     /// the next one.
     proposer: Proposer,
+    /// [`NodeConfig::proposal_timeout`].
+    proposal_timeout: Duration,
 }
 
 impl std::fmt::Debug for Node {
@@ -126,13 +138,19 @@ impl Node {
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
-        let proposer = Proposer::start(config.id, raft.clone(), state_machine.clone());
+        let proposer = Proposer::start(
+            config.id,
+            raft.clone(),
+            state_machine.clone(),
+            config.proposal_timeout,
+        );
         Ok(Arc::new(Self {
             id: config.id,
             raft,
             log,
             state_machine,
             proposer,
+            proposal_timeout: config.proposal_timeout,
         }))
     }
 
@@ -181,7 +199,7 @@ impl Node {
             request,
             name: name.to_owned(),
         };
-        match propose(&self.raft, command).await? {
+        match propose(&self.raft, self.id, command, self.proposal_timeout).await? {
             (Response::Stream { stream }, _) => Ok(stream),
             (Response::Rejected(rejection), _) => Err(rejection.into()),
             (other, _) => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),

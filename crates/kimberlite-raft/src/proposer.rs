@@ -61,12 +61,19 @@ pub(crate) struct Proposer {
 
 impl Proposer {
     /// Starts the proposing task of node `id`; it ends when the proposer is dropped.
-    pub(crate) fn start(id: NodeId, raft: Raft, state_machine: StateMachine) -> Self {
+    /// Each entry is waited for at most `bound` ([`propose`]).
+    pub(crate) fn start(
+        id: NodeId,
+        raft: Raft,
+        state_machine: StateMachine,
+        bound: Duration,
+    ) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         let task = Task {
             id,
             raft,
             state_machine,
+            bound,
         };
         tokio::spawn(task.run(waiting));
         Self { queue }
@@ -116,6 +123,8 @@ struct Task {
     id: NodeId,
     raft: Raft,
     state_machine: StateMachine,
+    /// How long an entry, or a leadership check, is waited for.
+    bound: Duration,
 }
 
 impl Task {
@@ -155,7 +164,7 @@ impl Task {
         if !parts.is_empty() {
             let commands = parts.iter().map(|part| part.command.clone()).collect();
             let pendings = parts.into_iter().map(|part| part.pending);
-            match propose(&self.raft, Command::Batch(commands)).await {
+            match propose(&self.raft, self.id, Command::Batch(commands), self.bound).await {
                 Ok((Response::Batch(answers), log_id)) if answers.len() == pendings.len() => {
                     for (pending, answer) in pendings.zip(answers) {
                         next.extend(settle(pending, answer, log_id));
@@ -183,15 +192,24 @@ impl Task {
         if conflicts.is_empty() {
             return conflicts;
         }
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => {}
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+        // Bounded: the next entries wait for this task.
+        match tokio::time::timeout(self.bound, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
                 let leader = forward.leader_id;
                 answer_all(conflicts, &WriteError::NotLeader { leader });
                 return Vec::new();
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 answer_all(conflicts, &WriteError::Raft(error.to_string()));
+                return Vec::new();
+            }
+            Err(_) => {
+                let reason = format!(
+                    "leadership not confirmed within {} ms",
+                    self.bound.as_millis()
+                );
+                answer_all(conflicts, &WriteError::Raft(reason));
                 return Vec::new();
             }
         }
@@ -348,19 +366,58 @@ async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
         .map_err(|error| WriteError::Raft(error.to_string()))
 }
 
-/// Proposes `command` and waits until this node has applied it.
+/// Proposes `command` on leader `id` and waits until this node has applied it, for at most
+/// `bound` and only while `id` leads in the term it proposed in; after either, the outcome is
+/// unknown (the entry may still commit: a retry with the same request id finds out). openraft
+/// never answers some proposals of a deposed leader: one whose entry a snapshot from the
+/// next leader then covers is neither applied nor truncated on this node (docs/REPLICATION.md,
+/// section "Many writes in flight"), and a leader cut off from the majority waits forever.
 pub(crate) async fn propose(
     raft: &Raft,
+    id: NodeId,
     command: Command,
+    bound: Duration,
 ) -> Result<(Response, LogId<NodeId>), WriteError> {
-    match raft.client_write(command).await {
-        Ok(written) => Ok((written.data, written.log_id)),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-            Err(WriteError::NotLeader {
-                leader: forward.leader_id,
-            })
+    let term = raft.metrics().borrow().current_term;
+    let unknown = tokio::select! {
+        // An answer that is there wins over a step down seen at the same time.
+        biased;
+        written = raft.client_write(command) => return match written {
+            Ok(written) => Ok((written.data, written.log_id)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(WriteError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Err(error) => Err(WriteError::Raft(error.to_string())),
+        },
+        () = deposed(raft, id, term) => {
+            format!("node {id} stopped leading term {term} while the entry was in flight")
         }
-        Err(error) => Err(WriteError::Raft(error.to_string())),
+        () = tokio::time::sleep(bound) => format!(
+            "the entry of node {id}, leader of term {term}, was not committed within {} ms",
+            bound.as_millis()
+        ),
+    };
+    tracing::warn!("{unknown}: answered as outcome unknown");
+    Err(WriteError::Raft(format!(
+        "{unknown}: its outcome is unknown"
+    )))
+}
+
+/// Completes once node `id` no longer leads in `term` (or its Raft stopped).
+async fn deposed(raft: &Raft, id: NodeId, term: u64) {
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let now = metrics.borrow_and_update();
+            if now.current_term != term || now.current_leader != Some(id) {
+                return;
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

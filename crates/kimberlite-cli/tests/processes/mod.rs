@@ -12,6 +12,7 @@ pub mod stores;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,8 @@ use proxy::{Pids, Proxies};
 
 /// How long the cluster has to elect a leader, or a node to come up, before a test fails.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The lines of each node's log a failed test prints (the whole log stays in its directory).
+const LOG_TAIL_LINES: usize = 40;
 
 /// One node: its id, directory, real address and the URL the others use (its proxy's).
 struct NodeProcess {
@@ -188,11 +191,13 @@ impl Cluster {
         let peers = self.peers(peers);
         let node = self.nodes.get_mut(&id).expect("a prepared node");
         assert!(node.child.is_none(), "node {id} runs already");
-        let log = OpenOptions::new()
+        let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&node.log)
             .expect("the node's log");
+        // Each start marked, so a restarted node's lines are told from the last run's.
+        writeln!(log, "=== the test starts node {id} (peers {peers}) ===").expect("the log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_kimberlite"));
         command
             .arg("serve")
@@ -353,12 +358,19 @@ impl Cluster {
         panic!("create {stream}: too many redirects");
     }
 
-    /// The last lines of node `id`'s log.
+    /// The last [`LOG_TAIL_LINES`] lines of node `id`'s log (its standard output and error,
+    /// every run of it), and where the whole log is.
     pub fn log_tail(&self, id: u64) -> String {
-        let text = std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default();
+        let path = &self.nodes[&id].log;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(30);
-        format!("--- node {id} log ---\n{}", lines[from..].join("\n"))
+        let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+        format!(
+            "--- node {id} log ({}, last {} lines) ---\n{}",
+            path.display(),
+            lines.len() - from,
+            lines[from..].join("\n")
+        )
     }
 
     /// The last lines of every node's log.

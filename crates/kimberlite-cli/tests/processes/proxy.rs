@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -73,18 +74,33 @@ impl Proxies {
         let shared = Arc::clone(&self.shared);
         let pids = Arc::clone(&self.pids);
         self.runtime.spawn(async move {
-            while let Ok((inbound, peer)) = listener.accept().await {
-                let from = opener(peer, address, &pids);
-                let mut state = shared.lock().expect("proxy state");
-                if state.is_cut(from, to) {
-                    continue; // dropped: the connection is refused as soon as it opens
-                }
-                let task = tokio::spawn(forward(inbound, target));
-                state.links.retain(|link| !link.task.is_finished());
-                state.links.push(Link {
-                    from,
-                    to,
-                    task: task.abort_handle(),
+            loop {
+                let Ok((inbound, peer)) = listener.accept().await else {
+                    // Out of descriptors, or a connection reset before it was accepted: a
+                    // proxy that stopped accepting would cut its node off for good.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let (shared, pids) = (Arc::clone(&shared), Arc::clone(&pids));
+                // Who opened it is read from /proc on a blocking thread, so that neither this
+                // loop nor any forwarding waits for it: under load, a proxy that read /proc
+                // in its accept loop fell behind, timing every Raft message out.
+                tokio::spawn(async move {
+                    let from = tokio::task::spawn_blocking(move || opener(peer, address, &pids))
+                        .await
+                        .ok()
+                        .flatten();
+                    let mut state = shared.lock().expect("proxy state");
+                    if state.is_cut(from, to) {
+                        return; // dropped: the connection is refused as soon as it opens
+                    }
+                    let task = tokio::spawn(forward(inbound, target));
+                    state.links.retain(|link| !link.task.is_finished());
+                    state.links.push(Link {
+                        from,
+                        to,
+                        task: task.abort_handle(),
+                    });
                 });
             }
         });
@@ -141,20 +157,20 @@ fn opener(peer: SocketAddr, proxy: SocketAddr, pids: &Pids) -> Option<u64> {
     })
 }
 
-/// The inode of the IPv4 socket from local port `local` to remote port `remote`, from
+/// The inode of the IPv4 socket from local port `local` to port `remote` of 127.0.0.1, from
 /// `/proc/net/tcp` (`sl local_address rem_address st ... uid timeout inode`, ports in hex).
+/// One substring search, not a parse of every line: the table holds every socket of the
+/// machine, those in TIME_WAIT included, and grows fast while connections churn.
 fn socket_inode(local: u16, remote: u16) -> Option<u64> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let port = |address: &str| {
-        address
-            .split_once(':')
-            .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
-    };
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local_field, remote_field, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
-        (port(local_field)? == local && port(remote_field)? == remote)
-            .then(|| inode.parse().ok())
-            .flatten()
+    let needle = format!(":{local:04X} 0100007F:{remote:04X} ");
+    table.match_indices(&needle).find_map(|(at, _)| {
+        let start = table[..at].rfind('\n').map_or(0, |newline| newline + 1);
+        let end = table[at..]
+            .find('\n')
+            .map_or(table.len(), |newline| at + newline);
+        let inode: u64 = table[start..end].split_whitespace().nth(9)?.parse().ok()?;
+        // A socket in TIME_WAIT has inode 0: not the live one.
+        (inode != 0).then_some(inode)
     })
 }

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod common;
+mod deposed;
 mod divergence;
 mod failover;
 mod history;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kimberlite::ExpectedOffset;
 use kimberlite_raft::linearizability::{AppendOutcome, Operation};
-use kimberlite_raft::Cluster;
+use kimberlite_raft::{Cluster, WriteError};
 
 use crate::common::{assert_replicas_equal, event, options, request, seeds, stream_texts, WAIT};
 use crate::history::Recorder;
@@ -82,6 +82,47 @@ async fn a_partitioned_old_leader_cannot_acknowledge() {
             ["before", "after", "healed"],
             "seed {seed}"
         );
+        cluster.shutdown().await;
+    }
+}
+
+/// A leader that cannot commit answers each append within its proposal bound, its outcome
+/// unknown, instead of holding it and every append queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_leader_answers_within_its_proposal_bound() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = options(seed);
+        options.proposal_timeout = Duration::from_millis(1_000);
+        let cluster = Cluster::start(dir.path(), &[1, 2, 3], options)
+            .await
+            .unwrap();
+        let stream = cluster.create_stream(request(0, 0), "bound").await.unwrap();
+        cluster
+            .append(request(0, 1), stream, vec![event("before".into())])
+            .await
+            .unwrap();
+        let old = cluster.leader(WAIT).await.unwrap();
+        cluster.network().partition(&[old], &[1, 2, 3]);
+        let old_node = cluster.node(old).unwrap();
+        for seq in 1..=2 {
+            let write = old_node.append(
+                request(6, seq),
+                stream,
+                vec![event(format!("cut off {seq}"))],
+                ExpectedOffset::Any,
+            );
+            match tokio::time::timeout(WAIT, write).await {
+                Ok(Err(WriteError::Raft(_))) => {}
+                Ok(other) => panic!("seed {seed}: append {seq} answered {other:?}"),
+                Err(_) => panic!("seed {seed}: append {seq} never answered"),
+            }
+        }
+        cluster.network().heal();
+        cluster
+            .append(request(0, 2), stream, vec![event("healed".into())])
+            .await
+            .unwrap();
         cluster.shutdown().await;
     }
 }
