@@ -160,6 +160,11 @@ impl Node {
         self.id
     }
 
+    /// How long it waits for a proposal to commit ([`NodeConfig::proposal_timeout`]).
+    pub(crate) fn proposal_timeout(&self) -> Duration {
+        self.proposal_timeout
+    }
+
     /// Its Raft: membership changes, metrics, and the receiving side of a transport.
     #[must_use]
     pub fn raft(&self) -> &Raft {

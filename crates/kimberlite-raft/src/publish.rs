@@ -96,7 +96,7 @@ impl Node {
             root: head.root.0,
             note: note.clone(),
         };
-        match propose(self.raft(), command).await? {
+        match propose(self.raft(), self.id(), command, self.proposal_timeout()).await? {
             (Response::CheckpointKept { .. }, log_id) => Ok(PublishedCheckpoint {
                 tree_size: head.tree_size,
                 root: head.root.0,
