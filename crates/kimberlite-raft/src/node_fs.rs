@@ -136,6 +136,9 @@ impl FileHandle for NodeFile {
     fn release_ahead(&mut self) {
         self.0.release_ahead();
     }
+    fn share(&self) -> Option<Box<dyn FileHandle>> {
+        self.0.share()
+    }
 }
 
 /// A held lock of a [`NodeFs`]; dropping it releases the lock.

@@ -46,7 +46,8 @@ impl<F: FileSystem> Storage<F> {
     }
 
     /// [`StoreBackend::sync_begin`]: for each active segment written since its last sync, a
-    /// fresh handle on the file and the length to record as synced. A `SegmentSync` that
+    /// handle of its own on the file (shared with the writer's where the file system can,
+    /// else opened anew) and the length to record as synced. A `SegmentSync` that
     /// fails leaves the store's durable watermark where it was.
     ///
     /// This is how group commit keeps appenders writing while a sync runs.
@@ -61,16 +62,20 @@ impl<F: FileSystem> Storage<F> {
             if state.synced_len >= len {
                 continue;
             }
-            let file = self
-                .fs
-                .open(&active.path)
-                .map_err(|source| io_error(&active.path, source))?;
+            let file = match state.active.share() {
+                Some(file) => file,
+                None => Box::new(
+                    self.fs
+                        .open(&active.path)
+                        .map_err(|source| io_error(&active.path, source))?,
+                ),
+            };
             syncs.push(SegmentSync {
                 stream: state.id,
                 segment_num: active.num,
                 len,
                 path: active.path.clone(),
-                file: Box::new(file),
+                file,
             });
         }
         Ok(syncs)

@@ -25,6 +25,7 @@
 use std::fs::{File, TryLockError};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -59,6 +60,13 @@ pub trait FileHandle: Send + Sync {
     /// Gives back blocks allocated past the file's end by [`Self::allocate_ahead`], once the
     /// file will not grow any more. A hint, like `allocate_ahead`; the default does nothing.
     fn release_ahead(&mut self) {}
+
+    /// Another handle on this open file, for a sync that runs outside the store's lock
+    /// (`SegmentSync`), where the file system has one that costs no system call; `None` (the
+    /// default): the engine opens the file's path again, a walk of every component.
+    fn share(&self) -> Option<Box<dyn FileHandle>> {
+        None
+    }
 }
 
 /// Replaces `path` (in directory `dir`) with `bytes` so that a crash leaves the old file or
@@ -158,10 +166,10 @@ pub trait FileSystem: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsFileSystem;
 
-/// An open OS file.
+/// An open OS file, shared by its handles ([`FileHandle::share`]).
 #[derive(Debug)]
 pub struct OsFile {
-    file: File,
+    file: Arc<File>,
 }
 
 /// A held OS advisory lock (`flock`-style, via `File::try_lock`), released on drop.
@@ -177,11 +185,11 @@ impl FileHandle for OsFile {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, position)
+        std::os::unix::fs::FileExt::read_exact_at(&*self.file, buf, position)
     }
 
     fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, position)
+        std::os::unix::fs::FileExt::write_all_at(&*self.file, buf, position)
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -211,6 +219,14 @@ impl FileHandle for OsFile {
             let _ = self.file.set_len(len);
         }
     }
+
+    /// The same descriptor: a group commit's sync opens nothing (docs/PERFORMANCE.md,
+    /// section "Design decisions").
+    fn share(&self) -> Option<Box<dyn FileHandle>> {
+        Some(Box::new(Self {
+            file: Arc::clone(&self.file),
+        }))
+    }
 }
 
 impl FileSystem for OsFileSystem {
@@ -223,17 +239,23 @@ impl FileSystem for OsFileSystem {
 
     fn open(&self, path: &Path) -> io::Result<OsFile> {
         let file = nofollow::open_file(path, Access::ReadWrite)?;
-        Ok(OsFile { file })
+        Ok(OsFile {
+            file: Arc::new(file),
+        })
     }
 
     fn open_readonly(&self, path: &Path) -> io::Result<OsFile> {
         let file = nofollow::open_file(path, Access::Read)?;
-        Ok(OsFile { file })
+        Ok(OsFile {
+            file: Arc::new(file),
+        })
     }
 
     fn create(&self, path: &Path) -> io::Result<OsFile> {
         let file = nofollow::open_file(path, Access::Create)?;
-        Ok(OsFile { file })
+        Ok(OsFile {
+            file: Arc::new(file),
+        })
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
