@@ -113,27 +113,7 @@ impl Kimberlite {
     /// Makes every append so far durable, whatever the durability policy (useful after
     /// appending with [`Durability::Unsynced`]).
     pub fn sync(&self) -> Result<()> {
-        let seq = self.read_state().written_seq;
-        if seq > 0 && self.inner.config.durability == Durability::GroupCommit {
-            self.inner
-                .commit
-                .wait_durable(seq, || self.sync_written())?;
-        } else {
-            let mut state = self.write_state();
-            state
-                .backend
-                .flush()
-                .map_err(|source| Error::storage(None, source))?;
-            self.count_sync();
-            let State {
-                tree_backlog,
-                merkle,
-                ..
-            } = &mut *state;
-            tree_backlog.submit_to(merkle);
-        }
-        self.write_state().merkle.flush();
-        Ok(())
+        self.make_appends_durable(SyncScope::SegmentsAndIndexes)
     }
 
     /// Makes every append so far durable as group commit does, whatever the durability
@@ -142,6 +122,12 @@ impl Kimberlite {
     /// at open if missing or behind). For a caller that appends unsynced and syncs once per
     /// batch of its own, as a replica does per applied batch of Raft entries.
     pub fn sync_segments(&self) -> Result<()> {
+        self.make_appends_durable(SyncScope::Segments)
+    }
+
+    /// Under group commit, waits for (or leads) the sync of everything written; otherwise
+    /// syncs the backend as `scope` says, then hands the synced leaves to the Merkle tree.
+    fn make_appends_durable(&self, scope: SyncScope) -> Result<()> {
         let seq = self.read_state().written_seq;
         if seq > 0 && self.inner.config.durability == Durability::GroupCommit {
             self.inner
@@ -149,10 +135,11 @@ impl Kimberlite {
                 .wait_durable(seq, || self.sync_written())?;
         } else {
             let mut state = self.write_state();
-            state
-                .backend
-                .sync()
-                .map_err(|source| Error::storage(None, source))?;
+            let synced = match scope {
+                SyncScope::SegmentsAndIndexes => state.backend.flush(),
+                SyncScope::Segments => state.backend.sync(),
+            };
+            synced.map_err(|source| Error::storage(None, source))?;
             self.count_sync();
             let State {
                 tree_backlog,
@@ -164,4 +151,14 @@ impl Kimberlite {
         self.write_state().merkle.flush();
         Ok(())
     }
+}
+
+/// What [`Kimberlite::sync`] and [`Kimberlite::sync_segments`] make durable outside group
+/// commit.
+#[derive(Clone, Copy)]
+enum SyncScope {
+    /// The segments, then each stream's index and manifest (`backend.flush`).
+    SegmentsAndIndexes,
+    /// The segments' data only (`backend.sync`).
+    Segments,
 }
