@@ -7,11 +7,11 @@
 //! keeps a cosigned checkpoint it did not sign. Replacing a file writes a temporary file,
 //! syncs it and renames it over the old one, so a crash leaves the old or the new note.
 
-use kimberlite_proof::{split_note, Checkpoint};
+use kimberlite_proof::split_note;
 use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result};
-use crate::signed_checkpoint::{parse_kept_note, SignedCheckpoint};
+use crate::signed_checkpoint::{parse_kept_note, OfferedNote, SignedCheckpoint};
 use crate::store::Kimberlite;
 use crate::store_fs::replace_file;
 
@@ -27,40 +27,26 @@ impl Kimberlite {
     /// checkpoint this store kept for the stream (another text, another log signature, or
     /// no checkpoint of its size); [`Error::Io`] when a file cannot be read or written.
     pub fn keep_cosigned_checkpoint(&self, id: StreamId, note: &str) -> Result<SignedCheckpoint> {
-        if self.inner.config.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let name = self.stream_name(id).unwrap_or_default();
-        let unknown = |size: u64, reason: String| Error::UnknownCheckpoint {
-            name: name.clone(),
-            size,
-            reason,
-        };
-        let (text, signatures) = split_note(note).map_err(|error| unknown(0, error.to_string()))?;
-        let checkpoint = Checkpoint::parse(text).map_err(|error| unknown(0, error.to_string()))?;
+        let offered = OfferedNote::parse(self, id, note)?;
+        let (text, signatures, checkpoint) =
+            (offered.text, &offered.signatures, &offered.checkpoint);
         let size = checkpoint.tree_size;
         let Some((fs, dir)) = self.checkpoint_dir(id) else {
-            return Err(unknown(
-                size,
-                "an in-memory store keeps no checkpoints".into(),
-            ));
+            return Err(offered.refused("an in-memory store keeps no checkpoints".into()));
         };
         let signed_path = dir.join(format!("{size:020}.checkpoint"));
         let signed = fs
             .read(&signed_path)
-            .map_err(|_| unknown(size, "no checkpoint of this size was signed".into()))?;
+            .map_err(|_| offered.refused("no checkpoint of this size was signed".into()))?;
         let signed = String::from_utf8(signed)
-            .map_err(|_| unknown(size, "the kept checkpoint is not UTF-8".into()))?;
+            .map_err(|_| offered.refused("the kept checkpoint is not UTF-8".into()))?;
         let (signed_text, signed_lines) =
-            split_note(&signed).map_err(|error| unknown(size, error.to_string()))?;
+            split_note(&signed).map_err(|error| offered.refused(error.to_string()))?;
         if signed_text != text {
-            return Err(unknown(
-                size,
-                "its text differs from the checkpoint signed".into(),
-            ));
+            return Err(offered.refused("its text differs from the checkpoint signed".into()));
         }
         if !signed_lines.iter().all(|line| signatures.contains(line)) {
-            return Err(unknown(size, "it lacks the log's signature".into()));
+            return Err(offered.refused("it lacks the log's signature".into()));
         }
         let path = dir.join(format!("{size:020}{COSIGNED_SUFFIX}"));
         let temporary = dir.join(format!("{size:020}{COSIGNED_SUFFIX}.tmp"));
@@ -126,7 +112,7 @@ impl Kimberlite {
 
 #[cfg(test)]
 mod tests {
-    use kimberlite_proof::{add_cosignatures, stream_origin, SignerKey, WitnessSigner};
+    use kimberlite_proof::{add_cosignatures, stream_origin, Checkpoint, SignerKey, WitnessSigner};
 
     use super::*;
     use crate::head::ExpectedOffset;

@@ -9,12 +9,12 @@
 
 use std::path::Path;
 
-use kimberlite_proof::{split_note, Checkpoint, Hash};
+use kimberlite_proof::Hash;
 use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result, TreeEvidence};
 use crate::proofs::{refused, stream_tree, trusted_root};
-use crate::signed_checkpoint::{parse_kept_note, SignedCheckpoint};
+use crate::signed_checkpoint::{parse_kept_note, OfferedNote, SignedCheckpoint};
 use crate::store::Kimberlite;
 use crate::store_fs::{replace_file, StoreFs};
 
@@ -47,34 +47,19 @@ impl Kimberlite {
     /// [`Error::CheckpointConflict`] when the stream does not extend the largest checkpoint
     /// already kept; tree errors as [`Kimberlite::tree_root_at`]; [`Error::Io`].
     pub fn keep_signed_checkpoint(&self, id: StreamId, note: &str) -> Result<SignedCheckpoint> {
-        if self.inner.config.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let name = self.stream_name(id).unwrap_or_default();
-        let unknown = |size: u64, reason: String| Error::UnknownCheckpoint {
-            name: name.clone(),
-            size,
-            reason,
-        };
-        let (text, _) = split_note(note).map_err(|error| unknown(0, error.to_string()))?;
-        let checkpoint = Checkpoint::parse(text).map_err(|error| unknown(0, error.to_string()))?;
+        let offered = OfferedNote::parse(self, id, note)?;
+        let checkpoint = &offered.checkpoint;
         let size = checkpoint.tree_size;
         let head = self.tree_head(id)?;
         if size > head.tree_size {
-            return Err(unknown(
-                size,
-                format!("the stream holds {} events", head.tree_size),
-            ));
+            return Err(offered.refused(format!("the stream holds {} events", head.tree_size)));
         }
         let root = self.tree_root_at(id, size)?;
         if root != checkpoint.root {
-            return Err(unknown(
-                size,
-                format!(
-                    "the log's root at this size is {root}, the note's {}",
-                    checkpoint.root
-                ),
-            ));
+            return Err(offered.refused(format!(
+                "the log's root at this size is {root}, the note's {}",
+                checkpoint.root
+            )));
         }
         self.check_extends_last_kept(id, head.tree_size, head.root)?;
         let Some((fs, dir)) = self.checkpoint_dir(id) else {
@@ -154,7 +139,7 @@ fn make_dir_durably(fs: &dyn StoreFs, dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use kimberlite_proof::{sign_checkpoint, stream_origin, SignerKey};
+    use kimberlite_proof::{sign_checkpoint, stream_origin, Checkpoint, SignerKey};
 
     use super::*;
     use crate::head::ExpectedOffset;

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use kimberlite_proof::{sign_checkpoint, split_note, Checkpoint, Hash, SignerKey};
+use kimberlite_proof::{sign_checkpoint, split_note, Checkpoint, Hash, SignatureLine, SignerKey};
 use kimberlite_types::StreamId;
 
 use crate::error::{Error, Result};
@@ -193,6 +193,52 @@ impl Kimberlite {
             .and_then(|()| fs.sync_dir(&dir))
             .map_err(|error| Error::io(format!("storing {}", path.display()), error))?;
         Ok(Some(path))
+    }
+}
+
+/// A note offered to the store for keeping (signed by a cluster's leader, or cosigned by
+/// witnesses), split and parsed, with the stream's name for the refusals that follow.
+pub(crate) struct OfferedNote<'a> {
+    /// The stream's name, for [`Error::UnknownCheckpoint`].
+    name: String,
+    /// The checkpoint text (before the blank line).
+    pub(crate) text: &'a str,
+    /// The signature lines.
+    pub(crate) signatures: Vec<SignatureLine<'a>>,
+    /// The checkpoint the text states.
+    pub(crate) checkpoint: Checkpoint,
+}
+
+impl<'a> OfferedNote<'a> {
+    /// Refuses the store being read-only, then splits and parses `note` of stream `id`; a
+    /// note that does not split or parse is [`Error::UnknownCheckpoint`] of size 0.
+    pub(crate) fn parse(store: &Kimberlite, id: StreamId, note: &'a str) -> Result<Self> {
+        if store.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let name = store.stream_name(id).unwrap_or_default();
+        let unknown = |reason: String| Error::UnknownCheckpoint {
+            name: name.clone(),
+            size: 0,
+            reason,
+        };
+        let (text, signatures) = split_note(note).map_err(|error| unknown(error.to_string()))?;
+        let checkpoint = Checkpoint::parse(text).map_err(|error| unknown(error.to_string()))?;
+        Ok(Self {
+            name,
+            text,
+            signatures,
+            checkpoint,
+        })
+    }
+
+    /// The refusal of this note at its size, saying `reason`; nothing is kept.
+    pub(crate) fn refused(&self, reason: String) -> Error {
+        Error::UnknownCheckpoint {
+            name: self.name.clone(),
+            size: self.checkpoint.tree_size,
+            reason,
+        }
     }
 }
 
