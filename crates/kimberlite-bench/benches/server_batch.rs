@@ -10,6 +10,12 @@
 //! - **Baseline**: the same batch given to `Kimberlite::append` of a store opened as the
 //!   server opens its own (`Durability::GroupCommit`), from one thread.
 //!
+//! **Bound**: the same client posts the same body to a bare hyper HTTP/1.1 server that reads
+//! it whole and answers a fixed 200 of the append answer's size, with no store
+//! (`kimberlite_bench::http_floor`), alternately with the embedded store; the bound printed is
+//! embedded / (embedded + transport): the best ratio of a design that appends a batch once
+//! its body is received, with its access record free.
+//!
 //! Target: HTTP >= 0.7x the embedded store. Run: `cargo bench -p kimberlite-bench --bench
 //! server_batch`.
 
@@ -19,6 +25,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
 use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::http_floor::FloorServer;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{
     events, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
@@ -48,6 +55,35 @@ impl Http {
     }
 
     fn append(&mut self) {
+        let body = self.body.clone();
+        self.server
+            .runtime()
+            .block_on(self.client.append_batch(body));
+    }
+}
+
+/// The bound's transport: the same client and body against a bare hyper server.
+/// (Fields drop in order: the client goes before the server it is connected to.)
+struct Floor {
+    client: HttpStream,
+    body: Bytes,
+    server: FloorServer,
+}
+
+impl Floor {
+    fn new(answer_bytes: usize, body: Bytes) -> Self {
+        let server = FloorServer::start(answer_bytes);
+        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
+            .pop()
+            .expect("one client");
+        Self {
+            client,
+            body,
+            server,
+        }
+    }
+
+    fn post(&mut self) {
         let body = self.body.clone();
         self.server
             .runtime()
@@ -108,6 +144,18 @@ fn print_ratio() {
     println!(
         "server_batch: per synced batch of 1,000 x 256 B: HTTP {over_http:.2?}, embedded \
          {base:.2?}"
+    );
+    let answer_bytes = http.client.answer_body_len();
+    let mut floor = Floor::new(answer_bytes, http.body.clone());
+    let mut batches = Batches::new(&batch, rounds + 1);
+    let (transport, base_again) =
+        interleaved(rounds, || floor.post(), || embedded.append(batches.take()));
+    println!(
+        "server_batch: BOUND (a design that appends a batch once its body is received, its \
+         access record free): embedded {base_again:.2?} + HTTP/1.1 transport of the body \
+         alone (a bare hyper server answering a fixed {answer_bytes} B body, no store) \
+         {transport:.2?}; against the embedded store {:.2}",
+        base_again.as_secs_f64() / (base_again + transport).as_secs_f64()
     );
     report(
         "server_batch",

@@ -13,6 +13,11 @@
 //! `RESULT` line is the median per-round ratio of 15 short alternating rounds; the latency
 //! of each append (p50, p99, slowest) over every round is printed for both sides.
 //!
+//! **Bound**: in each round the same 64 clients also time a bare hyper HTTP/1.1 server that
+//! answers each request with a fixed 200 of the append answer's size, with no store at all
+//! (`kimberlite_bench::http_floor`); its events/s against the embedded store's is printed as
+//! the bound no design serving these clients over hyper's HTTP/1.1 can pass on this machine.
+//!
 //! Target: HTTP >= 0.7x the embedded store. Run: `cargo bench -p kimberlite-bench --bench
 //! server_concurrent`.
 
@@ -23,6 +28,7 @@ use criterion::{Criterion, Throughput};
 use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
 use kimberlite_bench::concurrent::{single_appends, Round};
 use kimberlite_bench::http_client::{connect_all, HttpStream};
+use kimberlite_bench::http_floor::FloorServer;
 use kimberlite_bench::latency::Percentiles;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{event, median_f64, report, scaled, thousands, Target};
@@ -40,6 +46,25 @@ struct Http {
 impl Http {
     fn new(dir: &Path) -> Self {
         let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
+        Self { clients, server }
+    }
+
+    fn round(&mut self, per_client: u64) -> Round {
+        single_appends(self.server.runtime(), &mut self.clients, per_client)
+    }
+}
+
+/// The bound: the same 64 clients against the HTTP/1.1 transport alone.
+/// (Fields drop in order: the clients go before the server they are connected to.)
+struct Floor {
+    clients: Vec<HttpStream>,
+    server: FloorServer,
+}
+
+impl Floor {
+    fn new(answer_bytes: usize) -> Self {
+        let server = FloorServer::start(answer_bytes);
         let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
         Self { clients, server }
     }
@@ -119,16 +144,25 @@ fn print_ratio() {
     // seconds, so each round's ratio compares the two sides in the same period.
     http.round(per_client);
     embedded.round(per_client);
+    // The transport alone answers as many bytes as the server's append answer has.
+    let mut floor = Floor::new(http.clients[0].answer_body_len());
+    floor.round(per_client);
     let (mut http_latencies, mut embedded_latencies) = (Vec::new(), Vec::new());
     let (mut http_rates, mut embedded_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor_rates, mut floor_ratios, mut floor_latencies) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..scaled(15, 2) {
         let over_http = http.round(per_client);
         let base = embedded.round(per_client);
+        let transport = floor.round(per_client);
         http_rates.push(over_http.rate());
         embedded_rates.push(base.rate());
         ratios.push(over_http.rate() / base.rate());
+        floor_rates.push(transport.rate());
+        floor_ratios.push(transport.rate() / base.rate());
         http_latencies.extend(over_http.latencies);
         embedded_latencies.extend(base.latencies);
+        floor_latencies.extend(transport.latencies);
     }
     let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let high = ratios.iter().copied().fold(0.0, f64::max);
@@ -141,6 +175,15 @@ fn print_ratio() {
     println!(
         "server_concurrent: per-round ratios from {:.2} to {:.2}",
         low, high
+    );
+    println!(
+        "server_concurrent: BOUND (HTTP/1.1 transport alone: the same 64 clients, a bare \
+         hyper server answering a fixed {} B body, no store): {} events/s, latency {}; \
+         against the embedded store {:.2}",
+        http.clients[0].answer_body_len(),
+        thousands(median_f64(floor_rates)),
+        Percentiles::of(floor_latencies),
+        median_f64(floor_ratios)
     );
     report(
         "server_concurrent",

@@ -40,6 +40,8 @@ pub struct HttpClient {
     request: Vec<u8>,
     /// The answer being read, reused.
     answer: Vec<u8>,
+    /// The length of the last answer's body.
+    body_len: usize,
 }
 
 impl HttpClient {
@@ -62,6 +64,7 @@ impl HttpClient {
             head: head.into_bytes(),
             request: Vec::with_capacity(1024),
             answer: Vec::with_capacity(1024),
+            body_len: 0,
         }
     }
 
@@ -119,6 +122,7 @@ impl HttpClient {
             head_end + length,
             "one request in flight, one answer"
         );
+        self.body_len = length;
         (status, head_end + length)
     }
 
@@ -169,6 +173,12 @@ impl HttpStream {
     /// Appends the length-prefixed batch `body` ([`length_prefixed`]) to the client's stream.
     pub async fn append_batch(&mut self, body: Bytes) {
         self.client.append(&body).await;
+    }
+
+    /// The length of the body of the last answer the client read (0 before any).
+    #[must_use]
+    pub fn answer_body_len(&self) -> usize {
+        self.client.body_len
     }
 }
 

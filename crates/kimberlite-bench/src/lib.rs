@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cluster_http;
 pub mod concurrent;
 pub mod http_client;
+pub mod http_floor;
 pub mod latency;
 pub mod server;
 pub mod work_bound;

@@ -73,6 +73,7 @@ mod state;
 mod store;
 mod store_fs;
 mod stream_name;
+mod sync_helper;
 mod tiles;
 mod tree_check;
 mod tree_trust;

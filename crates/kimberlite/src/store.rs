@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) durable_watch: DurableWatch,
     /// Durability syncs finished: what [`Kimberlite::syncs_completed`] reports.
     pub(crate) syncs: std::sync::atomic::AtomicU64,
+    /// Runs a group commit's syncs of several files at once (`crate::sync_helper`).
+    pub(crate) sync_helper: crate::sync_helper::SyncHelper,
 }
 
 impl Drop for Inner {
@@ -261,6 +263,7 @@ impl Kimberlite {
                 lost,
                 durable_watch: DurableWatch::default(),
                 syncs: std::sync::atomic::AtomicU64::new(0),
+                sync_helper: crate::sync_helper::SyncHelper::default(),
             }),
         }
     }

@@ -143,9 +143,11 @@ impl Kimberlite {
             let backlog = state.tree_backlog.take();
             (state.written_seq, syncs, backlog)
         };
-        for sync in &mut syncs {
-            sync.run().map_err(|source| Error::storage(None, source))?;
-        }
+        // Several files (a stream's and the access log's) are flushed at once.
+        self.inner
+            .sync_helper
+            .run_all(&mut syncs)
+            .map_err(|source| Error::storage(None, source))?;
         self.count_sync();
         let mut state = self.write_state();
         state.backend.sync_finished(&syncs);
