@@ -90,6 +90,8 @@ async fn apply_all(state_machine: &mut StateMachine) -> BTreeMap<u64, Ledger> {
         head = next;
         ledgers.insert(index, state_machine.ledger());
     }
+    // Saved in the background; the tests below start from a saved state.
+    state_machine.save_now().unwrap();
     ledgers
 }
 
@@ -102,6 +104,7 @@ async fn a_batch_appends_its_changes_instead_of_rewriting_the_state() {
     let before = fs.read_raw(&path).unwrap();
     let (entry, _) = append(BATCHES + 2, head_of(&state_machine));
     state_machine.apply(vec![entry]).await.unwrap();
+    state_machine.save_now().unwrap();
     let after = fs.read_raw(&path).unwrap();
     assert!(after.len() > before.len());
     assert_eq!(after[..before.len()], before[..], "earlier bytes rewritten");
@@ -159,6 +162,7 @@ async fn a_failed_write_stops_applying_until_reopened() {
     fs.set_faults_enabled(false);
     let mut state_machine = open(&fs, true);
     state_machine.apply(vec![create()]).await.unwrap();
+    state_machine.save_now().unwrap();
     let (first, head) = append(2, Head::default());
     fs.set_faults_enabled(true);
     assert!(state_machine.apply(vec![first.clone()]).await.is_err());
