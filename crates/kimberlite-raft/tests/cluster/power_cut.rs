@@ -194,16 +194,21 @@ async fn append(
     }
 }
 
-/// Waits up to `timeout` for `check`.
-async fn within(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check() {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+/// Whether `check` holds within `timeout`, asked on a thread of its own: a state machine that
+/// syncs while it applies holds its lock meanwhile, and the test must go on to release it.
+async fn within(timeout: Duration, mut check: impl FnMut() -> bool + Send + 'static) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        while !check() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
+        true
+    });
+    let answer = tokio::time::timeout(timeout + Duration::from_secs(1), task).await;
+    matches!(answer, Ok(Ok(true)))
 }
 
 /// One power cut of `victim`; returns how many unsynced writes it lost.
@@ -226,7 +231,9 @@ async fn run(seed: u64, victim: Victim) -> u64 {
         .unwrap();
     let stream = cluster.create_stream(request(0, 0), "s").await.unwrap();
     let mut acked = BTreeSet::new();
-    let (_, texts) = append(&cluster, stream, 0, WAIT).await.unwrap();
+    // The first append to a stream creates its files (synced as any new file is): before
+    // the syncs are held.
+    let (first, texts) = append(&cluster, stream, 0, WAIT).await.unwrap();
     acked.extend(texts);
     let leader = cluster.leader(WAIT).await.unwrap();
     let id = match victim {
@@ -235,7 +242,12 @@ async fn run(seed: u64, victim: Victim) -> u64 {
     };
     let node = cluster.node(id).unwrap();
     let machine = node.state_machine().clone();
-    assert!(within(WAIT, || machine.saved() == machine.last_applied()).await);
+    let saved = machine.clone();
+    let settled = move || {
+        let applied = saved.last_applied();
+        applied.is_some_and(|id| id.index >= first) && saved.saved() == applied
+    };
+    assert!(within(WAIT, settled).await);
     disks[&id].set(|switch| switch.hold = true);
     // Acknowledged (by the leader) while the victim's store and applied state syncs wait.
     let mut last = None;
@@ -249,17 +261,18 @@ async fn run(seed: u64, victim: Victim) -> u64 {
     }
     let applied = match last {
         Some(last) => {
-            within(Duration::from_secs(10), || {
+            let machine = machine.clone();
+            within(Duration::from_secs(10), move || {
                 machine.last_applied().is_some_and(|id| id.index >= last)
             })
             .await
         }
         None => false,
     };
-    let unsaved = machine.saved() < machine.last_applied();
     // Power off: held syncs fail, nothing more reaches the disk; what was not synced is lost
     // or torn.
     disks[&id].set(|switch| switch.cut = true);
+    let unsaved = machine.saved() < machine.last_applied();
     cluster.stop(id).await;
     drop((node, machine));
     disks[&id].disk.crash();
