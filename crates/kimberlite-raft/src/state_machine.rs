@@ -588,30 +588,3 @@ fn write_json<T: Serialize>(
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     fs.replace(dir, name, &bytes, sync)
 }
-
-#[cfg(test)]
-mod tests {
-    use openraft::storage::RaftStateMachine;
-    use openraft::RaftSnapshotBuilder;
-
-    use super::*;
-    use crate::applied_file::APPLIED_FILE;
-
-    const SNAPSHOT_FILE: &str = "snapshot.json";
-
-    #[tokio::test]
-    async fn a_closed_state_machine_releases_its_store_and_writes_nothing_more() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state_machine = StateMachine::open(dir.path(), Config::default(), false).unwrap();
-        state_machine.apply(Vec::new()).await.unwrap();
-        state_machine.close();
-        // A new incarnation of the node opens the store while the old one's tasks run.
-        let reopened = Kimberlite::open_with(dir.path().join(STORE_DIR), Config::default());
-        assert!(reopened.is_ok(), "{:?}", reopened.err());
-        std::fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
-        assert!(state_machine.apply(Vec::new()).await.is_err());
-        assert!(state_machine.build_snapshot().await.is_err());
-        assert!(!dir.path().join(APPLIED_FILE).exists());
-        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
-    }
-}
