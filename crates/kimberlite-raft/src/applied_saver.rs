@@ -182,9 +182,9 @@ impl Shared {
         }
         let saved = match &full {
             Some(state) => Some(state.last_applied),
-            None => records.iter().rev().find_map(|record| match record {
-                AppliedRecord::Batch { last_applied, .. } => Some(*last_applied),
-                AppliedRecord::Full(state) => Some(state.last_applied),
+            None => records.last().map(|record| match record {
+                AppliedRecord::Batch { last_applied, .. } => *last_applied,
+                AppliedRecord::Full(state) => state.last_applied,
             }),
         };
         let outcome = (|| {
@@ -200,7 +200,7 @@ impl Shared {
             Ok::<bool, String>(file.wants_rewrite(&AppliedState::default()))
         })();
         let mut queue = lock(&self.queue);
-        let result = match outcome {
+        match outcome {
             Ok(rewrite_wanted) => {
                 if let Some(saved) = saved {
                     queue.saved = saved;
@@ -212,8 +212,7 @@ impl Shared {
                 queue.failure = Some(failure.clone());
                 Err(failure)
             }
-        };
-        result
+        }
     }
 }
 
