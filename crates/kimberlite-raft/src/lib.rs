@@ -18,9 +18,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 mod applied_file;
+mod applied_saver;
 mod cluster;
 mod command;
 mod generation;
+mod halt;
 mod journal_file;
 pub mod linearizability;
 mod log_file;
@@ -61,6 +63,7 @@ mod state_machine_faults_tests;
 pub use applied_file::APPLIED_FILE;
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
 pub use command::{Command, Head, Rejection, RequestId, Response};
+pub use halt::Halt;
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};

@@ -11,12 +11,12 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{LogId, SnapshotPolicy};
 
 use crate::command::{Command, Rejection, RequestId, Response};
+use crate::halt::Halt;
 use crate::log_file::LogFileError;
 use crate::log_store::LogStore;
 use crate::network::{Network, Transport};
 use crate::node_fs::NodeFs;
 use crate::proposer::{check_leading, propose, Proposer};
-use crate::replica::Divergence;
 use crate::state_machine::{OpenError, StateMachine};
 use crate::types::{NodeId, Raft};
 use crate::write::{Appended, WriteError};
@@ -183,9 +183,10 @@ impl Node {
         &self.state_machine
     }
 
-    /// The divergence that stopped this replica applying, if one did.
+    /// Why this replica stopped applying, if it did: a divergence, or a failed save of what
+    /// it applied (docs/REPLICATION.md, section "State beside the store").
     #[must_use]
-    pub fn halted(&self) -> Option<Divergence> {
+    pub fn halted(&self) -> Option<Halt> {
         self.state_machine.halted()
     }
 

@@ -7,9 +7,10 @@
 //!
 //! - `store/`: the Kimberlite store;
 //! - `state-machine.log`: the last applied log id, the membership and the [`Ledger`], one
-//!   record of changes appended after each batch of entries applied (`crate::applied_file`).
-//!   The store may be ahead of it after a crash; the entries in between are applied again,
-//!   and [`Replica::apply`] answers them as the first time;
+//!   record of changes appended for each batch of entries applied (`crate::applied_file`),
+//!   in the background after the store is synced (`crate::applied_saver`). The store may be
+//!   ahead of it after a crash; the entries in between are applied again, and
+//!   [`Replica::apply`] answers them as the first time;
 //! - `snapshot.json`: the last snapshot built or installed, sent to replicas that need it.
 //!
 //! Every file goes through the node's [`NodeFs`]. The file work of apply, build and install
@@ -28,11 +29,13 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::applied_file::{AppliedFile, AppliedRecord, AppliedState};
+use crate::applied_saver::AppliedSaver;
 use crate::command::Response;
 use crate::generation::Generation;
+use crate::halt::Halt;
 use crate::journal_file::LogFileError;
 use crate::node_fs::NodeFs;
-use crate::replica::{ApplyError, Divergence, Ledger, Replica};
+use crate::replica::{ApplyError, Ledger, Replica};
 use crate::snapshot::SnapshotImage;
 use crate::snapshot_error::SnapshotError;
 use crate::types::{Node, NodeId, TypeConfig};
@@ -60,9 +63,9 @@ struct Shared {
     dir: PathBuf,
     config: Config,
     sync: bool,
-    /// Whether the store is synced once per applied batch (its appends are unsynced).
-    sync_store: bool,
     state: Mutex<State>,
+    /// Saves the applied batches' records, after syncing the store, in the background.
+    saver: AppliedSaver,
 }
 
 #[derive(Debug)]
@@ -70,12 +73,11 @@ struct State {
     replica: Replica,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
-    halted: Option<Divergence>,
+    halted: Option<Halt>,
     snapshot: Option<StoredSnapshot>,
     snapshots_built: u64,
-    /// The live generation of files, and its applied state file.
+    /// The live generation of files (its applied state file is the saver's).
     generation: Generation,
-    file: AppliedFile,
     /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
     closed: bool,
 }
@@ -136,6 +138,8 @@ impl StateMachine {
             AppliedFile::open_named(fs.clone(), dir, &generation.applied_name(), sync)?;
         let snapshot: Option<StoredSnapshot> =
             read_json(&fs, &dir.join(generation.snapshot_name()))?;
+        let saver = AppliedSaver::start(store.clone(), file, sync_store, applied.last_applied)
+            .map_err(io)?;
         let state = State {
             replica: Replica::new(store, applied.ledger),
             last_applied: applied.last_applied,
@@ -144,7 +148,6 @@ impl StateMachine {
             snapshot,
             snapshots_built: 0,
             generation,
-            file,
             closed: false,
         };
         Ok(Self {
@@ -153,8 +156,8 @@ impl StateMachine {
                 dir: dir.to_owned(),
                 config,
                 sync,
-                sync_store,
                 state: Mutex::new(state),
+                saver,
             }),
         })
     }
@@ -179,10 +182,25 @@ impl StateMachine {
         self.lock().replica.ledger().requests.get(request).cloned()
     }
 
-    /// The divergence that stopped this replica, if one did.
+    /// Why this replica stopped applying, if it did: a divergence, or a failed save of
+    /// what it applied.
     #[must_use]
-    pub fn halted(&self) -> Option<Divergence> {
-        self.lock().halted.clone()
+    pub fn halted(&self) -> Option<Halt> {
+        let halted = self.lock().halted.clone();
+        halted.or_else(|| {
+            self.shared
+                .saver
+                .failure()
+                .map(|reason| Halt::SaveFailed { reason })
+        })
+    }
+
+    /// The last applied log id the applied state file holds durably (with the store's
+    /// events it says are applied): [`Self::last_applied`] once the background save of what
+    /// was applied has ended.
+    #[must_use]
+    pub fn saved(&self) -> Option<LogId<NodeId>> {
+        self.shared.saver.saved()
     }
 
     /// The ledger as of the last applied log id.
@@ -203,26 +221,44 @@ impl StateMachine {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
+        self.shared.saver.close();
         state
             .replica
             .replace(Kimberlite::in_memory(), Ledger::default());
     }
 
-    /// Appends what the last batch changed to the applied state file (rewritten whole when
-    /// it has grown enough).
-    fn save_batch(state: &mut State, membership_changed: bool) -> Result<(), LogFileError> {
+    /// Queues what the last batch changed for the background save; when the file has grown
+    /// enough, saves now, rewriting it as the whole state (rare: the file grows fourfold
+    /// between rewrites).
+    fn save_batch(&self, state: &mut State, membership_changed: bool) -> Result<(), String> {
         let record = AppliedRecord::Batch {
             last_applied: state.last_applied,
             membership: membership_changed.then(|| state.membership.clone()),
             changes: state.replica.take_changes(),
         };
-        state.file.append(&[record])?;
-        // The applied state's rewrite test reads the file's sizes only.
-        if state.file.wants_rewrite(&AppliedState::default()) {
-            let full = full_state(state);
-            state.file.rewrite(&full)?;
+        let saver = &self.shared.saver;
+        saver.queue(record);
+        if saver.rewrite_wanted() {
+            saver.flush(Some(full_state(state)))?;
         }
         Ok(())
+    }
+
+    /// Saves what was applied now, as the background saver soon would (tests that read the
+    /// files).
+    #[cfg(test)]
+    pub(crate) fn save_now(&self) -> Result<(), String> {
+        let _state = self.lock();
+        self.shared.saver.flush(None)
+    }
+
+    /// Makes everything applied durable before something that relies on it: a snapshot
+    /// (openraft purges the log it covers), an install, a rewrite.
+    fn flush(&self) -> Result<(), SnapshotError> {
+        self.shared
+            .saver
+            .flush(None)
+            .map_err(|reason| SnapshotError::Io(std::io::Error::other(reason)))
     }
 
     fn apply_one(state: &mut State, entry: &Entry<TypeConfig>) -> Result<Response, ApplyError> {
@@ -246,12 +282,17 @@ impl StateMachine {
     ) -> Result<Vec<Response>, StorageError<NodeId>> {
         let mut state = self.lock();
         check_open(&state).map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
+        if let Some(reason) = self.shared.saver.failure() {
+            // Fail-stop: what the disk holds is unknown until the node is reopened.
+            state.halted.get_or_insert(Halt::SaveFailed { reason });
+        }
+        let applied_before = state.last_applied;
         let mut responses = Vec::with_capacity(entries.len());
         let mut failure = None;
         let mut membership_changed = false;
         for entry in &entries {
-            if let Some(divergence) = &state.halted {
-                failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), divergence));
+            if let Some(halt) = &state.halted {
+                failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), halt));
                 break;
             }
             membership_changed |= matches!(entry.payload, EntryPayload::Membership(_));
@@ -259,24 +300,19 @@ impl StateMachine {
                 Ok(response) => responses.push(response),
                 Err(error) => {
                     if let ApplyError::Diverged(divergence) = &error {
-                        state.halted = Some(divergence.clone());
+                        state.halted = Some(Halt::Diverged(divergence.clone()));
                     }
                     failure = Some(storage_error(ErrorSubject::Apply(entry.log_id), &error));
                     break;
                 }
             }
         }
-        if self.shared.sync_store {
-            // The store before the applied state that says its entries are applied; its
-            // segments' data only, as group commit syncs (indexes and manifests are derived).
-            state
-                .replica
-                .store()
-                .sync_segments()
+        // What was applied is saved either way; the store is synced before its record, in
+        // the background (`crate::applied_saver`): the answer does not wait for either.
+        if state.last_applied != applied_before || membership_changed {
+            self.save_batch(&mut state, membership_changed)
                 .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         }
-        Self::save_batch(&mut state, membership_changed)
-            .map_err(|error| storage_error(ErrorSubject::StateMachine, &error))?;
         match failure {
             Some(error) => Err(error),
             None => Ok(responses),
@@ -290,6 +326,9 @@ impl StateMachine {
     }
 
     fn build_locked(&self, state: &mut State) -> Result<Snapshot<TypeConfig>, SnapshotError> {
+        // openraft purges the log up to the snapshot once it is built: everything it covers
+        // must be durable in the store and the applied state first.
+        self.flush()?;
         let store_dir = state.generation.store_dir(&self.shared.dir);
         let image = SnapshotImage::build(
             &self.shared.fs,
@@ -359,6 +398,8 @@ impl StateMachine {
         // Held while rebuilding too, so that a close waits for the rebuild to end.
         let mut state = self.lock();
         check_open(&state)?;
+        // The old generation's records first: an install that fails leaves it live.
+        self.flush()?;
         let next = state.generation.fresh(fs, dir)?;
         let store = image.rebuild(fs.clone(), &next.store_dir(dir), config.clone(), *sync)?;
         store.sync()?;
@@ -381,13 +422,15 @@ impl StateMachine {
             return Err(error.into());
         }
         // The old store is closed (dropped) before its files go.
+        self.shared
+            .saver
+            .replace(store.clone(), file, meta.last_log_id);
         state.replica.replace(store, stored.image.ledger.clone());
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.halted = None;
         state.snapshot = Some(stored);
         state.generation = next;
-        state.file = file;
         next.remove_others(fs, dir)?;
         Ok(())
     }
@@ -544,31 +587,4 @@ fn write_json<T: Serialize>(
 ) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     fs.replace(dir, name, &bytes, sync)
-}
-
-#[cfg(test)]
-mod tests {
-    use openraft::storage::RaftStateMachine;
-    use openraft::RaftSnapshotBuilder;
-
-    use super::*;
-    use crate::applied_file::APPLIED_FILE;
-
-    const SNAPSHOT_FILE: &str = "snapshot.json";
-
-    #[tokio::test]
-    async fn a_closed_state_machine_releases_its_store_and_writes_nothing_more() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state_machine = StateMachine::open(dir.path(), Config::default(), false).unwrap();
-        state_machine.apply(Vec::new()).await.unwrap();
-        state_machine.close();
-        // A new incarnation of the node opens the store while the old one's tasks run.
-        let reopened = Kimberlite::open_with(dir.path().join(STORE_DIR), Config::default());
-        assert!(reopened.is_ok(), "{:?}", reopened.err());
-        std::fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
-        assert!(state_machine.apply(Vec::new()).await.is_err());
-        assert!(state_machine.build_snapshot().await.is_err());
-        assert!(!dir.path().join(APPLIED_FILE).exists());
-        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
-    }
 }

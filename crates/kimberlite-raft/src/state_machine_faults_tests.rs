@@ -2,7 +2,9 @@
 //! batch's changes by appending them, survives power loss (a torn tail cut, a prefix of the
 //! batches kept), refuses work after a failed write until reopened; a snapshot install that
 //! fails or loses power part way leaves the old generation whole or the new one, never a mix;
-//! a snapshot that does not match its heads installs nothing.
+//! a snapshot that does not match its heads installs nothing; a failed background save halts
+//! the replica; a snapshot is built only over saved state; a closed state machine writes
+//! nothing more.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,11 +18,12 @@ use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StoredMembership};
 
 use crate::applied_file::APPLIED_FILE;
 use crate::command::{Command, Head, RequestId};
+use crate::halt::Halt;
 use crate::log_file_tests::log_id;
 use crate::node_fs::NodeFs;
 use crate::replica::Ledger;
 use crate::snapshot::SnapshotImage;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{StateMachine, STORE_DIR};
 use crate::types::{NodeId, TypeConfig};
 
 const DIR: &str = "/node";
@@ -90,6 +93,8 @@ async fn apply_all(state_machine: &mut StateMachine) -> BTreeMap<u64, Ledger> {
         head = next;
         ledgers.insert(index, state_machine.ledger());
     }
+    // Saved in the background; the tests below start from a saved state.
+    state_machine.save_now().unwrap();
     ledgers
 }
 
@@ -102,6 +107,7 @@ async fn a_batch_appends_its_changes_instead_of_rewriting_the_state() {
     let before = fs.read_raw(&path).unwrap();
     let (entry, _) = append(BATCHES + 2, head_of(&state_machine));
     state_machine.apply(vec![entry]).await.unwrap();
+    state_machine.save_now().unwrap();
     let after = fs.read_raw(&path).unwrap();
     assert!(after.len() > before.len());
     assert_eq!(after[..before.len()], before[..], "earlier bytes rewritten");
@@ -159,6 +165,7 @@ async fn a_failed_write_stops_applying_until_reopened() {
     fs.set_faults_enabled(false);
     let mut state_machine = open(&fs, true);
     state_machine.apply(vec![create()]).await.unwrap();
+    state_machine.save_now().unwrap();
     let (first, head) = append(2, Head::default());
     fs.set_faults_enabled(true);
     assert!(state_machine.apply(vec![first.clone()]).await.is_err());
@@ -289,4 +296,80 @@ async fn a_kept_snapshot_whose_segment_is_gone_is_built_again() {
     kimberlite_storage::FileSystem::remove_file(&NodeFs::new(fs.clone()), &path).unwrap();
     let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
     assert_ne!(current.meta.snapshot_id, built.meta.snapshot_id);
+}
+
+#[tokio::test]
+async fn a_failed_background_save_halts_the_replica() {
+    let fs = SimFileSystem::new(
+        7,
+        FaultConfig {
+            sync_fail_probability: 1.0,
+            ..FaultConfig::NONE
+        },
+    );
+    fs.set_faults_enabled(false);
+    let mut state_machine = open(&fs, true);
+    state_machine.apply(vec![create()]).await.unwrap();
+    // The stream's first append creates its files (synced as any new file is).
+    let (first, head) = append(2, Head::default());
+    state_machine.apply(vec![first]).await.unwrap();
+    state_machine.save_now().unwrap();
+    let (second, head) = append(3, head);
+    fs.set_faults_enabled(true);
+    // Answered without waiting for the store's or the applied state's sync ...
+    state_machine.apply(vec![second]).await.unwrap();
+    // ... which then fails in the background: the replica stops, and says why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state_machine.halted().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no halt");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let halt = state_machine.halted().unwrap();
+    assert!(matches!(halt, Halt::SaveFailed { .. }), "{halt:?}");
+    fs.set_faults_enabled(false);
+    let (third, _) = append(4, head);
+    assert!(state_machine.apply(vec![third]).await.is_err());
+    assert_eq!(state_machine.last_applied(), Some(log_id(3)));
+}
+
+#[tokio::test]
+async fn a_snapshot_is_built_only_over_saved_state() {
+    for seed in 0..4 {
+        let fs = SimFileSystem::new(seed, FaultConfig::NONE);
+        let mut state_machine = open(&fs, true);
+        state_machine.apply(vec![create()]).await.unwrap();
+        let mut head = Head::default();
+        for index in 2..=BATCHES + 1 {
+            let (entry, next) = append(index, head);
+            state_machine.apply(vec![entry]).await.unwrap();
+            head = next;
+        }
+        let built = state_machine.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id(BATCHES + 1)));
+        // Power lost with no close: openraft may have purged the log up to the snapshot, so
+        // the store and the applied state must hold all it covers.
+        fs.crash();
+        let reopened = open(&fs, true);
+        assert_eq!(
+            position(&reopened),
+            (Some(BATCHES + 1), BATCHES),
+            "seed {seed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_closed_state_machine_releases_its_store_and_writes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state_machine = StateMachine::open(dir.path(), Config::default(), false).unwrap();
+    state_machine.apply(Vec::new()).await.unwrap();
+    state_machine.close();
+    // A new incarnation of the node opens the store while the old one's tasks run.
+    let reopened = Kimberlite::open_with(dir.path().join(STORE_DIR), Config::default());
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+    std::fs::remove_file(dir.path().join(APPLIED_FILE)).unwrap();
+    assert!(state_machine.apply(Vec::new()).await.is_err());
+    assert!(state_machine.build_snapshot().await.is_err());
+    assert!(!dir.path().join(APPLIED_FILE).exists());
+    assert!(!dir.path().join("snapshot.json").exists());
 }

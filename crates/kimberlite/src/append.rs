@@ -118,11 +118,43 @@ impl Kimberlite {
 
     /// Makes every append so far durable as group commit does, whatever the durability
     /// policy: the segments' data only (one device flush per segment written since the last
-    /// sync), not the indexes and manifests [`Self::sync`] also writes (derived data, rebuilt
-    /// at open if missing or behind). For a caller that appends unsynced and syncs once per
-    /// batch of its own, as a replica does per applied batch of Raft entries.
+    /// sync), not the indexes, manifests and tree files [`Self::sync`] also writes (derived
+    /// data, rebuilt at open if missing or behind). The device flush runs outside the store's
+    /// write lock, so appends go on meanwhile (a later sync covers them). For a caller that
+    /// appends unsynced and syncs in a thread of its own, as a replica does for its applied
+    /// batches of Raft entries. A failed sync stops the store (fail-stop: later appends and
+    /// syncs return [`Error::Poisoned`]).
     pub fn sync_segments(&self) -> Result<()> {
-        self.make_appends_durable(SyncScope::Segments)
+        if self.inner.config.durability == Durability::GroupCommit {
+            return self.make_appends_durable(SyncScope::Segments);
+        }
+        if self.inner.commit.failed() {
+            return Err(Error::Poisoned);
+        }
+        let (mut syncs, mark) = {
+            let mut state = self.write_state();
+            let syncs = state
+                .backend
+                .sync_begin()
+                .map_err(|source| Error::storage(None, source))?;
+            (syncs, state.tree_backlog.mark())
+        };
+        for sync in &mut syncs {
+            if let Err(source) = sync.run() {
+                self.inner.commit.poison();
+                return Err(Error::storage(None, source));
+            }
+        }
+        self.count_sync();
+        let mut state = self.write_state();
+        state.backend.sync_finished(&syncs);
+        let State {
+            tree_backlog,
+            merkle,
+            ..
+        } = &mut *state;
+        tree_backlog.submit_before(mark, merkle);
+        Ok(())
     }
 
     /// Under group commit, waits for (or leads) the sync of everything written; otherwise

@@ -83,8 +83,12 @@ impl Drop for State {
 /// events)`, in append order, and their payload bytes.
 #[derive(Debug, Default)]
 pub(crate) struct TreeBacklog {
-    batches: Vec<(StreamId, u64, Vec<bytes::Bytes>)>,
+    batches: std::collections::VecDeque<(StreamId, u64, Vec<bytes::Bytes>)>,
     bytes: u64,
+    /// Batches ever pushed, and ever handed to the trees: a sync that runs outside the write
+    /// lock hands over only those pushed before it began ([`Self::mark`]).
+    pushed: u64,
+    submitted: u64,
 }
 
 impl TreeBacklog {
@@ -93,8 +97,9 @@ impl TreeBacklog {
     pub(crate) const UNSYNCED_BYTES_MAX: u64 = 64 << 20;
 
     pub(crate) fn push(&mut self, stream: StreamId, first_offset: u64, events: Vec<bytes::Bytes>) {
-        self.bytes += events.iter().map(|event| event.len() as u64).sum::<u64>();
-        self.batches.push((stream, first_offset, events));
+        self.bytes += payload_bytes(&events);
+        self.batches.push_back((stream, first_offset, events));
+        self.pushed += 1;
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -107,13 +112,41 @@ impl TreeBacklog {
 
     /// Hands every batch to `trees`, which may then write them: call only once they are durable.
     pub(crate) fn submit_to(&mut self, trees: &mut TreeWorker) {
-        self.bytes = 0;
-        for (stream, first_offset, events) in self.batches.drain(..) {
+        self.submit_before(self.pushed, trees);
+    }
+
+    /// Where the backlog ends now: a sync that began here covers the batches before it.
+    pub(crate) fn mark(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Hands `trees` the batches pushed before `mark` that are still here (a sync that began
+    /// at `mark` made them durable; another sync may have handed some over meanwhile).
+    pub(crate) fn submit_before(&mut self, mark: u64, trees: &mut TreeWorker) {
+        while self.submitted < mark {
+            let Some((stream, first_offset, events)) = self.batches.pop_front() else {
+                break;
+            };
+            self.submitted += 1;
+            self.bytes = self.bytes.saturating_sub(payload_bytes(&events));
             trees.submit(stream, first_offset, events);
         }
     }
 
+    /// Takes every batch out (to hand over once a sync that began now ends), counting them
+    /// as handed over.
     pub(crate) fn take(&mut self) -> TreeBacklog {
-        std::mem::take(self)
+        let taken = TreeBacklog {
+            batches: std::mem::take(&mut self.batches),
+            bytes: std::mem::take(&mut self.bytes),
+            pushed: self.pushed,
+            submitted: self.submitted,
+        };
+        self.submitted = self.pushed;
+        taken
     }
+}
+
+fn payload_bytes(events: &[bytes::Bytes]) -> u64 {
+    events.iter().map(|event| event.len() as u64).sum()
 }

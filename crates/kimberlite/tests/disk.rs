@@ -539,3 +539,33 @@ fn flushed_indexes_spare_the_next_open_a_rescan() {
     assert!(scanned_after(false) >= 500, "without a flush, a rescan");
     assert_eq!(scanned_after(true), 0);
 }
+
+/// `sync_segments` flushes outside the write lock and hands the trees only the batches written
+/// before it began; every batch reaches its tree, in order, whichever sync covers it.
+#[test]
+fn batches_synced_by_sync_segments_reach_the_trees_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().durability(Durability::Unsynced);
+    let store = Kimberlite::open_with(dir.path(), config.clone()).unwrap();
+    let id = store.create_stream("s").unwrap();
+    let syncer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                store.sync_segments().unwrap();
+            }
+        })
+    };
+    for n in 0..200u32 {
+        store
+            .append(id, [format!("e{n}")], ExpectedOffset::Any)
+            .unwrap();
+    }
+    syncer.join().unwrap();
+    store.sync_segments().unwrap();
+    let head = store.tree_head(id).unwrap();
+    assert_eq!(head.tree_size, 200);
+    drop(store);
+    let reopened = Kimberlite::open_with(dir.path(), config).unwrap();
+    assert_eq!(reopened.tree_head(id).unwrap(), head);
+}

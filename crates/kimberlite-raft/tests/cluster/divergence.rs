@@ -37,7 +37,7 @@ async fn a_replica_whose_store_differs_stops_and_the_others_go_on() {
         .await
         .unwrap();
     eventually("the follower to stop", || bad.halted().is_some()).await;
-    let divergence = bad.halted().unwrap();
+    let divergence = bad.halted().unwrap().divergence().cloned().unwrap();
     assert_eq!(divergence.point, DivergencePoint::Before);
     assert_eq!(
         (divergence.index, divergence.stream),
@@ -94,14 +94,14 @@ async fn a_command_with_a_wrong_expected_head_stops_every_replica_that_applies_i
     // learns the entry is committed (from the leader before it stopped, or from a leader
     // elected later, which applies it and stops too): none applies past it.
     eventually("the leader to stop", || leader.halted().is_some()).await;
-    let divergence = leader.halted().unwrap();
+    let divergence = leader.halted().unwrap().divergence().cloned().unwrap();
     assert_eq!(divergence.point, DivergencePoint::After);
     assert_eq!(divergence.expected, expected);
     tokio::time::sleep(Duration::from_secs(2)).await;
     for id in cluster.running() {
         let node = cluster.node(id).unwrap();
         match node.halted() {
-            Some(halted) => assert_eq!(halted, divergence, "node {id}"),
+            Some(halted) => assert_eq!(halted.divergence(), Some(&divergence), "node {id}"),
             None => {
                 let applied = node.state_machine().last_applied().unwrap().index;
                 assert!(

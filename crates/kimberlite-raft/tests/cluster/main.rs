@@ -10,6 +10,7 @@ mod history;
 mod learner;
 mod partition;
 mod pipeline;
+mod power_cut;
 mod power_loss;
 mod replicate;
 mod restart;
