@@ -15,6 +15,7 @@ pub mod cluster_http;
 pub mod concurrent;
 pub mod http_client;
 pub mod latency;
+pub mod replication_bound;
 pub mod server;
 pub mod work_bound;
 
