@@ -21,6 +21,7 @@ use criterion::{Criterion, Throughput};
 use kimberlite_bench::cluster::{BenchCluster, ClusterClient};
 use kimberlite_bench::cluster_http::HttpCluster;
 use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::replication_bound;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{
     events, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
@@ -136,12 +137,44 @@ fn print_ratio() {
         "cluster_batch: per synced batch of 1,000 x 256 B: 3 nodes over HTTP {three:.2?}, \
          single-node server {base:.2?}; 3 nodes without HTTP {without_http:.2?}"
     );
+    print_replication_bound(&dir.path().join("bound"), &batch, rounds, &mut single);
     report(
         "cluster_batch",
         &format!("3 nodes {} events/s", thousands(rate(n, three))),
         &format!("single node {} events/s", thousands(rate(n, base))),
         rate(n, three) / rate(n, base),
         Target::AtLeast(0.5),
+    );
+}
+
+/// The replication bound (`kimberlite_bench::replication_bound`): the work every replica
+/// cannot avoid for a batch, all replicas on this machine's cores, or the acknowledgement's
+/// path through a majority's synced logs, whichever is longer; against the single-node server
+/// in the same rounds.
+fn print_replication_bound(dir: &Path, batch: &[Bytes], rounds: usize, single: &mut Single) {
+    std::fs::create_dir_all(dir).expect("the bound's directory");
+    let parts = replication_bound::measure(dir, batch, rounds, || single.append());
+    println!(
+        "cluster_batch: replication bound: per replica chain {:.2?} + crc {:.2?} + leaves \
+         {:.2?} + store write {:.2?} + log write {:.2?} = {:.2?} of CPU, x{} replicas on {} \
+         cores = {:.2?}; path: chain on {} cores + a majority's logs written and synced at once \
+         {:.2?} = {:.2?}; bound {:.2?} against the single-node server's {:.2?}: best possible \
+         ratio {:.3}",
+        parts.chain,
+        parts.crc,
+        parts.leaves,
+        parts.store_write,
+        parts.log_write,
+        parts.replica_cpu(),
+        replication_bound::REPLICAS,
+        parts.cores,
+        parts.cpu_bound(),
+        parts.cores,
+        parts.majority_log,
+        parts.path_bound(),
+        parts.bound(),
+        parts.baseline,
+        parts.best_ratio()
     );
 }
 

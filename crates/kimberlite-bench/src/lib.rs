@@ -16,6 +16,7 @@ pub mod concurrent;
 pub mod http_client;
 pub mod http_floor;
 pub mod latency;
+pub mod replication_bound;
 pub mod server;
 pub mod work_bound;
 

@@ -101,14 +101,14 @@ impl WorkParts {
 
 /// A file written at the end in aligned pieces into blocks allocated ahead, as the engine
 /// writes a segment.
-struct AlignedFile {
+pub(crate) struct AlignedFile {
     file: File,
     position: u64,
     allocated_to: u64,
 }
 
 impl AlignedFile {
-    fn create(path: &Path) -> Self {
+    pub(crate) fn create(path: &Path) -> Self {
         Self {
             file: File::create(path).expect("create the bound's file"),
             position: 0,
@@ -117,7 +117,7 @@ impl AlignedFile {
     }
 
     /// Writes `bytes` at the end: up to each 64 KiB boundary of the file, then the rest.
-    fn write(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) {
         let end = self.position + bytes.len() as u64;
         if end > self.allocated_to {
             let flags = rustix::fs::FallocateFlags::KEEP_SIZE;
@@ -142,14 +142,14 @@ impl AlignedFile {
         }
     }
 
-    fn flush(&self) {
+    pub(crate) fn flush(&self) {
         self.file.sync_data().expect("fdatasync the bound's file");
     }
 }
 
 /// Our format's CPU work on `batch` from `first_offset` on: returns the head of the chain and
 /// a fold of the CRCs (so that none of it is optimised away), and the time of each part.
-fn our_format_work(
+pub(crate) fn our_format_work(
     batch: &[Bytes],
     first_offset: u64,
     frames: &[u8],

@@ -255,6 +255,14 @@ pub(crate) mod hex_events {
                 fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<RawBuf, E> {
                     Ok(RawBuf(Bytes::copy_from_slice(bytes)))
                 }
+                // Bytes of the input itself: a slice of its buffer when the decode shares one
+                // (`crate::shared_events`).
+                fn visit_borrowed_bytes<E: serde::de::Error>(
+                    self,
+                    bytes: &'de [u8],
+                ) -> Result<RawBuf, E> {
+                    Ok(RawBuf(crate::shared_events::event_bytes(bytes)))
+                }
                 fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<RawBuf, E> {
                     Ok(RawBuf(Bytes::from(bytes)))
                 }

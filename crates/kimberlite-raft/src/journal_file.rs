@@ -122,8 +122,14 @@ pub(crate) struct JournalFile<F: FileSystem, S> {
     /// A write, sync or rewrite failed: the tail (or which file the handle is) is unknown
     /// until the file is replayed (fail-stop).
     failed: bool,
+    /// The last write's encoding buffer, kept for the next (up to [`SCRATCH_KEEP_MAX`]): a
+    /// fresh one per write of a batch's events faulted in fresh pages each time.
+    scratch: Vec<u8>,
     state: std::marker::PhantomData<fn() -> S>,
 }
+
+/// The largest encoding buffer kept between writes (an entry carries at most 4 MiB of events).
+const SCRATCH_KEEP_MAX: usize = 8 << 20;
 
 impl<F: FileSystem, S> std::fmt::Debug for JournalFile<F, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +147,11 @@ impl<S: Journal> JournalFile<kimberlite_storage::OsFileSystem, S> {
     /// Opens (or creates) the file in `dir` on the real file system and replays it.
     pub(crate) fn open(dir: &Path, sync: bool) -> Result<(Self, S), LogFileError> {
         Self::open_with(kimberlite_storage::OsFileSystem, dir, sync)
+    }
+
+    /// Where the encoding buffer kept for the next write starts, and its capacity.
+    pub(crate) fn scratch(&self) -> (*const u8, usize) {
+        (self.scratch.as_ptr(), self.scratch.capacity())
     }
 }
 
@@ -197,6 +208,7 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
             base_len: good_len,
             sync,
             failed: false,
+            scratch: Vec::new(),
             state: std::marker::PhantomData,
         };
         Ok((log, state))
@@ -225,14 +237,30 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
             source,
         };
         self.refuse_after_failure().map_err(io_error)?;
-        let mut buffer = Vec::new();
+        let mut buffer = std::mem::take(&mut self.scratch);
+        buffer.clear();
+        let written = self.write_encoded(records, sync, &mut buffer);
+        if buffer.capacity() <= SCRATCH_KEEP_MAX {
+            self.scratch = buffer;
+        }
+        written.map_err(io_error)
+    }
+
+    /// Encodes `records` into `buffer` (empty), writes them at the end, syncs if `sync`.
+    fn write_encoded(
+        &mut self,
+        records: &[S::Record],
+        sync: bool,
+        buffer: &mut Vec<u8>,
+    ) -> io::Result<()> {
         for record in records {
-            encode(record, &mut buffer).map_err(io_error)?;
+            encode(record, buffer)?;
         }
         self.failed = true;
-        let written = self.file.write_all_at(&buffer, self.len);
-        let synced = written.and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
-        synced.map_err(io_error)?;
+        self.file.write_all_at(buffer, self.len)?;
+        if sync {
+            self.file.sync_data()?;
+        }
         self.failed = false;
         self.len += buffer.len() as u64;
         self.record_count += records.len() as u64;
@@ -299,6 +327,11 @@ pub(crate) fn frame_for_tests(body: &[u8], buffer: &mut Vec<u8>) -> io::Result<(
 
 /// Appends `record`'s frame to `buffer`; a body larger than replay accepts is refused here.
 fn encode<R: Serialize>(record: &R, buffer: &mut Vec<u8>) -> io::Result<()> {
+    // Room for the whole record first: a batch's events grown into by doubling would be
+    // copied again at each step, into fresh pages.
+    let body_len = postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default())
+        .map_err(io::Error::other)?;
+    buffer.reserve(RECORD_HEADER_BYTES as usize + 1 + body_len);
     let start = buffer.len();
     buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES as usize]);
     buffer.push(BODY_BINARY);

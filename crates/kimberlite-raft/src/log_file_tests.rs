@@ -261,3 +261,58 @@ fn a_whole_record_in_an_unknown_encoding_is_refused_naming_the_file_never_cut() 
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }
+
+/// A record is encoded into one allocation of its size, not grown by doubling (each step a copy
+/// of the events so far, into fresh pages).
+fn batch_entry(index: u64) -> LogRecord {
+    let events = vec![bytes::Bytes::from(vec![7u8; 256]); 1_000];
+    LogRecord::Entry(Entry::<TypeConfig> {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(Command::Append {
+            request: RequestId {
+                client: 1,
+                seq: index,
+            },
+            stream: 1,
+            prev: Head::default(),
+            read_at: 0,
+            expected: Head::default().after(&events),
+            events,
+        }),
+    })
+}
+
+/// One write's encoding buffer is the next one's: a fresh buffer per batch faulted in fresh
+/// pages each time.
+#[test]
+fn writes_reuse_one_encoding_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = LogFile::open(dir.path(), false).unwrap();
+    file.append(&[batch_entry(1)]).unwrap();
+    let (kept, capacity) = file.scratch();
+    assert!(capacity > 256_000, "{capacity}");
+    file.append(&[batch_entry(2)]).unwrap();
+    assert_eq!(file.scratch(), (kept, capacity));
+    let (_, state) = LogFile::open(dir.path(), false).unwrap();
+    assert_eq!(state.entries.keys().copied().collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn a_batch_record_is_encoded_into_room_reserved_for_it() {
+    let events = vec![bytes::Bytes::from(vec![7u8; 256]); 1_000];
+    let record = LogRecord::Entry(Entry::<TypeConfig> {
+        log_id: log_id(1),
+        payload: EntryPayload::Normal(Command::Append {
+            request: RequestId { client: 1, seq: 1 },
+            stream: 1,
+            prev: Head::default(),
+            read_at: 0,
+            expected: Head::default().after(&events),
+            events,
+        }),
+    });
+    let mut buffer = Vec::new();
+    crate::journal_file::encode_for_tests(&record, &mut buffer).unwrap();
+    assert!(buffer.len() > 256_000);
+    assert_eq!(buffer.capacity(), buffer.len());
+}

@@ -73,7 +73,8 @@ async fn message<T: serde::de::DeserializeOwned>(
                 "the message could not be read (at most {RAFT_BODY_MAX} bytes): {error}"
             ))
         })?;
-    let message = wire::decode(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let message =
+        wire::decode_shared(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     Ok((cluster, message))
 }
 
