@@ -45,16 +45,13 @@ pub(crate) fn seal_batch<T: AsRef<[u8]>>(
         .sum();
     let mut out = Vec::with_capacity(total);
     let mut ends = Vec::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        let nonce = nonce_at(&base, index as u64);
-        envelope::seal_into(cipher, key_id, &nonce, id, event.as_ref(), &mut out).map_err(
-            |_| SealError::EventTooLarge {
-                index,
-                len: event.as_ref().len(),
-            },
-        )?;
-        ends.push(out.len());
-    }
+    let nonce = |index: usize| nonce_at(&base, index as u64);
+    envelope::seal_all_into(cipher, key_id, id, events, nonce, &mut out, &mut ends).map_err(
+        |index| SealError::EventTooLarge {
+            index,
+            len: events.get(index).map_or(0, |event| event.as_ref().len()),
+        },
+    )?;
     let buffer = Bytes::from(out);
     let mut start = 0;
     Ok(ends
@@ -69,7 +66,57 @@ pub(crate) fn seal_batch<T: AsRef<[u8]>>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The envelopes of `events` sealed one by one with `seal_into` (`aes-gcm`), nonces from
+    /// `base` as a batch numbers them.
+    fn one_by_one(
+        cipher: &SubjectCipher,
+        key_id: KeyId,
+        base: &[u8; NONCE_LEN],
+        events: &[Vec<u8>],
+    ) -> Vec<Vec<u8>> {
+        (0..)
+            .zip(events)
+            .map(|(index, event)| {
+                let nonce = nonce_at(base, index);
+                envelope::seal(cipher, key_id, &nonce, StreamId::new(9), event).unwrap()
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_batch_is_the_same_bytes_as_its_events_sealed_one_by_one(
+            key in any::<[u8; 32]>(),
+            key_id in any::<[u8; envelope::KEY_ID_LEN]>(),
+            lens in proptest::collection::vec(
+                prop_oneof![8 => 0usize..2000, 1 => 4000usize..4200, 1 => 0usize..20_000],
+                1..120,
+            ),
+        ) {
+            let cipher = SubjectCipher::new(&key);
+            let key_id = KeyId(key_id);
+            let events: Vec<Vec<u8>> = lens
+                .iter()
+                .enumerate()
+                .map(|(n, len)| (0..*len).map(|b| (b * 31 + n) as u8).collect())
+                .collect();
+            let sealed = seal_batch(&cipher, key_id, StreamId::new(9), &events).unwrap();
+            let header = envelope::HEADER_LEN;
+            let base: [u8; NONCE_LEN] =
+                sealed[0][header - NONCE_LEN..header].try_into().unwrap();
+            let expected = one_by_one(&cipher, key_id, &base, &events);
+            prop_assert_eq!(sealed.len(), expected.len());
+            for (got, want) in sealed.iter().zip(&expected) {
+                prop_assert_eq!(got.as_ref(), want.as_slice());
+            }
+        }
+    }
 
     #[test]
     fn nonces_count_up_from_the_base_and_wrap() {
