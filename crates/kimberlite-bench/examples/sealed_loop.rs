@@ -1,5 +1,5 @@
 //! The `sealed` bench's workload for a profiler and for CPU per event: batches of 1,000 x 256 B
-//! appended unsynced, sealed for one subject (`SubjectKeys::append`) and plain
+//! appended unsynced, sealed for one subject (`SubjectKeys::append_bytes`) and plain
 //! (`Kimberlite::append`), to two streams of one store.
 //!
 //! `both` (the default) runs rounds of a phase of sealed batches then a phase of plain ones and
@@ -78,7 +78,7 @@ fn main() {
     let sealed: StreamId = store.create_stream("sealed").expect("create");
     let batch = events(0, BATCH_EVENTS);
     let append_sealed = |batch: &[Bytes]| {
-        keys.append(sealed, "subject-0", batch, ExpectedOffset::Any)
+        keys.append_bytes(sealed, "subject-0", batch.to_vec(), ExpectedOffset::Any)
             .expect("sealed append");
     };
     let append_plain = |batch: &[Bytes]| {
