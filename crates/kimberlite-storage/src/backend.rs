@@ -9,6 +9,7 @@
 //! broken chain.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -19,6 +20,7 @@ use crate::error::StorageError;
 use crate::record::MAX_PAYLOAD_LEN;
 use crate::recovery_report::RecoveryReport;
 use crate::stream_stats::StreamStats;
+use crate::transform::{transform_events, PayloadTransform};
 use crate::verify::{VerifyResume, VerifyStep};
 
 /// A hash-chained, append-only store of streams.
@@ -104,6 +106,43 @@ pub trait StoreBackend: StorageBackend + Send + Sync {
         prev_hash: Option<ChainHash>,
         fsync: bool,
     ) -> Result<(Offset, ChainHash), StorageError>;
+
+    /// [`StorageBackend::append_batch`] of `events` changed by `transform` first: the stored
+    /// payloads, hashed and read back, are the transformed events, returned with the new next
+    /// offset and head. A backend that encodes in chunks on several threads transforms each
+    /// chunk where it encodes it (`Storage`); this default transforms the batch, then appends
+    /// it. A failed transform appends nothing here ([`StorageError::Transform`]), and fails the
+    /// write (poisoning the store) where chunks are written as they are encoded.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `events` is empty, as [`StorageBackend::append_batch`].
+    fn append_transformed(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        transform: Arc<dyn PayloadTransform>,
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash, Vec<Bytes>), StorageError> {
+        let stored = transform_events(&*transform, 0, &events).map_err(|source| {
+            StorageError::Transform {
+                stream: stream_id,
+                source,
+            }
+        })?;
+        let lens = [stored.len()];
+        let (next, hash) = self.append_batches(
+            stream_id,
+            stored.clone(),
+            &lens,
+            expected_offset,
+            prev_hash,
+            fsync,
+        )?;
+        Ok((next, hash, stored))
+    }
 
     /// The streams holding at least one record (or damage, or files `open` could not read),
     /// ascending.
@@ -222,6 +261,20 @@ pub fn check_append(
     head_offset: Offset,
     head_hash: Option<ChainHash>,
 ) -> Result<Offset, StorageError> {
+    let lens = events.iter().map(Bytes::len);
+    let head = (head_offset, head_hash);
+    check_append_lens(stream_id, lens, expected_offset, prev_hash, head)
+}
+
+/// [`check_append`] given the events' lengths as they will be stored.
+pub fn check_append_lens(
+    stream_id: StreamId,
+    lens: impl ExactSizeIterator<Item = usize>,
+    expected_offset: Offset,
+    prev_hash: Option<ChainHash>,
+    (head_offset, head_hash): (Offset, Option<ChainHash>),
+) -> Result<Offset, StorageError> {
+    let count = lens.len() as u64;
     if expected_offset != head_offset {
         return Err(StorageError::UnexpectedOffset {
             stream: stream_id,
@@ -237,24 +290,20 @@ pub fn check_append(
             actual: head_hash,
         });
     }
-    if let Some((index, event)) = events
-        .iter()
-        .enumerate()
-        .find(|(_, event)| event.len() > MAX_PAYLOAD_LEN)
-    {
+    if let Some((index, len)) = lens.enumerate().find(|(_, len)| *len > MAX_PAYLOAD_LEN) {
         return Err(StorageError::PayloadTooLarge {
             stream: stream_id,
             offset: Offset::new(head_offset.as_u64().saturating_add(index as u64)),
-            len: event.len() as u64,
+            len: len as u64,
             max: MAX_PAYLOAD_LEN as u64,
         });
     }
     head_offset
-        .checked_add(events.len() as u64)
+        .checked_add(count)
         .ok_or(StorageError::OffsetOverflow {
             stream: stream_id,
             offset: head_offset,
-            count: events.len() as u64,
+            count,
         })
 }
 

@@ -75,6 +75,12 @@ pub(crate) struct EncodedChunk {
     pub bytes: Vec<u8>,
     /// The frames, in order.
     pub frames: Vec<EncodedFrame>,
+    /// Under a [`crate::PayloadTransform`]: the chunk's events as stored (transformed);
+    /// empty otherwise.
+    pub stored: Vec<Bytes>,
+    /// Under a [`crate::PayloadTransform`]: why the chunk's events could not be transformed
+    /// (the chunk has no frames then).
+    pub failed: Option<crate::TransformError>,
 }
 
 impl EncodedChunk {
@@ -108,6 +114,13 @@ pub(crate) fn encode_chunk(events: &[Bytes], plan: &BatchPlan, index: usize) -> 
     out
 }
 
+/// The indexes of chunk `index`'s events in a batch of `len` events.
+#[must_use]
+pub(crate) fn chunk_range(index: usize, len: usize) -> std::ops::Range<usize> {
+    let start = (index * CHUNK_EVENTS).min(len);
+    start..(start + CHUNK_EVENTS).min(len)
+}
+
 /// [`encode_chunk`] into `out`, whose contents are replaced and whose memory is reused.
 pub(crate) fn encode_chunk_into(
     out: &mut EncodedChunk,
@@ -115,9 +128,20 @@ pub(crate) fn encode_chunk_into(
     plan: &BatchPlan,
     index: usize,
 ) {
-    let start = (index * CHUNK_EVENTS).min(events.len());
-    let end = (start + CHUNK_EVENTS).min(events.len());
-    let chunk = events.get(start..end).unwrap_or_default();
+    let range = chunk_range(index, events.len());
+    let chunk = events.get(range.clone()).unwrap_or_default();
+    encode_events_into(out, chunk, range.start, events.len(), plan);
+}
+
+/// [`encode_chunk_into`] given the chunk's events alone: `chunk` holds the events from index
+/// `start` of a batch of `batch_len` events.
+pub(crate) fn encode_events_into(
+    out: &mut EncodedChunk,
+    chunk: &[Bytes],
+    start: usize,
+    batch_len: usize,
+    plan: &BatchPlan,
+) {
     let payload_bytes: usize = chunk.iter().map(Bytes::len).sum();
     out.bytes.clear();
     out.frames.clear();
@@ -131,7 +155,7 @@ pub(crate) fn encode_chunk_into(
         .skip_while(|(offset, _)| *offset < first)
         .peekable();
     let mut codec = CodecChoice::new(plan.compression);
-    let last = plan.first_offset + (events.len() as u64).saturating_sub(1);
+    let last = plan.first_offset + (batch_len as u64).saturating_sub(1);
     for (position, (offset, event)) in (start..).zip((first..).zip(chunk)) {
         let has_prev = position > 0 || plan.head_present;
         if let Some((_, payload)) = restart_records.next_if(|(at, _)| *at == offset) {

@@ -246,6 +246,16 @@ pub enum StorageError {
         /// The lock file.
         path: PathBuf,
     },
+    /// A [`crate::PayloadTransform`] could not transform the batch's events: nothing was
+    /// written by this call where the whole batch is transformed first (the default of
+    /// [`crate::StoreBackend::append_transformed`]).
+    #[error("stream {stream}: {source}")]
+    Transform {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the transform said.
+        source: crate::TransformError,
+    },
     /// A write or fsync failed earlier: the on-disk state is unknown, so every further write
     /// is refused until the store is reopened (and recovered). Reads still work.
     #[error("store is poisoned by an earlier failure ({context}); reopen it to recover")]

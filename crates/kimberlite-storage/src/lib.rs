@@ -29,6 +29,7 @@ mod record;
 mod recovery_report;
 mod rotation;
 mod stream_stats;
+mod transform;
 mod verify;
 
 #[cfg(feature = "fuzz-reset")]
@@ -42,4 +43,5 @@ pub use error::{Location, RecordError, StorageError};
 pub use memory::MemoryStorage;
 pub use parallel::{BLOCK_FRAMES as VERIFY_BLOCK_FRAMES, MIN_EVENTS as HASH_AHEAD_MIN_EVENTS};
 pub use record::{Record, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RECORD_OVERHEAD};
+pub use transform::{transform_events, PayloadTransform, TransformError};
 pub use verify::{VerifyReport, VerifyResume, VerifyStep};

@@ -8,7 +8,10 @@
 //! The write itself is in `write.rs`; group commit's queue in `writers.rs` and
 //! `group_append.rs`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use kimberlite_storage::{transform_events, PayloadTransform, StorageError};
 use kimberlite_types::StreamId;
 
 use crate::config::Durability;
@@ -86,6 +89,18 @@ impl Kimberlite {
         }
         let mut state = self.write_state();
         let result = self.append_locked(&mut state, id, events, expected)?;
+        self.after_direct_append(state, id, &result);
+        Ok(result)
+    }
+
+    /// After an append not under group commit: its head is as durable as the policy makes
+    /// it, for readers to see.
+    fn after_direct_append(
+        &self,
+        mut state: std::sync::RwLockWriteGuard<'_, State>,
+        id: StreamId,
+        result: &AppendResult,
+    ) {
         state.written_seq += 1;
         if let Some(heads) = state.heads.get_mut(&id) {
             heads.durable = StreamHead {
@@ -95,6 +110,43 @@ impl Kimberlite {
         }
         drop(state);
         self.inner.durable_watch.publish(&[id]);
+    }
+
+    /// [`Self::append_unchecked`] of `events` as `transform` changes them: the store holds,
+    /// hashes and proves the transformed events (sealed appends, `crate::sealed`). Unsynced
+    /// or synced per append, each chunk is transformed where the backend encodes it, beside
+    /// its hashing; under group commit the batch is transformed first, then queued as any.
+    pub(crate) fn append_transformed(
+        &self,
+        id: StreamId,
+        events: Vec<Bytes>,
+        transform: Arc<dyn PayloadTransform>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.inner.config.durability == Durability::GroupCommit {
+            let stored = transform_events(&*transform, 0, &events).map_err(|source| {
+                let name = self.stream_name(id);
+                Error::storage(
+                    name.as_deref(),
+                    StorageError::Transform { stream: id, source },
+                )
+            })?;
+            return self.append_grouped(id, stored, expected);
+        }
+        let count = events.len();
+        let mut state = self.write_state();
+        let result = self.append_batches_locked(
+            &mut state,
+            id,
+            events,
+            &[count],
+            expected,
+            Some(transform),
+        )?;
+        self.after_direct_append(state, id, &result);
         Ok(result)
     }
 

@@ -173,7 +173,7 @@ impl Kimberlite {
         let batch_lens: Vec<usize> = run.iter().map(|request| request.events.len()).collect();
         let mut head = state.heads.get(&id).and_then(|heads| heads.written.hash);
         let merged =
-            self.append_batches_locked(state, id, events, &batch_lens, ExpectedOffset::Any);
+            self.append_batches_locked(state, id, events, &batch_lens, ExpectedOffset::Any, None);
         let merged = match merged {
             Ok(merged) => merged,
             Err(error) if self.inner.commit.failed() => {

@@ -6,9 +6,11 @@
 //! A backend error that is not a plain refusal (oversized event, offset overflow) means the
 //! state on disk is uncertain: the store latches and refuses appends until reopened.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kimberlite_storage::backend::assert_offset_advanced;
-use kimberlite_storage::StorageError;
+use kimberlite_storage::{PayloadTransform, StorageError};
 use kimberlite_types::StreamId;
 
 use crate::config::Durability;
@@ -27,12 +29,14 @@ impl Kimberlite {
         expected: ExpectedOffset,
     ) -> Result<AppendResult> {
         let count = events.len();
-        self.append_batches_locked(state, id, events, &[count], expected)
+        self.append_batches_locked(state, id, events, &[count], expected, None)
     }
 
     /// [`Self::append_locked`] of several callers' batches in one backend call (group
     /// commit's merged runs): `events` holds batches of `batch_lens` events, each kept
-    /// all-or-nothing across a crash on its own (`StoreBackend::append_batches`).
+    /// all-or-nothing across a crash on its own (`StoreBackend::append_batches`). With a
+    /// `transform` (one batch only), the events are stored as it changes them, chunk by chunk
+    /// where the backend encodes them (`StoreBackend::append_transformed`).
     pub(crate) fn append_batches_locked(
         &self,
         state: &mut State,
@@ -40,6 +44,7 @@ impl Kimberlite {
         events: Vec<Bytes>,
         batch_lens: &[usize],
         expected: ExpectedOffset,
+        transform: Option<Arc<dyn PayloadTransform>>,
     ) -> Result<AppendResult> {
         if self.inner.commit.failed() {
             return Err(Error::Poisoned);
@@ -70,16 +75,18 @@ impl Kimberlite {
         let name = name.to_owned();
         let count = events.len();
         let fsync = self.inner.config.durability == Durability::SyncEachAppend;
-        let tree_events = state.merkle.enabled().then(|| events.clone());
-        let outcome = state.backend.append_batches(
-            id,
-            events,
-            batch_lens,
-            head.next_offset,
-            head.hash,
-            fsync,
-        );
-        let (next_offset, hash) = outcome.map_err(|source| {
+        let tree_events = (state.merkle.enabled() && transform.is_none()).then(|| events.clone());
+        let outcome = match transform {
+            None => state
+                .backend
+                .append_batches(id, events, batch_lens, head.next_offset, head.hash, fsync)
+                .map(|(next, hash)| (next, hash, tree_events)),
+            Some(transform) => state
+                .backend
+                .append_transformed(id, events, transform, head.next_offset, head.hash, fsync)
+                .map(|(next, hash, stored)| (next, hash, state.merkle.enabled().then_some(stored))),
+        };
+        let (next_offset, hash, tree_events) = outcome.map_err(|source| {
             if !is_plain_refusal(&source) {
                 self.inner.commit.poison();
             }
@@ -178,6 +185,8 @@ impl Kimberlite {
 fn is_plain_refusal(error: &StorageError) -> bool {
     matches!(
         error,
-        StorageError::PayloadTooLarge { .. } | StorageError::OffsetOverflow { .. }
+        StorageError::PayloadTooLarge { .. }
+            | StorageError::OffsetOverflow { .. }
+            | StorageError::Transform { .. }
     )
 }

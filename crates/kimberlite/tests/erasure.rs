@@ -199,3 +199,54 @@ fn a_large_sealed_batch_reads_back_in_order() {
         .collect();
     assert_eq!(nonces.len(), 601, "a fresh nonce per event");
 }
+
+#[test]
+fn sealed_batches_on_disk_read_back_under_every_durability() {
+    use kimberlite::{Config, Durability};
+    for durability in [
+        Durability::Unsynced,
+        Durability::SyncEachAppend,
+        Durability::GroupCommit,
+    ] {
+        let temp = tempfile::tempdir().unwrap();
+        let (key, _) = master();
+        let config = Config::default().durability(durability);
+        let mut expected = Vec::new();
+        {
+            let store = Kimberlite::open_with(temp.path(), config.clone()).unwrap();
+            let id = store.create_stream("records").unwrap();
+            let keys = SubjectKeys::open(&store, key.clone()).unwrap();
+            // On either side of the size from which the store encodes on two threads.
+            for size in [1usize, 127, 128, 129, 1_000] {
+                let batch: Vec<bytes::Bytes> = (0..size)
+                    .map(|i| format!("secret {} of {size}", expected.len() + i).into())
+                    .collect();
+                expected.extend(batch.iter().cloned());
+                keys.append_bytes(id, "alice", batch, ExpectedOffset::Any)
+                    .unwrap();
+            }
+            let as_slices: Vec<&[u8]> = vec![b"by slices", b""];
+            expected.extend(as_slices.iter().map(|s| bytes::Bytes::copy_from_slice(s)));
+            keys.append(id, "alice", &as_slices, ExpectedOffset::Any)
+                .unwrap();
+            store.sync().unwrap();
+            assert!(
+                holds(temp.path(), b"secret 1000 of 1000").is_empty(),
+                "{durability:?}"
+            );
+        }
+        let store = Kimberlite::open_with(temp.path(), config).unwrap();
+        let id = store.stream("records").unwrap();
+        let report = store.verify(id).unwrap();
+        assert!(report.is_intact(), "{durability:?}");
+        assert_eq!(
+            report.records_checked(),
+            expected.len() as u64,
+            "{durability:?}"
+        );
+        let keys = SubjectKeys::open(&store, key).unwrap();
+        let read = keys.read(id, 0.into(), u64::MAX).unwrap();
+        let payloads: Vec<_> = read.iter().map(|e| e.payload().cloned().unwrap()).collect();
+        assert_eq!(payloads, expected, "{durability:?}");
+    }
+}

@@ -111,7 +111,7 @@ pub(crate) async fn append(
                     let id = store
                         .stream(&name)
                         .ok_or(kimberlite::Error::StreamNotFound { name })?;
-                    Ok(keys.append(id, &subject, &events, expected)?)
+                    Ok(keys.append_bytes(id, &subject, events, expected)?)
                 })
                 .await?;
             (appended, false)

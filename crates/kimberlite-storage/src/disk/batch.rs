@@ -19,6 +19,7 @@
 //! the caller commits what this returns.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -32,6 +33,7 @@ use super::storage::Storage;
 use super::stream::io_error;
 use crate::encode::{BatchPlan, EncodedChunk};
 use crate::error::StorageError;
+use crate::transform::PayloadTransform;
 
 /// Encoded bytes that are written without waiting for the rest of the batch (what is left
 /// after the last chunk is written at the end); the size the `append_nosync` bench chose
@@ -139,6 +141,8 @@ impl<F: FileSystem> Storage<F> {
     /// Encodes `events` (the batch for stream `id`, which exists and is not damaged, after
     /// its head, ending batches after the offsets in `batch_ends` and at its last event), links
     /// them to the chain and writes them at the end of its active segment, syncing with `fsync`. Returns what each frame is and the chain hash of the last event.
+    /// With a `transform`, each chunk's events are transformed before they are encoded and
+    /// pushed, as stored, to `stored`; a failed transform fails the write.
     /// On error the file is cut back to where the batch began.
     pub(super) fn write_batch(
         &mut self,
@@ -146,6 +150,8 @@ impl<F: FileSystem> Storage<F> {
         events: Vec<Bytes>,
         batch_ends: Vec<u64>,
         fsync: bool,
+        transform: Option<Arc<dyn PayloadTransform>>,
+        stored: &mut Vec<Bytes>,
     ) -> Result<(Vec<SeenRecord>, Option<ChainHash>), StorageError> {
         let Self {
             streams,
@@ -186,7 +192,11 @@ impl<F: FileSystem> Storage<F> {
         };
         let mut head = state.head;
         let active_file = &mut state.active;
-        let mut result = encoder.encode(events, plan, config.hash_ahead, |chunk| {
+        let mut result = encoder.encode(events, plan, config.hash_ahead, transform, |chunk| {
+            if let Some(error) = chunk.failed.take() {
+                return Err(io::Error::other(error));
+            }
+            stored.append(&mut chunk.stored);
             head = chunk.link(head);
             writer.push(chunk);
             if writer.buffer.len() >= WRITE_CHUNK_BYTES {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
@@ -17,12 +17,14 @@ use super::recovery::open_stream;
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
 use crate::backend::{
-    assert_offset_advanced, batch_ends, check_append, SegmentSync, StorageBackend, StoreBackend,
+    assert_offset_advanced, batch_ends, check_append_lens, SegmentSync, StorageBackend,
+    StoreBackend,
 };
 use crate::error::StorageError;
 use crate::parallel::{Encoder, VerifyPool};
 use crate::recovery_report::{RecoveryAction, RecoveryReport};
 use crate::stream_stats::StreamStats;
+use crate::transform::PayloadTransform;
 use crate::verify::{VerifyResume, VerifyStep};
 
 /// Bytes an active segment is mapped past its rotation size ([`Storage::active_map_capacity`]).
@@ -364,16 +366,30 @@ impl<F: FileSystem> StorageBackend for Storage<F> {
     }
 }
 
-impl<F: FileSystem> StoreBackend for Storage<F> {
-    fn append_batches(
+/// The head a caller expects and whether to sync: what every append call passes on.
+struct AppendCall {
+    expected_offset: Offset,
+    prev_hash: Option<ChainHash>,
+    fsync: bool,
+}
+
+impl<F: FileSystem> Storage<F> {
+    /// [`StoreBackend::append_batches`], with each chunk's events first changed by
+    /// `transform` (if any) and pushed, as stored, to `stored`.
+    fn append_with(
         &mut self,
         stream_id: StreamId,
         events: Vec<Bytes>,
         batch_lens: &[usize],
-        expected_offset: Offset,
-        prev_hash: Option<ChainHash>,
-        fsync: bool,
+        call: AppendCall,
+        transform: Option<Arc<dyn PayloadTransform>>,
+        stored: &mut Vec<Bytes>,
     ) -> Result<(Offset, ChainHash), StorageError> {
+        let AppendCall {
+            expected_offset,
+            prev_hash,
+            fsync,
+        } = call;
         assert!(!events.is_empty(), "cannot append empty batch");
         let ends = batch_ends(expected_offset, batch_lens, events.len());
         self.check_poisoned()?;
@@ -387,13 +403,13 @@ impl<F: FileSystem> StoreBackend for Storage<F> {
             },
             None => (Offset::ZERO, None),
         };
-        check_append(
+        let stored_len = |len: usize| transform.as_ref().map_or(len, |t| t.output_len(len));
+        check_append_lens(
             stream_id,
-            &events,
+            events.iter().map(|event| stored_len(event.len())),
             expected_offset,
             prev_hash,
-            head_offset,
-            head_hash,
+            (head_offset, head_hash),
         )?;
 
         if !self.streams.contains_key(&stream_id) {
@@ -401,7 +417,7 @@ impl<F: FileSystem> StoreBackend for Storage<F> {
             self.poison_on_error(created)?;
         }
         let event_count = events.len();
-        let written = self.write_batch(stream_id, events, ends, fsync);
+        let written = self.write_batch(stream_id, events, ends, fsync, transform, stored);
         let (seen, last_hash) = self.poison_on_error(written)?;
 
         // The batch is written (and synced when asked): commit it in memory.
@@ -433,6 +449,46 @@ impl<F: FileSystem> StoreBackend for Storage<F> {
             let _ = self.poison_on_error(rotated);
         }
         Ok((next_offset, last_hash))
+    }
+}
+
+impl<F: FileSystem> StoreBackend for Storage<F> {
+    fn append_batches(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        batch_lens: &[usize],
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash), StorageError> {
+        let call = AppendCall {
+            expected_offset,
+            prev_hash,
+            fsync,
+        };
+        self.append_with(stream_id, events, batch_lens, call, None, &mut Vec::new())
+    }
+
+    fn append_transformed(
+        &mut self,
+        stream_id: StreamId,
+        events: Vec<Bytes>,
+        transform: Arc<dyn PayloadTransform>,
+        expected_offset: Offset,
+        prev_hash: Option<ChainHash>,
+        fsync: bool,
+    ) -> Result<(Offset, ChainHash, Vec<Bytes>), StorageError> {
+        let call = AppendCall {
+            expected_offset,
+            prev_hash,
+            fsync,
+        };
+        let lens = [events.len()];
+        let mut stored = Vec::with_capacity(events.len());
+        let (next, hash) =
+            self.append_with(stream_id, events, &lens, call, Some(transform), &mut stored)?;
+        Ok((next, hash, stored))
     }
 
     fn holds(&self, stream: StreamId) -> bool {

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 
 use super::job_board::{lock, BoardJob, JobBoard, Wakeup, Watch};
-use crate::encode::{encode_chunk_into, BatchPlan, EncodedChunk, CHUNK_EVENTS};
+use crate::encode::{
+    chunk_range, encode_chunk_into, encode_events_into, BatchPlan, EncodedChunk, CHUNK_EVENTS,
+};
+use crate::transform::{transform_events, PayloadTransform};
 
 /// The fewest events of a batch that the encode helper shares with the appending thread
 /// ([`StorageConfig::hash_ahead`](crate::StorageConfig::hash_ahead)); smaller batches are
@@ -62,7 +65,10 @@ pub(crate) struct SpareChunks {
 impl SpareChunks {
     /// Keeps `chunk`'s memory for a later batch, unless that would keep more than
     /// [`MAX_SPARE_BYTES`].
-    pub(crate) fn put(&mut self, chunk: EncodedChunk) {
+    pub(crate) fn put(&mut self, mut chunk: EncodedChunk) {
+        // Stored events belong to the batch's caller, not to the next batch.
+        chunk.stored = Vec::new();
+        chunk.failed = None;
         let bytes = chunk.bytes.capacity();
         if self.bytes + bytes <= MAX_SPARE_BYTES {
             self.bytes += bytes;
@@ -103,6 +109,8 @@ impl SpareChunks {
 pub(crate) struct BatchJob {
     events: Vec<Bytes>,
     plan: BatchPlan,
+    /// Applied to each chunk's events before they are encoded.
+    transform: Option<Arc<dyn PayloadTransform>>,
     next_claim: AtomicUsize,
     slots: Vec<Slot>,
     /// Where the appender waits for a chunk another thread is encoding.
@@ -124,6 +132,7 @@ impl BatchJob {
         Self {
             events,
             plan,
+            transform: None,
             next_claim: AtomicUsize::new(0),
             slots: (0..chunks)
                 .map(|_| Slot {
@@ -133,6 +142,14 @@ impl BatchJob {
                 .collect(),
             encoded: Wakeup::default(),
         }
+    }
+
+    /// The job with each chunk's events transformed by `transform` before they are encoded;
+    /// each chunk then holds its events as stored ([`EncodedChunk::stored`]).
+    #[must_use]
+    pub(crate) fn transformed(mut self, transform: Option<Arc<dyn PayloadTransform>>) -> Self {
+        self.transform = transform;
+        self
     }
 
     /// The batch's events.
@@ -154,7 +171,25 @@ impl BatchJob {
             return false;
         };
         let mut chunk = lock(&slot.chunk).take().unwrap_or_default();
-        encode_chunk_into(&mut chunk, &self.events, &self.plan, index);
+        match &self.transform {
+            None => encode_chunk_into(&mut chunk, &self.events, &self.plan, index),
+            Some(transform) => {
+                let range = chunk_range(index, self.events.len());
+                let events = self.events.get(range.clone()).unwrap_or_default();
+                match transform_events(&**transform, range.start, events) {
+                    Ok(stored) => {
+                        let len = self.events.len();
+                        encode_events_into(&mut chunk, &stored, range.start, len, &self.plan);
+                        chunk.stored = stored;
+                    }
+                    Err(error) => {
+                        chunk.bytes.clear();
+                        chunk.frames.clear();
+                        chunk.failed = Some(error);
+                    }
+                }
+            }
+        }
         *lock(&slot.chunk) = Some(chunk);
         slot.done.store(true, Ordering::SeqCst);
         self.encoded.notify();
@@ -219,18 +254,20 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    /// Encodes `events` under `plan` and hands each chunk, in order and not yet linked, to
-    /// `each`, stopping at the first error it returns. With `hash_ahead` a batch of
-    /// [`MIN_EVENTS`] or more is shared with the encode helper; the chunks are the same bytes
-    /// either way.
+    /// Encodes `events` under `plan` (each chunk's events first changed by `transform`, if
+    /// any) and hands each chunk, in order and not yet linked, to `each`, stopping at the
+    /// first error it returns. With `hash_ahead` a batch of [`MIN_EVENTS`] or more is shared
+    /// with the encode helper; the chunks are the same bytes either way.
     pub(crate) fn encode<E>(
         &mut self,
         events: Vec<Bytes>,
         plan: BatchPlan,
         hash_ahead: bool,
+        transform: Option<Arc<dyn PayloadTransform>>,
         mut each: impl FnMut(&mut EncodedChunk) -> Result<(), E>,
     ) -> Result<(), E> {
-        let job = Arc::new(BatchJob::reusing(events, plan, &mut self.spares));
+        let job =
+            Arc::new(BatchJob::reusing(events, plan, &mut self.spares).transformed(transform));
         let helper = (hash_ahead && job.events().len() >= MIN_EVENTS)
             .then(|| self.helper.get_or_insert_with(shared_helper).clone());
         if let Some(helper) = &helper {

@@ -216,7 +216,7 @@ fn spare_chunks_keep_at_most_their_bound() {
     let mut spares = SpareChunks::default();
     let chunk = |bytes: usize| EncodedChunk {
         bytes: Vec::with_capacity(bytes),
-        frames: Vec::new(),
+        ..EncodedChunk::default()
     };
     spares.put(chunk(MAX_SPARE_BYTES + 1));
     assert!(
@@ -309,7 +309,7 @@ fn the_encoder_gives_the_reference_frames_with_or_without_the_helper() {
             let mut out = Vec::new();
             let mut prev = head;
             encoder
-                .encode(events(count), plan, hash_ahead, |chunk| {
+                .encode(events(count), plan, hash_ahead, None, |chunk| {
                     prev = chunk.link(prev);
                     out.extend_from_slice(&chunk.bytes);
                     Ok::<(), ()>(())
@@ -330,6 +330,7 @@ fn the_encoder_stops_at_the_first_error() {
         events(1_000),
         plan(0, None, CompressionKind::None),
         true,
+        None,
         |_| {
             chunks += 1;
             if chunks == 3 {

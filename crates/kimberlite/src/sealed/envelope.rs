@@ -23,6 +23,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use kimberlite_types::StreamId;
 
+use crate::sealed::gcm_many::{self, ManyGcm};
+
 /// The first bytes of every sealed event. A plain event may not start with them
 /// ([`looks_sealed`]), so a stored payload is sealed exactly when it starts with them.
 pub const MAGIC: [u8; 7] = *b"\0KBSEAL";
@@ -50,9 +52,11 @@ pub const OVERHEAD_BYTES: usize = HEADER_LEN + TAG_LEN;
 const _: () = assert!(HEADER_LEN == 36 && OVERHEAD_BYTES == 52);
 
 /// A subject's data key ready to seal and open: its AES key schedule and GHASH key are made
-/// once per key, never per event. Both keys' schedules are zeroed when dropped.
+/// once per key, never per event. Every key schedule is zeroed when dropped.
 pub struct SubjectCipher {
     gcm: Aes256Gcm,
+    /// The same key, for sealing many events at once ([`seal_all_into`]).
+    many: ManyGcm,
     xchacha: XChaCha20Poly1305,
 }
 
@@ -62,6 +66,7 @@ impl SubjectCipher {
     pub fn new(key: &[u8; 32]) -> Self {
         Self {
             gcm: Aes256Gcm::new(key.into()),
+            many: ManyGcm::new(key),
             xchacha: XChaCha20Poly1305::new(key.into()),
         }
     }
@@ -193,10 +198,7 @@ pub fn seal_into(
 ) -> Result<(), &'static str> {
     let start = out.len();
     out.reserve(plaintext.len() + OVERHEAD_BYTES);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&key_id.0);
-    out.extend_from_slice(nonce);
+    push_header(out, key_id, nonce);
     let body = out.len();
     out.extend_from_slice(plaintext);
     let aad = associated_data(VERSION, key_id, stream);
@@ -215,6 +217,77 @@ pub fn seal_into(
             Err("an event too large to seal")
         }
     }
+}
+
+/// The envelope's bytes before the ciphertext: magic, version, key id, nonce.
+fn push_header(out: &mut Vec<u8>, key_id: KeyId, nonce: &[u8; NONCE_LEN]) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&key_id.0);
+    out.extend_from_slice(nonce);
+}
+
+/// Appends to `out` the envelopes of `events`, event `i` sealed with `nonce(i)` (each must never
+/// have been used under this key), back to back, exactly as [`seal_into`] makes each (each
+/// [`OVERHEAD_BYTES`] longer than its event). Faster than [`seal_into`] per event for many
+/// short events: the keystream of a group of them is made at once (`gcm_many`). Errors: the
+/// index of an event past AES-GCM's message limit; `out` then holds the envelopes before it.
+pub(crate) fn seal_all_into<T: AsRef<[u8]>>(
+    cipher: &SubjectCipher,
+    key_id: KeyId,
+    stream: StreamId,
+    events: &[T],
+    nonce: impl Fn(usize) -> [u8; NONCE_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(), usize> {
+    let aad = associated_data(VERSION, key_id, stream);
+    let (mut keystream, mut scratch) = (Vec::new(), Vec::new());
+    let mut first = 0;
+    while let Some(event) = events.get(first) {
+        if event.as_ref().len() > gcm_many::MAX_MESSAGE {
+            seal_into(cipher, key_id, &nonce(first), stream, event.as_ref(), out)
+                .map_err(|_| first)?;
+            first += 1;
+            continue;
+        }
+        // A group: the short events from `first` whose keystream fits in GROUP_BLOCKS.
+        let (mut end, mut blocks) = (first, 0);
+        while let Some(next) = events.get(end) {
+            let (len, more) = (
+                next.as_ref().len(),
+                gcm_many::blocks_of(next.as_ref().len()),
+            );
+            if len > gcm_many::MAX_MESSAGE
+                || (end > first && blocks + more > gcm_many::GROUP_BLOCKS)
+            {
+                break;
+            }
+            blocks += more;
+            end += 1;
+        }
+        let group = events.get(first..end).unwrap_or_default();
+        let lens = group.iter().map(|event| event.as_ref().len());
+        let nonces = (first..end).map(&nonce);
+        cipher.many.keystream(nonces.zip(lens), &mut keystream);
+        let mut at = 0;
+        for (index, event) in (first..).zip(group) {
+            let (start, event) = (out.len(), event.as_ref());
+            push_header(out, key_id, &nonce(index));
+            let body = out.len();
+            out.extend_from_slice(event);
+            let blocks = gcm_many::blocks_of(event.len());
+            let own = keystream.get(at..at + blocks).unwrap_or_default();
+            let text = out.get_mut(body..).unwrap_or_default();
+            let Ok(tag) = cipher.many.seal_with(own, &aad, text, &mut scratch) else {
+                out.truncate(start);
+                return Err(index);
+            };
+            out.extend_from_slice(&tag);
+            at += blocks;
+        }
+        first = end;
+    }
+    Ok(())
 }
 
 /// [`seal_into`] a new buffer.

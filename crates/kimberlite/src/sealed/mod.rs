@@ -8,7 +8,8 @@
 //! [`SubjectKeys::erase`] records the erasure in `_erasure` and destroys the key: the events
 //! stay in the log, proven, and can never be read again.
 //!
-//! Modules: `envelope` (the bytes, pure), `batch` (sealing a batch), `master` (the master
+//! Modules: `envelope` (the bytes, pure), `gcm_many` (AES-256-GCM for many short events),
+//! `batch` (sealing a batch), `master` (the master
 //! key), `key_store` (the key files), `counts` (events per key, after a crash too),
 //! `erasures` (the erasure log), `opened` (what a reader is given), `subject_keys` (appends,
 //! reads, erase).
@@ -18,6 +19,7 @@ mod counts;
 pub mod envelope;
 mod erasures;
 mod error;
+mod gcm_many;
 mod key_store;
 mod master;
 mod opened;

@@ -31,7 +31,7 @@ use kimberlite_types::{Offset, StreamId};
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset};
 use crate::read::Event;
-use crate::sealed::batch::seal_batch;
+use crate::sealed::batch::SealTransform;
 use crate::sealed::counts::{count_past, durable_heads, envelopes_past, Counted, Heads, Pending};
 use crate::sealed::envelope::{self, KeyId, SubjectCipher};
 use crate::sealed::erasures::{ErasureEntry, Erasures, ERASURE_STREAM};
@@ -100,6 +100,32 @@ impl std::fmt::Debug for Keys {
             .field("unwrapped", &self.live.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `events` as `Bytes` for the store, copied into one buffer: one allocation per batch, not one
+/// per event. The store seals them as it encodes them and keeps only the envelopes.
+fn contiguous<I>(events: I) -> Vec<Bytes>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let events: Vec<I::Item> = events.into_iter().collect();
+    let total = events.iter().map(|event| event.as_ref().len()).sum();
+    let mut buffer = Vec::with_capacity(total);
+    for event in &events {
+        buffer.extend_from_slice(event.as_ref());
+    }
+    let buffer = Bytes::from(buffer);
+    let mut start = 0;
+    events
+        .iter()
+        .map(|event| {
+            let end = start + event.as_ref().len();
+            let slice = buffer.slice(start..end);
+            start = end;
+            slice
+        })
+        .collect()
 }
 
 fn now_unix_s() -> u64 {
@@ -257,15 +283,28 @@ impl SubjectKeys {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        self.append_bytes(id, subject, contiguous(events), expected)
+    }
+
+    /// [`Self::append`] of events already held as [`Bytes`]: the store seals them where they
+    /// are, without copying them first.
+    pub fn append_bytes(
+        &self,
+        id: StreamId,
+        subject: &str,
+        events: Vec<Bytes>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
         let _gate = self
             .gate
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (key_id, cipher) = self.cipher_for(subject)?;
-        let events: Vec<I::Item> = events.into_iter().collect();
-        let sealed = seal_batch(&cipher, key_id, id, &events).map_err(Error::Sealed)?;
-        let count = sealed.len() as u64;
-        let appended = self.store.append_unchecked(id, sealed, expected)?;
+        let count = events.len() as u64;
+        let transform = Arc::new(SealTransform::new(cipher, key_id, id));
+        let appended = self
+            .store
+            .append_transformed(id, events, transform, expected)?;
         if let Some(live) = self.keys().live.get_mut(&key_id) {
             live.new_events += count;
         }

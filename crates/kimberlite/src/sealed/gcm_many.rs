@@ -1,0 +1,162 @@
+//! AES-256-GCM (NIST SP 800-38D, 96-bit nonces) for many short messages under one key.
+//!
+//! Why not `aes-gcm` per message: a 256-byte message is 17 AES blocks, too few for the widest
+//! AES path (VAES-512 takes 64 blocks at a time), and its GHASH reduces after every block. Here
+//! the CTR keystream of a whole group of messages (each message's tag mask block, then its
+//! counter blocks) is encrypted in one call of the block cipher, then each message is XORed,
+//! GHASHed (`ghash`: 4 blocks per reduction) and tagged on its own, so every message is still
+//! its own AEAD message with its own nonce. The bytes are `aes-gcm`'s (tests below: the NIST
+//! vectors, and `aes-gcm` itself over many lengths and nonces); opening stays with `aes-gcm`
+//! (docs/PERFORMANCE.md, section "Design decisions").
+
+use aes09::cipher::array::Array;
+use aes09::cipher::{BlockCipherEncrypt, KeyInit};
+use ghash::universal_hash::UniversalHash;
+use ghash::GHash;
+use zeroize::Zeroize;
+
+/// An AES (and GHASH) block.
+pub(crate) type Block = Array<u8, aes09::cipher::consts::U16>;
+
+/// Bytes of a block.
+const BLOCK_LEN: usize = 16;
+
+/// Size of a GCM nonce here (the 96-bit case: `J0 = nonce || 1`).
+pub(crate) const NONCE_LEN: usize = 12;
+
+/// Longest message sealed here; a longer one is sealed by `aes-gcm` alone, whose per-message
+/// cost is small beside its length.
+pub(crate) const MAX_MESSAGE: usize = 4096;
+
+/// Keystream blocks a group of messages may take at most (but a group always takes at least one
+/// message): enough for whole rounds of the widest AES path, small enough to stay in cache.
+pub(crate) const GROUP_BLOCKS: usize = 1024;
+
+/// Keystream blocks message of `len` bytes takes: its tag mask, then its counter blocks.
+#[must_use]
+pub(crate) fn blocks_of(len: usize) -> usize {
+    1 + len.div_ceil(BLOCK_LEN)
+}
+
+/// One AES-256-GCM key, ready to seal groups of messages.
+pub(crate) struct ManyGcm {
+    aes: aes09::Aes256,
+    /// GHASH keyed with `H = AES(0^128)`, never updated: cloned for each message.
+    ghash: GHash,
+}
+
+impl ManyGcm {
+    /// The key `key`'s schedule and GHASH key. Both are zeroed when dropped.
+    #[must_use]
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        let mut key_block: Array<u8, aes09::cipher::consts::U32> = Array::from(*key);
+        let aes = aes09::Aes256::new(&key_block);
+        key_block.as_mut_slice().zeroize();
+        let mut h = Block::default();
+        aes.encrypt_block(&mut h);
+        let ghash = GHash::new(&h);
+        h.as_mut_slice().zeroize();
+        Self { aes, ghash }
+    }
+
+    /// Makes in `keystream` (its contents replaced) the keystream of `messages`, each given by
+    /// its nonce and length: for each, in order, [`blocks_of`] its length blocks, `E(J0)` then
+    /// `E(inc32(J0))`, `E(inc32^2(J0))`, ... (SP 800-38D, 7.1).
+    pub(crate) fn keystream(
+        &self,
+        messages: impl IntoIterator<Item = ([u8; NONCE_LEN], usize)>,
+        keystream: &mut Vec<Block>,
+    ) {
+        keystream.clear();
+        for (nonce, len) in messages {
+            let j0 = nonce
+                .iter()
+                .fold(0u128, |wide, byte| wide << 8 | u128::from(*byte))
+                << 32;
+            // Counter 1 is J0 (the tag mask); the text's blocks start at 2. `inc32` wraps in
+            // the low 32 bits, never carrying into the nonce.
+            let mut counter = 1u32;
+            for _ in 0..blocks_of(len) {
+                keystream.push(Block::from((j0 | u128::from(counter)).to_be_bytes()));
+                counter = counter.wrapping_add(1);
+            }
+        }
+        self.aes.encrypt_blocks(keystream);
+    }
+
+    /// Encrypts `text` in place with `keystream` (its message's [`blocks_of`] `text.len()`
+    /// blocks, as [`Self::keystream`] made them) and returns the tag over `aad` and the
+    /// ciphertext. `scratch` is working memory. A keystream of another length is refused,
+    /// `text` untouched.
+    pub(crate) fn seal_with(
+        &self,
+        keystream: &[Block],
+        aad: &[u8],
+        text: &mut [u8],
+        scratch: &mut Vec<Block>,
+    ) -> Result<[u8; BLOCK_LEN], WrongKeystream> {
+        let Some((mask, counters)) = keystream
+            .split_first()
+            .filter(|_| keystream.len() == blocks_of(text.len()))
+        else {
+            return Err(WrongKeystream);
+        };
+        let stream = Array::slice_as_flattened(counters);
+        for (byte, key) in text.iter_mut().zip(stream) {
+            *byte ^= key;
+        }
+        scratch.clear();
+        push_padded(scratch, aad);
+        push_padded(scratch, text);
+        let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(text.len()));
+        scratch.push(Block::from(lengths.to_be_bytes()));
+        let mut ghash = self.ghash.clone();
+        ghash.update(scratch);
+        let mut tag = [0u8; BLOCK_LEN];
+        for ((out, hashed), mask) in tag.iter_mut().zip(ghash.finalize()).zip(mask) {
+            *out = hashed ^ mask;
+        }
+        Ok(tag)
+    }
+
+    /// One message sealed in place: its tag.
+    #[cfg(test)]
+    pub(crate) fn seal_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        text: &mut [u8],
+    ) -> [u8; BLOCK_LEN] {
+        let mut keystream = Vec::new();
+        self.keystream([(*nonce, text.len())], &mut keystream);
+        self.seal_with(&keystream, aad, text, &mut Vec::new())
+            .unwrap()
+    }
+}
+
+/// A keystream that is not its message's: a bug in the caller, refused rather than leave any
+/// of the text unencrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WrongKeystream;
+
+/// Length in bits, as GCM's length block holds it.
+fn bits(len: usize) -> u64 {
+    (len as u64).wrapping_mul(8)
+}
+
+/// `bytes` as blocks, the last padded with zeros.
+fn push_padded(blocks: &mut Vec<Block>, bytes: &[u8]) {
+    let (whole, tail) = Array::slice_as_chunks(bytes);
+    blocks.extend_from_slice(whole);
+    if !tail.is_empty() {
+        let mut last = Block::default();
+        for (slot, byte) in last.iter_mut().zip(tail) {
+            *slot = *byte;
+        }
+        blocks.push(last);
+    }
+}
+
+#[cfg(test)]
+#[path = "gcm_many_tests.rs"]
+mod tests;
