@@ -300,12 +300,9 @@ fn seal_groups<T: AsRef<[u8]>>(
         for (index, event) in (first..).zip(group) {
             let (start, event) = (out.len(), event.as_ref());
             push_header(out, key_id, &nonce(index));
-            let body = out.len();
-            out.extend_from_slice(event);
             let blocks = gcm_many::blocks_of(event.len());
             let own = keystream.get(at..at + blocks).unwrap_or_default();
-            let text = out.get_mut(body..).unwrap_or_default();
-            let Ok(tag) = cipher.many.seal_with(own, &aad, text, scratch) else {
+            let Ok(tag) = cipher.many.seal_onto(own, &aad, event, out, scratch) else {
                 out.truncate(start);
                 return Err(index);
             };
