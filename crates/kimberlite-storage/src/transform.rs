@@ -13,6 +13,14 @@ pub trait PayloadTransform: Send + Sync + std::fmt::Debug {
     /// The length of an event of `len` bytes once transformed.
     fn output_len(&self, len: usize) -> usize;
 
+    /// Whether the transformed events never compress (ciphertext, random bytes): the store
+    /// then stores them as they are without trying its codec on any, whatever codec it is
+    /// configured with (a try costs about as much as the codec's fixed setup per event). Each
+    /// frame still names its codec, so readers are unaffected. False unless overridden.
+    fn incompressible(&self) -> bool {
+        false
+    }
+
     /// Appends to `out` `events` transformed, in order, each [`Self::output_len`] bytes;
     /// `events` are the batch's events from index `first` on (a chunk of it). Called once
     /// per chunk, from any thread; the result must not depend on which.

@@ -170,3 +170,81 @@ fn a_failed_transform_fails_the_append_and_leaves_nothing_of_it() {
     ));
     assert_eq!(memory.latest_chain_hash(STREAM).unwrap(), None);
 }
+
+/// Events repeated to 200 bytes (LZ4 shrinks them), declared incompressible.
+#[derive(Debug)]
+struct Repeated;
+
+impl PayloadTransform for Repeated {
+    fn output_len(&self, _: usize) -> usize {
+        200
+    }
+
+    fn incompressible(&self) -> bool {
+        true
+    }
+
+    fn transform(
+        &self,
+        _: usize,
+        events: &[Bytes],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TransformError> {
+        for event in events {
+            out.extend(event.iter().chain(b"-").cycle().take(200));
+        }
+        Ok(())
+    }
+}
+
+/// A transform whose output never compresses (sealed events) is stored without any LZ4 try
+/// although the store asks for LZ4: every frame is the uncompressed one, the files those of a
+/// store without compression; the same events appended plain are still compressed.
+#[test]
+fn an_incompressible_transform_is_stored_without_trying_the_codec() {
+    let transform: Arc<dyn PayloadTransform> = Arc::new(Repeated);
+    for hash_ahead in [false, true] {
+        let by_transform = tempfile::tempdir().unwrap();
+        let uncompressed = tempfile::tempdir().unwrap();
+        let lz4 = tempfile::tempdir().unwrap();
+        let mut transformed = Storage::open_with(by_transform.path(), config(hash_ahead)).unwrap();
+        let none = StorageConfig {
+            compression: CompressionKind::None,
+            ..config(hash_ahead)
+        };
+        let mut plain = Storage::open_with(uncompressed.path(), none).unwrap();
+        let mut compressed = Storage::open_with(lz4.path(), config(hash_ahead)).unwrap();
+        let mut next = Offset::new(0);
+        for batch in batches() {
+            let expected = transform_events(&*transform, 0, &batch).unwrap();
+            let head = transformed.latest_chain_hash(STREAM).unwrap();
+            let (after, _, _) = transformed
+                .append_transformed(STREAM, batch, transform.clone(), next, head, false)
+                .unwrap();
+            plain
+                .append_batch(STREAM, expected.clone(), next, head, false)
+                .unwrap();
+            compressed
+                .append_batch(STREAM, expected, next, head, false)
+                .unwrap();
+            next = after;
+        }
+        for storage in [&mut transformed, &mut plain, &mut compressed] {
+            storage.flush().unwrap();
+        }
+        drop((transformed, plain, compressed));
+        let stored = files(by_transform.path());
+        assert_eq!(
+            stored,
+            files(uncompressed.path()),
+            "hash_ahead {hash_ahead}"
+        );
+        let size = |files: &[(std::path::PathBuf, Vec<u8>)]| {
+            files.iter().map(|(_, bytes)| bytes.len()).sum::<usize>()
+        };
+        assert!(
+            size(&files(lz4.path())) < size(&stored),
+            "LZ4 shrinks these"
+        );
+    }
+}

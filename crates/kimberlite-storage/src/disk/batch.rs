@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kimberlite_crypto::ChainHash;
-use kimberlite_types::StreamId;
+use kimberlite_types::{CompressionKind, StreamId};
 
 use super::allocate::range_to_allocate;
 use super::fs::{FileHandle, FileSystem};
@@ -169,7 +169,11 @@ impl<F: FileSystem> Storage<F> {
         let plan = BatchPlan {
             first_offset: segment.next_offset,
             head_present: state.head.is_some(),
-            compression: config.compression,
+            // Trying a codec on a transform's incompressible output never pays.
+            compression: match &transform {
+                Some(transform) if transform.incompressible() => CompressionKind::None,
+                _ => config.compression,
+            },
             restart_records: planned_restarts(
                 config.restart_interval,
                 segment.next_offset,

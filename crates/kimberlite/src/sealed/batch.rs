@@ -73,6 +73,11 @@ impl PayloadTransform for SealTransform {
         len + OVERHEAD_BYTES
     }
 
+    /// Ciphertext never compresses: the store stores it without trying LZ4.
+    fn incompressible(&self) -> bool {
+        true
+    }
+
     fn transform(
         &self,
         first: usize,
@@ -175,6 +180,15 @@ mod tests {
             }
             prop_assert_eq!(whole, pieces);
         }
+    }
+
+    /// Ciphertext never shrinks: the store is told not to try its codec on sealed chunks.
+    #[test]
+    fn sealed_chunks_are_declared_incompressible() {
+        let cipher = Arc::new(SubjectCipher::new(&[1; 32]));
+        let transform =
+            SealTransform::new(cipher, KeyId([2; envelope::KEY_ID_LEN]), StreamId::new(3));
+        assert!(transform.incompressible());
     }
 
     #[test]

@@ -18,12 +18,16 @@
 //! and Merkle leaf cover these bytes as any payload's, so verifying and proving never need a
 //! key.
 
+use std::cell::RefCell;
+
+use aes09::cipher::array::Array;
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use kimberlite_types::StreamId;
+use zeroize::Zeroize;
 
-use crate::sealed::gcm_many::{self, ManyGcm};
+use crate::sealed::gcm_many::{self, Block, ManyGcm};
 
 /// The first bytes of every sealed event. A plain event may not start with them
 /// ([`looks_sealed`]), so a stored payload is sealed exactly when it starts with them.
@@ -240,8 +244,31 @@ pub(crate) fn seal_all_into<T: AsRef<[u8]>>(
     nonce: impl Fn(usize) -> [u8; NONCE_LEN],
     out: &mut Vec<u8>,
 ) -> Result<(), usize> {
+    WORK.with_borrow_mut(|work| {
+        let sealed = seal_groups(cipher, key_id, stream, events, nonce, out, work);
+        // The keystream would open the envelopes just written: none is kept past the call.
+        Array::slice_as_flattened_mut(&mut work.0).zeroize();
+        sealed
+    })
+}
+
+thread_local! {
+    /// This thread's keystream and GHASH input buffers, kept from chunk to chunk so that
+    /// sealing a chunk allocates nothing but its envelopes.
+    static WORK: RefCell<(Vec<Block>, Vec<Block>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`seal_all_into`] with its working memory: the keystream's and the GHASH input's buffers.
+fn seal_groups<T: AsRef<[u8]>>(
+    cipher: &SubjectCipher,
+    key_id: KeyId,
+    stream: StreamId,
+    events: &[T],
+    nonce: impl Fn(usize) -> [u8; NONCE_LEN],
+    out: &mut Vec<u8>,
+    (keystream, scratch): &mut (Vec<Block>, Vec<Block>),
+) -> Result<(), usize> {
     let aad = associated_data(VERSION, key_id, stream);
-    let (mut keystream, mut scratch) = (Vec::new(), Vec::new());
     let mut first = 0;
     while let Some(event) = events.get(first) {
         if event.as_ref().len() > gcm_many::MAX_MESSAGE {
@@ -268,17 +295,14 @@ pub(crate) fn seal_all_into<T: AsRef<[u8]>>(
         let group = events.get(first..end).unwrap_or_default();
         let lens = group.iter().map(|event| event.as_ref().len());
         let nonces = (first..end).map(&nonce);
-        cipher.many.keystream(nonces.zip(lens), &mut keystream);
+        cipher.many.keystream(nonces.zip(lens), keystream);
         let mut at = 0;
         for (index, event) in (first..).zip(group) {
             let (start, event) = (out.len(), event.as_ref());
             push_header(out, key_id, &nonce(index));
-            let body = out.len();
-            out.extend_from_slice(event);
             let blocks = gcm_many::blocks_of(event.len());
             let own = keystream.get(at..at + blocks).unwrap_or_default();
-            let text = out.get_mut(body..).unwrap_or_default();
-            let Ok(tag) = cipher.many.seal_with(own, &aad, text, &mut scratch) else {
+            let Ok(tag) = cipher.many.seal_onto(own, &aad, event, out, scratch) else {
                 out.truncate(start);
                 return Err(index);
             };
@@ -503,5 +527,31 @@ mod tests {
             ));
         }
         assert!(open(&cipher(1), StreamId::new(1), b"\0KBSEAL").is_err());
+    }
+
+    /// The thread's working memory is reused from call to call, but holds no keystream after
+    /// one, success or failure (a keystream would open the envelopes just written).
+    #[test]
+    fn no_keystream_is_left_in_the_working_memory() {
+        let events = vec![vec![5u8; 300]; 70];
+        let mut out = Vec::new();
+        let nonce = |index: usize| [index as u8; NONCE_LEN];
+        let key_id = KeyId([2; KEY_ID_LEN]);
+        seal_all_into(
+            &cipher(4),
+            key_id,
+            StreamId::new(1),
+            &events,
+            nonce,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.len(), events.len() * (300 + OVERHEAD_BYTES));
+        WORK.with_borrow(|(keystream, _)| {
+            assert!(!keystream.is_empty(), "kept for the next call");
+            assert!(keystream
+                .iter()
+                .all(|block| block.iter().all(|byte| *byte == 0)));
+        });
     }
 }

@@ -3,8 +3,9 @@
 //! Why not `aes-gcm` per message: a 256-byte message is 17 AES blocks, too few for the widest
 //! AES path (VAES-512 takes 64 blocks at a time), and its GHASH reduces after every block. Here
 //! the CTR keystream of a whole group of messages (each message's tag mask block, then its
-//! counter blocks) is encrypted in one call of the block cipher, then each message is XORed,
-//! GHASHed (`ghash`: 4 blocks per reduction) and tagged on its own, so every message is still
+//! counter blocks) is encrypted in one call of the block cipher, then each message is XORed
+//! into its envelope, GHASHed there (`ghash`: whole groups of 4 blocks per reduction) and
+//! tagged on its own, so every message is still
 //! its own AEAD message with its own nonce. The bytes are `aes-gcm`'s (tests below: the NIST
 //! vectors, and `aes-gcm` itself over many lengths and nonces); opening stays with `aes-gcm`
 //! (docs/PERFORMANCE.md, section "Design decisions").
@@ -20,6 +21,10 @@ pub(crate) type Block = Array<u8, aes09::cipher::consts::U16>;
 
 /// Bytes of a block.
 const BLOCK_LEN: usize = 16;
+
+/// Blocks `ghash` takes per reduction (its backend's `ParBlocksSize` with carry-less
+/// multiplication). Only speed depends on it: the tag is the same for any value.
+const GHASH_GROUP: usize = 4;
 
 /// Size of a GCM nonce here (the 96-bit case: `J0 = nonce || 1`).
 pub(crate) const NONCE_LEN: usize = 12;
@@ -75,24 +80,25 @@ impl ManyGcm {
                 << 32;
             // Counter 1 is J0 (the tag mask); the text's blocks start at 2. `inc32` wraps in
             // the low 32 bits, never carrying into the nonce.
-            let mut counter = 1u32;
-            for _ in 0..blocks_of(len) {
-                keystream.push(Block::from((j0 | u128::from(counter)).to_be_bytes()));
-                counter = counter.wrapping_add(1);
-            }
+            keystream.extend(
+                (1..)
+                    .take(blocks_of(len))
+                    .map(|counter: u32| Block::from((j0 | u128::from(counter)).to_be_bytes())),
+            );
         }
         self.aes.encrypt_blocks(keystream);
     }
 
-    /// Encrypts `text` in place with `keystream` (its message's [`blocks_of`] `text.len()`
-    /// blocks, as [`Self::keystream`] made them) and returns the tag over `aad` and the
-    /// ciphertext. `scratch` is working memory. A keystream of another length is refused,
-    /// `text` untouched.
-    pub(crate) fn seal_with(
+    /// Appends to `out` the ciphertext of `text` under `keystream` (its message's
+    /// [`blocks_of`] `text.len()` blocks, as [`Self::keystream`] made them) and returns the
+    /// tag over `aad` and the ciphertext. `scratch` is working memory. A keystream of another
+    /// length is refused, `out` untouched.
+    pub(crate) fn seal_onto(
         &self,
         keystream: &[Block],
         aad: &[u8],
-        text: &mut [u8],
+        text: &[u8],
+        out: &mut Vec<u8>,
         scratch: &mut Vec<Block>,
     ) -> Result<[u8; BLOCK_LEN], WrongKeystream> {
         let Some((mask, counters)) = keystream
@@ -101,17 +107,12 @@ impl ManyGcm {
         else {
             return Err(WrongKeystream);
         };
+        let start = out.len();
         let stream = Array::slice_as_flattened(counters);
-        for (byte, key) in text.iter_mut().zip(stream) {
-            *byte ^= key;
-        }
-        scratch.clear();
-        push_padded(scratch, aad);
-        push_padded(scratch, text);
-        let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(text.len()));
-        scratch.push(Block::from(lengths.to_be_bytes()));
+        out.extend(text.iter().zip(stream).map(|(byte, key)| byte ^ key));
+        let sealed = out.get(start..).unwrap_or_default();
         let mut ghash = self.ghash.clone();
-        ghash.update(scratch);
+        ghash_groups(&mut ghash, aad, sealed, scratch);
         let mut tag = [0u8; BLOCK_LEN];
         for ((out, hashed), mask) in tag.iter_mut().zip(ghash.finalize()).zip(mask) {
             *out = hashed ^ mask;
@@ -129,8 +130,12 @@ impl ManyGcm {
     ) -> [u8; BLOCK_LEN] {
         let mut keystream = Vec::new();
         self.keystream([(*nonce, text.len())], &mut keystream);
-        self.seal_with(&keystream, aad, text, &mut Vec::new())
-            .unwrap()
+        let mut sealed = Vec::new();
+        let tag = self
+            .seal_onto(&keystream, aad, text, &mut sealed, &mut Vec::new())
+            .unwrap();
+        text.copy_from_slice(&sealed);
+        tag
     }
 }
 
@@ -138,6 +143,40 @@ impl ManyGcm {
 /// of the text unencrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WrongKeystream;
+
+/// Feeds `ghash` GCM's GHASH input of `aad` and `sealed` (each padded, then their lengths)
+/// in whole groups of [`GHASH_GROUP`] blocks, so that no block is reduced on its own:
+/// GHASH from its zero state is unchanged by leading zero blocks (`(0 + 0) * H = 0`), so
+/// enough of them make the input whole groups. The ciphertext's whole blocks are hashed
+/// where they are, but for the few that fill the first and last groups.
+fn ghash_groups(ghash: &mut GHash, aad: &[u8], sealed: &[u8], scratch: &mut Vec<Block>) {
+    let blocks = aad.len().div_ceil(BLOCK_LEN) + sealed.len().div_ceil(BLOCK_LEN) + 1;
+    scratch.clear();
+    scratch.resize(
+        blocks.next_multiple_of(GHASH_GROUP) - blocks,
+        Block::default(),
+    );
+    push_padded(scratch, aad);
+    let (mut whole, tail) = Array::slice_as_chunks(sealed);
+    let fill = ((GHASH_GROUP - scratch.len() % GHASH_GROUP) % GHASH_GROUP).min(whole.len());
+    let (filling, rest) = whole.split_at(fill);
+    scratch.extend_from_slice(filling);
+    whole = rest;
+    let middle = whole.len() / GHASH_GROUP * GHASH_GROUP;
+    if middle > 0 {
+        // `scratch` is whole groups here: `whole` had more than `fill` blocks.
+        ghash.update(scratch);
+        scratch.clear();
+        let (groups, rest) = whole.split_at(middle);
+        ghash.update(groups);
+        whole = rest;
+    }
+    scratch.extend_from_slice(whole);
+    push_padded(scratch, tail);
+    let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(sealed.len()));
+    scratch.push(Block::from(lengths.to_be_bytes()));
+    ghash.update(scratch);
+}
 
 /// Length in bits, as GCM's length block holds it.
 fn bits(len: usize) -> u64 {
