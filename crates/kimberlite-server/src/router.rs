@@ -16,17 +16,24 @@ use axum::routing::post;
 /// The router with its limits.
 pub(crate) fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
-    routes()
+    let recorded = routes()
         .merge(crate::cluster::membership_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::access_log::record,
-        ))
-        // Outside the access log: a request sent to the leader is recorded there, not here.
-        .route_layer(axum::middleware::from_fn_with_state(
+        ));
+    // Outside the access log: a request sent to the leader is recorded there, not here. A
+    // single server (its cluster is fixed before the router is built) has no gate to pass: a
+    // layer costs every request a boxed future (docs/PERFORMANCE.md, "Design decisions").
+    let gated = if state.cluster().is_some() {
+        recorded.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::cluster::gate,
         ))
+    } else {
+        recorded
+    };
+    gated
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
