@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,11 +20,16 @@ use tower::ServiceExt as _;
 use crate::activity::{Activity, Tracked};
 use crate::client_cert::{common_name, ClientCertName};
 use crate::config::Limits;
+use crate::state::AppState;
 
 /// What every connection shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
+    /// Every route ([`crate::router::served_router`]): the connection times and bounds each
+    /// request itself ([`crate::router::timed`]).
     pub(crate) router: Router,
+    /// For the request metrics and timeout.
+    pub(crate) state: AppState,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) limits: Arc<Limits>,
     /// Turns true when the server stops accepting.
@@ -66,18 +70,26 @@ where
     let limits = Arc::clone(&shared.limits);
     let activity = Activity::new();
     let service = {
-        let router = shared.router.clone();
+        let (router, state) = (shared.router.clone(), shared.state.clone());
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             if let Some(name) = &name {
                 request.extensions_mut().insert(name.clone());
             }
             let in_flight = activity.begin();
-            let router = router.clone();
+            let (router, state) = (router.clone(), state.clone());
             async move {
-                let response = router.oneshot(request.map(Body::new)).await;
-                response
-                    .map(|response: Response| response.map(|body| Tracked::body(body, in_flight)))
+                let response =
+                    crate::router::timed(&state, request.map(Body::new), |request| async move {
+                        match router.oneshot(request).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    })
+                    .await;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Tracked::body(body, in_flight)),
+                )
             }
         })
     };

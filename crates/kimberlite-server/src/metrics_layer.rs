@@ -39,11 +39,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 /// the bytes of both bodies as they flow, counts error answers by kind, and logs the request
 /// at debug level.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    tracked(&state, request, |request| next.run(request)).await
+}
+
+/// What [`track`] does around `serve`, for the connections that serve requests without the
+/// layer (`router.rs`, `served_router`).
+pub(crate) async fn tracked<F, A>(state: &AppState, request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> A,
+    A: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_label(request.method());
     let bytes_in = state.metrics().bytes_in();
     let request = request.map(|body| Body::new(Counted::new(body, bytes_in)));
-    let response = next.run(request).await;
+    let response = serve(request).await;
     let metrics = state.metrics();
     let route = response
         .extensions()

@@ -1,6 +1,8 @@
 //! The router: every route, and the limits and layers around them.
 
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::Response;
 use axum::routing::{delete, get};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
@@ -13,21 +15,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::routing::post;
 
-/// The router with its limits.
+/// The router with its limits, request metrics and timeout: what [`crate::app`] serves.
 pub(crate) fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
-    routes()
-        .merge(crate::cluster::membership_routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::access_log::record,
-        ))
-        // Outside the access log: a request sent to the leader is recorded there, not here.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::cluster::gate,
-        ))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+    bounded(&state)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -41,6 +32,66 @@ pub(crate) fn router(state: AppState) -> Router {
         // message; a snapshot may take longer); they read a body only after the secret.
         .merge(crate::cluster::raft_routes())
         .with_state(state)
+}
+
+/// The router a connection serves: as [`router`], but the connection itself times, counts
+/// and bounds each request to a route not the Raft's ([`timed`]), the same way, without a
+/// layer's boxed future and route clone per request (docs/PERFORMANCE.md, "Design
+/// decisions").
+pub(crate) fn served_router(state: AppState) -> Router {
+    bounded(&state)
+        .merge(crate::cluster::raft_routes())
+        .with_state(state)
+}
+
+/// What the connection does around [`served_router`] for a request to `path`: the request
+/// metrics and timeout of [`router`]'s layers, for every route but the Raft's.
+pub(crate) async fn timed<F, A>(state: &AppState, request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> A,
+    A: std::future::Future<Output = Response>,
+{
+    if crate::cluster::is_raft_path(request.uri().path()) {
+        return serve(request).await;
+    }
+    let timeout = state.limits().request_timeout;
+    crate::metrics_layer::tracked(state, request, move |request| async move {
+        let sleep = tokio::time::sleep(timeout);
+        // The timer first, as `TimeoutLayer` polls it.
+        tokio::select! {
+            biased;
+            () = sleep => {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+                response
+            }
+            response = serve(request) => response,
+        }
+    })
+    .await
+}
+
+/// Every route but the Raft's, with the access log, the cluster gate and the body limit.
+fn bounded(state: &AppState) -> Router<AppState> {
+    let limits = state.limits().clone();
+    let recorded = routes()
+        .merge(crate::cluster::membership_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access_log::record,
+        ));
+    // Outside the access log: a request sent to the leader is recorded there, not here. A
+    // single server (its cluster is fixed before the router is built) has no gate to pass: a
+    // layer costs every request a boxed future (docs/PERFORMANCE.md, "Design decisions").
+    let gated = if state.cluster().is_some() {
+        recorded.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::gate,
+        ))
+    } else {
+        recorded
+    };
+    gated.layer(DefaultBodyLimit::max(limits.max_body_bytes))
 }
 
 /// Every route of the service.

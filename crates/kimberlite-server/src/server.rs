@@ -123,7 +123,8 @@ impl Server {
             .transpose()?;
         let (stop, stopped) = watch::channel(false);
         let shared = Shared {
-            router: crate::router::router(self.state.clone()),
+            router: crate::router::served_router(self.state.clone()),
+            state: self.state.clone(),
             tls,
             limits: Arc::clone(&limits),
             shutdown: stopped,

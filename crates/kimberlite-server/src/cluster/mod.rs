@@ -19,7 +19,7 @@ pub(crate) use membership::routes as membership_routes;
 pub use node::{
     log_position, Cluster, ClusterConfig, ClusterError, LOG_POSITION_HEADER, REQUEST_ID_HEADER,
 };
-pub(crate) use raft_routes::routes as raft_routes;
+pub(crate) use raft_routes::{is_raft_path, routes as raft_routes};
 pub use start::{node_state, ACCESS_DIR};
 pub use transport::HttpTransport;
 pub(crate) use writes::{append, create_stream, request_id};

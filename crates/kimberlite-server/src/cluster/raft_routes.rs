@@ -26,12 +26,26 @@ use crate::state::AppState;
 /// Largest Raft message body: a batch of log entries, or a whole snapshot image.
 const RAFT_BODY_MAX: usize = 1 << 30;
 
+/// The Raft routes' paths: append entries, vote, snapshot.
+const PATHS: [&str; 3] = [
+    "/v1/raft/append-entries",
+    "/v1/raft/vote",
+    "/v1/raft/snapshot",
+];
+
 /// The Raft routes, for a server in cluster mode.
 pub(crate) fn routes() -> Router<AppState> {
+    let [append_entries_path, vote_path, snapshot_path] = PATHS;
     Router::new()
-        .route("/v1/raft/append-entries", post(append_entries))
-        .route("/v1/raft/vote", post(vote))
-        .route("/v1/raft/snapshot", post(snapshot))
+        .route(append_entries_path, post(append_entries))
+        .route(vote_path, post(vote))
+        .route(snapshot_path, post(snapshot))
+}
+
+/// Whether `path` is a Raft route's: those are outside the request metrics and timeout
+/// (`router.rs`).
+pub(crate) fn is_raft_path(path: &str) -> bool {
+    PATHS.contains(&path)
 }
 
 /// The cluster of a request to a Raft route, once its secret is checked.
