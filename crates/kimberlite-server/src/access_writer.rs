@@ -12,6 +12,12 @@
 //! append of records latches the writer failed: from then on every job is refused and
 //! requests are answered 503 before their handler runs (fail-closed; `docs/SERVER.md`,
 //! section "Access log").
+//!
+//! A large append ([`INLINE_EVENTS_MIN`] events or more, on a multi-threaded runtime) is
+//! written the same way, its record with it and one sync, on its request's own thread
+//! (`block_in_place`) instead: waking the writer, and then the request's thread back, costs
+//! two wake-ups on its critical path that a batch written alone gains nothing from
+//! (`docs/PERFORMANCE.md`, "Design decisions").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +38,10 @@ const QUEUE_RECORDS_MAX: usize = 4_096;
 
 /// Most jobs written as one group.
 const BATCH_RECORDS_MAX: usize = 1_024;
+
+/// The fewest events of an append written on its request's own thread (see the module docs):
+/// enough that the batch's own write dwarfs handing the runtime's worker to another thread.
+pub(crate) const INLINE_EVENTS_MIN: usize = 256;
 
 /// The answer a request gets for its record: durable, or why not.
 pub(crate) type Ack = oneshot::Receiver<Result<(), String>>;
@@ -133,6 +143,12 @@ pub(crate) struct AccessWriter {
     sender: Option<mpsc::Sender<Pending>>,
     failed: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The store and its access stream, for appends written on their request's thread.
+    store: Kimberlite,
+    stream: Option<StreamId>,
+    /// Groups the writer thread wrote (tests tell which thread wrote an append by it).
+    #[cfg(test)]
+    groups: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AccessWriter {
@@ -153,11 +169,20 @@ impl AccessWriter {
             failed.store(true, Ordering::SeqCst);
         }
         let (sender, receiver) = mpsc::channel(QUEUE_RECORDS_MAX);
+        #[cfg(test)]
+        let groups = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let thread = std::thread::Builder::new()
             .name("kimberlite-access-log".into())
             .spawn({
                 let (store, failed) = (store.clone(), Arc::clone(&failed));
-                move || write_loop(&store, stream, &failed, receiver)
+                #[cfg(test)]
+                let groups = Arc::clone(&groups);
+                move || {
+                    write_loop(&store, stream, &failed, receiver, || {
+                        #[cfg(test)]
+                        groups.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
             })
             .map_err(|error| {
                 tracing::error!(%error, "cannot start the access log writer");
@@ -168,6 +193,10 @@ impl AccessWriter {
             sender: Some(sender),
             failed,
             thread,
+            store: store.clone(),
+            stream,
+            #[cfg(test)]
+            groups,
         }
     }
 
@@ -211,13 +240,27 @@ impl AccessWriter {
             None => (self.reserve().await?, None),
         };
         let (done, answer) = oneshot::channel();
-        slot.0.send(Pending::Append {
+        let inline = events.len() >= INLINE_EVENTS_MIN && multi_threaded_runtime();
+        let job = Pending::Append {
             stream,
             events,
             expected,
             record,
             done,
-        });
+        };
+        match self.stream {
+            // The slot is held until the append is written: room in the queue still bounds
+            // the requests running at once.
+            Some(access) if inline && !self.has_failed() => {
+                tokio::task::block_in_place(|| {
+                    write_group(&self.store, access, &self.failed, vec![job]);
+                });
+                drop(slot);
+            }
+            _ => {
+                slot.0.send(job);
+            }
+        }
         match answer.await {
             Ok(answer) => answer.map_err(ApiError::from),
             Err(_) => Err(ApiError::Unavailable(
@@ -237,12 +280,21 @@ impl Drop for AccessWriter {
     }
 }
 
-/// Writes what the queue holds, a group at a time, until every sender is gone.
+/// Whether this thread is a worker of a multi-threaded tokio runtime, where a task may block
+/// its thread (`block_in_place`) without stopping the runtime's other tasks.
+fn multi_threaded_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Writes what the queue holds, a group at a time, until every sender is gone; `taken` is
+/// called as each group is taken, before its jobs are answered.
 fn write_loop(
     store: &Kimberlite,
     stream: Option<StreamId>,
     failed: &AtomicBool,
     mut receiver: mpsc::Receiver<Pending>,
+    taken: impl Fn(),
 ) {
     while let Some(first) = receiver.blocking_recv() {
         // Jobs queued while the last group was being synced go together as the next one.
@@ -258,6 +310,7 @@ fn write_loop(
             None => Err("the access log stream could not be opened".to_owned()),
             Some(id) => Ok(id),
         };
+        taken();
         match access {
             Ok(access) => write_group(store, access, failed, jobs),
             Err(error) => refuse(jobs, &error),
@@ -376,4 +429,78 @@ fn write_group(store: &Kimberlite, access: StreamId, failed: &AtomicBool, jobs: 
 /// The later of two tickets (each covers every write before it).
 fn later(a: Option<Written>, b: Written) -> Option<Written> {
     Some(a.map_or(b, |a| a.max(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite};
+
+    use super::{AccessWriter, RecordClaim, ACCESS_STREAM, INLINE_EVENTS_MIN};
+
+    /// Appends `count` events to stream `s` through `writer` with a record; returns whether
+    /// the record was written with them and how many groups the writer thread wrote for it.
+    async fn append(writer: &AccessWriter, count: usize) -> (bool, u64) {
+        let before = writer.groups.load(Ordering::SeqCst);
+        let slot = writer.reserve().await.expect("room");
+        let claim = RecordClaim::new(slot, Box::new(|_| Ok(b"record".to_vec())));
+        let events = vec![bytes::Bytes::from_static(b"event"); count];
+        let (_, recorded) = writer
+            .append(Some(claim), "s".into(), events, ExpectedOffset::Any)
+            .await
+            .expect("appended");
+        (recorded, writer.groups.load(Ordering::SeqCst) - before)
+    }
+
+    /// A large append on a multi-threaded runtime is written on its request's thread (the
+    /// writer thread writes no group for it), small ones and any on a current-thread runtime
+    /// by the writer; each way the events and their record are durable when answered.
+    #[test]
+    fn large_appends_are_written_on_their_own_thread_with_their_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = Config::default().durability(Durability::GroupCommit);
+        let store = Kimberlite::open_with(dir.path(), config).expect("open");
+        let id = store.create_stream("s").expect("s");
+        let writer = Arc::new(AccessWriter::start(&store));
+        let access = store.stream(ACCESS_STREAM).expect("the access stream");
+        let threads = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        let on_worker = |count: usize| {
+            let writer = Arc::clone(&writer);
+            threads
+                .block_on(threads.spawn(async move { append(&writer, count).await }))
+                .expect("the task")
+        };
+        assert_eq!(
+            on_worker(INLINE_EVENTS_MIN),
+            (true, 0),
+            "large, on a worker"
+        );
+        assert_eq!(on_worker(1), (true, 1), "small, on a worker");
+        assert_eq!(
+            threads.block_on(append(&writer, INLINE_EVENTS_MIN)),
+            (true, 0),
+            "large, in the runtime's block_on"
+        );
+        let one_thread = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(
+            one_thread.block_on(append(&writer, INLINE_EVENTS_MIN)),
+            (true, 1),
+            "large, on a current-thread runtime"
+        );
+        let written = 3 * INLINE_EVENTS_MIN as u64 + 1;
+        assert_eq!(store.head(id).expect("head").next_offset.as_u64(), written);
+        assert_eq!(store.head(access).expect("head").next_offset.as_u64(), 4);
+        drop(writer);
+        drop(store);
+        let store = Kimberlite::open(dir.path()).expect("reopen");
+        assert_eq!(store.head(id).expect("head").next_offset.as_u64(), written);
+        assert_eq!(store.head(access).expect("head").next_offset.as_u64(), 4);
+    }
 }
