@@ -85,30 +85,7 @@ fn three_processes_form_a_cluster_managed_with_the_cli() {
     let dirs: Vec<std::path::PathBuf> = (1..=4)
         .map(|id| temp.path().join(format!("n{id}")))
         .collect();
-    let token = ok(
-        &[
-            "key",
-            "add",
-            s(&dirs[0]),
-            "--name",
-            "admin",
-            "--allow",
-            "admin:*",
-            "--allow",
-            "append:*",
-        ],
-        "",
-    );
-    let token_file = temp.path().join("admin.token");
-    std::fs::write(&token_file, token.trim()).expect("token");
-    for dir in &dirs[1..] {
-        std::fs::create_dir_all(dir).expect("dir");
-        std::fs::copy(
-            dirs[0].join("server-keys.json"),
-            dir.join("server-keys.json"),
-        )
-        .expect("keys");
-    }
+    let token_file = common::shared_admin_key(temp.path(), &dirs, &["admin:*", "append:*"]);
 
     // Without the cluster secret, cluster mode is refused.
     fails(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, run, s};
+use common::{run, s};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 
 /// How long a cluster gets to elect a leader or replicate an append.
@@ -87,32 +87,8 @@ impl Setup {
         let dirs: Vec<PathBuf> = (1..=3)
             .map(|id| temp.path().join(format!("n{id}")))
             .collect();
-        let token = ok(
-            &[
-                "key",
-                "add",
-                s(&dirs[0]),
-                "--name",
-                "admin",
-                "--allow",
-                "admin:*",
-                "--allow",
-                "append:*",
-                "--allow",
-                "read:*",
-            ],
-            "",
-        );
-        let token_file = temp.path().join("admin.token");
-        std::fs::write(&token_file, token.trim()).expect("token");
-        for dir in &dirs[1..] {
-            std::fs::create_dir_all(dir).expect("dir");
-            std::fs::copy(
-                dirs[0].join("server-keys.json"),
-                dir.join("server-keys.json"),
-            )
-            .expect("keys");
-        }
+        let token_file =
+            common::shared_admin_key(temp.path(), &dirs, &["admin:*", "append:*", "read:*"]);
         Self {
             temp,
             addrs,

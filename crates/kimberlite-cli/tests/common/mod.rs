@@ -120,3 +120,25 @@ pub fn segments(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Node directories `dirs` (of one cluster) sharing one key file: a key named `admin` with
+/// `grants` (`--allow` each) added to the first, its file copied to the others. Returns the
+/// file holding the key's token, in `temp`.
+pub fn shared_admin_key(temp: &Path, dirs: &[PathBuf], grants: &[&str]) -> PathBuf {
+    let mut args = vec!["key", "add", s(&dirs[0]), "--name", "admin"];
+    for grant in grants {
+        args.extend(["--allow", grant]);
+    }
+    let token = ok(&args, "");
+    let token_file = temp.join("admin.token");
+    std::fs::write(&token_file, token.trim()).expect("token");
+    for dir in &dirs[1..] {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::copy(
+            dirs[0].join("server-keys.json"),
+            dir.join("server-keys.json"),
+        )
+        .expect("keys");
+    }
+    token_file
+}
