@@ -1,5 +1,7 @@
-//! The load half of `kill_loop.sh`: eight concurrent clients append batches of four events
-//! `"<round>-<client>-<batch>-<event>"` to the stream `crash` of the server at `ADDR`, and
+//! The load half of `kill_loop.sh`: eight concurrent clients append batches of events
+//! `"<round>-<client>-<batch>-<event>"` to the stream `crash` of the server at `ADDR` (even
+//! clients four per batch, odd ones 300: the server writes appends of 256 events or more on
+//! the request's own thread, smaller ones through the access log's writer thread), and
 //! print `ack <first offset> <round>-<client>-<batch>` for each batch the server acknowledged
 //! (so made durable), until the server goes away.
 //!
@@ -11,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CLIENTS: u64 = 8;
-const EVENTS_PER_BATCH: u64 = 4;
+/// Events per batch of an even client, and of an odd one (`kill_loop.sh` checks the same).
+const SMALL_BATCH: u64 = 4;
+const LARGE_BATCH: u64 = 300;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,8 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 round.clone(),
             );
             tokio::spawn(async move {
+                let per_batch = if number % 2 == 1 {
+                    LARGE_BATCH
+                } else {
+                    SMALL_BATCH
+                };
                 for batch in 0u64.. {
-                    let events: Vec<String> = (0..EVENTS_PER_BATCH)
+                    let events: Vec<String> = (0..per_batch)
                         .map(|event| format!("{round}-{number}-{batch}-{event}"))
                         .collect();
                     let sent = client.post(&url).bearer_auth(&token).json(&events).send();

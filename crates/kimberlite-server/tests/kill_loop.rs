@@ -24,7 +24,10 @@ use serde_json::{json, Value};
 const TARGET_ENV: &str = "KIMBERLITE_KILL_TARGET_DIR";
 const ROUNDS: u64 = 4;
 const WRITERS: u64 = 8;
-const EVENTS_PER_BATCH: u64 = 4;
+/// Events per batch of an even writer, and of an odd one: the server writes appends of 256
+/// events or more on the request's own thread, smaller ones through the access log's writer.
+const SMALL_BATCH: u64 = 4;
+const LARGE_BATCH: u64 = 300;
 const STREAM: &str = "app-crash";
 
 /// Not a test on its own (returns at once): the server process of the kill test.
@@ -98,6 +101,15 @@ struct Ack {
     events: Vec<String>,
 }
 
+/// How many events each batch of `writer` holds.
+fn events_per_batch(writer: u64) -> u64 {
+    if writer % 2 == 1 {
+        LARGE_BATCH
+    } else {
+        SMALL_BATCH
+    }
+}
+
 /// Appends batches from `WRITERS` tasks until the server goes away; returns the acks.
 async fn load(addr: SocketAddr, round: u64, acks: Arc<Mutex<Vec<Ack>>>) {
     let client = reqwest::Client::builder()
@@ -109,7 +121,7 @@ async fn load(addr: SocketAddr, round: u64, acks: Arc<Mutex<Vec<Ack>>>) {
             let (client, acks) = (client.clone(), Arc::clone(&acks));
             tokio::spawn(async move {
                 for batch in 0.. {
-                    let events: Vec<String> = (0..EVENTS_PER_BATCH)
+                    let events: Vec<String> = (0..events_per_batch(writer))
                         .map(|event| format!("{round}-{writer}-{batch}-{event}"))
                         .collect();
                     let answer = client
@@ -170,7 +182,10 @@ fn check_after_kill(dir: &std::path::Path, acks: &[Ack]) -> u64 {
     }
     let partial: Vec<_> = per_batch
         .iter()
-        .filter(|(_, count)| **count != EVENTS_PER_BATCH)
+        .filter(|(batch, count)| {
+            let writer = batch.split('-').nth(1).and_then(|w| w.parse().ok());
+            writer.map(events_per_batch) != Some(**count)
+        })
         .collect();
     assert!(partial.is_empty(), "partial batches: {partial:?}");
     // The access log answered for every acknowledged append before it was acknowledged.
@@ -218,10 +233,14 @@ async fn kill_9_during_synced_appends_loses_no_acknowledged_event() {
             .expect("load");
         let acks = acks.lock().expect("acks").clone();
         let stored = check_after_kill(dir.path(), &acks);
-        assert!(stored >= acks.len() as u64 * EVENTS_PER_BATCH);
+        let acknowledged: usize = acks.iter().map(|ack| ack.events.len()).sum();
+        assert!(stored >= acknowledged as u64);
     }
-    assert!(
-        !acks.lock().expect("acks").is_empty(),
-        "nothing was acknowledged"
-    );
+    let acks = acks.lock().expect("acks");
+    for size in [SMALL_BATCH, LARGE_BATCH] {
+        assert!(
+            acks.iter().any(|ack| ack.events.len() as u64 == size),
+            "no batch of {size} events was acknowledged"
+        );
+    }
 }
