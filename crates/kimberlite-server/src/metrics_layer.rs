@@ -10,7 +10,6 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -35,15 +34,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Middleware around the whole router: times each request to its response's headers, counts
-/// the bytes of both bodies as they flow, counts error answers by kind, and logs the request
-/// at debug level.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    tracked(&state, request, |request| next.run(request)).await
-}
-
-/// What [`track`] does around `serve`, for the connections that serve requests without the
-/// layer (`router.rs`, `served_router`).
+/// Around every request but the Raft's (`router.rs`, [`timed`](crate::router::timed)): times
+/// each request to its response's headers, counts the bytes of both bodies as they flow,
+/// counts error answers by kind, and logs the request at debug level.
 pub(crate) async fn tracked<F, A>(state: &AppState, request: Request, serve: F) -> Response
 where
     F: FnOnce(Request) -> A,

@@ -1,11 +1,11 @@
 //! The router: every route, and the limits and layers around them.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get};
 use axum::Router;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::api::{
     append, checkpoint, health, keys, proofs, read, receipt, retain, streams, tail, tiles, verify,
@@ -15,23 +15,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::routing::post;
 
-/// The router with its limits, request metrics and timeout: what [`crate::app`] serves.
+/// The router with its limits, request metrics and timeout: what [`crate::app`] serves. The
+/// same as a connection serves, [`timed`] applied by a layer instead of by the connection.
 pub(crate) fn router(state: AppState) -> Router {
-    let limits = state.limits().clone();
-    bounded(&state)
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics_layer::track,
-        ))
-        // The Raft routes take the cluster secret, not API keys: not recorded, gated, counted
-        // in the request metrics or cut by the request timeout (the sender bounds each
-        // message; a snapshot may take longer); they read a body only after the secret.
-        .merge(crate::cluster::raft_routes())
-        .with_state(state)
+    served_router(state.clone()).layer(axum::middleware::from_fn_with_state(state, timed_layer))
+}
+
+/// [`timed`] as a layer.
+async fn timed_layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    timed(&state, request, |request| next.run(request)).await
 }
 
 /// The router a connection serves: as [`router`], but the connection itself times, counts
