@@ -15,18 +15,22 @@
 //! they are counted in the metrics, not recorded. The request is answered only once its
 //! record is durable; the writer (`access_writer.rs`) batches the records of concurrent
 //! requests into one append, and an append's record is written with its events
-//! ([`RecordClaim`]), in the same sync. The handler runs in a task of its own, so a client that goes
-//! away, or a request timeout, cannot stop a request that has started from being recorded.
+//! ([`RecordClaim`]), in the same sync. A request that has started is finished in a task of
+//! its own if its connection lets go of it ([`Finished`]), so a client that goes away, or a
+//! request timeout, cannot stop it from being recorded.
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::access_writer::{RecordClaim, Recorded};
 use crate::client_cert::ClientCertName;
 use crate::error::{ApiError, ErrorKind};
+use crate::finish::Finished;
 use crate::metrics::RouteLabel;
 use crate::principal::Principal;
 use crate::state::AppState;
@@ -50,6 +54,14 @@ struct AccessRecord<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
+}
+
+/// What a request's record says whatever its answer, made before its handler runs.
+struct Fields {
+    time: String,
+    key_id: String,
+    op: String,
+    stream: Option<String>,
 }
 
 /// The principal the middleware found for a request, in its extensions for the handler.
@@ -77,15 +89,14 @@ pub(crate) async fn record(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let route = request
+    let label = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let Some(route) = route else {
+        .map(|path| RouteLabel::of(path.as_str()));
+    let Some(label) = label else {
         return next.run(request).await;
     };
-    let label = RouteLabel(std::sync::Arc::from(route.as_str()));
-    if !needs_key(&route) {
+    if !needs_key(&label.0) {
         return with_route(next.run(request).await, label);
     }
     // Who the handler will take the caller for: the bearer token, else a verified client
@@ -125,7 +136,7 @@ pub(crate) async fn record(
         Err(error) => return with_route(error.into_response(), label),
     };
     let time = crate::utc_time::rfc3339_millis(std::time::SystemTime::now());
-    let op = format!("{} {route}", request.method());
+    let op = format!("{} {}", request.method(), label.0);
     let (mut parts, body) = request.into_parts();
     let stream = RawPathParams::from_request_parts(&mut parts, &state)
         .await
@@ -137,15 +148,22 @@ pub(crate) async fn record(
                 .map(|(_, value)| value.to_owned())
         });
     let mut request = Request::from_parts(parts, body);
+    // What both ways of recording say, shared rather than copied for each.
+    let fields = Arc::new(Fields {
+        time,
+        key_id,
+        op,
+        stream,
+    });
     // An append takes the claim to have this record written with its events, in one sync.
     let claim = RecordClaim::new(slot, {
-        let (time, key_id, op, stream) = (time.clone(), key_id.clone(), op.clone(), stream.clone());
+        let fields = Arc::clone(&fields);
         Box::new(move |appended: &kimberlite::AppendResult| {
             let record = AccessRecord {
-                time: &time,
-                key: &key_id,
-                op: &op,
-                stream: stream.as_deref(),
+                time: &fields.time,
+                key: &fields.key_id,
+                op: &fields.op,
+                stream: fields.stream.as_deref(),
                 from: Some(appended.first_offset.as_u64()),
                 to: Some(appended.next_offset.as_u64()),
                 status: axum::http::StatusCode::OK.as_u16(),
@@ -172,15 +190,16 @@ pub(crate) async fn record(
             },
         };
         let touched = response.extensions().get::<Touched>().copied();
-        let stream = stream.or_else(|| {
-            let named = response.extensions().get::<NamedStream>();
-            named.map(|NamedStream(name)| name.clone())
-        });
+        let named = response.extensions().get::<NamedStream>();
+        let stream = fields
+            .stream
+            .as_deref()
+            .or_else(|| named.map(|NamedStream(name)| name.as_str()));
         let record = AccessRecord {
-            time: &time,
-            key: &key_id,
-            op: &op,
-            stream: stream.as_deref(),
+            time: &fields.time,
+            key: &fields.key_id,
+            op: &fields.op,
+            stream,
             from: touched.map(|touched| touched.from),
             to: touched.map(|touched| touched.to),
             status: response.status().as_u16(),
@@ -205,8 +224,8 @@ pub(crate) async fn record(
             }
         }
     };
-    let response = tokio::spawn(work).await.unwrap_or_else(|join| {
-        ApiError::Internal(format!("a request task failed: {join}")).into_response()
+    let response = Finished::new(work).await.unwrap_or_else(|panic| {
+        ApiError::Internal(format!("a request task failed: {panic}")).into_response()
     });
     with_route(response, label)
 }

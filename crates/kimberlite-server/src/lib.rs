@@ -21,6 +21,7 @@ mod cluster;
 mod config;
 mod connection;
 mod error;
+mod finish;
 mod follow;
 mod keys;
 mod metrics;

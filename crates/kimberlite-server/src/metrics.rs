@@ -21,6 +21,30 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone)]
 pub(crate) struct RouteLabel(pub(crate) Arc<str>);
 
+impl RouteLabel {
+    /// The label of `route`, allocated once per route: routes are few, requests many.
+    pub(crate) fn of(route: &str) -> Self {
+        static ROUTES: std::sync::LazyLock<std::sync::RwLock<std::collections::HashSet<Arc<str>>>> =
+            std::sync::LazyLock::new(Default::default);
+        let known = ROUTES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(route)
+            .cloned();
+        Self(known.unwrap_or_else(|| {
+            let mut routes = ROUTES
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let label = routes
+                .get(route)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(route));
+            routes.insert(Arc::clone(&label));
+            label
+        }))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     method: Cow<'static, str>,

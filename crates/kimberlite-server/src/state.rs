@@ -57,8 +57,8 @@ struct Shared {
     access_log: AccessWriter,
     /// Set once shutdown begins: `/readyz` answers 503 from then on.
     stopping: std::sync::atomic::AtomicBool,
-    /// One clone per request task the access log spawns (`access_log.rs`): shutdown waits
-    /// for them, since a task cut from its connection still holds the store until it ends.
+    /// One clone per request the access log runs (`access_log.rs`): shutdown waits for them,
+    /// since a request cut from its connection goes on, holding the store, until it ends.
     request_tasks: Arc<()>,
 }
 
