@@ -37,14 +37,34 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// docs/PERFORMANCE.md, section "Spin-waits".
 const SPINS_BEFORE_SLEEP: usize = 4_096;
 
-/// Spins up to [`SPINS_BEFORE_SLEEP`] times until `done` says so; returns whether it did (if
-/// not, the caller goes on to sleep on its condition variable).
+/// Spins between two offers of the core to another runnable thread ([`yield_core`]) while a
+/// thread spin-waits; docs/PERFORMANCE.md, section "Spin-waits".
+const SPINS_PER_YIELD: usize = 64;
+
+/// Offers this thread's core to another runnable thread (the store's tree worker, an
+/// appender) and returns at once if there is none. Why: on two cores a spinning helper
+/// otherwise holds a core that the tree worker needs for as long as it spins.
+fn yield_core() {
+    std::thread::yield_now();
+}
+
+/// Spins up to [`SPINS_BEFORE_SLEEP`] times until `done` says so, offering the core to other
+/// threads every [`SPINS_PER_YIELD`] spins; returns whether it did (if not, the caller goes on
+/// to sleep on its condition variable).
 fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..SPINS_BEFORE_SLEEP {
+    spin_until_yielding(&mut done, yield_core)
+}
+
+/// [`spin_until`] with `pause` called in place of [`yield_core`] (for tests).
+fn spin_until_yielding(mut done: impl FnMut() -> bool, mut pause: impl FnMut()) -> bool {
+    for spin in 1..=SPINS_BEFORE_SLEEP {
         if done() {
             return true;
         }
         std::hint::spin_loop();
+        if spin % SPINS_PER_YIELD == 0 {
+            pause();
+        }
     }
     done()
 }
@@ -263,8 +283,14 @@ pub(crate) const WATCH_AFTER_WAKE_AHEAD: Duration = Duration::from_micros(200);
 /// not free); docs/PERFORMANCE.md, section "Spin-waits".
 const SPINS_PER_CLOCK_READ: usize = 64;
 
-/// Spins until a job after generation `seen` is posted or `watch` has passed.
+/// Spins until a job after generation `seen` is posted or `watch` has passed, offering the
+/// core to other threads between two looks at the clock.
 fn watch_for_next_job(posted: &AtomicU64, seen: u64, watch: Duration) {
+    watch_yielding(posted, seen, watch, yield_core);
+}
+
+/// [`watch_for_next_job`] with `pause` called in place of [`yield_core`] (for tests).
+fn watch_yielding(posted: &AtomicU64, seen: u64, watch: Duration, mut pause: impl FnMut()) {
     let watching = Instant::now();
     while watching.elapsed() < watch {
         for _ in 0..SPINS_PER_CLOCK_READ {
@@ -273,6 +299,7 @@ fn watch_for_next_job(posted: &AtomicU64, seen: u64, watch: Duration) {
             }
             std::hint::spin_loop();
         }
+        pause();
     }
 }
 
@@ -501,6 +528,29 @@ mod tests {
             "saw the job posted meanwhile"
         );
         poster.join().unwrap();
+    }
+
+    /// A spinning thread offers its core to others as it spins (on two cores, the tree
+    /// worker runs meanwhile instead of waiting for the spin to end).
+    #[test]
+    fn spinning_threads_offer_their_core_as_they_spin() {
+        let posted = AtomicU64::new(3);
+        let mut pauses = 0;
+        watch_yielding(&posted, 3, Duration::from_millis(5), || pauses += 1);
+        assert!(pauses > 0, "watched 5 ms without offering the core");
+        let mut pauses = 0;
+        assert!(!spin_until_yielding(|| false, || pauses += 1));
+        assert_eq!(pauses, SPINS_BEFORE_SLEEP / SPINS_PER_YIELD);
+        let mut pauses = 0;
+        let mut looks = 0;
+        assert!(spin_until_yielding(
+            || {
+                looks += 1;
+                looks > 10
+            },
+            || pauses += 1
+        ));
+        assert_eq!(pauses, 0, "done before the first offer");
     }
 
     #[test]
