@@ -25,10 +25,10 @@ use openraft::LogId;
 use crate::applied_file::{AppliedFile, AppliedRecord, AppliedState};
 use crate::types::NodeId;
 
-/// The least time between two saves of the thread: at most this much more is applied again
+/// The least time between two saves of the thread: about this much more is applied again
 /// after a crash, and under steady appends a node makes two syncs per this time beside its
 /// Raft log's, however many batches it applies.
-pub const SAVE_PACE: Duration = Duration::from_millis(20);
+pub const SAVE_PACE: Duration = Duration::from_millis(100);
 
 /// The background saver of one state machine's applied state.
 #[derive(Debug)]

@@ -277,6 +277,8 @@ async fn appends_in_quick_succession_share_the_background_saves() {
         applied <= paces + 2,
         "{applied} saves in {paces} paces: {after:?}"
     );
-    assert_eq!(after.get("segment").copied(), Some(applied), "{after:?}");
+    // A save whose events an earlier store sync covered syncs no segment.
+    let segment = after.get("segment").copied().unwrap_or(0);
+    assert!(segment <= applied, "{after:?}");
     cluster.shutdown().await;
 }
