@@ -88,6 +88,20 @@ impl HttpCluster {
         &self.runtime
     }
 
+    /// The last log index of the node that leads now (0 when none leads), to count the
+    /// entries a round proposed.
+    #[must_use]
+    pub fn leader_log_index(&self) -> u64 {
+        let leading = self.nodes.iter().find_map(|node| {
+            let cluster = node.state.as_ref()?.cluster()?;
+            cluster.is_leader().then_some(cluster)
+        });
+        leading.map_or(0, |cluster| {
+            let metrics = cluster.node().raft().metrics().borrow().clone();
+            metrics.last_log_index.unwrap_or(0)
+        })
+    }
+
     /// Every node's base URL.
     #[must_use]
     pub fn urls(&self) -> Vec<String> {

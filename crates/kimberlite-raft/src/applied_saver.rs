@@ -7,7 +7,8 @@
 //! syncs them. So the applied state file never says an entry is applied whose events the
 //! store could lose; the store may be ahead of it, which applying again handles. Records
 //! queued while a save runs wait for the next one, which covers them all: one store sync and
-//! one record sync for any number of batches.
+//! one record sync for any number of batches; after a save the thread waits [`SAVE_PACE`], so
+//! that under steady appends its syncs stay few beside the Raft log's.
 //!
 //! Records are taken from the queue only under the files' lock, so they reach the file in
 //! apply order whoever saves them: the thread, or [`AppliedSaver::flush`] (before a snapshot
@@ -16,12 +17,18 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kimberlite::Kimberlite;
 use openraft::LogId;
 
 use crate::applied_file::{AppliedFile, AppliedRecord, AppliedState};
 use crate::types::NodeId;
+
+/// The least time between two saves of the thread: about this much more is applied again
+/// after a crash, and under steady appends a node makes two syncs per this time beside its
+/// Raft log's, however many batches it applies.
+pub const SAVE_PACE: Duration = Duration::from_millis(100);
 
 /// The background saver of one state machine's applied state.
 #[derive(Debug)]
@@ -232,9 +239,29 @@ fn run(shared: &Shared) {
                 return;
             }
         }
-        let mut files = lock(&shared.files);
-        if shared.save(&mut files, None).is_err() {
-            return;
+        {
+            let mut files = lock(&shared.files);
+            if shared.save(&mut files, None).is_err() {
+                return;
+            }
         }
+        pause(shared);
+    }
+}
+
+/// Waits [`SAVE_PACE`] after a save (less if stopped), so that the batches applied meanwhile
+/// share the next save: fewer syncs beside the Raft log's, which acknowledgements wait for.
+fn pause(shared: &Shared) {
+    let until = Instant::now() + SAVE_PACE;
+    let mut queue = lock(&shared.queue);
+    while !queue.stop {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        queue = shared
+            .work
+            .wait_timeout(queue, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }

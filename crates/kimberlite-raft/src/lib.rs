@@ -62,6 +62,7 @@ mod snapshot_tests;
 mod state_machine_faults_tests;
 
 pub use applied_file::APPLIED_FILE;
+pub use applied_saver::SAVE_PACE;
 pub use cluster::{Cluster, ClusterError, ClusterOptions};
 pub use command::{Command, Head, Rejection, RequestId, Response};
 pub use halt::Halt;

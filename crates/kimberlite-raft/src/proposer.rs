@@ -4,7 +4,7 @@
 //! flight").
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite::{ExpectedOffset, StreamId};
@@ -26,6 +26,9 @@ const CATCH_UP_TIMEOUT_MS: u64 = 5_000;
 /// entry stays a small part of a log record and of a message; a larger lone append goes
 /// alone.
 const ENTRY_EVENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// After an entry, the proposer waits at most its time over this for the appends it answered
+/// to come back ([`gather_returning`]).
+const LINGER_DIVISOR: u32 = 2;
 
 type Answer = oneshot::Sender<Result<Appended, WriteError>>;
 
@@ -140,20 +143,25 @@ impl Task {
             while let Ok(pending) = queue.try_recv() {
                 waiting.push(pending);
             }
-            waiting = self.round(waiting).await;
+            let started = Instant::now();
+            let (next, answered) = self.round(waiting).await;
+            waiting = next;
+            let linger = started.elapsed() / LINGER_DIVISOR;
+            gather_returning(&mut queue, &mut waiting, answered, linger).await;
         }
     }
 
     /// Proposes what is waiting as one entry and answers it; returns what waits for the
-    /// next entry (stale proposals first, in their order).
-    async fn round(&self, waiting: Vec<Pending>) -> Vec<Pending> {
+    /// next entry (stale proposals first, in their order) and how many appends of the entry
+    /// were answered.
+    async fn round(&self, waiting: Vec<Pending>) -> (Vec<Pending>, usize) {
         let ready = match check_leading(&self.raft, self.id) {
             Ok(()) => catch_up(&self.raft).await,
             Err(error) => Err(error),
         };
         if let Err(error) = ready {
             answer_all(waiting, &error);
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let Built {
             parts,
@@ -161,6 +169,7 @@ impl Task {
             conflicts,
         } = self.build(waiting);
         let mut next = Vec::new();
+        let proposed = parts.len();
         if !parts.is_empty() {
             let commands = parts.iter().map(|part| part.command.clone()).collect();
             let pendings = parts.into_iter().map(|part| part.pending);
@@ -179,9 +188,10 @@ impl Task {
                 Err(error) => answer_all(pendings, &error),
             }
         }
+        let answered = proposed - next.len();
         next.extend(self.refuse(conflicts).await);
         next.extend(later);
-        next
+        (next, answered)
     }
 
     /// Answers `OffsetConflict` to the appends whose expected offset did not meet the applied
@@ -310,6 +320,38 @@ impl Task {
             parts,
             later,
             conflicts,
+        }
+    }
+}
+
+/// Waits, at most `linger`, until as many more appends are waiting as the last entry
+/// answered (or a full entry's worth of events): clients with one request in flight send
+/// their next one as soon as they are answered, and without the wait the first of them would
+/// leave alone in the next entry while the rest wait a whole entry more, splitting the clients
+/// into groups that take turns (docs/REPLICATION.md, section "Many writes in flight").
+async fn gather_returning(
+    queue: &mut mpsc::UnboundedReceiver<Pending>,
+    waiting: &mut Vec<Pending>,
+    answered: usize,
+    linger: Duration,
+) {
+    if answered == 0 {
+        return;
+    }
+    while let Ok(pending) = queue.try_recv() {
+        waiting.push(pending);
+    }
+    let target = waiting.len() + answered;
+    let deadline = tokio::time::Instant::now() + linger;
+    let mut bytes: usize = waiting.iter().map(Pending::bytes).sum();
+    while waiting.len() < target && bytes < ENTRY_EVENT_BYTES_MAX {
+        match tokio::time::timeout_at(deadline, queue.recv()).await {
+            Ok(Some(pending)) => {
+                bytes += pending.bytes();
+                waiting.push(pending);
+            }
+            // The proposer was dropped, or the wait is over.
+            Ok(None) | Err(_) => return,
         }
     }
 }

@@ -69,6 +69,57 @@ async fn sixty_four_concurrent_appends_share_entries_at_contiguous_offsets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_answered_together_send_their_next_appends_in_one_entry() {
+    // Each client sends its next append once answered: the leader waits for those it just
+    // answered, so the clients stay in one group, about one entry per round, instead of
+    // splitting into groups that take turns (two entries or more per round).
+    const CLIENTS: u64 = 16;
+    const ROUNDS: u64 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(
+        Cluster::start(dir.path(), &[1, 2, 3], options(5))
+            .await
+            .unwrap(),
+    );
+    let stream = cluster
+        .create_stream(request(0, 0), "rounds")
+        .await
+        .unwrap();
+    let clients: Vec<_> = (1..=CLIENTS)
+        .map(|client| {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let mut entries = Vec::new();
+                for seq in 0..ROUNDS {
+                    let text = format!("c{client}-{seq}");
+                    let appended = cluster
+                        .append(request(client, seq), stream, vec![event(text)])
+                        .await
+                        .unwrap();
+                    entries.push(appended.log_id.index);
+                }
+                entries
+            })
+        })
+        .collect();
+    let mut entries = BTreeSet::new();
+    for client in clients {
+        entries.extend(client.await.unwrap());
+    }
+    assert!(
+        (entries.len() as u64) < ROUNDS * 3 / 2,
+        "{} entries for {ROUNDS} rounds of {CLIENTS} clients",
+        entries.len()
+    );
+    let leader = cluster.leader(WAIT).await.unwrap();
+    assert_eq!(
+        stream_texts(&cluster, leader, stream).len() as u64,
+        CLIENTS * ROUNDS
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_expected_offsets_are_checked_against_the_projected_head() {
     const APPENDS: u64 = 48;
     let dir = tempfile::tempdir().unwrap();

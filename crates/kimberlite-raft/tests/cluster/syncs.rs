@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite_raft::{Cluster, NodeFs, APPLIED_FILE, LOG_FILE};
+use kimberlite_raft::{Cluster, NodeFs, APPLIED_FILE, LOG_FILE, SAVE_PACE};
 use kimberlite_storage::{EntryKind, FileHandle, FileSystem, OsFileSystem};
 
 use crate::common::{eventually, options, request, WAIT};
@@ -249,5 +249,36 @@ async fn an_append_is_acknowledged_before_the_store_and_applied_state_syncs() {
         after,
         counts(&[(APPLIED_FILE, segment), ("segment", segment)])
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_quick_succession_share_the_background_saves() {
+    // The saver waits `SAVE_PACE` after each save: appends acknowledged one after the other
+    // share saves (about one per pace), where saving after each would sync per append.
+    const APPENDS: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SyncCounting::default();
+    let (cluster, stream) = counted_cluster(dir.path(), &fs).await;
+    fs.take();
+    let started = Instant::now();
+    for seq in 2..2 + APPENDS {
+        cluster
+            .append(request(1, seq), stream, batch())
+            .await
+            .unwrap();
+    }
+    let paces = (started.elapsed().as_micros() / SAVE_PACE.as_micros()) as u64;
+    saved(&cluster).await;
+    let after = fs.take();
+    assert_eq!(after.get(LOG_FILE).copied(), Some(APPENDS), "{after:?}");
+    let applied = after.get(APPLIED_FILE).copied().unwrap_or(0);
+    assert!(
+        applied <= paces + 2,
+        "{applied} saves in {paces} paces: {after:?}"
+    );
+    // A save whose events an earlier store sync covered syncs no segment.
+    let segment = after.get("segment").copied().unwrap_or(0);
+    assert!(segment <= applied, "{after:?}");
     cluster.shutdown().await;
 }
