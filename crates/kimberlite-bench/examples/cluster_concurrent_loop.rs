@@ -12,6 +12,7 @@ use kimberlite_bench::cluster_http::HttpCluster;
 use kimberlite_bench::concurrent::single_appends;
 use kimberlite_bench::http_client::connect_all;
 use kimberlite_bench::latency::Percentiles;
+use kimberlite_bench::own_cpu_seconds;
 
 const CLIENTS: usize = 64;
 
@@ -27,11 +28,11 @@ fn main() {
     let mut clients = connect_all(cluster.runtime(), cluster.leader(), STREAM, CLIENTS);
     single_appends(cluster.runtime(), &mut clients, 10);
     for _ in 0..rounds {
-        let (entries_before, cpu_before) = (cluster.leader_log_index(), cpu_seconds());
+        let (entries_before, cpu_before) = (cluster.leader_log_index(), own_cpu_seconds());
         let round = single_appends(cluster.runtime(), &mut clients, per_client);
         let entries = cluster.leader_log_index() - entries_before;
         let events = round.latencies.len() as f64;
-        let cpu = cpu_seconds() - cpu_before;
+        let cpu = own_cpu_seconds() - cpu_before;
         println!(
             "cluster_concurrent_loop: {:.0} events/s, {:.1} appends per entry, CPU {:.0} µs per \
              event; latency {}",
@@ -42,14 +43,4 @@ fn main() {
         );
     }
     drop(clients);
-}
-
-/// User and system CPU seconds of this process (all its threads), in clock ticks of 1/100 s.
-fn cpu_seconds() -> f64 {
-    let text = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let after_name = &text[text.rfind(')').expect("a stat line") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of the line (utime, stime).
-    let ticks = |index: usize| fields[index].parse::<f64>().expect("a tick count") / 100.0;
-    ticks(11) + ticks(12)
 }

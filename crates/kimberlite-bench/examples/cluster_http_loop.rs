@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kimberlite_bench::cluster::STREAM;
 use kimberlite_bench::cluster_http::HttpCluster;
 use kimberlite_bench::http_client::{connect_all, length_prefixed};
-use kimberlite_bench::{events, median, BATCH_EVENTS};
+use kimberlite_bench::{events, median, own_cpu_seconds, BATCH_EVENTS};
 
 fn main() {
     let batches: usize = std::env::args()
@@ -24,7 +24,7 @@ fn main() {
         .pop()
         .expect("one client");
     let body = length_prefixed(&events(0, BATCH_EVENTS));
-    let cpu_before = cpu_seconds();
+    let cpu_before = own_cpu_seconds();
     let times: Vec<Duration> = (0..batches)
         .map(|_| {
             let started = Instant::now();
@@ -34,7 +34,7 @@ fn main() {
             started.elapsed()
         })
         .collect();
-    let cpu = (cpu_seconds() - cpu_before) / batches.max(1) as f64;
+    let cpu = (own_cpu_seconds() - cpu_before) / batches.max(1) as f64;
     drop(client);
     println!(
         "cluster_http_loop: {batches} synced batches of {BATCH_EVENTS} x 256 B over HTTP on 3 \
@@ -42,14 +42,4 @@ fn main() {
         median(times),
         cpu * 1e3
     );
-}
-
-/// User and system CPU seconds of this process (all its threads), in clock ticks of 1/100 s.
-fn cpu_seconds() -> f64 {
-    let text = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let after_name = &text[text.rfind(')').expect("a stat line") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of the line (utime, stime).
-    let ticks = |index: usize| fields[index].parse::<f64>().expect("a tick count") / 100.0;
-    ticks(11) + ticks(12)
 }

@@ -27,7 +27,7 @@ use kimberlite::ExpectedOffset;
 use kimberlite_bench::concurrent::single_appends;
 use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
 use kimberlite_bench::server::{open_store, BenchServer};
-use kimberlite_bench::{event, events};
+use kimberlite_bench::{cpu_seconds, event, events};
 use tokio::runtime::Runtime;
 
 const STREAM: &str = "bench";
@@ -273,13 +273,13 @@ impl Probe {
         std::thread::sleep(Duration::from_millis(300));
         Self {
             pid,
-            start: cpu_seconds(pid),
+            start: cpu_seconds(&pid.to_string()).expect("/proc/<pid>/stat"),
             perf,
         }
     }
 
     fn stop(self) -> Costs {
-        let end = cpu_seconds(self.pid);
+        let end = cpu_seconds(&self.pid.to_string()).expect("/proc/<pid>/stat");
         let mut costs = Costs {
             user: end.0 - self.start.0,
             system: end.1 - self.start.1,
@@ -309,16 +309,6 @@ impl Probe {
         }
         costs
     }
-}
-
-/// User and system CPU seconds of process `pid` (all its threads, ended ones included).
-fn cpu_seconds(pid: u32) -> (f64, f64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    let after_name = &text[text.rfind(')').expect("a stat line") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of the line (utime, stime), in clock ticks of 1/100 s on Linux.
-    let ticks = |index: usize| fields[index].parse::<f64>().expect("a tick count") / 100.0;
-    (ticks(11), ticks(12))
 }
 
 fn print_costs(side: &str, costs: &Costs, requests: u64, wall: Duration) {

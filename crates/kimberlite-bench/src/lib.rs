@@ -438,6 +438,26 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// User and system CPU seconds of process `pid` (`"self"` for this one): all its threads, ended
+/// ones included (`/proc/<pid>/stat`, fields 14 and 15, in clock ticks of 1/100 s on Linux);
+/// `None` where that file does not exist or does not parse.
+#[must_use]
+pub fn cpu_seconds(pid: &str) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let after_name = &text[text.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut ticks = || Some(fields.next()?.parse::<f64>().ok()? / 100.0);
+    Some((ticks()?, ticks()?))
+}
+
+/// This process's user plus system CPU seconds ([`cpu_seconds`] of `"self"`), 0 where there is
+/// no `/proc`.
+#[must_use]
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds("self").map_or(0.0, |(user, system)| user + system)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +468,22 @@ mod tests {
         assert!(batch.iter().all(|event| event.len() == EVENT_BYTES));
         assert_ne!(batch[0], batch[1]);
         assert_eq!(event(7), event(7));
+    }
+
+    #[test]
+    fn cpu_seconds_grow_with_work() {
+        let (user, system) = cpu_seconds("self").expect("/proc/self/stat");
+        // Work until the tick count moves (a tick is 10 ms; bounded by the clock).
+        let started = std::time::Instant::now();
+        let mut sum = 0u64;
+        while cpu_seconds("self").map(|(u, s)| u + s) == Some(user + system)
+            && started.elapsed() < std::time::Duration::from_secs(10)
+        {
+            sum = sum.wrapping_add(std::hint::black_box(sum) ^ 0x9e37);
+        }
+        let (later_user, later_system) = cpu_seconds("self").expect("/proc/self/stat");
+        assert!(later_user + later_system > user + system);
+        assert_eq!(cpu_seconds("0"), None, "no process 0 in /proc");
     }
 
     #[test]
