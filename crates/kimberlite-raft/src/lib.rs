@@ -34,6 +34,7 @@ mod proposer;
 mod publish;
 mod replica;
 mod replica_checkpoint;
+mod replica_run;
 mod request_table;
 mod shared_events;
 mod sim_network;

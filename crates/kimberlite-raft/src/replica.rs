@@ -146,7 +146,7 @@ impl Replica {
         std::mem::take(&mut self.changes)
     }
 
-    fn change(&mut self, change: LedgerChange) {
+    pub(crate) fn change(&mut self, change: LedgerChange) {
         self.ledger.apply(change.clone());
         self.changes.push(change);
     }
@@ -221,7 +221,14 @@ impl Replica {
         // For each stream appended to so far: the head its last append left, if applied now.
         let mut left: BTreeMap<u64, Option<Head>> = BTreeMap::new();
         let mut answers = Vec::with_capacity(commands.len());
-        for command in commands {
+        let mut position = 0;
+        while let Some(rest @ [command, ..]) = commands.get(position..) {
+            // Appends chained on one stream go to the store together (`crate::replica_run`).
+            let run = self.apply_run(index, rest, &mut left, &mut answers)?;
+            position += run.max(1);
+            if run > 0 {
+                continue;
+            }
             let Command::Append {
                 request,
                 stream,
@@ -260,7 +267,7 @@ impl Replica {
         Ok(Response::Batch(answers))
     }
 
-    fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
+    pub(crate) fn remember(&mut self, request: RequestId, index: u64, response: &Response) {
         // A stale head is the leader's view being behind, not an answer: its retry must run.
         if !matches!(response, Response::Rejected(Rejection::StaleHead { .. })) {
             self.change(LedgerChange::Answer(Answer {

@@ -185,3 +185,50 @@ fn a_batch_inside_a_batch_is_refused() {
     );
     assert!(texts(&replica, s).is_empty());
 }
+
+#[test]
+fn a_run_of_appends_answers_as_entries_of_their_own_would() {
+    let appends = [(1, "a"), (2, "b"), (3, "c")];
+    let (mut together, s, _) = replica();
+    let (mut alone, _, _) = replica();
+    let answered = answers(
+        together
+            .apply(3, &Command::Batch(chain(s, Head::default(), 2, &appends)))
+            .unwrap(),
+    );
+    for (index, command) in (3..).zip(chain(s, Head::default(), 2, &appends)) {
+        let one = answers(alone.apply(index, &Command::Batch(vec![command])).unwrap());
+        assert_eq!(one[..], answered[index as usize - 3..][..1]);
+    }
+    assert_eq!(texts(&together, s), texts(&alone, s));
+    let head = |replica: &Replica| replica.store().head(StreamId::new(s)).unwrap();
+    assert_eq!(head(&together), head(&alone));
+}
+
+#[test]
+fn a_run_writes_nothing_past_an_append_whose_head_differs() {
+    let (mut replica, s, _) = replica();
+    let mut commands = chain(
+        s,
+        Head::default(),
+        2,
+        &[(1, "a"), (2, "b"), (3, "c"), (4, "d")],
+    );
+    // The third carries other events than the head its leader computed says.
+    if let Command::Append { events, .. } = &mut commands[2] {
+        *events = vec![Bytes::from_static(b"forged")];
+    }
+    let error = replica.apply(3, &Command::Batch(commands)).unwrap_err();
+    let ApplyError::Diverged(divergence) = error else {
+        panic!("divergence expected, got {error}")
+    };
+    assert_eq!(
+        (
+            divergence.index,
+            divergence.point,
+            divergence.computed.next_offset
+        ),
+        (3, DivergencePoint::After, 3)
+    );
+    assert_eq!(texts(&replica, s), ["a", "b", "forged"]);
+}

@@ -54,6 +54,55 @@ impl Kimberlite {
         self.append_unchecked(id, events, expected)
     }
 
+    /// Appends `batches` to stream `id` in order, each a batch of its own (all-or-nothing
+    /// across a crash, whatever becomes of the others, as if appended alone right after the
+    /// one before), if the stream's next offset is what `expected` says for the first. Not
+    /// under group commit, all go to the backend in one call: a replica applying a log entry
+    /// of many small appends pays one write, not one per append. Returns the whole run's
+    /// result: the first batch's first offset, the last one's next offset and head.
+    ///
+    /// Errors: as [`Kimberlite::append`]; [`Error::EmptyBatch`] if there is no batch or one
+    /// is empty (nothing written).
+    pub fn append_batches(
+        &self,
+        id: StreamId,
+        batches: Vec<Vec<Bytes>>,
+        expected: ExpectedOffset,
+    ) -> Result<AppendResult> {
+        if batches.is_empty() || batches.iter().any(Vec::is_empty) {
+            let name = self
+                .stream_name(id)
+                .ok_or(Error::UnknownStream { stream: id })?;
+            return Err(Error::EmptyBatch { name });
+        }
+        for batch in &batches {
+            self.refuse_sealed_looking(id, batch)?;
+        }
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.inner.config.durability == Durability::GroupCommit {
+            // Each batch is queued as any append (checked non-empty above).
+            let mut batches = batches.into_iter();
+            let mut run = self.append_grouped(id, batches.next().unwrap_or_default(), expected)?;
+            for batch in batches {
+                let appended =
+                    self.append_grouped(id, batch, ExpectedOffset::Exact(run.next_offset))?;
+                run = AppendResult {
+                    first_offset: run.first_offset,
+                    ..appended
+                };
+            }
+            return Ok(run);
+        }
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let events: Vec<Bytes> = batches.into_iter().flatten().collect();
+        let mut state = self.write_state();
+        let result = self.append_batches_locked(&mut state, id, events, &lens, expected, None)?;
+        self.after_direct_append(state, id, &result);
+        Ok(result)
+    }
+
     /// A plain event must never read back as a sealed one (`crate::sealed::envelope`): every
     /// path that appends plain events ([`Kimberlite::append`], [`Kimberlite::write_all`])
     /// refuses one that starts like an envelope.

@@ -180,6 +180,45 @@ fn unsynced_store_appends_and_syncs() {
 }
 
 #[test]
+fn batches_appended_together_read_and_chain_as_appended_one_by_one() {
+    use bytes::Bytes;
+    let batch = |texts: &[&str]| texts.iter().map(|t| Bytes::from(t.to_string())).collect();
+    for durability in [Durability::Unsynced, Durability::GroupCommit] {
+        let config = Config::default().durability(durability);
+        let (together, alone) = (
+            Kimberlite::in_memory_with(config.clone()),
+            Kimberlite::in_memory_with(config),
+        );
+        let id = together.create_stream("audit").unwrap();
+        assert_eq!(alone.create_stream("audit").unwrap(), id);
+        alone
+            .append(id, ["a", "b"], ExpectedOffset::NoStream)
+            .unwrap();
+        let last = alone.append(id, ["c"], ExpectedOffset::Any).unwrap();
+        let stale =
+            together.append_batches(id, vec![batch(&["x"])], ExpectedOffset::Exact(1.into()));
+        assert!(
+            matches!(stale, Err(Error::OffsetConflict { .. })),
+            "{stale:?}"
+        );
+        let empty = together.append_batches(id, vec![batch(&["a"]), vec![]], ExpectedOffset::Any);
+        assert!(matches!(empty, Err(Error::EmptyBatch { .. })), "{empty:?}");
+        let run = together
+            .append_batches(
+                id,
+                vec![batch(&["a", "b"]), batch(&["c"])],
+                ExpectedOffset::NoStream,
+            )
+            .unwrap();
+        assert_eq!(run.first_offset, Offset::ZERO);
+        assert_eq!((run.next_offset, run.head), (last.next_offset, last.head));
+        let read = together.read(id, Offset::ZERO, u64::MAX).unwrap();
+        let texts: Vec<&[u8]> = read.iter().map(|event| &event.payload[..]).collect();
+        assert_eq!(texts, [b"a", b"b", b"c"]);
+    }
+}
+
+#[test]
 fn problems_name_stream_offset_and_location() {
     let error = StorageError::ChainVerificationFailed {
         stream: StreamId::new(3),
