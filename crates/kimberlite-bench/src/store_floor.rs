@@ -183,26 +183,22 @@ fn cut(mut body: Bytes) -> Option<Vec<Bytes>> {
     Some(events)
 }
 
-/// Writes the appends of `jobs`, then one record per job, syncs once, answers each job.
+/// Writes the appends of `jobs` and one record per job under one hold of the write lock
+/// (the records need no offsets), syncs once, answers each job.
 fn write_group(sink: &Sink, jobs: Vec<Job>) {
     let mut answers = Vec::with_capacity(jobs.len());
-    let appends = jobs
+    let mut appends: Vec<_> = jobs
         .into_iter()
         .map(|job| {
             answers.push(job.done);
             (sink.events, job.events, ExpectedOffset::Any)
         })
         .collect();
-    let (results, written) = sink.store.write_all(appends);
     let records = vec![Bytes::from_static(RECORD); answers.len()];
-    let (recorded, records_written) =
-        sink.store
-            .write_all(vec![(sink.records, records, ExpectedOffset::Any)]);
-    let durable = sink
-        .store
-        .make_durable(written.max(records_written))
-        .is_ok()
-        && recorded.iter().all(Result::is_ok);
+    appends.push((sink.records, records, ExpectedOffset::Any));
+    let (mut results, written) = sink.store.write_all(appends);
+    let recorded = results.pop().is_some_and(|result| result.is_ok());
+    let durable = recorded && sink.store.make_durable(written).is_ok();
     for (done, result) in answers.into_iter().zip(results) {
         let _ = done.send(durable && result.is_ok());
     }
