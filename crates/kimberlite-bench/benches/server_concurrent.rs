@@ -17,6 +17,10 @@
 //! answers each request with a fixed 200 of the append answer's size, with no store at all
 //! (`kimberlite_bench::http_floor`); its events/s against the embedded store's is printed as
 //! the bound no design serving these clients over hyper's HTTP/1.1 can pass on this machine.
+//! A second bound, "transport + store": the same clients against that server appending each
+//! request's event and one fixed access record to a store opened as the embedded side's,
+//! answering once both are durable (`kimberlite_bench::store_floor`): what a server that
+//! records every request must do, and nothing it may skip.
 //!
 //! Target: HTTP >= 0.7x the embedded store. Run: `cargo bench -p kimberlite-bench --bench
 //! server_concurrent`.
@@ -31,6 +35,7 @@ use kimberlite_bench::http_client::{connect_all, HttpStream};
 use kimberlite_bench::http_floor::FloorServer;
 use kimberlite_bench::latency::Percentiles;
 use kimberlite_bench::server::{open_store, BenchServer};
+use kimberlite_bench::store_floor::StoreFloorServer;
 use kimberlite_bench::{event, median_f64, report, scaled, thousands, Target};
 
 const CLIENTS: u64 = 64;
@@ -65,6 +70,26 @@ struct Floor {
 impl Floor {
     fn new(answer_bytes: usize) -> Self {
         let server = FloorServer::start(answer_bytes);
+        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
+        Self { clients, server }
+    }
+
+    fn round(&mut self, per_client: u64) -> Round {
+        single_appends(self.server.runtime(), &mut self.clients, per_client)
+    }
+}
+
+/// The second bound: the same 64 clients against the transport plus the store's necessary
+/// work (each event and one access record appended, answered once durable).
+/// (Fields drop in order: the clients go before the server they are connected to.)
+struct StoreFloor {
+    clients: Vec<HttpStream>,
+    server: StoreFloorServer,
+}
+
+impl StoreFloor {
+    fn new(dir: &Path, answer_bytes: usize) -> Self {
+        let server = StoreFloorServer::start(dir, STREAM, answer_bytes);
         let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
         Self { clients, server }
     }
@@ -147,6 +172,13 @@ fn print_ratio() {
     // The transport alone answers as many bytes as the server's append answer has.
     let mut floor = Floor::new(http.clients[0].answer_body_len());
     floor.round(per_client);
+    let mut store_floor = StoreFloor::new(
+        &dir.path().join("store_floor"),
+        http.clients[0].answer_body_len(),
+    );
+    store_floor.round(per_client);
+    let (mut stored_rates, mut stored_ratios, mut stored_latencies) =
+        (Vec::new(), Vec::new(), Vec::new());
     let (mut http_latencies, mut embedded_latencies) = (Vec::new(), Vec::new());
     let (mut http_rates, mut embedded_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut floor_rates, mut floor_ratios, mut floor_latencies) =
@@ -155,6 +187,10 @@ fn print_ratio() {
         let over_http = http.round(per_client);
         let base = embedded.round(per_client);
         let transport = floor.round(per_client);
+        let stored = store_floor.round(per_client);
+        stored_rates.push(stored.rate());
+        stored_ratios.push(stored.rate() / base.rate());
+        stored_latencies.extend(stored.latencies);
         http_rates.push(over_http.rate());
         embedded_rates.push(base.rate());
         ratios.push(over_http.rate() / base.rate());
@@ -184,6 +220,15 @@ fn print_ratio() {
         thousands(median_f64(floor_rates)),
         Percentiles::of(floor_latencies),
         median_f64(floor_ratios)
+    );
+    println!(
+        "server_concurrent: BOUND (transport + store: the same 64 clients, the bare hyper \
+         server appending each event and a fixed 150 B access record to a second stream, \
+         answering once both are durable): {} events/s, latency {}; against the embedded \
+         store {:.2}",
+        thousands(median_f64(stored_rates)),
+        Percentiles::of(stored_latencies),
+        median_f64(stored_ratios)
     );
     report(
         "server_concurrent",

@@ -12,6 +12,7 @@
 //! section "Why the unmet targets are not met").
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -40,6 +41,28 @@ impl FloorServer {
     /// Panics if the runtime cannot start or the address cannot be bound.
     #[must_use]
     pub fn start(answer_bytes: usize) -> Self {
+        let answer = Bytes::from(vec![b'0'; answer_bytes]);
+        Self::serve(move |request: Request<Incoming>| {
+            let answer = answer.clone();
+            async move {
+                // The whole body, as a handler that appends it must have it.
+                let _ = request.into_body().collect().await;
+                Response::new(Full::new(answer))
+            }
+        })
+    }
+
+    /// Starts a bare hyper HTTP/1.1 server on 127.0.0.1 whose every request `handler`
+    /// answers, on a runtime of its own (one worker per core); the transport of every floor.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the runtime cannot start or the address cannot be bound.
+    pub(crate) fn serve<H, F>(handler: H) -> Self
+    where
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -48,19 +71,14 @@ impl FloorServer {
             .block_on(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
             .expect("bind the floor server");
         let addr = listener.local_addr().expect("the floor server's address");
-        let answer = Bytes::from(vec![b'0'; answer_bytes]);
         let accept = runtime.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let _ = tcp.set_nodelay(true);
-                let answer = answer.clone();
+                let handler = handler.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                        let answer = answer.clone();
-                        async move {
-                            // The whole body, as a handler that appends it must have it.
-                            let _ = request.into_body().collect().await;
-                            Ok::<_, Infallible>(Response::new(Full::new(answer)))
-                        }
+                        let answer = handler(request);
+                        async move { Ok::<_, Infallible>(answer.await) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), service)

@@ -18,6 +18,7 @@ pub mod http_floor;
 pub mod latency;
 pub mod replication_bound;
 pub mod server;
+pub mod store_floor;
 pub mod work_bound;
 
 use std::hint::black_box;

@@ -23,11 +23,12 @@ use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::access_writer::{RecordClaim, Recorded};
+use crate::access_writer::{RecordClaim, Recorded, Slot};
 use crate::client_cert::ClientCertName;
 use crate::error::{ApiError, ErrorKind};
 use crate::finish::Finished;
@@ -57,11 +58,34 @@ struct AccessRecord<'a> {
 }
 
 /// What a request's record says whatever its answer, made before its handler runs.
-struct Fields {
-    time: String,
-    key_id: String,
-    op: String,
-    stream: Option<String>,
+pub(crate) struct Fields {
+    pub(crate) time: String,
+    pub(crate) key_id: String,
+    pub(crate) op: Cow<'static, str>,
+    pub(crate) stream: Option<String>,
+}
+
+impl Fields {
+    /// The claim an append takes to have this record written with its events, in one sync.
+    pub(crate) fn claim(self: &Arc<Self>, slot: Slot) -> RecordClaim {
+        let fields = Arc::clone(self);
+        RecordClaim::new(
+            slot,
+            Box::new(move |appended: &kimberlite::AppendResult| {
+                let record = AccessRecord {
+                    time: &fields.time,
+                    key: &fields.key_id,
+                    op: &fields.op,
+                    stream: fields.stream.as_deref(),
+                    from: Some(appended.first_offset.as_u64()),
+                    to: Some(appended.next_offset.as_u64()),
+                    status: axum::http::StatusCode::OK.as_u16(),
+                    kind: None,
+                };
+                serde_json::to_vec(&record).map_err(|error| format!("an access record: {error}"))
+            }),
+        )
+    }
 }
 
 /// The principal the middleware found for a request, in its extensions for the handler.
@@ -74,7 +98,7 @@ fn needs_key(route: &str) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -136,7 +160,7 @@ pub(crate) async fn record(
         Err(error) => return with_route(error.into_response(), label),
     };
     let time = crate::utc_time::rfc3339_millis(std::time::SystemTime::now());
-    let op = format!("{} {}", request.method(), label.0);
+    let op = Cow::Owned(format!("{} {}", request.method(), label.0));
     let (mut parts, body) = request.into_parts();
     let stream = RawPathParams::from_request_parts(&mut parts, &state)
         .await
@@ -156,73 +180,13 @@ pub(crate) async fn record(
         stream,
     });
     // An append takes the claim to have this record written with its events, in one sync.
-    let claim = RecordClaim::new(slot, {
-        let fields = Arc::clone(&fields);
-        Box::new(move |appended: &kimberlite::AppendResult| {
-            let record = AccessRecord {
-                time: &fields.time,
-                key: &fields.key_id,
-                op: &fields.op,
-                stream: fields.stream.as_deref(),
-                from: Some(appended.first_offset.as_u64()),
-                to: Some(appended.next_offset.as_u64()),
-                status: axum::http::StatusCode::OK.as_u16(),
-                kind: None,
-            };
-            serde_json::to_vec(&record).map_err(|error| format!("an access record: {error}"))
-        })
-    });
+    let claim = fields.claim(slot);
     request.extensions_mut().insert(claim.clone());
     let running = state.request_task();
     let work = async move {
         let _running = running;
         let response = next.run(request).await;
-        if response.extensions().get::<Recorded>().is_some() {
-            return response;
-        }
-        let slot = match claim.take() {
-            Some((slot, _)) => slot,
-            // The append handler used the reserved slot and its record was not written with
-            // its events: another slot for the record of its answer.
-            None => match state.access_log().reserve().await {
-                Ok(slot) => slot,
-                Err(error) => return error.into_response(),
-            },
-        };
-        let touched = response.extensions().get::<Touched>().copied();
-        let named = response.extensions().get::<NamedStream>();
-        let stream = fields
-            .stream
-            .as_deref()
-            .or_else(|| named.map(|NamedStream(name)| name.as_str()));
-        let record = AccessRecord {
-            time: &fields.time,
-            key: &fields.key_id,
-            op: &fields.op,
-            stream,
-            from: touched.map(|touched| touched.from),
-            to: touched.map(|touched| touched.to),
-            status: response.status().as_u16(),
-            kind: ErrorKind::of(&response).map(|ErrorKind(kind)| kind),
-        };
-        let record = match serde_json::to_vec(&record) {
-            Ok(record) => record,
-            Err(error) => {
-                return ApiError::Internal(format!("an access record: {error}")).into_response()
-            }
-        };
-        match slot.send(record).await {
-            Ok(Ok(())) => response,
-            Ok(Err(error)) => ApiError::Unavailable(format!(
-                "the access log could not record this request, so it is not acknowledged \
-                 (it may have taken effect): {error}"
-            ))
-            .into_response(),
-            Err(_) => {
-                ApiError::Unavailable("the access log stopped before recording this request".into())
-                    .into_response()
-            }
-        }
+        answer_recorded(&state, &fields, &claim, response).await
     };
     let response = Finished::new(work).await.unwrap_or_else(|panic| {
         ApiError::Internal(format!("a request task failed: {panic}")).into_response()
@@ -230,7 +194,64 @@ pub(crate) async fn record(
     with_route(response, label)
 }
 
-fn with_route(mut response: Response, route: RouteLabel) -> Response {
+/// `response` once the request's record is durable: written with its append already
+/// ([`Recorded`]), else now, through the claim's slot or a new one; an error answer when it
+/// cannot be recorded. The access log's middleware and the lean append route both end so.
+pub(crate) async fn answer_recorded(
+    state: &AppState,
+    fields: &Fields,
+    claim: &RecordClaim,
+    response: Response,
+) -> Response {
+    if response.extensions().get::<Recorded>().is_some() {
+        return response;
+    }
+    let slot = match claim.take() {
+        Some((slot, _)) => slot,
+        // The append handler used the reserved slot and its record was not written with
+        // its events: another slot for the record of its answer.
+        None => match state.access_log().reserve().await {
+            Ok(slot) => slot,
+            Err(error) => return error.into_response(),
+        },
+    };
+    let touched = response.extensions().get::<Touched>().copied();
+    let named = response.extensions().get::<NamedStream>();
+    let stream = fields
+        .stream
+        .as_deref()
+        .or_else(|| named.map(|NamedStream(name)| name.as_str()));
+    let record = AccessRecord {
+        time: &fields.time,
+        key: &fields.key_id,
+        op: &fields.op,
+        stream,
+        from: touched.map(|touched| touched.from),
+        to: touched.map(|touched| touched.to),
+        status: response.status().as_u16(),
+        kind: ErrorKind::of(&response).map(|ErrorKind(kind)| kind),
+    };
+    let record = match serde_json::to_vec(&record) {
+        Ok(record) => record,
+        Err(error) => {
+            return ApiError::Internal(format!("an access record: {error}")).into_response()
+        }
+    };
+    match slot.send(record).await {
+        Ok(Ok(())) => response,
+        Ok(Err(error)) => ApiError::Unavailable(format!(
+            "the access log could not record this request, so it is not acknowledged \
+             (it may have taken effect): {error}"
+        ))
+        .into_response(),
+        Err(_) => {
+            ApiError::Unavailable("the access log stopped before recording this request".into())
+                .into_response()
+        }
+    }
+}
+
+pub(crate) fn with_route(mut response: Response, route: RouteLabel) -> Response {
     response.extensions_mut().insert(route);
     response
 }

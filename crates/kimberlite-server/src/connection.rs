@@ -20,6 +20,7 @@ use tower::ServiceExt as _;
 use crate::activity::{Activity, Tracked};
 use crate::client_cert::{common_name, ClientCertName};
 use crate::config::Limits;
+use crate::lean_append::LeanAppend;
 use crate::state::AppState;
 
 /// What every connection shares.
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     /// Every route ([`crate::router::served_router`]): the connection times and bounds each
     /// request itself ([`crate::router::timed`]).
     pub(crate) router: Router,
+    /// `POST /v1/streams/{stream}/events` served before the router, when it can be
+    /// ([`LeanAppend`]); `None` in cluster mode.
+    pub(crate) lean: Option<Arc<LeanAppend>>,
     /// For the request metrics and timeout.
     pub(crate) state: AppState,
     pub(crate) tls: Option<TlsAcceptor>,
@@ -71,16 +75,25 @@ where
     let activity = Activity::new();
     let service = {
         let (router, state) = (shared.router.clone(), shared.state.clone());
+        let lean = shared.lean.clone();
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             if let Some(name) = &name {
                 request.extensions_mut().insert(name.clone());
             }
             let in_flight = activity.begin();
-            let (router, state) = (router.clone(), state.clone());
+            let (router, state, lean) = (router.clone(), state.clone(), lean.clone());
             async move {
+                let (state_ref, lean_ref) = (&state, &lean);
                 let response =
                     crate::router::timed(&state, request.map(Body::new), |request| async move {
+                        let request = match lean_ref {
+                            Some(lean) => match lean.take(state_ref, request) {
+                                Ok(taken) => return lean.serve(state_ref, taken).await,
+                                Err(request) => request,
+                            },
+                            None => request,
+                        };
                         match router.oneshot(request).await {
                             Ok(response) => response,
                             Err(never) => match never {},

@@ -24,6 +24,7 @@ mod error;
 mod finish;
 mod follow;
 mod keys;
+mod lean_append;
 mod metrics;
 mod metrics_layer;
 mod names;

@@ -1,7 +1,7 @@
 //! The `/v1` handlers, one module per resource.
 
 pub(crate) mod append;
-mod body;
+pub(crate) mod body;
 pub(crate) mod checkpoint;
 pub(crate) mod erase;
 pub(crate) mod health;
