@@ -20,7 +20,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use kimberlite_bench::cluster::{BenchCluster, ClusterClient};
 use kimberlite_bench::cluster_http::HttpCluster;
-use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::http_client::{length_prefixed, Poster};
 use kimberlite_bench::replication_bound;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{
@@ -29,60 +29,15 @@ use kimberlite_bench::{
 
 const STREAM: &str = kimberlite_bench::cluster::STREAM;
 
-/// The 3-node cluster over HTTP and its one client (dropped before the servers).
-struct Cluster {
-    client: HttpStream,
-    body: Bytes,
-    cluster: HttpCluster,
+/// The 3-node cluster over HTTP and its one client, posting to the leader.
+fn cluster(dir: &Path, batch: &[Bytes]) -> Poster<HttpCluster> {
+    Poster::new(HttpCluster::start(dir, 3), STREAM, length_prefixed(batch))
 }
 
-impl Cluster {
-    fn new(dir: &Path, batch: &[Bytes]) -> Self {
-        let cluster = HttpCluster::start(dir, 3);
-        let client = connect_all(cluster.runtime(), cluster.leader(), STREAM, 1)
-            .pop()
-            .expect("one client");
-        Self {
-            client,
-            body: length_prefixed(batch),
-            cluster,
-        }
-    }
-
-    fn append(&mut self) {
-        let body = self.body.clone();
-        self.cluster
-            .runtime()
-            .block_on(self.client.append_batch(body));
-    }
-}
-
-/// The single-node server and its one client (dropped before the server).
-struct Single {
-    client: HttpStream,
-    body: Bytes,
-    server: BenchServer,
-}
-
-impl Single {
-    fn new(dir: &Path, batch: &[Bytes]) -> Self {
-        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
-        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
-            .pop()
-            .expect("one client");
-        Self {
-            client,
-            body: length_prefixed(batch),
-            server,
-        }
-    }
-
-    fn append(&mut self) {
-        let body = self.body.clone();
-        self.server
-            .runtime()
-            .block_on(self.client.append_batch(body));
-    }
+/// The single-node server and its one client.
+fn single(dir: &Path, batch: &[Bytes]) -> Poster<BenchServer> {
+    let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+    Poster::new(server, STREAM, length_prefixed(batch))
 }
 
 /// Three nodes without HTTP and their one client.
@@ -107,15 +62,15 @@ impl InProcess {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
-    let mut cluster = Cluster::new(&dir.path().join("cluster"), &batch);
-    let mut single = Single::new(&dir.path().join("single"), &batch);
+    let mut cluster = cluster(&dir.path().join("cluster"), &batch);
+    let mut single = single(&dir.path().join("single"), &batch);
     let mut group = c.benchmark_group("cluster_batch");
     group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
     group.bench_function("three_nodes_http_synced_1000x256B", |b| {
-        b.iter(|| cluster.append())
+        b.iter(|| cluster.post())
     });
     group.bench_function("single_node_http_synced_1000x256B", |b| {
-        b.iter(|| single.append())
+        b.iter(|| single.post())
     });
     group.finish();
 }
@@ -123,10 +78,10 @@ fn bench(c: &mut Criterion) {
 fn print_ratio() {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
-    let mut cluster = Cluster::new(&dir.path().join("cluster"), &batch);
-    let mut single = Single::new(&dir.path().join("single"), &batch);
+    let mut cluster = cluster(&dir.path().join("cluster"), &batch);
+    let mut single = single(&dir.path().join("single"), &batch);
     let rounds = scaled(60, 5) as usize;
-    let (three, base) = interleaved(rounds, || cluster.append(), || single.append());
+    let (three, base) = interleaved(rounds, || cluster.post(), || single.post());
     drop(cluster);
     let mut in_process = InProcess::new(&dir.path().join("in-process"));
     let mut batches = Batches::new(&batch, rounds + 1);
@@ -151,9 +106,14 @@ fn print_ratio() {
 /// cannot avoid for a batch, all replicas on this machine's cores, or the acknowledgement's
 /// path through a majority's synced logs, whichever is longer; against the single-node server
 /// in the same rounds.
-fn print_replication_bound(dir: &Path, batch: &[Bytes], rounds: usize, single: &mut Single) {
+fn print_replication_bound(
+    dir: &Path,
+    batch: &[Bytes],
+    rounds: usize,
+    single: &mut Poster<BenchServer>,
+) {
     std::fs::create_dir_all(dir).expect("the bound's directory");
-    let parts = replication_bound::measure(dir, batch, rounds, || single.append());
+    let parts = replication_bound::measure(dir, batch, rounds, || single.post());
     println!(
         "cluster_batch: replication bound: per replica chain {:.2?} + crc {:.2?} + leaves \
          {:.2?} + store write {:.2?} + log write {:.2?} = {:.2?} of CPU, x{} replicas on {} \

@@ -27,7 +27,7 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
 use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
-use kimberlite_bench::http_client::{connect_all, length_prefixed, HttpStream};
+use kimberlite_bench::http_client::{length_prefixed, Poster};
 use kimberlite_bench::http_floor::FloorServer;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::store_floor::StoreFloorServer;
@@ -37,92 +37,10 @@ use kimberlite_bench::{
 
 const STREAM: &str = "bench";
 
-/// Kimberlite over HTTP: a server over a fresh store, one client, the batch's body.
-/// (Fields drop in order: the client goes before the server it is connected to.)
-struct Http {
-    client: HttpStream,
-    body: Bytes,
-    server: BenchServer,
-}
-
-impl Http {
-    fn new(dir: &Path, batch: &[Bytes]) -> Self {
-        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
-        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
-            .pop()
-            .expect("one client");
-        Self {
-            server,
-            client,
-            body: length_prefixed(batch),
-        }
-    }
-
-    fn append(&mut self) {
-        let body = self.body.clone();
-        self.server
-            .runtime()
-            .block_on(self.client.append_batch(body));
-    }
-}
-
-/// The bound's transport: the same client and body against a bare hyper server.
-/// (Fields drop in order: the client goes before the server it is connected to.)
-struct Floor {
-    client: HttpStream,
-    body: Bytes,
-    server: FloorServer,
-}
-
-impl Floor {
-    fn new(answer_bytes: usize, body: Bytes) -> Self {
-        let server = FloorServer::start(answer_bytes);
-        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
-            .pop()
-            .expect("one client");
-        Self {
-            client,
-            body,
-            server,
-        }
-    }
-
-    fn post(&mut self) {
-        let body = self.body.clone();
-        self.server
-            .runtime()
-            .block_on(self.client.append_batch(body));
-    }
-}
-
-/// The second bound: the same client and body against the transport plus the store's
-/// necessary work (the batch and one access record appended, answered once durable).
-/// (Fields drop in order: the client goes before the server it is connected to.)
-struct StoreFloor {
-    client: HttpStream,
-    body: Bytes,
-    server: StoreFloorServer,
-}
-
-impl StoreFloor {
-    fn new(dir: &Path, answer_bytes: usize, body: Bytes) -> Self {
-        let server = StoreFloorServer::start(dir, STREAM, answer_bytes);
-        let client = connect_all(server.runtime(), server.addr(), STREAM, 1)
-            .pop()
-            .expect("one client");
-        Self {
-            client,
-            body,
-            server,
-        }
-    }
-
-    fn post(&mut self) {
-        let body = self.body.clone();
-        self.server
-            .runtime()
-            .block_on(self.client.append_batch(body));
-    }
+/// Kimberlite over HTTP: a server over a fresh store, one client posting the batch's body.
+fn http(dir: &Path, batch: &[Bytes]) -> Poster<BenchServer> {
+    let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+    Poster::new(server, STREAM, length_prefixed(batch))
 }
 
 /// The embedded store, opened as the server opens its own.
@@ -148,11 +66,11 @@ impl Embedded {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
-    let mut http = Http::new(&dir.path().join("server"), &batch);
+    let mut http = http(&dir.path().join("server"), &batch);
     let embedded = Embedded::new(&dir.path().join("embedded"));
     let mut group = c.benchmark_group("server_batch");
     group.throughput(Throughput::Elements(BATCH_EVENTS as u64));
-    group.bench_function("http_synced_1000x256B", |b| b.iter(|| http.append()));
+    group.bench_function("http_synced_1000x256B", |b| b.iter(|| http.post()));
     group.bench_function("embedded_group_commit_1000x256B", |b| {
         b.iter_batched(
             || batch.clone(),
@@ -166,21 +84,25 @@ fn bench(c: &mut Criterion) {
 fn print_ratio() {
     let dir = tempfile::tempdir().expect("temp dir");
     let batch = events(0, BATCH_EVENTS);
-    let mut http = Http::new(&dir.path().join("server"), &batch);
+    let mut http = http(&dir.path().join("server"), &batch);
     let embedded = Embedded::new(&dir.path().join("embedded"));
     let rounds = scaled(100, 5) as usize;
     // The embedded side takes batches copied before the timing, as the HTTP side's body is
     // encoded before it.
     let mut batches = Batches::new(&batch, rounds + 1);
-    let (over_http, base) =
-        interleaved(rounds, || http.append(), || embedded.append(batches.take()));
+    let (over_http, base) = interleaved(rounds, || http.post(), || embedded.append(batches.take()));
     let n = BATCH_EVENTS as u64;
     println!(
         "server_batch: per synced batch of 1,000 x 256 B: HTTP {over_http:.2?}, embedded \
          {base:.2?}"
     );
-    let answer_bytes = http.client.answer_body_len();
-    let mut floor = Floor::new(answer_bytes, http.body.clone());
+    let answer_bytes = http.answer_body_len();
+    // The bound's transport: the same client and body against a bare hyper server.
+    let mut floor = Poster::new(
+        FloorServer::start(answer_bytes),
+        STREAM,
+        http.body().clone(),
+    );
     let mut batches = Batches::new(&batch, rounds + 1);
     let (transport, base_again) =
         interleaved(rounds, || floor.post(), || embedded.append(batches.take()));
@@ -191,11 +113,11 @@ fn print_ratio() {
          {transport:.2?}; against the embedded store {:.2}",
         base_again.as_secs_f64() / (base_again + transport).as_secs_f64()
     );
-    let mut store_floor = StoreFloor::new(
-        &dir.path().join("store_floor"),
-        answer_bytes,
-        http.body.clone(),
-    );
+    // The second bound: the transport plus the store's necessary work (the batch and one
+    // access record appended, answered once durable).
+    let store_floor_server =
+        StoreFloorServer::start(&dir.path().join("store_floor"), STREAM, answer_bytes);
+    let mut store_floor = Poster::new(store_floor_server, STREAM, http.body().clone());
     let mut batches = Batches::new(&batch, rounds + 1);
     let (stored, base_stored) = interleaved(
         rounds,

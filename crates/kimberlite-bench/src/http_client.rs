@@ -182,6 +182,103 @@ impl HttpStream {
     }
 }
 
+/// A server the bench's clients post to: where it listens and the runtime they run on.
+pub trait Served {
+    /// The address a client connects to (a cluster's leader).
+    fn addr(&self) -> SocketAddr;
+    /// The runtime the server and its clients run on.
+    fn runtime(&self) -> &Runtime;
+}
+
+impl Served for crate::server::BenchServer {
+    fn addr(&self) -> SocketAddr {
+        Self::addr(self)
+    }
+    fn runtime(&self) -> &Runtime {
+        Self::runtime(self)
+    }
+}
+
+impl Served for crate::http_floor::FloorServer {
+    fn addr(&self) -> SocketAddr {
+        Self::addr(self)
+    }
+    fn runtime(&self) -> &Runtime {
+        Self::runtime(self)
+    }
+}
+
+impl Served for crate::store_floor::StoreFloorServer {
+    fn addr(&self) -> SocketAddr {
+        Self::addr(self)
+    }
+    fn runtime(&self) -> &Runtime {
+        Self::runtime(self)
+    }
+}
+
+impl Served for crate::cluster_http::HttpCluster {
+    fn addr(&self) -> SocketAddr {
+        self.leader()
+    }
+    fn runtime(&self) -> &Runtime {
+        Self::runtime(self)
+    }
+}
+
+/// One client posting one body, again and again, to a server's stream: the batch benches'
+/// sides. (Fields drop in order: the client goes before the server it is connected to.)
+pub struct Poster<S: Served> {
+    client: HttpStream,
+    body: Bytes,
+    server: S,
+}
+
+impl<S: Served> Poster<S> {
+    /// A client of `server`'s stream `stream`, connected, that will post `body`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the client cannot connect.
+    #[must_use]
+    pub fn new(server: S, stream: &str, body: Bytes) -> Self {
+        let client = connect_all(server.runtime(), server.addr(), stream, 1)
+            .pop()
+            .expect("one client");
+        Self {
+            client,
+            body,
+            server,
+        }
+    }
+
+    /// Posts the body and waits for the answer (a refusal panics: [`HttpStream`]).
+    pub fn post(&mut self) {
+        let body = self.body.clone();
+        self.server
+            .runtime()
+            .block_on(self.client.append_batch(body));
+    }
+
+    /// The body posted.
+    #[must_use]
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The length of the last answer's body (0 before any).
+    #[must_use]
+    pub fn answer_body_len(&self) -> usize {
+        self.client.answer_body_len()
+    }
+
+    /// The server posted to.
+    #[must_use]
+    pub fn server(&self) -> &S {
+        &self.server
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
