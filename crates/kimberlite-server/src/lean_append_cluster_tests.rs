@@ -142,7 +142,8 @@ async fn answer(response: axum::response::Response, stream: &str) -> Answer {
 type Case<'a> = (&'a str, &'a str, Option<[&'a str; 2]>, &'a [u8], u16);
 
 /// Each append a leader's lean route takes is answered as its router answers the same append
-/// to a stream in the same state; a retry with the same request id gets the first answer.
+/// to a stream in the same state, with the same access record; a retry with the same request
+/// id gets the first answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leaders_lean_route_answers_as_its_router() {
     let nodes = Nodes::start().await;
@@ -206,6 +207,35 @@ async fn a_leaders_lean_route_answers_as_its_router() {
         answers[5].4["first_offset"], 4,
         "the retry appended nothing"
     );
+    let records = records(&router, "lean-s").await;
+    assert_eq!(records.len(), cases.len(), "{records:?}");
+    assert_eq!(records, self::records(&router, "router-s").await);
+}
+
+/// The node's access records of appends to `stream` (node-local, read through its router),
+/// without their time, the stream named `S`.
+async fn records(router: &axum::Router, stream: &str) -> Vec<Value> {
+    let read = Request::get("/v1/streams/_access/events?from=0")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .expect("a request");
+    let read = router.clone().oneshot(read).await.expect("infallible");
+    assert_eq!(read.status(), StatusCode::OK);
+    let page = to_bytes(read.into_body(), usize::MAX).await.expect("body");
+    let page: Value = serde_json::from_slice(&page).expect("JSON");
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| {
+            let record = event["payload"].as_str().expect("a text record");
+            let mut record: Value = serde_json::from_str(record).expect("a JSON record");
+            record.as_object_mut().expect("an object").remove("time");
+            record
+        })
+        .filter(|record| record["stream"] == stream && record["op"] != "POST /v1/streams")
+        .map(|record| serde_json::from_str(&record.to_string().replace(stream, "S")).expect("JSON"))
+        .collect()
 }
 
 /// A follower's lean route leaves appends to its router: the client is sent to the leader,
