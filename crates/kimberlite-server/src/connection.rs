@@ -30,8 +30,8 @@ pub(crate) struct Shared {
     /// request itself ([`crate::router::timed`]).
     pub(crate) router: Router,
     /// `POST /v1/streams/{stream}/events` served before the router, when it can be
-    /// ([`LeanAppend`]); `None` in cluster mode.
-    pub(crate) lean: Option<Arc<LeanAppend>>,
+    /// ([`LeanAppend`]).
+    pub(crate) lean: Arc<LeanAppend>,
     /// For the request metrics and timeout.
     pub(crate) state: AppState,
     pub(crate) tls: Option<TlsAcceptor>,
@@ -87,12 +87,9 @@ where
                 let (state_ref, lean_ref) = (&state, &lean);
                 let response =
                     crate::router::timed(&state, request.map(Body::new), |request| async move {
-                        let request = match lean_ref {
-                            Some(lean) => match lean.take(state_ref, request) {
-                                Ok(taken) => return lean.serve(state_ref, taken).await,
-                                Err(request) => request,
-                            },
-                            None => request,
+                        let request = match lean_ref.take(state_ref, request) {
+                            Ok(taken) => return lean_ref.serve(state_ref, taken).await,
+                            Err(request) => request,
                         };
                         match router.oneshot(request).await {
                             Ok(response) => response,

@@ -1,16 +1,19 @@
 //! The lean append route: `POST /v1/streams/{stream}/events` served by the connection
-//! itself, before the router, when nothing but the body can make it fail.
+//! itself, before the router, when nothing but the body can make it fail, on a single
+//! server or a cluster's leader.
 //!
-//! The request is taken only when its bearer token names an active key allowed to append to
-//! the stream, the name is valid and not one of the server's own, the `Content-Type` is an
-//! append encoding and the query is empty or a plain `expected_offset`; anything else goes
-//! through the router, which answers (401, 403, 400, 415...) and records as always. A taken
-//! request runs the access log's middleware's steps (a slot reserved, then
-//! [`answer_recorded`]) and the append handler's (`api/append.rs`: the body read under the
-//! router's limit, decoded, appended through the access log's writer with its record) as
-//! one future, in a [`Finished`] so that a client gone does not stop it: the same answers,
-//! records and metrics, without the router's matching, the middleware's boxed futures and
-//! the extractors' copies (`docs/PERFORMANCE.md`, "Design decisions").
+//! The request is taken only when this node may write (a single server, or a cluster's
+//! leader: a follower's router sends the client to the leader), its bearer token names an
+//! active key allowed to append to the stream, the name is valid and not one of the server's
+//! own, the `Content-Type` is an append encoding and the query is empty or a plain
+//! `expected_offset`; anything else goes through the router, which answers (401, 403, 400,
+//! 415...) and records as always. A taken request runs the access log's middleware's steps
+//! (a slot reserved, then [`answer_recorded`]) and the append handler's (`api/append.rs`:
+//! the body read under the router's limit, decoded, appended through the access log's
+//! writer with its record, or through the Raft log in cluster mode, with the cluster gate's
+//! `Location`) as one future, in a [`Finished`] so that a client gone does not stop it: the
+//! same answers, records and metrics, without the router's matching, the middleware's boxed
+//! futures and the extractors' copies (`docs/PERFORMANCE.md`, "Design decisions").
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -26,7 +29,7 @@ use tower::{Layer, Service};
 
 use crate::access_log::{answer_recorded, bearer_token, with_route, Fields};
 use crate::access_writer::{RecordClaim, Recorded};
-use crate::api::append::{body_error, AppendResponse};
+use crate::api::append::{body_error, cluster_append, request_id_header, AppendResponse};
 use crate::api::body::{decode_batch, BatchEncoding};
 use crate::error::ApiError;
 use crate::finish::Finished;
@@ -58,15 +61,12 @@ pub(crate) struct Taken {
 }
 
 impl LeanAppend {
-    /// The lean route of a single server; `None` in cluster mode (appends go through Raft).
-    pub(crate) fn new(state: &AppState) -> Option<Self> {
-        if state.cluster().is_some() {
-            return None;
-        }
-        Some(Self {
+    /// The lean route of `state`'s server.
+    pub(crate) fn new(state: &AppState) -> Self {
+        Self {
             body_limit: limit_extensions(state.limits().max_body_bytes),
             label: RouteLabel::of(ROUTE),
-        })
+        }
     }
 
     /// `request` as the lean route takes it, or back for the router.
@@ -106,6 +106,14 @@ impl LeanAppend {
             stream: Some(name.clone()),
         });
         let claim = fields.claim(slot);
+        // As the cluster gate's: a leader's answer may send the client on (leadership lost).
+        let path_and_query = state.cluster().map(|_| {
+            request
+                .uri()
+                .path_and_query()
+                .map(|path_and_query| path_and_query.as_str().to_owned())
+                .unwrap_or_default()
+        });
         request.extensions_mut().extend(self.body_limit.clone());
         let (state, running) = (state.clone(), state.request_task());
         let work = async move {
@@ -115,9 +123,12 @@ impl LeanAppend {
                 .into_response();
             answer_recorded(&state, &fields, &claim, response).await
         };
-        let response = Finished::new(work).await.unwrap_or_else(|panic| {
+        let mut response = Finished::new(work).await.unwrap_or_else(|panic| {
             ApiError::Internal(format!("a request task failed: {panic}")).into_response()
         });
+        if let Some(path_and_query) = path_and_query {
+            response = crate::cluster::locate(response, &path_and_query);
+        }
         with_route(response, self.label.clone())
     }
 }
@@ -144,6 +155,9 @@ fn checked(
         return None;
     }
     check_stream_name(name).ok()?;
+    if state.cluster().is_some_and(|cluster| !cluster.is_leader()) {
+        return None;
+    }
     let expected = match request.uri().query() {
         None => ExpectedOffset::Any,
         Some(query) => {
@@ -165,7 +179,9 @@ fn checked(
 }
 
 /// The append handler's steps once its checks passed (`api/append.rs`): the body, its
-/// events, the append through the access log's writer with the request's record.
+/// events, the append through the access log's writer with the request's record, or in
+/// cluster mode the handler's own [`cluster_append`] (its record written after, by
+/// [`answer_recorded`]).
 async fn append(
     state: &AppState,
     request: Request,
@@ -182,6 +198,12 @@ async fn append(
     ),
     ApiError,
 > {
+    let cluster = state.cluster();
+    // The request id is a header: taken before the body consumes the request.
+    let request_id = match cluster {
+        Some(_) => request_id_header(request.headers()),
+        None => HeaderMap::new(),
+    };
     let body = Bytes::from_request(request, &())
         .await
         .map_err(body_error)?;
@@ -192,6 +214,9 @@ async fn append(
         limits.max_events_per_request,
         MAX_EVENT_BYTES,
     )?;
+    if let Some(cluster) = cluster {
+        return cluster_append(state, &cluster, &request_id, &name, None, events, expected).await;
+    }
     let started = std::time::Instant::now();
     let (appended, recorded) = state
         .access_log()
@@ -237,3 +262,7 @@ fn limit_extensions(max_body_bytes: usize) -> axum::http::Extensions {
 #[cfg(test)]
 #[path = "lean_append_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "lean_append_cluster_tests.rs"]
+mod cluster_tests;

@@ -115,7 +115,7 @@ async fn each_answer_and_record_of_the_lean_route_is_the_routers() {
     ];
     let (lean_dir, router_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (lean_state, router_state) = (state(lean_dir.path()), state(router_dir.path()));
-    let lean = LeanAppend::new(&lean_state).expect("a single server");
+    let lean = LeanAppend::new(&lean_state);
     let router = crate::router::served_router(router_state.clone());
     for (uri, content_type, body) in cases {
         // Each as a connection serves it: timed, then the lean route or the router.
@@ -159,7 +159,7 @@ async fn each_answer_and_record_of_the_lean_route_is_the_routers() {
 async fn requests_the_router_answers_are_not_taken() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
-    let lean = LeanAppend::new(&state).expect("a single server");
+    let lean = LeanAppend::new(&state);
     let json = Some("application/json");
     let left: [(&str, Option<&str>, Option<&str>); 11] = [
         ("/v1/streams/s/events", None, json),

@@ -124,7 +124,7 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let shared = Shared {
             router: crate::router::served_router(self.state.clone()),
-            lean: crate::lean_append::LeanAppend::new(&self.state).map(Arc::new),
+            lean: Arc::new(crate::lean_append::LeanAppend::new(&self.state)),
             state: self.state.clone(),
             tls,
             limits: Arc::clone(&limits),

@@ -95,7 +95,8 @@ pub(crate) async fn append(
         None => ExpectedOffset::Any,
     };
     if let Some(cluster) = state.cluster() {
-        return cluster_append(&state, &cluster, &headers, &name, query, events, expected).await;
+        let subject = query.subject.as_deref();
+        return cluster_append(&state, &cluster, &headers, &name, subject, events, expected).await;
     }
     let sealing = match query.subject {
         Some(subject) => Some((state.subjects()?, subject)),
@@ -146,13 +147,14 @@ pub(crate) async fn append(
 }
 
 /// An append in cluster mode: through the leader's Raft log; the access log's middleware
-/// records it after (in the node's own access store).
-async fn cluster_append(
+/// (or the lean route, its way) records it after (in the node's own access store). `headers`
+/// need hold only the request id ([`request_id_header`]).
+pub(crate) async fn cluster_append(
     state: &AppState,
     cluster: &crate::cluster::Cluster,
     headers: &HeaderMap,
     name: &str,
-    query: AppendQuery,
+    subject: Option<&str>,
     events: Vec<Bytes>,
     expected: ExpectedOffset,
 ) -> Result<
@@ -164,7 +166,7 @@ async fn cluster_append(
     ),
     ApiError,
 > {
-    if query.subject.is_some() {
+    if subject.is_some() {
         return Err(ApiError::NotInCluster(
             "sealed appends (?subject=) are not served in cluster mode yet: each replica \
              would seal with keys of its own"
@@ -221,13 +223,19 @@ impl<S: Send + Sync> FromRequestParts<S> for AppendHeaders {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let mut request_id = HeaderMap::new();
-        if let Some(value) = parts.headers.get(crate::cluster::REQUEST_ID_HEADER) {
-            request_id.insert(crate::cluster::REQUEST_ID_HEADER, value.clone());
-        }
         Ok(Self {
             content_type: parts.headers.get(axum::http::header::CONTENT_TYPE).cloned(),
-            request_id,
+            request_id: request_id_header(&parts.headers),
         })
     }
+}
+
+/// The request id header of `headers` alone (`cluster::REQUEST_ID_HEADER`), as a map that is
+/// empty, and allocates nothing, when there is none.
+pub(crate) fn request_id_header(headers: &HeaderMap) -> HeaderMap {
+    let mut request_id = HeaderMap::new();
+    if let Some(value) = headers.get(crate::cluster::REQUEST_ID_HEADER) {
+        request_id.insert(crate::cluster::REQUEST_ID_HEADER, value.clone());
+    }
+    request_id
 }

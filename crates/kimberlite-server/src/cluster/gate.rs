@@ -112,8 +112,8 @@ fn to_leader(cluster: &Cluster, leader: Option<NodeId>, path_and_query: &str) ->
 }
 
 /// Gives a redirect to the leader its `Location`: the leader's URL, this request's path and
-/// query.
-fn locate(mut response: Response, path_and_query: &str) -> Response {
+/// query (the lean append route's answers too, on a leader).
+pub(crate) fn locate(mut response: Response, path_and_query: &str) -> Response {
     if let Some(LeaderUrl(url)) = response.extensions().get::<LeaderUrl>().cloned() {
         if let Ok(location) = HeaderValue::from_str(&format!("{url}{path_and_query}")) {
             response.headers_mut().insert(header::LOCATION, location);

@@ -14,7 +14,7 @@ mod wire;
 mod writes;
 
 pub(crate) use checkpoint::signed_note;
-pub(crate) use gate::gate;
+pub(crate) use gate::{gate, locate};
 pub(crate) use membership::routes as membership_routes;
 pub use node::{
     log_position, Cluster, ClusterConfig, ClusterError, LOG_POSITION_HEADER, REQUEST_ID_HEADER,
