@@ -23,13 +23,14 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
 use tower::{Layer, Service};
 
 use crate::access_log::{answer_recorded, bearer_token, with_route, Fields};
-use crate::access_writer::{RecordClaim, Recorded};
-use crate::api::append::{body_error, cluster_append, request_id_header, AppendResponse};
+use crate::access_writer::RecordClaim;
+use crate::api::append::{
+    answer_appended, body_error, cluster_append, request_id_header, AppendAnswer,
+};
 use crate::api::body::{decode_batch, BatchEncoding};
 use crate::error::ApiError;
 use crate::finish::Finished;
@@ -37,7 +38,6 @@ use crate::metrics::RouteLabel;
 use crate::names::check_stream_name;
 use crate::principal::Permission;
 use crate::state::AppState;
-use crate::touched::Touched;
 
 /// The route's pattern, as the router names it (metrics label, access record `op`).
 const ROUTE: &str = "/v1/streams/{stream}/events";
@@ -189,15 +189,7 @@ async fn append(
     expected: ExpectedOffset,
     encoding: BatchEncoding,
     claim: RecordClaim,
-) -> Result<
-    (
-        Extension<Touched>,
-        Option<Extension<Recorded>>,
-        HeaderMap,
-        Json<AppendResponse>,
-    ),
-    ApiError,
-> {
+) -> Result<AppendAnswer, ApiError> {
     let cluster = state.cluster();
     // The request id is a header: taken before the body consumes the request.
     let request_id = match cluster {
@@ -222,23 +214,7 @@ async fn append(
         .access_log()
         .append(Some(claim), name, events, expected)
         .await?;
-    let touched = Touched {
-        from: appended.first_offset.as_u64(),
-        to: appended.next_offset.as_u64(),
-    };
-    state
-        .metrics()
-        .observe_append(started.elapsed(), touched.to.saturating_sub(touched.from));
-    Ok((
-        Extension(touched),
-        recorded.then_some(Extension(Recorded)),
-        HeaderMap::new(),
-        Json(AppendResponse {
-            first_offset: touched.from,
-            next_offset: touched.to,
-            head: appended.head.to_string(),
-        }),
-    ))
+    Ok(answer_appended(state, started, &appended, recorded))
 }
 
 /// The extensions `DefaultBodyLimit::max(max_body_bytes)` gives a request (its kind of

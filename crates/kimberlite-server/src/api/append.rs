@@ -61,15 +61,7 @@ pub(crate) async fn append(
     }: AppendHeaders,
     claim: Option<Extension<RecordClaim>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<
-    (
-        Extension<Touched>,
-        Option<Extension<Recorded>>,
-        HeaderMap,
-        Json<AppendResponse>,
-    ),
-    ApiError,
-> {
+) -> Result<AppendAnswer, ApiError> {
     check_stream_name(&name)?;
     principal.require(Permission::Append, &name)?;
     if name.starts_with('_') {
@@ -127,6 +119,27 @@ pub(crate) async fn append(
                 .await?
         }
     };
+    Ok(answer_appended(&state, started, &appended, recorded))
+}
+
+/// What an append answers: the range it touched (for its access record, `Touched`), whether
+/// that record was written with it, the answer's own headers, and its body.
+pub(crate) type AppendAnswer = (
+    Extension<Touched>,
+    Option<Extension<Recorded>>,
+    HeaderMap,
+    Json<AppendResponse>,
+);
+
+/// A single server's answer to an append made: the range it touched (for its access record),
+/// whether that record was written with it, its offsets and head; the append's time and size
+/// observed in the metrics.
+pub(crate) fn answer_appended(
+    state: &AppState,
+    started: std::time::Instant,
+    appended: &kimberlite::AppendResult,
+    recorded: bool,
+) -> AppendAnswer {
     let touched = Touched {
         from: appended.first_offset.as_u64(),
         to: appended.next_offset.as_u64(),
@@ -134,7 +147,7 @@ pub(crate) async fn append(
     state
         .metrics()
         .observe_append(started.elapsed(), touched.to.saturating_sub(touched.from));
-    Ok((
+    (
         Extension(touched),
         recorded.then_some(Extension(Recorded)),
         HeaderMap::new(),
@@ -143,7 +156,7 @@ pub(crate) async fn append(
             next_offset: touched.to,
             head: appended.head.to_string(),
         }),
-    ))
+    )
 }
 
 /// An append in cluster mode: through the leader's Raft log; the access log's middleware
@@ -157,15 +170,7 @@ pub(crate) async fn cluster_append(
     subject: Option<&str>,
     events: Vec<Bytes>,
     expected: ExpectedOffset,
-) -> Result<
-    (
-        Extension<Touched>,
-        Option<Extension<Recorded>>,
-        HeaderMap,
-        Json<AppendResponse>,
-    ),
-    ApiError,
-> {
+) -> Result<AppendAnswer, ApiError> {
     if subject.is_some() {
         return Err(ApiError::NotInCluster(
             "sealed appends (?subject=) are not served in cluster mode yet: each replica \
