@@ -25,6 +25,9 @@ pub struct TestWitness {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// Held to know when the server's connection tasks have let go of it (and of its
+    /// store's lock): they may still be dropping their clones when `serve` returns.
+    witness: Arc<Witness>,
 }
 
 /// The origin of the test servers' stream `stream`.
@@ -56,15 +59,20 @@ impl TestWitness {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(kimberlite_witness::serve(listener, witness, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(kimberlite_witness::serve(
+            listener,
+            Arc::clone(&witness),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             signer,
             dir,
             stop: Some(stop),
             task: Some(task),
+            witness,
         }
     }
 
@@ -85,6 +93,19 @@ impl TestWitness {
         if let Some(task) = self.task.take() {
             task.await.expect("witness task").expect("witness serve");
         }
+        // Bounded: 10 s for the last connection task to drop its clone, then the store
+        // (and its lock) goes with ours.
+        for _ in 0..1_000 {
+            if Arc::strong_count(&self.witness) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            Arc::strong_count(&self.witness),
+            1,
+            "the witness is still served"
+        );
         self.dir
     }
 }
