@@ -23,15 +23,15 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use kimberlite::{ExpectedOffset, MAX_EVENT_BYTES};
+use kimberlite::ExpectedOffset;
 use tower::{Layer, Service};
 
 use crate::access_log::{answer_recorded, bearer_token, with_route, Fields};
 use crate::access_writer::RecordClaim;
 use crate::api::append::{
-    answer_appended, body_error, cluster_append, request_id_header, AppendAnswer,
+    answer_appended, cluster_append, decode_events, request_id_header, AppendAnswer,
 };
-use crate::api::body::{decode_batch, BatchEncoding};
+use crate::api::body::BatchEncoding;
 use crate::error::ApiError;
 use crate::finish::Finished;
 use crate::metrics::RouteLabel;
@@ -196,16 +196,8 @@ async fn append(
         Some(_) => request_id_header(request.headers()),
         None => HeaderMap::new(),
     };
-    let body = Bytes::from_request(request, &())
-        .await
-        .map_err(body_error)?;
-    let limits = state.limits();
-    let events = decode_batch(
-        encoding,
-        &body,
-        limits.max_events_per_request,
-        MAX_EVENT_BYTES,
-    )?;
+    let body = Bytes::from_request(request, &()).await;
+    let events = decode_events(state, encoding, body)?;
     if let Some(cluster) = cluster {
         return cluster_append(state, &cluster, &request_id, &name, None, events, expected).await;
     }

@@ -74,14 +74,7 @@ pub(crate) async fn append(
     }
     let content_type = content_type.as_ref().and_then(|value| value.to_str().ok());
     let encoding = BatchEncoding::from_content_type(content_type)?;
-    let body = body.map_err(body_error)?;
-    let limits = state.limits();
-    let events = decode_batch(
-        encoding,
-        &body,
-        limits.max_events_per_request,
-        MAX_EVENT_BYTES,
-    )?;
+    let events = decode_events(&state, encoding, body)?;
     let expected = match query.expected_offset {
         Some(offset) => ExpectedOffset::Exact(offset.into()),
         None => ExpectedOffset::Any,
@@ -202,6 +195,18 @@ pub(crate) async fn cluster_append(
             head: appended.head.hash.map(hex::encode).unwrap_or_default(),
         }),
     ))
+}
+
+/// The events of an append's body, under the server's limits (events per request, bytes per
+/// event); a body that could not be read is refused as [`body_error`] says.
+pub(crate) fn decode_events(
+    state: &AppState,
+    encoding: BatchEncoding,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<Bytes>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let max_events = state.limits().max_events_per_request;
+    decode_batch(encoding, &body, max_events, MAX_EVENT_BYTES)
 }
 
 /// A body that could not be read: over the size limit, or cut by the client.
