@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -44,20 +42,12 @@ pub fn open_store(dir: &Path, names: &[String]) -> Kimberlite {
 /// knows how the server's keys are made.
 #[must_use]
 pub fn bench_keys() -> KeyRing {
-    let grants = [Permission::Admin, Permission::Append, Permission::Read]
-        .into_iter()
-        .map(|permission| Grant {
-            permission,
-            pattern: "*".into(),
-        })
-        .collect();
-    KeyRing::from_tokens(vec![(
-        TOKEN.into(),
-        Principal {
-            key_id: "bench".into(),
-            grants,
-        },
-    )])
+    let grants = [
+        (Permission::Admin, "*"),
+        (Permission::Append, "*"),
+        (Permission::Read, "*"),
+    ];
+    KeyRing::from_tokens(vec![(TOKEN.into(), Principal::new("bench", &grants))])
 }
 
 /// A server running over a store, stopped (in-flight requests finished) on drop.

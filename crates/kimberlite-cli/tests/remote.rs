@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{fails, ok, s};
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{AppState, Grant, KeyRing, Limits, Permission, Principal, Server};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server};
 
 const ADMIN: &str = "cli-remote-admin";
 const AUDITOR: &str = "cli-remote-auditor";
@@ -26,16 +26,8 @@ struct Live {
 }
 
 fn principal(id: &str, grants: &[Permission]) -> Principal {
-    Principal {
-        key_id: id.into(),
-        grants: grants
-            .iter()
-            .map(|permission| Grant {
-                permission: *permission,
-                pattern: "*".into(),
-            })
-            .collect(),
-    }
+    let grants: Vec<_> = grants.iter().map(|&permission| (permission, "*")).collect();
+    Principal::new(id, &grants)
 }
 
 impl Live {

@@ -10,9 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use common::{ok, s};
 use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite};
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 
 const AUDITOR: &str = "auditor-token";
 
@@ -48,13 +46,7 @@ fn verify_proof_and_audit_accept_what_the_server_serves() {
         .append(id, events, ExpectedOffset::NoStream)
         .expect("append");
 
-    let auditor = Principal {
-        key_id: "auditor".into(),
-        grants: vec![Grant {
-            permission: Permission::Read,
-            pattern: "*".into(),
-        }],
-    };
+    let auditor = Principal::new("auditor", &[(Permission::Read, "*")]);
     let keys = KeyRing::from_tokens(vec![(AUDITOR.into(), auditor)]);
     // The default store name is the directory's, as the CLI's: no --store-name on either side.
     let state = AppState::new(store, keys, Limits::default()).with_signing_key(key);

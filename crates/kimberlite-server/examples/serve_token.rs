@@ -6,9 +6,7 @@
 //! `cargo run --release -p kimberlite-server --example serve_token -- DIR ADDR`
 
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,17 +15,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: serve_token DIR ADDR (token in KIMBERLITE_TOKEN)".into());
     };
     let token = std::env::var("KIMBERLITE_TOKEN")?;
-    let grant = |permission| Grant {
-        permission,
-        pattern: "*".into(),
-    };
-    let keys = KeyRing::from_tokens(vec![(
-        token,
-        Principal {
-            key_id: "loader".into(),
-            grants: vec![grant(Permission::Admin), grant(Permission::Append)],
-        },
-    )]);
+    let grants = [(Permission::Admin, "*"), (Permission::Append, "*")];
+    let keys = KeyRing::from_tokens(vec![(token, Principal::new("loader", &grants))]);
     let store = Kimberlite::open_with(&dir, Config::default().durability(Durability::GroupCommit))?;
     let state = AppState::new(store, keys, Limits::default());
     let server = Server::bind(&ServerConfig::new(addr.parse()?), state).await?;

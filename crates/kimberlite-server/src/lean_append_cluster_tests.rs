@@ -14,24 +14,15 @@ use tower::ServiceExt as _;
 use super::LeanAppend;
 use crate::config::{Limits, ServerConfig};
 use crate::keys::KeyRing;
-use crate::principal::{Grant, Permission, Principal};
+use crate::principal::{Permission, Principal};
 use crate::state::AppState;
 use crate::{node_state, ClusterConfig, Server, LOG_POSITION_HEADER, REQUEST_ID_HEADER};
 
 const ADMIN: &str = "admin-token";
 
 fn keys() -> KeyRing {
-    let grant = |permission| Grant {
-        permission,
-        pattern: "*".into(),
-    };
-    KeyRing::from_tokens(vec![(
-        ADMIN.into(),
-        Principal {
-            key_id: "kid_admin".into(),
-            grants: vec![grant(Permission::Admin), grant(Permission::Append)],
-        },
-    )])
+    let grants = [(Permission::Admin, "*"), (Permission::Append, "*")];
+    KeyRing::from_tokens(vec![(ADMIN.into(), Principal::new("kid_admin", &grants))])
 }
 
 /// Three nodes, each a real server on loopback (Raft messages go over HTTP).

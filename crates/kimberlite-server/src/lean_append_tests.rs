@@ -11,7 +11,7 @@ use tower::ServiceExt as _;
 use super::LeanAppend;
 use crate::config::Limits;
 use crate::keys::KeyRing;
-use crate::principal::{Grant, Permission, Principal};
+use crate::principal::{Permission, Principal};
 use crate::state::AppState;
 use crate::ACCESS_STREAM;
 
@@ -19,13 +19,7 @@ const WRITER: &str = "writer-token";
 const READER: &str = "reader-token";
 
 fn keys() -> KeyRing {
-    let principal = |key_id: &str, permission| Principal {
-        key_id: key_id.into(),
-        grants: vec![Grant {
-            permission,
-            pattern: "*".into(),
-        }],
-    };
+    let principal = |key_id: &str, permission| Principal::new(key_id, &[(permission, "*")]);
     KeyRing::from_tokens(vec![
         (WRITER.into(), principal("kid_writer", Permission::Append)),
         (READER.into(), principal("kid_reader", Permission::Read)),

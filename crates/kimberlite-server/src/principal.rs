@@ -60,6 +60,22 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The principal of key `key_id` holding `grants`, each a permission on a stream name
+    /// pattern: `Principal::new("auditor", &[(Permission::Read, "*")])`.
+    #[must_use]
+    pub fn new(key_id: impl Into<String>, grants: &[(Permission, &str)]) -> Self {
+        Self {
+            key_id: key_id.into(),
+            grants: grants
+                .iter()
+                .map(|&(permission, pattern)| Grant {
+                    permission,
+                    pattern: pattern.into(),
+                })
+                .collect(),
+        }
+    }
+
     /// Whether this principal may do `permission` on `stream`. `Admin` implies `Read`.
     #[must_use]
     pub fn may(&self, permission: Permission, stream: &str) -> bool {
@@ -150,13 +166,7 @@ mod tests {
 
     #[test]
     fn admin_implies_read_but_not_append() {
-        let principal = Principal {
-            key_id: "k".into(),
-            grants: vec![Grant {
-                permission: Permission::Admin,
-                pattern: "*".into(),
-            }],
-        };
+        let principal = Principal::new("k", &[(Permission::Admin, "*")]);
         assert!(principal.may(Permission::Read, "x"));
         assert!(principal.may(Permission::Admin, "x"));
         assert!(!principal.may(Permission::Append, "x"));
@@ -166,13 +176,7 @@ mod tests {
     #[test]
     fn admin_on_some_streams_may_not_manage_keys() {
         for pattern in ["billing-*", "x", "*-audit"] {
-            let principal = Principal {
-                key_id: "k".into(),
-                grants: vec![Grant {
-                    permission: Permission::Admin,
-                    pattern: pattern.into(),
-                }],
-            };
+            let principal = Principal::new("k", &[(Permission::Admin, pattern)]);
             assert!(principal.require_admin_everywhere().is_err(), "{pattern}");
         }
     }

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 
 /// The auditor key's token (read on every stream).
 pub const AUDITOR: &str = "auditor-token";
@@ -34,13 +32,7 @@ impl Served {
     pub fn start(dir: &Path, store_name: &str, key: &SignerKey, token_dir: &Path) -> Self {
         let config = Config::default().durability(Durability::GroupCommit);
         let store = Kimberlite::open_with(dir, config).expect("open the store");
-        let auditor = Principal {
-            key_id: "auditor".into(),
-            grants: vec![Grant {
-                permission: Permission::Read,
-                pattern: "*".into(),
-            }],
-        };
+        let auditor = Principal::new("auditor", &[(Permission::Read, "*")]);
         let keys = KeyRing::from_tokens(vec![(AUDITOR.into(), auditor)]);
         let state = AppState::new(store, keys, Limits::default())
             .with_store_name(store_name)

@@ -8,9 +8,7 @@ use std::thread::JoinHandle;
 
 use kimberlite::{Config, Durability, Kimberlite};
 use kimberlite_client::Client;
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 use tokio::sync::oneshot;
 
 /// Token of a key with every permission on every stream.
@@ -28,35 +26,22 @@ pub struct TestServer {
     thread: Option<JoinHandle<()>>,
 }
 
-fn principal(key_id: &str, grants: &[(Permission, &str)]) -> Principal {
-    Principal {
-        key_id: key_id.into(),
-        grants: grants
-            .iter()
-            .map(|(permission, pattern)| Grant {
-                permission: *permission,
-                pattern: (*pattern).into(),
-            })
-            .collect(),
-    }
-}
-
 pub fn keys() -> KeyRing {
     KeyRing::from_tokens(vec![
         (
             ADMIN.into(),
-            principal(
+            Principal::new(
                 "admin",
                 &[(Permission::Admin, "*"), (Permission::Append, "*")],
             ),
         ),
         (
             AUDITOR.into(),
-            principal("auditor", &[(Permission::Read, "*")]),
+            Principal::new("auditor", &[(Permission::Read, "*")]),
         ),
         (
             WRITER.into(),
-            principal("writer", &[(Permission::Append, "app-*")]),
+            Principal::new("writer", &[(Permission::Append, "app-*")]),
         ),
     ])
 }

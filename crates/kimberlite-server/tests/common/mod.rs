@@ -10,9 +10,7 @@ use std::net::SocketAddr;
 
 use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, Kimberlite};
-use kimberlite_server::{
-    AppState, Grant, KeyRing, Limits, Permission, Principal, Server, ServerConfig,
-};
+use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -42,35 +40,22 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
 }
 
-fn principal(key_id: &str, grants: &[(Permission, &str)]) -> Principal {
-    Principal {
-        key_id: key_id.into(),
-        grants: grants
-            .iter()
-            .map(|(permission, pattern)| Grant {
-                permission: *permission,
-                pattern: (*pattern).into(),
-            })
-            .collect(),
-    }
-}
-
 pub fn test_keys() -> KeyRing {
     KeyRing::from_tokens(vec![
         (
             ADMIN.into(),
-            principal(
+            Principal::new(
                 "admin",
                 &[(Permission::Admin, "*"), (Permission::Append, "*")],
             ),
         ),
         (
             AUDITOR.into(),
-            principal("auditor", &[(Permission::Read, "*")]),
+            Principal::new("auditor", &[(Permission::Read, "*")]),
         ),
         (
             WRITER.into(),
-            principal("writer", &[(Permission::Append, "app-*")]),
+            Principal::new("writer", &[(Permission::Append, "app-*")]),
         ),
     ])
 }
