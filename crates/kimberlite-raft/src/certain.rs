@@ -202,7 +202,11 @@ mod tests {
     fn empty_and_sealed_looking_appends_are_not_certain() {
         assert!(!certain(false, &[], Basis::Applied));
         let forged = Bytes::from_static(b"\0KBSEAL\x01forged");
-        assert!(!certain(false, std::slice::from_ref(&forged), Basis::Applied));
+        assert!(!certain(
+            false,
+            std::slice::from_ref(&forged),
+            Basis::Applied
+        ));
         let (mut replica, s, _) = replica();
         let mut batch = parts(&replica, &mut BTreeMap::new(), &[(11, s, "b")]);
         if let Some(Command::Append { events, .. }) = batch.first_mut() {

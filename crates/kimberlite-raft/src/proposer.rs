@@ -493,7 +493,7 @@ fn leading_term(raft: &Raft, id: NodeId) -> Result<u64, WriteError> {
 
 /// Waits until this node has applied every entry in its log, so the heads it reads are
 /// those the next entry will meet.
-async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
+pub(crate) async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
     let last_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
     raft.wait(Some(Duration::from_millis(CATCH_UP_TIMEOUT_MS)))
         .applied_index_at_least(Some(last_log_index), "leader catches up")
