@@ -19,8 +19,10 @@
 
 mod applied_file;
 mod applied_saver;
+mod certain;
 mod cluster;
 mod command;
+mod commit_watch;
 mod generation;
 mod halt;
 mod journal_file;
@@ -45,6 +47,8 @@ mod state_machine;
 mod types;
 mod write;
 
+#[cfg(test)]
+mod early_answer_tests;
 #[cfg(test)]
 mod linearizability_tests;
 #[cfg(test)]

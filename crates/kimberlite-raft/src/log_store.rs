@@ -12,6 +12,7 @@ use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
 };
 
+use crate::commit_watch::CommitWatch;
 use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LogState};
 use crate::node_fs::NodeFs;
@@ -22,6 +23,8 @@ use crate::types::{NodeId, TypeConfig};
 #[derive(Debug, Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// Tells the proposer its entry's log id and the committed log ids, before the apply.
+    commits: CommitWatch,
 }
 
 #[derive(Debug)]
@@ -42,7 +45,13 @@ impl LogStore {
         let (file, state) = LogFile::open_with(fs, dir, sync)?;
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner { file, state })),
+            commits: CommitWatch::default(),
         })
+    }
+
+    /// What the proposer registers its entries with ([`CommitWatch`]).
+    pub(crate) fn commits(&self) -> &CommitWatch {
+        &self.commits
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -153,7 +162,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             &[LogRecord::Committed(committed)],
             ErrorSubject::Store,
             false,
-        )
+        )?;
+        // openraft applies up to `committed` next: a certain append is answered now.
+        self.commits.committed(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -172,6 +184,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Entry).collect();
         // Synced before openraft hears of it: it may count this node's vote for the entries.
         let result = self.write(&records, ErrorSubject::Logs);
+        // Before openraft hears of the flush, so before the entry can be committed.
+        if result.is_ok() {
+            self.commits
+                .appended(records.iter().filter_map(|record| match record {
+                    LogRecord::Entry(entry) => Some(entry),
+                    _ => None,
+                }));
+        }
         callback.log_io_completed(
             result
                 .as_ref()

@@ -142,6 +142,7 @@ impl Node {
             config.id,
             raft.clone(),
             state_machine.clone(),
+            log.commits().clone(),
             config.proposal_timeout,
         );
         Ok(Arc::new(Self {
@@ -213,7 +214,8 @@ impl Node {
     }
 
     /// Appends `events` to `stream` as one batch if its next offset meets `expected` (on the
-    /// leader). Returns once a majority has the entry durably and this node has applied it.
+    /// leader). Returns once a majority has the entry durably: at once when applying it is
+    /// certain to append (`crate::certain`), else once this node has applied it.
     /// Appends that arrive while an entry is in flight go together in the next entry; an
     /// expected offset is checked against the head the appends before it leave, and a
     /// conflict is answered only against the applied head.

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kimberlite::{ExpectedOffset, StreamId};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::LogId;
+use openraft::{CommittedLeaderId, LogId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::certain::{certain, Basis};
 use crate::command::{Command, Head, Rejection, RequestId, Response};
+use crate::commit_watch::CommitWatch;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft};
 use crate::write::{Appended, WriteError};
@@ -69,6 +71,7 @@ impl Proposer {
         id: NodeId,
         raft: Raft,
         state_machine: StateMachine,
+        commits: CommitWatch,
         bound: Duration,
     ) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
@@ -76,6 +79,7 @@ impl Proposer {
             id,
             raft,
             state_machine,
+            commits,
             bound,
         };
         tokio::spawn(task.run(waiting));
@@ -120,12 +124,38 @@ struct Built {
 struct Part {
     pending: Pending,
     command: Command,
+    /// Whether applying it is certain to answer `Appended` with its command's heads
+    /// ([`crate::certain`]): it is answered once its entry is committed.
+    certain: bool,
+    /// What it was answered then.
+    early: Option<Appended>,
+}
+
+impl Part {
+    /// Answers a certain part: its entry `log_id` is committed.
+    fn answer_early(&mut self, log_id: LogId<NodeId>) {
+        let Command::Append { prev, expected, .. } = &self.command else {
+            return;
+        };
+        let appended = Appended {
+            first_offset: prev.next_offset,
+            head: *expected,
+            log_id,
+        };
+        for answer in self.pending.answers.drain(..) {
+            // A caller that stopped waiting: nothing to tell it.
+            let _ = answer.send(Ok(appended));
+        }
+        self.early = Some(appended);
+    }
 }
 
 struct Task {
     id: NodeId,
     raft: Raft,
     state_machine: StateMachine,
+    /// Tells when an entry is committed, before it is applied.
+    commits: CommitWatch,
     /// How long an entry, or a leadership check, is waited for.
     bound: Duration,
 }
@@ -155,37 +185,64 @@ impl Task {
     /// next entry (stale proposals first, in their order) and how many appends of the entry
     /// were answered.
     async fn round(&self, waiting: Vec<Pending>) -> (Vec<Pending>, usize) {
-        let ready = match check_leading(&self.raft, self.id) {
-            Ok(()) => catch_up(&self.raft).await,
+        // The term the heads are read in: an entry of this node in it follows them directly.
+        let ready = match leading_term(&self.raft, self.id) {
+            Ok(term) => catch_up(&self.raft).await.map(|()| term),
             Err(error) => Err(error),
         };
-        if let Err(error) = ready {
-            answer_all(waiting, &error);
-            return (Vec::new(), 0);
-        }
+        let term = match ready {
+            Ok(term) => term,
+            Err(error) => {
+                answer_all(waiting, &error);
+                return (Vec::new(), 0);
+            }
+        };
         let Built {
-            parts,
+            mut parts,
             later,
             conflicts,
         } = self.build(waiting);
         let mut next = Vec::new();
         let proposed = parts.len();
-        if !parts.is_empty() {
+        if let Some(first) = parts.first() {
+            let leader = CommittedLeaderId::new(term, self.id);
+            let registration = parts
+                .iter()
+                .any(|part| part.certain)
+                .then(|| self.commits.register(first.pending.request, leader));
             let commands = parts.iter().map(|part| part.command.clone()).collect();
-            let pendings = parts.into_iter().map(|part| part.pending);
-            match propose(&self.raft, self.id, Command::Batch(commands), self.bound).await {
-                Ok((Response::Batch(answers), log_id)) if answers.len() == pendings.len() => {
-                    for (pending, answer) in pendings.zip(answers) {
-                        next.extend(settle(pending, answer, log_id));
+            let proposal = propose(&self.raft, self.id, Command::Batch(commands), self.bound);
+            let outcome = match registration {
+                None => proposal.await,
+                Some(mut registration) => {
+                    tokio::pin!(proposal);
+                    tokio::select! {
+                        biased;
+                        outcome = &mut proposal => outcome,
+                        log_id = registration.committed() => {
+                            drop(registration);
+                            parts
+                                .iter_mut()
+                                .filter(|part| part.certain)
+                                .for_each(|part| part.answer_early(log_id));
+                            proposal.await
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok((Response::Batch(answers), log_id)) if answers.len() == parts.len() => {
+                    for (part, answer) in parts.into_iter().zip(answers) {
+                        next.extend(settle(part, answer, log_id));
                     }
                 }
                 Ok((other, _)) => {
                     answer_all(
-                        pendings,
+                        parts.into_iter().map(|part| part.pending),
                         &WriteError::Raft(format!("unexpected answer {other:?}")),
                     );
                 }
-                Err(error) => answer_all(pendings, &error),
+                Err(error) => answer_all(parts.into_iter().map(|part| part.pending), &error),
             }
         }
         let answered = proposed - next.len();
@@ -253,14 +310,22 @@ impl Task {
     /// what does not fit in one entry.
     fn build(&self, waiting: Vec<Pending>) -> Built {
         let streams: BTreeSet<u64> = waiting.iter().map(|pending| pending.stream).collect();
-        let (heads, applied) = self.state_machine.read(|store| {
-            streams
+        let ((heads, answered), applied) = self.state_machine.read_replica(|replica| {
+            let heads = streams
                 .iter()
-                .map(|&stream| (stream, store.head(StreamId::new(stream))))
-                .collect::<BTreeMap<_, _>>()
+                .map(|&stream| (stream, replica.store().head(StreamId::new(stream))))
+                .collect::<BTreeMap<_, _>>();
+            let requests = &replica.ledger().requests;
+            let answered = waiting
+                .iter()
+                .map(|pending| pending.request)
+                .filter(|&request| requests.get(request).is_some())
+                .collect::<BTreeSet<_>>();
+            (heads, answered)
         });
         let read_at = applied.map_or(0, |log_id| log_id.index);
-        // Each stream's head after the batch's appends so far, and whether it has any.
+        // Each stream's head after the batch's appends to it so far, and whether all of them
+        // are certain.
         let mut projected: BTreeMap<u64, (Head, bool)> = BTreeMap::new();
         let mut parts: Vec<Part> = Vec::new();
         let mut part_of: BTreeMap<RequestId, usize> = BTreeMap::new();
@@ -279,10 +344,11 @@ impl Task {
                 later.push(pending);
                 continue;
             }
-            let (prev, past_applied) = match projected.get(&pending.stream) {
-                Some(&head) => head,
+            let (prev, basis) = match projected.get(&pending.stream) {
+                Some(&(head, true)) => (head, Basis::CertainPart),
+                Some(&(head, false)) => (head, Basis::UncertainPart),
                 None => match heads.get(&pending.stream) {
-                    Some(Ok(head)) => (Head::of(*head), false),
+                    Some(Ok(head)) => (Head::of(*head), Basis::Applied),
                     Some(Err(kimberlite::Error::UnknownStream { .. })) | None => {
                         let stream = pending.stream;
                         pending.answer(&Err(Rejection::UnknownStream { stream }.into()));
@@ -295,7 +361,7 @@ impl Task {
                 },
             };
             if !allows(pending.expected, prev.next_offset) {
-                if past_applied {
+                if basis != Basis::Applied {
                     later.push(pending);
                 } else {
                     conflicts.push(pending);
@@ -303,7 +369,8 @@ impl Task {
                 continue;
             }
             let expected = prev.after(&pending.events);
-            projected.insert(pending.stream, (expected, true));
+            let certain = certain(answered.contains(&pending.request), &pending.events, basis);
+            projected.insert(pending.stream, (expected, certain));
             bytes += pending.bytes();
             let command = Command::Append {
                 request: pending.request,
@@ -314,7 +381,12 @@ impl Task {
                 events: pending.events.clone(),
             };
             part_of.insert(pending.request, parts.len());
-            parts.push(Part { pending, command });
+            parts.push(Part {
+                pending,
+                command,
+                certain,
+                early: None,
+            });
         }
         Built {
             parts,
@@ -356,9 +428,23 @@ async fn gather_returning(
     }
 }
 
-/// Answers `pending` with what applying its append answered; returns it if it must be
+/// Answers `part` with what applying its append answered; returns it if it must be
 /// proposed again (its head was stale).
-fn settle(mut pending: Pending, answer: Response, log_id: LogId<NodeId>) -> Option<Pending> {
+fn settle(part: Part, answer: Response, log_id: LogId<NodeId>) -> Option<Pending> {
+    let Part {
+        mut pending, early, ..
+    } = part;
+    if let Some(early) = early {
+        let same = matches!(answer, Response::Appended { first_offset, head }
+            if first_offset == early.first_offset && head == early.head && log_id == early.log_id);
+        if !same {
+            // Not reached (`crate::certain`); said loudly if it is.
+            tracing::error!(
+                "request {}: answered {early:?} at commit, but applying it answered {answer:?}",
+                pending.request
+            );
+        }
+    }
     let result = match answer {
         Response::Appended { first_offset, head } => Ok(Appended {
             first_offset,
@@ -390,16 +476,24 @@ fn answer_all(pendings: impl IntoIterator<Item = Pending>, error: &WriteError) {
 
 /// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.
 pub(crate) fn check_leading(raft: &Raft, id: NodeId) -> Result<(), WriteError> {
-    let leader = raft.metrics().borrow().current_leader;
-    if leader == Some(id) {
-        return Ok(());
+    leading_term(raft, id).map(|_| ())
+}
+
+/// The term node `id` leads in, as far as it knows, or [`WriteError::NotLeader`].
+fn leading_term(raft: &Raft, id: NodeId) -> Result<u64, WriteError> {
+    let metrics = raft.metrics();
+    let now = metrics.borrow();
+    if now.current_leader == Some(id) {
+        return Ok(now.current_term);
     }
-    Err(WriteError::NotLeader { leader })
+    Err(WriteError::NotLeader {
+        leader: now.current_leader,
+    })
 }
 
 /// Waits until this node has applied every entry in its log, so the heads it reads are
 /// those the next entry will meet.
-async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
+pub(crate) async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
     let last_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
     raft.wait(Some(Duration::from_millis(CATCH_UP_TIMEOUT_MS)))
         .applied_index_at_least(Some(last_log_index), "leader catches up")

@@ -8,7 +8,7 @@ use openraft::LogId;
 
 use crate::command::{Command, Rejection, Response};
 use crate::node::Node;
-use crate::proposer::{check_leading, propose};
+use crate::proposer::{catch_up, check_leading, propose};
 use crate::types::NodeId;
 use crate::write::WriteError;
 
@@ -45,8 +45,8 @@ impl From<Rejection> for PublishError {
 }
 
 impl Node {
-    /// Signs the tree head of `stream` this node has applied as the checkpoint of `origin`
-    /// with `key` (on the leader), and returns once the entry carrying it is committed and
+    /// Signs the tree head of `stream` this node has applied, once it has applied its whole
+    /// log, as the checkpoint of `origin` with `key` (on the leader), and returns once the entry carrying it is committed and
     /// applied here: every replica that applies it checks its own tree against it and keeps
     /// the note in its store. When the largest checkpoint kept already is that note (the
     /// stream has not grown since), it is answered without a log entry.
@@ -57,6 +57,9 @@ impl Node {
         key: &SignerKey,
     ) -> Result<PublishedCheckpoint, PublishError> {
         check_leading(self.raft(), self.id())?;
+        // An append is answered once committed, maybe before it is applied here: the
+        // checkpoint covers every append answered before it was asked for.
+        catch_up(self.raft()).await?;
         let id = StreamId::new(stream);
         let state_machine = self.state_machine().clone();
         // The tree head may sync the store's last writes first: blocking file work.

@@ -66,6 +66,9 @@ struct Shared {
     state: Mutex<State>,
     /// Saves the applied batches' records, after syncing the store, in the background.
     saver: AppliedSaver,
+    /// Held by a test to hold back the apply (answers before it: `crate::commit_watch`).
+    #[cfg(test)]
+    apply_gate: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -158,6 +161,8 @@ impl StateMachine {
                 sync,
                 state: Mutex::new(state),
                 saver,
+                #[cfg(test)]
+                apply_gate: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -171,8 +176,22 @@ impl StateMachine {
 
     /// Runs `read` on the store as of the returned applied log id.
     pub fn read<T>(&self, read: impl FnOnce(&Kimberlite) -> T) -> (T, Option<LogId<NodeId>>) {
+        self.read_replica(|replica| read(replica.store()))
+    }
+
+    /// Runs `read` on the replica (its store and its ledger) as of the returned applied log id.
+    pub(crate) fn read_replica<T>(
+        &self,
+        read: impl FnOnce(&Replica) -> T,
+    ) -> (T, Option<LogId<NodeId>>) {
         let state = self.lock();
-        (read(state.replica.store()), state.last_applied)
+        (read(&state.replica), state.last_applied)
+    }
+
+    /// Holds back every apply until the guard is dropped.
+    #[cfg(test)]
+    pub(crate) async fn hold_apply(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.apply_gate.lock().await
     }
 
     /// The answer this replica keeps for `request`, if it applied it: a retry of that request
@@ -473,6 +492,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        #[cfg(test)]
+        drop(self.shared.apply_gate.lock().await);
         self.blocking(ErrorSubject::StateMachine, move |this| {
             this.apply_batch(entries)
         })

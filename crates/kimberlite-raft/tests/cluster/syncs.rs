@@ -171,6 +171,13 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 /// syncs run in the background).
 async fn saved(cluster: &Cluster) {
     let node = cluster.node(1).unwrap();
+    // An append may be answered once committed, before the node has applied it.
+    let last = node.raft().metrics().borrow().last_log_index;
+    node.raft()
+        .wait(Some(WAIT))
+        .applied_index_at_least(last, "the whole log applied")
+        .await
+        .unwrap();
     let machine = node.state_machine();
     eventually("the applied state to be saved", || {
         machine.saved() == machine.last_applied()
