@@ -49,7 +49,7 @@ mod tests {
     use kimberlite::{Kimberlite, StreamId};
 
     use super::*;
-    use crate::command::{Command, Head, RequestId, Response};
+    use crate::command::{Command, Head, Rejection, RequestId, Response};
     use crate::replica::{Ledger, Replica};
 
     const S: &str = "s";
@@ -212,8 +212,15 @@ mod tests {
         if let Some(Command::Append { events, .. }) = batch.first_mut() {
             *events = vec![forged];
         }
-        // The store refuses it: the replica stops (a store error), it never appends.
-        assert!(replica.apply(4, &Command::Batch(batch)).is_err());
+        // The store refuses it: every replica answers `Invalid` and appends nothing.
+        let Ok(Response::Batch(answers)) = replica.apply(4, &Command::Batch(batch)) else {
+            panic!("a batch's answers")
+        };
+        assert!(matches!(
+            answers.as_slice(),
+            [Response::Rejected(Rejection::Invalid { .. })]
+        ));
+        assert_eq!(head(&replica, s).next_offset, 1);
         assert!(!certain(true, &[Bytes::from_static(b"e")], Basis::Applied));
         assert!(certain(
             false,

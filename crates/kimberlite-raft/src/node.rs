@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kimberlite::sealed::envelope::looks_sealed;
 use kimberlite::{Event, ExpectedOffset, Kimberlite, StreamId, MAX_EVENT_BYTES};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{LogId, SnapshotPolicy};
@@ -287,6 +288,16 @@ fn check_batch(events: &[Bytes]) -> Result<(), Rejection> {
             reason: format!(
                 "an event of {} bytes (at most {MAX_EVENT_BYTES})",
                 event.len()
+            ),
+        });
+    }
+    // The store refuses such an event (it would read back as sealed): refused here, before
+    // it costs an entry.
+    if let Some(index) = events.iter().position(|event| looks_sealed(event)) {
+        return Err(Rejection::Invalid {
+            reason: format!(
+                "event {index} of the batch starts with the sealed-event marker (\\0KBSEAL), \
+                 which plain events may not; nothing was written"
             ),
         });
     }

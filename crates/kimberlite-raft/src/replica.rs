@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kimberlite::sealed::SealError;
 use kimberlite::{Error, ExpectedOffset, Kimberlite, StreamId};
 use serde::{Deserialize, Serialize};
 
@@ -326,7 +327,11 @@ impl Replica {
         let offset = ExpectedOffset::Exact(prev.next_offset.into());
         let appended = match self.store.append(id, events.iter().cloned(), offset) {
             Ok(appended) => appended,
-            Err(error @ Error::EmptyBatch { .. }) => return Ok(invalid(&error)),
+            // Refused with nothing written, alike on every replica: an answer, not a failure
+            // (the leader refuses both before proposing; an older leader may not have).
+            Err(
+                error @ (Error::EmptyBatch { .. } | Error::Sealed(SealError::LooksSealed { .. })),
+            ) => return Ok(invalid(&error)),
             Err(source) => return Err(ApplyError::Store { index, source }),
         };
         let computed = Head {

@@ -149,3 +149,29 @@ fn entries_applied_again_after_a_restart_answer_as_the_first_time() {
     assert_eq!(head(&restarted, stream).next_offset, 2);
     assert_eq!(restarted.ledger(), replica.ledger());
 }
+
+#[test]
+fn an_event_that_looks_sealed_is_refused_alike_and_the_replica_goes_on() {
+    let (mut replica, stream) = replica();
+    // A leader that did not check proposed a plain event starting with the sealed marker:
+    // the store refuses it with nothing written, the same on every replica.
+    let forged = append(1, stream, Head::default(), 1, &["\0KBSEALforged"]);
+    let answer = replica.apply(2, &forged).unwrap();
+    assert!(
+        matches!(answer, Response::Rejected(Rejection::Invalid { ref reason }) if reason.contains("sealed")),
+        "{answer:?}"
+    );
+    assert_eq!(head(&replica, stream), Head::default());
+    // The retry is answered the same; the next append goes on.
+    assert_eq!(replica.apply(3, &forged).unwrap(), answer);
+    let next = replica
+        .apply(4, &append(2, stream, Head::default(), 3, &["a"]))
+        .unwrap();
+    assert!(matches!(
+        next,
+        Response::Appended {
+            first_offset: 0,
+            ..
+        }
+    ));
+}
