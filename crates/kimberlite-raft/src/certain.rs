@@ -10,7 +10,7 @@
 //! | request id in the ledger | events | `prev` is                      | certain |
 //! |--------------------------|--------|--------------------------------|---------|
 //! | yes                      | any    | any                            | no: answered from the table |
-//! | no                       | none, or one the store refuses (sealed-looking) | any | no: `Invalid`, or a store error |
+//! | no                       | none, or one the store refuses (sealed-looking) | any | no: `Invalid` (the leader refuses both first) |
 //! | no                       | some   | the applied head               | yes     |
 //! | no                       | some   | what a certain earlier part leaves | yes |
 //! | no                       | some   | what an uncertain earlier part leaves | no: `StaleHead` if that one does not append |
