@@ -244,21 +244,21 @@ pub(crate) fn seal_all_into<T: AsRef<[u8]>>(
     nonce: impl Fn(usize) -> [u8; NONCE_LEN],
     out: &mut Vec<u8>,
 ) -> Result<(), usize> {
-    WORK.with_borrow_mut(|keystream| {
-        let sealed = seal_groups(cipher, key_id, stream, events, nonce, out, keystream);
+    WORK.with_borrow_mut(|work| {
+        let sealed = seal_groups(cipher, key_id, stream, events, nonce, out, work);
         // The keystream would open the envelopes just written: none is kept past the call.
-        Array::slice_as_flattened_mut(keystream).zeroize();
+        Array::slice_as_flattened_mut(&mut work.0).zeroize();
         sealed
     })
 }
 
 thread_local! {
-    /// This thread's keystream buffer, kept from chunk to chunk so that sealing a chunk
-    /// allocates nothing but its envelopes.
-    static WORK: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    /// This thread's keystream and GHASH input buffers, kept from chunk to chunk so that
+    /// sealing a chunk allocates nothing but its envelopes.
+    static WORK: RefCell<(Vec<Block>, Vec<Block>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// [`seal_all_into`] with its working memory: the keystream's buffer.
+/// [`seal_all_into`] with its working memory: the keystream's and the GHASH input's buffers.
 fn seal_groups<T: AsRef<[u8]>>(
     cipher: &SubjectCipher,
     key_id: KeyId,
@@ -266,12 +266,9 @@ fn seal_groups<T: AsRef<[u8]>>(
     events: &[T],
     nonce: impl Fn(usize) -> [u8; NONCE_LEN],
     out: &mut Vec<u8>,
-    keystream: &mut Vec<Block>,
+    (keystream, scratch): &mut (Vec<Block>, Vec<Block>),
 ) -> Result<(), usize> {
     let aad = associated_data(VERSION, key_id, stream);
-    // The header but its nonce is the same for every event: one copy of it per event.
-    let mut header = [0u8; HEADER_LEN];
-    header[..KEYED_LEN].copy_from_slice(&aad[..KEYED_LEN]);
     let mut first = 0;
     while let Some(event) = events.get(first) {
         if event.as_ref().len() > gcm_many::MAX_MESSAGE {
@@ -302,11 +299,10 @@ fn seal_groups<T: AsRef<[u8]>>(
         let mut at = 0;
         for (index, event) in (first..).zip(group) {
             let (start, event) = (out.len(), event.as_ref());
-            header[KEYED_LEN..].copy_from_slice(&nonce(index));
-            out.extend_from_slice(&header);
+            push_header(out, key_id, &nonce(index));
             let blocks = gcm_many::blocks_of(event.len());
             let own = keystream.get(at..at + blocks).unwrap_or_default();
-            let Ok(tag) = cipher.many.seal_onto(own, &aad, event, out) else {
+            let Ok(tag) = cipher.many.seal_onto(own, &aad, event, out, scratch) else {
                 out.truncate(start);
                 return Err(index);
             };
@@ -551,7 +547,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.len(), events.len() * (300 + OVERHEAD_BYTES));
-        WORK.with_borrow(|keystream| {
+        WORK.with_borrow(|(keystream, _)| {
             assert!(!keystream.is_empty(), "kept for the next call");
             assert!(keystream
                 .iter()

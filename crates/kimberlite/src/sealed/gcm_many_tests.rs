@@ -96,11 +96,18 @@ fn a_group_seals_each_message_as_aes_gcm_does_alone() {
         &mut keystream,
     );
     let mut at = 0;
+    let mut scratch = Vec::new();
     for (nonce, text) in &messages {
         let blocks = blocks_of(text.len());
         let mut out = Vec::new();
         let tag = gcm
-            .seal_onto(&keystream[at..at + blocks], b"aad", text, &mut out)
+            .seal_onto(
+                &keystream[at..at + blocks],
+                b"aad",
+                text,
+                &mut out,
+                &mut scratch,
+            )
             .unwrap();
         out.extend_from_slice(&tag);
         assert_eq!(out, reference(&key, nonce, b"aad", text));
@@ -114,6 +121,7 @@ fn a_keystream_of_another_length_is_refused_and_nothing_written() {
     let gcm = ManyGcm::new(&[1; 32]);
     let mut keystream = Vec::new();
     gcm.keystream([([2; NONCE_LEN], 40)], &mut keystream);
+    let mut scratch = Vec::new();
     for (len, blocks) in [(40, 3), (49, 4), (40, 5), (0, 0)] {
         let text = vec![7u8; len];
         let mut out = vec![1u8; 3];
@@ -124,7 +132,7 @@ fn a_keystream_of_another_length_is_refused_and_nothing_written() {
             short.to_vec()
         };
         assert_eq!(
-            gcm.seal_onto(&given, b"", &text, &mut out),
+            gcm.seal_onto(&given, b"", &text, &mut out, &mut scratch),
             Err(WrongKeystream),
             "{len} bytes, {blocks} blocks"
         );
@@ -132,7 +140,9 @@ fn a_keystream_of_another_length_is_refused_and_nothing_written() {
     }
     let text = vec![7u8; 40];
     let mut out = Vec::new();
-    assert!(gcm.seal_onto(&keystream, b"", &text, &mut out).is_ok());
+    assert!(gcm
+        .seal_onto(&keystream, b"", &text, &mut out, &mut scratch)
+        .is_ok());
     assert_eq!(out.len(), 40);
     assert_ne!(out, vec![7u8; 40]);
 }
@@ -165,27 +175,4 @@ proptest! {
         let text = vec![0x5a; len];
         prop_assert_eq!(sealed(&key, &nonce, &[], &text), reference(&key, &nonce, &[], &text));
     }
-}
-
-/// The leading zero blocks only save reductions: a feed told a wrong count (a last group
-/// left short, hashed block by block) hashes to the same value as one told the right count.
-#[test]
-fn a_feed_hashes_the_same_whatever_count_it_was_told() {
-    let gcm = ManyGcm::new(&[9; 32]);
-    let hash = |told: usize, blocks: usize| {
-        let mut polyval = gcm.polyval.clone();
-        let mut feed = Feed::new(&mut polyval, told);
-        for n in 0..blocks {
-            feed.push((n as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
-        }
-        feed.finish();
-        polyval.finalize()
-    };
-    for blocks in 0..13 {
-        let right = hash(blocks, blocks);
-        for told in 0..13 {
-            assert_eq!(hash(told, blocks), right, "{blocks} blocks, told {told}");
-        }
-    }
-    assert_ne!(hash(5, 5), hash(6, 6));
 }
