@@ -167,15 +167,15 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Waits until node 1 has saved everything it applied (the store's and the applied state's
-/// syncs run in the background).
-async fn saved(cluster: &Cluster) {
+/// Waits until node 1 has applied the entry at `index` (an append may be answered once
+/// committed, before its apply; the metrics' last log index may not show its entry yet then)
+/// and saved everything it applied (the store's and the applied state's syncs run in the
+/// background).
+async fn saved(cluster: &Cluster, index: u64) {
     let node = cluster.node(1).unwrap();
-    // An append may be answered once committed, before the node has applied it.
-    let last = node.raft().metrics().borrow().last_log_index;
     node.raft()
         .wait(Some(WAIT))
-        .applied_index_at_least(last, "the whole log applied")
+        .applied_index_at_least(Some(index), "the acknowledged entry applied")
         .await
         .unwrap();
     let machine = node.state_machine();
@@ -194,11 +194,11 @@ async fn counted_cluster(dir: &Path, fs: &SyncCounting) -> (Cluster, u64) {
     let cluster = Cluster::start(dir, &[1], options).await.unwrap();
     cluster.leader(WAIT).await.unwrap();
     let stream = cluster.create_stream(request(1, 0), "audit").await.unwrap();
-    cluster
+    let appended = cluster
         .append(request(1, 1), stream, batch())
         .await
         .unwrap();
-    saved(&cluster).await;
+    saved(&cluster, appended.log_id.index).await;
     (cluster, stream)
 }
 
@@ -209,11 +209,11 @@ async fn an_append_costs_each_node_one_log_one_segment_and_one_applied_state_syn
     let (cluster, stream) = counted_cluster(dir.path(), &fs).await;
     for seq in 2..=6u64 {
         fs.take();
-        cluster
+        let appended = cluster
             .append(request(1, seq), stream, batch())
             .await
             .unwrap();
-        saved(&cluster).await;
+        saved(&cluster, appended.log_id.index).await;
         let expected = counts(&[(LOG_FILE, 1), (APPLIED_FILE, 1), ("segment", 1)]);
         assert_eq!(fs.take(), expected, "append {seq}");
     }
@@ -229,12 +229,15 @@ async fn an_append_is_acknowledged_before_the_store_and_applied_state_syncs() {
     fs.hold.set(true);
     const HELD: u64 = 3;
     let mut waited = None;
+    let mut last = 0;
     for seq in 2..2 + HELD {
         let append = cluster.append(request(1, seq), stream, batch());
-        let acknowledged = tokio::time::timeout(Duration::from_secs(10), append).await;
-        if !matches!(acknowledged, Ok(Ok(_))) {
-            waited = Some(seq);
-            break;
+        match tokio::time::timeout(Duration::from_secs(10), append).await {
+            Ok(Ok(appended)) => last = appended.log_id.index,
+            _ => {
+                waited = Some(seq);
+                break;
+            }
         }
     }
     let during = fs.take();
@@ -246,7 +249,7 @@ async fn an_append_is_acknowledged_before_the_store_and_applied_state_syncs() {
     );
     // Only the Raft log's syncs are behind the acknowledgements.
     assert_eq!(during, counts(&[(LOG_FILE, HELD)]));
-    saved(&cluster).await;
+    saved(&cluster, last).await;
     // The held syncs happen, the store's before the record's; the batches applied while a
     // save waited share the next one.
     let after = fs.take();
@@ -269,14 +272,16 @@ async fn appends_in_quick_succession_share_the_background_saves() {
     let (cluster, stream) = counted_cluster(dir.path(), &fs).await;
     fs.take();
     let started = Instant::now();
+    let mut last = 0;
     for seq in 2..2 + APPENDS {
-        cluster
+        let appended = cluster
             .append(request(1, seq), stream, batch())
             .await
             .unwrap();
+        last = appended.log_id.index;
     }
     let paces = (started.elapsed().as_micros() / SAVE_PACE.as_micros()) as u64;
-    saved(&cluster).await;
+    saved(&cluster, last).await;
     let after = fs.take();
     assert_eq!(after.get(LOG_FILE).copied(), Some(APPENDS), "{after:?}");
     let applied = after.get(APPLIED_FILE).copied().unwrap_or(0);
