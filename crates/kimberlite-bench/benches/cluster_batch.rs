@@ -5,7 +5,7 @@
 //!   (`kimberlite_bench::cluster_http`: synced Raft logs, their messages over loopback HTTP);
 //!   one client on one keep-alive connection to the leader posts each batch
 //!   (`POST /v1/streams/bench/events`); a batch counts once answered 200: committed on a
-//!   majority's synced logs and applied on the leader's store, synced.
+//!   majority's synced logs (answered then, before the leader applies it).
 //! - **Baseline**: one single-node server (`kimberlite_bench::server`, as in `server_batch`),
 //!   the same client and batches.
 //! - Also printed: three `kimberlite-raft` nodes without HTTP (`kimberlite_bench::cluster`:

@@ -5,7 +5,7 @@
 //!   (`kimberlite_bench::cluster_http`: synced Raft logs, their messages over loopback HTTP);
 //!   64 clients, each a task with its own keep-alive connection to the leader and one request
 //!   in flight, posting single events to one stream. An event counts once answered 200:
-//!   committed on a majority's synced logs, applied on the leader's store.
+//!   committed on a majority's synced logs (answered then, before the leader applies it).
 //! - **Baseline**: one single-node server (`kimberlite_bench::server`, as in
 //!   `server_concurrent`), the same 64 clients.
 //!

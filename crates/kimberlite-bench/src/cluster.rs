@@ -99,7 +99,7 @@ pub struct ClusterClient {
 
 impl ClusterClient {
     /// Appends `events` as one batch; returns once the cluster acknowledged it (committed on
-    /// a majority's synced logs, applied on the leader).
+    /// a majority's synced logs; docs/REPLICATION.md, "Acknowledgements and reads").
     ///
     /// # Panics
     ///
