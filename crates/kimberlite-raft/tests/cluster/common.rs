@@ -1,7 +1,7 @@
 //! What the scenarios share: seeds, options, a client's request ids, replica comparison.
 
 use std::collections::{BTreeSet, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_raft::{Cluster, ClusterOptions, Head, NodeId, RequestId};
@@ -27,9 +27,27 @@ pub fn options(seed: u64) -> ClusterOptions {
     options
 }
 
-/// Every event of `stream` on node `id`, as text.
+/// Every event of `stream` on node `id`, as text, once the node has applied the entries of
+/// its log (waited for at most [`APPLY_WAIT`]): an append is answered at commit, before the
+/// leader's apply, so a read right after an answer could miss it. A node whose log ends in
+/// entries that never commit (cut off from the majority) is read after the wait, as it is.
 pub fn stream_texts(cluster: &Cluster, id: NodeId, stream: u64) -> Vec<String> {
     let node = cluster.node(id).expect("node running");
+    let deadline = Instant::now() + APPLY_WAIT;
+    loop {
+        let (applied, last) = {
+            let metrics = node.raft().metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.last_applied.map(|log_id| log_id.index),
+                metrics.last_log_index,
+            )
+        };
+        if applied >= last || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let (events, _) = node.read(stream, 0, u64::MAX);
     events
         .expect("read")
@@ -73,6 +91,8 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
+/// How long [`stream_texts`] waits for a node to apply its log.
+pub const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 pub fn request(client: u64, seq: u64) -> RequestId {
     RequestId { client, seq }
