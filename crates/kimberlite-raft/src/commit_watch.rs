@@ -32,6 +32,8 @@ struct Inner {
 struct Registered {
     request: RequestId,
     leader: CommittedLeaderId<NodeId>,
+    /// The index of the last entry applied to the state the proposer read.
+    follows: u64,
     /// The log id of the entry, once the log store has written it.
     log_id: Option<LogId<NodeId>>,
 }
@@ -57,17 +59,20 @@ impl CommitWatch {
     }
 
     /// Registers the next entry: a [`Command::Batch`] whose first command answers `request`,
-    /// proposed by `leader`. One entry at a time (the proposer proposes one at a time); the
-    /// registration ends when the returned value is dropped.
+    /// proposed by `leader` on the state applied up to index `follows`. One entry at a time
+    /// (the proposer proposes one at a time); the registration ends when the returned value is
+    /// dropped.
     pub(crate) fn register(
         &self,
         request: RequestId,
         leader: CommittedLeaderId<NodeId>,
+        follows: u64,
     ) -> Registration {
         let committed = self.inner.committed.subscribe();
         *self.registered() = Some(Registered {
             request,
             leader,
+            follows,
             log_id: None,
         });
         self.inner.armed.store(true, Ordering::Release);
@@ -92,8 +97,13 @@ impl CommitWatch {
             };
             let first = commands.first().and_then(Command::request);
             // An entry of another leader (this node as a follower) is not ours, whatever it
-            // carries.
-            if entry.log_id.leader_id == registered.leader && first == Some(registered.request) {
+            // carries. Nor is one with an entry between it and the state the proposer read
+            // (a stream created, a checkpoint, a new term's blank entry): that entry's request
+            // id, unknown to the proposer, could answer one of ours from the request table.
+            let ours = entry.log_id.leader_id == registered.leader
+                && first == Some(registered.request)
+                && entry.log_id.index == registered.follows + 1;
+            if ours {
                 registered.log_id = Some(entry.log_id);
             }
         }
@@ -175,7 +185,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_of_the_same_leader_at_or_past_the_entry_completes_it() {
         let watch = CommitWatch::default();
-        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1));
+        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1), 4);
         watch.committed(id(2, 1, 4));
         watch.appended(&[batch(R, 2, 1, 5)]);
         assert_eq!(
@@ -190,7 +200,7 @@ mod tests {
     #[tokio::test]
     async fn a_later_leaders_commit_or_another_leaders_entry_completes_nothing() {
         let watch = CommitWatch::default();
-        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1));
+        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1), 4);
         // This node, deposed, writes the next leader's entry for the same request (a retry).
         watch.appended(&[batch(R, 3, 2, 5)]);
         watch.committed(id(3, 2, 9));
@@ -205,13 +215,23 @@ mod tests {
     async fn another_requests_entry_is_not_ours_and_nothing_is_kept_unregistered() {
         let watch = CommitWatch::default();
         let other = RequestId { client: 7, seq: 2 };
-        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1));
+        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1), 4);
         watch.appended(&[batch(other, 2, 1, 5)]);
         watch.committed(id(2, 1, 5));
         assert_eq!(completes(&mut registration).await, None);
         drop(registration);
-        watch.appended(&[batch(R, 2, 1, 6)]);
+        watch.appended(&[batch(R, 2, 1, 5)]);
         assert!(watch.registered().is_none());
         assert!(!watch.inner.armed.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_does_not_follow_the_state_read_completes_nothing() {
+        let watch = CommitWatch::default();
+        let mut registration = watch.register(R, CommittedLeaderId::new(2, 1), 4);
+        // Entry 5 came between (a stream created under a request id the proposer never saw).
+        watch.appended(&[batch(R, 2, 1, 6)]);
+        watch.committed(id(2, 1, 6));
+        assert_eq!(completes(&mut registration).await, None);
     }
 }

@@ -118,6 +118,8 @@ struct Built {
     later: Vec<Pending>,
     /// Those whose expected offset does not meet the applied head.
     conflicts: Vec<Pending>,
+    /// The index of the last entry applied to the state the parts were built on.
+    read_at: u64,
 }
 
 /// An append in the batch being built, and its command.
@@ -201,15 +203,16 @@ impl Task {
             mut parts,
             later,
             conflicts,
+            read_at,
         } = self.build(waiting);
         let mut next = Vec::new();
         let proposed = parts.len();
         if let Some(first) = parts.first() {
             let leader = CommittedLeaderId::new(term, self.id);
-            let registration = parts
-                .iter()
-                .any(|part| part.certain)
-                .then(|| self.commits.register(first.pending.request, leader));
+            let registration = parts.iter().any(|part| part.certain).then(|| {
+                self.commits
+                    .register(first.pending.request, leader, read_at)
+            });
             let commands = parts.iter().map(|part| part.command.clone()).collect();
             let proposal = propose(&self.raft, self.id, Command::Batch(commands), self.bound);
             let outcome = match registration {
@@ -392,6 +395,7 @@ impl Task {
             parts,
             later,
             conflicts,
+            read_at,
         }
     }
 }
