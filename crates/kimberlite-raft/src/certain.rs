@@ -1,11 +1,12 @@
 //! Which appends of an entry the leader answers once the entry is committed, before it applies
 //! it (docs/REPLICATION.md, section "Acknowledgements and reads"). The proposer builds an
 //! entry only once it has applied its whole log, in the term it proposes in, so it knows the
-//! state the entry is applied to: no other leader's entry comes between, and this leader's
-//! other entries (a stream created, a checkpoint kept) change no head. An append is certain
-//! when applying it can only answer `Appended { first_offset: prev.next_offset, head:
-//! expected }` (or stop the node: a store failure, a divergence, after which the entry is
-//! still committed on a majority):
+//! state the entry is applied to: no other leader's entry comes between, and an entry of its
+//! own that does (a stream created, whose request id could answer one of ours from the
+//! table) keeps the whole entry from being answered early (`crate::commit_watch`). An append
+//! is certain when applying it can only answer `Appended { first_offset: prev.next_offset,
+//! head: expected }` (or stop the node: a store failure, a divergence, after which the entry
+//! is still committed on a majority):
 //!
 //! | request id in the ledger | events | `prev` is                      | certain |
 //! |--------------------------|--------|--------------------------------|---------|
