@@ -172,12 +172,8 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 /// and saved everything it applied (the store's and the applied state's syncs run in the
 /// background).
 async fn saved(cluster: &Cluster, index: u64) {
+    cluster.wait_applied(index, WAIT).await.unwrap();
     let node = cluster.node(1).unwrap();
-    node.raft()
-        .wait(Some(WAIT))
-        .applied_index_at_least(Some(index), "the acknowledged entry applied")
-        .await
-        .unwrap();
     let machine = node.state_machine();
     eventually("the applied state to be saved", || {
         machine.saved() == machine.last_applied()
