@@ -60,6 +60,7 @@ mod scan;
 mod segment_file;
 mod storage;
 mod stream;
+mod stream_dirs;
 mod stream_read;
 mod verification;
 mod walk;

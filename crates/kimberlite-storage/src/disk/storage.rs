@@ -13,16 +13,16 @@ use kimberlite_types::{Offset, StreamId};
 use super::config::StorageConfig;
 use super::fs::{FileSystem, OsFileSystem};
 use super::meta::write_index;
-use super::recovery::open_stream;
 use super::resume::resume_head;
 use super::stream::{io_error, StreamState, Unopened};
+use super::stream_dirs::open_streams;
 use crate::backend::{
     assert_offset_advanced, batch_ends, check_append_lens, SegmentSync, StorageBackend,
     StoreBackend,
 };
 use crate::error::StorageError;
 use crate::parallel::{Encoder, VerifyPool};
-use crate::recovery_report::{RecoveryAction, RecoveryReport};
+use crate::recovery_report::RecoveryReport;
 use crate::stream_stats::StreamStats;
 use crate::transform::PayloadTransform;
 use crate::verify::{VerifyResume, VerifyStep};
@@ -123,48 +123,7 @@ impl<F: FileSystem> Storage<F> {
             fs.sync_dir(&dir).map_err(|source| io_error(&dir, source))?;
         }
         let mut report = RecoveryReport::default();
-        let mut streams = BTreeMap::new();
-        let mut unopened = BTreeMap::new();
-        let mut names = fs
-            .list_dir(&streams_dir)
-            .map_err(|source| io_error(&streams_dir, source))?;
-        names.sort_unstable();
-        for name in names {
-            let Some(id) = parse_stream_dir_name(&name) else {
-                report.actions.push(RecoveryAction::UnexpectedEntry {
-                    path: streams_dir.join(&name),
-                });
-                continue;
-            };
-            let stream_dir = streams_dir.join(&name);
-            match open_stream(&fs, &stream_dir, id, &config, &mut report) {
-                Ok(Some(state)) => {
-                    streams.insert(id, state);
-                }
-                Ok(None) => {}
-                Err(StorageError::Unrecoverable { path, reason, .. }) => {
-                    let stream = Unopened { path, reason };
-                    report.actions.push(RecoveryAction::CorruptionFound {
-                        stream: id,
-                        error: stream.to_error(id).to_string(),
-                    });
-                    unopened.insert(id, stream);
-                }
-                Err(StorageError::UnexpectedEntry(entry)) => {
-                    let reason = entry.to_string();
-                    let stream = Unopened {
-                        path: entry.path,
-                        reason,
-                    };
-                    report.actions.push(RecoveryAction::CorruptionFound {
-                        stream: id,
-                        error: stream.to_error(id).to_string(),
-                    });
-                    unopened.insert(id, stream);
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let (streams, unopened) = open_streams(&fs, &streams_dir, &config, &mut report)?;
         let mut storage = Self {
             fs,
             dir,
@@ -254,19 +213,6 @@ impl<F: FileSystem> Storage<F> {
         }
         result
     }
-}
-
-/// A stream's directory name: its id as 20 decimal digits.
-#[must_use]
-pub fn stream_dir_name(id: StreamId) -> String {
-    format!("{:020}", id.as_u64())
-}
-
-fn parse_stream_dir_name(name: &str) -> Option<StreamId> {
-    if name.len() != 20 || !name.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok().map(StreamId::new)
 }
 
 impl<F: FileSystem> StorageBackend for Storage<F> {
