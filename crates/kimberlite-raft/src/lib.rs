@@ -32,6 +32,8 @@ mod log_store;
 mod network;
 mod node;
 mod node_fs;
+mod projection;
+mod proposal;
 mod proposer;
 mod publish;
 mod replica;
