@@ -1,21 +1,19 @@
 //! Which appends of an entry the leader answers once the entry is committed, before it applies
 //! it (docs/REPLICATION.md, section "Acknowledgements and reads"). The proposer builds an
-//! entry only once it has applied its whole log (or all but its own last entry, every part
-//! of it certain, whose heads it then projects: `crate::projection`), in the term it proposes
-//! in, so it knows the state the entry is applied to: no other leader's entry comes between,
-//! and an entry of its own that does (a stream created, whose request id could answer one of
-//! ours from the table) keeps the whole entry from being answered early
-//! (`crate::commit_watch`). An append is certain when applying it can only answer `Appended {
-//! first_offset: prev.next_offset, head: expected }` (or stop the node: a store failure, a
-//! divergence, after which the entry is still committed on a majority):
+//! entry only once it has applied its whole log, in the term it proposes in, so it knows the
+//! state the entry is applied to: no other leader's entry comes between, and an entry of its
+//! own that does (a stream created, whose request id could answer one of ours from the
+//! table) keeps the whole entry from being answered early (`crate::commit_watch`). An append
+//! is certain when applying it can only answer `Appended { first_offset: prev.next_offset,
+//! head: expected }` (or stop the node: a store failure, a divergence, after which the entry
+//! is still committed on a majority):
 //!
-//! | request id in the ledger (or the projected entry) | events | `prev` is | certain |
+//! | request id in the ledger | events | `prev` is                      | certain |
 //! |--------------------------|--------|--------------------------------|---------|
 //! | yes                      | any    | any                            | no: answered from the table |
 //! | no                       | none, or one the store refuses (sealed-looking) | any | no: `Invalid` (the leader refuses both first) |
 //! | no                       | some   | the applied head               | yes     |
 //! | no                       | some   | what a certain earlier part leaves | yes |
-//! | no                       | some   | what the projected last entry leaves | yes |
 //! | no                       | some   | what an uncertain earlier part leaves | no: `StaleHead` if that one does not append |
 //!
 //! A request id repeated in the waiting appends joins its first part (one answer), so a part
@@ -32,9 +30,6 @@ pub(crate) enum Basis {
     CertainPart,
     /// The head an earlier part of the batch, not certain, leaves.
     UncertainPart,
-    /// The head the last entry, every part of it certain, leaves before it is applied
-    /// (`crate::projection`); the answered request ids include that entry's.
-    Projected,
 }
 
 /// Whether applying an append is certain to append it at `prev` (the table above).

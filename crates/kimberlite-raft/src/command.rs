@@ -121,19 +121,6 @@ pub enum Command {
         /// The signed note (C2SP checkpoint), as the store keeps it.
         note: String,
     },
-    /// A [`Command::Batch`] the leader built before it had applied entry `through`
-    /// (`crate::projection`): an append to a stream that entry appends to has the head its
-    /// appends there were certain to leave as `prev` and `through` as `read_at`; the others
-    /// were read on the state applied up to `through - 1`. Applied as a batch, except that
-    /// such an append whose head is not its `prev` while entry `through` did not append to
-    /// its stream (the projection was wrong, alike on every replica) is
-    /// [`Rejection::StaleHead`], not a divergence.
-    Projected {
-        /// The entry whose heads the leader projected.
-        through: u64,
-        /// The batch's commands.
-        commands: Vec<Command>,
-    },
 }
 
 impl Command {
@@ -146,9 +133,7 @@ impl Command {
             Command::CreateStream { request, .. } | Command::Append { request, .. } => {
                 Some(*request)
             }
-            Command::Batch(_) | Command::Projected { .. } | Command::PublishCheckpoint { .. } => {
-                None
-            }
+            Command::Batch(_) | Command::PublishCheckpoint { .. } => None,
         }
     }
 }
@@ -170,11 +155,6 @@ impl fmt::Display for Command {
                 prev.next_offset
             ),
             Command::Batch(commands) => write!(f, "batch of {} commands", commands.len()),
-            Command::Projected { through, commands } => write!(
-                f,
-                "batch of {} commands on the heads entry {through} leaves",
-                commands.len()
-            ),
             Command::PublishCheckpoint {
                 stream, tree_size, ..
             } => write!(f, "checkpoint of stream {stream} at size {tree_size}"),
@@ -201,8 +181,7 @@ pub enum Response {
     },
     /// The command was refused, on every replica; nothing was written.
     Rejected(Rejection),
-    /// The answers to a [`Command::Batch`] or [`Command::Projected`], one per command, in
-    /// order.
+    /// The answers to a [`Command::Batch`], one per command, in order.
     Batch(Vec<Response>),
     /// The checkpoint of a [`Command::PublishCheckpoint`] is kept.
     CheckpointKept {

@@ -58,10 +58,10 @@ impl CommitWatch {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers the next entry: a [`Command::Batch`] (or [`Command::Projected`]) whose first
-    /// command answers `request`, proposed by `leader` on the state applied (or projected) up
-    /// to index `follows`. One entry at a time (the proposer registers the next once the last
-    /// is committed or answered); the registration ends when the returned value is dropped.
+    /// Registers the next entry: a [`Command::Batch`] whose first command answers `request`,
+    /// proposed by `leader` on the state applied up to index `follows`. One entry at a time
+    /// (the proposer proposes one at a time); the registration ends when the returned value is
+    /// dropped.
     pub(crate) fn register(
         &self,
         request: RequestId,
@@ -92,9 +92,7 @@ impl CommitWatch {
             return;
         };
         for entry in entries {
-            let (EntryPayload::Normal(Command::Batch(commands))
-            | EntryPayload::Normal(Command::Projected { commands, .. })) = &entry.payload
-            else {
+            let EntryPayload::Normal(Command::Batch(commands)) = &entry.payload else {
                 continue;
             };
             let first = commands.first().and_then(Command::request);

@@ -1,7 +1,6 @@
 //! A certain append is answered once its entry is committed, while the leader's apply is held
-//! back, and so is the next one, built on the heads the unapplied entry leaves; an uncertain
-//! one (a retry of an answered request, or of one in the unapplied entry) still waits for the
-//! apply's answer (`crate::certain`, `crate::commit_watch`, `crate::projection`).
+//! back; an uncertain one (a retry of an answered request) still waits for the apply's answer
+//! (`crate::certain`, `crate::commit_watch`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,91 +92,6 @@ async fn a_retry_of_an_answered_request_waits_for_the_apply_and_gets_the_first_a
     raft.wait(Some(WAIT))
         .metrics(
             |metrics| metrics.last_log_index > Some(second.log_id.index),
-            "the retry's entry",
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!retry.is_finished(), "answered before the apply");
-    drop(held);
-    let again = tokio::time::timeout(WAIT, retry)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (again.first_offset, again.head),
-        (first.first_offset, first.head)
-    );
-    cluster.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clients_next_append_is_built_on_the_unapplied_entry_and_answered_at_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, leader, stream) = started(dir.path()).await;
-    let held = leader.state_machine().hold_apply().await;
-    let first = tokio::time::timeout(
-        WAIT,
-        leader.append(request(2), stream, events("e"), ExpectedOffset::Any),
-    )
-    .await
-    .expect("the first answered while the apply is held back")
-    .unwrap();
-    // Proposed on the heads the first entry leaves, before the leader applies it.
-    let second = tokio::time::timeout(
-        WAIT,
-        leader.append(
-            request(3),
-            stream,
-            events("f"),
-            ExpectedOffset::Exact(1.into()),
-        ),
-    )
-    .await
-    .expect("the second answered while the apply is held back")
-    .unwrap();
-    assert_eq!((first.first_offset, second.first_offset), (0, 1));
-    assert_eq!(second.log_id.index, first.log_id.index + 1);
-    assert!(applied(&leader) < first.log_id.index, "neither applied yet");
-    drop(held);
-    cluster
-        .wait_applied(second.log_id.index, WAIT)
-        .await
-        .unwrap();
-    for id in [1, 2, 3] {
-        let node = cluster.node(id).unwrap();
-        let (head, _) = node.with_store(|store| store.head(kimberlite::StreamId::new(stream)));
-        assert_eq!(crate::Head::of(head.unwrap()), second.head, "node {id}");
-        assert!(node.halted().is_none(), "node {id}");
-    }
-    cluster.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_of_a_request_in_the_unapplied_entry_waits_for_the_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, leader, stream) = started(dir.path()).await;
-    let held = leader.state_machine().hold_apply().await;
-    let first = tokio::time::timeout(
-        WAIT,
-        leader.append(request(2), stream, events("e"), ExpectedOffset::Any),
-    )
-    .await
-    .expect("answered while the apply is held back")
-    .unwrap();
-    let retry = tokio::spawn({
-        let leader = Arc::clone(&leader);
-        async move {
-            let answer = leader.append(request(2), stream, events("e"), ExpectedOffset::Any);
-            answer.await
-        }
-    });
-    // Its entry follows the first and commits, but the answer is the apply's.
-    let raft = leader.raft().clone();
-    raft.wait(Some(WAIT))
-        .metrics(
-            |metrics| metrics.last_log_index > Some(first.log_id.index),
             "the retry's entry",
         )
         .await

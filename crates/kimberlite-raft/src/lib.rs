@@ -32,8 +32,6 @@ mod log_store;
 mod network;
 mod node;
 mod node_fs;
-mod projection;
-mod proposal;
 mod proposer;
 mod publish;
 mod replica;

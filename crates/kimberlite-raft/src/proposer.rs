@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite::{ExpectedOffset, StreamId};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{CommittedLeaderId, LogId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::certain::{certain, Basis};
 use crate::command::{Command, Head, Rejection, RequestId, Response};
 use crate::commit_watch::CommitWatch;
-use crate::projection::{footing, Footing, Projection};
-use crate::proposal::{applied_at_least, leading_term, propose};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft};
 use crate::write::{Appended, WriteError};
@@ -24,6 +22,8 @@ use crate::write::{Appended, WriteError};
 /// How many times one append is proposed again after its head was stale (entries of an
 /// earlier leader applied in between, or an append before it in its batch did not apply).
 pub(crate) const STALE_PROPOSALS_MAX: u32 = 8;
+/// How long the leader waits to have applied its whole log before it reads heads.
+const CATCH_UP_TIMEOUT_MS: u64 = 5_000;
 /// The event bytes one entry carries at most (more wait for the next entry), so that one
 /// entry stays a small part of a log record and of a message; a larger lone append goes
 /// alone.
@@ -118,11 +118,8 @@ struct Built {
     later: Vec<Pending>,
     /// Those whose expected offset does not meet the applied head.
     conflicts: Vec<Pending>,
-    /// The index of the last entry applied to the state the parts were built on, or of the
-    /// entry whose heads they were built on.
-    follows: u64,
-    /// That entry's index, if a part was built on its heads (`crate::projection`).
-    through: Option<u64>,
+    /// The index of the last entry applied to the state the parts were built on.
+    read_at: u64,
 }
 
 /// An append in the batch being built, and its command.
@@ -168,7 +165,6 @@ struct Task {
 impl Task {
     async fn run(self, mut queue: mpsc::UnboundedReceiver<Pending>) {
         let mut waiting: Vec<Pending> = Vec::new();
-        let mut last: Option<Projection> = None;
         loop {
             if waiting.is_empty() {
                 match queue.recv().await {
@@ -180,111 +176,82 @@ impl Task {
                 waiting.push(pending);
             }
             let started = Instant::now();
-            let (next, answered, projection) = self.round(waiting, last.take()).await;
+            let (next, answered) = self.round(waiting).await;
             waiting = next;
-            last = projection;
             let linger = started.elapsed() / LINGER_DIVISOR;
             gather_returning(&mut queue, &mut waiting, answered, linger).await;
         }
     }
 
     /// Proposes what is waiting as one entry and answers it; returns what waits for the
-    /// next entry (stale proposals first, in their order), how many appends of the entry
-    /// were answered, and the entry's projection if every part of it was answered at commit
-    /// (the next entry is built on it: `crate::projection`). `last`: the last entry's.
-    async fn round(
-        &self,
-        waiting: Vec<Pending>,
-        last: Option<Projection>,
-    ) -> (Vec<Pending>, usize, Option<Projection>) {
+    /// next entry (stale proposals first, in their order) and how many appends of the entry
+    /// were answered.
+    async fn round(&self, waiting: Vec<Pending>) -> (Vec<Pending>, usize) {
         // The term the heads are read in: an entry of this node in it follows them directly.
         let ready = match leading_term(&self.raft, self.id) {
-            Ok(term) => self.ready(last).await.map(|last| (term, last)),
+            Ok(term) => catch_up(&self.raft).await.map(|()| term),
             Err(error) => Err(error),
         };
-        let (term, last) = match ready {
-            Ok(ready) => ready,
+        let term = match ready {
+            Ok(term) => term,
             Err(error) => {
                 answer_all(waiting, &error);
-                return (Vec::new(), 0, None);
+                return (Vec::new(), 0);
             }
         };
-        let built = self.build(waiting, last.as_ref());
-        let proposed = built.parts.len();
-        let (mut next, projection) = if proposed == 0 {
-            (Vec::new(), last)
-        } else {
-            self.propose_parts(built.parts, term, built.follows, built.through)
-                .await
-        };
-        let answered = proposed - next.len();
-        next.extend(self.refuse(built.conflicts).await);
-        next.extend(built.later);
-        (next, answered, projection)
-    }
-
-    /// Waits until the state the next entry is built on is applied (`crate::projection`);
-    /// returns `last` if the entry may be built on it.
-    async fn ready(&self, last: Option<Projection>) -> Result<Option<Projection>, WriteError> {
-        let last_log_index = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        match footing(last.as_ref(), last_log_index) {
-            Footing::CatchUp(index) => applied_at_least(&self.raft, index).await.map(|()| None),
-            Footing::Projected(index) => applied_at_least(&self.raft, index).await.map(|()| last),
-        }
-    }
-
-    /// Proposes `parts` as one entry in `term` and answers them: the certain ones once it is
-    /// committed, the others with what applying it answered. Returns those to propose again,
-    /// and the entry's projection if all were answered at commit: then the leader's apply of
-    /// the entry is awaited in the background, and only checked against those answers.
-    async fn propose_parts(
-        &self,
-        mut parts: Vec<Part>,
-        term: u64,
-        follows: u64,
-        through: Option<u64>,
-    ) -> (Vec<Pending>, Option<Projection>) {
-        let Some(first) = parts.first() else {
-            return (Vec::new(), None);
-        };
-        let leader = CommittedLeaderId::new(term, self.id);
-        let registration = parts.iter().any(|part| part.certain).then(|| {
-            self.commits
-                .register(first.pending.request, leader, follows)
-        });
-        let commands = parts.iter().map(|part| part.command.clone()).collect();
-        let command = match through {
-            Some(through) => Command::Projected { through, commands },
-            None => Command::Batch(commands),
-        };
-        let (raft, id, bound) = (self.raft.clone(), self.id, self.bound);
-        let mut proposal = Box::pin(async move { propose(&raft, id, command, bound).await });
-        let outcome = match registration {
-            None => proposal.await,
-            Some(mut registration) => {
-                tokio::select! {
-                    biased;
-                    outcome = &mut proposal => outcome,
-                    log_id = registration.committed() => {
-                        drop(registration);
-                        parts
-                            .iter_mut()
-                            .filter(|part| part.certain)
-                            .for_each(|part| part.answer_early(log_id));
-                        if parts.iter().all(|part| part.certain) {
-                            let projection = project(&parts, log_id.index);
-                            tokio::spawn(async move {
-                                // Every part was answered: nothing to propose again.
-                                drop(finish(parts, proposal.await));
-                            });
-                            return (Vec::new(), Some(projection));
+        let Built {
+            mut parts,
+            later,
+            conflicts,
+            read_at,
+        } = self.build(waiting);
+        let mut next = Vec::new();
+        let proposed = parts.len();
+        if let Some(first) = parts.first() {
+            let leader = CommittedLeaderId::new(term, self.id);
+            let registration = parts.iter().any(|part| part.certain).then(|| {
+                self.commits
+                    .register(first.pending.request, leader, read_at)
+            });
+            let commands = parts.iter().map(|part| part.command.clone()).collect();
+            let proposal = propose(&self.raft, self.id, Command::Batch(commands), self.bound);
+            let outcome = match registration {
+                None => proposal.await,
+                Some(mut registration) => {
+                    tokio::pin!(proposal);
+                    tokio::select! {
+                        biased;
+                        outcome = &mut proposal => outcome,
+                        log_id = registration.committed() => {
+                            drop(registration);
+                            parts
+                                .iter_mut()
+                                .filter(|part| part.certain)
+                                .for_each(|part| part.answer_early(log_id));
+                            proposal.await
                         }
-                        proposal.await
                     }
                 }
+            };
+            match outcome {
+                Ok((Response::Batch(answers), log_id)) if answers.len() == parts.len() => {
+                    for (part, answer) in parts.into_iter().zip(answers) {
+                        next.extend(settle(part, answer, log_id));
+                    }
+                }
+                Ok((other, _)) => {
+                    answer_all(
+                        parts.into_iter().map(|part| part.pending),
+                        &WriteError::Raft(format!("unexpected answer {other:?}")),
+                    );
+                }
+                Err(error) => answer_all(parts.into_iter().map(|part| part.pending), &error),
             }
-        };
-        (finish(parts, outcome), None)
+        }
+        let answered = proposed - next.len();
+        next.extend(self.refuse(conflicts).await);
+        next.extend(later);
+        (next, answered)
     }
 
     /// Answers `OffsetConflict` to the appends whose expected offset did not meet the applied
@@ -343,9 +310,8 @@ impl Task {
     /// offset does not meet the applied head (a conflict, confirmed before it is answered),
     /// or does not meet the head the batch projects (checked against the applied head in the
     /// next entry, so a conflict is never answered against a write that may still fail), and
-    /// what does not fit in one entry. On `last`'s heads if the state read is the one just
-    /// before it (`crate::projection`).
-    fn build(&self, waiting: Vec<Pending>, last: Option<&Projection>) -> Built {
+    /// what does not fit in one entry.
+    fn build(&self, waiting: Vec<Pending>) -> Built {
         let streams: BTreeSet<u64> = waiting.iter().map(|pending| pending.stream).collect();
         let ((heads, answered), applied) = self.state_machine.read_replica(|replica| {
             let heads = streams
@@ -360,14 +326,7 @@ impl Task {
                 .collect::<BTreeSet<_>>();
             (heads, answered)
         });
-        let applied = applied.map_or(0, |log_id| log_id.index);
-        let over = last.filter(|last| last.over(applied));
-        let follows = over.map_or(applied, |last| last.index);
-        let mut through = None;
-        // Not in the ledger until `last` is applied.
-        let answered = |request: &RequestId| {
-            answered.contains(request) || over.is_some_and(|last| last.requests.contains(request))
-        };
+        let read_at = applied.map_or(0, |log_id| log_id.index);
         // Each stream's head after the batch's appends to it so far, and whether all of them
         // are certain.
         let mut projected: BTreeMap<u64, (Head, bool)> = BTreeMap::new();
@@ -391,42 +350,29 @@ impl Task {
             let (prev, basis) = match projected.get(&pending.stream) {
                 Some(&(head, true)) => (head, Basis::CertainPart),
                 Some(&(head, false)) => (head, Basis::UncertainPart),
-                None => match (
-                    over.and_then(|last| last.heads.get(&pending.stream)),
-                    heads.get(&pending.stream),
-                ) {
-                    (Some(&head), _) => {
-                        through = over.map(|last| last.index);
-                        (head, Basis::Projected)
-                    }
-                    (None, Some(Ok(head))) => (Head::of(*head), Basis::Applied),
-                    (None, Some(Err(kimberlite::Error::UnknownStream { .. })) | None) => {
+                None => match heads.get(&pending.stream) {
+                    Some(Ok(head)) => (Head::of(*head), Basis::Applied),
+                    Some(Err(kimberlite::Error::UnknownStream { .. })) | None => {
                         let stream = pending.stream;
                         pending.answer(&Err(Rejection::UnknownStream { stream }.into()));
                         continue;
                     }
-                    (None, Some(Err(error))) => {
+                    Some(Err(error)) => {
                         pending.answer(&Err(WriteError::Raft(error.to_string())));
                         continue;
                     }
                 },
             };
             if !allows(pending.expected, prev.next_offset) {
-                // A projected head is exact: confirmed on the applied head as an applied one.
-                if matches!(basis, Basis::Applied | Basis::Projected) {
-                    conflicts.push(pending);
-                } else {
+                if basis != Basis::Applied {
                     later.push(pending);
+                } else {
+                    conflicts.push(pending);
                 }
                 continue;
             }
-            // The heads of `last`'s streams are those after it; the others', after `applied`.
-            let read_at = match over {
-                Some(last) if last.heads.contains_key(&pending.stream) => last.index,
-                _ => applied,
-            };
             let expected = prev.after(&pending.events);
-            let certain = certain(answered(&pending.request), &pending.events, basis);
+            let certain = certain(answered.contains(&pending.request), &pending.events, basis);
             projected.insert(pending.stream, (expected, certain));
             bytes += pending.bytes();
             let command = Command::Append {
@@ -449,54 +395,9 @@ impl Task {
             parts,
             later,
             conflicts,
-            follows,
-            through,
+            read_at,
         }
     }
-}
-
-/// The heads and request ids of an entry of `parts` at log index `index`.
-fn project(parts: &[Part], index: u64) -> Projection {
-    let mut projection = Projection {
-        index,
-        ..Projection::default()
-    };
-    for part in parts {
-        if let Command::Append {
-            request,
-            stream,
-            expected,
-            ..
-        } = &part.command
-        {
-            projection.heads.insert(*stream, *expected);
-            projection.requests.insert(*request);
-        }
-    }
-    projection
-}
-
-/// Answers `parts` with the `outcome` of their entry; returns those to propose again.
-fn finish(
-    parts: Vec<Part>,
-    outcome: Result<(Response, LogId<NodeId>), WriteError>,
-) -> Vec<Pending> {
-    let mut next = Vec::new();
-    match outcome {
-        Ok((Response::Batch(answers), log_id)) if answers.len() == parts.len() => {
-            for (part, answer) in parts.into_iter().zip(answers) {
-                next.extend(settle(part, answer, log_id));
-            }
-        }
-        Ok((other, _)) => {
-            answer_all(
-                parts.into_iter().map(|part| part.pending),
-                &WriteError::Raft(format!("unexpected answer {other:?}")),
-            );
-        }
-        Err(error) => answer_all(parts.into_iter().map(|part| part.pending), &error),
-    }
-    next
 }
 
 /// Waits, at most `linger`, until as many more appends are waiting as the last entry
@@ -575,6 +476,89 @@ fn answer_all(pendings: impl IntoIterator<Item = Pending>, error: &WriteError) {
     pendings
         .into_iter()
         .for_each(|pending| pending.answer(&result));
+}
+
+/// Refuses at once on a node that knows it does not lead, instead of waiting to catch up.
+pub(crate) fn check_leading(raft: &Raft, id: NodeId) -> Result<(), WriteError> {
+    leading_term(raft, id).map(|_| ())
+}
+
+/// The term node `id` leads in, as far as it knows, or [`WriteError::NotLeader`].
+fn leading_term(raft: &Raft, id: NodeId) -> Result<u64, WriteError> {
+    let metrics = raft.metrics();
+    let now = metrics.borrow();
+    if now.current_leader == Some(id) {
+        return Ok(now.current_term);
+    }
+    Err(WriteError::NotLeader {
+        leader: now.current_leader,
+    })
+}
+
+/// Waits until this node has applied every entry in its log, so the heads it reads are
+/// those the next entry will meet.
+pub(crate) async fn catch_up(raft: &Raft) -> Result<(), WriteError> {
+    let last_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    raft.wait(Some(Duration::from_millis(CATCH_UP_TIMEOUT_MS)))
+        .applied_index_at_least(Some(last_log_index), "leader catches up")
+        .await
+        .map(|_| ())
+        .map_err(|error| WriteError::Raft(error.to_string()))
+}
+
+/// Proposes `command` on leader `id` and waits until this node has applied it, for at most
+/// `bound` and only while `id` leads in the term it proposed in; after either, the outcome is
+/// unknown (the entry may still commit: a retry with the same request id finds out). openraft
+/// never answers some proposals of a deposed leader: one whose entry a snapshot from the
+/// next leader then covers is neither applied nor truncated on this node (docs/REPLICATION.md,
+/// section "Many writes in flight"), and a leader cut off from the majority waits forever.
+pub(crate) async fn propose(
+    raft: &Raft,
+    id: NodeId,
+    command: Command,
+    bound: Duration,
+) -> Result<(Response, LogId<NodeId>), WriteError> {
+    let term = raft.metrics().borrow().current_term;
+    let unknown = tokio::select! {
+        // An answer that is there wins over a step down seen at the same time.
+        biased;
+        written = raft.client_write(command) => return match written {
+            Ok(written) => Ok((written.data, written.log_id)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(WriteError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Err(error) => Err(WriteError::Raft(error.to_string())),
+        },
+        () = deposed(raft, id, term) => {
+            format!("node {id} stopped leading term {term} while the entry was in flight")
+        }
+        () = tokio::time::sleep(bound) => format!(
+            "the entry of node {id}, leader of term {term}, was not committed within {} ms",
+            bound.as_millis()
+        ),
+    };
+    tracing::warn!("{unknown}: answered as outcome unknown");
+    Err(WriteError::Raft(format!(
+        "{unknown}: its outcome is unknown"
+    )))
+}
+
+/// Completes once node `id` no longer leads in `term` (or its Raft stopped).
+async fn deposed(raft: &Raft, id: NodeId, term: u64) {
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let now = metrics.borrow_and_update();
+            if now.current_term != term || now.current_leader != Some(id) {
+                return;
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn allows(expected: ExpectedOffset, next_offset: u64) -> bool {

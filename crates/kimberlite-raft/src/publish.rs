@@ -8,7 +8,7 @@ use openraft::LogId;
 
 use crate::command::{Command, Rejection, Response};
 use crate::node::Node;
-use crate::proposal::{catch_up, check_leading, propose};
+use crate::proposer::{catch_up, check_leading, propose};
 use crate::types::NodeId;
 use crate::write::WriteError;
 

@@ -178,30 +178,25 @@ impl Replica {
     /// expected head is already a prefix of the stream is found by its chain hash.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Response, ApplyError> {
         match command {
-            Command::Batch(commands) => self.apply_batch(index, commands, None),
-            Command::Projected { through, commands } => {
-                self.apply_batch(index, commands, Some(*through))
-            }
+            Command::Batch(commands) => self.apply_batch(index, commands),
             Command::PublishCheckpoint {
                 stream,
                 tree_size,
                 root,
                 note,
             } => self.keep_checkpoint(index, *stream, (*tree_size, *root), note),
-            _ => Ok(self.apply_single(index, command, None, None)?.0),
+            _ => Ok(self.apply_single(index, command, None)?.0),
         }
     }
 
     /// Applies one command that is not a batch, an append as if the leader had read its
-    /// head at `read_at` when given (else at the command's own), `through` that of the
-    /// [`Command::Projected`] it is in; says whether it was applied now (not answered from the
-    /// request table).
+    /// head at `read_at` when given (else at the command's own); says whether it was
+    /// applied now (not answered from the request table).
     fn apply_single(
         &mut self,
         index: u64,
         command: &Command,
         read_at: Option<u64>,
-        through: Option<u64>,
     ) -> Result<(Response, bool), ApplyError> {
         let Some(request) = command.request() else {
             return Ok((nested_batch(), false));
@@ -211,11 +206,9 @@ impl Replica {
         }
         let response = match command {
             Command::CreateStream { name, .. } => self.create(index, name)?,
-            Command::Append { .. } => self.append(index, command, read_at, through)?,
-            // Not reached: none carries a request id.
-            Command::Batch(_) | Command::Projected { .. } | Command::PublishCheckpoint { .. } => {
-                nested_batch()
-            }
+            Command::Append { .. } => self.append(index, command, read_at)?,
+            // Not reached: neither carries a request id.
+            Command::Batch(_) | Command::PublishCheckpoint { .. } => nested_batch(),
         };
         self.remember(request, index, &response);
         Ok((response, true))
@@ -224,14 +217,8 @@ impl Replica {
     /// Applies the commands of a batch in order. An append to a stream an earlier append of
     /// the batch went to was proposed against the head that one leaves: if it left that head
     /// now, the leader had seen it (as if read at this index); otherwise the leader's view
-    /// of the stream is stale for the rest of the batch. `through`: that of a
-    /// [`Command::Projected`].
-    fn apply_batch(
-        &mut self,
-        index: u64,
-        commands: &[Command],
-        through: Option<u64>,
-    ) -> Result<Response, ApplyError> {
+    /// of the stream is stale for the rest of the batch.
+    fn apply_batch(&mut self, index: u64, commands: &[Command]) -> Result<Response, ApplyError> {
         // For each stream appended to so far: the head its last append left, if applied now.
         let mut left: BTreeMap<u64, Option<Head>> = BTreeMap::new();
         let mut answers = Vec::with_capacity(commands.len());
@@ -253,7 +240,7 @@ impl Replica {
                 let answer = match command {
                     // Keeps a note; changes no head the appends after it were proposed against.
                     Command::PublishCheckpoint { .. } => self.apply(index, command)?,
-                    _ => self.apply_single(index, command, None, None)?.0,
+                    _ => self.apply_single(index, command, None)?.0,
                 };
                 answers.push(answer);
                 continue;
@@ -270,7 +257,7 @@ impl Replica {
                     continue;
                 }
             };
-            let (answer, applied_now) = self.apply_single(index, command, read_at, through)?;
+            let (answer, applied_now) = self.apply_single(index, command, read_at)?;
             let after = match answer {
                 Response::Appended { head, .. } if applied_now => Some(head),
                 _ => None,
@@ -312,7 +299,6 @@ impl Replica {
         index: u64,
         command: &Command,
         read_at_instead: Option<u64>,
-        through: Option<u64>,
     ) -> Result<Response, ApplyError> {
         let Command::Append {
             stream,
@@ -336,8 +322,7 @@ impl Replica {
         };
         if current != prev {
             let read_at = read_at_instead.unwrap_or(*read_at);
-            let heads = (prev, read_at, expected);
-            return self.not_at_prev(index, stream, heads, current, through);
+            return self.not_at_prev(index, stream, (prev, read_at, expected), current);
         }
         let offset = ExpectedOffset::Exact(prev.next_offset.into());
         let appended = match self.store.append(id, events.iter().cloned(), offset) {
@@ -373,16 +358,13 @@ impl Replica {
     /// The stream's head is not the one the entry was proposed against: the stream changed
     /// after the leader read it (stale, on every replica), or the entry is already in the
     /// store (applied again after a restart: the ledger replays as it did the first time, so
-    /// only an entry that was accepted then gets here), or this replica's store differs, or
-    /// the leader projected the head entry `through` leaves (`read_at` is `through`) but that
-    /// entry did not append to the stream: the projection was wrong, alike on every replica.
+    /// only an entry that was accepted then gets here), or this replica's store differs.
     fn not_at_prev(
         &mut self,
         index: u64,
         stream: u64,
         (prev, read_at, expected): (Head, u64, Head),
         current: Head,
-        through: Option<u64>,
     ) -> Result<Response, ApplyError> {
         let changed_at = self.ledger.changed_at.get(&stream).copied().unwrap_or(0);
         if changed_at > read_at {
@@ -400,9 +382,6 @@ impl Replica {
                     head: expected,
                 });
             }
-        }
-        if through == Some(read_at) && changed_at < read_at {
-            return Ok(Response::Rejected(Rejection::StaleHead { stream, prev }));
         }
         Err(Divergence {
             index,
