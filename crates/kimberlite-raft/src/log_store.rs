@@ -305,7 +305,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.lock().state.vote)
+        // Read at start only. openraft resumes leading at once when the vote is this node's
+        // own and committed; but a crash may have lost its entries synced in the background,
+        // and leading the same term again it would write another entry at an index the
+        // followers hold. Uncommitted, the vote still refuses every other candidate of its
+        // term, and the node asks again in a later one.
+        let vote = self.lock().state.vote;
+        Ok(vote.map(|vote| match self.own {
+            Some(own) if vote.leader_id().node_id == own && vote.is_committed() => {
+                Vote::new(vote.leader_id().term, own)
+            }
+            _ => vote,
+        }))
     }
 
     async fn save_committed(
