@@ -28,6 +28,7 @@ mod halt;
 mod journal_file;
 pub mod linearizability;
 mod log_file;
+mod log_flush;
 mod log_store;
 mod network;
 mod node;
@@ -38,6 +39,7 @@ mod replica;
 mod replica_checkpoint;
 mod replica_run;
 mod request_table;
+mod saved_json;
 mod shared_events;
 mod sim_network;
 mod snapshot;
@@ -55,6 +57,8 @@ mod linearizability_tests;
 mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
+#[cfg(test)]
+mod log_flush_tests;
 #[cfg(test)]
 mod replica_batch_tests;
 #[cfg(test)]
