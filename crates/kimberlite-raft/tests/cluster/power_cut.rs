@@ -193,8 +193,18 @@ async fn a_leader_that_loses_power_before_its_log_sync_had_acknowledged_nothing(
 }
 
 /// Switched simulated disks for [`VOTERS`], and a cluster over them with a stream and one
-/// acknowledged batch.
-async fn started(seed: u64) -> (BTreeMap<NodeId, Switched>, Cluster, u64, BTreeSet<String>) {
+/// acknowledged and applied batch (the first append to a stream creates its files, synced as
+/// any new file is: before a test holds the syncs): the disks, the cluster, the stream, the
+/// batch's first log index and its events.
+async fn started(
+    seed: u64,
+) -> (
+    BTreeMap<NodeId, Switched>,
+    Cluster,
+    u64,
+    u64,
+    BTreeSet<String>,
+) {
     let disks: BTreeMap<NodeId, Switched> = VOTERS
         .iter()
         .map(|&id| {
@@ -214,13 +224,13 @@ async fn started(seed: u64) -> (BTreeMap<NodeId, Switched>, Cluster, u64, BTreeS
     let stream = cluster.create_stream(request(0, 0), "s").await.unwrap();
     let (first, texts) = append(&cluster, stream, 0, WAIT).await.unwrap();
     cluster.wait_applied(first, WAIT).await.unwrap();
-    (disks, cluster, stream, texts.into_iter().collect())
+    (disks, cluster, stream, first, texts.into_iter().collect())
 }
 
 /// The leader's Raft log syncs held while one batch is replicated, then its power cut;
 /// returns how many unsynced writes it lost.
 async fn run_log_held(seed: u64) -> u64 {
-    let (disks, cluster, stream, mut acked) = started(seed).await;
+    let (disks, cluster, stream, _, mut acked) = started(seed).await;
     let id = cluster.leader(WAIT).await.unwrap();
     let node = cluster.node(id).unwrap();
     let index = node.raft().metrics().borrow().last_log_index.unwrap() + 1;
@@ -297,28 +307,7 @@ async fn within(timeout: Duration, mut check: impl FnMut() -> bool + Send + 'sta
 
 /// One power cut of `victim`; returns how many unsynced writes it lost.
 async fn run(seed: u64, victim: Victim) -> u64 {
-    let disks: BTreeMap<NodeId, Switched> = VOTERS
-        .iter()
-        .map(|&id| {
-            let disk = SimFileSystem::new(seed * 16 + id, FaultConfig::NONE);
-            let switch = Arc::new((Mutex::new(Switch::default()), Condvar::new()));
-            (id, Switched { disk, switch })
-        })
-        .collect();
-    let mut options = options(seed);
-    options.file_systems = disks
-        .iter()
-        .map(|(&id, disk)| (id, NodeFs::new(disk.clone())))
-        .collect();
-    let cluster = Cluster::start(Path::new("/cluster"), &VOTERS, options)
-        .await
-        .unwrap();
-    let stream = cluster.create_stream(request(0, 0), "s").await.unwrap();
-    let mut acked = BTreeSet::new();
-    // The first append to a stream creates its files (synced as any new file is): before
-    // the syncs are held.
-    let (first, texts) = append(&cluster, stream, 0, WAIT).await.unwrap();
-    acked.extend(texts);
+    let (disks, cluster, stream, first, mut acked) = started(seed).await;
     let leader = cluster.leader(WAIT).await.unwrap();
     let id = match victim {
         Victim::Leader => leader,
