@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::node_fs::NodeFs;
-use crate::state_machine::OpenError;
+use crate::open_error::OpenError;
 
 /// The value in the JSON file at `path`, or `None` when there is none.
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(

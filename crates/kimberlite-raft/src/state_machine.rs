@@ -33,9 +33,9 @@ use crate::applied_saver::AppliedSaver;
 use crate::command::Response;
 use crate::generation::Generation;
 use crate::halt::Halt;
-use crate::journal_file::LogFileError;
 use crate::log_flush::Flushed;
 use crate::node_fs::NodeFs;
+use crate::open_error::OpenError;
 use crate::replica::{ApplyError, Ledger, Replica};
 use crate::saved_json::{read_json, write_json};
 use crate::snapshot::SnapshotImage;
@@ -87,33 +87,6 @@ struct State {
     generation: Generation,
     /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
     closed: bool,
-}
-
-/// Errors opening a state machine.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The store failed to open.
-    #[error("store: {0}")]
-    Store(#[from] kimberlite::Error),
-    /// The applied state file failed to open (damaged, or the file system failed).
-    #[error(transparent)]
-    Applied(#[from] LogFileError),
-    /// A file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A saved file does not parse.
-    #[error("{path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: serde_json::Error,
-    },
 }
 
 impl StateMachine {
