@@ -28,19 +28,16 @@ mod halt;
 mod journal_file;
 pub mod linearizability;
 mod log_file;
-mod log_flush;
 mod log_store;
 mod network;
 mod node;
 mod node_fs;
-mod open_error;
 mod proposer;
 mod publish;
 mod replica;
 mod replica_checkpoint;
 mod replica_run;
 mod request_table;
-mod saved_json;
 mod shared_events;
 mod sim_network;
 mod snapshot;
@@ -58,8 +55,6 @@ mod linearizability_tests;
 mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
-#[cfg(test)]
-mod log_flush_tests;
 #[cfg(test)]
 mod replica_batch_tests;
 #[cfg(test)]
@@ -81,7 +76,6 @@ pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
 pub use node::{Node, NodeConfig, StartError, PROPOSAL_TIMEOUT};
 pub use node_fs::{NodeFile, NodeFs, NodeLock};
-pub use open_error::OpenError;
 pub use openraft;
 pub use publish::{PublishError, PublishedCheckpoint};
 pub use replica::{ApplyError, Divergence, DivergencePoint, Ledger, LedgerChange, Replica};
@@ -90,6 +84,6 @@ pub use shared_events::decode_sharing;
 pub use sim_network::{Faults, SimNetwork, SimTransport};
 pub use snapshot::{SnapshotImage, StoreFile, StreamImage};
 pub use snapshot_error::SnapshotError;
-pub use state_machine::{StateMachine, STORE_DIR};
+pub use state_machine::{OpenError, StateMachine, STORE_DIR};
 pub use types::{Node as NodeAddress, NodeId, Raft, TypeConfig};
 pub use write::{Appended, WriteError};

@@ -17,9 +17,8 @@ use crate::log_file::LogFileError;
 use crate::log_store::LogStore;
 use crate::network::{Network, Transport};
 use crate::node_fs::NodeFs;
-use crate::open_error::OpenError;
 use crate::proposer::{check_leading, propose, Proposer};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{OpenError, StateMachine};
 use crate::types::{NodeId, Raft};
 use crate::write::{Appended, WriteError};
 
@@ -128,15 +127,13 @@ impl Node {
             .clone()
             .validate()
             .map_err(|error| StartError::Raft(error.to_string()))?;
-        let log =
-            LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?.of_node(config.id);
+        let log = LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?;
         let state_machine =
             StateMachine::open_with(config.fs, &config.dir, config.store.clone(), config.sync)?;
-        state_machine.apply_once_durable(log.flushed().clone());
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(transport, &log),
+            Network::new(transport),
             log.clone(),
             state_machine.clone(),
         )

@@ -18,7 +18,7 @@
 //! the Raft task's heartbeats and elections.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kimberlite::{Config, Durability, Kimberlite};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -33,11 +33,9 @@ use crate::applied_saver::AppliedSaver;
 use crate::command::Response;
 use crate::generation::Generation;
 use crate::halt::Halt;
-use crate::log_flush::Flushed;
+use crate::journal_file::LogFileError;
 use crate::node_fs::NodeFs;
-use crate::open_error::OpenError;
 use crate::replica::{ApplyError, Ledger, Replica};
-use crate::saved_json::{read_json, write_json};
 use crate::snapshot::SnapshotImage;
 use crate::snapshot_error::SnapshotError;
 use crate::types::{Node, NodeId, TypeConfig};
@@ -68,8 +66,6 @@ struct Shared {
     state: Mutex<State>,
     /// Saves the applied batches' records, after syncing the store, in the background.
     saver: AppliedSaver,
-    /// How far the node's log is durable: an apply waits for its entries (`crate::log_flush`).
-    log: OnceLock<Flushed>,
     /// Held by a test to hold back the apply (answers before it: `crate::commit_watch`).
     #[cfg(test)]
     apply_gate: tokio::sync::Mutex<()>,
@@ -87,6 +83,33 @@ struct State {
     generation: Generation,
     /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
     closed: bool,
+}
+
+/// Errors opening a state machine.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store failed to open.
+    #[error("store: {0}")]
+    Store(#[from] kimberlite::Error),
+    /// The applied state file failed to open (damaged, or the file system failed).
+    #[error(transparent)]
+    Applied(#[from] LogFileError),
+    /// A file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A saved file does not parse.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
 }
 
 impl StateMachine {
@@ -138,7 +161,6 @@ impl StateMachine {
                 sync,
                 state: Mutex::new(state),
                 saver,
-                log: OnceLock::new(),
                 #[cfg(test)]
                 apply_gate: tokio::sync::Mutex::new(()),
             }),
@@ -164,12 +186,6 @@ impl StateMachine {
     ) -> (T, Option<LogId<NodeId>>) {
         let state = self.lock();
         (read(&state.replica), state.last_applied)
-    }
-
-    /// Has every apply wait until `flushed` says the node's log holds its entries durably:
-    /// the leader's own are synced beside replication (`crate::log_flush`).
-    pub(crate) fn apply_once_durable(&self, flushed: Flushed) {
-        let _ = self.shared.log.set(flushed);
     }
 
     /// Holds back every apply until the guard is dropped.
@@ -478,10 +494,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         #[cfg(test)]
         drop(self.shared.apply_gate.lock().await);
-        if let (Some(flushed), Some(last)) = (self.shared.log.get(), entries.last()) {
-            let durable = flushed.wait_for(last.log_id.index).await;
-            durable.map_err(|error| storage_error(ErrorSubject::Logs, error))?;
-        }
         self.blocking(ErrorSubject::StateMachine, move |this| {
             this.apply_batch(entries)
         })
@@ -566,4 +578,34 @@ fn synced_per_batch(config: Config) -> (Config, bool) {
             (config.durability(Durability::Unsynced), true)
         }
     }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(
+    fs: &NodeFs,
+    path: &Path,
+) -> Result<Option<T>, OpenError> {
+    let bytes = fs.read_if_exists(path).map_err(|source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    bytes
+        .map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|source| OpenError::Parse {
+                path: path.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// Replaces `dir/name` by `value` as JSON: written beside it, synced, renamed over it.
+fn write_json<T: Serialize>(
+    fs: &NodeFs,
+    dir: &Path,
+    name: &str,
+    value: &T,
+    sync: bool,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    fs.replace(dir, name, &bytes, sync)
 }

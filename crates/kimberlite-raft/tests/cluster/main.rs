@@ -7,7 +7,6 @@ mod deposed;
 mod divergence;
 mod failover;
 mod history;
-mod leader_flush;
 mod learner;
 mod partition;
 mod pipeline;
