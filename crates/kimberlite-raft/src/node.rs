@@ -17,8 +17,9 @@ use crate::log_file::LogFileError;
 use crate::log_store::LogStore;
 use crate::network::{Network, Transport};
 use crate::node_fs::NodeFs;
+use crate::open_error::OpenError;
 use crate::proposer::{check_leading, propose, Proposer};
-use crate::state_machine::{OpenError, StateMachine};
+use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft};
 use crate::write::{Appended, WriteError};
 

@@ -33,9 +33,10 @@ use crate::applied_saver::AppliedSaver;
 use crate::command::Response;
 use crate::generation::Generation;
 use crate::halt::Halt;
-use crate::journal_file::LogFileError;
 use crate::node_fs::NodeFs;
+use crate::open_error::OpenError;
 use crate::replica::{ApplyError, Ledger, Replica};
+use crate::saved_json::{read_json, write_json};
 use crate::snapshot::SnapshotImage;
 use crate::snapshot_error::SnapshotError;
 use crate::types::{Node, NodeId, TypeConfig};
@@ -83,33 +84,6 @@ struct State {
     generation: Generation,
     /// Set by [`StateMachine::close`]: nothing more is written to the node's directory.
     closed: bool,
-}
-
-/// Errors opening a state machine.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The store failed to open.
-    #[error("store: {0}")]
-    Store(#[from] kimberlite::Error),
-    /// The applied state file failed to open (damaged, or the file system failed).
-    #[error(transparent)]
-    Applied(#[from] LogFileError),
-    /// A file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A saved file does not parse.
-    #[error("{path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: serde_json::Error,
-    },
 }
 
 impl StateMachine {
@@ -578,34 +552,4 @@ fn synced_per_batch(config: Config) -> (Config, bool) {
             (config.durability(Durability::Unsynced), true)
         }
     }
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(
-    fs: &NodeFs,
-    path: &Path,
-) -> Result<Option<T>, OpenError> {
-    let bytes = fs.read_if_exists(path).map_err(|source| OpenError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    bytes
-        .map(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|source| OpenError::Parse {
-                path: path.to_owned(),
-                source,
-            })
-        })
-        .transpose()
-}
-
-/// Replaces `dir/name` by `value` as JSON: written beside it, synced, renamed over it.
-fn write_json<T: Serialize>(
-    fs: &NodeFs,
-    dir: &Path,
-    name: &str,
-    value: &T,
-    sync: bool,
-) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    fs.replace(dir, name, &bytes, sync)
 }
