@@ -47,9 +47,10 @@ impl From<Rejection> for PublishError {
 impl Node {
     /// Signs the tree head of `stream` this node has applied, once it has applied its whole
     /// log, as the checkpoint of `origin` with `key` (on the leader), and returns once the
-    /// entry carrying it is committed and applied here: every replica that applies it checks its own tree against it and keeps
-    /// the note in its store. When the largest checkpoint kept already is that note (the
-    /// stream has not grown since), it is answered without a log entry.
+    /// entry carrying it is committed and applied here: every replica that applies it checks
+    /// its own tree against it and keeps the note in its store. When the largest checkpoint
+    /// kept already is that note (the stream has not grown since), it is answered without a
+    /// log entry.
     pub async fn publish_checkpoint(
         &self,
         stream: u64,
