@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{get, header, listener, post, raw, Nodes, SECRET};
-use common::{ADMIN, AUDITOR};
+use common::cluster::{get, listener, post, raw, Nodes, SECRET};
+use common::{header, ADMIN, AUDITOR};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

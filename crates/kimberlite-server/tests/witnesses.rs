@@ -278,12 +278,11 @@ async fn the_witnessed_route_needs_read_rights_and_a_policy_and_is_documented() 
     // A key without read rights: 403, whatever the stream.
     for stream in ["app-ledger", "nowhere"] {
         let response = server
-            .client
-            .get(server.url(&format!("/v1/streams/{stream}/checkpoints/witnessed")))
-            .bearer_auth(common::WRITER)
-            .send()
-            .await
-            .unwrap();
+            .get(
+                &format!("/v1/streams/{stream}/checkpoints/witnessed"),
+                common::WRITER,
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{stream}");
     }
     server.checkpoint("app-ledger").await;

@@ -72,14 +72,6 @@ pub async fn post(url: impl IntoUrl, token: &str, body: &Value) -> Response {
         .expect("request")
 }
 
-/// Header `name` of `response`, as text.
-pub fn header(response: &Response, name: &str) -> String {
-    response.headers()[name]
-        .to_str()
-        .expect("a text header")
-        .to_owned()
-}
-
 impl Nodes {
     /// Starts `voters` (the first bootstraps the cluster).
     pub async fn start(voters: &[u64]) -> Self {
