@@ -136,41 +136,32 @@ fn an_auditor_checks_served_proofs_without_a_store() {
     let note = ok(&["checkpoint", "--server", &url, "audit"], "");
     assert!(note.starts_with("server/audit\n5\n"), "{note}");
     let checkpoint = write("checkpoint", &note);
-    let proof = ok(
-        &["prove", "--server", &url, "audit", "2", "--size", "5"],
-        "",
-    );
-    let proof = write("inclusion.json", &proof);
-    let valid = ok(
-        &[
+    // Verifies `proof` offline against the served checkpoint and key.
+    let verify = |proof: &std::path::Path| {
+        let args = [
             "verify-proof",
             "--pubkey",
             s(&pubkey),
             "--checkpoint",
             s(&checkpoint),
             "--proof",
-            s(&proof),
-        ],
+            s(proof),
+        ];
+        ok(&args, "")
+    };
+    let proof = ok(
+        &["prove", "--server", &url, "audit", "2", "--size", "5"],
         "",
     );
+    let proof = write("inclusion.json", &proof);
+    let valid = verify(&proof);
     assert!(valid.starts_with("valid: the event at offset 2"), "{valid}");
     let proof = ok(
         &["prove-consistency", "--server", &url, "audit", "3", "5"],
         "",
     );
     let proof = write("consistency.json", &proof);
-    let valid = ok(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&pubkey),
-            "--checkpoint",
-            s(&checkpoint),
-            "--proof",
-            s(&proof),
-        ],
-        "",
-    );
+    let valid = verify(&proof);
     assert!(valid.contains("extends the tree of 3 events"), "{valid}");
 }
 
