@@ -148,15 +148,7 @@ impl Nodes {
         let server_config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         let server =
             Server::with_listener(&server_config, state.clone(), listener).expect("server");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+        let (stop, task) = super::spawn(server);
         self.running.insert(id, RunningNode { state, stop, task });
     }
 

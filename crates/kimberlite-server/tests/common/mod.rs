@@ -152,15 +152,7 @@ impl TestServer {
         let state = configure(AppState::new(store, keys, config.limits.clone()));
         let server = Server::bind(&config, state.clone()).await.expect("bind");
         let addr = server.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+        let (stop, task) = spawn(server);
         Self {
             addr,
             scheme: if config.tls.is_some() {
@@ -229,6 +221,20 @@ impl TestServer {
         let response = self.post(&path, ADMIN, events).await;
         assert_eq!(response.status(), reqwest::StatusCode::OK);
     }
+}
+
+/// Runs `server` on a task until the sender is used or dropped; the sender and the task.
+pub fn spawn(server: Server) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        server
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+    });
+    (stop, task)
 }
 
 /// Header `name` of `response`, as text.
