@@ -13,7 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fails, ok, s};
+use common::{fails, ok, verify_proof};
 use kimberlite::proof::{
     Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, CONSISTENCY_FORMAT,
 };
@@ -136,32 +136,19 @@ fn an_auditor_checks_served_proofs_without_a_store() {
     let note = ok(&["checkpoint", "--server", &url, "audit"], "");
     assert!(note.starts_with("server/audit\n5\n"), "{note}");
     let checkpoint = write("checkpoint", &note);
-    // Verifies `proof` offline against the served checkpoint and key.
-    let verify = |proof: &std::path::Path| {
-        let args = [
-            "verify-proof",
-            "--pubkey",
-            s(&pubkey),
-            "--checkpoint",
-            s(&checkpoint),
-            "--proof",
-            s(proof),
-        ];
-        ok(&args, "")
-    };
     let proof = ok(
         &["prove", "--server", &url, "audit", "2", "--size", "5"],
         "",
     );
     let proof = write("inclusion.json", &proof);
-    let valid = verify(&proof);
+    let valid = verify_proof(&pubkey, &checkpoint, &proof);
     assert!(valid.starts_with("valid: the event at offset 2"), "{valid}");
     let proof = ok(
         &["prove-consistency", "--server", &url, "audit", "3", "5"],
         "",
     );
     let proof = write("consistency.json", &proof);
-    let valid = verify(&proof);
+    let valid = verify_proof(&pubkey, &checkpoint, &proof);
     assert!(valid.contains("extends the tree of 3 events"), "{valid}");
 }
 

@@ -145,6 +145,21 @@ pub fn shared_admin_key(temp: &Path, dirs: &[PathBuf], grants: &[&str]) -> PathB
     token_file
 }
 
+/// `kimberlite verify-proof --pubkey PUBKEY --checkpoint CHECKPOINT --proof PROOF`, which
+/// must succeed: what it prints.
+pub fn verify_proof(pubkey: &Path, checkpoint: &Path, proof: &Path) -> String {
+    let args = [
+        "verify-proof",
+        "--pubkey",
+        s(pubkey),
+        "--checkpoint",
+        s(checkpoint),
+        "--proof",
+        s(proof),
+    ];
+    ok(&args, "")
+}
+
 /// A `kimberlite serve` process, killed when dropped (a failed test included).
 pub struct Serving(pub Child);
 
