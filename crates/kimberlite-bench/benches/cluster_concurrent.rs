@@ -20,8 +20,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput};
 use kimberlite_bench::cluster_http::HttpCluster;
-use kimberlite_bench::concurrent::{single_appends, Round};
-use kimberlite_bench::http_client::{connect_all, HttpStream};
+use kimberlite_bench::http_client::Connected;
 use kimberlite_bench::latency::Percentiles;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{median_f64, report, scaled, thousands, Target};
@@ -29,51 +28,30 @@ use kimberlite_bench::{median_f64, report, scaled, thousands, Target};
 const CLIENTS: u64 = 64;
 const STREAM: &str = kimberlite_bench::cluster::STREAM;
 
-/// The 3-node cluster over HTTP and its 64 clients (dropped before the servers).
-struct Cluster {
-    clients: Vec<HttpStream>,
-    cluster: HttpCluster,
+/// The 3-node cluster over HTTP and its 64 clients, connected to the leader.
+fn cluster(dir: &Path) -> Connected<HttpCluster> {
+    let cluster = HttpCluster::start(dir, 3);
+    let leader = cluster.leader();
+    Connected::new(
+        cluster,
+        HttpCluster::runtime,
+        leader,
+        STREAM,
+        CLIENTS as usize,
+    )
 }
 
-impl Cluster {
-    fn new(dir: &Path) -> Self {
-        let cluster = HttpCluster::start(dir, 3);
-        let clients = connect_all(
-            cluster.runtime(),
-            cluster.leader(),
-            STREAM,
-            CLIENTS as usize,
-        );
-        Self { clients, cluster }
-    }
-
-    fn round(&mut self, per_client: u64) -> Round {
-        single_appends(self.cluster.runtime(), &mut self.clients, per_client)
-    }
-}
-
-/// The single-node server and its 64 clients (dropped before the server).
-struct Single {
-    clients: Vec<HttpStream>,
-    server: BenchServer,
-}
-
-impl Single {
-    fn new(dir: &Path) -> Self {
-        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
-        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
-        Self { clients, server }
-    }
-
-    fn round(&mut self, per_client: u64) -> Round {
-        single_appends(self.server.runtime(), &mut self.clients, per_client)
-    }
+/// The single-node server and its 64 clients.
+fn single(dir: &Path) -> Connected<BenchServer> {
+    let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+    let addr = server.addr();
+    Connected::new(server, BenchServer::runtime, addr, STREAM, CLIENTS as usize)
 }
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::new(&dir.path().join("cluster"));
-    let mut single = Single::new(&dir.path().join("single"));
+    let mut cluster = cluster(&dir.path().join("cluster"));
+    let mut single = single(&dir.path().join("single"));
     let mut group = c.benchmark_group("cluster_concurrent");
     group.throughput(Throughput::Elements(CLIENTS));
     group.bench_function("three_nodes_http_64_clients_x1_event", |b| {
@@ -87,8 +65,8 @@ fn bench(c: &mut Criterion) {
 
 fn print_ratio() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::new(&dir.path().join("cluster"));
-    let mut single = Single::new(&dir.path().join("single"));
+    let mut cluster = cluster(&dir.path().join("cluster"));
+    let mut single = single(&dir.path().join("single"));
     let per_client = scaled(40, 3);
     // Short alternating rounds: a virtual disk's flush latency can change several-fold within
     // seconds, so each round's ratio compares the two sides in the same period.

@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use kimberlite::{ExpectedOffset, Kimberlite, StreamId};
-use kimberlite_bench::concurrent::{single_appends, Round};
-use kimberlite_bench::http_client::{connect_all, HttpStream};
+use kimberlite_bench::concurrent::Round;
+use kimberlite_bench::http_client::Connected;
 use kimberlite_bench::http_floor::FloorServer;
 use kimberlite_bench::latency::Percentiles;
 use kimberlite_bench::server::{open_store, BenchServer};
@@ -42,61 +42,31 @@ const CLIENTS: u64 = 64;
 const STREAM: &str = "bench";
 
 /// Kimberlite over HTTP: a server over a fresh store and its 64 connected clients.
-/// (Fields drop in order: the clients go before the server they are connected to.)
-struct Http {
-    clients: Vec<HttpStream>,
-    server: BenchServer,
-}
-
-impl Http {
-    fn new(dir: &Path) -> Self {
-        let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
-        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
-        Self { clients, server }
-    }
-
-    fn round(&mut self, per_client: u64) -> Round {
-        single_appends(self.server.runtime(), &mut self.clients, per_client)
-    }
+fn http(dir: &Path) -> Connected<BenchServer> {
+    let server = BenchServer::start(open_store(dir, &[STREAM.to_string()]));
+    let addr = server.addr();
+    Connected::new(server, BenchServer::runtime, addr, STREAM, CLIENTS as usize)
 }
 
 /// The bound: the same 64 clients against the HTTP/1.1 transport alone.
-/// (Fields drop in order: the clients go before the server they are connected to.)
-struct Floor {
-    clients: Vec<HttpStream>,
-    server: FloorServer,
-}
-
-impl Floor {
-    fn new(answer_bytes: usize) -> Self {
-        let server = FloorServer::start(answer_bytes);
-        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
-        Self { clients, server }
-    }
-
-    fn round(&mut self, per_client: u64) -> Round {
-        single_appends(self.server.runtime(), &mut self.clients, per_client)
-    }
+fn floor(answer_bytes: usize) -> Connected<FloorServer> {
+    let server = FloorServer::start(answer_bytes);
+    let addr = server.addr();
+    Connected::new(server, FloorServer::runtime, addr, STREAM, CLIENTS as usize)
 }
 
 /// The second bound: the same 64 clients against the transport plus the store's necessary
 /// work (each event and one access record appended, answered once durable).
-/// (Fields drop in order: the clients go before the server they are connected to.)
-struct StoreFloor {
-    clients: Vec<HttpStream>,
-    server: StoreFloorServer,
-}
-
-impl StoreFloor {
-    fn new(dir: &Path, answer_bytes: usize) -> Self {
-        let server = StoreFloorServer::start(dir, STREAM, answer_bytes);
-        let clients = connect_all(server.runtime(), server.addr(), STREAM, CLIENTS as usize);
-        Self { clients, server }
-    }
-
-    fn round(&mut self, per_client: u64) -> Round {
-        single_appends(self.server.runtime(), &mut self.clients, per_client)
-    }
+fn store_floor(dir: &Path, answer_bytes: usize) -> Connected<StoreFloorServer> {
+    let server = StoreFloorServer::start(dir, STREAM, answer_bytes);
+    let addr = server.addr();
+    Connected::new(
+        server,
+        StoreFloorServer::runtime,
+        addr,
+        STREAM,
+        CLIENTS as usize,
+    )
 }
 
 /// The embedded store, opened as the server opens its own.
@@ -147,7 +117,7 @@ impl Embedded {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut http = Http::new(&dir.path().join("server"));
+    let mut http = http(&dir.path().join("server"));
     let embedded = Embedded::new(&dir.path().join("embedded"));
     let mut group = c.benchmark_group("server_concurrent");
     group.throughput(Throughput::Elements(CLIENTS));
@@ -162,7 +132,7 @@ fn bench(c: &mut Criterion) {
 
 fn print_ratio() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut http = Http::new(&dir.path().join("server"));
+    let mut http = http(&dir.path().join("server"));
     let embedded = Embedded::new(&dir.path().join("embedded"));
     let per_client = scaled(40, 3);
     // Short alternating rounds: a virtual disk's flush latency can change several-fold within
@@ -170,9 +140,9 @@ fn print_ratio() {
     http.round(per_client);
     embedded.round(per_client);
     // The transport alone answers as many bytes as the server's append answer has.
-    let mut floor = Floor::new(http.clients[0].answer_body_len());
+    let mut floor = floor(http.clients[0].answer_body_len());
     floor.round(per_client);
-    let mut store_floor = StoreFloor::new(
+    let mut store_floor = store_floor(
         &dir.path().join("store_floor"),
         http.clients[0].answer_body_len(),
     );

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
-use crate::concurrent::SingleAppender;
+use crate::concurrent::{single_appends, Round, SingleAppender};
 use crate::server::TOKEN;
 
 /// Bodies up to this size go out in one `write` with their request's head; larger ones in a
@@ -147,6 +147,42 @@ pub struct HttpStream {
 impl SingleAppender for HttpStream {
     async fn append_one(&mut self, event: Bytes) {
         self.client.append(&length_prefixed(&[event])).await;
+    }
+}
+
+/// A server (or cluster) and the clients connected to it, which it must outlive: the fields
+/// drop in order, the clients before the server.
+pub struct Connected<S> {
+    /// The clients, each with its own connection.
+    pub clients: Vec<HttpStream>,
+    /// What they are connected to.
+    pub server: S,
+    /// The runtime of `server`, where the clients' requests run.
+    runtime: fn(&S) -> &Runtime,
+}
+
+impl<S> Connected<S> {
+    /// `count` clients of `server` (whose runtime `runtime` gives), connected to `addr`, each
+    /// appending to stream `name`.
+    #[must_use]
+    pub fn new(
+        server: S,
+        runtime: fn(&S) -> &Runtime,
+        addr: SocketAddr,
+        name: &str,
+        count: usize,
+    ) -> Self {
+        let clients = connect_all(runtime(&server), addr, name, count);
+        Self {
+            clients,
+            server,
+            runtime,
+        }
+    }
+
+    /// A round of [`single_appends`]: every client appends `per_client` single events at once.
+    pub fn round(&mut self, per_client: u64) -> Round {
+        single_appends((self.runtime)(&self.server), &mut self.clients, per_client)
     }
 }
 

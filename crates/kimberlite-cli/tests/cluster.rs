@@ -4,44 +4,17 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{fails, ok, run, s};
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
+use common::{fails, free_addr, ok, run, s, serving, Serving};
 
 fn serve(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Serving {
-    let child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
-        .args(["serve", s(dir), "--listen", &addr.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run kimberlite serve");
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serving(child)
+    let listen = addr.to_string();
+    let args = [&["serve", s(dir), "--listen", &listen][..], extra].concat();
+    serving(&args, addr, Stdio::null(), Duration::from_secs(20))
 }
 
 /// Runs `kimberlite cluster status` on `url` until it names a leader (bounded).

@@ -5,25 +5,16 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{run, s};
+use common::{free_addr, run, s, serving, Serving};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 
 /// How long a cluster gets to elect a leader or replicate an append.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA of the test: its certificate and key, and the file of its certificate.
 struct Ca {
@@ -61,11 +52,6 @@ impl Ca {
         std::fs::write(&key_file, key.serialize_pem()).expect("write key");
         (cert_file, key_file)
     }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
 }
 
 /// A cluster of three TLS nodes being set up in a temporary directory.
@@ -133,18 +119,7 @@ impl Setup {
         if index == 0 {
             args.push("--bootstrap");
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run kimberlite serve");
-        let started = Instant::now();
-        while TcpStream::connect(self.addrs[index]).is_err() {
-            assert!(started.elapsed() < PATIENCE, "node {id} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serving(child)
+        serving(&args, self.addrs[index], Stdio::null(), PATIENCE)
     }
 
     /// `kimberlite ARGS --server URL --token-file T --ca-cert CA`.

@@ -5,12 +5,12 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{fails, ok, run, s};
+use common::{fails, free_addr, ok, run, s, serving, Serving};
 
 fn add_key(dir: &Path, name: &str, allow: &[&str]) -> String {
     let mut args = vec!["key", "add", s(dir), "--name", name];
@@ -146,11 +146,6 @@ fn serve_refuses_plain_http_off_loopback_and_bad_tls_files() {
     );
 }
 
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
 /// The status of `GET path` with `token`, on a fresh connection.
 fn status(addr: SocketAddr, path: &str, token: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -171,31 +166,10 @@ fn status(addr: SocketAddr, path: &str, token: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status in {answer:?}"))
 }
 
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(dir: &Path, addr: SocketAddr) -> Serving {
-    let child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
-        .args(["serve", s(dir), "--listen", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kimberlite serve");
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serving(child)
+    let listen = addr.to_string();
+    let args = ["serve", s(dir), "--listen", &listen];
+    serving(&args, addr, Stdio::piped(), Duration::from_secs(20))
 }
 
 #[cfg(unix)] // `kill -TERM`
@@ -204,7 +178,7 @@ fn a_key_revoked_by_the_cli_is_refused_by_the_running_server_from_the_next_reque
     let temp = tempfile::tempdir().expect("temp");
     let dir = temp.path().join("store");
     let admin = add_key(&dir, "admin", &["admin:*"]);
-    let addr = free_port();
+    let addr = free_addr();
     let mut server = serve(&dir, addr);
     assert_eq!(status(addr, "/v1/streams", &admin), 200);
     assert_eq!(status(addr, "/v1/streams", "kb_not-a-key"), 401);

@@ -127,14 +127,19 @@ fn verify_proof_against(
 }
 
 fn audit(setup: &Setup, code: i32, needle: &str) -> String {
+    audit_with(setup, &setup.checkpoint, &setup.pubkey, code, needle)
+}
+
+/// `kimberlite audit` of the setup's store against `checkpoint` under `pubkey`.
+fn audit_with(setup: &Setup, checkpoint: &Path, pubkey: &Path, code: i32, needle: &str) -> String {
     expect(
         &[
             "audit",
             s(&setup.store),
             "--checkpoint",
-            s(&setup.checkpoint),
+            s(checkpoint),
             "--pubkey",
-            s(&setup.pubkey),
+            s(pubkey),
         ],
         code,
         needle,
@@ -320,15 +325,10 @@ fn audit_reports_stale_tree_files() {
 fn audit_usage_errors() {
     let setup = setup(5);
     let missing = setup.tmp.path().join("missing");
-    expect(
-        &[
-            "audit",
-            s(&setup.store),
-            "--checkpoint",
-            s(&missing),
-            "--pubkey",
-            s(&setup.pubkey),
-        ],
+    audit_with(
+        &setup,
+        &missing,
+        &setup.pubkey,
         2,
         "cannot read the checkpoint",
     );
@@ -336,28 +336,18 @@ fn audit_usage_errors() {
     expect(&["keygen", "--out", s(&other_key)], 0, "kimberlite+");
     expect(&["keygen", "--out", s(&other_key)], 2, "never overwrites");
     let other_pub = setup.tmp.path().join("other.key.pub");
-    expect(
-        &[
-            "audit",
-            s(&setup.store),
-            "--checkpoint",
-            s(&setup.checkpoint),
-            "--pubkey",
-            s(&other_pub),
-        ],
+    audit_with(
+        &setup,
+        &setup.checkpoint,
+        &other_pub,
         1,
         "no signature by key kimberlite",
     );
     std::fs::write(&other_pub, "garbage").expect("write");
-    expect(
-        &[
-            "audit",
-            s(&setup.store),
-            "--checkpoint",
-            s(&setup.checkpoint),
-            "--pubkey",
-            s(&other_pub),
-        ],
+    audit_with(
+        &setup,
+        &setup.checkpoint,
+        &other_pub,
         2,
         "malformed verifier key",
     );

@@ -13,7 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fails, ok, s};
+use common::{fails, ok, verify_proof};
 use kimberlite::proof::{
     Checkpoint, ConsistencyBundle, InclusionBundle, SignerKey, CONSISTENCY_FORMAT,
 };
@@ -141,36 +141,14 @@ fn an_auditor_checks_served_proofs_without_a_store() {
         "",
     );
     let proof = write("inclusion.json", &proof);
-    let valid = ok(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&pubkey),
-            "--checkpoint",
-            s(&checkpoint),
-            "--proof",
-            s(&proof),
-        ],
-        "",
-    );
+    let valid = verify_proof(&pubkey, &checkpoint, &proof);
     assert!(valid.starts_with("valid: the event at offset 2"), "{valid}");
     let proof = ok(
         &["prove-consistency", "--server", &url, "audit", "3", "5"],
         "",
     );
     let proof = write("consistency.json", &proof);
-    let valid = ok(
-        &[
-            "verify-proof",
-            "--pubkey",
-            s(&pubkey),
-            "--checkpoint",
-            s(&checkpoint),
-            "--proof",
-            s(&proof),
-        ],
-        "",
-    );
+    let valid = verify_proof(&pubkey, &checkpoint, &proof);
     assert!(valid.contains("extends the tree of 3 events"), "{valid}");
 }
 

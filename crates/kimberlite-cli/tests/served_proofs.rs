@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{ok, s};
+use common::{ok, s, verify_proof};
 use kimberlite::proof::SignerKey;
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite};
 use kimberlite_server::{AppState, KeyRing, Limits, Permission, Principal, Server, ServerConfig};
@@ -82,18 +82,7 @@ fn verify_proof_and_audit_accept_what_the_server_serves() {
 
     let pubkey = tmp.path().join("server.key.pub");
     for proof in [&inclusion, &consistency] {
-        let out = ok(
-            &[
-                "verify-proof",
-                "--pubkey",
-                s(&pubkey),
-                "--checkpoint",
-                s(&checkpoint),
-                "--proof",
-                s(proof),
-            ],
-            "",
-        );
+        let out = verify_proof(&pubkey, &checkpoint, proof);
         assert!(out.starts_with("valid: "), "{out}");
     }
     let out = ok(

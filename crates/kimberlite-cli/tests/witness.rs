@@ -53,6 +53,20 @@ fn spawn_witness(dir: &Path, key: &Path) -> (Child, String) {
     (child, addr)
 }
 
+/// `kimberlite witness keygen --name witness.example/w1 --out KEY`: what it prints, the
+/// witness's verifier key.
+fn witness_keygen(key: &Path) -> String {
+    let args = [
+        "witness",
+        "keygen",
+        "--name",
+        "witness.example/w1",
+        "--out",
+        s(key),
+    ];
+    ok(&args, "")
+}
+
 #[test]
 fn a_witness_process_cosigns_a_stores_checkpoints() {
     let (temp, store) = store_with(3);
@@ -62,17 +76,7 @@ fn a_witness_process_cosigns_a_stores_checkpoints() {
         "",
     );
     let witness_key = temp.path().join("witness.key");
-    let vkey = ok(
-        &[
-            "witness",
-            "keygen",
-            "--name",
-            "witness.example/w1",
-            "--out",
-            s(&witness_key),
-        ],
-        "",
-    );
+    let vkey = witness_keygen(&witness_key);
     let witness_vkey = WitnessKey::parse(vkey.trim()).unwrap();
     let witness_dir = temp.path().join("witness");
     let log_pub = format!("{}.pub", s(&log_key));
@@ -160,17 +164,7 @@ fn serve_refuses_a_witness_policy_it_cannot_use_before_listening() {
     let log_key = temp.path().join("log.key");
     ok(&["keygen", "--name", "ehr", "--out", s(&log_key)], "");
     let witness_key = temp.path().join("w1.key");
-    let vkey = ok(
-        &[
-            "witness",
-            "keygen",
-            "--name",
-            "witness.example/w1",
-            "--out",
-            s(&witness_key),
-        ],
-        "",
-    );
+    let vkey = witness_keygen(&witness_key);
     let policy = temp.path().join("policy.txt");
     let serve = |rule: &str| {
         vec![
@@ -206,17 +200,7 @@ fn a_server_with_a_witness_policy_has_its_checkpoints_witnessed_unasked() {
     let log_key = temp.path().join("log.key");
     ok(&["keygen", "--name", "store", "--out", s(&log_key)], "");
     let witness_key = temp.path().join("w1.key");
-    let vkey = ok(
-        &[
-            "witness",
-            "keygen",
-            "--name",
-            "witness.example/w1",
-            "--out",
-            s(&witness_key),
-        ],
-        "",
-    );
+    let vkey = witness_keygen(&witness_key);
     let witness_dir = temp.path().join("witness");
     let log_pub = format!("{}.pub", s(&log_key));
     let add_log = [

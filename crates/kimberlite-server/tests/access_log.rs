@@ -12,12 +12,8 @@ use serde_json::{json, Value};
 /// the page is taken).
 async fn access_records(server: &TestServer) -> Vec<Value> {
     let page: Value = server
-        .client
-        .get(server.url("/v1/streams/_access/events?limit=1000"))
-        .bearer_auth(AUDITOR)
-        .send()
+        .get("/v1/streams/_access/events?limit=1000", AUDITOR)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -43,30 +39,19 @@ async fn appends_reads_and_refusals_are_recorded_with_their_key_stream_and_offse
     let server = TestServer::start().await;
     assert_eq!(server.create_stream("app-ehr").await.status(), 201);
     let appended = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events"))
-        .bearer_auth(WRITER)
-        .json(&json!(["viewed P-1", "viewed P-2"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events",
+            WRITER,
+            &json!(["viewed P-1", "viewed P-2"]),
+        )
+        .await;
     assert_eq!(appended.status(), StatusCode::OK);
     let read = server
-        .client
-        .get(server.url("/v1/streams/app-ehr/events?from=1"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/streams/app-ehr/events?from=1", AUDITOR)
+        .await;
     assert_eq!(read.status(), StatusCode::OK);
     // A known key refused (403) is recorded; an unknown key and no key are not.
-    let refused = server
-        .client
-        .get(server.url("/v1/streams/app-ehr/events"))
-        .bearer_auth(WRITER)
-        .send()
-        .await
-        .unwrap();
+    let refused = server.get("/v1/streams/app-ehr/events", WRITER).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     for key in [Some("not-a-key"), None] {
         let request = server.client.get(server.url("/v1/streams/app-ehr/events"));
@@ -77,13 +62,12 @@ async fn appends_reads_and_refusals_are_recorded_with_their_key_stream_and_offse
         assert_eq!(request.send().await.unwrap().status(), 401);
     }
     let conflict = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events?expected_offset=0"))
-        .bearer_auth(WRITER)
-        .json(&json!(["late"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events?expected_offset=0",
+            WRITER,
+            &json!(["late"]),
+        )
+        .await;
     assert_eq!(conflict.status(), StatusCode::CONFLICT);
     // A stream named in the body, not the path, is recorded too, refused or not.
     assert_eq!(server.create_stream("app-ehr").await.status(), 409);
@@ -142,13 +126,8 @@ async fn the_access_log_is_read_only_to_keys_with_read_on_it_and_written_by_the_
         json!([{"key": "auditor", "op": "nothing"}]),
     ] {
         let forged = server
-            .client
-            .post(server.url("/v1/streams/_access/events"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .post("/v1/streams/_access/events", ADMIN, &body)
+            .await;
         assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     }
     let records = access_records(&server).await;
@@ -180,13 +159,7 @@ async fn the_access_log_survives_a_restart_and_goes_on_in_the_same_stream() {
     assert_eq!(kept.dir.path(), dir);
     // The creation, the first read and now this read: one chain across restarts.
     assert_eq!(access_records(&kept).await.len(), 2);
-    let verified = kept
-        .client
-        .get(kept.url("/v1/streams/_access"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let verified = kept.get("/v1/streams/_access", AUDITOR).await;
     let verified: Value = verified.json().await.unwrap();
     assert_eq!(verified["damaged"], false);
     kept.stop().await;
@@ -202,13 +175,12 @@ async fn an_append_and_its_access_record_take_one_sync() {
     for round in 0..5u64 {
         let before = store.syncs_completed();
         let appended = server
-            .client
-            .post(server.url("/v1/streams/app-one/events"))
-            .bearer_auth(WRITER)
-            .json(&json!([format!("event {round}")]))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/streams/app-one/events",
+                WRITER,
+                &json!([format!("event {round}")]),
+            )
+            .await;
         assert_eq!(appended.status(), StatusCode::OK);
         assert_eq!(store.syncs_completed() - before, 1, "append {round}");
     }

@@ -19,13 +19,12 @@ async fn create_append_read_round_trip() {
     assert_eq!(json_of(created).await["next_offset"], 0);
 
     let appended = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events"))
-        .bearer_auth(WRITER)
-        .json(&json!(["viewed P-1", {"actor": "dr.moreau", "patient": "P-2"}]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events",
+            WRITER,
+            &json!(["viewed P-1", {"actor": "dr.moreau", "patient": "P-2"}]),
+        )
+        .await;
     assert_eq!(appended.status(), StatusCode::OK);
     let appended = json_of(appended).await;
     assert_eq!(
@@ -64,12 +63,8 @@ async fn create_append_read_round_trip() {
     assert_eq!(json_of(binary).await["next_offset"], 6);
 
     let page = server
-        .client
-        .get(server.url("/v1/streams/app-ehr/events?from=1&limit=4"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/streams/app-ehr/events?from=1&limit=4", AUDITOR)
+        .await;
     assert_eq!(page.status(), StatusCode::OK);
     let page = json_of(page).await;
     assert_eq!(
@@ -109,13 +104,7 @@ async fn an_expected_offset_conflict_is_409_with_the_next_offset_and_writes_noth
     assert_eq!(body["error"]["kind"], "conflict");
     assert_eq!(body["error"]["next_offset"], 1);
     assert_eq!(body["error"]["stream"], "app-x");
-    let shown = server
-        .client
-        .get(server.url("/v1/streams/app-x"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let shown = server.get("/v1/streams/app-x", AUDITOR).await;
     assert_eq!(json_of(shown).await["next_offset"], 1);
     server.stop().await;
 }
@@ -131,35 +120,20 @@ async fn keys_are_checked_before_streams_are_looked_up() {
         .await
         .unwrap();
     assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
-    let wrong_key = server
-        .client
-        .get(server.url("/v1/streams/billing/events"))
-        .bearer_auth("not-a-key")
-        .send()
-        .await
-        .unwrap();
+    let wrong_key = server.get("/v1/streams/billing/events", "not-a-key").await;
     assert_eq!(wrong_key.status(), StatusCode::UNAUTHORIZED);
     // The writer may not read, and cannot tell an existing stream from a missing one.
     for stream in ["billing", "no-such-stream"] {
         let refused = server
-            .client
-            .get(server.url(&format!("/v1/streams/{stream}/events")))
-            .bearer_auth(WRITER)
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("/v1/streams/{stream}/events"), WRITER)
+            .await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{stream}");
         assert_eq!(json_of(refused).await["error"]["kind"], "forbidden");
     }
     // The auditor may read but never write.
     let write = server
-        .client
-        .post(server.url("/v1/streams/billing/events"))
-        .bearer_auth(AUDITOR)
-        .json(&json!(["x"]))
-        .send()
-        .await
-        .unwrap();
+        .post("/v1/streams/billing/events", AUDITOR, &json!(["x"]))
+        .await;
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }
@@ -201,21 +175,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let missing = post("[\"a\"]", "application/json");
     drop(missing);
     let unknown = server
-        .client
-        .post(server.url("/v1/streams/app-none/events"))
-        .bearer_auth(WRITER)
-        .json(&json!(["a"]))
-        .send()
-        .await
-        .unwrap();
+        .post("/v1/streams/app-none/events", WRITER, &json!(["a"]))
+        .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let shown = server
-        .client
-        .get(server.url("/v1/streams/app-y"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let shown = server.get("/v1/streams/app-y", ADMIN).await;
     assert_eq!(json_of(shown).await["next_offset"], 0);
     server.stop().await;
 }

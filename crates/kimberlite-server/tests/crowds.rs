@@ -52,16 +52,7 @@ fn append_request(stream: &str, body: &str) -> String {
 }
 
 async fn get_json(server: &TestServer, path: &str) -> Value {
-    server
-        .client
-        .get(server.url(path))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    server.get(path, AUDITOR).await.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

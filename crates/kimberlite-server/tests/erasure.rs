@@ -15,12 +15,8 @@ use serde_json::{json, Value};
 
 async fn read_page(server: &TestServer, stream: &str) -> Value {
     server
-        .client
-        .get(server.url(&format!("/v1/streams/{stream}/events?limit=1000")))
-        .bearer_auth(AUDITOR)
-        .send()
+        .get(&format!("/v1/streams/{stream}/events?limit=1000"), AUDITOR)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap()
@@ -28,13 +24,8 @@ async fn read_page(server: &TestServer, stream: &str) -> Value {
 
 async fn erase(server: &TestServer, token: &str, subject: &str) -> reqwest::Response {
     server
-        .client
-        .post(server.url("/v1/erasures"))
-        .bearer_auth(token)
-        .json(&json!({ "subject": subject }))
-        .send()
+        .post("/v1/erasures", token, &json!({ "subject": subject }))
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -46,13 +37,12 @@ async fn a_subject_is_sealed_read_erased_and_the_erasure_recorded() {
     .await;
     assert_eq!(server.create_stream("app-ehr").await.status(), 201);
     let appended = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events?subject=patient-7"))
-        .bearer_auth(WRITER)
-        .json(&json!(["diagnosis of patient seven", "second note"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events?subject=patient-7",
+            WRITER,
+            &json!(["diagnosis of patient seven", "second note"]),
+        )
+        .await;
     assert_eq!(appended.status(), StatusCode::OK);
     let page = read_page(&server, "app-ehr").await;
     assert_eq!(page["events"][0]["payload"], "diagnosis of patient seven");
@@ -116,13 +106,12 @@ async fn without_a_master_key_sealed_events_are_refused_and_shown_sealed() {
     let server = TestServer::start().await;
     assert_eq!(server.create_stream("app-ehr").await.status(), 201);
     let refused = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events?subject=patient-7"))
-        .bearer_auth(WRITER)
-        .json(&json!(["secret"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events?subject=patient-7",
+            WRITER,
+            &json!(["secret"]),
+        )
+        .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         erase(&server, ADMIN, "patient-7").await.status(),
@@ -130,12 +119,11 @@ async fn without_a_master_key_sealed_events_are_refused_and_shown_sealed() {
     );
     // A plain event cannot pass for a sealed one.
     let forged = server
-        .client
-        .post(server.url("/v1/streams/app-ehr/events"))
-        .bearer_auth(WRITER)
-        .json(&json!(["\u{0}KBSEAL\u{1}forged"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-ehr/events",
+            WRITER,
+            &json!(["\u{0}KBSEAL\u{1}forged"]),
+        )
+        .await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
 }

@@ -6,22 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, ADMIN, AUDITOR, WRITER};
+use common::{TestServer, AUDITOR, WRITER};
 use kimberlite_server::Limits;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-async fn append(server: &TestServer, stream: &str, events: Value) {
-    let response = server
-        .client
-        .post(server.url(&format!("/v1/streams/{stream}/events")))
-        .bearer_auth(ADMIN)
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
 
 /// Reads SSE events (`id`, `data`) from `response` until `count` have come, failing after
 /// `within`. Comments (keep-alives) are skipped.
@@ -71,22 +59,16 @@ fn quick_limits() -> Limits {
 async fn a_tail_sees_events_appended_after_it_started_and_ends_when_the_client_goes() {
     let server = TestServer::start_with(quick_limits()).await;
     server.create_stream("app-ehr").await;
-    append(&server, "app-ehr", json!(["before the tail"])).await;
-    let mut tail = server
-        .client
-        .get(server.url("/v1/streams/app-ehr/tail"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    server.append("app-ehr", &json!(["before the tail"])).await;
+    let mut tail = server.get("/v1/streams/app-ehr/tail", AUDITOR).await;
     assert_eq!(tail.status(), StatusCode::OK);
     assert_eq!(
         tail.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
     assert_eq!(server.state.open_tails(), 1);
-    append(&server, "app-ehr", json!(["first", "second"])).await;
-    append(&server, "app-ehr", json!(["third"])).await;
+    server.append("app-ehr", &json!(["first", "second"])).await;
+    server.append("app-ehr", &json!(["third"])).await;
     let events = sse_events(&mut tail, 3, Duration::from_secs(20)).await;
     assert_eq!(
         events,
@@ -113,14 +95,10 @@ async fn a_tail_sees_events_appended_after_it_started_and_ends_when_the_client_g
 async fn a_tail_starts_at_from_or_resumes_after_last_event_id() {
     let server = TestServer::start_with(quick_limits()).await;
     server.create_stream("app-x").await;
-    append(&server, "app-x", json!(["a", "b", "c", "d"])).await;
+    server.append("app-x", &json!(["a", "b", "c", "d"])).await;
     let mut from = server
-        .client
-        .get(server.url("/v1/streams/app-x/tail?from=1&encoding=base64"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/streams/app-x/tail?from=1&encoding=base64", AUDITOR)
+        .await;
     let events = sse_events(&mut from, 3, Duration::from_secs(20)).await;
     assert_eq!(
         events[0],
@@ -149,13 +127,7 @@ async fn a_tail_starts_at_from_or_resumes_after_last_event_id() {
 async fn stopping_the_server_ends_open_tails() {
     let server = TestServer::start().await;
     server.create_stream("app-s").await;
-    let tail = server
-        .client
-        .get(server.url("/v1/streams/app-s/tail"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let tail = server.get("/v1/streams/app-s/tail", AUDITOR).await;
     assert_eq!(tail.status(), StatusCode::OK);
     tokio::time::timeout(Duration::from_secs(20), server.stop())
         .await
@@ -223,12 +195,8 @@ async fn bad_tail_requests_are_refused_before_anything_is_sent() {
 async fn read(server: &TestServer, query: &str) -> (StatusCode, Value, Duration) {
     let started = Instant::now();
     let response = server
-        .client
-        .get(server.url(&format!("/v1/streams/app-poll/events?{query}")))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/streams/app-poll/events?{query}"), AUDITOR)
+        .await;
     let status = response.status();
     (status, response.json().await.unwrap(), started.elapsed())
 }
@@ -256,7 +224,7 @@ async fn a_long_poll_answers_when_an_event_arrives_and_with_an_empty_page_at_its
         tokio::spawn(async move { read(&server, "from=0&wait_ms=25000").await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    append(&server, "app-poll", json!(["arrived"])).await;
+    server.append("app-poll", &json!(["arrived"])).await;
     let (status, page, elapsed) = poller.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["events"], json!([{"offset": 0, "payload": "arrived"}]));

@@ -11,14 +11,7 @@ use serde_json::json;
 #[tokio::test]
 async fn the_admin_api_adds_lists_and_revokes_keys() {
     let server = TestServer::start().await;
-    let created = server
-        .client
-        .post(server.url("/v1/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "billing", "grants": [{"permission": "append", "pattern": "billing-*"}, {"permission": "read", "pattern": "billing-*"}]}))
-        .send()
-        .await
-        .expect("create");
+    let created = server.post("/v1/keys", ADMIN, &json!({"name": "billing", "grants": [{"permission": "append", "pattern": "billing-*"}, {"permission": "read", "pattern": "billing-*"}]})).await;
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.expect("json");
     let token = created["token"].as_str().expect("token").to_owned();
@@ -35,12 +28,8 @@ async fn the_admin_api_adds_lists_and_revokes_keys() {
     };
     assert_eq!(append(token.clone()).await, 200);
     let listed: serde_json::Value = server
-        .client
-        .get(server.url("/v1/keys"))
-        .bearer_auth(ADMIN)
-        .send()
+        .get("/v1/keys", ADMIN)
         .await
-        .expect("list")
         .json()
         .await
         .expect("json");
@@ -48,13 +37,7 @@ async fn the_admin_api_adds_lists_and_revokes_keys() {
     assert!(text.contains(&id) && !text.contains(&token), "{text}");
     // Keys without admin on every stream may not manage keys.
     for other in [AUDITOR, WRITER] {
-        let refused = server
-            .client
-            .get(server.url("/v1/keys"))
-            .bearer_auth(other)
-            .send()
-            .await
-            .expect("list");
+        let refused = server.get("/v1/keys", other).await;
         assert_eq!(refused.status(), 403);
     }
     let revoked = server
@@ -75,13 +58,8 @@ async fn the_admin_api_adds_lists_and_revokes_keys() {
         .expect("revoke");
     assert_eq!(unknown.status(), 404);
     let bad = server
-        .client
-        .post(server.url("/v1/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "", "grants": []}))
-        .send()
-        .await
-        .expect("create");
+        .post("/v1/keys", ADMIN, &json!({"name": "", "grants": []}))
+        .await;
     assert_eq!(bad.status(), 400);
     server.stop().await;
 }
@@ -100,13 +78,7 @@ async fn file_server(path: &std::path::Path) -> TestServer {
 }
 
 async fn list_status(server: &TestServer, token: &str) -> (u16, String) {
-    let response = server
-        .client
-        .get(server.url("/v1/streams"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("list");
+    let response = server.get("/v1/streams", token).await;
     (
         response.status().as_u16(),
         response.text().await.expect("body"),

@@ -25,22 +25,15 @@ async fn metrics_count_requests_appends_bytes_syncs_and_errors() {
     server.create_stream("app-m").await;
     for _ in 0..2 {
         let appended = server
-            .client
-            .post(server.url("/v1/streams/app-m/events"))
-            .bearer_auth(WRITER)
-            .json(&json!(["one", "two", "three"]))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/streams/app-m/events",
+                WRITER,
+                &json!(["one", "two", "three"]),
+            )
+            .await;
         assert_eq!(appended.status(), StatusCode::OK);
     }
-    let refused = server
-        .client
-        .get(server.url("/v1/streams/app-m/events"))
-        .bearer_auth(WRITER)
-        .send()
-        .await
-        .unwrap();
+    let refused = server.get("/v1/streams/app-m/events", WRITER).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let anonymous = server
         .client

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, ADMIN, AUDITOR, WRITER};
+use common::{TestServer, AUDITOR, WRITER};
 use kimberlite::proof::{verify_bundle, Checkpoint, SignerKey, Verified};
 use kimberlite_server::Limits;
 use reqwest::StatusCode;
@@ -24,18 +24,8 @@ async fn signing_server() -> TestServer {
     .await
 }
 
-async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response {
-    server
-        .client
-        .get(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn text_of(server: &TestServer, token: &str, path: &str) -> String {
-    let response = get(server, token, path).await;
+    let response = server.get(path, token).await;
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.text().await.unwrap()
 }
@@ -43,22 +33,14 @@ async fn text_of(server: &TestServer, token: &str, path: &str) -> String {
 async fn with_events(server: &TestServer, stream: &str, count: usize) {
     server.create_stream(stream).await;
     let events: Vec<String> = (0..count).map(|i| format!("event-{i}")).collect();
-    let response = server
-        .client
-        .post(server.url(&format!("/v1/streams/{stream}/events")))
-        .bearer_auth(ADMIN)
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    server.append(stream, &events).await;
 }
 
 #[tokio::test]
 async fn an_auditor_fetches_a_checkpoint_and_proofs_that_verify_offline() {
     let server = signing_server().await;
     with_events(&server, "billing", 5).await;
-    let response = get(&server, AUDITOR, "/v1/streams/billing/checkpoint").await;
+    let response = server.get("/v1/streams/billing/checkpoint", AUDITOR).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -131,7 +113,8 @@ async fn an_auditor_fetches_a_checkpoint_and_proofs_that_verify_offline() {
 async fn verify_reports_an_intact_stream_and_damage_with_its_location() {
     let server = TestServer::start().await;
     with_events(&server, "billing", 5).await;
-    let report: Value = get(&server, AUDITOR, "/v1/streams/billing/verify")
+    let report: Value = server
+        .get("/v1/streams/billing/verify", AUDITOR)
         .await
         .json()
         .await
@@ -154,7 +137,7 @@ async fn verify_reports_an_intact_stream_and_damage_with_its_location() {
         .unwrap();
     bytes[at + 6] = b'X';
     std::fs::write(&segment, bytes).unwrap();
-    let response = get(&server, AUDITOR, "/v1/streams/billing/verify").await;
+    let response = server.get("/v1/streams/billing/verify", AUDITOR).await;
     assert_eq!(response.status(), StatusCode::OK);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["intact"], false, "{report}");
@@ -207,7 +190,9 @@ async fn bad_offsets_and_sizes_are_400s_with_a_clear_message() {
         "proofs/consistency?old=x&new=3",
         "proofs/consistency?new=3",
     ] {
-        let response = get(&server, AUDITOR, &format!("/v1/streams/billing/{query}")).await;
+        let response = server
+            .get(&format!("/v1/streams/billing/{query}"), AUDITOR)
+            .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["kind"], "bad_request", "{query}: {body}");
@@ -234,19 +219,19 @@ async fn an_auditor_reads_verifies_and_proves_but_cannot_append_and_a_writer_lea
     for route in routes {
         let path = format!("/v1/streams/app-billing/{route}");
         assert_eq!(
-            get(&server, AUDITOR, &path).await.status(),
+            server.get(&path, AUDITOR).await.status(),
             StatusCode::OK,
             "{route}"
         );
         // The writer may append to app-* but not read: 403 whether the stream exists or not.
         for stream in ["app-billing", "app-missing"] {
             let path = format!("/v1/streams/{stream}/{route}");
-            let response = get(&server, WRITER, &path).await;
+            let response = server.get(&path, WRITER).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
         }
         let missing = format!("/v1/streams/app-missing/{route}");
         assert_eq!(
-            get(&server, AUDITOR, &missing).await.status(),
+            server.get(&missing, AUDITOR).await.status(),
             StatusCode::NOT_FOUND,
             "{route}"
         );
@@ -263,15 +248,15 @@ async fn an_auditor_reads_verifies_and_proves_but_cannot_append_and_a_writer_lea
         );
     }
     let append = server
-        .client
-        .post(server.url("/v1/streams/app-billing/events"))
-        .bearer_auth(AUDITOR)
-        .json(&json!(["forged"]))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/streams/app-billing/events",
+            AUDITOR,
+            &json!(["forged"]),
+        )
+        .await;
     assert_eq!(append.status(), StatusCode::FORBIDDEN);
-    let shown: Value = get(&server, AUDITOR, "/v1/streams/app-billing")
+    let shown: Value = server
+        .get("/v1/streams/app-billing", AUDITOR)
         .await
         .json()
         .await
@@ -284,7 +269,7 @@ async fn an_auditor_reads_verifies_and_proves_but_cannot_append_and_a_writer_lea
 async fn without_a_signing_key_the_checkpoint_route_says_how_to_get_one() {
     let server = TestServer::start().await;
     with_events(&server, "billing", 1).await;
-    let response = get(&server, AUDITOR, "/v1/streams/billing/checkpoint").await;
+    let response = server.get("/v1/streams/billing/checkpoint", AUDITOR).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["kind"], "not_found");

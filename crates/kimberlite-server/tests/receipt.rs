@@ -4,47 +4,23 @@
 
 mod common;
 
-use common::{checkpoint_key, TestServer, ADMIN, AUDITOR, WRITER};
+use common::{checkpoint_key, header, TestServer, AUDITOR, WRITER};
 use kimberlite::proof::{
     add_cosignatures, split_note, verify_receipt, ReceiptError, WitnessPolicy, WitnessSigner,
 };
 use reqwest::StatusCode;
 
-async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response {
-    server
-        .client
-        .get(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn append(server: &TestServer, stream: &str, events: &[&str]) {
-    let response = server
-        .client
-        .post(server.url(&format!("/v1/streams/{stream}/events")))
-        .bearer_auth(ADMIN)
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response.headers()[name].to_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn receipts_are_witnessed_when_a_cosigned_checkpoint_covers_the_event() {
     let server = TestServer::start_signing().await;
     server.create_stream("billing").await;
-    append(&server, "billing", &["a", "b", "c"]).await;
+    server.append("billing", &["a", "b", "c"]).await;
     let log = checkpoint_key().verifier();
 
     // No cosigned checkpoint yet: signed now, and said to be unwitnessed.
-    let response = get(&server, AUDITOR, "/v1/streams/billing/receipt?offset=1").await;
+    let response = server
+        .get("/v1/streams/billing/receipt?offset=1", AUDITOR)
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "kimberlite-witnessed"), "false");
     assert_eq!(header(&response, "kimberlite-tree-size"), "3");
@@ -65,17 +41,21 @@ async fn receipts_are_witnessed_when_a_cosigned_checkpoint_covers_the_event() {
     store
         .keep_cosigned_checkpoint(id, &add_cosignatures(&note, &line).unwrap())
         .unwrap();
-    append(&server, "billing", &["d"]).await;
+    server.append("billing", &["d"]).await;
     let policy = WitnessPolicy::new(vec![witness.verifier()], 1).unwrap();
 
-    let response = get(&server, AUDITOR, "/v1/streams/billing/receipt?offset=2").await;
+    let response = server
+        .get("/v1/streams/billing/receipt?offset=2", AUDITOR)
+        .await;
     assert_eq!(header(&response, "kimberlite-witnessed"), "true");
     let text = response.text().await.unwrap();
     let verified = verify_receipt(&text, &log, Some(&policy), Some(b"c".as_slice())).unwrap();
     assert_eq!(verified.cosigned.len(), 1);
     assert_eq!(verified.checkpoint.tree_size, 3);
     // Event 3 is past the cosigned checkpoint: signed now, unwitnessed, below the quorum.
-    let response = get(&server, AUDITOR, "/v1/streams/billing/receipt?offset=3").await;
+    let response = server
+        .get("/v1/streams/billing/receipt?offset=3", AUDITOR)
+        .await;
     assert_eq!(header(&response, "kimberlite-witnessed"), "false");
     let text = response.text().await.unwrap();
     assert!(matches!(
@@ -94,8 +74,10 @@ fn verified_note(receipt: &str) -> String {
 async fn receipts_that_cannot_be_made_are_clear_404s_and_rights_are_checked_first() {
     let server = TestServer::start_signing().await;
     server.create_stream("billing").await;
-    append(&server, "billing", &["a"]).await;
-    let response = get(&server, AUDITOR, "/v1/streams/billing/receipt?offset=1").await;
+    server.append("billing", &["a"]).await;
+    let response = server
+        .get("/v1/streams/billing/receipt?offset=1", AUDITOR)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.text().await.unwrap().contains("durable end"));
     for path in [
@@ -103,27 +85,31 @@ async fn receipts_that_cannot_be_made_are_clear_404s_and_rights_are_checked_firs
         "/v1/streams/billing/receipt?offset=x",
         "/v1/streams/billing/receipt?offset=0&size=1",
     ] {
-        let response = get(&server, AUDITOR, path).await;
+        let response = server.get(path, AUDITOR).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
     }
     // A key without read rights learns nothing, not even whether the stream exists.
     for stream in ["billing", "nothing-here"] {
         let path = format!("/v1/streams/{stream}/receipt?offset=0");
-        let response = get(&server, WRITER, &path).await;
+        let response = server.get(&path, WRITER).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{stream}");
     }
 
     // Without a signing key and nothing cosigned, the answer says how to get one.
     let unsigned = TestServer::start().await;
     unsigned.create_stream("billing").await;
-    append(&unsigned, "billing", &["a"]).await;
-    let response = get(&unsigned, AUDITOR, "/v1/streams/billing/receipt?offset=0").await;
+    unsigned.append("billing", &["a"]).await;
+    let response = unsigned
+        .get("/v1/streams/billing/receipt?offset=0", AUDITOR)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.text().await.unwrap().contains("--signing-key"));
-    let response = get(&unsigned, AUDITOR, "/v1/streams/none/receipt?offset=0").await;
+    let response = unsigned
+        .get("/v1/streams/none/receipt?offset=0", AUDITOR)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
-    let document = get(&server, AUDITOR, "/v1/openapi.json").await;
+    let document = server.get("/v1/openapi.json", AUDITOR).await;
     let document = document.text().await.unwrap();
     assert!(document.contains("/v1/streams/{stream}/receipt"));
 }

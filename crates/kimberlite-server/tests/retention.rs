@@ -44,13 +44,12 @@ async fn server_over_segments() -> TestServer {
 
 async fn retain(server: &TestServer, token: &str, before: u64) -> reqwest::Response {
     server
-        .client
-        .post(server.url("/v1/streams/audit/retain"))
-        .bearer_auth(token)
-        .json(&json!({ "before": before }))
-        .send()
+        .post(
+            "/v1/streams/audit/retain",
+            token,
+            &json!({ "before": before }),
+        )
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -61,13 +60,7 @@ async fn an_admin_retains_below_a_signed_checkpoint_and_reads_below_are_gone() {
         retain(&server, ADMIN, 100).await.status(),
         StatusCode::CONFLICT
     );
-    let signed = server
-        .client
-        .get(server.url("/v1/streams/audit/checkpoint"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let signed = server.get("/v1/streams/audit/checkpoint", ADMIN).await;
     assert_eq!(signed.status(), StatusCode::OK);
     assert_eq!(
         retain(&server, AUDITOR, 100).await.status(),
@@ -86,13 +79,7 @@ async fn an_admin_retains_below_a_signed_checkpoint_and_reads_below_are_gone() {
     assert_eq!(body["events_dropped"].as_u64(), Some(first));
     assert_eq!(body["checkpoint_size"].as_u64(), Some(EVENTS));
 
-    let below = server
-        .client
-        .get(server.url("/v1/streams/audit/events?from=0"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let below = server.get("/v1/streams/audit/events?from=0", AUDITOR).await;
     assert_eq!(below.status(), StatusCode::GONE);
     let error: Value = below.json().await.unwrap();
     assert_eq!(error["error"]["kind"], "pruned", "{error}");
@@ -102,19 +89,12 @@ async fn an_admin_retains_below_a_signed_checkpoint_and_reads_below_are_gone() {
         "{error}"
     );
     let kept = server
-        .client
-        .get(server.url(&format!("/v1/streams/audit/events?from={first}&limit=1")))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+        .get(
+            &format!("/v1/streams/audit/events?from={first}&limit=1"),
+            AUDITOR,
+        )
+        .await;
     assert_eq!(kept.status(), StatusCode::OK);
-    let verified = server
-        .client
-        .get(server.url("/v1/streams/audit/verify"))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let verified = server.get("/v1/streams/audit/verify", AUDITOR).await;
     assert_eq!(verified.status(), StatusCode::OK);
 }

@@ -33,13 +33,12 @@ async fn tls_round_trips_over_http1_and_http2() {
     assert_eq!(created.status(), 201);
     assert_eq!(created.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
     let appended = server
-        .client
-        .post(server.url("/v1/streams/tls-1/events"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!(["a", "b"]))
-        .send()
-        .await
-        .expect("append");
+        .post(
+            "/v1/streams/tls-1/events",
+            ADMIN,
+            &serde_json::json!(["a", "b"]),
+        )
+        .await;
     assert_eq!(appended.status(), 200, "{:?}", appended.text().await);
     let http1 = client(&ca, None, &[b"http/1.1"]);
     let read = http1

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::witnesses::{config, configure, policy, witness_signer, TestWitness};
+use common::witnesses::{config, configure, policy, three_witnesses, TestWitness};
 use common::{test_keys, TestServer};
 use kimberlite::proof::{WitnessKey, WitnessPolicy};
 use kimberlite_server::{ServerConfig, WitnessingConfig};
@@ -16,14 +16,6 @@ use kimberlite_witness::WitnessState;
 use reqwest::StatusCode;
 
 const STREAM: &str = "ledger";
-
-async fn three_witnesses() -> Vec<TestWitness> {
-    let mut witnesses = Vec::new();
-    for n in 1..=3 {
-        witnesses.push(TestWitness::start(witness_signer(n, n), &[STREAM]).await);
-    }
-    witnesses
-}
 
 fn two_of_three(witnesses: &[TestWitness]) -> WitnessPolicy {
     let keys: Vec<(WitnessKey, String)> = witnesses.iter().map(|w| (w.key(), w.url())).collect();
@@ -56,7 +48,7 @@ fn cosigned_by(server: &TestServer, policy: &WitnessPolicy) -> Vec<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forked_log_is_cosigned_on_at_most_one_branch_by_each_witness() {
-    let witnesses = three_witnesses().await;
+    let witnesses = three_witnesses(STREAM).await;
     let policy = two_of_three(&witnesses);
     // Two stores under the same key and store name: one log, two histories of equal size.
     let left = server_in(tempfile::tempdir().unwrap(), config(policy.clone())).await;
@@ -140,7 +132,7 @@ fn restore(dir: &Path, backup: &Path, keep: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_store_is_refused_by_the_witnesses_and_by_the_logs_own_guard() {
-    let witnesses = three_witnesses().await;
+    let witnesses = three_witnesses(STREAM).await;
     let policy = two_of_three(&witnesses);
     let server = server_in(tempfile::tempdir().unwrap(), config(policy.clone())).await;
     server.append_events(STREAM, &["a", "b"], true).await;
@@ -216,7 +208,7 @@ fn restore_dir(dir: &Path, from: &Path, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cosignatures_kept_earlier_stay_when_their_witness_is_down_later() {
-    let mut witnesses = three_witnesses().await;
+    let mut witnesses = three_witnesses(STREAM).await;
     let policy = two_of_three(&witnesses);
     witnesses.remove(2).stop().await;
     let server = server_in(tempfile::tempdir().unwrap(), config(policy.clone())).await;

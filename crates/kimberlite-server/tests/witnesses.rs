@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::witnesses::{config, policy, witness_signer, witnessed_server, TestWitness};
+use common::witnesses::{
+    config, policy, three_witnesses, witness_signer, witnessed_server, TestWitness,
+};
 use common::{checkpoint_key, LOG_NAME};
 use kimberlite::proof::{verify_witnessed, WitnessKey};
 use reqwest::StatusCode;
@@ -19,21 +21,13 @@ use signed_note::{Note, StandardVerifier, VerifierList};
 
 const STREAM: &str = "ledger";
 
-async fn three_witnesses() -> Vec<TestWitness> {
-    let mut witnesses = Vec::new();
-    for n in 1..=3 {
-        witnesses.push(TestWitness::start(witness_signer(n, n), &[STREAM]).await);
-    }
-    witnesses
-}
-
 fn keys_and_urls(witnesses: &[TestWitness]) -> Vec<(WitnessKey, String)> {
     witnesses.iter().map(|w| (w.key(), w.url())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_reaches_two_of_three_and_the_api_says_so() {
-    let witnesses = three_witnesses().await;
+    let witnesses = three_witnesses(STREAM).await;
     let policy = policy(&keys_and_urls(&witnesses), 2);
     let server = witnessed_server(config(policy.clone())).await;
     server.append_events(STREAM, &["a", "b", "c"], true).await;
@@ -107,7 +101,7 @@ async fn a_checkpoint_reaches_two_of_three_and_the_api_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_witness_down_the_checkpoint_is_still_witnessed() {
-    let mut witnesses = three_witnesses().await;
+    let mut witnesses = three_witnesses(STREAM).await;
     let policy = policy(&keys_and_urls(&witnesses), 2);
     let down = witnesses.remove(0);
     let down_key = down.key();
@@ -134,7 +128,7 @@ async fn with_one_witness_down_the_checkpoint_is_still_witnessed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_checkpointer_has_a_growing_stream_witnessed_unasked() {
-    let witnesses = three_witnesses().await;
+    let witnesses = three_witnesses(STREAM).await;
     let mut config = config(policy(&keys_and_urls(&witnesses), 2));
     config.checkpoint_interval = Some(Duration::from_millis(50));
     let server = witnessed_server(config).await;
@@ -151,7 +145,7 @@ async fn the_background_checkpointer_has_a_growing_stream_witnessed_unasked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_whose_key_was_rotated_does_not_count() {
-    let mut witnesses = three_witnesses().await;
+    let mut witnesses = three_witnesses(STREAM).await;
     let policy = policy(&keys_and_urls(&witnesses), 2);
     // Witness 2 now signs with a new key under the same name; the policy still has the old.
     let old = witnesses.remove(1);
@@ -228,7 +222,7 @@ async fn bad_witness(status: u16, body: &'static str) -> (String, Arc<AtomicU32>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_answering_garbage_or_422_is_retried_boundedly_and_breaks_nothing() {
-    let mut witnesses = three_witnesses().await;
+    let mut witnesses = three_witnesses(STREAM).await;
     for (status, body, outcome) in [
         (200, "this is not a cosignature\n", "garbage"),
         (422, "bad proof\n", "bad_proof"),
@@ -278,12 +272,11 @@ async fn the_witnessed_route_needs_read_rights_and_a_policy_and_is_documented() 
     // A key without read rights: 403, whatever the stream.
     for stream in ["app-ledger", "nowhere"] {
         let response = server
-            .client
-            .get(server.url(&format!("/v1/streams/{stream}/checkpoints/witnessed")))
-            .bearer_auth(common::WRITER)
-            .send()
-            .await
-            .unwrap();
+            .get(
+                &format!("/v1/streams/{stream}/checkpoints/witnessed"),
+                common::WRITER,
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{stream}");
     }
     server.checkpoint("app-ledger").await;

@@ -165,6 +165,18 @@ impl SimFileSystem {
     pub fn files(&self) -> Vec<PathBuf> {
         self.lock().entries.keys().cloned().collect()
     }
+
+    /// A handle on `inode`, opened at `path`; it fails once a crash has passed (`state`'s
+    /// generation is the one it belongs to).
+    fn handle(&self, state: &State, inode: u64, path: &Path, writable: bool) -> SimFile {
+        SimFile {
+            state: Arc::clone(&self.state),
+            inode,
+            generation: state.generation,
+            path: path.to_path_buf(),
+            writable,
+        }
+    }
 }
 
 impl FileSystem for SimFileSystem {
@@ -189,25 +201,13 @@ impl FileSystem for SimFileSystem {
         let mut state = self.lock();
         let inode = state.lookup(path)?;
         state.refuse_change(path)?;
-        Ok(SimFile {
-            state: Arc::clone(&self.state),
-            inode,
-            generation: state.generation,
-            path: path.to_path_buf(),
-            writable: true,
-        })
+        Ok(self.handle(&state, inode, path, true))
     }
 
     fn open_readonly(&self, path: &Path) -> io::Result<SimFile> {
         let state = self.lock();
         let inode = state.lookup(path)?;
-        Ok(SimFile {
-            state: Arc::clone(&self.state),
-            inode,
-            generation: state.generation,
-            path: path.to_path_buf(),
-            writable: false,
-        })
+        Ok(self.handle(&state, inode, path, false))
     }
 
     fn create(&self, path: &Path) -> io::Result<SimFile> {
@@ -231,13 +231,7 @@ impl FileSystem for SimFileSystem {
                 id
             }
         };
-        Ok(SimFile {
-            state: Arc::clone(&self.state),
-            inode,
-            generation: state.generation,
-            path: path.to_path_buf(),
-            writable: true,
-        })
+        Ok(self.handle(&state, inode, path, true))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -118,18 +118,25 @@ fn key_files(fs: &SimFileSystem) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A simulated file system of `seed` without faults, and the store [`STORE`] opened over it
+/// through a [`DiesAfter`] whose budget is unlimited until the test sets it.
+fn dying_store(seed: u64) -> (SimFileSystem, DiesAfter, Kimberlite) {
+    let fs = SimFileSystem::new(seed, FaultConfig::NONE);
+    let dying = DiesAfter {
+        inner: fs.clone(),
+        budget: Arc::new(AtomicI64::new(i64::MAX)),
+    };
+    let store = Kimberlite::open_with_fs(dying.clone(), STORE, Config::default()).unwrap();
+    (fs, dying, store)
+}
+
 #[test]
 fn a_crash_at_every_step_of_an_erasure_leaves_it_whole_or_undone() {
     let (_, text) = MasterKey::generate();
     let master = || Arc::new(MasterKey::from_text(&text).unwrap());
     let mut outcomes = [0u32; 2];
     for budget in 0.. {
-        let fs = SimFileSystem::new(budget as u64, FaultConfig::NONE);
-        let dying = DiesAfter {
-            inner: fs.clone(),
-            budget: Arc::new(AtomicI64::new(i64::MAX)),
-        };
-        let store = Kimberlite::open_with_fs(dying.clone(), STORE, Config::default()).unwrap();
+        let (fs, dying, store) = dying_store(budget as u64);
         let id = store.create_stream("records").unwrap();
         let keys = SubjectKeys::open(&store, master()).unwrap();
         keys.append(id, "alice", ["a1", "a2"], ExpectedOffset::Any)
@@ -190,12 +197,7 @@ fn an_erasure_counts_the_events_sealed_since_the_last_save_before_a_crash() {
     let (_, text) = MasterKey::generate();
     let master = || Arc::new(MasterKey::from_text(&text).unwrap());
     for budget in 0.. {
-        let fs = SimFileSystem::new(budget as u64, FaultConfig::NONE);
-        let dying = DiesAfter {
-            inner: fs.clone(),
-            budget: Arc::new(AtomicI64::new(i64::MAX)),
-        };
-        let store = Kimberlite::open_with_fs(dying.clone(), STORE, Config::default()).unwrap();
+        let (fs, dying, store) = dying_store(budget as u64);
         let records = store.create_stream("records").unwrap();
         let notes = store.create_stream("notes").unwrap();
         let keys = SubjectKeys::open(&store, master()).unwrap();

@@ -26,10 +26,12 @@ struct CountingFs {
     unshared: bool,
 }
 
+/// A file of a [`CountingFs`], counting its syncs: one the writer opened, or a handle shared
+/// from one (which shares no further, as the OS file system's shared handles do not).
 struct CountedFile {
-    inner: <OsFileSystem as FileSystem>::File,
+    inner: Box<dyn FileHandle>,
     syncs: Arc<AtomicU32>,
-    unshared: bool,
+    shareable: bool,
 }
 
 impl FileHandle for CountedFile {
@@ -50,39 +52,14 @@ impl FileHandle for CountedFile {
         self.inner.sync_data()
     }
     fn share(&self) -> Option<Box<dyn FileHandle>> {
-        if self.unshared {
+        if !self.shareable {
             return None;
         }
-        let inner = self.inner.share()?;
-        Some(Box::new(SharedFile {
-            inner,
+        Some(Box::new(CountedFile {
+            inner: self.inner.share()?,
             syncs: Arc::clone(&self.syncs),
+            shareable: false,
         }))
-    }
-}
-
-/// A shared handle, counting its syncs too.
-struct SharedFile {
-    inner: Box<dyn FileHandle>,
-    syncs: Arc<AtomicU32>,
-}
-
-impl FileHandle for SharedFile {
-    fn len_bytes(&self) -> io::Result<u64> {
-        self.inner.len_bytes()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, position)
-    }
-    fn write_all_at(&mut self, buf: &[u8], position: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, position)
-    }
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.inner.sync_data()
     }
 }
 
@@ -103,9 +80,9 @@ impl FileSystem for CountingFs {
 impl CountingFs {
     fn counted(&self, inner: <OsFileSystem as FileSystem>::File) -> CountedFile {
         CountedFile {
-            inner,
+            inner: Box::new(inner),
             syncs: Arc::clone(&self.syncs),
-            unshared: self.unshared,
+            shareable: !self.unshared,
         }
     }
 }

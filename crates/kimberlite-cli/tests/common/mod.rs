@@ -4,8 +4,10 @@
 #![allow(dead_code)] // each test crate uses its own share of the helpers
 
 use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn kimberlite(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
@@ -141,4 +143,56 @@ pub fn shared_admin_key(temp: &Path, dirs: &[PathBuf], grants: &[&str]) -> PathB
         .expect("keys");
     }
     token_file
+}
+
+/// `kimberlite verify-proof --pubkey PUBKEY --checkpoint CHECKPOINT --proof PROOF`, which
+/// must succeed: what it prints.
+pub fn verify_proof(pubkey: &Path, checkpoint: &Path, proof: &Path) -> String {
+    let args = [
+        "verify-proof",
+        "--pubkey",
+        s(pubkey),
+        "--checkpoint",
+        s(checkpoint),
+        "--proof",
+        s(proof),
+    ];
+    ok(&args, "")
+}
+
+/// A `kimberlite serve` process, killed when dropped (a failed test included).
+pub struct Serving(pub Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (the listener that found it is closed again).
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// Runs `kimberlite ARGS`, a server listening on `addr`, its output dropped and its stderr as
+/// `stderr` asks; returns once `addr` takes connections (within `patience`, else a panic).
+pub fn serving(args: &[&str], addr: SocketAddr, stderr: Stdio, patience: Duration) -> Serving {
+    let child = Command::new(env!("CARGO_BIN_EXE_kimberlite"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("run kimberlite serve");
+    let serving = Serving(child);
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < patience,
+            "{args:?} did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serving
 }

@@ -86,6 +86,21 @@ mod tests {
         LogId::new(CommittedLeaderId::new(term, 1), index)
     }
 
+    /// Entry 8 of term 3: client 9's append of `events` to stream 2.
+    fn append_entry(events: &[Bytes]) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(3, 8),
+            payload: EntryPayload::Normal(Command::Append {
+                request: RequestId { client: 9, seq: 4 },
+                stream: 2,
+                prev: Head::default(),
+                read_at: 7,
+                expected: Head::default().after(events),
+                events: events.to_vec(),
+            }),
+        }
+    }
+
     #[test]
     fn raft_messages_round_trip() {
         let events = vec![Bytes::from_static(b"x"), Bytes::from(vec![0u8; 300])];
@@ -102,17 +117,7 @@ mod tests {
             vote: Vote::new_committed(3, 1),
             prev_log_id: Some(log_id(2, 7)),
             entries: vec![
-                Entry {
-                    log_id: log_id(3, 8),
-                    payload: EntryPayload::Normal(Command::Append {
-                        request: RequestId { client: 9, seq: 4 },
-                        stream: 2,
-                        prev: Head::default(),
-                        read_at: 7,
-                        expected: Head::default().after(&events),
-                        events: events.clone(),
-                    }),
-                },
+                append_entry(&events),
                 Entry {
                     log_id: log_id(3, 9),
                     payload: EntryPayload::Membership(members),
@@ -141,17 +146,7 @@ mod tests {
         let request = AppendEntriesRequest::<TypeConfig> {
             vote: Vote::new_committed(3, 1),
             prev_log_id: Some(log_id(2, 7)),
-            entries: vec![Entry {
-                log_id: log_id(3, 8),
-                payload: EntryPayload::Normal(Command::Append {
-                    request: RequestId { client: 9, seq: 4 },
-                    stream: 2,
-                    prev: Head::default(),
-                    read_at: 7,
-                    expected: Head::default().after(&events),
-                    events: events.clone(),
-                }),
-            }],
+            entries: vec![append_entry(&events)],
             leader_commit: Some(log_id(3, 8)),
         };
         let encoded = encode(&request).unwrap();

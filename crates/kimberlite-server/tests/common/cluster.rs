@@ -1,10 +1,14 @@
-//! Nodes of one cluster in this process, each a real server on loopback (`serve --node-id`).
+//! Nodes of one cluster in this process, each a real server on loopback (`serve --node-id`),
+//! and the requests the cluster tests send them (redirects shown, not followed: a follower's
+//! answer to a write or a linearizable read is one).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use kimberlite_server::{node_state, AppState, ClusterConfig, Limits, Server, ServerConfig};
+use reqwest::{IntoUrl, Response, StatusCode};
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,6 +41,35 @@ pub fn listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     (listener, url)
+}
+
+/// A client that shows redirects instead of following them.
+pub fn raw() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// `GET url` with `token`'s key.
+pub async fn get(url: impl IntoUrl, token: &str) -> Response {
+    raw()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// `POST url` with `token`'s key and `body` as JSON.
+pub async fn post(url: impl IntoUrl, token: &str, body: &Value) -> Response {
+    raw()
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
 }
 
 impl Nodes {
@@ -115,15 +148,7 @@ impl Nodes {
         let server_config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         let server =
             Server::with_listener(&server_config, state.clone(), listener).expect("server");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+        let (stop, task) = super::spawn(server);
         self.running.insert(id, RunningNode { state, stop, task });
     }
 
@@ -175,5 +200,57 @@ impl Nodes {
         for id in ids {
             self.stop(id).await;
         }
+    }
+
+    /// Creates stream `name` through node `node`.
+    pub async fn create(&self, node: u64, name: &str) -> Response {
+        let body = json!({ "name": name });
+        post(self.url(node, "/v1/streams"), super::ADMIN, &body).await
+    }
+
+    /// Appends `events` (a JSON array) to `stream` through node `node`.
+    pub async fn append(&self, node: u64, stream: &str, events: Value) -> Response {
+        let path = format!("/v1/streams/{stream}/events");
+        post(self.url(node, &path), super::ADMIN, &events).await
+    }
+
+    /// Reads `stream` on `node` as a follower read until it holds `count` events (bounded);
+    /// the answer of a read made once it does.
+    pub async fn follower_read(&self, node: u64, stream: &str, count: usize) -> Response {
+        let url = self.url(
+            node,
+            &format!("/v1/streams/{stream}/events?from=0&consistency=follower"),
+        );
+        for _ in 0..250 {
+            let response = get(&url, super::ADMIN).await;
+            if response.status() == StatusCode::OK {
+                let position = response.headers().get("kimberlite-log-position").cloned();
+                let body: Value = response.json().await.expect("a JSON page");
+                if body["events"].as_array().expect("events").len() >= count {
+                    // Ask again to hand back the whole response.
+                    let again = get(&url, super::ADMIN).await;
+                    assert!(position.is_some());
+                    return again;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("node {node} never held {count} events of {stream}");
+    }
+
+    /// The note `path` answers on `node` to an auditor, once it is 200 and of `size` events
+    /// (bounded).
+    pub async fn note_of_size(&self, node: u64, path: &str, size: u64) -> String {
+        for _ in 0..250 {
+            let response = get(self.url(node, path), super::AUDITOR).await;
+            if response.status() == StatusCode::OK {
+                let note = response.text().await.expect("a note");
+                if note.lines().nth(1) == Some(size.to_string().as_str()) {
+                    return note;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("node {node} never answered a checkpoint of {size} at {path}");
     }
 }

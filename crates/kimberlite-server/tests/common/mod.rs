@@ -152,15 +152,7 @@ impl TestServer {
         let state = configure(AppState::new(store, keys, config.limits.clone()));
         let server = Server::bind(&config, state.clone()).await.expect("bind");
         let addr = server.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+        let (stop, task) = spawn(server);
         Self {
             addr,
             scheme: if config.tls.is_some() {
@@ -193,12 +185,62 @@ impl TestServer {
     }
 
     pub async fn create_stream(&self, name: &str) -> reqwest::Response {
+        self.post("/v1/streams", ADMIN, &serde_json::json!({ "name": name }))
+            .await
+    }
+
+    /// `GET path` with `token`'s key.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
-            .post(self.url("/v1/streams"))
-            .bearer_auth(ADMIN)
-            .json(&serde_json::json!({ "name": name }))
+            .get(self.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request")
     }
+
+    /// `POST path` with `token`'s key and `body` as JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &(impl serde::Serialize + ?Sized),
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Appends `events` (a JSON array) to `stream` with the admin key; they must be taken.
+    pub async fn append(&self, stream: &str, events: &(impl serde::Serialize + ?Sized)) {
+        let path = format!("/v1/streams/{stream}/events");
+        let response = self.post(&path, ADMIN, events).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+    }
+}
+
+/// Runs `server` on a task until the sender is used or dropped; the sender and the task.
+pub fn spawn(server: Server) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        server
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+    });
+    (stop, task)
+}
+
+/// Header `name` of `response`, as text.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers()[name]
+        .to_str()
+        .expect("a text header")
+        .to_owned()
 }

@@ -40,6 +40,15 @@ pub fn witness_signer(n: u8, seed: u8) -> WitnessSigner {
     WitnessSigner::from_seed(&format!("witness.test/w{n}"), [seed; 32]).expect("a key")
 }
 
+/// Witnesses 1, 2 and 3 (each key from its own seed), each keeping `stream`.
+pub async fn three_witnesses(stream: &str) -> Vec<TestWitness> {
+    let mut witnesses = Vec::new();
+    for n in 1..=3 {
+        witnesses.push(TestWitness::start(witness_signer(n, n), &[stream]).await);
+    }
+    witnesses
+}
+
 impl TestWitness {
     /// A witness signing with `signer` that accepts the test servers' `streams`.
     pub async fn start(signer: WitnessSigner, streams: &[&str]) -> Self {

@@ -142,4 +142,31 @@ impl SimFileSystem {
         state.generation += 1;
         state.locks.clear();
     }
+
+    /// After a read-only open of this (read-only mounted) file system: an error if the open
+    /// tried any change (the mount's refusals grew past `refused`) or the files are not as in
+    /// `before`.
+    pub(crate) fn unchanged_since(&self, refused: u64, before: &Snapshot) -> Result<(), String> {
+        let tried = self.counts().read_only_refusals - refused;
+        if tried > 0 {
+            return Err(format!("a read-only open tried {tried} changes"));
+        }
+        if self.snapshot() != *before {
+            return Err("a read-only open changed the file system".into());
+        }
+        Ok(())
+    }
+
+    /// What a writable open on a read-only mount must answer: a failure that says so.
+    pub(crate) fn writable_open_refused<T, E: std::fmt::Display>(
+        opened: Result<T, E>,
+    ) -> Result<(), String> {
+        match opened {
+            Ok(_) => Err("a writable open on a read-only mount succeeded".into()),
+            Err(error) if error.to_string().contains("read-only file system") => Ok(()),
+            Err(error) => Err(format!(
+                "a writable open on a read-only mount failed without saying so: {error}"
+            )),
+        }
+    }
 }

@@ -11,6 +11,7 @@ use kimberlite_storage::{ReadOnlyFs, Storage};
 use kimberlite_types::StreamId;
 
 use super::{read_all, Check, Run, STORE_DIR};
+use crate::fs::SimFileSystem;
 
 /// Each stream's events as a read-only open showed them.
 pub(super) type View = BTreeMap<StreamId, Vec<Bytes>>;
@@ -29,15 +30,11 @@ impl Run {
     }
 
     fn open_both_ways(&mut self, before: &crate::fs::Snapshot) -> Result<View, String> {
-        match Storage::open_on(self.fs.clone(), Path::new(STORE_DIR), self.config) {
-            Ok(_) => return Err("a writable open on a read-only mount succeeded".into()),
-            Err(error) if error.to_string().contains("read-only file system") => {}
-            Err(error) => {
-                return Err(format!(
-                    "a writable open on a read-only mount failed without saying so: {error}"
-                ))
-            }
-        }
+        SimFileSystem::writable_open_refused(Storage::open_on(
+            self.fs.clone(),
+            Path::new(STORE_DIR),
+            self.config,
+        ))?;
         self.stats.attacks.writable_opens_refused += 1;
         let refused = self.fs.counts().read_only_refusals;
         let fs = ReadOnlyFs::new(self.fs.clone());
@@ -49,13 +46,7 @@ impl Run {
             .map(|stream| Ok((stream, read_all(&mut storage, stream)?)))
             .collect::<Result<View, String>>()?;
         drop(storage);
-        let tried = self.fs.counts().read_only_refusals - refused;
-        if tried > 0 {
-            return Err(format!("a read-only open tried {tried} changes"));
-        }
-        if self.fs.snapshot() != *before {
-            return Err("a read-only open changed the file system".into());
-        }
+        self.fs.unchanged_since(refused, before)?;
         self.stats.attacks.read_only_opens += 1;
         Ok(view)
     }

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::attack::root_of;
 use super::state::{Check, StoreRun, STORE_DIR};
-use crate::fs::Snapshot;
+use crate::fs::{SimFileSystem, Snapshot};
 
 /// What a read-only open showed: its recovery report and each named stream's events.
 type View = (RecoveryReport, BTreeMap<String, Vec<Bytes>>);
@@ -59,15 +59,8 @@ impl StoreRun {
     fn inspect_read_only(&mut self, before: &Snapshot) -> Result<View, String> {
         let config = self.config.clone();
         if !self.options.lie_read_only {
-            match Kimberlite::open_with_fs(self.fs.clone(), STORE_DIR, config.clone()) {
-                Ok(_) => return Err("a writable open on a read-only mount succeeded".into()),
-                Err(error) if error.to_string().contains("read-only file system") => {}
-                Err(error) => {
-                    return Err(format!(
-                        "a writable open on a read-only mount failed without saying so: {error}"
-                    ))
-                }
-            }
+            let opened = Kimberlite::open_with_fs(self.fs.clone(), STORE_DIR, config.clone());
+            SimFileSystem::writable_open_refused(opened)?;
             self.stats.attacks.writable_opens_refused += 1;
             if self.fs.snapshot() != *before {
                 return Err("a refused writable open changed the file system".into());
@@ -82,13 +75,7 @@ impl StoreRun {
         let store = opened.map_err(|error| format!("a read-only open failed: {error}"))?;
         let view = self.look(&store)?;
         drop(store);
-        let tried = self.fs.counts().read_only_refusals - refused;
-        if tried > 0 {
-            return Err(format!("a read-only open tried {tried} changes"));
-        }
-        if self.fs.snapshot() != *before {
-            return Err("a read-only open changed the file system".into());
-        }
+        self.fs.unchanged_since(refused, before)?;
         self.stats.attacks.read_only_opens += 1;
         Ok(view)
     }
