@@ -15,6 +15,8 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, Snapshot, Vote};
 
+use crate::log_flush::Flushed;
+use crate::log_store::LogStore;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Why a message did not get an answer from its target.
@@ -76,13 +78,16 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Network<T> {
     transport: std::sync::Arc<T>,
+    /// How far the node's log is durable: the commit it sends is clamped to it.
+    flushed: Flushed,
 }
 
 impl<T> Network<T> {
-    /// The network of one node, sending through `transport`.
-    pub fn new(transport: T) -> Self {
+    /// The network of the node whose log is `log`, sending through `transport`.
+    pub fn new(transport: T, log: &LogStore) -> Self {
         Self {
             transport: std::sync::Arc::new(transport),
+            flushed: log.flushed().clone(),
         }
     }
 }
@@ -93,6 +98,7 @@ pub struct Connection<T> {
     transport: std::sync::Arc<T>,
     target: NodeId,
     node: Node,
+    flushed: Flushed,
 }
 
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
@@ -103,6 +109,7 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
             transport: self.transport.clone(),
             target,
             node: node.clone(),
+            flushed: self.flushed.clone(),
         }
     }
 }
@@ -123,9 +130,12 @@ fn rpc_error<E: std::error::Error + 'static>(
 impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
     async fn append_entries(
         &mut self,
-        request: AppendEntriesRequest<TypeConfig>,
+        mut request: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        // openraft's commit may count the leader's own log before its background sync: a
+        // follower must never apply an entry that only it holds durably (crate::log_flush).
+        request.leader_commit = self.flushed.clamp(request.leader_commit);
         self.transport
             .append_entries(self.target, &self.node, request)
             .await
