@@ -133,10 +133,11 @@ impl Node {
         let state_machine =
             StateMachine::open_with(config.fs, &config.dir, config.store.clone(), config.sync)?;
         state_machine.apply_once_durable(log.flushed().clone());
+        let retry = Duration::from_millis(raft_config.heartbeat_interval);
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(transport, &log),
+            Network::new(transport, &log, retry),
             log.clone(),
             state_machine.clone(),
         )
