@@ -267,6 +267,40 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
         Ok(())
     }
 
+    /// A handle that syncs this file outside the caller's lock (the leader's Raft log,
+    /// `crate::log_flush`): the same open file where the file system shares one, else the
+    /// path opened again; `None` when writes are not synced.
+    pub(crate) fn sync_handle(&self) -> Result<Option<Box<dyn FileHandle>>, LogFileError>
+    where
+        F::File: 'static,
+    {
+        if !self.sync {
+            return Ok(None);
+        }
+        if let Some(shared) = self.file.share() {
+            return Ok(Some(shared));
+        }
+        let path = self.path();
+        match self.fs.open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(source) => Err(LogFileError::Io { path, source }),
+        }
+    }
+
+    /// Syncs what was written unsynced (nothing when writes are not synced).
+    pub(crate) fn sync(&mut self) -> Result<(), LogFileError> {
+        if !self.sync {
+            return Ok(());
+        }
+        let path = self.path();
+        self.refuse_after_failure()
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| {
+                self.failed = true;
+                LogFileError::Io { path, source }
+            })
+    }
+
     /// The fail-stop latch: an error once a write, sync or rewrite has failed.
     fn refuse_after_failure(&self) -> io::Result<()> {
         if self.failed {

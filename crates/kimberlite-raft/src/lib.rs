@@ -28,6 +28,7 @@ mod halt;
 mod journal_file;
 pub mod linearizability;
 mod log_file;
+mod log_flush;
 mod log_store;
 mod network;
 mod node;
@@ -57,6 +58,8 @@ mod linearizability_tests;
 mod log_file_faults_tests;
 #[cfg(test)]
 mod log_file_tests;
+#[cfg(test)]
+mod log_flush_tests;
 #[cfg(test)]
 mod replica_batch_tests;
 #[cfg(test)]

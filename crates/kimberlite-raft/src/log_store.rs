@@ -1,20 +1,24 @@
 //! [`LogStore`]: openraft's log storage over [`crate::log_file`]. Entries stay in memory too
-//! (the log is purged after each snapshot, so it stays short); every change is written and
-//! synced to the file before openraft is told it is done.
+//! (the log is purged after each snapshot, so it stays short). Every change is written and
+//! synced to the file before openraft is told it is done, except the leader's own normal
+//! entries, synced beside replication by [`crate::log_flush`] (docs/REPLICATION.md, section
+//! "The Raft log").
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, LogState as RaftLogState, RaftLogStorage};
 use openraft::{
-    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    Vote,
 };
 
 use crate::commit_watch::CommitWatch;
 use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LogState};
+use crate::log_flush::{Flushed, LogFlusher};
 use crate::node_fs::NodeFs;
 use crate::types::{NodeId, TypeConfig};
 
@@ -23,14 +27,52 @@ use crate::types::{NodeId, TypeConfig};
 #[derive(Debug, Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
-    /// Tells the proposer its entry's log id and the committed log ids, before the apply.
-    commits: CommitWatch,
+    /// How far the log is durable.
+    flushed: Flushed,
+    /// openraft's committed log id, published clamped to `flushed`.
+    committed: Arc<Committed>,
+    /// Syncs the leader's own normal entries in the background.
+    flusher: Arc<LogFlusher>,
+    /// The node this log belongs to, once known ([`LogStore::of_node`]): its own normal
+    /// entries, while it leads, are synced in the background.
+    own: Option<NodeId>,
 }
 
 #[derive(Debug)]
 struct Inner {
     file: LogFile<NodeFs>,
     state: LogState,
+}
+
+/// openraft's committed log id and what the proposer hears of it: that log id clamped to
+/// the durable log, published under one lock so that a later value never loses to an older.
+#[derive(Debug)]
+struct Committed {
+    /// Tells the proposer its entry's log id and the committed log ids, before the apply.
+    commits: CommitWatch,
+    flushed: Flushed,
+    raft: Mutex<Option<LogId<NodeId>>>,
+}
+
+impl Committed {
+    /// Publishes openraft's committed log id (`Some`) or the last one again (`None`: the
+    /// durable log moved), clamped to the durable log.
+    fn publish(&self, raft: Option<Option<LogId<NodeId>>>) {
+        let mut last = self.raft.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(raft) = raft {
+            *last = raft;
+        }
+        self.commits.committed(self.flushed.clamp(*last));
+    }
+}
+
+fn last_log_id(state: &LogState) -> Option<LogId<NodeId>> {
+    state
+        .entries
+        .values()
+        .next_back()
+        .map(|entry| entry.log_id)
+        .or(state.purged)
 }
 
 impl LogStore {
@@ -42,22 +84,60 @@ impl LogStore {
 
     /// [`LogStore::open`] over the file system `fs`.
     pub fn open_with(fs: NodeFs, dir: &Path, sync: bool) -> Result<Self, LogFileError> {
-        let (file, state) = LogFile::open_with(fs, dir, sync)?;
+        let (mut file, state) = LogFile::open_with(fs, dir, sync)?;
+        // What was replayed counts as durable: a background sync a crash of the process
+        // (not of the machine) cut short left its writes in the page cache only.
+        file.sync()?;
+        let flushed = Flushed::new(last_log_id(&state));
+        let committed = Arc::new(Committed {
+            commits: CommitWatch::default(),
+            flushed: flushed.clone(),
+            raft: Mutex::new(None),
+        });
+        let flusher = {
+            let committed = Arc::clone(&committed);
+            LogFlusher::start(flushed.clone(), move || committed.publish(None)).map_err(
+                |source| LogFileError::Io {
+                    path: dir.to_owned(),
+                    source,
+                },
+            )?
+        };
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner { file, state })),
-            commits: CommitWatch::default(),
+            flushed,
+            committed,
+            flusher: Arc::new(flusher),
+            own: None,
         })
+    }
+
+    /// This log as node `id`'s: while it leads, its own normal entries are synced in the
+    /// background, replicated meanwhile.
+    #[must_use]
+    pub(crate) fn of_node(mut self, id: NodeId) -> Self {
+        self.own = Some(id);
+        self
     }
 
     /// What the proposer registers its entries with ([`CommitWatch`]).
     pub(crate) fn commits(&self) -> &CommitWatch {
-        &self.commits
+        &self.committed.commits
+    }
+
+    /// How far the log is durable: what the leader's commit is clamped to.
+    pub(crate) fn flushed(&self) -> &Flushed {
+        &self.flushed
+    }
+
+    /// Holds (or releases) the background sync of the leader's entries.
+    #[cfg(test)]
+    pub(crate) fn hold_flush(&self, held: bool) {
+        self.flusher.hold(held);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The index of the first entry kept, if any: tests check the log is purged.
@@ -71,37 +151,122 @@ impl LogStore {
         records: &[LogRecord],
         verb: ErrorSubject<NodeId>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.write_with(records, verb, true)
+        self.write_locked(&mut self.lock(), records, verb, true)
     }
 
-    /// Writes `records`, synced or not, and applies them to the entries in memory.
-    fn write_with(
+    /// Writes `records`, synced or not, and applies them to the entries in memory. A synced
+    /// write makes the whole file durable, the background sync's writes with it.
+    fn write_locked(
         &self,
+        inner: &mut Inner,
         records: &[LogRecord],
         verb: ErrorSubject<NodeId>,
         sync: bool,
     ) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
+        if let Some(failure) = self.flushed.now().failure {
+            return Err(io_error(verb, std::io::Error::other(failure)));
+        }
         let written = if sync {
             inner.file.append(records)
         } else {
             inner.file.append_unsynced(records)
         };
-        written.map_err(|error| io_error(verb, error))?;
+        written.map_err(|error| log_file_error(verb, error))?;
         for record in records.iter().cloned() {
             inner.state.apply(record);
+        }
+        if sync {
+            self.flushed.synced(last_log_id(&inner.state));
+        }
+        Ok(())
+    }
+
+    /// Whether `entries` are this node's own normal entries of the term it leads (its saved
+    /// vote is its own, committed): they are synced in the background. Anything else (a
+    /// blank or membership entry, a follower's append, this node's entries of an earlier
+    /// term sent back by another leader) is synced before openraft hears of it.
+    fn deferred(&self, inner: &Inner, entries: &[LogRecord]) -> bool {
+        let Some(own) = self.own else {
+            return false;
+        };
+        let Some(vote) = inner.state.vote.filter(Vote::is_committed) else {
+            return false;
+        };
+        let leading = vote.leader_id().node_id == own;
+        leading
+            && !entries.is_empty()
+            && entries.iter().all(|record| match record {
+                LogRecord::Entry(entry) => {
+                    entry.log_id.leader_id == *vote.leader_id()
+                        && matches!(entry.payload, EntryPayload::Normal(_))
+                }
+                _ => false,
+            })
+    }
+
+    /// Writes the leader's own entries unsynced and queues their sync.
+    fn append_deferred(
+        &self,
+        inner: &mut Inner,
+        records: &[LogRecord],
+    ) -> Result<(), StorageError<NodeId>> {
+        self.write_locked(inner, records, ErrorSubject::Logs, false)?;
+        let handle = inner.file.sync_handle().map_err(|error| {
+            self.flushed.failed(error.to_string());
+            log_file_error(ErrorSubject::Logs, error)
+        })?;
+        if let Some(log_id) = last_log_id(&inner.state) {
+            self.flusher.queue(self.flushed.job(log_id, handle));
         }
         Ok(())
     }
 }
 
-fn io_error(subject: ErrorSubject<NodeId>, error: LogFileError) -> StorageError<NodeId> {
+impl LogStore {
+    /// Writes entries (`records`), synced unless they are the leader's own normal entries,
+    /// and notes the proposer's; openraft hears of them next.
+    pub(crate) fn write_entries(&self, records: &[LogRecord]) -> Result<(), StorageError<NodeId>> {
+        let result = {
+            let mut inner = self.lock();
+            if self.deferred(&inner, records) {
+                // openraft counts this node's log as holding them once told: every use of
+                // the commit waits for `flushed` instead (crate::log_flush).
+                self.append_deferred(&mut inner, records)
+            } else {
+                // Synced before openraft hears of it: it may count this node's vote for them.
+                self.write_locked(&mut inner, records, ErrorSubject::Logs, true)
+            }
+        };
+        // Before openraft hears of the write, so before the entry can be committed.
+        if result.is_ok() {
+            self.committed
+                .commits
+                .appended(records.iter().filter_map(|record| match record {
+                    LogRecord::Entry(entry) => Some(entry),
+                    _ => None,
+                }));
+        }
+        result
+    }
+
+    /// The committed log id last saved.
+    #[cfg(test)]
+    pub(crate) fn saved_committed(&self) -> Option<LogId<NodeId>> {
+        self.lock().state.committed
+    }
+}
+
+fn log_file_error(subject: ErrorSubject<NodeId>, error: LogFileError) -> StorageError<NodeId> {
     let error = match error {
         LogFileError::Io { source, .. } => source,
         other @ (LogFileError::Corrupt { .. } | LogFileError::UnknownEncoding { .. }) => {
             std::io::Error::other(other.to_string())
         }
     };
+    io_error(subject, error)
+}
+
+fn io_error(subject: ErrorSubject<NodeId>, error: std::io::Error) -> StorageError<NodeId> {
     StorageError::from_io_error(subject, ErrorVerb::Write, error)
 }
 
@@ -125,17 +290,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<RaftLogState<TypeConfig>, StorageError<NodeId>> {
         let inner = self.lock();
-        let last_purged_log_id = inner.state.purged;
-        let last_log_id = inner
-            .state
-            .entries
-            .values()
-            .next_back()
-            .map(|entry| entry.log_id)
-            .or(last_purged_log_id);
         Ok(RaftLogState {
-            last_purged_log_id,
-            last_log_id,
+            last_purged_log_id: inner.state.purged,
+            last_log_id: last_log_id(&inner.state),
         })
     }
 
@@ -148,7 +305,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.lock().state.vote)
+        // Read at start only. openraft resumes leading at once when the vote is this node's
+        // own and committed; but a crash may have lost its entries synced in the background,
+        // and leading the same term again it would write another entry at an index the
+        // followers hold. Uncommitted, the vote still refuses every other candidate of its
+        // term, and the node asks again in a later one.
+        let vote = self.lock().state.vote;
+        Ok(vote.map(|vote| match self.own {
+            Some(own) if vote.leader_id().node_id == own && vote.is_committed() => {
+                Vote::new(vote.leader_id().term, own)
+            }
+            _ => vote,
+        }))
     }
 
     async fn save_committed(
@@ -158,13 +326,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not synced: openraft needs no durable committed id when the state machine saves
         // what it applied before `apply` returns, as ours does (docs/REPLICATION.md, section
         // "The Raft log"); after a crash it is only a hint, and a lost one costs nothing.
-        self.write_with(
-            &[LogRecord::Committed(committed)],
-            ErrorSubject::Store,
-            false,
-        )?;
-        // openraft applies up to `committed` next: a certain append is answered now.
-        self.commits.committed(committed);
+        // Clamped to the durable log: after a crash it never points past the log.
+        let durable = self.flushed.clamp(committed);
+        let record = LogRecord::Committed(durable);
+        self.write_locked(&mut self.lock(), &[record], ErrorSubject::Store, false)?;
+        // openraft applies up to `committed` next: a certain append is answered now, once
+        // the leader's log holds it durably too.
+        self.committed.publish(Some(committed));
         Ok(())
     }
 
@@ -182,16 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Entry).collect();
-        // Synced before openraft hears of it: it may count this node's vote for the entries.
-        let result = self.write(&records, ErrorSubject::Logs);
-        // Before openraft hears of the flush, so before the entry can be committed.
-        if result.is_ok() {
-            self.commits
-                .appended(records.iter().filter_map(|record| match record {
-                    LogRecord::Entry(entry) => Some(entry),
-                    _ => None,
-                }));
-        }
+        let result = self.write_entries(&records);
         callback.log_io_completed(
             result
                 .as_ref()
@@ -206,12 +365,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write(&[LogRecord::Purge(log_id)], ErrorSubject::Logs)?;
         let mut inner = self.lock();
+        self.write_locked(
+            &mut inner,
+            &[LogRecord::Purge(log_id)],
+            ErrorSubject::Logs,
+            true,
+        )?;
         if inner.file.wants_rewrite(&inner.state) {
+            // Under the same lock, and a synced write: a background sync queued before it
+            // (its handle may name the old file) publishes nothing.
             let Inner { file, state } = &mut *inner;
             file.rewrite(state)
-                .map_err(|error| io_error(ErrorSubject::Logs, error))?;
+                .map_err(|error| log_file_error(ErrorSubject::Logs, error))?;
+            self.flushed.synced(last_log_id(state));
         }
         Ok(())
     }

@@ -3,18 +3,21 @@
 //! that makes any transport openraft's network.
 
 use std::future::Future;
+use std::time::Duration;
 
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
     StreamingError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, Snapshot, Vote};
 
+use crate::log_flush::Flushed;
+use crate::log_store::LogStore;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Why a message did not get an answer from its target.
@@ -76,13 +79,21 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Network<T> {
     transport: std::sync::Arc<T>,
+    /// How far the node's log is durable: the commit it sends is clamped to it.
+    flushed: Flushed,
+    /// How long replication to an unreachable target waits before it tries again.
+    retry: Duration,
 }
 
 impl<T> Network<T> {
-    /// The network of one node, sending through `transport`.
-    pub fn new(transport: T) -> Self {
+    /// The network of the node whose log is `log`, sending through `transport`; replication
+    /// to a target it could not reach tries again every `retry` (the heartbeat interval: see
+    /// [`Connection`]'s `backoff`).
+    pub fn new(transport: T, log: &LogStore, retry: Duration) -> Self {
         Self {
             transport: std::sync::Arc::new(transport),
+            flushed: log.flushed().clone(),
+            retry,
         }
     }
 }
@@ -93,6 +104,8 @@ pub struct Connection<T> {
     transport: std::sync::Arc<T>,
     target: NodeId,
     node: Node,
+    flushed: Flushed,
+    retry: Duration,
 }
 
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
@@ -103,6 +116,8 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
             transport: self.transport.clone(),
             target,
             node: node.clone(),
+            flushed: self.flushed.clone(),
+            retry: self.retry,
         }
     }
 }
@@ -121,11 +136,23 @@ fn rpc_error<E: std::error::Error + 'static>(
 }
 
 impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
+    /// A target back from a stop or a partition hears from the leader within a heartbeat
+    /// interval, as one that never left does, so before its election timeout: openraft's
+    /// default (500 ms) often let it stand for election first, and its later term then
+    /// deposed the working leader. A restarted leader always waits to hear from one (its
+    /// own vote is read back uncommitted, `LogStore::read_vote`).
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry))
+    }
+
     async fn append_entries(
         &mut self,
-        request: AppendEntriesRequest<TypeConfig>,
+        mut request: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        // openraft's commit may count the leader's own log before its background sync: a
+        // follower must never apply an entry that only it holds durably (crate::log_flush).
+        request.leader_commit = self.flushed.clamp(request.leader_commit);
         self.transport
             .append_entries(self.target, &self.node, request)
             .await
@@ -175,5 +202,32 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
                     StreamingError::Unreachable(Unreachable::new(&unreachable))
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use openraft::network::RaftNetwork;
+
+    use super::Connection;
+    use crate::log_flush::Flushed;
+    use crate::sim_network::SimNetwork;
+    use crate::types::Node;
+
+    #[test]
+    fn replication_to_an_unreachable_target_tries_again_every_heartbeat_not_openrafts_500_ms() {
+        let retry = Duration::from_millis(50);
+        let connection = Connection {
+            transport: Arc::new(SimNetwork::new(1).transport(1)),
+            target: 2,
+            node: Node::default(),
+            flushed: Flushed::new(None),
+            retry,
+        };
+        let waits: Vec<Duration> = connection.backoff().take(3).collect();
+        assert_eq!(waits, vec![retry; 3]);
     }
 }

@@ -128,13 +128,16 @@ impl Node {
             .clone()
             .validate()
             .map_err(|error| StartError::Raft(error.to_string()))?;
-        let log = LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?;
+        let log =
+            LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?.of_node(config.id);
         let state_machine =
             StateMachine::open_with(config.fs, &config.dir, config.store.clone(), config.sync)?;
+        state_machine.apply_once_durable(log.flushed().clone());
+        let retry = Duration::from_millis(raft_config.heartbeat_interval);
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(transport),
+            Network::new(transport, &log, retry),
             log.clone(),
             state_machine.clone(),
         )

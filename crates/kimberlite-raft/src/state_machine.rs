@@ -18,7 +18,7 @@
 //! the Raft task's heartbeats and elections.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kimberlite::{Config, Durability, Kimberlite};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -33,6 +33,7 @@ use crate::applied_saver::AppliedSaver;
 use crate::command::Response;
 use crate::generation::Generation;
 use crate::halt::Halt;
+use crate::log_flush::Flushed;
 use crate::node_fs::NodeFs;
 use crate::open_error::OpenError;
 use crate::replica::{ApplyError, Ledger, Replica};
@@ -67,6 +68,8 @@ struct Shared {
     state: Mutex<State>,
     /// Saves the applied batches' records, after syncing the store, in the background.
     saver: AppliedSaver,
+    /// How far the node's log is durable: an apply waits for its entries (`crate::log_flush`).
+    log: OnceLock<Flushed>,
     /// Held by a test to hold back the apply (answers before it: `crate::commit_watch`).
     #[cfg(test)]
     apply_gate: tokio::sync::Mutex<()>,
@@ -135,6 +138,7 @@ impl StateMachine {
                 sync,
                 state: Mutex::new(state),
                 saver,
+                log: OnceLock::new(),
                 #[cfg(test)]
                 apply_gate: tokio::sync::Mutex::new(()),
             }),
@@ -160,6 +164,12 @@ impl StateMachine {
     ) -> (T, Option<LogId<NodeId>>) {
         let state = self.lock();
         (read(&state.replica), state.last_applied)
+    }
+
+    /// Has every apply wait until `flushed` says the node's log holds its entries durably:
+    /// the leader's own are synced beside replication (`crate::log_flush`).
+    pub(crate) fn apply_once_durable(&self, flushed: Flushed) {
+        let _ = self.shared.log.set(flushed);
     }
 
     /// Holds back every apply until the guard is dropped.
@@ -468,6 +478,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         #[cfg(test)]
         drop(self.shared.apply_gate.lock().await);
+        if let (Some(flushed), Some(last)) = (self.shared.log.get(), entries.last()) {
+            let durable = flushed.wait_for(last.log_id.index).await;
+            durable.map_err(|error| storage_error(ErrorSubject::Logs, error))?;
+        }
         self.blocking(ErrorSubject::StateMachine, move |this| {
             this.apply_batch(entries)
         })

@@ -4,12 +4,22 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kimberlite_raft::linearizability::{self, AppendOutcome, Operation, Recorded, Time};
 use kimberlite_raft::{Appended, Cluster, ClusterError, RequestId};
 
 use crate::common::{event, stream_texts};
+
+/// How long [`Recorder::read`] keeps trying. A linearizable read is refused at once when the
+/// leader's confirming heartbeat is lost (the faulty network) or a voter answers with a later
+/// term: a node that stood for election while cut off or just restarted (a restarted leader
+/// comes back a follower, docs/REPLICATION.md, section "The Raft log"). That leader steps
+/// down and the next one takes an election (150-300 ms of silence in `common::options`); a
+/// client would try again on it, and so does the recorder, through a few elections.
+const READ_PATIENCE: Duration = Duration::from_millis(1_500);
+/// One attempt's bound on finding a leader, then on its read.
+const READ_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// The history of one run's operations on one stream.
 #[derive(Debug, Default)]
@@ -71,24 +81,37 @@ impl Recorder {
         result
     }
 
-    /// A linearizable read of the whole stream on whichever node leads; recorded if it
-    /// answered (a failed read constrains nothing).
+    /// A linearizable read of the whole stream on whichever node leads, tried again until
+    /// one answers or [`READ_PATIENCE`] has passed; recorded if it answered (a failed read
+    /// constrains nothing).
     pub async fn read(&self, cluster: &Cluster, stream: u64) {
-        let Ok(leader) = cluster.leader(Duration::from_millis(500)).await else {
-            return;
+        let deadline = Instant::now() + READ_PATIENCE;
+        while !self.read_once(cluster, stream).await && Instant::now() < deadline {
+            // A refusal comes at once, before the refused leader's metrics say it stepped
+            // down: not a spin on it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One attempt of [`Recorder::read`]: whether it answered.
+    async fn read_once(&self, cluster: &Cluster, stream: u64) -> bool {
+        let Ok(leader) = cluster.leader(READ_ATTEMPT).await else {
+            return false;
         };
         let Some(node) = cluster.node(leader) else {
-            return;
+            return false;
         };
         let invoked = self.now();
         let read = node.read_linearizable(stream, 0, u64::MAX);
-        if let Ok(Ok((events, _))) = tokio::time::timeout(Duration::from_millis(500), read).await {
-            let seen = events
-                .iter()
-                .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
-                .collect();
-            self.record(Operation::Read { seen }, invoked, Some(self.now()));
-        }
+        let Ok(Ok((events, _))) = tokio::time::timeout(READ_ATTEMPT, read).await else {
+            return false;
+        };
+        let seen = events
+            .iter()
+            .map(|event| String::from_utf8(event.payload.to_vec()).expect("text"))
+            .collect();
+        self.record(Operation::Read { seen }, invoked, Some(self.now()));
+        true
     }
 
     /// How many reads answered.

@@ -7,6 +7,7 @@ mod deposed;
 mod divergence;
 mod failover;
 mod history;
+mod leader_flush;
 mod learner;
 mod partition;
 mod pipeline;

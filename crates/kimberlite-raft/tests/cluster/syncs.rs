@@ -20,7 +20,7 @@ use crate::common::{eventually, options, request, WAIT};
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
-/// While true, syncs of the store's segments and of the applied state wait.
+/// While true, the syncs it is for wait.
 #[derive(Clone, Default)]
 struct Hold(Arc<(Mutex<bool>, Condvar)>);
 
@@ -30,10 +30,7 @@ impl Hold {
         self.0 .1.notify_all();
     }
 
-    fn wait_unless_log(&self, path: &Path) {
-        if kind(path) == LOG_FILE {
-            return;
-        }
+    fn wait(&self) {
         let mut held = self.0 .0.lock().unwrap();
         while *held {
             held = self.0 .1.wait(held).unwrap();
@@ -63,16 +60,20 @@ fn count(counts: &Counts, key: String) {
 
 /// The real file system, counting syncs by [`kind`].
 #[derive(Clone, Default)]
-struct SyncCounting {
+pub(crate) struct SyncCounting {
     counts: Counts,
+    /// Holds the syncs of the store's segments and of the applied state.
     hold: Hold,
+    /// Holds the syncs of the Raft log.
+    log_hold: Hold,
 }
 
-struct CountingFile {
+pub(crate) struct CountingFile {
     file: <OsFileSystem as FileSystem>::File,
     path: PathBuf,
     counts: Counts,
     hold: Hold,
+    log_hold: Hold,
 }
 
 impl FileHandle for CountingFile {
@@ -89,7 +90,11 @@ impl FileHandle for CountingFile {
         self.file.set_len(len)
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.hold.wait_unless_log(&self.path);
+        if kind(&self.path) == LOG_FILE {
+            self.log_hold.wait();
+        } else {
+            self.hold.wait();
+        }
         count(&self.counts, kind(&self.path));
         self.file.sync_data()
     }
@@ -102,7 +107,13 @@ impl SyncCounting {
             path: path.to_owned(),
             counts: self.counts.clone(),
             hold: self.hold.clone(),
+            log_hold: self.log_hold.clone(),
         }
+    }
+
+    /// Holds (or releases) the Raft log's syncs.
+    pub(crate) fn hold_log(&self, held: bool) {
+        self.log_hold.set(held);
     }
 
     fn take(&self) -> BTreeMap<String, u64> {
