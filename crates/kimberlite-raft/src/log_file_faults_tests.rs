@@ -6,15 +6,10 @@ use std::path::Path;
 
 use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
 
-use crate::journal_file::Journal;
 use crate::log_file::{LogFile, LogFileError, LogRecord, LogState};
-use crate::log_file_tests::{entry, log_id};
+use crate::log_file_tests::{append_100_purge_95, entry, keys};
 
 const DIR: &str = "/node";
-
-fn indexes(state: &LogState) -> Vec<u64> {
-    state.entries.keys().copied().collect()
-}
 
 /// A file system whose every write (or sync) fails once faults are on; off at first.
 fn failing(faults: FaultConfig) -> SimFileSystem {
@@ -45,12 +40,12 @@ fn assert_fail_stop(faults: FaultConfig) {
     drop(file);
 
     let (mut file, state) = open(&fs);
-    let found = indexes(&state);
+    let found = keys(&state);
     assert!(found == [1, 2] || found == [1, 2, 3], "{found:?}");
     file.append(&[LogRecord::Truncate(3), entry(3), entry(4)])
         .unwrap();
     drop(file);
-    assert_eq!(indexes(&open(&fs).1), [1, 2, 3, 4]);
+    assert_eq!(keys(&open(&fs).1), [1, 2, 3, 4]);
 }
 
 #[test]
@@ -76,14 +71,7 @@ fn a_failed_rewrite_stops_appends_until_reopened() {
         ..FaultConfig::NONE
     });
     let (mut file, mut state) = open(&fs);
-    for index in 1..=100 {
-        let record = entry(index);
-        file.append(std::slice::from_ref(&record)).unwrap();
-        state.apply(record);
-    }
-    let purge = LogRecord::Purge(log_id(95));
-    file.append(std::slice::from_ref(&purge)).unwrap();
-    state.apply(purge);
+    append_100_purge_95(&mut file, &mut state);
     fs.set_faults_enabled(true);
     assert!(matches!(file.rewrite(&state), Err(LogFileError::Io { .. })));
     fs.set_faults_enabled(false);
@@ -94,7 +82,7 @@ fn a_failed_rewrite_stops_appends_until_reopened() {
     );
     drop(file);
     let (_, replayed) = open(&fs);
-    assert_eq!(indexes(&replayed), (96..=100).collect::<Vec<_>>());
+    assert_eq!(keys(&replayed), (96..=100).collect::<Vec<_>>());
 }
 
 #[test]
@@ -106,6 +94,6 @@ fn synced_records_survive_a_crash_from_the_first_append_on() {
         file.append(&[entry(2), LogRecord::Truncate(2)]).unwrap();
         drop(file);
         fs.crash();
-        assert_eq!(indexes(&open(&fs).1), [1], "seed {seed}");
+        assert_eq!(keys(&open(&fs).1), [1], "seed {seed}");
     }
 }

@@ -3,12 +3,14 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use kimberlite_storage::FileSystem;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 
 use crate::command::{Command, Head, RequestId};
 use crate::journal_file::Journal;
-use crate::log_file::{LogFile, LogFileError, LogRecord, LOG_FILE};
+use crate::log_file::{LogFile, LogFileError, LogRecord, LogState, LOG_FILE};
 use crate::types::TypeConfig;
 
 pub(crate) fn log_id(index: u64) -> LogId<u64> {
@@ -28,9 +30,54 @@ pub(crate) fn entry(index: u64) -> LogRecord {
     })
 }
 
-fn indexes(dir: &std::path::Path) -> Vec<u64> {
-    let (_, state) = LogFile::open(dir, false).unwrap();
+/// The indexes of the live entries in `state`.
+pub(crate) fn keys(state: &LogState) -> Vec<u64> {
     state.entries.keys().copied().collect()
+}
+
+fn indexes(dir: &Path) -> Vec<u64> {
+    let (_, state) = LogFile::open(dir, false).unwrap();
+    keys(&state)
+}
+
+/// Writes `records` to a new log file in `dir` and closes it; returns the file's path.
+fn write_log(dir: &Path, records: &[LogRecord]) -> PathBuf {
+    let (mut file, _) = LogFile::open(dir, true).unwrap();
+    file.append(records).unwrap();
+    drop(file);
+    dir.join(LOG_FILE)
+}
+
+/// Rewrites the file at `path` with `change` applied to its bytes.
+fn alter(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    change(&mut bytes);
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// Appends `bytes` to the file at `path` past the log file's own writes.
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut raw = OpenOptions::new().append(true).open(path).unwrap();
+    raw.write_all(bytes).unwrap();
+}
+
+/// Asserts that opening the log in `dir` is refused for a damaged first record.
+fn assert_corrupt_from_start(dir: &Path) {
+    let error = LogFile::open(dir, true).unwrap_err();
+    assert!(
+        matches!(error, LogFileError::Corrupt { position: 0, .. }),
+        "{error}"
+    );
+}
+
+/// Appends entries 1 to 100 one record at a time, then a purge up to 95, to `file` and `state`:
+/// 101 records for 5 live entries, enough for a rewrite.
+pub(crate) fn append_100_purge_95<F: FileSystem>(file: &mut LogFile<F>, state: &mut LogState) {
+    let purge = LogRecord::Purge(log_id(95));
+    for record in (1..=100).map(entry).chain([purge]) {
+        file.append(std::slice::from_ref(&record)).unwrap();
+        state.apply(record);
+    }
 }
 
 #[test]
@@ -47,7 +94,7 @@ fn replay_applies_truncations_purges_and_votes_in_order() {
     .unwrap();
     drop(file);
     let (_, state) = LogFile::open(dir.path(), true).unwrap();
-    assert_eq!(state.entries.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(keys(&state), [2, 3]);
     assert_eq!(state.purged, Some(log_id(1)));
     assert_eq!(state.vote, Some(Vote::new(2, 5)));
 }
@@ -55,17 +102,12 @@ fn replay_applies_truncations_purges_and_votes_in_order() {
 #[test]
 fn a_torn_last_record_is_cut_and_the_log_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-    file.append(&[entry(1), entry(2)]).unwrap();
-    drop(file);
-    let path = dir.path().join(LOG_FILE);
+    let path = write_log(dir.path(), &[entry(1), entry(2)]);
     let len = std::fs::metadata(&path).unwrap().len();
     // Half of a third record: a write the crash interrupted.
     let mut torn = Vec::new();
     crate::journal_file::encode_for_tests(&entry(3), &mut torn).unwrap();
-    let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
-    raw.write_all(&torn[..torn.len() / 2]).unwrap();
-    drop(raw);
+    append_raw(&path, &torn[..torn.len() / 2]);
     assert_eq!(indexes(dir.path()), [1, 2]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
     let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
@@ -76,62 +118,36 @@ fn a_torn_last_record_is_cut_and_the_log_goes_on() {
 #[test]
 fn a_bad_checksum_on_the_last_record_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-    file.append(&[entry(1), entry(2)]).unwrap();
-    drop(file);
-    let path = dir.path().join(LOG_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    let path = write_log(dir.path(), &[entry(1), entry(2)]);
+    alter(&path, |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+    });
     assert_eq!(indexes(dir.path()), [1]);
 }
 
 #[test]
 fn a_damaged_record_before_intact_ones_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-    file.append(&[entry(1), entry(2)]).unwrap();
-    drop(file);
-    let path = dir.path().join(LOG_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[10] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
-    let error = LogFile::open(dir.path(), true).unwrap_err();
-    assert!(
-        matches!(error, LogFileError::Corrupt { position: 0, .. }),
-        "{error}"
-    );
+    let path = write_log(dir.path(), &[entry(1), entry(2)]);
+    alter(&path, |bytes| bytes[10] ^= 1);
+    assert_corrupt_from_start(dir.path());
 }
 
 #[test]
 fn a_damaged_length_is_refused_not_taken_for_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-    file.append(&[entry(1), entry(2)]).unwrap();
-    drop(file);
-    let path = dir.path().join(LOG_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
+    let path = write_log(dir.path(), &[entry(1), entry(2)]);
     // The first record's length now points far past the end of the file.
-    bytes[3] ^= 0x40;
-    std::fs::write(&path, &bytes).unwrap();
-    let error = LogFile::open(dir.path(), true).unwrap_err();
-    assert!(
-        matches!(error, LogFileError::Corrupt { position: 0, .. }),
-        "{error}"
-    );
+    alter(&path, |bytes| bytes[3] ^= 0x40);
+    assert_corrupt_from_start(dir.path());
 }
 
 #[test]
 fn zeros_after_the_last_record_are_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-    file.append(&[entry(1)]).unwrap();
-    drop(file);
-    let path = dir.path().join(LOG_FILE);
-    let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
-    raw.write_all(&[0; 100]).unwrap();
-    drop(raw);
+    let path = write_log(dir.path(), &[entry(1)]);
+    append_raw(&path, &[0; 100]);
     assert_eq!(indexes(dir.path()), [1]);
 }
 
@@ -139,14 +155,7 @@ fn zeros_after_the_last_record_are_cut() {
 fn purges_make_the_file_rewritten_with_the_live_state_only() {
     let dir = tempfile::tempdir().unwrap();
     let (mut file, mut state) = LogFile::open(dir.path(), true).unwrap();
-    for index in 1..=100 {
-        let record = entry(index);
-        file.append(std::slice::from_ref(&record)).unwrap();
-        state.apply(record);
-    }
-    let purge = LogRecord::Purge(log_id(95));
-    file.append(std::slice::from_ref(&purge)).unwrap();
-    state.apply(purge);
+    append_100_purge_95(&mut file, &mut state);
     assert!(file.wants_rewrite(&state));
     let before = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
     file.rewrite(&state).unwrap();
@@ -155,25 +164,16 @@ fn purges_make_the_file_rewritten_with_the_live_state_only() {
     file.append(&[entry(101)]).unwrap();
     drop(file);
     let (_, replayed) = LogFile::open(dir.path(), true).unwrap();
-    assert_eq!(
-        replayed.entries.keys().copied().collect::<Vec<_>>(),
-        (96..=101).collect::<Vec<_>>()
-    );
+    assert_eq!(keys(&replayed), (96..=101).collect::<Vec<_>>());
     assert_eq!(replayed.purged, Some(log_id(95)));
 }
 
-/// An entry appending `count` events of `bytes` bytes each.
-fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
-    let events: Vec<bytes::Bytes> = (0..count)
-        .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; bytes]))
-        .collect();
+/// An entry at `index` appending `events` to stream 1, from `client` (its request `index`).
+fn append_to_stream_1(index: u64, client: u64, events: Vec<bytes::Bytes>) -> Entry<TypeConfig> {
     Entry::<TypeConfig> {
         log_id: log_id(index),
         payload: EntryPayload::Normal(Command::Append {
-            request: RequestId {
-                client: 2,
-                seq: index,
-            },
+            request: RequestId { client, seq: index },
             stream: 1,
             prev: Head::default(),
             read_at: 0,
@@ -181,6 +181,14 @@ fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
             events,
         }),
     }
+}
+
+/// An entry appending `count` events of `bytes` bytes each.
+fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
+    let events = (0..count)
+        .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; bytes]))
+        .collect();
+    append_to_stream_1(index, 2, events)
 }
 
 #[test]
@@ -232,10 +240,7 @@ fn a_file_of_json_records_is_still_read_and_appended_to() {
 fn a_whole_record_in_an_unknown_encoding_is_refused_naming_the_file_never_cut() {
     for last in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let (mut file, _) = LogFile::open(dir.path(), true).unwrap();
-        file.append(&[entry(1)]).unwrap();
-        drop(file);
-        let path = dir.path().join(LOG_FILE);
+        let path = write_log(dir.path(), &[entry(1)]);
         let mut bytes = std::fs::read(&path).unwrap();
         let position = bytes.len() as u64;
         // A record another version might write: its checksum is good, its first byte unknown.
@@ -262,24 +267,10 @@ fn a_whole_record_in_an_unknown_encoding_is_refused_naming_the_file_never_cut() 
     }
 }
 
-/// A record is encoded into one allocation of its size, not grown by doubling (each step a copy
-/// of the events so far, into fresh pages).
+/// A record of 1,000 events of 256 bytes each, from client 1.
 fn batch_entry(index: u64) -> LogRecord {
     let events = vec![bytes::Bytes::from(vec![7u8; 256]); 1_000];
-    LogRecord::Entry(Entry::<TypeConfig> {
-        log_id: log_id(index),
-        payload: EntryPayload::Normal(Command::Append {
-            request: RequestId {
-                client: 1,
-                seq: index,
-            },
-            stream: 1,
-            prev: Head::default(),
-            read_at: 0,
-            expected: Head::default().after(&events),
-            events,
-        }),
-    })
+    LogRecord::Entry(append_to_stream_1(index, 1, events))
 }
 
 /// One write's encoding buffer is the next one's: a fresh buffer per batch faulted in fresh
@@ -293,24 +284,14 @@ fn writes_reuse_one_encoding_buffer() {
     assert!(capacity > 256_000, "{capacity}");
     file.append(&[batch_entry(2)]).unwrap();
     assert_eq!(file.scratch(), (kept, capacity));
-    let (_, state) = LogFile::open(dir.path(), false).unwrap();
-    assert_eq!(state.entries.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(indexes(dir.path()), [1, 2]);
 }
 
+/// A record is encoded into one allocation of its size, not grown by doubling (each step a copy
+/// of the events so far, into fresh pages).
 #[test]
 fn a_batch_record_is_encoded_into_room_reserved_for_it() {
-    let events = vec![bytes::Bytes::from(vec![7u8; 256]); 1_000];
-    let record = LogRecord::Entry(Entry::<TypeConfig> {
-        log_id: log_id(1),
-        payload: EntryPayload::Normal(Command::Append {
-            request: RequestId { client: 1, seq: 1 },
-            stream: 1,
-            prev: Head::default(),
-            read_at: 0,
-            expected: Head::default().after(&events),
-            events,
-        }),
-    });
+    let record = batch_entry(1);
     let mut buffer = Vec::new();
     crate::journal_file::encode_for_tests(&record, &mut buffer).unwrap();
     assert!(buffer.len() > 256_000);
