@@ -1,10 +1,12 @@
 //! What the scenarios share: seeds, options, a client's request ids, replica comparison.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kimberlite_raft::{Cluster, ClusterOptions, Head, NodeId, RequestId};
+use tokio::task::JoinHandle;
 
 /// Which seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
 pub fn seeds() -> Vec<u64> {
@@ -88,6 +90,38 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A failover under load: once `acknowledged` reaches `count` (a panic naming `seed` after
+/// [`WAIT`]), stops the leader, waits `down` and starts it again from its disk.
+pub async fn restart_leader_at(
+    cluster: &Cluster,
+    acknowledged: &AtomicU64,
+    count: u64,
+    down: Duration,
+    seed: u64,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while acknowledged.load(Ordering::Relaxed) < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let old = cluster.leader(WAIT).await.unwrap();
+    cluster.stop(old).await;
+    tokio::time::sleep(down).await;
+    cluster.start_node(old).await.unwrap();
+}
+
+/// Every text the `clients` tasks acknowledged, once they are all done.
+pub async fn join_acked(clients: Vec<JoinHandle<Vec<String>>>) -> BTreeSet<String> {
+    let mut acked = BTreeSet::new();
+    for client in clients {
+        acked.extend(client.await.unwrap());
+    }
+    acked
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -2,7 +2,6 @@
 //! messages: no acknowledged event is lost, none is duplicated, and a retry with the same
 //! request id gets the first answer. The history of appends and reads is linearizable.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +9,7 @@ use std::time::Duration;
 use kimberlite_raft::{Cluster, Faults};
 
 use crate::common::{
-    assert_each_once_everywhere, assert_replicas_equal, event, options, request, seeds,
-    stream_texts, WAIT,
+    event, join_acked, options, request, restart_leader_at, seeds, stream_texts, WAIT,
 };
 use crate::history::Recorder;
 
@@ -74,36 +72,19 @@ async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
             })
         };
         // Stop the leader once some appends are acknowledged; bring it back from its disk.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while acknowledged.load(Ordering::Relaxed) < CLIENTS * REQUESTS_PER_CLIENT / 4 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "seed {seed}: no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let old = cluster.leader(WAIT).await.unwrap();
-        cluster.stop(old).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        cluster.start_node(old).await.unwrap();
+        let target = CLIENTS * REQUESTS_PER_CLIENT / 4;
+        let down = Duration::from_millis(400);
+        restart_leader_at(&cluster, &acknowledged, target, down, seed).await;
 
-        let mut acked = BTreeSet::new();
-        for client in clients {
-            acked.extend(client.await.unwrap());
-        }
+        let acked = join_acked(clients).await;
         reading.store(false, Ordering::Relaxed);
         reader.await.unwrap();
-        cluster.network().set_faults(Faults::default());
-        let last = recorder
-            .append(&cluster, request(0, 1), stream, "end")
-            .await
-            .unwrap();
+        let last = recorder.append_end(&cluster, stream).await;
         recorder.read(&cluster, stream).await;
-        assert_replicas_equal(&cluster, last.log_id.index).await;
+        recorder
+            .assert_settled(&cluster, stream, last, &acked, seed)
+            .await;
         assert!(recorder.reads() > 0, "seed {seed}: no read answered");
-        let leader = cluster.leader(WAIT).await.unwrap();
-        recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-        assert_each_once_everywhere(&cluster, stream, &acked, seed);
         assert!(
             acked.len() as u64 >= CLIENTS * REQUESTS_PER_CLIENT / 2,
             "seed {seed}: {acked:?}"

@@ -2,14 +2,17 @@
 //! (`kimberlite_raft::linearizability`): one logical clock shared by every client, so an
 //! answer recorded before an invocation has a smaller time.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kimberlite_raft::linearizability::{self, AppendOutcome, Operation, Recorded, Time};
-use kimberlite_raft::{Appended, Cluster, ClusterError, RequestId};
+use kimberlite_raft::{Appended, Cluster, ClusterError, Faults, RequestId};
 
-use crate::common::{event, stream_texts};
+use crate::common::{
+    assert_each_once_everywhere, assert_replicas_equal, event, request, stream_texts, WAIT,
+};
 
 /// How long [`Recorder::read`] keeps trying. A linearizable read is refused at once when the
 /// leader's confirming heartbeat is lost (the faulty network) or a voter answers with a later
@@ -121,6 +124,34 @@ impl Recorder {
             .iter()
             .filter(|recorded| matches!(recorded.operation, Operation::Read { .. }))
             .count()
+    }
+
+    /// The last write of a scenario under faults: heals the network of them and appends "end"
+    /// (request 0/1) to `stream`; returns its log index.
+    pub async fn append_end(&self, cluster: &Cluster, stream: u64) -> u64 {
+        cluster.network().set_faults(Faults::default());
+        let last = self
+            .append(cluster, request(0, 1), stream, "end")
+            .await
+            .unwrap();
+        last.log_id.index
+    }
+
+    /// Once every running node applied `index`, checks that they agree, that the history is
+    /// linearizable against the leader's copy of `stream`, and that each of `acked` is there
+    /// once on every node.
+    pub async fn assert_settled(
+        &self,
+        cluster: &Cluster,
+        stream: u64,
+        index: u64,
+        acked: &BTreeSet<String>,
+        seed: u64,
+    ) {
+        assert_replicas_equal(cluster, index).await;
+        let leader = cluster.leader(WAIT).await.unwrap();
+        self.assert_linearizable(cluster, leader, stream, &format!("seed {seed}"));
+        assert_each_once_everywhere(cluster, stream, acked, seed);
     }
 
     /// Checks the history against `stream` as node `id` holds it (replicas checked equal

@@ -12,7 +12,7 @@ use kimberlite::ExpectedOffset;
 use kimberlite_raft::{Cluster, ClusterError, Faults, Rejection, WriteError};
 
 use crate::common::{
-    assert_each_once_everywhere, assert_replicas_equal, event, options, request, seeds,
+    assert_replicas_equal, event, join_acked, options, request, restart_leader_at, seeds,
     stream_texts, WAIT,
 };
 use crate::history::Recorder;
@@ -236,31 +236,14 @@ async fn a_leader_change_with_appends_in_flight_loses_and_duplicates_nothing() {
                 })
             })
             .collect();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while acknowledged.load(Ordering::Relaxed) < CLIENTS * REQUESTS_PER_CLIENT / 4 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "seed {seed}: no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let old = cluster.leader(WAIT).await.unwrap();
-        cluster.stop(old).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.start_node(old).await.unwrap();
-        let mut acked = BTreeSet::new();
-        for client in clients {
-            acked.extend(client.await.unwrap());
-        }
-        cluster.network().set_faults(Faults::default());
-        let last = recorder
-            .append(&cluster, request(0, 1), stream, "end")
-            .await
-            .unwrap();
-        assert_replicas_equal(&cluster, last.log_id.index).await;
-        let leader = cluster.leader(WAIT).await.unwrap();
-        recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-        assert_each_once_everywhere(&cluster, stream, &acked, seed);
+        let target = CLIENTS * REQUESTS_PER_CLIENT / 4;
+        let down = Duration::from_millis(300);
+        restart_leader_at(&cluster, &acknowledged, target, down, seed).await;
+        let acked = join_acked(clients).await;
+        let last = recorder.append_end(&cluster, stream).await;
+        recorder
+            .assert_settled(&cluster, stream, last, &acked, seed)
+            .await;
         assert!(
             acked.len() as u64 >= CLIENTS * REQUESTS_PER_CLIENT / 2,
             "seed {seed}: {} acknowledged",

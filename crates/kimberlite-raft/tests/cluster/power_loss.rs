@@ -17,7 +17,7 @@ use openraft::SnapshotPolicy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{assert_each_once_everywhere, assert_replicas_equal, options, request, WAIT};
+use crate::common::{options, request, WAIT};
 use crate::history::Recorder;
 
 const VOTERS: [NodeId; 3] = [1, 2, 3];
@@ -115,17 +115,12 @@ async fn run(seed: u64) {
             cluster.start_node(victim).await.unwrap();
         }
     }
-    cluster.network().set_faults(Faults::default());
-    let last = recorder
-        .append(&cluster, request(0, 1), stream, "end")
-        .await
-        .unwrap();
+    let last = recorder.append_end(&cluster, stream).await;
     acked.insert("end".to_owned());
     recorder.read(&cluster, stream).await;
-    assert_replicas_equal(&cluster, last.log_id.index).await;
-    let leader = cluster.leader(WAIT).await.unwrap();
-    recorder.assert_linearizable(&cluster, leader, stream, &format!("seed {seed}"));
-    assert_each_once_everywhere(&cluster, stream, &acked, seed);
+    recorder
+        .assert_settled(&cluster, stream, last, &acked, seed)
+        .await;
     let crashes: u64 = disks.values().map(|disk| disk.counts().crashes).sum();
     assert!(recorder.reads() > 0, "seed {seed}: no read answered");
     assert!(
