@@ -35,6 +35,9 @@ pub fn options(seed: u64) -> ClusterOptions {
 /// entries that never commit (cut off from the majority) is read after the wait, as it is.
 pub fn stream_texts(cluster: &Cluster, id: NodeId, stream: u64) -> Vec<String> {
     let node = cluster.node(id).expect("node running");
+    // Not `Cluster::wait_applied`: that one is async (callers here are not, e.g.
+    // `Recorder::assert_linearizable`), waits for one index on every node and fails at its
+    // timeout, where this waits for this node's own last index and reads on at the deadline.
     let deadline = Instant::now() + APPLY_WAIT;
     loop {
         let (applied, last) = {
