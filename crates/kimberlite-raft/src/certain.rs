@@ -6,15 +6,19 @@
 //! table) keeps the whole entry from being answered early (`crate::commit_watch`). An append
 //! is certain when applying it can only answer `Appended { first_offset: prev.next_offset,
 //! head: expected }` (or stop the node: a store failure, a divergence, after which the entry
-//! is still committed on a majority):
+//! is still committed on a majority). By whether its request id is in the ledger, its events
+//! and its `prev`:
 //!
-//! | request id in the ledger | events | `prev` is                      | certain |
-//! |--------------------------|--------|--------------------------------|---------|
-//! | yes                      | any    | any                            | no: answered from the table |
-//! | no                       | none, or one the store refuses (sealed-looking) | any | no: `Invalid` (the leader refuses both first) |
-//! | no                       | some   | the applied head               | yes     |
-//! | no                       | some   | what a certain earlier part leaves | yes |
-//! | no                       | some   | what an uncertain earlier part leaves | no: `StaleHead` if that one does not append |
+//! | in ledger | events               | `prev` is                         | certain               |
+//! |-----------|----------------------|-----------------------------------|-----------------------|
+//! | yes       | any                  | any                               | no: the table answers |
+//! | no        | none, or refused (a) | any                               | no: `Invalid` (b)     |
+//! | no        | some                 | the applied head                  | yes                   |
+//! | no        | some                 | left by a certain earlier part    | yes                   |
+//! | no        | some                 | left by an uncertain earlier part | no: `StaleHead` (c)   |
+//!
+//! (a) One event the store refuses (sealed-looking). (b) The leader refuses both first. (c) If
+//! that one does not append.
 //!
 //! A request id repeated in the waiting appends joins its first part (one answer), so a part
 //! is never answered by an earlier one of its batch.

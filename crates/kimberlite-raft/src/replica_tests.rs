@@ -158,7 +158,10 @@ fn an_event_that_looks_sealed_is_refused_alike_and_the_replica_goes_on() {
     let forged = append(1, stream, Head::default(), 1, &["\0KBSEALforged"]);
     let answer = replica.apply(2, &forged).unwrap();
     assert!(
-        matches!(answer, Response::Rejected(Rejection::Invalid { ref reason }) if reason.contains("sealed")),
+        matches!(
+            answer,
+            Response::Rejected(Rejection::Invalid { ref reason }) if reason.contains("sealed")
+        ),
         "{answer:?}"
     );
     assert_eq!(head(&replica, stream), Head::default());

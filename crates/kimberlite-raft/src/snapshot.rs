@@ -3,12 +3,12 @@
 //! "Snapshots").
 //!
 //! An image is a manifest of every stream's name, id, head and Merkle root at the snapshot's
-//! log position, the store's files that hold them (its segments and the signed checkpoints
-//! the cluster published, `crate::snapshot_files`) and the [`Ledger`]. The receiver writes the files into a directory of its own, opens them
-//! read-only (nothing repaired on disk), walks every stream's chain with the store's own
-//! verification, checks every head and root against the manifest and that no other stream is
-//! there, and only then opens the store for writing: a damaged or forged file or manifest
-//! installs nothing.
+//! log position, the store's files that hold them (its segments and the signed checkpoints the
+//! cluster published, `crate::snapshot_files`) and the [`Ledger`]. The receiver writes the
+//! files into a directory of its own, opens them read-only (nothing repaired on disk), walks
+//! every stream's chain with the store's own verification, checks every head and root against
+//! the manifest and that no other stream is there, and only then opens the store for writing: a
+//! damaged or forged file or manifest installs nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;

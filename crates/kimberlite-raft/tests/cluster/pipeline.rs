@@ -186,7 +186,8 @@ async fn concurrent_expected_offsets_are_checked_against_the_projected_head() {
     assert!(
         matches!(
             conflict,
-            WriteError::Rejected(Rejection::OffsetConflict { next_offset, .. }) if next_offset == next + 1
+            WriteError::Rejected(Rejection::OffsetConflict { next_offset, .. })
+                if next_offset == next + 1
         ),
         "{conflict}"
     );

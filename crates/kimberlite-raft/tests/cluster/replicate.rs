@@ -58,7 +58,11 @@ async fn the_leader_refuses_an_event_that_looks_sealed() {
         .append(request(9, 1), stream, forged, ExpectedOffset::Any)
         .await;
     assert!(
-        matches!(refused, Err(WriteError::Rejected(Rejection::Invalid { ref reason })) if reason.contains("event 1")),
+        matches!(
+            refused,
+            Err(WriteError::Rejected(Rejection::Invalid { ref reason }))
+                if reason.contains("event 1")
+        ),
         "{refused:?}"
     );
     assert_eq!(last_index(), before, "no entry for a refused batch");
