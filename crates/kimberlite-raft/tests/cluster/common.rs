@@ -1,11 +1,13 @@
 //! What the scenarios share: seeds, options, a client's request ids, replica comparison.
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite_raft::{Cluster, ClusterOptions, Head, NodeId, RequestId};
+use kimberlite_raft::{Cluster, ClusterOptions, Faults, Head, NodeId, RequestId};
 use tokio::task::JoinHandle;
 
 /// Which seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
@@ -27,6 +29,16 @@ pub fn options(seed: u64) -> ClusterOptions {
     options.raft.election_timeout_max = 300;
     options.attempt_timeout_ms = 1_000;
     options
+}
+
+/// Voters 1 to 3 in `dir` with [`options`] of `seed`, over a network with `faults`, shared
+/// with the client tasks of a scenario.
+pub async fn start_faulty(dir: &Path, seed: u64, faults: Faults) -> Arc<Cluster> {
+    let cluster = Cluster::start(dir, &[1, 2, 3], options(seed))
+        .await
+        .unwrap();
+    cluster.network().set_faults(faults);
+    Arc::new(cluster)
 }
 
 /// Every event of `stream` on node `id`, as text, once the node has applied the entries of

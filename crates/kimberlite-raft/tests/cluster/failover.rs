@@ -9,7 +9,7 @@ use std::time::Duration;
 use kimberlite_raft::{Cluster, Faults};
 
 use crate::common::{
-    event, join_acked, options, request, restart_leader_at, seeds, stream_texts, WAIT,
+    event, join_acked, options, request, restart_leader_at, seeds, start_faulty, stream_texts, WAIT,
 };
 use crate::history::Recorder;
 
@@ -20,16 +20,12 @@ const REQUESTS_PER_CLIENT: u64 = 12;
 async fn stopping_the_leader_under_load_loses_and_duplicates_nothing() {
     for seed in seeds() {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Arc::new(
-            Cluster::start(dir.path(), &[1, 2, 3], options(seed))
-                .await
-                .unwrap(),
-        );
-        cluster.network().set_faults(Faults {
+        let faults = Faults {
             drop_per_mille: 20,
             delay_ms_max: 5,
             duplicate_per_mille: 20,
-        });
+        };
+        let cluster = start_faulty(dir.path(), seed, faults).await;
         let stream = cluster.create_stream(request(0, 0), "load").await.unwrap();
         let recorder = Arc::new(Recorder::default());
         let acknowledged = Arc::new(AtomicU64::new(0));

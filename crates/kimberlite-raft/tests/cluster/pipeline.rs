@@ -13,7 +13,7 @@ use kimberlite_raft::{Cluster, ClusterError, Faults, Rejection, WriteError};
 
 use crate::common::{
     assert_replicas_equal, event, join_acked, options, request, restart_leader_at, seeds,
-    stream_texts, WAIT,
+    start_faulty, stream_texts, WAIT,
 };
 use crate::history::Recorder;
 
@@ -200,16 +200,12 @@ async fn a_leader_change_with_appends_in_flight_loses_and_duplicates_nothing() {
     const REQUESTS_PER_CLIENT: u64 = 8;
     for seed in seeds() {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Arc::new(
-            Cluster::start(dir.path(), &[1, 2, 3], options(seed))
-                .await
-                .unwrap(),
-        );
-        cluster.network().set_faults(Faults {
+        let faults = Faults {
             drop_per_mille: 10,
             delay_ms_max: 3,
             duplicate_per_mille: 10,
-        });
+        };
+        let cluster = start_faulty(dir.path(), seed, faults).await;
         let stream = cluster
             .create_stream(request(0, 0), "flight")
             .await
