@@ -88,7 +88,7 @@ pub struct Network<T> {
 impl<T> Network<T> {
     /// The network of the node whose log is `log`, sending through `transport`; replication
     /// to a target it could not reach tries again every `retry` (the heartbeat interval: see
-    /// [`Connection`]'s `backoff`).
+    /// `Connection::backoff`).
     pub fn new(transport: T, log: &LogStore, retry: Duration) -> Self {
         Self {
             transport: std::sync::Arc::new(transport),

@@ -43,7 +43,7 @@ impl KeyEntry {
         }
     }
 
-    /// The token hash as bytes (checked by [`check_entries`], so `None` only for an entry
+    /// The token hash as bytes (checked by `check_entries`, so `None` only for an entry
     /// that never passed it).
     #[must_use]
     pub fn token_hash(&self) -> Option<TokenHash> {

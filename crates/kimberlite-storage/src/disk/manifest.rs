@@ -66,7 +66,7 @@ pub struct ManifestSegment {
 /// A stream's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always [`MANIFEST_VERSION`].
+    /// Always `MANIFEST_VERSION` (1).
     pub format_version: u32,
     /// The stream the directory holds.
     pub stream_id: u64,

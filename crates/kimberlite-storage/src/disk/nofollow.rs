@@ -17,7 +17,8 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-/// What a path names ([`FileSystem::entry_kind`]), the entry itself (a link is not followed).
+/// What a path names ([`crate::FileSystem::entry_kind`]), the entry itself (a link is not
+/// followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     /// A regular file.
