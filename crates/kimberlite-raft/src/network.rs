@@ -87,8 +87,8 @@ pub struct Network<T> {
 
 impl<T> Network<T> {
     /// The network of the node whose log is `log`, sending through `transport`; replication
-    /// to a target it could not reach tries again every `retry` (the heartbeat interval: see
-    /// `Connection::backoff`).
+    /// to a target it could not reach tries again every `retry` (the heartbeat interval) for
+    /// a while, then less often (`Connection::backoff`).
     pub fn new(transport: T, log: &LogStore, retry: Duration) -> Self {
         Self {
             transport: std::sync::Arc::new(transport),
@@ -136,13 +136,14 @@ fn rpc_error<E: std::error::Error + 'static>(
 }
 
 impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
-    /// A target back from a stop or a partition hears from the leader within a heartbeat
-    /// interval, as one that never left does, so before its election timeout: openraft's
-    /// default (500 ms) often let it stand for election first, and its later term then
-    /// deposed the working leader. A restarted leader always waits to hear from one (its
-    /// own vote is read back uncommitted, `LogStore::read_vote`).
+    /// A target back from a stop of up to [`FAST_RETRY_WINDOW`] hears from the leader within
+    /// a heartbeat interval, as one that never left does, so before its election timeout:
+    /// openraft's default (500 ms) often let it stand for election first, and its later term
+    /// then deposed the working leader. A restarted leader always waits to hear from one (its
+    /// own vote is read back uncommitted, `LogStore::read_vote`). A target down for longer is
+    /// tried less and less often ([`retry_schedule`]): each try is logged.
     fn backoff(&self) -> Backoff {
-        Backoff::new(std::iter::repeat(self.retry))
+        Backoff::new(retry_schedule(self.retry))
     }
 
     async fn append_entries(
@@ -205,6 +206,29 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
     }
 }
 
+/// How long replication to an unreachable target keeps trying again every heartbeat before it
+/// slows down: a node restarted or moved within it rejoins before its election timeout.
+const FAST_RETRY_WINDOW: Duration = Duration::from_secs(10);
+/// The slowest replication tries again to a target that stays unreachable: each try is a few
+/// lines of openraft's log (a warning and an error), so a node down for hours costs a line or
+/// so a second, not the 30 a second of a try every 100 ms heartbeat.
+const SLOW_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The waits between tries to an unreachable target: `heartbeat` for [`FAST_RETRY_WINDOW`],
+/// then doubling up to [`SLOW_RETRY_MAX`], then that for good. Endless, as openraft expects.
+fn retry_schedule(heartbeat: Duration) -> impl Iterator<Item = Duration> + Send + 'static {
+    let heartbeat = heartbeat.max(Duration::from_millis(1));
+    let fast = FAST_RETRY_WINDOW.as_millis() / heartbeat.as_millis().max(1);
+    let fast = usize::try_from(fast).unwrap_or(usize::MAX);
+    let slowing = std::iter::successors(Some(heartbeat.saturating_mul(2)), |wait| {
+        Some(wait.saturating_mul(2))
+    })
+    .take_while(|wait| *wait < SLOW_RETRY_MAX);
+    std::iter::repeat_n(heartbeat, fast)
+        .chain(slowing)
+        .chain(std::iter::repeat(SLOW_RETRY_MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -229,5 +253,43 @@ mod tests {
         };
         let waits: Vec<Duration> = connection.backoff().take(3).collect();
         assert_eq!(waits, vec![retry; 3]);
+    }
+
+    #[test]
+    fn retries_slow_down_after_the_fast_window_up_to_the_slowest() {
+        let heartbeat = Duration::from_millis(100);
+        let waits: Vec<Duration> = super::retry_schedule(heartbeat).take(120).collect();
+        // Every heartbeat for the first 10 s.
+        assert!(waits.iter().take(100).all(|wait| *wait == heartbeat));
+        assert_eq!(
+            waits.iter().take(100).sum::<Duration>(),
+            super::FAST_RETRY_WINDOW
+        );
+        // Then 0.2, 0.4, 0.8, 1.6, 3.2 s, then 5 s for good.
+        let ms = |millis| Duration::from_millis(millis);
+        assert_eq!(
+            waits.get(100..107).unwrap(),
+            [
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1_600),
+                ms(3_200),
+                ms(5_000),
+                ms(5_000)
+            ]
+        );
+        assert!(waits
+            .iter()
+            .skip(105)
+            .all(|wait| *wait == super::SLOW_RETRY_MAX));
+    }
+
+    #[test]
+    fn a_heartbeat_longer_than_the_window_still_tries_then_slows() {
+        let waits: Vec<Duration> = super::retry_schedule(Duration::from_secs(20))
+            .take(3)
+            .collect();
+        assert_eq!(waits, vec![super::SLOW_RETRY_MAX; 3]);
     }
 }
