@@ -1,13 +1,14 @@
 //! What the scenarios share: seeds, options, a client's request ids, replica comparison.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kimberlite_raft::{Cluster, ClusterOptions, Faults, Head, NodeId, RequestId};
+use kimberlite_raft::{Cluster, ClusterOptions, Faults, Head, NodeFs, NodeId, RequestId};
+use kimberlite_storage::FileSystem;
 use tokio::task::JoinHandle;
 
 /// Which seeds a scenario runs: a few by default, `KIMBERLITE_RAFT_SEEDS=n` runs seeds 0..n.
@@ -29,6 +30,25 @@ pub fn options(seed: u64) -> ClusterOptions {
     options.raft.election_timeout_max = 300;
     options.attempt_timeout_ms = 1_000;
     options
+}
+
+/// The voters `disks` names in `dir` with `options`, each node over its own file system of
+/// `disks` (a simulated disk, a wrapper that counts or holds syncs).
+pub async fn start_over<F>(
+    dir: &Path,
+    disks: &BTreeMap<NodeId, F>,
+    mut options: ClusterOptions,
+) -> Cluster
+where
+    F: FileSystem + Clone,
+    F::Lock: 'static,
+{
+    options.file_systems = disks
+        .iter()
+        .map(|(&id, disk)| (id, NodeFs::new(disk.clone())))
+        .collect();
+    let voters: Vec<NodeId> = disks.keys().copied().collect();
+    Cluster::start(dir, &voters, options).await.unwrap()
 }
 
 /// Voters 1 to 3 in `dir` with [`options`] of `seed`, over a network with `faults`, shared

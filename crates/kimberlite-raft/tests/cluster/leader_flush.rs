@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kimberlite::ExpectedOffset;
-use kimberlite_raft::{Cluster, Node, NodeFs, NodeId};
+use kimberlite_raft::{Node, NodeId};
 
-use crate::common::{event, options, request, WAIT};
+use crate::common::{event, options, request, start_over, WAIT};
 use crate::syncs::SyncCounting;
 
 fn applied(node: &Node) -> u64 {
@@ -27,13 +27,7 @@ async fn an_entry_waits_for_the_leaders_log_sync_though_the_followers_hold_it() 
     let dir = tempfile::tempdir().unwrap();
     let systems: BTreeMap<NodeId, SyncCounting> =
         (1..=3).map(|id| (id, SyncCounting::default())).collect();
-    let mut options = options(5);
-    for (id, fs) in &systems {
-        options.file_systems.insert(*id, NodeFs::new(fs.clone()));
-    }
-    let cluster = Cluster::start(dir.path(), &[1, 2, 3], options)
-        .await
-        .unwrap();
+    let cluster = start_over(dir.path(), &systems, options(5)).await;
     let leader = cluster.leader(WAIT).await.unwrap();
     let stream = cluster.create_stream(request(1, 0), "audit").await.unwrap();
     let node = cluster.node(leader).unwrap();

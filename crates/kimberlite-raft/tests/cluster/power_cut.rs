@@ -12,12 +12,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kimberlite_raft::{Cluster, NodeFs, NodeId, LOG_FILE};
+use kimberlite_raft::{Cluster, NodeId, LOG_FILE};
 use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
 use kimberlite_storage::{EntryKind, FileHandle, FileSystem};
 
 use crate::common::{
-    assert_each_once_everywhere, assert_replicas_equal, event, options, request, WAIT,
+    assert_each_once_everywhere, assert_replicas_equal, event, options, request, start_over, WAIT,
 };
 
 const VOTERS: [NodeId; 3] = [1, 2, 3];
@@ -213,14 +213,7 @@ async fn started(
             (id, Switched { disk, switch })
         })
         .collect();
-    let mut options = options(seed);
-    options.file_systems = disks
-        .iter()
-        .map(|(&id, disk)| (id, NodeFs::new(disk.clone())))
-        .collect();
-    let cluster = Cluster::start(Path::new("/cluster"), &VOTERS, options)
-        .await
-        .unwrap();
+    let cluster = start_over(Path::new("/cluster"), &disks, options(seed)).await;
     let stream = cluster.create_stream(request(0, 0), "s").await.unwrap();
     let (first, texts) = append(&cluster, stream, 0, WAIT).await.unwrap();
     cluster.wait_applied(first, WAIT).await.unwrap();

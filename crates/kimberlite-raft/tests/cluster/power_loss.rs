@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use kimberlite_raft::{Cluster, Faults, NodeFs, NodeId};
+use kimberlite_raft::{Cluster, Faults, NodeId};
 use kimberlite_sim::fs::{FaultConfig, SimFileSystem};
 use openraft::SnapshotPolicy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{options, request, WAIT};
+use crate::common::{options, request, start_over, WAIT};
 use crate::history::Recorder;
 
 const VOTERS: [NodeId; 3] = [1, 2, 3];
@@ -79,13 +79,7 @@ async fn run(seed: u64) {
     options.raft.purge_batch_size = 1;
     // A node that cannot answer (cut off, stopped) is given up on sooner: a short scenario.
     options.attempt_timeout_ms = 300;
-    options.file_systems = disks
-        .iter()
-        .map(|(&id, disk)| (id, NodeFs::new(disk.clone())))
-        .collect();
-    let cluster = Cluster::start(Path::new("/cluster"), &VOTERS, options)
-        .await
-        .unwrap();
+    let cluster = start_over(Path::new("/cluster"), &disks, options).await;
     cluster.network().set_faults(Faults {
         drop_per_mille: 20,
         delay_ms_max: 5,
