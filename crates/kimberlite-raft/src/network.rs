@@ -218,7 +218,7 @@ const SLOW_RETRY_MAX: Duration = Duration::from_secs(5);
 /// then doubling up to [`SLOW_RETRY_MAX`], then that for good. Endless, as openraft expects.
 fn retry_schedule(heartbeat: Duration) -> impl Iterator<Item = Duration> + Send + 'static {
     let heartbeat = heartbeat.max(Duration::from_millis(1));
-    let fast = FAST_RETRY_WINDOW.as_millis() / heartbeat.as_millis().max(1);
+    let fast = FAST_RETRY_WINDOW.as_millis() / heartbeat.as_millis();
     let fast = usize::try_from(fast).unwrap_or(usize::MAX);
     let slowing = std::iter::successors(Some(heartbeat.saturating_mul(2)), |wait| {
         Some(wait.saturating_mul(2))
