@@ -3,7 +3,7 @@
 //! (`Kimberlite::append`), to two streams of one store.
 //!
 //! `both` (the default) runs rounds of a phase of sealed batches then a phase of plain ones and
-//! prints, per side, the median batch time and the CPU per event of the whole process (every
+//! prints, per side, the batch times (median, 99th percentile, slowest) and the CPU per event of the whole process (every
 //! thread's time on a CPU, `/proc/self/task/*/schedstat`), then the bench's interleaved ratio;
 //! `sealed` or `plain` appends only that side (for `perf record -g`).
 //!
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kimberlite::sealed::{MasterKey, SubjectKeys};
 use kimberlite::{Config, Durability, ExpectedOffset, Kimberlite, StreamId};
-use kimberlite_bench::{events, interleaved, median, BATCH_EVENTS};
+use kimberlite_bench::latency::Percentiles;
+use kimberlite_bench::{events, interleaved, BATCH_EVENTS};
 
 /// Nanoseconds every thread of this process has spent on a CPU (live threads only; the
 /// store's helpers live as long as the store).
@@ -56,12 +57,12 @@ impl Side<'_> {
 
     fn print(&mut self) -> Duration {
         let per_event = self.cpu as f64 / (self.batches * BATCH_EVENTS as u64) as f64 / 1e3;
-        let batch = median(std::mem::take(&mut self.times));
+        let batches = Percentiles::of(std::mem::take(&mut self.times));
         println!(
-            "{}: median {batch:.2?} per batch, CPU {per_event:.3} us per event",
+            "{}: per batch {batches}, CPU {per_event:.3} us per event",
             self.name
         );
-        batch
+        batches.p50
     }
 }
 

@@ -91,3 +91,86 @@ fn an_unsynced_stream_creation_lost_at_a_crash_leaves_the_store_verified() {
     }
     assert!(damaged.is_empty(), "{damaged:?}");
 }
+
+/// Appends unsynced batches of 256 x 4 KiB (1 MiB of events each) until `store` has
+/// finished a sync of its own (a background writeback), or `limit` batches.
+fn append_until_synced(store: &Kimberlite, id: kimberlite::StreamId, limit: usize) -> usize {
+    let batch: Vec<bytes::Bytes> = (0..256u32).map(|i| vec![i as u8; 4096].into()).collect();
+    for appended in 1..=limit {
+        match store.append(id, batch.iter().cloned(), ExpectedOffset::Any) {
+            Ok(_) if store.syncs_completed() > 0 => return appended,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Err(error) => panic!("batch {appended}: {error}"),
+        }
+    }
+    limit
+}
+
+/// Under `Unsynced` the store syncs in the background once 16 MiB of events wait: a caller
+/// that never syncs still has them durable, and a crash after that sync keeps them.
+#[test]
+fn unsynced_appends_are_synced_in_the_background() {
+    let fs = SimFileSystem::new(5, FaultConfig::NONE);
+    let config = Config::default().durability(Durability::Unsynced);
+    let store = Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap();
+    let id = store.create_stream("bulk").unwrap();
+    let syncs_before = store.syncs_completed();
+    assert_eq!(syncs_before, 0);
+    let batches = append_until_synced(&store, id, 200);
+    assert!(
+        store.syncs_completed() > 0,
+        "no background sync in {batches} batches"
+    );
+    // 16 MiB is 16 batches: a sync started at the 16th (or, with the thread slow, later).
+    assert!(batches >= 16, "synced after {batches} batches");
+    fs.crash();
+    drop(store);
+    let store = open(&fs);
+    let id = store.stream("bulk").unwrap();
+    let kept = store.head(id).unwrap().next_offset.as_u64();
+    assert!(
+        kept >= 16 * 256,
+        "a crash kept {kept} events of {batches} batches"
+    );
+    assert!(store.verify_all().unwrap().is_intact());
+}
+
+/// A background sync that fails stops the store, as a failed append does (fail-stop).
+#[test]
+fn a_failed_background_sync_stops_the_store() {
+    let faults = FaultConfig {
+        sync_fail_probability: 1.0,
+        ..FaultConfig::NONE
+    };
+    let fs = SimFileSystem::new(9, faults);
+    fs.set_faults_enabled(false);
+    let config = Config::default().durability(Durability::Unsynced);
+    let store = Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap();
+    let id = store.create_stream("bulk").unwrap();
+    let batch: Vec<bytes::Bytes> = (0..256u32).map(|i| vec![i as u8; 4096].into()).collect();
+    // A stream's first append under `Unsynced` syncs (its creation must be durable first).
+    store
+        .append(id, batch.clone(), ExpectedOffset::Any)
+        .unwrap();
+    fs.set_faults_enabled(true);
+    let mut refused = None;
+    for appended in 2..=500 {
+        match store.append(id, batch.iter().cloned(), ExpectedOffset::Any) {
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Err(error) => {
+                refused = Some((appended, error));
+                break;
+            }
+        }
+    }
+    let (appended, error) = refused.expect("an append refused after the failed sync");
+    assert!(
+        matches!(error, Error::Poisoned),
+        "batch {appended}: {error}"
+    );
+    // The sync starts at 16 MiB waiting (batch 16) and fails in the background; a later
+    // append records it. Before writeback, only an append at 64 MiB synced.
+    assert!((17..=40).contains(&appended), "refused at batch {appended}");
+    assert!(store.has_failed());
+    assert_eq!(store.syncs_completed(), 0, "no sync succeeded");
+}

@@ -21,8 +21,11 @@ pub enum Durability {
     /// With several threads appending it is the faster policy: `examples/concurrent.rs`
     /// measures both, and `docs/PERFORMANCE.md` the 16-thread case and what limits it.
     GroupCommit,
-    /// Never sync: an acknowledged append has reached the operating system, not the disk, and a
-    /// machine crash may lose it. For benchmarks and data that can be rebuilt.
+    /// Do not sync before acknowledging: an acknowledged append has reached the operating
+    /// system, not the disk, and a machine crash may lose it. The store still syncs in the
+    /// background once 16 MiB of events wait (so that their leaves reach the Merkle trees, and
+    /// no append waits for the device to write out a large backlog), and at
+    /// [`crate::Kimberlite::sync`] and close. For benchmarks and data that can be rebuilt.
     Unsynced,
 }
 

@@ -79,6 +79,7 @@ mod tree_check;
 mod tree_trust;
 mod verify;
 mod write;
+mod writeback;
 mod writers;
 mod written;
 

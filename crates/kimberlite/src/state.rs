@@ -50,6 +50,8 @@ pub(crate) struct State {
     /// only once durable, so tree files never hold a leaf a crash can take from the log: their
     /// length is evidence of durable events (module `lost`).
     pub(crate) tree_backlog: TreeBacklog,
+    /// The background sync of unsynced batches (`Durability::Unsynced`, [`crate::writeback`]).
+    pub(crate) writeback: crate::writeback::Writeback,
 }
 
 impl std::fmt::Debug for State {

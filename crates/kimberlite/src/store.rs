@@ -87,6 +87,10 @@ impl Drop for Inner {
             .state
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(Err(_)) = state.record_writeback(true) {
+            self.commit.poison();
+            return;
+        }
         if state.tree_backlog.is_empty() {
             return;
         }
@@ -182,7 +186,8 @@ impl Kimberlite {
 
     /// How many durability syncs the store has finished since it was opened: one per group
     /// commit sync (however many appends and files it covered), one per synced append under
-    /// [`crate::Durability::SyncEachAppend`], one per [`Kimberlite::sync`] that flushed. For metrics.
+    /// [`crate::Durability::SyncEachAppend`], one per [`Kimberlite::sync`] that flushed, one
+    /// per background sync under [`crate::Durability::Unsynced`]. For metrics.
     #[must_use]
     pub fn syncs_completed(&self) -> u64 {
         self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
@@ -248,6 +253,7 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle: TreeWorker::start(Trees::in_memory(&config)),
             tree_backlog: TreeBacklog::default(),
+            writeback: Default::default(),
         };
         Self::from_state(state, config, None, Vec::new())
     }
@@ -313,6 +319,7 @@ impl Kimberlite {
             pending: VecDeque::new(),
             merkle,
             tree_backlog: TreeBacklog::default(),
+            writeback: Default::default(),
         };
         Ok(Self::from_state(state, config, files, lost))
     }

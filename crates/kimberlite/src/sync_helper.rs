@@ -98,7 +98,7 @@ impl SyncHelper {
 }
 
 /// Runs each of `syncs` in turn, all of them even after a failure; the first error.
-fn run_in_turn(syncs: &mut [SegmentSync]) -> Result<(), StorageError> {
+pub(crate) fn run_in_turn(syncs: &mut [SegmentSync]) -> Result<(), StorageError> {
     let mut outcome = Ok(());
     for sync in syncs {
         let result = sync.run();

@@ -16,7 +16,7 @@ use kimberlite_types::StreamId;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset, StreamHead};
-use crate::state::{State, TreeBacklog};
+use crate::state::State;
 use crate::store::Kimberlite;
 
 impl Kimberlite {
@@ -110,20 +110,8 @@ impl Kimberlite {
                     .push(id, head.next_offset.as_u64(), events);
             }
         }
-        let unsynced = self.inner.config.durability == Durability::Unsynced;
-        if unsynced && state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
-            // The batch is written either way; a failed sync stops later appends (fail-stop).
-            match state.backend.sync() {
-                Ok(()) => {
-                    let State {
-                        tree_backlog,
-                        merkle,
-                        ..
-                    } = &mut *state;
-                    tree_backlog.submit_to(merkle);
-                }
-                Err(_) => self.inner.commit.poison(),
-            }
+        if self.inner.config.durability == Durability::Unsynced {
+            self.write_back(state);
         }
         Ok(AppendResult {
             first_offset: head.next_offset,

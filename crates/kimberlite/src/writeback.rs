@@ -1,0 +1,198 @@
+//! Writeback under `Durability::Unsynced`: the segments are synced in the background as the
+//! appends go on, so that no append waits for the device to write out tens of megabytes.
+//!
+//! Unsynced batches reach the Merkle trees only once synced (`TreeBacklog`), so a caller that
+//! never syncs must be synced for it. Once the batches waiting hold [`Writeback::START_BYTES`],
+//! an append takes a handle on each segment written (`StoreBackend::sync_begin`, under the
+//! write lock, as group commit does) and hands them to a thread of the store that syncs them;
+//! a later append (or the close) records the finished sync and hands the batches it covered
+//! to the trees. A failed sync stops the store (fail-stop), as a failed append does.
+//!
+//! | the waiting batches hold         | a writeback is running        | the append             |
+//! |----------------------------------|-------------------------------|------------------------|
+//! | under `START_BYTES`              | -                             | returns                |
+//! | `START_BYTES` or more            | no                            | starts one             |
+//! | `START_BYTES` or more            | yes                           | returns                |
+//! | over `UNSYNCED_BYTES_MAX`        | yes                           | waits for it           |
+//! | over `UNSYNCED_BYTES_MAX` after  | -                             | syncs itself           |
+//!
+//! The last two rows bound the memory the batches hold when the device is slower than the
+//! appends: the appends then wait for it, as they did when every such sync ran in the append.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, PoisonError};
+
+use kimberlite_storage::backend::SegmentSync;
+use kimberlite_storage::StorageError;
+
+use crate::state::{State, TreeBacklog};
+use crate::store::Kimberlite;
+use crate::sync_helper::run_in_turn;
+
+/// A finished sync: the syncs it ran (the store records them) and the first error among them.
+type Done = (Vec<SegmentSync>, Result<(), StorageError>);
+
+/// The store's writeback thread (started on first use) and the sync it is running.
+#[derive(Default)]
+pub(crate) struct Writeback {
+    link: Option<Link>,
+    /// Where the batches waiting for a sync ended when the running sync began
+    /// (`TreeBacklog::mark`): it makes the batches before it durable.
+    running: Option<u64>,
+}
+
+impl std::fmt::Debug for Writeback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writeback")
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The channels to a running writeback thread (it ends once `jobs` is dropped).
+struct Link {
+    jobs: Sender<Vec<SegmentSync>>,
+    /// In a mutex only to make the store `Sync`: it is always reached through `&mut`.
+    done: Mutex<Receiver<Done>>,
+}
+
+impl Link {
+    /// Starts the thread; `None` when it cannot be started (the append then syncs itself).
+    fn start() -> Option<Self> {
+        let (jobs, job_queue) = mpsc::channel::<Vec<SegmentSync>>();
+        let (done_sender, done) = mpsc::channel::<Done>();
+        std::thread::Builder::new()
+            .name("kimberlite-writeback".into())
+            .spawn(move || {
+                while let Ok(mut syncs) = job_queue.recv() {
+                    let result = run_in_turn(&mut syncs);
+                    if done_sender.send((syncs, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            jobs,
+            done: Mutex::new(done),
+        })
+    }
+}
+
+impl Writeback {
+    /// Payload bytes of unsynced batches at which an append starts a writeback: small enough
+    /// that a segment's rotation, which syncs it inside an append, finds little left to write.
+    pub(crate) const START_BYTES: u64 = 16 << 20;
+
+    /// Hands `syncs`, which cover the batches before `mark`, to the thread; gives them back
+    /// when there is no thread to run them.
+    fn start(&mut self, syncs: Vec<SegmentSync>, mark: u64) -> Result<(), Vec<SegmentSync>> {
+        if self.link.is_none() {
+            self.link = Link::start();
+        }
+        let Some(link) = &self.link else {
+            return Err(syncs);
+        };
+        if let Err(refused) = link.jobs.send(syncs) {
+            self.link = None;
+            return Err(refused.0);
+        }
+        self.running = Some(mark);
+        Ok(())
+    }
+
+    /// The running writeback once it has finished (waiting for it when `wait`): its mark,
+    /// syncs and outcome. `None` when none is running, or it is still running and `!wait`.
+    fn finished(&mut self, wait: bool) -> Option<(u64, Done)> {
+        let mark = self.running?;
+        let link = self.link.as_mut()?;
+        let done = link.done.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let done = if wait {
+            done.recv().ok()
+        } else {
+            match done.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => return None,
+                received => received.ok(),
+            }
+        };
+        self.running = None;
+        let done = done.unwrap_or_else(|| {
+            self.link = None;
+            (Vec::new(), Err(thread_ended()))
+        });
+        Some((mark, done))
+    }
+}
+
+fn thread_ended() -> StorageError {
+    StorageError::Io {
+        context: "the writeback thread stopped during a sync".into(),
+        source: std::io::Error::other("writeback thread ended"),
+    }
+}
+
+impl State {
+    /// Records the running writeback if it has finished (or once it has, when `wait`): on
+    /// success the segments are durable as far as it synced them and its batches go to the
+    /// trees. `None` when none finished; the caller stops the store on an error.
+    pub(crate) fn record_writeback(&mut self, wait: bool) -> Option<Result<(), StorageError>> {
+        let (mark, (syncs, outcome)) = self.writeback.finished(wait)?;
+        if outcome.is_ok() {
+            self.backend.sync_finished(&syncs);
+            self.tree_backlog.submit_before(mark, &mut self.merkle);
+        }
+        Some(outcome)
+    }
+}
+
+impl Kimberlite {
+    /// After an unsynced append (under the write lock): records a finished writeback, starts
+    /// one, or waits, as the module's table says.
+    pub(crate) fn write_back(&self, state: &mut State) {
+        self.count_writeback(state.record_writeback(false));
+        if state.writeback.running.is_none() && state.tree_backlog.bytes() >= Writeback::START_BYTES
+        {
+            self.start_writeback(state);
+        }
+        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
+            self.count_writeback(state.record_writeback(true));
+        }
+        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
+            // The batch is written either way; a failed sync stops later appends (fail-stop).
+            match state.backend.sync() {
+                Ok(()) => state.tree_backlog.submit_to(&mut state.merkle),
+                Err(_) => self.inner.commit.poison(),
+            }
+        }
+    }
+
+    /// Counts a recorded writeback as a sync, or stops the store after a failed one.
+    fn count_writeback(&self, recorded: Option<Result<(), StorageError>>) {
+        match recorded {
+            Some(Ok(())) => self.count_sync(),
+            Some(Err(_)) => self.inner.commit.poison(),
+            None => {}
+        }
+    }
+
+    fn start_writeback(&self, state: &mut State) {
+        let mut syncs = match state.backend.sync_begin() {
+            Ok(syncs) => syncs,
+            Err(_) => return self.inner.commit.poison(),
+        };
+        let mark = state.tree_backlog.mark();
+        if !syncs.is_empty() {
+            match state.writeback.start(syncs, mark) {
+                Ok(()) => return,
+                Err(refused) => syncs = refused,
+            }
+            if run_in_turn(&mut syncs).is_err() {
+                return self.inner.commit.poison();
+            }
+            self.count_sync();
+            state.backend.sync_finished(&syncs);
+        }
+        // Synced here (or nothing to sync: a backend in memory).
+        state.tree_backlog.submit_before(mark, &mut state.merkle);
+    }
+}
