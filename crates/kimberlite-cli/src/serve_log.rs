@@ -4,8 +4,12 @@
 use tracing_subscriber::filter::{EnvFilter, FromEnvError};
 
 /// What is logged without `RUST_LOG`: this project's crates at `info`, every other crate
-/// (openraft, hyper, reqwest) at `warn`, so a healthy node stays quiet.
-pub const DEFAULT_FILTER: &str = "warn,kimberlite=info,kimberlite_server=info,\
+/// (openraft, hyper, reqwest) at `warn`, so a healthy node stays quiet; not openraft's
+/// replication and its progress handler, which log five lines per failed try to a node that
+/// is down (a storage error there is logged by openraft's core): `kimberlite_raft` says
+/// instead when a node stops answering and when it answers again.
+pub const DEFAULT_FILTER: &str = "warn,openraft::replication=off,\
+openraft::engine::handler::replication_handler=error,kimberlite=info,kimberlite_server=info,\
 kimberlite_raft=info,kimberlite_storage=info,kimberlite_cli=info";
 
 /// The filter `RUST_LOG` names, else [`DEFAULT_FILTER`]; a `RUST_LOG` that does not parse
@@ -41,6 +45,7 @@ mod tests {
         let filter = EnvFilter::try_new(DEFAULT_FILTER).expect("the default filter parses");
         let text = filter.to_string();
         assert!(text.contains("kimberlite_raft=info"), "{text}");
+        assert!(text.contains("openraft::replication=off"), "{text}");
         assert!(text.contains("warn"), "{text}");
     }
 

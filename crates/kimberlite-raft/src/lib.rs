@@ -36,6 +36,7 @@ mod node_fs;
 mod open_error;
 mod proposer;
 mod publish;
+mod reachability;
 mod replica;
 mod replica_checkpoint;
 mod replica_run;

@@ -3,7 +3,7 @@
 //! that makes any transport openraft's network.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
@@ -18,6 +18,7 @@ use openraft::{OptionalSend, Snapshot, Vote};
 
 use crate::log_flush::Flushed;
 use crate::log_store::LogStore;
+use crate::reachability::{Change, Reachability};
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Why a message did not get an answer from its target.
@@ -106,6 +107,8 @@ pub struct Connection<T> {
     node: Node,
     flushed: Flushed,
     retry: Duration,
+    /// Whether replication to the target gets answers: logged when that changes.
+    reachability: Reachability,
 }
 
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
@@ -118,6 +121,45 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
             node: node.clone(),
             flushed: self.flushed.clone(),
             retry: self.retry,
+            reachability: Reachability::default(),
+        }
+    }
+}
+
+impl<T> Connection<T> {
+    /// Logs what replication's try says of the target: lost, back, or an error it answered
+    /// (openraft's own lines for each failed try are off by default, `kimberlite serve`).
+    fn note<R, E: std::error::Error>(&mut self, result: &TransportResult<R, E>) {
+        let now = Instant::now();
+        let target = self.target;
+        let change = match result {
+            Ok(_) => self.reachability.answered(now),
+            Err(TransportError::Remote { source, .. }) => {
+                tracing::warn!("node {target} refused replication: {source}");
+                self.reachability.answered(now)
+            }
+            Err(TransportError::Unreachable { reason, .. }) => {
+                if self.reachability.unreachable(now).is_some() {
+                    tracing::warn!(
+                        "node {target} unreachable ({reason}): replication tries again every \
+                         {:?} for {FAST_RETRY_WINDOW:?}, then less often, up to every \
+                         {SLOW_RETRY_MAX:?}",
+                        self.retry
+                    );
+                }
+                None
+            }
+        };
+        if let Some(Change::Back {
+            failed_tries,
+            after,
+        }) = change
+        {
+            tracing::info!(
+                "node {target} answers replication again, after {failed_tries} failed tries \
+                 over {:.1} s",
+                after.as_secs_f64()
+            );
         }
     }
 }
@@ -141,7 +183,7 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
     /// openraft's default (500 ms) often let it stand for election first, and its later term
     /// then deposed the working leader. A restarted leader always waits to hear from one (its
     /// own vote is read back uncommitted, `LogStore::read_vote`). A target down for longer is
-    /// tried less and less often ([`retry_schedule`]): each try is logged.
+    /// tried less and less often ([`retry_schedule`]): openraft logs each try (five lines).
     fn backoff(&self) -> Backoff {
         Backoff::new(retry_schedule(self.retry))
     }
@@ -154,10 +196,12 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
         // openraft's commit may count the leader's own log before its background sync: a
         // follower must never apply an entry that only it holds durably (crate::log_flush).
         request.leader_commit = self.flushed.clamp(request.leader_commit);
-        self.transport
+        let result = self
+            .transport
             .append_entries(self.target, &self.node, request)
-            .await
-            .map_err(rpc_error)
+            .await;
+        self.note(&result);
+        result.map_err(rpc_error)
     }
 
     #[allow(deprecated)]
@@ -250,6 +294,7 @@ mod tests {
             node: Node::default(),
             flushed: Flushed::new(None),
             retry,
+            reachability: super::Reachability::default(),
         };
         let waits: Vec<Duration> = connection.backoff().take(3).collect();
         assert_eq!(waits, vec![retry; 3]);
