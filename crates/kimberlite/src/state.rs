@@ -65,6 +65,21 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
+    /// Records the running writeback if it has finished (or once it has, when `wait`): on
+    /// success the segments are durable as far as it synced them and its batches go to the
+    /// trees. `None` when none finished; the caller stops the store on an error.
+    pub(crate) fn record_writeback(
+        &mut self,
+        wait: bool,
+    ) -> Option<std::result::Result<(), kimberlite_storage::StorageError>> {
+        let (mark, (syncs, outcome)) = self.writeback.finished(wait)?;
+        if outcome.is_ok() {
+            self.backend.sync_finished(&syncs);
+            self.tree_backlog.submit_before(mark, &mut self.merkle);
+        }
+        Some(outcome)
+    }
+
     /// The name of a user stream, or [`Error::UnknownStream`].
     pub(crate) fn name_of(&self, id: StreamId) -> Result<&str> {
         self.catalog

@@ -16,8 +16,10 @@ use kimberlite_types::StreamId;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::head::{AppendResult, ExpectedOffset, StreamHead};
-use crate::state::State;
+use crate::state::{State, TreeBacklog};
 use crate::store::Kimberlite;
+use crate::sync_helper::run_in_turn;
+use crate::writeback::Writeback;
 
 impl Kimberlite {
     /// The part of an append done under the write lock: checks, then one backend call.
@@ -177,4 +179,55 @@ fn is_plain_refusal(error: &StorageError) -> bool {
             | StorageError::OffsetOverflow { .. }
             | StorageError::Transform { .. }
     )
+}
+
+impl Kimberlite {
+    /// After an unsynced append (under the write lock): records a finished writeback, starts
+    /// one, or waits, as the module's table says.
+    pub(crate) fn write_back(&self, state: &mut State) {
+        self.count_writeback(state.record_writeback(false));
+        if !state.writeback.is_running() && state.tree_backlog.bytes() >= Writeback::START_BYTES {
+            self.start_writeback(state);
+        }
+        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
+            self.count_writeback(state.record_writeback(true));
+        }
+        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
+            // The batch is written either way; a failed sync stops later appends (fail-stop).
+            match state.backend.sync() {
+                Ok(()) => state.tree_backlog.submit_to(&mut state.merkle),
+                Err(_) => self.inner.commit.poison(),
+            }
+        }
+    }
+
+    /// Counts a recorded writeback as a sync, or stops the store after a failed one.
+    fn count_writeback(&self, recorded: Option<Result<(), StorageError>>) {
+        match recorded {
+            Some(Ok(())) => self.count_sync(),
+            Some(Err(_)) => self.inner.commit.poison(),
+            None => {}
+        }
+    }
+
+    fn start_writeback(&self, state: &mut State) {
+        let mut syncs = match state.backend.sync_begin() {
+            Ok(syncs) => syncs,
+            Err(_) => return self.inner.commit.poison(),
+        };
+        let mark = state.tree_backlog.mark();
+        if !syncs.is_empty() {
+            match state.writeback.start(syncs, mark) {
+                Ok(()) => return,
+                Err(refused) => syncs = refused,
+            }
+            if run_in_turn(&mut syncs).is_err() {
+                return self.inner.commit.poison();
+            }
+            self.count_sync();
+            state.backend.sync_finished(&syncs);
+        }
+        // Synced here (or nothing to sync: a backend in memory).
+        state.tree_backlog.submit_before(mark, &mut state.merkle);
+    }
 }

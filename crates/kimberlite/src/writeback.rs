@@ -1,5 +1,7 @@
 //! Writeback under `Durability::Unsynced`: the segments are synced in the background as the
-//! appends go on, so that no append waits for the device to write out tens of megabytes.
+//! appends go on, so that no append waits for the device to write out tens of megabytes. The
+//! thread is here; appends start and record its syncs (`Kimberlite::write_back` in `write.rs`,
+//! `State::record_writeback`).
 //!
 //! Unsynced batches reach the Merkle trees only once synced (`TreeBacklog`), so a caller that
 //! never syncs must be synced for it. Once the batches waiting hold [`Writeback::START_BYTES`],
@@ -25,12 +27,10 @@ use std::sync::{Mutex, PoisonError};
 use kimberlite_storage::backend::SegmentSync;
 use kimberlite_storage::StorageError;
 
-use crate::state::{State, TreeBacklog};
-use crate::store::Kimberlite;
 use crate::sync_helper::run_in_turn;
 
 /// A finished sync: the syncs it ran (the store records them) and the first error among them.
-type Done = (Vec<SegmentSync>, Result<(), StorageError>);
+pub(crate) type Done = (Vec<SegmentSync>, Result<(), StorageError>);
 
 /// The store's writeback thread (started on first use) and the sync it is running.
 #[derive(Default)]
@@ -39,6 +39,13 @@ pub(crate) struct Writeback {
     /// Where the batches waiting for a sync ended when the running sync began
     /// (`TreeBacklog::mark`): it makes the batches before it durable.
     running: Option<u64>,
+}
+
+impl Writeback {
+    /// Whether a sync is running (started and not yet recorded).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
 }
 
 impl std::fmt::Debug for Writeback {
@@ -86,7 +93,11 @@ impl Writeback {
 
     /// Hands `syncs`, which cover the batches before `mark`, to the thread; gives them back
     /// when there is no thread to run them.
-    fn start(&mut self, syncs: Vec<SegmentSync>, mark: u64) -> Result<(), Vec<SegmentSync>> {
+    pub(crate) fn start(
+        &mut self,
+        syncs: Vec<SegmentSync>,
+        mark: u64,
+    ) -> Result<(), Vec<SegmentSync>> {
         if self.link.is_none() {
             self.link = Link::start();
         }
@@ -103,7 +114,7 @@ impl Writeback {
 
     /// The running writeback once it has finished (waiting for it when `wait`): its mark,
     /// syncs and outcome. `None` when none is running, or it is still running and `!wait`.
-    fn finished(&mut self, wait: bool) -> Option<(u64, Done)> {
+    pub(crate) fn finished(&mut self, wait: bool) -> Option<(u64, Done)> {
         let mark = self.running?;
         let link = self.link.as_mut()?;
         let done = link.done.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -128,71 +139,5 @@ fn thread_ended() -> StorageError {
     StorageError::Io {
         context: "the writeback thread stopped during a sync".into(),
         source: std::io::Error::other("writeback thread ended"),
-    }
-}
-
-impl State {
-    /// Records the running writeback if it has finished (or once it has, when `wait`): on
-    /// success the segments are durable as far as it synced them and its batches go to the
-    /// trees. `None` when none finished; the caller stops the store on an error.
-    pub(crate) fn record_writeback(&mut self, wait: bool) -> Option<Result<(), StorageError>> {
-        let (mark, (syncs, outcome)) = self.writeback.finished(wait)?;
-        if outcome.is_ok() {
-            self.backend.sync_finished(&syncs);
-            self.tree_backlog.submit_before(mark, &mut self.merkle);
-        }
-        Some(outcome)
-    }
-}
-
-impl Kimberlite {
-    /// After an unsynced append (under the write lock): records a finished writeback, starts
-    /// one, or waits, as the module's table says.
-    pub(crate) fn write_back(&self, state: &mut State) {
-        self.count_writeback(state.record_writeback(false));
-        if state.writeback.running.is_none() && state.tree_backlog.bytes() >= Writeback::START_BYTES
-        {
-            self.start_writeback(state);
-        }
-        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
-            self.count_writeback(state.record_writeback(true));
-        }
-        if state.tree_backlog.bytes() > TreeBacklog::UNSYNCED_BYTES_MAX {
-            // The batch is written either way; a failed sync stops later appends (fail-stop).
-            match state.backend.sync() {
-                Ok(()) => state.tree_backlog.submit_to(&mut state.merkle),
-                Err(_) => self.inner.commit.poison(),
-            }
-        }
-    }
-
-    /// Counts a recorded writeback as a sync, or stops the store after a failed one.
-    fn count_writeback(&self, recorded: Option<Result<(), StorageError>>) {
-        match recorded {
-            Some(Ok(())) => self.count_sync(),
-            Some(Err(_)) => self.inner.commit.poison(),
-            None => {}
-        }
-    }
-
-    fn start_writeback(&self, state: &mut State) {
-        let mut syncs = match state.backend.sync_begin() {
-            Ok(syncs) => syncs,
-            Err(_) => return self.inner.commit.poison(),
-        };
-        let mark = state.tree_backlog.mark();
-        if !syncs.is_empty() {
-            match state.writeback.start(syncs, mark) {
-                Ok(()) => return,
-                Err(refused) => syncs = refused,
-            }
-            if run_in_turn(&mut syncs).is_err() {
-                return self.inner.commit.poison();
-            }
-            self.count_sync();
-            state.backend.sync_finished(&syncs);
-        }
-        // Synced here (or nothing to sync: a backend in memory).
-        state.tree_backlog.submit_before(mark, &mut state.merkle);
     }
 }
