@@ -14,13 +14,13 @@ use kimberlite_storage::StorageError;
 
 /// What the helper hands back: the syncs it was given (the store records them) and the first
 /// error among them.
-type Done = (Vec<SegmentSync>, Result<(), StorageError>);
+pub(crate) type Done = (Vec<SegmentSync>, Result<(), StorageError>);
 
 /// The store's sync helper, started on first use.
 #[derive(Default)]
 pub(crate) struct SyncHelper {
     /// `None` until a sync of several segments needs it, and again after it stopped.
-    link: Mutex<Option<Link>>,
+    link: Mutex<Option<SyncThread>>,
 }
 
 impl std::fmt::Debug for SyncHelper {
@@ -29,19 +29,22 @@ impl std::fmt::Debug for SyncHelper {
     }
 }
 
-/// The channels to a running helper thread (it ends once `jobs` is dropped).
-struct Link {
-    jobs: Sender<Vec<SegmentSync>>,
-    done: Receiver<Done>,
+/// A thread that runs the segment syncs handed to it, in turn, and hands each job back with
+/// its outcome: the sync helper's, and the writeback's (`crate::writeback`). It ends once
+/// `jobs` is dropped.
+pub(crate) struct SyncThread {
+    pub(crate) jobs: Sender<Vec<SegmentSync>>,
+    pub(crate) done: Receiver<Done>,
 }
 
-impl Link {
-    /// Starts the thread; `None` when it cannot be started (the syncs then run in turn).
-    fn start() -> Option<Self> {
+impl SyncThread {
+    /// Starts the thread `name`; `None` when it cannot be started (the caller then runs the
+    /// syncs itself).
+    pub(crate) fn start(name: &str) -> Option<Self> {
         let (jobs, job_queue) = mpsc::channel::<Vec<SegmentSync>>();
         let (done_sender, done) = mpsc::channel::<Done>();
         std::thread::Builder::new()
-            .name("kimberlite-sync".into())
+            .name(name.into())
             .spawn(move || {
                 while let Ok(mut syncs) = job_queue.recv() {
                     let result = run_in_turn(&mut syncs);
@@ -68,7 +71,7 @@ impl SyncHelper {
             return run_in_turn(syncs);
         };
         if link.is_none() {
-            *link = Link::start();
+            *link = SyncThread::start("kimberlite-sync");
         }
         let Some(helper) = link.as_ref() else {
             return run_in_turn(syncs);

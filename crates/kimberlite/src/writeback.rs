@@ -21,21 +21,20 @@
 //! The last two rows bound the memory the batches hold when the device is slower than the
 //! appends: the appends then wait for it, as they did when every such sync ran in the append.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
 use kimberlite_storage::backend::SegmentSync;
 use kimberlite_storage::StorageError;
 
-use crate::sync_helper::run_in_turn;
-
-/// A finished sync: the syncs it ran (the store records them) and the first error among them.
-pub(crate) type Done = (Vec<SegmentSync>, Result<(), StorageError>);
+use crate::sync_helper::{Done, SyncThread};
 
 /// The store's writeback thread (started on first use) and the sync it is running.
 #[derive(Default)]
 pub(crate) struct Writeback {
-    link: Option<Link>,
+    /// In a mutex only to make the store `Sync` (a `Receiver` is not): always reached
+    /// through `&mut`.
+    link: Mutex<Option<SyncThread>>,
     /// Where the batches waiting for a sync ended when the running sync began
     /// (`TreeBacklog::mark`): it makes the batches before it durable.
     running: Option<u64>,
@@ -56,36 +55,6 @@ impl std::fmt::Debug for Writeback {
     }
 }
 
-/// The channels to a running writeback thread (it ends once `jobs` is dropped).
-struct Link {
-    jobs: Sender<Vec<SegmentSync>>,
-    /// In a mutex only to make the store `Sync`: it is always reached through `&mut`.
-    done: Mutex<Receiver<Done>>,
-}
-
-impl Link {
-    /// Starts the thread; `None` when it cannot be started (the append then syncs itself).
-    fn start() -> Option<Self> {
-        let (jobs, job_queue) = mpsc::channel::<Vec<SegmentSync>>();
-        let (done_sender, done) = mpsc::channel::<Done>();
-        std::thread::Builder::new()
-            .name("kimberlite-writeback".into())
-            .spawn(move || {
-                while let Ok(mut syncs) = job_queue.recv() {
-                    let result = run_in_turn(&mut syncs);
-                    if done_sender.send((syncs, result)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok()?;
-        Some(Self {
-            jobs,
-            done: Mutex::new(done),
-        })
-    }
-}
-
 impl Writeback {
     /// Payload bytes of unsynced batches at which an append starts a writeback: small enough
     /// that a segment's rotation, which syncs it inside an append, finds little left to write.
@@ -98,14 +67,15 @@ impl Writeback {
         syncs: Vec<SegmentSync>,
         mark: u64,
     ) -> Result<(), Vec<SegmentSync>> {
-        if self.link.is_none() {
-            self.link = Link::start();
+        let link = self.link.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if link.is_none() {
+            *link = SyncThread::start("kimberlite-writeback");
         }
-        let Some(link) = &self.link else {
+        let Some(thread) = link.as_ref() else {
             return Err(syncs);
         };
-        if let Err(refused) = link.jobs.send(syncs) {
-            self.link = None;
+        if let Err(refused) = thread.jobs.send(syncs) {
+            *link = None;
             return Err(refused.0);
         }
         self.running = Some(mark);
@@ -116,19 +86,19 @@ impl Writeback {
     /// syncs and outcome. `None` when none is running, or it is still running and `!wait`.
     pub(crate) fn finished(&mut self, wait: bool) -> Option<(u64, Done)> {
         let mark = self.running?;
-        let link = self.link.as_mut()?;
-        let done = link.done.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let done = if wait {
-            done.recv().ok()
+        let link = self.link.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let receiver = &link.as_ref()?.done;
+        let received = if wait {
+            receiver.recv().ok()
         } else {
-            match done.try_recv() {
+            match receiver.try_recv() {
                 Err(mpsc::TryRecvError::Empty) => return None,
                 received => received.ok(),
             }
         };
         self.running = None;
-        let done = done.unwrap_or_else(|| {
-            self.link = None;
+        let done = received.unwrap_or_else(|| {
+            *link = None;
             (Vec::new(), Err(thread_ended()))
         });
         Some((mark, done))
