@@ -80,7 +80,7 @@ fn print_ratio() {
     let batch = events(0, BATCH_EVENTS);
     let mut cluster = cluster(&dir.path().join("cluster"), &batch);
     let mut single = single(&dir.path().join("single"), &batch);
-    let rounds = scaled(60, 5) as usize;
+    let rounds = scaled(200, 5) as usize;
     let (three, base) = interleaved(rounds, || cluster.post(), || single.post());
     drop(cluster);
     let mut in_process = InProcess::new(&dir.path().join("in-process"));
