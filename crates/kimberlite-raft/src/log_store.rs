@@ -350,7 +350,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Entry).collect();
-        let result = self.write_entries(&records);
+        let deferred = self.deferred(&self.lock(), &records);
+        let result = if deferred {
+            self.write_entries(&records)
+        } else {
+            // A synced write (a follower's entries): its `fdatasync` runs on a blocking
+            // thread, so the runtime's worker goes on with other tasks meanwhile (with three
+            // nodes in one process, the leader's answer at commit waited behind it).
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.write_entries(&records))
+                .await
+                .unwrap_or_else(|error| {
+                    Err(io_error(ErrorSubject::Logs, std::io::Error::other(error)))
+                })
+        };
         callback.log_io_completed(
             result
                 .as_ref()
