@@ -247,14 +247,7 @@ impl Kimberlite {
             }
         }
         self.count_sync();
-        let mut state = self.write_state();
-        state.backend.sync_finished(&syncs);
-        let State {
-            tree_backlog,
-            merkle,
-            ..
-        } = &mut *state;
-        tree_backlog.submit_before(mark, merkle);
+        self.write_state().synced(mark, &syncs);
         Ok(())
     }
 

@@ -74,10 +74,17 @@ impl State {
     ) -> Option<std::result::Result<(), kimberlite_storage::StorageError>> {
         let (mark, (syncs, outcome)) = self.writeback.finished(wait)?;
         if outcome.is_ok() {
-            self.backend.sync_finished(&syncs);
-            self.tree_backlog.submit_before(mark, &mut self.merkle);
+            self.synced(mark, &syncs);
         }
         Some(outcome)
+    }
+
+    /// `syncs`, taken when the batches waiting for a sync ended at `mark`, all succeeded: the
+    /// segments are durable as far as they took them, and the batches before `mark` go to
+    /// the trees.
+    pub(crate) fn synced(&mut self, mark: u64, syncs: &[kimberlite_storage::backend::SegmentSync]) {
+        self.backend.sync_finished(syncs);
+        self.tree_backlog.submit_before(mark, &mut self.merkle);
     }
 
     /// The name of a user stream, or [`Error::UnknownStream`].

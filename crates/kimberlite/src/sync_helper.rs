@@ -17,10 +17,16 @@ use kimberlite_storage::StorageError;
 pub(crate) type Done = (Vec<SegmentSync>, Result<(), StorageError>);
 
 /// The store's sync helper, started on first use.
-#[derive(Default)]
 pub(crate) struct SyncHelper {
-    /// `None` until a sync of several segments needs it, and again after it stopped.
-    link: Mutex<Option<SyncThread>>,
+    link: Mutex<SyncThread>,
+}
+
+impl Default for SyncHelper {
+    fn default() -> Self {
+        Self {
+            link: Mutex::new(SyncThread::new("kimberlite-sync")),
+        }
+    }
 }
 
 impl std::fmt::Debug for SyncHelper {
@@ -30,17 +36,70 @@ impl std::fmt::Debug for SyncHelper {
 }
 
 /// A thread that runs the segment syncs handed to it, in turn, and hands each job back with
-/// its outcome: the sync helper's, and the writeback's (`crate::writeback`). It ends once
-/// `jobs` is dropped.
+/// its outcome: the sync helper's, and the writeback's (`crate::writeback`). Started at the
+/// first job, and again at the next job after it stopped; it ends with its owner.
 pub(crate) struct SyncThread {
-    pub(crate) jobs: Sender<Vec<SegmentSync>>,
-    pub(crate) done: Receiver<Done>,
+    name: &'static str,
+    /// `None` until the first job, and again after the thread stopped.
+    link: Option<Link>,
+}
+
+/// The channels to a running thread (it ends once `jobs` is dropped).
+struct Link {
+    jobs: Sender<Vec<SegmentSync>>,
+    done: Receiver<Done>,
 }
 
 impl SyncThread {
-    /// Starts the thread `name`; `None` when it cannot be started (the caller then runs the
-    /// syncs itself).
-    pub(crate) fn start(name: &str) -> Option<Self> {
+    /// A thread named `name`, not started yet.
+    pub(crate) fn new(name: &'static str) -> Self {
+        Self { name, link: None }
+    }
+
+    /// Hands `syncs` to the thread, starting it if needed; gives them back when there is no
+    /// thread to run them (the caller then runs them itself).
+    pub(crate) fn send(&mut self, syncs: Vec<SegmentSync>) -> Result<(), Vec<SegmentSync>> {
+        if self.link.is_none() {
+            self.link = Link::start(self.name);
+        }
+        let Some(link) = &self.link else {
+            return Err(syncs);
+        };
+        link.jobs.send(syncs).map_err(|refused| {
+            // The thread is gone: start another next time.
+            self.link = None;
+            refused.0
+        })
+    }
+
+    /// Waits for the job sent last; a thread that stopped meanwhile is an error.
+    pub(crate) fn wait(&mut self) -> Done {
+        let received = self.link.as_ref().and_then(|link| link.done.recv().ok());
+        received.unwrap_or_else(|| self.stopped())
+    }
+
+    /// The job sent last if it has finished.
+    pub(crate) fn poll(&mut self) -> Option<Done> {
+        let received = self.link.as_ref()?.done.try_recv();
+        match received {
+            Ok(done) => Some(done),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(self.stopped()),
+        }
+    }
+
+    fn stopped(&mut self) -> Done {
+        self.link = None;
+        let error = StorageError::Io {
+            context: format!("the thread {} stopped during a sync", self.name),
+            source: std::io::Error::other("sync thread ended"),
+        };
+        (Vec::new(), Err(error))
+    }
+}
+
+impl Link {
+    fn start(name: &str) -> Option<Self> {
         let (jobs, job_queue) = mpsc::channel::<Vec<SegmentSync>>();
         let (done_sender, done) = mpsc::channel::<Done>();
         std::thread::Builder::new()
@@ -67,36 +126,18 @@ impl SyncHelper {
             return run_in_turn(syncs);
         }
         // One leader syncs at a time; should another come, it runs its syncs itself.
-        let Ok(mut link) = self.link.try_lock() else {
-            return run_in_turn(syncs);
-        };
-        if link.is_none() {
-            *link = SyncThread::start("kimberlite-sync");
-        }
-        let Some(helper) = link.as_ref() else {
+        let Ok(mut helper) = self.link.try_lock() else {
             return run_in_turn(syncs);
         };
         let others = syncs.split_off(1);
-        if let Err(refused) = helper.jobs.send(others) {
-            // The thread is gone: run them here, and start another next time.
-            syncs.extend(refused.0);
-            *link = None;
+        if let Err(refused) = helper.send(others) {
+            syncs.extend(refused);
             return run_in_turn(syncs);
         }
         let mine = run_in_turn(syncs);
-        match helper.done.recv() {
-            Ok((others, theirs)) => {
-                syncs.extend(others);
-                mine.and(theirs)
-            }
-            Err(_) => {
-                *link = None;
-                mine.and(Err(StorageError::Io {
-                    context: "the sync helper stopped during a sync".into(),
-                    source: std::io::Error::other("sync helper thread ended"),
-                }))
-            }
-        }
+        let (others, theirs) = helper.wait();
+        syncs.extend(others);
+        mine.and(theirs)
     }
 }
 

@@ -225,9 +225,8 @@ impl Kimberlite {
                 return self.inner.commit.poison();
             }
             self.count_sync();
-            state.backend.sync_finished(&syncs);
         }
         // Synced here (or nothing to sync: a backend in memory).
-        state.tree_backlog.submit_before(mark, &mut state.merkle);
+        state.synced(mark, &syncs);
     }
 }

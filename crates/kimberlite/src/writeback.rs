@@ -21,29 +21,28 @@
 //! The last two rows bound the memory the batches hold when the device is slower than the
 //! appends: the appends then wait for it, as they did when every such sync ran in the append.
 
-use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
 use kimberlite_storage::backend::SegmentSync;
-use kimberlite_storage::StorageError;
 
 use crate::sync_helper::{Done, SyncThread};
 
 /// The store's writeback thread (started on first use) and the sync it is running.
-#[derive(Default)]
 pub(crate) struct Writeback {
     /// In a mutex only to make the store `Sync` (a `Receiver` is not): always reached
     /// through `&mut`.
-    link: Mutex<Option<SyncThread>>,
+    thread: Mutex<SyncThread>,
     /// Where the batches waiting for a sync ended when the running sync began
     /// (`TreeBacklog::mark`): it makes the batches before it durable.
     running: Option<u64>,
 }
 
-impl Writeback {
-    /// Whether a sync is running (started and not yet recorded).
-    pub(crate) fn is_running(&self) -> bool {
-        self.running.is_some()
+impl Default for Writeback {
+    fn default() -> Self {
+        Self {
+            thread: Mutex::new(SyncThread::new("kimberlite-writeback")),
+            running: None,
+        }
     }
 }
 
@@ -60,6 +59,11 @@ impl Writeback {
     /// that a segment's rotation, which syncs it inside an append, finds little left to write.
     pub(crate) const START_BYTES: u64 = 16 << 20;
 
+    /// Whether a sync is running (started and not yet recorded).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// Hands `syncs`, which cover the batches before `mark`, to the thread; gives them back
     /// when there is no thread to run them.
     pub(crate) fn start(
@@ -67,17 +71,11 @@ impl Writeback {
         syncs: Vec<SegmentSync>,
         mark: u64,
     ) -> Result<(), Vec<SegmentSync>> {
-        let link = self.link.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if link.is_none() {
-            *link = SyncThread::start("kimberlite-writeback");
-        }
-        let Some(thread) = link.as_ref() else {
-            return Err(syncs);
-        };
-        if let Err(refused) = thread.jobs.send(syncs) {
-            *link = None;
-            return Err(refused.0);
-        }
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        thread.send(syncs)?;
         self.running = Some(mark);
         Ok(())
     }
@@ -86,28 +84,12 @@ impl Writeback {
     /// syncs and outcome. `None` when none is running, or it is still running and `!wait`.
     pub(crate) fn finished(&mut self, wait: bool) -> Option<(u64, Done)> {
         let mark = self.running?;
-        let link = self.link.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let receiver = &link.as_ref()?.done;
-        let received = if wait {
-            receiver.recv().ok()
-        } else {
-            match receiver.try_recv() {
-                Err(mpsc::TryRecvError::Empty) => return None,
-                received => received.ok(),
-            }
-        };
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let done = if wait { thread.wait() } else { thread.poll()? };
         self.running = None;
-        let done = received.unwrap_or_else(|| {
-            *link = None;
-            (Vec::new(), Err(thread_ended()))
-        });
         Some((mark, done))
-    }
-}
-
-fn thread_ended() -> StorageError {
-    StorageError::Io {
-        context: "the writeback thread stopped during a sync".into(),
-        source: std::io::Error::other("writeback thread ended"),
     }
 }
