@@ -22,8 +22,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 
 use crate::checkpoint::CheckpointError;
 use crate::note::{
-    check_name, check_text, decode_key_bytes_of, encode_key_bytes_of, key_id_for, key_id_matches,
-    random_seed, signature_line, split_key_text, split_note, NoteError,
+    check_key_id, check_name, check_text, decode_key_bytes_of, encode_key_bytes_of, key_id_for,
+    random_seed, signature_line, split_key_text, split_note, split_private_key_text, NoteError,
 };
 
 /// The signature type byte of Ed25519 cosignatures, in key ids and key texts.
@@ -130,21 +130,10 @@ impl WitnessSigner {
 
     /// Parses `PRIVATE+KEY+<name>+<key id>+base64(0x04 || seed)`; checks the key id.
     pub fn parse(text: &str) -> Result<Self, CosignatureError> {
-        let malformed = |reason| NoteError::MalformedKey {
-            what: "witness signer",
-            reason,
-        };
-        let rest = text
-            .trim()
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(malformed("it must start with PRIVATE+KEY+"))?;
-        let (name, id, key) =
-            split_key_text(rest).ok_or(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"))?;
+        let (name, id, key) = split_private_key_text(text, "witness signer")?;
         let seed = decode_key_bytes_of(key, "witness signer", ALG_COSIGNATURE_V1)?;
         let signer = Self::from_seed(name, seed)?;
-        if !key_id_matches(id, signer.key_id()) {
-            return Err(malformed("the key id does not match the name and key").into());
-        }
+        check_key_id(id, signer.key_id(), "witness signer")?;
         Ok(signer)
     }
 
@@ -234,9 +223,7 @@ impl WitnessKey {
             name: name.to_owned(),
             key,
         };
-        if !key_id_matches(id, witness.key_id()) {
-            return Err(malformed("the key id does not match the name and key").into());
-        }
+        check_key_id(id, witness.key_id(), "witness verifier")?;
         Ok(witness)
     }
 

@@ -110,6 +110,29 @@ fn keys_roundtrip_and_refuse_the_other_type() {
         assert!(WitnessKey::parse(text).is_err(), "{text:?}");
         assert!(WitnessSigner::parse(text).is_err(), "{text:?}");
     }
+    // A text whose key id is not its name's and key's.
+    let signer = witness(1);
+    let (id, other) = (signer.key_id(), signer.key_id() ^ 1);
+    let forged = |text: String| text.replacen(&format!("{id:08x}"), &format!("{other:08x}"), 1);
+    let mismatch = |what| NoteError::MalformedKey {
+        what,
+        reason: "the key id does not match the name and key",
+    };
+    for (parsed, what) in [
+        (
+            WitnessSigner::parse(&forged(signer.to_text())).err(),
+            "witness signer",
+        ),
+        (
+            WitnessKey::parse(&forged(signer.verifier().to_text())).err(),
+            "witness verifier",
+        ),
+    ] {
+        assert_eq!(
+            parsed.map(|error| error.to_string()),
+            Some(CosignatureError::from(mismatch(what)).to_string())
+        );
+    }
 }
 
 #[test]

@@ -103,9 +103,31 @@ pub(crate) fn split_key_text(text: &str) -> Option<(&str, &str, &str)> {
     Some((parts.next()?, parts.next()?, parts.next()?))
 }
 
-/// Whether `id`, as a key's text form writes it (8 hex digits), is `key_id`.
-pub(crate) fn key_id_matches(id: &str, key_id: u32) -> bool {
-    id.len() == 8 && u32::from_str_radix(id, 16).ok() == Some(key_id)
+/// Name, key id and key of a `what` private key's text form,
+/// `PRIVATE+KEY+<name>+<key id>+<key>` (whitespace around it ignored).
+pub(crate) fn split_private_key_text<'a>(
+    text: &'a str,
+    what: &'static str,
+) -> Result<(&'a str, &'a str, &'a str), NoteError> {
+    let malformed = |reason| NoteError::MalformedKey { what, reason };
+    let rest = text
+        .trim()
+        .strip_prefix("PRIVATE+KEY+")
+        .ok_or(malformed("it must start with PRIVATE+KEY+"))?;
+    split_key_text(rest).ok_or(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"))
+}
+
+/// `Ok` when `id`, a key text's key id (8 hex digits), is `key_id`, the id of the `what` key
+/// the text's name and key make.
+pub(crate) fn check_key_id(id: &str, key_id: u32, what: &'static str) -> Result<(), NoteError> {
+    if id.len() == 8 && u32::from_str_radix(id, 16).ok() == Some(key_id) {
+        Ok(())
+    } else {
+        Err(NoteError::MalformedKey {
+            what,
+            reason: "the key id does not match the name and key",
+        })
+    }
 }
 
 /// A 32-byte seed from the operating system's random source, for a new `what` key.
@@ -189,20 +211,9 @@ impl SignerKey {
 
     /// Parses `PRIVATE+KEY+<name>+<key id>+<base64>`; checks the key id.
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        let malformed = |reason| NoteError::MalformedKey {
-            what: "signer",
-            reason,
-        };
-        let text = text.trim();
-        let rest = text
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(malformed("it must start with PRIVATE+KEY+"))?;
-        let (name, id, key) =
-            split_key_text(rest).ok_or(malformed("expected PRIVATE+KEY+<name>+<key id>+<key>"))?;
+        let (name, id, key) = split_private_key_text(text, "signer")?;
         let signer = Self::from_seed(name, decode_key_bytes(key, "signer")?)?;
-        if !key_id_matches(id, signer.key_id()) {
-            return Err(malformed("the key id does not match the name and key"));
-        }
+        check_key_id(id, signer.key_id(), "signer")?;
         Ok(signer)
     }
 
@@ -281,9 +292,7 @@ impl VerifierKey {
             name: name.to_owned(),
             key,
         };
-        if !key_id_matches(id, verifier.key_id()) {
-            return Err(malformed("the key id does not match the name and key"));
-        }
+        check_key_id(id, verifier.key_id(), "verifier")?;
         Ok(verifier)
     }
 
@@ -510,5 +519,21 @@ mod tests {
             assert!(SignerKey::parse(key).is_err(), "{key:?}");
         }
         assert!(SignerKey::from_seed("has space", [0; 32]).is_err());
+    }
+
+    #[test]
+    fn a_key_text_with_another_key_id_is_refused_as_such() {
+        let signer = signer();
+        let (id, other) = (signer.key_id(), signer.key_id() ^ 1);
+        let forged = |text: String| text.replacen(&format!("{id:08x}"), &format!("{other:08x}"), 1);
+        let mismatch = "the key id does not match the name and key";
+        assert!(matches!(
+            SignerKey::parse(&forged(signer.to_text())),
+            Err(NoteError::MalformedKey { what: "signer", reason }) if reason == mismatch
+        ));
+        assert!(matches!(
+            VerifierKey::parse(&forged(signer.verifier().to_text())),
+            Err(NoteError::MalformedKey { what: "verifier", reason }) if reason == mismatch
+        ));
     }
 }
