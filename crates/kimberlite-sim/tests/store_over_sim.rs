@@ -92,10 +92,21 @@ fn an_unsynced_stream_creation_lost_at_a_crash_leaves_the_store_verified() {
     assert!(damaged.is_empty(), "{damaged:?}");
 }
 
-/// Appends unsynced batches of 256 x 4 KiB (1 MiB of events each) until `store` has
-/// finished a sync of its own (a background writeback), or `limit` batches.
+/// A batch of 256 x 4 KiB: 1 MiB of events.
+fn mib_batch() -> Vec<bytes::Bytes> {
+    (0..256u32).map(|i| vec![i as u8; 4096].into()).collect()
+}
+
+/// A store over `fs` that appends unsynced.
+fn open_unsynced(fs: &SimFileSystem) -> Kimberlite {
+    let config = Config::default().durability(Durability::Unsynced);
+    Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap()
+}
+
+/// Appends unsynced batches of 1 MiB ([`mib_batch`]) until `store` has finished a sync of its
+/// own (a background writeback), or `limit` batches.
 fn append_until_synced(store: &Kimberlite, id: kimberlite::StreamId, limit: usize) -> usize {
-    let batch: Vec<bytes::Bytes> = (0..256u32).map(|i| vec![i as u8; 4096].into()).collect();
+    let batch = mib_batch();
     for appended in 1..=limit {
         match store.append(id, batch.iter().cloned(), ExpectedOffset::Any) {
             Ok(_) if store.syncs_completed() > 0 => return appended,
@@ -111,8 +122,7 @@ fn append_until_synced(store: &Kimberlite, id: kimberlite::StreamId, limit: usiz
 #[test]
 fn unsynced_appends_are_synced_in_the_background() {
     let fs = SimFileSystem::new(5, FaultConfig::NONE);
-    let config = Config::default().durability(Durability::Unsynced);
-    let store = Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap();
+    let store = open_unsynced(&fs);
     let id = store.create_stream("bulk").unwrap();
     let syncs_before = store.syncs_completed();
     assert_eq!(syncs_before, 0);
@@ -144,10 +154,9 @@ fn a_failed_background_sync_stops_the_store() {
     };
     let fs = SimFileSystem::new(9, faults);
     fs.set_faults_enabled(false);
-    let config = Config::default().durability(Durability::Unsynced);
-    let store = Kimberlite::open_with_fs(fs.clone(), STORE, config).unwrap();
+    let store = open_unsynced(&fs);
     let id = store.create_stream("bulk").unwrap();
-    let batch: Vec<bytes::Bytes> = (0..256u32).map(|i| vec![i as u8; 4096].into()).collect();
+    let batch = mib_batch();
     // A stream's first append under `Unsynced` syncs (its creation must be durable first).
     store
         .append(id, batch.clone(), ExpectedOffset::Any)

@@ -18,13 +18,13 @@ pub(crate) type Done = (Vec<SegmentSync>, Result<(), StorageError>);
 
 /// The store's sync helper, started on first use.
 pub(crate) struct SyncHelper {
-    link: Mutex<SyncThread>,
+    thread: Mutex<SyncThread>,
 }
 
 impl Default for SyncHelper {
     fn default() -> Self {
         Self {
-            link: Mutex::new(SyncThread::new("kimberlite-sync")),
+            thread: Mutex::new(SyncThread::new("kimberlite-sync")),
         }
     }
 }
@@ -126,7 +126,7 @@ impl SyncHelper {
             return run_in_turn(syncs);
         }
         // One leader syncs at a time; should another come, it runs its syncs itself.
-        let Ok(mut helper) = self.link.try_lock() else {
+        let Ok(mut helper) = self.thread.try_lock() else {
             return run_in_turn(syncs);
         };
         let others = syncs.split_off(1);
