@@ -3,27 +3,34 @@
 //! Why not `aes-gcm` per message: a 256-byte message is 17 AES blocks, too few for the widest
 //! AES path (VAES-512 takes 64 blocks at a time), and its GHASH reduces after every block. Here
 //! the CTR keystream of a whole group of messages (each message's tag mask block, then its
-//! counter blocks) is encrypted in one call of the block cipher, then each message is XORed
-//! into its envelope, GHASHed there (`ghash`: whole groups of 4 blocks per reduction) and
-//! tagged on its own, so every message is still
-//! its own AEAD message with its own nonce. The bytes are `aes-gcm`'s (tests below: the NIST
-//! vectors, and `aes-gcm` itself over many lengths and nonces); opening stays with `aes-gcm`
-//! (docs/PERFORMANCE.md, section "Design decisions").
+//! counter blocks) is encrypted in one call of the block cipher; then each message, in one
+//! pass, is XORed into its envelope and its blocks laid out for GHASH, which is computed as
+//! POLYVAL (`polyval`: whole groups of 4 blocks per reduction) and tagged on its own, so every
+//! message is still its own AEAD message with its own nonce. The bytes are `aes-gcm`'s (tests:
+//! the NIST vectors, and `aes-gcm` itself over many lengths and nonces); opening stays with
+//! `aes-gcm` (docs/PERFORMANCE.md, section "Design decisions").
+//!
+//! GHASH as POLYVAL (RFC 8452, appendix A): `GHASH(H, X_1..X_n)` is
+//! `ByteReverse(POLYVAL(mulX_POLYVAL(ByteReverse(H)), ByteReverse(X_1)..ByteReverse(X_n)))`.
+//! Reversing each block as the XOR writes it costs less than `ghash`'s wrapper, which copies
+//! and reverses every group of blocks again inside each call.
 
 use aes09::cipher::array::Array;
+use aes09::cipher::consts::{U16, U32};
 use aes09::cipher::{BlockCipherEncrypt, KeyInit};
-use ghash::universal_hash::UniversalHash;
-use ghash::GHash;
+use polyval::hazmat::FieldElement;
+use polyval::universal_hash::UniversalHash;
+use polyval::Polyval;
 use zeroize::Zeroize;
 
 /// An AES (and GHASH) block.
-pub(crate) type Block = Array<u8, aes09::cipher::consts::U16>;
+pub(crate) type Block = Array<u8, U16>;
 
 /// Bytes of a block.
 const BLOCK_LEN: usize = 16;
 
-/// Blocks `ghash` takes per reduction (its backend's `ParBlocksSize` with carry-less
-/// multiplication). Only speed depends on it: the tag is the same for any value.
+/// Blocks `polyval` takes per reduction (its `ParBlocksSize` with carry-less multiplication).
+/// Only speed depends on it: the tag is the same for any value.
 const GHASH_GROUP: usize = 4;
 
 /// Size of a GCM nonce here (the 96-bit case: `J0 = nonce || 1`).
@@ -46,22 +53,27 @@ pub(crate) fn blocks_of(len: usize) -> usize {
 /// One AES-256-GCM key, ready to seal groups of messages.
 pub(crate) struct ManyGcm {
     aes: aes09::Aes256,
-    /// GHASH keyed with `H = AES(0^128)`, never updated: cloned for each message.
-    ghash: GHash,
+    /// GHASH's POLYVAL, keyed with `mulX_POLYVAL(ByteReverse(H))` where `H = AES(0^128)`;
+    /// never updated: cloned for each message.
+    polyval: Polyval,
 }
 
 impl ManyGcm {
-    /// The key `key`'s schedule and GHASH key. Both are zeroed when dropped.
+    /// The key `key`'s schedule and GHASH key. Both are zeroed when dropped, as are the
+    /// temporaries they are made from.
     #[must_use]
     pub(crate) fn new(key: &[u8; 32]) -> Self {
-        let mut key_block: Array<u8, aes09::cipher::consts::U32> = Array::from(*key);
+        let mut key_block: Array<u8, U32> = Array::from(*key);
         let aes = aes09::Aes256::new(&key_block);
         key_block.as_mut_slice().zeroize();
         let mut h = Block::default();
         aes.encrypt_block(&mut h);
-        let ghash = GHash::new(&h);
+        // RFC 8452, appendix A: POLYVAL's key is mulX_POLYVAL(ByteReverse(H)).
+        let mut polyval_key = FieldElement::from(&h).reverse().mulx();
+        let polyval = Polyval::new(&Block::from(polyval_key));
         h.as_mut_slice().zeroize();
-        Self { aes, ghash }
+        polyval_key.zeroize();
+        Self { aes, polyval }
     }
 
     /// Makes in `keystream` (its contents replaced) the keystream of `messages`, each given by
@@ -107,17 +119,44 @@ impl ManyGcm {
         else {
             return Err(WrongKeystream);
         };
-        let start = out.len();
-        let stream = Array::slice_as_flattened(counters);
-        out.extend(text.iter().zip(stream).map(|(byte, key)| byte ^ key));
-        let sealed = out.get(start..).unwrap_or_default();
-        let mut ghash = self.ghash.clone();
-        ghash_groups(&mut ghash, aad, sealed, scratch);
-        let mut tag = [0u8; BLOCK_LEN];
-        for ((out, hashed), mask) in tag.iter_mut().zip(ghash.finalize()).zip(mask) {
-            *out = hashed ^ mask;
+        // GHASH's input as POLYVAL blocks: zero blocks first, so that the whole input is
+        // groups of GHASH_GROUP blocks (POLYVAL from its zero state is unchanged by leading
+        // zero blocks: (0 + 0) * H = 0), then the AAD, the ciphertext and the lengths.
+        let blocks = aad.len().div_ceil(BLOCK_LEN) + text.len().div_ceil(BLOCK_LEN) + 1;
+        scratch.clear();
+        scratch.resize(
+            blocks.next_multiple_of(GHASH_GROUP) - blocks,
+            Block::default(),
+        );
+        let (aad_whole, aad_tail) = Array::slice_as_chunks(aad);
+        scratch.extend(aad_whole.iter().map(reversed));
+        if !aad_tail.is_empty() {
+            scratch.push(reversed(&padded(aad_tail)));
         }
-        Ok(tag)
+        let (whole, tail) = Array::<u8, U16>::slice_as_chunks(text);
+        let (start, hashed_from) = (out.len(), scratch.len());
+        out.resize(start + whole.len() * BLOCK_LEN, 0);
+        scratch.resize(hashed_from + whole.len(), Block::default());
+        let (sealed, _) =
+            Array::<u8, U16>::slice_as_chunks_mut(out.get_mut(start..).unwrap_or_default());
+        let hashed = scratch.get_mut(hashed_from..).unwrap_or_default();
+        for (((block, key), sealed), hashed) in whole.iter().zip(counters).zip(sealed).zip(hashed) {
+            *sealed = xored(block, key);
+            *hashed = reversed(sealed);
+        }
+        if let Some(key) = counters.get(whole.len()).filter(|_| !tail.is_empty()) {
+            let last = xored(&padded(tail), key);
+            // Past the text, `last` holds keystream, not ciphertext: GHASH pads with zeros.
+            let sealed = last.get(..tail.len()).unwrap_or_default();
+            out.extend_from_slice(sealed);
+            scratch.push(reversed(&padded(sealed)));
+        }
+        let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(text.len()));
+        scratch.push(Block::from(lengths.to_le_bytes()));
+        let mut polyval = self.polyval.clone();
+        polyval.update(scratch);
+        let ghash = u128::from_le_bytes(polyval.finalize().0);
+        Ok((ghash ^ u128::from_be_bytes(mask.0)).to_be_bytes())
     }
 
     /// One message sealed in place: its tag.
@@ -144,56 +183,28 @@ impl ManyGcm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WrongKeystream;
 
-/// Feeds `ghash` GCM's GHASH input of `aad` and `sealed` (each padded, then their lengths)
-/// in whole groups of [`GHASH_GROUP`] blocks, so that no block is reduced on its own:
-/// GHASH from its zero state is unchanged by leading zero blocks (`(0 + 0) * H = 0`), so
-/// enough of them make the input whole groups. The ciphertext's whole blocks are hashed
-/// where they are, but for the few that fill the first and last groups.
-fn ghash_groups(ghash: &mut GHash, aad: &[u8], sealed: &[u8], scratch: &mut Vec<Block>) {
-    let blocks = aad.len().div_ceil(BLOCK_LEN) + sealed.len().div_ceil(BLOCK_LEN) + 1;
-    scratch.clear();
-    scratch.resize(
-        blocks.next_multiple_of(GHASH_GROUP) - blocks,
-        Block::default(),
-    );
-    push_padded(scratch, aad);
-    let (mut whole, tail) = Array::slice_as_chunks(sealed);
-    let fill = ((GHASH_GROUP - scratch.len() % GHASH_GROUP) % GHASH_GROUP).min(whole.len());
-    let (filling, rest) = whole.split_at(fill);
-    scratch.extend_from_slice(filling);
-    whole = rest;
-    let middle = whole.len() / GHASH_GROUP * GHASH_GROUP;
-    if middle > 0 {
-        // `scratch` is whole groups here: `whole` had more than `fill` blocks.
-        ghash.update(scratch);
-        scratch.clear();
-        let (groups, rest) = whole.split_at(middle);
-        ghash.update(groups);
-        whole = rest;
+/// `block` with its bytes in reverse order: a GHASH block as POLYVAL takes it.
+fn reversed(block: &Block) -> Block {
+    Block::from(u128::from_be_bytes(block.0).to_le_bytes())
+}
+
+/// `block` XOR `key`.
+fn xored(block: &Block, key: &Block) -> Block {
+    Block::from((u128::from_ne_bytes(block.0) ^ u128::from_ne_bytes(key.0)).to_ne_bytes())
+}
+
+/// `bytes` (at most a block's; any more are left out) padded with zeros to a block.
+fn padded(bytes: &[u8]) -> Block {
+    let mut block = Block::default();
+    for (slot, byte) in block.iter_mut().zip(bytes) {
+        *slot = *byte;
     }
-    scratch.extend_from_slice(whole);
-    push_padded(scratch, tail);
-    let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(sealed.len()));
-    scratch.push(Block::from(lengths.to_be_bytes()));
-    ghash.update(scratch);
+    block
 }
 
 /// Length in bits, as GCM's length block holds it.
 fn bits(len: usize) -> u64 {
     (len as u64).wrapping_mul(8)
-}
-
-/// `bytes` as blocks, the last padded with zeros.
-fn push_padded(blocks: &mut Vec<Block>, bytes: &[u8]) {
-    let (whole, tail) = Array::slice_as_chunks(bytes);
-    blocks.extend_from_slice(whole);
-    if !tail.is_empty() {
-        let mut last = Block::default();
-        for (slot, byte) in last.iter_mut().zip(tail) {
-            *slot = *byte;
-        }
-        blocks.push(last);
-    }
 }
 
 #[cfg(test)]
