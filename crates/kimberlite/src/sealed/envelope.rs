@@ -245,9 +245,16 @@ pub(crate) fn seal_all_into<T: AsRef<[u8]>>(
     out: &mut Vec<u8>,
 ) -> Result<(), usize> {
     WORK.with_borrow_mut(|work| {
+        // Room for the largest group before the first: the keystream never moves to a new
+        // allocation, which would leave the old one's bytes behind in freed memory.
+        work.0.clear();
+        work.0.reserve(gcm_many::GROUP_BLOCKS);
         let sealed = seal_groups(cipher, key_id, stream, events, nonce, out, work);
-        // The keystream would open the envelopes just written: none is kept past the call.
-        Array::slice_as_flattened_mut(&mut work.0).zeroize();
+        // The keystream would open the envelopes just written: none is kept past the call,
+        // neither the last group's nor, past its end, an earlier group's.
+        let keystream = &mut work.0;
+        keystream.resize(keystream.capacity(), Block::default());
+        Array::slice_as_flattened_mut(keystream).zeroize();
         sealed
     })
 }
@@ -547,8 +554,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.len(), events.len() * (300 + OVERHEAD_BYTES));
+        // More than one group: the last group's keystream is shorter than the first's.
+        let blocks = events.len() * gcm_many::blocks_of(300);
+        assert!(blocks > gcm_many::GROUP_BLOCKS && blocks < 2 * gcm_many::GROUP_BLOCKS);
         WORK.with_borrow(|(keystream, _)| {
-            assert!(!keystream.is_empty(), "kept for the next call");
+            assert!(
+                keystream.len() >= gcm_many::GROUP_BLOCKS,
+                "kept for the next call"
+            );
+            assert_eq!(keystream.len(), keystream.capacity(), "all of it in view");
             assert!(keystream
                 .iter()
                 .all(|block| block.iter().all(|byte| *byte == 0)));

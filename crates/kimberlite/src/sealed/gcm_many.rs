@@ -46,9 +46,13 @@ pub(crate) const GROUP_BLOCKS: usize = 1024;
 
 /// Keystream blocks message of `len` bytes takes: its tag mask, then its counter blocks.
 #[must_use]
-pub(crate) fn blocks_of(len: usize) -> usize {
+pub(crate) const fn blocks_of(len: usize) -> usize {
     1 + len.div_ceil(BLOCK_LEN)
 }
+
+// A group is never longer than GROUP_BLOCKS, even of one message: a buffer of GROUP_BLOCKS
+// blocks holds any group's keystream without moving.
+const _: () = assert!(blocks_of(MAX_MESSAGE) <= GROUP_BLOCKS);
 
 /// One AES-256-GCM key, ready to seal groups of messages.
 pub(crate) struct ManyGcm {
