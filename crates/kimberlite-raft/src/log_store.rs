@@ -350,6 +350,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Entry).collect();
+        // Only picks the thread: `write_entries` decides again under the lock it writes
+        // under (a vote saved in between changes the answer), and that decision is the one
+        // that says whether the entries are synced before openraft hears of them.
         let deferred = self.deferred(&self.lock(), &records);
         let result = if deferred {
             self.write_entries(&records)
