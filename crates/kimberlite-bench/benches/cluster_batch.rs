@@ -8,6 +8,9 @@
 //!   majority's synced logs (answered then, before the leader applies it).
 //! - **Baseline**: one single-node server (`kimberlite_bench::server`, as in `server_batch`),
 //!   the same client and batches.
+//! - The two sides run in alternating phases of [`PHASE`] batches, each after one untimed
+//!   batch (`kimberlite_bench::in_phases`): the cluster applies a batch after answering it, and
+//!   batch by batch alternation timed the single node beside that work.
 //! - Also printed: three `kimberlite-raft` nodes without HTTP (`kimberlite_bench::cluster`:
 //!   messages passed in memory), one client appending through the leader.
 //!
@@ -24,10 +27,13 @@ use kimberlite_bench::http_client::{length_prefixed, Poster};
 use kimberlite_bench::replication_bound;
 use kimberlite_bench::server::{open_store, BenchServer};
 use kimberlite_bench::{
-    events, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
+    events, in_phases, interleaved, rate, report, scaled, thousands, Batches, Target, BATCH_EVENTS,
 };
 
 const STREAM: &str = kimberlite_bench::cluster::STREAM;
+
+/// Timed batches of one side in a row (see the module docs).
+const PHASE: usize = 10;
 
 /// The 3-node cluster over HTTP and its one client, posting to the leader.
 fn cluster(dir: &Path, batch: &[Bytes]) -> Poster<HttpCluster> {
@@ -81,7 +87,7 @@ fn print_ratio() {
     let mut cluster = cluster(&dir.path().join("cluster"), &batch);
     let mut single = single(&dir.path().join("single"), &batch);
     let rounds = scaled(200, 5) as usize;
-    let (three, base) = interleaved(rounds, || cluster.post(), || single.post());
+    let (three, base) = in_phases(rounds, PHASE, || cluster.post(), || single.post());
     drop(cluster);
     let mut in_process = InProcess::new(&dir.path().join("in-process"));
     let mut batches = Batches::new(&batch, rounds + 1);

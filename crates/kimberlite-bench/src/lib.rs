@@ -297,6 +297,36 @@ pub fn interleaved(
     (median(times_a), median(times_b))
 }
 
+/// Runs `a` and `b` in alternating phases until each has `rounds` timed calls; returns the
+/// median time of each. A phase is one untimed call, then `phase` timed ones (the last phase
+/// may be shorter). For a side that leaves work running after it returns (a cluster answers a
+/// batch at commit, then applies it on every replica): strict alternation would time the other
+/// side beside that work; here it runs out during the untimed call.
+pub fn in_phases(
+    rounds: usize,
+    phase: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Duration, Duration) {
+    let phase = phase.max(1);
+    let (mut times_a, mut times_b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    while times_a.len() < rounds {
+        let calls = phase.min(rounds - times_a.len());
+        for (side, times) in [
+            (&mut a as &mut dyn FnMut(), &mut times_a),
+            (&mut b, &mut times_b),
+        ] {
+            side();
+            for _ in 0..calls {
+                let started = Instant::now();
+                side();
+                times.push(started.elapsed());
+            }
+        }
+    }
+    (median(times_a), median(times_b))
+}
+
 /// Direction of a target: the ratio must be at least, or at most, the target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
@@ -498,6 +528,40 @@ mod tests {
     fn median_of_figures() {
         assert_eq!(median_f64(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_f64(Vec::new()), 0.0);
+    }
+
+    #[test]
+    fn phases_alternate_each_after_an_untimed_call() {
+        let calls = std::cell::RefCell::new(String::new());
+        in_phases(
+            25,
+            10,
+            || calls.borrow_mut().push('a'),
+            || calls.borrow_mut().push('b'),
+        );
+        let expected: String = [11, 11, 6]
+            .iter()
+            .flat_map(|&n| ["a".repeat(n), "b".repeat(n)])
+            .collect();
+        assert_eq!(*calls.borrow(), expected);
+    }
+
+    #[test]
+    fn phases_time_only_the_calls_after_the_untimed_one() {
+        // Phases of one: every other call is the untimed one, and it is slow; the others return
+        // at once. Were the slow calls timed, half the samples would be slow and so the median.
+        let slow = Duration::from_millis(30);
+        let side = || {
+            let mut call = 0usize;
+            move || {
+                if call % 2 == 0 {
+                    std::thread::sleep(slow);
+                }
+                call += 1;
+            }
+        };
+        let (a, b) = in_phases(9, 1, side(), side());
+        assert!(a < slow / 2 && b < slow / 2, "{a:?} {b:?}");
     }
 
     #[test]
