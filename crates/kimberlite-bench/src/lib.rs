@@ -554,7 +554,7 @@ mod tests {
         let side = || {
             let mut call = 0usize;
             move || {
-                if call % 2 == 0 {
+                if call.is_multiple_of(2) {
                     std::thread::sleep(slow);
                 }
                 call += 1;
