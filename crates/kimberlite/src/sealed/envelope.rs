@@ -20,9 +20,10 @@
 
 use std::cell::RefCell;
 
-use aes09::cipher::array::Array;
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes::cipher::array::Array;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use kimberlite_types::StreamId;
 use zeroize::Zeroize;
@@ -69,7 +70,7 @@ impl SubjectCipher {
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
         Self {
-            gcm: Aes256Gcm::new(key.into()),
+            gcm: Aes256Gcm::new(&(*key).into()),
             many: ManyGcm::new(key),
             xchacha: XChaCha20Poly1305::new(key.into()),
         }
@@ -206,10 +207,10 @@ pub fn seal_into(
     let body = out.len();
     out.extend_from_slice(plaintext);
     let aad = associated_data(VERSION, key_id, stream);
-    let sealed = cipher.gcm.encrypt_in_place_detached(
-        Nonce::from_slice(nonce),
+    let sealed = cipher.gcm.encrypt_inout_detached(
+        &Nonce::from(*nonce),
         &aad,
-        out.get_mut(body..).unwrap_or_default(),
+        out.get_mut(body..).unwrap_or_default().into(),
     );
     match sealed {
         Ok(tag) => {
@@ -344,28 +345,27 @@ pub fn open(
     let parsed = parse(envelope)?;
     let aad = associated_data(parsed.version, parsed.key_id, stream);
     let opened = if parsed.version == VERSION_XCHACHA {
-        let payload = aes_gcm::aead::Payload {
+        let payload = Payload {
             msg: parsed.sealed,
             aad: &aad,
         };
         cipher
             .xchacha
             .decrypt(XNonce::from_slice(parsed.nonce), payload)
+            .map_err(|_| ())
     } else {
         let (ciphertext, tag) = parsed
             .sealed
             .split_at_checked(parsed.sealed.len() - TAG_LEN)
             .ok_or(TOO_SHORT)?;
+        let nonce = Nonce::try_from(parsed.nonce).map_err(|_| TOO_SHORT)?;
+        let tag = Tag::try_from(tag).map_err(|_| TOO_SHORT)?;
         let mut plain = ciphertext.to_vec();
         cipher
             .gcm
-            .decrypt_in_place_detached(
-                Nonce::from_slice(parsed.nonce),
-                &aad,
-                &mut plain,
-                tag.into(),
-            )
+            .decrypt_inout_detached(&nonce, &aad, plain.as_mut_slice().into(), &tag)
             .map(|()| plain)
+            .map_err(|_| ())
     };
     opened.map_err(|_| {
         "the envelope does not open with its key: wrong key, wrong stream, or changed bytes"
@@ -384,7 +384,7 @@ pub(crate) fn seal_version_1(
     let mut out = [MAGIC.as_slice(), &[VERSION_XCHACHA], &key_id.0].concat();
     let aad = associated_data(VERSION_XCHACHA, key_id, stream);
     out.extend_from_slice(nonce);
-    let payload = aes_gcm::aead::Payload {
+    let payload = Payload {
         msg: plaintext,
         aad: &aad,
     };
@@ -534,6 +534,18 @@ mod tests {
             ));
         }
         assert!(open(&cipher(1), StreamId::new(1), b"\0KBSEAL").is_err());
+    }
+
+    /// Every cipher a data key is expanded into zeroes its key material when dropped (an
+    /// erasure drops them): checked when this test compiles, so a dependency built without its
+    /// `zeroize` feature fails the build. `ManyGcm` holds `aes::Aes256` and `polyval::Polyval`,
+    /// the latter zeroed by its own `Drop` (its `zeroize` feature; no marker trait to check).
+    #[test]
+    fn every_cipher_of_a_data_key_is_zeroed_when_dropped() {
+        fn zeroed_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroed_on_drop::<Aes256Gcm>();
+        zeroed_on_drop::<aes::Aes256>();
+        zeroed_on_drop::<XChaCha20Poly1305>();
     }
 
     /// The thread's working memory is reused from call to call, but holds no keystream after

@@ -15,9 +15,9 @@
 //! Reversing each block as the XOR writes it costs less than `ghash`'s wrapper, which copies
 //! and reverses every group of blocks again inside each call.
 
-use aes09::cipher::array::Array;
-use aes09::cipher::consts::{U16, U32};
-use aes09::cipher::{BlockCipherEncrypt, KeyInit};
+use aes::cipher::array::Array;
+use aes::cipher::consts::{U16, U32};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use polyval::hazmat::FieldElement;
 use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
@@ -56,7 +56,7 @@ const _: () = assert!(blocks_of(MAX_MESSAGE) <= GROUP_BLOCKS);
 
 /// One AES-256-GCM key, ready to seal groups of messages.
 pub(crate) struct ManyGcm {
-    aes: aes09::Aes256,
+    aes: aes::Aes256,
     /// GHASH's POLYVAL, keyed with `mulX_POLYVAL(ByteReverse(H))` where `H = AES(0^128)`;
     /// never updated: cloned for each message.
     polyval: Polyval,
@@ -68,7 +68,7 @@ impl ManyGcm {
     #[must_use]
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         let mut key_block: Array<u8, U32> = Array::from(*key);
-        let aes = aes09::Aes256::new(&key_block);
+        let aes = aes::Aes256::new(&key_block);
         key_block.as_mut_slice().zeroize();
         let mut h = Block::default();
         aes.encrypt_block(&mut h);

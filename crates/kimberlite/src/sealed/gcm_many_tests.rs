@@ -1,4 +1,4 @@
-use aes_gcm::aead::{AeadInPlace, KeyInit as _};
+use aes_gcm::aead::{AeadInOut, KeyInit as _};
 use aes_gcm::{Aes256Gcm, Nonce};
 use proptest::prelude::*;
 
@@ -7,8 +7,8 @@ use super::*;
 /// `aes-gcm`'s ciphertext and tag of `text`.
 fn reference(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], text: &[u8]) -> Vec<u8> {
     let mut sealed = text.to_vec();
-    let tag = Aes256Gcm::new(key.into())
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut sealed)
+    let tag = Aes256Gcm::new(&(*key).into())
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, sealed.as_mut_slice().into())
         .unwrap();
     sealed.extend_from_slice(&tag);
     sealed
