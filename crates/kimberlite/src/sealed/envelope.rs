@@ -276,7 +276,9 @@ fn seal_groups<T: AsRef<[u8]>>(
     out: &mut Vec<u8>,
     (keystream, scratch): &mut (Vec<Block>, Vec<Block>),
 ) -> Result<(), usize> {
-    let aad = associated_data(VERSION, key_id, stream);
+    let aad = cipher
+        .many
+        .after_aad(&associated_data(VERSION, key_id, stream));
     let mut first = 0;
     while let Some(event) = events.get(first) {
         if event.as_ref().len() > gcm_many::MAX_MESSAGE {

@@ -5,7 +5,8 @@
 //! the CTR keystream of a whole group of messages (each message's tag mask block, then its
 //! counter blocks) is encrypted in one call of the block cipher; then each message, in one
 //! pass, is XORed into its envelope and its blocks laid out for GHASH, which is computed as
-//! POLYVAL (`polyval`: whole groups of 4 blocks per reduction) and tagged on its own, so every
+//! POLYVAL (`polyval`: 4 blocks per reduction) from the state after the group's associated
+//! data (the same for every message of a group: absorbed once) and tagged on its own, so every
 //! message is still its own AEAD message with its own nonce. The bytes are `aes-gcm`'s (tests:
 //! the NIST vectors, and `aes-gcm` itself over many lengths and nonces); opening stays with
 //! `aes-gcm` (docs/PERFORMANCE.md, section "Design decisions").
@@ -105,14 +106,35 @@ impl ManyGcm {
         self.aes.encrypt_blocks(keystream);
     }
 
+    /// GHASH's state after the associated data `aad`, where every message sealed with this
+    /// AAD starts: absorbed once for a group of messages rather than once for each.
+    #[must_use]
+    pub(crate) fn after_aad(&self, aad: &[u8]) -> AfterAad {
+        // Zero blocks first, so that the AAD is whole groups of GHASH_GROUP blocks (POLYVAL
+        // from its zero state is unchanged by leading zero blocks: (0 + 0) * H = 0).
+        let (whole, tail) = Array::<u8, U16>::slice_as_chunks(aad);
+        let blocks = whole.len() + usize::from(!tail.is_empty());
+        let mut input = vec![Block::default(); blocks.next_multiple_of(GHASH_GROUP) - blocks];
+        input.extend(whole.iter().map(reversed));
+        if !tail.is_empty() {
+            input.push(reversed(&padded(tail)));
+        }
+        let mut polyval = self.polyval.clone();
+        polyval.update(&input);
+        AfterAad {
+            polyval,
+            aad_bits: bits(aad.len()),
+        }
+    }
+
     /// Appends to `out` the ciphertext of `text` under `keystream` (its message's
     /// [`blocks_of`] `text.len()` blocks, as [`Self::keystream`] made them) and returns the
-    /// tag over `aad` and the ciphertext. `scratch` is working memory. A keystream of another
-    /// length is refused, `out` untouched.
+    /// tag over the associated data `aad` was made from and the ciphertext. `scratch` is
+    /// working memory. A keystream of another length is refused, `out` untouched.
     pub(crate) fn seal_onto(
         &self,
         keystream: &[Block],
-        aad: &[u8],
+        aad: &AfterAad,
         text: &[u8],
         out: &mut Vec<u8>,
         scratch: &mut Vec<Block>,
@@ -123,28 +145,20 @@ impl ManyGcm {
         else {
             return Err(WrongKeystream);
         };
-        // GHASH's input as POLYVAL blocks: zero blocks first, so that the whole input is
-        // groups of GHASH_GROUP blocks (POLYVAL from its zero state is unchanged by leading
-        // zero blocks: (0 + 0) * H = 0), then the AAD, the ciphertext and the lengths.
-        let blocks = aad.len().div_ceil(BLOCK_LEN) + text.len().div_ceil(BLOCK_LEN) + 1;
-        scratch.clear();
-        scratch.resize(
-            blocks.next_multiple_of(GHASH_GROUP) - blocks,
-            Block::default(),
-        );
-        let (aad_whole, aad_tail) = Array::slice_as_chunks(aad);
-        scratch.extend(aad_whole.iter().map(reversed));
-        if !aad_tail.is_empty() {
-            scratch.push(reversed(&padded(aad_tail)));
-        }
+        // GHASH's input past the AAD, as POLYVAL blocks: the ciphertext, then the lengths.
         let (whole, tail) = Array::<u8, U16>::slice_as_chunks(text);
-        let (start, hashed_from) = (out.len(), scratch.len());
+        let start = out.len();
         out.resize(start + whole.len() * BLOCK_LEN, 0);
-        scratch.resize(hashed_from + whole.len(), Block::default());
+        scratch.clear();
+        scratch.resize(whole.len(), Block::default());
         let (sealed, _) =
             Array::<u8, U16>::slice_as_chunks_mut(out.get_mut(start..).unwrap_or_default());
-        let hashed = scratch.get_mut(hashed_from..).unwrap_or_default();
-        for (((block, key), sealed), hashed) in whole.iter().zip(counters).zip(sealed).zip(hashed) {
+        for (((block, key), sealed), hashed) in whole
+            .iter()
+            .zip(counters)
+            .zip(sealed)
+            .zip(scratch.iter_mut())
+        {
             *sealed = xored(block, key);
             *hashed = reversed(sealed);
         }
@@ -155,9 +169,9 @@ impl ManyGcm {
             out.extend_from_slice(sealed);
             scratch.push(reversed(&padded(sealed)));
         }
-        let lengths = u128::from(bits(aad.len())) << 64 | u128::from(bits(text.len()));
+        let lengths = u128::from(aad.aad_bits) << 64 | u128::from(bits(text.len()));
         scratch.push(Block::from(lengths.to_le_bytes()));
-        let mut polyval = self.polyval.clone();
+        let mut polyval = aad.polyval.clone();
         polyval.update(scratch);
         let ghash = u128::from_le_bytes(polyval.finalize().0);
         Ok((ghash ^ u128::from_be_bytes(mask.0)).to_be_bytes())
@@ -175,11 +189,24 @@ impl ManyGcm {
         self.keystream([(*nonce, text.len())], &mut keystream);
         let mut sealed = Vec::new();
         let tag = self
-            .seal_onto(&keystream, aad, text, &mut sealed, &mut Vec::new())
+            .seal_onto(
+                &keystream,
+                &self.after_aad(aad),
+                text,
+                &mut sealed,
+                &mut Vec::new(),
+            )
             .unwrap();
         text.copy_from_slice(&sealed);
         tag
     }
+}
+
+/// GHASH's state after a message's associated data ([`ManyGcm::after_aad`]); zeroed when
+/// dropped, like the key it holds.
+pub(crate) struct AfterAad {
+    polyval: Polyval,
+    aad_bits: u64,
 }
 
 /// A keystream that is not its message's: a bug in the caller, refused rather than leave any
