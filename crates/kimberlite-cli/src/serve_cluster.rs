@@ -39,6 +39,16 @@ pub struct ClusterArgs {
         requires = "node_id"
     )]
     pub snapshot_logs: u64,
+    /// Also snapshot the replica (and purge the log) once the log's entries hold N MiB of
+    /// events: the log stays in memory until purged, and large batches make few entries.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = kimberlite_server::kimberlite_raft::SNAPSHOT_BYTES >> 20,
+        value_parser = clap::value_parser!(u64).range(1..=1 << 20),
+        requires = "node_id"
+    )]
+    pub snapshot_mib: u64,
     /// Check the other nodes' TLS certificates against the CA certificate(s) in FILE (PEM),
     /// beside the system's roots (for peers at https:// URLs).
     #[arg(long, value_name = "FILE", requires = "node_id")]
@@ -108,6 +118,7 @@ pub async fn start(
     let mut config = ClusterConfig::new(id, dir, peers, secret.trim());
     config.bootstrap = args.bootstrap;
     config.node.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(args.snapshot_logs);
+    config.node.snapshot_bytes = args.snapshot_mib << 20;
     if let Some(path) = &args.cluster_ca {
         let pem = std::fs::read(path).map_err(|error| {
             CliError::usage(format!("--cluster-ca {}: {error}", path.display()))

@@ -40,6 +40,8 @@ pub struct ClusterOptions {
     pub file_systems: BTreeMap<NodeId, NodeFs>,
     /// Every node's [`NodeConfig::proposal_timeout`].
     pub proposal_timeout: Duration,
+    /// Every node's [`NodeConfig::snapshot_bytes`].
+    pub snapshot_bytes: u64,
 }
 
 impl ClusterOptions {
@@ -55,6 +57,7 @@ impl ClusterOptions {
             write_timeout_ms: 20_000,
             file_systems: BTreeMap::new(),
             proposal_timeout: crate::node::PROPOSAL_TIMEOUT,
+            snapshot_bytes: crate::node::SNAPSHOT_BYTES,
         }
     }
 }
@@ -153,6 +156,7 @@ impl Cluster {
                 .cloned()
                 .unwrap_or_default(),
             proposal_timeout: self.options.proposal_timeout,
+            snapshot_bytes: self.options.snapshot_bytes,
             ..NodeConfig::new(id, self.node_dir(id))
         };
         let node = Node::start(config, self.network.transport(id)).await?;

@@ -136,6 +136,17 @@ impl Command {
             Command::Batch(_) | Command::PublishCheckpoint { .. } => None,
         }
     }
+
+    /// The bytes of the events this command carries (all its appends' events): what an
+    /// entry of it holds in memory and in the log beyond a few hundred bytes.
+    #[must_use]
+    pub fn event_bytes(&self) -> u64 {
+        match self {
+            Command::Append { events, .. } => events.iter().map(|event| event.len() as u64).sum(),
+            Command::Batch(commands) => commands.iter().map(Command::event_bytes).sum(),
+            Command::CreateStream { .. } | Command::PublishCheckpoint { .. } => 0,
+        }
+    }
 }
 
 impl fmt::Display for Command {

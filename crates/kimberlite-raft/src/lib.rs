@@ -80,7 +80,7 @@ pub use halt::Halt;
 pub use log_file::{LogFileError, LOG_FILE};
 pub use log_store::LogStore;
 pub use network::{Network, Transport, TransportError, TransportResult};
-pub use node::{Node, NodeConfig, StartError, PROPOSAL_TIMEOUT};
+pub use node::{Node, NodeConfig, StartError, PROPOSAL_TIMEOUT, SNAPSHOT_BYTES};
 pub use node_fs::{NodeFile, NodeFs, NodeLock};
 pub use open_error::OpenError;
 pub use openraft;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use kimberlite_storage::OsFileSystem;
-use openraft::{Entry, LogId, Vote};
+use openraft::{Entry, EntryPayload, LogId, Vote};
 use serde::{Deserialize, Serialize};
 
 pub use crate::journal_file::LogFileError;
@@ -49,6 +49,22 @@ pub(crate) struct LogState {
     pub(crate) vote: Option<Vote<NodeId>>,
     /// The last committed log id saved.
     pub(crate) committed: Option<LogId<NodeId>>,
+    /// The bytes of events the live entries carry ([`entry_bytes`]).
+    pub(crate) entry_bytes: u64,
+}
+
+/// The bytes of events `entry` carries: what it holds in memory and in the file beyond a few
+/// hundred bytes.
+pub(crate) fn entry_bytes(entry: &Entry<TypeConfig>) -> u64 {
+    match &entry.payload {
+        EntryPayload::Normal(command) => command.event_bytes(),
+        EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+    }
+}
+
+/// The bytes of events `entries` carry.
+fn entries_bytes(entries: &BTreeMap<u64, Entry<TypeConfig>>) -> u64 {
+    entries.values().map(entry_bytes).sum()
 }
 
 impl Journal for LogState {
@@ -58,13 +74,18 @@ impl Journal for LogState {
     fn apply(&mut self, record: LogRecord) {
         match record {
             LogRecord::Entry(entry) => {
-                self.entries.insert(entry.log_id.index, entry);
+                self.entry_bytes += entry_bytes(&entry);
+                if let Some(replaced) = self.entries.insert(entry.log_id.index, entry) {
+                    self.entry_bytes -= entry_bytes(&replaced);
+                }
             }
             LogRecord::Truncate(index) => {
-                self.entries.split_off(&index);
+                self.entry_bytes -= entries_bytes(&self.entries.split_off(&index));
             }
             LogRecord::Purge(log_id) => {
-                self.entries = self.entries.split_off(&(log_id.index + 1));
+                let kept = self.entries.split_off(&(log_id.index + 1));
+                self.entry_bytes -= entries_bytes(&self.entries);
+                self.entries = kept;
                 self.purged = Some(log_id);
             }
             LogRecord::Vote(vote) => self.vote = Some(vote),

@@ -184,7 +184,7 @@ fn append_to_stream_1(index: u64, client: u64, events: Vec<bytes::Bytes>) -> Ent
 }
 
 /// An entry appending `count` events of `bytes` bytes each.
-fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
+pub(crate) fn append_entry(index: u64, count: usize, bytes: usize) -> Entry<TypeConfig> {
     let events = (0..count)
         .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; bytes]))
         .collect();
@@ -296,4 +296,39 @@ fn a_batch_record_is_encoded_into_room_reserved_for_it() {
     crate::journal_file::encode_for_tests(&record, &mut buffer).unwrap();
     assert!(buffer.len() > 256_000);
     assert_eq!(buffer.capacity(), buffer.len());
+}
+
+#[test]
+fn the_live_entries_event_bytes_follow_appends_truncations_purges_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, state) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(state.entry_bytes, 0);
+    let mut expected = LogState::default();
+    let records = [
+        LogRecord::Entry(append_entry(1, 10, 100)),
+        entry(2),
+        LogRecord::Entry(append_entry(3, 3, 7)),
+        LogRecord::Entry(append_entry(4, 2, 50)),
+    ];
+    for record in records.iter().cloned() {
+        expected.apply(record);
+    }
+    assert_eq!(expected.entry_bytes, 1_000 + 21 + 100);
+    // An entry written again at its index replaces the old one's bytes.
+    expected.apply(LogRecord::Entry(append_entry(4, 1, 5)));
+    assert_eq!(expected.entry_bytes, 1_000 + 21 + 5);
+    expected.apply(LogRecord::Truncate(4));
+    assert_eq!(expected.entry_bytes, 1_021);
+    expected.apply(LogRecord::Purge(log_id(1)));
+    assert_eq!(expected.entry_bytes, 21);
+    expected.apply(LogRecord::Purge(log_id(3)));
+    assert_eq!(expected.entry_bytes, 0);
+
+    file.append(&records).unwrap();
+    file.append(&[LogRecord::Truncate(4), LogRecord::Purge(log_id(1))])
+        .unwrap();
+    drop(file);
+    let (_, replayed) = LogFile::open(dir.path(), true).unwrap();
+    assert_eq!(keys(&replayed), [2, 3]);
+    assert_eq!(replayed.entry_bytes, 21);
 }

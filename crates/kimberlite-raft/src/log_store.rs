@@ -1,5 +1,7 @@
-//! [`LogStore`]: openraft's log storage over [`crate::log_file`]. Entries stay in memory too
-//! (the log is purged after each snapshot, so it stays short). Every change is written and
+//! [`LogStore`]: openraft's log storage over [`crate::log_file`]. Entries stay in memory too:
+//! the log is purged after each snapshot, and a snapshot is wanted ([`LogStore::snapshot_wanted`])
+//! once its entries hold [`LogStore::with_snapshot_bytes`] bytes of events, so that neither
+//! memory nor the file holds more than about that much, whatever openraft's count of entries. Every change is written and
 //! synced to the file before openraft is told it is done, except the leader's own normal
 //! entries, synced beside replication by [`crate::log_flush`] (docs/REPLICATION.md, section
 //! "The Raft log").
@@ -8,6 +10,8 @@ use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
 
 use openraft::storage::{LogFlushed, LogState as RaftLogState, RaftLogStorage};
 use openraft::{
@@ -36,6 +40,10 @@ pub struct LogStore {
     /// The node this log belongs to, once known ([`LogStore::of_node`]): its own normal
     /// entries, while it leads, are synced in the background.
     own: Option<NodeId>,
+    /// Bytes of events in the live entries past which a snapshot is wanted.
+    snapshot_bytes: u64,
+    /// Told when a snapshot is wanted.
+    snapshot_wanted: Arc<Notify>,
 }
 
 #[derive(Debug)]
@@ -109,7 +117,31 @@ impl LogStore {
             committed,
             flusher: Arc::new(flusher),
             own: None,
+            snapshot_bytes: u64::MAX,
+            snapshot_wanted: Arc::new(Notify::new()),
         })
+    }
+
+    /// This log, wanting a snapshot whenever its live entries come to hold `bytes` bytes of
+    /// events or more ([`LogStore::snapshot_wanted`]); by default never.
+    #[must_use]
+    pub fn with_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_bytes = bytes;
+        self
+    }
+
+    /// Told (one permit, however many times) when the live entries come to hold the bytes of
+    /// [`LogStore::with_snapshot_bytes`], and again after a purge that leaves them above it;
+    /// the node then asks openraft for a snapshot, after which openraft purges the log.
+    #[must_use]
+    pub fn snapshot_wanted(&self) -> Arc<Notify> {
+        Arc::clone(&self.snapshot_wanted)
+    }
+
+    /// The bytes of events the live entries hold.
+    #[must_use]
+    pub fn entry_bytes(&self) -> u64 {
+        self.lock().state.entry_bytes
     }
 
     /// This log as node `id`'s: while it leads, its own normal entries are synced in the
@@ -228,14 +260,21 @@ impl LogStore {
     pub(crate) fn write_entries(&self, records: &[LogRecord]) -> Result<(), StorageError<NodeId>> {
         let result = {
             let mut inner = self.lock();
-            if self.deferred(&inner, records) {
+            let before = inner.state.entry_bytes;
+            let written = if self.deferred(&inner, records) {
                 // openraft counts this node's log as holding them once told: every use of
                 // the commit waits for `flushed` instead (crate::log_flush).
                 self.append_deferred(&mut inner, records)
             } else {
                 // Synced before openraft hears of it: it may count this node's vote for them.
                 self.write_locked(&mut inner, records, ErrorSubject::Logs, true)
+            };
+            // Once, as the entries cross the mark: the purge after the snapshot asks again
+            // if it leaves them above.
+            if before < self.snapshot_bytes && inner.state.entry_bytes >= self.snapshot_bytes {
+                self.snapshot_wanted.notify_one();
             }
+            written
         };
         // Before openraft hears of the write, so before the entry can be committed.
         if result.is_ok() {
@@ -382,6 +421,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock();
+        let before = inner.state.entry_bytes;
         self.write_locked(
             &mut inner,
             &[LogRecord::Purge(log_id)],
@@ -396,6 +436,78 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|error| log_file_error(ErrorSubject::Logs, error))?;
             self.flushed.synced(last_log_id(state));
         }
+        // Still above the mark (entries were applied since the snapshot): another. Not when
+        // this purge freed nothing, so that a replica that stopped applying is not snapshotted
+        // over and over.
+        let after = inner.state.entry_bytes;
+        if after < before && after >= self.snapshot_bytes {
+            self.snapshot_wanted.notify_one();
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::log_file_tests::{append_entry, log_id};
+
+    /// Whether the log wants a snapshot now (a permit is waiting), taking the permit.
+    async fn wanted(log: &LogStore) -> bool {
+        let wanted = log.snapshot_wanted();
+        tokio::time::timeout(Duration::from_millis(20), wanted.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Entry `index`: 4 events of 10 bytes.
+    fn forty_bytes(index: u64) -> LogRecord {
+        LogRecord::Entry(append_entry(index, 4, 10))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_wanted_as_the_entries_cross_the_mark_and_after_purges_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path(), false)
+            .unwrap()
+            .with_snapshot_bytes(100);
+        log.write_entries(&[forty_bytes(1), forty_bytes(2)])
+            .unwrap();
+        assert_eq!(log.entry_bytes(), 80);
+        assert!(!wanted(&log).await, "under the mark");
+        log.write_entries(&[forty_bytes(3)]).unwrap();
+        assert!(wanted(&log).await, "crossed the mark");
+        log.write_entries(&[forty_bytes(4)]).unwrap();
+        assert!(
+            !wanted(&log).await,
+            "once per crossing, not per write above it"
+        );
+
+        log.purge(log_id(1)).await.unwrap();
+        assert_eq!(log.entry_bytes(), 120);
+        assert!(
+            wanted(&log).await,
+            "a purge that leaves the entries above the mark"
+        );
+        log.purge(log_id(1)).await.unwrap();
+        assert!(!wanted(&log).await, "a purge that freed nothing");
+        log.purge(log_id(3)).await.unwrap();
+        assert_eq!(log.entry_bytes(), 40);
+        assert!(!wanted(&log).await, "under the mark again");
+        log.write_entries(&[forty_bytes(5), forty_bytes(6)])
+            .unwrap();
+        assert!(wanted(&log).await, "crossed it again");
+    }
+
+    #[tokio::test]
+    async fn by_default_no_snapshot_is_ever_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path(), false).unwrap();
+        let big = LogRecord::Entry(append_entry(1, 1_000, 1_000));
+        log.write_entries(&[big]).unwrap();
+        assert_eq!(log.entry_bytes(), 1_000_000);
+        assert!(!wanted(&log).await);
     }
 }

@@ -42,7 +42,16 @@ pub struct NodeConfig {
     /// How long a write waits for its entry to be committed and applied before it answers
     /// that its outcome is unknown ([`WriteError::Raft`]). Default = [`PROPOSAL_TIMEOUT`].
     pub proposal_timeout: Duration,
+    /// A snapshot is also built (and the log purged behind it) once the log's entries hold
+    /// this many bytes of events, whatever openraft's count of entries says. Default =
+    /// [`SNAPSHOT_BYTES`].
+    pub snapshot_bytes: u64,
 }
+
+/// The default [`NodeConfig::snapshot_bytes`]: 256 MiB. The log's entries stay in memory
+/// until purged, and openraft's policy counts entries: 10,000 entries of 1,000-event batches
+/// held ~2.6 GB per node. A replica that falls further behind than this gets a snapshot.
+pub const SNAPSHOT_BYTES: u64 = 256 << 20;
 
 /// The default [`NodeConfig::proposal_timeout`]: far above a commit on a loaded machine (one
 /// sync on a majority), below the server's request timeout, so a client hears 503
@@ -61,6 +70,7 @@ impl NodeConfig {
             raft: Self::raft_defaults(),
             fs: NodeFs::os(),
             proposal_timeout: PROPOSAL_TIMEOUT,
+            snapshot_bytes: SNAPSHOT_BYTES,
         }
     }
 
@@ -106,6 +116,14 @@ pub struct Node {
     proposer: Proposer,
     /// [`NodeConfig::proposal_timeout`].
     proposal_timeout: Duration,
+    /// Asks openraft for a snapshot whenever the log wants one ([`LogStore::snapshot_wanted`]).
+    snapshot_trigger: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.snapshot_trigger.abort();
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -128,8 +146,9 @@ impl Node {
             .clone()
             .validate()
             .map_err(|error| StartError::Raft(error.to_string()))?;
-        let log =
-            LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?.of_node(config.id);
+        let log = LogStore::open_with(config.fs.clone(), &config.dir, config.sync)?
+            .of_node(config.id)
+            .with_snapshot_bytes(config.snapshot_bytes);
         let state_machine =
             StateMachine::open_with(config.fs, &config.dir, config.store.clone(), config.sync)?;
         state_machine.apply_once_durable(log.flushed().clone());
@@ -150,6 +169,19 @@ impl Node {
             log.commits().clone(),
             config.proposal_timeout,
         );
+        let snapshot_trigger = {
+            let (wanted, raft) = (log.snapshot_wanted(), raft.clone());
+            tokio::spawn(async move {
+                loop {
+                    wanted.notified().await;
+                    // Ignored by openraft while a snapshot is being built; an error means
+                    // the Raft stopped.
+                    if raft.trigger().snapshot().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
         Ok(Arc::new(Self {
             id: config.id,
             raft,
@@ -157,6 +189,7 @@ impl Node {
             state_machine,
             proposer,
             proposal_timeout: config.proposal_timeout,
+            snapshot_trigger,
         }))
     }
 
@@ -199,6 +232,7 @@ impl Node {
     /// Stops the node's Raft and closes its state machine: once this returns, nothing more
     /// is written to the node's directory.
     pub async fn shutdown(&self) {
+        self.snapshot_trigger.abort();
         // A join error means the Raft task already ended: stopped either way.
         let _ = self.raft.shutdown().await;
         self.state_machine.close();

@@ -328,6 +328,8 @@ impl StateMachine {
         self.build_locked(&mut state)
     }
 
+    /// Builds a snapshot of the state now and keeps it; returned as kept: the segments named
+    /// by path and length, not read.
     fn build_locked(&self, state: &mut State) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         // openraft purges the log up to the snapshot once it is built: everything it covers
         // must be durable in the store and the applied state first.
@@ -356,7 +358,10 @@ impl StateMachine {
         let shared = &self.shared;
         let name = state.generation.snapshot_name();
         write_json(&shared.fs, &shared.dir, &name, &stored, shared.sync)?;
-        let image = stored.image.load(&shared.fs, &store_dir)?;
+        // Not loaded: openraft keeps only a built snapshot's meta, and asks for the current
+        // one (`current`, loaded) when it sends one. Loading read the whole store into memory
+        // at every build.
+        let image = stored.image.clone();
         let meta = stored.meta.clone();
         state.snapshot = Some(stored);
         Ok(Snapshot {
@@ -380,7 +385,14 @@ impl StateMachine {
                 meta: stored.meta.clone(),
                 snapshot: Box::new(image),
             })),
-            Err(_) => self.build_locked(&mut state).map(Some),
+            Err(_) => {
+                let built = self.build_locked(&mut state)?;
+                let image = built.snapshot.load(&self.shared.fs, &store_dir)?;
+                Ok(Some(Snapshot {
+                    meta: built.meta,
+                    snapshot: Box::new(image),
+                }))
+            }
         }
     }
 
