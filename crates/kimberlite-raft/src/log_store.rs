@@ -123,10 +123,14 @@ impl LogStore {
     }
 
     /// This log, wanting a snapshot whenever its live entries come to hold `bytes` bytes of
-    /// events or more ([`LogStore::snapshot_wanted`]); by default never.
+    /// events or more ([`LogStore::snapshot_wanted`]), and at once if they already do (a log
+    /// reopened after a crash before its purge); by default never.
     #[must_use]
     pub fn with_snapshot_bytes(mut self, bytes: u64) -> Self {
         self.snapshot_bytes = bytes;
+        if self.entry_bytes() >= bytes {
+            self.snapshot_wanted.notify_one();
+        }
         self
     }
 
@@ -499,6 +503,19 @@ mod tests {
         log.write_entries(&[forty_bytes(5), forty_bytes(6)])
             .unwrap();
         assert!(wanted(&log).await, "crossed it again");
+    }
+
+    #[tokio::test]
+    async fn a_log_reopened_above_the_mark_wants_a_snapshot_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path(), false).unwrap();
+        log.write_entries(&[forty_bytes(1), forty_bytes(2), forty_bytes(3)])
+            .unwrap();
+        drop(log);
+        let reopened = LogStore::open(dir.path(), false).unwrap();
+        assert_eq!(reopened.entry_bytes(), 120);
+        assert!(wanted(&reopened.clone().with_snapshot_bytes(100)).await);
+        assert!(!wanted(&reopened.with_snapshot_bytes(200)).await);
     }
 
     #[tokio::test]
