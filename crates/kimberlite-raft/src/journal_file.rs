@@ -336,13 +336,24 @@ impl<F: FileSystem, S: Journal> JournalFile<F, S> {
         file.sync_data().map_err(io_error)?;
         self.fs.rename(&temporary, &self.path()).map_err(io_error)?;
         self.fs.sync_dir(&self.dir).map_err(io_error)?;
-        self.file = self.fs.open(&self.path()).map_err(io_error)?;
+        let reopened = self.fs.open(&self.path()).map_err(io_error)?;
+        close_elsewhere(std::mem::replace(&mut self.file, reopened));
         self.failed = false;
         self.len = buffer.len() as u64;
         self.base_len = self.len;
         self.record_count = records.len() as u64;
         Ok(())
     }
+}
+
+/// Closes `file`, the handle on the replaced file, on a thread of its own: the old file's last
+/// handle, so the close frees all of it, which for a Raft log of hundreds of MiB takes as long
+/// as many appends, and would hold up the caller (the log's purge, which openraft waits for).
+fn close_elsewhere<H: Send + 'static>(file: H) {
+    // If no thread starts, the closure, and the handle it holds, is dropped here.
+    let _ = std::thread::Builder::new()
+        .name("kimberlite-close".into())
+        .spawn(move || drop(file));
 }
 
 #[cfg(test)]
