@@ -1,23 +1,22 @@
 //! [`LogStore`]: openraft's log storage over [`crate::log_file`]. Entries stay in memory too:
-//! the log is purged after each snapshot, and a snapshot is wanted ([`LogStore::snapshot_wanted`])
-//! once its entries hold [`LogStore::with_snapshot_bytes`] bytes of events, so that neither
-//! memory nor the file holds more than about that much, whatever openraft's count of entries. Every change is written and
-//! synced to the file before openraft is told it is done, except the leader's own normal
-//! entries, synced beside replication by [`crate::log_flush`] (docs/REPLICATION.md, section
-//! "The Raft log").
+//! the log is purged after each snapshot, and a snapshot is wanted
+//! ([`LogStore::snapshot_wanted`]) once its entries hold [`LogStore::with_snapshot_bytes`]
+//! bytes of events, so that neither memory nor the file holds much more, whatever openraft's
+//! count of entries. Every change is written and synced to the file before openraft is told it
+//! is done, except the leader's own normal entries, synced beside replication by
+//! [`crate::log_flush`] (docs/REPLICATION.md, section "The Raft log").
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
-
 use openraft::storage::{LogFlushed, LogState as RaftLogState, RaftLogStorage};
 use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
     Vote,
 };
+use tokio::sync::Notify;
 
 use crate::commit_watch::CommitWatch;
 use crate::journal_file::Journal;
