@@ -380,20 +380,18 @@ impl StateMachine {
             return Ok(None);
         };
         let store_dir = state.generation.store_dir(&self.shared.dir);
-        match stored.image.load(&self.shared.fs, &store_dir) {
-            Ok(image) => Ok(Some(Snapshot {
-                meta: stored.meta.clone(),
-                snapshot: Box::new(image),
-            })),
+        let (meta, image) = match stored.image.load(&self.shared.fs, &store_dir) {
+            Ok(image) => (stored.meta.clone(), image),
             Err(_) => {
                 let built = self.build_locked(&mut state)?;
                 let image = built.snapshot.load(&self.shared.fs, &store_dir)?;
-                Ok(Some(Snapshot {
-                    meta: built.meta,
-                    snapshot: Box::new(image),
-                }))
+                (built.meta, image)
             }
-        }
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(image),
+        }))
     }
 
     /// Installs `image` as a new generation (store, applied state, snapshot), verified first,
